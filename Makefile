@@ -1,0 +1,70 @@
+# Lucid — the two commands a fresh machine needs are `make run` and `make test`.
+# Both install what they need: Python dependencies into .venv, tools into
+# $(LUCID_CACHE) (outside the clone, shared by every clone on the machine).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export LUCID_CACHE ?= $(HOME)/.cache/lucid
+export PATH := $(LUCID_CACHE)/bin:$(CURDIR)/.venv/bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-12)
+TEST_ENV := var/test/servers.env
+PYTEST_ARGS ?=
+
+.PHONY: help run test check gen check-gen lint bench tools venv servers-up servers-down clean
+
+help:
+	@echo "make run    start the whole mesh on loopback (Ctrl-C stops it)"
+	@echo "make test   checks + the whole test suite against real local servers"
+	@echo "make gen    regenerate gen/ and docs/api.md from protos/"
+	@echo "make bench  benchmarks (bench/)"
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+tools:
+	scripts/install-tools.sh buf grpcurl ferretdb redis
+
+gen: venv tools
+	scripts/gen.sh gen
+
+check-gen: venv tools
+	scripts/gen.sh check
+
+lint: venv tools
+	$(VENV)/bin/ruff check lucid tests bench
+	$(VENV)/bin/ruff format --check lucid tests bench
+	$(VENV)/bin/mypy lucid
+	buf lint
+	$(VENV)/bin/lint-imports
+
+check: lint check-gen
+
+servers-up: venv tools
+	$(VENV)/bin/lucid dev up --profile test --env-file $(TEST_ENV)
+
+servers-down:
+	@test -x $(VENV)/bin/lucid && $(VENV)/bin/lucid dev down --profile test || true
+
+test: check servers-up
+	set -a && source $(TEST_ENV) && set +a && \
+	  $(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	  $(MAKE) --no-print-directory servers-down; exit $$status
+
+run: venv tools
+	$(VENV)/bin/lucid up
+
+bench: venv tools
+	scripts/install-tools.sh ghz
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,100 @@
+"""The cost of the call pipeline: a bare grpc.aio server next to the full chain
+(request id, logs, authentication with a cached JWKS and the Redis revocation
+check, authorization, validation, error mapping), same servicer, same mTLS."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from bench.common import BenchContext, Figure, rate
+from lucid.auth import app as auth_app
+from lucid.runtime import tls
+from lucid.runtime.server import ClusterApp, Runtime
+from lucid.runtime.tokens import CallbackKeySource
+from lucid.supervisor.localservers import free_port
+from tests.support import Mesh, bearer
+
+CONCURRENCY = 8
+SECONDS = 4.0
+
+
+class Constant(auth_pb2_grpc.AuthServiceServicer):
+    """Answers without touching a store, so only the transport and pipeline are measured."""
+
+    async def GetJwks(self, request, context):  # type: ignore[no-untyped-def]
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(kid="k")])
+
+    async def GetProfile(self, request, context):  # type: ignore[no-untyped-def]
+        return auth_pb2.GetProfileResponse(user=auth_pb2.User(user_id="u"))
+
+
+def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[int(len(latencies) * 0.99)]
+    return [
+        Figure(f"{label}: throughput", calls_per_s, "calls/s"),
+        Figure(f"{label}: p50", p50, "ms"),
+        Figure(f"{label}: p99", p99, "ms"),
+    ]
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    logging.getLogger("lucid.rpc").setLevel(logging.WARNING)
+    settings = ctx.settings
+    figures: list[Figure] = []
+
+    # 1. bare grpc.aio with mTLS
+    bare = grpc.aio.server()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(Constant(), bare)
+    port = bare.add_secure_port(
+        "127.0.0.1:0", tls.server_credentials(tls.CertPaths.of(settings.certs_dir, "auth"))
+    )
+    await bare.start()
+    credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
+    options = [("grpc.ssl_target_name_override", "auth.lucid.internal")]
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as ch:
+        stub = auth_pb2_grpc.AuthServiceStub(ch)
+        await stub.GetJwks(auth_pb2.GetJwksRequest())
+        r, lat = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()),
+            seconds=SECONDS,
+            concurrency=CONCURRENCY,
+        )
+        figures += _summary("bare grpc.aio (mTLS)", r, lat)
+    await bare.stop(None)
+
+    # 2. the same servicer behind the full pipeline
+    async def build(runtime: Runtime) -> ClusterApp:
+        keys = auth_app.key_store(runtime)
+        return ClusterApp(
+            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
+            collections=auth_app.COLLECTIONS,
+            key_source=CallbackKeySource(keys.jwks),
+            on_ready=[keys.current],
+        )
+
+    mesh = Mesh(settings.replace(ports={**settings.ports, "auth": free_port()}))
+    await mesh.start("auth", build)
+    token = await mesh.token()
+    async with mesh.channel("auth") as ch:
+        stub = auth_pb2_grpc.AuthServiceStub(ch)
+        await stub.GetProfile(auth_pb2.GetProfileRequest(), metadata=bearer(token))
+        r, lat = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()),
+            seconds=SECONDS,
+            concurrency=CONCURRENCY,
+        )
+        figures += _summary("pipeline, public rpc, no token", r, lat)
+        r2, lat2 = await rate(
+            lambda: stub.GetProfile(auth_pb2.GetProfileRequest(), metadata=bearer(token)),
+            seconds=SECONDS,
+            concurrency=CONCURRENCY,
+        )
+        figures += _summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
+    await mesh.stop_all()
+    base = figures[0].value
+    figures.append(Figure("pipeline with token / bare throughput", r2 / base, "ratio"))
+    return figures

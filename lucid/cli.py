@@ -1,0 +1,102 @@
+"""The ``lucid`` command: run clusters, the edge, the whole mesh, and operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+
+from lucid.runtime.config import CLUSTERS, Settings, load_settings
+from lucid.runtime.logs import configure_logging
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.runtime.server import serve
+
+    configure_logging(args.cluster, settings.log_level)
+    app = importlib.import_module(f"lucid.{args.cluster}.app")
+    asyncio.run(serve(app.build, settings, args.cluster, port=args.port))
+
+
+def _edge(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.edge.server import run_edge
+
+    configure_logging("edge", settings.log_level)
+    asyncio.run(run_edge(settings, port=args.port))
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.supervisor import up
+
+    configure_logging("supervisor", "WARNING")
+    asyncio.run(up(settings))
+
+
+def _certs(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.supervisor import ensure_certs
+
+    written = ensure_certs(settings)
+    print(
+        f"certificates in {settings.certs_dir}: issued {', '.join(written) or 'none (all valid)'}"
+    )
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.localservers import LocalStores
+
+    root = settings.var_dir / args.profile / "stores"
+    if args.action == "down":
+        LocalStores.at(root, mongo_port=1, redis_port=1).stop()
+        print(f"local servers of {args.profile} stopped")
+        return
+    stores = LocalStores.at(root, mongo_port=args.mongo_port, redis_port=args.redis_port)
+    stores.start(detached=True)
+    lines = [f"{k}={v}" for k, v in stores.env().items()]
+    if args.env_file:
+        path = Path(args.env_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    top = argparse.ArgumentParser(prog="lucid", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one cluster's gRPC server")
+    serve.add_argument("cluster", choices=CLUSTERS)
+    serve.add_argument("--port", type=int, default=None, help="override the port map")
+    serve.set_defaults(run=_serve)
+
+    edge = sub.add_parser("edge", help="run the REST edge")
+    edge.add_argument("--port", type=int, default=None)
+    edge.set_defaults(run=_edge)
+
+    up = sub.add_parser("up", help="run the whole mesh on loopback until Ctrl-C")
+    up.set_defaults(run=_up)
+
+    certs = sub.add_parser("certs", help="development certificates")
+    certs.add_argument("action", choices=["init"])
+    certs.set_defaults(run=_certs)
+
+    dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
+    dev.add_argument("action", choices=["up", "down"])
+    dev.add_argument("--profile", default="test", help="data under var/<profile>/")
+    dev.add_argument("--env-file", default=None, help="write the connection settings here")
+    dev.add_argument("--mongo-port", type=int, default=0, help="0 picks a free port")
+    dev.add_argument("--redis-port", type=int, default=0, help="0 picks a free port")
+    dev.set_defaults(run=_dev)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lucid`` console script."""
+    args = parser().parse_args(argv)
+    settings = load_settings()
+    try:
+        args.run(settings, args)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,220 @@
+"""JSON ↔ protobuf for the edge, and the JSON error envelope.
+
+A request message is assembled as ``google.api.http`` prescribes: the body (all of
+it for ``body: "*"``, or one field), then path variables, then — for anything not
+bound by the body — query parameters, each by its (possibly nested) field path.
+Responses keep proto field names (``preserve_proto_field_names``). Errors become
+``{"error": {"code": "LUCID_ERR_…", …}}`` with the HTTP status of their gRPC
+status (spec 01 §9).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor, json_format, message
+
+from lucid.runtime.errors import ErrorCode, ErrorDetails, FieldViolation, LucidError, reason_of
+
+MAX_JSON_DEPTH = 10
+
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+"""gRPC status → HTTP status, as Envoy's transcoder and Google's APIs map them."""
+
+SPECIAL_HTTP = {
+    reason_of(ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE): 413,
+    reason_of(ErrorCode.ERROR_CODE_UNSUPPORTED_MEDIA_TYPE): 415,
+}
+
+
+def json_depth(value: Any) -> int:
+    """The nesting depth of a parsed JSON value (a scalar is 0)."""
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            depth = max(depth, level + 1)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            depth = max(depth, level + 1)
+            stack.extend((v, level + 1) for v in item)
+    return depth
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Parses a JSON body, refusing malformed or too deeply nested ones."""
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, f"body is not JSON: {exc}") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise LucidError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+            field_violations=[FieldViolation("body", f"depth over {MAX_JSON_DEPTH}")],
+        )
+    return value
+
+
+def _scalar(field: descriptor.FieldDescriptor, text: str) -> Any:
+    kind = field.type
+    try:
+        if kind == descriptor.FieldDescriptor.TYPE_BOOL:
+            lowered = text.lower()
+            if lowered not in {"true", "false", "1", "0"}:
+                raise ValueError(text)
+            return lowered in {"true", "1"}
+        if kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
+            return float(text)
+        if kind in (
+            descriptor.FieldDescriptor.TYPE_INT32,
+            descriptor.FieldDescriptor.TYPE_SINT32,
+            descriptor.FieldDescriptor.TYPE_SFIXED32,
+            descriptor.FieldDescriptor.TYPE_UINT32,
+            descriptor.FieldDescriptor.TYPE_FIXED32,
+        ):
+            return int(text)
+    except ValueError:
+        raise LucidError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"invalid {field.name}: {text!r}",
+            field_violations=[FieldViolation(field.name, f"not a valid {field.name}")],
+        ) from None
+    return text  # strings, 64-bit integers, enums by name, bytes as base64
+
+
+def _assign(target: dict[str, Any], msg_desc: Any, path: str, values: Sequence[str]) -> None:
+    parts = path.split(".")
+    desc = msg_desc
+    node = target
+    for i, part in enumerate(parts):
+        field = desc.fields_by_name.get(part)
+        if field is None:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"unknown parameter {path!r}",
+                field_violations=[FieldViolation(path, "no such field")],
+            )
+        if i == len(parts) - 1:
+            if field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                    f"parameter {path!r} names a message, not a value",
+                    field_violations=[FieldViolation(path, "not a scalar field")],
+                )
+            converted = [_scalar(field, v) for v in values]
+            node[part] = converted if field.is_repeated else converted[-1]
+            return
+        if field.type != descriptor.FieldDescriptor.TYPE_MESSAGE or field.is_repeated:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"parameter {path!r} does not name a field",
+                field_violations=[FieldViolation(path, "no such field")],
+            )
+        node = node.setdefault(part, {})
+        desc = field.message_type
+
+
+def build_request(
+    cls: type[message.Message],
+    *,
+    body_rule: str,
+    body: Any,
+    path_values: Mapping[str, str],
+    query: Mapping[str, Sequence[str]],
+) -> message.Message:
+    """The request message of one REST call."""
+    desc = cls.DESCRIPTOR
+    data: dict[str, Any] = {}
+    if body_rule == "*":
+        if body is not None:
+            if not isinstance(body, dict):
+                raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, "body must be a JSON object")
+            data = body
+    elif body_rule and body is not None:
+        data[body_rule] = body
+    for path, value in path_values.items():
+        _assign(data, desc, path, [value])
+    if body_rule != "*":
+        for key, values in query.items():
+            if key in path_values or (body_rule and key.split(".")[0] == body_rule):
+                continue
+            _assign(data, desc, key, values)
+    request = cls()
+    try:
+        json_format.ParseDict(data, request, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        raise LucidError(
+            ErrorCode.ERROR_CODE_MALFORMED_BODY, f"body does not fit {desc.name}: {exc}"
+        ) from None
+    return request
+
+
+def to_json(msg: message.Message) -> dict[str, Any]:
+    """A response as JSON with proto field names and every scalar present."""
+    result: dict[str, Any] = json_format.MessageToDict(
+        msg,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return result
+
+
+def envelope(details: ErrorDetails, *, request_id: str, service: str) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON error envelope of a failed call."""
+    reason = details.reason or reason_of(ErrorCode.ERROR_CODE_UNKNOWN)
+    status = SPECIAL_HTTP.get(reason, HTTP_STATUS.get(details.status, 500))
+    extra: dict[str, Any] = {}
+    if details.domain:
+        extra["domain"] = details.domain
+    if details.field_violations:
+        extra["field_violations"] = [
+            {"field": v.field, "description": v.description} for v in details.field_violations
+        ]
+    if details.retry_after_s is not None:
+        extra["retry_after_seconds"] = details.retry_after_s
+    metadata = {k: v for k, v in details.metadata.items() if k not in {"request_id", "service"}}
+    if metadata:
+        extra["metadata"] = metadata
+    return status, {
+        "error": {
+            "code": reason,
+            "message": details.message,
+            "details": extra,
+            "request_id": details.request_id or request_id,
+            "timestamp": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "service": details.metadata.get("service", service),
+            "version": "v1",
+        }
+    }
+
+
+def local_error(error: LucidError) -> ErrorDetails:
+    """An error the edge raises itself, as if a server had sent it."""
+    status = error.to_status(domain="lucid.edge", request_id="", service="edge")
+    return ErrorDetails.from_status(status)

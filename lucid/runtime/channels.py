@@ -1,0 +1,165 @@
+"""Client channels to other clusters: mTLS, deadlines, retries, request-id propagation.
+
+``Channels`` resolves a cluster through the registry and keeps one channel per
+cluster. Every channel presents this process's certificate, checks that the
+server is the cluster it meant to reach (its ``<cluster>.lucid.internal`` name),
+sets a default deadline, forwards the current ``x-request-id``, and retries
+UNAVAILABLE with exponential backoff — only for rpcs the contract marks
+idempotent (``idempotency_level``), so a write is never sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from lucid.runtime import tls
+from lucid.runtime.config import Settings
+from lucid.runtime.context import current_request_id
+from lucid.runtime.contracts import Catalog
+from lucid.runtime.registry import Registry
+
+StubT = TypeVar("StubT")
+
+REQUEST_ID_HEADER = "x-request-id"
+RETRY_ATTEMPTS = 3
+RETRY_INITIAL_BACKOFF_S = 1.0
+RETRY_MAX_BACKOFF_S = 10.0
+RETRY_MULTIPLIER = 2.0
+SLOW_CLUSTERS = {"blockchain": 60.0}
+"""Default deadlines longer than ``call_timeout_s`` (spec 01 §4: chain 60 s)."""
+
+
+class UnavailableClusterError(LookupError):
+    """The registry knows no endpoint for the cluster."""
+
+
+def service_config(catalog: Catalog, cluster: str, timeout_s: float) -> str:
+    """The gRPC service config of a channel to ``cluster``: retries for idempotent rpcs."""
+    idempotent = [
+        {"service": m.service, "method": m.name}
+        for m in catalog.methods.values()
+        if m.cluster == cluster and m.idempotent and not m.client_streaming
+    ]
+    configs: list[dict[str, Any]] = [{"name": [{}], "timeout": f"{timeout_s:.3f}s"}]
+    if idempotent:
+        configs.append(
+            {
+                "name": idempotent,
+                "timeout": f"{timeout_s:.3f}s",
+                "retryPolicy": {
+                    "maxAttempts": RETRY_ATTEMPTS,
+                    "initialBackoff": f"{RETRY_INITIAL_BACKOFF_S}s",
+                    "maxBackoff": f"{RETRY_MAX_BACKOFF_S}s",
+                    "backoffMultiplier": RETRY_MULTIPLIER,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        )
+    return json.dumps({"methodConfig": configs})
+
+
+def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    request_id = current_request_id()
+    metadata = list(details.metadata or ())
+    if request_id and not any(k == REQUEST_ID_HEADER for k, _ in metadata):
+        metadata.append((REQUEST_ID_HEADER, request_id))
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _RequestIdUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(_with_request_id(details), request)
+
+
+class _RequestIdUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(_with_request_id(details), request)
+
+
+class _RequestIdStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(_with_request_id(details), requests)
+
+
+class _RequestIdStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(_with_request_id(details), requests)
+
+
+def channel_options(settings: Settings, cluster: str, config: str) -> list[tuple[str, Any]]:
+    """Options of every Lucid channel to ``cluster``."""
+    return [
+        ("grpc.ssl_target_name_override", tls.dns_name(cluster)),
+        ("grpc.service_config", config),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_send_message_length", settings.max_request_bytes + 1024 * 1024),
+        ("grpc.max_receive_message_length", settings.max_request_bytes + 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+    ]
+
+
+class Channels:
+    """One mTLS channel per cluster, for the identity this process runs as."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        identity: str,
+        registry: Registry,
+        catalog: Catalog,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.catalog = catalog
+        self.credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, identity))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def channel(self, cluster: str) -> grpc.aio.Channel:
+        """The channel to ``cluster`` (created on first use)."""
+        channel = self._channels.get(cluster)
+        if channel is None:
+            endpoints = await self.registry.resolve(cluster)
+            if not endpoints:
+                raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
+            timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
+            channel = grpc.aio.secure_channel(
+                endpoints[0].target,
+                self.credentials,
+                options=channel_options(
+                    self.settings, cluster, service_config(self.catalog, cluster, timeout)
+                ),
+                interceptors=[
+                    _RequestIdUnary(),
+                    _RequestIdUnaryStream(),
+                    _RequestIdStreamUnary(),
+                    _RequestIdStreamStream(),
+                ],
+            )
+            self._channels[cluster] = channel
+        return channel
+
+    async def stub(self, cluster: str, stub_class: Callable[[grpc.aio.Channel], StubT]) -> StubT:
+        """A generated stub bound to ``cluster``'s channel."""
+        return stub_class(await self.channel(cluster))
+
+    async def close(self) -> None:
+        """Closes every channel."""
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,168 @@
+"""Typed configuration: defaults ← one TOML file ← ``LUCID_*`` environment variables.
+
+The defaults are the one-machine setup of DECISIONS.md (the port map, loopback,
+one database named ``lucid``). A file (``$LUCID_CONFIG`` or ``./lucid.toml``) and
+then the environment override them; the environment wins. Each field's
+environment variable is ``LUCID_`` + its upper-case name; ports are
+``LUCID_PORT_<CLUSTER>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLUSTERS: tuple[str, ...] = (
+    "gateway",
+    "blockchain",
+    "sessions",
+    "rdp",
+    "nodes",
+    "admin",
+    "payments",
+    "storage",
+    "auth",
+    "mesh",
+)
+"""The ten clusters, in the order of their numbers (01 … 10)."""
+
+DEFAULT_PORTS: Mapping[str, int] = {name: 50051 + i for i, name in enumerate(CLUSTERS)}
+"""gRPC ports of DECISIONS.md: 50051 gateway … 50060 mesh."""
+
+FIRST_EXTRA_VALIDATOR_PORT = 50061
+"""Blockchain validators beyond the first listen on 50061, 50062, …"""
+
+
+class ConfigError(ValueError):
+    """A configuration value cannot be read as its declared type."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Lucid process reads from its environment."""
+
+    host: str = "127.0.0.1"
+    """Address every server binds and every client dials (loopback on one machine)."""
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    """gRPC port of each cluster."""
+    edge_port: int = 8080
+    """HTTP port of the edge (REST, grpc-web)."""
+    validators: int = 1
+    """Number of blockchain validator processes ``lucid up`` runs."""
+    var_dir: Path = Path("var")
+    """Where local state lives: certificates, server data, blobs, logs."""
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    """MongoDB (FerretDB on one machine)."""
+    mongodb_db: str = "lucid"
+    """The one database of the mesh."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis."""
+    registry: str = "static"
+    """Service registry backend: ``static`` (the port map) or ``consul``."""
+    consul_addr: str = "127.0.0.1:8500"
+    """Consul agent HTTP address when ``registry = "consul"``."""
+    key_passphrase: str = ""
+    """Passphrase sealing private keys at rest; read from var/secrets when empty."""
+    call_timeout_s: float = 30.0
+    """Default deadline of an outgoing call."""
+    health_interval_s: float = 2.0
+    """How often a server probes its dependencies."""
+    dependency_timeout_s: float = 1.0
+    """How long a dependency probe may take before it counts as down."""
+    jwks_refresh_s: float = 300.0
+    """How long verification keys are cached before they are fetched again."""
+    log_level: str = "INFO"
+    """Log level of every process."""
+    max_request_bytes: int = 100 * 1024 * 1024
+    """Largest request the edge and the servers accept (100 MB)."""
+
+    @property
+    def certs_dir(self) -> Path:
+        """Certificates and keys of the development CA."""
+        return self.var_dir / "certs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Local secrets (the sealing passphrase on one machine)."""
+        return self.var_dir / "secrets"
+
+    def port(self, cluster: str) -> int:
+        """The gRPC port of ``cluster``."""
+        try:
+            return self.ports[cluster]
+        except KeyError:
+            raise ConfigError(f"no port configured for cluster {cluster!r}") from None
+
+    def sealing_passphrase(self) -> str:
+        """The key-sealing passphrase: configured, or the one-machine file (made on first use)."""
+        if self.key_passphrase:
+            return self.key_passphrase
+        path = self.secrets_dir / "key-passphrase"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes", "on"}
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind}") from None
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Reads the settings of this process."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    ports = dict(DEFAULT_PORTS)
+
+    path = config_file or Path(env.get("LUCID_CONFIG", "lucid.toml"))
+    if path.is_file():
+        data = tomllib.loads(path.read_text())
+        ports.update({str(k): int(v) for k, v in data.pop("ports", {}).items()})
+        values.update(data)
+
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "ports"}
+    for name in fields:
+        key = f"LUCID_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    for cluster in CLUSTERS:
+        key = f"LUCID_PORT_{cluster.upper()}"
+        if key in env:
+            ports[cluster] = int(_coerce(key, int, env[key]))
+
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown settings in {path}: {sorted(unknown)}")
+    typed = {name: _coerce(name, fields[name].type, raw) for name, raw in values.items()}
+    return Settings(ports=ports, **typed)

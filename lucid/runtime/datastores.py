@@ -1,0 +1,111 @@
+"""MongoDB and Redis clients of a process, and the dependency probes on them.
+
+Clients are created without blocking; a server starts even when a store is down
+and reports NOT_SERVING until its probes pass (``health``). Each cluster owns its
+collections and its Redis prefix ``lucid:<cluster>:``; ``prefix`` helps build keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lucid.runtime.config import Settings
+
+
+class Dependency(Protocol):
+    """Something a server needs in order to serve."""
+
+    name: str
+
+    async def check(self) -> None:
+        """Returns when the dependency answers; raises otherwise."""
+        ...
+
+
+@dataclass
+class MongoDependency:
+    """MongoDB answers ``ping``."""
+
+    client: AsyncMongoClient[Any]
+    name: str = "mongodb"
+
+    async def check(self) -> None:
+        await self.client.admin.command("ping")
+
+
+@dataclass
+class RedisDependency:
+    """Redis answers ``PING``."""
+
+    client: aioredis.Redis
+    name: str = "redis"
+
+    async def check(self) -> None:
+        await self.client.ping()
+
+
+class Datastores:
+    """The stores a cluster uses; ``None`` for those it does not need."""
+
+    def __init__(self, settings: Settings, *, mongo: bool, redis: bool) -> None:
+        self.settings = settings
+        self.mongo_client: AsyncMongoClient[dict[str, Any]] | None = None
+        self.redis: aioredis.Redis | None = None
+        timeout_ms = int(settings.dependency_timeout_s * 1000)
+        if mongo:
+            self.mongo_client = AsyncMongoClient(
+                settings.mongodb_uri,
+                serverSelectionTimeoutMS=max(timeout_ms, 500),
+                connectTimeoutMS=max(timeout_ms, 500),
+                tz_aware=True,
+                uuidRepresentation="standard",
+            )
+        if redis:
+            self.redis = aioredis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.dependency_timeout_s * 2,
+                socket_connect_timeout=settings.dependency_timeout_s,
+                health_check_interval=30,
+            )
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        """The mesh's database."""
+        if self.mongo_client is None:
+            raise RuntimeError("this cluster does not use MongoDB")
+        return self.mongo_client[self.settings.mongodb_db]
+
+    @property
+    def cache(self) -> aioredis.Redis:
+        """The Redis client."""
+        if self.redis is None:
+            raise RuntimeError("this cluster does not use Redis")
+        return self.redis
+
+    def dependencies(self) -> list[Dependency]:
+        """Probes for every store in use."""
+        deps: list[Dependency] = []
+        if self.mongo_client is not None:
+            deps.append(MongoDependency(self.mongo_client))
+        if self.redis is not None:
+            deps.append(RedisDependency(self.redis))
+        return deps
+
+    async def close(self) -> None:
+        """Closes every client."""
+        if self.mongo_client is not None:
+            await self.mongo_client.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await asyncio.sleep(0)
+
+
+def prefix(cluster: str) -> str:
+    """The Redis key prefix a cluster owns: ``lucid:<cluster>:``."""
+    return f"lucid:{cluster}:"

@@ -1,0 +1,334 @@
+"""The call pipeline every Lucid rpc passes through, in the order of ARCHITECTURE.md:
+
+    request id → log → authentication → authorization → validation → servicer
+                                                  └── error mapping on the way out
+
+grpc.aio interceptors cannot see a call's outcome without wrapping its handler,
+so one ``ServerInterceptor`` wraps each Lucid handler (cached per method) and runs
+these stages around it. Health and reflection are not Lucid rpcs and pass
+straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import protovalidate
+from grpc.aio import AbortError
+
+from lucid.runtime import tls
+from lucid.runtime.authz import authorize
+from lucid.runtime.context import Principal, principal_var, request_id_var
+from lucid.runtime.contracts import Catalog, MethodInfo
+from lucid.runtime.errors import (
+    STATUS_DETAILS_KEY,
+    ErrorCode,
+    FieldViolation,
+    LucidError,
+)
+from lucid.runtime.metrics import Metrics
+from lucid.runtime.tokens import TokenVerifier
+
+log = logging.getLogger("lucid.rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _field_path(violation: Any) -> str:
+    parts = []
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():  # None: a message-level rule
+        part = element.field_name
+        subscript = element.subscript  # index or map key of repeated/map fields
+        if subscript is not None:
+            part += (
+                f"[{subscript.value!r}]"
+                if isinstance(subscript.value, str)
+                else f"[{subscript.value}]"
+            )
+        parts.append(part)
+    return ".".join(parts)
+
+
+def validate(message: Any) -> None:
+    """Raises ``LucidError`` (1001, with field violations) unless the message keeps its rules."""
+    try:
+        violations = protovalidate.collect_violations(message)
+    except protovalidate.CompilationError as exc:  # a broken rule in a proto: our bug
+        raise RuntimeError(f"validation rules of {message.DESCRIPTOR.full_name}: {exc}") from exc
+    if violations:
+        found = [FieldViolation(_field_path(v), v.proto.message) for v in violations]
+        first = found[0]
+        raise LucidError(
+            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+            f"invalid {first.field or 'request'}: {first.description}",
+            field_violations=found,
+        )
+
+
+@dataclass
+class Call:
+    """One call as the pipeline tracks it."""
+
+    info: MethodInfo
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    status: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str = ""
+
+
+class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Runs the stages around every Lucid handler of one server."""
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        catalog: Catalog,
+        verifier: TokenVerifier,
+        metrics: Metrics,
+        unimplemented: Iterable[str] = (),
+        policy: Callable[[Principal, MethodInfo], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.domain = f"lucid.{cluster}"
+        self.catalog = catalog
+        self.verifier = verifier
+        self.metrics = metrics
+        self.unimplemented = frozenset(unimplemented)
+        self.policy = policy
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        info = self.catalog.methods.get(details.method)
+        if handler is None or info is None:
+            return handler
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is None:
+            wrapped = self._wrapped[details.method] = self._wrap(handler, info)
+        return wrapped
+
+    # -- stages -------------------------------------------------------------------
+
+    def _begin(self, info: MethodInfo, context: grpc.aio.ServicerContext) -> Call:
+        metadata = dict(context.invocation_metadata() or ())
+        given = metadata.get(REQUEST_ID_HEADER, "")
+        request_id = given if _REQUEST_ID_OK.match(given) else str(uuid.uuid4())
+        request_id_var.set(request_id)
+        principal_var.set(None)
+        self.metrics.active += 1
+        return Call(info=info, request_id=request_id)
+
+    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+        peer = tls.peer_identity(context.auth_context())
+        if peer is None:
+            raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
+        metadata = dict(context.invocation_metadata() or ())
+        header = str(metadata.get("authorization", ""))
+        user = None
+        token = ""
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise LucidError(ErrorCode.ERROR_CODE_UNAUTHENTICATED, "expected a Bearer token")
+            user = await self.verifier.verify(token.strip())
+        principal = Principal(peer=peer, user=user, token=token.strip())
+        call.principal = principal
+        principal_var.set(principal)
+        if self.policy is not None:
+            self.policy(principal, call.info)
+        authorize(call.info.access, principal, call.info.path)
+
+    def _built(self, call: Call) -> None:
+        """Refuses rpcs of the contract whose servicer method does not exist yet."""
+        if call.info.path in self.unimplemented:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_IMPLEMENTED,
+                f"{call.info.path} is part of the contract but not built yet",
+            )
+
+    async def _fail(
+        self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Maps an exception to the status sent; always raises."""
+        if isinstance(exc, asyncio.CancelledError):
+            call.status = grpc.StatusCode.CANCELLED
+            raise exc
+        if isinstance(exc, AbortError):
+            call.status = context.code() or grpc.StatusCode.UNKNOWN
+            raise exc
+        if isinstance(exc, grpc.aio.AioRpcError):
+            exc = await self._pass_through(call, exc, context)
+        error = exc if isinstance(exc, LucidError) else None
+        if error is None:
+            log.error(
+                "unexpected error",
+                exc_info=exc,
+                extra={"request_id": call.request_id, "method": call.info.path},
+            )
+            error = LucidError(
+                ErrorCode.ERROR_CODE_INTERNAL,
+                f"internal error; quote request id {call.request_id}",
+            )
+        call.status, call.reason = error.grpc_status, error.reason
+        status = error.to_status(
+            domain=self.domain, request_id=call.request_id, service=self.cluster
+        )
+        await context.abort(
+            error.grpc_status,
+            error.message,
+            trailing_metadata=(
+                (STATUS_DETAILS_KEY, status.SerializeToString()),
+                (REQUEST_ID_HEADER, call.request_id),
+            ),
+        )
+
+    async def _pass_through(
+        self, call: Call, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
+    ) -> LucidError:
+        """A downstream failure the servicer did not handle: forward its rich status as is,
+        or describe a bare one (a dead or slow upstream) with a Lucid code."""
+        call.status = exc.code()
+        details = [(k, v) for k, v in (exc.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
+        if not details:
+            code = {
+                grpc.StatusCode.UNAVAILABLE: ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
+            }.get(exc.code(), ErrorCode.ERROR_CODE_UNKNOWN)
+            return LucidError(code, f"upstream call failed: {exc.code().name}")
+        await context.abort(
+            exc.code(),
+            exc.details() or "",
+            trailing_metadata=(*details, (REQUEST_ID_HEADER, call.request_id)),
+        )
+        raise exc  # not reached: abort raises
+
+    def _end(self, call: Call) -> None:
+        self.metrics.active -= 1
+        duration_ms = (time.perf_counter() - call.started) * 1000
+        self.metrics.record(call.info.path, call.status.name, duration_ms)
+        log.info(
+            "rpc",
+            extra={
+                "method": call.info.path,
+                "request_id": call.request_id,
+                "principal": call.principal.display if call.principal else "",
+                "status": call.status.name,
+                "reason": call.reason,
+                "duration_ms": round(duration_ms, 3),
+            },
+        )
+
+    # -- handler shapes ---------------------------------------------------------------
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, info: MethodInfo) -> grpc.RpcMethodHandler:
+        args = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary_unary(handler.unary_unary, info), **args
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(handler.unary_stream, info), **args
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._stream_unary(handler.stream_unary, info), **args
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream_stream(handler.stream_stream, info), **args
+        )
+
+    def _trailers(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+        context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
+
+    async def _validated(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            validate(request)
+            yield request
+
+    def _unary_unary(self, inner: Any, info: MethodInfo) -> Any:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = self._begin(info, context)
+            try:
+                await self._admit(call, context)
+                validate(request)
+                self._built(call)
+                response = await inner(request, context)
+                self._trailers(call, context)
+                return response
+            except BaseException as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._end(call)
+
+        return behavior
+
+    def _unary_stream(self, inner: Any, info: MethodInfo) -> Any:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            call = self._begin(info, context)
+            try:
+                await self._admit(call, context)
+                validate(request)
+                self._built(call)
+                async for response in inner(request, context):
+                    yield response
+                self._trailers(call, context)
+            except BaseException as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._end(call)
+
+        return behavior
+
+    def _stream_unary(self, inner: Any, info: MethodInfo) -> Any:
+        async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            call = self._begin(info, context)
+            try:
+                await self._admit(call, context)
+                self._built(call)
+                response = await inner(self._validated(requests), context)
+                self._trailers(call, context)
+                return response
+            except BaseException as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._end(call)
+
+        return behavior
+
+    def _stream_stream(self, inner: Any, info: MethodInfo) -> Any:
+        async def behavior(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            call = self._begin(info, context)
+            try:
+                await self._admit(call, context)
+                self._built(call)
+                async for response in inner(self._validated(requests), context):
+                    yield response
+                self._trailers(call, context)
+            except BaseException as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._end(call)
+
+        return behavior

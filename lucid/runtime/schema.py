@@ -1,0 +1,132 @@
+"""Collections and indexes, declared by each cluster and created idempotently.
+
+A cluster lists its ``CollectionSpec``s in ``lucid/<cluster>/schema.py``; the server
+creates them at start (and again after MongoDB comes back). The storage cluster
+compares these declarations with what the database holds.
+
+FerretDB (the one-machine MongoDB) lacks two index options: TTL
+(``expireAfterSeconds``) and ``sparse`` (accepted, but neither stored nor
+reported). TTL indexes are therefore created as plain indexes there and a
+``TtlSweeper`` deletes expired documents; ``sparse`` is left out of comparisons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+log = logging.getLogger("lucid.schema")
+
+NOT_IMPLEMENTED = 238  # the server error code FerretDB uses for missing features
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index: keys in order, and its options."""
+
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    unique: bool = False
+    sparse: bool = False
+    ttl_seconds: int | None = None
+    """Expire documents this long after the date in the (single) key field."""
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A collection a cluster owns, with its indexes."""
+
+    name: str
+    indexes: tuple[IndexSpec, ...] = ()
+    owner: str = ""
+
+
+@dataclass
+class SchemaResult:
+    """What ``ensure_schema`` did."""
+
+    created_collections: list[str] = field(default_factory=list)
+    created_indexes: list[str] = field(default_factory=list)
+    emulated_ttl: list[tuple[str, IndexSpec]] = field(default_factory=list)
+
+
+async def is_ferretdb(db: AsyncDatabase[Any]) -> bool:
+    """Whether the server is FerretDB (it says so in ``buildInfo``)."""
+    info = await db.client.admin.command("buildInfo")
+    return "ferretdbVersion" in info or "ferretdb" in str(info.get("ferretdbFeatures", ""))
+
+
+async def ensure_schema(db: AsyncDatabase[Any], specs: Sequence[CollectionSpec]) -> SchemaResult:
+    """Creates whatever of ``specs`` is missing; running it twice changes nothing."""
+    result = SchemaResult()
+    existing = set(await db.list_collection_names())
+    for spec in specs:
+        if spec.name not in existing:
+            await db.create_collection(spec.name, check_exists=False)
+            result.created_collections.append(spec.name)
+        collection = db[spec.name]
+        present = {ix["name"]: ix async for ix in await collection.list_indexes()}
+        for index in spec.indexes:
+            options: dict[str, Any] = {"name": index.name, "unique": index.unique}
+            if index.sparse:
+                options["sparse"] = True
+            if index.ttl_seconds is not None:
+                options["expireAfterSeconds"] = index.ttl_seconds
+            if index.name in present:
+                if (
+                    index.ttl_seconds is not None
+                    and "expireAfterSeconds" not in present[index.name]
+                ):
+                    result.emulated_ttl.append((spec.name, index))
+                continue
+            try:
+                await collection.create_index(list(index.keys), **options)
+            except OperationFailure as exc:
+                if exc.code != NOT_IMPLEMENTED or index.ttl_seconds is None:
+                    raise
+                options.pop("expireAfterSeconds")
+                await collection.create_index(list(index.keys), **options)
+                result.emulated_ttl.append((spec.name, index))
+            result.created_indexes.append(f"{spec.name}.{index.name}")
+    return result
+
+
+class TtlSweeper:
+    """Deletes expired documents where the server has no TTL indexes."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Any],
+        targets: Sequence[tuple[str, IndexSpec]],
+        interval_s: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.targets = list(targets)
+        self.interval_s = interval_s
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        """Deletes what has expired; returns how many documents went."""
+        now = now or datetime.now(UTC)
+        removed = 0
+        for collection, index in self.targets:
+            field_name = index.keys[0][0]
+            cutoff = now - timedelta(seconds=index.ttl_seconds or 0)
+            outcome = await self.db[collection].delete_many({field_name: {"$lte": cutoff}})
+            removed += outcome.deleted_count
+        return removed
+
+    async def run(self) -> None:
+        """Sweeps forever."""
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:  # the store may be down; health reports that
+                log.debug("ttl sweep failed", exc_info=True)
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,257 @@
+"""``lucid up``: the whole mesh on one machine, as child processes.
+
+Starts the local servers (FerretDB, Redis), makes the development certificates,
+then runs every cluster (``lucid serve <cluster>``), the extra blockchain
+validators and the edge. A child that dies is started again (with backoff); on
+Ctrl-C or SIGTERM every child gets SIGTERM, then SIGKILL after a grace period,
+and the local servers stop last. The pids of the children are kept in
+``var/supervisor.json`` for operators and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lucid.lib.sealing import Sealer
+from lucid.runtime import tls
+from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.identity import EDGE, OPERATOR
+from lucid.supervisor.localservers import LocalStores
+
+log = logging.getLogger("lucid.supervisor")
+
+MAX_BACKOFF_S = 30.0
+STABLE_AFTER_S = 60.0
+STOP_GRACE_S = 10.0
+
+
+def certificate_names() -> list[str]:
+    """Every identity the one-machine mesh needs a certificate for."""
+    return [*CLUSTERS, EDGE, OPERATOR]
+
+
+def ensure_certs(settings: Settings) -> list[str]:
+    """``lucid certs init``: the dev CA and every missing or expiring certificate."""
+    sealer = Sealer(settings.sealing_passphrase())
+    return tls.init_certs(settings.certs_dir, sealer, certificate_names())
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff_s: float = 1.0
+    log_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's pid."""
+        return self.process.pid if self.process and self.process.returncode is None else None
+
+
+@dataclass
+class Supervisor:
+    """Runs and watches the children of ``lucid up``."""
+
+    settings: Settings
+    env: Mapping[str, str]
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+
+    @property
+    def state_file(self) -> Path:
+        """Where the children's pids are published."""
+        return self.settings.var_dir / "supervisor.json"
+
+    def _write_state(self) -> None:
+        state = {c.name: {"pid": c.pid, "restarts": c.restarts} for c in self.children}
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def _stop_requested(self) -> bool:
+        return self.stopping
+
+    async def _spawn(self, child: Child) -> asyncio.subprocess.Process:
+        logs = self.settings.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        child.log_path = logs / f"{child.name}.log"
+        with child.log_path.open("ab") as out:
+            child.process = await asyncio.create_subprocess_exec(
+                *child.argv,
+                stdout=out,
+                stderr=out,
+                stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+            )
+        child.started_at = time.monotonic()
+        self._write_state()
+        return child.process
+
+    async def _watch(self, child: Child) -> None:
+        while not self.stopping:
+            process = await self._spawn(child)
+            code = await process.wait()
+            if self._stop_requested():
+                return
+            ran_for = time.monotonic() - child.started_at
+            if ran_for > STABLE_AFTER_S:
+                child.backoff_s = 1.0
+            log.warning(
+                "child exited; restarting",
+                extra={"child": child.name, "code": code, "backoff_s": child.backoff_s},
+            )
+            print(f"  ! {child.name} exited ({code}); restarting in {child.backoff_s:.0f}s")
+            await asyncio.sleep(child.backoff_s)
+            child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
+            child.restarts += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Starts every child and keeps them running until ``stop`` is set."""
+        watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
+        await stop.wait()
+        self.stopping = True
+        await self.terminate()
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+    async def terminate(self) -> None:
+        """SIGTERM to every child, SIGKILL to those still alive after the grace period."""
+        alive = [c.process for c in self.children if c.process and c.process.returncode is None]
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in alive)), timeout=STOP_GRACE_S)
+        except TimeoutError:
+            for process in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+            await asyncio.gather(*(p.wait() for p in alive))
+        self._write_state()
+
+
+def cluster_children(settings: Settings) -> list[Child]:
+    """The children of the mesh: ten clusters, extra validators, the edge."""
+    python = sys.executable
+    children = [Child(name, [python, "-m", "lucid", "serve", name]) for name in CLUSTERS]
+    children += [
+        Child(
+            f"validator-{n}", [python, "-m", "lucid", "serve", "blockchain", "--validator", str(n)]
+        )
+        for n in range(1, settings.validators)
+    ]
+    children.append(Child(EDGE, [python, "-m", "lucid", "edge"]))
+    return children
+
+
+def store_ports(settings: Settings) -> tuple[int, int]:
+    """The ports of the local MongoDB and Redis named in the settings."""
+    mongo = urlparse(settings.mongodb_uri).port or 27017
+    redis_port = urlparse(settings.redis_url).port or 6379
+    return mongo, redis_port
+
+
+async def wait_serving(settings: Settings, clusters: Sequence[str], timeout_s: float) -> list[str]:
+    """Waits until every cluster's health is SERVING; returns those that are not."""
+    credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, OPERATOR))
+    pending = set(clusters)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for cluster in list(pending):
+            target = f"{settings.host}:{settings.port(cluster)}"
+            options = [("grpc.ssl_target_name_override", tls.dns_name(cluster))]
+            async with grpc.aio.secure_channel(target, credentials, options=options) as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                except grpc.aio.AioRpcError:
+                    continue
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    pending.discard(cluster)
+        if pending:
+            await asyncio.sleep(0.5)
+    return sorted(pending)
+
+
+def banner(settings: Settings) -> str:
+    """What ``lucid up`` prints once the mesh serves."""
+    certs = settings.certs_dir
+    edge = f"http://{settings.host}:{settings.edge_port}"
+    return "\n".join(
+        [
+            "",
+            f"Lucid is up: {len(CLUSTERS)} clusters behind the edge at {edge}",
+            "",
+            "  REST via the edge:",
+            f"    curl -s {edge}/api/v1/chain/info",
+            f"    curl -s {edge}/.well-known/jwks.json",
+            "  gRPC with reflection (mTLS, operator certificate):",
+            f"    grpcurl -cacert {certs}/ca.crt -cert {certs}/operator.crt "
+            f"-key {certs}/operator.key -servername auth.lucid.internal "
+            f"{settings.host}:{settings.port('auth')} lucid.auth.v1.AuthService/GetJwks",
+            "",
+            f"  logs: {settings.var_dir / 'logs'}/   pids: {settings.var_dir / 'supervisor.json'}",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+async def up(settings: Settings) -> None:
+    """Runs the whole mesh until Ctrl-C."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    written = ensure_certs(settings)
+    if written:
+        print(f"certificates issued: {', '.join(written)}")
+    mongo_port, redis_port = store_ports(settings)
+    stores = LocalStores.at(
+        settings.var_dir / "stores", mongo_port=mongo_port, redis_port=redis_port
+    )
+    print(f"starting FerretDB on {mongo_port} and Redis on {redis_port} ...")
+    stores.start()
+    env = {
+        "LUCID_VAR_DIR": str(settings.var_dir.resolve()),
+        "LUCID_MONGODB_URI": stores.mongo.uri,
+        "LUCID_REDIS_URL": stores.redis.url,
+        **{f"LUCID_PORT_{c.upper()}": str(settings.port(c)) for c in CLUSTERS},
+        "LUCID_EDGE_PORT": str(settings.edge_port),
+        "LUCID_HOST": settings.host,
+    }
+    supervisor = Supervisor(settings, env, cluster_children(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(supervisor.run(stop))
+    try:
+        print(f"starting {len(supervisor.children)} processes ...")
+        missing = await wait_serving(settings, CLUSTERS, timeout_s=90)
+        if missing:
+            print(f"not serving yet: {', '.join(missing)} (see {settings.var_dir / 'logs'})")
+        print(banner(settings), flush=True)
+        await runner
+    finally:
+        stop.set()
+        await asyncio.gather(runner, return_exceptions=True)
+        stores.stop()
+        print("stopped")

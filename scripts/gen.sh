@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Generates everything derived from protos/: the Python stubs and typing stubs in
+# gen/, the descriptor set gen/lucid.protoset (imports and source info included, for
+# Envoy's transcoder, grpcurl and lucid.edge) and docs/api.md.
+#   scripts/gen.sh gen     write them
+#   scripts/gen.sh check   fail if writing them would change anything (CI drift check)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-gen}
+PY=${PY:-.venv/bin/python}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+wkt=$($PY -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
+mapfile -t protos < <(cd protos && find lucid -name '*.proto' | LC_ALL=C sort)
+includes=(-I protos -I third_party -I "$wkt")
+
+# Python for our contracts and for buf/validate (google/api and google/rpc come from
+# googleapis-common-protos, the well-known types from protobuf).
+$PY -m grpc_tools.protoc "${includes[@]}" \
+  --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
+  --plugin=protoc-gen-mypy_grpc=.venv/bin/protoc-gen-mypy_grpc \
+  --python_out="$out" --mypy_out="$out" \
+  --grpc_python_out="$out" --mypy_grpc_out="$out" \
+  "${protos[@]}"
+$PY -m grpc_tools.protoc "${includes[@]}" \
+  --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
+  --python_out="$out" --mypy_out="$out" \
+  buf/validate/validate.proto
+$PY -m grpc_tools.protoc "${includes[@]}" \
+  --include_imports --include_source_info \
+  --descriptor_set_out="$out/lucid.protoset" \
+  "${protos[@]}"
+
+PYTHONPATH="$out:." $PY -m lucid.runtime.apidoc "$out/lucid.protoset" > "$out/api.md"
+
+if [[ $mode == check ]]; then
+  status=0
+  diff -r -q --exclude=api.md --exclude=__pycache__ gen "$out" || status=1
+  diff -q docs/api.md "$out/api.md" || status=1
+  if [[ $status -ne 0 ]]; then
+    echo "gen/ or docs/api.md is out of date with protos/: run 'make gen' and commit" >&2
+  fi
+  exit $status
+fi
+
+mkdir -p gen docs
+mv "$out/api.md" docs/api.md
+rm -rf gen && cp -r "$out" gen && chmod -R u+rwX,go+rX gen
+echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the non-Python tools Lucid needs into a cache outside the clone, so a
+# fresh clone on the same machine reuses them: buf, grpcurl, ghz and FerretDB (Go,
+# built from the Go module proxy) and redis-server (Debian package).
+# Usage: scripts/install-tools.sh [tool ...]   (default: all)
+set -euo pipefail
+
+CACHE="${LUCID_CACHE:-$HOME/.cache/lucid}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+BUF_VERSION=v1.75.0
+GRPCURL_VERSION=v1.9.4
+GHZ_VERSION=v0.121.0
+FERRETDB_VERSION=v1.24.0
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+go_install() {  # name module version
+  local name=$1 module=$2 version=$3
+  if [[ -x "$BIN/$name" && -f "$BIN/.$name-$version" ]]; then return; fi
+  log "building $name $version"
+  GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@$version"
+  touch "$BIN/.$name-$version"
+}
+
+ferretdb() {
+  # `go install` of FerretDB builds a binary that panics at start: its version is
+  # read from build/version/version.txt, which the module zip does not carry. So
+  # build from a writable copy of the module with that file written.
+  if [[ -x "$BIN/ferretdb" && -f "$BIN/.ferretdb-$FERRETDB_VERSION" ]]; then return; fi
+  log "building ferretdb $FERRETDB_VERSION"
+  local dir src
+  dir=$(cd "$(mktemp -d)" && pwd)
+  (cd "$dir" && go mod init lucid-ferretdb-build >/dev/null 2>&1)
+  src=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp -r "$src" "$dir/src" && chmod -R u+w "$dir/src"
+  echo "$FERRETDB_VERSION" > "$dir/src/build/version/version.txt"
+  echo "lucid" > "$dir/src/build/version/package.txt"
+  (cd "$dir/src" && GOFLAGS=-mod=mod go build -trimpath -o "$BIN/ferretdb" ./cmd/ferretdb)
+  rm -rf "$dir"
+  touch "$BIN/.ferretdb-$FERRETDB_VERSION"
+}
+
+redis() {
+  if command -v redis-server >/dev/null 2>&1; then return; fi
+  log "installing redis-server (apt)"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  # The package starts a system instance on 6379; Lucid runs its own under var/.
+  $sudo service redis-server stop >/dev/null 2>&1 || true
+}
+
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb redis)
+for tool in "${want[@]}"; do
+  case "$tool" in
+    buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
+    grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
+    ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
+    ferretdb) ferretdb ;;
+    redis) redis ;;
+    *) log "unknown tool $tool"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,164 @@
+"""Test support: a real mesh in the test process, real stores, real tokens.
+
+Servers are the production ``ClusterServer`` on free loopback ports with mTLS
+certificates from a CA made for the test session; MongoDB is FerretDB and Redis
+is redis-server (started by ``make test``, or privately when pytest runs alone).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from lucid.common.v1 import access_pb2
+
+from lucid.auth import app as auth_app
+from lucid.runtime import tls
+from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.errors import ErrorDetails
+from lucid.runtime.server import ClusterBuilder, ClusterServer, Runtime
+from lucid.runtime.tokens import ACCESS, ALGORITHM, AUDIENCE, ISSUER, kyc_claim, role_claim
+from lucid.supervisor.localservers import free_port
+
+
+def session_settings(var_dir: Path, env: Mapping[str, str]) -> Settings:
+    """Settings for one test session: free ports, a fresh database, fast probes."""
+    ports = {cluster: free_port() for cluster in CLUSTERS}
+    return Settings(
+        ports=ports,
+        edge_port=free_port(),
+        var_dir=var_dir,
+        mongodb_uri=env["LUCID_MONGODB_URI"],
+        mongodb_db=f"lucid_test_{uuid.uuid4().hex[:10]}",
+        redis_url=env["LUCID_REDIS_URL"],
+        key_passphrase="test-passphrase",
+        health_interval_s=0.2,
+        dependency_timeout_s=0.5,
+        log_level="WARNING",
+    )
+
+
+def builder_of(cluster: str) -> ClusterBuilder:
+    """The production builder of a cluster."""
+    module = importlib.import_module(f"lucid.{cluster}.app")
+    return module.build  # type: ignore[no-any-return]
+
+
+def operator_channel(
+    settings: Settings, cluster: str, identity: str = "operator"
+) -> grpc.aio.Channel:
+    """An mTLS channel to a cluster's port, as ``identity``."""
+    credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, identity))
+    return grpc.aio.secure_channel(
+        f"{settings.host}:{settings.port(cluster)}",
+        credentials,
+        options=[("grpc.ssl_target_name_override", tls.dns_name(cluster))],
+    )
+
+
+def details(error: grpc.aio.AioRpcError) -> ErrorDetails:
+    """The rich status of a failed call."""
+    return ErrorDetails.from_rpc_error(error)
+
+
+@dataclass
+class Mesh:
+    """Cluster servers running in the test process."""
+
+    settings: Settings
+    servers: dict[str, ClusterServer] = field(default_factory=dict)
+
+    async def start(self, cluster: str, builder: ClusterBuilder | None = None) -> ClusterServer:
+        """Starts a cluster on its port (its production builder unless given)."""
+        if cluster in self.servers:
+            return self.servers[cluster]
+        runtime = Runtime(self.settings, cluster)
+        app = await (builder or builder_of(cluster))(runtime)
+        server = ClusterServer(runtime, app, port=self.settings.port(cluster))
+        await server.start()
+        self.servers[cluster] = server
+        return server
+
+    async def stop(self, cluster: str) -> None:
+        """Stops one cluster."""
+        server = self.servers.pop(cluster, None)
+        if server is not None:
+            await server.stop(grace_s=0.5)
+
+    async def stop_all(self) -> None:
+        """Stops every cluster."""
+        for cluster in list(self.servers):
+            await self.stop(cluster)
+
+    def channel(self, cluster: str, identity: str = "operator") -> grpc.aio.Channel:
+        """An mTLS channel to a cluster."""
+        return operator_channel(self.settings, cluster, identity)
+
+    async def token(
+        self,
+        *,
+        role: int = access_pb2.ROLE_USER,
+        kyc: int = access_pb2.KYC_STATUS_NONE,
+        user_id: str | None = None,
+        ttl_s: int = 900,
+    ) -> str:
+        """A real access token signed by the auth cluster's current key."""
+        runtime = self.servers["auth"].runtime
+        key = await auth_app.key_store(runtime).current()
+        return sign_token(
+            key.private_key, key.kid, role=role, kyc=kyc, user_id=user_id, ttl_s=ttl_s
+        )
+
+
+def sign_token(
+    private_key: Ed25519PrivateKey,
+    kid: str,
+    *,
+    role: int = access_pb2.ROLE_USER,
+    kyc: int = access_pb2.KYC_STATUS_NONE,
+    user_id: str | None = None,
+    ttl_s: int = 900,
+    issued_at: float | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> str:
+    """An access token in Lucid's format, signed by any key (for forged-token tests)."""
+    now = int(issued_at if issued_at is not None else time.time())
+    payload = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": user_id or str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
+        "token_type": ACCESS,
+        "role": role_claim(role),
+        "kyc": kyc_claim(kyc),
+        **(claims or {}),
+    }
+    return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def unsigned_token(payload: Mapping[str, Any]) -> str:
+    """A token with ``alg: none`` (no signature)."""
+    import base64
+
+    def part(data: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    """Call metadata carrying a bearer token."""
+    return (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,121 @@
+"""Health follows the dependencies: NOT_SERVING while MongoDB or Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lucid.runtime.config import Settings
+from lucid.supervisor.localservers import LocalStores, free_port
+from tests.support import Mesh
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+async def private(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Mesh, LocalStores]]:
+    """A sessions server on its own FerretDB and Redis, which the test may stop."""
+    stores = LocalStores.at(tmp_path / "stores", mongo_port=0, redis_port=0)
+    await asyncio.to_thread(stores.start)
+    own = settings.replace(
+        mongodb_uri=stores.mongo.uri,
+        redis_url=stores.redis.url,
+        ports={**settings.ports, "sessions": free_port()},
+    )
+    mesh = Mesh(own)
+    await mesh.start("sessions")
+    try:
+        yield mesh, stores
+    finally:
+        await mesh.stop_all()
+        await asyncio.to_thread(stores.stop)
+
+
+async def _status(mesh: Mesh, service: str = "") -> int:
+    async with mesh.channel("sessions") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+    return int(reply.status)
+
+
+async def _eventually(mesh: Mesh, wanted: int, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        status = await _status(mesh)
+        if status == wanted:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"health stayed {status}, wanted {wanted}")
+        await asyncio.sleep(0.1)
+
+
+async def test_every_service_of_the_cluster_reports_serving(
+    private: tuple[Mesh, LocalStores],
+) -> None:
+    mesh, _ = private
+    await _eventually(mesh, SERVING)
+    for service in mesh.servers["sessions"].health.services:
+        assert await _status(mesh, service) == SERVING
+
+
+async def test_redis_down_is_not_serving_and_recovers(private: tuple[Mesh, LocalStores]) -> None:
+    mesh, stores = private
+    await _eventually(mesh, SERVING)
+    await asyncio.to_thread(stores.redis.stop)
+    await _eventually(mesh, NOT_SERVING)
+    state = mesh.servers["sessions"].health.states["redis"]
+    assert not state.healthy and state.error
+    await asyncio.to_thread(stores.redis.start)
+    await _eventually(mesh, SERVING)
+
+
+async def test_mongodb_down_is_not_serving_and_recovers(private: tuple[Mesh, LocalStores]) -> None:
+    mesh, stores = private
+    await _eventually(mesh, SERVING)
+    await asyncio.to_thread(stores.mongo.stop)
+    await _eventually(mesh, NOT_SERVING)
+    assert not mesh.servers["sessions"].health.states["mongodb"].healthy
+    await asyncio.to_thread(stores.mongo.start)
+    await _eventually(mesh, SERVING, timeout_s=20)
+
+
+async def test_server_started_while_mongodb_is_down_serves_once_it_is_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Startup work (schema, signing key) waits for the store instead of crashing."""
+    stores = LocalStores.at(tmp_path / "stores", mongo_port=0, redis_port=0)
+    await asyncio.to_thread(stores.redis.start)
+    own = settings.replace(
+        mongodb_uri=stores.mongo.uri,
+        redis_url=stores.redis.url,
+        ports={**settings.ports, "auth": free_port()},
+    )
+    mesh = Mesh(own)
+    await mesh.start("auth")
+    try:
+        async with mesh.channel("auth") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            assert reply.status == NOT_SERVING
+            await asyncio.to_thread(stores.mongo.start)
+            for _ in range(100):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if reply.status == SERVING and mesh.servers["auth"]._ready:
+                    break
+                await asyncio.sleep(0.1)
+            assert reply.status == SERVING
+        keys = (
+            await mesh.servers["auth"]
+            .runtime.datastores.db["auth_signing_keys"]
+            .count_documents({})
+        )
+        assert keys == 1
+    finally:
+        await mesh.stop_all()
+        await asyncio.to_thread(stores.stop)

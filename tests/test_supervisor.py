@@ -1,0 +1,187 @@
+"""``lucid up``: the whole mesh as real processes — health, reflection, the banner's
+commands, restarts after SIGKILL, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lucid.runtime.config import CLUSTERS, load_settings
+from lucid.runtime.contracts import catalog
+from lucid.supervisor.localservers import free_port, tool_path
+from tests.support import operator_channel
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Up:
+    """A running ``lucid up``."""
+
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    var_dir: Path
+    output: list[str]
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return load_settings(self.env)
+
+    def pids(self) -> dict[str, int | None]:
+        state = json.loads((self.var_dir / "supervisor.json").read_text())
+        return {name: entry["pid"] for name, entry in state.items()}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    var_dir = tmp_path_factory.mktemp("up-var")
+    env = {
+        **os.environ,
+        "LUCID_VAR_DIR": str(var_dir),
+        "LUCID_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/",
+        "LUCID_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "LUCID_EDGE_PORT": str(free_port()),
+        "LUCID_HEALTH_INTERVAL_S": "0.5",
+        **{f"LUCID_PORT_{c.upper()}": str(free_port()) for c in CLUSTERS},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lucid", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 120
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line.rstrip("\n"))
+        if "Ctrl-C stops everything" in line:
+            break
+    assert any("Lucid is up" in line for line in output), "\n".join(output)
+    running = Up(process, env, var_dir, output)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+
+
+async def _health(up: Up, cluster: str) -> int:
+    async with operator_channel(up.settings, cluster) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=2
+        )
+    return int(reply.status)
+
+
+async def test_all_ten_clusters_serve(up: Up) -> None:
+    statuses = {c: await _health(up, c) for c in CLUSTERS}
+    assert statuses == {c: health_pb2.HealthCheckResponse.SERVING for c in CLUSTERS}
+
+
+async def test_edge_health_aggregates_every_cluster(up: Up) -> None:
+    url = f"http://127.0.0.1:{up.settings.edge_port}/health"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        body = await response.json()
+    assert response.status == 200
+    assert body["clusters"] == {c: "SERVING" for c in CLUSTERS}
+
+
+def test_reflection_lists_every_lucid_service_with_grpcurl(up: Up) -> None:
+    settings = up.settings
+    certs = settings.certs_dir
+    listed: set[str] = set()
+    for cluster in CLUSTERS:
+        result = subprocess.run(
+            [
+                tool_path("grpcurl"),
+                "-cacert", str(certs / "ca.crt"),
+                "-cert", str(certs / "operator.crt"),
+                "-key", str(certs / "operator.key"),
+                "-servername", f"{cluster}.lucid.internal",
+                f"127.0.0.1:{settings.port(cluster)}",
+                "list",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )  # fmt: skip
+        listed |= set(result.stdout.split())
+    expected = {m.service for m in catalog().methods.values()}
+    assert expected <= listed
+    assert "grpc.health.v1.Health" in listed
+    assert len(expected) >= 40
+
+
+def test_banner_commands_work(up: Up) -> None:
+    """The curl and grpcurl lines `lucid up` prints are real commands that answer."""
+    commands = [line.strip() for line in up.output if line.strip().startswith(("curl", "grpcurl"))]
+    assert any(c.startswith("curl") for c in commands)
+    assert any(c.startswith("grpcurl") for c in commands)
+    for command in commands:
+        argv = shlex.split(command)
+        if argv[0] == "grpcurl":
+            argv[0] = tool_path("grpcurl")
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, cwd=Path.cwd(), check=False
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout.strip(), command
+        assert "LUCID_ERR_5" not in result.stdout or "LUCID_ERR_5011" in result.stdout, command
+
+
+async def test_a_cluster_killed_with_sigkill_is_restarted(up: Up) -> None:
+    before = up.pids()["sessions"]
+    assert before
+    os.kill(before, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        after = up.pids().get("sessions")
+        if after and after != before:
+            try:
+                if await _health(up, "sessions") == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except Exception:  # still starting
+                pass
+        await asyncio.sleep(0.3)
+    else:
+        raise AssertionError("sessions was not restarted")
+    state = json.loads((up.var_dir / "supervisor.json").read_text())
+    assert state["sessions"]["restarts"] >= 1
+
+
+def test_ctrl_c_stops_everything(up: Up) -> None:
+    pids = [pid for pid in up.pids().values() if pid]
+    up.process.send_signal(signal.SIGINT)
+    up.process.wait(timeout=60)
+    time.sleep(0.5)
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    assert not alive
+    rest = up.process.stdout.read() if up.process.stdout else ""
+    assert re.search(r"^stopped$", rest, re.MULTILINE)
