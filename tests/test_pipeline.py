@@ -169,6 +169,17 @@ async def test_service_identity_alone_only_reaches_rpcs_listing_it(mesh: Mesh) -
         assert details(caught.value).reason == "LUCID_ERR_2013"
 
 
+async def test_service_only_rpc_refuses_even_a_super_admin_token(mesh: Mesh) -> None:
+    token = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
+    async with mesh.channel("auth") as channel:  # the operator identity, not a cluster
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await auth_pb2_grpc.AuthServiceStub(channel).ValidateToken(
+                auth_pb2.ValidateTokenRequest(token="x"), metadata=bearer(token)
+            )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert details(caught.value).reason == "LUCID_ERR_2013"
+
+
 async def test_field_rule_violation_is_invalid_argument(mesh: Mesh) -> None:
     token = await mesh.token()
     async with mesh.channel("auth") as channel:

@@ -18,7 +18,9 @@ from lucid.runtime.contracts import Catalog, MethodInfo
 def _access(info: MethodInfo) -> str:
     rule = info.access
     parts = []
-    if rule.public:
+    if rule.service_only:
+        parts.append("services only")
+    elif rule.public:
         parts.append("public")
     elif rule.permission:
         name = access_pb2.Permission.Name(rule.permission)

@@ -76,14 +76,23 @@ def authorize(rule: access_pb2.AccessRule, principal: Principal, method: str) ->
     """Applies an rpc's access rule to its caller; raises ``LucidError`` when refused."""
     if rule.public:
         return
+    peer = principal.peer
+    allowed = {access_pb2.Cluster.Name(c) for c in rule.service_callers}
+    service_allowed = peer.is_known and cluster_enum_name(peer.name) in allowed
+    if rule.service_only:
+        if service_allowed:
+            return
+        raise LucidError(
+            ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
+            f"{method} is for services only; {peer.name} may not call it",
+            metadata={"peer": peer.spiffe_id},
+        )
     if principal.user is not None:
         check_user(principal.user, rule.permission)
         return
-    peer = principal.peer
+    if service_allowed:
+        return
     if peer.is_cluster:
-        allowed = {access_pb2.Cluster.Name(c) for c in rule.service_callers}
-        if cluster_enum_name(peer.name) in allowed:
-            return
         raise LucidError(
             ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
             f"service {peer.name} may not call {method}",

@@ -63,6 +63,11 @@ class ServiceIdentity:
         return f"{SPIFFE_PREFIX}{self.plane}/{self.name}"
 
     @property
+    def is_known(self) -> bool:
+        """Whether the identity is one of the ten clusters or the edge, with its right plane."""
+        return cluster_planes().get(self.name) == self.plane
+
+    @property
     def is_cluster(self) -> bool:
         """Whether the identity is one of the ten clusters (with its right plane)."""
         return self.name != EDGE and cluster_planes().get(self.name) == self.plane

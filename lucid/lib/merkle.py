@@ -1,0 +1,184 @@
+"""Merkle trees of RFC 9162 §2.1 (Certificate Transparency), the one implementation.
+
+Leaf hash ``SHA-256(0x00 ‖ data)``, node hash ``SHA-256(0x01 ‖ left ‖ right)``; a
+tree of n > 1 leaves splits at the largest power of two below n, and no node is
+ever duplicated, so an inner node can never pass as a leaf and an odd leaf cannot
+be repeated to forge a second tree with the same root. Inclusion proofs and their
+verification follow §2.1.3. Sessions build chunk roots with it and the chain
+builds transaction roots with it.
+
+Inputs of the tree functions are *leaf hashes* (32 bytes each, made with
+``leaf_hash``); ``root`` streams them and keeps O(log n) subtree roots, so a root
+of a million leaves needs no more memory than the leaves themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+"""The root of the empty tree (RFC 9162 §2.1.1)."""
+
+
+class MerkleError(ValueError):
+    """An index or size that no tree can have."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """``SHA-256(0x00 ‖ data)``."""
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """``SHA-256(0x01 ‖ left ‖ right)``."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below ``n`` (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+class RootBuilder:
+    """Builds a tree head leaf by leaf, holding O(log n) intermediate nodes.
+
+    Complete subtrees are merged as they fill (a binary counter of subtree
+    roots: ``pending`` has one entry per 1-bit of the leaf count); at the end the
+    remaining roots are folded right to left, which is exactly the split at the
+    largest power of two applied recursively.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, bytes]] = []  # (size, root), sizes decreasing
+        self.count = 0
+
+    def add(self, leaf: bytes) -> None:
+        """Appends one leaf hash."""
+        if len(leaf) != HASH_SIZE:
+            raise MerkleError("a leaf hash must be 32 bytes")
+        size, node = 1, leaf
+        while self.pending and self.pending[-1][0] == size:
+            left_size, left = self.pending.pop()
+            size, node = left_size + size, node_hash(left, node)
+        self.pending.append((size, node))
+        self.count += 1
+
+    def root(self) -> bytes:
+        """The head of the tree of the leaves added so far."""
+        if not self.pending:
+            return EMPTY_ROOT
+        node = self.pending[-1][1]
+        for _, left in reversed(self.pending[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
+def root(leaf_hashes: Iterable[bytes]) -> bytes:
+    """The tree head of the leaves (streamed; see ``RootBuilder``)."""
+    builder = RootBuilder()
+    for leaf in leaf_hashes:
+        builder.add(leaf)
+    return builder.root()
+
+
+def subtree_root(
+    leaves: Sequence[bytes], start: int, end: int, memo: dict[tuple[int, int], bytes] | None = None
+) -> bytes:
+    """MTH(D[start:end]) by the recursive definition (``memo`` caches subtrees)."""
+    n = end - start
+    if n == 1:
+        return leaves[start]
+    if memo is not None and (start, end) in memo:
+        return memo[(start, end)]
+    k = _split(n)
+    node = node_hash(
+        subtree_root(leaves, start, start + k, memo), subtree_root(leaves, start + k, end, memo)
+    )
+    if memo is not None:
+        memo[(start, end)] = node
+    return node
+
+
+def inclusion_proof(
+    leaves: Sequence[bytes], index: int, memo: dict[tuple[int, int], bytes] | None = None
+) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of ``leaves`` (RFC 9162 §2.1.3.1)."""
+    if not 0 <= index < len(leaves):
+        raise MerkleError(f"leaf {index} is not in a tree of {len(leaves)}")
+    path: list[bytes] = []
+    start, end, m = 0, len(leaves), index
+    while end - start > 1:
+        k = _split(end - start)
+        if m < k:
+            path.append(subtree_root(leaves, start + k, end, memo))
+            end = start + k
+        else:
+            path.append(subtree_root(leaves, start, start + k, memo))
+            start, m = start + k, m - k
+    path.reverse()  # leaf to root
+    return path
+
+
+def root_from_proof(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes]) -> bytes:
+    """The root an inclusion proof leads to (RFC 9162 §2.1.3.2); raises if it cannot."""
+    if not 0 <= index < tree_size:
+        raise MerkleError(f"leaf {index} is not in a tree of {tree_size}")
+    fn, sn, node = index, tree_size - 1, leaf
+    for sibling in proof:
+        if sn == 0 or len(sibling) != HASH_SIZE:
+            raise MerkleError("the proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            node = node_hash(sibling, node)
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+        else:
+            node = node_hash(node, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise MerkleError("the proof is shorter than the tree is deep")
+    return node
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], expected_root: bytes
+) -> bool:
+    """Whether ``proof`` shows leaf hash ``leaf`` at ``index`` of the tree ``expected_root``."""
+    try:
+        return root_from_proof(leaf, index, tree_size, proof) == expected_root
+    except MerkleError:
+        return False
+
+
+class MerkleTree:
+    """A tree over a list of leaf hashes, with every level kept for fast proofs."""
+
+    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+        if any(len(h) != HASH_SIZE for h in leaf_hashes):
+            raise MerkleError("a leaf hash must be 32 bytes")
+        self.leaves = list(leaf_hashes)
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    @property
+    def size(self) -> int:
+        """The number of leaves."""
+        return len(self.leaves)
+
+    @property
+    def root(self) -> bytes:
+        """The tree head."""
+        if not self.leaves:
+            return EMPTY_ROOT
+        return subtree_root(self.leaves, 0, self.size, self._memo)
+
+    @property
+    def height(self) -> int:
+        """Levels above the leaves (0 for one leaf)."""
+        return max(0, (self.size - 1).bit_length())
+
+    def proof(self, index: int) -> list[bytes]:
+        """The inclusion proof of leaf ``index``."""
+        return inclusion_proof(self.leaves, index, self._memo)
