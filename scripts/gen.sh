@@ -23,11 +23,11 @@ $PY -m grpc_tools.protoc "${includes[@]}" \
   --plugin=protoc-gen-mypy_grpc=.venv/bin/protoc-gen-mypy_grpc \
   --python_out="$out" --mypy_out="$out" \
   --grpc_python_out="$out" --mypy_grpc_out="$out" \
-  "${protos[@]}"
+  "${protos[@]}" 2> >(grep -v '^Writing mypy' >&2)
 $PY -m grpc_tools.protoc "${includes[@]}" \
   --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
   --python_out="$out" --mypy_out="$out" \
-  buf/validate/validate.proto
+  buf/validate/validate.proto 2> >(grep -v '^Writing mypy' >&2)
 $PY -m grpc_tools.protoc "${includes[@]}" \
   --include_imports --include_source_info \
   --descriptor_set_out="$out/lucid.protoset" \
