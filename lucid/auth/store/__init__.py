@@ -1,0 +1,1 @@
+"""Storage of the auth cluster: MongoDB collections and Redis keys, no rules."""
