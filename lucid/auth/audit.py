@@ -7,7 +7,8 @@ tokens, link tokens, TOTP codes) are never passed in.
 
 The client address is the peer's, except behind the edge: the edge (``lucid.edge``
 or Envoy, identified by its mTLS certificate) puts the client's address in
-``x-forwarded-for``, and only then is that header believed.
+``x-forwarded-for`` and its User-Agent in ``x-forwarded-user-agent``, and only then
+are those headers believed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lucid.runtime.identity import EDGE
 log = logging.getLogger("lucid.auth.audit")
 
 FORWARDED_FOR = "x-forwarded-for"
+FORWARDED_USER_AGENT = "x-forwarded-user-agent"
 SUCCESS = "success"
 FAILURE = "failure"
 
@@ -62,15 +64,16 @@ def client_of(context: grpc.aio.ServicerContext) -> Client:
     """Who is calling, from the pipeline's principal and the call metadata."""
     principal = current_principal()
     metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    ip = ""
+    ip = agent = ""
     if principal.peer.name == EDGE and principal.peer.is_known:
         ip = metadata.get(FORWARDED_FOR, "").split(",")[0].strip()
+        agent = metadata.get(FORWARDED_USER_AGENT, "")
     if not ip:
         ip = peer_address(context.peer() or "")
     return Client(
         principal=principal,
         ip=ip[:64],
-        user_agent=metadata.get("user-agent", "")[:USER_AGENT_MAX],
+        user_agent=(agent or metadata.get("user-agent", ""))[:USER_AGENT_MAX],
         request_id=current_request_id(),
     )
 

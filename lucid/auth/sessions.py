@@ -3,8 +3,10 @@ and reuse detection, logout, revoke.
 
 A login session is one sign-in. It holds one current refresh token (its ``jti``
 in the record); refreshing swaps it for a new one with a conditional update, so a
-refresh token works once. A rotated refresh token presented again means it leaked:
-the whole session is revoked (DECISIONS "Cryptography").
+refresh token works once, and extends the session to the new token's 7 days. A
+rotated refresh token presented again means it leaked: the whole session is
+revoked (DECISIONS "Cryptography"). The per-role limit on concurrent sessions is
+kept atomically in Redis (``lucid:auth:user-sessions:{user_id}``).
 """
 
 from __future__ import annotations
@@ -80,45 +82,44 @@ class LoginSessions:
         ]
         return Tokens(pair[0], pair[1], session_id)
 
-    def _limit_error(self, limit: int) -> LucidError:
-        return LucidError(
-            ErrorCode.ERROR_CODE_CONCURRENCY_LIMIT,
-            f"at most {limit} concurrent login sessions for this role; sign out of one first",
-            metadata={"max_concurrent_sessions": str(limit)},
-        )
-
     async def open(
         self, user: UserRecord, *, ip: str, user_agent: str, hardware_wallet: str = ""
     ) -> Tokens:
         """A new login session with its tokens, within the role's concurrent-session limit."""
         now = self._clock.now()
         limit = limits_of(user.role).max_concurrent_sessions
-        if limit and len(await self.store.active_ids(user.user_id, now)) >= limit:
-            raise self._limit_error(limit)
         session_id = new_id()
-        tokens = await self._issue(user, session_id)
-        record = SessionRecord(
-            session_id=session_id,
-            user_id=user.user_id,
-            created_at=now,
-            last_activity=now,
-            expires_at=now + timedelta(seconds=REFRESH_TTL_S),
-            refresh_jti=tokens.refresh.jti,
-            ip_address=ip,
-            user_agent=user_agent,
-            hardware_wallet=hardware_wallet,
-        )
-        await self.store.insert(
-            record,
-            refresh_hash=token_hash(tokens.refresh.token),
-            access_hash=token_hash(tokens.access.token),
-            now=now,
-        )
-        if limit:  # concurrent sign-ins may have passed the check together: oldest win
-            active = await self.store.active_ids(user.user_id, now)
-            if session_id not in active[:limit]:
-                await self.store.delete(session_id)
-                raise self._limit_error(limit)
+        expires_at = now + timedelta(seconds=REFRESH_TTL_S)
+        if not await self.store.reserve(
+            user.user_id, session_id, limit=limit, now=now, expires_at=expires_at
+        ):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_CONCURRENCY_LIMIT,
+                f"at most {limit} concurrent login sessions for this role; sign out of one first",
+                metadata={"max_concurrent_sessions": str(limit)},
+            )
+        try:
+            tokens = await self._issue(user, session_id)
+            record = SessionRecord(
+                session_id=session_id,
+                user_id=user.user_id,
+                created_at=now,
+                last_activity=now,
+                expires_at=expires_at,
+                refresh_jti=tokens.refresh.jti,
+                ip_address=ip,
+                user_agent=user_agent,
+                hardware_wallet=hardware_wallet,
+            )
+            await self.store.insert(
+                record,
+                refresh_hash=token_hash(tokens.refresh.token),
+                access_hash=token_hash(tokens.access.token),
+                now=now,
+            )
+        except BaseException:
+            await self.store.release(user.user_id, [session_id])
+            raise
         return tokens
 
     async def refresh(self, refresh_token: str) -> tuple[Tokens, UserRecord]:
@@ -135,9 +136,10 @@ class LoginSessions:
         await self._limits.enforce(REFRESH_LIMIT, session_id)
         now = self._clock.now()
         session = await self.store.get(session_id)
-        if session is None or session.revoked:
+        if session is None or session.revoked or session.expires_at <= now:
             raise LucidError(
-                ErrorCode.ERROR_CODE_REFRESH_TOKEN_INVALID, "the login session is revoked or gone"
+                ErrorCode.ERROR_CODE_REFRESH_TOKEN_INVALID,
+                "the login session is revoked, expired or gone",
             )
         user = await self._users.get(session.user_id)
         if user is None or user.suspended:
@@ -151,6 +153,7 @@ class LoginSessions:
             refresh_hash=token_hash(tokens.refresh.token),
             access_hash=token_hash(tokens.access.token),
             now=now,
+            expires_at=now + timedelta(seconds=REFRESH_TTL_S),
         )
         if rotated is None:
             await self.revoke([session_id], REVOKED_REUSE)
@@ -168,7 +171,9 @@ class LoginSessions:
     async def revoke_all(self, user_id: str, reason: str) -> list[str]:
         """Revokes every active session of a user."""
         ids = await self.store.active_ids(user_id, self._clock.now())
-        return await self.revoke(ids, reason)
+        revoked = await self.revoke(ids, reason)
+        await self.store.release(user_id, ids)
+        return revoked
 
     async def logout(self, user: UserClaims, *, everywhere: bool) -> int:
         """Blacklists the presented access token and revokes its session (or all)."""

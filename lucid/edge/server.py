@@ -32,7 +32,9 @@ from lucid.runtime.registry import create_registry
 log = logging.getLogger("lucid.edge")
 
 REQUEST_ID = "x-request-id"
-FORWARDED_HEADERS = ("authorization", "user-agent")
+FORWARDED_HEADERS = ("authorization",)
+FORWARDED_USER_AGENT = "x-forwarded-user-agent"
+"""The client's User-Agent (gRPC sends its own in ``user-agent``)."""
 
 
 class Edge:
@@ -94,6 +96,8 @@ class Edge:
         for name in FORWARDED_HEADERS:
             if value := request.headers.get(name):
                 metadata.append((name, value))
+        if agent := request.headers.get("user-agent"):
+            metadata.append((FORWARDED_USER_AGENT, agent))
         if request.remote:
             metadata.append(("x-forwarded-for", request.remote))
         return metadata

@@ -20,6 +20,8 @@ from lucid.auth import schema
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_SESSION_KEY
 
 SESSION_KEY = "lucid:auth:session:{sid}"
+USER_SESSIONS_KEY = "lucid:auth:user-sessions:{user_id}"
+"""A sorted set of a user's live sessions (score: expiry), the concurrency authority."""
 REVOKED_SESSION_TTL_S = ACCESS_TTL_S + 4 * LEEWAY_S
 """Long enough to outlive every access token of a revoked session."""
 
@@ -60,6 +62,19 @@ class SessionRecord:
         )
 
 
+# Atomically: forget expired sessions, refuse when ``limit`` (> 0) are live, else add.
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]))
+local limit = tonumber(ARGV[2])
+if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then
+  return 0
+end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return 1
+"""
+
+
 def _active(user_id: str, now: datetime) -> dict[str, Any]:
     return {"user_id": user_id, "revoked": False, "expires_at": {"$gt": now}}
 
@@ -70,6 +85,23 @@ class SessionStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], redis: Any) -> None:
         self._sessions = db[schema.SESSIONS]
         self._redis = redis
+        self._reserve = redis.register_script(_RESERVE)
+
+    async def reserve(
+        self, user_id: str, session_id: str, *, limit: int, now: datetime, expires_at: datetime
+    ) -> bool:
+        """Takes one of the user's ``limit`` concurrent session places (0: no limit)."""
+        ttl = max(1, int((expires_at - now).total_seconds()))
+        taken = await self._reserve(
+            keys=[USER_SESSIONS_KEY.format(user_id=user_id)],
+            args=[repr(now.timestamp()), limit, repr(expires_at.timestamp()), session_id, ttl],
+        )
+        return bool(int(taken))
+
+    async def release(self, user_id: str, session_ids: list[str]) -> None:
+        """Gives places back."""
+        if session_ids:
+            await self._redis.zrem(USER_SESSIONS_KEY.format(user_id=user_id), *session_ids)
 
     async def insert(
         self,
@@ -110,11 +142,6 @@ class SessionStore:
         )
         await self._redis.set(SESSION_KEY.format(sid=record.session_id), value, ex=ttl)
 
-    async def delete(self, session_id: str) -> None:
-        """Removes a session that was never handed out."""
-        await self._sessions.delete_one({"_id": session_id})
-        await self._redis.delete(SESSION_KEY.format(sid=session_id))
-
     async def get(self, session_id: str) -> SessionRecord | None:
         """A session by id."""
         doc = await self._sessions.find_one({"_id": session_id})
@@ -154,8 +181,10 @@ class SessionStore:
         refresh_hash: str,
         access_hash: str,
         now: datetime,
+        expires_at: datetime,
     ) -> SessionRecord | None:
-        """Moves a live session from one refresh token to the next.
+        """Moves a live session from one refresh token to the next, extending it to
+        ``expires_at``.
 
         None when the session is revoked or ``old_jti`` is no longer its current
         refresh token (a rotated token presented again).
@@ -168,6 +197,7 @@ class SessionStore:
                     "refresh_token_hash": refresh_hash,
                     "access_token_hash": access_hash,
                     "last_activity": now,
+                    "expires_at": expires_at,
                 }
             },
             return_document=ReturnDocument.AFTER,
@@ -176,14 +206,22 @@ class SessionStore:
             return None
         record = SessionRecord.of(doc)
         await self._cache(record, now)
+        await self._redis.zadd(
+            USER_SESSIONS_KEY.format(user_id=record.user_id),
+            {session_id: expires_at.timestamp()},
+            xx=True,
+        )
         return record
 
     async def revoke(self, session_ids: list[str], now: datetime, reason: str) -> list[str]:
         """Revokes sessions; returns those that were not revoked before."""
         if not session_ids:
             return []
-        cursor = self._sessions.find({"_id": {"$in": session_ids}, "revoked": False}, {"_id": 1})
-        live = [doc["_id"] async for doc in cursor]
+        cursor = self._sessions.find(
+            {"_id": {"$in": session_ids}, "revoked": False}, {"_id": 1, "user_id": 1}
+        )
+        owners = {doc["_id"]: doc["user_id"] async for doc in cursor}
+        live = list(owners)
         if live:
             await self._sessions.update_many(
                 {"_id": {"$in": live}, "revoked": False},
@@ -193,5 +231,7 @@ class SessionStore:
             for sid in session_ids:
                 pipe.set(REVOKED_SESSION_KEY.format(sid=sid), reason, ex=REVOKED_SESSION_TTL_S)
                 pipe.delete(SESSION_KEY.format(sid=sid))
+            for sid, user_id in owners.items():
+                pipe.zrem(USER_SESSIONS_KEY.format(user_id=user_id), sid)
             await pipe.execute()
         return live
