@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -52,8 +53,8 @@ def tokens(pair: Tokens, now: datetime) -> auth_pb2.TokenPair:
         access_token=pair.access.token,
         refresh_token=pair.refresh.token,
         token_type="Bearer",  # noqa: S106 (the scheme's name, not a secret)
-        expires_in=max(0, round(pair.access.expires_at - now.timestamp())),
-        refresh_expires_in=max(0, round(pair.refresh.expires_at - now.timestamp())),
+        expires_in=max(0, math.ceil(pair.access.expires_at - now.timestamp())),
+        refresh_expires_in=max(0, math.ceil(pair.refresh.expires_at - now.timestamp())),
         session_id=pair.session_id,
     )
 

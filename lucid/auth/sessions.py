@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from lucid.auth.limits import Limits
 from lucid.auth.policy import REFRESH_LIMIT, limits_of
@@ -186,8 +186,3 @@ class LoginSessions:
         if not user.session_id:
             return 0
         return len(await self.revoke([user.session_id], REVOKED_LOGOUT))
-
-
-def expires_in(token: IssuedToken, now: datetime) -> int:
-    """Seconds until a token expires."""
-    return max(0, int(token.expires_at - now.timestamp()))

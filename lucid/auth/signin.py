@@ -194,6 +194,7 @@ class SignIn:
                 await self._take_challenge(signed.message)
                 self._refuse_account(user)
         await self._verify(signed, user)
+        known = user is not None
         if user is None:
             user = await self._create_or_get(signed.tron_address)
             event.user_id = user.user_id
@@ -201,7 +202,8 @@ class SignIn:
             user, ip=client.ip, user_agent=client.user_agent, hardware_wallet=device_id
         )
         event.session_id = tokens.session_id
-        user = await self.users.record_login(user.user_id, self._clock.now()) or user
+        if known or user.last_login is None:
+            user = await self.users.record_login(user.user_id, self._clock.now()) or user
         if device_id:
             await self.wallet_records.touch(device_id, self._clock.now())
         return tokens, user
@@ -212,8 +214,11 @@ class SignIn:
             await self.challenges.take(nonce)
 
     async def _create_or_get(self, tron_address: str) -> UserRecord:
+        """The new user of a first sign-in (its sign-in time set), or the one a
+        concurrent first sign-in created."""
+        now = self._clock.now()
         try:
-            return await self.users.create(tron_address, self._clock.now())
+            return await self.users.create(tron_address, now, last_login=now)
         except UserExistsError:  # a concurrent first sign-in created it
             user = await self.users.by_address(tron_address)
             if user is None:

@@ -102,7 +102,13 @@ class UserStore:
         return UserRecord.of(doc) if doc else None
 
     async def create(
-        self, tron_address: str, now: datetime, *, email: str = "", username: str = ""
+        self,
+        tron_address: str,
+        now: datetime,
+        *,
+        email: str = "",
+        username: str = "",
+        last_login: datetime | None = None,
     ) -> UserRecord:
         """A new user (role user, KYC none); raises ``UserExistsError``."""
         user_id = new_id()
@@ -123,6 +129,7 @@ class UserStore:
                 "login_attempts": 0,
                 "locked_until": None,
                 "suspended": False,
+                "last_login": last_login,
             }
             if email:
                 doc["email"] = email
