@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import jwt
+import pytest
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from tronpy.keys import PrivateKey
 
@@ -24,7 +26,7 @@ from lucid.lib.clock import Clock
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterServer, Runtime
 from lucid.supervisor.localservers import free_port
-from tests.support import operator_channel
+from tests.support import Mesh, operator_channel
 
 _ips = itertools.count(1)
 
@@ -43,6 +45,23 @@ def address_of(key: PrivateKey) -> str:
 def sign(key: PrivateKey, message: str) -> str:
     """A TIP-191 signature as hex (v 0/1)."""
     return str(key.sign_msg(message.encode()).hex())
+
+
+async def refused(call: Awaitable[object]) -> grpc.aio.AioRpcError:
+    """The error of a call that must fail."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def auth_db(mesh: Mesh) -> Any:
+    """The database of the mesh's auth server."""
+    return mesh.servers["auth"].runtime.datastores.db
+
+
+def auth_redis(mesh: Mesh) -> Any:
+    """The Redis client of the mesh's auth server."""
+    return mesh.servers["auth"].runtime.datastores.cache
 
 
 def claims(token: str) -> dict:

@@ -11,17 +11,20 @@ import importlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import jwt
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lucid.common.v1 import access_pb2
 
 from lucid.auth import app as auth_app
+from lucid.edge.server import Edge
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.errors import ErrorDetails
@@ -157,6 +160,19 @@ def unsigned_token(payload: Mapping[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
+
+
+@asynccontextmanager
+async def running_edge(settings: Settings) -> AsyncIterator[str]:
+    """The REST edge in this process on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(Edge(settings).app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, settings.host, port).start()
+    try:
+        yield f"http://{settings.host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:

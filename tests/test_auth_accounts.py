@@ -12,19 +12,13 @@ from lucid.common.v1 import access_pb2
 from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from tronpy.keys import PrivateKey
 
-from tests.auth_support import AuthClient, auth_client
+from tests.auth_support import AuthClient, auth_client, refused
 from tests.support import Mesh, bearer, details
 
 
 @pytest.fixture
 async def client(mesh: Mesh) -> AuthClient:
     return auth_client(mesh.settings)
-
-
-async def _refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
 
 
 async def _promote(client: AuthClient, mesh: Mesh, user_id: str, role: int) -> None:
@@ -47,7 +41,7 @@ async def _refreshed(client: AuthClient, reply: auth_pb2.LoginResponse) -> str:
 async def test_check12_assign_role_by_a_user_is_denied(client: AuthClient) -> None:
     alice = await client.login(PrivateKey.random())
     bob = await client.login(PrivateKey.random())
-    error = await _refused(
+    error = await refused(
         client.stub.AssignRole(
             auth_pb2.AssignRoleRequest(user_id=bob.user.user_id, role=access_pb2.ROLE_ADMIN),
             metadata=client.md(alice.tokens.access_token),
@@ -62,7 +56,7 @@ async def test_check12_an_admin_cannot_grant_super_admin(client: AuthClient, mes
     target = await client.login(PrivateKey.random())
     await _promote(client, mesh, admin.user.user_id, access_pb2.ROLE_ADMIN)
     token = await _refreshed(client, admin)
-    error = await _refused(
+    error = await refused(
         client.stub.AssignRole(
             auth_pb2.AssignRoleRequest(
                 user_id=target.user.user_id, role=access_pb2.ROLE_SUPER_ADMIN
@@ -81,7 +75,7 @@ async def test_check12_an_admin_cannot_grant_super_admin(client: AuthClient, mes
     # and it cannot touch someone above it
     root = await client.login(PrivateKey.random())
     await _promote(client, mesh, root.user.user_id, access_pb2.ROLE_SUPER_ADMIN)
-    error = await _refused(
+    error = await refused(
         client.stub.AssignRole(
             auth_pb2.AssignRoleRequest(user_id=root.user.user_id, role=access_pb2.ROLE_USER),
             metadata=client.md(token),
@@ -95,7 +89,7 @@ async def test_demotion_revokes_the_users_sessions(client: AuthClient, mesh: Mes
     await _promote(client, mesh, user.user.user_id, access_pb2.ROLE_ADMIN)
     token = await _refreshed(client, user)
     await _promote(client, mesh, user.user.user_id, access_pb2.ROLE_USER)
-    error = await _refused(
+    error = await refused(
         client.stub.GetProfile(auth_pb2.GetProfileRequest(), metadata=client.md(token))
     )
     assert details(error).reason == "LUCID_ERR_2008"
@@ -103,7 +97,7 @@ async def test_demotion_revokes_the_users_sessions(client: AuthClient, mesh: Mes
 
 async def _register_node(mesh: Mesh, token: str) -> grpc.aio.AioRpcError:
     async with mesh.channel("nodes") as channel:
-        return await _refused(
+        return await refused(
             nodes_pb2_grpc.NodeServiceStub(channel).RegisterNode(
                 nodes_pb2.RegisterNodeRequest(), metadata=bearer(token)
             )
@@ -164,7 +158,7 @@ async def test_check_permission_of_the_caller_and_of_others(client: AuthClient) 
         metadata=client.md(token),
     )
     assert role == auth_pb2.CheckPermissionResponse(allowed=False, reason="role")
-    error = await _refused(
+    error = await refused(
         client.stub.CheckPermission(
             auth_pb2.CheckPermissionRequest(
                 permission=access_pb2.PERMISSION_CREATE_SESSION, user_id=bob.user.user_id
@@ -204,7 +198,7 @@ async def test_check14_session_ownership(mesh: Mesh) -> None:
         assert await allowed(observer, watch)
         assert not await allowed(observer, full)
         assert not await allowed(observer, auth_pb2.ACCESS_LEVEL_RESTRICTED)
-        error = await _refused(
+        error = await refused(
             stub.VerifySessionOwnership(
                 auth_pb2.VerifySessionOwnershipRequest(
                     session_id=str(uuid.uuid4()), user_id=owner, access_level=full
@@ -216,7 +210,7 @@ async def test_check14_session_ownership(mesh: Mesh) -> None:
 
 async def test_set_session_ownership_is_for_services_only(client: AuthClient, mesh: Mesh) -> None:
     root = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
-    error = await _refused(
+    error = await refused(
         client.stub.SetSessionOwnership(
             auth_pb2.SetSessionOwnershipRequest(
                 session_id=str(uuid.uuid4()), owner_user_id=str(uuid.uuid4())
@@ -242,13 +236,13 @@ async def test_suspension_revokes_sessions_and_refuses_sign_in(
 
     suspended = await set_status(auth_pb2.ACCOUNT_STATUS_SUSPENDED)
     assert suspended.user.status == auth_pb2.ACCOUNT_STATUS_SUSPENDED
-    error = await _refused(
+    error = await refused(
         client.stub.GetProfile(
             auth_pb2.GetProfileRequest(), metadata=client.md(user.tokens.access_token)
         )
     )
     assert details(error).reason == "LUCID_ERR_2008"
-    error = await _refused(client.login(key))
+    error = await refused(client.login(key))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert details(error).metadata["account_status"] == "suspended"
     await set_status(auth_pb2.ACCOUNT_STATUS_ACTIVE)
@@ -272,11 +266,11 @@ async def test_profile_update_keeps_usernames_and_emails_unique(client: AuthClie
         auth_pb2.UpdateProfileRequest(username=name.upper()),
         auth_pb2.UpdateProfileRequest(email=f"{name}@example.org"),
     ):
-        error = await _refused(
+        error = await refused(
             client.stub.UpdateProfile(request, metadata=client.md(bob.tokens.access_token))
         )
         assert error.code() == grpc.StatusCode.ALREADY_EXISTS
-    error = await _refused(
+    error = await refused(
         client.stub.UpdateProfile(
             auth_pb2.UpdateProfileRequest(username="x!"),
             metadata=client.md(bob.tokens.access_token),
@@ -301,7 +295,7 @@ async def test_get_user_is_self_or_admin_or_service(client: AuthClient, mesh: Me
     request = auth_pb2.GetUserRequest(user_id=bob.user.user_id)
     own = await client.stub.GetUser(request, metadata=client.md(bob.tokens.access_token))
     assert own.user.tron_address == bob.user.tron_address
-    error = await _refused(
+    error = await refused(
         client.stub.GetUser(request, metadata=client.md(alice.tokens.access_token))
     )
     assert details(error).reason == "LUCID_ERR_2004"
@@ -310,7 +304,7 @@ async def test_get_user_is_self_or_admin_or_service(client: AuthClient, mesh: Me
     async with mesh.channel("auth", identity="payments") as channel:
         reply = await auth_pb2_grpc.AuthServiceStub(channel).GetUser(request)
     assert reply.user.user_id == bob.user.user_id
-    error = await _refused(
+    error = await refused(
         client.stub.GetUser(
             auth_pb2.GetUserRequest(user_id=str(uuid.uuid4())), metadata=client.md(admin)
         )
@@ -339,7 +333,7 @@ async def test_list_users_filters_and_pages(client: AuthClient, mesh: Mesh) -> N
     assert len(seen) == page.total_size >= 3
     assert all(u.role == access_pb2.ROLE_NODE_OPERATOR for u in seen)
     assert {u.user.user_id for u in users} <= {u.user_id for u in seen}
-    error = await _refused(
+    error = await refused(
         client.stub.ListUsers(
             auth_pb2.ListUsersRequest(page_token=page.next_page_token or "eyJvIjogMn0"),
             metadata=client.md(admin),
@@ -347,7 +341,7 @@ async def test_list_users_filters_and_pages(client: AuthClient, mesh: Mesh) -> N
     )
     assert details(error).reason == "LUCID_ERR_1005"
     user_token = users[0].tokens.access_token
-    error = await _refused(
+    error = await refused(
         client.stub.ListUsers(auth_pb2.ListUsersRequest(), metadata=client.md(user_token))
     )
     assert details(error).reason == "LUCID_ERR_2004"

@@ -10,15 +10,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import grpc
 import pytest
-from aiohttp import web
 from lucid.auth.v1 import auth_pb2
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from tronpy.keys import PrivateKey
 
-from lucid.edge.server import Edge
-from lucid.supervisor.localservers import free_port
 from tests.auth_support import address_of, auth_client, sign
-from tests.support import Mesh, bearer, details
+from tests.support import Mesh, bearer, details, running_edge
 
 
 async def _protected_call(mesh: Mesh, token: str) -> grpc.aio.AioRpcError | None:
@@ -72,14 +69,8 @@ async def test_phase1_checkpoint_over_grpc(mesh: Mesh) -> None:
 @pytest.fixture(scope="module")
 async def edge_url(mesh: Mesh) -> AsyncIterator[str]:
     await mesh.start("sessions")
-    runner = web.AppRunner(Edge(mesh.settings).app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_edge(mesh.settings) as url:
+        yield url
 
 
 async def test_phase1_checkpoint_through_the_rest_edge(edge_url: str, mesh: Mesh) -> None:

@@ -19,6 +19,7 @@ from tests.auth_support import (
     address_of,
     auth_client,
     clocked_auth,
+    refused,
     sign,
 )
 from tests.support import Mesh, details
@@ -33,12 +34,6 @@ async def clocked(mesh: Mesh) -> AsyncIterator[tuple[ClockedAuth, FakeClock, Aut
         await client.channel.close()
 
 
-async def _refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
 async def test_check5_five_failures_lock_the_account_for_30_minutes(
     clocked: tuple[ClockedAuth, FakeClock, AuthClient],
 ) -> None:
@@ -47,16 +42,16 @@ async def test_check5_five_failures_lock_the_account_for_30_minutes(
     await client.login(key)  # the user exists
     for _ in range(5):
         issued = await client.challenge(address_of(key))
-        error = await _refused(
+        error = await refused(
             client.login_with(address_of(key), issued.message, sign(impostor, issued.message))
         )
         assert details(error).reason == "LUCID_ERR_2009"
         clock.advance(13)  # keep under the per-IP login limit of the fake minute
-    error = await _refused(client.login(key))
+    error = await refused(client.login(key))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert details(error).reason == "LUCID_ERR_2005"
     clock.advance(29 * 60)
-    assert details(await _refused(client.login(key))).reason == "LUCID_ERR_2005"
+    assert details(await refused(client.login(key))).reason == "LUCID_ERR_2005"
     clock.advance(61)
     reply = await client.login(key)
     assert reply.user.status == auth_pb2.ACCOUNT_STATUS_ACTIVE
@@ -69,7 +64,7 @@ async def test_check3_a_challenge_older_than_300_s_is_refused(
     key = PrivateKey.random()
     issued = await client.challenge(address_of(key))
     clock.advance(301)
-    error = await _refused(
+    error = await refused(
         client.login_with(address_of(key), issued.message, sign(key, issued.message))
     )
     assert details(error).reason == "LUCID_ERR_2011"
@@ -88,7 +83,7 @@ async def test_check8_an_expired_token_is_refused_with_2002(
     clock.advance(14 * 60)
     await client.stub.GetAuthStatus(auth_pb2.GetAuthStatusRequest(), metadata=client.md(access))
     clock.advance(2 * 60)
-    error = await _refused(
+    error = await refused(
         client.stub.GetAuthStatus(auth_pb2.GetAuthStatusRequest(), metadata=client.md(access))
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -99,7 +94,7 @@ async def test_check8_an_expired_token_is_refused_with_2002(
         metadata=client.md(),
     )
     clock.advance(7 * 24 * 3600 + 60)
-    error = await _refused(
+    error = await refused(
         client.stub.RefreshToken(
             auth_pb2.RefreshTokenRequest(refresh_token=fresh.tokens.refresh_token),
             metadata=client.md(),
@@ -129,7 +124,7 @@ async def test_check15_a_magic_link_older_than_5_minutes_is_refused(
     message = await outbox.find_one({"to": email}, sort=[("created_at", -1)])
     clock.advance(301)
     code = pyotp.TOTP(secret).at(clock.timestamp())
-    error = await _refused(
+    error = await refused(
         client.stub.VerifyTotp(
             auth_pb2.VerifyTotpRequest(email=email, link_token=message["link_token"], code=code),
             metadata=client.md(),

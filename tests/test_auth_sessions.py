@@ -13,27 +13,13 @@ from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.common.v1 import access_pb2
 from tronpy.keys import PrivateKey
 
-from tests.auth_support import AuthClient, auth_client, claims
+from tests.auth_support import AuthClient, auth_client, auth_db, auth_redis, claims, refused
 from tests.support import Mesh, details
 
 
 @pytest.fixture
 async def client(mesh: Mesh) -> AuthClient:
     return auth_client(mesh.settings)
-
-
-def _db(mesh: Mesh):  # type: ignore[no-untyped-def]
-    return mesh.servers["auth"].runtime.datastores.db
-
-
-def _redis(mesh: Mesh):  # type: ignore[no-untyped-def]
-    return mesh.servers["auth"].runtime.datastores.cache
-
-
-async def _refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
 
 
 async def _validate(mesh: Mesh, token: str) -> auth_pb2.ValidateTokenResponse:
@@ -52,12 +38,12 @@ async def _refresh(client: AuthClient, token: str) -> auth_pb2.RefreshTokenRespo
 async def test_the_login_session_is_in_mongo_and_redis(client: AuthClient, mesh: Mesh) -> None:
     reply = await client.login(PrivateKey.random())
     sid = reply.tokens.session_id
-    record = await _db(mesh).auth_sessions.find_one({"_id": sid})
+    record = await auth_db(mesh).auth_sessions.find_one({"_id": sid})
     assert record is not None and record["user_id"] == reply.user.user_id
     assert record["revoked"] is False and record["ip_address"] == client.ip
     assert len(record["refresh_token_hash"]) == 64  # only a SHA-256 of the token is kept
     assert reply.tokens.refresh_token not in str(record)
-    ttl = await _redis(mesh).ttl(f"lucid:auth:session:{sid}")
+    ttl = await auth_redis(mesh).ttl(f"lucid:auth:session:{sid}")
     assert 7 * 24 * 3600 - 60 <= ttl <= 7 * 24 * 3600
 
 
@@ -77,13 +63,13 @@ async def test_check7_refresh_returns_a_new_pair_and_the_old_refresh_token_fails
     )
     assert status.user.user_id == reply.user.user_id
     # the old refresh token fails, and its reuse revokes the whole login session
-    error = await _refused(_refresh(client, first.refresh_token))
+    error = await refused(_refresh(client, first.refresh_token))
     assert details(error).reason == "LUCID_ERR_2010"
-    record = await _db(mesh).auth_sessions.find_one({"_id": first.session_id})
+    record = await auth_db(mesh).auth_sessions.find_one({"_id": first.session_id})
     assert record["revoked"] is True and record["revoke_reason"] == "refresh_token_reuse"
-    error = await _refused(_refresh(client, second.refresh_token))
+    error = await refused(_refresh(client, second.refresh_token))
     assert details(error).reason == "LUCID_ERR_2010"
-    error = await _refused(
+    error = await refused(
         client.stub.GetAuthStatus(
             auth_pb2.GetAuthStatusRequest(), metadata=client.md(second.access_token)
         )
@@ -93,10 +79,10 @@ async def test_check7_refresh_returns_a_new_pair_and_the_old_refresh_token_fails
 
 async def test_check8_an_access_token_used_for_refresh_fails(client: AuthClient) -> None:
     reply = await client.login(PrivateKey.random())
-    error = await _refused(_refresh(client, reply.tokens.access_token))
+    error = await refused(_refresh(client, reply.tokens.access_token))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert details(error).reason == "LUCID_ERR_2010"
-    error = await _refused(_refresh(client, "not-a-token"))
+    error = await refused(_refresh(client, "not-a-token"))
     assert details(error).reason == "LUCID_ERR_2010"
 
 
@@ -114,12 +100,12 @@ async def test_check9_after_logout_validate_token_fails(client: AuthClient, mesh
     assert not after.valid and after.reason == "LUCID_ERR_2008"
     # the jti is blacklisted for the token's remaining life, the session marked revoked
     jti = claims(token)["jti"]
-    ttl = await _redis(mesh).ttl(f"lucid:auth:blacklist:{jti}")
+    ttl = await auth_redis(mesh).ttl(f"lucid:auth:blacklist:{jti}")
     assert 0 < ttl <= 900 + 1
-    record = await _db(mesh).auth_sessions.find_one({"_id": reply.tokens.session_id})
+    record = await auth_db(mesh).auth_sessions.find_one({"_id": reply.tokens.session_id})
     assert record["revoked"] is True and record["revoked_at"] is not None
     # and its refresh token is dead too
-    error = await _refused(_refresh(client, reply.tokens.refresh_token))
+    error = await refused(_refresh(client, reply.tokens.refresh_token))
     assert details(error).reason == "LUCID_ERR_2010"
 
 
@@ -142,13 +128,13 @@ async def test_check10_revoke_session_deletes_the_redis_key_and_marks_mongo(
     keep = await client.login(key)
     drop = await client.login(key)
     sid = drop.tokens.session_id
-    assert await _redis(mesh).exists(f"lucid:auth:session:{sid}")
+    assert await auth_redis(mesh).exists(f"lucid:auth:session:{sid}")
     reply = await client.stub.RevokeSession(
         auth_pb2.RevokeSessionRequest(session_id=sid), metadata=client.md(keep.tokens.access_token)
     )
     assert reply.session.revoked and reply.session.session_id == sid
-    assert not await _redis(mesh).exists(f"lucid:auth:session:{sid}")
-    record = await _db(mesh).auth_sessions.find_one({"_id": sid})
+    assert not await auth_redis(mesh).exists(f"lucid:auth:session:{sid}")
+    record = await auth_db(mesh).auth_sessions.find_one({"_id": sid})
     assert record["revoked"] is True
     assert not (await _validate(mesh, drop.tokens.access_token)).valid
     assert (await _validate(mesh, keep.tokens.access_token)).valid
@@ -157,7 +143,7 @@ async def test_check10_revoke_session_deletes_the_redis_key_and_marks_mongo(
 async def test_revoke_session_of_someone_else_is_not_found(client: AuthClient) -> None:
     alice = await client.login(PrivateKey.random())
     bob = await client.login(PrivateKey.random())
-    error = await _refused(
+    error = await refused(
         client.stub.RevokeSession(
             auth_pb2.RevokeSessionRequest(session_id=bob.tokens.session_id),
             metadata=client.md(alice.tokens.access_token),
@@ -171,11 +157,11 @@ async def test_check11_a_users_sixth_concurrent_session_is_rejected(
 ) -> None:
     key = PrivateKey.random()
     sessions = [await client.login(key) for _ in range(5)]
-    error = await _refused(client.login(key))
+    error = await refused(client.login(key))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details(error).reason == "LUCID_ERR_3005"
     user_id = sessions[0].user.user_id
-    assert await _db(mesh).auth_sessions.count_documents({"user_id": user_id}) == 5
+    assert await auth_db(mesh).auth_sessions.count_documents({"user_id": user_id}) == 5
     # after signing out of one, a new one is allowed
     await client.stub.Logout(
         auth_pb2.LogoutRequest(), metadata=client.md(sessions[0].tokens.access_token)
@@ -188,11 +174,13 @@ async def test_concurrent_sign_ins_never_pass_the_session_limit(mesh: Mesh) -> N
     clients = [auth_client(mesh.settings) for _ in range(8)]
     results = await asyncio.gather(*(c.login(key) for c in clients), return_exceptions=True)
     ok = [r for r in results if isinstance(r, auth_pb2.LoginResponse)]
-    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    turned_away = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert 1 <= len(ok) <= 5
-    assert all(details(e).reason == "LUCID_ERR_3005" for e in refused)
+    assert all(details(e).reason == "LUCID_ERR_3005" for e in turned_away)
     user_id = ok[0].user.user_id
-    active = await _db(mesh).auth_sessions.count_documents({"user_id": user_id, "revoked": False})
+    active = await auth_db(mesh).auth_sessions.count_documents(
+        {"user_id": user_id, "revoked": False}
+    )
     assert active == len(ok)
 
 
@@ -212,7 +200,7 @@ async def test_list_active_sessions_pages_newest_first(client: AuthClient) -> No
     listed = [s.session_id for s in [*page.sessions, *rest.sessions]]
     assert set(listed) == {r.tokens.session_id for r in replies}
     assert page.sessions[0].create_time.ToDatetime() >= page.sessions[1].create_time.ToDatetime()
-    error = await _refused(
+    error = await refused(
         client.stub.ListActiveSessions(
             auth_pb2.ListActiveSessionsRequest(page_token="garbage"), metadata=client.md(token)
         )

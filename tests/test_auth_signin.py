@@ -15,7 +15,17 @@ from tronpy.keys import PrivateKey
 
 from lucid.lib import tron
 from lucid.lib.ids import is_uuid4
-from tests.auth_support import AuthClient, address_of, auth_client, claims, fresh_ip, sign
+from tests.auth_support import (
+    AuthClient,
+    address_of,
+    auth_client,
+    auth_db,
+    auth_redis,
+    claims,
+    fresh_ip,
+    refused,
+    sign,
+)
 from tests.support import Mesh, details
 
 
@@ -24,23 +34,9 @@ async def client(mesh: Mesh) -> AuthClient:
     return auth_client(mesh.settings)
 
 
-def _db(mesh: Mesh):  # type: ignore[no-untyped-def]
-    return mesh.servers["auth"].runtime.datastores.db
-
-
-def _redis(mesh: Mesh):  # type: ignore[no-untyped-def]
-    return mesh.servers["auth"].runtime.datastores.cache
-
-
-async def _refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
 async def _nothing_issued(mesh: Mesh, address: str) -> None:
     """No user was created for the address, so no session or token can exist."""
-    assert await _db(mesh).users.find_one({"tron_address": address}) is None
+    assert await auth_db(mesh).users.find_one({"tron_address": address}) is None
 
 
 async def test_check1_valid_login_issues_15_minute_access_and_7_day_refresh(
@@ -55,7 +51,7 @@ async def test_check1_valid_login_issues_15_minute_access_and_7_day_refresh(
     assert access["sid"] == refresh["sid"] == reply.tokens.session_id
     assert reply.tokens.expires_in == 900 and reply.tokens.token_type == "Bearer"
     # the first login created the user: UUIDv4, role user, KYC none
-    user = await _db(mesh).users.find_one({"tron_address": address_of(key)})
+    user = await auth_db(mesh).users.find_one({"tron_address": address_of(key)})
     assert user is not None and is_uuid4(user["_id"])
     assert (user["role"], user["kyc_status"]) == ("user", "none")
     assert access["sub"] == user["_id"] == reply.user.user_id
@@ -80,7 +76,7 @@ async def test_challenge_message_has_the_spec_format(client: AuthClient, mesh: M
     assert first.endswith("Z") and "T" in first.rsplit(": ", 1)[1]
     assert second == f"Nonce: {issued.nonce}" and len(issued.nonce) == 32
     int(issued.nonce, 16)
-    ttl = await _redis(mesh).ttl(f"lucid:auth:challenge:{issued.nonce}")
+    ttl = await auth_redis(mesh).ttl(f"lucid:auth:challenge:{issued.nonce}")
     assert 290 <= ttl <= 300
     issued_at = datetime.strptime(first.rsplit(": ", 1)[1], "%Y-%m-%dT%H:%M:%SZ")
     lifetime = issued.expire_time.ToDatetime() - issued_at
@@ -92,7 +88,7 @@ async def test_check2_another_keys_signature_is_refused_and_nothing_issued(
 ) -> None:
     victim, attacker = PrivateKey.random(), PrivateKey.random()
     issued = await client.challenge(address_of(victim))
-    error = await _refused(
+    error = await refused(
         client.login_with(address_of(victim), issued.message, sign(attacker, issued.message))
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -105,7 +101,7 @@ async def test_check2_edited_message_is_refused(client: AuthClient, mesh: Mesh) 
     issued = await client.challenge(address_of(key))
     signature = sign(key, issued.message)
     edited = issued.message.replace("authenticate", "authorise")
-    error = await _refused(client.login_with(address_of(key), edited, signature))
+    error = await refused(client.login_with(address_of(key), edited, signature))
     assert details(error).reason == "LUCID_ERR_2009"
     await _nothing_issued(mesh, address_of(key))
 
@@ -117,7 +113,7 @@ async def test_check2_message_signed_but_not_the_challenge_is_refused(
     key = PrivateKey.random()
     issued = await client.challenge(address_of(key))
     edited = issued.message.replace("Lucid", "Lucid!")
-    error = await _refused(client.login_with(address_of(key), edited, sign(key, edited)))
+    error = await refused(client.login_with(address_of(key), edited, sign(key, edited)))
     assert details(error).reason == "LUCID_ERR_2011"
     await _nothing_issued(mesh, address_of(key))
 
@@ -126,13 +122,13 @@ async def test_check2_ed25519_signature_is_refused(client: AuthClient, mesh: Mes
     key = PrivateKey.random()
     issued = await client.challenge(address_of(key))
     ed = Ed25519PrivateKey.generate().sign(issued.message.encode()).hex()  # 64 bytes, 128 hex
-    error = await _refused(client.login_with(address_of(key), issued.message, ed))
+    error = await refused(client.login_with(address_of(key), issued.message, ed))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(error).field_violations[0].field == "signature"
     # padded to 65 bytes it is well-formed, and still not a signature of this key
     padded = ed + "1b"
     issued = await client.challenge(address_of(key))
-    error = await _refused(client.login_with(address_of(key), issued.message, padded))
+    error = await refused(client.login_with(address_of(key), issued.message, padded))
     assert details(error).reason == "LUCID_ERR_2009"
     await _nothing_issued(mesh, address_of(key))
 
@@ -142,7 +138,7 @@ async def test_signature_with_a_foreign_v_is_refused(client: AuthClient) -> None
     issued = await client.challenge(address_of(key))
     raw = bytearray(key.sign_msg(issued.message.encode()).to_bytes())
     raw[64] = 37  # an EIP-155 style v: not TIP-191
-    error = await _refused(client.login_with(address_of(key), issued.message, raw.hex()))
+    error = await refused(client.login_with(address_of(key), issued.message, raw.hex()))
     assert details(error).reason == "LUCID_ERR_2009"
 
 
@@ -151,14 +147,14 @@ async def test_check3_a_reused_nonce_is_refused(client: AuthClient) -> None:
     issued = await client.challenge(address_of(key))
     signature = sign(key, issued.message)
     await client.login_with(address_of(key), issued.message, signature)
-    error = await _refused(client.login_with(address_of(key), issued.message, signature))
+    error = await refused(client.login_with(address_of(key), issued.message, signature))
     assert details(error).reason == "LUCID_ERR_2011"
 
 
 async def test_a_challenge_is_bound_to_its_address(client: AuthClient, mesh: Mesh) -> None:
     alice, mallory = PrivateKey.random(), PrivateKey.random()
     issued = await client.challenge(address_of(alice))
-    error = await _refused(
+    error = await refused(
         client.login_with(address_of(mallory), issued.message, sign(mallory, issued.message))
     )
     assert details(error).reason == "LUCID_ERR_2011"
@@ -170,7 +166,7 @@ async def test_a_message_without_a_known_nonce_is_refused(client: AuthClient) ->
     forged = (
         f"Sign this message to authenticate with Lucid: 2020-01-01T00:00:00Z\nNonce: {'ab' * 16}"
     )
-    error = await _refused(client.login_with(address_of(key), forged, sign(key, forged)))
+    error = await refused(client.login_with(address_of(key), forged, sign(key, forged)))
     assert details(error).reason == "LUCID_ERR_2011"
 
 
@@ -193,13 +189,13 @@ async def test_check4_bad_addresses_are_invalid_argument(client: AuthClient, mes
         (short, "LUCID_ERR_1001"),  # length (the field rule)
         ("0" + good[1:], "LUCID_ERR_1001"),  # alphabet
     ):
-        error = await _refused(client.challenge(bad))
+        error = await refused(client.challenge(bad))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
         assert details(error).reason == reason, bad
         assert details(error).field_violations[0].field == "tron_address"
-        error = await _refused(client.login_with(bad, "x" * 40, "00" * 65))
+        error = await refused(client.login_with(bad, "x" * 40, "00" * 65))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-    event = await _db(mesh).auth_audit_events.find_one(
+    event = await auth_db(mesh).auth_audit_events.find_one(
         {"tron_address": other_prefix, "action": "challenge"}
     )
     assert event is not None and event["result"] == "failure"
@@ -212,7 +208,7 @@ async def test_check6_eleventh_login_from_one_ip_within_a_minute_is_rate_limited
     client = auth_client(mesh.settings)
     for _ in range(10):
         await client.login(PrivateKey.random())
-    error = await _refused(client.login(PrivateKey.random()))
+    error = await refused(client.login(PrivateKey.random()))
     info = details(error)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert info.reason == "LUCID_ERR_3001"
@@ -232,7 +228,7 @@ async def test_forwarded_address_is_believed_only_from_the_edge(mesh: Mesh) -> N
     await edge_client.login(key)
     events = [
         e
-        async for e in _db(mesh).auth_audit_events.find(
+        async for e in auth_db(mesh).auth_audit_events.find(
             {"tron_address": address_of(key), "action": "login"}
         )
     ]
@@ -245,9 +241,11 @@ async def test_every_attempt_is_audited_without_secrets(client: AuthClient, mesh
     key = PrivateKey.random()
     issued = await client.challenge(address_of(key))
     bad_signature = sign(PrivateKey.random(), issued.message)
-    await _refused(client.login_with(address_of(key), issued.message, bad_signature))
+    await refused(client.login_with(address_of(key), issued.message, bad_signature))
     reply = await client.login(key)
-    events = [e async for e in _db(mesh).auth_audit_events.find({"tron_address": address_of(key)})]
+    events = [
+        e async for e in auth_db(mesh).auth_audit_events.find({"tron_address": address_of(key)})
+    ]
     results = sorted((e["action"], e["result"], e.get("reason", "")) for e in events)
     assert results == [
         ("challenge", "success", ""),
@@ -270,14 +268,16 @@ async def test_register_creates_the_user_without_tokens(client: AuthClient, mesh
     name = f"reg_{uuid.uuid4().hex[:8]}"
     email = f"{name}@example.org"
 
-    async def register(username: str = "", mail: str = "") -> auth_pb2.RegisterResponse:
-        issued = await client.challenge(address_of(key))
+    async def register(
+        signer: PrivateKey, username: str = "", mail: str = ""
+    ) -> auth_pb2.RegisterResponse:
+        issued = await client.challenge(address_of(signer))
         return await client.stub.Register(
             auth_pb2.RegisterRequest(
                 challenge=auth_pb2.SignedChallenge(
-                    tron_address=address_of(key),
+                    tron_address=address_of(signer),
                     message=issued.message,
-                    signature=sign(key, issued.message),
+                    signature=sign(signer, issued.message),
                 ),
                 email=mail,
                 username=username,
@@ -285,27 +285,14 @@ async def test_register_creates_the_user_without_tokens(client: AuthClient, mesh
             metadata=client.md(),
         )
 
-    reply = await register(name, email.upper())
+    reply = await register(key, name, email.upper())
     assert reply.user.username == name and reply.user.email == email
-    assert await _db(mesh).auth_sessions.count_documents({"user_id": reply.user.user_id}) == 0
-    error = await _refused(register())
+    assert await auth_db(mesh).auth_sessions.count_documents({"user_id": reply.user.user_id}) == 0
+    error = await refused(register(key))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     # the e-mail is taken for another address
     other = PrivateKey.random()
-    issued = await client.challenge(address_of(other))
-    error = await _refused(
-        client.stub.Register(
-            auth_pb2.RegisterRequest(
-                challenge=auth_pb2.SignedChallenge(
-                    tron_address=address_of(other),
-                    message=issued.message,
-                    signature=sign(other, issued.message),
-                ),
-                email=email,
-            ),
-            metadata=client.md(),
-        )
-    )
+    error = await refused(register(other, mail=email))
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     assert details(error).field_violations[0].field == "email"
     await _nothing_issued(mesh, address_of(other))

@@ -15,7 +15,7 @@ from lucid.auth.wallets.backend import Device
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.auth.wallets.software import Behaviour, SoftwareWallet, SoftwareWalletBackend
 from lucid.runtime.errors import LucidError
-from tests.auth_support import AuthClient, auth_client, servicer_of
+from tests.auth_support import AuthClient, auth_client, refused, servicer_of
 from tests.support import Mesh, details
 
 MNEMONIC = "abandon " * 11 + "about"
@@ -40,12 +40,6 @@ async def client(mesh: Mesh) -> AuthClient:
     return auth_client(mesh.settings)
 
 
-async def _refused(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
 def test_software_wallet_derives_the_bip44_tron_address() -> None:
     """m/44'/195'/0'/0/0 of the all-"abandon" mnemonic, as TronWeb and tronbox derive it."""
     wallet = SoftwareWallet.from_mnemonic(MNEMONIC)
@@ -62,13 +56,16 @@ def _ref(wallet: SoftwareWallet) -> auth_pb2.HardwareWalletRef:
     )
 
 
-async def test_check16_software_wallet_signs_a_challenge_and_logs_in(
-    client: AuthClient, device: SoftwareWallet
-) -> None:
-    address = device.address(0).tron_address
+async def _wallet_login(
+    client: AuthClient, device: SoftwareWallet, index: int, *, unplug_before_login: bool = False
+) -> auth_pb2.LoginResponse:
+    """The device signs a challenge; the login names the device."""
+    address = device.address(index).tron_address
     issued = await client.challenge(address)
-    signature = device.sign(0, issued.message.encode()).hex()
-    reply = await client.stub.Login(
+    signature = device.sign(index, issued.message.encode()).hex()
+    if unplug_before_login:
+        device.set_state(Behaviour.DISCONNECTED)
+    return await client.stub.Login(
         auth_pb2.LoginRequest(
             tron_address=address,
             message=issued.message,
@@ -77,27 +74,21 @@ async def test_check16_software_wallet_signs_a_challenge_and_logs_in(
         ),
         metadata=client.md(),
     )
-    assert reply.user.tron_address == address and reply.tokens.access_token
+
+
+async def test_check16_software_wallet_signs_a_challenge_and_logs_in(
+    client: AuthClient, device: SoftwareWallet
+) -> None:
+    reply = await _wallet_login(client, device, 0)
+    assert reply.user.tron_address == device.address(0).tron_address
+    assert reply.tokens.access_token
 
 
 async def test_check16_a_disconnected_device_is_refused(
     client: AuthClient, device: SoftwareWallet, mesh: Mesh
 ) -> None:
     address = device.address(2).tron_address
-    issued = await client.challenge(address)
-    signature = device.sign(2, issued.message.encode()).hex()
-    device.set_state(Behaviour.DISCONNECTED)
-    error = await _refused(
-        client.stub.Login(
-            auth_pb2.LoginRequest(
-                tron_address=address,
-                message=issued.message,
-                signature=signature,
-                hardware_wallet=_ref(device),
-            ),
-            metadata=client.md(),
-        )
-    )
+    error = await refused(_wallet_login(client, device, 2, unplug_before_login=True))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert details(error).reason == "LUCID_ERR_4801"
     db = mesh.servers["auth"].runtime.datastores.db
@@ -159,7 +150,7 @@ async def test_wallet_rpcs_and_device_states(client: AuthClient, device: Softwar
         (Behaviour.REJECTED, grpc.StatusCode.ABORTED, "LUCID_ERR_4803"),
     ):
         device.set_state(behaviour)
-        error = await _refused(stub.SignWithHardwareWallet(sign, metadata=md))
+        error = await refused(stub.SignWithHardwareWallet(sign, metadata=md))
         assert (error.code(), details(error).reason) == (code, reason), behaviour
     device.set_state(Behaviour.DISCONNECTED)
     status = await stub.GetHardwareWalletStatus(
@@ -182,7 +173,7 @@ async def test_a_device_that_never_answers_times_out(
     try:
         user = await client.login(device.private_key(4))
         device.set_state(Behaviour.TIMEOUT)
-        error = await _refused(
+        error = await refused(
             client.stub.SignWithHardwareWallet(
                 auth_pb2.SignWithHardwareWalletRequest(
                     device_id=device.device_id, address_index=4, message="m"
@@ -198,7 +189,7 @@ async def test_a_device_that_never_answers_times_out(
 
 async def test_an_unknown_device_is_not_connected(client: AuthClient) -> None:
     user = await client.login(SoftwareWallet.from_mnemonic("legal " * 11 + "winner").private_key(0))
-    error = await _refused(
+    error = await refused(
         client.stub.GetHardwareWalletStatus(
             auth_pb2.GetHardwareWalletStatusRequest(
                 device_id="00000000-0000-4000-8000-000000000000"

@@ -9,12 +9,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from lucid.edge.server import Edge
 from lucid.runtime.config import Settings
-from lucid.supervisor.localservers import free_port
-from tests.support import Mesh
+from tests.support import Mesh, running_edge
 
 BODY_LIMIT = 64 * 1024
 
@@ -24,14 +21,8 @@ async def edge_url(mesh: Mesh) -> AsyncIterator[str]:
     """An edge in this process, with a small body limit so the 413 path is cheap to test."""
     await mesh.start("sessions")
     settings: Settings = mesh.settings.replace(max_request_bytes=BODY_LIMIT)
-    runner = web.AppRunner(Edge(settings).app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_edge(settings) as url:
+        yield url
 
 
 @pytest.fixture

@@ -82,11 +82,18 @@ class Accounts:
                 "you cannot change a user above your own role",
             )
 
-    async def _after_change(self, before: UserRecord, after: UserRecord) -> None:
+    async def _update(self, before: UserRecord, fields: dict[str, object]) -> UserRecord:
+        """Sets fields; revokes the user's sessions when that takes permissions away."""
+        after = await self.users.set_fields(
+            before.user_id, {**fields, "updated_at": self._clock.now()}
+        )
+        if after is None:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
         if policy.loses_permissions(
             (before.role, before.kyc_status), (after.role, after.kyc_status)
         ):
             await self.sessions.revoke_all(after.user_id, REVOKED_ACCOUNT)
+        return after
 
     async def assign_role(
         self, caller: Principal, user_id: str, role: int, event: Event
@@ -101,13 +108,7 @@ class Accounts:
                 "you can grant at most your own role, to users at most at your level",
                 metadata={"caller_role": policy.role_name(caller_role) if caller_role else ""},
             )
-        updated = await self.users.set_fields(
-            user_id, {"role": policy.role_name(role), "updated_at": self._clock.now()}
-        )
-        if updated is None:
-            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
-        await self._after_change(target, updated)
-        return updated
+        return await self._update(target, {"role": policy.role_name(role)})
 
     async def set_kyc(
         self, caller: Principal, user_id: str, kyc_status: int, event: Event
@@ -116,13 +117,7 @@ class Accounts:
         event.user_id, event.resource = user_id, f"kyc:{policy.kyc_name(kyc_status)}"
         target = await self.get(user_id)
         self._may_manage(caller, target)
-        updated = await self.users.set_fields(
-            user_id, {"kyc_status": policy.kyc_name(kyc_status), "updated_at": self._clock.now()}
-        )
-        if updated is None:
-            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
-        await self._after_change(target, updated)
-        return updated
+        return await self._update(target, {"kyc_status": policy.kyc_name(kyc_status)})
 
     async def set_status(
         self, caller: Principal, user_id: str, status: int, event: Event
@@ -134,18 +129,13 @@ class Accounts:
         self._may_manage(caller, target)
         if caller.user is not None and caller.user.user_id == user_id:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, "you cannot change your own status")
-        now = self._clock.now()
         if status == auth_pb2.ACCOUNT_STATUS_SUSPENDED:
-            fields: dict[str, object] = {"suspended": True, "updated_at": now}
-        else:
-            fields = {"suspended": False, "locked_until": None, "login_attempts": 0}
-            fields["updated_at"] = now
-        updated = await self.users.set_fields(user_id, fields)
-        if updated is None:
-            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
-        if updated.suspended:
+            updated = await self._update(target, {"suspended": True})
             await self.sessions.revoke_all(user_id, REVOKED_ACCOUNT)
-        return updated
+            return updated
+        return await self._update(
+            target, {"suspended": False, "locked_until": None, "login_attempts": 0}
+        )
 
     async def check_permission(self, user_id: str, permission: int) -> tuple[bool, str]:
         """Whether a user holds a permission now (role, KYC, suspension)."""

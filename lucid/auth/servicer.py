@@ -7,22 +7,24 @@ operation (in ``signin``, ``sessions``, ``accounts``) and the audit record.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from lucid.auth import convert, paging, policy
 from lucid.auth.accounts import Accounts
-from lucid.auth.audit import Auditor, Client, client_of
+from lucid.auth.audit import Auditor, Client, Event, client_of
 from lucid.auth.keystore import SigningKeyStore
 from lucid.auth.limits import Limits
-from lucid.auth.sessions import REVOKED_BY_USER, LoginSessions
+from lucid.auth.sessions import REVOKED_BY_USER, LoginSessions, Tokens
 from lucid.auth.signin import SignedChallenge, SignIn
 from lucid.auth.store.audit import AuditStore
 from lucid.auth.store.ownership import Ownership
+from lucid.auth.store.users import UserRecord
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.clock import Clock
 from lucid.runtime.context import Principal, UserClaims
@@ -74,6 +76,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def _now(self) -> datetime:
         return self.core.clock.now()
 
+    def _signed_in(self, tokens: Tokens, user: UserRecord) -> dict[str, Any]:
+        """The ``tokens`` and ``user`` fields of a sign-in's response."""
+        now = self._now
+        return {"tokens": convert.tokens(tokens, now), "user": convert.user(user, now)}
+
     # -- sign-in -----------------------------------------------------------------------
 
     async def IssueChallenge(
@@ -120,10 +127,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 wallet_type=wallet.wallet_type,
                 device_id=wallet.device_id,
             )
-        now = self._now
-        return auth_pb2.LoginResponse(
-            tokens=convert.tokens(tokens, now), user=convert.user(user, now)
-        )
+        return auth_pb2.LoginResponse(**self._signed_in(tokens, user))
 
     async def StartMagicLink(
         self, request: auth_pb2.StartMagicLinkRequest, context: Context
@@ -141,10 +145,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             tokens, user = await self.core.signin.verify_totp(
                 request.email, request.link_token, request.code, client, event
             )
-        now = self._now
-        return auth_pb2.VerifyTotpResponse(
-            tokens=convert.tokens(tokens, now), user=convert.user(user, now)
-        )
+        return auth_pb2.VerifyTotpResponse(**self._signed_in(tokens, user))
 
     async def EnrollTotp(
         self, request: auth_pb2.EnrollTotpRequest, context: Context
@@ -394,35 +395,42 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             total_size=total,
         )
 
+    async def _change_user(
+        self,
+        context: Context,
+        action: str,
+        change: Callable[[Principal, str, int, Event], Awaitable[UserRecord]],
+        user_id: str,
+        value: int,
+    ) -> auth_pb2.User:
+        """An administrator's change to a user, audited; the updated user."""
+        client = client_of(context)
+        async with self.core.auditor.event(action, client) as event:
+            record = await change(client.principal, user_id, value, event)
+        return convert.user(record, self._now)
+
     async def AssignRole(
         self, request: auth_pb2.AssignRoleRequest, context: Context
     ) -> auth_pb2.AssignRoleResponse:
-        client = client_of(context)
-        async with self.core.auditor.event("assign_role", client) as event:
-            record = await self.core.accounts.assign_role(
-                client.principal, request.user_id, request.role, event
-            )
-        return auth_pb2.AssignRoleResponse(user=convert.user(record, self._now))
+        change = self.core.accounts.assign_role
+        user = await self._change_user(
+            context, "assign_role", change, request.user_id, request.role
+        )
+        return auth_pb2.AssignRoleResponse(user=user)
 
     async def SetKycStatus(
         self, request: auth_pb2.SetKycStatusRequest, context: Context
     ) -> auth_pb2.SetKycStatusResponse:
-        client = client_of(context)
-        async with self.core.auditor.event("set_kyc_status", client) as event:
-            record = await self.core.accounts.set_kyc(
-                client.principal, request.user_id, request.kyc_status, event
-            )
-        return auth_pb2.SetKycStatusResponse(user=convert.user(record, self._now))
+        change, kyc = self.core.accounts.set_kyc, request.kyc_status
+        user = await self._change_user(context, "set_kyc_status", change, request.user_id, kyc)
+        return auth_pb2.SetKycStatusResponse(user=user)
 
     async def SetUserStatus(
         self, request: auth_pb2.SetUserStatusRequest, context: Context
     ) -> auth_pb2.SetUserStatusResponse:
-        client = client_of(context)
-        async with self.core.auditor.event("set_user_status", client) as event:
-            record = await self.core.accounts.set_status(
-                client.principal, request.user_id, request.status, event
-            )
-        return auth_pb2.SetUserStatusResponse(user=convert.user(record, self._now))
+        change, status = self.core.accounts.set_status, request.status
+        user = await self._change_user(context, "set_user_status", change, request.user_id, status)
+        return auth_pb2.SetUserStatusResponse(user=user)
 
     # -- hardware wallets ------------------------------------------------------------------
 

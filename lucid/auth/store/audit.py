@@ -14,6 +14,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
+from lucid.auth.store import find_page
 from lucid.lib.ids import new_id
 
 USER_AGENT_MAX = 500
@@ -85,11 +86,11 @@ class AuditStore:
         self, query: dict[str, Any], *, offset: int, limit: int
     ) -> tuple[list[AuditRecord], int]:
         """A page of events matching ``query``, newest first, and how many match."""
-        total = await self._events.count_documents(query)
-        cursor = (
-            self._events.find(query)
-            .sort([("event_time", DESCENDING), ("_id", DESCENDING)])
-            .skip(offset)
-            .limit(limit)
+        docs, total = await find_page(
+            self._events,
+            query,
+            [("event_time", DESCENDING), ("_id", DESCENDING)],
+            offset=offset,
+            limit=limit,
         )
-        return [AuditRecord.of(doc) async for doc in cursor], total
+        return [AuditRecord.of(doc) for doc in docs], total

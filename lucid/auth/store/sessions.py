@@ -17,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
+from lucid.auth.store import find_page
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_SESSION_KEY
 
 SESSION_KEY = "lucid:auth:session:{sid}"
@@ -163,14 +164,14 @@ class SessionStore:
     ) -> tuple[list[SessionRecord], int]:
         """A page of the user's active sessions, newest first, and how many there are."""
         query = _active(user_id, now)
-        total = await self._sessions.count_documents(query)
-        cursor = (
-            self._sessions.find(query)
-            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .skip(offset)
-            .limit(limit)
+        docs, total = await find_page(
+            self._sessions,
+            query,
+            [("created_at", DESCENDING), ("_id", DESCENDING)],
+            offset=offset,
+            limit=limit,
         )
-        return [SessionRecord.of(doc) async for doc in cursor], total
+        return [SessionRecord.of(doc) for doc in docs], total
 
     async def rotate(
         self,

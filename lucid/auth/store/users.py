@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lucid.auth import policy, schema
+from lucid.auth.store import find_page
 from lucid.lib.ids import new_id
 
 
@@ -186,14 +187,14 @@ class UserStore:
         self, query: dict[str, Any], *, offset: int, limit: int
     ) -> tuple[list[UserRecord], int]:
         """A page of users matching ``query``, oldest first, and how many match."""
-        total = await self._users.count_documents(query)
-        cursor = (
-            self._users.find(query)
-            .sort([("created_at", ASCENDING), ("_id", ASCENDING)])
-            .skip(offset)
-            .limit(limit)
+        docs, total = await find_page(
+            self._users,
+            query,
+            [("created_at", ASCENDING), ("_id", ASCENDING)],
+            offset=offset,
+            limit=limit,
         )
-        return [UserRecord.of(doc) async for doc in cursor], total
+        return [UserRecord.of(doc) for doc in docs], total
 
     async def claim(self, kind: str, value: str, user_id: str) -> bool:
         """Claims a unique value (``email``/``username``) for a user; False if another has it."""
