@@ -99,7 +99,11 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.datastores = Datastores(settings, mongo=True, redis=True)
         self.channels = Channels(
-            settings, identity=self.identity.name, registry=self.registry, catalog=self.catalog
+            settings,
+            identity=self.identity.name,
+            registry=self.registry,
+            catalog=self.catalog,
+            clock=self.clock,
         )
         self.metrics = Metrics()
 
