@@ -28,6 +28,14 @@ $PY -m grpc_tools.protoc "${includes[@]}" \
   --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
   --python_out="$out" --mypy_out="$out" \
   buf/validate/validate.proto 2> >(grep -v '^Writing mypy' >&2)
+# The trimmed Envoy protos the gateway serves (envoy.service.ratelimit.v3).
+mapfile -t envoy < <(cd third_party && find envoy -name '*.proto' | LC_ALL=C sort)
+$PY -m grpc_tools.protoc "${includes[@]}" \
+  --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
+  --plugin=protoc-gen-mypy_grpc=.venv/bin/protoc-gen-mypy_grpc \
+  --python_out="$out" --mypy_out="$out" \
+  --grpc_python_out="$out" --mypy_grpc_out="$out" \
+  "${envoy[@]}" 2> >(grep -v '^Writing mypy' >&2)
 $PY -m grpc_tools.protoc "${includes[@]}" \
   --include_imports --include_source_info \
   --descriptor_set_out="$out/lucid.protoset" \
