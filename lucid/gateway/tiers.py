@@ -1,8 +1,5 @@
-"""The rate-limit tiers of spec 01 §9 and how Envoy's descriptors name them.
-
-Burst = twice the limit for the request tiers (refilled over 300 s, spec 01 §4); the
-chunk-upload tier is a bandwidth of 10,485,760 B/s per session with no burst.
-"""
+"""The rate-limit tiers of spec 01 §9 by the contract's enum, and their names (Redis
+keys, Envoy descriptors). The numbers live once, in ``lucid.lib.ratelimit.TIERS``."""
 
 from __future__ import annotations
 
@@ -10,17 +7,16 @@ from collections.abc import Mapping
 
 from lucid.gateway.v1 import gateway_pb2
 
-from lucid.lib.ratelimit import Policy
+from lucid.lib.ratelimit import TIERS, Policy
 
 Tier = gateway_pb2.RateLimitTier
 
 POLICIES: Mapping[int, Policy] = {
-    gateway_pb2.RATE_LIMIT_TIER_PUBLIC: Policy(limit=100, window_s=60.0, burst=200),
-    gateway_pb2.RATE_LIMIT_TIER_AUTHENTICATED: Policy(limit=1000, window_s=60.0, burst=2000),
-    gateway_pb2.RATE_LIMIT_TIER_ADMIN: Policy(limit=10_000, window_s=60.0, burst=20_000),
-    gateway_pb2.RATE_LIMIT_TIER_BLOCKCHAIN_QUERY: Policy(limit=500, window_s=60.0, burst=1000),
-    gateway_pb2.RATE_LIMIT_TIER_CHUNK_UPLOAD_BANDWIDTH: Policy(limit=10_485_760, window_s=1.0),
+    value.number: TIERS[value.name.removeprefix("RATE_LIMIT_TIER_").lower()]
+    for value in Tier.DESCRIPTOR.values
+    if value.number
 }
+"""The policies of ``lucid.lib.ratelimit.TIERS`` by the contract's tier enum."""
 
 
 def tier_name(tier: int) -> str:

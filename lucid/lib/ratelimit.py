@@ -109,6 +109,17 @@ def decide(policy: Policy, state: State, now_us: int, cost: int) -> tuple[Decisi
     return decision, (State(tat, burst_tat) if allowed else state)
 
 
+TIERS: dict[str, Policy] = {
+    "public": Policy(limit=100, window_s=60.0, burst=200),
+    "authenticated": Policy(limit=1000, window_s=60.0, burst=2000),
+    "admin": Policy(limit=10_000, window_s=60.0, burst=20_000),
+    "blockchain_query": Policy(limit=500, window_s=60.0, burst=1000),
+    "chunk_upload_bandwidth": Policy(limit=10_485_760, window_s=1.0),
+}
+"""The tiers of spec 01 §9 by name: per minute with a burst of twice the limit refilled
+over 300 s (spec 01 §4); chunk uploads 10,485,760 B/s per session without a burst."""
+
+
 class MemoryLimiter:
     """``decide`` over states kept in this process (bounded, oldest dropped first)."""
 
