@@ -281,12 +281,17 @@ class Edge:
             raise LucidError(
                 ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
             )
-        raw = await request.content.read(limit + 1)
+        raw = bytearray()
+        while len(raw) <= limit:
+            piece = await request.content.read(min(1 << 20, limit + 1 - len(raw)))
+            if not piece:
+                break
+            raw += piece
         if len(raw) > limit:
             raise LucidError(
                 ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
             )
-        return raw
+        return bytes(raw)
 
     # -- REST ------------------------------------------------------------------------
 

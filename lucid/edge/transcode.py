@@ -305,5 +305,6 @@ def envelope(details: ErrorDetails, *, request_id: str, service: str) -> tuple[i
 
 def local_error(error: LucidError) -> ErrorDetails:
     """An error the edge raises itself, as if a server had sent it."""
-    status = error.to_status(domain="lucid.edge", request_id="", service="edge")
+    domain = error.domain or "lucid.edge"
+    status = error.to_status(domain=domain, request_id="", service=domain.removeprefix("lucid."))
     return ErrorDetails.from_status(status)
