@@ -19,21 +19,17 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-from bench.bench_pipeline import Constant
+from bench.bench_pipeline import constant_auth, start_bare, summary
 from bench.common import BenchContext, Figure, rate
-from lucid.auth import app as auth_app
 from lucid.gateway.limiter import Limiter
 from lucid.lib.clock import SystemClock
 from lucid.lib.ratelimit import TIERS, MemoryLimiter
-from lucid.runtime import tls
 from lucid.runtime.contracts import protoset_path
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource
 from lucid.supervisor.localservers import free_port, tool_path
 from tests.support import Mesh, bearer, https_client, operator_channel, serve_edge
 
@@ -41,14 +37,6 @@ SECONDS = 4.0
 CONCURRENCY = 8
 GHZ_CONCURRENCY = 16
 GHZ_REQUESTS = 6000
-
-
-def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
-    return [
-        Figure(f"{label}: throughput", calls_per_s, "calls/s"),
-        Figure(f"{label}: p50", latencies[len(latencies) // 2], "ms"),
-        Figure(f"{label}: p99", latencies[int(len(latencies) * 0.99)], "ms"),
-    ]
 
 
 async def _ghz(label: str, target: str, certs: Path, token: str) -> list[Figure]:
@@ -105,22 +93,11 @@ async def run(ctx: BenchContext) -> list[Figure]:
     figures: list[Figure] = []
 
     # bare grpc.aio, same servicer, mTLS
-    bare = grpc.aio.server()
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(Constant(), bare)
-    bare_port = bare.add_secure_port(
-        "127.0.0.1:0", tls.server_credentials(tls.CertPaths.of(settings.certs_dir, "auth"))
-    )
-    await bare.start()
+    bare, bare_port = await start_bare(settings)
 
     # the full chain: the same servicer behind the pipeline, plus a gateway and an edge
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
-        return ClusterApp(
-            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
-            collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
-            on_ready=[keys.current],
-        )
+        return constant_auth(runtime)
 
     own = settings.replace(ports={**settings.ports, "auth": free_port(), "gateway": free_port()})
     mesh = Mesh(own)
@@ -150,7 +127,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 seconds=SECONDS,
                 concurrency=CONCURRENCY,
             )
-            figures += _summary("direct gRPC GetProfile (python client)", r, lat)
+            figures += summary("direct gRPC GetProfile (python client)", r, lat)
         users = [await mesh.token(user_id=str(uuid.uuid4())) for _ in range(CONCURRENCY)]
         async with serve_edge(own) as url, https_client(own) as http:
             profile = f"{url}/api/v1/auth/profile"
@@ -171,7 +148,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 seconds=SECONDS,
                 concurrency=CONCURRENCY,
             )
-            figures += _summary("edge REST GET /api/v1/auth/profile (HTTPS)", r, lat)
+            figures += summary("edge REST GET /api/v1/auth/profile (HTTPS)", r, lat)
 
         # the limiter alone
         stores = Datastores(own, mongo=False, redis=True)
@@ -184,7 +161,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("rate limiter: Lua script in Redis", r, lat)
+        figures += summary("rate limiter: Lua script in Redis", r, lat)
         await stores.close()
         memory = MemoryLimiter()
         started = time.perf_counter()
@@ -211,7 +188,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 seconds=SECONDS,
                 concurrency=CONCURRENCY,
             )
-            figures += _summary("rate limiter: edge -> gateway CheckRateLimit", r, lat)
+            figures += summary("rate limiter: edge -> gateway CheckRateLimit", r, lat)
     finally:
         await mesh.stop_all()
         await bare.stop(None)

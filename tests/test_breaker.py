@@ -68,6 +68,16 @@ async def upstream(settings: Settings) -> AsyncIterator[tuple[Settings, Counting
         await mesh.stop_all()
 
 
+def _channels(settings: Settings, clock: FakeClock) -> Channels:
+    return Channels(
+        settings,
+        identity="sessions",
+        registry=StaticRegistry(settings),
+        catalog=catalog(),
+        clock=clock,
+    )
+
+
 async def _call(channels: Channels, address: str = ADDRESS) -> grpc.StatusCode:
     stub = await channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
     try:
@@ -82,13 +92,7 @@ async def test_breaker_opens_fails_fast_half_opens_and_closes(
 ) -> None:
     settings, counting = upstream
     clock = FakeClock()
-    channels = Channels(
-        settings,
-        identity="sessions",
-        registry=StaticRegistry(settings),
-        catalog=catalog(),
-        clock=clock,
-    )
+    channels = _channels(settings, clock)
     breaker = channels.breakers.of("auth")
     try:
         for _ in range(5):
@@ -137,13 +141,7 @@ async def test_breaker_opens_fails_fast_half_opens_and_closes(
 async def test_failed_trial_opens_the_breaker_again(upstream: tuple[Settings, Counting]) -> None:
     settings, counting = upstream
     clock = FakeClock()
-    channels = Channels(
-        settings,
-        identity="sessions",
-        registry=StaticRegistry(settings),
-        catalog=catalog(),
-        clock=clock,
-    )
+    channels = _channels(settings, clock)
     breaker = channels.breakers.of("auth")
     try:
         for _ in range(5):
@@ -162,9 +160,7 @@ async def test_failed_trial_opens_the_breaker_again(upstream: tuple[Settings, Co
 
 async def test_request_errors_do_not_open_the_breaker(upstream: tuple[Settings, Counting]) -> None:
     settings, counting = upstream
-    channels = Channels(
-        settings, identity="sessions", registry=StaticRegistry(settings), catalog=catalog()
-    )
+    channels = _channels(settings, FakeClock())
     try:
         for _ in range(8):  # refused by validation: INVALID_ARGUMENT is the caller's fault
             assert await _call(channels, address="not-an-address") == (

@@ -98,9 +98,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             await asyncio.wait_for(self.stores[name].check(), HEALTH_TIMEOUT_S)
         except Exception as exc:  # any failure means "down"
             status, message = (UNHEALTHY if required else DEGRADED), type(exc).__name__
+        return self._dependency(name, status, started, message, required=required)
+
+    def _dependency(
+        self, name: str, status: int, started: float, message: str, *, required: bool
+    ) -> gateway_pb2.DependencyHealth:
         return gateway_pb2.DependencyHealth(
             name=name,
-            status=status,
+            status=status,  # type: ignore[arg-type]
             required=required,
             response_time_ms=round((time.perf_counter() - started) * 1000),
             message=message,
@@ -120,14 +125,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             status, message = DEGRADED, f"unreachable: {exc.code().name}"
         except LookupError:
             status, message = DEGRADED, "not registered"
-        return gateway_pb2.DependencyHealth(
-            name=cluster,
-            status=status,
-            required=False,
-            response_time_ms=round((time.perf_counter() - started) * 1000),
-            message=message,
-            check_time=_timestamp(self.clock.timestamp()),
-        )
+        return self._dependency(cluster, status, started, message, required=False)
 
     async def GetHealth(
         self, request: gateway_pb2.GetHealthRequest, context: grpc.aio.ServicerContext

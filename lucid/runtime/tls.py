@@ -138,6 +138,35 @@ class CertificateAuthority:
             raise TypeError("the CA key is not an EC key")
         return cls(cert, key)
 
+    def _sign(
+        self,
+        subject: x509.Name,
+        sans: list[x509.GeneralName],
+        usages: list[x509.ObjectIdentifier],
+        start: dt.datetime,
+        days: int,
+    ) -> IssuedCertificate:
+        """A new key and a leaf certificate for it, signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
     def issue(
         self,
         identity: ServiceIdentity,
@@ -147,8 +176,6 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
     ) -> IssuedCertificate:
         """A client-and-server certificate for ``identity``."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
@@ -163,29 +190,13 @@ class CertificateAuthority:
             *(x509.DNSName(d) for d in extra_dns),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
+        return self._sign(
+            subject,
+            sans,
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+            days,
         )
-        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
     def issue_web(
         self, dns_names: Iterable[str], ips: Iterable[str], *, days: int = CERT_DAYS
@@ -195,36 +206,17 @@ class CertificateAuthority:
         It carries DNS and IP SANs only (no SPIFFE id: it is no service identity),
         the serverAuth usage and a validity browsers accept (well under 398 days).
         """
-        key = ec.generate_private_key(ec.SECP256R1())
         names = list(dict.fromkeys(dns_names))
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
+                x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+            ]
+        )
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in names]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
-                    ]
-                )
-            )
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        return self._sign(subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH], start, days)
 
 
 @dataclass(frozen=True)
