@@ -22,8 +22,9 @@ from pathlib import Path
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-from bench.bench_pipeline import constant_auth, start_bare, summary
+from bench.bench_pipeline import Constant, constant_auth, start_bare, summary
 from bench.common import BenchContext, Figure, rate
+from lucid.auth import app as auth_app
 from lucid.gateway.limiter import Limiter
 from lucid.lib.clock import SystemClock
 from lucid.lib.ratelimit import TIERS, MemoryLimiter
@@ -96,8 +97,19 @@ async def run(ctx: BenchContext) -> list[Figure]:
     bare, bare_port = await start_bare(settings)
 
     # the full chain: the same servicer behind the pipeline, plus a gateway and an edge
+    # (GetJwks answers the real keys so that the edge can tell users apart for limits)
     async def build(runtime: Runtime) -> ClusterApp:
-        return constant_auth(runtime)
+        app = constant_auth(runtime)
+        keys = auth_app.key_store(runtime)
+
+        class WithKeys(Constant):
+            async def GetJwks(self, request, context):  # type: ignore[no-untyped-def]
+                return auth_pb2.GetJwksResponse(
+                    keys=[auth_pb2.Jwk(**jwk) for jwk in await keys.jwks()]
+                )
+
+        app.servicers = [(auth_pb2_grpc.add_AuthServiceServicer_to_server, WithKeys())]
+        return app
 
     own = settings.replace(ports={**settings.ports, "auth": free_port(), "gateway": free_port()})
     mesh = Mesh(own)
