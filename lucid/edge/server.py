@@ -59,6 +59,12 @@ from lucid.runtime.registry import create_registry
 log = logging.getLogger("lucid.edge")
 
 REQUEST_ID = "x-request-id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+ROUTE_KEY = web.RequestKey("route", str)
+REASON_KEY = web.RequestKey("reason", str)
+HTTP_STATUS_KEY = web.RequestKey("http_status", int)
+GRPC_WEB_KEY = web.RequestKey("grpc_web", bool)
+"""What the edge notes about a request while serving it (for its log line and metrics)."""
 FORWARDED_HEADERS = ("authorization", "user-agent", "x-user-agent")
 MAX_CHUNK_JSON_BYTES = (MAX_CHUNK_BYTES + 2) // 3 * 4 + 64 * 1024
 """The largest JSON body that can still hold a 10 MiB chunk (base64 plus other fields)."""
@@ -160,8 +166,8 @@ class Edge:
     ) -> web.StreamResponse:
         """Request id, CORS preflight, in-flight count, the log line and the traffic sample."""
         given = request.headers.get(REQUEST_ID, "")
-        request["request_id"] = given if 0 < len(given) <= 128 else str(uuid.uuid4())
-        request["route"] = "unmatched"
+        request[REQUEST_ID_KEY] = given if 0 < len(given) <= 128 else str(uuid.uuid4())
+        request[ROUTE_KEY] = "unmatched"
         started = time.perf_counter()
         self.traffic.active += 1
         status = 500
@@ -176,18 +182,18 @@ class Edge:
         finally:
             self.traffic.active -= 1
             latency_ms = (time.perf_counter() - started) * 1000
-            status = request.get("http_status", status)
-            method = "GRPC-WEB" if request.get("grpc_web") else request.method
-            self.traffic.record(method, request["route"], status, latency_ms)
+            status = request.get(HTTP_STATUS_KEY, status)
+            method = "GRPC-WEB" if request.get(GRPC_WEB_KEY) else request.method
+            self.traffic.record(method, request[ROUTE_KEY], status, latency_ms)
             log.info(
                 "http",
                 extra={
                     "http_method": request.method,
                     "path": request.path,
-                    "route": request["route"],
-                    "request_id": request["request_id"],
+                    "route": request[ROUTE_KEY],
+                    "request_id": request[REQUEST_ID_KEY],
                     "status": status,
-                    "reason": request.get("reason", ""),
+                    "reason": request.get(REASON_KEY, ""),
                     "duration_ms": round(latency_ms, 3),
                 },
             )
@@ -198,7 +204,7 @@ class Edge:
             response.headers.setdefault(name, value)
         if self.settings.edge_tls:
             response.headers["Strict-Transport-Security"] = HSTS
-        response.headers.setdefault(REQUEST_ID, request.get("request_id", ""))
+        response.headers.setdefault(REQUEST_ID, request.get(REQUEST_ID_KEY, ""))
         origin = request.headers.get("Origin", "")
         if self._allowed_origin(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -232,18 +238,18 @@ class Edge:
         headers: dict[str, str] | None = None,
     ) -> web.Response:
         details = local_error(error) if isinstance(error, LucidError) else error
-        request_id = request["request_id"]
+        request_id = request[REQUEST_ID_KEY]
         domain = error.domain if isinstance(error, LucidError) else None
         service = (domain or "lucid.edge").removeprefix("lucid.")
         status, body = envelope(details, request_id=request_id, service=service or "edge")
-        request["reason"] = body["error"]["code"]
+        request[REASON_KEY] = body["error"]["code"]
         out = {REQUEST_ID: request_id, **(headers or {})}
         if details.retry_after_s is not None:
             out.setdefault("retry-after", str(max(1, round(details.retry_after_s))))
         return web.json_response(body, status=status, headers=out)
 
     def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
-        metadata = [(REQUEST_ID, request["request_id"])]
+        metadata = [(REQUEST_ID, request[REQUEST_ID_KEY])]
         for name in FORWARDED_HEADERS:
             if value := request.headers.get(name):
                 metadata.append((name, value))
@@ -328,7 +334,7 @@ class Edge:
             )
         route, bound = found
         info = route.method
-        request["route"] = route.template
+        request[ROUTE_KEY] = route.template
         label = f"{request.method} {route.template}"
         limits: dict[str, str] = {}
         try:
@@ -414,8 +420,8 @@ class Edge:
             details = ErrorDetails.from_rpc_error(exc)
             if response is None:
                 return self._error(request, details, headers)
-            _, body = envelope(details, request_id=request["request_id"], service="edge")
-            request["http_status"] = HTTP_STATUS.get(details.status, 500)
+            _, body = envelope(details, request_id=request[REQUEST_ID_KEY], service="edge")
+            request[HTTP_STATUS_KEY] = HTTP_STATUS.get(details.status, 500)
             await response.write(_dumps(body).encode() + b"\n")
         if response is None:
             response = web.StreamResponse(headers=ndjson)
@@ -443,11 +449,11 @@ class Edge:
             )
             await response.prepare(request)
         trailing = [(k, v) for k, v in trailing if k != REQUEST_ID]
-        trailing.append((REQUEST_ID, request["request_id"]))
+        trailing.append((REQUEST_ID, request[REQUEST_ID_KEY]))
         payload = grpcweb.trailers(code, message, trailing)
         await response.write(grpcweb.encode(grpcweb.frame(grpcweb.TRAILERS, payload), text))
         await response.write_eof()
-        request["http_status"] = HTTP_STATUS.get(code, 500)
+        request[HTTP_STATUS_KEY] = HTTP_STATUS.get(code, 500)
         return response
 
     async def _web_error(
@@ -459,10 +465,10 @@ class Edge:
     ) -> web.StreamResponse:
         status = error.to_status(
             domain=error.domain or "lucid.edge",
-            request_id=request["request_id"],
+            request_id=request[REQUEST_ID_KEY],
             service=(error.domain or "lucid.edge").removeprefix("lucid."),
         )
-        request["reason"] = error.reason
+        request[REASON_KEY] = error.reason
         return await self._web_trailers(
             request,
             response,
@@ -474,8 +480,8 @@ class Edge:
 
     async def grpc_web(self, request: web.Request) -> web.StreamResponse:  # noqa: PLR0911
         """One grpc-web call (unary or server streaming), binary or base64 text."""
-        request["grpc_web"] = True
-        request["route"] = request.path
+        request[GRPC_WEB_KEY] = True
+        request[ROUTE_KEY] = request.path
         info = self.catalog.methods.get(request.path)
         limits: dict[str, str] = {}
         if info is None or info.client_streaming:
@@ -576,7 +582,7 @@ class Edge:
                 headers=limits,
             )
         except grpc.aio.AioRpcError as exc:
-            request["reason"] = ErrorDetails.from_rpc_error(exc).reason
+            request[REASON_KEY] = ErrorDetails.from_rpc_error(exc).reason
             return await self._web_trailers(
                 request,
                 response,
@@ -590,7 +596,7 @@ class Edge:
 
     async def health(self, request: web.Request) -> web.Response:
         """Aggregated ``grpc.health.v1`` of every cluster: 200 when all serve, else 503."""
-        request["route"] = "/health"
+        request[ROUTE_KEY] = "/health"
 
         async def check(cluster: str) -> tuple[str, str]:
             try:
