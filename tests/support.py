@@ -7,24 +7,22 @@ is redis-server (started by ``make test``, or privately when pytest runs alone).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import jwt
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lucid.common.v1 import access_pb2
 
 from lucid.auth import app as auth_app
-from lucid.edge.server import Edge
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.errors import ErrorDetails
@@ -66,6 +64,37 @@ def operator_channel(
         credentials,
         options=[("grpc.ssl_target_name_override", tls.dns_name(cluster))],
     )
+
+
+@contextlib.asynccontextmanager
+async def serve_edge(settings: Settings, **edge_args: Any) -> AsyncIterator[str]:
+    """An edge in this process on a free loopback port; yields its URL (HTTPS with the
+    test CA's ``edge-web`` certificate unless ``settings.edge_tls`` is off)."""
+    from aiohttp import web
+
+    from lucid.edge.server import Edge, ssl_context
+
+    runner = web.AppRunner(Edge(settings, **edge_args).app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    context = ssl_context(settings) if settings.edge_tls else None
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        yield f"{'https' if settings.edge_tls else 'http'}://localhost:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def https_client(settings: Settings, local_ip: str | None = None) -> Any:
+    """An aiohttp client trusting the test CA (optionally from another loopback address,
+    so it is another client IP to the rate limiter)."""
+    import ssl
+
+    import aiohttp
+
+    context = ssl.create_default_context(cafile=str(settings.certs_dir / "ca.crt"))
+    connector = aiohttp.TCPConnector(ssl=context, local_addr=(local_ip, 0) if local_ip else None)
+    return aiohttp.ClientSession(connector=connector)
 
 
 def details(error: grpc.aio.AioRpcError) -> ErrorDetails:
@@ -160,19 +189,6 @@ def unsigned_token(payload: Mapping[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
-
-
-@asynccontextmanager
-async def running_edge(settings: Settings) -> AsyncIterator[str]:
-    """The REST edge in this process on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(Edge(settings).app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, settings.host, port).start()
-    try:
-        yield f"http://{settings.host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import aiohttp
 import grpc
 import pytest
 from lucid.auth.v1 import auth_pb2
@@ -15,7 +14,7 @@ from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from tronpy.keys import PrivateKey
 
 from tests.auth_support import address_of, auth_client, sign
-from tests.support import Mesh, bearer, details, running_edge
+from tests.support import Mesh, bearer, details, https_client, serve_edge
 
 
 async def _protected_call(mesh: Mesh, token: str) -> grpc.aio.AioRpcError | None:
@@ -69,14 +68,14 @@ async def test_phase1_checkpoint_over_grpc(mesh: Mesh) -> None:
 @pytest.fixture(scope="module")
 async def edge_url(mesh: Mesh) -> AsyncIterator[str]:
     await mesh.start("sessions")
-    async with running_edge(mesh.settings) as url:
+    async with serve_edge(mesh.settings) as url:
         yield url
 
 
 async def test_phase1_checkpoint_through_the_rest_edge(edge_url: str, mesh: Mesh) -> None:
     key = PrivateKey.random()
     address = address_of(key)
-    async with aiohttp.ClientSession() as http:
+    async with https_client(mesh.settings) as http:
         async with http.post(
             f"{edge_url}/api/v1/auth/challenge", json={"tron_address": address}
         ) as response:
