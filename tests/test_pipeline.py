@@ -160,9 +160,9 @@ async def test_service_identity_alone_only_reaches_rpcs_listing_it(mesh: Mesh) -
     """ValidateToken lists every cluster as a caller; GetProfile lists none."""
     async with mesh.channel("auth", identity="sessions") as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token="x"))
-        assert details(caught.value).reason == "LUCID_ERR_5011"  # allowed in, not built yet
+        reply = await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token="x"))
+        assert not reply.valid  # allowed in; the token itself is refused
+        assert reply.reason == "LUCID_ERR_2003"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.GetProfile(auth_pb2.GetProfileRequest())
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -244,11 +244,11 @@ async def test_unexpected_exception_is_internal_without_internals(settings: Sett
             raise RuntimeError("secret detail: db password is hunter2")
 
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
+        core = await auth_app.core(runtime)
         return ClusterApp(
-            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Broken(keys))],
+            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Broken(core))],
             collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
+            key_source=CallbackKeySource(core.keys.jwks),
         )
 
     other = Mesh(settings.replace(ports={**settings.ports, "auth": free_port()}))

@@ -110,6 +110,18 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: _ErrorCode.ValueType  # 4801
+    """4801: the hardware wallet is not connected (spec 09 "HW wallet not
+    connected"): unplugged, unknown to every backend, or disconnected.
+    """
+    ERROR_CODE_HARDWARE_WALLET_LOCKED: _ErrorCode.ValueType  # 4802
+    """4802: the hardware wallet is locked (PIN not entered)."""
+    ERROR_CODE_HARDWARE_WALLET_REJECTED: _ErrorCode.ValueType  # 4803
+    """4803: the user declined the request on the device."""
+    ERROR_CODE_HARDWARE_WALLET_TIMEOUT: _ErrorCode.ValueType  # 4804
+    """4804: the device did not answer in time (30 s, after its retries)."""
+    ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: _ErrorCode.ValueType  # 4805
+    """4805: the device firmware (or its TRON app) is older than supported."""
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -233,6 +245,18 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: ErrorCode.ValueType  # 4801
+"""4801: the hardware wallet is not connected (spec 09 "HW wallet not
+connected"): unplugged, unknown to every backend, or disconnected.
+"""
+ERROR_CODE_HARDWARE_WALLET_LOCKED: ErrorCode.ValueType  # 4802
+"""4802: the hardware wallet is locked (PIN not entered)."""
+ERROR_CODE_HARDWARE_WALLET_REJECTED: ErrorCode.ValueType  # 4803
+"""4803: the user declined the request on the device."""
+ERROR_CODE_HARDWARE_WALLET_TIMEOUT: ErrorCode.ValueType  # 4804
+"""4804: the device did not answer in time (30 s, after its retries)."""
+ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: ErrorCode.ValueType  # 4805
+"""4805: the device firmware (or its TRON app) is older than supported."""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.
