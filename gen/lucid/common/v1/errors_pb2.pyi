@@ -110,6 +110,20 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_CHUNK_CONFLICT: _ErrorCode.ValueType  # 4201
+    """42xx sessions (cluster 03).
+    4201: a different chunk is already stored under this sequence number.
+    """
+    ERROR_CODE_CHUNK_SEQUENCE_GAP: _ErrorCode.ValueType  # 4202
+    """4202: the sequence number skips ahead of the last stored chunk."""
+    ERROR_CODE_SESSION_EMPTY: _ErrorCode.ValueType  # 4203
+    """4203: the session has no chunks, so it has no Merkle root to anchor."""
+    ERROR_CODE_SESSION_NOT_ANCHORED: _ErrorCode.ValueType  # 4204
+    """4204: the session is not anchored in a final block yet."""
+    ERROR_CODE_SESSION_CREATION_DISABLED: _ErrorCode.ValueType  # 4205
+    """4205: the creation of new sessions is disabled (emergency switch)."""
+    ERROR_CODE_RDP_HOST_UNREACHABLE: _ErrorCode.ValueType  # 4206
+    """4206: the RDP host does not answer on TCP within 5 s."""
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -233,6 +247,20 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_CHUNK_CONFLICT: ErrorCode.ValueType  # 4201
+"""42xx sessions (cluster 03).
+4201: a different chunk is already stored under this sequence number.
+"""
+ERROR_CODE_CHUNK_SEQUENCE_GAP: ErrorCode.ValueType  # 4202
+"""4202: the sequence number skips ahead of the last stored chunk."""
+ERROR_CODE_SESSION_EMPTY: ErrorCode.ValueType  # 4203
+"""4203: the session has no chunks, so it has no Merkle root to anchor."""
+ERROR_CODE_SESSION_NOT_ANCHORED: ErrorCode.ValueType  # 4204
+"""4204: the session is not anchored in a final block yet."""
+ERROR_CODE_SESSION_CREATION_DISABLED: ErrorCode.ValueType  # 4205
+"""4205: the creation of new sessions is disabled (emergency switch)."""
+ERROR_CODE_RDP_HOST_UNREACHABLE: ErrorCode.ValueType  # 4206
+"""4206: the RDP host does not answer on TCP within 5 s."""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.
