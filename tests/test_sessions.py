@@ -269,12 +269,16 @@ async def test_password_is_never_stored_or_returned(env: SessionsEnv) -> None:
     assert doc is not None and secret not in repr(doc)
 
 
-async def test_user_without_role_cannot_create(env: SessionsEnv) -> None:
-    """§7.9 with the roles of DECISIONS: a token without a role is refused."""
-    md = await env.token(role=access_pb2.ROLE_UNSPECIFIED)
+async def test_role_below_the_permission_is_denied(env: SessionsEnv) -> None:
+    """§7.9 with the roles of DECISIONS: a user may record but not anchor by hand."""
+    md = await env.token()
+    session_id = await env.recording(md)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await env.create(md)
+        await env.sessions.RetryAnchoring(
+            S.RetryAnchoringRequest(session_id=session_id), metadata=md
+        )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert details(caught.value).reason == "LUCID_ERR_2004"
 
 
 async def test_users_see_only_their_own_sessions_admins_see_all(env: SessionsEnv) -> None:

@@ -255,7 +255,7 @@ class ChunkIngest:
         return data
 
 
-@dataclass
+@dataclass(eq=False)
 class UploadStream:
     """The server side of one UploadChunks stream: buffers bytes and cuts 10 MiB chunks."""
 
