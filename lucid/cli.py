@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _proof(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.sessions.proofcli import verify_file
+
+    blob = Path(args.blob) if args.blob else None
+    ok = asyncio.run(
+        verify_file(
+            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+        )
+    )
+    sys.exit(0 if ok else 1)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -89,6 +102,18 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--mongo-port", type=int, default=0, help="0 picks a free port")
     dev.add_argument("--redis-port", type=int, default=0, help="0 picks a free port")
     dev.set_defaults(run=_dev)
+
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+    )
+    proof.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+    )
+    proof.set_defaults(run=_proof)
     return top
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from lucid.common.v1 import access_pb2
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
@@ -544,7 +547,16 @@ async def test_a_session_without_chunks_fails_instead_of_anchoring(env: Sessions
     assert session_id not in env.fake.calls
 
 
-async def test_chunk_proofs_verify_offline_and_tampering_is_named(env: SessionsEnv) -> None:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the ``lucid`` command in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "lucid", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_chunk_proofs_verify_offline_and_tampering_is_named(
+    env: SessionsEnv, tmp_path: Path
+) -> None:
     md = await env.token()
     session_id = await env.recording(md)
     chunks = [await env.upload(md, session_id, i, os.urandom(100 + i)) for i in range(1, 6)]
@@ -571,6 +583,18 @@ async def test_chunk_proofs_verify_offline_and_tampering_is_named(env: SessionsE
     forged.merkle_root = "00" * 32
     names = {c.name for c in failed(verify_chunk_proof(forged))}
     assert {"chunk inclusion in the session root", "manifest document"} <= names
+
+    good, bad = tmp_path / "proof.json", tmp_path / "forged.json"
+    response = chunks_pb2.GetChunkProofResponse(proof=proof)
+    good.write_text(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    bad.write_text(json_format.MessageToJson(forged, preserving_proto_field_name=True))
+    ok = run_cli("proof", "verify", str(good))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip().endswith("proof valid")
+    refused = run_cli("proof", "verify", str(bad))
+    assert refused.returncode == 1
+    assert "FAIL chunk inclusion in the session root" in refused.stdout
+    assert "proof NOT valid" in refused.stdout
 
 
 async def test_statistics_and_events(env: SessionsEnv) -> None:
