@@ -41,7 +41,9 @@ def test_blob_is_compressed_size_plus_header_and_tag_and_opens() -> None:
     assert sealed.blob_sha256 == hashlib.sha256(sealed.blob).hexdigest()
     assert sealed.checksum == hashlib.sha256(data).hexdigest()
     key = blobformat.session_key(MASTER, SESSION)
-    assert blobformat.open_chunk(sealed.blob, session_id=SESSION, sequence_number=1, key=key) == data
+    assert (
+        blobformat.open_chunk(sealed.blob, session_id=SESSION, sequence_number=1, key=key) == data
+    )
     header = blobformat.read_header(sealed.blob)
     assert header.version == 1 and header.key_id == "chunk-0123456789ab"
 

@@ -269,12 +269,12 @@ async def test_unexpected_exception_is_internal_without_internals(settings: Sett
 
 async def test_every_rpc_not_built_answers_unimplemented_after_authz(mesh: Mesh) -> None:
     """The whole contract of a cluster is registered; an unbuilt rpc says so (5011)."""
-    await mesh.start("sessions")
+    await mesh.start("nodes")
     token = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
     checked = 0
-    async with mesh.channel("sessions") as channel:
+    async with mesh.channel("nodes") as channel:
         for info in catalog().methods.values():
-            if info.cluster != "sessions" or info.client_streaming or info.server_streaming:
+            if info.cluster != "nodes" or info.client_streaming or info.server_streaming:
                 continue
             request_cls = catalog().message_class(info.input_type)
             call = channel.unary_unary(info.path, request_serializer=request_cls.SerializeToString)

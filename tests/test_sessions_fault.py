@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 
@@ -97,11 +98,15 @@ class SessionsProcess:
             await asyncio.sleep(0.2)
 
 
-async def _frames(session_id: str, data: bytes, start: int) -> AsyncIterator[chunks_pb2.UploadChunksRequest]:
+async def _frames(
+    session_id: str, data: bytes, start: int
+) -> AsyncIterator[chunks_pb2.UploadChunksRequest]:
     first = True
     for offset in range(start, len(data), FRAME):
         yield chunks_pb2.UploadChunksRequest(
-            session_id=session_id if first else "", data=data[offset : offset + FRAME], frame_count=1
+            session_id=session_id if first else "",
+            data=data[offset : offset + FRAME],
+            frame_count=1,
         )
         first = False
         await asyncio.sleep(0)
@@ -137,11 +142,9 @@ async def test_sigkill_mid_upload_then_resume(
             assert not upload.done(), upload
             await asyncio.sleep(0.01)
         process.kill()
-        try:
+        with pytest.raises(grpc.aio.AioRpcError) as killed:
             await upload
-            raise AssertionError("the upload survived a SIGKILL")
-        except grpc.aio.AioRpcError as exc:
-            assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), exc
+        assert killed.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
         process.start()
         await process.wait_serving(channel)

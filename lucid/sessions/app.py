@@ -44,7 +44,13 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
     streams = OpenStreams()
     chain = AnchorClient(runtime.channels)
     finalizer = Finalizer(
-        repo, keys, runtime.clock, config, chain, sessions, f"sessions-{uuid.uuid4().hex[:8]}"
+        repo,
+        keys,
+        clock=runtime.clock,
+        config=config,
+        chain=chain,
+        sessions=sessions,
+        instance_id=f"sessions-{uuid.uuid4().hex[:8]}",
     )
     sessions.flusher = streams.flush
     sessions.on_stopped = finalizer.wake

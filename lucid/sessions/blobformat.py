@@ -74,7 +74,7 @@ def associated_data(header: bytes, session_id: str, sequence_number: int) -> byt
 def _header(key_id: str, nonce: bytes) -> bytes:
     raw_id = key_id.encode("ascii")
     if not 0 < len(raw_id) < 256:
-        raise ValueError("a key id is 1–255 ASCII characters")
+        raise ValueError("a key id is 1 to 255 ASCII characters")
     return MAGIC + bytes([FORMAT_VERSION, len(raw_id)]) + raw_id + nonce
 
 

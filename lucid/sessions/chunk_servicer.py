@@ -91,12 +91,10 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
         self, request: chunks_pb2.UploadChunkRequest, context: grpc.aio.ServicerContext
     ) -> chunks_pb2.UploadChunkResponse:
         await self._writable(request.session_id, caller_of(context))
-        if request.checksum:
-            if hashlib.sha256(request.data).hexdigest() != request.checksum:
-                raise LucidError(
-                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                    "the data does not match its checksum",
-                )
+        if request.checksum and hashlib.sha256(request.data).hexdigest() != request.checksum:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the data does not match its checksum"
+            )
         row, _ = await self.ingest.store_chunk(
             request.session_id,
             ChunkInput(
@@ -211,6 +209,11 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
             chain = await self.chain.proof(request.session_id)
         chunks = await self.sessions.repo.chunks_of(request.session_id)
         proof = build_chunk_proof(
-            session, manifest, chunks, row, signed_document_of(manifest), chain
+            session,
+            manifest=manifest,
+            chunks=chunks,
+            chunk=row,
+            signed_document=signed_document_of(manifest),
+            chain=chain,
         )
         return chunks_pb2.GetChunkProofResponse(proof=proof)

@@ -87,11 +87,16 @@ class AnchorClient:
         self, request: anchoring_pb2.AnchorSessionRequest
     ) -> anchoring_pb2.AnchorSessionResponse:
         """AnchorSession."""
-        return await (await self._stub()).AnchorSession(request, timeout=CHAIN_CALL_TIMEOUT_S)
+        response: anchoring_pb2.AnchorSessionResponse = await (await self._stub()).AnchorSession(
+            request, timeout=CHAIN_CALL_TIMEOUT_S
+        )
+        return response
 
     async def status(self, session_id: str) -> anchoring_pb2.SessionAnchoring:
         """GetSessionAnchoring."""
-        response = await (await self._stub()).GetSessionAnchoring(
+        response: anchoring_pb2.GetSessionAnchoringResponse = await (
+            await self._stub()
+        ).GetSessionAnchoring(
             anchoring_pb2.GetSessionAnchoringRequest(session_id=session_id),
             timeout=CHAIN_CALL_TIMEOUT_S,
         )
@@ -99,21 +104,27 @@ class AnchorClient:
 
     async def proof(self, session_id: str) -> anchoring_pb2.GetAnchoringProofResponse:
         """GetAnchoringProof."""
-        return await (await self._stub()).GetAnchoringProof(
+        response: anchoring_pb2.GetAnchoringProofResponse = await (
+            await self._stub()
+        ).GetAnchoringProof(
             anchoring_pb2.GetAnchoringProofRequest(session_id=session_id),
             timeout=CHAIN_CALL_TIMEOUT_S,
         )
+        return response
 
     async def verify(
         self, session_id: str, merkle_root: str, block_height: int = 0
     ) -> anchoring_pb2.VerifyAnchoringResponse:
         """VerifyAnchoring."""
-        return await (await self._stub()).VerifyAnchoring(
+        response: anchoring_pb2.VerifyAnchoringResponse = await (
+            await self._stub()
+        ).VerifyAnchoring(
             anchoring_pb2.VerifyAnchoringRequest(
                 session_id=session_id, merkle_root=merkle_root, block_height=block_height
             ),
             timeout=CHAIN_CALL_TIMEOUT_S,
         )
+        return response
 
 
 def _describe(exc: BaseException) -> str:
@@ -129,6 +140,7 @@ class Finalizer:
         self,
         repo: Repository,
         keys: KeyStore,
+        *,
         clock: Clock,
         config: SessionsConfig,
         chain: AnchorClient,
@@ -256,7 +268,12 @@ class Finalizer:
             if session_id not in self._running:
                 task = asyncio.create_task(self.drive(session_id))
                 self._running[session_id] = task
-                task.add_done_callback(lambda _, sid=session_id: self._running.pop(sid, None))
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for session_id, running in list(self._running.items()):
+            if running is task:
+                del self._running[session_id]
 
     async def stop(self) -> None:
         """Cancels the drivers (their sessions resume after a restart)."""
@@ -268,7 +285,9 @@ class Finalizer:
     async def drive(self, session_id: str) -> None:
         """Takes one session to completed or failed (or leaves it to a later sweep)."""
         try:
-            while await self.step(session_id):
+            while True:
+                if not await self.step(session_id):
+                    return
                 await asyncio.sleep(self.config.anchor_poll_s)
         except asyncio.CancelledError:
             raise
@@ -293,6 +312,11 @@ class Finalizer:
                 return True
         if session["state"] != State.PROCESSING:
             return False
+        return await self._advance(session, now)
+
+    async def _advance(self, session: Doc, now: datetime) -> bool:
+        """Builds the manifest, then submits or follows the anchor of a processing session."""
+        session_id = session["_id"]
         try:
             manifest = await self.ensure_manifest(session)
         except LucidError as exc:

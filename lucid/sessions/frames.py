@@ -2,7 +2,7 @@
 
 ``FrameSource`` stands in for RDP capture in tests, benchmarks and the
 checkpoint: the same seed gives the same frames, byte for byte. A frame is raw
-RGB24 (width × height × 3 bytes): a moving gradient background with a few
+RGB24 (width * height * 3 bytes): a moving gradient background with a few
 seeded rectangles, so consecutive frames differ a little and compress the way
 screen content does.
 """
@@ -41,7 +41,7 @@ class FrameSource:
 
     def frame(self, index: int) -> bytes:
         """Frame ``index`` (deterministic in seed and index)."""
-        rng = random.Random(self.seed * 1_000_003 + index)
+        rng = random.Random(self.seed * 1_000_003 + index)  # noqa: S311 (synthetic pixels)
         row = bytes(
             channel % 256
             for x in range(self.width)

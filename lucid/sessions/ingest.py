@@ -18,6 +18,7 @@ frames, time), so the durable state of an upload is the last row alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -153,7 +154,15 @@ class ChunkIngest:
         )
         started = time.perf_counter()
         sealed = await asyncio.to_thread(
-            self._seal_and_write, chunk.data, session_id, seq, master.secret, master.key_id, level
+            functools.partial(
+                self._seal_and_write,
+                chunk.data,
+                session_id=session_id,
+                seq=seq,
+                master=master.secret,
+                key_id=master.key_id,
+                level=level,
+            )
         )
         elapsed = time.perf_counter() - started
         previous = (last or {}).get("totals") or {}
@@ -224,7 +233,7 @@ class ChunkIngest:
         return existing
 
     def _seal_and_write(
-        self, data: bytes, session_id: str, seq: int, master: bytes, key_id: str, level: int
+        self, data: bytes, *, session_id: str, seq: int, master: bytes, key_id: str, level: int
     ) -> blobformat.SealedChunk:
         sealed = blobformat.seal_chunk(
             data,

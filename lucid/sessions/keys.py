@@ -12,6 +12,7 @@ manifest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +54,8 @@ class KeyStore:
         self._lock = asyncio.Lock()
 
     async def _create(self, purpose: str, secret: bytes) -> None:
-        key_id = f"{purpose.split('_')[0]}-{secrets.token_hex(6)}"
-        try:
+        key_id = f"{purpose.split('_', 1)[0]}-{secrets.token_hex(6)}"
+        with contextlib.suppress(DuplicateKeyError):  # another instance made it first
             await self._keys.insert_one(
                 {
                     "_id": f"{purpose}:initial",
@@ -64,8 +65,6 @@ class KeyStore:
                     "created_at": self._clock.now(),
                 }
             )
-        except DuplicateKeyError:  # another instance made it first
-            pass
 
     def _load(self, doc: dict[str, Any]) -> StoredKey:
         key_id = str(doc["key_id"])

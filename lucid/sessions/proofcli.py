@@ -8,13 +8,19 @@ downloaded encrypted blob against the proof's leaf entry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import TextIO
 
 import grpc
 from google.protobuf import json_format
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, blockchain_pb2_grpc
+from lucid.blockchain.v1 import (
+    anchoring_pb2,
+    anchoring_pb2_grpc,
+    blockchain_pb2,
+    blockchain_pb2_grpc,
+)
 from lucid.sessions.v1 import chunks_pb2
 
 from lucid.runtime import tls
@@ -32,9 +38,7 @@ def load_proof(path: Path) -> chunks_pb2.ChunkProof:
     return json_format.ParseDict(data, chunks_pb2.ChunkProof(), ignore_unknown_fields=False)
 
 
-async def chain_checks(
-    settings: Settings, proof: chunks_pb2.ChunkProof, token: str
-) -> list[Check]:
+async def chain_checks(settings: Settings, proof: chunks_pb2.ChunkProof, token: str) -> list[Check]:
     """What the chain says about the proof's anchor (VerifyAnchoring and the block itself)."""
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -102,7 +106,8 @@ async def verify_file(
     except (OSError, ValueError, json_format.ParseError) as exc:
         out.write(f"FAIL reading {path}: {exc}\n")
         return False
-    checks = verify_chunk_proof(proof, blob=blob.read_bytes() if blob else None)
+    blob_bytes = await asyncio.to_thread(blob.read_bytes) if blob else None
+    checks = verify_chunk_proof(proof, blob=blob_bytes)
     if chain:
         try:
             checks += await chain_checks(settings, proof, token)

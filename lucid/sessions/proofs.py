@@ -89,6 +89,7 @@ def sessions_pb2_header(header: object) -> chunks_pb2.BlockHeader:
 
 def build_chunk_proof(
     session: Doc,
+    *,
     manifest: Doc,
     chunks: Sequence[Doc],
     chunk: Doc,
@@ -202,6 +203,20 @@ def verify_chunk_proof(
     ok, detail = _proof_ok(proof.chunk_proof, proof.merkle_hash, proof.merkle_root)
     add("chunk inclusion in the session root", ok, detail)
 
+    checks += _manifest_checks(proof)
+
+    if not proof.HasField("anchor") or not proof.anchor.tx_hash:
+        add("anchor", False, "the session is not anchored in a block yet")
+        return checks
+    return checks + _anchor_checks(proof, decode_transaction, decode_header)
+
+
+def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
+    checks: list[Check] = []
+
+    def add(name: str, ok: bool, detail: str = "") -> None:
+        checks.append(Check(name, ok, detail))
+
     manifest = proof.manifest
     try:
         document = json.loads(manifest.signed_document)
@@ -226,9 +241,19 @@ def verify_chunk_proof(
         f"Ed25519 by {manifest.signer_public_key}",
     )
 
-    if not proof.HasField("anchor") or not proof.anchor.tx_hash:
-        add("anchor", False, "the session is not anchored in a block yet")
-        return checks
+    return checks
+
+
+def _anchor_checks(
+    proof: chunks_pb2.ChunkProof,
+    decode_transaction: TxDecoder | None,
+    decode_header: HeaderDecoder | None,
+) -> list[Check]:
+    checks: list[Check] = []
+
+    def add(name: str, ok: bool, detail: str = "") -> None:
+        checks.append(Check(name, ok, detail))
+
     anchor = proof.anchor
     body = anchor.canonical_transaction_body
     add(

@@ -35,6 +35,13 @@ _UPDATABLE = (
 )
 
 
+def _given(request: sessions_pb2.UpdateSessionRequest, name: str) -> bool:
+    """Whether an update request carries a value for ``name``."""
+    if name in ("metadata", "recording_config", "storage_config"):
+        return request.HasField(name)  # type: ignore[arg-type]
+    return bool(getattr(request, name))
+
+
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
     """The caller of the current rpc."""
     return Caller.of(current_principal(), context.peer() or "")
@@ -109,21 +116,13 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> sessions_pb2.UpdateSessionResponse:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
         if not paths:
-            paths = [
-                name
-                for name in _UPDATABLE
-                if (
-                    request.HasField(name)
-                    if name.endswith(("config", "metadata"))
-                    else getattr(request, name)
-                )
-            ]
+            paths = [name for name in _UPDATABLE if _given(request, name)]
         changes: Doc = {}
         for path in paths:
             if path == "name":
                 if not request.name:
                     raise LucidError(
-                        ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a name is 1–255 characters"
+                        ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a name is 1 to 255 characters"
                     )
                 changes["name"] = request.name
             elif path == "description":

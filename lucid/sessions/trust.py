@@ -1,4 +1,4 @@
-"""Trust policies (spec 01 §2–§3): a user's ordered allow/deny rules, at most 50 per
+"""Trust policies (spec 01 §2, §3): a user's ordered allow/deny rules, at most 50 per
 user. Users manage their own; admins (PERMISSION_MANAGE_TRUST_POLICIES) anyone's."""
 
 from __future__ import annotations
