@@ -3,8 +3,8 @@
 ``FrameSource`` stands in for RDP capture in tests, benchmarks and the
 checkpoint: the same seed gives the same frames, byte for byte. A frame is raw
 RGB24 (width * height * 3 bytes): a moving gradient background with a few
-seeded rectangles, so consecutive frames differ a little and compress the way
-screen content does.
+seeded rectangles and a noisy "video" region in a corner, so consecutive frames
+differ and compress roughly the way screen content does.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class FrameSource:
             for y in range(y0, y0 + h):
                 start = (y * self.width + x0) * 3
                 pixels[start : start + w * 3] = color
+        # a "video" region of noise (a ninth of the screen) keeps compression realistic
+        w, h = max(1, self.width // 3), max(1, self.height // 3)
+        noise = rng.randbytes(w * h * 3)
+        for y in range(h):
+            start = (y * self.width) * 3
+            pixels[start : start + w * 3] = noise[y * w * 3 : (y + 1) * w * 3]
         return bytes(pixels)
 
     def frames(self, count: int, start: int = 0) -> Iterator[bytes]:
