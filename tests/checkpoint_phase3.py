@@ -126,7 +126,8 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
                     preserving_proto_field_name=True,
                 )
             )
-            result = subprocess.run(
+            result = await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "lucid", "proof", "verify", str(path)],
                 capture_output=True,
                 text=True,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nacl.exceptions
@@ -24,10 +24,9 @@ from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 from lucid.lib import merkle
 from lucid.sessions.repository import Doc
 
-TxDecoder = Callable[[bytes], tuple[str, str]]
-"""Reads (session id, merkle root hex) out of a canonical transaction body."""
-HeaderDecoder = Callable[[bytes], str]
-"""Reads the transaction root (hex) out of a canonical block header."""
+Decoder = Callable[[bytes], Mapping[str, str]]
+"""Reads the fields of a canonical encoding (a transaction body: ``session_id`` and
+``merkle_root``; a block header: ``merkle_root``); raises ValueError if it cannot."""
 
 
 def _inclusion(
@@ -179,12 +178,27 @@ def _contains(body: bytes, text: str) -> bool:
     return text.encode() in body or (raw is not None and raw in body)
 
 
+def _content_check(
+    name: str, encoded: bytes, expected: Mapping[str, str], decoder: Decoder | None
+) -> Check:
+    """Whether a signed encoding holds the expected fields (decoded, or by containment)."""
+    if decoder is None:
+        ok = all(_contains(encoded, value) for value in expected.values())
+        return Check(name, ok, f"the signed bytes hold {', '.join(expected)}")
+    try:
+        fields = decoder(encoded)
+    except ValueError as exc:
+        return Check(name, False, f"does not decode: {exc}")
+    wrong = [k for k, v in expected.items() if fields.get(k) != v]
+    return Check(name, not wrong, f"disagrees on {', '.join(wrong)}" if wrong else "")
+
+
 def verify_chunk_proof(
     proof: chunks_pb2.ChunkProof,
     *,
     blob: bytes | None = None,
-    decode_transaction: TxDecoder | None = None,
-    decode_header: HeaderDecoder | None = None,
+    decode_transaction: Decoder | None = None,
+    decode_header: Decoder | None = None,
 ) -> list[Check]:
     """Checks every link of a chunk proof offline; the result lists each check."""
     checks: list[Check] = []
@@ -246,8 +260,8 @@ def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
 
 def _anchor_checks(
     proof: chunks_pb2.ChunkProof,
-    decode_transaction: TxDecoder | None,
-    decode_header: HeaderDecoder | None,
+    decode_transaction: Decoder | None,
+    decode_header: Decoder | None,
 ) -> list[Check]:
     checks: list[Check] = []
 
@@ -261,23 +275,14 @@ def _anchor_checks(
         hashlib.sha256(body).hexdigest() == anchor.tx_hash,
         "SHA-256 of the canonical transaction body",
     )
-    if decode_transaction is not None:
-        try:
-            session_id, root = decode_transaction(body)
-        except ValueError as exc:
-            add("transaction content", False, f"the body does not decode: {exc}")
-        else:
-            add(
-                "transaction content",
-                session_id == proof.session_id and root == proof.merkle_root,
-                f"the transaction anchors {root} for session {session_id}",
-            )
-    else:
-        add(
+    checks.append(
+        _content_check(
             "transaction content",
-            _contains(body, proof.session_id) and _contains(body, proof.merkle_root),
-            "the body names the session and its root",
+            body,
+            {"session_id": proof.session_id, "merkle_root": proof.merkle_root},
+            decode_transaction,
         )
+    )
     tx_hash = _hex(anchor.tx_hash) or b""
     add(
         "transaction signature",
@@ -294,23 +299,14 @@ def _anchor_checks(
         hashlib.sha256(header_bytes).hexdigest() == anchor.block_hash,
         "SHA-256 of the canonical block header",
     )
-    if decode_header is not None:
-        try:
-            root = decode_header(header_bytes)
-        except ValueError as exc:
-            add("block header content", False, f"the header does not decode: {exc}")
-        else:
-            add(
-                "block header content",
-                root == anchor.block_header.merkle_root,
-                f"the signed header's transaction root is {root}",
-            )
-    else:
-        add(
+    checks.append(
+        _content_check(
             "block header content",
-            _contains(header_bytes, anchor.block_header.merkle_root),
-            "the signed header holds the transaction root",
+            header_bytes,
+            {"merkle_root": anchor.block_header.merkle_root},
+            decode_header,
         )
+    )
     block_hash = _hex(anchor.block_hash) or b""
     add(
         "proposer signature",
