@@ -6,17 +6,21 @@ The ratio (upload / raw) is the figure."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
-from lucid.sessions.v1 import chunks_pb2, sessions_pb2
+from lucid.sessions.v1 import chunks_pb2
 
 from bench.common import BenchContext, Figure
 from lucid.sessions import blobformat
 from lucid.sessions.frames import FrameSource
-from tests.sessionkit import start_env
+from lucid.supervisor.localservers import free_port
+from tests.sessionkit import SessionsEnv, SessionsProcess, retrying
+from tests.support import Mesh
 
-CHUNKS = 6
+CHUNKS = 8
 FRAME_BYTES = 1024 * 1024
 MB = 1_000_000
 
@@ -57,10 +61,18 @@ async def run(ctx: BenchContext) -> list[Figure]:
     logging.getLogger("lucid").setLevel(logging.WARNING)
     data = _data()
     raw, ratio = _raw_rate(data)
-    env = await start_env(ctx.mesh, ctx.settings)
+    settings = ctx.settings.replace(
+        ports={**ctx.settings.ports, "sessions": free_port(), "blockchain": free_port()}
+    )
+    server = SessionsProcess(settings, Path(tempfile.mkdtemp()) / "sessions.log")
+    client = Mesh(settings)
+    channel = client.channel("sessions")
+    env = SessionsEnv(client, ctx.mesh, None, None, channel)  # type: ignore[arg-type]
+    server.start()
     try:
+        await server.wait_serving(channel)
         md = await env.token()
-        session_id = await env.recording(md, name="bench")
+        session_id = await retrying(lambda: env.recording(md, name="bench"))
 
         async def frames():  # type: ignore[no-untyped-def]
             for i, offset in enumerate(range(0, len(data), FRAME_BYTES)):
@@ -74,16 +86,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
         reply = await env.chunks.UploadChunks(frames(), metadata=md)
         elapsed = time.perf_counter() - started
         assert reply.durable_bytes == len(data), reply
-        await env.sessions.StopRecording(
-            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
-        )
     finally:
-        await env.channel.close()
-        await env.mesh.stop_all()
+        await channel.close()
+        server.stop()
     upload = len(data) / elapsed / MB
     return [
         Figure(f"raw zstd-3 + XChaCha20-Poly1305 + SHA-256 ({len(data) // MB} MB)", raw, "MB/s"),
-        Figure("UploadChunks over mTLS, blobs fsynced, rows in FerretDB", upload, "MB/s"),
+        Figure("UploadChunks to a sessions process (mTLS, fsync, FerretDB)", upload, "MB/s"),
         Figure("UploadChunks / raw", upload / raw, "ratio"),
         Figure("stored / raw size (screen-like frames)", ratio, "ratio"),
     ]

@@ -4,12 +4,19 @@ and short calls for the session life cycle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lucid.sessions.v1 import (
     chunks_pb2,
     chunks_pb2_grpc,
@@ -139,3 +146,78 @@ async def wait_serving(server: Any, timeout_s: float = 30.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the server never became ready")
         await asyncio.sleep(0.05)
+
+
+def process_environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUCID_")}
+    env.update(
+        {
+            "LUCID_VAR_DIR": str(settings.var_dir),
+            "LUCID_MONGODB_URI": settings.mongodb_uri,
+            "LUCID_MONGODB_DB": settings.mongodb_db,
+            "LUCID_REDIS_URL": settings.redis_url,
+            "LUCID_KEY_PASSPHRASE": settings.key_passphrase,
+            "LUCID_HEALTH_INTERVAL_S": "0.2",
+            "LUCID_LOG_LEVEL": "WARNING",
+            **{f"LUCID_PORT_{c.upper()}": str(p) for c, p in settings.ports.items()},
+        }
+    )
+    return env
+
+
+class SessionsProcess:
+    """``python -m lucid serve sessions`` as a child process."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lucid", "serve", "sessions"],
+                env=process_environment(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+    async def wait_serving(self, channel: grpc.aio.Channel, timeout_s: float = 60.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    # The schema and keys are made once the stores answered: wait for a real rpc.
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("sessions never served:\n" + self.log.read_text())
+            await asyncio.sleep(0.2)
+
+
+async def retrying(make, attempts: int = 50):  # type: ignore[no-untyped-def]
+    """Calls ``make()`` until it stops failing with UNAVAILABLE (a server that just started)."""
+    for _ in range(attempts - 1):
+        try:
+            return await make()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            await asyncio.sleep(0.2)
+    return await make()

@@ -75,6 +75,8 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
             if not stream.closed:
                 await stream.flush()
         finally:
+            if stream is not None:
+                await stream.abandon()
             if unregister is not None:
                 unregister()
         status = upload_status(await self.sessions.repo.last_chunk(stream.session_id))

@@ -266,7 +266,12 @@ class ChunkIngest:
 
 @dataclass(eq=False)
 class UploadStream:
-    """The server side of one UploadChunks stream: buffers bytes and cuts 10 MiB chunks."""
+    """The server side of one UploadChunks stream: buffers bytes and cuts 10 MiB chunks.
+
+    A cut chunk is stored in the background while the next bytes arrive (one chunk
+    in flight at a time, so chunks are stored in order); a failure surfaces at the
+    next cut or flush, and a flush returns only once everything cut is durable.
+    """
 
     session_id: str
     ingest: ChunkIngest
@@ -278,6 +283,8 @@ class UploadStream:
     stored: int = 0
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: asyncio.Task[None] | None = None
+    next_sequence: int = 0
 
     async def feed(self, data: bytes, frames: int, capture_time: datetime | None) -> None:
         """Adds bytes; stores every full 10 MiB chunk they complete."""
@@ -297,34 +304,49 @@ class UploadStream:
                 await self._cut(MAX_CHUNK_BYTES)
 
     async def flush(self, close: bool = False) -> None:
-        """Stores the partial remainder as a shorter chunk (and stops accepting bytes)."""
+        """Stores the partial remainder as a shorter chunk, waits until everything cut is
+        durable (and with ``close`` stops accepting bytes)."""
         async with self.lock:
             try:
                 if self.buffer:
                     await self._cut(len(self.buffer))
+                await self._settle()
             finally:
                 if close:
                     self.closed = True
 
+    async def abandon(self) -> None:
+        """Waits for the chunk in flight (the stream broke); its outcome is kept in storage."""
+        task, self.in_flight = self.in_flight, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _settle(self) -> None:
+        task, self.in_flight = self.in_flight, None
+        if task is not None:
+            await task
+
     async def _cut(self, size: int) -> None:
         data = bytes(self.buffer[:size])
-        frames = self.pending_frames if size == len(self.buffer) else 0
-        seq = await self.ingest.next_sequence(self.session_id)
-        await self.ingest.store_chunk(
-            self.session_id,
-            ChunkInput(
-                sequence_number=seq,
-                data=data,
-                frame_count=frames,
-                duration_s=frames * self.frame_interval_s,
-                capture_time=self.capture_time,
-            ),
+        frames = self.pending_frames * size // len(self.buffer)
+        await self._settle()
+        seq = self.next_sequence or await self.ingest.next_sequence(self.session_id)
+        self.next_sequence = seq + 1
+        chunk = ChunkInput(
+            sequence_number=seq,
+            data=data,
+            frame_count=frames,
+            duration_s=frames * self.frame_interval_s,
+            capture_time=self.capture_time,
         )
+        self.in_flight = asyncio.create_task(self._store(chunk))
         del self.buffer[:size]
-        self.stored += 1
-        if frames:
-            self.pending_frames = 0
+        self.pending_frames -= frames
         self.capture_time = None
+
+    async def _store(self, chunk: ChunkInput) -> None:
+        await self.ingest.store_chunk(self.session_id, chunk)
+        self.stored += 1
 
 
 class OpenStreams:
