@@ -16,9 +16,15 @@ from lucid.runtime.logs import configure_logging
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.runtime.server import serve
 
+    port = args.port
+    if args.validator is not None:
+        if args.cluster != "blockchain":
+            raise SystemExit("--validator applies to the blockchain cluster only")
+        settings = settings.replace(validator_index=args.validator)
+        port = port or settings.validator_port(args.validator)
     configure_logging(args.cluster, settings.log_level)
     app = importlib.import_module(f"lucid.{args.cluster}.app")
-    asyncio.run(serve(app.build, settings, args.cluster, port=args.port))
+    asyncio.run(serve(app.build, settings, args.cluster, port=port))
 
 
 def _edge(settings: Settings, args: argparse.Namespace) -> None:
@@ -42,6 +48,13 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
     print(
         f"certificates in {settings.certs_dir}: issued {', '.join(written) or 'none (all valid)'}"
     )
+
+
+def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.blockchain.verify import main as verify_chain
+
+    configure_logging("chain", "WARNING")
+    sys.exit(verify_chain(settings, args.validator))
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
@@ -82,6 +95,13 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one cluster's gRPC server")
     serve.add_argument("cluster", choices=CLUSTERS)
     serve.add_argument("--port", type=int, default=None, help="override the port map")
+    serve.add_argument(
+        "--validator",
+        type=int,
+        default=None,
+        metavar="N",
+        help="blockchain only: run validator N (0 on the blockchain port, N ≥ 1 on 50061+)",
+    )
     serve.set_defaults(run=_serve)
 
     edge = sub.add_parser("edge", help="run the REST edge")
@@ -94,6 +114,11 @@ def parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)
+
+    chain = sub.add_parser("chain", help="chain tools (offline, from MongoDB)")
+    chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
+    chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
+    chain.set_defaults(run=_chain)
 
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])

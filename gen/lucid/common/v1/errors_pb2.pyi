@@ -110,6 +110,19 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_TRANSACTION_INVALID: _ErrorCode.ValueType  # 4101
+    """41xx blockchain (cluster 02).
+    4101: a transaction breaks a chain rule (encoding, size, signature,
+    signer, time).
+    """
+    ERROR_CODE_TRON_FORBIDDEN: _ErrorCode.ValueType  # 4102
+    """4102: payouts and TRON data have no place on the chain."""
+    ERROR_CODE_NOT_PARTICIPANT: _ErrorCode.ValueType  # 4103
+    """4103: the caller is not a registered consensus participant."""
+    ERROR_CODE_NO_OPEN_ROUND: _ErrorCode.ValueType  # 4104
+    """4104: no consensus round is open for the voted-on block."""
+    ERROR_CODE_CHAIN_SIGNATURE_INVALID: _ErrorCode.ValueType  # 4105
+    """4105: a manifest, vote or task-proof signature does not verify."""
     ERROR_CODE_CHUNK_CONFLICT: _ErrorCode.ValueType  # 4201
     """42xx sessions (cluster 03).
     4201: a different chunk is already stored under this sequence number.
@@ -247,6 +260,19 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_TRANSACTION_INVALID: ErrorCode.ValueType  # 4101
+"""41xx blockchain (cluster 02).
+4101: a transaction breaks a chain rule (encoding, size, signature,
+signer, time).
+"""
+ERROR_CODE_TRON_FORBIDDEN: ErrorCode.ValueType  # 4102
+"""4102: payouts and TRON data have no place on the chain."""
+ERROR_CODE_NOT_PARTICIPANT: ErrorCode.ValueType  # 4103
+"""4103: the caller is not a registered consensus participant."""
+ERROR_CODE_NO_OPEN_ROUND: ErrorCode.ValueType  # 4104
+"""4104: no consensus round is open for the voted-on block."""
+ERROR_CODE_CHAIN_SIGNATURE_INVALID: ErrorCode.ValueType  # 4105
+"""4105: a manifest, vote or task-proof signature does not verify."""
 ERROR_CODE_CHUNK_CONFLICT: ErrorCode.ValueType  # 4201
 """42xx sessions (cluster 03).
 4201: a different chunk is already stored under this sequence number.
