@@ -2,8 +2,9 @@
 failures on demand (refusals, expiries) or run without the real chain.
 
 It speaks the real contract over real gRPC with mTLS and makes real proof
-material: the session_anchor transaction and block header are canonical JSON,
-hashed with SHA-256, signed with Ed25519 by three validator keys, and the
+material in the chain's canonical encodings (``lucid.lib.canonical``): the
+session_anchor transaction and the block header are hashed with SHA-256 and signed
+with Ed25519 by three validator keys, and the
 transaction sits in an RFC 9162 tree with another transaction. It checks the
 manifest signature with ``lucid.lib.manifestdoc``, as the chain must.
 """
@@ -12,21 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import grpc
 import nacl.signing
 from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, merkle_pb2
 
-from lucid.lib import manifestdoc, merkle
+from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, Runtime
-
-
-def _canonical(data: dict[str, object]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -113,14 +109,17 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
     def _block(
         self, record: anchoring_pb2.SessionAnchoring, height: int
     ) -> anchoring_pb2.GetAnchoringProofResponse:
-        body = _canonical(
-            {
-                "type": "session_anchor",
-                "session_id": record.session_id,
-                "merkle_root": record.merkle_root,
-                "manifest_id": record.manifest_data.manifest_id,
-            }
+        payload = blockchain_pb2.SessionAnchorPayload(
+            session_id=record.session_id,
+            manifest_id=record.manifest_data.manifest_id,
+            merkle_root=record.merkle_root,
+            chunk_count=record.manifest_data.chunk_count,
         )
+        tx_body = blockchain_pb2.TransactionBody(
+            type=blockchain_pb2.TRANSACTION_TYPE_SESSION_ANCHOR, session_anchor=payload
+        )
+        tx_body.create_time.GetCurrentTime()
+        body = canonical.encode_message(canonical.TX_TAG, tx_body)
         tx_hash = hashlib.sha256(body).digest()
         other = hashlib.sha256(b"another transaction %d" % height).digest()
         leaves = [merkle.leaf_hash(other), merkle.leaf_hash(tx_hash)]
@@ -136,21 +135,27 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
             transaction_count=2,
         )
         header.block_time.GetCurrentTime()
-        canonical_header = _canonical(
-            {
-                "height": height,
-                "merkle_root": header.merkle_root,
-                "previous_hash": header.previous_hash,
-                "proposer_id": header.proposer_id,
-                "version": 1,
-            }
+        canonical_header = canonical.encode_header(
+            canonical.HeaderFields(
+                version=1,
+                height=height,
+                previous_hash=header.previous_hash,
+                merkle_root=header.merkle_root,
+                block_time_seconds=header.block_time.seconds,
+                block_time_nanos=header.block_time.nanos,
+                slot=height,
+                transaction_count=2,
+                proposer_id=header.proposer_id,
+            )
         )
         block_hash = hashlib.sha256(canonical_header).digest()
         block = blockchain_pb2.Block(
             header=header,
             hash=block_hash.hex(),
             proposer_public_key=bytes(signer.verify_key).hex(),
-            proposer_signature=signer.sign(block_hash).signature.hex(),
+            proposer_signature=signer.sign(
+                canonical.proposal_message(block_hash.hex())
+            ).signature.hex(),
             tx_hashes=[other.hex(), tx_hash.hex()],
             final=True,
             validator_count=len(self.validators),
@@ -160,7 +165,10 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
             block.approvals.add(
                 validator_id=f"validator-{i}",
                 public_key=bytes(key.verify_key).hex(),
-                signature=key.sign(block_hash).signature.hex(),
+                signature=key.sign(
+                    canonical.approval_message(height, 0, block_hash.hex())
+                ).signature.hex(),
+                round=0,
             )
         transaction = blockchain_pb2.Transaction(
             tx_hash=tx_hash.hex(),

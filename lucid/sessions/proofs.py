@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nacl.exceptions
@@ -21,12 +21,8 @@ import nacl.signing
 from lucid.blockchain.v1 import anchoring_pb2
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
-from lucid.lib import merkle
+from lucid.lib import canonical, merkle
 from lucid.sessions.repository import Doc
-
-Decoder = Callable[[bytes], Mapping[str, str]]
-"""Reads the fields of a canonical encoding (a transaction body: ``session_id`` and
-``merkle_root``; a block header: ``merkle_root``); raises ValueError if it cannot."""
 
 
 def _inclusion(
@@ -75,6 +71,7 @@ def anchor_proof(chain: anchoring_pb2.GetAnchoringProofResponse) -> chunks_pb2.A
             public_key=approval.public_key,
             signature=approval.signature,
             approve_time=approval.approve_time,
+            round=approval.round,
         )
     return out
 
@@ -173,32 +170,39 @@ def _proof_ok(proof: chunks_pb2.InclusionProof, entry_hex: str, root_hex: str) -
     return ok, "" if ok else "the audit path does not lead to the root"
 
 
-def _contains(body: bytes, text: str) -> bool:
-    raw = _hex(text) if len(text) == 64 else None
-    return text.encode() in body or (raw is not None and raw in body)
+def _transaction_fields(body: bytes) -> dict[str, str]:
+    """The session id and root a canonical session_anchor transaction body carries."""
+    data = canonical.decode_tagged(body, canonical.TX_TAG)
+    payload = data.get("session_anchor") if isinstance(data, dict) else None
+    if not isinstance(payload, dict):
+        raise canonical.EncodingError("not a session_anchor transaction")
+    return {
+        "session_id": str(payload.get("session_id")),
+        "merkle_root": str(payload.get("merkle_root")),
+    }
 
 
-def _content_check(
-    name: str, encoded: bytes, expected: Mapping[str, str], decoder: Decoder | None
-) -> Check:
-    """Whether a signed encoding holds the expected fields (decoded, or by containment)."""
-    if decoder is None:
-        ok = all(_contains(encoded, value) for value in expected.values())
-        return Check(name, ok, f"the signed bytes hold {', '.join(expected)}")
-    try:
-        fields = decoder(encoded)
-    except ValueError as exc:
-        return Check(name, False, f"does not decode: {exc}")
-    wrong = [k for k, v in expected.items() if fields.get(k) != v]
-    return Check(name, not wrong, f"disagrees on {', '.join(wrong)}" if wrong else "")
+def _header_encoding(header: chunks_pb2.BlockHeader) -> bytes:
+    """The canonical encoding of a header as the proof states its fields."""
+    return canonical.encode_header(
+        canonical.HeaderFields(
+            version=int(header.version),
+            height=int(header.height),
+            previous_hash=header.previous_hash,
+            merkle_root=header.merkle_root,
+            block_time_seconds=int(header.block_time.seconds),
+            block_time_nanos=int(header.block_time.nanos),
+            slot=int(header.slot),
+            transaction_count=int(header.transaction_count),
+            proposer_id=header.proposer_id,
+        )
+    )
 
 
 def verify_chunk_proof(
     proof: chunks_pb2.ChunkProof,
     *,
     blob: bytes | None = None,
-    decode_transaction: Decoder | None = None,
-    decode_header: Decoder | None = None,
 ) -> list[Check]:
     """Checks every link of a chunk proof offline; the result lists each check."""
     checks: list[Check] = []
@@ -222,7 +226,7 @@ def verify_chunk_proof(
     if not proof.HasField("anchor") or not proof.anchor.tx_hash:
         add("anchor", False, "the session is not anchored in a block yet")
         return checks
-    return checks + _anchor_checks(proof, decode_transaction, decode_header)
+    return checks + _anchor_checks(proof)
 
 
 def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
@@ -258,11 +262,7 @@ def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
     return checks
 
 
-def _anchor_checks(
-    proof: chunks_pb2.ChunkProof,
-    decode_transaction: Decoder | None,
-    decode_header: Decoder | None,
-) -> list[Check]:
+def _anchor_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
     checks: list[Check] = []
 
     def add(name: str, ok: bool, detail: str = "") -> None:
@@ -275,14 +275,16 @@ def _anchor_checks(
         hashlib.sha256(body).hexdigest() == anchor.tx_hash,
         "SHA-256 of the canonical transaction body",
     )
-    checks.append(
-        _content_check(
+    try:
+        fields = _transaction_fields(body)
+    except ValueError as exc:
+        add("transaction content", False, f"the body does not decode: {exc}")
+    else:
+        add(
             "transaction content",
-            body,
-            {"session_id": proof.session_id, "merkle_root": proof.merkle_root},
-            decode_transaction,
+            fields == {"session_id": proof.session_id, "merkle_root": proof.merkle_root},
+            f"the transaction anchors {fields['merkle_root']} for session {fields['session_id']}",
         )
-    )
     tx_hash = _hex(anchor.tx_hash) or b""
     add(
         "transaction signature",
@@ -299,30 +301,41 @@ def _anchor_checks(
         hashlib.sha256(header_bytes).hexdigest() == anchor.block_hash,
         "SHA-256 of the canonical block header",
     )
-    checks.append(
-        _content_check(
+    try:
+        encoded = _header_encoding(anchor.block_header)
+    except ValueError as exc:
+        add("block header content", False, f"the header does not encode: {exc}")
+    else:
+        add(
             "block header content",
-            header_bytes,
-            {"merkle_root": anchor.block_header.merkle_root},
-            decode_header,
+            encoded == header_bytes,
+            "the header fields (height, parent, transaction root, …) are the hashed ones",
         )
-    )
-    block_hash = _hex(anchor.block_hash) or b""
+    if len(anchor.block_hash) != 64 or _hex(anchor.block_hash) is None:
+        add("block signatures", False, "the block hash is not 64 hex digits")
+        return checks
     add(
         "proposer signature",
-        _signature_ok(anchor.proposer_public_key, block_hash, anchor.proposer_signature),
+        _signature_ok(
+            anchor.proposer_public_key,
+            canonical.proposal_message(anchor.block_hash),
+            anchor.proposer_signature,
+        ),
         f"Ed25519 by {anchor.proposer_public_key}",
     )
-    approvers = {
-        a.validator_id
-        for a in anchor.approvals
-        if _signature_ok(a.public_key, block_hash, a.signature)
-    }
+    by_round: dict[int, set[str]] = {}
+    for approval in anchor.approvals:
+        message = canonical.approval_message(
+            int(anchor.block_header.height), int(approval.round), anchor.block_hash
+        )
+        if _signature_ok(approval.public_key, message, approval.signature):
+            by_round.setdefault(int(approval.round), set()).add(approval.validator_id)
+    valid = max((len(v) for v in by_round.values()), default=0)
     total = int(anchor.validator_count)
     add(
         "validator approvals",
-        total > 0 and 3 * len(approvers) >= 2 * total,
-        f"{len(approvers)} valid approvals of {total} validators (final needs 3a ≥ 2N)",
+        total > 0 and 3 * valid >= 2 * total,
+        f"{valid} valid approvals of one round from {total} validators (final: 3a ≥ 2N)",
     )
     return checks
 
