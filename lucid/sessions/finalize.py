@@ -438,6 +438,10 @@ class Finalizer:
     ) -> None:
         anchoring["next_attempt_at"] = None
         anchoring["error_message"] = ""
+        # The manifest first: a session reads completed only with its manifest anchored.
+        await self.repo.update_manifest(
+            manifest["_id"], {"blockchain_anchored": True, "anchoring": anchoring}
+        )
         await self.repo.update_session(
             session_id,
             {
@@ -448,9 +452,6 @@ class Finalizer:
                 "error_message": "",
             },
             states=[State.PROCESSING.value],
-        )
-        await self.repo.update_manifest(
-            manifest["_id"], {"blockchain_anchored": True, "anchoring": anchoring}
         )
         await self.repo.upsert_pipeline(session_id, {"state": PIPELINE_STOPPED, "updated_at": now})
         await self.sessions.audit("session.complete", session_id, None)
