@@ -75,7 +75,9 @@ class ValidatorCluster:
             "LUCID_KEY_PASSPHRASE": self.settings.key_passphrase,
             "LUCID_VALIDATORS": str(self.count),
             "LUCID_PORT_BLOCKCHAIN": str(self.ports[0]),
-            "LUCID_EXTRA_VALIDATOR_PORT": str(self.ports[1] if self.count > 1 else self.ports[0] + 1),
+            "LUCID_EXTRA_VALIDATOR_PORT": str(
+                self.ports[1] if self.count > 1 else self.ports[0] + 1
+            ),
             "LUCID_PORT_AUTH": str(self.settings.port("auth")),
             "LUCID_BLOCK_INTERVAL_S": str(self.block_interval_s),
             "LUCID_LEADER_TIMEOUT_S": str(self.leader_timeout_s),

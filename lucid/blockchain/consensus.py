@@ -143,11 +143,23 @@ class Engine:
         self.wake.set()
 
     async def _validated(self, block: pb.Block) -> tuple[list[CheckedTransaction], list[str]]:
-        """The checks of a candidate block (cached per hash until the tip moves)."""
-        cached = self._checked.get(block.hash)
+        """The checks of a candidate block (cached per content until the tip moves: the same
+        header may come with other transactions)."""
+        bare = pb.Block(
+            header=block.header,
+            hash=block.hash,
+            proposer_public_key=block.proposer_public_key,
+            proposer_signature=block.proposer_signature,
+            tx_hashes=block.tx_hashes,
+            transactions=[
+                pb.Transaction(tx_hash=t.tx_hash, signed=t.signed) for t in block.transactions
+            ],
+        )
+        key = canonical.sha256_hex(bare.SerializeToString(deterministic=True))
+        cached = self._checked.get(key)
         if cached is None:
             cached = await self.ledger.check_candidate(block)
-            self._checked[block.hash] = cached
+            self._checked[key] = cached
         return cached
 
     def certificate_errors(self, cert: cpb.PrevoteCertificate, height: int) -> list[str]:

@@ -103,8 +103,13 @@ def check_genesis(block: pb.Block) -> list[str]:
         return [str(exc)]
     expected = genesis_block(validators)
     errors = []
-    if block.hash != expected.hash:
+    if block.hash != expected.hash or block.header != expected.header:
         errors.append("the genesis block is not the genesis of its validator set")
+    if (block.proposer_public_key, block.proposer_signature) != (
+        expected.proposer_public_key,
+        expected.proposer_signature,
+    ):
+        errors.append("the genesis signature is not the genesis key's")
     if list(block.tx_hashes) != list(expected.tx_hashes):
         errors.append("the genesis transaction differs")
     if block.header.previous_hash != canonical.ZERO_HASH:

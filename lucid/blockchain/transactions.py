@@ -42,7 +42,7 @@ VALIDATOR_SIGNED_TYPES = {pb.TRANSACTION_TYPE_SESSION_ANCHOR, pb.TRANSACTION_TYP
 _TRON_WORDS = {"tron", "trx", "trc10", "trc20", "usdt", "payout", "payouts", "sun"}
 _TRON_ADDRESS = re.compile(r"T[1-9A-HJ-NP-Za-km-z]{33}")
 _TRON_HEX_ADDRESS = re.compile(r"^41[0-9a-fA-F]{40}$")
-_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 TYPE_NAMES = {
     pb.TRANSACTION_TYPE_SESSION_ANCHOR: "session_anchor",
@@ -86,7 +86,7 @@ def _tron_word(text: str) -> bool:
     lowered = text.lower()
     if lowered.startswith(("tron", "trc")):
         return True
-    return any(part in _TRON_WORDS for part in _WORD_SPLIT.split(lowered) if part)
+    return any(word.lower() in _TRON_WORDS for word in _WORDS.findall(text))
 
 
 def _tron_value(text: str) -> bool:
