@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -15,9 +16,15 @@ from lucid.runtime.logs import configure_logging
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.runtime.server import serve
 
+    port = args.port
+    if args.validator is not None:
+        if args.cluster != "blockchain":
+            raise SystemExit("--validator applies to the blockchain cluster only")
+        settings = settings.replace(validator_index=args.validator)
+        port = port or settings.validator_port(args.validator)
     configure_logging(args.cluster, settings.log_level)
     app = importlib.import_module(f"lucid.{args.cluster}.app")
-    asyncio.run(serve(app.build, settings, args.cluster, port=args.port))
+    asyncio.run(serve(app.build, settings, args.cluster, port=port))
 
 
 def _edge(settings: Settings, args: argparse.Namespace) -> None:
@@ -43,6 +50,13 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.blockchain.verify import main as verify_chain
+
+    configure_logging("chain", "WARNING")
+    sys.exit(verify_chain(settings, args.validator))
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.localservers import LocalStores
 
@@ -61,6 +75,18 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _proof(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.sessions.proofcli import verify_file
+
+    blob = Path(args.blob) if args.blob else None
+    ok = asyncio.run(
+        verify_file(
+            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+        )
+    )
+    sys.exit(0 if ok else 1)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -69,6 +95,13 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one cluster's gRPC server")
     serve.add_argument("cluster", choices=CLUSTERS)
     serve.add_argument("--port", type=int, default=None, help="override the port map")
+    serve.add_argument(
+        "--validator",
+        type=int,
+        default=None,
+        metavar="N",
+        help="blockchain only: run validator N (0 on the blockchain port, N ≥ 1 on 50061+)",
+    )
     serve.set_defaults(run=_serve)
 
     edge = sub.add_parser("edge", help="run the REST edge")
@@ -82,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)
 
+    chain = sub.add_parser("chain", help="chain tools (offline, from MongoDB)")
+    chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
+    chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
+    chain.set_defaults(run=_chain)
+
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])
     dev.add_argument("--profile", default="test", help="data under var/<profile>/")
@@ -89,6 +127,18 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--mongo-port", type=int, default=0, help="0 picks a free port")
     dev.add_argument("--redis-port", type=int, default=0, help="0 picks a free port")
     dev.set_defaults(run=_dev)
+
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+    )
+    proof.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+    )
+    proof.set_defaults(run=_proof)
     return top
 
 

@@ -99,9 +99,40 @@ async def test_routes_reach_the_owning_cluster(
     edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
 ) -> None:
     headers = {"authorization": f"Bearer {await mesh.token()}"}
-    async with http.get(f"{edge_url}/api/v1/sessions", headers=headers) as response:
-        error = (await response.json())["error"]
+    async with http.get(f"{edge_url}/api/v1/sessions/{uuid.uuid4()}", headers=headers) as r:
+        assert r.status == 404
+        error = (await r.json())["error"]
     assert error["service"] == "sessions"
+
+
+async def test_chunk_upload_through_the_edge(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    """POST /api/v1/sessions/{session_id}/chunks: the unary upload, JSON with base64 data."""
+    import base64
+    import hashlib
+
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    async with http.post(
+        f"{edge_url}/api/v1/sessions", json={"name": "rest"}, headers=headers
+    ) as r:
+        assert r.status == 200, await r.text()
+        session_id = (await r.json())["session"]["session_id"]
+    async with http.post(
+        f"{edge_url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+    ) as r:
+        assert r.status == 200, await r.text()
+    data = b"chunk bytes over REST" * 100
+    body = {"sequence_number": 1, "data": base64.b64encode(data).decode(), "frame_count": 3}
+    url = f"{edge_url}/api/v1/sessions/{session_id}/chunks"
+    async with http.post(url, json=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        chunk = (await r.json())["chunk"]
+    assert chunk["checksum"] == hashlib.sha256(data).hexdigest()
+    assert chunk["state"] == "CHUNK_STATE_STORED"
+    async with http.post(url, json={**body, "sequence_number": 3}, headers=headers) as r:
+        assert r.status == 400
+        _assert_envelope(await r.json(), "LUCID_ERR_4202", "sessions")
 
 
 async def test_query_parameters_are_typed(

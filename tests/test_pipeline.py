@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.common.v1 import access_pb2
+from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from lucid.auth import app as auth_app
@@ -56,17 +57,17 @@ async def test_protected_rpc_of_another_cluster_without_token(mesh: Mesh) -> Non
 
 
 async def test_valid_token_reaches_another_cluster(mesh: Mesh) -> None:
-    """A real token from auth's key is accepted by sessions, which fetched the JWKS itself.
+    """A real token from auth's key is accepted by nodes, which fetched the JWKS itself.
 
-    ListSessions is not built yet, so getting past authentication and authorization
+    ListNodes is not built yet, so getting past authentication and authorization
     shows as UNIMPLEMENTED (LUCID_ERR_5011), not UNAUTHENTICATED.
     """
-    await mesh.start("sessions")
-    token = await mesh.token()
-    async with mesh.channel("sessions") as channel:
+    await mesh.start("nodes")
+    token = await mesh.token(role=access_pb2.ROLE_NODE_OPERATOR)
+    async with mesh.channel("nodes") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await sessions_pb2_grpc.SessionServiceStub(channel).ListSessions(
-                sessions_pb2.ListSessionsRequest(), metadata=bearer(token)
+            await nodes_pb2_grpc.NodeServiceStub(channel).ListNodes(
+                nodes_pb2.ListNodesRequest(), metadata=bearer(token)
             )
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert details(caught.value).reason == "LUCID_ERR_5011"
@@ -268,12 +269,12 @@ async def test_unexpected_exception_is_internal_without_internals(settings: Sett
 
 async def test_every_rpc_not_built_answers_unimplemented_after_authz(mesh: Mesh) -> None:
     """The whole contract of a cluster is registered; an unbuilt rpc says so (5011)."""
-    await mesh.start("sessions")
+    await mesh.start("nodes")
     token = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
     checked = 0
-    async with mesh.channel("sessions") as channel:
+    async with mesh.channel("nodes") as channel:
         for info in catalog().methods.values():
-            if info.cluster != "sessions" or info.client_streaming or info.server_streaming:
+            if info.cluster != "nodes" or info.client_streaming or info.server_streaming:
                 continue
             request_cls = catalog().message_class(info.input_type)
             call = channel.unary_unary(info.path, request_serializer=request_cls.SerializeToString)

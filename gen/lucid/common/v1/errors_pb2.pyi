@@ -110,8 +110,36 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_TRANSACTION_INVALID: _ErrorCode.ValueType  # 4101
+    """41xx blockchain (cluster 02).
+    4101: a transaction breaks a chain rule (encoding, size, signature,
+    signer, time).
+    """
+    ERROR_CODE_TRON_FORBIDDEN: _ErrorCode.ValueType  # 4102
+    """4102: payouts and TRON data have no place on the chain."""
+    ERROR_CODE_NOT_PARTICIPANT: _ErrorCode.ValueType  # 4103
+    """4103: the caller is not a registered consensus participant."""
+    ERROR_CODE_NO_OPEN_ROUND: _ErrorCode.ValueType  # 4104
+    """4104: no consensus round is open for the voted-on block."""
+    ERROR_CODE_CHAIN_SIGNATURE_INVALID: _ErrorCode.ValueType  # 4105
+    """4105: a manifest, vote or task-proof signature does not verify."""
+    ERROR_CODE_CHUNK_CONFLICT: _ErrorCode.ValueType  # 4201
+    """42xx sessions (cluster 03).
+    4201: a different chunk is already stored under this sequence number.
+    """
+    ERROR_CODE_CHUNK_SEQUENCE_GAP: _ErrorCode.ValueType  # 4202
+    """4202: the sequence number skips ahead of the last stored chunk."""
+    ERROR_CODE_SESSION_EMPTY: _ErrorCode.ValueType  # 4203
+    """4203: the session has no chunks, so it has no Merkle root to anchor."""
+    ERROR_CODE_SESSION_NOT_ANCHORED: _ErrorCode.ValueType  # 4204
+    """4204: the session is not anchored in a final block yet."""
+    ERROR_CODE_SESSION_CREATION_DISABLED: _ErrorCode.ValueType  # 4205
+    """4205: the creation of new sessions is disabled (emergency switch)."""
+    ERROR_CODE_RDP_HOST_UNREACHABLE: _ErrorCode.ValueType  # 4206
+    """4206: the RDP host does not answer on TCP within 5 s."""
     ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: _ErrorCode.ValueType  # 4801
-    """4801: the hardware wallet is not connected (spec 09 "HW wallet not
+    """48xx auth (cluster 09).
+    4801: the hardware wallet is not connected (spec 09 "HW wallet not
     connected"): unplugged, unknown to every backend, or disconnected.
     """
     ERROR_CODE_HARDWARE_WALLET_LOCKED: _ErrorCode.ValueType  # 4802
@@ -245,8 +273,36 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_TRANSACTION_INVALID: ErrorCode.ValueType  # 4101
+"""41xx blockchain (cluster 02).
+4101: a transaction breaks a chain rule (encoding, size, signature,
+signer, time).
+"""
+ERROR_CODE_TRON_FORBIDDEN: ErrorCode.ValueType  # 4102
+"""4102: payouts and TRON data have no place on the chain."""
+ERROR_CODE_NOT_PARTICIPANT: ErrorCode.ValueType  # 4103
+"""4103: the caller is not a registered consensus participant."""
+ERROR_CODE_NO_OPEN_ROUND: ErrorCode.ValueType  # 4104
+"""4104: no consensus round is open for the voted-on block."""
+ERROR_CODE_CHAIN_SIGNATURE_INVALID: ErrorCode.ValueType  # 4105
+"""4105: a manifest, vote or task-proof signature does not verify."""
+ERROR_CODE_CHUNK_CONFLICT: ErrorCode.ValueType  # 4201
+"""42xx sessions (cluster 03).
+4201: a different chunk is already stored under this sequence number.
+"""
+ERROR_CODE_CHUNK_SEQUENCE_GAP: ErrorCode.ValueType  # 4202
+"""4202: the sequence number skips ahead of the last stored chunk."""
+ERROR_CODE_SESSION_EMPTY: ErrorCode.ValueType  # 4203
+"""4203: the session has no chunks, so it has no Merkle root to anchor."""
+ERROR_CODE_SESSION_NOT_ANCHORED: ErrorCode.ValueType  # 4204
+"""4204: the session is not anchored in a final block yet."""
+ERROR_CODE_SESSION_CREATION_DISABLED: ErrorCode.ValueType  # 4205
+"""4205: the creation of new sessions is disabled (emergency switch)."""
+ERROR_CODE_RDP_HOST_UNREACHABLE: ErrorCode.ValueType  # 4206
+"""4206: the RDP host does not answer on TCP within 5 s."""
 ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: ErrorCode.ValueType  # 4801
-"""4801: the hardware wallet is not connected (spec 09 "HW wallet not
+"""48xx auth (cluster 09).
+4801: the hardware wallet is not connected (spec 09 "HW wallet not
 connected"): unplugged, unknown to every backend, or disconnected.
 """
 ERROR_CODE_HARDWARE_WALLET_LOCKED: ErrorCode.ValueType  # 4802
