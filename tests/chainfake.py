@@ -46,8 +46,12 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         self, request: anchoring_pb2.AnchorSessionRequest, context: grpc.aio.ServicerContext
     ) -> anchoring_pb2.AnchorSessionResponse:
         self.calls.append(request.session_id)
-        if self.mode == "refuse":
-            raise LucidError(ErrorCode.ERROR_CODE_CHAIN_UNAVAILABLE, "the chain refuses for a test")
+        if self.mode == "down":  # an outage: what the breaker counts
+            raise LucidError(ErrorCode.ERROR_CODE_CHAIN_UNAVAILABLE, "the chain is down for a test")
+        if self.mode == "refuse":  # a refusal, not an outage: the breaker stays closed
+            raise LucidError(
+                ErrorCode.ERROR_CODE_TRANSACTION_FAILED, "the chain refuses for a test"
+            )
         existing = self.records.get(request.session_id)
         if existing is not None and self.mode != "reanchor":
             raise LucidError(ErrorCode.ERROR_CODE_ALREADY_EXISTS, "already anchored")

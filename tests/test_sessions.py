@@ -4,6 +4,7 @@ scripted chain), proofs, ownership, trust policies, statistics (spec 03 §7)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -539,6 +540,40 @@ async def test_three_anchoring_failures_fail_the_session_and_keep_its_chunks(
     )
     assert retried.session.state == S.SESSION_STATE_PROCESSING
     await env.wait_state(md, session_id, {S.SESSION_STATE_COMPLETED})
+
+
+async def test_an_open_circuit_to_the_chain_spends_no_anchoring_attempts(
+    mesh: Mesh, settings: Settings
+) -> None:
+    """A chain outage fails three attempts and opens the breaker to the chain; while it is
+    open, calls fail in our own channel layer, reach nothing, and are not attempts."""
+    own = await start_env(mesh, settings)
+    try:
+        md = await own.token()
+        session_id = await own.recording(md)
+        await own.upload(md, session_id, 1, b"outage")
+        own.fake.mode = "down"
+        await own.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
+        failed_session = await own.wait_state(md, session_id, {S.SESSION_STATE_FAILED})
+        assert failed_session.anchoring.attempts == 3
+        assert own.fake.calls.count(session_id) == 3  # the third opened the breaker (3 for chain)
+        admin = await own.token(role=access_pb2.ROLE_SUPER_ADMIN)
+        await own.sessions.RetryAnchoring(
+            S.RetryAnchoringRequest(session_id=session_id, reason="retry in the outage"),
+            metadata=admin,
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        while "circuit" not in (await own.get(md, session_id)).anchoring.error_message:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # ten more backoffs: still no attempt spent, nothing sent
+        session = await own.get(md, session_id)
+        assert session.state == S.SESSION_STATE_PROCESSING
+        assert session.anchoring.attempts == 0
+        assert own.fake.calls.count(session_id) == 3
+    finally:
+        await own.channel.close()
+        await own.mesh.stop_all()
 
 
 async def test_expired_anchorings_count_as_failed_attempts(env: SessionsEnv) -> None:

@@ -30,7 +30,7 @@ from lucid.lib import manifestdoc, merkle
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.channels import Channels, UnavailableClusterError
-from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.errors import ErrorCode, ErrorDetails, LucidError, reason_of
 from lucid.sessions import blobformat
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.keys import KeyStore
@@ -125,6 +125,11 @@ class AnchorClient:
             timeout=CHAIN_CALL_TIMEOUT_S,
         )
         return response
+
+
+def _not_sent(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a call failed in our own channel layer (open circuit) without reaching the chain."""
+    return ErrorDetails.from_rpc_error(exc).reason == reason_of(ErrorCode.ERROR_CODE_CIRCUIT_OPEN)
 
 
 def _describe(exc: BaseException) -> str:
@@ -336,6 +341,9 @@ class Finalizer:
             response = await self.chain.anchor(self.anchor_request(manifest))
             record = response.anchoring
         except grpc.aio.AioRpcError as exc:
+            if _not_sent(exc):  # the breaker to the chain is open: no attempt was made
+                await self._retry_later(session_id, anchoring, now, _describe(exc))
+                return
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 await self._attempt_failed(session_id, anchoring, _describe(exc))
                 return
@@ -397,6 +405,14 @@ class Finalizer:
             return True
         await self.repo.update_session(session_id, {"anchoring": anchoring})
         return True
+
+    async def _retry_later(
+        self, session_id: str, anchoring: Doc, now: datetime, error: str
+    ) -> None:
+        """Tries again after the backoff without spending one of the attempts."""
+        anchoring["error_message"] = error
+        anchoring["next_attempt_at"] = now + timedelta(seconds=self.config.anchor_retry_backoff_s)
+        await self.repo.update_session(session_id, {"anchoring": anchoring})
 
     async def _attempt_failed(self, session_id: str, anchoring: Doc, error: str) -> None:
         attempts = int(anchoring.get("attempts", 0)) + 1
