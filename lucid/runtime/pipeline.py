@@ -1,7 +1,7 @@
 """The call pipeline every Lucid rpc passes through, in the order of ARCHITECTURE.md:
 
-    request id → log → authentication → authorization → validation → servicer
-                                                  └── error mapping on the way out
+    request id → log → authentication → plane policy → authorization → validation
+              → servicer                          └── error mapping on the way out
 
 grpc.aio interceptors cannot see a call's outcome without wrapping its handler,
 so one ``ServerInterceptor`` wraps each Lucid handler (cached per method) and runs
@@ -35,6 +35,7 @@ from lucid.runtime.errors import (
     LucidError,
 )
 from lucid.runtime.metrics import Metrics
+from lucid.runtime.planes import PlanePolicy, audit, default_policy
 from lucid.runtime.tokens import TokenVerifier
 
 log = logging.getLogger("lucid.rpc")
@@ -99,8 +100,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metrics: Metrics,
         unimplemented: Iterable[str] = (),
         policy: Callable[[Principal, MethodInfo], None] | None = None,
+        planes: PlanePolicy | None = None,
     ) -> None:
         self.cluster = cluster
+        self.planes = planes or default_policy()
         self.domain = f"lucid.{cluster}"
         self.catalog = catalog
         self.verifier = verifier
@@ -150,6 +153,14 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         principal = Principal(peer=peer, user=user, token=token.strip())
         call.principal = principal
         principal_var.set(principal)
+        decision = self.planes.decide(peer, call.info)
+        audit(decision, peer, call.info, call.request_id)
+        if not decision.allowed:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
+                f"plane policy: {peer.spiffe_id} may not call {call.info.path} ({decision.rule})",
+                metadata={"peer": peer.spiffe_id, "rule": decision.rule},
+            )
         if self.policy is not None:
             self.policy(principal, call.info)
         authorize(call.info.access, principal, call.info.path)
