@@ -307,7 +307,7 @@ def audit(
             "destination": info.cluster,
             "destination_plane": cluster_planes().get(info.cluster, ""),
             "method": info.path,
-            "kind": access_pb2.OperationKind.Name(info.access.kind or WRITE),  # type: ignore[arg-type]
+            "kind": access_pb2.OperationKind.Name(info.access.kind or WRITE),
             "request_id": request_id,
         },
     )

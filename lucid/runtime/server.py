@@ -95,6 +95,7 @@ class Runtime:
         self.cluster = cluster
         self.identity = identity_for(identity or cluster)
         self.catalog: Catalog = catalog()
+        self._owns_registry = registry is None
         self.registry = registry or create_registry(settings)
         self.clock = clock or SystemClock()
         self.datastores = Datastores(settings, mongo=True, redis=True)
@@ -106,6 +107,8 @@ class Runtime:
     async def close(self) -> None:
         """Closes channels and store clients."""
         await self.channels.close()
+        if self._owns_registry:
+            await self.registry.close()
         await self.datastores.close()
 
 
