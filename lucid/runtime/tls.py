@@ -22,6 +22,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lucid.lib.sealing import Sealer
@@ -145,14 +146,31 @@ class CertificateAuthority:
         extra_dns: Iterable[str] = (),
         not_before: dt.datetime | None = None,
     ) -> IssuedCertificate:
-        """A client-and-server certificate for ``identity``."""
+        """A client-and-server certificate for ``identity``, with a new key."""
         key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.sign(
+            identity, key.public_key(), days=days, extra_dns=extra_dns, not_before=not_before
+        )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+    def sign(
+        self,
+        identity: ServiceIdentity,
+        public_key: CertificatePublicKeyTypes,
+        *,
+        days: int = CERT_DAYS,
+        common_name: str | None = None,
+        extra_dns: Iterable[str] = (),
+        not_before: dt.datetime | None = None,
+    ) -> x509.Certificate:
+        """A client-and-server certificate for ``identity`` over a given public key
+        (the mesh signs signing requests with this; the key stays with the requester)."""
         start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"plane-{identity.plane}"),
-                x509.NameAttribute(NameOID.COMMON_NAME, identity.name),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name or identity.name),
             ]
         )
         sans: list[x509.GeneralName] = [
@@ -162,11 +180,11 @@ class CertificateAuthority:
             *(x509.DNSName(d) for d in extra_dns),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
-        cert = (
+        return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + dt.timedelta(days=days))
@@ -184,7 +202,6 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
-        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,14 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: _ErrorCode.ValueType  # 4951
+    """4951: no instance of the service is healthy (mesh discovery)."""
+    ERROR_CODE_MESH_CSR_INVALID: _ErrorCode.ValueType  # 4952
+    """4952: a certificate signing request cannot be read, is not self-signed,
+    or uses a weak key (mesh CA).
+    """
+    ERROR_CODE_MESH_MESSAGE_EXPIRED: _ErrorCode.ValueType  # 4953
+    """4953: the message expired before it was consumed or acknowledged."""
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -233,6 +241,14 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: ErrorCode.ValueType  # 4951
+"""4951: no instance of the service is healthy (mesh discovery)."""
+ERROR_CODE_MESH_CSR_INVALID: ErrorCode.ValueType  # 4952
+"""4952: a certificate signing request cannot be read, is not self-signed,
+or uses a weak key (mesh CA).
+"""
+ERROR_CODE_MESH_MESSAGE_EXPIRED: ErrorCode.ValueType  # 4953
+"""4953: the message expired before it was consumed or acknowledged."""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.
