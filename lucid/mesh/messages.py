@@ -81,11 +81,12 @@ class MessageQueue:
         """Marks a queued message past its TTL expired; returns the message as it is now."""
         if doc["status"] != QUEUED or doc["expire_at"] > now_s:
             return doc
-        changed = await self.collection.find_one_and_update(
-            {"message_id": doc["message_id"], "status": QUEUED},
-            {"$set": {"status": EXPIRED, "updated_at": now_s}},
-            projection={"_id": 0},
-            return_document=ReturnDocument.AFTER,
+        changed = _clean(
+            await self.collection.find_one_and_update(
+                {"message_id": doc["message_id"], "status": QUEUED},
+                {"$set": {"status": EXPIRED, "updated_at": now_s}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
         if changed is not None and changed.get("entry_id"):
             await self.redis.xack(changed["stream"], GROUP, changed["entry_id"])
@@ -136,14 +137,15 @@ class MessageQueue:
         if doc["status"] not in (QUEUED, PROCESSING):
             await self.redis.xack(stream, GROUP, entry_id)
             return None
-        return await self.collection.find_one_and_update(
-            {"message_id": message_id, "status": doc["status"], "attempts": doc["attempts"]},
-            {
-                "$set": {"status": PROCESSING, "consumer": consumer, "updated_at": now_s},
-                "$inc": {"attempts": 1},
-            },
-            projection={"_id": 0},
-            return_document=ReturnDocument.AFTER,
+        return _clean(
+            await self.collection.find_one_and_update(
+                {"message_id": message_id, "status": doc["status"], "attempts": doc["attempts"]},
+                {
+                    "$set": {"status": PROCESSING, "consumer": consumer, "updated_at": now_s},
+                    "$inc": {"attempts": 1},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
         )
 
     async def ack(
@@ -161,11 +163,12 @@ class MessageQueue:
             update = {"status": FAILED, "error_message": error}
         else:
             update = {"status": QUEUED, "error_message": error}
-        changed = await self.collection.find_one_and_update(
-            {"message_id": message_id, "status": PROCESSING, "attempts": doc["attempts"]},
-            {"$set": {**update, "updated_at": now_s}},
-            projection={"_id": 0},
-            return_document=ReturnDocument.AFTER,
+        changed = _clean(
+            await self.collection.find_one_and_update(
+                {"message_id": message_id, "status": PROCESSING, "attempts": doc["attempts"]},
+                {"$set": {**update, "updated_at": now_s}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
         if changed is None:
             return None
@@ -173,6 +176,13 @@ class MessageQueue:
         if changed["status"] == QUEUED:
             await self._enqueue(message_id, doc["destination"], doc["priority"])
         return changed
+
+
+def _clean(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A document without its ``_id`` (FerretDB takes no projection in findAndModify)."""
+    if doc is not None:
+        doc.pop("_id", None)
+    return doc
 
 
 def _text(value: Any) -> str:

@@ -33,6 +33,13 @@ def from_doc(doc: Mapping[str, Any], cls: type[MessageT]) -> MessageT:
     return json_format.ParseDict(dict(doc), cls(), ignore_unknown_fields=True)
 
 
+def _clean(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A document without its ``_id`` (FerretDB takes no projection in findAndModify)."""
+    if doc is not None:
+        doc.pop("_id", None)
+    return doc
+
+
 class DuplicateError(Exception):
     """A unique key is already taken."""
 
@@ -64,11 +71,12 @@ class RegistryStore:
         self, service_id: str, version: int, fields: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         """Updates a registration only if nobody changed it since ``version`` was read."""
-        return await self.collection.find_one_and_update(
-            {"service_id": service_id, "revision": version},
-            {"$set": {**fields, "revision": version + 1}},
-            projection={"_id": 0},
-            return_document=ReturnDocument.AFTER,
+        return _clean(
+            await self.collection.find_one_and_update(
+                {"service_id": service_id, "revision": version},
+                {"$set": {**fields, "revision": version + 1}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
 
     async def find(self, query: Mapping[str, Any]) -> list[dict[str, Any]]:

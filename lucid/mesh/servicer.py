@@ -648,7 +648,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         self, request: messaging_pb2.ReceiveMessagesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[messaging_pb2.ReceiveMessagesResponse]:
         size = request.batch_size or 1
-        while True:
+        while not context.cancelled():  # a cancelled client must not take more messages
             taken = await self.messages.receive(
                 request.destination,
                 request.consumer_id,
@@ -741,7 +741,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             from_start=request.start_position == messaging_pb2.START_POSITION_EARLIEST,
         )
         pull = request.delivery_mode == messaging_pb2.DELIVERY_MODE_PULL
-        while True:
+        while not context.cancelled():  # a cancelled client must not claim more events
             streams = await self.events.streams(sub)
             batch = await self.events.claim_stale(sub, streams)
             if len(batch) < sub.batch_size:

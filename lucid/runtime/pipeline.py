@@ -177,7 +177,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext
     ) -> None:
         """Maps an exception to the status sent; always raises."""
-        if isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.status = grpc.StatusCode.CANCELLED
             raise exc
         if isinstance(exc, AbortError):
