@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
-	scripts/install-tools.sh buf grpcurl ferretdb consul redis
+	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis
 
 gen: venv tools
 	scripts/gen.sh gen

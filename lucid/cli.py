@@ -43,6 +43,15 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _config(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.runtime.contracts import catalog
+    from lucid.runtime.meshconfig import write
+    from lucid.runtime.server import VERSION
+
+    written = write(Path(args.out), catalog(), VERSION)
+    print(f"wrote {len(written)} files under {args.out}: consul/ and envoy/")
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.localservers import LocalStores
 
@@ -81,6 +90,13 @@ def parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)
+
+    config = sub.add_parser(
+        "config", help="production configuration (consul/, envoy/) from the plane table"
+    )
+    config.add_argument("action", choices=["generate"])
+    config.add_argument("--out", default=".", help="the repository root to write into")
+    config.set_defaults(run=_config)
 
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
-# fresh clone on the same machine reuses them: buf, grpcurl, ghz, FerretDB and Consul
-# (Go, built from the Go module proxy) and redis-server (Debian package).
+# fresh clone on the same machine reuses them: buf, grpcurl, ghz, FerretDB, Consul and
+# envoy-validate (Go, built from the Go module proxy) and redis-server (Debian package).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -79,6 +79,18 @@ consul() {
   touch "$BIN/.consul-$CONSUL_VERSION"
 }
 
+envoy_validate() {
+  # Our Envoy config checker (tools/envoy-validate): go-control-plane's v3 API types
+  # with protojson and their field rules. Rebuilt when its sources change.
+  local src stamp
+  src="$(cd "$(dirname "$0")/.." && pwd)/tools/envoy-validate"
+  stamp=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  if [[ -x "$BIN/envoy-validate" && -f "$BIN/.envoy-validate-$stamp" ]]; then return; fi
+  log "building envoy-validate"
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -o "$BIN/envoy-validate" .)
+  rm -f "$BIN"/.envoy-validate-* && touch "$BIN/.envoy-validate-$stamp"
+}
+
 redis() {
   if command -v redis-server >/dev/null 2>&1; then return; fi
   log "installing redis-server (apt)"
@@ -91,7 +103,7 @@ redis() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul redis)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
@@ -99,6 +111,7 @@ for tool in "${want[@]}"; do
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     ferretdb) ferretdb ;;
     consul) consul ;;
+    envoy-validate) envoy_validate ;;
     redis) redis ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac

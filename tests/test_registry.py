@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
@@ -26,7 +26,7 @@ from lucid.runtime.registry import (
     create_registry,
 )
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
-from lucid.supervisor.localservers import ConsulAgent, free_port
+from lucid.supervisor.localservers import free_port
 
 
 class Marker(gateway_pb2_grpc.GatewayServiceServicer):
@@ -39,25 +39,6 @@ class Marker(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetServiceInfoResponse:
         return gateway_pb2.GetServiceInfoResponse(service_name=self.name)
-
-
-@pytest.fixture(scope="module")
-def consul_agent(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Consul dev agent whose checks present the operator certificate; its address."""
-    certs = settings.certs_dir
-    agent = ConsulAgent(
-        "consul",
-        free_port(),
-        tmp_path_factory.mktemp("consul"),
-        ca_file=certs / "ca.crt",
-        cert_file=certs / "operator.crt",
-        key_file=certs / "operator.key",
-    )
-    agent.start()
-    try:
-        yield agent.address
-    finally:
-        agent.stop()
 
 
 @pytest.fixture

@@ -153,18 +153,22 @@ class Channels:
         if current is not None and current[0] == target:
             return current[1]
         timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
-        channel = grpc.aio.secure_channel(
-            target,
-            self.credentials,
-            options=channel_options(
-                self.settings, cluster, service_config(self.catalog, cluster, timeout)
-            ),
-            interceptors=[
-                _RequestIdUnary(),
-                _RequestIdUnaryStream(),
-                _RequestIdStreamUnary(),
-                _RequestIdStreamStream(),
-            ],
+        options = channel_options(
+            self.settings, cluster, service_config(self.catalog, cluster, timeout)
+        )
+        interceptors = [
+            _RequestIdUnary(),
+            _RequestIdUnaryStream(),
+            _RequestIdStreamUnary(),
+            _RequestIdStreamStream(),
+        ]
+        channel = (
+            # Behind an Envoy sidecar, its outbound listener on loopback does the mTLS.
+            grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+            if self.settings.sidecar
+            else grpc.aio.secure_channel(
+                target, self.credentials, options=options, interceptors=interceptors
+            )
         )
         self._channels[cluster] = (target, channel)
         if current is not None:

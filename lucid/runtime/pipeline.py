@@ -34,6 +34,7 @@ from lucid.runtime.errors import (
     FieldViolation,
     LucidError,
 )
+from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import PlanePolicy, audit, default_policy
 from lucid.runtime.tokens import TokenVerifier
@@ -41,6 +42,7 @@ from lucid.runtime.tokens import TokenVerifier
 log = logging.getLogger("lucid.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
+XFCC_HEADER = "x-forwarded-client-cert"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -101,9 +103,12 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         unimplemented: Iterable[str] = (),
         policy: Callable[[Principal, MethodInfo], None] | None = None,
         planes: PlanePolicy | None = None,
+        forwarded_by: ServiceIdentity | None = None,
     ) -> None:
         self.cluster = cluster
         self.planes = planes or default_policy()
+        self.forwarded_by = forwarded_by
+        """The local sidecar's identity, whose ``x-forwarded-client-cert`` names the caller."""
         self.domain = f"lucid.{cluster}"
         self.catalog = catalog
         self.verifier = verifier
@@ -142,6 +147,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
         metadata = dict(context.invocation_metadata() or ())
+        if self.forwarded_by is not None and peer == self.forwarded_by:
+            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
+            if forwarded is not None:
+                peer = forwarded
         header = str(metadata.get("authorization", ""))
         user = None
         token = ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -143,8 +144,12 @@ class ConsulRegistry:
     def __init__(self, settings: Settings) -> None:
         host, _, port = settings.consul_addr.rpartition(":")
         self.settings = settings
-        # Plain HTTP to the node-local agent (verify only matters for https).
-        self.client = consul.aio.Consul(host=host or "127.0.0.1", port=int(port), verify=False)
+        with warnings.catch_warnings():  # py-consul passes aiohttp a deprecated argument
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Plain HTTP to the node-local agent (verify only matters for https).
+            self.client = consul.aio.Consul(
+                host=host or "127.0.0.1", port=int(port), verify=False
+            )
         self._cache: dict[str, tuple[float, list[Endpoint]]] = {}
 
     async def register(self, instance: Instance) -> None:

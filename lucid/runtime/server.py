@@ -221,6 +221,7 @@ class ClusterServer:
             metrics=self.runtime.metrics,
             unimplemented=unimplemented,
             policy=self.app.policy,
+            forwarded_by=self.runtime.identity if settings.sidecar else None,
         )
         self.server = grpc.aio.server(
             interceptors=[self.pipeline],

@@ -287,3 +287,17 @@ def peer_identity(auth_context: dict[str, list[bytes]]) -> ServiceIdentity | Non
             if found:
                 return found
     return None
+
+
+def forwarded_identity(xfcc: str) -> ServiceIdentity | None:
+    """The SPIFFE identity in an ``x-forwarded-client-cert`` header (Envoy's
+    ``SANITIZE_SET`` with ``uri``: ``By=…;Hash=…;URI=spiffe://…``); the last element
+    is the hop nearest to us."""
+    if not xfcc:
+        return None
+    element = xfcc.rsplit(",", maxsplit=1)[-1]
+    for pair in element.split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() == "uri":
+            return parse_spiffe_id(value.strip().strip('"'))
+    return None
