@@ -147,9 +147,7 @@ class ConsulRegistry:
         with warnings.catch_warnings():  # py-consul passes aiohttp a deprecated argument
             warnings.simplefilter("ignore", DeprecationWarning)
             # Plain HTTP to the node-local agent (verify only matters for https).
-            self.client = consul.aio.Consul(
-                host=host or "127.0.0.1", port=int(port), verify=False
-            )
+            self.client = consul.aio.Consul(host=host or "127.0.0.1", port=int(port), verify=False)
         self._cache: dict[str, tuple[float, list[Endpoint]]] = {}
 
     async def register(self, instance: Instance) -> None:
