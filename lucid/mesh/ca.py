@@ -19,9 +19,9 @@ from cryptography.x509.oid import NameOID
 from lucid.mesh.v1 import identity_pb2
 
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.identity import ServiceIdentity, parse_spiffe_id
+from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.planes import known_identity
-from lucid.runtime.tls import CERT_DAYS, CertificateAuthority, dns_name
+from lucid.runtime.tls import CERT_DAYS, CertificateAuthority, certificate_identity, dns_name
 
 MIN_RSA_BITS = 2048
 EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -79,15 +79,7 @@ def sign_request(
 
 def spiffe_of(cert: x509.Certificate) -> ServiceIdentity | None:
     """The SPIFFE identity in a certificate's URI SAN."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        found = parse_spiffe_id(uri)
-        if found:
-            return found
-    return None
+    return certificate_identity(cert)
 
 
 def dns_names(cert: x509.Certificate) -> list[str]:

@@ -451,6 +451,10 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         token = str(start + size) if start + size < total else ""
         return [from_doc(d["doc"], message) for d in docs], token, total
 
+    async def _delete(self, kind: str, policy_id: str) -> None:
+        if not await self.policies.delete(kind, policy_id):
+            raise _not_found(f"{kind} policy {policy_id}")
+
     async def CreateTrafficPolicy(
         self, request: policy_pb2.CreateTrafficPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.CreateTrafficPolicyResponse:
@@ -468,8 +472,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def DeleteTrafficPolicy(
         self, request: policy_pb2.DeleteTrafficPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.DeleteTrafficPolicyResponse:
-        if not await self.policies.delete(TRAFFIC, request.policy_id):
-            raise _not_found(f"traffic policy {request.policy_id}")
+        await self._delete(TRAFFIC, request.policy_id)
         return policy_pb2.DeleteTrafficPolicyResponse()
 
     async def CreateSecurityPolicy(
@@ -489,8 +492,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     async def DeleteSecurityPolicy(
         self, request: policy_pb2.DeleteSecurityPolicyRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.DeleteSecurityPolicyResponse:
-        if not await self.policies.delete(SECURITY, request.policy_id):
-            raise _not_found(f"security policy {request.policy_id}")
+        await self._delete(SECURITY, request.policy_id)
         return policy_pb2.DeleteSecurityPolicyResponse()
 
     async def UpdateCircuitBreaker(

@@ -277,15 +277,20 @@ def peer_identity(auth_context: dict[str, list[bytes]]) -> ServiceIdentity | Non
         if found:
             return found
     for pem in auth_context.get("x509_pem_cert", []):
-        cert = x509.load_pem_x509_certificate(pem)
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            return None
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-            found = parse_spiffe_id(uri)
-            if found:
-                return found
+        return certificate_identity(x509.load_pem_x509_certificate(pem))
+    return None
+
+
+def certificate_identity(cert: x509.Certificate) -> ServiceIdentity | None:
+    """The SPIFFE identity in a certificate's URI SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        found = parse_spiffe_id(uri)
+        if found:
+            return found
     return None
 
 
