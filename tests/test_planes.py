@@ -247,3 +247,13 @@ async def test_behind_a_sidecar_the_caller_is_the_forwarded_identity(settings: S
         }
     finally:
         await sidecar_mesh.stop_all()
+
+
+def test_the_edge_reaches_the_rate_limiter_that_names_it() -> None:
+    policy = PlanePolicy()
+    check = catalog().methods["/lucid.gateway.v1.RateLimitService/CheckRateLimit"]
+    assert not check.routes
+    decision = policy.decide(identity_for("edge"), check)
+    assert decision.allowed and decision.rule == "edge-to-rpcs-naming-it"
+    assert not policy.decide(identity_for("operator"), check).allowed
+    assert not policy.decide(identity_for("payments"), check).allowed

@@ -68,6 +68,12 @@ class Selector:
 ANY = Selector()
 
 
+def names(info: MethodInfo, source: ServiceIdentity) -> bool:
+    """Whether an rpc's ``service_callers`` name the caller's cluster."""
+    wanted = f"CLUSTER_{source.name.upper()}"
+    return any(access_pb2.Cluster.Name(c) == wanted for c in info.access.service_callers)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One allow or deny of the table."""
@@ -81,6 +87,8 @@ class Rule:
     """Only rpcs that have a ``google.api.http`` route (what the edge may reach)."""
     methods: tuple[str, ...] = ()
     """Full method patterns (``/lucid.storage.v1.SchemaService/*``); empty for any."""
+    naming_caller: bool = False
+    """Only rpcs whose ``service_callers`` name the calling cluster."""
     description: str = ""
 
     def covers(self, info: MethodInfo) -> bool:
@@ -99,6 +107,7 @@ class Rule:
             self.source.matches(source.name, source.plane)
             and self.destination.matches(info.cluster, planes.get(info.cluster, ""))
             and self.covers(info)
+            and (not self.naming_caller or names(info, source))
         )
 
 
@@ -166,6 +175,13 @@ ALLOWS: tuple[Rule, ...] = (
         ANY,
         http_routed=True,
         description="the edge (and people's tools on the edge plane) → rpcs with an http route",
+    ),
+    Rule(
+        "edge-to-rpcs-naming-it",
+        Selector(clusters=(EDGE,)),
+        ANY,
+        naming_caller=True,
+        description="the edge → the front-door rpcs that name it (the gateway's rate limiter)",
     ),
 )
 """Explicit allows across planes; everything else across planes is denied."""
