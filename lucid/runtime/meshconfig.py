@@ -33,8 +33,10 @@ from lucid.runtime.identity import EDGE, ServiceIdentity, identity_for
 from lucid.runtime.planes import Grant, PlanePolicy, grants
 from lucid.runtime.tls import dns_name
 
-CERTS = "/etc/lucid/certs"
-PROTOSET = "/etc/lucid/lucid.protoset"
+CERTS = "/var/lib/lucid/certs"
+"""``$LUCID_VAR_DIR/certs`` in the image of ``deploy/Dockerfile``."""
+PROTOSET = "/opt/lucid/lucid.protoset"
+"""Where ``deploy/Dockerfile`` puts ``gen/lucid.protoset``."""
 INBOUND_PORT = 15001
 ADMIN_PORT = 15000
 EDGE_PORT = 8443

@@ -102,6 +102,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metrics: Metrics,
         unimplemented: Iterable[str] = (),
         policy: Callable[[Principal, MethodInfo], None] | None = None,
+        extra_methods: Iterable[MethodInfo] = (),
         planes: PlanePolicy | None = None,
         forwarded_by: ServiceIdentity | None = None,
     ) -> None:
@@ -116,6 +117,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.unimplemented = frozenset(unimplemented)
         self.policy = policy
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self.methods = {**catalog.methods, **{m.path: m for m in extra_methods}}
 
     async def intercept_service(
         self,
@@ -123,7 +125,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        info = self.catalog.methods.get(details.method)
+        info = self.methods.get(details.method)
         if handler is None or info is None:
             return handler
         wrapped = self._wrapped.get(details.method)
