@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 from lucid.common.v1 import access_pb2
 from lucid.mesh.v1 import (
     discovery_pb2,
@@ -54,15 +54,10 @@ from lucid.runtime.identity import (
 )
 from lucid.runtime.planes import PlanePolicy, Rule, audit
 from lucid.runtime.tls import CERT_DAYS, CertificateAuthority
+from lucid.runtime.wire import timestamp
 
 DEFAULT_PAGE = 100
 POLICY_PAGE = 50
-
-
-def _ts(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
 
 
 def _page(token: str) -> int:
@@ -117,8 +112,8 @@ class DiscoveryService(discovery_pb2_grpc.ServiceDiscoveryServiceServicer):
             ttl_seconds=ttl,
             weight=request.weight or discovery.DEFAULT_WEIGHT,
             health=discovery_pb2.InstanceHealth(status=discovery_pb2.INSTANCE_STATUS_UNKNOWN),
-            register_time=_ts(now),
-            expire_time=_ts(now + ttl),
+            register_time=timestamp(now),
+            expire_time=timestamp(now + ttl),
         )
         try:
             await self.store.insert(self._fields(instance, now=now, revision=0, expire=now + ttl))
@@ -185,7 +180,7 @@ class DiscoveryService(discovery_pb2_grpc.ServiceDiscoveryServiceServicer):
             instance.health.output = request.output
             instance.health.response_time_ms = request.response_time_ms
             expire = now + instance.ttl_seconds
-            instance.expire_time.CopyFrom(_ts(expire))
+            instance.expire_time.CopyFrom(timestamp(expire))
             fields = self._fields(instance, now=now, revision=doc["revision"], expire=expire)
             fields.pop("revision")
             if await self.store.replace_if_version(request.service_id, doc["revision"], fields):
@@ -318,8 +313,8 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
             plane=access_pb2.Plane.Value(f"PLANE_{identity.plane.upper()}"),
             service_name=str(common[0].value) if common else identity.name,
             dns_names=ca.dns_names(cert),
-            not_before=_ts(cert.not_valid_before_utc.timestamp()),
-            not_after=_ts(cert.not_valid_after_utc.timestamp()),
+            not_before=timestamp(cert.not_valid_before_utc.timestamp()),
+            not_after=timestamp(cert.not_valid_after_utc.timestamp()),
         )
 
     async def VerifyCertificate(
@@ -356,7 +351,7 @@ class IdentityService(identity_pb2_grpc.IdentityServiceServicer):
             failure=verdict.failure,  # type: ignore[arg-type]
             reason=verdict.reason,
             serial_number=serial,
-            not_after=_ts(cert.not_valid_after_utc.timestamp()),
+            not_after=timestamp(cert.not_valid_after_utc.timestamp()),
         )
         if verdict.identity is not None:
             response.spiffe_id = verdict.identity.spiffe_id
@@ -421,7 +416,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
             priority=request.priority or 100,
             enabled=request.enabled,
             namespace=request.namespace or "default",
-            create_time=_ts(now),
+            create_time=timestamp(now),
             created_by=_caller_name(),
         )
         try:
@@ -502,7 +497,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         breaker = policy_pb2.CircuitBreaker(
             service_name=request.service_name,
             config=request.config,
-            update_time=_ts(now),
+            update_time=timestamp(now),
             updated_by=_caller_name(),
         )
         await self.settings.put(BREAKER_KEY + request.service_name, to_doc(breaker), now)
@@ -513,7 +508,9 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
     ) -> policy_pb2.UpdateMtlsConfigResponse:
         now = self.clock.timestamp()
         await self.settings.put(MTLS_KEY, to_doc(request.config), now)
-        return policy_pb2.UpdateMtlsConfigResponse(config=request.config, update_time=_ts(now))
+        return policy_pb2.UpdateMtlsConfigResponse(
+            config=request.config, update_time=timestamp(now)
+        )
 
     async def GetPlanePolicy(
         self, request: policy_pb2.GetPlanePolicyRequest, context: grpc.aio.ServicerContext
@@ -529,7 +526,7 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         mtls = await self.settings.get(MTLS_KEY)
         if mtls:
             response.mtls.CopyFrom(from_doc(mtls["value"], policy_pb2.MtlsConfig))
-            response.update_time.CopyFrom(_ts(mtls["updated_at"]))
+            response.update_time.CopyFrom(timestamp(mtls["updated_at"]))
         return response
 
 
@@ -597,7 +594,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         message.attempts = doc["attempts"]
         message.error_message = doc.get("error_message", "")
         if doc.get("deliver_at"):
-            message.deliver_time.CopyFrom(_ts(doc["deliver_at"]))
+            message.deliver_time.CopyFrom(timestamp(doc["deliver_at"]))
         return message
 
     async def SendMessage(
@@ -615,8 +612,8 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             ttl_seconds=ttl,
             retry_policy=request.retry_policy,
             correlation_id=request.correlation_id,
-            create_time=_ts(now),
-            expire_time=_ts(now + ttl),
+            create_time=timestamp(now),
+            expire_time=timestamp(now + ttl),
         )
         doc, _ = await self.messages.send(
             {
@@ -634,7 +631,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
         return messaging_pb2.SendMessageResponse(
             message_id=doc["message_id"],
             status=STATUS_VALUES[doc["status"]],
-            expire_time=_ts(doc["expire_at"]),
+            expire_time=timestamp(doc["expire_at"]),
         )
 
     async def GetMessageStatus(
@@ -710,7 +707,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             )
         )
         return messaging_pb2.PublishEventResponse(
-            event_id=event.event_id, publish_time=_ts(event.time_s)
+            event_id=event.event_id, publish_time=timestamp(event.time_s)
         )
 
     @staticmethod
@@ -721,7 +718,7 @@ class MessagingService(messaging_pb2_grpc.MessagingServiceServicer):
             event_id=event.event_id,
             event_type=event.event_type,
             source=event.source,
-            event_time=_ts(event.time_s),
+            event_time=timestamp(event.time_s),
             data=data,
             version=event.version,
             tags=list(event.tags),

@@ -211,14 +211,11 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
     ) -> IssuedCertificate:
         """A client-and-server certificate for ``identity``, with a new key."""
-        subject, sans = self._service_names(identity, identity.name, extra_dns)
-        return self._sign(
-            subject,
-            sans,
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-            not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
-            days,
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.sign(
+            identity, key.public_key(), days=days, extra_dns=extra_dns, not_before=not_before
         )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
     def sign(
         self,
