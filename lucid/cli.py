@@ -57,6 +57,15 @@ def _chain(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(verify_chain(settings, args.validator))
 
 
+def _config(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.runtime.contracts import catalog
+    from lucid.runtime.meshconfig import write
+    from lucid.runtime.server import VERSION
+
+    written = write(Path(args.out), catalog(), VERSION)
+    print(f"wrote {len(written)} files under {args.out}: consul/ and envoy/")
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.localservers import LocalStores
 
@@ -119,6 +128,13 @@ def parser() -> argparse.ArgumentParser:
     chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
     chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
     chain.set_defaults(run=_chain)
+
+    config = sub.add_parser(
+        "config", help="production configuration (consul/, envoy/) from the plane table"
+    )
+    config.add_argument("action", choices=["generate"])
+    config.add_argument("--out", default=".", help="the repository root to write into")
+    config.set_defaults(run=_config)
 
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])

@@ -150,6 +150,16 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4804: the device did not answer in time (30 s, after its retries)."""
     ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: _ErrorCode.ValueType  # 4805
     """4805: the device firmware (or its TRON app) is older than supported."""
+    ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: _ErrorCode.ValueType  # 4951
+    """49xx mesh (cluster 10).
+    4951: no instance of the service is healthy (mesh discovery).
+    """
+    ERROR_CODE_MESH_CSR_INVALID: _ErrorCode.ValueType  # 4952
+    """4952: a certificate signing request cannot be read, is not self-signed,
+    or uses a weak key (mesh CA).
+    """
+    ERROR_CODE_MESH_MESSAGE_EXPIRED: _ErrorCode.ValueType  # 4953
+    """4953: the message expired before it was consumed or acknowledged."""
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -313,6 +323,16 @@ ERROR_CODE_HARDWARE_WALLET_TIMEOUT: ErrorCode.ValueType  # 4804
 """4804: the device did not answer in time (30 s, after its retries)."""
 ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: ErrorCode.ValueType  # 4805
 """4805: the device firmware (or its TRON app) is older than supported."""
+ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: ErrorCode.ValueType  # 4951
+"""49xx mesh (cluster 10).
+4951: no instance of the service is healthy (mesh discovery).
+"""
+ERROR_CODE_MESH_CSR_INVALID: ErrorCode.ValueType  # 4952
+"""4952: a certificate signing request cannot be read, is not self-signed,
+or uses a weak key (mesh CA).
+"""
+ERROR_CODE_MESH_MESSAGE_EXPIRED: ErrorCode.ValueType  # 4953
+"""4953: the message expired before it was consumed or acknowledged."""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.
