@@ -113,7 +113,7 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
         checked = transactions.check(signed, ready.validators, now=now)
         doc = anchors.doc_from_tx(checked, now=now, timeout_s=self.node.config.anchoring_timeout_s)
         if existing is not None:
-            if not await repo.replace_anchoring(request.session_id, anchors.REPLACEABLE, doc):
+            if not await repo.replace_anchoring(request.session_id, doc, anchors.REPLACEABLE):
                 raise _already(await repo.anchoring(request.session_id) or existing)
         else:
             try:
@@ -124,9 +124,9 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
             await ready.ledger.accept(signed)
         except LucidError:
             if existing is not None:
-                await repo.anchorings.replace_one({"session_id": request.session_id}, existing)
+                await repo.replace_anchoring(request.session_id, existing)
             else:
-                await repo.anchorings.delete_one({"anchoring_id": doc["anchoring_id"]})
+                await repo.delete_anchoring(request.session_id, doc["anchoring_id"])
             raise
         return apb.AnchorSessionResponse(anchoring=self._proto(ready, doc))
 

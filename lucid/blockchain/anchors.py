@@ -87,7 +87,7 @@ async def on_pending_tx(
         except DuplicateKeyError:
             return
     elif existing["status"] in REPLACEABLE and existing["tx_hash"] != checked.tx_hash:
-        await repo.replace_anchoring(doc["session_id"], REPLACEABLE, doc)
+        await repo.replace_anchoring(doc["session_id"], doc, REPLACEABLE)
 
 
 async def on_final_block(
@@ -112,7 +112,7 @@ async def on_final_block(
         }
         existing = await repo.anchoring(session_id)
         if existing is not None and existing["tx_hash"] == checked.tx_hash:
-            await repo.update_anchoring({"session_id": session_id}, confirmed)
+            await repo.update_anchoring(session_id, confirmed)
             continue
         doc = {**doc_from_tx(checked, now=now, timeout_s=timeout_s), **confirmed}
         if existing is None:
@@ -121,7 +121,7 @@ async def on_final_block(
                 continue
             except DuplicateKeyError:
                 pass
-        await repo.anchorings.replace_one({"session_id": session_id}, doc)
+        await repo.replace_anchoring(session_id, doc)
     included = [c.tx_hash for c in anchors]
     await repo.update_anchorings(
         {"status": PROCESSING, "tx_hash": {"$nin": included}}, {"status": PENDING}
@@ -143,8 +143,9 @@ async def expire_due(repo: Repository, now: datetime) -> list[Doc]:
         {"status": PENDING, "expire_time": {"$lte": now}}, skip=0, limit=1000
     ):
         changed = await repo.update_anchoring(
-            {"session_id": doc["session_id"], "status": PENDING},
+            doc["session_id"],
             {"status": EXPIRED, "error_message": "no final block within the anchoring timeout"},
+            status=PENDING,
         )
         if changed is not None:
             await repo.drop_tx(doc["tx_hash"], "the anchoring expired")

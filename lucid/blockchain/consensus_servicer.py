@@ -198,7 +198,9 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         until = min(now, poot.epoch_end(epoch))
         facts = [
             poot.TaskFacts.from_doc(d)
-            for d in await ledger.repo.task_facts(until - poot.WINDOW, until, ledger.tip.height)
+            for d in await ledger.repo.task_facts(
+                poot.micros(until) - poot.WINDOW_US, poot.micros(until), ledger.tip.height
+            )
         ]
         by_pool = request.entity_type == cpb.ENTITY_TYPE_POOL
         ranked = poot.ranked(poot.tallies(facts, by_pool=by_pool).values())
@@ -313,14 +315,10 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             "vote_time": request.vote_time.ToDatetime(tzinfo=UTC),
         }
         try:
-            await self.node.repo.votes.insert_one(doc)
+            await self.node.repo.insert_vote(doc)
         except DuplicateKeyError:
-            existing = await self.node.repo.votes.find_one(
-                {
-                    "voter_id": request.voter_id,
-                    "vote_type": int(request.vote_type),
-                    "target_id": request.target_id,
-                }
+            existing = await self.node.repo.vote(
+                request.voter_id, int(request.vote_type), request.target_id
             )
             if existing is None or existing["signature"] != request.signature:
                 raise LucidError(
@@ -344,12 +342,10 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             try:
                 tx, _ = await ready.ledger.accept(self.node.sign_body(body))
             except LucidError:
-                await self.node.repo.votes.delete_one({"vote_id": doc["vote_id"]})
+                await self.node.repo.delete_vote(doc)
                 raise
             doc["tx_hash"] = tx["tx_hash"]
-            await self.node.repo.votes.update_one(
-                {"vote_id": doc["vote_id"]}, {"$set": {"tx_hash": tx["tx_hash"]}}
-            )
+            await self.node.repo.set_vote_tx(doc, tx["tx_hash"])
         response = cpb.SubmitConsensusVoteResponse(
             vote_id=doc["vote_id"], accepted=True, vote_weight=1.0, tx_hash=doc.get("tx_hash", "")
         )

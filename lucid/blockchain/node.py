@@ -214,11 +214,9 @@ class ChainNode:
             "submit_time": self.clock.now(),
         }
         try:
-            await self.repo.task_proofs.insert_one(doc)
+            await self.repo.insert_task_proof(doc)
         except DuplicateKeyError:
-            existing = await self.repo.task_proofs.find_one(
-                {"node_id": proof.node_id, "slot": proof.slot, "task_type": int(proof.task_type)}
-            )
+            existing = await self.repo.task_proof(proof.node_id, proof.slot, int(proof.task_type))
             if existing is not None and existing["signature"] == proof.signature:
                 return existing, False
             raise LucidError(
@@ -237,10 +235,8 @@ class ChainNode:
         try:
             tx, _ = await ready.ledger.accept(self.sign_body(body))
         except LucidError:
-            await self.repo.task_proofs.delete_one({"proof_id": doc["proof_id"]})
+            await self.repo.delete_task_proof(doc)
             raise
-        await self.repo.task_proofs.update_one(
-            {"proof_id": doc["proof_id"]}, {"$set": {"tx_hash": tx["tx_hash"]}}
-        )
+        await self.repo.set_task_proof_tx(doc, tx["tx_hash"])
         doc["tx_hash"] = tx["tx_hash"]
         return doc, True

@@ -146,13 +146,19 @@ async def verify_chain(repo: Repository) -> Report:
     walk = ChainWalk()
     validators: ValidatorSet | None = None
     parent: Tip | None = None
-    async for doc in repo.iter_blocks(0):
+    top = await repo.tip_doc()
+    last = int(top["height"]) if top is not None else -1
+    for height in range(last + 1):
+        doc = await repo.block_doc(height=height)
+        if doc is None:
+            report.bad = BadBlock(
+                height, "", (f"no block is stored at height {height}; the chain goes on to {last}",)
+            )
+            break
         block = doc_to_block(doc)
-        height = block.header.height
-        expected = 0 if parent is None else parent.height + 1
         tx_docs = await repo.tx_docs(block.tx_hashes)
-        if height != expected:
-            problems = [f"height {height} where {expected} was expected"]
+        if block.header.height != height:
+            problems = [f"the block stored at height {height} says height {block.header.height}"]
         elif parent is None:
             try:
                 validators = genesis.validator_set_of(with_transactions(block, tx_docs))
