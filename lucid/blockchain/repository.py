@@ -286,6 +286,14 @@ class Repository:
         """How many blocks match."""
         return await self.blocks.count_documents(query)
 
+    def scan_blocks(self) -> AsyncIterator[Doc]:
+        """Every stored block, in no order (one pass over the collection)."""
+        return aiter(self.blocks.find({}))
+
+    def scan_transactions(self) -> AsyncIterator[Doc]:
+        """Every transaction that left the pool, in no order (one pass)."""
+        return aiter(self.transactions.find({}))
+
     async def iter_blocks(self, from_height: int = 0) -> AsyncIterator[Doc]:
         """Every block from a height on, by height, until the first missing one."""
         height = from_height
