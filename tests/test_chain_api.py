@@ -18,7 +18,7 @@ from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.blockchain.v1 import merkle_pb2_grpc
 from lucid.common.v1 import access_pb2
 
-from lucid.blockchain import poot
+from lucid.blockchain import anchors, poot
 from lucid.blockchain.consensus_servicer import vote_message
 from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
 from lucid.blockchain.node import ChainNode
@@ -324,23 +324,7 @@ async def test_validate_block_names_the_broken_check(chain: Mesh) -> None:
 
 
 def signed_anchor_payload() -> pb.SessionAnchorPayload:
-    request = anchor_request()
-    data = request.manifest_data
-    payload = pb.SessionAnchorPayload(
-        session_id=request.session_id,
-        manifest_id=data.manifest_id,
-        merkle_root=request.merkle_root,
-        chunk_count=data.chunk_count,
-        total_size_bytes=data.total_size_bytes,
-        hash_algorithm=data.hash_algorithm,
-        owner_user_id=data.owner_user_id,
-        manifest_signature=request.user_signature,
-        manifest_signer_public_key=request.signer_public_key,
-        total_checksum=data.total_checksum,
-        manifest_version=data.manifest_version,
-    )
-    payload.generate_time.CopyFrom(data.create_time)
-    return payload
+    return anchors.payload_of(anchor_request())
 
 
 def check_proof_offline(
@@ -690,6 +674,19 @@ async def test_task_proofs_earn_work_credits(chain: Mesh) -> None:
     assert not tally.eligible and tally.rank == 0
 
 
+def variant(
+    vote: cpb.SubmitConsensusVoteRequest, key: nacl.signing.SigningKey | None, **changes: object
+) -> cpb.SubmitConsensusVoteRequest:
+    """A copy of a vote with fields changed, signed again by ``key`` (or left unsigned)."""
+    copy = cpb.SubmitConsensusVoteRequest()
+    copy.CopyFrom(vote)
+    for name, value in changes.items():
+        setattr(copy, name, value)
+    if key is not None:
+        copy.signature = sign_hex(key, vote_message(copy))
+    return copy
+
+
 async def test_consensus_votes(chain: Mesh) -> None:
     key = validator_key(chain.settings)
     vote = cpb.SubmitConsensusVoteRequest(
@@ -709,30 +706,18 @@ async def test_consensus_votes(chain: Mesh) -> None:
         assert (await stubs.consensus.SubmitConsensusVote(vote)).vote_id == reply.vote_id
 
         stranger = nacl.signing.SigningKey.generate()
-        outsider = cpb.SubmitConsensusVoteRequest()
-        outsider.CopyFrom(vote)
-        outsider.voter_id, outsider.public_key = "node-7", public_key_hex(stranger)
-        outsider.signature = sign_hex(stranger, vote_message(outsider))
-        with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await stubs.consensus.SubmitConsensusVote(outsider)
-        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert details(denied.value).reason == "LUCID_ERR_4103"
-
-        block_vote = cpb.SubmitConsensusVoteRequest()
-        block_vote.CopyFrom(vote)
-        block_vote.vote_type, block_vote.target_id = pb.VOTE_TYPE_BLOCK, "ab" * 32
-        block_vote.signature = sign_hex(key, vote_message(block_vote))
-        with pytest.raises(grpc.aio.AioRpcError) as closed:
-            await stubs.consensus.SubmitConsensusVote(block_vote)
-        assert closed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert details(closed.value).reason == "LUCID_ERR_4104"
-
-        forged = cpb.SubmitConsensusVoteRequest()
-        forged.CopyFrom(vote)
-        forged.reasoning = "changed after signing"
-        with pytest.raises(grpc.aio.AioRpcError) as bad:
-            await stubs.consensus.SubmitConsensusVote(forged)
-        assert details(bad.value).reason == "LUCID_ERR_4105"
+        outsider = variant(vote, stranger, voter_id="node-7", public_key=public_key_hex(stranger))
+        block_vote = variant(vote, key, vote_type=pb.VOTE_TYPE_BLOCK, target_id="ab" * 32)
+        forged = variant(vote, None, reasoning="changed after signing")
+        for request, status, reason in (
+            (outsider, grpc.StatusCode.PERMISSION_DENIED, "LUCID_ERR_4103"),
+            (block_vote, grpc.StatusCode.FAILED_PRECONDITION, "LUCID_ERR_4104"),
+            (forged, grpc.StatusCode.INVALID_ARGUMENT, "LUCID_ERR_4105"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stubs.consensus.SubmitConsensusVote(request)
+            assert refused.value.code() == status
+            assert details(refused.value).reason == reason
     async with chain.channel("blockchain", "admin") as channel:
         recorded = await ChainStubs(channel).chain.GetTransaction(
             pb.GetTransactionRequest(tx_hash=reply.tx_hash)

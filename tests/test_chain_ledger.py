@@ -58,22 +58,7 @@ async def open_ledger(
 
 
 def anchor_tx(session_id: str | None = None, root: str | None = None) -> pb.SignedTransaction:
-    request = anchor_request(session_id=session_id, root=root)
-    data = request.manifest_data
-    payload = pb.SessionAnchorPayload(
-        session_id=request.session_id,
-        manifest_id=data.manifest_id,
-        merkle_root=request.merkle_root,
-        chunk_count=data.chunk_count,
-        total_size_bytes=data.total_size_bytes,
-        hash_algorithm=data.hash_algorithm,
-        owner_user_id=data.owner_user_id,
-        manifest_signature=request.user_signature,
-        manifest_signer_public_key=request.signer_public_key,
-        total_checksum=data.total_checksum,
-        manifest_version=data.manifest_version,
-        generate_time=data.create_time,
-    )
+    payload = anchors.payload_of(anchor_request(session_id=session_id, root=root))
     body = pb.TransactionBody(
         type=pb.TRANSACTION_TYPE_SESSION_ANCHOR,
         session_anchor=payload,

@@ -17,11 +17,13 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain.repository import Doc, Repository, stamp, utc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.lib.ids import is_uuid4
+from lucid.lib.manifestdoc import truncate_ms
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -40,6 +42,27 @@ STATUS = {
     EXPIRED: apb.ANCHORING_STATUS_EXPIRED,
 }
 STATUS_NAMES = {number: name for name, number in STATUS.items()}
+
+
+def payload_of(request: apb.AnchorSessionRequest) -> pb.SessionAnchorPayload:
+    """The session-anchor payload of an AnchorSession request (the manifest's signed
+    document can be rebuilt from it alone)."""
+    data = request.manifest_data
+    payload = pb.SessionAnchorPayload(
+        session_id=request.session_id,
+        manifest_id=data.manifest_id,
+        merkle_root=request.merkle_root,
+        chunk_count=data.chunk_count,
+        total_size_bytes=data.total_size_bytes,
+        hash_algorithm=data.hash_algorithm,
+        owner_user_id=data.owner_user_id,
+        manifest_signature=request.user_signature,
+        manifest_signer_public_key=request.signer_public_key,
+        total_checksum=data.total_checksum,
+        manifest_version=data.manifest_version,
+    )
+    payload.generate_time.FromDatetime(truncate_ms(data.create_time.ToDatetime(tzinfo=UTC)))
+    return payload
 
 
 def doc_from_tx(checked: CheckedTransaction, *, now: datetime, timeout_s: float) -> Doc:

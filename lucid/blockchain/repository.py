@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -237,8 +238,6 @@ class Repository:
         self.ballots: AsyncCollection[Doc] = db[prefix + schema.BALLOTS]
         self.voting: AsyncCollection[Doc] = db[prefix + schema.VOTING]
         self.rounds: AsyncCollection[Doc] = db[prefix + schema.ROUNDS]
-        self.task_proofs: AsyncCollection[Doc] = db[prefix + schema.TASK_PROOFS]
-        self.votes: AsyncCollection[Doc] = db[prefix + schema.VOTES]
 
     # -- blocks ------------------------------------------------------------------
 
@@ -522,40 +521,39 @@ class Repository:
 
     # -- task proofs and votes received ------------------------------------------------
 
-    async def insert_task_proof(self, doc: Doc) -> None:
-        """Records a received task proof (one per node, slot and task type)."""
-        key = f"{doc['node_id']}:{doc['slot']}:{doc['task_type']}"
-        await self.task_proofs.insert_one({"_id": key, **doc})
+    async def insert_record(self, kind: RecordKind, doc: Doc) -> None:
+        """Records a received signed record (one per key)."""
+        await self.db[self.prefix + kind.collection].insert_one({"_id": kind.key(doc), **doc})
 
-    async def task_proof(self, node_id: str, slot: int, task_type: int) -> Doc | None:
-        """The proof of a node, slot and task type."""
-        return await self.task_proofs.find_one({"_id": f"{node_id}:{slot}:{task_type}"})
+    async def record(self, kind: RecordKind, doc: Doc) -> Doc | None:
+        """The stored record with the key of ``doc``."""
+        return await self.db[self.prefix + kind.collection].find_one({"_id": kind.key(doc)})
 
-    async def set_task_proof_tx(self, doc: Doc, tx_hash: str) -> None:
-        """Notes the transaction that carries a proof."""
-        key = f"{doc['node_id']}:{doc['slot']}:{doc['task_type']}"
-        await self.task_proofs.update_one({"_id": key}, {"$set": {"tx_hash": tx_hash}})
+    async def set_record_tx(self, kind: RecordKind, doc: Doc, tx_hash: str) -> None:
+        """Notes the transaction that carries a record."""
+        await self.db[self.prefix + kind.collection].update_one(
+            {"_id": kind.key(doc)}, {"$set": {"tx_hash": tx_hash}}
+        )
 
-    async def delete_task_proof(self, doc: Doc) -> None:
-        """Forgets a proof that could not be put on the chain."""
-        key = f"{doc['node_id']}:{doc['slot']}:{doc['task_type']}"
-        await self.task_proofs.delete_one({"_id": key, "proof_id": doc["proof_id"]})
+    async def delete_record(self, kind: RecordKind, doc: Doc) -> None:
+        """Forgets a record that could not be put on the chain."""
+        await self.db[self.prefix + kind.collection].delete_one(
+            {"_id": kind.key(doc), kind.id_field: doc[kind.id_field]}
+        )
 
-    async def insert_vote(self, doc: Doc) -> None:
-        """Records a received consensus vote (one per voter, type and target)."""
-        key = f"{doc['voter_id']}:{doc['vote_type']}:{doc['target_id']}"
-        await self.votes.insert_one({"_id": key, **doc})
 
-    async def vote(self, voter_id: str, vote_type: int, target_id: str) -> Doc | None:
-        """A voter's vote on a target."""
-        return await self.votes.find_one({"_id": f"{voter_id}:{vote_type}:{target_id}"})
+@dataclass(frozen=True)
+class RecordKind:
+    """A kind of signed record the validator receives and puts on the chain: one per key."""
 
-    async def set_vote_tx(self, doc: Doc, tx_hash: str) -> None:
-        """Notes the transaction that records a vote."""
-        key = f"{doc['voter_id']}:{doc['vote_type']}:{doc['target_id']}"
-        await self.votes.update_one({"_id": key}, {"$set": {"tx_hash": tx_hash}})
+    collection: str
+    key_fields: tuple[str, ...]
+    id_field: str
 
-    async def delete_vote(self, doc: Doc) -> None:
-        """Forgets a vote that could not be put on the chain."""
-        key = f"{doc['voter_id']}:{doc['vote_type']}:{doc['target_id']}"
-        await self.votes.delete_one({"_id": key, "vote_id": doc["vote_id"]})
+    def key(self, doc: Doc) -> str:
+        """The ``_id`` of a record: its key fields joined."""
+        return ":".join(str(doc[name]) for name in self.key_fields)
+
+
+TASK_PROOFS = RecordKind(schema.TASK_PROOFS, ("node_id", "slot", "task_type"), "proof_id")
+VOTES = RecordKind(schema.VOTES, ("voter_id", "vote_type", "target_id"), "vote_id")
