@@ -781,3 +781,36 @@ def test_canonical_body_is_readable_json() -> None:
     body = _system("note.add", text="hello")
     data = json.loads(canonical.encode_message(canonical.TX_TAG, body).split(b"\n", 1)[1])
     assert data["system"] == {"action": "note.add", "parameters": {"text": "hello"}}
+
+
+async def test_chain_routes_through_the_edge(chain: Mesh) -> None:
+    """The REST routes of the chain (google.api.http) reach the validator through the edge."""
+    import aiohttp
+    from aiohttp import web
+
+    from lucid.edge.server import Edge
+    from lucid.supervisor.localservers import free_port
+
+    runner = web.AppRunner(Edge(chain.settings).app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}/api/v1/chain"
+    headers = {"authorization": f"Bearer {await chain.token()}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/info") as response:
+                info = await response.json()
+            assert response.status == 200 and info["network_name"] == "lucid_blocks"
+            assert info["consensus_algorithm"] == "PoOT"
+            async with http.get(f"{base}/blocks/latest", headers=headers) as response:
+                latest = await response.json()
+            assert response.status == 200
+            assert int(latest["block"]["header"]["height"]) == int(info["current_height"])
+            async with http.get(f"{base}/blocks/height/0", headers=headers) as response:
+                genesis = await response.json()
+            assert genesis["block"]["header"]["previous_hash"] == "0" * 64
+            async with http.get(f"{base}/blocks?page_size=101", headers=headers) as response:
+                assert response.status == 400
+    finally:
+        await runner.cleanup()
