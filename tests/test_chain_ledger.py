@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 import nacl.signing
 import pytest
 from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lucid.blockchain import anchors, blocks, schema, transactions
+from lucid.blockchain import anchors, blocks, poot, schema, transactions
 from lucid.blockchain.config import ChainConfig
-from lucid.blockchain.keys import ValidatorInfo, ValidatorSet, public_key_hex
+from lucid.blockchain.keys import ValidatorInfo, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import ChainError, Ledger
 from lucid.blockchain.repository import Repository
 from lucid.lib.clock import FakeClock
@@ -205,3 +206,38 @@ async def test_a_restart_reapplies_the_tip(
     assert doc is not None and doc["status"] == anchors.CONFIRMED
     assert await reopened.repo.count_pending() == 0
     assert await reopened.repo.anchored_sessions_among([session]) == {session: tx_hash}
+
+
+async def test_an_uptime_beacon_rides_along(
+    settings: Settings, db: AsyncDatabase[dict[str, object]]
+) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    ledger = await open_ledger(settings, db, clock)
+    now = clock.now()
+    proof = cpb.TaskProof(
+        node_id=poot.validator_node_id(public_key_hex(KEY)),
+        slot=poot.task_slot(now),
+        task_type=poot.UPTIME_BEACON,
+        value=120,
+        public_key=public_key_hex(KEY),
+    )
+    proof.proof_time.FromDatetime(now)
+    proof.signature = sign_hex(KEY, poot.proof_message(proof))
+    body = pb.TransactionBody(
+        type=pb.TRANSACTION_TYPE_SYSTEM,
+        system=pb.SystemPayload(
+            action=transactions.TASK_PROOF_ACTION, parameters=poot.proof_parameters(proof)
+        ),
+    )
+    body.create_time.FromDatetime(now)
+    beacon, _ = await ledger.accept(transactions.sign(body, "validator-0", KEY))
+    assert beacon["rides_along"]
+    assert not await ledger.has_work() and await ledger.select_for_block() == []
+    data, _ = await ledger.accept(signed(data_body()))
+    assert await ledger.has_work()
+    block = await append_block(ledger)
+    assert set(block.tx_hashes) == {beacon["tx_hash"], data["tx_hash"]}
+    schedule = await ledger.schedule()  # credits come from the chain: uptime, no work
+    assert schedule.leaders == ("validator-0",)
+    facts = await ledger.repo.task_facts(0, 2**62, ledger.tip.height)
+    assert [f["value"] for f in facts] == [120]

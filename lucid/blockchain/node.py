@@ -164,10 +164,15 @@ class ChainNode:
                 log.warning("uptime beacon failed", exc_info=True)
 
     async def beacon(self, seconds_up: int) -> Doc:
-        """Records one uptime beacon of this validator."""
+        """Records this validator's uptime beacon of the current task slot (once per slot)."""
         now = self.clock.now()
+        node_id = poot.validator_node_id(self.public_key)
+        key = {"node_id": node_id, "slot": poot.task_slot(now), "task_type": poot.UPTIME_BEACON}
+        existing = await self.repo.record(TASK_PROOFS, key)
+        if existing is not None:
+            return existing
         proof = cpb.TaskProof(
-            node_id=poot.validator_node_id(self.public_key),
+            node_id=node_id,
             slot=poot.task_slot(now),
             task_type=poot.UPTIME_BEACON,
             value=max(0, seconds_up),
