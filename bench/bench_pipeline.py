@@ -1,10 +1,17 @@
 """The cost of the call pipeline: a bare grpc.aio server next to the full chain
 (request id, logs, authentication with a cached JWKS and the Redis revocation
-check, authorization, validation, error mapping), same servicer, same mTLS."""
+check, authorization, validation, error mapping), same servicer, same mTLS.
+
+Also the per-call cost of verifying a token: in the interceptor (the same public
+rpc with and without a token, one call at a time) and in-process (``TokenVerifier.verify``
+the first time a token is seen, with its Ed25519 check, and again from the cache,
+where only the Redis revocation check remains)."""
 
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import grpc
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -12,13 +19,16 @@ from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from bench.common import BenchContext, Figure, rate
 from lucid.auth import app as auth_app
 from lucid.runtime import tls
+from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource
+from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
 from lucid.supervisor.localservers import free_port
-from tests.support import Mesh, bearer
+from tests.support import Mesh, bearer, sign_token
 
 CONCURRENCY = 8
 SECONDS = 4.0
+SEQUENTIAL_SECONDS = 3.0
+VERIFY_ROUNDS = 2000
 
 
 class Constant(auth_pb2_grpc.AuthServiceServicer):
@@ -31,7 +41,7 @@ class Constant(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetProfileResponse(user=auth_pb2.User(user_id="u"))
 
 
-def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
+def summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[int(len(latencies) * 0.99)]
     return [
@@ -41,18 +51,35 @@ def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Fig
     ]
 
 
-async def run(ctx: BenchContext) -> list[Figure]:
-    logging.getLogger("lucid.rpc").setLevel(logging.WARNING)
-    settings = ctx.settings
-    figures: list[Figure] = []
-
-    # 1. bare grpc.aio with mTLS
+async def start_bare(settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """A bare grpc.aio server (mTLS, no pipeline) with the ``Constant`` servicer."""
     bare = grpc.aio.server()
     auth_pb2_grpc.add_AuthServiceServicer_to_server(Constant(), bare)
     port = bare.add_secure_port(
         "127.0.0.1:0", tls.server_credentials(tls.CertPaths.of(settings.certs_dir, "auth"))
     )
     await bare.start()
+    return bare, port
+
+
+def constant_auth(runtime: Runtime) -> ClusterApp:
+    """The auth cluster with the ``Constant`` servicer behind the full pipeline."""
+    keys = auth_app.key_store(runtime)
+    return ClusterApp(
+        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
+        collections=auth_app.COLLECTIONS,
+        key_source=CallbackKeySource(keys.jwks),
+        on_ready=[keys.current],
+    )
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    logging.getLogger("lucid.rpc").setLevel(logging.WARNING)
+    settings = ctx.settings
+    figures: list[Figure] = []
+
+    # 1. bare grpc.aio with mTLS
+    bare, port = await start_bare(settings)
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
     options = [("grpc.ssl_target_name_override", "auth.lucid.internal")]
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as ch:
@@ -63,18 +90,15 @@ async def run(ctx: BenchContext) -> list[Figure]:
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("bare grpc.aio (mTLS)", r, lat)
+        figures += summary("bare grpc.aio (mTLS)", r, lat)
+        _, bare_seq = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()), seconds=SEQUENTIAL_SECONDS
+        )
     await bare.stop(None)
 
     # 2. the same servicer behind the full pipeline
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
-        return ClusterApp(
-            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
-            collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
-            on_ready=[keys.current],
-        )
+        return constant_auth(runtime)
 
     mesh = Mesh(settings.replace(ports={**settings.ports, "auth": free_port()}))
     await mesh.start("auth", build)
@@ -87,14 +111,51 @@ async def run(ctx: BenchContext) -> list[Figure]:
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("pipeline, public rpc, no token", r, lat)
+        figures += summary("pipeline, public rpc, no token", r, lat)
         r2, lat2 = await rate(
             lambda: stub.GetProfile(auth_pb2.GetProfileRequest(), metadata=bearer(token)),
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
+        figures += summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
+        _, public_seq = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()), seconds=SEQUENTIAL_SECONDS
+        )
+        _, token_seq = await rate(  # the same public rpc, now with a token to verify
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest(), metadata=bearer(token)),
+            seconds=SEQUENTIAL_SECONDS,
+        )
+        auth_runtime = mesh.servers["auth"].runtime
+        keys = auth_app.key_store(auth_runtime)
+        verifier = TokenVerifier(
+            CallbackKeySource(keys.jwks),
+            revocations=RedisRevocationList(auth_runtime.datastores.cache),
+        )
+        key = await keys.current()
+        fresh = [sign_token(key.private_key, key.kid) for _ in range(VERIFY_ROUNDS // 4)]
+        await verifier.verify(fresh[0])  # keys loaded
+        uncached = await _per_call_us(verifier.verify, fresh[1:])
+        cached = await _per_call_us(verifier.verify, [fresh[1]] * VERIFY_ROUNDS)
     await mesh.stop_all()
     base = figures[0].value
     figures.append(Figure("pipeline with token / bare throughput", r2 / base, "ratio"))
+    bare_ms, public_ms, token_ms = (statistics.mean(x) for x in (bare_seq, public_seq, token_seq))
+    figures += [
+        Figure("one call at a time: bare grpc.aio, mean", bare_ms * 1000, "µs"),
+        Figure("one call at a time: pipeline, no token, mean", public_ms * 1000, "µs"),
+        Figure("one call at a time: same rpc with a token, mean", token_ms * 1000, "µs"),
+        Figure(
+            "token verification in the interceptor, per call", (token_ms - public_ms) * 1000, "µs"
+        ),
+        Figure("whole pipeline with token over bare, per call", (token_ms - bare_ms) * 1000, "µs"),
+        Figure("TokenVerifier.verify, first sight (Ed25519 + Redis)", uncached, "µs"),
+        Figure("TokenVerifier.verify, cached (Redis revocation only)", cached, "µs"),
+    ]
     return figures
+
+
+async def _per_call_us(verify, tokens: list[str]) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    for token in tokens:
+        await verify(token)
+    return (time.perf_counter() - started) / len(tokens) * 1e6

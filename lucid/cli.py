@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def _chain(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(verify_chain(settings, args.validator))
 
 
+def _config(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.runtime.contracts import catalog
+    from lucid.runtime.meshconfig import write
+    from lucid.runtime.server import VERSION
+
+    written = write(Path(args.out), catalog(), VERSION)
+    print(f"wrote {len(written)} files under {args.out}: consul/ and envoy/")
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.localservers import LocalStores
 
@@ -72,6 +82,18 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _proof(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.sessions.proofcli import verify_file
+
+    blob = Path(args.blob) if args.blob else None
+    ok = asyncio.run(
+        verify_file(
+            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+        )
+    )
+    sys.exit(0 if ok else 1)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
     chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
     chain.set_defaults(run=_chain)
 
+    config = sub.add_parser(
+        "config", help="production configuration (consul/, envoy/) from the plane table"
+    )
+    config.add_argument("action", choices=["generate"])
+    config.add_argument("--out", default=".", help="the repository root to write into")
+    config.set_defaults(run=_config)
+
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])
     dev.add_argument("--profile", default="test", help="data under var/<profile>/")
@@ -114,6 +143,18 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--mongo-port", type=int, default=0, help="0 picks a free port")
     dev.add_argument("--redis-port", type=int, default=0, help="0 picks a free port")
     dev.set_defaults(run=_dev)
+
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+    )
+    proof.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+    )
+    proof.set_defaults(run=_proof)
     return top
 
 

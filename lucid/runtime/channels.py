@@ -1,26 +1,34 @@
 """Client channels to other clusters: mTLS, deadlines, retries, request-id propagation.
 
-``Channels`` resolves a cluster through the registry and keeps one channel per
-cluster. Every channel presents this process's certificate, checks that the
-server is the cluster it meant to reach (its ``<cluster>.lucid.internal`` name),
-sets a default deadline, forwards the current ``x-request-id``, and retries
-UNAVAILABLE with exponential backoff — only for rpcs the contract marks
-idempotent (``idempotency_level``), so a write is never sent twice.
+``Channels`` resolves a cluster through the registry (passing instances only) and keeps
+one channel per cluster over that address set, with gRPC's ``round_robin`` policy
+spreading calls across the instances; when the set changes (an instance drops out or
+comes back) the next call gets a channel over the new set and the old one drains. Every
+channel presents this process's certificate, checks that the server is the cluster it
+meant to reach (its ``<cluster>.lucid.internal`` name), sets a default deadline,
+forwards the current ``x-request-id``, and retries UNAVAILABLE with exponential backoff
+— only for rpcs the contract marks idempotent (``idempotency_level``), so a write is
+never sent twice. Each cluster's calls pass its circuit breaker (``breaker``): while it
+is open they fail at once with UNAVAILABLE ``LUCID_ERR_5007`` without reaching the
+upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
 
+from lucid.lib.clock import Clock
 from lucid.runtime import tls
+from lucid.runtime.breaker import Breakers, CircuitBreaker, CircuitOpenError
 from lucid.runtime.config import Settings
 from lucid.runtime.context import current_request_id
 from lucid.runtime.contracts import Catalog
-from lucid.runtime.registry import Registry
+from lucid.runtime.registry import Registry, channel_target
 
 StubT = TypeVar("StubT")
 
@@ -59,7 +67,7 @@ def service_config(catalog: Catalog, cluster: str, timeout_s: float) -> str:
                 },
             }
         )
-    return json.dumps({"methodConfig": configs})
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": configs})
 
 
 def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
@@ -72,32 +80,74 @@ def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCall
     )
 
 
-class _RequestIdUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _Guard:
+    """What every outgoing call passes: request-id propagation and the cluster's breaker."""
+
+    def __init__(self, breaker: CircuitBreaker, caller: str) -> None:
+        self.breaker = breaker
+        self.caller = caller
+
+    def admit(self) -> bool:
+        try:
+            return self.breaker.acquire()
+        except CircuitOpenError:
+            raise self.breaker.open_error(self.caller) from None
+
+    async def settle(self, call: Any, trial: bool) -> Any:
+        """Waits for a call that returns one response and counts its outcome."""
+        try:
+            code = await call.code()
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+        self.breaker.record(code, trial=trial)
+        return call
+
+    def watch(self, call: Any, trial: bool) -> Any:
+        """Counts the outcome of a streaming call when it ends."""
+
+        def done(finished: Any) -> None:
+            task = asyncio.ensure_future(self.settle(finished, trial))
+            _PENDING.add(task)
+            task.add_done_callback(_PENDING.discard)
+
+        call.add_done_callback(done)
+        return call
+
+
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+class _GuardUnary(_Guard, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), request)
+        trial = self.admit()
+        call = await continuation(_with_request_id(details), request)
+        return await self.settle(call, trial)
 
 
-class _RequestIdUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _GuardUnaryStream(_Guard, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), request)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), request), trial)
 
 
-class _RequestIdStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+class _GuardStreamUnary(_Guard, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), requests)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), requests), trial)
 
 
-class _RequestIdStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+class _GuardStreamStream(_Guard, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), requests)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), requests), trial)
 
 
 def channel_options(settings: Settings, cluster: str, config: str) -> list[tuple[str, Any]]:
@@ -123,35 +173,56 @@ class Channels:
         identity: str,
         registry: Registry,
         catalog: Catalog,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.identity = identity
+        self.breakers = Breakers(clock)
         self.registry = registry
         self.catalog = catalog
         self.credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, identity))
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._draining: set[asyncio.Task[None]] = set()
+
+    DRAIN_S = 30.0
+    """How long a replaced channel keeps serving the calls already on it."""
 
     async def channel(self, cluster: str) -> grpc.aio.Channel:
-        """The channel to ``cluster`` (created on first use)."""
-        channel = self._channels.get(cluster)
-        if channel is None:
+        """The channel to ``cluster``'s passing instances (a new one when they change)."""
+        current = self._channels.get(cluster)
+        try:
             endpoints = await self.registry.resolve(cluster)
-            if not endpoints:
-                raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
-            timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
-            channel = grpc.aio.secure_channel(
-                endpoints[0].target,
-                self.credentials,
-                options=channel_options(
-                    self.settings, cluster, service_config(self.catalog, cluster, timeout)
-                ),
-                interceptors=[
-                    _RequestIdUnary(),
-                    _RequestIdUnaryStream(),
-                    _RequestIdStreamUnary(),
-                    _RequestIdStreamStream(),
-                ],
+        except Exception:
+            if current is None:
+                raise
+            return current[1]  # the registry is unreachable: keep the last known set
+        if not endpoints:
+            raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
+        target = channel_target(endpoints)
+        if current is not None and current[0] == target:
+            return current[1]
+        timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
+        breaker = self.breakers.of(cluster)
+        options = channel_options(
+            self.settings, cluster, service_config(self.catalog, cluster, timeout)
+        )
+        interceptors = [
+            kind(breaker, self.identity)
+            for kind in (_GuardUnary, _GuardUnaryStream, _GuardStreamUnary, _GuardStreamStream)
+        ]
+        channel = (
+            # Behind an Envoy sidecar, its outbound listener on loopback does the mTLS.
+            grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+            if self.settings.sidecar
+            else grpc.aio.secure_channel(
+                target, self.credentials, options=options, interceptors=interceptors
             )
-            self._channels[cluster] = channel
+        )
+        self._channels[cluster] = (target, channel)
+        if current is not None:
+            task = asyncio.create_task(current[1].close(grace=self.DRAIN_S))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
         return channel
 
     async def stub(self, cluster: str, stub_class: Callable[[grpc.aio.Channel], StubT]) -> StubT:
@@ -160,6 +231,9 @@ class Channels:
 
     async def close(self) -> None:
         """Closes every channel."""
-        for channel in self._channels.values():
+        for _, channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)

@@ -76,6 +76,19 @@ class Settings:
     """Service registry backend: ``static`` (the port map) or ``consul``."""
     consul_addr: str = "127.0.0.1:8500"
     """Consul agent HTTP address when ``registry = "consul"``."""
+    consul_check_interval_s: float = 30.0
+    """How often Consul runs an instance's gRPC health check (spec 10 §4)."""
+    consul_check_timeout_s: float = 10.0
+    """How long one Consul health check may take."""
+    consul_deregister_after_s: float = 90.0
+    """Critical for this long, an instance is deregistered (spec 10 §3)."""
+    consul_cache_s: float = 2.0
+    """How long a Consul discovery answer is reused before asking the agent again."""
+    sidecar: bool = False
+    """An Envoy sidecar fronts this server (envoy/sidecar-<cluster>.json): calls to
+    other clusters go as plain h2 to its outbound listeners on loopback (the port
+    map), and the caller of an incoming call is the SPIFFE id the sidecar puts in
+    ``x-forwarded-client-cert`` when it connects with this cluster's own certificate."""
     key_passphrase: str = ""
     """Passphrase sealing private keys at rest; read from var/secrets when empty."""
     call_timeout_s: float = 30.0
@@ -90,6 +103,17 @@ class Settings:
     """Log level of every process."""
     max_request_bytes: int = 100 * 1024 * 1024
     """Largest request the edge and the servers accept (100 MB)."""
+    environment: str = "development"
+    """What this deployment is: ``development``, ``test``, ``staging`` or ``production``."""
+    edge_tls: bool = True
+    """Whether the edge serves HTTPS (the ``edge-web`` certificate of the CA); ``false``
+    serves plain HTTP, for loopback development only."""
+    edge_hostnames: str = "localhost"
+    """Comma-separated DNS names the edge's HTTPS certificate carries (besides
+    ``localhost``, ``edge.lucid.internal``, 127.0.0.1 and ::1)."""
+    edge_cors_origins: str = ""
+    """Comma-separated origins allowed to call the edge from a browser page of another
+    origin (CORS); ``*`` allows any. Empty: same origin only."""
 
     @property
     def certs_dir(self) -> Path:

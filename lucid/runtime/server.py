@@ -77,6 +77,9 @@ class ClusterApp:
     """Run during the graceful stop."""
     policy: Callable[[Principal, MethodInfo], None] | None = None
     """An extra check before authorization (the plane policy)."""
+    extra_methods: Sequence[MethodInfo] = ()
+    """Rpcs of foreign contracts the servicers implement (e.g. Envoy's rate-limit
+    service), with the access rule the pipeline applies to them."""
 
 
 class Runtime:
@@ -95,17 +98,24 @@ class Runtime:
         self.cluster = cluster
         self.identity = identity_for(identity or cluster)
         self.catalog: Catalog = catalog()
+        self._owns_registry = registry is None
         self.registry = registry or create_registry(settings)
         self.clock = clock or SystemClock()
         self.datastores = Datastores(settings, mongo=True, redis=True)
         self.channels = Channels(
-            settings, identity=self.identity.name, registry=self.registry, catalog=self.catalog
+            settings,
+            identity=self.identity.name,
+            registry=self.registry,
+            catalog=self.catalog,
+            clock=self.clock,
         )
         self.metrics = Metrics()
 
     async def close(self) -> None:
         """Closes channels and store clients."""
         await self.channels.close()
+        if self._owns_registry:
+            await self.registry.close()
         await self.datastores.close()
 
 
@@ -218,6 +228,8 @@ class ClusterServer:
             metrics=self.runtime.metrics,
             unimplemented=unimplemented,
             policy=self.app.policy,
+            extra_methods=self.app.extra_methods,
+            forwarded_by=self.runtime.identity if settings.sidecar else None,
         )
         self.server = grpc.aio.server(
             interceptors=[self.pipeline],
@@ -234,6 +246,7 @@ class ClusterServer:
         reflection.enable_server_reflection(
             [
                 *services,
+                *sorted({m.service for m in self.app.extra_methods}),
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],
