@@ -809,7 +809,8 @@ async def test_chain_routes_through_the_edge(chain: Mesh) -> None:
             async with http.get(f"{base}/blocks/latest", headers=headers) as response:
                 latest = await response.json()
             assert response.status == 200
-            assert int(latest["block"]["header"]["height"]) == int(info["current_height"])
+            # blocks may be finalised between the two calls
+            assert int(latest["block"]["header"]["height"]) >= int(info["current_height"])
             async with http.get(f"{base}/blocks/height/0", headers=headers) as response:
                 genesis = await response.json()
             assert genesis["block"]["header"]["previous_hash"] == "0" * 64
