@@ -12,11 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lucid.sessions.v1 import sessions_pb2
-
 from bench.common import BenchContext, Figure
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
+from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster
 from tests.chain_support import wait_for

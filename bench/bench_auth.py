@@ -14,10 +14,10 @@ import itertools
 import logging
 import time
 
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from tronpy.keys import PrivateKey
 
 from bench.common import BenchContext, Figure, rate
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.support import operator_channel
 
 SECONDS = 5.0

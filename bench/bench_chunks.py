@@ -11,11 +11,10 @@ import time
 import uuid
 from pathlib import Path
 
-from lucid.sessions.v1 import chunks_pb2
-
 from bench.common import BenchContext, Figure
 from lucid.sessions import blobformat
 from lucid.sessions.frames import FrameSource
+from lucid.sessions.v1 import chunks_pb2
 from lucid.supervisor.localservers import free_port
 from tests.sessionkit import SessionsEnv, SessionsProcess, retrying
 from tests.support import Mesh

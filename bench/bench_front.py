@@ -19,13 +19,12 @@ import time
 import uuid
 from pathlib import Path
 
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-
 from bench.bench_pipeline import Constant, constant_auth, start_bare, summary
 from bench.common import BenchContext, Figure, rate
 from lucid.auth import app as auth_app
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.gateway.limiter import Limiter
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import SystemClock
 from lucid.lib.ratelimit import TIERS, MemoryLimiter
 from lucid.runtime.contracts import protoset_path

@@ -9,10 +9,9 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.common import BenchContext, Figure, rate
 from lucid.common.v1 import access_pb2
 from lucid.mesh.v1 import discovery_pb2, discovery_pb2_grpc, messaging_pb2, messaging_pb2_grpc
-
-from bench.common import BenchContext, Figure, rate
 from lucid.runtime.contracts import catalog
 from lucid.runtime.identity import identity_for
 from lucid.runtime.planes import PlanePolicy

@@ -14,10 +14,10 @@ import statistics
 import time
 
 import grpc
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from bench.common import BenchContext, Figure, rate
 from lucid.auth import app as auth_app
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from tronpy.keys import PrivateKey
 
 from lucid.auth.app import build
 from lucid.auth.servicer import AuthService
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterServer, Runtime

@@ -14,10 +14,6 @@ from typing import Any, TypeVar
 import grpc
 import nacl.signing
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import anchoring_pb2 as apb
-from lucid.blockchain.v1 import anchoring_pb2_grpc, blockchain_pb2_grpc, consensus_pb2_grpc
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -34,6 +30,10 @@ from lucid.blockchain.keys import (
 from lucid.blockchain.ledger import Ledger
 from lucid.blockchain.peers import Peers
 from lucid.blockchain.repository import Repository
+from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import anchoring_pb2_grpc, blockchain_pb2_grpc, consensus_pb2_grpc
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib import canonical, manifestdoc
 from lucid.lib.clock import SystemClock
 from lucid.lib.sealing import Sealer

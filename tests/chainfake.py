@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import grpc
 import nacl.signing
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, merkle_pb2
 
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, merkle_pb2
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError

@@ -17,6 +17,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lucid.runtime.config import Settings
+from lucid.sessions import app as sessions_app
+from lucid.sessions.config import SessionsConfig
 from lucid.sessions.v1 import (
     chunks_pb2,
     chunks_pb2_grpc,
@@ -25,10 +29,6 @@ from lucid.sessions.v1 import (
     sessions_pb2_grpc,
     trust_pb2_grpc,
 )
-
-from lucid.runtime.config import Settings
-from lucid.sessions import app as sessions_app
-from lucid.sessions.config import SessionsConfig
 from lucid.supervisor.localservers import free_port
 from tests.chainfake import FakeAnchoring, fake_chain_builder
 from tests.support import Mesh, bearer

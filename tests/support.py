@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lucid.common.v1 import access_pb2
 
 from lucid.auth import app as auth_app
+from lucid.common.v1 import access_pb2
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.errors import ErrorDetails

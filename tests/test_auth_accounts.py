@@ -7,11 +7,11 @@ import uuid
 
 import grpc
 import pytest
+from tronpy.keys import PrivateKey
+
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.common.v1 import access_pb2
 from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from tronpy.keys import PrivateKey
-
 from tests.auth_support import AuthClient, auth_client, refused
 from tests.support import Mesh, bearer, details
 

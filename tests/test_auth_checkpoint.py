@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from lucid.auth.v1 import auth_pb2
-from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2
+from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from tests.auth_support import address_of, auth_client, sign
 from tests.support import Mesh, bearer, details, https_client, serve_edge
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pyotp
 import pytest
-from lucid.auth.v1 import auth_pb2
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2
 from lucid.lib.clock import FakeClock
 from tests.auth_support import (
     AuthClient,

@@ -10,9 +10,9 @@ import uuid
 import grpc
 import pyotp
 import pytest
-from lucid.auth.v1 import auth_pb2
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2
 from tests.auth_support import AuthClient, auth_client, auth_db, refused
 from tests.support import Mesh, details
 

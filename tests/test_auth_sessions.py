@@ -9,10 +9,10 @@ import time
 import grpc
 import jwt
 import pytest
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.common.v1 import access_pb2
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.common.v1 import access_pb2
 from tests.auth_support import AuthClient, auth_client, auth_db, auth_redis, claims, refused
 from tests.support import Mesh, details
 

@@ -10,9 +10,9 @@ from datetime import datetime
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lucid.auth.v1 import auth_pb2
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2
 from lucid.lib import tron
 from lucid.lib.ids import is_uuid4
 from tests.auth_support import (

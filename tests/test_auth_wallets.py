@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from lucid.auth.v1 import auth_pb2
 
+from lucid.auth.v1 import auth_pb2
 from lucid.auth.wallets.backend import Device
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.auth.wallets.software import Behaviour, SoftwareWallet, SoftwareWalletBackend

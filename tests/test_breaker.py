@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.lib.clock import FakeClock
 from lucid.runtime.breaker import Breakers, State
 from lucid.runtime.channels import Channels

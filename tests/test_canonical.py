@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 
 HEADER = canonical.HeaderFields(

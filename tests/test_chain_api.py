@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 import grpc
 import nacl.signing
 import pytest
+
+from lucid.blockchain import anchors, poot
+from lucid.blockchain.consensus_servicer import vote_message
+from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.blockchain.v1 import merkle_pb2_grpc
 from lucid.common.v1 import access_pb2
-
-from lucid.blockchain import anchors, poot
-from lucid.blockchain.consensus_servicer import vote_message
-from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
 from lucid.lib import canonical, merkle
 from tests.chain_support import (
     ChainStubs,

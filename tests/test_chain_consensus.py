@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 import nacl.signing
 import pytest
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 
 from lucid.blockchain.keys import sign_hex
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib import canonical
 from lucid.runtime.config import Settings
 from tests.chain_support import Trio, open_trio

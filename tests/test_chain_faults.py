@@ -11,12 +11,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from lucid.blockchain.v1 import anchoring_pb2 as apb
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo import AsyncMongoClient
 
 from lucid.blockchain.config import collection_prefix
 from lucid.blockchain.repository import Repository
+from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.verify import verify_chain
 from lucid.runtime.config import Settings
 from tests.chain_cluster import ValidatorCluster

@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 
 import nacl.signing
 import pytest
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +18,8 @@ from lucid.blockchain.config import ChainConfig
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import ChainError, Ledger
 from lucid.blockchain.repository import Repository
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib.clock import FakeClock
 from lucid.runtime.config import Settings
 from lucid.runtime.errors import ErrorCode, LucidError

@@ -12,8 +12,6 @@ from pathlib import Path
 import nacl.signing
 import pytest
 from google.protobuf import struct_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 
 from lucid.blockchain import blocks, genesis, poot, transactions
 from lucid.blockchain.keys import (
@@ -23,6 +21,8 @@ from lucid.blockchain.keys import (
     required_approvals,
     sign_hex,
 )
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib import canonical, merkle
 from lucid.runtime.errors import ErrorCode, LucidError
 from tests.chain_support import data_body, now_stamp, signed

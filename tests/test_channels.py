@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from lucid.auth import app as auth_app
 from lucid.auth.servicer import AuthService
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
 from lucid.runtime.context import request_id_var
@@ -20,6 +19,7 @@ from lucid.runtime.contracts import catalog
 from lucid.runtime.registry import StaticRegistry
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.tokens import CallbackKeySource
+from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, bearer, details
 

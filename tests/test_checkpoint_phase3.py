@@ -14,16 +14,17 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 from google.protobuf import json_format
-from lucid.blockchain.v1 import anchoring_pb2
-from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 
+from lucid.blockchain.v1 import anchoring_pb2
 from lucid.lib import merkle
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.frames import FrameSource
 from lucid.sessions.proofs import failed, verify_chunk_proof
+from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster
 from tests.chain_support import wait_for
@@ -48,20 +49,22 @@ async def _record(
 async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path) -> None:
     validators = ValidatorCluster(settings, tmp_path / "chain", count=3, block_interval_s=0.2)
     validators.start_all()
-    for index in range(3):
-        async with validators.stubs(index) as stubs:
-            await wait_for(stubs.ready, timeout_s=90)
-    ports = {**settings.ports, "sessions": free_port(), "blockchain": validators.ports[0]}
-    own = settings.replace(ports=ports)
-    chain_mesh = Mesh(own)
-    config = SessionsConfig.of(own, blob_root=tmp_path / "blobs", anchor_poll_s=0.1)
-    server = await chain_mesh.start(
-        "sessions", functools.partial(sessions_app.build, config=config)
-    )
-    await wait_serving(server)
-    channel = chain_mesh.channel("sessions")
-    env = SessionsEnv(chain_mesh, mesh, None, config, channel)  # type: ignore[arg-type]
+    chain_mesh: Mesh | None = None
+    channel: grpc.aio.Channel | None = None
     try:
+        for index in range(3):
+            async with validators.stubs(index) as stubs:
+                await wait_for(stubs.ready, timeout_s=90)
+        ports = {**settings.ports, "sessions": free_port(), "blockchain": validators.ports[0]}
+        own = settings.replace(ports=ports)
+        chain_mesh = Mesh(own)
+        config = SessionsConfig.of(own, blob_root=tmp_path / "blobs", anchor_poll_s=0.1)
+        server = await chain_mesh.start(
+            "sessions", functools.partial(sessions_app.build, config=config)
+        )
+        await wait_serving(server)
+        channel = chain_mesh.channel("sessions")
+        env = SessionsEnv(chain_mesh, mesh, None, config, channel)  # type: ignore[arg-type]
         md = bearer(await mesh.token())
         session = await env.create(
             md,
@@ -142,6 +145,8 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
             )
             assert result.returncode == 0, result.stdout + result.stderr
     finally:
-        await channel.close()
-        await chain_mesh.stop_all()
+        if channel is not None:
+            await channel.close()
+        if chain_mesh is not None:
+            await chain_mesh.stop_all()
         validators.stop_all()

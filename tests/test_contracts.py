@@ -4,7 +4,6 @@ spec operations it implements; generated code matches the protos."""
 from __future__ import annotations
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime.authz import grants, permissions_of, role_has
 from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import catalog

@@ -19,14 +19,14 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
-from lucid.common.v1 import access_pb2
-from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
 
+from lucid.common.v1 import access_pb2
 from lucid.gateway import app as gateway_app
 from lucid.lib.clock import FakeClock
 from lucid.runtime.config import Settings
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
+from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
 from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, https_client, serve_edge
 

@@ -13,11 +13,11 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import wrappers_pb2
-from lucid.common.v1 import access_pb2
-from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from lucid.common.v1 import access_pb2
 from lucid.gateway import app as gateway_app
 from lucid.gateway.limiter import Limiter
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import FakeClock
 from lucid.lib.ratelimit import MemoryLimiter, Policy
 from lucid.runtime.config import Settings

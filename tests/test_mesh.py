@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from google.protobuf import struct_pb2
+
 from lucid.common.v1 import access_pb2
 from lucid.mesh.v1 import (
     discovery_pb2,
@@ -27,7 +28,6 @@ from lucid.mesh.v1 import (
     policy_pb2,
     policy_pb2_grpc,
 )
-
 from lucid.runtime import tls
 from lucid.runtime.identity import ServiceIdentity
 from tests.support import Mesh, bearer, details

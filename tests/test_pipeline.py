@@ -9,17 +9,17 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.common.v1 import access_pb2
-from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
-from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from lucid.auth import app as auth_app
 from lucid.auth.servicer import AuthService
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.common.v1 import access_pb2
+from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import catalog
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.tokens import CallbackKeySource
+from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, bearer, details, sign_token, unsigned_token
 

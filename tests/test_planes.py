@@ -7,8 +7,8 @@ import logging
 
 import grpc
 import pytest
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import Settings

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import catalog

@@ -15,13 +15,13 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import json_format
-from lucid.common.v1 import access_pb2
-from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
+from lucid.common.v1 import access_pb2
 from lucid.lib import merkle
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
 from lucid.sessions.proofs import failed, verify_chunk_proof
+from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 from tests.sessionkit import SessionsEnv, start_env
 from tests.support import Mesh, details
 

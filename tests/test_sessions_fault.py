@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 
 from lucid.lib import merkle
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
+from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chainfake import FakeAnchoring, fake_chain_builder
 from tests.sessionkit import SessionsEnv, SessionsProcess, retrying

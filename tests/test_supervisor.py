@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 
+from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from lucid.runtime.config import CLUSTERS, load_settings
 from lucid.runtime.contracts import catalog
 from lucid.supervisor.localservers import free_port, tool_path

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from lucid.blockchain.v1 import anchoring_pb2, blockchain_pb2
-from lucid.gateway.v1 import gateway_pb2
 
+from lucid.blockchain.v1 import anchoring_pb2, blockchain_pb2
 from lucid.edge.transcode import HTTP_STATUS, build_request, envelope
+from lucid.gateway.v1 import gateway_pb2
 from lucid.runtime.contracts import catalog
 from lucid.runtime.errors import ErrorDetails, LucidError
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-from lucid.auth.v1 import auth_pb2_grpc
-
 from lucid.auth import keystore, schema
 from lucid.auth.accounts import Accounts
 from lucid.auth.audit import Auditor
@@ -26,6 +24,7 @@ from lucid.auth.store.sessions import SessionStore
 from lucid.auth.store.users import UserStore
 from lucid.auth.store.wallets import WalletRecordStore
 from lucid.auth.tokens import TokenIssuer
+from lucid.auth.v1 import auth_pb2_grpc
 from lucid.auth.wallets import software
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.sealing import Sealer

@@ -6,13 +6,13 @@ import math
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from lucid.auth.v1 import auth_pb2
 
 from lucid.auth import policy
 from lucid.auth.sessions import Tokens
 from lucid.auth.store.audit import AuditRecord
 from lucid.auth.store.sessions import SessionRecord
 from lucid.auth.store.users import UserRecord
+from lucid.auth.v1 import auth_pb2
 from lucid.auth.wallets.backend import Device
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime import authz
 from lucid.runtime.tokens import kyc_claim, role_claim
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 import grpc
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from lucid.auth import convert, paging, policy
 from lucid.auth.accounts import Accounts
@@ -25,6 +24,7 @@ from lucid.auth.signin import SignedChallenge, SignIn
 from lucid.auth.store.audit import AuditStore
 from lucid.auth.store.ownership import Ownership
 from lucid.auth.store.users import UserRecord
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.clock import Clock
 from lucid.runtime.context import Principal, UserClaims

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from lucid.blockchain.v1 import anchoring_pb2 as apb
-from lucid.blockchain.v1 import anchoring_pb2_grpc
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors, blocks, paging, transactions
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
 from lucid.blockchain.repository import Doc, doc_to_transaction, stamp
+from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import anchoring_pb2_grpc
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.context import current_principal

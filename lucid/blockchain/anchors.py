@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2
-from lucid.blockchain.v1 import anchoring_pb2 as apb
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain.repository import Doc, Repository, stamp, utc
 from lucid.blockchain.transactions import CheckedTransaction
+from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib.ids import is_uuid4
 from lucid.lib.manifestdoc import truncate_ms
 

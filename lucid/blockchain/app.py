@@ -8,13 +8,6 @@ TRON. Owns the proto package ``lucid.blockchain.v1``, the collections prefixed
 
 from __future__ import annotations
 
-from lucid.blockchain.v1 import (
-    anchoring_pb2_grpc,
-    blockchain_pb2_grpc,
-    consensus_pb2_grpc,
-    merkle_pb2_grpc,
-)
-
 from lucid.blockchain import schema
 from lucid.blockchain.anchoring_servicer import AnchoringServicer
 from lucid.blockchain.chain_servicer import BlockchainServicer
@@ -23,6 +16,12 @@ from lucid.blockchain.consensus_servicer import ConsensusServicer
 from lucid.blockchain.keys import KeyDirectory
 from lucid.blockchain.merkle_servicer import MerkleServicer
 from lucid.blockchain.node import ChainNode
+from lucid.blockchain.v1 import (
+    anchoring_pb2_grpc,
+    blockchain_pb2_grpc,
+    consensus_pb2_grpc,
+    merkle_pb2_grpc,
+)
 from lucid.lib.sealing import Sealer
 from lucid.runtime.server import ClusterApp, Runtime
 

@@ -16,13 +16,13 @@ from datetime import datetime
 
 import nacl.signing
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import merkle_pb2
 
 from lucid.blockchain import transactions
 from lucid.blockchain.config import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, TIME_TOLERANCE_S
 from lucid.blockchain.keys import ValidatorSet, sign_hex, verify_signature
 from lucid.blockchain.transactions import CheckedTransaction
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import merkle_pb2
 from lucid.lib import canonical, merkle
 from lucid.runtime.errors import LucidError
 

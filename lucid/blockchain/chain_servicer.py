@@ -7,14 +7,14 @@ import uuid
 from typing import Any
 
 from google.protobuf import duration_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import blockchain_pb2_grpc
 
 from lucid.blockchain import blocks, genesis, paging
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.node import ChainNode
 from lucid.blockchain.repository import Doc, doc_to_block, doc_to_transaction
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import blockchain_pb2_grpc
 from lucid.runtime.errors import LucidError, not_found, reason_of
 
 try:

@@ -39,8 +39,6 @@ from typing import Any, TypeVar
 
 import nacl.signing
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors, blocks
@@ -50,6 +48,8 @@ from lucid.blockchain.ledger import Ledger
 from lucid.blockchain.peers import Peers
 from lucid.blockchain.repository import Doc
 from lucid.blockchain.transactions import CheckedTransaction
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib import canonical
 
 log = logging.getLogger("lucid.blockchain.consensus")

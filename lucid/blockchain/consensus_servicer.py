@@ -8,9 +8,6 @@ from datetime import UTC
 from typing import Any
 
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
-from lucid.blockchain.v1 import consensus_pb2_grpc
 
 from lucid.blockchain import paging, poot
 from lucid.blockchain.chain_servicer import duration
@@ -19,6 +16,9 @@ from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
 from lucid.blockchain.repository import VOTES, Doc, stamp, utc
 from lucid.blockchain.sync import MAX_SYNC_BYTES
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
+from lucid.blockchain.v1 import consensus_pb2_grpc
 from lucid.lib import canonical
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError

@@ -17,11 +17,11 @@ import hashlib
 
 import nacl.signing
 from google.protobuf import struct_pb2, timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 
 from lucid.blockchain import blocks, transactions
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 
 GENESIS_PROPOSER = "genesis"

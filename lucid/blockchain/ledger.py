@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors, blocks, genesis, poot, transactions
@@ -38,6 +37,7 @@ from lucid.blockchain.repository import (
     utc,
 )
 from lucid.blockchain.transactions import CheckedTransaction
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib.clock import Clock
 from lucid.runtime.errors import ErrorCode, LucidError
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lucid.blockchain.v1 import merkle_pb2 as mpb
-from lucid.blockchain.v1 import merkle_pb2_grpc
-
 from lucid.blockchain import trees
 from lucid.blockchain.node import ChainNode
+from lucid.blockchain.v1 import merkle_pb2 as mpb
+from lucid.blockchain.v1 import merkle_pb2_grpc
 from lucid.lib import merkle
 from lucid.runtime.errors import not_found
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import nacl.signing
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -30,6 +28,8 @@ from lucid.blockchain.ledger import ChainError, Ledger
 from lucid.blockchain.peers import Peers
 from lucid.blockchain.repository import TASK_PROOFS, Doc, RecordKind, Repository
 from lucid.blockchain.sync import Syncer
+from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.config import Settings

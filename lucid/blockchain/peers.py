@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+
+from lucid.blockchain.config import ChainConfig, Peer
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import consensus_pb2_grpc as cgrpc
-
-from lucid.blockchain.config import ChainConfig, Peer
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
 

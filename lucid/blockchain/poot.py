@@ -37,9 +37,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
-from lucid.blockchain.v1 import consensus_pb2 as cpb
 
 from lucid.blockchain.keys import verify_signature
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib import canonical
 from lucid.runtime.errors import ErrorCode, LucidError
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,6 +22,7 @@ from pymongo.errors import BulkWriteError
 
 from lucid.blockchain import schema, transactions
 from lucid.blockchain.transactions import CheckedTransaction
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 
 Doc = dict[str, Any]
 T = TypeVar("T")

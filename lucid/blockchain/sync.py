@@ -14,11 +14,10 @@ import asyncio
 import contextlib
 import logging
 
-from lucid.blockchain.v1 import blockchain_pb2 as pb
-
 from lucid.blockchain.consensus import Engine
 from lucid.blockchain.ledger import Ledger
 from lucid.blockchain.peers import PeerClient, Peers
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 
 log = logging.getLogger("lucid.blockchain.sync")
 

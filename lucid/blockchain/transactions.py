@@ -26,11 +26,11 @@ from typing import Any
 
 import nacl.signing
 from google.protobuf import json_format
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 
 from lucid.blockchain import poot
 from lucid.blockchain.config import MAX_TRANSACTION_BYTES, TIME_TOLERANCE_S
 from lucid.blockchain.keys import ValidatorSet, sign_hex, verify_signature
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 from lucid.runtime.pipeline import validate

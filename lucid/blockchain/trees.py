@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bson import Binary
-from lucid.blockchain.v1 import merkle_pb2 as mpb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors
 from lucid.blockchain.repository import Doc, Repository, stamp
+from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.lib import merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError

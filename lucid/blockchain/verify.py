@@ -19,7 +19,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo import AsyncMongoClient
 
 from lucid.blockchain import blocks, genesis, transactions
@@ -27,6 +26,7 @@ from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import collection_prefix
 from lucid.blockchain.keys import ValidatorSet
 from lucid.blockchain.repository import Doc, Repository, doc_to_block, doc_to_signed
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 from lucid.runtime.config import Settings
 from lucid.runtime.errors import LucidError

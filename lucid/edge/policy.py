@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass
 
 import grpc
+
 from lucid.common.v1 import access_pb2
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-
 from lucid.lib.clock import Clock, SystemClock
 from lucid.lib.ratelimit import TIERS, MemoryLimiter
 from lucid.runtime.channels import Channels

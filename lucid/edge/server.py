@@ -24,7 +24,6 @@ import grpc
 from aiohttp import web
 from google.protobuf import message as protobuf_message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from lucid.gateway.v1 import gateway_pb2
 
 from lucid.edge import grpcweb
 from lucid.edge.policy import (
@@ -46,6 +45,7 @@ from lucid.edge.transcode import (
     parse_json_body,
     to_json,
 )
+from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.clock import Clock
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls

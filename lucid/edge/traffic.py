@@ -17,8 +17,8 @@ from collections import deque
 
 import grpc
 from google.protobuf import timestamp_pb2
-from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.runtime.channels import Channels
 
 log = logging.getLogger("lucid.edge.traffic")

@@ -11,7 +11,6 @@ reads degraded) and needs no collection of its own.
 from __future__ import annotations
 
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
-from lucid.gateway.v1 import gateway_pb2_grpc
 
 from lucid.gateway.limiter import Limiter
 from lucid.gateway.servicer import (
@@ -21,6 +20,7 @@ from lucid.gateway.servicer import (
     RateLimitService,
 )
 from lucid.gateway.traffic import TrafficLog
+from lucid.gateway.v1 import gateway_pb2_grpc
 from lucid.runtime.server import ClusterApp, Runtime
 
 

@@ -13,12 +13,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from lucid.common.v1 import access_pb2
-from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
+from lucid.common.v1 import access_pb2
 from lucid.gateway.limiter import Limiter, Outcome
 from lucid.gateway.tiers import POLICIES, tier_by_name, tier_name
 from lucid.gateway.traffic import RouteStats, Sample, TrafficLog
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.lib.ratelimit import Policy
 from lucid.runtime.config import CLUSTERS, Settings

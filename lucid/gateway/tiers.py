@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lucid.gateway.v1 import gateway_pb2
-
 from lucid.lib.ratelimit import TIERS, Policy
 
 Tier = gateway_pb2.RateLimitTier

@@ -15,12 +15,6 @@ import logging
 from functools import cache
 
 import redis.asyncio as aioredis
-from lucid.mesh.v1 import (
-    discovery_pb2_grpc,
-    identity_pb2_grpc,
-    messaging_pb2_grpc,
-    policy_pb2_grpc,
-)
 
 from lucid.lib.sealing import Sealer
 from lucid.mesh import schema
@@ -32,6 +26,12 @@ from lucid.mesh.servicer import (
     IdentityService,
     MessagingService,
     PolicyService,
+)
+from lucid.mesh.v1 import (
+    discovery_pb2_grpc,
+    identity_pb2_grpc,
+    messaging_pb2_grpc,
+    policy_pb2_grpc,
 )
 from lucid.runtime.planes import default_policy
 from lucid.runtime.server import ClusterApp, Runtime

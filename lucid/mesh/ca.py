@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from lucid.mesh.v1 import identity_pb2
 
+from lucid.mesh.v1 import identity_pb2
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.planes import known_identity

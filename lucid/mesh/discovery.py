@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from lucid.common.v1 import access_pb2
 from lucid.mesh.v1 import discovery_pb2, policy_pb2
-
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 from lucid.runtime.identity import cluster_from_enum, cluster_planes

@@ -18,18 +18,8 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import json_format, struct_pb2
-from lucid.common.v1 import access_pb2
-from lucid.mesh.v1 import (
-    discovery_pb2,
-    discovery_pb2_grpc,
-    identity_pb2,
-    identity_pb2_grpc,
-    messaging_pb2,
-    messaging_pb2_grpc,
-    policy_pb2,
-    policy_pb2_grpc,
-)
 
+from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
 from lucid.mesh import ca, discovery
 from lucid.mesh.events import EventBus, StoredEvent, Subscription
@@ -42,6 +32,16 @@ from lucid.mesh.repository import (
     SettingsStore,
     from_doc,
     to_doc,
+)
+from lucid.mesh.v1 import (
+    discovery_pb2,
+    discovery_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
+    messaging_pb2,
+    messaging_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
 )
 from lucid.runtime.context import current_principal
 from lucid.runtime.contracts import Catalog

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime.contracts import Catalog, MethodInfo
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from functools import cache
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime.context import Principal, UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.identity import cluster_enum_name

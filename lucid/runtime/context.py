@@ -10,7 +10,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime.identity import ServiceIdentity
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import lucid.common.v1
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+
+import lucid.common.v1
 from lucid.common.v1 import access_pb2
 
 _SERVICE_FIELD = 6  # FileDescriptorProto.service

@@ -17,6 +17,7 @@ from functools import cache
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+
 from lucid.common.v1 import errors_pb2
 
 ErrorCode = errors_pb2.ErrorCode

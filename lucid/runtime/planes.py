@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from lucid.common.v1 import access_pb2
-
 from lucid.runtime.contracts import Catalog, MethodInfo
 from lucid.runtime.identity import EDGE, OPERATOR, ServiceIdentity, cluster_planes
 

@@ -23,8 +23,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from lucid.auth.v1 import auth_pb2, auth_pb2_grpc  # the auth contract, not the cluster
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc  # the auth contract, not the cluster
 from lucid.lib.clock import Clock, SystemClock
 from lucid.runtime import tls
 from lucid.runtime.channels import Channels

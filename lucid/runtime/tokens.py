@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from lucid.common.v1 import access_pb2
 
+from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock, SystemClock
 from lucid.runtime.context import UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError

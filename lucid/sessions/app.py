@@ -11,13 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from lucid.sessions.v1 import (
-    chunks_pb2_grpc,
-    manifests_pb2_grpc,
-    sessions_pb2_grpc,
-    trust_pb2_grpc,
-)
-
 from lucid.lib.sealing import Sealer
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions import schema
@@ -31,6 +24,12 @@ from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.service import Sessions
 from lucid.sessions.servicer import ManifestServicer, SessionServicer
 from lucid.sessions.trust import TrustPolicyServicer
+from lucid.sessions.v1 import (
+    chunks_pb2_grpc,
+    manifests_pb2_grpc,
+    sessions_pb2_grpc,
+    trust_pb2_grpc,
+)
 
 
 async def build(runtime: Runtime, config: SessionsConfig | None = None) -> ClusterApp:

@@ -7,7 +7,6 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import grpc
-from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
 
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.sessions import convert, paging
@@ -20,6 +19,7 @@ from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, Sessions
 from lucid.sessions.servicer import caller_of
 from lucid.sessions.states import State
+from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
 
 DOWNLOAD_PIECE = 1024 * 1024
 UPLOAD_BYTES_PER_SECOND = 10 * 1024 * 1024

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
 from lucid.sessions.repository import Doc
+from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
 DEFAULT_FRAME_RATE = 30
 DEFAULT_RESOLUTION = "1920x1080"

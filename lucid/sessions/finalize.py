@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
-from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from pymongo.errors import DuplicateKeyError
 
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
+from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from lucid.lib import manifestdoc, merkle
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id

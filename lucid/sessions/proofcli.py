@@ -15,17 +15,17 @@ from typing import TextIO
 
 import grpc
 from google.protobuf import json_format
+
 from lucid.blockchain.v1 import (
     anchoring_pb2,
     anchoring_pb2_grpc,
     blockchain_pb2,
     blockchain_pb2_grpc,
 )
-from lucid.sessions.v1 import chunks_pb2
-
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
 from lucid.sessions.proofs import Check, verify_chunk_proof
+from lucid.sessions.v1 import chunks_pb2
 
 CHAIN_TIMEOUT_S = 5.0
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
-from lucid.blockchain.v1 import anchoring_pb2
-from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
+from lucid.blockchain.v1 import anchoring_pb2
 from lucid.lib import canonical, merkle
 from lucid.sessions.repository import Doc
+from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
 
 def _inclusion(

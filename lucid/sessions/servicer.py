@@ -8,7 +8,6 @@ on anyone's, services (rdp, admin) as the contract allows.
 from __future__ import annotations
 
 import grpc
-from lucid.sessions.v1 import manifests_pb2, manifests_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
@@ -17,6 +16,7 @@ from lucid.sessions.finalize import Finalizer
 from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, Sessions
 from lucid.sessions.states import State
+from lucid.sessions.v1 import manifests_pb2, manifests_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 _ORDERS = {
     sessions_pb2.SESSION_ORDER_UNSPECIFIED: [("created_at", -1)],

@@ -4,9 +4,8 @@ user. Users manage their own; admins (PERMISSION_MANAGE_TRUST_POLICIES) anyone's
 from __future__ import annotations
 
 import grpc
-from lucid.common.v1 import access_pb2
-from lucid.sessions.v1 import trust_pb2, trust_pb2_grpc
 
+from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.authz import role_has
@@ -14,6 +13,7 @@ from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.sessions import convert, paging
 from lucid.sessions.repository import Doc, Repository
+from lucid.sessions.v1 import trust_pb2, trust_pb2_grpc
 
 MAX_POLICIES_PER_USER = 50
 

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lucid.auth.v1 import auth_pb2
-from lucid.common.v1 import access_pb2
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lucid.auth import policy, schema
 from lucid.auth.store import find_page
+from lucid.auth.v1 import auth_pb2
+from lucid.common.v1 import access_pb2
 from lucid.lib.ids import new_id
 
 

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from lucid.auth.v1 import auth_pb2
-
 from lucid.auth.wallets.backend import (
     Device,
     DeviceAddress,

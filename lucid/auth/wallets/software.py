@@ -14,9 +14,9 @@ import json
 import secrets
 from pathlib import Path
 
-from lucid.auth.v1 import auth_pb2
 from tronpy.keys import PrivateKey
 
+from lucid.auth.v1 import auth_pb2
 from lucid.auth.wallets.backend import (
     Device,
     DeviceAddress,
