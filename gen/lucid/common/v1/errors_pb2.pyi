@@ -110,6 +110,10 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: _ErrorCode.ValueType  # 4701
+    """4701: a volume (or its file system) has too little free space for the
+    operation (a backup, a migration, a quota below the use).
+    """
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -233,6 +237,10 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: ErrorCode.ValueType  # 4701
+"""4701: a volume (or its file system) has too little free space for the
+operation (a backup, a migration, a quota below the use).
+"""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.
