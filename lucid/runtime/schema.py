@@ -138,8 +138,10 @@ class TtlSweeper:
             await asyncio.sleep(self.interval_s)
 
 
-def _index_kind(direction: int) -> int:
-    return database_pb2.INDEX_KIND_DESCENDING if direction < 0 else database_pb2.INDEX_KIND_ASCENDING
+def _index_kind(direction: int) -> database_pb2.IndexKind.ValueType:
+    return (
+        database_pb2.INDEX_KIND_DESCENDING if direction < 0 else database_pb2.INDEX_KIND_ASCENDING
+    )
 
 
 def declaration_of(

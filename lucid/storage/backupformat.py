@@ -48,7 +48,7 @@ ZSTD_LEVEL = 3
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
 
 
-class BackupCorrupted(Exception):
+class BackupCorruptedError(Exception):
     """A backup's files or manifest fail their checks."""
 
 
@@ -96,11 +96,11 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        """Reads a manifest; raises ``BackupCorrupted`` if it is not one."""
+        """Reads a manifest; raises ``BackupCorruptedError`` if it is not one."""
         try:
             raw = json.loads(data)
             if raw["format"] != FORMAT_VERSION:
-                raise BackupCorrupted(f"unknown backup format {raw['format']}")
+                raise BackupCorruptedError(f"unknown backup format {raw['format']}")
             return cls(
                 backup_id=raw["backup_id"],
                 database=raw["database"],
@@ -112,7 +112,7 @@ class Manifest:
                 mac=raw["mac"],
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise BackupCorrupted(f"the manifest cannot be read: {exc}") from exc
+            raise BackupCorruptedError(f"the manifest cannot be read: {exc}") from exc
 
 
 def _mac(key: bytes, body: dict[str, Any]) -> str:
@@ -142,28 +142,30 @@ class FrameCodec:
         return struct.pack(">I", len(data)) + data
 
     def decode(self, payload: bytes) -> bytes:
-        """The raw BSON of a frame's payload; raises ``BackupCorrupted``."""
+        """The raw BSON of a frame's payload; raises ``BackupCorruptedError``."""
         try:
             data = bytes(self.box.decrypt(payload)) if self.box is not None else payload
             if self.compression:
                 data = self._decompressor.decompress(data, max_output_size=MAX_FRAME_BYTES * 4)
         except (nacl.exceptions.CryptoError, zstandard.ZstdError) as exc:
-            raise BackupCorrupted(f"a frame cannot be decrypted or decompressed: {exc}") from exc
+            raise BackupCorruptedError(
+                f"a frame cannot be decrypted or decompressed: {exc}"
+            ) from exc
         return data
 
 
 def frames(path: Path) -> Iterator[bytes]:
-    """The payloads of a collection file; raises ``BackupCorrupted`` on truncation."""
+    """The payloads of a collection file; raises ``BackupCorruptedError`` on truncation."""
     with path.open("rb") as fh:
         while header := fh.read(4):
             if len(header) < 4:
-                raise BackupCorrupted(f"{path.name} is truncated")
+                raise BackupCorruptedError(f"{path.name} is truncated")
             (length,) = struct.unpack(">I", header)
             if length > MAX_FRAME_BYTES:
-                raise BackupCorrupted(f"{path.name} has an impossible frame length")
+                raise BackupCorruptedError(f"{path.name} has an impossible frame length")
             payload = fh.read(length)
             if len(payload) != length:
-                raise BackupCorrupted(f"{path.name} is truncated")
+                raise BackupCorruptedError(f"{path.name} is truncated")
             yield payload
 
 
@@ -172,7 +174,7 @@ def documents(data: bytes) -> list[RawBSONDocument]:
     try:
         return bson.decode_all(data, RAW)
     except (bson.errors.InvalidBSON, ValueError) as exc:
-        raise BackupCorrupted(f"a frame holds invalid BSON: {exc}") from exc
+        raise BackupCorruptedError(f"a frame holds invalid BSON: {exc}") from exc
 
 
 def new_data_key(sealer: Sealer | None) -> tuple[bytes | None, str]:
@@ -207,20 +209,20 @@ def verify(
     try:
         data = (directory / MANIFEST).read_bytes()
     except FileNotFoundError as exc:
-        raise BackupCorrupted("the manifest is missing") from exc
+        raise BackupCorruptedError("the manifest is missing") from exc
     if not hmac.compare_digest(manifest_checksum(data), expected_checksum):
-        raise BackupCorrupted("the manifest does not match the backup's recorded SHA-256")
+        raise BackupCorruptedError("the manifest does not match the backup's recorded SHA-256")
     manifest = Manifest.from_bytes(data)
     key: bytes | None = None
     if manifest.encryption:
         if sealer is None:
-            raise BackupCorrupted("the backup is encrypted and no key is configured")
+            raise BackupCorruptedError("the backup is encrypted and no key is configured")
         try:
             key = sealer.unseal(base64.b64decode(manifest.sealed_key))
         except (SealError, ValueError) as exc:
-            raise BackupCorrupted("the backup's data key cannot be unsealed") from exc
+            raise BackupCorruptedError("the backup's data key cannot be unsealed") from exc
         if not hmac.compare_digest(_mac(key, manifest.body()), manifest.mac):
-            raise BackupCorrupted("the manifest's MAC does not verify")
+            raise BackupCorruptedError("the manifest's MAC does not verify")
     codec = FrameCodec(compression=manifest.compression, key=key)
     entries = {c.name: c for c in manifest.collections}
     for name in collections or list(entries):
@@ -229,7 +231,7 @@ def verify(
             raise KeyError(name)
         path = directory / entry.file
         if not path.is_file():
-            raise BackupCorrupted(f"{entry.file} is missing")
+            raise BackupCorruptedError(f"{entry.file} is missing")
         digest = hashlib.sha256()
         size = 0
         with path.open("rb") as fh:
@@ -237,10 +239,12 @@ def verify(
                 digest.update(block)
                 size += len(block)
         if size != entry.size_bytes or not hmac.compare_digest(digest.hexdigest(), entry.sha256):
-            raise BackupCorrupted(f"{entry.file} does not match its SHA-256 in the manifest")
+            raise BackupCorruptedError(f"{entry.file} does not match its SHA-256 in the manifest")
         count = sum(len(documents(codec.decode(p))) for p in frames(path))
         if count != entry.documents:
-            raise BackupCorrupted(f"{entry.file} holds {count} documents, not {entry.documents}")
+            raise BackupCorruptedError(
+                f"{entry.file} holds {count} documents, not {entry.documents}"
+            )
     return VerifiedBackup(directory, manifest, codec)
 
 

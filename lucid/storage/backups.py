@@ -18,8 +18,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from bson.raw_bson import RawBSONDocument
 from lucid.storage.v1 import backup_pb2
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -30,7 +31,7 @@ from lucid.lib.ids import new_id
 from lucid.lib.sealing import Sealer
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.storage import backupformat as fmt
-from lucid.storage.backupformat import BackupCorrupted, CollectionEntry, Manifest
+from lucid.storage.backupformat import BackupCorruptedError, CollectionEntry, Manifest
 from lucid.storage.schema import BACKUPS, RESTORES
 from lucid.storage.usage import sha256_file
 from lucid.storage.validation import create_index, index_of, spec_of
@@ -104,7 +105,9 @@ class Backups:
     async def recover(self) -> int:
         """Marks backups and restores a previous process left running as failed."""
         now = self.clock.now()
-        interrupted = {"$set": {"state": FAILED, "complete_time": now, "error_message": "interrupted"}}
+        interrupted = {
+            "$set": {"state": FAILED, "complete_time": now, "error_message": "interrupted"}
+        }
         first = await self.records.update_many({"state": IN_PROGRESS}, interrupted)
         second = await self.restores.update_many(
             {"state": {"$in": ["started", IN_PROGRESS]}}, interrupted
@@ -213,7 +216,7 @@ class Backups:
         )
 
     async def _write(self, record: dict[str, Any], directory: Path) -> tuple[str, int, int]:
-        directory.mkdir(parents=True, exist_ok=False)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=False)
         sealer = await asyncio.to_thread(self.sealer) if record["encryption"] else None
         key, sealed_key = await asyncio.to_thread(fmt.new_data_key, sealer)
         manifest = Manifest(
@@ -225,7 +228,10 @@ class Backups:
             sealed_key=sealed_key,
         )
         codec = fmt.FrameCodec(compression=record["compression"], key=key)
-        raw_db = self.client.get_database(self.database, codec_options=fmt.RAW)
+        raw_db = cast(
+            AsyncDatabase[RawBSONDocument],
+            self.client.get_database(self.database, codec_options=fmt.RAW),
+        )
         total_size = total_docs = 0
         for number, name in enumerate(record["chosen"]):
             entry = CollectionEntry(name=name, file=fmt.file_name(number, manifest))
@@ -239,7 +245,7 @@ class Backups:
                 batch: list[bytes] = []
                 batch_size = 0
                 async for document in raw_db[name].find({}, sort=[("_id", 1)]):
-                    raw = document.raw
+                    raw = bytes(document.raw)
                     batch.append(raw)
                     batch_size += len(raw)
                     entry.documents += 1
@@ -264,7 +270,7 @@ class Backups:
             raise not_found(f"backup {backup_id}")
         return found
 
-    async def list(
+    async def find_page(
         self, *, state: str | None, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         """Backups newest first, and how many match."""
@@ -281,9 +287,7 @@ class Backups:
         )
         if found is None:
             await self.get(backup_id)  # NOT_FOUND when absent
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_STATE, "the backup is still in progress"
-            )
+            raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, "the backup is still in progress")
         await asyncio.to_thread(shutil.rmtree, self.root / backup_id, True)
 
     async def sweep_expired(self, now: datetime | None = None) -> int:
@@ -317,9 +321,10 @@ class Backups:
                 ErrorCode.ERROR_CODE_INVALID_STATE,
                 f"only a completed backup can be restored; this one is {record['state']}",
             )
-        if point_in_time is not None and abs(
-            (point_in_time - record["create_time"]).total_seconds()
-        ) >= 1:
+        if (
+            point_in_time is not None
+            and abs((point_in_time - record["create_time"]).total_seconds()) >= 1
+        ):
             raise LucidError(
                 ErrorCode.ERROR_CODE_NOT_ALLOWED,
                 "a single node has no oplog: only the backup's own time can be restored",
@@ -334,7 +339,7 @@ class Backups:
             verified = await asyncio.to_thread(
                 fmt.verify, self.root / backup_id, record["checksum"], sealer, chosen
             )
-        except BackupCorrupted as exc:
+        except BackupCorruptedError as exc:
             raise LucidError(
                 ErrorCode.ERROR_CODE_DATA_LOSS, f"backup {backup_id} is corrupted: {exc}"
             ) from exc
@@ -356,9 +361,7 @@ class Backups:
 
     async def _write_restore(self, restore: dict[str, Any], backup: fmt.VerifiedBackup) -> None:
         restore_id = restore["restore_id"]
-        await self.restores.update_one(
-            {"restore_id": restore_id}, {"$set": {"state": IN_PROGRESS}}
-        )
+        await self.restores.update_one({"restore_id": restore_id}, {"$set": {"state": IN_PROGRESS}})
         target = self.client[restore["target_database"]]
         wanted = set(restore["collections"])
         restored = 0

@@ -55,9 +55,11 @@ class CacheAdmin:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
 
-    async def list(self, pattern: str, key_type: int, limit: int, cursor: int) -> Page:
+    async def scan_page(
+        self, pattern: str, key_type: cache_pb2.CacheKeyType.ValueType, limit: int, cursor: int
+    ) -> Page:
         """Up to ``limit`` matching keys from ``cursor`` on; cursor 0 ends the scan."""
-        found: list[bytes] = []
+        found: list[Any] = []
         for _ in range(MAX_SCAN_ROUNDS):
             cursor, batch = await self.redis.scan(
                 cursor=cursor,
@@ -89,7 +91,9 @@ class CacheAdmin:
             )
         return Page(keys, cursor, int(await self.redis.dbsize()))
 
-    async def get(self, key: str, value_format: int) -> cache_pb2.GetCacheKeyResponse:
+    async def get(
+        self, key: str, value_format: cache_pb2.ValueFormat.ValueType
+    ) -> cache_pb2.GetCacheKeyResponse:
         """A key's value rendered in ``value_format``."""
         kind = _text(await self.redis.type(key))
         if kind == "none":
@@ -104,9 +108,13 @@ class CacheAdmin:
         elif kind == "set":
             value = sorted(_text(v) for v in await self.redis.smembers(key))
         elif kind == "zset":
-            value = [[_text(m), s] for m, s in await self.redis.zrange(key, 0, -1, withscores=True)]
+            pairs: Any = await self.redis.zrange(key, 0, -1, withscores=True)
+            value = [[_text(m), s] for m, s in pairs]
         else:
-            value = [[_text(i), {_text(k): _text(v) for k, v in f.items()}] for i, f in await self.redis.xrange(key)]
+            value = [
+                [_text(i or b""), {_text(k): _text(v) for k, v in (f or {}).items()}]
+                for i, f in (await self.redis.xrange(key)) or []
+            ]
         ttl = int(await self.redis.ttl(key))
         return cache_pb2.GetCacheKeyResponse(
             key=key,

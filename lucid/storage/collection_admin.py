@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
+from lucid.common.v1 import access_pb2
 from lucid.storage.v1 import database_pb2, schema_pb2
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, OperationFailure
@@ -46,14 +47,20 @@ class CollectionAdmin:
 
     async def names(self) -> list[str]:
         """Collection names, sorted, without ``system.*``."""
-        return sorted(n for n in await self.db.list_collection_names() if not n.startswith("system."))
+        return sorted(
+            n for n in await self.db.list_collection_names() if not n.startswith("system.")
+        )
 
     async def exists(self, name: str) -> bool:
         """Whether the collection exists."""
         return name in await self.db.list_collection_names(filter={"name": name})
 
     async def describe(
-        self, name: str, cluster: int, *, with_validator: bool = False
+        self,
+        name: str,
+        cluster: access_pb2.Cluster.ValueType,
+        *,
+        with_validator: bool = False,
     ) -> database_pb2.Collection:
         """A collection with its sizes (``collStats``) and options."""
         infos = [i async for i in await self.db.list_collections(filter={"name": name})]
@@ -66,7 +73,7 @@ class CollectionAdmin:
             stats = {}
         collection = database_pb2.Collection(
             name=name,
-            cluster=cluster,  # type: ignore[arg-type]
+            cluster=cluster,
             document_count=int(stats.get("count", 0)),
             size_bytes=int(stats.get("size", 0)),
             storage_size_bytes=int(stats.get("storageSize", 0)),
@@ -130,9 +137,7 @@ class CollectionAdmin:
             raise not_found(f"collection {collection}")
         return sorted(await list_indexes(self.db, collection), key=lambda i: i.name)
 
-    async def create_index(
-        self, collection: str, spec: schema_pb2.IndexSpec
-    ) -> database_pb2.Index:
+    async def create_index(self, collection: str, spec: schema_pb2.IndexSpec) -> database_pb2.Index:
         """Creates an index; the same one again is a no-op, another under the same
         name ALREADY_EXISTS."""
         if not await self.exists(collection):
@@ -140,9 +145,7 @@ class CollectionAdmin:
         traits = await ServerTraits.of(self.db)
         present = await list_indexes(self.db, collection)
         if not spec.name:
-            spec.name = "_".join(
-                f"{k.field}_{_suffix(k.kind)}" for k in spec.keys
-            )
+            spec.name = "_".join(f"{k.field}_{_suffix(k.kind)}" for k in spec.keys)
         same_keys = [i for i in present if _key_list(i.keys) == _key_list(spec.keys)]
         comparison = compare_indexes(collection, [spec], present, traits)
         if comparison.matching or comparison.emulated:
@@ -184,7 +187,7 @@ def _key_list(keys: Sequence[database_pb2.IndexKey]) -> list[tuple[str, int]]:
     return [(k.field, k.kind) for k in keys]
 
 
-def _suffix(kind: int) -> str:
+def _suffix(kind: database_pb2.IndexKind.ValueType) -> str:
     return {
         database_pb2.INDEX_KIND_ASCENDING: "1",
         database_pb2.INDEX_KIND_DESCENDING: "-1",

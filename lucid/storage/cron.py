@@ -1,7 +1,7 @@
 """5-field cron expressions (minute hour day-of-month month day-of-week, UTC).
 
 Each field is ``*``, a number, a range ``a-b``, a step ``*/n``, ``a-b/n`` or
-``a/n``, or a comma list of those. Day of week is 0–7 (0 and 7 are Sunday).
+``a/n``, or a comma list of those. Day of week is 0-7 (0 and 7 are Sunday).
 As in Vixie cron, when both day fields are restricted a day matches either.
 """
 
@@ -24,7 +24,7 @@ def _number(text: str, name: str, low: int, high: int) -> int:
         raise CronError(f"{name}: {text!r} is not a number")
     value = int(text)
     if not low <= value <= high:
-        raise CronError(f"{name}: {value} is outside {low}–{high}")
+        raise CronError(f"{name}: {value} is outside {low}-{high}")
     return value
 
 
@@ -108,11 +108,25 @@ def parse(expression: str) -> Cron:
         days_restricted=parts[2] != "*",
         weekdays_restricted=parts[4] != "*",
     )
-    if not any(
-        day <= _MONTH_DAYS[month] for month in cron.months for day in cron.days
-    ) and not cron.weekdays_restricted:
+    if (
+        not any(day <= _MONTH_DAYS[month] for month in cron.months for day in cron.days)
+        and not cron.weekdays_restricted
+    ):
         raise CronError(f"{cron.expression!r} names no existing day")
     return cron
 
 
-_MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+_MONTH_DAYS = {
+    1: 31,
+    2: 29,
+    3: 31,
+    4: 30,
+    5: 31,
+    6: 30,
+    7: 31,
+    8: 31,
+    9: 30,
+    10: 31,
+    11: 30,
+    12: 31,
+}

@@ -50,9 +50,7 @@ class DeclarationStore:
             "cluster": name,
             "version": recorded.version,
             "content": _content(recorded),
-            "declaration": json_format.MessageToDict(
-                recorded, preserving_proto_field_name=True
-            ),
+            "declaration": json_format.MessageToDict(recorded, preserving_proto_field_name=True),
         }
         saved = await self.collection.find_one_and_replace(
             {"cluster": name}, document, upsert=True, return_document=ReturnDocument.AFTER

@@ -71,7 +71,7 @@ class Schedules:
         record.pop("_id", None)
         return record
 
-    async def list(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    async def find_page(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Schedules by creation, and how many there are."""
         total = await self.collection.count_documents({})
         cursor = self.collection.find({}, {"_id": 0}, sort=[("create_time", 1)])

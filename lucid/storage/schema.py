@@ -57,9 +57,7 @@ COLLECTIONS = (
         VOLUME_SAMPLES,
         (
             IndexSpec((("volume_id", 1), ("sample_time", 1)), "volume_time"),
-            IndexSpec(
-                (("sample_time", 1),), "sample_time_ttl", ttl_seconds=SAMPLE_RETENTION_S
-            ),
+            IndexSpec((("sample_time", 1),), "sample_time_ttl", ttl_seconds=SAMPLE_RETENTION_S),
         ),
         "storage",
     ),

@@ -38,14 +38,14 @@ class StoreReport:
     """The health of one store."""
 
     name: str
-    status: int
+    status: database_pb2.HealthStatus.ValueType
     version: str = ""
     latency_s: float = 0.0
     message: str = ""
     usage: DirectoryUsage | None = None
 
 
-def overall(reports: list[StoreReport]) -> int:
+def overall(reports: list[StoreReport]) -> database_pb2.HealthStatus.ValueType:
     """Healthy when all are, unhealthy when none answers, degraded in between."""
     if all(r.status == HEALTHY for r in reports):
         return HEALTHY

@@ -45,12 +45,12 @@ class DirectoryUsage:
         return round(max(quota, disk), 3)
 
     @property
-    def alert_level(self) -> int:
+    def alert_level(self) -> volume_pb2.AlertLevel.ValueType:
         """``ALERT_LEVEL_*`` of ``usage_percent``."""
         return alert_level(self.usage_percent)
 
 
-def alert_level(percent: float) -> int:
+def alert_level(percent: float) -> volume_pb2.AlertLevel.ValueType:
     """The alert level of a usage percentage."""
     if percent >= CRITICAL_PERCENT:
         return volume_pb2.ALERT_LEVEL_CRITICAL

@@ -16,10 +16,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from google.protobuf import json_format
+from lucid.common.v1 import access_pb2
 from lucid.storage.v1 import database_pb2, schema_pb2, volume_pb2
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
@@ -31,6 +32,7 @@ from lucid.storage.usage import measure, probe_writable
 MONGODB = schema_pb2.STORE_KIND_MONGODB
 REDIS = schema_pb2.STORE_KIND_REDIS
 BLOB = schema_pb2.STORE_KIND_BLOB_VOLUME
+Cluster: TypeAlias = access_pb2.Cluster.ValueType
 EVENTS_PREFIX = "lucid:events:"
 """Redis Streams shared by every cluster (DECISIONS: events)."""
 PROBLEMS = frozenset(
@@ -43,7 +45,7 @@ PROBLEMS = frozenset(
 )
 DEFAULT_SAMPLE = 10_000
 
-_KIND_OF_VALUE: dict[Any, int] = {
+_KIND_OF_VALUE: dict[Any, database_pb2.IndexKind.ValueType] = {
     1: database_pb2.INDEX_KIND_ASCENDING,
     -1: database_pb2.INDEX_KIND_DESCENDING,
     "2d": database_pb2.INDEX_KIND_GEO_2D,
@@ -51,7 +53,7 @@ _KIND_OF_VALUE: dict[Any, int] = {
     "text": database_pb2.INDEX_KIND_TEXT,
     "hashed": database_pb2.INDEX_KIND_HASHED,
 }
-VALUE_OF_KIND: dict[int, int | str] = {
+VALUE_OF_KIND: dict[database_pb2.IndexKind.ValueType, int | str] = {
     database_pb2.INDEX_KIND_ASCENDING: 1,
     database_pb2.INDEX_KIND_DESCENDING: -1,
     database_pb2.INDEX_KIND_GEO_2D: "2d",
@@ -98,9 +100,7 @@ def spec_of(index: database_pb2.Index) -> schema_pb2.IndexSpec:
 
 
 def _keys_text(keys: Iterable[database_pb2.IndexKey]) -> str:
-    return ", ".join(
-        f"{k.field}: {VALUE_OF_KIND.get(k.kind, '?')}" for k in keys
-    )
+    return ", ".join(f"{k.field}: {VALUE_OF_KIND.get(k.kind, '?')}" for k in keys)
 
 
 @dataclass
@@ -152,9 +152,7 @@ def compare_indexes(
         if traits.keeps_sparse and spec.sparse != index.sparse:
             differences.append("sparse")
         declared_ttl = spec.expire_after_seconds if spec.HasField("expire_after_seconds") else None
-        actual_ttl = (
-            index.expire_after_seconds if index.HasField("expire_after_seconds") else None
-        )
+        actual_ttl = index.expire_after_seconds if index.HasField("expire_after_seconds") else None
         if declared_ttl != actual_ttl:
             if declared_ttl is not None and actual_ttl is None and not traits.has_ttl:
                 result.emulated.append(spec.name)
@@ -181,7 +179,7 @@ async def list_indexes(
     db: AsyncDatabase[dict[str, Any]], collection: str
 ) -> list[database_pb2.Index]:
     """The indexes of a collection."""
-    return [index_of(info) async for info in await db[collection].list_indexes()]
+    return [index_of(dict(info)) async for info in await db[collection].list_indexes()]
 
 
 async def collection_validators(db: AsyncDatabase[dict[str, Any]]) -> dict[str, Any]:
@@ -193,7 +191,13 @@ async def collection_validators(db: AsyncDatabase[dict[str, Any]]) -> dict[str, 
 
 
 def _finding(
-    store: int, kind: int, obj: str, message: str, expected: str = "", actual: str = ""
+    store: schema_pb2.StoreKind.ValueType,
+    kind: schema_pb2.FindingKind.ValueType,
+    obj: str,
+    message: str,
+    *,
+    expected: str = "",
+    actual: str = "",
 ) -> schema_pb2.SchemaFinding:
     return schema_pb2.SchemaFinding(
         store=store, kind=kind, object=obj, message=message, expected=expected, actual=actual
@@ -219,7 +223,7 @@ class SchemaValidator:
         self,
         declarations: Sequence[schema_pb2.SchemaDeclaration],
         *,
-        clusters: Iterable[int] = (),
+        clusters: Iterable[Cluster] = (),
         sample_size: int = 0,
         now: datetime,
     ) -> schema_pb2.ValidateSchemaResponse:
@@ -230,9 +234,11 @@ class SchemaValidator:
         response.check_time.FromDatetime(now)
         traits = await ServerTraits.of(self.db)
         names = set(await self.db.list_collection_names())
-        validators = await collection_validators(self.db) if any(
-            c.HasField("validator") for d in chosen for c in d.collections
-        ) else {}
+        validators = (
+            await collection_validators(self.db)
+            if any(c.HasField("validator") for d in chosen for c in d.collections)
+            else {}
+        )
         for declaration in chosen:
             response.reports.append(
                 await self._mongo_report(declaration, names, validators, traits)
@@ -295,9 +301,7 @@ class SchemaValidator:
                 for name in comparison.emulated
             )
             if collection.HasField("validator"):
-                report.findings.extend(
-                    self._validator_findings(collection, validators, traits)
-                )
+                report.findings.extend(self._validator_findings(collection, validators, traits))
         return report
 
     def _validator_findings(
@@ -316,8 +320,7 @@ class SchemaValidator:
                     MONGODB,
                     schema_pb2.FINDING_KIND_EMULATED,
                     collection.name,
-                    "validator: the server has no validators; the owning cluster validates "
-                    "in code",
+                    "validator: the server has no validators; the owning cluster validates in code",
                 )
             ]
         return [
@@ -326,15 +329,15 @@ class SchemaValidator:
                 schema_pb2.FINDING_KIND_MISMATCH,
                 collection.name,
                 "validator differs from the declaration",
-                _canonical(declared),
-                _canonical(actual),
+                expected=_canonical(declared),
+                actual=_canonical(actual),
             )
         ]
 
     async def _redis(
         self,
         declarations: Sequence[schema_pb2.SchemaDeclaration],
-        reports: dict[int, schema_pb2.ClusterSchemaReport],
+        reports: dict[Cluster, schema_pb2.ClusterSchemaReport],
         response: schema_pb2.ValidateSchemaResponse,
         sample_size: int,
     ) -> None:
@@ -351,15 +354,15 @@ class SchemaValidator:
                     REDIS,
                     schema_pb2.FINDING_KIND_UNHEALTHY,
                     "KEYS",
-                    "the KEYS command is enabled; disable it (rename-command KEYS \"\")",
-                    "disabled",
-                    "enabled",
+                    'the KEYS command is enabled; disable it (rename-command KEYS "")',
+                    expected="disabled",
+                    actual="enabled",
                 )
             )
         rules = [(d.cluster, p) for d in declarations for p in d.redis_prefixes]
         prefixes = {p.prefix for _, p in rules} | {EVENTS_PREFIX}
         undeclared: set[str] = set()
-        checked: list[tuple[str, int, schema_pb2.RedisPrefixSpec]] = []
+        checked: list[tuple[str, Cluster, schema_pb2.RedisPrefixSpec]] = []
         scanned = 0
         async for raw in self.redis.scan_iter(count=1000):
             key = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
@@ -372,38 +375,47 @@ class SchemaValidator:
             if scanned >= sample_size:
                 break
         response.undeclared_key_prefixes.extend(sorted(undeclared))
-        if checked:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, _, _ in checked:
-                pipe.ttl(key)
-            ttls = await pipe.execute()
-            for (key, cluster, rule), ttl in zip(checked, ttls, strict=True):
-                report = reports.get(cluster)
-                if report is None:
-                    continue
-                if rule.ttl_required and ttl == -1:
-                    report.findings.append(
-                        _finding(
-                            REDIS,
-                            schema_pb2.FINDING_KIND_MISMATCH,
-                            key,
-                            f"no TTL, but keys under {rule.prefix} must expire",
-                        )
+        await self._ttl_rules(checked, reports)
+
+    async def _ttl_rules(
+        self,
+        checked: list[tuple[str, Cluster, schema_pb2.RedisPrefixSpec]],
+        reports: dict[Cluster, schema_pb2.ClusterSchemaReport],
+    ) -> None:
+        """Findings for sampled keys that break their prefix's TTL rule."""
+        if not checked:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, _, _ in checked:
+            pipe.ttl(key)
+        ttls = await pipe.execute()
+        for (key, cluster, rule), ttl in zip(checked, ttls, strict=True):
+            report = reports.get(cluster)
+            if report is None:
+                continue
+            if rule.ttl_required and ttl == -1:
+                report.findings.append(
+                    _finding(
+                        REDIS,
+                        schema_pb2.FINDING_KIND_MISMATCH,
+                        key,
+                        f"no TTL, but keys under {rule.prefix} must expire",
                     )
-                elif rule.max_ttl_seconds and ttl > rule.max_ttl_seconds:
-                    report.findings.append(
-                        _finding(
-                            REDIS,
-                            schema_pb2.FINDING_KIND_MISMATCH,
-                            key,
-                            f"TTL {ttl} s over the bound {rule.max_ttl_seconds} s",
-                        )
+                )
+            elif rule.max_ttl_seconds and ttl > rule.max_ttl_seconds:
+                report.findings.append(
+                    _finding(
+                        REDIS,
+                        schema_pb2.FINDING_KIND_MISMATCH,
+                        key,
+                        f"TTL {ttl} s over the bound {rule.max_ttl_seconds} s",
                     )
+                )
 
     def _blob(
         self,
         declarations: Sequence[schema_pb2.SchemaDeclaration],
-        reports: dict[int, schema_pb2.ClusterSchemaReport],
+        reports: dict[Cluster, schema_pb2.ClusterSchemaReport],
         response: schema_pb2.ValidateSchemaResponse,
     ) -> None:
         root = self.blob.path
@@ -412,9 +424,7 @@ class SchemaValidator:
             usage = measure(root, self.blob.quota_bytes)
         except OSError as exc:
             response.store_findings.append(
-                _finding(
-                    BLOB, schema_pb2.FINDING_KIND_UNHEALTHY, str(root), f"not usable: {exc}"
-                )
+                _finding(BLOB, schema_pb2.FINDING_KIND_UNHEALTHY, str(root), f"not usable: {exc}")
             )
             return
         level = usage.alert_level
@@ -423,12 +433,14 @@ class SchemaValidator:
             response.store_findings.append(
                 _finding(
                     BLOB,
-                    schema_pb2.FINDING_KIND_UNHEALTHY if critical else schema_pb2.FINDING_KIND_WARNING,
+                    schema_pb2.FINDING_KIND_UNHEALTHY
+                    if critical
+                    else schema_pb2.FINDING_KIND_WARNING,
                     str(root),
                     f"{usage.usage_percent:.1f} % used ({'critical' if critical else 'warning'}); "
                     f"{usage.free_bytes} bytes free",
-                    "< 80 %",
-                    f"{usage.usage_percent:.1f} %",
+                    expected="< 80 %",
+                    actual=f"{usage.usage_percent:.1f} %",
                 )
             )
         tops: set[str] = set()
@@ -462,7 +474,9 @@ class SchemaValidator:
         names = set(await self.db.list_collection_names())
         for declaration in declarations:
             for collection in declaration.collections:
-                await self._init_collection(declaration.cluster, collection, names, traits, response)
+                await self._init_collection(
+                    declaration.cluster, collection, names, traits, response
+                )
             for spec in declaration.blob_paths:
                 path = self.blob.path / spec.path
                 if path.exists():
@@ -482,7 +496,7 @@ class SchemaValidator:
 
     async def _init_collection(
         self,
-        cluster: int,
+        cluster: Cluster,
         collection: schema_pb2.CollectionSpec,
         names: set[str],
         traits: ServerTraits,
@@ -551,7 +565,9 @@ async def create_index(
 async def keys_enabled(redis: aioredis.Redis) -> bool:
     """Whether Redis still accepts ``KEYS`` (production disables it)."""
     try:
-        await redis.execute_command("KEYS", "lucid:storage:probe:keys-disabled-check")
+        await redis.execute_command(  # type: ignore[no-untyped-call]
+            "KEYS", "lucid:storage:probe:keys-disabled-check"
+        )
     except aioredis.ResponseError:
         return False
     return True

@@ -39,7 +39,7 @@ GIB = 1024**3
 MAX_QUOTA = 500 * GIB
 """VOLUME_SIZE_LIMIT_GB (spec 08 §4)."""
 BLOB_VOLUME_NAME = "blobs"
-PERIODS = {
+PERIODS: dict[volume_pb2.UsagePeriod.ValueType, timedelta] = {
     volume_pb2.USAGE_PERIOD_UNSPECIFIED: timedelta(hours=24),
     volume_pb2.USAGE_PERIOD_1H: timedelta(hours=1),
     volume_pb2.USAGE_PERIOD_24H: timedelta(hours=24),
@@ -160,12 +160,11 @@ class Volumes:
 
     async def usage(self, record: Mapping[str, Any]) -> DirectoryUsage | None:
         """A volume's usage now (``None`` when its directory is gone)."""
-        path = Path(record["mount_path"])
-        if not path.is_dir():
-            return None
-        return await asyncio.to_thread(measure, path, int(record["size_bytes"]))
+        return await asyncio.to_thread(
+            _measure, Path(record["mount_path"]), int(record["size_bytes"])
+        )
 
-    async def list(
+    async def find_page(
         self, *, state: str | None, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         """Volumes by name, and how many match."""
@@ -222,7 +221,7 @@ class Volumes:
         return updated
 
     async def history(
-        self, volume_id: str, period: int
+        self, volume_id: str, period: volume_pb2.UsagePeriod.ValueType
     ) -> list[tuple[datetime, int]]:
         """Usage samples of the period, oldest first."""
         since = self.clock.now() - PERIODS[period]
@@ -241,7 +240,11 @@ class Volumes:
             if usage is None:
                 continue
             await self.samples.insert_one(
-                {"volume_id": record["volume_id"], "sample_time": now, "used_bytes": usage.used_bytes}
+                {
+                    "volume_id": record["volume_id"],
+                    "sample_time": now,
+                    "used_bytes": usage.used_bytes,
+                }
             )
             count += 1
         return count
@@ -375,3 +378,7 @@ def _empty_directory(path: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def _measure(path: Path, quota_bytes: int) -> DirectoryUsage | None:
+    return measure(path, quota_bytes) if path.is_dir() else None
