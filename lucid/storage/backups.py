@@ -418,13 +418,13 @@ async def _insert(db: AsyncDatabase[dict[str, Any]], collection: str, docs: list
     if not docs:
         return 0
     try:
-        result = await db[collection].insert_many(docs, ordered=False)
+        await db[collection].insert_many(docs, ordered=False)
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         return int(exc.details.get("nInserted", 0))
-    return len(result.inserted_ids)
+    return len(docs)
 
 
 async def _create_index(
