@@ -181,7 +181,6 @@ class Volumes:
             found = await self.records.find_one_and_update(
                 {"volume_id": volume_id},
                 {"$set": {**changes, "update_time": self.clock.now()}},
-                projection={"_id": 0},
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError as exc:
@@ -190,6 +189,7 @@ class Volumes:
             ) from exc
         if found is None:
             raise not_found(f"volume {volume_id}")
+        found.pop("_id", None)
         return found
 
     async def delete(self, volume_id: str, *, force: bool) -> None:
