@@ -150,8 +150,10 @@ async def test_migrate_copy_and_move_verify_checksums(storage: Mesh) -> None:
 
             return await eventually(
                 get,
-                lambda o: o.state
-                in (volume_pb2.OPERATION_STATE_COMPLETED, volume_pb2.OPERATION_STATE_FAILED),
+                lambda o: (
+                    o.state
+                    in (volume_pb2.OPERATION_STATE_COMPLETED, volume_pb2.OPERATION_STATE_FAILED)
+                ),
             )
 
         copied = await stub.MigrateVolume(
