@@ -163,11 +163,7 @@ async def test_validate_reports_every_kind_of_drift(declared: tuple[Mesh, Settin
 async def test_blob_and_redis_store_findings(settings: Settings, tmp_path: Path) -> None:
     """A missing blob volume and an unhardened Redis (KEYS enabled) are problems."""
     port = free_port()
-    process = subprocess.Popen(
-        [tool_path("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _plain_redis(port)
     redis = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
     try:
         await eventually(_pinger(redis), bool, timeout_s=20)
@@ -191,7 +187,16 @@ async def test_blob_and_redis_store_findings(settings: Settings, tmp_path: Path)
     finally:
         await redis.aclose()
         process.terminate()
-        process.wait(timeout=10)
+        await asyncio.to_thread(process.wait, 10)
+
+
+def _plain_redis(port: int) -> subprocess.Popen[bytes]:
+    """A redis-server with its defaults: KEYS enabled."""
+    return subprocess.Popen(
+        [tool_path("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _pinger(redis: aioredis.Redis) -> object:
@@ -243,7 +248,7 @@ async def test_declare_refuses_another_clusters_schema(declared: tuple[Mesh, Set
 
 
 async def test_lucid_db_validate(declared: tuple[Mesh, Settings]) -> None:
-    mesh, own = declared
+    _, own = declared
     status, text = await dbcli.validate(own, code_declarations=[])
     assert "recorded by storage (2 clusters)" in text
     assert status == dbcli.PROBLEMS_FOUND and "missing: nodes/" in text

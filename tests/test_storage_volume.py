@@ -23,6 +23,17 @@ async def storage(mesh: Mesh) -> Mesh:
     return mesh
 
 
+def _write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _sparse(path: str, size: int) -> None:
+    with open(path, "wb") as fh:  # an apparent size without disk blocks
+        fh.truncate(size)
+
+
 def _name() -> str:
     return f"vol-{uuid.uuid4().hex[:8]}"
 
@@ -57,7 +68,7 @@ async def test_create_resize_usage_delete(storage: Mesh) -> None:
         )
         volume = made.volume
         assert volume.size_bytes == GIB and volume.state == volume_pb2.VOLUME_STATE_ACTIVE
-        assert volume.file_system == "ext4" and os.path.isdir(volume.mount_path)
+        assert volume.file_system == "ext4" and _tree(volume.mount_path) == {}
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateVolume(
                 volume_pb2.CreateVolumeRequest(
@@ -66,8 +77,7 @@ async def test_create_resize_usage_delete(storage: Mesh) -> None:
                 metadata=metadata,
             )
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
-        with open(os.path.join(volume.mount_path, "data.bin"), "wb") as fh:
-            fh.write(b"z" * 4096)
+        _write(os.path.join(volume.mount_path, "data.bin"), b"z" * 4096)
         resized = await stub.ResizeVolume(
             volume_pb2.ResizeVolumeRequest(volume_id=volume.volume_id, new_size_bytes=2 * GIB),
             metadata=metadata,
@@ -101,12 +111,16 @@ async def test_create_resize_usage_delete(storage: Mesh) -> None:
             volume_pb2.DeleteVolumeRequest(volume_id=volume.volume_id, force=True, confirm=True),
             metadata=metadata,
         )
-        assert not os.path.exists(volume.mount_path)
+        assert not _exists(volume.mount_path)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.GetVolume(
                 volume_pb2.GetVolumeRequest(volume_id=volume.volume_id), metadata=metadata
             )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
 
 
 def _tree(root: str) -> dict[str, str]:
@@ -134,10 +148,8 @@ async def test_migrate_copy_and_move_verify_checksums(storage: Mesh) -> None:
             return reply.volume
 
         source, target, third = await create(), await create(), await create()
-        os.makedirs(os.path.join(source.mount_path, "sub"))
         for i, path in enumerate(["a.bin", "sub/b.bin", "sub/c.bin"]):
-            with open(os.path.join(source.mount_path, path), "wb") as fh:
-                fh.write(os.urandom(1000 + i * 777))
+            _write(os.path.join(source.mount_path, path), os.urandom(1000 + i * 777))
         original = _tree(source.mount_path)
 
         async def finish(operation: volume_pb2.VolumeOperation) -> volume_pb2.VolumeOperation:
@@ -191,9 +203,7 @@ async def test_migrate_copy_and_move_verify_checksums(storage: Mesh) -> None:
         )
         assert (await finish(moved.operation)).state == volume_pb2.OPERATION_STATE_COMPLETED
         assert _tree(third.mount_path) == original and _tree(source.mount_path) == {}
-        big = os.path.join(third.mount_path, "sparse.bin")
-        with open(big, "wb") as fh:  # 1.5 GiB apparent size, no disk blocks
-            fh.truncate(GIB + GIB // 2)
+        _sparse(os.path.join(third.mount_path, "sparse.bin"), GIB + GIB // 2)
         with pytest.raises(grpc.aio.AioRpcError) as caught:  # a quota below the use
             await stub.ResizeVolume(
                 volume_pb2.ResizeVolumeRequest(volume_id=third.volume_id, new_size_bytes=GIB),
