@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -16,7 +19,9 @@ from lucid.storage.v1 import (
     volume_pb2_grpc,
 )
 
+from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterServer
+from lucid.supervisor.localservers import LocalStores, free_port
 from tests.support import Mesh, bearer
 
 T = TypeVar("T")
@@ -55,3 +60,24 @@ class Stubs:
         self.backup = backup_pb2_grpc.BackupServiceStub(channel)
         self.cache = cache_pb2_grpc.CacheServiceStub(channel)
         self.volume = volume_pb2_grpc.VolumeServiceStub(channel)
+
+
+@contextlib.asynccontextmanager
+async def private_stores(
+    settings: Settings, tmp_path: Path, *, clusters: Sequence[str] = ("storage",)
+) -> AsyncIterator[tuple[Mesh, LocalStores]]:
+    """A mesh of ``clusters`` on their own ports, FerretDB, Redis and var/ (which the
+    test may stop or fill); auth stays the session's, at its port."""
+    stores = LocalStores.at(tmp_path / "stores", mongo_port=0, redis_port=0)
+    await asyncio.to_thread(stores.start)
+    own = settings.replace(
+        mongodb_uri=stores.mongo.uri,
+        redis_url=stores.redis.url,
+        var_dir=tmp_path / "var",
+        ports={**settings.ports, **{c: free_port() for c in clusters}},
+    )
+    await asyncio.to_thread(shutil.copytree, settings.certs_dir, own.certs_dir)
+    try:
+        yield Mesh(own), stores
+    finally:
+        await asyncio.to_thread(stores.stop)

@@ -385,3 +385,22 @@ async def test_twenty_first_backup_call_in_a_minute_is_refused(storage: Mesh) ->
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info = details(caught.value)
     assert info.reason == "LUCID_ERR_3001" and info.retry_after_s and info.retry_after_s <= 60
+
+
+async def test_recover_fails_only_work_of_earlier_processes(storage: Mesh) -> None:
+    backups = component(storage.servers["storage"], BackupServicer).backups
+    now = datetime.now(UTC)
+    base = {"state": "in_progress", "create_time": now, "name": "r"}
+    await backups.records.insert_many(
+        [
+            {**base, "backup_id": "earlier", "instance": "another-process"},
+            {**base, "backup_id": "ours", "instance": backups.instance},
+        ]
+    )
+    assert await backups.recover() >= 1
+    states = {
+        d["backup_id"]: d["state"]
+        async for d in backups.records.find({"backup_id": {"$in": ["earlier", "ours"]}})
+    }
+    assert states == {"earlier": "failed", "ours": "in_progress"}
+    await backups.records.delete_many({"backup_id": {"$in": ["earlier", "ours"]}})

@@ -16,7 +16,7 @@ from lucid.storage.v1 import database_pb2
 from lucid.runtime.config import Settings
 from lucid.storage.app import StorageOptions, build
 from lucid.supervisor.localservers import LocalStores, free_port
-from tests.storage_support import Stubs, admin_metadata
+from tests.storage_support import Stubs, admin_metadata, private_stores
 from tests.support import Mesh, details
 
 HEALTHY = database_pb2.HEALTH_STATUS_HEALTHY
@@ -228,22 +228,12 @@ async def test_sharding_on_a_single_node(storage: Mesh) -> None:
 @pytest.fixture
 async def private(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Mesh, LocalStores]]:
     """A storage server on its own FerretDB, Redis and blob volume, which the test may stop."""
-    stores = LocalStores.at(tmp_path / "stores", mongo_port=0, redis_port=0)
-    await asyncio.to_thread(stores.start)
-    own = settings.replace(
-        mongodb_uri=stores.mongo.uri,
-        redis_url=stores.redis.url,
-        var_dir=tmp_path / "var",
-        ports={**settings.ports, "storage": free_port()},
-    )
-    shutil.copytree(settings.certs_dir, own.certs_dir)
-    mesh = Mesh(own)
-    await mesh.start("storage")
-    try:
-        yield mesh, stores
-    finally:
-        await mesh.stop_all()
-        await asyncio.to_thread(stores.stop)
+    async with private_stores(settings, tmp_path) as (mesh, stores):
+        await mesh.start("storage")
+        try:
+            yield mesh, stores
+        finally:
+            await mesh.stop_all()
 
 
 async def test_health_degrades_and_fails_with_the_stores(

@@ -4,7 +4,6 @@ compare them with FerretDB, Redis and the blob volume; ``lucid db validate``."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +21,8 @@ from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.storage import dbcli
 from lucid.storage.stores import BlobVolume
 from lucid.storage.validation import SchemaValidator, keys_enabled
-from lucid.supervisor.localservers import LocalStores, free_port, tool_path
-from tests.storage_support import Stubs, admin_metadata, eventually
+from lucid.supervisor.localservers import free_port, tool_path
+from tests.storage_support import Stubs, admin_metadata, eventually, private_stores
 from tests.support import Mesh, details
 
 NODES = access_pb2.CLUSTER_NODES
@@ -47,27 +46,20 @@ async def declared(
 ) -> AsyncIterator[tuple[Mesh, Settings]]:
     """Storage on private stores and blob volume, and a 'nodes' server declaring a
     collection, a TTL index and a blob path."""
-    stores = LocalStores.at(tmp_path / "stores", mongo_port=0, redis_port=0)
-    await asyncio.to_thread(stores.start)
-    own = settings.replace(
-        mongodb_uri=stores.mongo.uri,
-        redis_url=stores.redis.url,
-        var_dir=tmp_path / "var",
-        ports={**settings.ports, "storage": free_port(), "nodes": free_port()},
-    )
-    shutil.copytree(settings.certs_dir, own.certs_dir)
-    private = Mesh(own)
-    private.servers["auth"] = mesh.servers["auth"]  # tokens from the session's auth
-    storage = await private.start("storage")
-    nodes = await private.start("nodes", _nodes_app)
-    try:
-        for server in (storage, nodes):
-            await _declared(server)
-        yield private, own
-    finally:
-        private.servers.pop("auth")
-        await private.stop_all()
-        await asyncio.to_thread(stores.stop)
+    async with private_stores(settings, tmp_path, clusters=("storage", "nodes")) as (
+        private,
+        _,
+    ):
+        private.servers["auth"] = mesh.servers["auth"]  # tokens from the session's auth
+        storage = await private.start("storage")
+        nodes = await private.start("nodes", _nodes_app)
+        try:
+            for server in (storage, nodes):
+                await _declared(server)
+            yield private, private.settings
+        finally:
+            private.servers.pop("auth")
+            await private.stop_all()
 
 
 async def _declared(server: ClusterServer) -> None:

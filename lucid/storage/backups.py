@@ -31,6 +31,7 @@ from lucid.lib.ids import new_id
 from lucid.lib.sealing import Sealer
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.storage import backupformat as fmt
+from lucid.storage.background import BackgroundTasks
 from lucid.storage.backupformat import BackupCorruptedError, CollectionEntry, Manifest
 from lucid.storage.schema import BACKUPS, RESTORES
 from lucid.storage.usage import sha256_file
@@ -58,7 +59,7 @@ def _index_document(info: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-class Backups:
+class Backups(BackgroundTasks):
     """Creates, lists, deletes, expires and restores backups."""
 
     def __init__(
@@ -78,7 +79,9 @@ class Backups:
         self._sealer_factory = sealer
         self._sealer: Sealer | None = None
         self.clock = clock
-        self.tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
+        self.instance = new_id()
+        """Marks the work of this process; ``recover`` fails only other processes' work."""
 
     def sealer(self) -> Sealer:
         """The sealer of the passphrase (made once)."""
@@ -86,31 +89,16 @@ class Backups:
             self._sealer = self._sealer_factory()
         return self._sealer
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def idle(self) -> None:
-        """Waits for the background work started so far (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Cancels background work."""
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
     async def recover(self) -> int:
-        """Marks backups and restores a previous process left running as failed."""
+        """Marks backups and restores that an earlier process left running as failed."""
         now = self.clock.now()
         interrupted = {
             "$set": {"state": FAILED, "complete_time": now, "error_message": "interrupted"}
         }
-        first = await self.records.update_many({"state": IN_PROGRESS}, interrupted)
+        others = {"instance": {"$ne": self.instance}}
+        first = await self.records.update_many({"state": IN_PROGRESS, **others}, interrupted)
         second = await self.restores.update_many(
-            {"state": {"$in": ["started", IN_PROGRESS]}}, interrupted
+            {"state": {"$in": ["started", IN_PROGRESS]}, **others}, interrupted
         )
         return first.modified_count + second.modified_count
 
@@ -158,12 +146,13 @@ class Backups:
             "document_count": 0,
             "checksum": "",
             "schedule_id": schedule_id,
+            "instance": self.instance,
             "create_time": now,
             "expire_time": now + timedelta(days=retention_days),
             "error_message": "",
         }
         await self.records.insert_one(record)
-        self._spawn(self._run(record))
+        self.spawn(self._run(record))
         record.pop("_id", None)
         return record
 
@@ -350,13 +339,14 @@ class Backups:
             "target_database": target_database or self.database,
             "collections": chosen,
             "drop_existing": drop_existing,
+            "instance": self.instance,
             "documents_restored": 0,
             "start_time": self.clock.now(),
             "error_message": "",
         }
         await self.restores.insert_one(restore)
         restore.pop("_id", None)
-        self._spawn(self._write_restore(restore, verified))
+        self.spawn(self._write_restore(restore, verified))
         return restore
 
     async def _write_restore(self, restore: dict[str, Any], backup: fmt.VerifiedBackup) -> None:

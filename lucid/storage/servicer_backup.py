@@ -124,11 +124,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
             collections=list(request.collections),
             compression=request.compression if request.HasField("compression") else True,
             encryption=request.encryption if request.HasField("encryption") else True,
-            retention_days=(
-                request.retention_days
-                if request.HasField("retention_days")
-                else DEFAULT_RETENTION_DAYS
-            ),
+            retention_days=_retention(request),
         )
         return backup_pb2.CreateBackupResponse(backup=backup_message(record))
 
@@ -195,11 +191,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
             name=request.name,
             expression=request.cron,
             backup_type=request.backup_type,
-            retention_days=(
-                request.retention_days
-                if request.HasField("retention_days")
-                else DEFAULT_RETENTION_DAYS
-            ),
+            retention_days=_retention(request),
             collections=list(request.collections),
             enabled=request.enabled if request.HasField("enabled") else True,
         )
@@ -212,3 +204,12 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
         await self.limiter.check("backups")
         await self.schedules.delete(request.schedule_id)
         return backup_pb2.DeleteBackupScheduleResponse()
+
+
+def _retention(
+    request: backup_pb2.CreateBackupRequest | backup_pb2.CreateBackupScheduleRequest,
+) -> int:
+    """The retention asked for, or the default of 30 days."""
+    if request.HasField("retention_days"):
+        return request.retention_days
+    return DEFAULT_RETENTION_DAYS

@@ -29,6 +29,7 @@ from pymongo.errors import DuplicateKeyError
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
+from lucid.storage.background import BackgroundTasks
 from lucid.storage.schema import VOLUME_OPERATIONS, VOLUME_SAMPLES, VOLUMES
 from lucid.storage.stores import BlobVolume
 from lucid.storage.usage import DirectoryUsage, measure, sha256_file
@@ -59,7 +60,7 @@ def _not_allowed(message: str) -> LucidError:
     return LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, message)
 
 
-class Volumes:
+class Volumes(BackgroundTasks):
     """Volume records, their directories and migrations."""
 
     def __init__(
@@ -71,7 +72,7 @@ class Volumes:
         self.root = root
         self.blob = blob
         self.clock = clock
-        self.tasks: set[asyncio.Task[None]] = set()
+        super().__init__()
 
     async def register_blob_volume(self, quota_override: int | None) -> dict[str, Any]:
         """Records the blob volume (once) and loads its quota into ``blob``."""
@@ -297,11 +298,7 @@ class Volumes:
         }
         await self.operations.insert_one(operation)
         operation.pop("_id", None)
-        task = asyncio.create_task(
-            self._copy(operation, Path(source["mount_path"]), Path(target["mount_path"]))
-        )
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.spawn(self._copy(operation, Path(source["mount_path"]), Path(target["mount_path"])))
         return operation
 
     async def _copy(self, operation: dict[str, Any], source: Path, target: Path) -> None:
@@ -341,17 +338,6 @@ class Volumes:
         if found is None:
             raise not_found(f"volume operation {operation_id}")
         return found
-
-    async def idle(self) -> None:
-        """Waits for the migrations started so far."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Cancels migrations."""
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 def copy_tree(source: Path, target: Path, verify: bool) -> tuple[int, int, int]:
