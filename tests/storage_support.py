@@ -16,6 +16,7 @@ from lucid.storage.v1 import (
     cache_pb2_grpc,
     database_pb2_grpc,
     schema_pb2_grpc,
+    search_pb2_grpc,
     volume_pb2_grpc,
 )
 
@@ -60,6 +61,7 @@ class Stubs:
         self.backup = backup_pb2_grpc.BackupServiceStub(channel)
         self.cache = cache_pb2_grpc.CacheServiceStub(channel)
         self.volume = volume_pb2_grpc.VolumeServiceStub(channel)
+        self.search = search_pb2_grpc.SearchServiceStub(channel)
 
 
 @contextlib.asynccontextmanager

@@ -404,3 +404,19 @@ async def test_recover_fails_only_work_of_earlier_processes(storage: Mesh) -> No
     }
     assert states == {"earlier": "failed", "ours": "in_progress"}
     await backups.records.delete_many({"backup_id": {"$in": ["earlier", "ours"]}})
+
+
+async def test_restore_without_drop_keeps_existing_documents(storage: Mesh) -> None:
+    db = _db(storage)
+    await db["bk_merge"].insert_many([{"_id": i, "v": "old"} for i in range(5)])
+    metadata = await admin_metadata(storage)
+    async with storage.channel("storage") as channel:
+        stubs = Stubs(channel)
+        backup_id = await _backup(stubs, metadata, ["bk_merge"])
+        await db["bk_merge"].delete_one({"_id": 0})
+        await db["bk_merge"].update_one({"_id": 1}, {"$set": {"v": "new"}})
+        restore = await _restore(stubs, metadata, backup_id)
+        assert restore.state == backup_pb2.RESTORE_STATE_COMPLETED, restore.error_message
+        assert restore.documents_restored == 1
+    found = {d["_id"]: d["v"] async for d in db["bk_merge"].find({})}
+    assert found == {0: "old", 1: "new", 2: "old", 3: "old", 4: "old"}

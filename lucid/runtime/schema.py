@@ -31,6 +31,7 @@ from pymongo.errors import OperationFailure
 log = logging.getLogger("lucid.schema")
 
 NOT_IMPLEMENTED = 238  # the server error code FerretDB uses for missing features
+NAMESPACE_EXISTS = 48
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,24 @@ async def is_ferretdb(db: AsyncDatabase[Any]) -> bool:
     return "ferretdbVersion" in info or "ferretdb" in str(info.get("ferretdbFeatures", ""))
 
 
+async def create_collection(db: AsyncDatabase[Any], name: str) -> bool:
+    """Creates a collection unless it exists (a first write may create it meanwhile);
+    returns whether this call created it."""
+    try:
+        await db.create_collection(name, check_exists=False)
+    except OperationFailure as exc:
+        if exc.code != NAMESPACE_EXISTS:
+            raise
+        return False
+    return True
+
+
 async def ensure_schema(db: AsyncDatabase[Any], specs: Sequence[CollectionSpec]) -> SchemaResult:
     """Creates whatever of ``specs`` is missing; running it twice changes nothing."""
     result = SchemaResult()
     existing = set(await db.list_collection_names())
     for spec in specs:
-        if spec.name not in existing:
-            await db.create_collection(spec.name, check_exists=False)
+        if spec.name not in existing and await create_collection(db, spec.name):
             result.created_collections.append(spec.name)
         collection = db[spec.name]
         present = {ix["name"]: ix async for ix in await collection.list_indexes()}

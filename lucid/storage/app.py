@@ -6,8 +6,8 @@ MongoDB, Redis and the blob volume; database health and statistics; collection
 and index administration; encrypted logical backups, restores and cron
 schedules; Redis key administration with SCAN; volumes with logical quotas.
 Every write rpc is audited (``storage_audit_events``) and rate limited per
-caller. Search (Elasticsearch, deferred by DECISIONS) is not built: its rpcs
-answer UNIMPLEMENTED (``LUCID_ERR_5011``).
+caller. Search runs on SQLite FTS5 under ``var/search`` in place of
+Elasticsearch (deferred by DECISIONS).
 Owns the proto package ``lucid.storage.v1``, the ``storage_*`` collections and
 the Redis prefix ``lucid:storage:``.
 """
@@ -22,6 +22,7 @@ from lucid.storage.v1 import (
     cache_pb2_grpc,
     database_pb2_grpc,
     schema_pb2_grpc,
+    search_pb2_grpc,
     volume_pb2_grpc,
 )
 
@@ -35,10 +36,12 @@ from lucid.storage.declarations import DeclarationStore
 from lucid.storage.ratelimit import RateLimiter
 from lucid.storage.schedules import Schedules
 from lucid.storage.schema import AUDIT, COLLECTIONS, DECLARATIONS, SCHEDULES
+from lucid.storage.search import SearchEngine
 from lucid.storage.servicer_backup import BackupServicer
 from lucid.storage.servicer_cache import CacheServicer
 from lucid.storage.servicer_database import DatabaseServicer
 from lucid.storage.servicer_schema import SchemaServicer
+from lucid.storage.servicer_search import SearchIndices, SearchServicer
 from lucid.storage.servicer_volume import VolumeServicer
 from lucid.storage.stores import BlobVolume, StoreProbes
 from lucid.storage.validation import SchemaValidator
@@ -89,6 +92,7 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
     )
     schedules = Schedules(db[SCHEDULES], backups, clock)
     volumes = Volumes(db, settings.var_dir / "volumes", blob, clock)
+    search = SearchIndices(SearchEngine(settings.var_dir / "search" / "search.db"), db, clock)
 
     async def ready() -> None:
         await volumes.register_blob_volume(options.blob_quota_bytes)
@@ -99,6 +103,13 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
 
     async def sampler() -> None:
         await volumes.run_sampler(options.sampler_interval_s)
+
+    async def search_retention() -> None:
+        await search.run(options.scheduler_interval_s)
+
+    async def close_search() -> None:
+        await search.close()
+        search.engine.close()
 
     return ClusterApp(
         servicers=[
@@ -120,6 +131,7 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
                     limiter=limiter,
                     audit=audit,
                     clock=clock,
+                    search=search,
                 ),
             ),
             (
@@ -134,9 +146,13 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
                 volume_pb2_grpc.add_VolumeServiceServicer_to_server,
                 VolumeServicer(volumes, limiter, audit),
             ),
+            (
+                search_pb2_grpc.add_SearchServiceServicer_to_server,
+                SearchServicer(search, limiter, audit),
+            ),
         ],
         collections=COLLECTIONS,
         on_ready=[ready],
-        tasks=[scheduler, sampler],
-        on_stop=[backups.close, volumes.close],
+        tasks=[scheduler, sampler, search_retention],
+        on_stop=[backups.close, volumes.close, close_search],
     )

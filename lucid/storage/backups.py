@@ -30,6 +30,7 @@ from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.lib.sealing import Sealer
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
+from lucid.runtime.schema import create_collection
 from lucid.storage import backupformat as fmt
 from lucid.storage.background import BackgroundTasks
 from lucid.storage.backupformat import BackupCorruptedError, CollectionEntry, Manifest
@@ -361,7 +362,7 @@ class Backups(BackgroundTasks):
                     continue
                 if restore["drop_existing"]:
                     await target.drop_collection(entry.name)
-                await target.create_collection(entry.name, check_exists=False)
+                await create_collection(target, entry.name)
                 for payload in fmt.frames(backup.directory / entry.file):
                     docs = fmt.documents(backup.codec.decode(payload))
                     restored += await _insert(target, entry.name, docs)

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.runtime.schema import NOT_IMPLEMENTED
+from lucid.runtime.schema import NAMESPACE_EXISTS, NOT_IMPLEMENTED
 from lucid.storage.schema import AUDIT
 from lucid.storage.validation import (
     ServerTraits,
@@ -28,7 +28,6 @@ from lucid.storage.validation import (
     list_indexes,
 )
 
-NAMESPACE_EXISTS = 48
 INDEX_NOT_FOUND = 27
 PROTECTED = frozenset({AUDIT})
 

@@ -18,6 +18,7 @@ from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
 from lucid.storage.paging import next_token, page
 from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.servicer_search import SearchIndices
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.stores import UNHEALTHY, StoreProbes, overall
 
@@ -55,7 +56,9 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         limiter: RateLimiter,
         audit: AuditLog,
         clock: Clock,
+        search: SearchIndices,
     ) -> None:
+        self.search = search
         self.probes = probes
         self.admin = admin
         self.declarations = declarations
@@ -111,7 +114,9 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             raise LucidError(
                 ErrorCode.ERROR_CODE_CACHE_UNAVAILABLE, f"Redis does not answer: {exc}"
             ) from exc
-        return database_pb2.GetDatabaseStatsResponse(mongodb=mongo, redis=redis_stats)
+        return database_pb2.GetDatabaseStatsResponse(
+            mongodb=mongo, redis=redis_stats, search=await self.search.engine_stats()
+        )
 
     async def ListCollections(
         self, request: database_pb2.ListCollectionsRequest, context: grpc.aio.ServicerContext

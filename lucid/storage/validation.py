@@ -25,7 +25,7 @@ from lucid.storage.v1 import database_pb2, schema_pb2, volume_pb2
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from lucid.runtime.schema import NOT_IMPLEMENTED, is_ferretdb
+from lucid.runtime.schema import NOT_IMPLEMENTED, create_collection, is_ferretdb
 from lucid.storage.stores import BlobVolume
 from lucid.storage.usage import measure, probe_writable
 
@@ -508,7 +508,7 @@ class SchemaValidator:
             actual = await list_indexes(self.db, collection.name)
         else:
             if not dry_run:
-                await self.db.create_collection(collection.name, check_exists=False)
+                await create_collection(self.db, collection.name)
             response.changes.append(
                 schema_pb2.SchemaChange(
                     cluster=cluster,
