@@ -12,7 +12,7 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 from lucid.common.v1 import access_pb2
-from lucid.storage.v1 import schema_pb2
+from lucid.storage.v1 import schema_pb2, search_pb2
 
 from lucid.cli import code_declarations
 from lucid.runtime.config import Settings
@@ -256,3 +256,39 @@ async def test_lucid_db_validate(declared: tuple[Mesh, Settings]) -> None:
     down = own.replace(mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/", dependency_timeout_s=0.3)
     status, text = await dbcli.validate(down, code_declarations=[])
     assert status == dbcli.UNREACHABLE and "does not answer" in text
+
+
+async def test_declared_search_indices(declared: tuple[Mesh, Settings], mesh: Mesh) -> None:
+    private, _ = declared
+    declaration = schema_pb2.SchemaDeclaration()
+    declaration.CopyFrom(private.servers["nodes"].declarer.declaration)  # type: ignore[union-attr]
+    declaration.search_indices.add(name="lucid_nodes")
+    metadata = await admin_metadata(mesh)
+    async with private.channel("storage", identity="nodes") as channel:
+        changed = await Stubs(channel).schema.DeclareSchema(
+            schema_pb2.DeclareSchemaRequest(declaration=declaration)
+        )
+        assert changed.changed
+    async with private.channel("storage") as channel:
+        stubs = Stubs(channel)
+        await stubs.search.CreateSearchIndex(
+            search_pb2.CreateSearchIndexRequest(name="undeclared_one"), metadata=metadata
+        )
+        report = await stubs.schema.ValidateSchema(
+            schema_pb2.ValidateSchemaRequest(clusters=[NODES]), metadata=metadata
+        )
+        (nodes,) = report.reports
+        assert (schema_pb2.STORE_KIND_SEARCH, "lucid_nodes") in {
+            (f.store, f.object) for f in nodes.findings if f.kind == schema_pb2.FINDING_KIND_MISSING
+        }
+        assert list(report.undeclared_search_indices) == ["undeclared_one"]
+        init = await stubs.schema.InitSchema(
+            schema_pb2.InitSchemaRequest(clusters=[NODES]), metadata=metadata
+        )
+        assert (schema_pb2.SCHEMA_ACTION_CREATE_SEARCH_INDEX, "lucid_nodes") in {
+            (c.action, c.object) for c in init.changes
+        }
+        got = await stubs.search.GetSearchIndex(
+            search_pb2.GetSearchIndexRequest(index_name="lucid_nodes"), metadata=metadata
+        )
+        assert got.index.health == search_pb2.INDEX_HEALTH_GREEN

@@ -117,7 +117,9 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
                 schema_pb2_grpc.add_SchemaServiceServicer_to_server,
                 SchemaServicer(
                     declarations,
-                    SchemaValidator(db, stores.cache, blob, settings.dependency_timeout_s * 5),
+                    SchemaValidator(
+                        db, stores.cache, blob, settings.dependency_timeout_s * 5, search.engine
+                    ),
                     audit,
                     clock,
                 ),

@@ -30,6 +30,7 @@ from lucid.lib.clock import SystemClock
 from lucid.runtime.config import Settings
 from lucid.storage.declarations import DeclarationStore, cluster_name
 from lucid.storage.schema import DECLARATIONS, VOLUMES
+from lucid.storage.search import SearchEngine
 from lucid.storage.stores import BlobVolume
 from lucid.storage.usage import measure
 from lucid.storage.validation import PROBLEMS, VALUE_OF_KIND, SchemaValidator
@@ -43,11 +44,6 @@ _KIND = {
     schema_pb2.FINDING_KIND_UNHEALTHY: "unhealthy",
     schema_pb2.FINDING_KIND_WARNING: "warning",
     schema_pb2.FINDING_KIND_EMULATED: "emulated",
-}
-_STORE = {
-    schema_pb2.STORE_KIND_MONGODB: "MongoDB",
-    schema_pb2.STORE_KIND_REDIS: "Redis",
-    schema_pb2.STORE_KIND_BLOB_VOLUME: "Blob volume",
 }
 
 
@@ -122,6 +118,15 @@ def format_report(
     ]
     if response.undeclared_blob_paths:
         lines.append(f"  ! undeclared paths: {', '.join(response.undeclared_blob_paths)}")
+    lines.append(f"Search   {settings.var_dir / 'search'}")
+    lines += [
+        f"  {_finding(f)}"
+        for r in response.reports
+        for f in r.findings
+        if f.store == schema_pb2.STORE_KIND_SEARCH
+    ]
+    if response.undeclared_search_indices:
+        lines.append(f"  ! undeclared indices: {', '.join(response.undeclared_search_indices)}")
     lines.append("")
     lines.append("VALID" if response.valid else "INVALID: see the lines marked !")
     return "\n".join(lines)
@@ -164,11 +169,14 @@ async def validate(
         )
         quota = int(volume["size_bytes"]) if volume else MAX_QUOTA
         blob = BlobVolume(settings.blob_dir, quota)
-        validator = SchemaValidator(db, redis, blob, settings.dependency_timeout_s * 5)
+        engine = SearchEngine(settings.var_dir / "search" / "search.db")
+        validator = SchemaValidator(db, redis, blob, settings.dependency_timeout_s * 5, engine)
         try:
             response = await validator.validate(declarations, now=SystemClock().now())
         except PyMongoError as exc:
             return UNREACHABLE, f"MongoDB at {settings.mongodb_uri} does not answer: {exc}"
+        finally:
+            engine.close()
         status = OK if response.valid else PROBLEMS_FOUND
         if as_json:
             body = json_format.MessageToDict(response, preserving_proto_field_name=True)

@@ -22,11 +22,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bson import Binary
+from google.protobuf import json_format
 
 from lucid.runtime.errors import ErrorCode, LucidError, invalid_argument
 
@@ -66,6 +67,27 @@ def plain(value: Any) -> Any:
     if isinstance(value, Binary | bytes):
         return base64.b64encode(bytes(value)).decode()
     return str(value)  # ObjectId, Decimal128 and the rest
+
+
+def index_settings(
+    spec: Any,
+    *,
+    shards: int = 1,
+    replicas: int = 0,
+    source_collection: str = "",
+) -> dict[str, Any]:
+    """The stored settings of a new index from a ``SearchIndexSpec`` or a
+    ``CreateSearchIndexRequest`` (mappings, refresh interval, retention)."""
+    return {
+        "shards": shards,
+        "replicas": replicas,
+        "mappings": json_format.MessageToDict(spec.mappings),
+        "refresh_s": spec.refresh_interval.ToTimedelta().total_seconds() or 1.0,
+        "retention_s": spec.retention.ToTimedelta().total_seconds(),
+        "source_collection": source_collection,
+        "create_time": datetime.now(UTC).isoformat(),
+        "last_reindex": None,
+    }
 
 
 def _texts(source: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:

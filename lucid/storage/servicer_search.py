@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -21,7 +21,7 @@ from lucid.storage.audit import AuditLog, audited
 from lucid.storage.background import BackgroundTasks
 from lucid.storage.paging import next_token, page, timestamp
 from lucid.storage.ratelimit import RateLimiter
-from lucid.storage.search import SearchEngine, plain
+from lucid.storage.search import SearchEngine, index_settings, plain
 from lucid.storage.storeerrors import maps_store_errors
 
 log = logging.getLogger("lucid.storage.search")
@@ -213,16 +213,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request: search_pb2.CreateSearchIndexRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.CreateSearchIndexResponse:
         await self.limiter.check("database")
-        settings = {
-            "shards": request.shards or 1,
-            "replicas": request.replicas if request.HasField("replicas") else 1,
-            "mappings": json_format.MessageToDict(request.mappings),
-            "refresh_s": request.refresh_interval.ToTimedelta().total_seconds() or 1.0,
-            "retention_s": request.retention.ToTimedelta().total_seconds(),
-            "source_collection": request.source_collection,
-            "create_time": datetime.now(UTC).isoformat(),
-            "last_reindex": None,
-        }
+        settings = index_settings(
+            request,
+            shards=request.shards or 1,
+            replicas=request.replicas if request.HasField("replicas") else 1,
+            source_collection=request.source_collection,
+        )
         await self.indices.call(self.engine.create, request.name, settings)
         return search_pb2.CreateSearchIndexResponse(index=await self.indices.message(request.name))
 

@@ -26,12 +26,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from lucid.runtime.schema import NOT_IMPLEMENTED, create_collection, is_ferretdb
+from lucid.storage.search import SearchEngine, index_settings
 from lucid.storage.stores import BlobVolume
 from lucid.storage.usage import measure, probe_writable
 
 MONGODB = schema_pb2.STORE_KIND_MONGODB
 REDIS = schema_pb2.STORE_KIND_REDIS
 BLOB = schema_pb2.STORE_KIND_BLOB_VOLUME
+SEARCH = schema_pb2.STORE_KIND_SEARCH
 Cluster: TypeAlias = access_pb2.Cluster.ValueType
 EVENTS_PREFIX = "lucid:events:"
 """Redis Streams shared by every cluster (DECISIONS: events)."""
@@ -213,11 +215,13 @@ class SchemaValidator:
         redis: aioredis.Redis,
         blob: BlobVolume,
         timeout_s: float = 5.0,
+        search: SearchEngine | None = None,
     ) -> None:
         self.db = db
         self.redis = redis
         self.blob = blob
         self.timeout_s = timeout_s
+        self.search = search
 
     async def validate(
         self,
@@ -250,6 +254,8 @@ class SchemaValidator:
         reports = {r.cluster: r for r in response.reports}
         await self._redis(declarations, reports, response, sample_size or DEFAULT_SAMPLE)
         await asyncio.to_thread(self._blob, declarations, reports, response)
+        if self.search is not None:
+            await asyncio.to_thread(self._search, self.search, declarations, reports, response)
         for report in response.reports:
             report.valid = not (
                 report.missing_collections
@@ -263,6 +269,7 @@ class SchemaValidator:
             and not response.undeclared_collections
             and not response.undeclared_key_prefixes
             and not response.undeclared_blob_paths
+            and not response.undeclared_search_indices
             and not any(f.kind in PROBLEMS for f in response.store_findings)
         )
         return response
@@ -462,6 +469,29 @@ class SchemaValidator:
             )
         )
 
+    def _search(
+        self,
+        engine: SearchEngine,
+        declarations: Sequence[schema_pb2.SchemaDeclaration],
+        reports: dict[Cluster, schema_pb2.ClusterSchemaReport],
+        response: schema_pb2.ValidateSchemaResponse,
+    ) -> None:
+        present = set(engine.names())
+        declared: set[str] = set()
+        for declaration in declarations:
+            for spec in declaration.search_indices:
+                declared.add(spec.name)
+                if spec.name not in present and declaration.cluster in reports:
+                    reports[declaration.cluster].findings.append(
+                        _finding(
+                            SEARCH,
+                            schema_pb2.FINDING_KIND_MISSING,
+                            spec.name,
+                            f"declared search index {spec.name} does not exist",
+                        )
+                    )
+        response.undeclared_search_indices.extend(sorted(present - declared))
+
     async def init(
         self,
         declarations: Sequence[schema_pb2.SchemaDeclaration],
@@ -473,6 +503,8 @@ class SchemaValidator:
         traits = await ServerTraits.of(self.db)
         names = set(await self.db.list_collection_names())
         for declaration in declarations:
+            if self.search is not None:
+                await asyncio.to_thread(self._init_search, self.search, declaration, response)
             for collection in declaration.collections:
                 await self._init_collection(
                     declaration.cluster, collection, names, traits, response
@@ -493,6 +525,28 @@ class SchemaValidator:
                     )
                 )
         return response
+
+    def _init_search(
+        self,
+        engine: SearchEngine,
+        declaration: schema_pb2.SchemaDeclaration,
+        response: schema_pb2.InitSchemaResponse,
+    ) -> None:
+        present = set(engine.names())
+        for spec in declaration.search_indices:
+            if spec.name in present:
+                response.unchanged_count += 1
+                continue
+            if not response.dry_run:
+                engine.create(spec.name, index_settings(spec))
+            response.changes.append(
+                schema_pb2.SchemaChange(
+                    cluster=declaration.cluster,
+                    store=SEARCH,
+                    action=schema_pb2.SCHEMA_ACTION_CREATE_SEARCH_INDEX,
+                    object=spec.name,
+                )
+            )
 
     async def _init_collection(
         self,
