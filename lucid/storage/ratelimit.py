@@ -4,7 +4,9 @@ Spec 08 gives per-minute limits with bursts: database operations 500 (burst
 1000), backups 10 (20), sharding 5 (10). The front door (gateway) limits
 requests per user and IP for the whole mesh; these limits are storage's own,
 per caller and rpc group, so that an admin token or service cannot run more
-than a burst of backups in any minute. A sliding window of 60 s holds at most
+than a burst of backups in any minute. Backup changes (create, delete,
+restore, schedules) count as "backups"; reading their state counts as a
+database operation, so progress polling is not starved. A sliding window of 60 s holds at most
 the burst: the (burst + 1)-th call within a minute is RESOURCE_EXHAUSTED with
 RetryInfo. Keys: ``lucid:storage:ratelimit:<group>:<caller>`` (sorted sets,
 expiring after the window). If Redis does not answer the call is let through

@@ -87,7 +87,8 @@ def schedule_message(record: dict[str, Any]) -> backup_pb2.BackupSchedule:
 
 @maps_store_errors
 class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
-    """Backups, restores and schedules; every call counts against the backup limit."""
+    """Backups, restores and schedules; every change (create, delete, restore) counts
+    against the backup limit, reads against the database limit."""
 
     def __init__(
         self, backups: Backups, schedules: Schedules, limiter: RateLimiter, audit: AuditLog
@@ -100,7 +101,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     async def ListBackups(
         self, request: backup_pb2.ListBackupsRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupsResponse:
-        await self.limiter.check("backups")
+        await self.limiter.check("database")
         offset, size = page(request.page_token, request.page_size)
         if request.type not in (backup_pb2.BACKUP_TYPE_UNSPECIFIED, backup_pb2.BACKUP_TYPE_FULL):
             return backup_pb2.ListBackupsResponse()
@@ -131,7 +132,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     async def GetBackup(
         self, request: backup_pb2.GetBackupRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.GetBackupResponse:
-        await self.limiter.check("backups")
+        await self.limiter.check("database")
         return backup_pb2.GetBackupResponse(
             backup=backup_message(await self.backups.get(request.backup_id))
         )
@@ -165,7 +166,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     async def GetRestore(
         self, request: backup_pb2.GetRestoreRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.GetRestoreResponse:
-        await self.limiter.check("backups")
+        await self.limiter.check("database")
         return backup_pb2.GetRestoreResponse(
             restore=restore_message(await self.backups.get_restore(request.restore_id))
         )
@@ -173,7 +174,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     async def ListBackupSchedules(
         self, request: backup_pb2.ListBackupSchedulesRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupSchedulesResponse:
-        await self.limiter.check("backups")
+        await self.limiter.check("database")
         offset, size = page(request.page_token, request.page_size)
         found, total = await self.schedules.find_page(offset=offset, limit=size)
         return backup_pb2.ListBackupSchedulesResponse(
