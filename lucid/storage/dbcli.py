@@ -169,14 +169,16 @@ async def validate(
         )
         quota = int(volume["size_bytes"]) if volume else MAX_QUOTA
         blob = BlobVolume(settings.blob_dir, quota)
-        engine = SearchEngine(settings.var_dir / "search" / "search.db")
+        index_file = settings.var_dir / "search" / "search.db"
+        engine = SearchEngine(index_file) if index_file.exists() else None
         validator = SchemaValidator(db, redis, blob, settings.dependency_timeout_s * 5, engine)
         try:
             response = await validator.validate(declarations, now=SystemClock().now())
         except PyMongoError as exc:
             return UNREACHABLE, f"MongoDB at {settings.mongodb_uri} does not answer: {exc}"
         finally:
-            engine.close()
+            if engine is not None:
+                engine.close()
         status = OK if response.valid else PROBLEMS_FOUND
         if as_json:
             body = json_format.MessageToDict(response, preserving_proto_field_name=True)
@@ -190,8 +192,8 @@ async def validate(
 def _blob_line(blob: BlobVolume) -> str:
     try:
         usage = measure(blob.path, blob.quota_bytes)
-    except OSError as exc:
-        return f"not usable: {exc}"
+    except OSError:
+        return "(see below)"
     level = {
         volume_pb2.ALERT_LEVEL_WARNING: " (warning)",
         volume_pb2.ALERT_LEVEL_CRITICAL: " (critical)",
