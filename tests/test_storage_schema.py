@@ -108,6 +108,16 @@ async def test_servers_declare_and_a_fresh_mesh_validates(
     assert [(c.action, c.object) for c in init.changes] == [
         (schema_pb2.SCHEMA_ACTION_CREATE_PATH, "nodes/")
     ]
+    db = mesh.servers["storage"].runtime.datastores.db
+    before = {ix["name"]: ix async for ix in await db["nodes_things"].list_indexes()}
+    async with mesh.channel("storage") as channel:
+        again = await Stubs(channel).schema.InitSchema(
+            schema_pb2.InitSchemaRequest(clusters=[NODES]),
+            metadata=await admin_metadata(mesh),
+        )
+    assert not again.changes and not again.conflicts and again.unchanged_count == 5
+    after = {ix["name"]: ix async for ix in await db["nodes_things"].list_indexes()}
+    assert after == before  # the same collection set and index specs
     report = await _validate(mesh)
     assert report.valid, report
     assert not report.store_findings

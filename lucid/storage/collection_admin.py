@@ -147,7 +147,7 @@ class CollectionAdmin:
             spec.name = "_".join(f"{k.field}_{_suffix(k.kind)}" for k in spec.keys)
         same_keys = [i for i in present if _key_list(i.keys) == _key_list(spec.keys)]
         comparison = compare_indexes(collection, [spec], present, traits)
-        if comparison.matching or comparison.emulated:
+        if comparison.matching:
             return next(i for i in present if i.name == spec.name)
         if comparison.mismatched:
             raise LucidError(
