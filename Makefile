@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 TEST_ENV := var/test/servers.env
 PYTEST_ARGS ?=
 
-.PHONY: help run test check gen check-gen lint bench tools venv servers-up servers-down clean
+.PHONY: help run test check gen check-gen lint bench tools web-client venv servers-up servers-down clean
 
 help:
 	@echo "make run    start the whole mesh on loopback (Ctrl-C stops it)"
@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 tools:
 	scripts/install-tools.sh buf grpcurl ferretdb redis
+
+web-client:
+	scripts/install-web-client.sh
 
 gen: venv tools
 	scripts/gen.sh gen
@@ -54,7 +57,7 @@ servers-up: venv tools
 servers-down:
 	@test -x $(VENV)/bin/lucid && $(VENV)/bin/lucid dev down --profile test || true
 
-test: check servers-up
+test: check web-client servers-up
 	set -a && source $(TEST_ENV) && set +a && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
 	  $(MAKE) --no-print-directory servers-down; exit $$status

@@ -12,6 +12,7 @@ from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from bench.common import BenchContext, Figure, rate
 from lucid.auth import app as auth_app
 from lucid.runtime import tls
+from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.tokens import CallbackKeySource
 from lucid.supervisor.localservers import free_port
@@ -31,7 +32,7 @@ class Constant(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetProfileResponse(user=auth_pb2.User(user_id="u"))
 
 
-def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
+def summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Figure]:
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[int(len(latencies) * 0.99)]
     return [
@@ -41,18 +42,35 @@ def _summary(label: str, calls_per_s: float, latencies: list[float]) -> list[Fig
     ]
 
 
-async def run(ctx: BenchContext) -> list[Figure]:
-    logging.getLogger("lucid.rpc").setLevel(logging.WARNING)
-    settings = ctx.settings
-    figures: list[Figure] = []
-
-    # 1. bare grpc.aio with mTLS
+async def start_bare(settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """A bare grpc.aio server (mTLS, no pipeline) with the ``Constant`` servicer."""
     bare = grpc.aio.server()
     auth_pb2_grpc.add_AuthServiceServicer_to_server(Constant(), bare)
     port = bare.add_secure_port(
         "127.0.0.1:0", tls.server_credentials(tls.CertPaths.of(settings.certs_dir, "auth"))
     )
     await bare.start()
+    return bare, port
+
+
+def constant_auth(runtime: Runtime) -> ClusterApp:
+    """The auth cluster with the ``Constant`` servicer behind the full pipeline."""
+    keys = auth_app.key_store(runtime)
+    return ClusterApp(
+        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
+        collections=auth_app.COLLECTIONS,
+        key_source=CallbackKeySource(keys.jwks),
+        on_ready=[keys.current],
+    )
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    logging.getLogger("lucid.rpc").setLevel(logging.WARNING)
+    settings = ctx.settings
+    figures: list[Figure] = []
+
+    # 1. bare grpc.aio with mTLS
+    bare, port = await start_bare(settings)
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
     options = [("grpc.ssl_target_name_override", "auth.lucid.internal")]
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as ch:
@@ -63,18 +81,12 @@ async def run(ctx: BenchContext) -> list[Figure]:
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("bare grpc.aio (mTLS)", r, lat)
+        figures += summary("bare grpc.aio (mTLS)", r, lat)
     await bare.stop(None)
 
     # 2. the same servicer behind the full pipeline
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
-        return ClusterApp(
-            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Constant())],
-            collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
-            on_ready=[keys.current],
-        )
+        return constant_auth(runtime)
 
     mesh = Mesh(settings.replace(ports={**settings.ports, "auth": free_port()}))
     await mesh.start("auth", build)
@@ -87,13 +99,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("pipeline, public rpc, no token", r, lat)
+        figures += summary("pipeline, public rpc, no token", r, lat)
         r2, lat2 = await rate(
             lambda: stub.GetProfile(auth_pb2.GetProfileRequest(), metadata=bearer(token)),
             seconds=SECONDS,
             concurrency=CONCURRENCY,
         )
-        figures += _summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
+        figures += summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
     await mesh.stop_all()
     base = figures[0].value
     figures.append(Figure("pipeline with token / bare throughput", r2 / base, "ratio"))

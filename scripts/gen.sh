@@ -16,14 +16,16 @@ wkt=$($PY -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_too
 mapfile -t protos < <(cd protos && find lucid -name '*.proto' | LC_ALL=C sort)
 includes=(-I protos -I third_party -I "$wkt")
 
-# Python for our contracts and for buf/validate (google/api and google/rpc come from
+# Python for our contracts, the trimmed Envoy protos the gateway serves
+# (envoy.service.ratelimit.v3) and buf/validate (google/api and google/rpc come from
 # googleapis-common-protos, the well-known types from protobuf).
+mapfile -t envoy < <(cd third_party && find envoy -name '*.proto' | LC_ALL=C sort)
 $PY -m grpc_tools.protoc "${includes[@]}" \
   --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
   --plugin=protoc-gen-mypy_grpc=.venv/bin/protoc-gen-mypy_grpc \
   --python_out="$out" --mypy_out="$out" \
   --grpc_python_out="$out" --mypy_grpc_out="$out" \
-  "${protos[@]}" 2> >(grep -v '^Writing mypy' >&2)
+  "${protos[@]}" "${envoy[@]}" 2> >(grep -v '^Writing mypy' >&2)
 $PY -m grpc_tools.protoc "${includes[@]}" \
   --plugin=protoc-gen-mypy=.venv/bin/protoc-gen-mypy \
   --python_out="$out" --mypy_out="$out" \

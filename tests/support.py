@@ -7,11 +7,12 @@ is redis-server (started by ``make test``, or privately when pytest runs alone).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,37 @@ def operator_channel(
         credentials,
         options=[("grpc.ssl_target_name_override", tls.dns_name(cluster))],
     )
+
+
+@contextlib.asynccontextmanager
+async def serve_edge(settings: Settings, **edge_args: Any) -> AsyncIterator[str]:
+    """An edge in this process on a free loopback port; yields its URL (HTTPS with the
+    test CA's ``edge-web`` certificate unless ``settings.edge_tls`` is off)."""
+    from aiohttp import web
+
+    from lucid.edge.server import Edge, ssl_context
+
+    runner = web.AppRunner(Edge(settings, **edge_args).app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    context = ssl_context(settings) if settings.edge_tls else None
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    try:
+        yield f"{'https' if settings.edge_tls else 'http'}://localhost:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def https_client(settings: Settings, local_ip: str | None = None) -> Any:
+    """An aiohttp client trusting the test CA (optionally from another loopback address,
+    so it is another client IP to the rate limiter)."""
+    import ssl
+
+    import aiohttp
+
+    context = ssl.create_default_context(cafile=str(settings.certs_dir / "ca.crt"))
+    connector = aiohttp.TCPConnector(ssl=context, local_addr=(local_ip, 0) if local_ip else None)
+    return aiohttp.ClientSession(connector=connector)
 
 
 def details(error: grpc.aio.AioRpcError) -> ErrorDetails:

@@ -9,34 +9,27 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from lucid.edge.server import Edge
 from lucid.runtime.config import Settings
-from lucid.supervisor.localservers import free_port
-from tests.support import Mesh
+from tests.support import Mesh, https_client, serve_edge
 
 BODY_LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
 async def edge_url(mesh: Mesh) -> AsyncIterator[str]:
-    """An edge in this process, with a small body limit so the 413 path is cheap to test."""
+    """An edge in this process over HTTPS, with a small body limit so the 413 path is
+    cheap to test."""
     await mesh.start("sessions")
+    await mesh.start("gateway")
     settings: Settings = mesh.settings.replace(max_request_bytes=BODY_LIMIT)
-    runner = web.AppRunner(Edge(settings).app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_edge(settings) as url:
+        yield url
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def http(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    async with https_client(settings) as session:
         yield session
 
 

@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.runtime.config import CLUSTERS, load_settings
 from lucid.runtime.contracts import catalog
 from lucid.supervisor.localservers import free_port, tool_path
-from tests.support import operator_channel
+from tests.support import https_client, operator_channel
 
 pytestmark = pytest.mark.slow
 
@@ -99,9 +98,10 @@ async def test_all_ten_clusters_serve(up: Up) -> None:
 
 
 async def test_edge_health_aggregates_every_cluster(up: Up) -> None:
-    url = f"http://127.0.0.1:{up.settings.edge_port}/health"
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
+    url = f"https://localhost:{up.settings.edge_port}/health"  # make run serves HTTPS
+    async with https_client(up.settings) as http, http.get(url) as response:
         body = await response.json()
+        assert response.headers["Strict-Transport-Security"]
     assert response.status == 200
     assert body["clusters"] == {c: "SERVING" for c in CLUSTERS}
 

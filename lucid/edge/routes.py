@@ -32,6 +32,8 @@ class Route:
     variables: tuple[tuple[str, str], ...]
     """(regex group, field path) of each variable."""
     rank: tuple[int, ...]
+    response_body: str = ""
+    """The response field sent as the body (``google.api.http`` ``response_body``)."""
 
     def match(self, path: str) -> dict[str, str] | None:
         """The field values bound by ``path``, or ``None`` when it does not match."""
@@ -115,7 +117,16 @@ def build_routes(catalog: Catalog) -> dict[str, list[Route]]:
                 )
             seen[key] = method.path
             table.setdefault(route.verb, []).append(
-                Route(route.verb, route.template, route.body, method, pattern, variables, rank)
+                Route(
+                    route.verb,
+                    route.template,
+                    route.body,
+                    method,
+                    pattern,
+                    variables,
+                    rank,
+                    route.response_body,
+                )
             )
     for routes in table.values():
         routes.sort(key=lambda r: (r.rank, -len(r.template)))

@@ -10,6 +10,8 @@ status (spec 01 §9).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -42,6 +44,26 @@ HTTP_STATUS = {
     grpc.StatusCode.DATA_LOSS: 500,
 }
 """gRPC status → HTTP status, as Envoy's transcoder and Google's APIs map them."""
+
+FALLBACK_REASON = {
+    grpc.StatusCode.CANCELLED: ErrorCode.ERROR_CODE_UNKNOWN,
+    grpc.StatusCode.UNKNOWN: ErrorCode.ERROR_CODE_UNKNOWN,
+    grpc.StatusCode.INVALID_ARGUMENT: ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
+    grpc.StatusCode.NOT_FOUND: ErrorCode.ERROR_CODE_NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS: ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+    grpc.StatusCode.PERMISSION_DENIED: ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.ERROR_CODE_UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorCode.ERROR_CODE_RATE_LIMITED,
+    grpc.StatusCode.FAILED_PRECONDITION: ErrorCode.ERROR_CODE_INVALID_STATE,
+    grpc.StatusCode.ABORTED: ErrorCode.ERROR_CODE_TRANSACTION_FAILED,
+    grpc.StatusCode.OUT_OF_RANGE: ErrorCode.ERROR_CODE_OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED: ErrorCode.ERROR_CODE_NOT_IMPLEMENTED,
+    grpc.StatusCode.INTERNAL: ErrorCode.ERROR_CODE_INTERNAL,
+    grpc.StatusCode.UNAVAILABLE: ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS: ErrorCode.ERROR_CODE_DATA_LOSS,
+}
+"""The Lucid code of a bare status (one sent without ``ErrorInfo``, e.g. by a proxy)."""
 
 SPECIAL_HTTP = {
     reason_of(ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE): 413,
@@ -79,31 +101,87 @@ def parse_json_body(raw: bytes) -> Any:
     return value
 
 
-def _scalar(field: descriptor.FieldDescriptor, text: str) -> Any:
+_INT32 = (
+    descriptor.FieldDescriptor.TYPE_INT32,
+    descriptor.FieldDescriptor.TYPE_SINT32,
+    descriptor.FieldDescriptor.TYPE_SFIXED32,
+)
+_UINT32 = (descriptor.FieldDescriptor.TYPE_UINT32, descriptor.FieldDescriptor.TYPE_FIXED32)
+_INT64 = (
+    descriptor.FieldDescriptor.TYPE_INT64,
+    descriptor.FieldDescriptor.TYPE_SINT64,
+    descriptor.FieldDescriptor.TYPE_SFIXED64,
+)
+_UINT64 = (descriptor.FieldDescriptor.TYPE_UINT64, descriptor.FieldDescriptor.TYPE_FIXED64)
+_RANGES = {
+    **dict.fromkeys(_INT32, (-(2**31), 2**31 - 1)),
+    **dict.fromkeys(_UINT32, (0, 2**32 - 1)),
+    **dict.fromkeys(_INT64, (-(2**63), 2**63 - 1)),
+    **dict.fromkeys(_UINT64, (0, 2**64 - 1)),
+}
+SCALAR_MESSAGES = {
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+}
+"""Well-known types whose JSON form is one string or number: allowed as query values."""
+
+
+def _bad_value(field: descriptor.FieldDescriptor, path: str, text: str, what: str) -> LucidError:
+    return LucidError(
+        ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+        f"invalid {path}: {text!r} is not {what}",
+        field_violations=[FieldViolation(path, f"not {what}")],
+    )
+
+
+def _scalar(field: descriptor.FieldDescriptor, path: str, text: str) -> Any:  # noqa: PLR0911
+    """A query or path value as the JSON value ``ParseDict`` expects for ``field``."""
     kind = field.type
-    try:
-        if kind == descriptor.FieldDescriptor.TYPE_BOOL:
-            lowered = text.lower()
-            if lowered not in {"true", "false", "1", "0"}:
-                raise ValueError(text)
-            return lowered in {"true", "1"}
-        if kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
+    if kind == descriptor.FieldDescriptor.TYPE_BOOL:
+        lowered = text.lower()
+        if lowered not in {"true", "false", "1", "0"}:
+            raise _bad_value(field, path, text, "a boolean")
+        return lowered in {"true", "1"}
+    if kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
+        try:
             return float(text)
-        if kind in (
-            descriptor.FieldDescriptor.TYPE_INT32,
-            descriptor.FieldDescriptor.TYPE_SINT32,
-            descriptor.FieldDescriptor.TYPE_SFIXED32,
-            descriptor.FieldDescriptor.TYPE_UINT32,
-            descriptor.FieldDescriptor.TYPE_FIXED32,
-        ):
+        except ValueError:
+            raise _bad_value(field, path, text, "a number") from None
+    if kind in _RANGES:
+        low, high = _RANGES[kind]
+        try:
+            number = int(text, 10)
+        except ValueError:
+            raise _bad_value(field, path, text, "an integer") from None
+        if not low <= number <= high:
+            raise _bad_value(field, path, text, f"an integer in [{low}, {high}]")
+        return str(number) if kind in _INT64 or kind in _UINT64 else number
+    if kind == descriptor.FieldDescriptor.TYPE_ENUM:
+        enum = field.enum_type
+        assert enum is not None  # an enum field always has its type
+        if text.lstrip("-").isdigit() and int(text) in enum.values_by_number:
             return int(text)
-    except ValueError:
-        raise LucidError(
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-            f"invalid {field.name}: {text!r}",
-            field_violations=[FieldViolation(field.name, f"not a valid {field.name}")],
-        ) from None
-    return text  # strings, 64-bit integers, enums by name, bytes as base64
+        if text in enum.values_by_name:
+            return text
+        raise _bad_value(field, path, text, f"a value of {enum.name}")
+    if kind == descriptor.FieldDescriptor.TYPE_BYTES:
+        try:
+            padded = text + "=" * (-len(text) % 4)
+            decoded = base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+        except (binascii.Error, ValueError):
+            raise _bad_value(field, path, text, "base64") from None
+        return base64.b64encode(decoded).decode()
+    return text  # strings, and well-known types in their JSON string form
 
 
 def _assign(target: dict[str, Any], msg_desc: Any, path: str, values: Sequence[str]) -> None:
@@ -119,13 +197,22 @@ def _assign(target: dict[str, Any], msg_desc: Any, path: str, values: Sequence[s
                 field_violations=[FieldViolation(path, "no such field")],
             )
         if i == len(parts) - 1:
-            if field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            if (
+                field.type == descriptor.FieldDescriptor.TYPE_MESSAGE
+                and field.message_type.full_name not in SCALAR_MESSAGES
+            ):
                 raise LucidError(
                     ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                     f"parameter {path!r} names a message, not a value",
                     field_violations=[FieldViolation(path, "not a scalar field")],
                 )
-            converted = [_scalar(field, v) for v in values]
+            if field.is_repeated is False and len(values) > 1:
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                    f"parameter {path!r} given {len(values)} times; it takes one value",
+                    field_violations=[FieldViolation(path, "repeated for a singular field")],
+                )
+            converted = [_scalar(field, path, v) for v in values]
             node[part] = converted if field.is_repeated else converted[-1]
             return
         if field.type != descriptor.FieldDescriptor.TYPE_MESSAGE or field.is_repeated:
@@ -185,7 +272,9 @@ def to_json(msg: message.Message) -> dict[str, Any]:
 
 def envelope(details: ErrorDetails, *, request_id: str, service: str) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON error envelope of a failed call."""
-    reason = details.reason or reason_of(ErrorCode.ERROR_CODE_UNKNOWN)
+    reason = details.reason or reason_of(
+        FALLBACK_REASON.get(details.status, ErrorCode.ERROR_CODE_UNKNOWN)
+    )
     status = SPECIAL_HTTP.get(reason, HTTP_STATUS.get(details.status, 500))
     extra: dict[str, Any] = {}
     if details.domain:
@@ -216,5 +305,6 @@ def envelope(details: ErrorDetails, *, request_id: str, service: str) -> tuple[i
 
 def local_error(error: LucidError) -> ErrorDetails:
     """An error the edge raises itself, as if a server had sent it."""
-    status = error.to_status(domain="lucid.edge", request_id="", service="edge")
+    domain = error.domain or "lucid.edge"
+    status = error.to_status(domain=domain, request_id="", service=domain.removeprefix("lucid."))
     return ErrorDetails.from_status(status)

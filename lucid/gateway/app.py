@@ -1,17 +1,44 @@
 """Cluster 01, API gateway: wiring of its server.
 
-Its own rpcs (service info, version, aggregated health, metrics) and the front-door
-policy (rate limits) consulted by the edge.
-Owns the proto package ``lucid.gateway.v1`` and the Redis prefix ``lucid:gateway:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Its own rpcs (service info, version, aggregated health, metrics of what the edge
+served) and the front-door policy: the rate limiter the edge consults
+(``CheckRateLimit``) and production Envoy asks through Envoy's rate-limit service
+protocol. Owns the proto package ``lucid.gateway.v1`` and the Redis prefix
+``lucid:gateway:``. It serves without Redis (limits fall back to memory, health
+reads degraded) and needs no collection of its own.
 """
 
 from __future__ import annotations
 
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
+from lucid.gateway.v1 import gateway_pb2_grpc
+
+from lucid.gateway.limiter import Limiter
+from lucid.gateway.servicer import (
+    ENVOY_SHOULD_RATE_LIMIT,
+    EnvoyRateLimitService,
+    GatewayService,
+    RateLimitService,
+)
+from lucid.gateway.traffic import TrafficLog
 from lucid.runtime.server import ClusterApp, Runtime
 
 
 async def build(runtime: Runtime) -> ClusterApp:
     """The gateway server."""
-    return ClusterApp(servicers=[])
+    stores = runtime.datastores
+    limiter = Limiter(stores.cache, runtime.clock)
+    gateway = GatewayService(runtime, limiter, TrafficLog(), stores.dependencies())
+    return ClusterApp(
+        servicers=[
+            (gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway),
+            (gateway_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitService(limiter)),
+            (
+                rls_pb2_grpc.add_RateLimitServiceServicer_to_server,
+                EnvoyRateLimitService(limiter, runtime.clock),
+            ),
+        ],
+        requires_mongo=False,
+        requires_redis=False,
+        extra_methods=[ENVOY_SHOULD_RATE_LIMIT],
+    )

@@ -5,18 +5,23 @@ cluster. Every channel presents this process's certificate, checks that the
 server is the cluster it meant to reach (its ``<cluster>.lucid.internal`` name),
 sets a default deadline, forwards the current ``x-request-id``, and retries
 UNAVAILABLE with exponential backoff — only for rpcs the contract marks
-idempotent (``idempotency_level``), so a write is never sent twice.
+idempotent (``idempotency_level``), so a write is never sent twice. Each cluster's
+calls pass its circuit breaker (``breaker``): while it is open they fail at once
+with UNAVAILABLE ``LUCID_ERR_5007`` without reaching the upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
 
+from lucid.lib.clock import Clock
 from lucid.runtime import tls
+from lucid.runtime.breaker import Breakers, CircuitBreaker, CircuitOpenError
 from lucid.runtime.config import Settings
 from lucid.runtime.context import current_request_id
 from lucid.runtime.contracts import Catalog
@@ -72,32 +77,74 @@ def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCall
     )
 
 
-class _RequestIdUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _Guard:
+    """What every outgoing call passes: request-id propagation and the cluster's breaker."""
+
+    def __init__(self, breaker: CircuitBreaker, caller: str) -> None:
+        self.breaker = breaker
+        self.caller = caller
+
+    def admit(self) -> bool:
+        try:
+            return self.breaker.acquire()
+        except CircuitOpenError:
+            raise self.breaker.open_error(self.caller) from None
+
+    async def settle(self, call: Any, trial: bool) -> Any:
+        """Waits for a call that returns one response and counts its outcome."""
+        try:
+            code = await call.code()
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+        self.breaker.record(code, trial=trial)
+        return call
+
+    def watch(self, call: Any, trial: bool) -> Any:
+        """Counts the outcome of a streaming call when it ends."""
+
+        def done(finished: Any) -> None:
+            task = asyncio.ensure_future(self.settle(finished, trial))
+            _PENDING.add(task)
+            task.add_done_callback(_PENDING.discard)
+
+        call.add_done_callback(done)
+        return call
+
+
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+class _GuardUnary(_Guard, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), request)
+        trial = self.admit()
+        call = await continuation(_with_request_id(details), request)
+        return await self.settle(call, trial)
 
 
-class _RequestIdUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _GuardUnaryStream(_Guard, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), request)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), request), trial)
 
 
-class _RequestIdStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+class _GuardStreamUnary(_Guard, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), requests)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), requests), trial)
 
 
-class _RequestIdStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+class _GuardStreamStream(_Guard, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_request_id(details), requests)
+        trial = self.admit()
+        return self.watch(await continuation(_with_request_id(details), requests), trial)
 
 
 def channel_options(settings: Settings, cluster: str, config: str) -> list[tuple[str, Any]]:
@@ -123,8 +170,11 @@ class Channels:
         identity: str,
         registry: Registry,
         catalog: Catalog,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.identity = identity
+        self.breakers = Breakers(clock)
         self.registry = registry
         self.catalog = catalog
         self.credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, identity))
@@ -138,6 +188,7 @@ class Channels:
             if not endpoints:
                 raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
             timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
+            breaker = self.breakers.of(cluster)
             channel = grpc.aio.secure_channel(
                 endpoints[0].target,
                 self.credentials,
@@ -145,10 +196,13 @@ class Channels:
                     self.settings, cluster, service_config(self.catalog, cluster, timeout)
                 ),
                 interceptors=[
-                    _RequestIdUnary(),
-                    _RequestIdUnaryStream(),
-                    _RequestIdStreamUnary(),
-                    _RequestIdStreamStream(),
+                    kind(breaker, self.identity)
+                    for kind in (
+                        _GuardUnary,
+                        _GuardUnaryStream,
+                        _GuardStreamUnary,
+                        _GuardStreamStream,
+                    )
                 ],
             )
             self._channels[cluster] = channel

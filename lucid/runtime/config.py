@@ -81,6 +81,17 @@ class Settings:
     """Log level of every process."""
     max_request_bytes: int = 100 * 1024 * 1024
     """Largest request the edge and the servers accept (100 MB)."""
+    environment: str = "development"
+    """What this deployment is: ``development``, ``test``, ``staging`` or ``production``."""
+    edge_tls: bool = True
+    """Whether the edge serves HTTPS (the ``edge-web`` certificate of the CA); ``false``
+    serves plain HTTP, for loopback development only."""
+    edge_hostnames: str = "localhost"
+    """Comma-separated DNS names the edge's HTTPS certificate carries (besides
+    ``localhost``, ``edge.lucid.internal``, 127.0.0.1 and ::1)."""
+    edge_cors_origins: str = ""
+    """Comma-separated origins allowed to call the edge from a browser page of another
+    origin (CORS); ``*`` allows any. Empty: same origin only."""
 
     @property
     def certs_dir(self) -> Path:

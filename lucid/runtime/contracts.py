@@ -41,6 +41,7 @@ class HttpRoute:
     verb: str
     template: str
     body: str
+    response_body: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,9 @@ class MethodInfo:
 def _routes(rule: http_pb2.HttpRule) -> Iterator[HttpRoute]:
     pattern = rule.WhichOneof("pattern")
     if pattern == "custom":
-        yield HttpRoute(rule.custom.kind.upper(), rule.custom.path, rule.body)
+        yield HttpRoute(rule.custom.kind.upper(), rule.custom.path, rule.body, rule.response_body)
     elif pattern:
-        yield HttpRoute(pattern.upper(), getattr(rule, pattern), rule.body)
+        yield HttpRoute(pattern.upper(), getattr(rule, pattern), rule.body, rule.response_body)
     for extra in rule.additional_bindings:
         yield from _routes(extra)
 

@@ -99,6 +99,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metrics: Metrics,
         unimplemented: Iterable[str] = (),
         policy: Callable[[Principal, MethodInfo], None] | None = None,
+        extra_methods: Iterable[MethodInfo] = (),
     ) -> None:
         self.cluster = cluster
         self.domain = f"lucid.{cluster}"
@@ -108,6 +109,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.unimplemented = frozenset(unimplemented)
         self.policy = policy
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self.methods = {**catalog.methods, **{m.path: m for m in extra_methods}}
 
     async def intercept_service(
         self,
@@ -115,7 +117,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        info = self.catalog.methods.get(details.method)
+        info = self.methods.get(details.method)
         if handler is None or info is None:
             return handler
         wrapped = self._wrapped.get(details.method)

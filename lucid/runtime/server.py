@@ -88,6 +88,9 @@ class ClusterApp:
     """Run during the graceful stop."""
     policy: Callable[[Principal, MethodInfo], None] | None = None
     """An extra check before authorization (the plane policy)."""
+    extra_methods: Sequence[MethodInfo] = ()
+    """Rpcs of foreign contracts the servicers implement (e.g. Envoy's rate-limit
+    service), with the access rule the pipeline applies to them."""
 
 
 class Runtime:
@@ -110,7 +113,11 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.datastores = Datastores(settings, mongo=True, redis=True)
         self.channels = Channels(
-            settings, identity=self.identity.name, registry=self.registry, catalog=self.catalog
+            settings,
+            identity=self.identity.name,
+            registry=self.registry,
+            catalog=self.catalog,
+            clock=self.clock,
         )
         self.metrics = Metrics()
 
@@ -229,6 +236,7 @@ class ClusterServer:
             metrics=self.runtime.metrics,
             unimplemented=unimplemented,
             policy=self.app.policy,
+            extra_methods=self.app.extra_methods,
         )
         self.server = grpc.aio.server(
             interceptors=[self.pipeline],
@@ -245,6 +253,7 @@ class ClusterServer:
         reflection.enable_server_reflection(
             [
                 *services,
+                *sorted({m.service for m in self.app.extra_methods}),
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ],

@@ -6,7 +6,8 @@ cluster, the edge and the operator, each carrying its SPIFFE id as a URI SAN
 and 127.0.0.1. Keys are ECDSA P-256 (fast handshakes; the spec's RSA sizes buy
 nothing here), certificates live 90 days and are renewed when 30 or fewer
 remain (spec 10 §4). Every server requires a client certificate from the same
-CA; a plaintext client or one without a certificate fails the handshake.
+CA; a plaintext client or one without a certificate fails the handshake. The edge's
+browser-facing HTTPS certificate (``edge-web``) comes from the same CA.
 """
 
 from __future__ import annotations
@@ -137,6 +138,35 @@ class CertificateAuthority:
             raise TypeError("the CA key is not an EC key")
         return cls(cert, key)
 
+    def _sign(
+        self,
+        subject: x509.Name,
+        sans: list[x509.GeneralName],
+        usages: list[x509.ObjectIdentifier],
+        start: dt.datetime,
+        days: int,
+    ) -> IssuedCertificate:
+        """A new key and a leaf certificate for it, signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
     def issue(
         self,
         identity: ServiceIdentity,
@@ -146,8 +176,6 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
     ) -> IssuedCertificate:
         """A client-and-server certificate for ``identity``."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
@@ -162,29 +190,33 @@ class CertificateAuthority:
             *(x509.DNSName(d) for d in extra_dns),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
+        return self._sign(
+            subject,
+            sans,
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+            days,
         )
-        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+    def issue_web(
+        self, dns_names: Iterable[str], ips: Iterable[str], *, days: int = CERT_DAYS
+    ) -> IssuedCertificate:
+        """A server-only HTTPS certificate for a browser-facing listener (the edge).
+
+        It carries DNS and IP SANs only (no SPIFFE id: it is no service identity),
+        the serverAuth usage and a validity browsers accept (well under 398 days).
+        """
+        names = list(dict.fromkeys(dns_names))
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
+                x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+            ]
+        )
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in names]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        return self._sign(subject, sans, [ExtendedKeyUsageOID.SERVER_AUTH], start, days)
 
 
 @dataclass(frozen=True)
@@ -233,6 +265,28 @@ def init_certs(directory: Path, sealer: Sealer, names: Iterable[str]) -> list[st
             paths.write(ca.issue(identity_for(name)))
             written.append(name)
     return written
+
+
+WEB_CERT = "edge-web"
+WEB_DNS = ("localhost", "edge.lucid.internal")
+WEB_IPS = ("127.0.0.1", "::1")
+
+
+def ensure_web_certificate(
+    directory: Path, sealer: Sealer, hostnames: Iterable[str] = ()
+) -> CertPaths:
+    """The edge's HTTPS certificate (``edge-web``), issued by the CA when missing,
+    expiring or lacking one of the wanted names; returns its paths."""
+    paths = CertPaths.of(directory, WEB_CERT)
+    dns = [*WEB_DNS, *(h.strip() for h in hostnames if h.strip())]
+    if not paths.needs_renewal():
+        cert = x509.load_pem_x509_certificate(paths.cert.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if set(dns) <= set(san.get_values_for_type(x509.DNSName)):
+            return paths
+    ca = CertificateAuthority.load(directory, sealer)
+    paths.write(ca.issue_web(dns, WEB_IPS))
+    return paths
 
 
 def server_credentials(paths: CertPaths) -> grpc.ServerCredentials:

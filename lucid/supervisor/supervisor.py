@@ -45,9 +45,16 @@ def certificate_names() -> list[str]:
 
 
 def ensure_certs(settings: Settings) -> list[str]:
-    """``lucid certs init``: the dev CA and every missing or expiring certificate."""
+    """``lucid certs init``: the dev CA, every missing or expiring certificate, and the
+    edge's HTTPS certificate."""
     sealer = Sealer(settings.sealing_passphrase())
-    return tls.init_certs(settings.certs_dir, sealer, certificate_names())
+    written = tls.init_certs(settings.certs_dir, sealer, certificate_names())
+    web = tls.CertPaths.of(settings.certs_dir, tls.WEB_CERT)
+    before = web.cert.read_bytes() if web.cert.exists() else b""
+    tls.ensure_web_certificate(settings.certs_dir, sealer, settings.edge_hostnames.split(","))
+    if web.cert.read_bytes() != before:
+        written.append(tls.WEB_CERT)
+    return written
 
 
 @dataclass
@@ -196,15 +203,17 @@ async def wait_serving(settings: Settings, clusters: Sequence[str], timeout_s: f
 def banner(settings: Settings) -> str:
     """What ``lucid up`` prints once the mesh serves."""
     certs = settings.certs_dir
-    edge = f"http://{settings.host}:{settings.edge_port}"
+    scheme = "https" if settings.edge_tls else "http"
+    edge = f"{scheme}://localhost:{settings.edge_port}"
+    curl = f"curl -s --cacert {certs}/ca.crt" if settings.edge_tls else "curl -s"
     return "\n".join(
         [
             "",
             f"Lucid is up: {len(CLUSTERS)} clusters behind the edge at {edge}",
             "",
             "  REST via the edge:",
-            f"    curl -s {edge}/api/v1/chain/info",
-            f"    curl -s {edge}/.well-known/jwks.json",
+            f"    {curl} {edge}/api/v1/meta/health",
+            f"    {curl} {edge}/.well-known/jwks.json",
             "  gRPC with reflection (mTLS, operator certificate):",
             f"    grpcurl -cacert {certs}/ca.crt -cert {certs}/operator.crt "
             f"-key {certs}/operator.key -servername auth.lucid.internal "
@@ -235,6 +244,7 @@ async def up(settings: Settings) -> None:
         "LUCID_REDIS_URL": stores.redis.url,
         **{f"LUCID_PORT_{c.upper()}": str(settings.port(c)) for c in CLUSTERS},
         "LUCID_EDGE_PORT": str(settings.edge_port),
+        "LUCID_EDGE_TLS": str(settings.edge_tls).lower(),
         "LUCID_HOST": settings.host,
     }
     supervisor = Supervisor(settings, env, cluster_children(settings))

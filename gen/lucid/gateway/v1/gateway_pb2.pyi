@@ -574,6 +574,7 @@ class CheckRateLimitResponse(_message.Message):
     BURST_FIELD_NUMBER: _builtins.int
     ABUSE_STATE_FIELD_NUMBER: _builtins.int
     FAIL_OPEN_FIELD_NUMBER: _builtins.int
+    LOCAL_FALLBACK_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     """Whether the request may pass."""
     limit: _builtins.int
@@ -589,8 +590,12 @@ class CheckRateLimitResponse(_message.Message):
     abuse_state: Global___AbuseState.ValueType
     """The identifier's abuse state."""
     fail_open: _builtins.bool
-    """Whether the check could not be made (Redis down) and the request was
-    let through.
+    """Whether the check could not be made at all and the request was let
+    through.
+    """
+    local_fallback: _builtins.bool
+    """Whether Redis was unreachable and the request was counted in the
+    gateway process's memory instead.
     """
     @_builtins.property
     def reset_time(self) -> _timestamp_pb2.Timestamp:
@@ -607,10 +612,11 @@ class CheckRateLimitResponse(_message.Message):
         burst: _builtins.bool = ...,
         abuse_state: Global___AbuseState.ValueType = ...,
         fail_open: _builtins.bool = ...,
+        local_fallback: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reset_time", b"reset_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abuse_state", b"abuse_state", "allowed", b"allowed", "burst", b"burst", "fail_open", b"fail_open", "limit", b"limit", "remaining", b"remaining", "reset_time", b"reset_time", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abuse_state", b"abuse_state", "allowed", b"allowed", "burst", b"burst", "fail_open", b"fail_open", "limit", b"limit", "local_fallback", b"local_fallback", "remaining", b"remaining", "reset_time", b"reset_time", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -757,3 +763,97 @@ class GetRateLimitStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRateLimitStatusResponse: _TypeAlias = GetRateLimitStatusResponse  # noqa: Y015
+
+@_typing.final
+class TrafficSample(_message.Message):
+    """One request the edge served."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    FINISH_TIME_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The HTTP method (`GET`, `POST`, …), or `GRPC-WEB`."""
+    route: _builtins.str
+    """The route's path template, or the full gRPC method for grpc-web."""
+    http_status: _builtins.int
+    """The HTTP status answered."""
+    latency_ms: _builtins.float
+    """How long the edge took, in milliseconds."""
+    @_builtins.property
+    def finish_time(self) -> _timestamp_pb2.Timestamp:
+        """When the request finished."""
+
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        route: _builtins.str = ...,
+        http_status: _builtins.int = ...,
+        latency_ms: _builtins.float = ...,
+        finish_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finish_time", b"finish_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_time", b"finish_time", "http_status", b"http_status", "latency_ms", b"latency_ms", "method", b"method", "route", b"route"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrafficSample: _TypeAlias = TrafficSample  # noqa: Y015
+
+@_typing.final
+class ReportTrafficRequest(_message.Message):
+    """The request of ReportTraffic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    ACTIVE_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    EDGE_ID_FIELD_NUMBER: _builtins.int
+    active_connections: _builtins.int
+    """Requests in flight at the edge now."""
+    edge_id: _builtins.str
+    """The reporting edge instance."""
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrafficSample]:
+        """The requests served since the last report."""
+
+    def __init__(
+        self,
+        *,
+        samples: _abc.Iterable[Global___TrafficSample] | None = ...,
+        active_connections: _builtins.int = ...,
+        edge_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_connections", b"active_connections", "edge_id", b"edge_id", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTrafficRequest: _TypeAlias = ReportTrafficRequest  # noqa: Y015
+
+@_typing.final
+class ReportTrafficResponse(_message.Message):
+    """The response of ReportTraffic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    """How many samples were taken."""
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTrafficResponse: _TypeAlias = ReportTrafficResponse  # noqa: Y015

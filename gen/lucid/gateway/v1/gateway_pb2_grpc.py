@@ -59,6 +59,11 @@ class GatewayServiceStub:
                 request_serializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.GetMetricsRequest.SerializeToString,
                 response_deserializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.GetMetricsResponse.FromString,
                 _registered_method=True)
+        self.ReportTraffic = channel.unary_unary(
+                '/lucid.gateway.v1.GatewayService/ReportTraffic',
+                request_serializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficRequest.SerializeToString,
+                response_deserializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -99,8 +104,18 @@ class GatewayServiceServicer:
 
     def GetMetrics(self, request, context):
         """Reports request metrics per route over a window: request rate,
-        latency percentiles, error rate and active connections.
+        latency percentiles, error rate and active connections, from the
+        requests the edge reported with ReportTraffic.
         Spec: 01 GetMetrics
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportTraffic(self, request, context):
+        """Takes a batch of the requests the edge served (route, status, latency)
+        for GetMetrics. Internal: the edge calls it about once a second.
+        Spec: 01 GetMetrics (collection); 01 §9 Metrics
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +143,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.GetMetricsRequest.FromString,
                     response_serializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.GetMetricsResponse.SerializeToString,
+            ),
+            'ReportTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTraffic,
+                    request_deserializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficRequest.FromString,
+                    response_serializer=lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -253,6 +273,33 @@ class GatewayService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ReportTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.gateway.v1.GatewayService/ReportTraffic',
+            lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficRequest.SerializeToString,
+            lucid_dot_gateway_dot_v1_dot_gateway__pb2.ReportTrafficResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class RateLimitServiceStub:
     """The edge policy of the gateway: the rate-limit tiers of spec 01 §4 and §9.
@@ -287,10 +334,12 @@ class RateLimitServiceServicer:
     def CheckRateLimit(self, request, context):
         """Counts a request (or, for the bandwidth tier, its bytes) against the
         identifier's window of a tier and says whether it may pass. Past the
-        limit a burst allowance applies before rejection; suspicious callers
-        get half the limits for 1 h, then are blocked for 24 h. Fails open
-        (allowed, `fail_open` set) when Redis cannot be reached. Internal: the
-        edge calls it for every request.
+        limit a burst allowance applies before rejection. Counted atomically in
+        Redis (GCRA in a Lua script); when Redis cannot be reached the gateway
+        keeps counting in its own memory (`local_fallback` set) rather than
+        letting everything through. Internal: the edge calls it for every
+        request; production Envoy asks the same limiter through
+        `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
         Spec: 01 §4 rate limit, bandwidth; 01 §9 rate-limit tiers
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -56,8 +56,14 @@ class GatewayServiceStub:
     """
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetMetricsRequest, _gateway_pb2.GetMetricsResponse]
     """Reports request metrics per route over a window: request rate,
-    latency percentiles, error rate and active connections.
+    latency percentiles, error rate and active connections, from the
+    requests the edge reported with ReportTraffic.
     Spec: 01 GetMetrics
+    """
+    ReportTraffic: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ReportTrafficRequest, _gateway_pb2.ReportTrafficResponse]
+    """Takes a batch of the requests the edge served (route, status, latency)
+    for GetMetrics. Internal: the edge calls it about once a second.
+    Spec: 01 GetMetrics (collection); 01 §9 Metrics
     """
 
 @_typing.type_check_only
@@ -88,8 +94,14 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """
     GetMetrics: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetMetricsRequest, _gateway_pb2.GetMetricsResponse]  # type: ignore[assignment]
     """Reports request metrics per route over a window: request rate,
-    latency percentiles, error rate and active connections.
+    latency percentiles, error rate and active connections, from the
+    requests the edge reported with ReportTraffic.
     Spec: 01 GetMetrics
+    """
+    ReportTraffic: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ReportTrafficRequest, _gateway_pb2.ReportTrafficResponse]  # type: ignore[assignment]
+    """Takes a batch of the requests the edge served (route, status, latency)
+    for GetMetrics. Internal: the edge calls it about once a second.
+    Spec: 01 GetMetrics (collection); 01 §9 Metrics
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -141,8 +153,20 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.GetMetricsResponse, _abc.Awaitable[_gateway_pb2.GetMetricsResponse]]:
         """Reports request metrics per route over a window: request rate,
-        latency percentiles, error rate and active connections.
+        latency percentiles, error rate and active connections, from the
+        requests the edge reported with ReportTraffic.
         Spec: 01 GetMetrics
+        """
+
+    @_abc_1.abstractmethod
+    def ReportTraffic(
+        self,
+        request: _gateway_pb2.ReportTrafficRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ReportTrafficResponse, _abc.Awaitable[_gateway_pb2.ReportTrafficResponse]]:
+        """Takes a batch of the requests the edge served (route, status, latency)
+        for GetMetrics. Internal: the edge calls it about once a second.
+        Spec: 01 GetMetrics (collection); 01 §9 Metrics
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
@@ -160,10 +184,12 @@ class RateLimitServiceStub:
     CheckRateLimit: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CheckRateLimitRequest, _gateway_pb2.CheckRateLimitResponse]
     """Counts a request (or, for the bandwidth tier, its bytes) against the
     identifier's window of a tier and says whether it may pass. Past the
-    limit a burst allowance applies before rejection; suspicious callers
-    get half the limits for 1 h, then are blocked for 24 h. Fails open
-    (allowed, `fail_open` set) when Redis cannot be reached. Internal: the
-    edge calls it for every request.
+    limit a burst allowance applies before rejection. Counted atomically in
+    Redis (GCRA in a Lua script); when Redis cannot be reached the gateway
+    keeps counting in its own memory (`local_fallback` set) rather than
+    letting everything through. Internal: the edge calls it for every
+    request; production Envoy asks the same limiter through
+    `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
     Spec: 01 §4 rate limit, bandwidth; 01 §9 rate-limit tiers
     """
     GetRateLimitStatus: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetRateLimitStatusRequest, _gateway_pb2.GetRateLimitStatusResponse]
@@ -183,10 +209,12 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     CheckRateLimit: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CheckRateLimitRequest, _gateway_pb2.CheckRateLimitResponse]  # type: ignore[assignment]
     """Counts a request (or, for the bandwidth tier, its bytes) against the
     identifier's window of a tier and says whether it may pass. Past the
-    limit a burst allowance applies before rejection; suspicious callers
-    get half the limits for 1 h, then are blocked for 24 h. Fails open
-    (allowed, `fail_open` set) when Redis cannot be reached. Internal: the
-    edge calls it for every request.
+    limit a burst allowance applies before rejection. Counted atomically in
+    Redis (GCRA in a Lua script); when Redis cannot be reached the gateway
+    keeps counting in its own memory (`local_fallback` set) rather than
+    letting everything through. Internal: the edge calls it for every
+    request; production Envoy asks the same limiter through
+    `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
     Spec: 01 §4 rate limit, bandwidth; 01 §9 rate-limit tiers
     """
     GetRateLimitStatus: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetRateLimitStatusRequest, _gateway_pb2.GetRateLimitStatusResponse]  # type: ignore[assignment]
@@ -209,10 +237,12 @@ class RateLimitServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.CheckRateLimitResponse, _abc.Awaitable[_gateway_pb2.CheckRateLimitResponse]]:
         """Counts a request (or, for the bandwidth tier, its bytes) against the
         identifier's window of a tier and says whether it may pass. Past the
-        limit a burst allowance applies before rejection; suspicious callers
-        get half the limits for 1 h, then are blocked for 24 h. Fails open
-        (allowed, `fail_open` set) when Redis cannot be reached. Internal: the
-        edge calls it for every request.
+        limit a burst allowance applies before rejection. Counted atomically in
+        Redis (GCRA in a Lua script); when Redis cannot be reached the gateway
+        keeps counting in its own memory (`local_fallback` set) rather than
+        letting everything through. Internal: the edge calls it for every
+        request; production Envoy asks the same limiter through
+        `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
         Spec: 01 §4 rate limit, bandwidth; 01 §9 rate-limit tiers
         """
 

@@ -1,0 +1,418 @@
+"""The front door end to end over HTTPS: security headers, CORS, rate limits with
+their headers, the chunk cap (10 MiB + 1 byte refused with nothing stored), bandwidth
+per session, every gRPC status as its HTTP status, NDJSON streams, breakers seen
+through the edge, and a real grpc-web client (protobuf-ts stubs in node) calling a
+unary and a streaming rpc in both wire formats."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from lucid.common.v1 import access_pb2
+from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
+
+from lucid.gateway import app as gateway_app
+from lucid.lib.clock import FakeClock
+from lucid.runtime.config import Settings
+from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
+from lucid.supervisor.localservers import free_port
+from tests.support import Mesh, https_client, serve_edge
+
+MIB10 = 10 * 1024 * 1024
+FAILING = "00000000-0000-4000-8000-00000000dead"
+ORIGIN = "https://app.lucid.test"
+EXPECTED_HTTP = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+
+
+class FakeChunks(chunks_pb2_grpc.ChunkServiceServicer):
+    """Stores what reaches it; streams pieces; answers GetChunk with a chosen status."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, int, int]] = []
+
+    async def UploadChunk(self, request, context):  # type: ignore[no-untyped-def]
+        self.stored.append((request.session_id, request.sequence_number, len(request.data)))
+        return chunks_pb2.UploadChunkResponse(
+            chunk=chunks_pb2.Chunk(session_id=request.session_id, size_bytes=len(request.data)),
+            last_durable_sequence=request.sequence_number,
+        )
+
+    async def DownloadChunk(self, request, context):  # type: ignore[no-untyped-def]
+        for i in range(3):
+            if request.chunk_id == FAILING and i == 1:
+                raise LucidError(ErrorCode.ERROR_CODE_DATA_LOSS, "blob fails its hash")
+            yield chunks_pb2.DownloadChunkResponse(data=f"piece-{i}".encode(), offset=7 * i)
+
+    async def GetChunk(self, request, context):  # type: ignore[no-untyped-def]
+        wanted = dict(context.invocation_metadata()).get("x-request-id", "")
+        code = grpc.StatusCode[wanted.removeprefix("status-")]
+        await context.abort(code, f"asked for {code.name}")
+
+
+@pytest.fixture(scope="module")
+async def front(mesh: Mesh) -> AsyncIterator[tuple[str, Settings, FakeChunks]]:
+    """An HTTPS edge in front of auth, a fake sessions cluster and a gateway whose clock
+    stands still (no bucket refills while a test sends)."""
+    settings = mesh.settings.replace(
+        ports={
+            **mesh.settings.ports,
+            "gateway": free_port(),
+            "sessions": free_port(),
+            "rdp": free_port(),
+        },
+        edge_cors_origins=ORIGIN,
+    )
+    fake = FakeChunks()
+
+    async def build(runtime: Runtime) -> ClusterApp:
+        return ClusterApp(
+            servicers=[(chunks_pb2_grpc.add_ChunkServiceServicer_to_server, fake)],
+            requires_mongo=False,
+        )
+
+    own = Mesh(settings)
+    await own.start("sessions", build)
+    runtime = Runtime(settings, "gateway", clock=FakeClock())
+    gateway = ClusterServer(
+        runtime, await gateway_app.build(runtime), port=settings.port("gateway")
+    )
+    await gateway.start()
+    try:
+        async with serve_edge(settings) as url:
+            yield url, settings, fake
+    finally:
+        await gateway.stop(grace_s=0.2)
+        await own.stop_all()
+
+
+def _client(settings: Settings) -> aiohttp.ClientSession:
+    """A client from a loopback address of its own: a fresh bucket for the IP tier."""
+    ip = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    return https_client(settings, local_ip=ip)
+
+
+async def test_security_headers_on_every_response(front: tuple[str, Settings, FakeChunks]) -> None:
+    url, settings, _ = front
+    async with _client(settings) as http:
+        for path in ("/api/v1/meta/version", "/api/v1/nothing", "/health"):
+            async with http.get(url + path) as response:
+                headers = response.headers
+                assert headers["Strict-Transport-Security"].startswith("max-age=")
+                assert headers["X-Content-Type-Options"] == "nosniff"
+                assert headers["X-Frame-Options"] == "DENY"
+                assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+                assert headers["Referrer-Policy"] == "no-referrer"
+                assert headers["x-request-id"]
+
+
+async def test_plain_http_edge_sends_no_hsts(mesh: Mesh) -> None:
+    await mesh.start("gateway")
+    async with (
+        serve_edge(mesh.settings.replace(edge_tls=False)) as url,
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/api/v1/meta/version") as response,
+    ):
+        assert response.status == 200
+        assert "Strict-Transport-Security" not in response.headers
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_edge_certificate_names_what_a_browser_needs(
+    front: tuple[str, Settings, FakeChunks],
+) -> None:
+    from cryptography import x509
+
+    _, settings, _ = front
+    cert = x509.load_pem_x509_certificate((settings.certs_dir / "edge-web.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "edge.lucid.internal"} <= set(san.get_values_for_type(x509.DNSName))
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 398
+
+
+async def test_cors_preflight(front: tuple[str, Settings, FakeChunks]) -> None:
+    url, settings, _ = front
+    path = f"{url}/lucid.gateway.v1.GatewayService/GetVersion"
+    ask = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-grpc-web, authorization",
+    }
+    async with _client(settings) as http:
+        async with http.options(path, headers=ask) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+            allowed = response.headers["Access-Control-Allow-Headers"]
+            assert {"content-type", "x-grpc-web", "authorization"} <= set(allowed.split(", "))
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
+        async with http.options(path, headers={**ask, "Origin": "https://evil.test"}) as response:
+            assert response.status == 403
+            assert "Access-Control-Allow-Origin" not in response.headers
+        async with http.get(f"{url}/api/v1/meta/version", headers={"Origin": ORIGIN}) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+            assert "grpc-status" in response.headers["Access-Control-Expose-Headers"]
+
+
+async def test_public_rate_limit_with_headers(front: tuple[str, Settings, FakeChunks]) -> None:
+    """Spec 01 §7.6: past 100/min plus the burst of 200 from one IP → 429 3001."""
+    url, settings, _ = front
+    async with _client(settings) as http:
+        statuses = []
+        for _ in range(300):
+            async with http.get(f"{url}/api/v1/meta/version") as response:
+                statuses.append(response.status)
+                assert response.headers["x-ratelimit-limit"] == "100"
+                remaining = int(response.headers["x-ratelimit-remaining"])
+        assert statuses == [200] * 300
+        assert remaining == 0
+        async with http.get(f"{url}/api/v1/meta/version") as response:
+            assert response.status == 429
+            body = await response.json()
+            headers = response.headers
+    assert body["error"]["code"] == "LUCID_ERR_3001"
+    assert body["error"]["service"] == "gateway"
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["x-ratelimit-limit"] == "100"
+    assert headers["x-ratelimit-remaining"] == "0"
+    assert int(headers["x-ratelimit-reset"]) > 1_700_000_000
+
+
+async def _upload(
+    http: aiohttp.ClientSession, url: str, token: str, session: str, size: int, seq: int = 1
+) -> tuple[int, dict]:
+    body = {"sequence_number": seq, "data": base64.b64encode(b"\x01" * size).decode()}
+    async with http.post(
+        f"{url}/api/v1/sessions/{session}/chunks",
+        json=body,
+        headers={"authorization": f"Bearer {token}"},
+    ) as response:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        return response.status, {"body": await response.json(), **headers}
+
+
+async def test_chunk_over_10_mib_is_refused_with_nothing_stored(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    url, settings, fake = front
+    token = await mesh.token(role=access_pb2.ROLE_USER)
+    session = str(uuid.uuid4())
+    async with _client(settings) as http:
+        status, answer = await _upload(http, url, token, session, MIB10 + 1)
+        assert status == 400
+        assert answer["body"]["error"]["code"] == "LUCID_ERR_4006"
+        assert not [s for s in fake.stored if s[0] == session], "nothing may reach sessions"
+
+        status, answer = await _upload(http, url, token, session, MIB10)
+        assert status == 200, answer["body"]
+        assert answer["x-ratelimit-limit"] == str(MIB10)
+        assert [s for s in fake.stored if s[0] == session] == [(session, 1, MIB10)]
+
+        # the session used its 10 MiB/s: the next bytes in the same second are refused
+        status, answer = await _upload(http, url, token, session, 64 * 1024, seq=2)
+        assert status == 429
+        assert answer["body"]["error"]["code"] == "LUCID_ERR_3004"
+        assert int(answer["retry-after"]) >= 1
+        assert len([s for s in fake.stored if s[0] == session]) == 1
+
+
+async def test_every_grpc_status_has_its_http_status(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    url, settings, _ = front
+    token = await mesh.token()
+    path = f"/api/v1/sessions/{uuid.uuid4()}/chunks/{uuid.uuid4()}"
+    seen = {}
+    async with _client(settings) as http:
+        for name in EXPECTED_HTTP:
+            async with http.get(
+                url + path,
+                headers={"authorization": f"Bearer {token}", "x-request-id": f"status-{name}"},
+            ) as response:
+                body = await response.json()
+                seen[name] = response.status
+                assert body["error"]["code"].startswith("LUCID_ERR_"), name
+                assert body["error"]["request_id"] == f"status-{name}"
+                assert body["error"]["version"] == "v1"
+    assert seen == EXPECTED_HTTP
+    assert set(EXPECTED_HTTP) == {c.name for c in grpc.StatusCode} - {"OK"}
+
+
+async def test_server_stream_is_ndjson(front: tuple[str, Settings, FakeChunks], mesh: Mesh) -> None:
+    url, settings, _ = front
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    session = uuid.uuid4()
+    async with _client(settings) as http:
+        async with http.get(
+            f"{url}/api/v1/sessions/{session}/chunks/{uuid.uuid4()}/download", headers=headers
+        ) as response:
+            assert response.status == 200
+            assert response.headers["content-type"].startswith("application/x-ndjson")
+            lines = [json.loads(line) for line in (await response.text()).splitlines()]
+        assert [base64.b64decode(x["data"]) for x in lines] == [b"piece-0", b"piece-1", b"piece-2"]
+        assert lines[1]["offset"] == "7"  # int64 as a string, proto field names kept
+        assert "total_size_bytes" in lines[0]
+        async with http.get(
+            f"{url}/api/v1/sessions/{session}/chunks/{FAILING}/download", headers=headers
+        ) as response:
+            lines = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert base64.b64decode(lines[0]["data"]) == b"piece-0"
+    assert lines[-1]["error"]["code"] == "LUCID_ERR_5012"
+
+
+async def test_open_breaker_at_the_edge_fails_fast_with_5007(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    """rdp is not running: five failures (the edge's /health probes count too) open the
+    edge's breaker to it; then calls fail fast with 5007."""
+    url, settings, _ = front
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    codes = []
+    async with _client(settings) as http:
+        for _ in range(6):  # a write: never retried, so each failure is one call
+            async with http.post(
+                f"{url}/api/v1/rdp/sessions", json={}, headers=headers
+            ) as response:
+                codes.append((response.status, (await response.json())["error"]["code"]))
+    failures = codes.index((503, "LUCID_ERR_5007"))
+    assert 1 <= failures <= 5, codes
+    assert codes[:failures] == [(503, "LUCID_ERR_5008")] * failures
+    assert codes[failures:] == [(503, "LUCID_ERR_5007")] * (6 - failures)
+
+
+async def test_health_aggregates_every_cluster(front: tuple[str, Settings, FakeChunks]) -> None:
+    url, settings, _ = front
+    async with _client(settings) as http, http.get(f"{url}/health") as response:
+        body = await response.json()
+        assert response.status == 503  # not every cluster runs in this test
+    clusters = body["clusters"]
+    assert len(clusters) == 10
+    assert clusters["auth"] == "SERVING" and clusters["gateway"] == "SERVING"
+    assert clusters["rdp"].startswith("unreachable")
+
+
+@pytest.fixture(scope="module")
+async def node_client(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
+    """The grpc-web client with stubs generated from our protos (``make web-client``)."""
+    cache = Path(os.environ.get("LUCID_CACHE", Path.home() / ".cache" / "lucid"))
+    modules = cache / "grpc-web-client" / "node_modules"
+    if not (modules / ".bin" / "protoc-gen-ts").exists():
+        pytest.fail(f"grpc-web client not installed in {modules}: run `make web-client`")
+    work = tmp_path_factory.mktemp("grpcweb")
+    (work / "node_modules").symlink_to(modules)
+    shutil.copy(repo_root / "tests" / "grpcweb" / "client.cjs", work / "client.cjs")
+    (work / "gen").mkdir()
+    import grpc_tools
+
+    wkt = Path(grpc_tools.__file__).parent / "_proto"
+    process = await asyncio.create_subprocess_exec(
+        str(repo_root / ".venv" / "bin" / "python"),
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{repo_root / 'protos'}",
+        f"-I{repo_root / 'third_party'}",
+        f"-I{wkt}",
+        f"--plugin=protoc-gen-ts={modules / '.bin' / 'protoc-gen-ts'}",
+        f"--ts_out={work / 'gen'}",
+        "--ts_opt=output_javascript,output_legacy_commonjs,client_generic",
+        "lucid/gateway/v1/gateway.proto",
+        "lucid/sessions/v1/chunks.proto",
+        "lucid/sessions/v1/sessions.proto",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return work
+
+
+async def test_grpc_web_client_unary_and_streaming(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh, node_client: Path
+) -> None:
+    url, settings, _ = front
+    token = await mesh.token()
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(settings.certs_dir / "ca.crt")}
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(node_client / "client.cjs"),
+        url,
+        token,
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        FAILING,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    result = json.loads(out)
+    for format_ in ("binary", "text"):
+        got = result[format_]
+        assert got["unary"]["api_version"] == "v1" and got["unary"]["status"] == "OK"
+        assert got["unary"]["request_id"]
+        assert [p["data"] for p in got["stream"]["pieces"]] == ["piece-0", "piece-1", "piece-2"]
+        assert [p["offset"] for p in got["stream"]["pieces"]] == [0, 7, 14]
+        assert got["stream"]["status"] == "OK"
+        assert got["failing"]["code"] == "DATA_LOSS"
+        assert got["failing"]["details"], "the rich status travels in the trailers"
+        assert got["unauthenticated"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_grpc_web_chunk_over_10_mib_is_refused(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    from lucid.edge import grpcweb
+
+    url, settings, fake = front
+    session = str(uuid.uuid4())
+    request = chunks_pb2.UploadChunkRequest(
+        session_id=session, sequence_number=1, data=b"\x02" * (MIB10 + 1)
+    )
+    body = grpcweb.frame(grpcweb.DATA, request.SerializeToString())
+    async with (
+        _client(settings) as http,
+        http.post(
+            f"{url}/lucid.sessions.v1.ChunkService/UploadChunk",
+            data=body,
+            headers={
+                "content-type": "application/grpc-web+proto",
+                "authorization": f"Bearer {await mesh.token()}",
+            },
+        ) as response,
+    ):
+        assert response.status == 200
+        frames = grpcweb.parse_frames(await response.read())
+    assert [flag for flag, _ in frames] == [grpcweb.TRAILERS]
+    trailer = dict(line.split(":", 1) for line in frames[0][1].decode().split("\r\n") if line)
+    assert trailer["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert not [s for s in fake.stored if s[0] == session]
