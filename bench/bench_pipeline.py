@@ -1,10 +1,17 @@
 """The cost of the call pipeline: a bare grpc.aio server next to the full chain
 (request id, logs, authentication with a cached JWKS and the Redis revocation
-check, authorization, validation, error mapping), same servicer, same mTLS."""
+check, authorization, validation, error mapping), same servicer, same mTLS.
+
+Also the per-call cost of verifying a token: in the interceptor (the same public
+rpc with and without a token, one call at a time) and in-process (``TokenVerifier.verify``
+the first time a token is seen, with its Ed25519 check, and again from the cache,
+where only the Redis revocation check remains)."""
 
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 
 import grpc
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -14,12 +21,14 @@ from lucid.auth import app as auth_app
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource
+from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
 from lucid.supervisor.localservers import free_port
-from tests.support import Mesh, bearer
+from tests.support import Mesh, bearer, sign_token
 
 CONCURRENCY = 8
 SECONDS = 4.0
+SEQUENTIAL_SECONDS = 3.0
+VERIFY_ROUNDS = 2000
 
 
 class Constant(auth_pb2_grpc.AuthServiceServicer):
@@ -82,6 +91,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
             concurrency=CONCURRENCY,
         )
         figures += summary("bare grpc.aio (mTLS)", r, lat)
+        _, bare_seq = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()), seconds=SEQUENTIAL_SECONDS
+        )
     await bare.stop(None)
 
     # 2. the same servicer behind the full pipeline
@@ -106,7 +118,44 @@ async def run(ctx: BenchContext) -> list[Figure]:
             concurrency=CONCURRENCY,
         )
         figures += summary("pipeline, token verified (cached JWKS + Redis)", r2, lat2)
+        _, public_seq = await rate(
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest()), seconds=SEQUENTIAL_SECONDS
+        )
+        _, token_seq = await rate(  # the same public rpc, now with a token to verify
+            lambda: stub.GetJwks(auth_pb2.GetJwksRequest(), metadata=bearer(token)),
+            seconds=SEQUENTIAL_SECONDS,
+        )
+        auth_runtime = mesh.servers["auth"].runtime
+        keys = auth_app.key_store(auth_runtime)
+        verifier = TokenVerifier(
+            CallbackKeySource(keys.jwks),
+            revocations=RedisRevocationList(auth_runtime.datastores.cache),
+        )
+        key = await keys.current()
+        fresh = [sign_token(key.private_key, key.kid) for _ in range(VERIFY_ROUNDS // 4)]
+        await verifier.verify(fresh[0])  # keys loaded
+        uncached = await _per_call_us(verifier.verify, fresh[1:])
+        cached = await _per_call_us(verifier.verify, [fresh[1]] * VERIFY_ROUNDS)
     await mesh.stop_all()
     base = figures[0].value
     figures.append(Figure("pipeline with token / bare throughput", r2 / base, "ratio"))
+    bare_ms, public_ms, token_ms = (statistics.mean(x) for x in (bare_seq, public_seq, token_seq))
+    figures += [
+        Figure("one call at a time: bare grpc.aio, mean", bare_ms * 1000, "µs"),
+        Figure("one call at a time: pipeline, no token, mean", public_ms * 1000, "µs"),
+        Figure("one call at a time: same rpc with a token, mean", token_ms * 1000, "µs"),
+        Figure(
+            "token verification in the interceptor, per call", (token_ms - public_ms) * 1000, "µs"
+        ),
+        Figure("whole pipeline with token over bare, per call", (token_ms - bare_ms) * 1000, "µs"),
+        Figure("TokenVerifier.verify, first sight (Ed25519 + Redis)", uncached, "µs"),
+        Figure("TokenVerifier.verify, cached (Redis revocation only)", cached, "µs"),
+    ]
     return figures
+
+
+async def _per_call_us(verify, tokens: list[str]) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    for token in tokens:
+        await verify(token)
+    return (time.perf_counter() - started) / len(tokens) * 1e6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,15 @@ from lucid.runtime.logs import configure_logging
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.runtime.server import serve
 
+    port = args.port
+    if args.validator is not None:
+        if args.cluster != "blockchain":
+            raise SystemExit("--validator applies to the blockchain cluster only")
+        settings = settings.replace(validator_index=args.validator)
+        port = port or settings.validator_port(args.validator)
     configure_logging(args.cluster, settings.log_level)
     app = importlib.import_module(f"lucid.{args.cluster}.app")
-    asyncio.run(serve(app.build, settings, args.cluster, port=args.port))
+    asyncio.run(serve(app.build, settings, args.cluster, port=port))
 
 
 def _edge(settings: Settings, args: argparse.Namespace) -> None:
@@ -42,6 +49,22 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
     print(
         f"certificates in {settings.certs_dir}: issued {', '.join(written) or 'none (all valid)'}"
     )
+
+
+def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.blockchain.verify import main as verify_chain
+
+    configure_logging("chain", "WARNING")
+    sys.exit(verify_chain(settings, args.validator))
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.runtime.contracts import catalog
+    from lucid.runtime.meshconfig import write
+    from lucid.runtime.server import VERSION
+
+    written = write(Path(args.out), catalog(), VERSION)
+    print(f"wrote {len(written)} files under {args.out}: consul/ and envoy/")
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
@@ -99,6 +122,18 @@ def _db(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(status)
 
 
+def _proof(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.sessions.proofcli import verify_file
+
+    blob = Path(args.blob) if args.blob else None
+    ok = asyncio.run(
+        verify_file(
+            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+        )
+    )
+    sys.exit(0 if ok else 1)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -107,6 +142,13 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one cluster's gRPC server")
     serve.add_argument("cluster", choices=CLUSTERS)
     serve.add_argument("--port", type=int, default=None, help="override the port map")
+    serve.add_argument(
+        "--validator",
+        type=int,
+        default=None,
+        metavar="N",
+        help="blockchain only: run validator N (0 on the blockchain port, N ≥ 1 on 50061+)",
+    )
     serve.set_defaults(run=_serve)
 
     edge = sub.add_parser("edge", help="run the REST edge")
@@ -119,6 +161,18 @@ def parser() -> argparse.ArgumentParser:
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)
+
+    chain = sub.add_parser("chain", help="chain tools (offline, from MongoDB)")
+    chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
+    chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
+    chain.set_defaults(run=_chain)
+
+    config = sub.add_parser(
+        "config", help="production configuration (consul/, envoy/) from the plane table"
+    )
+    config.add_argument("action", choices=["generate"])
+    config.add_argument("--out", default=".", help="the repository root to write into")
+    config.set_defaults(run=_config)
 
     dev = sub.add_parser("dev", help="local FerretDB and Redis (detached)")
     dev.add_argument("action", choices=["up", "down"])
@@ -139,6 +193,18 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--from-code", action="store_true", help="declarations of the code on disk")
     db.add_argument("--json", action="store_true", help="the ValidateSchemaResponse as JSON")
     db.set_defaults(run=_db)
+
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+    )
+    proof.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+    )
+    proof.set_defaults(run=_proof)
     return top
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates everything derived from protos/: the Python stubs and typing stubs in
 # gen/, the descriptor set gen/lucid.protoset (imports and source info included, for
-# Envoy's transcoder, grpcurl and lucid.edge) and docs/api.md.
+# Envoy's transcoder, grpcurl and lucid.edge), docs/api.md, and the production
+# configuration consul/ and envoy/ (from the plane table in lucid/runtime/planes.py).
 #   scripts/gen.sh gen     write them
 #   scripts/gen.sh check   fail if writing them would change anything (CI drift check)
 set -euo pipefail
@@ -36,18 +37,26 @@ $PY -m grpc_tools.protoc "${includes[@]}" \
   "${protos[@]}"
 
 PYTHONPATH="$out:." $PY -m lucid.runtime.apidoc "$out/lucid.protoset" > "$out/api.md"
+# Production configuration from the plane table, the contracts and the port map.
+version=$($PY -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+deploy=$(mktemp -d)
+trap 'rm -rf "$out" "$deploy"' EXIT
+PYTHONPATH="$out:." $PY -m lucid.runtime.meshconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
 
 if [[ $mode == check ]]; then
   status=0
   diff -r -q --exclude=api.md --exclude=__pycache__ gen "$out" || status=1
   diff -q docs/api.md "$out/api.md" || status=1
+  diff -r -q consul "$deploy/consul" || status=1
+  diff -r -q envoy "$deploy/envoy" || status=1
   if [[ $status -ne 0 ]]; then
-    echo "gen/ or docs/api.md is out of date with protos/: run 'make gen' and commit" >&2
+    echo "gen/, docs/api.md, consul/ or envoy/ are out of date: run 'make gen' and commit" >&2
   fi
   exit $status
 fi
 
 mkdir -p gen docs
 mv "$out/api.md" docs/api.md
+rm -rf consul envoy && cp -r "$deploy/consul" "$deploy/envoy" .
 rm -rf gen && cp -r "$out" gen && chmod -R u+rwX,go+rX gen
-echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md"
+echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md, consul/, envoy/"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
-# fresh clone on the same machine reuses them: buf, grpcurl, ghz and FerretDB (Go,
-# built from the Go module proxy) and redis-server (Debian package).
+# fresh clone on the same machine reuses them: buf, grpcurl, ghz, FerretDB, Consul and
+# envoy-validate (Go, built from the Go module proxy) and redis-server (Debian package).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -13,6 +13,11 @@ BUF_VERSION=v1.75.0
 GRPCURL_VERSION=v1.9.4
 GHZ_VERSION=v0.121.0
 FERRETDB_VERSION=v1.24.0
+# Consul 1.14: under the MPL 2.0 (releases from late 2023 on are under the BUSL 1.1),
+# and its go.mod replaces only submodules the Go module proxy serves (api, sdk,
+# proto-public); 1.15 and 1.16 also need envoyextensions and troubleshoot, which it
+# does not serve.
+CONSUL_VERSION=v1.14.11
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
@@ -43,6 +48,49 @@ ferretdb() {
   touch "$BIN/.ferretdb-$FERRETDB_VERSION"
 }
 
+go_module_dir() {  # module@version -> its read-only directory in the module cache
+  local work=$1 spec=$2
+  (cd "$work" && GOFLAGS=-mod=mod go mod download -json "$spec") \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
+
+consul() {
+  # Consul's go.mod replaces its own submodules (api, sdk, proto-public) with ./<dir>, which the module zip of the main
+  # module does not carry, so `go install` fails. Download the main module and each
+  # replaced submodule at the version its go.mod requires, lay them out as the
+  # replace directives expect in a writable copy, and build from there.
+  if [[ -x "$BIN/consul" && -f "$BIN/.consul-$CONSUL_VERSION" ]]; then return; fi
+  log "building consul $CONSUL_VERSION (a few minutes the first time)"
+  local work src sub version
+  work=$(cd "$(mktemp -d)" && pwd)
+  (cd "$work" && go mod init lucid-consul-build >/dev/null 2>&1)
+  src="$work/src"
+  cp -r "$(go_module_dir "$work" "github.com/hashicorp/consul@$CONSUL_VERSION")" "$src"
+  chmod -R u+w "$src"
+  while read -r sub; do
+    version=$(awk -v m="github.com/hashicorp/consul/$sub" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$src/go.mod")
+    [[ -n "$version" ]] || { log "no required version of consul/$sub"; exit 1; }
+    rm -rf "${src:?}/$sub"
+    cp -r "$(go_module_dir "$work" "github.com/hashicorp/consul/$sub@$version")" "$src/$sub"
+    chmod -R u+w "$src/$sub"
+  done < <(sed -n 's|^[[:space:]]*\(replace[[:space:]]*\)\{0,1\}github.com/hashicorp/consul/\([a-z-]*\) => \./.*|\2|p' "$src/go.mod")
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -o "$BIN/consul" .)
+  rm -rf "$work"
+  touch "$BIN/.consul-$CONSUL_VERSION"
+}
+
+envoy_validate() {
+  # Our Envoy config checker (tools/envoy-validate): go-control-plane's v3 API types
+  # with protojson and their field rules. Rebuilt when its sources change.
+  local src stamp
+  src="$(cd "$(dirname "$0")/.." && pwd)/tools/envoy-validate"
+  stamp=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  if [[ -x "$BIN/envoy-validate" && -f "$BIN/.envoy-validate-$stamp" ]]; then return; fi
+  log "building envoy-validate"
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -o "$BIN/envoy-validate" .)
+  rm -f "$BIN"/.envoy-validate-* && touch "$BIN/.envoy-validate-$stamp"
+}
+
 redis() {
   if command -v redis-server >/dev/null 2>&1; then return; fi
   log "installing redis-server (apt)"
@@ -55,13 +103,15 @@ redis() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb redis)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
     grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     ferretdb) ferretdb ;;
+    consul) consul ;;
+    envoy-validate) envoy_validate ;;
     redis) redis ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac

@@ -11,7 +11,7 @@ import pytest
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
-from lucid.supervisor.localservers import LocalStores
+from lucid.supervisor.localservers import ConsulAgent, LocalStores, free_port
 from lucid.supervisor.supervisor import certificate_names
 from tests.support import Mesh, session_settings
 
@@ -54,3 +54,23 @@ async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
 def repo_root() -> Path:
     """The repository root."""
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def consul_agent(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``consul agent -dev`` on loopback (its gRPC health checks present the
+    operator certificate); its HTTP address."""
+    certs = settings.certs_dir
+    agent = ConsulAgent(
+        "consul",
+        free_port(),
+        tmp_path_factory.mktemp("consul"),
+        ca_file=certs / "ca.crt",
+        cert_file=certs / "operator.crt",
+        key_file=certs / "operator.key",
+    )
+    agent.start()
+    try:
+        yield agent.address
+    finally:
+        agent.stop()

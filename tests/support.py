@@ -45,6 +45,11 @@ def session_settings(var_dir: Path, env: Mapping[str, str]) -> Settings:
         health_interval_s=0.2,
         dependency_timeout_s=0.5,
         log_level="WARNING",
+        # The in-process mesh runs one chain validator (it alone is 2/3 of 1) with
+        # test-speed blocks; tests/test_chain_faults.py runs three as processes.
+        validators=1,
+        block_interval_s=0.2,
+        leader_timeout_s=1.0,
     )
 
 

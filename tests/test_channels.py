@@ -27,8 +27,8 @@ from tests.support import Mesh, bearer, details
 class Flaky(AuthService):
     """Fails the first ``failures`` calls of each rpc with UNAVAILABLE; records request ids."""
 
-    def __init__(self, keys, failures: int, delay_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(keys)
+    def __init__(self, core, failures: int, delay_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(core)
         self.failures = failures
         self.delay_s = delay_s
         self.calls: dict[str, int] = {}
@@ -59,13 +59,13 @@ async def flaky_mesh(settings: Settings) -> AsyncIterator[tuple[Mesh, Flaky]]:
     holder: dict[str, Flaky] = {}
 
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
-        holder["servicer"] = Flaky(keys, failures=2)
+        core = await auth_app.core(runtime)
+        holder["servicer"] = Flaky(core, failures=2)
         return ClusterApp(
             servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, holder["servicer"])],
             collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
-            on_ready=[keys.current],
+            key_source=CallbackKeySource(core.keys.jwks),
+            on_ready=[core.keys.current],
         )
 
     mesh = Mesh(own)

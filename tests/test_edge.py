@@ -91,17 +91,48 @@ async def test_path_variables_bind_request_fields(
     async with http.post(
         f"{edge_url}/api/v1/auth/sessions/{uuid.uuid4()}/revoke", json={}, headers=headers
     ) as r:
-        assert r.status == 501  # bound correctly, reached the servicer, not built yet
-        _assert_envelope(await r.json(), "LUCID_ERR_5011", "auth")
+        assert r.status == 404  # bound correctly, reached the servicer: no such session
+        _assert_envelope(await r.json(), "LUCID_ERR_4001", "auth")
 
 
 async def test_routes_reach_the_owning_cluster(
     edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
 ) -> None:
     headers = {"authorization": f"Bearer {await mesh.token()}"}
-    async with http.get(f"{edge_url}/api/v1/sessions", headers=headers) as response:
-        error = (await response.json())["error"]
+    async with http.get(f"{edge_url}/api/v1/sessions/{uuid.uuid4()}", headers=headers) as r:
+        assert r.status == 404
+        error = (await r.json())["error"]
     assert error["service"] == "sessions"
+
+
+async def test_chunk_upload_through_the_edge(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    """POST /api/v1/sessions/{session_id}/chunks: the unary upload, JSON with base64 data."""
+    import base64
+    import hashlib
+
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    async with http.post(
+        f"{edge_url}/api/v1/sessions", json={"name": "rest"}, headers=headers
+    ) as r:
+        assert r.status == 200, await r.text()
+        session_id = (await r.json())["session"]["session_id"]
+    async with http.post(
+        f"{edge_url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+    ) as r:
+        assert r.status == 200, await r.text()
+    data = b"chunk bytes over REST" * 100
+    body = {"sequence_number": 1, "data": base64.b64encode(data).decode(), "frame_count": 3}
+    url = f"{edge_url}/api/v1/sessions/{session_id}/chunks"
+    async with http.post(url, json=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        chunk = (await r.json())["chunk"]
+    assert chunk["checksum"] == hashlib.sha256(data).hexdigest()
+    assert chunk["state"] == "CHUNK_STATE_STORED"
+    async with http.post(url, json={**body, "sequence_number": 3}, headers=headers) as r:
+        assert r.status == 400
+        _assert_envelope(await r.json(), "LUCID_ERR_4202", "sessions")
 
 
 async def test_query_parameters_are_typed(
@@ -111,13 +142,17 @@ async def test_query_parameters_are_typed(
     for query, status, code, service in (
         ({"page_size": "abc"}, 400, "LUCID_ERR_1001", "edge"),
         ({"no_such_field": "1"}, 400, "LUCID_ERR_1001", "edge"),
-        ({"page_size": "10"}, 501, "LUCID_ERR_5011", "auth"),
     ):
         async with http.get(
             f"{edge_url}/api/v1/auth/active-sessions", params=query, headers=headers
         ) as response:
             assert response.status == status, query
             _assert_envelope(await response.json(), code, service)
+    async with http.get(
+        f"{edge_url}/api/v1/auth/active-sessions", params={"page_size": "10"}, headers=headers
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["sessions"] == []
 
 
 async def test_unknown_route_is_404(edge_url: str, http: aiohttp.ClientSession) -> None:

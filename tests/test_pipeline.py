@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.common.v1 import access_pb2
+from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from lucid.auth import app as auth_app
@@ -56,17 +57,17 @@ async def test_protected_rpc_of_another_cluster_without_token(mesh: Mesh) -> Non
 
 
 async def test_valid_token_reaches_another_cluster(mesh: Mesh) -> None:
-    """A real token from auth's key is accepted by sessions, which fetched the JWKS itself.
+    """A real token from auth's key is accepted by nodes, which fetched the JWKS itself.
 
-    ListSessions is not built yet, so getting past authentication and authorization
+    ListNodes is not built yet, so getting past authentication and authorization
     shows as UNIMPLEMENTED (LUCID_ERR_5011), not UNAUTHENTICATED.
     """
-    await mesh.start("sessions")
-    token = await mesh.token()
-    async with mesh.channel("sessions") as channel:
+    await mesh.start("nodes")
+    token = await mesh.token(role=access_pb2.ROLE_NODE_OPERATOR)
+    async with mesh.channel("nodes") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await sessions_pb2_grpc.SessionServiceStub(channel).ListSessions(
-                sessions_pb2.ListSessionsRequest(), metadata=bearer(token)
+            await nodes_pb2_grpc.NodeServiceStub(channel).ListNodes(
+                nodes_pb2.ListNodesRequest(), metadata=bearer(token)
             )
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert details(caught.value).reason == "LUCID_ERR_5011"
@@ -160,9 +161,9 @@ async def test_service_identity_alone_only_reaches_rpcs_listing_it(mesh: Mesh) -
     """ValidateToken lists every cluster as a caller; GetProfile lists none."""
     async with mesh.channel("auth", identity="sessions") as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token="x"))
-        assert details(caught.value).reason == "LUCID_ERR_5011"  # allowed in, not built yet
+        reply = await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token="x"))
+        assert not reply.valid  # allowed in; the token itself is refused
+        assert reply.reason == "LUCID_ERR_2003"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.GetProfile(auth_pb2.GetProfileRequest())
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -244,11 +245,11 @@ async def test_unexpected_exception_is_internal_without_internals(settings: Sett
             raise RuntimeError("secret detail: db password is hunter2")
 
     async def build(runtime: Runtime) -> ClusterApp:
-        keys = auth_app.key_store(runtime)
+        core = await auth_app.core(runtime)
         return ClusterApp(
-            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Broken(keys))],
+            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, Broken(core))],
             collections=auth_app.COLLECTIONS,
-            key_source=CallbackKeySource(keys.jwks),
+            key_source=CallbackKeySource(core.keys.jwks),
         )
 
     other = Mesh(settings.replace(ports={**settings.ports, "auth": free_port()}))
@@ -268,12 +269,12 @@ async def test_unexpected_exception_is_internal_without_internals(settings: Sett
 
 async def test_every_rpc_not_built_answers_unimplemented_after_authz(mesh: Mesh) -> None:
     """The whole contract of a cluster is registered; an unbuilt rpc says so (5011)."""
-    await mesh.start("sessions")
+    await mesh.start("nodes")
     token = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
     checked = 0
-    async with mesh.channel("sessions") as channel:
+    async with mesh.channel("nodes") as channel:
         for info in catalog().methods.values():
-            if info.cluster != "sessions" or info.client_streaming or info.server_streaming:
+            if info.cluster != "nodes" or info.client_streaming or info.server_streaming:
                 continue
             request_cls = catalog().message_class(info.input_type)
             call = channel.unary_unary(info.path, request_serializer=request_cls.SerializeToString)

@@ -1,40 +1,114 @@
 """Cluster 09, authentication: wiring of the auth server.
 
-Owns the collections below and the Redis prefix ``lucid:auth:`` (including the
-revocation list every server checks, see ``lucid.runtime.tokens``).
+Owns the collections of ``lucid.auth.schema`` and the Redis prefix ``lucid:auth:``
+(challenges, login sessions, rate limits, and the revocation list every server
+checks, see ``lucid.runtime.tokens``).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from lucid.auth.v1 import auth_pb2_grpc
 
-from lucid.auth import keystore
-from lucid.auth.servicer import AuthService
+from lucid.auth import keystore, schema
+from lucid.auth.accounts import Accounts
+from lucid.auth.audit import Auditor
+from lucid.auth.limits import Limits
+from lucid.auth.servicer import AuthCore, AuthService
+from lucid.auth.sessions import LoginSessions
+from lucid.auth.signin import SignIn
+from lucid.auth.store.audit import AuditStore
+from lucid.auth.store.cache import ChallengeStore, RateLimiter, TokenBlacklist
+from lucid.auth.store.links import MagicLinkStore, Outbox
+from lucid.auth.store.ownership import OwnershipStore
+from lucid.auth.store.sessions import SessionStore
+from lucid.auth.store.users import UserStore
+from lucid.auth.store.wallets import WalletRecordStore
+from lucid.auth.tokens import TokenIssuer
+from lucid.auth.wallets import software
+from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.sealing import Sealer
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource
+from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
 
-COLLECTIONS = (keystore.SCHEMA,)
+COLLECTIONS = schema.COLLECTIONS
+SOFTWARE_WALLET_FILE = "software-wallet.json"
 
 
-def key_store(runtime: Runtime) -> keystore.SigningKeyStore:
+def key_store(runtime: Runtime, sealer: Sealer | None = None) -> keystore.SigningKeyStore:
     """The signing-key store of this runtime's database."""
-    sealer = Sealer(runtime.settings.sealing_passphrase())
+    sealer = sealer or Sealer(runtime.settings.sealing_passphrase())
     return keystore.SigningKeyStore(
         runtime.datastores.db[keystore.COLLECTION], sealer, runtime.clock
     )
 
 
+async def core(runtime: Runtime) -> AuthCore:
+    """Every part of the auth cluster, wired to this runtime's stores and clock."""
+    settings, clock = runtime.settings, runtime.clock
+    db, redis = runtime.datastores.db, runtime.datastores.cache
+    sealer = Sealer(settings.sealing_passphrase())
+    keys = key_store(runtime, sealer)
+    jwks = CallbackKeySource(keys.jwks)
+    users = UserStore(db)
+    limits = Limits(RateLimiter(redis), clock)
+    sessions = LoginSessions(
+        store=SessionStore(db, redis),
+        users=users,
+        issuer=TokenIssuer(keys, clock),
+        refresh_verifier=TokenVerifier(
+            jwks, revocations=None, clock=clock, refresh_s=settings.jwks_refresh_s
+        ),
+        blacklist=TokenBlacklist(redis),
+        limits=limits,
+        clock=clock,
+    )
+    wallet = await asyncio.to_thread(
+        software.load_or_create, settings.secrets_dir / SOFTWARE_WALLET_FILE, sealer
+    )
+    wallets = HardwareWallets([software.SoftwareWalletBackend([wallet])])
+    audit_store = AuditStore(db)
+    return AuthCore(
+        keys=keys,
+        clock=clock,
+        signin=SignIn(
+            users=users,
+            challenges=ChallengeStore(redis),
+            limits=limits,
+            sessions=sessions,
+            wallets=wallets,
+            wallet_records=WalletRecordStore(db),
+            links=MagicLinkStore(db),
+            outbox=Outbox(db),
+            sealer=sealer,
+            clock=clock,
+        ),
+        sessions=sessions,
+        accounts=Accounts(users, sessions, OwnershipStore(db), clock),
+        auditor=Auditor(audit_store, clock),
+        audit_store=audit_store,
+        wallets=wallets,
+        limits=limits,
+        verifier=TokenVerifier(
+            jwks,
+            revocations=RedisRevocationList(redis),
+            clock=clock,
+            refresh_s=settings.jwks_refresh_s,
+        ),
+    )
+
+
 async def build(runtime: Runtime) -> ClusterApp:
     """The auth server: its servicer, and tokens verified against its own key store."""
-    keys = key_store(runtime)
+    parts = await core(runtime)
 
     async def ensure_key() -> None:
-        await keys.current()
+        await parts.keys.current()
 
     return ClusterApp(
-        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthService(keys))],
+        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthService(parts))],
         collections=COLLECTIONS,
-        key_source=CallbackKeySource(keys.jwks),
+        key_source=CallbackKeySource(parts.keys.jwks),
         on_ready=[ensure_key],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ SCHEMA = CollectionSpec(
     owner="auth",
 )
 
+CURRENT_KEY_TTL_S = 2.0
 ACTIVE = "active"
 RETIRED = "retired"
 
@@ -59,6 +61,7 @@ class SigningKeyStore:
         self._sealer = sealer
         self._clock = clock
         self._cache: dict[str, SigningKey] = {}
+        self._current: tuple[SigningKey, float] | None = None
 
     async def _create(self) -> SigningKey:
         private = Ed25519PrivateKey.generate()
@@ -84,10 +87,18 @@ class SigningKeyStore:
         )
         key = SigningKey(kid, private)
         self._cache[kid] = key
+        self._current = (key, time.monotonic())
         return key
 
     async def current(self) -> SigningKey:
-        """The key new tokens are signed with (created on first use)."""
+        """The key new tokens are signed with (created on first use).
+
+        Read from the database at most every ``CURRENT_KEY_TTL_S``: another auth
+        instance's rotation is picked up within that time (the key it retired
+        still verifies, so tokens signed meanwhile stay valid).
+        """
+        if self._current is not None and time.monotonic() - self._current[1] < CURRENT_KEY_TTL_S:
+            return self._current[0]
         doc = await self._keys.find_one({"status": ACTIVE}, sort=[("created_at", DESCENDING)])
         if doc is None:
             return await self._create()
@@ -95,6 +106,7 @@ class SigningKeyStore:
         if kid not in self._cache:
             raw = self._sealer.unseal(bytes(doc["private_sealed"]))
             self._cache[kid] = SigningKey(kid, Ed25519PrivateKey.from_private_bytes(raw))
+        self._current = (self._cache[kid], time.monotonic())
         return self._cache[kid]
 
     async def rotate(self) -> SigningKey:

@@ -1,17 +1,62 @@
-"""Cluster 02, blockchain core (lucid_blocks): wiring of its server.
+"""Cluster 02, blockchain core (lucid_blocks): wiring of one validator's server.
 
 The chain: blocks, transactions, session anchoring, PoOT consensus between validator
-processes, Merkle trees. It never touches TRON.
-Owns the proto package ``lucid.blockchain.v1`` and the Redis prefix ``lucid:blockchain:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+processes (``lucid serve blockchain --validator N``), Merkle trees. It never touches
+TRON. Owns the proto package ``lucid.blockchain.v1``, the collections prefixed
+``chain_v<N>_`` (one set per validator) and the Redis prefix ``lucid:blockchain:``.
 """
 
 from __future__ import annotations
 
+from lucid.blockchain.v1 import (
+    anchoring_pb2_grpc,
+    blockchain_pb2_grpc,
+    consensus_pb2_grpc,
+    merkle_pb2_grpc,
+)
+
+from lucid.blockchain import schema
+from lucid.blockchain.anchoring_servicer import AnchoringServicer
+from lucid.blockchain.chain_servicer import BlockchainServicer
+from lucid.blockchain.config import ChainConfig
+from lucid.blockchain.consensus_servicer import ConsensusServicer
+from lucid.blockchain.keys import KeyDirectory
+from lucid.blockchain.merkle_servicer import MerkleServicer
+from lucid.blockchain.node import ChainNode
+from lucid.lib.sealing import Sealer
 from lucid.runtime.server import ClusterApp, Runtime
 
 
-async def build(runtime: Runtime) -> ClusterApp:
-    """The blockchain server."""
-    return ClusterApp(servicers=[])
+def chain_node(runtime: Runtime, config: ChainConfig | None = None) -> ChainNode:
+    """The validator of this runtime (its key is made and published now)."""
+    config = config or ChainConfig.of(runtime.settings)
+    keys = KeyDirectory(config.keys_dir, Sealer(runtime.settings.sealing_passphrase()))
+    key = keys.load_or_create(config.validator_id)
+    return ChainNode(
+        runtime.settings,
+        config,
+        db=runtime.datastores.db,
+        key=key,
+        keys=keys,
+        clock=runtime.clock,
+    )
+
+
+async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterApp:
+    """The blockchain server of validator ``settings.validator_index``."""
+    node = chain_node(runtime, config)
+
+    async def start() -> None:
+        node.start()
+
+    return ClusterApp(
+        servicers=[
+            (blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server, BlockchainServicer(node)),
+            (anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server, AnchoringServicer(node)),
+            (consensus_pb2_grpc.add_ConsensusServiceServicer_to_server, ConsensusServicer(node)),
+            (merkle_pb2_grpc.add_MerkleServiceServicer_to_server, MerkleServicer(node)),
+        ],
+        collections=schema.collections(node.config.collection_prefix),
+        on_ready=[start],
+        on_stop=[node.stop],
+    )

@@ -66,6 +66,8 @@ HTTP_STATUS_KEY = web.RequestKey("http_status", int)
 GRPC_WEB_KEY = web.RequestKey("grpc_web", bool)
 """What the edge notes about a request while serving it (for its log line and metrics)."""
 FORWARDED_HEADERS = ("authorization", "user-agent", "x-user-agent")
+FORWARDED_USER_AGENT = "x-forwarded-user-agent"
+"""The client's User-Agent, for the audit of the clusters behind the edge."""
 MAX_CHUNK_JSON_BYTES = (MAX_CHUNK_BYTES + 2) // 3 * 4 + 64 * 1024
 """The largest JSON body that can still hold a 10 MiB chunk (base64 plus other fields)."""
 MAX_CHUNK_FRAME_BYTES = MAX_CHUNK_BYTES + 64 * 1024
@@ -253,6 +255,8 @@ class Edge:
         for name in FORWARDED_HEADERS:
             if value := request.headers.get(name):
                 metadata.append((name, value))
+        if agent := request.headers.get("user-agent"):  # gRPC sends its own as user-agent
+            metadata.append((FORWARDED_USER_AGENT, agent))
         if request.remote:
             metadata.append(("x-forwarded-for", request.remote))
         return metadata

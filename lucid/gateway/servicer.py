@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lucid.common.v1 import access_pb2
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -26,18 +26,13 @@ from lucid.runtime.contracts import MethodInfo, protoset_path
 from lucid.runtime.datastores import Dependency
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import VERSION, Runtime
+from lucid.runtime.wire import timestamp
 
 SERVICE_NAME = "api-gateway"
 API_VERSION = "v1"
 FEATURES = ("rest", "grpc-web", "sessions", "chain", "payments", "rdp", "nodes", "admin")
 HEALTH_TIMEOUT_S = 1.0
 DEFAULT_WINDOW_S = 60
-
-
-def _timestamp(epoch: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(epoch * 1e9))
-    return stamp
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -79,7 +74,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         return gateway_pb2.GetServiceInfoResponse(
             service_name=SERVICE_NAME,
             version=VERSION,
-            build_time=_timestamp(self.build_time),
+            build_time=timestamp(self.build_time),
             environment=self.settings.environment,
             features=FEATURES,
         )
@@ -109,7 +104,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             required=required,
             response_time_ms=round((time.perf_counter() - started) * 1000),
             message=message,
-            check_time=_timestamp(self.clock.timestamp()),
+            check_time=timestamp(self.clock.timestamp()),
         )
 
     async def _cluster(self, cluster: str) -> gateway_pb2.DependencyHealth:
@@ -151,7 +146,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             status=DEGRADED if degraded else HEALTHY,
             service=SERVICE_NAME,
             version=VERSION,
-            check_time=_timestamp(self.clock.timestamp()),
+            check_time=timestamp(self.clock.timestamp()),
             dependencies=dependencies,
             uptime=_duration(time.monotonic() - self.started),
             response_time_ms=round((time.perf_counter() - started) * 1000),
@@ -166,7 +161,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         active = self.traffic.active_connections
         return gateway_pb2.GetMetricsResponse(
             window=_duration(window),
-            sample_time=_timestamp(now),
+            sample_time=timestamp(now),
             total=_route_metrics(total, active),
             routes=[_route_metrics(r, 0) for r in routes],
             active_connections=active,
@@ -231,7 +226,7 @@ class RateLimitService(gateway_pb2_grpc.RateLimitServiceServicer):
             allowed=decision.allowed,
             limit=decision.limit,
             remaining=decision.remaining,
-            reset_time=_timestamp(decision.reset_at),
+            reset_time=timestamp(decision.reset_at),
             retry_after_seconds=0 if decision.allowed else math.ceil(decision.retry_after_s),
             burst=decision.burst,
             local_fallback=outcome.local_fallback,
@@ -252,7 +247,7 @@ class RateLimitService(gateway_pb2_grpc.RateLimitServiceServicer):
                     used=min(used, policy.limit),
                     burst_used=max(0, used - policy.limit),
                     remaining=outcome.decision.remaining,
-                    reset_time=_timestamp(outcome.decision.reset_at),
+                    reset_time=timestamp(outcome.decision.reset_at),
                 )
             )
         return gateway_pb2.GetRateLimitStatusResponse(

@@ -1,13 +1,16 @@
 """Client channels to other clusters: mTLS, deadlines, retries, request-id propagation.
 
-``Channels`` resolves a cluster through the registry and keeps one channel per
-cluster. Every channel presents this process's certificate, checks that the
-server is the cluster it meant to reach (its ``<cluster>.lucid.internal`` name),
-sets a default deadline, forwards the current ``x-request-id``, and retries
-UNAVAILABLE with exponential backoff — only for rpcs the contract marks
-idempotent (``idempotency_level``), so a write is never sent twice. Each cluster's
-calls pass its circuit breaker (``breaker``): while it is open they fail at once
-with UNAVAILABLE ``LUCID_ERR_5007`` without reaching the upstream.
+``Channels`` resolves a cluster through the registry (passing instances only) and keeps
+one channel per cluster over that address set, with gRPC's ``round_robin`` policy
+spreading calls across the instances; when the set changes (an instance drops out or
+comes back) the next call gets a channel over the new set and the old one drains. Every
+channel presents this process's certificate, checks that the server is the cluster it
+meant to reach (its ``<cluster>.lucid.internal`` name), sets a default deadline,
+forwards the current ``x-request-id``, and retries UNAVAILABLE with exponential backoff
+— only for rpcs the contract marks idempotent (``idempotency_level``), so a write is
+never sent twice. Each cluster's calls pass its circuit breaker (``breaker``): while it
+is open they fail at once with UNAVAILABLE ``LUCID_ERR_5007`` without reaching the
+upstream.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from lucid.runtime.breaker import Breakers, CircuitBreaker, CircuitOpenError
 from lucid.runtime.config import Settings
 from lucid.runtime.context import current_request_id
 from lucid.runtime.contracts import Catalog
-from lucid.runtime.registry import Registry
+from lucid.runtime.registry import Registry, channel_target
 
 StubT = TypeVar("StubT")
 
@@ -64,7 +67,7 @@ def service_config(catalog: Catalog, cluster: str, timeout_s: float) -> str:
                 },
             }
         )
-    return json.dumps({"methodConfig": configs})
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": configs})
 
 
 def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
@@ -180,34 +183,48 @@ class Channels:
         self.registry = registry
         self.catalog = catalog
         self.credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, identity))
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._draining: set[asyncio.Task[None]] = set()
+
+    DRAIN_S = 30.0
+    """How long a replaced channel keeps serving the calls already on it."""
 
     async def channel(self, cluster: str) -> grpc.aio.Channel:
-        """The channel to ``cluster`` (created on first use)."""
-        channel = self._channels.get(cluster)
-        if channel is None:
+        """The channel to ``cluster``'s passing instances (a new one when they change)."""
+        current = self._channels.get(cluster)
+        try:
             endpoints = await self.registry.resolve(cluster)
-            if not endpoints:
-                raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
-            timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
-            breaker = self.breakers.of(cluster)
-            channel = grpc.aio.secure_channel(
-                endpoints[0].target,
-                self.credentials,
-                options=channel_options(
-                    self.settings, cluster, service_config(self.catalog, cluster, timeout)
-                ),
-                interceptors=[
-                    kind(breaker, self.identity)
-                    for kind in (
-                        _GuardUnary,
-                        _GuardUnaryStream,
-                        _GuardStreamUnary,
-                        _GuardStreamStream,
-                    )
-                ],
+        except Exception:
+            if current is None:
+                raise
+            return current[1]  # the registry is unreachable: keep the last known set
+        if not endpoints:
+            raise UnavailableClusterError(f"no endpoint known for cluster {cluster!r}")
+        target = channel_target(endpoints)
+        if current is not None and current[0] == target:
+            return current[1]
+        timeout = SLOW_CLUSTERS.get(cluster, self.settings.call_timeout_s)
+        breaker = self.breakers.of(cluster)
+        options = channel_options(
+            self.settings, cluster, service_config(self.catalog, cluster, timeout)
+        )
+        interceptors = [
+            kind(breaker, self.identity)
+            for kind in (_GuardUnary, _GuardUnaryStream, _GuardStreamUnary, _GuardStreamStream)
+        ]
+        channel = (
+            # Behind an Envoy sidecar, its outbound listener on loopback does the mTLS.
+            grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+            if self.settings.sidecar
+            else grpc.aio.secure_channel(
+                target, self.credentials, options=options, interceptors=interceptors
             )
-            self._channels[cluster] = channel
+        )
+        self._channels[cluster] = (target, channel)
+        if current is not None:
+            task = asyncio.create_task(current[1].close(grace=self.DRAIN_S))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
         return channel
 
     async def stub(self, cluster: str, stub_class: Callable[[grpc.aio.Channel], StubT]) -> StubT:
@@ -216,6 +233,9 @@ class Channels:
 
     async def close(self) -> None:
         """Closes every channel."""
-        for channel in self._channels.values():
+        for _, channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)

@@ -53,8 +53,17 @@ class Settings:
     """gRPC port of each cluster."""
     edge_port: int = 8080
     """HTTP port of the edge (REST, grpc-web)."""
-    validators: int = 1
-    """Number of blockchain validator processes ``lucid up`` runs."""
+    validators: int = 3
+    """Number of blockchain validators (N of the 2/3 rule); ``lucid up`` runs them all."""
+    validator_index: int = 0
+    """Which validator this blockchain process is (``lucid serve blockchain --validator N``)."""
+    extra_validator_port: int = FIRST_EXTRA_VALIDATOR_PORT
+    """Port of validator 1; validator N ≥ 1 listens on this + N - 1 (validator 0 on the
+    blockchain port)."""
+    block_interval_s: float = 10.0
+    """Least time between two blocks of the chain (spec 02: 10 s; tests 0.1 to 0.5 s)."""
+    leader_timeout_s: float = 5.0
+    """How long a round's leader has before the next fallback leads (spec 02: 5 s)."""
     var_dir: Path = Path("var")
     """Where local state lives: certificates, server data, blobs, logs."""
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
@@ -67,6 +76,19 @@ class Settings:
     """Service registry backend: ``static`` (the port map) or ``consul``."""
     consul_addr: str = "127.0.0.1:8500"
     """Consul agent HTTP address when ``registry = "consul"``."""
+    consul_check_interval_s: float = 30.0
+    """How often Consul runs an instance's gRPC health check (spec 10 §4)."""
+    consul_check_timeout_s: float = 10.0
+    """How long one Consul health check may take."""
+    consul_deregister_after_s: float = 90.0
+    """Critical for this long, an instance is deregistered (spec 10 §3)."""
+    consul_cache_s: float = 2.0
+    """How long a Consul discovery answer is reused before asking the agent again."""
+    sidecar: bool = False
+    """An Envoy sidecar fronts this server (envoy/sidecar-<cluster>.json): calls to
+    other clusters go as plain h2 to its outbound listeners on loopback (the port
+    map), and the caller of an incoming call is the SPIFFE id the sidecar puts in
+    ``x-forwarded-client-cert`` when it connects with this cluster's own certificate."""
     key_passphrase: str = ""
     """Passphrase sealing private keys at rest; read from var/secrets when empty."""
     call_timeout_s: float = 30.0
@@ -107,6 +129,12 @@ class Settings:
     def secrets_dir(self) -> Path:
         """Local secrets (the sealing passphrase on one machine)."""
         return self.var_dir / "secrets"
+
+    def validator_port(self, index: int) -> int:
+        """The gRPC port of blockchain validator ``index``."""
+        if index == 0:
+            return self.port("blockchain")
+        return self.extra_validator_port + index - 1
 
     def port(self, cluster: str) -> int:
         """The gRPC port of ``cluster``."""

@@ -1,7 +1,7 @@
 """The call pipeline every Lucid rpc passes through, in the order of ARCHITECTURE.md:
 
-    request id → log → authentication → authorization → validation → servicer
-                                                  └── error mapping on the way out
+    request id → log → authentication → plane policy → authorization → validation
+              → servicer                          └── error mapping on the way out
 
 grpc.aio interceptors cannot see a call's outcome without wrapping its handler,
 so one ``ServerInterceptor`` wraps each Lucid handler (cached per method) and runs
@@ -34,12 +34,15 @@ from lucid.runtime.errors import (
     FieldViolation,
     LucidError,
 )
+from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.metrics import Metrics
+from lucid.runtime.planes import PlanePolicy, audit, default_policy
 from lucid.runtime.tokens import TokenVerifier
 
 log = logging.getLogger("lucid.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
+XFCC_HEADER = "x-forwarded-client-cert"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -100,8 +103,13 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         unimplemented: Iterable[str] = (),
         policy: Callable[[Principal, MethodInfo], None] | None = None,
         extra_methods: Iterable[MethodInfo] = (),
+        planes: PlanePolicy | None = None,
+        forwarded_by: ServiceIdentity | None = None,
     ) -> None:
         self.cluster = cluster
+        self.planes = planes or default_policy()
+        self.forwarded_by = forwarded_by
+        """The local sidecar's identity, whose ``x-forwarded-client-cert`` names the caller."""
         self.domain = f"lucid.{cluster}"
         self.catalog = catalog
         self.verifier = verifier
@@ -141,6 +149,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
         metadata = dict(context.invocation_metadata() or ())
+        if self.forwarded_by is not None and peer == self.forwarded_by:
+            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
+            if forwarded is not None:
+                peer = forwarded
         header = str(metadata.get("authorization", ""))
         user = None
         token = ""
@@ -152,6 +164,14 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         principal = Principal(peer=peer, user=user, token=token.strip())
         call.principal = principal
         principal_var.set(principal)
+        decision = self.planes.decide(peer, call.info)
+        audit(decision, peer, call.info, call.request_id)
+        if not decision.allowed:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
+                f"plane policy: {peer.spiffe_id} may not call {call.info.path} ({decision.rule})",
+                metadata={"peer": peer.spiffe_id, "rule": decision.rule},
+            )
         if self.policy is not None:
             self.policy(principal, call.info)
         authorize(call.info.access, principal, call.info.path)
@@ -168,7 +188,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext
     ) -> None:
         """Maps an exception to the status sent; always raises."""
-        if isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.status = grpc.StatusCode.CANCELLED
             raise exc
         if isinstance(exc, AbortError):

@@ -109,6 +109,7 @@ class Runtime:
         self.cluster = cluster
         self.identity = identity_for(identity or cluster)
         self.catalog: Catalog = catalog()
+        self._owns_registry = registry is None
         self.registry = registry or create_registry(settings)
         self.clock = clock or SystemClock()
         self.datastores = Datastores(settings, mongo=True, redis=True)
@@ -124,6 +125,8 @@ class Runtime:
     async def close(self) -> None:
         """Closes channels and store clients."""
         await self.channels.close()
+        if self._owns_registry:
+            await self.registry.close()
         await self.datastores.close()
 
 
@@ -237,6 +240,7 @@ class ClusterServer:
             unimplemented=unimplemented,
             policy=self.app.policy,
             extra_methods=self.app.extra_methods,
+            forwarded_by=self.runtime.identity if settings.sidecar else None,
         )
         self.server = grpc.aio.server(
             interceptors=[self.pipeline],

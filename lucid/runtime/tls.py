@@ -23,6 +23,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lucid.lib.sealing import Sealer
@@ -138,21 +139,22 @@ class CertificateAuthority:
             raise TypeError("the CA key is not an EC key")
         return cls(cert, key)
 
-    def _sign(
+    def _build(
         self,
         subject: x509.Name,
         sans: list[x509.GeneralName],
         usages: list[x509.ObjectIdentifier],
         start: dt.datetime,
         days: int,
-    ) -> IssuedCertificate:
-        """A new key and a leaf certificate for it, signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
+        *,
+        public_key: CertificatePublicKeyTypes,
+    ) -> x509.Certificate:
+        """A leaf certificate for ``public_key``, signed by this CA."""
+        return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + dt.timedelta(days=days))
@@ -165,22 +167,30 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
+
+    def _sign(
+        self,
+        subject: x509.Name,
+        sans: list[x509.GeneralName],
+        usages: list[x509.ObjectIdentifier],
+        start: dt.datetime,
+        days: int,
+    ) -> IssuedCertificate:
+        """A new key and a leaf certificate for it, signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._build(subject, sans, usages, start, days, public_key=key.public_key())
         return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
-    def issue(
-        self,
-        identity: ServiceIdentity,
-        *,
-        days: int = CERT_DAYS,
-        extra_dns: Iterable[str] = (),
-        not_before: dt.datetime | None = None,
-    ) -> IssuedCertificate:
-        """A client-and-server certificate for ``identity``."""
+    @staticmethod
+    def _service_names(
+        identity: ServiceIdentity, common_name: str, extra_dns: Iterable[str]
+    ) -> tuple[x509.Name, list[x509.GeneralName]]:
+        """The subject (OU ``plane-<plane>``) and SANs (SPIFFE id first) of a service."""
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lucid"),
                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"plane-{identity.plane}"),
-                x509.NameAttribute(NameOID.COMMON_NAME, identity.name),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
         sans: list[x509.GeneralName] = [
@@ -190,12 +200,43 @@ class CertificateAuthority:
             *(x509.DNSName(d) for d in extra_dns),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
-        return self._sign(
+        return subject, sans
+
+    def issue(
+        self,
+        identity: ServiceIdentity,
+        *,
+        days: int = CERT_DAYS,
+        extra_dns: Iterable[str] = (),
+        not_before: dt.datetime | None = None,
+    ) -> IssuedCertificate:
+        """A client-and-server certificate for ``identity``, with a new key."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.sign(
+            identity, key.public_key(), days=days, extra_dns=extra_dns, not_before=not_before
+        )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+    def sign(
+        self,
+        identity: ServiceIdentity,
+        public_key: CertificatePublicKeyTypes,
+        *,
+        days: int = CERT_DAYS,
+        common_name: str | None = None,
+        extra_dns: Iterable[str] = (),
+        not_before: dt.datetime | None = None,
+    ) -> x509.Certificate:
+        """A client-and-server certificate for ``identity`` over a given public key
+        (the mesh signs signing requests with this; the key stays with the requester)."""
+        subject, sans = self._service_names(identity, common_name or identity.name, extra_dns)
+        return self._build(
             subject,
             sans,
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
             days,
+            public_key=public_key,
         )
 
     def issue_web(
@@ -314,13 +355,32 @@ def peer_identity(auth_context: dict[str, list[bytes]]) -> ServiceIdentity | Non
         if found:
             return found
     for pem in auth_context.get("x509_pem_cert", []):
-        cert = x509.load_pem_x509_certificate(pem)
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            return None
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-            found = parse_spiffe_id(uri)
-            if found:
-                return found
+        return certificate_identity(x509.load_pem_x509_certificate(pem))
+    return None
+
+
+def certificate_identity(cert: x509.Certificate) -> ServiceIdentity | None:
+    """The SPIFFE identity in a certificate's URI SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        found = parse_spiffe_id(uri)
+        if found:
+            return found
+    return None
+
+
+def forwarded_identity(xfcc: str) -> ServiceIdentity | None:
+    """The SPIFFE identity in an ``x-forwarded-client-cert`` header (Envoy's
+    ``SANITIZE_SET`` with ``uri``: ``By=…;Hash=…;URI=spiffe://…``); the last element
+    is the hop nearest to us."""
+    if not xfcc:
+        return None
+    element = xfcc.rsplit(",", maxsplit=1)[-1]
+    for pair in element.split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() == "uri":
+            return parse_spiffe_id(value.strip().strip('"'))
     return None

@@ -2,16 +2,93 @@
 
 Recording sessions: the state machine, chunk upload (compress, seal, hash, store),
 manifests and Merkle roots, anchoring through the chain, chunk proofs.
-Owns the proto package ``lucid.sessions.v1`` and the Redis prefix ``lucid:sessions:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Owns the collections of ``lucid.sessions.schema``, the blob volume
+(``<var>/blobs/sessions``) and the Redis prefix ``lucid:sessions:``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+from lucid.sessions.v1 import (
+    chunks_pb2_grpc,
+    manifests_pb2_grpc,
+    sessions_pb2_grpc,
+    trust_pb2_grpc,
+)
+
+from lucid.lib.sealing import Sealer
 from lucid.runtime.server import ClusterApp, Runtime
+from lucid.sessions import schema
+from lucid.sessions.blobstore import BlobStore
+from lucid.sessions.chunk_servicer import ChunkServicer
+from lucid.sessions.config import SessionsConfig
+from lucid.sessions.finalize import AnchorClient, Finalizer
+from lucid.sessions.ingest import ChunkIngest, OpenStreams
+from lucid.sessions.keys import KeyStore
+from lucid.sessions.repository import Doc, Repository
+from lucid.sessions.service import Sessions
+from lucid.sessions.servicer import ManifestServicer, SessionServicer
+from lucid.sessions.trust import TrustPolicyServicer
 
 
-async def build(runtime: Runtime) -> ClusterApp:
+async def build(runtime: Runtime, config: SessionsConfig | None = None) -> ClusterApp:
     """The sessions server."""
-    return ClusterApp(servicers=[])
+    config = config or SessionsConfig.of(runtime.settings)
+    repo = Repository(runtime.datastores.db)
+    store = BlobStore(config.blob_root)
+    keys = KeyStore(repo.keys, Sealer(runtime.settings.sealing_passphrase()), runtime.clock)
+    sessions = Sessions(repo, runtime.datastores.cache, runtime.clock, config)
+    ingest = ChunkIngest(repo, store, keys, runtime.clock)
+    streams = OpenStreams()
+    chain = AnchorClient(runtime.channels)
+    finalizer = Finalizer(
+        repo,
+        keys,
+        clock=runtime.clock,
+        config=config,
+        chain=chain,
+        sessions=sessions,
+        instance_id=f"sessions-{uuid.uuid4().hex[:8]}",
+    )
+    sessions.flusher = streams.flush
+    sessions.on_stopped = finalizer.wake
+
+    async def remove_blobs(chunks: list[Doc]) -> None:
+        for row in chunks:
+            await asyncio.to_thread(store.delete, row["merkle_hash"])
+
+    sessions.on_deleted = remove_blobs
+
+    async def prepare() -> None:
+        await asyncio.to_thread(store.ensure)
+        await asyncio.to_thread(store.clean_temp)
+        await keys.master_key()
+        await keys.signing_key()
+
+    return ClusterApp(
+        servicers=[
+            (
+                sessions_pb2_grpc.add_SessionServiceServicer_to_server,
+                SessionServicer(sessions, finalizer),
+            ),
+            (
+                chunks_pb2_grpc.add_ChunkServiceServicer_to_server,
+                ChunkServicer(sessions, ingest, streams, chain),
+            ),
+            (
+                manifests_pb2_grpc.add_ManifestServiceServicer_to_server,
+                ManifestServicer(sessions, finalizer),
+            ),
+            (
+                trust_pb2_grpc.add_TrustPolicyServiceServicer_to_server,
+                TrustPolicyServicer(repo, runtime.clock),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+        blob_paths=schema.BLOB_PATHS,
+        tasks=[finalizer.run],
+        on_ready=[prepare],
+        on_stop=[finalizer.stop],
+    )

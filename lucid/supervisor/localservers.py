@@ -1,4 +1,4 @@
-"""FerretDB and redis-server on loopback, with their data under one directory.
+"""FerretDB, redis-server and a Consul agent on loopback, with their data under one directory.
 
 Used three ways: ``lucid dev up/down`` (detached, for ``make test``), ``lucid up``
 (children of the supervisor) and tests that need a private server they may stop.
@@ -7,12 +7,15 @@ Used three ways: ``lucid dev up/down`` (detached, for ``make test``), ``lucid up
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +194,68 @@ class RedisServer(LocalServer):
                 client.close()
         except redis.RedisError:
             return False
+
+
+@dataclass
+class ConsulAgent(LocalServer):
+    """``consul agent -dev`` on loopback: every port but HTTP closed or free, no update
+    check, and the TLS client certificate its gRPC health checks present to our mTLS
+    servers (``enable_agent_tls_for_checks``)."""
+
+    ca_file: Path = Path()
+    cert_file: Path = Path()
+    key_file: Path = Path()
+
+    def config(self) -> dict[str, object]:
+        """The agent configuration (JSON)."""
+        return {
+            "node_name": "lucid-dev",
+            "bind_addr": "127.0.0.1",
+            "client_addr": "127.0.0.1",
+            "advertise_addr": "127.0.0.1",
+            "disable_update_check": True,
+            "disable_anonymous_signature": True,
+            "log_level": "WARN",
+            "ports": {
+                "http": self.port,
+                "https": -1,
+                "dns": -1,
+                "grpc": -1,
+                "grpc_tls": -1,
+                "serf_lan": free_port(),
+                "serf_wan": free_port(),
+                "server": free_port(),
+            },
+            "enable_agent_tls_for_checks": True,
+            "tls": {
+                "defaults": {
+                    "ca_file": str(self.ca_file.resolve()),
+                    "cert_file": str(self.cert_file.resolve()),
+                    "key_file": str(self.key_file.resolve()),
+                    "verify_incoming": False,
+                    "verify_outgoing": False,
+                }
+            },
+        }
+
+    def command(self) -> list[str]:
+        path = self.data_dir / "consul.json"
+        path.write_text(json.dumps(self.config(), indent=2))
+        return [tool_path("consul"), "agent", "-dev", f"-config-file={path}"]
+
+    @property
+    def address(self) -> str:
+        """The HTTP API address, ``127.0.0.1:port`` (``LUCID_CONSUL_ADDR``)."""
+        return f"127.0.0.1:{self.port}"
+
+    def ping(self) -> bool:
+        url = f"http://{self.address}/v1/status/leader"
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as response:
+                leader = response.read().strip()
+        except (urllib.error.URLError, OSError):
+            return False
+        return leader not in (b"", b'""')
 
 
 @dataclass

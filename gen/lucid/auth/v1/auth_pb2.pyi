@@ -713,7 +713,7 @@ class RefreshTokenRequest(_message.Message):
 
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
-    """The refresh token."""
+    """The refresh token (a JWT of about 600 characters)."""
     def __init__(
         self,
         *,

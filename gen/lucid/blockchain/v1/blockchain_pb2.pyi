@@ -292,7 +292,11 @@ class BlockHeader(_message.Message):
     proposer_id: _builtins.str
     """The validator that proposed the block."""
     slot: _builtins.int
-    """The leader slot the block was proposed in."""
+    """The leader slot of this height the block was proposed in: the round
+    number, counted in leader timeouts from the parent's block time plus the
+    block interval. The proposer must be the leader of this round (primary
+    for round 0, then the fallbacks in turn).
+    """
     transaction_count: _builtins.int
     """How many transactions the block holds (at most 1000)."""
     @_builtins.property
@@ -321,8 +325,11 @@ Global___BlockHeader: _TypeAlias = BlockHeader  # noqa: Y015
 
 @_typing.final
 class ValidatorApproval(_message.Message):
-    """One validator's Ed25519 approval of a block: a signature over the 32 raw
-    bytes of the block hash.
+    """One validator's Ed25519 approval of a block in a consensus round: a
+    signature over `b"lucid_blocks/approval/v1\\0" ‖ height ‖ round ‖ hash`
+    (uint64 big-endian, raw 32-byte hash; `lucid.lib.canonical`). A block is
+    final when approvals of one round come from at least two thirds of the
+    validators.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -331,15 +338,18 @@ class ValidatorApproval(_message.Message):
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     APPROVE_TIME_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
     validator_id: _builtins.str
     """The approving validator."""
     public_key: _builtins.str
     """The validator's Ed25519 public key, hex (32 bytes)."""
     signature: _builtins.str
-    """The Ed25519 signature over the block hash, hex (64 bytes)."""
+    """The Ed25519 signature over the approval message, hex (64 bytes)."""
+    round: _builtins.int
+    """The consensus round the approval was given in."""
     @_builtins.property
     def approve_time(self) -> _timestamp_pb2.Timestamp:
-        """When the validator approved (UTC)."""
+        """When the validator approved (UTC). Not signed."""
 
     def __init__(
         self,
@@ -348,10 +358,11 @@ class ValidatorApproval(_message.Message):
         public_key: _builtins.str = ...,
         signature: _builtins.str = ...,
         approve_time: _timestamp_pb2.Timestamp | None = ...,
+        round: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "round", b"round", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,8 +392,8 @@ class Block(_message.Message):
     proposer_public_key: _builtins.str
     """The proposer's Ed25519 public key, hex."""
     proposer_signature: _builtins.str
-    """The proposer's Ed25519 signature over the 32 raw bytes of the block
-    hash, hex.
+    """The proposer's Ed25519 signature over
+    `b"lucid_blocks/proposal/v1\\0" ‖ hash` (raw 32-byte hash), hex.
     """
     status: Global___BlockStatus.ValueType
     """The block's state (output only)."""
@@ -412,7 +423,7 @@ class Block(_message.Message):
 
     @_builtins.property
     def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidatorApproval]:
-        """The validator approvals collected so far (the proposer's included)."""
+        """The approvals that made the block final, all of one round."""
 
     @_builtins.property
     def final_time(self) -> _timestamp_pb2.Timestamp:
@@ -528,6 +539,9 @@ class SessionAnchorPayload(_message.Message):
     OWNER_USER_ID_FIELD_NUMBER: _builtins.int
     MANIFEST_SIGNATURE_FIELD_NUMBER: _builtins.int
     MANIFEST_SIGNER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    TOTAL_CHECKSUM_FIELD_NUMBER: _builtins.int
+    MANIFEST_VERSION_FIELD_NUMBER: _builtins.int
+    GENERATE_TIME_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The recording session (UUIDv4)."""
     manifest_id: _builtins.str
@@ -546,6 +560,19 @@ class SessionAnchorPayload(_message.Message):
     """The manifest's Ed25519 signature, hex."""
     manifest_signer_public_key: _builtins.str
     """The Ed25519 public key that signed the manifest, hex."""
+    total_checksum: _builtins.str
+    """The SHA-256 over the concatenated hex chunk hashes, hex (a field of the
+    manifest's signed document).
+    """
+    manifest_version: _builtins.str
+    """The manifest format version, `1.0` (a field of the signed document)."""
+    @_builtins.property
+    def generate_time(self) -> _timestamp_pb2.Timestamp:
+        """When the manifest was generated (UTC, milliseconds; a field of the signed
+        document). With the fields above, the manifest signature is checkable
+        from the transaction alone.
+        """
+
     def __init__(
         self,
         *,
@@ -558,10 +585,13 @@ class SessionAnchorPayload(_message.Message):
         owner_user_id: _builtins.str = ...,
         manifest_signature: _builtins.str = ...,
         manifest_signer_public_key: _builtins.str = ...,
+        total_checksum: _builtins.str = ...,
+        manifest_version: _builtins.str = ...,
+        generate_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generate_time", b"generate_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "hash_algorithm", b"hash_algorithm", "manifest_id", b"manifest_id", "manifest_signature", b"manifest_signature", "manifest_signer_public_key", b"manifest_signer_public_key", "merkle_root", b"merkle_root", "owner_user_id", b"owner_user_id", "session_id", b"session_id", "total_size_bytes", b"total_size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "generate_time", b"generate_time", "hash_algorithm", b"hash_algorithm", "manifest_id", b"manifest_id", "manifest_signature", b"manifest_signature", "manifest_signer_public_key", b"manifest_signer_public_key", "manifest_version", b"manifest_version", "merkle_root", b"merkle_root", "owner_user_id", b"owner_user_id", "session_id", b"session_id", "total_checksum", b"total_checksum", "total_size_bytes", b"total_size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -741,6 +771,11 @@ Global___TransactionBody: _TypeAlias = TransactionBody  # noqa: Y015
 class SignedTransaction(_message.Message):
     """A transaction body with its signer's Ed25519 signature over the 32 raw
     bytes of the transaction hash. The encoded transaction is at most 1 MiB.
+    The transaction hash is the SHA-256 of the body's canonical encoding:
+    `b"lucid_blocks/tx/v1\\n"` followed by its canonical JSON
+    (`lucid.lib.canonical`). Session anchors, consensus votes and `poot.*`
+    system transactions are signed by a validator; data-storage records and
+    other system transactions by any key.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -374,11 +374,11 @@ class GetConsensusStatusResponse(_message.Message):
     LEADER_TIMEOUT_FIELD_NUMBER: _builtins.int
     FINAL_HEIGHT_FIELD_NUMBER: _builtins.int
     current_slot: _builtins.int
-    """The current slot."""
+    """The current slot: the next height."""
     current_epoch: _builtins.int
-    """The current epoch."""
+    """The current epoch (a day of 720 task slots of 120 s)."""
     current_leader_id: _builtins.str
-    """The leader of the current slot."""
+    """The leader of the current round of the next height."""
     validator_count: _builtins.int
     """How many validators take part (N)."""
     required_approvals: _builtins.int
@@ -674,7 +674,9 @@ class TaskProof(_message.Message):
     pool_id: _builtins.str
     """The node's pool (UUIDv4), if any."""
     slot: _builtins.int
-    """The slot the task was done in."""
+    """The task slot the task was done in: 120 s slots counted from
+    2024-01-01T00:00:00Z (spec 02 §4).
+    """
     task_type: Global___TaskType.ValueType
     """The task."""
     value: _builtins.int
@@ -913,7 +915,10 @@ Global___GetWorkCreditsResponse: _TypeAlias = GetWorkCreditsResponse  # noqa: Y0
 
 @_typing.final
 class LeaderSlot(_message.Message):
-    """The leader of one slot."""
+    """The leader election of one slot. The chain elects leaders per height:
+    a slot is a height; its rounds are led by the primary, then by each
+    fallback in turn.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -926,7 +931,7 @@ class LeaderSlot(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     BLOCK_HEIGHT_FIELD_NUMBER: _builtins.int
     slot: _builtins.int
-    """The slot."""
+    """The slot: the height the election is for."""
     epoch: _builtins.int
     """Its epoch."""
     primary_id: _builtins.str
@@ -939,11 +944,15 @@ class LeaderSlot(_message.Message):
     """The height of the block produced in it."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """When the slot starts."""
+        """When its round 0 starts: the parent's block time plus the block
+        interval.
+        """
 
     @_builtins.property
     def fallback_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The fallbacks in order (at most 5)."""
+        """The fallbacks in order (at most 5; after them the rounds start over
+        with the primary).
+        """
 
     def __init__(
         self,
@@ -967,14 +976,18 @@ Global___LeaderSlot: _TypeAlias = LeaderSlot  # noqa: Y015
 
 @_typing.final
 class GetLeaderScheduleRequest(_message.Message):
-    """The request of GetLeaderSchedule."""
+    """The request of GetLeaderSchedule. Slots are heights; the schedule is
+    known up to the next height (its seed is the tip's hash).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SLOT_FROM_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     slot_from: _builtins.int
-    """The first slot; unset means the current one."""
+    """The first slot (height); unset means the count slots up to the next
+    height.
+    """
     count: _builtins.int
     """How many slots (default 10, at most 100)."""
     def __init__(
@@ -1002,7 +1015,7 @@ class GetLeaderScheduleResponse(_message.Message):
     CURRENT_SLOT_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     current_slot: _builtins.int
-    """The current slot."""
+    """The current slot: the next height."""
     @_builtins.property
     def slots(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaderSlot]:
         """The slots, in order."""
@@ -1022,26 +1035,126 @@ class GetLeaderScheduleResponse(_message.Message):
 Global___GetLeaderScheduleResponse: _TypeAlias = GetLeaderScheduleResponse  # noqa: Y015
 
 @_typing.final
+class Prevote(_message.Message):
+    """One validator's signed prevote for a block in a round: an Ed25519
+    signature over `b"lucid_blocks/prevote/v1\\0" ‖ height ‖ round ‖ hash`
+    (uint64 big-endian, raw 32-byte hash).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    validator_id: _builtins.str
+    """The voting validator."""
+    public_key: _builtins.str
+    """Its Ed25519 public key, hex."""
+    height: _builtins.int
+    """The height of the block."""
+    round: _builtins.int
+    """The round."""
+    block_hash: _builtins.str
+    """The block hash, hex."""
+    signature: _builtins.str
+    """The signature, hex."""
+    def __init__(
+        self,
+        *,
+        validator_id: _builtins.str = ...,
+        public_key: _builtins.str = ...,
+        height: _builtins.int = ...,
+        round: _builtins.int = ...,
+        block_hash: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_hash", b"block_hash", "height", b"height", "public_key", b"public_key", "round", b"round", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Prevote: _TypeAlias = Prevote  # noqa: Y015
+
+@_typing.final
+class PrevoteCertificate(_message.Message):
+    """Prevotes of one round for one block from at least two thirds of the
+    validators: the proof that lets validators lock on, or move their lock
+    to, that block.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    PREVOTES_FIELD_NUMBER: _builtins.int
+    height: _builtins.int
+    """The height."""
+    round: _builtins.int
+    """The round."""
+    block_hash: _builtins.str
+    """The block hash, hex."""
+    @_builtins.property
+    def prevotes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Prevote]:
+        """The prevotes."""
+
+    def __init__(
+        self,
+        *,
+        height: _builtins.int = ...,
+        round: _builtins.int = ...,
+        block_hash: _builtins.str = ...,
+        prevotes: _abc.Iterable[Global___Prevote] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_hash", b"block_hash", "height", b"height", "prevotes", b"prevotes", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrevoteCertificate: _TypeAlias = PrevoteCertificate  # noqa: Y015
+
+@_typing.final
 class ProposeBlockRequest(_message.Message):
     """The request of ProposeBlock."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BLOCK_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    LEADER_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFY_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    """The round the leader proposes in."""
+    leader_id: _builtins.str
+    """The leader of that round."""
     @_builtins.property
     def block(self) -> _blockchain_pb2.Block:
         """The proposed block with its full transactions and the proposer's
-        signature.
+        signature (a fresh block, or one a validator is locked on).
+        """
+
+    @_builtins.property
+    def justify(self) -> Global___PrevoteCertificate:
+        """For a block proposed again: prevotes of an earlier round for it, which
+        let a validator locked on another block of a lower round move its lock.
         """
 
     def __init__(
         self,
         *,
         block: _blockchain_pb2.Block | None = ...,
+        round: _builtins.int = ...,
+        leader_id: _builtins.str = ...,
+        justify: Global___PrevoteCertificate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "justify", b"justify"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "justify", b"justify", "leader_id", b"leader_id", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1050,6 +1163,94 @@ Global___ProposeBlockRequest: _TypeAlias = ProposeBlockRequest  # noqa: Y015
 @_typing.final
 class ProposeBlockResponse(_message.Message):
     """The response of ProposeBlock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVED_FIELD_NUMBER: _builtins.int
+    PREVOTE_FIELD_NUMBER: _builtins.int
+    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    LOCKED_BLOCK_FIELD_NUMBER: _builtins.int
+    LOCKED_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    approved: _builtins.bool
+    """Whether the peer prevotes the block."""
+    validator_id: _builtins.str
+    """The peer."""
+    reason: _builtins.str
+    """Why the peer refuses, when it does."""
+    height: _builtins.int
+    """The peer's tip height, so the leader sees a lagging peer."""
+    @_builtins.property
+    def prevote(self) -> Global___Prevote:
+        """The peer's signed prevote, when it prevotes."""
+
+    @_builtins.property
+    def locked_block(self) -> _blockchain_pb2.Block:
+        """The block the peer is locked on at this height, when that is why it
+        refuses.
+        """
+
+    @_builtins.property
+    def locked_certificate(self) -> Global___PrevoteCertificate:
+        """The prevotes the peer locked on `locked_block` with."""
+
+    def __init__(
+        self,
+        *,
+        approved: _builtins.bool = ...,
+        prevote: Global___Prevote | None = ...,
+        validator_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        height: _builtins.int = ...,
+        locked_block: _blockchain_pb2.Block | None = ...,
+        locked_certificate: Global___PrevoteCertificate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["locked_block", b"locked_block", "locked_certificate", b"locked_certificate", "prevote", b"prevote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "height", b"height", "locked_block", b"locked_block", "locked_certificate", b"locked_certificate", "prevote", b"prevote", "reason", b"reason", "validator_id", b"validator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeBlockResponse: _TypeAlias = ProposeBlockResponse  # noqa: Y015
+
+@_typing.final
+class ApproveBlockRequest(_message.Message):
+    """The request of ApproveBlock."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCK_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    """The round."""
+    @_builtins.property
+    def block(self) -> _blockchain_pb2.Block:
+        """The block with its full transactions."""
+
+    @_builtins.property
+    def certificate(self) -> Global___PrevoteCertificate:
+        """Prevotes of this round for the block from at least two thirds."""
+
+    def __init__(
+        self,
+        *,
+        block: _blockchain_pb2.Block | None = ...,
+        round: _builtins.int = ...,
+        certificate: Global___PrevoteCertificate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "certificate", b"certificate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "certificate", b"certificate", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveBlockRequest: _TypeAlias = ApproveBlockRequest  # noqa: Y015
+
+@_typing.final
+class ApproveBlockResponse(_message.Message):
+    """The response of ApproveBlock."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1065,7 +1266,7 @@ class ProposeBlockResponse(_message.Message):
     reason: _builtins.str
     """Why the peer refuses, when it does."""
     height: _builtins.int
-    """The peer's tip height, so the leader sees a lagging peer."""
+    """The peer's tip height."""
     @_builtins.property
     def approval(self) -> _blockchain_pb2.ValidatorApproval:
         """The peer's signed approval, when it approves."""
@@ -1085,7 +1286,7 @@ class ProposeBlockResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ProposeBlockResponse: _TypeAlias = ProposeBlockResponse  # noqa: Y015
+Global___ApproveBlockResponse: _TypeAlias = ApproveBlockResponse  # noqa: Y015
 
 @_typing.final
 class CommitBlockRequest(_message.Message):
@@ -1096,8 +1297,8 @@ class CommitBlockRequest(_message.Message):
     BLOCK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def block(self) -> _blockchain_pb2.Block:
-        """The block with its full transactions and at least two thirds of
-        approvals.
+        """The block with its full transactions and approvals of one round from at
+        least two thirds of the validators.
         """
 
     def __init__(
@@ -1202,3 +1403,61 @@ class SyncBlocksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SyncBlocksResponse: _TypeAlias = SyncBlocksResponse  # noqa: Y015
+
+@_typing.final
+class RelayTransactionsRequest(_message.Message):
+    """The request of RelayTransactions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTIONS_FIELD_NUMBER: _builtins.int
+    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
+    validator_id: _builtins.str
+    """The relaying validator."""
+    @_builtins.property
+    def transactions(self) -> _containers.RepeatedCompositeFieldContainer[_blockchain_pb2.SignedTransaction]:
+        """The signed transactions (1–100)."""
+
+    def __init__(
+        self,
+        *,
+        transactions: _abc.Iterable[_blockchain_pb2.SignedTransaction] | None = ...,
+        validator_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transactions", b"transactions", "validator_id", b"validator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayTransactionsRequest: _TypeAlias = RelayTransactionsRequest  # noqa: Y015
+
+@_typing.final
+class RelayTransactionsResponse(_message.Message):
+    """The response of RelayTransactions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
+    KNOWN_COUNT_FIELD_NUMBER: _builtins.int
+    REFUSED_COUNT_FIELD_NUMBER: _builtins.int
+    accepted_count: _builtins.int
+    """How many were new and accepted into the pending pool."""
+    known_count: _builtins.int
+    """How many the peer already knew."""
+    refused_count: _builtins.int
+    """How many it refused."""
+    def __init__(
+        self,
+        *,
+        accepted_count: _builtins.int = ...,
+        known_count: _builtins.int = ...,
+        refused_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "known_count", b"known_count", "refused_count", b"refused_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelayTransactionsResponse: _TypeAlias = RelayTransactionsResponse  # noqa: Y015

@@ -28,12 +28,20 @@ if _version_not_supported:
 class ConsensusServiceStub:
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     def __init__(self, channel):
@@ -82,6 +90,11 @@ class ConsensusServiceStub:
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ProposeBlockRequest.SerializeToString,
                 response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ProposeBlockResponse.FromString,
                 _registered_method=True)
+        self.ApproveBlock = channel.unary_unary(
+                '/lucid.blockchain.v1.ConsensusService/ApproveBlock',
+                request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockRequest.SerializeToString,
+                response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockResponse.FromString,
+                _registered_method=True)
         self.CommitBlock = channel.unary_unary(
                 '/lucid.blockchain.v1.ConsensusService/CommitBlock',
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.CommitBlockRequest.SerializeToString,
@@ -92,17 +105,30 @@ class ConsensusServiceStub:
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksRequest.SerializeToString,
                 response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksResponse.FromString,
                 _registered_method=True)
+        self.RelayTransactions = channel.unary_unary(
+                '/lucid.blockchain.v1.ConsensusService/RelayTransactions',
+                request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsRequest.SerializeToString,
+                response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsResponse.FromString,
+                _registered_method=True)
 
 
 class ConsensusServiceServicer:
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     def GetConsensusStatus(self, request, context):
@@ -168,22 +194,32 @@ class ConsensusServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ProposeBlock(self, request, context):
-        """Validator to validator: the slot's leader sends its proposed block (with
-        its transactions) to a peer. The peer checks the leader schedule, the
-        header, the proposer signature, the link to its tip and every
-        transaction, and answers with its signed approval or the reason it
-        refuses. A validator signs at most one block per height: the same block
-        sent again gets the same approval.
+        """Validator to validator, phase 1: the round's leader sends a proposed
+        block (with its transactions) to a peer. The peer checks the leader
+        schedule, the header, the proposer signature, the link to its tip and
+        every transaction, and answers with its signed prevote or the reason it
+        refuses (with the block it is locked on, if that is the reason). The
+        same block sent again in the same round gets the same prevote.
         Spec: 02 §4 Production, Vote (DECISIONS "Chain": separate validator processes)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveBlock(self, request, context):
+        """Validator to validator, phase 2: the leader shows prevotes of one round
+        from two thirds of the validators; the peer locks on the block and
+        answers with its signed approval of that round.
+        Spec: 02 §4 Vote (approve iff two thirds agree)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CommitBlock(self, request, context):
-        """Validator to validator: the leader sends a block with approvals from at
-        least two thirds of the validators; the peer verifies every approval and
-        appends the block as final.
+        """Validator to validator: the leader sends a block with approvals of one
+        round from at least two thirds of the validators; the peer verifies
+        every approval and appends the block as final.
         Spec: 02 §4 Vote (approve → block and transactions confirmed), Finality
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -195,6 +231,17 @@ class ConsensusServiceServicer:
         height on, each with its transactions and approvals, and verifies them
         before appending.
         Spec: 02 §4 Finality (catch-up of a validator that was down)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RelayTransactions(self, request, context):
+        """Validator to validator: a validator passes the transactions it accepted
+        to its peers' pending pools, so whichever validator leads next can
+        include them. Each is checked as if submitted; the known ones are
+        ignored.
+        Spec: 02 §4 Production (the pending pool every leader builds from)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,6 +290,11 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ProposeBlockRequest.FromString,
                     response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ProposeBlockResponse.SerializeToString,
             ),
+            'ApproveBlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveBlock,
+                    request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockRequest.FromString,
+                    response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockResponse.SerializeToString,
+            ),
             'CommitBlock': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitBlock,
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.CommitBlockRequest.FromString,
@@ -252,6 +304,11 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
                     servicer.SyncBlocks,
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksRequest.FromString,
                     response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksResponse.SerializeToString,
+            ),
+            'RelayTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RelayTransactions,
+                    request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsRequest.FromString,
+                    response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,12 +321,20 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
 class ConsensusService:
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     @staticmethod
@@ -489,6 +554,33 @@ class ConsensusService:
             _registered_method=True)
 
     @staticmethod
+    def ApproveBlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.blockchain.v1.ConsensusService/ApproveBlock',
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockRequest.SerializeToString,
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ApproveBlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CommitBlock(request,
             target,
             options=(),
@@ -532,6 +624,33 @@ class ConsensusService:
             '/lucid.blockchain.v1.ConsensusService/SyncBlocks',
             lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksRequest.SerializeToString,
             lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SyncBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RelayTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.blockchain.v1.ConsensusService/RelayTransactions',
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsRequest.SerializeToString,
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.RelayTransactionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

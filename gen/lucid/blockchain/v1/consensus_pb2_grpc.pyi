@@ -29,12 +29,20 @@ GRPC_VERSION: str
 class ConsensusServiceStub:
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     @_typing.overload
@@ -76,18 +84,24 @@ class ConsensusServiceStub:
     Spec: 02 GetLeaderSchedule
     """
     ProposeBlock: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.ProposeBlockRequest, _consensus_pb2.ProposeBlockResponse]
-    """Validator to validator: the slot's leader sends its proposed block (with
-    its transactions) to a peer. The peer checks the leader schedule, the
-    header, the proposer signature, the link to its tip and every
-    transaction, and answers with its signed approval or the reason it
-    refuses. A validator signs at most one block per height: the same block
-    sent again gets the same approval.
+    """Validator to validator, phase 1: the round's leader sends a proposed
+    block (with its transactions) to a peer. The peer checks the leader
+    schedule, the header, the proposer signature, the link to its tip and
+    every transaction, and answers with its signed prevote or the reason it
+    refuses (with the block it is locked on, if that is the reason). The
+    same block sent again in the same round gets the same prevote.
     Spec: 02 §4 Production, Vote (DECISIONS "Chain": separate validator processes)
     """
+    ApproveBlock: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.ApproveBlockRequest, _consensus_pb2.ApproveBlockResponse]
+    """Validator to validator, phase 2: the leader shows prevotes of one round
+    from two thirds of the validators; the peer locks on the block and
+    answers with its signed approval of that round.
+    Spec: 02 §4 Vote (approve iff two thirds agree)
+    """
     CommitBlock: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.CommitBlockRequest, _consensus_pb2.CommitBlockResponse]
-    """Validator to validator: the leader sends a block with approvals from at
-    least two thirds of the validators; the peer verifies every approval and
-    appends the block as final.
+    """Validator to validator: the leader sends a block with approvals of one
+    round from at least two thirds of the validators; the peer verifies
+    every approval and appends the block as final.
     Spec: 02 §4 Vote (approve → block and transactions confirmed), Finality
     """
     SyncBlocks: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.SyncBlocksRequest, _consensus_pb2.SyncBlocksResponse]
@@ -96,17 +110,32 @@ class ConsensusServiceStub:
     before appending.
     Spec: 02 §4 Finality (catch-up of a validator that was down)
     """
+    RelayTransactions: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.RelayTransactionsRequest, _consensus_pb2.RelayTransactionsResponse]
+    """Validator to validator: a validator passes the transactions it accepted
+    to its peers' pending pools, so whichever validator leads next can
+    include them. Each is checked as if submitted; the known ones are
+    ignored.
+    Spec: 02 §4 Production (the pending pool every leader builds from)
+    """
 
 @_typing.type_check_only
 class ConsensusServiceAsyncStub(ConsensusServiceStub):
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -145,18 +174,24 @@ class ConsensusServiceAsyncStub(ConsensusServiceStub):
     Spec: 02 GetLeaderSchedule
     """
     ProposeBlock: _aio.UnaryUnaryMultiCallable[_consensus_pb2.ProposeBlockRequest, _consensus_pb2.ProposeBlockResponse]  # type: ignore[assignment]
-    """Validator to validator: the slot's leader sends its proposed block (with
-    its transactions) to a peer. The peer checks the leader schedule, the
-    header, the proposer signature, the link to its tip and every
-    transaction, and answers with its signed approval or the reason it
-    refuses. A validator signs at most one block per height: the same block
-    sent again gets the same approval.
+    """Validator to validator, phase 1: the round's leader sends a proposed
+    block (with its transactions) to a peer. The peer checks the leader
+    schedule, the header, the proposer signature, the link to its tip and
+    every transaction, and answers with its signed prevote or the reason it
+    refuses (with the block it is locked on, if that is the reason). The
+    same block sent again in the same round gets the same prevote.
     Spec: 02 §4 Production, Vote (DECISIONS "Chain": separate validator processes)
     """
+    ApproveBlock: _aio.UnaryUnaryMultiCallable[_consensus_pb2.ApproveBlockRequest, _consensus_pb2.ApproveBlockResponse]  # type: ignore[assignment]
+    """Validator to validator, phase 2: the leader shows prevotes of one round
+    from two thirds of the validators; the peer locks on the block and
+    answers with its signed approval of that round.
+    Spec: 02 §4 Vote (approve iff two thirds agree)
+    """
     CommitBlock: _aio.UnaryUnaryMultiCallable[_consensus_pb2.CommitBlockRequest, _consensus_pb2.CommitBlockResponse]  # type: ignore[assignment]
-    """Validator to validator: the leader sends a block with approvals from at
-    least two thirds of the validators; the peer verifies every approval and
-    appends the block as final.
+    """Validator to validator: the leader sends a block with approvals of one
+    round from at least two thirds of the validators; the peer verifies
+    every approval and appends the block as final.
     Spec: 02 §4 Vote (approve → block and transactions confirmed), Finality
     """
     SyncBlocks: _aio.UnaryUnaryMultiCallable[_consensus_pb2.SyncBlocksRequest, _consensus_pb2.SyncBlocksResponse]  # type: ignore[assignment]
@@ -165,16 +200,31 @@ class ConsensusServiceAsyncStub(ConsensusServiceStub):
     before appending.
     Spec: 02 §4 Finality (catch-up of a validator that was down)
     """
+    RelayTransactions: _aio.UnaryUnaryMultiCallable[_consensus_pb2.RelayTransactionsRequest, _consensus_pb2.RelayTransactionsResponse]  # type: ignore[assignment]
+    """Validator to validator: a validator passes the transactions it accepted
+    to its peers' pending pools, so whichever validator leads next can
+    include them. Each is checked as if submitted; the known ones are
+    ignored.
+    Spec: 02 §4 Production (the pending pool every leader builds from)
+    """
 
 class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
     """PoOT (Proof of Operational Tasks) consensus of `lucid_blocks` (spec 02
     §4, DECISIONS "Chain"). Validators are separate processes with their own
-    Ed25519 keys and a static peer list. The leader of a slot comes from the
-    work-credit ranking (ties broken by a seed from the previous block hash;
-    the next fallback takes over after the leader timeout); it proposes a
-    block to every peer, collects their signed approvals and commits the
-    block once 3 × approvals ≥ 2 × N. Nodes submit task proofs that earn the
-    work credits the ranking uses.
+    Ed25519 keys and a static peer list. Each height has one leader election
+    (a "slot"): the work-credit ranking orders the validators (ties broken by
+    a seed from the previous block hash), the primary leads round 0 and the
+    fallbacks lead the following rounds, one per leader timeout. A round has
+    two phases, as in Tendermint: the leader proposes a block and collects
+    signed prevotes (ProposeBlock); with prevotes from two thirds it asks for
+    approvals (ApproveBlock), which lock the approving validator on the
+    block; approvals of one round from two thirds (3 × approvals ≥ 2 × N)
+    make the block final and the leader commits it (CommitBlock). A
+    validator votes at most once per phase and round, never in a round below
+    one it voted in, and prevotes another block than the one it is locked on
+    only when shown prevotes of a later round: so no two blocks of one height
+    are ever final. Nodes submit task proofs that earn the work credits the
+    ranking uses.
     """
 
     @_abc_1.abstractmethod
@@ -259,13 +309,25 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _consensus_pb2.ProposeBlockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_consensus_pb2.ProposeBlockResponse, _abc.Awaitable[_consensus_pb2.ProposeBlockResponse]]:
-        """Validator to validator: the slot's leader sends its proposed block (with
-        its transactions) to a peer. The peer checks the leader schedule, the
-        header, the proposer signature, the link to its tip and every
-        transaction, and answers with its signed approval or the reason it
-        refuses. A validator signs at most one block per height: the same block
-        sent again gets the same approval.
+        """Validator to validator, phase 1: the round's leader sends a proposed
+        block (with its transactions) to a peer. The peer checks the leader
+        schedule, the header, the proposer signature, the link to its tip and
+        every transaction, and answers with its signed prevote or the reason it
+        refuses (with the block it is locked on, if that is the reason). The
+        same block sent again in the same round gets the same prevote.
         Spec: 02 §4 Production, Vote (DECISIONS "Chain": separate validator processes)
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveBlock(
+        self,
+        request: _consensus_pb2.ApproveBlockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consensus_pb2.ApproveBlockResponse, _abc.Awaitable[_consensus_pb2.ApproveBlockResponse]]:
+        """Validator to validator, phase 2: the leader shows prevotes of one round
+        from two thirds of the validators; the peer locks on the block and
+        answers with its signed approval of that round.
+        Spec: 02 §4 Vote (approve iff two thirds agree)
         """
 
     @_abc_1.abstractmethod
@@ -274,9 +336,9 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _consensus_pb2.CommitBlockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_consensus_pb2.CommitBlockResponse, _abc.Awaitable[_consensus_pb2.CommitBlockResponse]]:
-        """Validator to validator: the leader sends a block with approvals from at
-        least two thirds of the validators; the peer verifies every approval and
-        appends the block as final.
+        """Validator to validator: the leader sends a block with approvals of one
+        round from at least two thirds of the validators; the peer verifies
+        every approval and appends the block as final.
         Spec: 02 §4 Vote (approve → block and transactions confirmed), Finality
         """
 
@@ -290,6 +352,19 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
         height on, each with its transactions and approvals, and verifies them
         before appending.
         Spec: 02 §4 Finality (catch-up of a validator that was down)
+        """
+
+    @_abc_1.abstractmethod
+    def RelayTransactions(
+        self,
+        request: _consensus_pb2.RelayTransactionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consensus_pb2.RelayTransactionsResponse, _abc.Awaitable[_consensus_pb2.RelayTransactionsResponse]]:
+        """Validator to validator: a validator passes the transactions it accepted
+        to its peers' pending pools, so whichever validator leads next can
+        include them. Each is checked as if submitted; the known ones are
+        ignored.
+        Spec: 02 §4 Production (the pending pool every leader builds from)
         """
 
 def add_ConsensusServiceServicer_to_server(servicer: ConsensusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

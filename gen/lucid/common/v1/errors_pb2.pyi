@@ -110,10 +110,61 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4009: the chain cannot be reached."""
     ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: _ErrorCode.ValueType  # 4010
     """4010: the payment network cannot be reached."""
+    ERROR_CODE_TRANSACTION_INVALID: _ErrorCode.ValueType  # 4101
+    """41xx blockchain (cluster 02).
+    4101: a transaction breaks a chain rule (encoding, size, signature,
+    signer, time).
+    """
+    ERROR_CODE_TRON_FORBIDDEN: _ErrorCode.ValueType  # 4102
+    """4102: payouts and TRON data have no place on the chain."""
+    ERROR_CODE_NOT_PARTICIPANT: _ErrorCode.ValueType  # 4103
+    """4103: the caller is not a registered consensus participant."""
+    ERROR_CODE_NO_OPEN_ROUND: _ErrorCode.ValueType  # 4104
+    """4104: no consensus round is open for the voted-on block."""
+    ERROR_CODE_CHAIN_SIGNATURE_INVALID: _ErrorCode.ValueType  # 4105
+    """4105: a manifest, vote or task-proof signature does not verify."""
+    ERROR_CODE_CHUNK_CONFLICT: _ErrorCode.ValueType  # 4201
+    """42xx sessions (cluster 03).
+    4201: a different chunk is already stored under this sequence number.
+    """
+    ERROR_CODE_CHUNK_SEQUENCE_GAP: _ErrorCode.ValueType  # 4202
+    """4202: the sequence number skips ahead of the last stored chunk."""
+    ERROR_CODE_SESSION_EMPTY: _ErrorCode.ValueType  # 4203
+    """4203: the session has no chunks, so it has no Merkle root to anchor."""
+    ERROR_CODE_SESSION_NOT_ANCHORED: _ErrorCode.ValueType  # 4204
+    """4204: the session is not anchored in a final block yet."""
+    ERROR_CODE_SESSION_CREATION_DISABLED: _ErrorCode.ValueType  # 4205
+    """4205: the creation of new sessions is disabled (emergency switch)."""
+    ERROR_CODE_RDP_HOST_UNREACHABLE: _ErrorCode.ValueType  # 4206
+    """4206: the RDP host does not answer on TCP within 5 s."""
     ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: _ErrorCode.ValueType  # 4701
-    """4701: a volume (or its file system) has too little free space for the
+    """47xx storage (cluster 08).
+    4701: a volume (or its file system) has too little free space for the
     operation (a backup, a migration, a quota below the use).
     """
+    ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: _ErrorCode.ValueType  # 4801
+    """48xx auth (cluster 09).
+    4801: the hardware wallet is not connected (spec 09 "HW wallet not
+    connected"): unplugged, unknown to every backend, or disconnected.
+    """
+    ERROR_CODE_HARDWARE_WALLET_LOCKED: _ErrorCode.ValueType  # 4802
+    """4802: the hardware wallet is locked (PIN not entered)."""
+    ERROR_CODE_HARDWARE_WALLET_REJECTED: _ErrorCode.ValueType  # 4803
+    """4803: the user declined the request on the device."""
+    ERROR_CODE_HARDWARE_WALLET_TIMEOUT: _ErrorCode.ValueType  # 4804
+    """4804: the device did not answer in time (30 s, after its retries)."""
+    ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: _ErrorCode.ValueType  # 4805
+    """4805: the device firmware (or its TRON app) is older than supported."""
+    ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: _ErrorCode.ValueType  # 4951
+    """49xx mesh (cluster 10).
+    4951: no instance of the service is healthy (mesh discovery).
+    """
+    ERROR_CODE_MESH_CSR_INVALID: _ErrorCode.ValueType  # 4952
+    """4952: a certificate signing request cannot be read, is not self-signed,
+    or uses a weak key (mesh CA).
+    """
+    ERROR_CODE_MESH_MESSAGE_EXPIRED: _ErrorCode.ValueType  # 4953
+    """4953: the message expired before it was consumed or acknowledged."""
     ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 5001
     """5001: an unexpected failure; details are in the server log under the
     request id.
@@ -237,10 +288,61 @@ ERROR_CODE_CHAIN_UNAVAILABLE: ErrorCode.ValueType  # 4009
 """4009: the chain cannot be reached."""
 ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE: ErrorCode.ValueType  # 4010
 """4010: the payment network cannot be reached."""
+ERROR_CODE_TRANSACTION_INVALID: ErrorCode.ValueType  # 4101
+"""41xx blockchain (cluster 02).
+4101: a transaction breaks a chain rule (encoding, size, signature,
+signer, time).
+"""
+ERROR_CODE_TRON_FORBIDDEN: ErrorCode.ValueType  # 4102
+"""4102: payouts and TRON data have no place on the chain."""
+ERROR_CODE_NOT_PARTICIPANT: ErrorCode.ValueType  # 4103
+"""4103: the caller is not a registered consensus participant."""
+ERROR_CODE_NO_OPEN_ROUND: ErrorCode.ValueType  # 4104
+"""4104: no consensus round is open for the voted-on block."""
+ERROR_CODE_CHAIN_SIGNATURE_INVALID: ErrorCode.ValueType  # 4105
+"""4105: a manifest, vote or task-proof signature does not verify."""
+ERROR_CODE_CHUNK_CONFLICT: ErrorCode.ValueType  # 4201
+"""42xx sessions (cluster 03).
+4201: a different chunk is already stored under this sequence number.
+"""
+ERROR_CODE_CHUNK_SEQUENCE_GAP: ErrorCode.ValueType  # 4202
+"""4202: the sequence number skips ahead of the last stored chunk."""
+ERROR_CODE_SESSION_EMPTY: ErrorCode.ValueType  # 4203
+"""4203: the session has no chunks, so it has no Merkle root to anchor."""
+ERROR_CODE_SESSION_NOT_ANCHORED: ErrorCode.ValueType  # 4204
+"""4204: the session is not anchored in a final block yet."""
+ERROR_CODE_SESSION_CREATION_DISABLED: ErrorCode.ValueType  # 4205
+"""4205: the creation of new sessions is disabled (emergency switch)."""
+ERROR_CODE_RDP_HOST_UNREACHABLE: ErrorCode.ValueType  # 4206
+"""4206: the RDP host does not answer on TCP within 5 s."""
 ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: ErrorCode.ValueType  # 4701
-"""4701: a volume (or its file system) has too little free space for the
+"""47xx storage (cluster 08).
+4701: a volume (or its file system) has too little free space for the
 operation (a backup, a migration, a quota below the use).
 """
+ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: ErrorCode.ValueType  # 4801
+"""48xx auth (cluster 09).
+4801: the hardware wallet is not connected (spec 09 "HW wallet not
+connected"): unplugged, unknown to every backend, or disconnected.
+"""
+ERROR_CODE_HARDWARE_WALLET_LOCKED: ErrorCode.ValueType  # 4802
+"""4802: the hardware wallet is locked (PIN not entered)."""
+ERROR_CODE_HARDWARE_WALLET_REJECTED: ErrorCode.ValueType  # 4803
+"""4803: the user declined the request on the device."""
+ERROR_CODE_HARDWARE_WALLET_TIMEOUT: ErrorCode.ValueType  # 4804
+"""4804: the device did not answer in time (30 s, after its retries)."""
+ERROR_CODE_HARDWARE_WALLET_FIRMWARE_UNSUPPORTED: ErrorCode.ValueType  # 4805
+"""4805: the device firmware (or its TRON app) is older than supported."""
+ERROR_CODE_MESH_NO_HEALTHY_INSTANCE: ErrorCode.ValueType  # 4951
+"""49xx mesh (cluster 10).
+4951: no instance of the service is healthy (mesh discovery).
+"""
+ERROR_CODE_MESH_CSR_INVALID: ErrorCode.ValueType  # 4952
+"""4952: a certificate signing request cannot be read, is not self-signed,
+or uses a weak key (mesh CA).
+"""
+ERROR_CODE_MESH_MESSAGE_EXPIRED: ErrorCode.ValueType  # 4953
+"""4953: the message expired before it was consumed or acknowledged."""
 ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 5001
 """5001: an unexpected failure; details are in the server log under the
 request id.

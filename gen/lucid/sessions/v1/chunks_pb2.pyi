@@ -681,12 +681,17 @@ class ValidatorApproval(_message.Message):
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     APPROVE_TIME_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
     validator_id: _builtins.str
     """The validator."""
     public_key: _builtins.str
     """Its Ed25519 public key, hex."""
     signature: _builtins.str
-    """Its signature over the 32 raw bytes of the block hash, hex."""
+    """Its signature over the chain's approval message for the block (height,
+    round and block hash; `lucid.lib.canonical`), hex.
+    """
+    round: _builtins.int
+    """The consensus round of the approval."""
     @_builtins.property
     def approve_time(self) -> _timestamp_pb2.Timestamp:
         """When it approved."""
@@ -698,10 +703,11 @@ class ValidatorApproval(_message.Message):
         public_key: _builtins.str = ...,
         signature: _builtins.str = ...,
         approve_time: _timestamp_pb2.Timestamp | None = ...,
+        round: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "round", b"round", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,98 @@
+"""The chunk pipeline: MB/s through UploadChunks (mTLS, pipeline, zstd + XChaCha20-
+Poly1305 + SHA-256, fsynced blob store, FerretDB rows) next to the raw in-process
+rate of the same compression, sealing and hashing of the same bytes, in one run.
+The ratio (upload / raw) is the figure."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from lucid.sessions.v1 import chunks_pb2
+
+from bench.common import BenchContext, Figure
+from lucid.sessions import blobformat
+from lucid.sessions.frames import FrameSource
+from lucid.supervisor.localservers import free_port
+from tests.sessionkit import SessionsEnv, SessionsProcess, retrying
+from tests.support import Mesh
+
+CHUNKS = 8
+FRAME_BYTES = 1024 * 1024
+MB = 1_000_000
+
+
+def _data() -> bytes:
+    """Screen-like bytes: seeded 1280x720 RGB frames, CHUNKS x 10 MiB."""
+    source = FrameSource(width=1280, height=720, fps=30, seed=1)
+    total = CHUNKS * blobformat.MAX_CHUNK_BYTES
+    frames = bytearray()
+    index = 0
+    while len(frames) < total:
+        frames += source.frame(index)
+        index += 1
+    return bytes(frames[:total])
+
+
+def _raw_rate(data: bytes) -> tuple[float, float]:
+    """In-process: zstd 3 → XChaCha20-Poly1305 → SHA-256 of blob and plaintext; MB/s, ratio."""
+    session_id = str(uuid.uuid4())
+    key = blobformat.session_key(bytes(32), session_id)
+    size = blobformat.MAX_CHUNK_BYTES
+    stored = 0
+    started = time.perf_counter()
+    for seq, offset in enumerate(range(0, len(data), size), start=1):
+        sealed = blobformat.seal_chunk(
+            data[offset : offset + size],
+            session_id=session_id,
+            sequence_number=seq,
+            key=key,
+            key_id="bench",
+        )
+        stored += len(sealed.blob)
+    elapsed = time.perf_counter() - started
+    return len(data) / elapsed / MB, stored / len(data)
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    logging.getLogger("lucid").setLevel(logging.WARNING)
+    data = _data()
+    raw, ratio = _raw_rate(data)
+    settings = ctx.settings.replace(
+        ports={**ctx.settings.ports, "sessions": free_port(), "blockchain": free_port()}
+    )
+    server = SessionsProcess(settings, Path(tempfile.mkdtemp()) / "sessions.log")
+    client = Mesh(settings)
+    channel = client.channel("sessions")
+    env = SessionsEnv(client, ctx.mesh, None, None, channel)  # type: ignore[arg-type]
+    server.start()
+    try:
+        await server.wait_serving(channel)
+        md = await env.token()
+        session_id = await retrying(lambda: env.recording(md, name="bench"))
+
+        async def frames():  # type: ignore[no-untyped-def]
+            for i, offset in enumerate(range(0, len(data), FRAME_BYTES)):
+                yield chunks_pb2.UploadChunksRequest(
+                    session_id=session_id if i == 0 else "",
+                    data=data[offset : offset + FRAME_BYTES],
+                    frame_count=1,
+                )
+
+        started = time.perf_counter()
+        reply = await env.chunks.UploadChunks(frames(), metadata=md)
+        elapsed = time.perf_counter() - started
+        assert reply.durable_bytes == len(data), reply
+    finally:
+        await channel.close()
+        server.stop()
+    upload = len(data) / elapsed / MB
+    return [
+        Figure(f"raw zstd-3 + XChaCha20-Poly1305 + SHA-256 ({len(data) // MB} MB)", raw, "MB/s"),
+        Figure("UploadChunks to a sessions process (mTLS, fsync, FerretDB)", upload, "MB/s"),
+        Figure("UploadChunks / raw", upload / raw, "ratio"),
+        Figure("stored / raw size (screen-like frames)", ratio, "ratio"),
+    ]

@@ -1,0 +1,159 @@
+"""Accounts: profiles, roles, KYC, suspension, permission checks and recording-session
+ownership.
+
+Tokens carry the role and KYC status they were issued with. When an administrator
+takes permissions away (a lower role, a lapsed KYC, a suspension) the user's login
+sessions are revoked, so no token keeps the old rights for its remaining minutes.
+"""
+
+from __future__ import annotations
+
+from lucid.auth.v1 import auth_pb2
+
+from lucid.auth import policy
+from lucid.auth.audit import Event
+from lucid.auth.sessions import REVOKED_ACCOUNT, LoginSessions
+from lucid.auth.store.ownership import Ownership, OwnershipStore
+from lucid.auth.store.users import UserRecord, UserStore
+from lucid.lib.clock import Clock
+from lucid.runtime.context import Principal
+from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+
+
+def _taken(field: str) -> LucidError:
+    return LucidError(
+        ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+        f"this {field} belongs to another user",
+        field_violations=[FieldViolation(field, "already taken")],
+    )
+
+
+class Accounts:
+    """What administrators and users change on accounts."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        sessions: LoginSessions,
+        ownership: OwnershipStore,
+        clock: Clock,
+    ) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.ownership = ownership
+        self._clock = clock
+
+    async def get(self, user_id: str) -> UserRecord:
+        """A user, or NOT_FOUND."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
+        return user
+
+    async def update_profile(self, user_id: str, *, username: str, email: str) -> UserRecord:
+        """Sets a new username and/or e-mail, each unique."""
+        user = await self.get(user_id)
+        changes: dict[str, object] = {}
+        released: list[tuple[str, str]] = []
+        for field, value, old in (
+            ("username", username, user.username),
+            ("email", email.lower(), user.email),
+        ):
+            if not value or value.lower() == old.lower():
+                continue
+            if not await self.users.claim(field, value, user_id):
+                raise _taken(field)
+            changes[field] = value
+            if old:
+                released.append((field, old))
+        if not changes:
+            return user
+        changes["updated_at"] = self._clock.now()
+        updated = await self.users.set_fields(user_id, changes)
+        for field, old in released:
+            await self.users.release(field, old, user_id)
+        return updated or user
+
+    def _may_manage(self, caller: Principal, target: UserRecord) -> None:
+        """An administrator acts only on users at or below its own level."""
+        if caller.user is not None and target.role > caller.user.role:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "you cannot change a user above your own role",
+            )
+
+    async def _update(self, before: UserRecord, fields: dict[str, object]) -> UserRecord:
+        """Sets fields; revokes the user's sessions when that takes permissions away."""
+        after = await self.users.set_fields(
+            before.user_id, {**fields, "updated_at": self._clock.now()}
+        )
+        if after is None:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
+        if policy.loses_permissions(
+            (before.role, before.kyc_status), (after.role, after.kyc_status)
+        ):
+            await self.sessions.revoke_all(after.user_id, REVOKED_ACCOUNT)
+        return after
+
+    async def assign_role(
+        self, caller: Principal, user_id: str, role: int, event: Event
+    ) -> UserRecord:
+        """Grants a role, at most the caller's own level."""
+        event.user_id, event.resource = user_id, f"role:{policy.role_name(role)}"
+        target = await self.get(user_id)
+        caller_role = caller.user.role if caller.user else 0
+        if not policy.may_grant(caller_role, target.role, role):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "you can grant at most your own role, to users at most at your level",
+                metadata={"caller_role": policy.role_name(caller_role) if caller_role else ""},
+            )
+        return await self._update(target, {"role": policy.role_name(role)})
+
+    async def set_kyc(
+        self, caller: Principal, user_id: str, kyc_status: int, event: Event
+    ) -> UserRecord:
+        """Records a KYC decision; the permission matrix's KYC gates follow it."""
+        event.user_id, event.resource = user_id, f"kyc:{policy.kyc_name(kyc_status)}"
+        target = await self.get(user_id)
+        self._may_manage(caller, target)
+        return await self._update(target, {"kyc_status": policy.kyc_name(kyc_status)})
+
+    async def set_status(
+        self, caller: Principal, user_id: str, status: int, event: Event
+    ) -> UserRecord:
+        """Suspends (revoking every login session) or reactivates (lifting a lock)."""
+        event.user_id = user_id
+        event.resource = f"status:{auth_pb2.AccountStatus.Name(status).lower()}"  # type: ignore[arg-type]
+        target = await self.get(user_id)
+        self._may_manage(caller, target)
+        if caller.user is not None and caller.user.user_id == user_id:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, "you cannot change your own status")
+        if status == auth_pb2.ACCOUNT_STATUS_SUSPENDED:
+            updated = await self._update(target, {"suspended": True})
+            await self.sessions.revoke_all(user_id, REVOKED_ACCOUNT)
+            return updated
+        return await self._update(
+            target, {"suspended": False, "locked_until": None, "login_attempts": 0}
+        )
+
+    async def check_permission(self, user_id: str, permission: int) -> tuple[bool, str]:
+        """Whether a user holds a permission now (role, KYC, suspension)."""
+        user = await self.get(user_id)
+        if user.suspended:
+            return False, "suspended"
+        reason = policy.why_not(user.role, user.kyc_status, permission)
+        return not reason, reason
+
+    async def set_ownership(self, ownership: Ownership) -> None:
+        """Records who owns and who may watch a recording session."""
+        await self.ownership.put(ownership, self._clock.now())
+
+    async def verify_ownership(self, session_id: str, user_id: str, level: int) -> bool:
+        """Owner and participants: any level; observers: the observer level only."""
+        record = await self.ownership.get(session_id)
+        if record is None:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no ownership record for the session")
+        if user_id == record.owner_user_id or user_id in record.participants:
+            return True
+        return user_id in record.observers and level == auth_pb2.ACCESS_LEVEL_OBSERVER

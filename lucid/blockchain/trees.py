@@ -1,0 +1,151 @@
+"""Stored Merkle trees of sessions (MerkleService): build, read, validate.
+
+A tree's leaf entries are the session's chunk hashes in order; its root is the RFC
+9162 root over ``SHA-256(0x00 ‖ entry)`` (``lucid.lib.merkle``, the one
+implementation the sessions cluster uses too). Entries are stored as raw 32-byte
+values in pages of 100 000, so a tree of a million leaves fits MongoDB's document
+limit. A session has one tree: the same leaves again return it, different leaves
+are refused. A tree is *validated* once its root is the anchored root of the
+session in a final block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bson import Binary
+from lucid.blockchain.v1 import merkle_pb2 as mpb
+from pymongo.errors import DuplicateKeyError
+
+from lucid.blockchain import anchors
+from lucid.blockchain.repository import Doc, Repository, stamp
+from lucid.lib import merkle
+from lucid.lib.ids import new_id
+from lucid.runtime.errors import ErrorCode, LucidError
+
+PAGE_LEAVES = 100_000
+BUILT = "built"
+VALIDATED = "validated"
+FAILED = "failed"
+STATUS = {
+    BUILT: mpb.MERKLE_TREE_STATUS_BUILT,
+    VALIDATED: mpb.MERKLE_TREE_STATUS_VALIDATED,
+    FAILED: mpb.MERKLE_TREE_STATUS_FAILED,
+}
+
+
+def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
+    """The RFC 9162 leaf hashes of leaf entries."""
+    return [merkle.leaf_hash(entry) for entry in entries]
+
+
+async def build(
+    repo: Repository, session_id: str, entries_hex: Sequence[str], now: datetime
+) -> Doc:
+    """Builds and stores a session's tree, or returns the stored one for the same leaves."""
+    entries = [bytes.fromhex(h) for h in entries_hex]
+    root = merkle.root(leaf_hashes(entries)).hex()
+    existing = await repo.merkle_trees.find_one({"session_id": session_id})
+    if existing is not None:
+        if existing["root_hash"] == root and int(existing["leaf_count"]) == len(entries):
+            return existing
+        raise LucidError(
+            ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+            f"session {session_id} already has a tree with other leaves",
+            metadata={"tree_id": existing["tree_id"], "root_hash": existing["root_hash"]},
+        )
+    tree_id = new_id()
+    for page in range(0, len(entries), PAGE_LEAVES):
+        await repo.merkle_leaves.insert_one(
+            {
+                "tree_id": tree_id,
+                "page": page // PAGE_LEAVES,
+                "entries": Binary(b"".join(entries[page : page + PAGE_LEAVES])),
+            }
+        )
+    doc: Doc = {
+        "tree_id": tree_id,
+        "session_id": session_id,
+        "root_hash": root,
+        "tree_height": max(0, (len(entries) - 1).bit_length()),
+        "leaf_count": len(entries),
+        "status": BUILT,
+        "create_time": now,
+        "update_time": now,
+        "error_message": "",
+    }
+    try:
+        await repo.merkle_trees.insert_one(doc)
+    except DuplicateKeyError:
+        await repo.merkle_leaves.delete_many({"tree_id": tree_id})
+        return await build(repo, session_id, entries_hex, now)
+    return doc
+
+
+async def entries_of(repo: Repository, tree_id: str) -> list[bytes]:
+    """A tree's leaf entries, in order."""
+    raw = b"".join(
+        [
+            bytes(page["entries"])
+            async for page in repo.merkle_leaves.find({"tree_id": tree_id}, sort=[("page", 1)])
+        ]
+    )
+    return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
+
+async def by_root(repo: Repository, root_hash: str) -> Doc | None:
+    """The tree with a root."""
+    return await repo.merkle_trees.find_one({"root_hash": root_hash})
+
+
+async def by_session(repo: Repository, session_id: str) -> Doc | None:
+    """A session's tree."""
+    return await repo.merkle_trees.find_one({"session_id": session_id})
+
+
+async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tuple[Doc, Doc | None]:
+    """Marks a built tree validated once its root is anchored in a final block."""
+    anchoring = await repo.anchoring(tree["session_id"])
+    anchored = (
+        anchoring is not None
+        and anchoring["status"] == anchors.CONFIRMED
+        and anchoring["merkle_root"] == tree["root_hash"]
+    )
+    if anchored and tree["status"] != VALIDATED:
+        await repo.merkle_trees.update_one(
+            {"tree_id": tree["tree_id"]}, {"$set": {"status": VALIDATED, "update_time": now}}
+        )
+        tree = {**tree, "status": VALIDATED, "update_time": now}
+    elif (
+        anchoring is not None
+        and anchoring["status"] == anchors.CONFIRMED
+        and anchoring["merkle_root"] != tree["root_hash"]
+        and tree["status"] != FAILED
+    ):
+        message = "the anchored root differs from the tree's root"
+        await repo.merkle_trees.update_one(
+            {"tree_id": tree["tree_id"]},
+            {"$set": {"status": FAILED, "update_time": now, "error_message": message}},
+        )
+        tree = {**tree, "status": FAILED, "update_time": now, "error_message": message}
+    return tree, anchoring if anchored else None
+
+
+def to_proto(tree: Doc, entries: Sequence[bytes] | None = None) -> mpb.MerkleTree:
+    """A stored tree as the contract shows it."""
+    result = mpb.MerkleTree(
+        tree_id=tree["tree_id"],
+        session_id=tree["session_id"],
+        root_hash=tree["root_hash"],
+        tree_height=int(tree["tree_height"]),
+        leaf_count=int(tree["leaf_count"]),
+        status=STATUS.get(tree["status"], mpb.MERKLE_TREE_STATUS_UNSPECIFIED),
+        chunk_hashes=[e.hex() for e in entries or ()],
+        error_message=tree.get("error_message") or "",
+    )
+    for name in ("create_time", "update_time"):
+        value = stamp(tree.get(name))
+        if value is not None:
+            getattr(result, name).CopyFrom(value)
+    return result
