@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lucid.blockchain.config import collection_prefix
-from lucid.blockchain.repository import Repository
+from lucid.blockchain.repository import Repository, height_key
 from lucid.blockchain.verify import Report, verify_chain
 from lucid.runtime.config import Settings
 from tests.chain_support import Trio, open_trio
@@ -45,13 +45,13 @@ Edit = Callable[[Repository], Awaitable[None]]
 
 
 async def set_block(r: Repository, height: int, changes: dict[str, Any]) -> None:
-    await r.blocks.update_one({"height": height}, {"$set": changes})
+    await r.blocks.update_one({"_id": height_key(height)}, {"$set": changes})
 
 
 async def edit_tx_of(r: Repository, height: int, changes: dict[str, Any]) -> None:
     block = await r.block_doc(height=height)
     assert block is not None
-    await r.transactions.update_one({"tx_hash": block["tx_hashes"][0]}, {"$set": changes})
+    await r.transactions.update_one({"_id": block["tx_hashes"][0]}, {"$set": changes})
 
 
 async def tx_text(r: Repository, height: int) -> str:
@@ -116,14 +116,18 @@ async def test_a_missing_block_or_transaction_is_found(chain: Trio) -> None:
     r = repo(chain, 0)
     block = await r.block_doc(height=4)
     assert block is not None
-    await r.transactions.delete_one({"tx_hash": block["tx_hashes"][0]})
+    await r.transactions.delete_one({"_id": block["tx_hashes"][0]})
     report = await verify_chain(r)
     assert report.bad is not None and report.bad.height == 4
     assert "missing" in report.bad.problems[0]
-    await r.blocks.delete_one({"height": 2})
+    await set_block(r, 2, {"height": 7})
     report = await verify_chain(r)
-    assert report.bad is not None and report.bad.height == 3
-    assert "where 2 was expected" in report.bad.problems[0]
+    assert report.bad is not None and report.bad.height == 2
+    assert "says height 7" in report.bad.problems[0]
+    await r.blocks.delete_one({"_id": height_key(2)})
+    report = await verify_chain(r)
+    assert report.bad is not None and report.bad.height == 2
+    assert "no block is stored at height 2" in report.bad.problems[0]
 
 
 def run_cli(settings: Settings, database: str, validator: int) -> subprocess.CompletedProcess[str]:

@@ -100,9 +100,9 @@ async def test_everyone_reaches_auth(chain_and_wallet: Mesh) -> None:
         assert jwks.keys
 
 
-async def test_the_edge_reaches_only_routed_rpcs(chain_and_wallet: Mesh) -> None:
-    sync = "/lucid.blockchain.v1.ConsensusService/SyncBlocks"  # no http route
-    assert not catalog().methods[sync].routes
+async def test_the_edge_reaches_no_service_only_rpc(chain_and_wallet: Mesh) -> None:
+    sync = "/lucid.blockchain.v1.ConsensusService/SyncBlocks"  # validator to validator only
+    assert catalog().methods[sync].access.service_only
     assert await _call(chain_and_wallet, "blockchain", "edge", sync) == DENIED
 
 
@@ -146,7 +146,7 @@ async def test_every_allow_and_deny_writes_one_audit_record(
     deny, allow = records
     assert deny.levelno == logging.CRITICAL
     assert deny.rule == "chain-never-calls-wallet"  # type: ignore[attr-defined]
-    assert allow.rule == "edge-to-routed-rpcs"  # type: ignore[attr-defined]
+    assert allow.rule == "edge-to-client-rpcs"  # type: ignore[attr-defined]
     assert deny.destination == "payments" and deny.destination_plane == "wallet"  # type: ignore[attr-defined]
 
 

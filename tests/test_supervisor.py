@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 
 from lucid.runtime.config import CLUSTERS, load_settings
 from lucid.runtime.contracts import catalog
 from lucid.supervisor.localservers import free_port, tool_path
+from tests.chain_cluster import consecutive_free_ports
+from tests.chain_support import ChainStubs, wait_for
 from tests.support import https_client, operator_channel
 
 pytestmark = pytest.mark.slow
@@ -55,6 +58,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "LUCID_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "LUCID_EDGE_PORT": str(free_port()),
         "LUCID_HEALTH_INTERVAL_S": "0.5",
+        "LUCID_EXTRA_VALIDATOR_PORT": str(consecutive_free_ports(2)),
+        "LUCID_BLOCK_INTERVAL_S": "0.5",
+        "LUCID_LEADER_TIMEOUT_S": "1.0",
         **{f"LUCID_PORT_{c.upper()}": str(free_port()) for c in CLUSTERS},
     }
     process = subprocess.Popen(
@@ -95,6 +101,19 @@ async def _health(up: Up, cluster: str) -> int:
 async def test_all_ten_clusters_serve(up: Up) -> None:
     statuses = {c: await _health(up, c) for c in CLUSTERS}
     assert statuses == {c: health_pb2.HealthCheckResponse.SERVING for c in CLUSTERS}
+
+
+async def test_the_chain_runs_three_validators(up: Up) -> None:
+    """Validator 0 on the blockchain port and validators 1 and 2 as their own processes."""
+    pids = up.pids()
+    assert pids.get("validator-1") and pids.get("validator-2")
+    async with operator_channel(up.settings, "blockchain") as channel:
+        stubs = ChainStubs(channel)
+        await wait_for(stubs.ready, timeout_s=90)
+        info = await stubs.chain.GetChainInfo(chain_pb2.GetChainInfoRequest())
+        status = await stubs.chain.GetChainStatus(chain_pb2.GetChainStatusRequest())
+    assert info.network_name == "lucid_blocks" and info.validator_count == 3
+    assert status.validator_id == "validator-0"
 
 
 async def test_edge_health_aggregates_every_cluster(up: Up) -> None:

@@ -87,20 +87,7 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
                 f"session {request.session_id} is already anchored in a final block",
             )
-        payload = pb.SessionAnchorPayload(
-            session_id=request.session_id,
-            manifest_id=data.manifest_id,
-            merkle_root=request.merkle_root,
-            chunk_count=data.chunk_count,
-            total_size_bytes=data.total_size_bytes,
-            hash_algorithm=data.hash_algorithm,
-            owner_user_id=data.owner_user_id,
-            manifest_signature=request.user_signature,
-            manifest_signer_public_key=request.signer_public_key,
-            total_checksum=data.total_checksum,
-            manifest_version=data.manifest_version,
-        )
-        payload.generate_time.FromDatetime(manifestdoc.truncate_ms(generate_time))
+        payload = anchors.payload_of(request)
         body = pb.TransactionBody(
             type=pb.TRANSACTION_TYPE_SESSION_ANCHOR,
             session_anchor=payload,
@@ -113,7 +100,7 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
         checked = transactions.check(signed, ready.validators, now=now)
         doc = anchors.doc_from_tx(checked, now=now, timeout_s=self.node.config.anchoring_timeout_s)
         if existing is not None:
-            if not await repo.replace_anchoring(request.session_id, anchors.REPLACEABLE, doc):
+            if not await repo.replace_anchoring(request.session_id, doc, anchors.REPLACEABLE):
                 raise _already(await repo.anchoring(request.session_id) or existing)
         else:
             try:
@@ -124,9 +111,9 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
             await ready.ledger.accept(signed)
         except LucidError:
             if existing is not None:
-                await repo.anchorings.replace_one({"session_id": request.session_id}, existing)
+                await repo.replace_anchoring(request.session_id, existing)
             else:
-                await repo.anchorings.delete_one({"anchoring_id": doc["anchoring_id"]})
+                await repo.delete_anchoring(request.session_id, doc["anchoring_id"])
             raise
         return apb.AnchorSessionResponse(anchoring=self._proto(ready, doc))
 

@@ -17,11 +17,13 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 from lucid.blockchain.v1 import anchoring_pb2 as apb
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain.repository import Doc, Repository, stamp, utc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.lib.ids import is_uuid4
+from lucid.lib.manifestdoc import truncate_ms
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -40,6 +42,27 @@ STATUS = {
     EXPIRED: apb.ANCHORING_STATUS_EXPIRED,
 }
 STATUS_NAMES = {number: name for name, number in STATUS.items()}
+
+
+def payload_of(request: apb.AnchorSessionRequest) -> pb.SessionAnchorPayload:
+    """The session-anchor payload of an AnchorSession request (the manifest's signed
+    document can be rebuilt from it alone)."""
+    data = request.manifest_data
+    payload = pb.SessionAnchorPayload(
+        session_id=request.session_id,
+        manifest_id=data.manifest_id,
+        merkle_root=request.merkle_root,
+        chunk_count=data.chunk_count,
+        total_size_bytes=data.total_size_bytes,
+        hash_algorithm=data.hash_algorithm,
+        owner_user_id=data.owner_user_id,
+        manifest_signature=request.user_signature,
+        manifest_signer_public_key=request.signer_public_key,
+        total_checksum=data.total_checksum,
+        manifest_version=data.manifest_version,
+    )
+    payload.generate_time.FromDatetime(truncate_ms(data.create_time.ToDatetime(tzinfo=UTC)))
+    return payload
 
 
 def doc_from_tx(checked: CheckedTransaction, *, now: datetime, timeout_s: float) -> Doc:
@@ -87,7 +110,7 @@ async def on_pending_tx(
         except DuplicateKeyError:
             return
     elif existing["status"] in REPLACEABLE and existing["tx_hash"] != checked.tx_hash:
-        await repo.replace_anchoring(doc["session_id"], REPLACEABLE, doc)
+        await repo.replace_anchoring(doc["session_id"], doc, REPLACEABLE)
 
 
 async def on_final_block(
@@ -112,7 +135,7 @@ async def on_final_block(
         }
         existing = await repo.anchoring(session_id)
         if existing is not None and existing["tx_hash"] == checked.tx_hash:
-            await repo.update_anchoring({"session_id": session_id}, confirmed)
+            await repo.update_anchoring(session_id, confirmed)
             continue
         doc = {**doc_from_tx(checked, now=now, timeout_s=timeout_s), **confirmed}
         if existing is None:
@@ -121,7 +144,7 @@ async def on_final_block(
                 continue
             except DuplicateKeyError:
                 pass
-        await repo.anchorings.replace_one({"session_id": session_id}, doc)
+        await repo.replace_anchoring(session_id, doc)
     included = [c.tx_hash for c in anchors]
     await repo.update_anchorings(
         {"status": PROCESSING, "tx_hash": {"$nin": included}}, {"status": PENDING}
@@ -143,8 +166,9 @@ async def expire_due(repo: Repository, now: datetime) -> list[Doc]:
         {"status": PENDING, "expire_time": {"$lte": now}}, skip=0, limit=1000
     ):
         changed = await repo.update_anchoring(
-            {"session_id": doc["session_id"], "status": PENDING},
+            doc["session_id"],
             {"status": EXPIRED, "error_message": "no final block within the anchoring timeout"},
+            status=PENDING,
         )
         if changed is not None:
             await repo.drop_tx(doc["tx_hash"], "the anchoring expired")

@@ -57,6 +57,8 @@ T = TypeVar("T")
 
 PREVOTE = "prevote"
 APPROVAL = "approval"
+CHECKED_CACHE = 16
+"""Candidate blocks whose checks are remembered until the tip moves."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class Engine:
         if cached is None:
             cached = await self.ledger.check_candidate(block)
             self._checked[key] = cached
+            while len(self._checked) > CHECKED_CACHE:  # a long stall proposes a block a round
+                self._checked.pop(next(iter(self._checked)))
         return cached
 
     def certificate_errors(self, cert: cpb.PrevoteCertificate, height: int) -> list[str]:

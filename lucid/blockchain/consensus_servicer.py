@@ -11,14 +11,13 @@ from google.protobuf import timestamp_pb2
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import consensus_pb2_grpc
-from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import paging, poot
 from lucid.blockchain.chain_servicer import duration
 from lucid.blockchain.consensus import RoundView
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
-from lucid.blockchain.repository import Doc, stamp, utc
+from lucid.blockchain.repository import VOTES, Doc, stamp, utc
 from lucid.blockchain.sync import MAX_SYNC_BYTES
 from lucid.lib import canonical
 from lucid.lib.ids import new_id
@@ -198,7 +197,9 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         until = min(now, poot.epoch_end(epoch))
         facts = [
             poot.TaskFacts.from_doc(d)
-            for d in await ledger.repo.task_facts(until - poot.WINDOW, until, ledger.tip.height)
+            for d in await ledger.repo.task_facts(
+                poot.micros(until) - poot.WINDOW_US, poot.micros(until), ledger.tip.height
+            )
         ]
         by_pool = request.entity_type == cpb.ENTITY_TYPE_POOL
         ranked = poot.ranked(poot.tallies(facts, by_pool=by_pool).values())
@@ -312,44 +313,19 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             "tx_hash": "",
             "vote_time": request.vote_time.ToDatetime(tzinfo=UTC),
         }
-        try:
-            await self.node.repo.votes.insert_one(doc)
-        except DuplicateKeyError:
-            existing = await self.node.repo.votes.find_one(
-                {
-                    "voter_id": request.voter_id,
-                    "vote_type": int(request.vote_type),
-                    "target_id": request.target_id,
-                }
-            )
-            if existing is None or existing["signature"] != request.signature:
-                raise LucidError(
-                    ErrorCode.ERROR_CODE_ALREADY_EXISTS,
-                    f"{request.voter_id} already voted on {request.target_id}",
-                ) from None
-            doc = existing
-        else:
-            body = pb.TransactionBody(
-                type=pb.TRANSACTION_TYPE_CONSENSUS_VOTE,
-                consensus_vote=pb.ConsensusVotePayload(
-                    voter_id=request.voter_id,
-                    vote_type=request.vote_type,
-                    target_id=request.target_id,
-                    decision=request.decision,
-                    reasoning=request.reasoning,
-                ),
-                create_time=self.node.stamp(),
-                nonce=doc["vote_id"],
-            )
-            try:
-                tx, _ = await ready.ledger.accept(self.node.sign_body(body))
-            except LucidError:
-                await self.node.repo.votes.delete_one({"vote_id": doc["vote_id"]})
-                raise
-            doc["tx_hash"] = tx["tx_hash"]
-            await self.node.repo.votes.update_one(
-                {"vote_id": doc["vote_id"]}, {"$set": {"tx_hash": tx["tx_hash"]}}
-            )
+        body = pb.TransactionBody(
+            type=pb.TRANSACTION_TYPE_CONSENSUS_VOTE,
+            consensus_vote=pb.ConsensusVotePayload(
+                voter_id=request.voter_id,
+                vote_type=request.vote_type,
+                target_id=request.target_id,
+                decision=request.decision,
+                reasoning=request.reasoning,
+            ),
+        )
+        doc, _ = await self.node.submit_record(
+            VOTES, doc, body, f"{request.voter_id} already voted on {request.target_id}"
+        )
         response = cpb.SubmitConsensusVoteResponse(
             vote_id=doc["vote_id"], accepted=True, vote_weight=1.0, tx_hash=doc.get("tx_hash", "")
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -67,6 +68,10 @@ class Ledger:
         self.listeners: list[Callable[[pb.Block], Awaitable[None]]] = []
         self.on_new_transaction: list[Callable[[CheckedTransaction], None]] = []
         self._schedule: tuple[str, poot.Schedule] | None = None
+        self._recent: deque[str] = deque(maxlen=poot.RECENT_WINNERS)
+        """Proposers of the last 16 blocks (the recent winners of the leader rule)."""
+        self._facts: list[tuple[int, poot.TaskFacts]] = []
+        """Task proofs of final blocks still in the work-credit window, with their height."""
 
     async def open(self) -> None:
         """Stores the genesis block on a fresh chain, checks it on an old one, finds the tip."""
@@ -84,6 +89,15 @@ class Ledger:
         block = doc_to_block(tip)
         self.tip = blocks.tip_of(block)
         await self._apply(block, await self._stored_txs(block), utc(tip.get("final_time")))
+        for height in range(max(1, self.tip.height - poot.RECENT_WINNERS + 1), self.tip.height + 1):
+            doc = await self.repo.block_doc(height=height)
+            if doc is not None:
+                self._recent.append(doc["proposer_id"])
+        end = self.tip.time_ns // 1000
+        self._facts = [
+            (int(doc["block_height"]), poot.TaskFacts.from_doc(doc))
+            for doc in await self.repo.task_facts(end - poot.WINDOW_US, 2**62, self.tip.height)
+        ]
 
     def genesis_time(self) -> datetime:
         """When the genesis block was made (its block time)."""
@@ -116,7 +130,7 @@ class Ledger:
         errors = blocks.check_header(block, parent=self.tip, validators=self.validators, now=now)
         checked, tx_errors = blocks.check_transactions(block, self.validators, now=now)
         errors += tx_errors
-        already = await self.repo.confirmed_among(t.tx_hash for t in checked)
+        already = await self.repo.confirmed_among((t.tx_hash for t in checked), self.tip.height)
         if already:
             errors.append(f"transaction {sorted(already)[0]} is already in the chain")
         anchored = await self.repo.anchored_sessions_among(
@@ -143,6 +157,10 @@ class Ledger:
         self.tip = blocks.tip_of(block)
         self._schedule = None
         await self._apply(block, list(checked), now)
+        self._recent.append(block.header.proposer_id)
+        self._facts += [(block.header.height, c.task) for c in checked if c.task is not None]
+        end = self.tip.time_ns // 1000
+        self._facts = [(h, f) for h, f in self._facts if f.proof_us > end - poot.WINDOW_US]
         for listener in self.listeners:
             try:
                 await listener(block)
@@ -152,8 +170,23 @@ class Ledger:
     async def _store(
         self, block: pb.Block, checked: list[CheckedTransaction], now: datetime
     ) -> None:
-        for item in checked:
-            await self.repo.ensure_tx(tx_doc(item, status=PENDING, submit_time=now))
+        pooled = await self.repo.pending_among(item.tx_hash for item in checked)
+        await self.repo.store_final_txs(
+            [
+                {
+                    **tx_doc(
+                        item,
+                        status=CONFIRMED,
+                        submit_time=utc(pooled.get(item.tx_hash, {}).get("submit_time")) or now,
+                    ),
+                    "block_height": block.header.height,
+                    "block_hash": block.hash,
+                    "transaction_index": index,
+                    "confirm_time": now,
+                }
+                for index, item in enumerate(checked)
+            ]
+        )
         final = pb.Block()
         final.CopyFrom(block)
         final.validator_count = len(self.validators)
@@ -173,7 +206,13 @@ class Ledger:
     ) -> None:
         now = final_time or self.clock.now()
         height = block.header.height
-        await self.repo.confirm_txs(height, block.hash, list(block.tx_hashes), now)
+        await self.repo.index_block(block.hash, height)
+        await self.repo.unpool(list(block.tx_hashes))
+        for item in checked:
+            if item.session_id:
+                await self.repo.index_anchor(item.session_id, item.tx_hash, height)
+            if item.task is not None:
+                await self.repo.record_task_facts(item.tx_hash, height, item.task.as_doc())
         await anchors.on_final_block(
             self.repo,
             [c for c in checked if c.session_id],
@@ -255,26 +294,40 @@ class Ledger:
         """The leader schedule of a height up to the next one (``None`` beyond)."""
         if height < 1 or height > self.tip.height + 1:
             return None
-        parent = await self.repo.block_doc(height=height - 1)
-        if parent is None:
-            return None
-        parent_time = utc(parent["block_time"])
-        assert parent_time is not None
-        facts = await self.repo.task_facts(parent_time - poot.WINDOW, parent_time, height - 1)
-        node_tallies = poot.tallies(poot.TaskFacts.from_doc(f) for f in facts)
+        if height == self.tip.height + 1:
+            end = self.tip.time_ns // 1000
+            seed = self.tip.hash
+            facts = [f for _, f in self._facts if poot.in_window(f, end)]
+            recent = list(self._recent)
+        else:
+            parent = await self.repo.block_doc(height=height - 1)
+            if parent is None:
+                return None
+            end = (
+                int(parent["block_time_s"]) * blocks.NANOS + int(parent["block_time_nanos"])
+            ) // 1000
+            seed = parent["hash"]
+            facts = [
+                poot.TaskFacts.from_doc(doc)
+                for doc in await self.repo.task_facts(end - poot.WINDOW_US, end, height - 1)
+            ]
+            recent = []
+            for past in range(max(1, height - poot.RECENT_WINNERS), height):
+                doc = await self.repo.block_doc(height=past)
+                if doc is not None:
+                    recent.append(doc["proposer_id"])
+        node_tallies = poot.tallies(facts)
         scores = {
             v.validator_id: node_tallies[poot.validator_node_id(v.public_key)]
             for v in self.validators
             if poot.validator_node_id(v.public_key) in node_tallies
         }
-        recent = await self.repo.proposers_since(max(1, height - poot.RECENT_WINNERS))
-        recent = [p for p in recent if p in self.validators.ids]
         return poot.schedule(
             slot=height,
-            seed=parent["hash"],
+            seed=seed,
             candidates=self.validators.ids,
             scores=scores,
-            recent_winners=recent,
+            recent_winners=[p for p in recent if p in self.validators.ids],
         )
 
     # -- the pending pool --------------------------------------------------------------
@@ -297,7 +350,7 @@ class Ledger:
                 )
         doc = tx_doc(checked, status=PENDING, submit_time=now)
         try:
-            await self.repo.insert_tx(doc)
+            await self.repo.insert_pending(doc)
         except DuplicateKeyError:
             stored = await self.repo.tx_doc(checked.tx_hash)
             return (stored or doc), False

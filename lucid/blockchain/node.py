@@ -28,7 +28,7 @@ from lucid.blockchain.consensus import Engine
 from lucid.blockchain.keys import KeyDirectory, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import ChainError, Ledger
 from lucid.blockchain.peers import Peers
-from lucid.blockchain.repository import Doc, Repository
+from lucid.blockchain.repository import TASK_PROOFS, Doc, RecordKind, Repository
 from lucid.blockchain.sync import Syncer
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
@@ -164,10 +164,15 @@ class ChainNode:
                 log.warning("uptime beacon failed", exc_info=True)
 
     async def beacon(self, seconds_up: int) -> Doc:
-        """Records one uptime beacon of this validator."""
+        """Records this validator's uptime beacon of the current task slot (once per slot)."""
         now = self.clock.now()
+        node_id = poot.validator_node_id(self.public_key)
+        key = {"node_id": node_id, "slot": poot.task_slot(now), "task_type": poot.UPTIME_BEACON}
+        existing = await self.repo.record(TASK_PROOFS, key)
+        if existing is not None:
+            return existing
         proof = cpb.TaskProof(
-            node_id=poot.validator_node_id(self.public_key),
+            node_id=node_id,
             slot=poot.task_slot(now),
             task_type=poot.UPTIME_BEACON,
             value=max(0, seconds_up),
@@ -201,9 +206,37 @@ class ChainNode:
         value.FromDatetime(self.clock.now())
         return value
 
+    async def submit_record(
+        self, kind: RecordKind, doc: Doc, body: pb.TransactionBody, conflict: str
+    ) -> tuple[Doc, bool]:
+        """Stores a received signed record (a task proof, a vote) and puts it on the chain in
+        a transaction this validator signs; (stored record, new). The identical record sent
+        again returns the stored one; another one under the same key is refused."""
+        ready = self.require()
+        try:
+            await self.repo.insert_record(kind, doc)
+        except DuplicateKeyError:
+            existing = await self.repo.record(kind, doc)
+            if existing is not None and existing["signature"] == doc["signature"]:
+                return existing, False
+            raise LucidError(
+                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                conflict,
+                metadata={kind.id_field: existing[kind.id_field] if existing else ""},
+            ) from None
+        body.nonce = doc[kind.id_field]
+        body.create_time.CopyFrom(self.stamp())
+        try:
+            tx, _ = await ready.ledger.accept(self.sign_body(body))
+        except LucidError:
+            await self.repo.delete_record(kind, doc)
+            raise
+        await self.repo.set_record_tx(kind, doc, tx["tx_hash"])
+        return {**doc, "tx_hash": tx["tx_hash"]}, True
+
     async def submit_task_proof(self, proof: cpb.TaskProof) -> tuple[Doc, bool]:
         """Records a node's task proof and puts it on the chain; (stored proof, new)."""
-        ready = self.require()
+        self.require()
         facts = poot.check_task_proof(proof)
         doc: Doc = {
             "proof_id": new_id(),
@@ -213,34 +246,15 @@ class ChainNode:
             "tx_hash": "",
             "submit_time": self.clock.now(),
         }
-        try:
-            await self.repo.task_proofs.insert_one(doc)
-        except DuplicateKeyError:
-            existing = await self.repo.task_proofs.find_one(
-                {"node_id": proof.node_id, "slot": proof.slot, "task_type": int(proof.task_type)}
-            )
-            if existing is not None and existing["signature"] == proof.signature:
-                return existing, False
-            raise LucidError(
-                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
-                f"node {proof.node_id} already proved this task in slot {proof.slot}",
-                metadata={"proof_id": existing["proof_id"] if existing else ""},
-            ) from None
         body = pb.TransactionBody(
             type=pb.TRANSACTION_TYPE_SYSTEM,
             system=pb.SystemPayload(
                 action=transactions.TASK_PROOF_ACTION, parameters=poot.proof_parameters(proof)
             ),
-            create_time=self.stamp(),
-            nonce=doc["proof_id"],
         )
-        try:
-            tx, _ = await ready.ledger.accept(self.sign_body(body))
-        except LucidError:
-            await self.repo.task_proofs.delete_one({"proof_id": doc["proof_id"]})
-            raise
-        await self.repo.task_proofs.update_one(
-            {"proof_id": doc["proof_id"]}, {"$set": {"tx_hash": tx["tx_hash"]}}
+        return await self.submit_record(
+            TASK_PROOFS,
+            doc,
+            body,
+            f"node {proof.node_id} already proved this task in slot {proof.slot}",
         )
-        doc["tx_hash"] = tx["tx_hash"]
-        return doc, True

@@ -111,6 +111,11 @@ class TaskFacts:
     chunk_count: int
     proof_time: datetime
 
+    @property
+    def proof_us(self) -> int:
+        """The proof time in whole microseconds since the epoch (exact, for windows)."""
+        return micros(self.proof_time)
+
     def as_doc(self) -> dict[str, Any]:
         """Stored form."""
         return {
@@ -122,14 +127,12 @@ class TaskFacts:
             "session_count": self.session_count,
             "chunk_count": self.chunk_count,
             "proof_time": self.proof_time,
+            "proof_us": self.proof_us,
         }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> TaskFacts:
         """From the stored form."""
-        proof_time = doc["proof_time"]
-        if proof_time.tzinfo is None:
-            proof_time = proof_time.replace(tzinfo=UTC)
         return cls(
             node_id=doc["node_id"],
             pool_id=doc.get("pool_id", ""),
@@ -138,8 +141,22 @@ class TaskFacts:
             value=int(doc["value"]),
             session_count=int(doc.get("session_count", 0)),
             chunk_count=int(doc.get("chunk_count", 0)),
-            proof_time=proof_time,
+            proof_time=EPOCH + timedelta(microseconds=int(doc["proof_us"])),
         )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WINDOW_US = 7 * 24 * 3600 * 1_000_000
+
+
+def micros(moment: datetime) -> int:
+    """A moment in whole microseconds since the epoch (exact integer arithmetic)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def in_window(fact: TaskFacts, end_us: int) -> bool:
+    """Whether a proof lies in the 7-day window that ends at ``end_us`` (end included)."""
+    return end_us - WINDOW_US < fact.proof_us <= end_us
 
 
 def check_task_proof(proof: cpb.TaskProof) -> TaskFacts:

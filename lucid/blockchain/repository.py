@@ -8,21 +8,26 @@ from its canonical encoding (stored as text), nothing from a cached copy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from lucid.blockchain import schema, transactions
 from lucid.blockchain.transactions import CheckedTransaction
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 
+DUPLICATE_KEY = 11000
 PENDING = "pending"
 CONFIRMED = "confirmed"
 DROPPED = "dropped"
@@ -189,39 +194,81 @@ def doc_to_transaction(doc: Doc, *, tip_height: int | None = None) -> pb.Transac
     return tx
 
 
+CONCURRENCY = 8
+"""Lookups and writes in flight at once for one call (FerretDB's SQLite refuses a crowd)."""
+
+
+async def gather_bounded(awaitables: Iterable[Awaitable[T]], limit: int = CONCURRENCY) -> list[T]:
+    """``asyncio.gather`` with at most ``limit`` awaitables running at once, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(awaitable: Awaitable[T]) -> T:
+        async with gate:
+            return await awaitable
+
+    return list(await asyncio.gather(*(run(a) for a in awaitables)))
+
+
+def height_key(height: int) -> str:
+    """The ``_id`` of the block at a height (zero-padded, so ids sort like heights)."""
+    return f"{height:012d}"
+
+
 class Repository:
-    """The collections of one validator."""
+    """The collections of one validator.
+
+    Every lookup on a hot path is by a string ``_id`` (block height, transaction hash,
+    session id, ...): that is what every MongoDB-compatible server answers without a
+    scan (FerretDB v1 pushes down nothing else). Pending transactions live in their
+    own small collection, the pool, so counting and ordering them never reads the chain.
+    """
 
     def __init__(self, db: AsyncDatabase[Doc], prefix: str) -> None:
         self.db = db
         self.prefix = prefix
         self.blocks: AsyncCollection[Doc] = db[prefix + schema.BLOCKS]
+        self.block_index: AsyncCollection[Doc] = db[prefix + schema.BLOCK_INDEX]
         self.transactions: AsyncCollection[Doc] = db[prefix + schema.TRANSACTIONS]
+        self.mempool: AsyncCollection[Doc] = db[prefix + schema.MEMPOOL]
+        self.anchor_index: AsyncCollection[Doc] = db[prefix + schema.ANCHOR_INDEX]
+        self.task_facts_: AsyncCollection[Doc] = db[prefix + schema.TASK_FACTS]
         self.anchorings: AsyncCollection[Doc] = db[prefix + schema.ANCHORINGS]
         self.merkle_trees: AsyncCollection[Doc] = db[prefix + schema.MERKLE_TREES]
         self.merkle_leaves: AsyncCollection[Doc] = db[prefix + schema.MERKLE_LEAVES]
         self.ballots: AsyncCollection[Doc] = db[prefix + schema.BALLOTS]
         self.voting: AsyncCollection[Doc] = db[prefix + schema.VOTING]
         self.rounds: AsyncCollection[Doc] = db[prefix + schema.ROUNDS]
-        self.task_proofs: AsyncCollection[Doc] = db[prefix + schema.TASK_PROOFS]
-        self.votes: AsyncCollection[Doc] = db[prefix + schema.VOTES]
 
     # -- blocks ------------------------------------------------------------------
 
     async def tip_doc(self) -> Doc | None:
-        """The highest stored block."""
+        """The highest stored block (a scan: used when a validator opens its chain)."""
         return await self.blocks.find_one({}, sort=[("height", DESCENDING)])
 
     async def block_doc(
         self, *, height: int | None = None, block_hash: str | None = None
     ) -> Doc | None:
         """One block by height or hash."""
-        query: Doc = {"height": height} if height is not None else {"hash": block_hash}
-        return await self.blocks.find_one(query)
+        if height is None:
+            entry = await self.block_index.find_one({"_id": block_hash})
+            if entry is None:
+                return None
+            height = int(entry["height"])
+        doc = await self.blocks.find_one({"_id": height_key(height)})
+        if doc is not None and block_hash is not None and doc["hash"] != block_hash:
+            return None
+        return doc
 
     async def insert_block(self, doc: Doc) -> None:
-        """Stores a final block (unique height and hash)."""
-        await self.blocks.insert_one(doc)
+        """Stores a final block (one per height) and indexes its hash."""
+        await self.blocks.insert_one({"_id": height_key(int(doc["height"])), **doc})
+        await self.index_block(str(doc["hash"]), int(doc["height"]))
+
+    async def index_block(self, block_hash: str, height: int) -> None:
+        """Makes a stored block findable by its hash."""
+        await self.block_index.update_one(
+            {"_id": block_hash}, {"$set": {"height": height}}, upsert=True
+        )
 
     async def block_docs(
         self, query: Doc, *, descending: bool, skip: int = 0, limit: int = 0
@@ -238,75 +285,77 @@ class Repository:
         """How many blocks match."""
         return await self.blocks.count_documents(query)
 
-    async def iter_blocks(self, from_height: int = 0, batch: int = 200) -> AsyncIterator[Doc]:
-        """Every block from a height on, by height."""
+    def scan_blocks(self) -> AsyncIterator[Doc]:
+        """Every stored block, in no order (one pass over the collection)."""
+        return aiter(self.blocks.find({}))
+
+    def scan_transactions(self) -> AsyncIterator[Doc]:
+        """Every transaction that left the pool, in no order (one pass)."""
+        return aiter(self.transactions.find({}))
+
+    async def iter_blocks(self, from_height: int = 0) -> AsyncIterator[Doc]:
+        """Every block from a height on, by height, until the first missing one."""
         height = from_height
-        while True:
-            docs = await self.block_docs(
-                {"height": {"$gte": height}}, descending=False, limit=batch
-            )
-            for doc in docs:
-                yield doc
-            if len(docs) < batch:
-                return
-            height = int(docs[-1]["height"]) + 1
+        while (doc := await self.block_doc(height=height)) is not None:
+            yield doc
+            height += 1
 
-    async def proposers_since(self, height: int) -> list[str]:
-        """The proposers of the blocks from a height on."""
-        docs = self.blocks.find({"height": {"$gte": height}}, {"proposer_id": 1})
-        return [doc["proposer_id"] async for doc in docs]
-
-    # -- transactions --------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------------
 
     async def tx_doc(self, tx_hash: str) -> Doc | None:
-        """One transaction."""
-        return await self.transactions.find_one({"tx_hash": tx_hash})
+        """One transaction, in the chain or in the pool."""
+        doc = await self.transactions.find_one({"_id": tx_hash})
+        if doc is None:
+            doc = await self.mempool.find_one({"_id": tx_hash})
+        return doc
 
     async def tx_docs(self, tx_hashes: Iterable[str]) -> dict[str, Doc]:
-        """Transactions by hash."""
+        """Transactions by hash (in the chain or in the pool)."""
+        hashes = list(dict.fromkeys(tx_hashes))
+        found = await gather_bounded(self.tx_doc(h) for h in hashes)
+        return {h: doc for h, doc in zip(hashes, found, strict=True) if doc is not None}
+
+    async def insert_pending(self, doc: Doc) -> None:
+        """Puts a transaction into the pool (unique hash)."""
+        await self.mempool.insert_one({"_id": doc["tx_hash"], **doc})
+
+    async def store_final_txs(self, docs: Sequence[Doc]) -> None:
+        """Stores the transactions of a final block being appended, as confirmed (over any
+        earlier state: a dropped transaction another validator did include)."""
+        if not docs:
+            return
+        duplicates: list[int] = []
+        try:
+            await self.transactions.insert_many(
+                [{"_id": d["tx_hash"], **d} for d in docs], ordered=False
+            )
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                duplicates.append(int(error["index"]))
+        for index in duplicates:
+            doc = docs[index]
+            await self.transactions.replace_one(
+                {"_id": doc["tx_hash"]}, {"_id": doc["tx_hash"], **doc}
+            )
+
+    async def pending_among(self, tx_hashes: Iterable[str]) -> dict[str, Doc]:
+        """The pool's documents of these transactions."""
         hashes = list(tx_hashes)
         if not hashes:
             return {}
-        found: dict[str, Doc] = {}
-        async for doc in self.transactions.find({"tx_hash": {"$in": hashes}}):
-            found[doc["tx_hash"]] = doc
-        return found
+        return {d["_id"]: d async for d in self.mempool.find({"_id": {"$in": hashes}})}
 
-    async def insert_tx(self, doc: Doc) -> None:
-        """Stores a new transaction (unique hash)."""
-        await self.transactions.insert_one(doc)
-
-    async def ensure_tx(self, doc: Doc) -> None:
-        """Stores a transaction unless its hash is known."""
-        await self.transactions.update_one(
-            {"tx_hash": doc["tx_hash"]}, {"$setOnInsert": doc}, upsert=True
-        )
-
-    async def confirm_txs(
-        self, block_height: int, block_hash: str, tx_hashes: Sequence[str], now: datetime
-    ) -> None:
-        """Marks a final block's transactions confirmed with their position."""
-        for index, tx_hash in enumerate(tx_hashes):
-            await self.transactions.update_one(
-                {"tx_hash": tx_hash},
-                {
-                    "$set": {
-                        "status": CONFIRMED,
-                        "block_height": block_height,
-                        "block_hash": block_hash,
-                        "transaction_index": index,
-                        "confirm_time": now,
-                        "error_message": "",
-                    }
-                },
-            )
+    async def unpool(self, tx_hashes: Sequence[str]) -> None:
+        """Empties a final block's transactions from the pool."""
+        if tx_hashes:
+            await self.mempool.delete_many({"_id": {"$in": list(tx_hashes)}})
 
     async def pending_docs(self, *, tx_type: int = 0, skip: int = 0, limit: int = 0) -> list[Doc]:
         """Pending transactions, oldest first."""
-        query: Doc = {"status": PENDING}
-        if tx_type:
-            query["type"] = tx_type
-        cursor = self.transactions.find(
+        query: Doc = {"type": tx_type} if tx_type else {}
+        cursor = self.mempool.find(
             query, sort=[("submit_time", ASCENDING), ("tx_hash", ASCENDING)], skip=skip
         )
         if limit:
@@ -315,75 +364,95 @@ class Repository:
 
     async def count_pending(self, *, tx_type: int = 0, work_only: bool = False) -> int:
         """How many transactions are pending (``work_only``: not counting uptime beacons)."""
-        query: Doc = {"status": PENDING}
+        query: Doc = {}
         if tx_type:
             query["type"] = tx_type
         if work_only:
             query["rides_along"] = False
-        return await self.transactions.count_documents(query)
+        return await self.mempool.count_documents(query)
 
     async def drop_tx(self, tx_hash: str, reason: str, status: str = DROPPED) -> None:
-        """Takes a pending transaction out of the pool."""
-        await self.transactions.update_one(
-            {"tx_hash": tx_hash, "status": PENDING},
-            {"$set": {"status": status, "error_message": reason}},
-        )
+        """Takes a pending transaction out of the pool, keeping why."""
+        doc = await self.mempool.find_one_and_delete({"_id": tx_hash})
+        if doc is not None:
+            doc.update({"status": status, "error_message": reason})
+            await self.transactions.update_one({"_id": tx_hash}, {"$setOnInsert": doc}, upsert=True)
 
-    async def confirmed_among(self, tx_hashes: Iterable[str]) -> set[str]:
-        """Which of these transactions are already in a final block."""
+    async def confirmed_among(self, tx_hashes: Iterable[str], max_height: int) -> set[str]:
+        """Which of these transactions are in a final block up to ``max_height``."""
         hashes = list(tx_hashes)
-        if not hashes:
-            return set()
-        docs = self.transactions.find(
-            {"tx_hash": {"$in": hashes}, "status": CONFIRMED}, {"tx_hash": 1}
+        found = await gather_bounded(
+            self.transactions.find_one({"_id": h}, {"status": 1, "block_height": 1}) for h in hashes
         )
-        return {doc["tx_hash"] async for doc in docs}
+        return {
+            h
+            for h, doc in zip(hashes, found, strict=True)
+            if doc and doc["status"] == CONFIRMED and int(doc["block_height"]) <= max_height
+        }
 
     async def anchored_sessions_among(self, session_ids: Iterable[str]) -> dict[str, str]:
-        """Which of these sessions already have an anchor in a final block (→ its tx hash)."""
+        """Which of these sessions have an anchor in a final block (→ its transaction)."""
         ids = list(session_ids)
-        if not ids:
-            return {}
-        docs = self.transactions.find(
-            {"session_id": {"$in": ids}, "status": CONFIRMED}, {"session_id": 1, "tx_hash": 1}
+        found = await gather_bounded(self.anchor_index.find_one({"_id": s}) for s in ids)
+        return {s: doc["tx_hash"] for s, doc in zip(ids, found, strict=True) if doc is not None}
+
+    async def index_anchor(self, session_id: str, tx_hash: str, height: int) -> None:
+        """Records that a final block anchors a session."""
+        await self.anchor_index.update_one(
+            {"_id": session_id}, {"$set": {"tx_hash": tx_hash, "height": height}}, upsert=True
         )
-        return {doc["session_id"]: doc["tx_hash"] async for doc in docs}
 
     async def pending_anchor_of(self, session_id: str) -> Doc | None:
         """The pending anchor transaction of a session, if any."""
-        return await self.transactions.find_one({"session_id": session_id, "status": PENDING})
+        return await self.mempool.find_one({"session_id": session_id})
 
-    async def task_facts(self, since: datetime, until: datetime, max_height: int) -> list[Doc]:
-        """Task proofs in final blocks up to a height, with proof times in a window."""
-        docs = self.transactions.find(
-            {
-                "status": CONFIRMED,
-                "block_height": {"$lte": max_height},
-                "task.proof_time": {"$gt": since, "$lte": until},
-            },
-            {"task": 1},
+    async def record_task_facts(self, tx_hash: str, height: int, facts: Doc) -> None:
+        """Keeps the facts of a task proof in a final block (for work credits)."""
+        await self.task_facts_.update_one(
+            {"_id": tx_hash}, {"$set": {**facts, "block_height": height}}, upsert=True
         )
-        return [doc["task"] async for doc in docs]
+
+    async def task_facts(self, since_us: int, until_us: int, max_height: int) -> list[Doc]:
+        """Task proofs in final blocks up to a height, proved in ``(since_us, until_us]``."""
+        docs = self.task_facts_.find(
+            {
+                "block_height": {"$lte": max_height},
+                "proof_us": {"$gt": since_us, "$lte": until_us},
+            }
+        )
+        return [doc async for doc in docs]
 
     # -- anchorings ------------------------------------------------------------------
 
     async def anchoring(self, session_id: str) -> Doc | None:
         """A session's anchoring."""
-        return await self.anchorings.find_one({"session_id": session_id})
+        return await self.anchorings.find_one({"_id": session_id})
 
     async def insert_anchoring(self, doc: Doc) -> None:
         """Stores a new anchoring (one per session)."""
-        await self.anchorings.insert_one(doc)
+        await self.anchorings.insert_one({"_id": doc["session_id"], **doc})
 
-    async def replace_anchoring(self, session_id: str, states: Sequence[str], doc: Doc) -> bool:
-        """Replaces a session's anchoring if it is in one of ``states``."""
-        outcome = await self.anchorings.replace_one(
-            {"session_id": session_id, "status": {"$in": list(states)}}, doc
-        )
+    async def replace_anchoring(
+        self, session_id: str, doc: Doc, states: Sequence[str] | None = None
+    ) -> bool:
+        """Replaces a session's anchoring (only from one of ``states`` when given)."""
+        query: Doc = {"_id": session_id}
+        if states is not None:
+            query["status"] = {"$in": list(states)}
+        outcome = await self.anchorings.replace_one(query, {"_id": session_id, **doc})
         return outcome.modified_count == 1
 
-    async def update_anchoring(self, query: Doc, changes: Doc) -> Doc | None:
-        """Changes the anchoring matching a query; the new document."""
+    async def delete_anchoring(self, session_id: str, anchoring_id: str) -> None:
+        """Forgets an anchoring that could not be queued."""
+        await self.anchorings.delete_one({"_id": session_id, "anchoring_id": anchoring_id})
+
+    async def update_anchoring(
+        self, session_id: str, changes: Doc, status: str | None = None
+    ) -> Doc | None:
+        """Changes a session's anchoring (only in ``status`` when given); the new document."""
+        query: Doc = {"_id": session_id}
+        if status is not None:
+            query["status"] = status
         return await self.anchorings.find_one_and_update(
             query, {"$set": changes}, return_document=ReturnDocument.AFTER
         )
@@ -412,19 +481,23 @@ class Repository:
 
     async def ballot(self, height: int, phase: str, round_: int) -> Doc | None:
         """This validator's vote of a phase and round at a height."""
-        return await self.ballots.find_one({"height": height, "phase": phase, "round": round_})
+        return await self.ballots.find_one({"_id": f"{height}:{phase}:{round_}"})
 
     async def insert_ballot(self, doc: Doc) -> None:
-        """Records a vote before it is sent (unique per height, phase and round)."""
-        await self.ballots.insert_one(doc)
+        """Records a vote before it is sent (one per height, phase and round)."""
+        await self.ballots.insert_one(
+            {"_id": f"{doc['height']}:{doc['phase']}:{doc['round']}", **doc}
+        )
 
     async def voting_state(self, height: int) -> Doc | None:
         """The voting state of a height: highest round voted in, and the lock."""
-        return await self.voting.find_one({"height": height})
+        return await self.voting.find_one({"_id": str(height)})
 
     async def save_voting_state(self, height: int, changes: Doc) -> None:
         """Updates the voting state of a height."""
-        await self.voting.update_one({"height": height}, {"$set": changes}, upsert=True)
+        await self.voting.update_one(
+            {"_id": str(height)}, {"$set": {"height": height, **changes}}, upsert=True
+        )
 
     async def forget_votes_below(self, height: int) -> None:
         """Drops the voting state of heights that are final."""
@@ -433,7 +506,7 @@ class Repository:
 
     async def insert_round(self, doc: Doc) -> None:
         """Records a consensus round."""
-        await self.rounds.insert_one(doc)
+        await self.rounds.insert_one({"_id": doc["round_id"], **doc})
 
     async def round_docs(self, query: Doc, *, skip: int, limit: int) -> list[Doc]:
         """Rounds, newest first."""
@@ -445,3 +518,42 @@ class Repository:
     async def count_rounds(self, query: Doc) -> int:
         """How many rounds match."""
         return await self.rounds.count_documents(query)
+
+    # -- task proofs and votes received ------------------------------------------------
+
+    async def insert_record(self, kind: RecordKind, doc: Doc) -> None:
+        """Records a received signed record (one per key)."""
+        await self.db[self.prefix + kind.collection].insert_one({"_id": kind.key(doc), **doc})
+
+    async def record(self, kind: RecordKind, doc: Doc) -> Doc | None:
+        """The stored record with the key of ``doc``."""
+        return await self.db[self.prefix + kind.collection].find_one({"_id": kind.key(doc)})
+
+    async def set_record_tx(self, kind: RecordKind, doc: Doc, tx_hash: str) -> None:
+        """Notes the transaction that carries a record."""
+        await self.db[self.prefix + kind.collection].update_one(
+            {"_id": kind.key(doc)}, {"$set": {"tx_hash": tx_hash}}
+        )
+
+    async def delete_record(self, kind: RecordKind, doc: Doc) -> None:
+        """Forgets a record that could not be put on the chain."""
+        await self.db[self.prefix + kind.collection].delete_one(
+            {"_id": kind.key(doc), kind.id_field: doc[kind.id_field]}
+        )
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """A kind of signed record the validator receives and puts on the chain: one per key."""
+
+    collection: str
+    key_fields: tuple[str, ...]
+    id_field: str
+
+    def key(self, doc: Doc) -> str:
+        """The ``_id`` of a record: its key fields joined."""
+        return ":".join(str(doc[name]) for name in self.key_fields)
+
+
+TASK_PROOFS = RecordKind(schema.TASK_PROOFS, ("node_id", "slot", "task_type"), "proof_id")
+VOTES = RecordKind(schema.VOTES, ("voter_id", "vote_type", "target_id"), "vote_id")

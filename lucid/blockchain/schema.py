@@ -2,7 +2,9 @@
 
 Every name is prefixed with the validator's prefix (``chain_v<N>_``), so the
 validators of one database never share a document and replicas can disagree and
-be checked against each other.
+be checked against each other. Uniqueness rides on ``_id`` (a block's height, a
+transaction's hash, a session id, a ballot's height:phase:round, ...); the other
+indexes serve lists and queries on MongoDB.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 
 BLOCKS = "blocks"
+BLOCK_INDEX = "block_index"
 TRANSACTIONS = "transactions"
+MEMPOOL = "mempool"
+ANCHOR_INDEX = "anchor_index"
+TASK_FACTS = "task_facts"
 ANCHORINGS = "anchorings"
 MERKLE_TREES = "merkle_trees"
 MERKLE_LEAVES = "merkle_leaves"
@@ -32,20 +38,27 @@ def collections(prefix: str) -> tuple[CollectionSpec, ...]:
             BLOCKS,
             IndexSpec((("height", 1),), "height_unique", unique=True),
             IndexSpec((("hash", 1),), "hash_unique", unique=True),
-            IndexSpec((("previous_hash", 1),), "previous_hash"),
             IndexSpec((("proposer_id", 1),), "proposer"),
         ),
+        spec(BLOCK_INDEX),
         spec(
             TRANSACTIONS,
-            IndexSpec((("tx_hash", 1),), "tx_hash_unique", unique=True),
-            IndexSpec((("status", 1), ("submit_time", 1)), "status_submitted"),
             IndexSpec((("block_height", 1), ("transaction_index", 1)), "block_position"),
+            IndexSpec((("status", 1),), "status"),
+        ),
+        spec(
+            MEMPOOL,
+            IndexSpec((("submit_time", 1),), "submitted"),
             IndexSpec((("session_id", 1),), "session"),
-            IndexSpec((("task.proof_time", 1),), "task_time"),
+        ),
+        spec(ANCHOR_INDEX),
+        spec(
+            TASK_FACTS,
+            IndexSpec((("proof_time", 1),), "proof_time"),
+            IndexSpec((("node_id", 1),), "node"),
         ),
         spec(
             ANCHORINGS,
-            IndexSpec((("session_id", 1),), "session_unique", unique=True),
             IndexSpec((("anchoring_id", 1),), "anchoring_unique", unique=True),
             IndexSpec((("status", 1), ("submit_time", 1)), "status_submitted"),
             IndexSpec((("tx_hash", 1),), "tx_hash"),
@@ -53,33 +66,12 @@ def collections(prefix: str) -> tuple[CollectionSpec, ...]:
         spec(
             MERKLE_TREES,
             IndexSpec((("tree_id", 1),), "tree_unique", unique=True),
-            IndexSpec((("session_id", 1),), "session_unique", unique=True),
             IndexSpec((("root_hash", 1),), "root"),
         ),
-        spec(
-            MERKLE_LEAVES,
-            IndexSpec((("tree_id", 1), ("page", 1)), "tree_page_unique", unique=True),
-        ),
-        spec(
-            BALLOTS,
-            IndexSpec((("height", 1), ("phase", 1), ("round", 1)), "one_per_round", unique=True),
-        ),
-        spec(VOTING, IndexSpec((("height", 1),), "height_unique", unique=True)),
-        spec(
-            ROUNDS,
-            IndexSpec((("round_id", 1),), "round_unique", unique=True),
-            IndexSpec((("height", -1), ("round", -1)), "height_round"),
-        ),
-        spec(
-            TASK_PROOFS,
-            IndexSpec((("proof_id", 1),), "proof_unique", unique=True),
-            IndexSpec((("node_id", 1), ("slot", 1), ("task_type", 1)), "one_per_slot", unique=True),
-        ),
-        spec(
-            VOTES,
-            IndexSpec((("vote_id", 1),), "vote_unique", unique=True),
-            IndexSpec(
-                (("voter_id", 1), ("vote_type", 1), ("target_id", 1)), "one_per_target", unique=True
-            ),
-        ),
+        spec(MERKLE_LEAVES),
+        spec(BALLOTS, IndexSpec((("height", 1),), "height")),
+        spec(VOTING, IndexSpec((("height", 1),), "height")),
+        spec(ROUNDS, IndexSpec((("height", -1), ("round", -1)), "height_round")),
+        spec(TASK_PROOFS, IndexSpec((("proof_id", 1),), "proof_unique", unique=True)),
+        spec(VOTES, IndexSpec((("vote_id", 1),), "vote_unique", unique=True)),
     )

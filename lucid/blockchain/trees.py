@@ -35,6 +35,10 @@ STATUS = {
 }
 
 
+def _page_key(tree_id: str, page: int) -> str:
+    return f"{tree_id}:{page:06d}"
+
+
 def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
     """The RFC 9162 leaf hashes of leaf entries."""
     return [merkle.leaf_hash(entry) for entry in entries]
@@ -46,7 +50,7 @@ async def build(
     """Builds and stores a session's tree, or returns the stored one for the same leaves."""
     entries = [bytes.fromhex(h) for h in entries_hex]
     root = merkle.root(leaf_hashes(entries)).hex()
-    existing = await repo.merkle_trees.find_one({"session_id": session_id})
+    existing = await by_session(repo, session_id)
     if existing is not None:
         if existing["root_hash"] == root and int(existing["leaf_count"]) == len(entries):
             return existing
@@ -59,12 +63,13 @@ async def build(
     for page in range(0, len(entries), PAGE_LEAVES):
         await repo.merkle_leaves.insert_one(
             {
+                "_id": _page_key(tree_id, page // PAGE_LEAVES),
                 "tree_id": tree_id,
-                "page": page // PAGE_LEAVES,
                 "entries": Binary(b"".join(entries[page : page + PAGE_LEAVES])),
             }
         )
     doc: Doc = {
+        "_id": session_id,
         "tree_id": tree_id,
         "session_id": session_id,
         "root_hash": root,
@@ -85,12 +90,12 @@ async def build(
 
 async def entries_of(repo: Repository, tree_id: str) -> list[bytes]:
     """A tree's leaf entries, in order."""
-    raw = b"".join(
-        [
-            bytes(page["entries"])
-            async for page in repo.merkle_leaves.find({"tree_id": tree_id}, sort=[("page", 1)])
-        ]
-    )
+    pages: list[bytes] = []
+    while (
+        page := await repo.merkle_leaves.find_one({"_id": _page_key(tree_id, len(pages))})
+    ) is not None:
+        pages.append(bytes(page["entries"]))
+    raw = b"".join(pages)
     return [raw[i : i + 32] for i in range(0, len(raw), 32)]
 
 
@@ -101,7 +106,7 @@ async def by_root(repo: Repository, root_hash: str) -> Doc | None:
 
 async def by_session(repo: Repository, session_id: str) -> Doc | None:
     """A session's tree."""
-    return await repo.merkle_trees.find_one({"session_id": session_id})
+    return await repo.merkle_trees.find_one({"_id": session_id})
 
 
 async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tuple[Doc, Doc | None]:
@@ -114,7 +119,7 @@ async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tupl
     )
     if anchored and tree["status"] != VALIDATED:
         await repo.merkle_trees.update_one(
-            {"tree_id": tree["tree_id"]}, {"$set": {"status": VALIDATED, "update_time": now}}
+            {"_id": tree["session_id"]}, {"$set": {"status": VALIDATED, "update_time": now}}
         )
         tree = {**tree, "status": VALIDATED, "update_time": now}
     elif (
@@ -125,7 +130,7 @@ async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tupl
     ):
         message = "the anchored root differs from the tree's root"
         await repo.merkle_trees.update_one(
-            {"tree_id": tree["tree_id"]},
+            {"_id": tree["session_id"]},
             {"$set": {"status": FAILED, "update_time": now, "error_message": message}},
         )
         tree = {**tree, "status": FAILED, "update_time": now, "error_message": message}

@@ -1,16 +1,16 @@
 """``lucid chain verify``: walks one validator's stored chain offline and names the first
 bad block.
 
-Reads the blocks and transactions straight from MongoDB (no validator needs to run)
-and checks, block by block from genesis: the genesis block is exactly the genesis
-of the validator set it names; heights are contiguous; each block links to its
-parent's hash and comes after it; its header hashes to its hash (canonical encoding
-v1); its proposer is a validator whose key signed it; every transaction is stored,
-hashes (from its stored canonical encoding) to the hash the block lists and keeps
-every rule, appears once in the chain, and anchors a session at most once; the
-transaction hashes make the header's Merkle root; and approvals of one round from
-at least two thirds of the validators verify. Any edit of a stored block or
-transaction breaks one of these.
+Reads the blocks and transactions straight from MongoDB (no validator needs to run;
+one pass over each collection) and checks, block by block from genesis: the genesis
+block is exactly the genesis of the validator set it names; heights are contiguous;
+each block links to its parent's hash and comes after it; its header hashes to its
+hash (canonical encoding v1); its proposer is a validator whose key signed it; every
+transaction is stored, hashes (from its stored canonical encoding) to the hash the
+block lists and keeps every rule, appears once in the chain, and anchors a session at
+most once; the transaction hashes make the header's Merkle root; and approvals of one
+round from at least two thirds of the validators verify. Any edit of a stored block
+or transaction breaks one of these.
 """
 
 from __future__ import annotations
@@ -146,13 +146,20 @@ async def verify_chain(repo: Repository) -> Report:
     walk = ChainWalk()
     validators: ValidatorSet | None = None
     parent: Tip | None = None
-    async for doc in repo.iter_blocks(0):
+    stored = {int(doc["_id"]): doc async for doc in repo.scan_blocks()}
+    txs = {str(doc["_id"]): doc async for doc in repo.scan_transactions()}
+    last = max(stored, default=-1)
+    for height in range(last + 1):
+        doc = stored.get(height)
+        if doc is None:
+            report.bad = BadBlock(
+                height, "", (f"no block is stored at height {height}; the chain goes on to {last}",)
+            )
+            break
         block = doc_to_block(doc)
-        height = block.header.height
-        expected = 0 if parent is None else parent.height + 1
-        tx_docs = await repo.tx_docs(block.tx_hashes)
-        if height != expected:
-            problems = [f"height {height} where {expected} was expected"]
+        tx_docs = {h: txs[h] for h in block.tx_hashes if h in txs}
+        if block.header.height != height:
+            problems = [f"the block stored at height {height} says height {block.header.height}"]
         elif parent is None:
             try:
                 validators = genesis.validator_set_of(with_transactions(block, tx_docs))

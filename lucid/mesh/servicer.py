@@ -547,8 +547,8 @@ def plane_rule(rule: Rule) -> policy_pb2.PlaneRule:
         message.destination_cluster = access_pb2.Cluster.Value(
             cluster_enum_name(rule.destination.clusters[0])
         )
-    if rule.http_routed:
-        message.methods.append("http-routed:*")
+    if rule.client_facing:
+        message.methods.append("client-facing:*")
     if len(rule.source.clusters) > 1 or len(rule.destination.clusters) > 1:
         message.description += f" [{rule.source.describe()} → {rule.destination.describe()}]"
     return message

@@ -5,7 +5,7 @@ server applies it in its call pipeline (``PlanePolicy.check``); ``lucid config
 generate`` turns the same table into Consul intentions and Envoy RBAC filters.
 A rule names its sources and destinations by cluster or plane and selects the
 destination's rpcs by what the contract declares on them (the ``kind`` of
-``(lucid.common.v1.access)``, whether the rpc has an http route, method
+``(lucid.common.v1.access)``, whether the rpc is service-only, method
 patterns), so a new rpc falls under the right rule without touching this file.
 
 Evaluation, in order:
@@ -83,8 +83,9 @@ class Rule:
     destination: Selector
     kinds: tuple[Kind, ...] = ()
     """Operation kinds it covers; empty for any (an undeclared kind counts as a write)."""
-    http_routed: bool = False
-    """Only rpcs that have a ``google.api.http`` route (what the edge may reach)."""
+    client_facing: bool = False
+    """Only rpcs clients may call: every rpc not marked ``service_only`` (its REST routes and
+    gRPC-only client streams such as ``UploadChunks``)."""
     methods: tuple[str, ...] = ()
     """Full method patterns (``/lucid.storage.v1.SchemaService/*``); empty for any."""
     naming_caller: bool = False
@@ -96,7 +97,7 @@ class Rule:
         kind = info.access.kind or WRITE
         if self.kinds and kind not in self.kinds:
             return False
-        if self.http_routed and not info.routes:
+        if self.client_facing and info.access.service_only:
             return False
         return not self.methods or any(fnmatch.fnmatchcase(info.path, m) for m in self.methods)
 
@@ -170,11 +171,11 @@ ALLOWS: tuple[Rule, ...] = (
         description="every cluster declares its collections with storage (shared plane)",
     ),
     Rule(
-        "edge-to-routed-rpcs",
+        "edge-to-client-rpcs",
         Selector(planes=(EDGE,)),
         ANY,
-        http_routed=True,
-        description="the edge (and people's tools on the edge plane) → rpcs with an http route",
+        client_facing=True,
+        description="the edge (and people's tools on the edge plane) → every rpc not service-only",
     ),
     Rule(
         "edge-to-rpcs-naming-it",
