@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lucid.runtime.config import CLUSTERS, Settings, load_settings
 from lucid.runtime.logs import configure_logging
@@ -84,6 +85,43 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def code_declarations() -> list[Any]:
+    """Every cluster's schema declaration as its package on disk states it
+    (``lucid/<cluster>/schema.py`` or ``app.py``: ``COLLECTIONS``, ``BLOB_PATHS``)."""
+    from lucid.runtime.schema import declaration_of
+
+    found = []
+    for cluster in CLUSTERS:
+        collections: Any = ()
+        blob_paths: Any = ()
+        for module_name in (f"lucid.{cluster}.schema", f"lucid.{cluster}.app"):
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            collections = collections or getattr(module, "COLLECTIONS", ())
+            blob_paths = blob_paths or getattr(module, "BLOB_PATHS", ())
+        found.append(declaration_of(cluster, collections, blob_paths))
+    return found
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.storage.dbcli import validate
+
+    status, text = asyncio.run(
+        validate(
+            settings,
+            code_declarations=code_declarations(),
+            from_code=args.from_code,
+            as_json=args.json,
+        )
+    )
+    print(text)
+    sys.exit(status)
+
+
 def _proof(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.sessions.proofcli import verify_file
 
@@ -143,6 +181,18 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--mongo-port", type=int, default=0, help="0 picks a free port")
     dev.add_argument("--redis-port", type=int, default=0, help="0 picks a free port")
     dev.set_defaults(run=_dev)
+
+    db = sub.add_parser(
+        "db",
+        help="validate MongoDB, Redis and the blob volume against every cluster's schema",
+        description="validate: compare the schema declarations (those the storage cluster "
+        "recorded from the running clusters, else those of the code) with MongoDB, Redis "
+        "and the blob volume of these settings; exit 1 on problems, 2 if MongoDB is down",
+    )
+    db.add_argument("action", choices=["validate"])
+    db.add_argument("--from-code", action="store_true", help="declarations of the code on disk")
+    db.add_argument("--json", action="store_true", help="the ValidateSchemaResponse as JSON")
+    db.set_defaults(run=_db)
 
     proof = sub.add_parser("proof", help="chunk proofs")
     proof.add_argument("action", choices=["verify"])

@@ -97,8 +97,10 @@ class _Guard:
         """Waits for a call that returns one response and counts its outcome."""
         try:
             code = await call.code()
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+        except asyncio.CancelledError:  # the caller's task was cancelled: cancel the call too
+            call.cancel()
+            self.breaker.record(grpc.StatusCode.CANCELLED, trial=trial)
+            raise
         self.breaker.record(code, trial=trial)
         return call
 

@@ -121,6 +121,11 @@ class Settings:
         return self.var_dir / "certs"
 
     @property
+    def blob_dir(self) -> Path:
+        """The blob volume: chunk blobs and other files clusters keep (``var/blobs``)."""
+        return self.var_dir / "blobs"
+
+    @property
     def secrets_dir(self) -> Path:
         """Local secrets (the sealing passphrase on one machine)."""
         return self.var_dir / "secrets"

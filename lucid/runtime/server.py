@@ -37,13 +37,20 @@ from lucid.runtime.identity import identity_for
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.pipeline import CallPipeline
 from lucid.runtime.registry import Instance, Registry, create_registry
-from lucid.runtime.schema import CollectionSpec, TtlSweeper, ensure_schema
+from lucid.runtime.schema import (
+    CollectionSpec,
+    SchemaDeclarer,
+    TtlSweeper,
+    declaration_of,
+    ensure_schema,
+)
 from lucid.runtime.tokens import (
     JwkDict,
     KeySource,
     RedisRevocationList,
     TokenVerifier,
 )
+from lucid.storage.v1 import schema_pb2, schema_pb2_grpc  # the storage contract
 
 log = logging.getLogger("lucid.server")
 
@@ -63,6 +70,10 @@ class ClusterApp:
     """Pairs of a generated ``add_…Servicer_to_server`` and the servicer instance."""
     collections: Sequence[CollectionSpec] = ()
     """The collections (and indexes) the cluster owns."""
+    blob_paths: Sequence[str] = ()
+    """Paths on the blob volume the cluster owns, relative to ``settings.blob_dir``."""
+    declare_schema: bool = True
+    """Send the schema declaration to storage's ``DeclareSchema`` once ready."""
     requires_mongo: bool = True
     """Whether the cluster cannot serve without MongoDB."""
     requires_redis: bool = True
@@ -254,6 +265,7 @@ class ClusterServer:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
+        self.declarer: SchemaDeclarer | None = None
         self.instance: Instance | None = None
 
     async def _on_health(self, serving: bool) -> None:
@@ -267,11 +279,28 @@ class ClusterServer:
                     self._tasks.append(asyncio.create_task(sweeper.run()))
             for hook in self.app.on_ready:
                 await hook()
+            self._declare_schema()
         except Exception:
             log.exception("startup work failed; retrying on the next healthy probe")
             self.health.serving = None  # probe again as if new
             return
         self._ready = True
+
+    def _declare_schema(self) -> None:
+        """Starts sending the cluster's declaration to storage (once per server)."""
+        if self.declarer is not None or not self.app.declare_schema:
+            return
+        declaration = declaration_of(
+            self.runtime.cluster, self.app.collections, self.app.blob_paths
+        )
+        channels = self.runtime.channels
+
+        async def send(request: schema_pb2.DeclareSchemaRequest) -> object:
+            stub = await channels.stub("storage", schema_pb2_grpc.SchemaServiceStub)
+            return await stub.DeclareSchema(request, timeout=10)
+
+        self.declarer = SchemaDeclarer(declaration, send)
+        self._tasks.append(asyncio.create_task(self.declarer.run()))
 
     async def start(self) -> int:
         """Binds, starts serving and registers; returns the bound port."""

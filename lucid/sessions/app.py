@@ -86,6 +86,7 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
             ),
         ],
         collections=schema.COLLECTIONS,
+        blob_paths=schema.BLOB_PATHS,
         tasks=[finalizer.run],
         on_ready=[prepare],
         on_stop=[finalizer.stop],

@@ -12,6 +12,9 @@ EVENTS = "sessions_events"
 KEYS = "sessions_keys"
 TRUST_POLICIES = "sessions_trust_policies"
 
+BLOB_PATHS = ("sessions/",)
+"""The cluster's directory on the blob volume (``settings.blob_dir``), declared to storage."""
+
 COLLECTIONS = (
     CollectionSpec(
         SESSIONS,

@@ -137,6 +137,11 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4205: the creation of new sessions is disabled (emergency switch)."""
     ERROR_CODE_RDP_HOST_UNREACHABLE: _ErrorCode.ValueType  # 4206
     """4206: the RDP host does not answer on TCP within 5 s."""
+    ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: _ErrorCode.ValueType  # 4701
+    """47xx storage (cluster 08).
+    4701: a volume (or its file system) has too little free space for the
+    operation (a backup, a migration, a quota below the use).
+    """
     ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: _ErrorCode.ValueType  # 4801
     """48xx auth (cluster 09).
     4801: the hardware wallet is not connected (spec 09 "HW wallet not
@@ -310,6 +315,11 @@ ERROR_CODE_SESSION_CREATION_DISABLED: ErrorCode.ValueType  # 4205
 """4205: the creation of new sessions is disabled (emergency switch)."""
 ERROR_CODE_RDP_HOST_UNREACHABLE: ErrorCode.ValueType  # 4206
 """4206: the RDP host does not answer on TCP within 5 s."""
+ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: ErrorCode.ValueType  # 4701
+"""47xx storage (cluster 08).
+4701: a volume (or its file system) has too little free space for the
+operation (a backup, a migration, a quota below the use).
+"""
 ERROR_CODE_HARDWARE_WALLET_NOT_CONNECTED: ErrorCode.ValueType  # 4801
 """48xx auth (cluster 09).
 4801: the hardware wallet is not connected (spec 09 "HW wallet not

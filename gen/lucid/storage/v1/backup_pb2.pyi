@@ -31,9 +31,13 @@ class _BackupTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BackupType
     BACKUP_TYPE_FULL: _BackupType.ValueType  # 1
     """Every document."""
     BACKUP_TYPE_INCREMENTAL: _BackupType.ValueType  # 2
-    """Changes since the last backup of any type."""
+    """Changes since the last backup of any type (needs an oplog; refused on a
+    single node).
+    """
     BACKUP_TYPE_DIFFERENTIAL: _BackupType.ValueType  # 3
-    """Changes since the last full backup."""
+    """Changes since the last full backup (needs an oplog; refused on a single
+    node).
+    """
 
 class BackupType(_BackupType, metaclass=_BackupTypeEnumTypeWrapper):
     """What a backup holds."""
@@ -43,9 +47,13 @@ BACKUP_TYPE_UNSPECIFIED: BackupType.ValueType  # 0
 BACKUP_TYPE_FULL: BackupType.ValueType  # 1
 """Every document."""
 BACKUP_TYPE_INCREMENTAL: BackupType.ValueType  # 2
-"""Changes since the last backup of any type."""
+"""Changes since the last backup of any type (needs an oplog; refused on a
+single node).
+"""
 BACKUP_TYPE_DIFFERENTIAL: BackupType.ValueType  # 3
-"""Changes since the last full backup."""
+"""Changes since the last full backup (needs an oplog; refused on a single
+node).
+"""
 Global___BackupType: _TypeAlias = BackupType  # noqa: Y015
 
 class _BackupState:
@@ -147,7 +155,7 @@ class Backup(_message.Message):
     state: Global___BackupState.ValueType
     """Its state."""
     compression: _builtins.bool
-    """Whether it is gzip-compressed."""
+    """Whether it is zstd-compressed."""
     encryption: _builtins.bool
     """Whether it is encrypted."""
     retention_days: _builtins.int
@@ -157,7 +165,7 @@ class Backup(_message.Message):
     document_count: _builtins.int
     """Documents it holds."""
     checksum: _builtins.str
-    """The SHA-256 of its files, hex."""
+    """The SHA-256 of its manifest (which holds each file's SHA-256), hex."""
     schedule_id: _builtins.str
     """The schedule that made it, if any."""
     error_message: _builtins.str
@@ -423,7 +431,7 @@ class CreateBackupRequest(_message.Message):
     type: Global___BackupType.ValueType
     """What to back up (default full)."""
     compression: _builtins.bool
-    """Compress with gzip (default true)."""
+    """Compress with zstd (default true)."""
     encryption: _builtins.bool
     """Encrypt (default true)."""
     retention_days: _builtins.int

@@ -27,9 +27,14 @@ if _version_not_supported:
 
 class BackupServiceStub:
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     def __init__(self, channel):
@@ -87,9 +92,14 @@ class BackupServiceStub:
 
 class BackupServiceServicer:
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     def ListBackups(self, request, context):
@@ -225,9 +235,14 @@ def add_BackupServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BackupService:
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     @staticmethod

@@ -28,9 +28,14 @@ GRPC_VERSION: str
 
 class BackupServiceStub:
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     @_typing.overload
@@ -80,9 +85,14 @@ class BackupServiceStub:
 @_typing.type_check_only
 class BackupServiceAsyncStub(BackupServiceStub):
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -128,9 +138,14 @@ class BackupServiceAsyncStub(BackupServiceStub):
 
 class BackupServiceServicer(metaclass=_abc_1.ABCMeta):
     """Backups of the Lucid database (spec 08 §2 backups, §8): per-collection
-    dumps, gzip-compressed and encrypted with a libsodium secretbox, kept in a
-    local backup directory for their retention; restores and 5-field cron
-    schedules. Admin only; destructive calls need `confirm`.
+    BSON dumps, zstd-compressed and encrypted with a libsodium secretbox (a
+    per-backup data key sealed under the Argon2id key of the sealing
+    passphrase), each file's SHA-256 in a manifest, kept in a local backup
+    directory for their retention; restores and 5-field cron schedules. Only
+    full backups on a single node (no oplog): incremental and differential
+    fail with FAILED_PRECONDITION. A backup whose files or manifest fail their
+    hashes is refused with DATA_LOSS and nothing is restored. Admin only;
+    destructive calls need `confirm`.
     """
 
     @_abc_1.abstractmethod

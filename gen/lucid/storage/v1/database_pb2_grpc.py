@@ -126,9 +126,11 @@ class DatabaseServiceServicer:
     """
 
     def GetDatabaseHealth(self, request, context):
-        """Reports the health of each store (mongodb, redis, search, blob volume)
-        and overall: degraded when one is down; the call fails with UNAVAILABLE
-        when all are down.
+        """Reports the health of each store (mongodb, redis, blob: the blob volume
+        exists, is writable, degraded from 80 % of its quota, unhealthy from
+        90 %) and overall: degraded when one is not healthy; the call fails with
+        UNAVAILABLE when none is. The search index is embedded in the storage
+        process and reported by GetDatabaseStats.
         Spec: 08 GetDatabaseHealth
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -42,9 +42,11 @@ class DatabaseServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DatabaseServiceAsyncStub: ...
     GetDatabaseHealth: _grpc.UnaryUnaryMultiCallable[_database_pb2.GetDatabaseHealthRequest, _database_pb2.GetDatabaseHealthResponse]
-    """Reports the health of each store (mongodb, redis, search, blob volume)
-    and overall: degraded when one is down; the call fails with UNAVAILABLE
-    when all are down.
+    """Reports the health of each store (mongodb, redis, blob: the blob volume
+    exists, is writable, degraded from 80 % of its quota, unhealthy from
+    90 %) and overall: degraded when one is not healthy; the call fails with
+    UNAVAILABLE when none is. The search index is embedded in the storage
+    process and reported by GetDatabaseStats.
     Spec: 08 GetDatabaseHealth
     """
     GetDatabaseStats: _grpc.UnaryUnaryMultiCallable[_database_pb2.GetDatabaseStatsRequest, _database_pb2.GetDatabaseStatsResponse]
@@ -120,9 +122,11 @@ class DatabaseServiceAsyncStub(DatabaseServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetDatabaseHealth: _aio.UnaryUnaryMultiCallable[_database_pb2.GetDatabaseHealthRequest, _database_pb2.GetDatabaseHealthResponse]  # type: ignore[assignment]
-    """Reports the health of each store (mongodb, redis, search, blob volume)
-    and overall: degraded when one is down; the call fails with UNAVAILABLE
-    when all are down.
+    """Reports the health of each store (mongodb, redis, blob: the blob volume
+    exists, is writable, degraded from 80 % of its quota, unhealthy from
+    90 %) and overall: degraded when one is not healthy; the call fails with
+    UNAVAILABLE when none is. The search index is embedded in the storage
+    process and reported by GetDatabaseStats.
     Spec: 08 GetDatabaseHealth
     """
     GetDatabaseStats: _aio.UnaryUnaryMultiCallable[_database_pb2.GetDatabaseStatsRequest, _database_pb2.GetDatabaseStatsResponse]  # type: ignore[assignment]
@@ -201,9 +205,11 @@ class DatabaseServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _database_pb2.GetDatabaseHealthRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_database_pb2.GetDatabaseHealthResponse, _abc.Awaitable[_database_pb2.GetDatabaseHealthResponse]]:
-        """Reports the health of each store (mongodb, redis, search, blob volume)
-        and overall: degraded when one is down; the call fails with UNAVAILABLE
-        when all are down.
+        """Reports the health of each store (mongodb, redis, blob: the blob volume
+        exists, is writable, degraded from 80 % of its quota, unhealthy from
+        90 %) and overall: degraded when one is not healthy; the call fails with
+        UNAVAILABLE when none is. The search index is embedded in the storage
+        process and reported by GetDatabaseStats.
         Spec: 08 GetDatabaseHealth
         """
 

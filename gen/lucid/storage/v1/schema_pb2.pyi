@@ -106,6 +106,16 @@ class _FindingKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FindingKi
     """Present but not declared."""
     FINDING_KIND_MISMATCH: _FindingKind.ValueType  # 3
     """Present with another spec than declared."""
+    FINDING_KIND_UNHEALTHY: _FindingKind.ValueType  # 4
+    """A store is unreachable, not writable, over its critical usage (90 %) or
+    not hardened (Redis KEYS enabled).
+    """
+    FINDING_KIND_WARNING: _FindingKind.ValueType  # 5
+    """A store is over its warning usage (80 %); not a problem yet."""
+    FINDING_KIND_EMULATED: _FindingKind.ValueType  # 6
+    """Declared, and provided by emulation where the server lacks the feature
+    (TTL indexes swept by the runtime on FerretDB); not a problem.
+    """
 
 class FindingKind(_FindingKind, metaclass=_FindingKindEnumTypeWrapper):
     """What a schema finding is."""
@@ -118,6 +128,16 @@ FINDING_KIND_EXTRA: FindingKind.ValueType  # 2
 """Present but not declared."""
 FINDING_KIND_MISMATCH: FindingKind.ValueType  # 3
 """Present with another spec than declared."""
+FINDING_KIND_UNHEALTHY: FindingKind.ValueType  # 4
+"""A store is unreachable, not writable, over its critical usage (90 %) or
+not hardened (Redis KEYS enabled).
+"""
+FINDING_KIND_WARNING: FindingKind.ValueType  # 5
+"""A store is over its warning usage (80 %); not a problem yet."""
+FINDING_KIND_EMULATED: FindingKind.ValueType  # 6
+"""Declared, and provided by emulation where the server lacks the feature
+(TTL indexes swept by the runtime on FerretDB); not a problem.
+"""
 Global___FindingKind: _TypeAlias = FindingKind  # noqa: Y015
 
 @_typing.final
@@ -805,6 +825,7 @@ class ValidateSchemaResponse(_message.Message):
     UNDECLARED_BLOB_PATHS_FIELD_NUMBER: _builtins.int
     UNDECLARED_SEARCH_INDICES_FIELD_NUMBER: _builtins.int
     CHECK_TIME_FIELD_NUMBER: _builtins.int
+    STORE_FINDINGS_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
     """Whether every report is valid and nothing undeclared was found."""
     @_builtins.property
@@ -831,6 +852,13 @@ class ValidateSchemaResponse(_message.Message):
     def check_time(self) -> _timestamp_pb2.Timestamp:
         """When the check ran."""
 
+    @_builtins.property
+    def store_findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemaFinding]:
+        """Findings about the stores themselves, not about one declaration: Redis
+        reachable and hardened (KEYS disabled), the blob volume present,
+        writable and its free space.
+        """
+
     def __init__(
         self,
         *,
@@ -841,10 +869,11 @@ class ValidateSchemaResponse(_message.Message):
         undeclared_blob_paths: _abc.Iterable[_builtins.str] | None = ...,
         undeclared_search_indices: _abc.Iterable[_builtins.str] | None = ...,
         check_time: _timestamp_pb2.Timestamp | None = ...,
+        store_findings: _abc.Iterable[Global___SchemaFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time", "reports", b"reports", "undeclared_blob_paths", b"undeclared_blob_paths", "undeclared_collections", b"undeclared_collections", "undeclared_key_prefixes", b"undeclared_key_prefixes", "undeclared_search_indices", b"undeclared_search_indices", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time", "reports", b"reports", "store_findings", b"store_findings", "undeclared_blob_paths", b"undeclared_blob_paths", "undeclared_collections", b"undeclared_collections", "undeclared_key_prefixes", b"undeclared_key_prefixes", "undeclared_search_indices", b"undeclared_search_indices", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,9 +27,13 @@ if _version_not_supported:
 
 class SearchServiceStub:
     """Search indices and queries (spec 08 §2 search, §3 Elasticsearch). The
-    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users`; searches
-    run on a local index behind this service (DECISIONS defers Elasticsearch),
-    with term, match and range queries and from/size paging. Admin only;
+    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users` (declared by
+    their clusters, created by InitSchema, or created here); searches run on a
+    local SQLite FTS5 index behind this service (DECISIONS defers
+    Elasticsearch), filled from each index's source collection by
+    ReindexSearchIndex, with match_all, term, terms, match, range and bool
+    queries, from/size paging and sorting; hits score 1 (filter context). One
+    node holds no replicas: an index asking for them is yellow. Admin only;
     destructive calls need `confirm`.
     """
 
@@ -78,9 +82,13 @@ class SearchServiceStub:
 
 class SearchServiceServicer:
     """Search indices and queries (spec 08 §2 search, §3 Elasticsearch). The
-    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users`; searches
-    run on a local index behind this service (DECISIONS defers Elasticsearch),
-    with term, match and range queries and from/size paging. Admin only;
+    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users` (declared by
+    their clusters, created by InitSchema, or created here); searches run on a
+    local SQLite FTS5 index behind this service (DECISIONS defers
+    Elasticsearch), filled from each index's source collection by
+    ReindexSearchIndex, with match_all, term, terms, match, range and bool
+    queries, from/size paging and sorting; hits score 1 (filter context). One
+    node holds no replicas: an index asking for them is yellow. Admin only;
     destructive calls need `confirm`.
     """
 
@@ -190,9 +198,13 @@ def add_SearchServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SearchService:
     """Search indices and queries (spec 08 §2 search, §3 Elasticsearch). The
-    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users`; searches
-    run on a local index behind this service (DECISIONS defers Elasticsearch),
-    with term, match and range queries and from/size paging. Admin only;
+    indices are `lucid_sessions`, `lucid_blocks` and `lucid_users` (declared by
+    their clusters, created by InitSchema, or created here); searches run on a
+    local SQLite FTS5 index behind this service (DECISIONS defers
+    Elasticsearch), filled from each index's source collection by
+    ReindexSearchIndex, with match_all, term, terms, match, range and bool
+    queries, from/size paging and sorting; hits score 1 (filter context). One
+    node holds no replicas: an index asking for them is yellow. Admin only;
     destructive calls need `confirm`.
     """
 

@@ -1,0 +1,68 @@
+"""The schema declarations clusters send (``storage_schema_declarations``), one per cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from lucid.common.v1 import access_pb2
+from lucid.lib.clock import Clock
+from lucid.storage.v1 import schema_pb2
+
+
+def cluster_name(value: int) -> str:
+    """``CLUSTER_SESSIONS`` (a number) → ``sessions``."""
+    return access_pb2.Cluster.Name(value).removeprefix("CLUSTER_").lower()  # type: ignore[arg-type]
+
+
+def _content(declaration: schema_pb2.SchemaDeclaration) -> bytes:
+    copy = schema_pb2.SchemaDeclaration()
+    copy.CopyFrom(declaration)
+    copy.ClearField("declare_time")
+    copy.ClearField("version")
+    return copy.SerializeToString(deterministic=True)
+
+
+class DeclarationStore:
+    """Records and reads declarations."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], clock: Clock) -> None:
+        self.collection = collection
+        self.clock = clock
+
+    async def record(
+        self, declaration: schema_pb2.SchemaDeclaration
+    ) -> tuple[schema_pb2.SchemaDeclaration, bool]:
+        """Stores a declaration (replacing the cluster's previous one); returns it and
+        whether its content changed."""
+        name = cluster_name(declaration.cluster)
+        previous = await self.collection.find_one({"cluster": name})
+        changed = previous is None or bytes(previous["content"]) != _content(declaration)
+        if not changed and previous is not None:
+            return _parse(previous), False
+        recorded = schema_pb2.SchemaDeclaration()
+        recorded.CopyFrom(declaration)
+        recorded.declare_time.FromDatetime(self.clock.now())
+        document = {
+            "cluster": name,
+            "version": recorded.version,
+            "content": _content(recorded),
+            "declaration": json_format.MessageToDict(recorded, preserving_proto_field_name=True),
+        }
+        saved = await self.collection.find_one_and_replace(
+            {"cluster": name}, document, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return _parse(saved), True
+
+    async def all(self) -> list[schema_pb2.SchemaDeclaration]:
+        """Every recorded declaration, by cluster number."""
+        found = [_parse(doc) async for doc in self.collection.find({})]
+        return sorted(found, key=lambda d: d.cluster)
+
+
+def _parse(document: dict[str, Any] | None) -> schema_pb2.SchemaDeclaration:
+    assert document is not None
+    return json_format.ParseDict(document["declaration"], schema_pb2.SchemaDeclaration())

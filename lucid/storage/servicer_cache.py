@@ -1,0 +1,121 @@
+"""gRPC adapter of ``lucid.storage.v1.CacheService``."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import duration_pb2
+
+from lucid.lib.ids import new_id
+from lucid.storage.audit import AuditLog, audited
+from lucid.storage.cache import CacheAdmin, parse_cursor, parse_value
+from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.storeerrors import maps_store_errors
+from lucid.storage.stores import hit_rate
+from lucid.storage.v1 import cache_pb2, cache_pb2_grpc
+from lucid.storage.validation import key_prefix
+
+DEFAULT_KEYS_PAGE = 100
+
+
+@maps_store_errors
+class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
+    """Redis administration; listing uses SCAN, flushing deletes by prefix."""
+
+    def __init__(self, admin: CacheAdmin, limiter: RateLimiter, audit: AuditLog) -> None:
+        self.admin = admin
+        self.redis = admin.redis
+        self.limiter = limiter
+        self.audit = audit
+
+    async def GetCacheStats(
+        self, request: cache_pb2.GetCacheStatsRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.GetCacheStatsResponse:
+        await self.limiter.check("database")
+        info = await self.redis.info()
+        counts: dict[str, int] = {}
+        async for key in self.redis.scan_iter(match="lucid:*", count=1000):
+            prefix = key_prefix(key.decode(errors="replace"))
+            counts[prefix] = counts.get(prefix, 0) + 1
+        uptime = duration_pb2.Duration(seconds=int(info.get("uptime_in_seconds", 0)))
+        return cache_pb2.GetCacheStatsResponse(
+            total_keys=int(await self.redis.dbsize()),
+            keys_by_prefix=[
+                cache_pb2.PrefixCount(prefix=p, keys=n) for p, n in sorted(counts.items())
+            ],
+            hits=int(info.get("keyspace_hits", 0)),
+            misses=int(info.get("keyspace_misses", 0)),
+            hit_rate=hit_rate(info),
+            expired_keys=int(info.get("expired_keys", 0)),
+            evicted_keys=int(info.get("evicted_keys", 0)),
+            connected_clients=int(info.get("connected_clients", 0)),
+            ops_per_second=float(info.get("instantaneous_ops_per_sec", 0)),
+            uptime=uptime,
+        )
+
+    async def GetCacheMemory(
+        self, request: cache_pb2.GetCacheMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.GetCacheMemoryResponse:
+        await self.limiter.check("database")
+        info = await self.redis.info("memory")
+        used = int(info.get("used_memory", 0))
+        maximum = int(info.get("maxmemory", 0))
+        return cache_pb2.GetCacheMemoryResponse(
+            used_memory_bytes=used,
+            peak_memory_bytes=int(info.get("used_memory_peak", 0)),
+            max_memory_bytes=maximum,
+            used_percent=round(100.0 * used / maximum, 3) if maximum else 0.0,
+            fragmentation_ratio=float(info.get("mem_fragmentation_ratio", 0.0)),
+            eviction_policy=str(info.get("maxmemory_policy", "")),
+        )
+
+    async def ListCacheKeys(
+        self, request: cache_pb2.ListCacheKeysRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.ListCacheKeysResponse:
+        await self.limiter.check("database")
+        found = await self.admin.scan_page(
+            request.pattern,
+            request.type,
+            request.page_size or DEFAULT_KEYS_PAGE,
+            parse_cursor(request.page_token),
+        )
+        return cache_pb2.ListCacheKeysResponse(
+            keys=found.keys,
+            next_page_token=str(found.cursor) if found.cursor else "",
+            total_size=found.total,
+        )
+
+    async def GetCacheKey(
+        self, request: cache_pb2.GetCacheKeyRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.GetCacheKeyResponse:
+        await self.limiter.check("database")
+        return await self.admin.get(request.key, request.format)
+
+    @audited(lambda r: r.key)
+    async def SetCacheKey(
+        self, request: cache_pb2.SetCacheKeyRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.SetCacheKeyResponse:
+        await self.limiter.check("database")
+        value = parse_value(request.value, request.format)
+        written = await self.admin.set(
+            request.key,
+            value,
+            request.ttl_seconds if request.HasField("ttl_seconds") else None,
+            request.nx,
+        )
+        return cache_pb2.SetCacheKeyResponse(success=written, operation_id=new_id())
+
+    @audited(lambda r: r.key)
+    async def DeleteCacheKey(
+        self, request: cache_pb2.DeleteCacheKeyRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.DeleteCacheKeyResponse:
+        await self.limiter.check("database")
+        await self.admin.delete(request.key)
+        return cache_pb2.DeleteCacheKeyResponse(operation_id=new_id())
+
+    @audited(lambda r: f"{r.prefix}*")
+    async def FlushCache(
+        self, request: cache_pb2.FlushCacheRequest, context: grpc.aio.ServicerContext
+    ) -> cache_pb2.FlushCacheResponse:
+        await self.limiter.check("database")
+        deleted = await self.admin.flush_prefix(request.prefix)
+        return cache_pb2.FlushCacheResponse(deleted_count=deleted, operation_id=new_id())
