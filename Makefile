@@ -63,7 +63,7 @@ test: check web-client servers-up
 	  $(MAKE) --no-print-directory servers-down; exit $$status
 
 run: venv tools
-	$(VENV)/bin/lucid up
+	$(VENV)/bin/lucid up --demo
 
 bench: venv tools
 	scripts/install-tools.sh ghz

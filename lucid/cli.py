@@ -39,7 +39,14 @@ def _up(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import up
 
     configure_logging("supervisor", "WARNING")
-    asyncio.run(up(settings))
+    asyncio.run(up(settings, demo=args.demo))
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.demo import run_demo
+
+    configure_logging("demo", "WARNING")
+    sys.exit(0 if asyncio.run(run_demo(settings)) else 1)
 
 
 def _certs(settings: Settings, args: argparse.Namespace) -> None:
@@ -156,7 +163,13 @@ def parser() -> argparse.ArgumentParser:
     edge.set_defaults(run=_edge)
 
     up = sub.add_parser("up", help="run the whole mesh on loopback until Ctrl-C")
+    up.add_argument("--demo", action="store_true", help="then walk through it once (lucid demo)")
     up.set_defaults(run=_up)
+
+    demo = sub.add_parser(
+        "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
+    )
+    demo.set_defaults(run=_demo)
 
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])

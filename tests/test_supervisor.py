@@ -169,6 +169,21 @@ def test_banner_commands_work(up: Up) -> None:
         assert "LUCID_ERR_5" not in result.stdout or "LUCID_ERR_5011" in result.stdout, command
 
 
+def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
+    """`lucid demo`: sign in, record, anchor on the three validators, verify a proof offline."""
+    result = subprocess.run(
+        [sys.executable, "-m", "lucid", "demo"],
+        env=up.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("✓") == 4, result.stdout
+    assert "anchored in final block" in result.stdout
+
+
 async def test_a_cluster_killed_with_sigkill_is_restarted(up: Up) -> None:
     before = up.pids()["sessions"]
     assert before

@@ -30,6 +30,7 @@ from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.identity import EDGE, OPERATOR
+from lucid.supervisor.demo import run_demo
 from lucid.supervisor.localservers import LocalStores
 
 log = logging.getLogger("lucid.supervisor")
@@ -200,6 +201,16 @@ async def wait_serving(settings: Settings, clusters: Sequence[str], timeout_s: f
     return sorted(pending)
 
 
+async def _show_working(settings: Settings) -> None:
+    print("Showing it working (lucid demo):", flush=True)
+    try:
+        ok = await run_demo(settings, say=lambda line: print(line, flush=True))
+    except grpc.aio.AioRpcError as exc:
+        ok = False
+        print(f"  ✗ {exc.code().name}: {exc.details()}", flush=True)
+    print("" if ok else "  see var/logs/ for what failed", flush=True)
+
+
 def banner(settings: Settings) -> str:
     """What ``lucid up`` prints once the mesh serves."""
     certs = settings.certs_dir
@@ -226,8 +237,8 @@ def banner(settings: Settings) -> str:
     )
 
 
-async def up(settings: Settings) -> None:
-    """Runs the whole mesh until Ctrl-C."""
+async def up(settings: Settings, *, demo: bool = False) -> None:
+    """Runs the whole mesh until Ctrl-C (``demo``: then walk through it once, see ``demo``)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     written = ensure_certs(settings)
     if written:
@@ -259,6 +270,8 @@ async def up(settings: Settings) -> None:
         if missing:
             print(f"not serving yet: {', '.join(missing)} (see {settings.var_dir / 'logs'})")
         print(banner(settings), flush=True)
+        if demo and not missing:
+            await _show_working(settings)
         await runner
     finally:
         stop.set()
