@@ -10,7 +10,7 @@ transactions and 1 MiB.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -86,17 +86,22 @@ def inclusion_proof(tx_hashes: Sequence[str], index: int) -> merkle_pb2.Inclusio
     )
 
 
-def block_size(block: pb.Block) -> int:
-    """The encoded size of a block as proposed: header, signature, transactions."""
-    bare = pb.Block(
+def as_proposed(block: pb.Block, transactions: Iterable[pb.Transaction] | None = None) -> pb.Block:
+    """A block as its proposer made it: header, signature, transactions; no votes or
+    confirmation state (``transactions`` replaces the block's own when given)."""
+    return pb.Block(
         header=block.header,
         hash=block.hash,
         proposer_public_key=block.proposer_public_key,
         proposer_signature=block.proposer_signature,
         tx_hashes=block.tx_hashes,
-        transactions=block.transactions,
+        transactions=block.transactions if transactions is None else transactions,
     )
-    return bare.ByteSize()
+
+
+def block_size(block: pb.Block) -> int:
+    """The encoded size of a block as proposed: header, signature, transactions."""
+    return as_proposed(block).ByteSize()
 
 
 def build(

@@ -147,15 +147,8 @@ class Engine:
     async def _validated(self, block: pb.Block) -> tuple[list[CheckedTransaction], list[str]]:
         """The checks of a candidate block (cached per content until the tip moves: the same
         header may come with other transactions)."""
-        bare = pb.Block(
-            header=block.header,
-            hash=block.hash,
-            proposer_public_key=block.proposer_public_key,
-            proposer_signature=block.proposer_signature,
-            tx_hashes=block.tx_hashes,
-            transactions=[
-                pb.Transaction(tx_hash=t.tx_hash, signed=t.signed) for t in block.transactions
-            ],
+        bare = blocks.as_proposed(
+            block, [pb.Transaction(tx_hash=t.tx_hash, signed=t.signed) for t in block.transactions]
         )
         key = canonical.sha256_hex(bare.SerializeToString(deterministic=True))
         cached = self._checked.get(key)

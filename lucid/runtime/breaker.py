@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import grpc
 
 from lucid.lib.clock import Clock, SystemClock
-from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, LucidError
+from lucid.runtime.errors import (
+    STATUS_DETAILS_KEY,
+    ErrorCode,
+    ErrorDetails,
+    LucidError,
+    reason_of,
+)
 
 log = logging.getLogger("lucid.breaker")
 
@@ -165,6 +171,12 @@ class CircuitBreaker:
             trailing_metadata=grpc.aio.Metadata((STATUS_DETAILS_KEY, status.SerializeToString())),
             details=error.message,
         )
+
+
+def not_sent(error: grpc.RpcError) -> bool:
+    """Whether a failed call was refused by an open breaker here, never reaching the upstream
+    (so a caller counting attempts need not count it)."""
+    return ErrorDetails.from_rpc_error(error).reason == reason_of(ErrorCode.ERROR_CODE_CIRCUIT_OPEN)
 
 
 class Breakers:

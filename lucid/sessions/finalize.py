@@ -29,8 +29,9 @@ from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from lucid.lib import manifestdoc, merkle
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime.breaker import not_sent
 from lucid.runtime.channels import Channels, UnavailableClusterError
-from lucid.runtime.errors import ErrorCode, ErrorDetails, LucidError, reason_of
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.sessions import blobformat
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.keys import KeyStore
@@ -125,11 +126,6 @@ class AnchorClient:
             timeout=CHAIN_CALL_TIMEOUT_S,
         )
         return response
-
-
-def _not_sent(exc: grpc.aio.AioRpcError) -> bool:
-    """Whether a call failed in our own channel layer (open circuit) without reaching the chain."""
-    return ErrorDetails.from_rpc_error(exc).reason == reason_of(ErrorCode.ERROR_CODE_CIRCUIT_OPEN)
 
 
 def _describe(exc: BaseException) -> str:
@@ -341,7 +337,7 @@ class Finalizer:
             response = await self.chain.anchor(self.anchor_request(manifest))
             record = response.anchoring
         except grpc.aio.AioRpcError as exc:
-            if _not_sent(exc):  # the breaker to the chain is open: no attempt was made
+            if not_sent(exc):  # the breaker to the chain is open: no attempt was made
                 await self._retry_later(session_id, anchoring, now, _describe(exc))
                 return
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
