@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from lucid.common.v1 import access_pb2
 from lucid.lib import merkle
+from lucid.runtime.breaker import BreakerPolicy
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
 from lucid.sessions.proofs import failed, verify_chunk_proof
@@ -548,6 +549,9 @@ async def test_an_open_circuit_to_the_chain_spends_no_anchoring_attempts(
     """A chain outage fails three attempts and opens the breaker to the chain; while it is
     open, calls fail in our own channel layer, reach nothing, and are not attempts."""
     own = await start_env(mesh, settings)
+    # Held open for the whole test (the default 1 s would let trial calls through).
+    breakers = own.mesh.servers["sessions"].runtime.channels.breakers
+    breakers.of("blockchain").policy = BreakerPolicy(failure_threshold=3, open_s=60.0)
     try:
         md = await own.token()
         session_id = await own.recording(md)
