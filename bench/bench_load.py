@@ -17,8 +17,6 @@ import asyncio
 import base64
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,7 +32,7 @@ from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster
 from tests.chain_support import wait_for
-from tests.sessionkit import SessionsProcess, process_environment
+from tests.sessionkit import SessionsProcess
 from tests.support import Mesh, bearer, https_client
 
 SESSIONS = 50
@@ -51,26 +49,6 @@ def _percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))])
-
-
-class Child:
-    """A ``python -m lucid ...`` child process of the benchmark."""
-
-    def __init__(self, settings: Settings, args: list[str], log: Path) -> None:
-        env = process_environment(settings)
-        env["LUCID_EDGE_PORT"] = str(settings.edge_port)
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lucid", *args], env=env, stdout=out, stderr=out
-            )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
 
 
 class Load:
@@ -176,16 +154,18 @@ async def run(ctx: BenchContext) -> list[Figure]:
     mesh = Mesh(own)
     mesh.servers["auth"] = ctx.mesh.servers["auth"]  # the benchmark's auth signs tokens
     sessions = SessionsProcess(own, root / "sessions.log")
-    children: list[Child] = []
+    children: list[SessionsProcess] = []
     try:
         for index in range(validators.count):
             async with validators.stubs(index) as stubs:
                 await wait_for(stubs.ready, timeout_s=90)
-        children.append(Child(own, ["serve", "gateway"], root / "gateway.log"))
+        children.append(SessionsProcess(own, root / "gateway.log", ("serve", "gateway")))
+        children[-1].start()
         sessions.start()
         async with mesh.channel("sessions") as channel:
             await sessions.wait_serving(channel)
-        children.append(Child(own, ["edge"], root / "edge.log"))
+        children.append(SessionsProcess(own, root / "edge.log", ("edge",)))
+        children[-1].start()
         url = f"https://localhost:{own.edge_port}"
         async with https_client(own) as http:
 

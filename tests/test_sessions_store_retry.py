@@ -1,13 +1,15 @@
 """A busy store never fails a finalization (issue 8, item 5): transient store errors
 (FerretDB's ``database is locked`` on SQLite, a dropped connection) met while a stopped
-session is finalized are retried with backoff, spend no anchoring attempt, and the
-session completes. Other store errors are not mistaken for transient ones."""
+session is finalized, in the sessions cluster or in the chain, are retried with backoff,
+spend no anchoring attempt, and the session completes. Other store errors are not
+mistaken for transient ones."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import grpc
 import pytest
 from pymongo.errors import (
     AutoReconnect,
@@ -17,14 +19,20 @@ from pymongo.errors import (
     WriteError,
 )
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime.config import Settings
+from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.storeerrors import Backoff, is_transient
+from lucid.runtime.tokens import CallbackKeySource
 from lucid.sessions.servicer import SessionServicer
 from lucid.sessions.v1 import sessions_pb2
+from lucid.supervisor.localservers import free_port
 from tests.sessionkit import start_env
-from tests.support import Mesh
+from tests.support import Mesh, details
 
 BUSY = OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
+ADDRESS = "TJw1nrK1G5ugxRAuVPUFTcHrSZM8AjjKaH"
+ENDED = {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED}
 
 
 class FlakyRepository:
@@ -110,3 +118,66 @@ async def test_a_busy_store_delays_but_never_fails_a_finalization(
     messages = [r.getMessage() for r in caplog.records]
     assert "finalization failed unexpectedly" not in messages
     assert messages.count("finalization step deferred: the store is busy") == 6
+
+
+async def test_a_busy_store_on_the_chain_spends_no_anchoring_attempt(
+    mesh: Mesh, settings: Settings
+) -> None:
+    """The chain's pipeline answers a transient store error with UNAVAILABLE 5003 (not
+    INTERNAL); finalization tries again later without counting it as an attempt."""
+    own = await start_env(mesh, settings)
+    own.fake.busy_calls = 4  # more than the three attempts a session has
+    try:
+        md = await own.token()
+        session_id = await own.recording(md)
+        await own.upload(md, session_id, 1, b"busy chain" * 100)
+        await own.sessions.StopRecording(
+            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
+        )
+        session = await own.wait_state(
+            md,
+            session_id,
+            {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED},
+        )
+    finally:
+        await own.channel.close()
+        await own.mesh.stop_all()
+    assert session.state == sessions_pb2.SESSION_STATE_COMPLETED, session.error_message
+    assert session.anchoring.attempts == 0
+    assert own.fake.busy_calls == 0
+
+
+class BusyAuth(auth_pb2_grpc.AuthServiceServicer):
+    """IssueChallenge meets a busy store."""
+
+    async def IssueChallenge(self, request, context):  # type: ignore[no-untyped-def]
+        raise BUSY
+
+
+async def test_a_busy_store_answers_unavailable_5003_with_retry_after(settings: Settings) -> None:
+    """Not INTERNAL with a traceback: the request was fine, the caller may send it again."""
+    own = settings.replace(ports={**settings.ports, "auth": free_port()})
+
+    async def build(runtime: Runtime) -> ClusterApp:
+        async def no_keys() -> list:  # type: ignore[type-arg]
+            return []
+
+        return ClusterApp(
+            servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, BusyAuth())],
+            requires_mongo=False,
+            key_source=CallbackKeySource(no_keys),
+        )
+
+    server = Mesh(own)
+    await server.start("auth", build)
+    try:
+        async with server.channel("auth") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await auth_pb2_grpc.AuthServiceStub(channel).IssueChallenge(
+                    auth_pb2.IssueChallengeRequest(tron_address=ADDRESS)
+                )
+    finally:
+        await server.stop_all()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    info = details(caught.value)
+    assert info.reason == "LUCID_ERR_5003" and info.retry_after_s == 1.0

@@ -5,14 +5,18 @@ A write refused because the store is busy (SQLite's ``database is locked``), a d
 connection, a primary that is stepping down or a timeout says nothing about the data:
 the same operation, tried again a little later, succeeds. Callers whose work must not
 fail on such a hiccup (a session's finalization, a consensus round) retry it with
-``Backoff``; every other error is theirs to report.
+``Backoff``; every other error is theirs to report. A call that meets one answers
+UNAVAILABLE ``LUCID_ERR_5003`` (the pipeline), which ``store_busy`` recognises.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from lucid.runtime.errors import ErrorCode, ErrorDetails, reason_of
 
 TRANSIENT_LABELS = frozenset({"TransientTransactionError", "RetryableWriteError"})
 TRANSIENT_CODES = frozenset(
@@ -47,6 +51,14 @@ def is_transient(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(fragment in text for fragment in TRANSIENT_TEXT)
+
+
+def store_busy(error: grpc.RpcError) -> bool:
+    """Whether a failed call says the callee's store was busy or unreachable (UNAVAILABLE
+    ``LUCID_ERR_5003``, what the pipeline answers for a transient store error): the
+    request was fine and may be sent again later."""
+    reason = ErrorDetails.from_rpc_error(error).reason
+    return reason == reason_of(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from lucid.lib.ids import new_id
 from lucid.runtime.breaker import not_sent
 from lucid.runtime.channels import Channels, UnavailableClusterError
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.storeerrors import Backoff, is_transient
+from lucid.runtime.storeerrors import Backoff, is_transient, store_busy
 from lucid.sessions import blobformat
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.keys import KeyStore
@@ -357,7 +357,9 @@ class Finalizer:
             response = await self.chain.anchor(self.anchor_request(manifest))
             record = response.anchoring
         except grpc.aio.AioRpcError as exc:
-            if not_sent(exc):  # the breaker to the chain is open: no attempt was made
+            # The breaker to the chain is open (no attempt was made) or the chain's store
+            # was busy (the request was fine): try again later without spending an attempt.
+            if not_sent(exc) or store_busy(exc):
                 await self._retry_later(session_id, anchoring, now, _describe(exc))
                 return
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
