@@ -9,12 +9,12 @@ sessions are revoked, so no token keeps the old rights for its remaining minutes
 from __future__ import annotations
 
 from lucid.auth import policy
-from lucid.auth.audit import Event
 from lucid.auth.sessions import REVOKED_ACCOUNT, LoginSessions
 from lucid.auth.store.ownership import Ownership, OwnershipStore
 from lucid.auth.store.users import UserRecord, UserStore
 from lucid.auth.v1 import auth_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime.audit import Event
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 

@@ -14,11 +14,9 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from lucid.auth import convert, paging, policy
+from lucid.auth import convert, policy
 from lucid.auth.accounts import Accounts
-from lucid.auth.audit import Auditor, Client, Event, client_of
 from lucid.auth.keystore import SigningKeyStore
-from lucid.auth.limits import Limits
 from lucid.auth.sessions import REVOKED_BY_USER, LoginSessions, Tokens
 from lucid.auth.signin import SignedChallenge, SignIn
 from lucid.auth.store.audit import AuditStore
@@ -27,9 +25,13 @@ from lucid.auth.store.users import UserRecord
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.clock import Clock
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, Client, Event, client_of
 from lucid.runtime.context import Principal, UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.tokens import TokenVerifier
+from lucid.runtime.wire import optional_timestamp
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -43,10 +45,10 @@ class AuthCore:
     signin: SignIn
     sessions: LoginSessions
     accounts: Accounts
-    auditor: Auditor
+    auditor: AuditTrail
     audit_store: AuditStore
     wallets: HardwareWallets
-    limits: Limits
+    limits: RateLimiter
     verifier: TokenVerifier
     """Verifies access tokens for ValidateToken (signature, expiry, revocation)."""
 
@@ -92,7 +94,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.IssueChallengeResponse(
             message=issued.message,
             nonce=issued.nonce,
-            expire_time=convert.timestamp(issued.expires_at),
+            expire_time=optional_timestamp(issued.expires_at),
         )
 
     async def Register(
@@ -188,7 +190,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetAuthStatusResponse(
             authenticated=True,
             user=convert.user(record, self._now),
-            token_expire_time=convert.timestamp(user.expires_at),
+            token_expire_time=optional_timestamp(user.expires_at),
         )
 
     async def ValidateToken(
@@ -204,7 +206,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             role=claims.role,  # type: ignore[arg-type]
             permissions=policy.permissions_of(claims.role, claims.kyc_status),  # type: ignore[arg-type]
             jti=claims.jti,
-            expire_time=convert.timestamp(claims.expires_at),
+            expire_time=optional_timestamp(claims.expires_at),
         )
 
     async def GetJwks(
@@ -232,15 +234,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             raise LucidError(
                 ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins list others' sessions"
             )
-        query = {"rpc": "ListActiveSessions", "user_id": user_id}
-        offset = paging.decode(request.page_token, query)
-        limit = paging.size(request.page_size)
+        page = paging.page(request, scope=user_id)
         records, total = await self.core.sessions.store.page_active(
-            user_id, self._now, offset=offset, limit=limit
+            user_id, self._now, offset=page.offset, limit=page.size
         )
         return auth_pb2.ListActiveSessionsResponse(
             sessions=[convert.session(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, query),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -379,19 +379,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         elif request.status == auth_pb2.ACCOUNT_STATUS_ACTIVE:
             query["suspended"] = False
             query["$or"] = [{"locked_until": None}, {"locked_until": {"$lte": now}}]
-        fingerprint = {
-            "rpc": "ListUsers",
-            "role": request.role,
-            "kyc": request.kyc_status,
-            "status": request.status,
-        }
-        offset = paging.decode(request.page_token, fingerprint)
+        page = paging.page(request)
         records, total = await self.core.accounts.users.page(
-            query, offset=offset, limit=paging.size(request.page_size)
+            query, offset=page.offset, limit=page.size
         )
         return auth_pb2.ListUsersResponse(
             users=[convert.user(r, now) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, fingerprint),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -545,13 +539,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             query["user_id"] = request.user_id
         if request.action:
             query["action"] = request.action
-        fingerprint = {"rpc": "ListAuditEvents", **query}
-        offset = paging.decode(request.page_token, fingerprint)
+        page = paging.page(request)
         records, total = await self.core.audit_store.page(
-            query, offset=offset, limit=paging.size(request.page_size)
+            query, offset=page.offset, limit=page.size
         )
         return auth_pb2.ListAuditEventsResponse(
             events=[convert.audit_event(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, fingerprint),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )

@@ -15,7 +15,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lucid.auth.limits import Limits
 from lucid.auth.policy import REFRESH_LIMIT, limits_of
 from lucid.auth.store.cache import TokenBlacklist
 from lucid.auth.store.sessions import SessionRecord, SessionStore
@@ -25,6 +24,7 @@ from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.context import UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.tokens import ACCESS, REFRESH, REFRESH_TTL_S, TokenVerifier
 
 REVOKED_LOGOUT = "logout"
@@ -58,7 +58,7 @@ class LoginSessions:
         issuer: TokenIssuer,
         refresh_verifier: TokenVerifier,
         blacklist: TokenBlacklist,
-        limits: Limits,
+        limits: RateLimiter,
         clock: Clock,
     ) -> None:
         self.store = store

@@ -43,6 +43,7 @@ from lucid.mesh.v1 import (
     policy_pb2,
     policy_pb2_grpc,
 )
+from lucid.runtime import paging
 from lucid.runtime.context import current_principal
 from lucid.runtime.contracts import Catalog
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
@@ -57,15 +58,6 @@ from lucid.runtime.tls import CERT_DAYS, CertificateAuthority
 from lucid.runtime.wire import timestamp
 
 DEFAULT_PAGE = 100
-POLICY_PAGE = 50
-
-
-def _page(token: str) -> int:
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise LucidError(ErrorCode.ERROR_CODE_INVALID_PAGE_TOKEN, "malformed page token")
-    return int(token)
 
 
 def _enum(enum: Any, value: int) -> str:
@@ -205,12 +197,11 @@ class DiscoveryService(discovery_pb2_grpc.ServiceDiscoveryServiceServicer):
         if request.service_name:
             query["service_name"] = request.service_name
         docs = await self.store.find(query)
-        start = _page(request.page_token)
-        size = request.page_size or DEFAULT_PAGE
-        page = docs[start : start + size]
+        page = paging.page(request, default=DEFAULT_PAGE)
+        shown = page.window(docs)
         return discovery_pb2.ListServicesResponse(
-            services=[from_doc(d["doc"], discovery_pb2.ServiceInstance) for d in page],
-            next_page_token=str(start + size) if start + size < len(docs) else "",
+            services=[from_doc(d["doc"], discovery_pb2.ServiceInstance) for d in shown],
+            next_page_token=page.next_token(len(shown), len(docs)),
             total_size=len(docs),
         )
 
@@ -437,13 +428,12 @@ class PolicyService(policy_pb2_grpc.PolicyServiceServicer):
         return policy
 
     async def _list(self, kind: str, request: Any, message: Any) -> tuple[list[Any], str, int]:
-        start = _page(request.page_token)
-        size = request.page_size or POLICY_PAGE
+        page = paging.page(request)
         docs = await self.policies.list(
-            kind, enabled_only=request.enabled_only, skip=start, limit=size
+            kind, enabled_only=request.enabled_only, skip=page.offset, limit=page.size
         )
         total = await self.policies.count(kind, enabled_only=request.enabled_only)
-        token = str(start + size) if start + size < total else ""
+        token = page.next_token(len(docs), total)
         return [from_doc(d["doc"], message) for d in docs], token, total
 
     async def _delete(self, kind: str, policy_id: str) -> None:

@@ -18,13 +18,14 @@ import shutil
 from dataclasses import dataclass
 
 from lucid.lib.sealing import Sealer
+from lucid.runtime.audit import AuditTrail
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.storage.audit import AuditLog
 from lucid.storage.backups import Backups
 from lucid.storage.cache import CacheAdmin
 from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
-from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.schema import AUDIT, COLLECTIONS, DECLARATIONS, SCHEDULES
 from lucid.storage.search import SearchEngine
@@ -76,8 +77,8 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
     db = stores.db
     clock = runtime.clock
     blob = blob_volume(runtime, options.blob_quota_bytes)
-    audit = AuditLog(db[AUDIT], clock)
-    limiter = RateLimiter(stores.cache)
+    audit = AuditTrail(db[AUDIT], clock)
+    limiter = CallerLimits(RateLimiter(stores.cache, runtime.clock, "storage"))
     declarations = DeclarationStore(db[DECLARATIONS], clock)
     probes = StoreProbes(
         stores.mongo_client, settings.mongodb_db, stores.cache, blob, settings.dependency_timeout_s

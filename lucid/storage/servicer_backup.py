@@ -7,10 +7,11 @@ from typing import Any
 
 import grpc
 
-from lucid.storage.audit import AuditLog, audited
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
+from lucid.runtime.wire import optional_timestamp
 from lucid.storage.backups import DEFAULT_RETENTION_DAYS, Backups
-from lucid.storage.paging import next_token, page, timestamp
-from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import backup_pb2, backup_pb2_grpc
@@ -45,9 +46,9 @@ def backup_message(record: dict[str, Any]) -> backup_pb2.Backup:
         document_count=record["document_count"],
         checksum=record["checksum"],
         schedule_id=record["schedule_id"],
-        create_time=timestamp(record["create_time"]),
-        complete_time=timestamp(record.get("complete_time")),
-        expire_time=timestamp(record["expire_time"]),
+        create_time=optional_timestamp(record["create_time"]),
+        complete_time=optional_timestamp(record.get("complete_time")),
+        expire_time=optional_timestamp(record["expire_time"]),
         error_message=record["error_message"],
     )
 
@@ -62,8 +63,8 @@ def restore_message(record: dict[str, Any]) -> backup_pb2.Restore:
         collections=record["collections"],
         drop_existing=record["drop_existing"],
         documents_restored=record["documents_restored"],
-        start_time=timestamp(record["start_time"]),
-        complete_time=timestamp(record.get("complete_time")),
+        start_time=optional_timestamp(record["start_time"]),
+        complete_time=optional_timestamp(record.get("complete_time")),
         error_message=record["error_message"],
     )
 
@@ -78,10 +79,10 @@ def schedule_message(record: dict[str, Any]) -> backup_pb2.BackupSchedule:
         retention_days=record["retention_days"],
         collections=record["collections"],
         enabled=record["enabled"],
-        next_run_time=timestamp(record["next_run_time"]),
-        last_run_time=timestamp(record.get("last_run_time")),
+        next_run_time=optional_timestamp(record["next_run_time"]),
+        last_run_time=optional_timestamp(record.get("last_run_time")),
         last_backup_id=record["last_backup_id"],
-        create_time=timestamp(record["create_time"]),
+        create_time=optional_timestamp(record["create_time"]),
     )
 
 
@@ -91,7 +92,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     against the backup limit, reads against the database limit."""
 
     def __init__(
-        self, backups: Backups, schedules: Schedules, limiter: RateLimiter, audit: AuditLog
+        self, backups: Backups, schedules: Schedules, limiter: CallerLimits, audit: AuditTrail
     ) -> None:
         self.backups = backups
         self.schedules = schedules
@@ -102,15 +103,15 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
         self, request: backup_pb2.ListBackupsRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupsResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         if request.type not in (backup_pb2.BACKUP_TYPE_UNSPECIFIED, backup_pb2.BACKUP_TYPE_FULL):
             return backup_pb2.ListBackupsResponse()
         found, total = await self.backups.find_page(
-            state=STATE_NAMES.get(request.state), offset=offset, limit=size
+            state=STATE_NAMES.get(request.state), offset=page.offset, limit=page.size
         )
         return backup_pb2.ListBackupsResponse(
             backups=[backup_message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 
@@ -175,11 +176,11 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
         self, request: backup_pb2.ListBackupSchedulesRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupSchedulesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
-        found, total = await self.schedules.find_page(offset=offset, limit=size)
+        page = paging.page(request)
+        found, total = await self.schedules.find_page(offset=page.offset, limit=page.size)
         return backup_pb2.ListBackupSchedulesResponse(
             schedules=[schedule_message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 

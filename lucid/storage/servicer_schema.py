@@ -7,11 +7,11 @@ from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.storage.audit import AuditLog, audited
 from lucid.storage.declarations import DeclarationStore, cluster_name
-from lucid.storage.paging import next_token, page
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import schema_pb2, schema_pb2_grpc
 from lucid.storage.validation import SchemaValidator
@@ -39,7 +39,7 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         self,
         declarations: DeclarationStore,
         validator: SchemaValidator,
-        audit: AuditLog,
+        audit: AuditTrail,
         clock: Clock,
     ) -> None:
         self.declarations = declarations
@@ -66,16 +66,16 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         request: schema_pb2.ListSchemaDeclarationsRequest,
         context: grpc.aio.ServicerContext,
     ) -> schema_pb2.ListSchemaDeclarationsResponse:
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         found = [
             d
             for d in await self.declarations.all()
             if not request.cluster or d.cluster == request.cluster
         ]
-        chosen = found[offset : offset + size]
+        chosen = page.window(found)
         return schema_pb2.ListSchemaDeclarationsResponse(
             declarations=chosen,
-            next_page_token=next_token(offset, len(chosen), len(found)),
+            next_page_token=page.next_token(len(chosen), len(found)),
             total_size=len(found),
         )
 

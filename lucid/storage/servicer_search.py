@@ -10,16 +10,17 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import json_format
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.storage.audit import AuditLog, audited
+from lucid.runtime.wire import duration, optional_timestamp
 from lucid.storage.background import BackgroundTasks
-from lucid.storage.paging import next_token, page, timestamp
-from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.search import SearchEngine, index_settings, plain
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import database_pb2, search_pb2, search_pb2_grpc
@@ -34,12 +35,6 @@ REINDEX_STATES = {
     "completed": search_pb2.REINDEX_STATE_COMPLETED,
     "failed": search_pb2.REINDEX_STATE_FAILED,
 }
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
 
 
 def _health(settings: dict[str, Any]) -> search_pb2.IndexHealth.ValueType:
@@ -72,12 +67,12 @@ class SearchIndices(BackgroundTasks):
             document_count=count,
             size_bytes=size,
             source_collection=settings["source_collection"],
-            create_time=timestamp(datetime.fromisoformat(settings["create_time"])),
-            refresh_interval=_duration(settings["refresh_s"]),
+            create_time=optional_timestamp(datetime.fromisoformat(settings["create_time"])),
+            refresh_interval=duration(settings["refresh_s"]),
         )
         index.mappings.update(settings["mappings"])
         if settings.get("retention_s"):
-            index.retention.CopyFrom(_duration(settings["retention_s"]))
+            index.retention.CopyFrom(duration(settings["retention_s"]))
         if settings.get("last_reindex"):
             index.last_reindex.CopyFrom(reindex_message(settings["last_reindex"]))
         return index
@@ -175,12 +170,12 @@ def reindex_message(status: dict[str, Any]) -> search_pb2.ReindexStatus:
         state=REINDEX_STATES[status["state"]],
         documents_done=status["documents_done"],
         documents_total=status["documents_total"],
-        start_time=timestamp(datetime.fromisoformat(status["start_time"])),
+        start_time=optional_timestamp(datetime.fromisoformat(status["start_time"])),
         error_message=status["error_message"],
     )
     if status.get("complete_time"):
         message.complete_time.CopyFrom(
-            timestamp(datetime.fromisoformat(status["complete_time"]))  # type: ignore[arg-type]
+            optional_timestamp(datetime.fromisoformat(status["complete_time"]))  # type: ignore[arg-type]
         )
     return message
 
@@ -189,7 +184,7 @@ def reindex_message(status: dict[str, Any]) -> search_pb2.ReindexStatus:
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     """Search indices and queries."""
 
-    def __init__(self, indices: SearchIndices, limiter: RateLimiter, audit: AuditLog) -> None:
+    def __init__(self, indices: SearchIndices, limiter: CallerLimits, audit: AuditTrail) -> None:
         self.indices = indices
         self.engine = indices.engine
         self.limiter = limiter
@@ -199,12 +194,12 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request: search_pb2.ListSearchIndicesRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.ListSearchIndicesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         names = await self.indices.call(self.engine.names)
-        chosen = names[offset : offset + size]
+        chosen = page.window(names)
         return search_pb2.ListSearchIndicesResponse(
             indices=[await self.indices.message(n) for n in chosen],
-            next_page_token=next_token(offset, len(chosen), len(names)),
+            next_page_token=page.next_token(len(chosen), len(names)),
             total_size=len(names),
         )
 
@@ -260,7 +255,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             document_count=count,
             size_bytes=size,
             query_count=queries,
-            average_query_latency=_duration(average),
+            average_query_latency=duration(average),
             indexing_count=(settings.get("last_reindex") or {}).get("documents_done", 0),
             health=_health(settings),
         )
@@ -282,7 +277,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             sort=sort,
         )
         response = search_pb2.SearchResponse(
-            took=_duration(time.perf_counter() - started), total_hits=total
+            took=duration(time.perf_counter() - started), total_hits=total
         )
         for index, doc_id, found in rows:
             shown = {f: found[f] for f in request.fields if f in found} if request.fields else found

@@ -6,9 +6,10 @@ from typing import Any
 
 import grpc
 
-from lucid.storage.audit import AuditLog, audited
-from lucid.storage.paging import next_token, page, timestamp
-from lucid.storage.ratelimit import RateLimiter
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
+from lucid.runtime.wire import optional_timestamp
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.usage import DirectoryUsage
 from lucid.storage.v1 import volume_pb2, volume_pb2_grpc
@@ -34,8 +35,8 @@ def volume_message(record: dict[str, Any], usage: DirectoryUsage | None) -> volu
         encryption=record["encryption"],
         mount_path=record["mount_path"],
         purpose=record["purpose"],
-        create_time=timestamp(record["create_time"]),
-        update_time=timestamp(record["update_time"]),
+        create_time=optional_timestamp(record["create_time"]),
+        update_time=optional_timestamp(record["update_time"]),
     )
     if usage is None:
         volume.state = volume_pb2.VOLUME_STATE_ERROR
@@ -65,8 +66,8 @@ def operation_message(record: dict[str, Any]) -> volume_pb2.VolumeOperation:
         files_done=record["files_done"],
         verify_integrity=record["verify_integrity"],
         checksum_mismatches=record["checksum_mismatches"],
-        start_time=timestamp(record["start_time"]),
-        complete_time=timestamp(record.get("complete_time")),
+        start_time=optional_timestamp(record["start_time"]),
+        complete_time=optional_timestamp(record.get("complete_time")),
         error_message=record["error_message"],
     )
 
@@ -75,7 +76,7 @@ def operation_message(record: dict[str, Any]) -> volume_pb2.VolumeOperation:
 class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     """Volumes with logical quotas."""
 
-    def __init__(self, volumes: Volumes, limiter: RateLimiter, audit: AuditLog) -> None:
+    def __init__(self, volumes: Volumes, limiter: CallerLimits, audit: AuditTrail) -> None:
         self.volumes = volumes
         self.limiter = limiter
         self.audit = audit
@@ -87,13 +88,13 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         self, request: volume_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext
     ) -> volume_pb2.ListVolumesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         found, total = await self.volumes.find_page(
-            state=STATE_NAMES.get(request.state), offset=offset, limit=size
+            state=STATE_NAMES.get(request.state), offset=page.offset, limit=page.size
         )
         return volume_pb2.ListVolumesResponse(
             volumes=[await self._message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 
@@ -168,7 +169,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             response.file_count = usage.file_count
         for when, used in await self.volumes.history(record["volume_id"], request.period):
             response.samples.append(
-                volume_pb2.UsageSample(sample_time=timestamp(when), used_bytes=used)
+                volume_pb2.UsageSample(sample_time=optional_timestamp(when), used_bytes=used)
             )
         return response
 
