@@ -11,14 +11,15 @@ import asyncio
 
 from lucid.auth import keystore, schema
 from lucid.auth.accounts import Accounts
-from lucid.auth.servicer import AuthCore, AuthService
-from lucid.auth.sessions import LoginSessions
+from lucid.auth.core import AuthCore
+from lucid.auth.login_sessions import LoginSessions
+from lucid.auth.servicers.auth import AuthServicer
 from lucid.auth.signin import SignIn
 from lucid.auth.store.audit import AuditStore
 from lucid.auth.store.cache import ChallengeStore, TokenBlacklist
 from lucid.auth.store.links import MagicLinkStore, Outbox
+from lucid.auth.store.login_sessions import SessionStore
 from lucid.auth.store.ownership import OwnershipStore
-from lucid.auth.store.sessions import SessionStore
 from lucid.auth.store.users import UserStore
 from lucid.auth.store.wallets import WalletRecordStore
 from lucid.auth.tokens import TokenIssuer
@@ -106,7 +107,7 @@ async def build(runtime: Runtime) -> ClusterApp:
         await parts.keys.current()
 
     return ClusterApp(
-        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthService(parts))],
+        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(parts))],
         collections=COLLECTIONS,
         key_source=CallbackKeySource(parts.keys.jwks),
         on_ready=[ensure_key],

@@ -6,13 +6,29 @@ import math
 from datetime import datetime
 
 from lucid.auth import policy
-from lucid.auth.sessions import Tokens
+from lucid.auth.login_sessions import Tokens
+from lucid.auth.store import users
 from lucid.auth.store.audit import AuditRecord
-from lucid.auth.store.sessions import SessionRecord
+from lucid.auth.store.login_sessions import SessionRecord
 from lucid.auth.store.users import UserRecord
 from lucid.auth.v1 import auth_pb2
 from lucid.auth.wallets.backend import Device
 from lucid.runtime.wire import optional_timestamp
+
+_STATUS_FILTER = {
+    auth_pb2.ACCOUNT_STATUS_ACTIVE: users.ACTIVE,
+    auth_pb2.ACCOUNT_STATUS_LOCKED: users.LOCKED,
+    auth_pb2.ACCOUNT_STATUS_SUSPENDED: users.SUSPENDED,
+}
+
+
+def user_filter(request: auth_pb2.ListUsersRequest) -> users.UserFilter:
+    """The filter of a ListUsers request."""
+    return users.UserFilter(
+        role=policy.role_name(request.role) if request.role else "",
+        kyc_status=policy.kyc_name(request.kyc_status) if request.kyc_status else "",
+        status=_STATUS_FILTER.get(request.status, ""),
+    )
 
 
 def user(record: UserRecord, now: datetime) -> auth_pb2.User:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import pyotp
 
 from lucid.auth import challenge, policy
-from lucid.auth.sessions import LoginSessions, Tokens
+from lucid.auth.login_sessions import LoginSessions, Tokens
 from lucid.auth.store.cache import ChallengeStore, StoredChallenge
 from lucid.auth.store.links import MagicLinkStore, Outbox
 from lucid.auth.store.users import UserExistsError, UserRecord, UserStore

@@ -62,9 +62,15 @@ class AuditStore:
         self._events = db[schema.AUDIT]
 
     async def page(
-        self, query: dict[str, Any], *, offset: int, limit: int
+        self, *, user_id: str, action: str, offset: int, limit: int
     ) -> tuple[list[AuditRecord], int]:
-        """A page of events matching ``query``, newest first, and how many match."""
+        """A page of events (of a user, of an action: "" for any), newest first, and how
+        many match."""
+        query: dict[str, Any] = {}
+        if user_id:
+            query["user_id"] = user_id
+        if action:
+            query["action"] = action
         docs, total = await find_page(
             self._events,
             query,
