@@ -25,16 +25,17 @@ from lucid.storage.backups import Backups
 from lucid.storage.cache import CacheAdmin
 from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
+from lucid.storage.indices import SearchIndices
 from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.schema import AUDIT, COLLECTIONS, DECLARATIONS, SCHEDULES
 from lucid.storage.search import SearchEngine
-from lucid.storage.servicer_backup import BackupServicer
-from lucid.storage.servicer_cache import CacheServicer
-from lucid.storage.servicer_database import DatabaseServicer
-from lucid.storage.servicer_schema import SchemaServicer
-from lucid.storage.servicer_search import SearchIndices, SearchServicer
-from lucid.storage.servicer_volume import VolumeServicer
+from lucid.storage.servicers.backup import BackupServicer
+from lucid.storage.servicers.cache import CacheServicer
+from lucid.storage.servicers.database import DatabaseServicer
+from lucid.storage.servicers.schema import SchemaServicer
+from lucid.storage.servicers.search import SearchServicer
+from lucid.storage.servicers.volume import VolumeServicer
 from lucid.storage.stores import BlobVolume, StoreProbes
 from lucid.storage.v1 import (
     backup_pb2_grpc,

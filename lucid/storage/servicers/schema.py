@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
@@ -90,15 +89,9 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
     async def ValidateSchema(
         self, request: schema_pb2.ValidateSchemaRequest, context: grpc.aio.ServicerContext
     ) -> schema_pb2.ValidateSchemaResponse:
-        try:
-            declarations = await self.declarations.all()
-            return await self.validator.validate(
-                declarations,
-                clusters=request.clusters,
-                sample_size=request.redis_sample_size,
-                now=self.clock.now(),
-            )
-        except PyMongoError as exc:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}"
-            ) from exc
+        return await self.validator.validate(
+            await self.declarations.all(),
+            clusters=request.clusters,
+            sample_size=request.redis_sample_size,
+            now=self.clock.now(),
+        )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import grpc
-from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
@@ -16,17 +15,13 @@ from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import duration
 from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
+from lucid.storage.indices import SearchIndices
 from lucid.storage.ratelimit import CallerLimits
-from lucid.storage.servicer_search import SearchIndices
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.stores import UNHEALTHY, StoreProbes, overall
 from lucid.storage.v1 import database_pb2, database_pb2_grpc, schema_pb2
 
 SINGLE_NODE = "single-node"
-
-
-def _mongo_down(exc: PyMongoError) -> LucidError:
-    return LucidError(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}")
 
 
 def _single_node() -> LucidError:
@@ -62,10 +57,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self.started = time.monotonic()
 
     async def _owners(self) -> dict[str, access_pb2.Cluster.ValueType]:
-        try:
-            return {c.name: d.cluster for d in await self.declarations.all() for c in d.collections}
-        except PyMongoError:
-            return {}
+        return await self.declarations.owners()
 
     async def GetDatabaseHealth(
         self, request: database_pb2.GetDatabaseHealthRequest, context: grpc.aio.ServicerContext
@@ -98,10 +90,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self, request: database_pb2.GetDatabaseStatsRequest, context: grpc.aio.ServicerContext
     ) -> database_pb2.GetDatabaseStatsResponse:
         await self.limiter.check("database")
-        try:
-            mongo = await self.probes.mongo_stats()
-        except PyMongoError as exc:
-            raise _mongo_down(exc) from exc
+        mongo = await self.probes.mongo_stats()
         try:
             redis_stats = await self.probes.redis_stats()
         except Exception as exc:
