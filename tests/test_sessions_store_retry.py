@@ -21,6 +21,7 @@ from pymongo.errors import (
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime.config import Settings
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.storeerrors import Backoff, is_transient
 from lucid.runtime.tokens import CallbackKeySource
@@ -67,6 +68,8 @@ def test_transient_store_errors_are_told_apart() -> None:
     assert not is_transient(DuplicateKeyError("E11000 duplicate key", code=11000))
     assert not is_transient(WriteError("document failed validation", code=121))
     assert not is_transient(ValueError("database is locked"))  # not a store error
+    assert is_transient(LucidError(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, "store down"))
+    assert not is_transient(LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no such session"))
 
 
 def test_backoff_doubles_to_its_cap_and_resets() -> None:

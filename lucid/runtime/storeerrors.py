@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import grpc
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from lucid.runtime.errors import ErrorCode, ErrorDetails, reason_of
+from lucid.runtime.errors import ErrorCode, ErrorDetails, LucidError, reason_of
 
 TRANSIENT_LABELS = frozenset({"TransientTransactionError", "RetryableWriteError"})
 TRANSIENT_CODES = frozenset(
@@ -40,7 +40,10 @@ TRANSIENT_TEXT = ("database is locked", "sqlite_busy", "too many connections", "
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a store failure that trying again later may cure."""
+    """Whether ``exc`` is a store failure that trying again later may cure (a pymongo
+    error, or what a store translated one into: ``DATABASE_UNAVAILABLE``)."""
+    if isinstance(exc, LucidError):
+        return exc.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
     if not isinstance(exc, PyMongoError):
         return False
     if isinstance(exc, ConnectionFailure):  # AutoReconnect, NetworkTimeout, selection timeout

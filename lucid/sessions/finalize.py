@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
@@ -296,7 +296,7 @@ class Finalizer:
             while True:
                 try:
                     again = await self.step(session_id)
-                except PyMongoError as exc:
+                except Exception as exc:
                     if not is_transient(exc):
                         raise
                     delay = backoff.next_s()
