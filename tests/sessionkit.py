@@ -1,5 +1,5 @@
-"""Helpers of the sessions tests: a private sessions server with a scripted chain,
-and short calls for the session life cycle."""
+"""Helpers of the sessions tests: a private sessions server with a scripted chain (or
+with three real validator processes), and short calls for the session life cycle."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
+from lucid.lib.trustanchor import TrustAnchor
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
+from lucid.sessions.proofcli import fetch_anchor
 from lucid.sessions.v1 import (
     chunks_pb2,
     chunks_pb2_grpc,
@@ -36,13 +39,33 @@ from tests.support import Mesh, bearer
 
 @dataclass
 class SessionsEnv:
-    """A sessions server and a scripted chain on their own ports."""
+    """A sessions server and its chain (scripted: ``fake``; else real validators) on
+    their own ports."""
 
     mesh: Mesh
     main: Mesh
-    fake: FakeAnchoring
+    fake: FakeAnchoring | None
     config: SessionsConfig
     channel: grpc.aio.Channel
+
+    @property
+    def chain_address(self) -> str:
+        """The gRPC address of the chain (validator 0 for a real one)."""
+        return f"{self.settings.host}:{self.settings.port('blockchain')}"
+
+    async def trust_anchor(self) -> TrustAnchor:
+        """The chain's trust anchor: the scripted chain's keys, or ``GetTrustAnchor``."""
+        if self.fake is not None:
+            return self.fake.trust_anchor()
+        return await fetch_anchor(self.settings, self.chain_address)
+
+    async def chain_anchoring(self, session_id: str) -> anchoring_pb2.SessionAnchoring:
+        """The chain's record of a session's anchoring (asked as the sessions service)."""
+        async with self.mesh.channel("blockchain", "sessions") as channel:
+            reply = await anchoring_pb2_grpc.AnchoringServiceStub(channel).GetSessionAnchoring(
+                anchoring_pb2.GetSessionAnchoringRequest(session_id=session_id), timeout=10
+            )
+        return reply.anchoring
 
     @property
     def settings(self) -> Settings:
@@ -118,13 +141,18 @@ class SessionsEnv:
         return session
 
 
-async def start_env(main: Mesh, settings: Settings, **config: Any) -> SessionsEnv:
-    """Starts sessions and the scripted chain on new ports (auth is ``main``'s)."""
-    ports = {**settings.ports, "sessions": free_port(), "blockchain": free_port()}
+async def start_env(
+    main: Mesh, settings: Settings, *, chain_port: int | None = None, **config: Any
+) -> SessionsEnv:
+    """Starts sessions and the scripted chain on new ports (auth is ``main``'s); with
+    ``chain_port``, sessions uses the real chain there instead."""
+    ports = {**settings.ports, "sessions": free_port(), "blockchain": chain_port or free_port()}
     own = settings.replace(ports=ports)
     mesh = Mesh(own)
-    fake = FakeAnchoring()
-    await mesh.start("blockchain", fake_chain_builder(fake))
+    fake = None
+    if chain_port is None:
+        fake = FakeAnchoring()
+        await mesh.start("blockchain", fake_chain_builder(fake))
     cfg = SessionsConfig.of(
         own,
         blob_root=own.var_dir / f"blobs-{ports['sessions']}",

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from lucid.blockchain import blocks, genesis, paging
+from lucid.blockchain import blocks, genesis, paging, trust
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.node import ChainNode
@@ -76,6 +76,11 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
             validator_count=len(ready.validators),
             hash_algorithm=pb.HASH_ALGORITHM_SHA256,
         )
+
+    async def GetTrustAnchor(
+        self, request: pb.GetTrustAnchorRequest, context: Any
+    ) -> pb.GetTrustAnchorResponse:
+        return trust.response(trust.trust_anchor(self.node.require().validators))
 
     async def GetChainStatus(
         self, request: pb.GetChainStatusRequest, context: Any

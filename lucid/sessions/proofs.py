@@ -6,7 +6,9 @@ RFC 9162 inclusion proof to the session root, (2) the signed manifest facts, and
 (3) from the chain's ``GetAnchoringProof``: the session_anchor transaction, its
 inclusion proof to the block's transaction root, and the block header with the
 proposer's signature and the validator approvals. ``verify_chunk_proof`` checks
-each link and says which one fails. ``lucid proof verify FILE`` runs it.
+each link against a trust anchor (``lucid.lib.trustanchor``: the genesis and the
+validator set, never the keys the proof carries) and says which one fails.
+``lucid proof verify FILE --trust ANCHOR`` runs it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import nacl.exceptions
-import nacl.signing
 
 from lucid.blockchain.v1 import anchoring_pb2
 from lucid.lib import canonical, merkle
+from lucid.lib.trustanchor import Approval, Check, TrustAnchor, block_checks, signer_check
+from lucid.lib.trustanchor import signature_ok as _signature_ok
 from lucid.sessions.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
@@ -124,31 +124,11 @@ def build_chunk_proof(
 # -- the offline check -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Check:
-    """One link of a proof and whether it holds."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-
 def _hex(text: str) -> bytes | None:
     try:
         return bytes.fromhex(text)
     except ValueError:
         return None
-
-
-def _signature_ok(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
-    key, signature = _hex(public_key_hex), _hex(signature_hex)
-    if key is None or signature is None or len(key) != 32 or len(signature) != 64:
-        return False
-    try:
-        nacl.signing.VerifyKey(key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, ValueError):
-        return False
-    return True
 
 
 def _proof_ok(proof: chunks_pb2.InclusionProof, entry_hex: str, root_hex: str) -> tuple[bool, str]:
@@ -202,9 +182,11 @@ def _header_encoding(header: chunks_pb2.BlockHeader) -> bytes:
 def verify_chunk_proof(
     proof: chunks_pb2.ChunkProof,
     *,
+    anchor: TrustAnchor,
     blob: bytes | None = None,
 ) -> list[Check]:
-    """Checks every link of a chunk proof offline; the result lists each check."""
+    """Checks every link of a chunk proof offline against the trust anchor; the result
+    lists each check."""
     checks: list[Check] = []
 
     def add(name: str, ok: bool, detail: str = "") -> None:
@@ -226,7 +208,7 @@ def verify_chunk_proof(
     if not proof.HasField("anchor") or not proof.anchor.tx_hash:
         add("anchor", False, "the session is not anchored in a block yet")
         return checks
-    return checks + _anchor_checks(proof)
+    return checks + _anchor_checks(proof, anchor)
 
 
 def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
@@ -262,7 +244,7 @@ def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
     return checks
 
 
-def _anchor_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
+def _anchor_checks(proof: chunks_pb2.ChunkProof, trust: TrustAnchor) -> list[Check]:
     checks: list[Check] = []
 
     def add(name: str, ok: bool, detail: str = "") -> None:
@@ -291,6 +273,7 @@ def _anchor_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
         _signature_ok(anchor.transaction_public_key, tx_hash, anchor.transaction_signature),
         f"Ed25519 by {anchor.transaction_public_key}",
     )
+    checks.append(signer_check(trust, "transaction signer", anchor.transaction_public_key))
     ok, detail = _proof_ok(
         anchor.transaction_proof, anchor.tx_hash, anchor.block_header.merkle_root
     )
@@ -311,33 +294,23 @@ def _anchor_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
             encoded == header_bytes,
             "the header fields (height, parent, transaction root, …) are the hashed ones",
         )
-    if len(anchor.block_hash) != 64 or _hex(anchor.block_hash) is None:
-        add("block signatures", False, "the block hash is not 64 hex digits")
+    block_hash = anchor.block_hash
+    if len(block_hash) != 64 or _hex(block_hash) is None or block_hash != block_hash.lower():
+        add("block signatures", False, "the block hash is not 64 lowercase hex digits")
         return checks
-    add(
-        "proposer signature",
-        _signature_ok(
-            anchor.proposer_public_key,
-            canonical.proposal_message(anchor.block_hash),
-            anchor.proposer_signature,
-        ),
-        f"Ed25519 by {anchor.proposer_public_key}",
+    return checks + block_checks(
+        trust,
+        height=int(anchor.block_header.height),
+        block_hash=anchor.block_hash,
+        proposer_id=anchor.block_header.proposer_id,
+        proposer_public_key=anchor.proposer_public_key,
+        proposer_signature=anchor.proposer_signature,
+        approvals=[
+            Approval(a.validator_id, a.public_key, a.signature, int(a.round))
+            for a in anchor.approvals
+        ],
+        stated_validator_count=int(anchor.validator_count),
     )
-    by_round: dict[int, set[str]] = {}
-    for approval in anchor.approvals:
-        message = canonical.approval_message(
-            int(anchor.block_header.height), int(approval.round), anchor.block_hash
-        )
-        if _signature_ok(approval.public_key, message, approval.signature):
-            by_round.setdefault(int(approval.round), set()).add(approval.validator_id)
-    valid = max((len(v) for v in by_round.values()), default=0)
-    total = int(anchor.validator_count)
-    add(
-        "validator approvals",
-        total > 0 and 3 * valid >= 2 * total,
-        f"{valid} valid approvals of one round from {total} validators (final: 3a ≥ 2N)",
-    )
-    return checks
 
 
 def failed(checks: Sequence[Check]) -> list[Check]:

@@ -21,6 +21,7 @@ from lucid.runtime import tls
 from lucid.runtime.config import Settings
 from lucid.runtime.identity import OPERATOR
 from lucid.sessions.frames import FrameSource
+from lucid.sessions.proofcli import fetch_anchor
 from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
@@ -122,7 +123,12 @@ async def run_demo(
                 metadata=metadata,
             )
         ).proof
-        checks = verify_chunk_proof(proof)
+        anchor = await fetch_anchor(settings, f"{settings.host}:{settings.port('blockchain')}")
+        say(
+            f"  ✓ trust anchor: genesis {anchor.genesis_hash[:16]}…, "
+            f"{anchor.validator_count} validators"
+        )
+        checks = verify_chunk_proof(proof, anchor=anchor)
         bad = failed(checks)
         if bad:
             say(f"  ✗ the chunk proof failed: {bad[0].name}: {bad[0].detail}")
