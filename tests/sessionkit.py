@@ -35,6 +35,7 @@ from lucid.sessions.v1 import (
 from lucid.supervisor.localservers import free_port
 from tests.chainfake import FakeAnchoring, fake_chain_builder
 from tests.support import Mesh, bearer
+from tests.waiting import eventually
 
 
 @dataclass
@@ -131,14 +132,17 @@ class SessionsEnv:
         self, md: Any, session_id: str, states: set[int], timeout_s: float = 30.0
     ) -> sessions_pb2.Session:
         """Waits until the session reaches one of ``states``."""
-        session = await self.get(md, session_id)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while session.state not in states:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"session stayed {session.state}: {session}")
-            await asyncio.sleep(0.05)
-            session = await self.get(md, session_id)
-        return session
+
+        last: list[sessions_pb2.Session] = []
+
+        async def reached() -> sessions_pb2.Session | None:
+            last[:] = [await self.get(md, session_id)]
+            return last[0] if last[0].state in states else None
+
+        try:
+            return await eventually(reached, timeout_s=timeout_s, what=f"session in {states}")
+        except AssertionError:
+            raise AssertionError(f"session stayed {last[0].state}: {last[0]}") from None
 
 
 async def start_env(
@@ -169,11 +173,7 @@ async def start_env(
 
 async def wait_serving(server: Any, timeout_s: float = 30.0) -> None:
     """Waits until a server's dependencies answered and its startup work ran."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not server._ready:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the server never became ready")
-        await asyncio.sleep(0.05)
+    await eventually(lambda: server._ready, timeout_s=timeout_s, what="the server ready")
 
 
 def process_environment(settings: Settings) -> dict[str, str]:
