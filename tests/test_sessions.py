@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ async def any_chain(
 ) -> AsyncIterator[SessionsEnv]:
     """The life-cycle tests run against the scripted chain and against three real
     validator processes (``python -m lucid serve blockchain --validator N``)."""
+    # Its own database: a second sessions server on the module's database would finalize
+    # (and anchor on its own chain) sessions the ``env`` tests stop.
+    settings = settings.replace(mongodb_db=f"{settings.mongodb_db}_{uuid.uuid4().hex[:6]}")
     validators: ValidatorCluster | None = None
     environment: SessionsEnv | None = None
     try:
@@ -681,23 +685,31 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-async def test_chunk_proofs_verify_offline_and_tampering_is_named(
-    any_chain: SessionsEnv, tmp_path: Path
-) -> None:
-    env = any_chain
-    anchor = await env.trust_anchor()
+async def completed_proofs(env: SessionsEnv, parts: list[bytes]) -> list[chunks_pb2.ChunkProof]:
+    """Records ``parts`` as the chunks of a new session, stops it, waits until it is
+    completed (anchored in a final block) and returns the proof of every chunk."""
     md = await env.token()
     session_id = await env.recording(md)
-    chunks = [await env.upload(md, session_id, i, os.urandom(100 + i)) for i in range(1, 6)]
+    chunks = [await env.upload(md, session_id, i, data) for i, data in enumerate(parts, 1)]
     await env.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
     await env.wait_state(md, session_id, {S.SESSION_STATE_COMPLETED})
-    for chunk in chunks:
-        proof = (
+    return [
+        (
             await env.chunks.GetChunkProof(
                 chunks_pb2.GetChunkProofRequest(session_id=session_id, chunk_id=chunk.chunk_id),
                 metadata=md,
             )
         ).proof
+        for chunk in chunks
+    ]
+
+
+async def test_chunk_proofs_verify_offline_and_tampering_is_named(
+    any_chain: SessionsEnv, tmp_path: Path
+) -> None:
+    env = any_chain
+    anchor = await env.trust_anchor()
+    for proof in await completed_proofs(env, [os.urandom(100 + i) for i in range(1, 6)]):
         checks = verify_chunk_proof(proof, anchor=anchor)
         assert not failed(checks), failed(checks)
     forged = chunks_pb2.ChunkProof()
@@ -762,17 +774,7 @@ async def test_a_proof_is_checked_against_the_trust_anchor_not_its_own_keys(
     """Issue 8 item 2: the keys a proof carries prove nothing; the anchor's set does."""
     env = any_chain
     anchor = await env.trust_anchor()
-    md = await env.token()
-    session_id = await env.recording(md)
-    chunk = await env.upload(md, session_id, 1, os.urandom(300))
-    await env.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
-    await env.wait_state(md, session_id, {S.SESSION_STATE_COMPLETED})
-    proof = (
-        await env.chunks.GetChunkProof(
-            chunks_pb2.GetChunkProofRequest(session_id=session_id, chunk_id=chunk.chunk_id),
-            metadata=md,
-        )
-    ).proof
+    [proof] = await completed_proofs(env, [os.urandom(300)])
     assert not failed(verify_chunk_proof(proof, anchor=anchor))
 
     # Another chain (fresh keys, its own genesis): every signature is sound, none trusted.

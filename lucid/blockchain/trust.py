@@ -7,17 +7,16 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from lucid.blockchain import blocks, genesis, transactions
-from lucid.blockchain.config import NETWORK_NAME, collection_prefix
+from lucid.blockchain.config import NETWORK_NAME
 from lucid.blockchain.keys import ValidatorSet
-from lucid.blockchain.repository import Doc, Repository, doc_to_block
+from lucid.blockchain.repository import Repository, doc_to_block
 from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.verify import with_transactions
+from lucid.blockchain.verify import stored_replica, with_transactions
 from lucid.lib import trustanchor
-from lucid.lib.trustanchor import TrustAnchor, Validator
+from lucid.lib.trustanchor import TrustAnchor
 from lucid.runtime.config import Settings
 
 
@@ -29,7 +28,7 @@ def trust_anchor(validators: ValidatorSet) -> TrustAnchor:
         genesis_hash=block.hash,
         genesis_header=blocks.encoded_header(block.header),
         genesis_transaction=transactions.encode_body(block.transactions[0].signed.body),
-        validators=tuple(Validator(v.validator_id, v.public_key) for v in validators),
+        validators=validators.members,
     )
 
 
@@ -65,14 +64,8 @@ async def stored_trust_anchor(repo: Repository) -> TrustAnchor:
 
 
 async def _read(settings: Settings, validator_index: int) -> TrustAnchor:
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(
-        settings.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True
-    )
-    try:
-        repo = Repository(client[settings.mongodb_db], collection_prefix(validator_index))
+    async with stored_replica(settings, validator_index) as repo:
         return await stored_trust_anchor(repo)
-    finally:
-        await client.close()
 
 
 def main(settings: Settings, validator_index: int) -> int:
