@@ -17,11 +17,12 @@ import grpc
 from tronpy.keys import PrivateKey
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.lib.trustanchor import TrustAnchorError
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
 from lucid.runtime.identity import OPERATOR
 from lucid.sessions.frames import FrameSource
-from lucid.sessions.proofcli import fetch_anchor
+from lucid.sessions.proofcli import ChainUnreachableError, fetch_anchor
 from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
@@ -123,7 +124,11 @@ async def run_demo(
                 metadata=metadata,
             )
         ).proof
-        anchor = await fetch_anchor(settings, f"{settings.host}:{settings.port('blockchain')}")
+        try:
+            anchor = await fetch_anchor(settings, f"{settings.host}:{settings.port('blockchain')}")
+        except (ChainUnreachableError, TrustAnchorError) as exc:
+            say(f"  ✗ no trust anchor from the chain: {exc}")
+            return False
         say(
             f"  ✓ trust anchor: genesis {anchor.genesis_hash[:16]}…, "
             f"{anchor.validator_count} validators"
