@@ -20,10 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
 from lucid.lib.trustanchor import TrustAnchor
+from lucid.runtime.chaintrust import fetch_anchor
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
-from lucid.sessions.proofcli import fetch_anchor
 from lucid.sessions.v1 import (
     chunks_pb2,
     chunks_pb2_grpc,

@@ -23,12 +23,12 @@ from google.protobuf import json_format
 
 from lucid.blockchain.v1 import anchoring_pb2, blockchain_pb2
 from lucid.lib import merkle, trustanchor
+from lucid.lib.chunkproof import failed, verify_chunk_proof
+from lucid.runtime.chaintrust import anchor_of_response
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.frames import FrameSource
-from lucid.sessions.proofcli import anchor_of_response
-from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster

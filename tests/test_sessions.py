@@ -23,9 +23,9 @@ from google.protobuf import json_format
 from lucid.blockchain.v1 import anchoring_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib import canonical, merkle
+from lucid.lib.chunkproof import failed, verify_chunk_proof
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
-from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster
