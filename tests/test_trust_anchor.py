@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+import uuid
 from typing import Any
 
 import nacl.signing
@@ -15,6 +19,7 @@ from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
 from lucid.blockchain.trust import trust_anchor
 from lucid.lib import trustanchor
 from lucid.lib.trustanchor import TrustAnchorError
+from lucid.runtime.config import Settings
 
 
 def _set(count: int = 3) -> ValidatorSet:
@@ -89,3 +94,21 @@ def test_not_json_is_refused() -> None:
         trustanchor.loads("{")
     with pytest.raises(TrustAnchorError, match="not a JSON object"):
         trustanchor.loads("[]")
+
+
+def test_chain_trust_anchor_without_a_stored_chain_fails(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lucid", "chain", "trust-anchor"],
+        env={
+            **os.environ,
+            "LUCID_MONGODB_URI": settings.mongodb_uri,
+            "LUCID_MONGODB_DB": f"empty_{uuid.uuid4().hex[:8]}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no trust anchor: no chain stored" in result.stderr
+    assert result.stdout == ""
