@@ -49,7 +49,7 @@ async def env(mesh: Mesh, settings: Settings) -> AsyncIterator[SessionsEnv]:
         await environment.mesh.stop_all()
 
 
-@pytest.fixture(scope="module", params=["scripted chain", "three validators"])
+@pytest.fixture(scope="module", params=["scripted-chain", "three-validators"])
 async def any_chain(
     request: pytest.FixtureRequest, mesh: Mesh, settings: Settings, tmp_path_factory: Any
 ) -> AsyncIterator[SessionsEnv]:
@@ -61,7 +61,7 @@ async def any_chain(
     validators: ValidatorCluster | None = None
     environment: SessionsEnv | None = None
     try:
-        if request.param == "scripted chain":
+        if request.param == "scripted-chain":
             environment = await start_env(mesh, settings)
         else:
             validators = ValidatorCluster(settings, tmp_path_factory.mktemp("chain"), count=3)
