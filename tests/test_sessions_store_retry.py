@@ -28,12 +28,11 @@ from lucid.runtime.tokens import CallbackKeySource
 from lucid.sessions.servicer import SessionServicer
 from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.localservers import free_port
-from tests.sessionkit import start_env
+from tests.sessionkit import SessionsEnv, start_env
 from tests.support import Mesh, details
 
 BUSY = OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
 ADDRESS = "TJw1nrK1G5ugxRAuVPUFTcHrSZM8AjjKaH"
-ENDED = {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED}
 
 
 class FlakyRepository:
@@ -79,6 +78,27 @@ def test_backoff_doubles_to_its_cap_and_resets() -> None:
     assert backoff.next_s() == 0.05
 
 
+async def _record_stop_and_end(own: SessionsEnv, chunks: int) -> sessions_pb2.Session:
+    """Records ``chunks`` chunks, stops, and waits until the session completed or failed;
+    then stops the environment."""
+    try:
+        md = await own.token()
+        session_id = await own.recording(md)
+        for seq in range(1, chunks + 1):
+            await own.upload(md, session_id, seq, f"chunk {seq}".encode() * 100)
+        await own.sessions.StopRecording(
+            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
+        )
+        return await own.wait_state(
+            md,
+            session_id,
+            {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED},
+        )
+    finally:
+        await own.channel.close()
+        await own.mesh.stop_all()
+
+
 async def test_a_busy_store_delays_but_never_fails_a_finalization(
     mesh: Mesh, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -98,22 +118,7 @@ async def test_a_busy_store_delays_but_never_fails_a_finalization(
     )
     finalizer.repo = flaky  # type: ignore[assignment]
     caplog.set_level(logging.WARNING, logger="lucid.sessions.finalize")
-    try:
-        md = await own.token()
-        session_id = await own.recording(md)
-        for seq in (1, 2, 3):
-            await own.upload(md, session_id, seq, f"chunk {seq}".encode() * 100)
-        await own.sessions.StopRecording(
-            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
-        )
-        session = await own.wait_state(
-            md,
-            session_id,
-            {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED},
-        )
-    finally:
-        await own.channel.close()
-        await own.mesh.stop_all()
+    session = await _record_stop_and_end(own, chunks=3)
     assert session.state == sessions_pb2.SESSION_STATE_COMPLETED, session.error_message
     assert session.anchoring.attempts == 0
     assert not any(flaky.failures.values()), flaky.failures
@@ -130,21 +135,7 @@ async def test_a_busy_store_on_the_chain_spends_no_anchoring_attempt(
     INTERNAL); finalization tries again later without counting it as an attempt."""
     own = await start_env(mesh, settings)
     own.fake.busy_calls = 4  # more than the three attempts a session has
-    try:
-        md = await own.token()
-        session_id = await own.recording(md)
-        await own.upload(md, session_id, 1, b"busy chain" * 100)
-        await own.sessions.StopRecording(
-            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
-        )
-        session = await own.wait_state(
-            md,
-            session_id,
-            {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED},
-        )
-    finally:
-        await own.channel.close()
-        await own.mesh.stop_all()
+    session = await _record_stop_and_end(own, chunks=1)
     assert session.state == sessions_pb2.SESSION_STATE_COMPLETED, session.error_message
     assert session.anchoring.attempts == 0
     assert own.fake.busy_calls == 0
