@@ -65,8 +65,7 @@ class Load:
         self.failed: set[str] = set()
         self.poll_errors: list[str] = []
 
-    async def session(self, http: aiohttp.ClientSession, index: int) -> None:
-        token = await self.mesh.token(user_id=str(uuid.uuid4()))
+    async def session(self, http: aiohttp.ClientSession, index: int, token: str) -> None:
         headers = {"authorization": f"Bearer {token}"}
 
         async def post(path: str, body: object) -> dict | None:  # type: ignore[type-arg]
@@ -178,10 +177,11 @@ async def run(ctx: BenchContext) -> list[Figure]:
 
             await wait_for(edge_serves, timeout_s=60)
             load = Load(own, mesh, url)
+            tokens = [await mesh.token(user_id=str(uuid.uuid4())) for _ in range(SESSIONS)]
             done = asyncio.Event()
             follower = asyncio.create_task(load.follow(done))
             started = time.perf_counter()
-            await asyncio.gather(*(load.session(http, i) for i in range(SESSIONS)))
+            await asyncio.gather(*(load.session(http, i, t) for i, t in enumerate(tokens)))
             uploaded_s = time.perf_counter() - started
             done.set()
             try:
