@@ -26,6 +26,7 @@ from google.protobuf import message as protobuf_message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.edge import grpcweb
+from lucid.edge.httperrors import EdgeRunner
 from lucid.edge.policy import (
     MAX_CHUNK_BYTES,
     UPLOAD_RPCS,
@@ -54,6 +55,7 @@ from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, ErrorDetails, LucidError
 from lucid.runtime.identity import EDGE
+from lucid.runtime.planes import RELAYED_HEADER, RELAYED_VALUE
 from lucid.runtime.registry import create_registry
 
 log = logging.getLogger("lucid.edge")
@@ -251,7 +253,9 @@ class Edge:
         return web.json_response(body, status=status, headers=out)
 
     def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
-        metadata = [(REQUEST_ID, request[REQUEST_ID_KEY])]
+        """What a relayed call carries: always the relay mark (the client's headers are
+        never copied wholesale, so it cannot drop it), then the headers we forward."""
+        metadata = [(RELAYED_HEADER, RELAYED_VALUE), (REQUEST_ID, request[REQUEST_ID_KEY])]
         for name in FORWARDED_HEADERS:
             if value := request.headers.get(name):
                 metadata.append((name, value))
@@ -329,10 +333,12 @@ class Edge:
         if request.method == "POST" and request.content_type in grpcweb.CONTENT_TYPES:
             return await self.grpc_web(request)
         found = find(self.routes, request.method, request.path)
-        if found is None:
+        if found is None or not found[0].method.client_callable:
             return self._error(
                 request,
-                LucidError(
+                not_for_clients(found[0].method)
+                if found
+                else LucidError(
                     ErrorCode.ERROR_CODE_NOT_FOUND, f"no route for {request.method} {request.path}"
                 ),
             )
@@ -488,13 +494,15 @@ class Edge:
         request[ROUTE_KEY] = request.path
         info = self.catalog.methods.get(request.path)
         limits: dict[str, str] = {}
-        if info is None or info.client_streaming:
+        if info is None or info.client_streaming or not info.client_callable:
             return await self._web_error(
                 request,
                 LucidError(
                     ErrorCode.ERROR_CODE_NOT_IMPLEMENTED,
                     f"{request.path} is not an rpc grpc-web can call",
-                ),
+                )
+                if info is None or info.client_streaming
+                else not_for_clients(info),
                 limits,
             )
         label = f"GRPC-WEB {info.path}"
@@ -620,6 +628,16 @@ class Edge:
         )
 
 
+def not_for_clients(info: MethodInfo) -> LucidError:
+    """The refusal of an rpc clients may not call (service-only or without a public route):
+    the edge never relays it."""
+    return LucidError(
+        ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
+        f"{info.path} is not an rpc clients may call",
+        metadata={"method": info.path},
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -648,7 +666,7 @@ def edge_url(settings: Settings, port: int | None = None) -> str:
 async def run_edge(settings: Settings, port: int | None = None) -> None:
     """Serves the edge until SIGINT or SIGTERM (``lucid edge``)."""
     edge = Edge(settings)
-    runner = web.AppRunner(edge.app(), access_log=None)
+    runner = EdgeRunner(edge.app(), access_log=None)
     await runner.setup()
     context = ssl_context(settings) if settings.edge_tls else None
     site = web.TCPSite(runner, settings.host, port or settings.edge_port, ssl_context=context)
