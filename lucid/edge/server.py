@@ -142,7 +142,7 @@ class Edge:
             client_max_size=self.settings.max_request_bytes, middlewares=[self._around]
         )
         app.router.add_get("/health", self.health)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # any path, newlines too
         app.on_response_prepare.append(self._headers)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._close)
@@ -180,7 +180,7 @@ class Edge:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
                 response = self._preflight(request)
             else:
-                response = await handler(request)
+                response = await self._envelope_http_errors(request, handler)
             status = response.status
             return response
         finally:
@@ -201,6 +201,23 @@ class Edge:
                     "duration_ms": round(latency_ms, 3),
                 },
             )
+
+    async def _envelope_http_errors(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """aiohttp's own refusals (no such path, body too large) as the JSON envelope."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {
+                404: ErrorCode.ERROR_CODE_NOT_FOUND,
+                413: ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            }.get(exc.status, ErrorCode.ERROR_CODE_INVALID_ARGUMENT)
+            return self._error(request, LucidError(code, exc.reason or "bad request"))
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """Security headers, the request id and CORS on every response (streams too)."""
