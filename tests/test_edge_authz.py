@@ -9,79 +9,29 @@ Python edge today and can be Envoy tomorrow.
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lucid.auth import app as auth_app
-from lucid.common.v1 import access_pb2
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.mesh.v1 import policy_pb2, policy_pb2_grpc
-from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.config import Settings
 from lucid.runtime.contracts import MethodInfo, catalog
 from lucid.runtime.planes import RELAYED_HEADER
-from lucid.supervisor.localservers import free_port
-from tests.edge_probe import Caller, FrontDoorClient, Outcome, Probe, expected, gather_limited
-from tests.support import Mesh, details, serve_edge, sign_token
+from tests.edge_probe import Caller, Outcome, Probe, expected, gather_limited
+from tests.front_door_support import FrontDoor, full_front_door
+from tests.support import details
 
 RPCS_PER_CLIENT = 40
-"""Rpcs probed from one client address and user: well inside the public (200 burst) and
-authenticated limits of one bucket."""
-_addresses = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class FrontDoor:
-    """A front door to probe: its URL, the CA of its certificate, and a way to get tokens."""
-
-    url: str
-    ca_file: Path
-    mesh: Mesh
-    signing_key: Ed25519PrivateKey
-    kid: str
-    """Auth's current signing key (read once: unsealing it is slow on purpose)."""
-
-    def caller(self, name: str) -> Caller:
-        """A caller with a fresh identity (its own rate-limit bucket)."""
-        if name == "anonymous":
-            return Caller(name)
-        role, kyc = {
-            "user": (access_pb2.ROLE_USER, access_pb2.KYC_STATUS_NONE),
-            "admin": (access_pb2.ROLE_ADMIN, access_pb2.KYC_STATUS_VERIFIED),
-        }[name]
-        user_id = str(uuid.uuid4())
-        token = sign_token(self.signing_key, self.kid, role=role, kyc=kyc, user_id=user_id)
-        return Caller(name, token, role, kyc, user_id)
-
-    def client(self) -> FrontDoorClient:
-        """A client from a loopback address of its own (its own per-IP bucket)."""
-        n = next(_addresses) + uuid.uuid4().int % 20_000
-        ip = f"127.{100 + (n >> 16) % 100}.{(n >> 8) & 255}.{(n & 255) or 1}"
-        return FrontDoorClient(self.url, self.ca_file, local_ip=ip)
+"""Rpcs probed from one client address: well inside the public tier's burst of 200."""
 
 
 @pytest.fixture(scope="module")
 async def front_door(settings: Settings) -> AsyncIterator[FrontDoor]:
     """All ten clusters (their own database) behind the Python edge."""
-    own = settings.replace(
-        ports={cluster: free_port() for cluster in CLUSTERS},
-        mongodb_db=f"lucid_authz_{uuid.uuid4().hex[:8]}",
-    )
-    mesh = Mesh(own)
-    try:
-        for cluster in ("auth", *(c for c in CLUSTERS if c != "auth")):
-            await mesh.start(cluster)
-        key = await auth_app.key_store(mesh.servers["auth"].runtime).current()
-        async with serve_edge(own) as url:
-            yield FrontDoor(url, own.certs_dir / "ca.crt", mesh, key.private_key, key.kid)
-    finally:
-        await mesh.stop_all()
+    async with full_front_door(settings, "authz") as door:
+        yield door
 
 
 def _methods() -> list[MethodInfo]:
@@ -138,18 +88,11 @@ async def test_anonymous_calls_through_the_edge_reach_only_public_rpcs(
     assert sum(1 for p, _ in results if p.outcome == Outcome.PASSED) >= 10  # public ones do
 
 
-async def test_user_calls_through_the_edge_get_what_the_rule_grants(
-    front_door: FrontDoor,
+@pytest.mark.parametrize("who", ["user", "admin"])
+async def test_signed_in_calls_through_the_edge_get_what_the_rule_grants(
+    front_door: FrontDoor, who: str
 ) -> None:
-    results = await _probe_all(front_door, "user")
-    assert _report(results) == ""
-    assert {p.outcome for p, _ in results} >= {Outcome.PASSED, Outcome.DENIED}
-
-
-async def test_admin_calls_through_the_edge_get_what_the_rule_grants(
-    front_door: FrontDoor,
-) -> None:
-    results = await _probe_all(front_door, "admin")
+    results = await _probe_all(front_door, who)
     assert _report(results) == ""
     assert {p.outcome for p, _ in results} >= {Outcome.PASSED, Outcome.DENIED}
 

@@ -15,26 +15,21 @@ import asyncio
 import itertools
 import json
 import string
-import uuid
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import hypothesis.strategies as st
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, settings
 
-from lucid.auth import app as auth_app
-from lucid.common.v1 import access_pb2
-from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.config import Settings
 from lucid.runtime.contracts import HttpRoute, MethodInfo, catalog
-from lucid.supervisor.localservers import free_port
 from tests.edge_probe import FrontDoorClient, grpc_web_body, grpc_web_status
+from tests.front_door_support import FrontDoor, full_front_door
 from tests.storage_support import eventually
-from tests.support import Mesh, serve_edge, sign_token
+from tests.support import Mesh
 
 T = TypeVar("T")
 EXAMPLES_PER_ROUTE = 3
@@ -79,16 +74,13 @@ json_values = st.recursive(
 
 @dataclass
 class Fuzzer:
-    """The front door, the loop its servers run on, and fresh callers."""
+    """The front door, the loop its servers run on, and the current client."""
 
-    url: str
-    ca_file: Path
+    door: FrontDoor
     loop: asyncio.AbstractEventLoop
-    key: Ed25519PrivateKey
-    kid: str
     client: FrontDoorClient | None = None
     sent: int = 0
-    failures: list[str] | None = None
+    failures: list[str] = field(default_factory=list)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Runs a coroutine on the servers' loop (from hypothesis' worker thread)."""
@@ -99,20 +91,20 @@ class Fuzzer:
         if self.client is None or self.sent >= REQUESTS_PER_CLIENT:
             if self.client is not None:
                 await self.client.close()
-            n = next(_addresses) + uuid.uuid4().int % 20_000
-            ip = f"127.{200 + (n >> 16) % 50}.{(n >> 8) & 255}.{(n & 255) or 1}"
-            self.client = FrontDoorClient(self.url, self.ca_file, local_ip=ip)
+            self.client = self.door.client()
             self.sent = 0
         self.sent += 1
         return self.client
 
     def headers(self, who: str) -> dict[str, str]:
         """Authorization for an anonymous caller, a user or an admin (a fresh user each)."""
-        role = {"user": access_pb2.ROLE_USER, "admin": access_pb2.ROLE_ADMIN}.get(who)
-        if role is None:
-            return {}
-        token = sign_token(self.key, self.kid, role=role, user_id=str(uuid.uuid4()))
-        return {"authorization": f"Bearer {token}"}
+        token = self.door.caller(who).token
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def check(self, problem: str | None) -> None:
+        """Keeps what was wrong with one answer."""
+        if problem:
+            self.failures.append(problem)
 
 
 async def _settled(mesh: Mesh) -> list[str]:
@@ -134,28 +126,15 @@ async def _counts(mesh: Mesh) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-async def fuzzer(settings: Settings) -> AsyncIterator[tuple[Fuzzer, Mesh]]:
+async def fuzzer(settings: Settings) -> AsyncIterator[Fuzzer]:
     """All ten clusters (their own database) behind the Python edge; the chain makes no
     blocks while nothing is submitted, so stored counts stand still unless a request
     changes them."""
-    own = settings.replace(
-        ports={cluster: free_port() for cluster in CLUSTERS},
-        mongodb_db=f"lucid_fuzz_{uuid.uuid4().hex[:8]}",
-    )
-    mesh = Mesh(own)
-    try:
-        for cluster in ("auth", *(c for c in CLUSTERS if c != "auth")):
-            await mesh.start(cluster)
-        key = await auth_app.key_store(mesh.servers["auth"].runtime).current()
-        async with serve_edge(own) as url:
-            fuzz = Fuzzer(
-                url, own.certs_dir / "ca.crt", asyncio.get_running_loop(), key.private_key, key.kid
-            )
-            yield fuzz, mesh
-            if fuzz.client is not None:
-                await fuzz.client.close()
-    finally:
-        await mesh.stop_all()
+    async with full_front_door(settings, "fuzz") as door:
+        fuzz = Fuzzer(door, asyncio.get_running_loop())
+        yield fuzz
+        if fuzz.client is not None:
+            await fuzz.client.close()
 
 
 def _routes() -> list[tuple[MethodInfo, HttpRoute]]:
@@ -218,7 +197,7 @@ async def _rest(
     if body is not None:
         headers["content-type"] = "application/json"
     async with client.http.request(
-        route.verb, fuzz.url + path, params=query, data=body, headers=headers
+        route.verb, fuzz.door.url + path, params=query, data=body, headers=headers
     ) as response:
         raw = await response.read()
         label = f"{route.verb} {path[:120]} {query} as {who}: HTTP {response.status}"
@@ -243,7 +222,7 @@ async def _grpc_web(fuzz: Fuzzer, info: MethodInfo, payload: bytes, who: str) ->
     client = await fuzz.session()
     headers = {"content-type": "application/grpc-web+proto", **fuzz.headers(who)}
     async with client.http.post(
-        fuzz.url + info.path, data=grpc_web_body(payload), headers=headers
+        fuzz.door.url + info.path, data=grpc_web_body(payload), headers=headers
     ) as response:
         body = await response.read()
         status = grpc_web_status(response.headers, body)
@@ -264,72 +243,58 @@ never_valid_protobuf = st.one_of(
     ),  # a length past the end
 )
 callers = st.sampled_from(("anonymous", "user", "admin"))
+BOUNDED = settings(
+    max_examples=EXAMPLES_PER_ROUTE,
+    deadline=None,
+    database=None,  # nothing written to .hypothesis/
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=list(HealthCheck),
+)
+"""A few examples per route and no shrinking: the whole catalog within the time budget."""
 
 
 def _fuzz_rest(fuzz: Fuzzer, info: MethodInfo, route: HttpRoute) -> None:
     body = _malformed_body(info) if route.body else st.none()
 
-    @settings(
-        max_examples=EXAMPLES_PER_ROUTE,
-        deadline=None,
-        database=None,
-        phases=(Phase.explicit, Phase.generate),
-        suppress_health_check=list(HealthCheck),
-    )
+    @BOUNDED
     @given(path=_path(route), query=_query(info), body=body, who=callers)
     def prop(path: str, query: dict[str, str], body: bytes | None, who: str) -> None:
-        problem = fuzz.run(_rest(fuzz, route, path, query, body, who))
-        if problem and fuzz.failures is not None:
-            fuzz.failures.append(problem)
+        fuzz.check(fuzz.run(_rest(fuzz, route, path, query, body, who)))
 
     prop()
 
 
 def _fuzz_grpc_web(fuzz: Fuzzer, info: MethodInfo) -> None:
-    @settings(
-        max_examples=EXAMPLES_PER_ROUTE,
-        deadline=None,
-        database=None,
-        phases=(Phase.explicit, Phase.generate),
-        suppress_health_check=list(HealthCheck),
-    )
+    @BOUNDED
     @given(payload=never_valid_protobuf, who=callers)
     def prop(payload: bytes, who: str) -> None:
-        problem = fuzz.run(_grpc_web(fuzz, info, payload, who))
-        if problem and fuzz.failures is not None:
-            fuzz.failures.append(problem)
+        fuzz.check(fuzz.run(_grpc_web(fuzz, info, payload, who)))
 
     prop()
 
 
-async def test_malformed_rest_requests_never_crash_or_change_state(
-    fuzzer: tuple[Fuzzer, Mesh],
-) -> None:
-    fuzz, mesh = fuzzer
+async def _unharmed(fuzz: Fuzzer, run_all: Callable[[], None]) -> None:
+    """Runs the properties; no answer was wrong and nothing stored changed."""
     fuzz.failures = []
+    mesh = fuzz.door.mesh
     before = await _counts(mesh)
-
-    def run_all() -> None:
-        for info, route in _routes():
-            _fuzz_rest(fuzz, info, route)
-
     await asyncio.to_thread(run_all)
     assert "\n".join(fuzz.failures) == ""
     assert await _counts(mesh) == before
 
 
-async def test_malformed_grpc_web_messages_never_crash_or_change_state(
-    fuzzer: tuple[Fuzzer, Mesh],
-) -> None:
-    fuzz, mesh = fuzzer
-    fuzz.failures = []
-    before = await _counts(mesh)
+async def test_malformed_rest_requests_never_crash_or_change_state(fuzzer: Fuzzer) -> None:
+    def run_all() -> None:
+        for info, route in _routes():
+            _fuzz_rest(fuzzer, info, route)
 
+    await _unharmed(fuzzer, run_all)
+
+
+async def test_malformed_grpc_web_messages_never_crash_or_change_state(fuzzer: Fuzzer) -> None:
     def run_all() -> None:
         for info in sorted(catalog().methods.values(), key=lambda m: m.path):
             if not info.client_streaming:
-                _fuzz_grpc_web(fuzz, info)
+                _fuzz_grpc_web(fuzzer, info)
 
-    await asyncio.to_thread(run_all)
-    assert "\n".join(fuzz.failures) == ""
-    assert await _counts(mesh) == before
+    await _unharmed(fuzzer, run_all)
