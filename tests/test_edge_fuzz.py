@@ -28,8 +28,8 @@ from lucid.runtime.config import Settings
 from lucid.runtime.contracts import HttpRoute, MethodInfo, catalog
 from tests.edge_probe import FrontDoorClient, grpc_web_body, grpc_web_status
 from tests.front_door_support import FrontDoor, full_front_door
-from tests.storage_support import eventually
 from tests.support import Mesh
+from tests.waiting import eventually
 
 T = TypeVar("T")
 EXAMPLES_PER_ROUTE = 3
@@ -107,19 +107,18 @@ class Fuzzer:
             self.failures.append(problem)
 
 
-async def _settled(mesh: Mesh) -> list[str]:
-    """Clusters still sending their schema declaration to storage (a startup write)."""
-    return [
-        name
-        for name, server in mesh.servers.items()
+def _settled(mesh: Mesh) -> bool:
+    """Whether every cluster has stored its schema declaration (a startup write)."""
+    return all(
+        server.declarer is not None and server.declarer.declared.is_set()
+        for server in mesh.servers.values()
         if server.app.declare_schema
-        and (server.declarer is None or not server.declarer.declared.is_set())
-    ]
+    )
 
 
 async def _counts(mesh: Mesh) -> dict[str, int]:
     """Documents per collection of the mesh's database, once startup writes are done."""
-    await eventually(lambda: _settled(mesh), lambda pending: not pending, timeout_s=60)
+    await eventually(lambda: _settled(mesh), timeout_s=60, what="every schema declaration stored")
     db = mesh.servers["auth"].runtime.datastores.db
     names = await db.list_collection_names()
     return {name: await db[name].count_documents({}) for name in sorted(names)}
