@@ -163,3 +163,28 @@ async def test_over_long_url_and_headers_get_the_json_envelope(
             assert error["request_id"] == response.headers["x-request-id"]
             assert "b" * 100 not in error["message"]  # the request is not echoed
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_edge_refusals_are_the_envelope_naming_what_is_wrong(
+    client: FrontDoorClient, edge_url: str
+) -> None:
+    path = "/api/v1/auth/challenge"
+    cases = (
+        (
+            "OPTIONS",
+            {"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"},
+            None,
+            "origin",
+        ),
+        ("POST", {"content-type": "application/json"}, b"{not json", "body"),
+        ("POST", {"content-type": "application/json"}, b"[1]", "body"),
+        ("POST", {"content-type": "text/plain"}, b"x", "content-type"),
+    )
+    for verb, headers, body, field in cases:
+        async with client.http.request(
+            verb, edge_url + path, headers=headers, data=body
+        ) as response:
+            assert response.status >= 400
+            assert response.content_type == "application/json"
+            error = (await response.json())["error"]
+        assert error["details"]["field_violations"][0]["field"] == field, (verb, headers, body)

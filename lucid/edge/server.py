@@ -53,7 +53,13 @@ from lucid.runtime import tls
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
-from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, ErrorDetails, LucidError
+from lucid.runtime.errors import (
+    STATUS_DETAILS_KEY,
+    ErrorCode,
+    ErrorDetails,
+    FieldViolation,
+    LucidError,
+)
 from lucid.runtime.identity import EDGE
 from lucid.runtime.planes import RELAYED_HEADER, RELAYED_VALUE
 from lucid.runtime.registry import create_registry
@@ -234,13 +240,24 @@ class Edge:
 
     def _preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")
-        if not self._allowed_origin(origin):
-            return web.Response(status=403, text="origin not allowed\n")
         asked = request.headers.get("Access-Control-Request-Headers", "")
         wanted = [h.strip().lower() for h in asked.split(",") if h.strip()]
         refused = [h for h in wanted if h not in CORS_ALLOW_HEADERS]
-        if refused or request.headers["Access-Control-Request-Method"] not in CORS_METHODS:
-            return web.Response(status=403, text="method or headers not allowed\n")
+        method = request.headers["Access-Control-Request-Method"]
+        for field, wrong in (
+            ("origin", not self._allowed_origin(origin)),
+            ("access-control-request-method", method not in CORS_METHODS),
+            ("access-control-request-headers", bool(refused)),
+        ):
+            if wrong:
+                return self._error(
+                    request,
+                    LucidError(
+                        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                        f"CORS: {field} not allowed",
+                        field_violations=[FieldViolation(field, "not allowed")],
+                    ),
+                )
         return web.Response(
             status=204,
             headers={
@@ -309,9 +326,7 @@ class Edge:
     async def _read(self, request: web.Request, limit: int) -> bytes:
         length = request.content_length
         if length is not None and length > limit:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
-            )
+            raise body_too_large(limit)
         raw = bytearray()
         while len(raw) <= limit:
             piece = await request.content.read(min(1 << 20, limit + 1 - len(raw)))
@@ -319,9 +334,7 @@ class Edge:
                 break
             raw += piece
         if len(raw) > limit:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
-            )
+            raise body_too_large(limit)
         return bytes(raw)
 
     # -- REST ------------------------------------------------------------------------
@@ -342,6 +355,7 @@ class Edge:
             raise LucidError(
                 ErrorCode.ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
                 f"expected application/json, got {request.content_type}",
+                field_violations=[FieldViolation("content-type", "not application/json")],
             )
         return parse_json_body(raw)
 
@@ -643,6 +657,15 @@ class Edge:
             {"status": "healthy" if healthy else "unhealthy", "clusters": results},
             status=200 if healthy else 503,
         )
+
+
+def body_too_large(limit: int) -> LucidError:
+    """``LUCID_ERR_1010`` (413)."""
+    return LucidError(
+        ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+        f"request body over {limit} bytes",
+        field_violations=[FieldViolation("body", f"over {limit} bytes")],
+    )
 
 
 def not_for_clients(info: MethodInfo) -> LucidError:

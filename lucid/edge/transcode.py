@@ -92,7 +92,11 @@ def parse_json_body(raw: bytes) -> Any:
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, f"body is not JSON: {exc}") from None
+        raise LucidError(
+            ErrorCode.ERROR_CODE_MALFORMED_BODY,
+            f"body is not JSON: {exc}",
+            field_violations=[FieldViolation("body", "not JSON")],
+        ) from None
     if json_depth(value) > MAX_JSON_DEPTH:
         raise LucidError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
@@ -243,7 +247,11 @@ def build_request(
     if body_rule == "*":
         if body is not None:
             if not isinstance(body, dict):
-                raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, "body must be a JSON object")
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_MALFORMED_BODY,
+                    "body must be a JSON object",
+                    field_violations=[FieldViolation("body", "not a JSON object")],
+                )
             data = body
     elif body_rule and body is not None:
         data[body_rule] = body
