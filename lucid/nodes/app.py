@@ -1,16 +1,77 @@
 """Cluster 05, node management: wiring of its server.
 
-Worker nodes, pools, PoOT validation, work credits and payout amounts.
-Owns the proto package ``lucid.nodes.v1`` and the Redis prefix ``lucid:nodes:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Worker nodes: registration with a TRON key (TIP-191), the lifecycle, heartbeats and
+resources, pools, PoOT validation, task proofs put on the chain and the work
+credits they earn. Owns the proto package ``lucid.nodes.v1``, the collections of
+``lucid.nodes.schema`` and the Redis prefix ``lucid:nodes:``. PayoutService is
+registered but not built: its rpcs answer UNIMPLEMENTED (``LUCID_ERR_5011``).
 """
 
 from __future__ import annotations
 
+from lucid.nodes import schema
+from lucid.nodes.chain import ChainClient
+from lucid.nodes.credits import WorkCredits
+from lucid.nodes.fleet import Fleet
+from lucid.nodes.limits import RateLimiter
+from lucid.nodes.pools import Pools
+from lucid.nodes.reachability import AgentProber, Prober
+from lucid.nodes.registration import Registrations
+from lucid.nodes.resources import Resources
+from lucid.nodes.servicers.nodes import NodeServiceServicer
+from lucid.nodes.servicers.pools import PoolServiceServicer
+from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
+from lucid.nodes.store.audit import AuditStore
+from lucid.nodes.store.metrics import AllocationStore, MetricStore
+from lucid.nodes.store.nodes import NodeStore
+from lucid.nodes.store.pools import PoolStore
+from lucid.nodes.store.poot import ValidationStore
+from lucid.nodes.store.proofs import ProofStore
+from lucid.nodes.store.registrations import RegistrationStore
+from lucid.nodes.v1 import nodes_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
+from lucid.nodes.validation import Validator
+from lucid.nodes.workproofs import WorkProofs
 from lucid.runtime.server import ClusterApp, Runtime
 
 
-async def build(runtime: Runtime) -> ClusterApp:
-    """The nodes server."""
-    return ClusterApp(servicers=[])
+async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
+    """The nodes server (tests may give another prober)."""
+    db = runtime.datastores.db
+    clock = runtime.clock
+    nodes = NodeStore(db[schema.NODES])
+    pools = PoolStore(db[schema.POOLS])
+    metrics = MetricStore(db[schema.METRICS])
+    audit = AuditStore(db[schema.AUDIT])
+    prober = prober or AgentProber(runtime.settings.host, runtime.channels.credentials)
+    fleet = Fleet(nodes, metrics, audit, prober, clock)
+    registrations = Registrations(
+        RegistrationStore(db[schema.REGISTRATIONS]), nodes, pools, audit, prober, clock
+    )
+    resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
+    proofs = WorkProofs(
+        nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock
+    )
+    return ClusterApp(
+        servicers=[
+            (
+                nodes_pb2_grpc.add_NodeServiceServicer_to_server,
+                NodeServiceServicer(registrations, fleet, resources),
+            ),
+            (
+                pool_pb2_grpc.add_PoolServiceServicer_to_server,
+                PoolServiceServicer(Pools(pools, nodes, audit, clock)),
+            ),
+            (
+                poot_pb2_grpc.add_PootServiceServicer_to_server,
+                PootServiceServicer(
+                    Validator(ValidationStore(db[schema.POOT]), nodes, clock),
+                    RateLimiter(runtime.datastores.cache, clock),
+                ),
+            ),
+            (
+                poot_pb2_grpc.add_WorkCreditServiceServicer_to_server,
+                WorkCreditServiceServicer(proofs, WorkCredits(proofs.proofs)),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+    )
