@@ -9,6 +9,9 @@ registered but not built: its rpcs answer UNIMPLEMENTED (``LUCID_ERR_5011``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from lucid.nodes import schema
 from lucid.nodes.chain import ChainClient
 from lucid.nodes.credits import WorkCredits
@@ -31,7 +34,11 @@ from lucid.nodes.store.registrations import RegistrationStore
 from lucid.nodes.v1 import nodes_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
 from lucid.nodes.workproofs import WorkProofs
+from lucid.runtime.errors import LucidError
 from lucid.runtime.server import ClusterApp, Runtime
+
+log = logging.getLogger("lucid.nodes")
+SWEEP_S = 60.0
 
 
 async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
@@ -42,7 +49,8 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     pools = PoolStore(db[schema.POOLS])
     metrics = MetricStore(db[schema.METRICS])
     audit = AuditStore(db[schema.AUDIT])
-    prober = prober or AgentProber(runtime.settings.host, runtime.channels.credentials)
+    agent_prober = AgentProber(runtime.settings.host, runtime.channels.credentials)
+    prober = prober or agent_prober
     fleet = Fleet(nodes, metrics, audit, prober, clock)
     registrations = Registrations(
         RegistrationStore(db[schema.REGISTRATIONS]), nodes, pools, audit, prober, clock
@@ -64,7 +72,9 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
             (
                 poot_pb2_grpc.add_PootServiceServicer_to_server,
                 PootServiceServicer(
-                    Validator(ValidationStore(db[schema.POOT]), nodes, clock),
+                    Validator(
+                        ValidationStore(db[schema.POOT], db[schema.POOT_NONCES]), nodes, clock
+                    ),
                     RateLimiter(runtime.datastores.cache, clock),
                 ),
             ),
@@ -74,4 +84,16 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
             ),
         ],
         collections=schema.COLLECTIONS,
+        tasks=[lambda: sweep(registrations)],
+        on_stop=[agent_prober.close],
     )
+
+
+async def sweep(registrations: Registrations) -> None:
+    """Expires stale registrations every minute."""
+    while True:
+        try:
+            await registrations.sweep()
+        except LucidError as exc:  # the store is down: try again next round
+            log.warning("registration sweep failed: %s", exc.message)
+        await asyncio.sleep(SWEEP_S)

@@ -1,9 +1,12 @@
 """Per-caller rate limits of spec 05 §5 (per minute: PoOT 100, payouts 50), in Redis.
 
-One GCRA bucket per caller and group, the algorithm of ``lucid.lib.ratelimit``
-(a call fits when ``max(tat, now) + window / limit - now <= window``), run
-atomically as a Lua script under ``lucid:nodes:rate_limit:<group>:<caller>``.
-Over the limit: ``LUCID_ERR_3001`` (RESOURCE_EXHAUSTED) with a retry delay.
+Spec 05 §7 check 13 asks that the 101st call *in a minute* be refused, so this is
+a sliding log (at most ``limit`` calls in any 60 s), not the GCRA of
+``lucid.lib.ratelimit``, whose bucket refills continuously and would let a 101st
+call through once the first hundred took more than 0.6 s. One sorted set per
+caller and group, ``lucid:nodes:rate_limit:<group>:<caller>``, updated atomically
+by a Lua script. Over the limit: ``LUCID_ERR_3001`` (RESOURCE_EXHAUSTED) with the
+time until the oldest call leaves the window.
 """
 
 from __future__ import annotations
@@ -12,23 +15,24 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from lucid.lib.clock import Clock
+from lucid.lib.ids import new_id
 from lucid.lib.ratelimit import Policy, micros
 from lucid.nodes.schema import REDIS_PREFIX
 from lucid.runtime.errors import ErrorCode, LucidError
 
 POLICIES = {"poot": Policy(limit=100, window_s=60.0), "payout": Policy(limit=50, window_s=60.0)}
 
-_GCRA = """
+_SLIDING = """
 local now = tonumber(ARGV[1])
-local span = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
-if tat < now then tat = now end
-local after = tat + span
-if after - now > window then
-  return {0, after - now - window}
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
 end
-redis.call('SET', KEYS[1], after, 'PX', math.ceil(window / 1000))
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
 return {1, 0}
 """
 
@@ -39,16 +43,16 @@ class RateLimiter:
     def __init__(self, cache: aioredis.Redis, clock: Clock) -> None:
         self._cache = cache
         self._clock = clock
-        self._script = cache.register_script(_GCRA)
+        self._script = cache.register_script(_SLIDING)
 
     async def check(self, group: str, caller: str) -> None:
         """Counts one call; RESOURCE_EXHAUSTED when over the group's limit."""
         policy = POLICIES[group]
-        span = -(-policy.window_us // policy.limit)
         key = f"{REDIS_PREFIX}rate_limit:{group}:{caller}"
         try:
             allowed, wait_us = await self._script(
-                keys=[key], args=[micros(self._clock.timestamp()), span, policy.window_us]
+                keys=[key],
+                args=[micros(self._clock.timestamp()), policy.window_us, policy.limit, new_id()],
             )
         except redis.exceptions.RedisError as exc:
             raise LucidError(

@@ -37,17 +37,29 @@ class AgentProber:
         self._host = host
         self._credentials = credentials
         self._timeout_s = timeout_s
+        self._channels: dict[int, grpc.aio.Channel] = {}
 
     async def reachable(self, port: int) -> bool:
-        async with grpc.aio.secure_channel(
-            f"{self._host}:{port}",
-            self._credentials,
-            options=[("grpc.ssl_target_name_override", AGENT_SERVER_NAME)],
-        ) as channel:
-            try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=self._timeout_s
-                )
-            except grpc.aio.AioRpcError:
-                return False
+        # Channels are kept per port (a TLS handshake per probe is the dearest part);
+        # one that fails is dropped so the next probe dials afresh.
+        channel = self._channels.get(port)
+        if channel is None:
+            channel = self._channels[port] = grpc.aio.secure_channel(
+                f"{self._host}:{port}",
+                self._credentials,
+                options=[("grpc.ssl_target_name_override", AGENT_SERVER_NAME)],
+            )
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            await self._channels.pop(port, channel).close()
+            return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        """Closes the kept channels."""
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -105,7 +105,6 @@ class Registrations:
     async def issue(self, node_address: str, caller: Caller) -> RegistrationRecord:
         """A fresh challenge for a node address."""
         now = self.clock.now()
-        await self.registrations.expire(OPEN, npb.REGISTRATION_STATE_EXPIRED, now)
         if await self.registrations.count_pending(OPEN, now) >= MAX_PENDING:
             raise LucidError(
                 ErrorCode.ERROR_CODE_QUOTA_EXCEEDED,
@@ -126,6 +125,12 @@ class Registrations:
         )
         await self.registrations.insert(record)
         return record
+
+    async def sweep(self) -> int:
+        """Marks open registrations past their 300 s as EXPIRED."""
+        return await self.registrations.expire(
+            OPEN, npb.REGISTRATION_STATE_EXPIRED, self.clock.now()
+        )
 
     async def register(
         self, registration_id: str, signature: str, app: Application, caller: Caller

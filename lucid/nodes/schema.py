@@ -10,6 +10,7 @@ REGISTRATIONS = "node_registrations"
 METRICS = "node_resource_metrics"
 ALLOCATIONS = "node_allocations"
 POOT = "poot_validations"
+POOT_NONCES = "poot_nonces"
 TASK_PROOFS = "node_task_proofs"
 AUDIT = "nodes_audit_logs"
 
@@ -53,10 +54,15 @@ COLLECTIONS = (
         POOT,
         (
             IndexSpec((("node_id", 1), ("output_time", -1)), "node_time"),
-            IndexSpec((("node_id", 1), ("nonce", 1), ("created_at", -1)), "node_nonce"),
+            IndexSpec((("node_id", 1), ("created_at", -1)), "node_created"),
             IndexSpec((("output_hash", 1),), "output_hash"),
             IndexSpec((("batch_id", 1),), "batch"),
         ),
+        owner="nodes",
+    ),
+    CollectionSpec(
+        POOT_NONCES,
+        (IndexSpec((("used_at", 1),), "ttl_24h", ttl_seconds=24 * 3600),),
         owner="nodes",
     ),
     CollectionSpec(

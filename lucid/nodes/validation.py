@@ -4,7 +4,9 @@ Rejected before scoring (each stored with score 0 and the reason, then refused):
 a timestamp in the future or older than 24 h, output over 1 MiB or not base64,
 a nonce under 8 characters, a missing or inactive node. A scored validation is
 VALID at score ≥ 70 with a nonce the node has not used in 24 h, else INVALID.
-The node's ``poot_score`` follows its latest validation. In a batch, an item
+The node's ``poot_score`` follows its latest validation; its last 100 scores are kept
+on the node (reliability, confidence and suspicion read them) and its nonces for
+24 h in ``poot_nonces``, so a validation reads and writes documents by id only. In a batch, an item
 that fails counts as an error and the others keep their results.
 """
 
@@ -109,34 +111,34 @@ class Validator:
         )
         if refused is not None:
             code, reason = refused
-            await self.store.insert(
-                ValidationRecord(
-                    **base,  # type: ignore[arg-type]
-                    score=0.0,
-                    confidence=0.0,
-                    status=ppb.POOT_STATUS_INVALID,
-                    errors=[reason],
-                    validation_time_ms=round((time.perf_counter() - started) * 1000),
-                )
+            rejection = ValidationRecord(
+                **base,  # type: ignore[arg-type]
+                score=0.0,
+                confidence=0.0,
+                status=ppb.POOT_STATUS_INVALID,
+                errors=[reason],
+                validation_time_ms=round((time.perf_counter() - started) * 1000),
             )
+            await self.store.insert(rejection)
+            if node is not None:
+                await self.nodes.update(node.node_id, {"poot_latest_id": rejection.validation_id})
             if code == ErrorCode.ERROR_CODE_NOT_FOUND:
                 raise not_found(f"node {item.node_id}")
             raise LucidError(code, f"PoOT rejected: {reason}")
-        last = await self.store.recent(item.node_id, HISTORY)
+        assert node is not None
+        last = node.poot_history[-HISTORY:]
         history = pootscore.History(
             count=len(last),
-            valid_rate=sum(r.status == ppb.POOT_STATUS_VALID for r in last) / len(last)
-            if last
-            else 0.0,
-            mean_score=sum(r.score for r in last) / len(last) if last else 0.0,
+            valid_rate=sum(bool(r["valid"]) for r in last) / len(last) if last else 0.0,
+            mean_score=sum(float(r["score"]) for r in last) / len(last) if last else 0.0,
         )
         parts = pootscore.score(
             len(item.output_data), (now - item.output_time).total_seconds(), item.nonce, history
         )
         total = parts.total
-        week = [r.score for r in last if r.created_at >= now - WEEK]
-        day = [r.score for r in last if r.created_at >= now - NONCE_WINDOW]
-        reused = await self.store.nonce_used(item.node_id, item.nonce, now - NONCE_WINDOW)
+        week = [float(r["score"]) for r in last if r["at"] >= now - WEEK]
+        day = [float(r["score"]) for r in last if r["at"] >= now - NONCE_WINDOW]
+        reused = await self.store.nonce_seen(item.node_id, item.nonce, now - NONCE_WINDOW)
         valid = total >= pootscore.VALID_SCORE and not reused
         record = ValidationRecord(
             **base,  # type: ignore[arg-type]
@@ -152,7 +154,17 @@ class Validator:
             validation_time_ms=round((time.perf_counter() - started) * 1000),
         )
         await self.store.insert(record)
-        await self.nodes.update(item.node_id, {"poot_score": total, "updated_at": now})
+        await self.store.remember_nonce(item.node_id, item.nonce, now)
+        entry = {"score": total, "valid": valid, "at": now}
+        await self.nodes.update(
+            item.node_id,
+            {
+                "poot_score": total,
+                "poot_history": [*last, entry][-HISTORY:],
+                "poot_latest_id": record.validation_id,
+                "updated_at": now,
+            },
+        )
         return record
 
     async def batch(
@@ -174,7 +186,7 @@ class Validator:
         node = await self.nodes.get(node_id)
         if node is None or not caller.may_act_on(node.owner_user_id):
             raise not_found(f"node {node_id}")
-        return await self.store.latest(node_id)
+        return await self.store.get(node.poot_latest_id) if node.poot_latest_id else None
 
     async def history(
         self,

@@ -34,6 +34,10 @@ class NodeRecord:
     thresholds: dict[str, Any] = field(default_factory=dict)
     capabilities: list[str] = field(default_factory=list)
     poot_score: float = 0.0
+    poot_history: list[dict[str, Any]] = field(default_factory=list)
+    """The last 100 scored validations, oldest first: ``{score, valid, at}``."""
+    poot_latest_id: str = ""
+    """The node's latest validation, rejections included."""
     stake_amount_micros: int = 0
     last_heartbeat: datetime | None = None
     start_time: datetime | None = None

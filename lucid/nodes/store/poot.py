@@ -36,46 +36,35 @@ class ValidationRecord:
 
 
 class ValidationStore:
-    """Appends and reads validations."""
+    """Appends and reads validations, and remembers each node's nonces for 24 h."""
 
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+    def __init__(self, collection: AsyncCollection[Doc], nonces: AsyncCollection[Doc]) -> None:
         self._c = collection
+        self._nonces = nonces
+
+    async def nonce_seen(self, node_id: str, nonce: str, since: datetime) -> bool:
+        """Whether the node sent this nonce in a scored validation since ``since``."""
+        with translated():
+            doc = await self._nonces.find_one({"_id": f"{node_id}:{nonce}"})
+        return doc is not None and doc["used_at"] >= since
+
+    async def remember_nonce(self, node_id: str, nonce: str, at: datetime) -> None:
+        """Records a nonce's use (kept by a TTL index for a day)."""
+        with translated():
+            await self._nonces.replace_one(
+                {"_id": f"{node_id}:{nonce}"}, {"used_at": at}, upsert=True
+            )
 
     async def insert(self, record: ValidationRecord) -> None:
         """Stores a validation."""
         with translated():
             await self._c.insert_one(to_doc(record, "validation_id"))
 
-    async def recent(
-        self, node_id: str, limit: int, since: datetime | None = None
-    ) -> list[ValidationRecord]:
-        """A node's newest validations (not rejections), newest first."""
-        criteria: Doc = {"node_id": node_id, "errors": []}
-        if since is not None:
-            criteria["created_at"] = {"$gte": since}
+    async def get(self, validation_id: str) -> ValidationRecord | None:
+        """A validation by id."""
         with translated():
-            docs = (
-                await self._c.find(criteria)
-                .sort("created_at", DESCENDING)
-                .limit(limit)
-                .to_list(None)
-            )
-        return [from_doc(ValidationRecord, d, "validation_id") for d in docs]
-
-    async def latest(self, node_id: str) -> ValidationRecord | None:
-        """A node's newest validation, rejections included."""
-        with translated():
-            doc = await self._c.find_one({"node_id": node_id}, sort=[("created_at", DESCENDING)])
+            doc = await self._c.find_one({"_id": validation_id})
         return from_doc(ValidationRecord, doc, "validation_id") if doc else None
-
-    async def nonce_used(self, node_id: str, nonce: str, since: datetime) -> bool:
-        """Whether the node sent this nonce in a scored validation since ``since``."""
-        with translated():
-            doc = await self._c.find_one(
-                {"node_id": node_id, "nonce": nonce, "errors": [], "created_at": {"$gte": since}},
-                {"_id": 1},
-            )
-        return doc is not None
 
     async def history(
         self,
