@@ -16,7 +16,7 @@ from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
 from lucid.nodeagent.probe import ProbeServer
 from lucid.nodes.v1 import nodes_pb2 as npb
-from lucid.nodes.v1 import nodes_pb2_grpc, pool_pb2_grpc, poot_pb2, poot_pb2_grpc
+from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2, poot_pb2_grpc
 from lucid.nodes.v1 import pool_pb2 as ppb
 from tests.support import Mesh, bearer
 
@@ -94,6 +94,10 @@ class NodesKit:
     @property
     def poot(self) -> poot_pb2_grpc.PootServiceStub:
         return poot_pb2_grpc.PootServiceStub(self.channel)
+
+    @property
+    def payouts(self) -> payout_pb2_grpc.PayoutServiceStub:
+        return payout_pb2_grpc.PayoutServiceStub(self.channel)
 
     @property
     def credits(self) -> poot_pb2_grpc.WorkCreditServiceStub:

@@ -2,9 +2,10 @@
 
 Worker nodes: registration with a TRON key (TIP-191), the lifecycle, heartbeats and
 resources, pools, PoOT validation, task proofs put on the chain and the work
-credits they earn. Owns the proto package ``lucid.nodes.v1``, the collections of
-``lucid.nodes.schema`` and the Redis prefix ``lucid:nodes:``. PayoutService is
-registered but not built: its rpcs answer UNIMPLEMENTED (``LUCID_ERR_5011``).
+credits they earn, and payout batches handed to the payments cluster
+(CreatePayout, idempotency key = payout id). Owns the proto package
+``lucid.nodes.v1``, the collections of ``lucid.nodes.schema`` and the Redis prefix
+``lucid:nodes:``.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ from lucid.nodes.chain import ChainClient
 from lucid.nodes.credits import WorkCredits
 from lucid.nodes.fleet import Fleet
 from lucid.nodes.limits import RateLimiter
+from lucid.nodes.payments import PaymentsClient
+from lucid.nodes.payouts import Payouts
 from lucid.nodes.pools import Pools
 from lucid.nodes.reachability import AgentProber, Prober
 from lucid.nodes.registration import Registrations
 from lucid.nodes.resources import Resources
+from lucid.nodes.schedule import Schedule
 from lucid.nodes.servicers.nodes import NodeServiceServicer
+from lucid.nodes.servicers.payouts import PayoutServiceServicer
 from lucid.nodes.servicers.pools import PoolServiceServicer
 from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
 from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.metrics import AllocationStore, MetricStore
 from lucid.nodes.store.nodes import NodeStore
+from lucid.nodes.store.payouts import PayoutStore
 from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.poot import ValidationStore
 from lucid.nodes.store.proofs import ProofStore
 from lucid.nodes.store.registrations import RegistrationStore
-from lucid.nodes.v1 import nodes_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
+from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
 from lucid.nodes.workproofs import WorkProofs
 from lucid.runtime.errors import LucidError
@@ -39,6 +45,7 @@ from lucid.runtime.server import ClusterApp, Runtime
 
 log = logging.getLogger("lucid.nodes")
 SWEEP_S = 60.0
+HANDOFF_S = 2.0
 
 
 async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
@@ -59,6 +66,14 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     proofs = WorkProofs(
         nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock
     )
+    payouts = Payouts(
+        PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE]),
+        nodes,
+        PaymentsClient(runtime.channels),
+        audit,
+        clock,
+    )
+    limiter = RateLimiter(runtime.datastores.cache, clock)
     return ClusterApp(
         servicers=[
             (
@@ -75,18 +90,33 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
                     Validator(
                         ValidationStore(db[schema.POOT], db[schema.POOT_NONCES]), nodes, clock
                     ),
-                    RateLimiter(runtime.datastores.cache, clock),
+                    limiter,
                 ),
             ),
             (
                 poot_pb2_grpc.add_WorkCreditServiceServicer_to_server,
                 WorkCreditServiceServicer(proofs, WorkCredits(proofs.proofs)),
             ),
+            (
+                payout_pb2_grpc.add_PayoutServiceServicer_to_server,
+                PayoutServiceServicer(payouts, Schedule(payouts.store, audit, clock), limiter),
+            ),
         ],
         collections=schema.COLLECTIONS,
-        tasks=[lambda: sweep(registrations)],
+        tasks=[lambda: sweep(registrations), lambda: hand_off(payouts)],
         on_stop=[agent_prober.close],
     )
+
+
+async def hand_off(payouts: Payouts) -> None:
+    """Hands pending payouts to cluster 07 and follows them, every few seconds."""
+    while True:
+        try:
+            await payouts.send_round()
+            await payouts.follow_round()
+        except LucidError as exc:
+            log.warning("payout handoff failed: %s", exc.message)
+        await asyncio.sleep(HANDOFF_S)
 
 
 async def sweep(registrations: Registrations) -> None:

@@ -13,9 +13,11 @@ from lucid.nodes.fleet import ActionResult
 from lucid.nodes.pools import PoolView
 from lucid.nodes.store.metrics import AllocationRecord, SampleRecord
 from lucid.nodes.store.nodes import NodeRecord
+from lucid.nodes.store.payouts import PayoutRecord
 from lucid.nodes.store.poot import ValidationRecord
 from lucid.nodes.store.registrations import RegistrationRecord
 from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
 
@@ -216,4 +218,43 @@ def credit_report(report: CreditReport) -> tpb.GetWorkCreditsResponse:
         ],
         window_start_time=stamp(report.window_start),
         window_end_time=stamp(report.window_end),
+    )
+
+
+def payout(record: PayoutRecord) -> ypb.Payout:
+    """A Payout."""
+    return ypb.Payout(
+        payout_id=record.payout_id,
+        node_id=record.node_id,
+        batch_id=record.batch_id,
+        amount_micros=record.amount_micros,
+        currency=record.currency,  # type: ignore[arg-type]
+        wallet_address=record.wallet_address,
+        state=record.state,  # type: ignore[arg-type]
+        priority=record.priority,  # type: ignore[arg-type]
+        tx_hash=record.tx_hash,
+        payment_payout_id=record.payment_payout_id,
+        retry_count=record.retry_count,
+        error_message=record.error_message,
+        work_credits=record.work_credits,
+        epoch=record.epoch,
+        reason=record.reason,
+        create_time=stamp(record.created_at),
+        update_time=stamp(record.updated_at),
+        finish_time=stamp(record.finish_time),
+    )
+
+
+def schedule(values: dict[str, Any]) -> ypb.PayoutSchedule:
+    """A PayoutSchedule."""
+    return ypb.PayoutSchedule(
+        enabled=bool(values["enabled"]),
+        cadence=values["cadence"],
+        next_run_time=stamp(values["next_run_time"]),
+        last_run_time=stamp(values["last_run_time"]),
+        epoch_budget_micros=int(values["epoch_budget_micros"]),
+        minimum_payout_micros=int(values["minimum_payout_micros"]),
+        minimum_interval_seconds=int(values["minimum_interval_seconds"]),
+        commission_percent=float(values["commission_percent"]),
+        uptime_bonus_percent=float(values["uptime_bonus_percent"]),
     )

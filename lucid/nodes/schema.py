@@ -13,6 +13,9 @@ POOT = "poot_validations"
 POOT_NONCES = "poot_nonces"
 TASK_PROOFS = "node_task_proofs"
 AUDIT = "nodes_audit_logs"
+PAYOUTS = "node_payouts"
+PAYOUT_BATCHES = "node_payout_batches"
+PAYOUT_SCHEDULE = "node_payout_schedule"
 
 REDIS_PREFIX = "lucid:nodes:"
 METRICS_TTL_S = 90 * 86400
@@ -78,6 +81,17 @@ COLLECTIONS = (
         ),
         owner="nodes",
     ),
+    CollectionSpec(
+        PAYOUTS,
+        (
+            IndexSpec((("state", 1), ("created_at", 1)), "state_created"),
+            IndexSpec((("node_id", 1), ("created_at", -1)), "node_created"),
+            IndexSpec((("batch_id", 1),), "batch"),
+        ),
+        owner="nodes",
+    ),
+    CollectionSpec(PAYOUT_BATCHES, (), owner="nodes"),
+    CollectionSpec(PAYOUT_SCHEDULE, (), owner="nodes"),
     CollectionSpec(
         AUDIT, (IndexSpec((("target_id", 1), ("event_time", -1)), "target_time"),), owner="nodes"
     ),
