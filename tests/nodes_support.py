@@ -14,10 +14,16 @@ from tronpy.keys import PrivateKey
 
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
+from lucid.lib.clock import Clock
 from lucid.nodeagent.probe import ProbeServer
+from lucid.nodes import app as nodes_app
+from lucid.nodes import schema
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2, poot_pb2_grpc
 from lucid.nodes.v1 import pool_pb2 as ppb
+from lucid.runtime.datastores import Datastores
+from lucid.runtime.server import ClusterApp, Runtime
+from tests.chain_support import ChainStubs, wait_for
 from tests.support import Mesh, bearer
 
 GIB = 1024**3
@@ -197,6 +203,36 @@ class NodesKit:
             value=taskproofs.SLOT_S,
             signature=taskproofs.sign(proof, signer or keys.signing),
         )
+
+
+async def audit_events(mesh: Mesh, resource: str) -> list[dict[str, object]]:
+    """The nodes cluster's audit events about one node, pool or payout, oldest first."""
+    stores = Datastores(mesh.settings, mongo=True, redis=False)
+    try:
+        return (
+            await stores.db[schema.AUDIT]
+            .find({"resource": resource}, {"_id": 0})
+            .sort("event_time", 1)
+            .to_list(None)
+        )
+    finally:
+        await stores.close()
+
+
+async def serve_nodes(mesh: Mesh, clock: Clock | None = None, *, chain: bool = True) -> None:
+    """(Re)starts the nodes server (on ``clock`` if given), with the chain ready first."""
+    if chain:
+        await mesh.start("blockchain")
+        async with mesh.channel("blockchain") as channel:
+            await wait_for(ChainStubs(channel).ready, timeout_s=60)
+
+    async def build(runtime: Runtime) -> ClusterApp:
+        if clock is not None:
+            runtime.clock = clock
+        return await nodes_app.build(runtime)
+
+    await mesh.stop("nodes")
+    await mesh.start("nodes", build)
 
 
 async def start_probe(mesh: Mesh) -> ProbeServer:

@@ -18,31 +18,29 @@ from google.protobuf import timestamp_pb2
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
-from lucid.nodes import app as nodes_app
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
-from lucid.runtime.server import ClusterApp, Runtime
 from lucid.supervisor.localservers import free_port
-from tests.chain_support import ChainStubs, wait_for
-from tests.nodes_support import NodeKeys, NodesKit, OffsetClock, Operator, hardware, start_probe
+from tests.chain_support import ChainStubs
+from tests.nodes_support import (
+    NodeKeys,
+    NodesKit,
+    OffsetClock,
+    Operator,
+    audit_events,
+    hardware,
+    serve_nodes,
+    start_probe,
+)
 from tests.support import Mesh, bearer, details
 
 CLOCK = OffsetClock()
 
 
-async def _build(runtime: Runtime) -> ClusterApp:
-    runtime.clock = CLOCK
-    return await nodes_app.build(runtime)
-
-
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await mesh.start("blockchain")
-    async with mesh.channel("blockchain") as channel:
-        await wait_for(ChainStubs(channel).ready, timeout_s=60)
-    await mesh.stop("nodes")
-    await mesh.start("nodes", _build)
+    await serve_nodes(mesh, CLOCK)
     probe = await start_probe(mesh)
     admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
     async with mesh.channel("nodes") as channel:
@@ -133,6 +131,10 @@ async def test_weak_or_unreachable_nodes_are_rejected(
     assert failed in error.details()
     listed = await kit.nodes.ListNodes(npb.ListNodesRequest(), metadata=op.md)
     assert listed.total_size == 0
+    [event] = await audit_events(kit.mesh, challenge.node_id)
+    assert (event["action"], event["result"]) == ("node.register", "failure")
+    assert failed in str(event["reason"])
+    assert event["user_id"] == op.user_id
 
 
 async def test_an_expired_challenge_is_refused(kit: NodesKit) -> None:
@@ -158,6 +160,11 @@ async def test_start_makes_a_node_active_and_start_again_says_already_active(
     started = await kit.nodes.StartNode(npb.StartNodeRequest(node_id=node.node_id), metadata=op.md)
     assert started.result.state == npb.NODE_STATE_ACTIVE
     assert started.result.node.HasField("last_heartbeat_time")
+    events = await audit_events(kit.mesh, node.node_id)
+    assert [(e["action"], e["result"]) for e in events] == [
+        ("node.register", "success"),
+        ("node.start", "success"),
+    ]
     again = await kit.nodes.StartNode(npb.StartNodeRequest(node_id=node.node_id), metadata=op.md)
     assert again.result.unchanged
     assert again.result.message == "already active"

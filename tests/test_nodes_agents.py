@@ -8,7 +8,6 @@ older than 300 s (the cluster's clock is moved forward instead of waiting)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,13 +17,12 @@ import pytest
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
-from lucid.nodes import app as nodes_app
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
-from lucid.runtime.server import ClusterApp, Runtime
+from lucid.supervisor.devnodes import agent_argv
 from tests.chain_support import ChainStubs, wait_for
-from tests.nodes_support import NodesKit, OffsetClock
+from tests.nodes_support import NodesKit, OffsetClock, serve_nodes
 from tests.sessionkit import process_environment
 from tests.support import Mesh, bearer
 
@@ -32,18 +30,9 @@ CLOCK = OffsetClock()
 SLOT_WAIT_S = taskproofs.SLOT_S + 30
 
 
-async def _build(runtime: Runtime) -> ClusterApp:
-    runtime.clock = CLOCK
-    return await nodes_app.build(runtime)
-
-
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await mesh.start("blockchain")
-    async with mesh.channel("blockchain") as channel:
-        await wait_for(ChainStubs(channel).ready, timeout_s=60)
-    await mesh.stop("nodes")
-    await mesh.start("nodes", _build)
+    await serve_nodes(mesh, CLOCK)
     admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
     async with mesh.channel("nodes") as channel:
         yield NodesKit(mesh, channel, 0, admin)
@@ -62,23 +51,9 @@ class Agents:
 
     def start(self, name: str) -> None:
         log = (self.root / f"{name}.log").open("ab")
+        argv = agent_argv(self.mesh.settings, name, self.token_file, self.pool_id)
         self.processes[name] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lucid",
-                "node-agent",
-                "--name",
-                name,
-                "--token-file",
-                str(self.token_file),
-                "--pool-id",
-                self.pool_id,
-                "--state-dir",
-                str(self.root / name),
-                "--heartbeat-s",
-                "0.5",
-            ],
+            [*argv, "--heartbeat-s", "0.5"],
             env=process_environment(self.mesh.settings),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from lucid.nodes import owed
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from tests.chain_support import wait_for
-from tests.nodes_support import NodesKit, start_probe
+from tests.nodes_support import NodesKit, serve_nodes, start_probe
 from tests.support import Mesh, bearer, details
 
 USDT = 1_000_000
@@ -27,8 +27,7 @@ USDT = 1_000_000
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await mesh.stop("nodes")
-    await mesh.start("nodes")
+    await serve_nodes(mesh, chain=False)
     probe = await start_probe(mesh)
     admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
     async with mesh.channel("nodes") as channel:

@@ -15,18 +15,13 @@ import pytest
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
 from lucid.nodeagent.probe import ProbeServer
-from tests.chain_support import ChainStubs, wait_for
-from tests.nodes_support import NodeKeys, start_probe
+from tests.nodes_support import NodeKeys, serve_nodes, start_probe
 from tests.support import Mesh, https_client, serve_edge
 
 
 @pytest.fixture(scope="module")
 async def edge(mesh: Mesh) -> AsyncIterator[tuple[str, ProbeServer]]:
-    await mesh.start("blockchain")
-    async with mesh.channel("blockchain") as channel:
-        await wait_for(ChainStubs(channel).ready, timeout_s=60)
-    await mesh.stop("nodes")
-    await mesh.start("nodes")
+    await serve_nodes(mesh)
     probe = await start_probe(mesh)
     async with serve_edge(mesh.settings) as url:
         yield url, probe

@@ -29,7 +29,6 @@ from lucid.nodes.servicers.nodes import NodeServiceServicer
 from lucid.nodes.servicers.payouts import PayoutServiceServicer
 from lucid.nodes.servicers.pools import PoolServiceServicer
 from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.metrics import AllocationStore, MetricStore
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import PayoutStore
@@ -40,6 +39,7 @@ from lucid.nodes.store.registrations import RegistrationStore
 from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
 from lucid.nodes.workproofs import WorkProofs
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import LucidError
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -55,7 +55,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     nodes = NodeStore(db[schema.NODES])
     pools = PoolStore(db[schema.POOLS])
     metrics = MetricStore(db[schema.METRICS])
-    audit = AuditStore(db[schema.AUDIT])
+    audit = AuditTrail(db[schema.AUDIT], clock)
     agent_prober = AgentProber(runtime.settings.host, runtime.channels.credentials)
     prober = prober or agent_prober
     fleet = Fleet(nodes, metrics, audit, prober, clock)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from lucid.nodes.credits import CreditReport
@@ -20,20 +20,7 @@ from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
-
-
-def stamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp, or None for no time."""
-    if moment is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(moment.astimezone(UTC))
-    return out
-
-
-def when(value: timestamp_pb2.Timestamp) -> datetime:
-    """A Timestamp as an aware UTC datetime."""
-    return value.ToDatetime(tzinfo=UTC)
+from lucid.runtime import wire
 
 
 def as_dict(message: Message) -> dict[str, Any]:
@@ -65,11 +52,11 @@ def node(record: NodeRecord) -> npb.Node:
         capabilities=record.capabilities,
         poot_score=record.poot_score,
         stake_amount_micros=record.stake_amount_micros,
-        last_heartbeat_time=stamp(record.last_heartbeat),
-        start_time=stamp(record.start_time),
-        stop_time=stamp(record.stop_time),
-        create_time=stamp(record.created_at),
-        update_time=stamp(record.updated_at),
+        last_heartbeat_time=wire.optional_timestamp(record.last_heartbeat),
+        start_time=wire.optional_timestamp(record.start_time),
+        stop_time=wire.optional_timestamp(record.stop_time),
+        create_time=wire.optional_timestamp(record.created_at),
+        update_time=wire.optional_timestamp(record.updated_at),
         error_message=record.error_message,
     )
 
@@ -88,8 +75,8 @@ def registration(record: RegistrationRecord) -> npb.NodeRegistration:
         storage_verified=record.storage_verified,
         stake_verified=record.stake_verified,
         rejection_reason=record.rejection_reason,
-        create_time=stamp(record.created_at),
-        expire_time=stamp(record.expires_at),
+        create_time=wire.optional_timestamp(record.created_at),
+        expire_time=wire.optional_timestamp(record.expires_at),
     )
 
 
@@ -106,7 +93,7 @@ def action(result: ActionResult) -> npb.NodeActionResult:
 def sample(record: SampleRecord) -> npb.NodeResourceSample:
     """A NodeResourceSample."""
     return npb.NodeResourceSample(
-        sample_time=stamp(record.sample_time),
+        sample_time=wire.optional_timestamp(record.sample_time),
         cpu_percent=record.cpu_percent,
         memory_percent=record.memory_percent,
         disk_percent=record.disk_percent,
@@ -144,8 +131,8 @@ def allocation(record: AllocationRecord) -> npb.ResourceAllocation:
         storage_bytes=record.storage_bytes,
         bandwidth_mbps=record.bandwidth_mbps,
         purpose=record.purpose,
-        create_time=stamp(record.created_at),
-        expire_time=stamp(record.expires_at),
+        create_time=wire.optional_timestamp(record.created_at),
+        expire_time=wire.optional_timestamp(record.expires_at),
     )
 
 
@@ -163,8 +150,8 @@ def pool(view: PoolView) -> ppb.Pool:
         resource_limits=parsed(record.resource_limits, npb.ResourceLimits()),
         scaling_policy=parsed(record.scaling_policy, ppb.ScalingPolicy()),
         reward_split=record.reward_split,  # type: ignore[arg-type]
-        create_time=stamp(record.created_at),
-        update_time=stamp(record.updated_at),
+        create_time=wire.optional_timestamp(record.created_at),
+        update_time=wire.optional_timestamp(record.updated_at),
     )
 
 
@@ -174,7 +161,7 @@ def member(record: NodeRecord) -> ppb.PoolMember:
         node_id=record.node_id,
         priority=record.pool_priority,
         state=record.state,  # type: ignore[arg-type]
-        join_time=stamp(record.pool_join_time),
+        join_time=wire.optional_timestamp(record.pool_join_time),
     )
 
 
@@ -184,7 +171,7 @@ def validation(record: ValidationRecord) -> tpb.PootValidation:
         validation_id=record.validation_id,
         node_id=record.node_id,
         output_hash=record.output_hash,
-        output_time=stamp(record.output_time),
+        output_time=wire.optional_timestamp(record.output_time),
         score=record.score,
         confidence=record.confidence,
         status=record.status,  # type: ignore[arg-type]
@@ -200,7 +187,7 @@ def validation(record: ValidationRecord) -> tpb.PootValidation:
         suspicious=record.suspicious,
         alert=record.alert,
         validation_time_ms=record.validation_time_ms,
-        create_time=stamp(record.created_at),
+        create_time=wire.optional_timestamp(record.created_at),
     )
 
 
@@ -216,8 +203,8 @@ def credit_report(report: CreditReport) -> tpb.GetWorkCreditsResponse:
             tpb.TaskCredits(task_type=task, value=value, credits=round(credit, 6))  # type: ignore[arg-type]
             for task, (value, credit) in sorted(report.credits.by_task.items())
         ],
-        window_start_time=stamp(report.window_start),
-        window_end_time=stamp(report.window_end),
+        window_start_time=wire.optional_timestamp(report.window_start),
+        window_end_time=wire.optional_timestamp(report.window_end),
     )
 
 
@@ -239,9 +226,9 @@ def payout(record: PayoutRecord) -> ypb.Payout:
         work_credits=record.work_credits,
         epoch=record.epoch,
         reason=record.reason,
-        create_time=stamp(record.created_at),
-        update_time=stamp(record.updated_at),
-        finish_time=stamp(record.finish_time),
+        create_time=wire.optional_timestamp(record.created_at),
+        update_time=wire.optional_timestamp(record.updated_at),
+        finish_time=wire.optional_timestamp(record.finish_time),
     )
 
 
@@ -250,8 +237,8 @@ def schedule(values: dict[str, Any]) -> ypb.PayoutSchedule:
     return ypb.PayoutSchedule(
         enabled=bool(values["enabled"]),
         cadence=values["cadence"],
-        next_run_time=stamp(values["next_run_time"]),
-        last_run_time=stamp(values["last_run_time"]),
+        next_run_time=wire.optional_timestamp(values["next_run_time"]),
+        last_run_time=wire.optional_timestamp(values["last_run_time"]),
         epoch_budget_micros=int(values["epoch_budget_micros"]),
         minimum_payout_micros=int(values["minimum_payout_micros"]),
         minimum_interval_seconds=int(values["minimum_interval_seconds"]),

@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lucid.lib.clock import Clock
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import Doc, DuplicateError
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.metrics import MetricStore, SampleRecord
 from lucid.nodes.store.nodes import NodeQuery, NodeRecord, NodeStore
 from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 INACTIVE = npb.NODE_STATE_INACTIVE
@@ -89,7 +89,7 @@ class Fleet:
         self,
         nodes: NodeStore,
         metrics: MetricStore,
-        audit: AuditStore,
+        audit: AuditTrail,
         prober: Prober,
         clock: Clock,
     ) -> None:
@@ -139,8 +139,12 @@ class Fleet:
             raise LucidError(ErrorCode.ERROR_CODE_ALREADY_EXISTS, "the node exists") from None
         if updated is None:
             raise not_found(f"node {node_id}")
-        await self._audit(
-            caller, "node.update", node_id, {"fields": sorted(changes), "reason": reason}
+        await audit(
+            self.audit,
+            caller,
+            "node.update",
+            node_id,
+            details={"fields": ",".join(sorted(changes)), "reason": reason},
         )
         return updated
 
@@ -148,7 +152,7 @@ class Fleet:
         """Removes a node (it leaves its pool; its PoOT and proof history stay)."""
         await self.get(node_id, caller)
         await self.nodes.delete(node_id)
-        await self._audit(caller, "node.delete", node_id)
+        await audit(self.audit, caller, "node.delete", node_id)
 
     async def start(self, node_id: str, caller: Caller) -> ActionResult:
         """inactive → starting → (agent answers) → active; else → error."""
@@ -172,14 +176,14 @@ class Fleet:
                     "error_message": f"the node agent on port {node.port} did not answer",
                 },
             )
-            await self._audit(caller, "node.start", node_id, result="error")
+            await audit(self.audit, caller, "node.start", node_id, failed=failed.error_message)
             return ActionResult(failed, failed.error_message)
         now = self.clock.now()
         active = await self._set(
             node_id,
             {"state": ACTIVE, "start_time": now, "last_heartbeat": now, "error_message": ""},
         )
-        await self._audit(caller, "node.start", node_id)
+        await audit(self.audit, caller, "node.start", node_id)
         return ActionResult(active, "started")
 
     async def stop(self, node_id: str, caller: Caller) -> ActionResult:
@@ -198,7 +202,7 @@ class Fleet:
                 f"node {node_id} is {npb.NodeState.Name(node.state)}; only an active node stops",  # type: ignore[arg-type]
             )
         stopped = await self._set(node_id, {"state": INACTIVE, "stop_time": self.clock.now()})
-        await self._audit(caller, "node.stop", node_id)
+        await audit(self.audit, caller, "node.stop", node_id)
         return ActionResult(stopped, "stopped")
 
     async def restart(self, node_id: str, caller: Caller) -> ActionResult:
@@ -242,20 +246,3 @@ class Fleet:
         if updated is None:
             raise not_found(f"node {node_id}")
         return updated
-
-    async def _audit(
-        self,
-        caller: Caller,
-        action: str,
-        target: str,
-        details: dict[str, Any] | None = None,
-        result: str = "ok",
-    ) -> None:
-        await self.audit.append(
-            when=self.clock.now(),
-            actor=caller.display,
-            action=action,
-            target_id=target,
-            result=result,
-            details=details,
-        )

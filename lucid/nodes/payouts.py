@@ -18,19 +18,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from lucid.lib import tron
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.payments import PaymentsUnavailableError, PayoutRail
 from lucid.nodes.store import DuplicateError
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import BatchRecord, PayoutQuery, PayoutRecord, PayoutStore
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.payments.v1 import payouts_pb2 as pay
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 
 log = logging.getLogger("lucid.nodes.payouts")
@@ -117,7 +116,7 @@ class Payouts:
         store: PayoutStore,
         nodes: NodeStore,
         rail: PayoutRail,
-        audit: AuditStore,
+        audit: AuditTrail,
         clock: Clock,
     ) -> None:
         self.store = store
@@ -180,7 +179,7 @@ class Payouts:
             if stored is None:
                 raise
             return BatchView(stored, await self.store.of_batch(batch_id))
-        await self._audit(caller.display, "payout.batch", batch_id, "ok", {"count": len(items)})
+        await audit(self.audit, caller, "payout.batch", batch_id, details={"count": len(items)})
         return BatchView(batch, payouts)
 
     async def batch(self, batch_id: str) -> BatchView:
@@ -226,7 +225,7 @@ class Payouts:
                 f"payout {payout_id} is {ypb.PayoutState.Name(payout.state)}; only a pending one "  # type: ignore[arg-type]
                 "can be cancelled",
             )
-        await self._audit(caller.display, "payout.cancel", payout_id, "ok", {"reason": reason})
+        await audit(self.audit, caller, "payout.cancel", payout_id, details={"reason": reason})
         return cancelled
 
     async def send_round(self) -> int:
@@ -292,25 +291,11 @@ class Payouts:
             {"state": FAILED, "error_message": reason, "finish_time": now, "updated_at": now},
         )
         if failed is not None:
-            await self._audit(
-                "service:nodes",
+            await audit(
+                self.audit,
+                Caller.cluster(),
                 "payout.failed",
                 payout.payout_id,
-                "failed",
-                {
-                    "reason": reason,
-                    "node_id": payout.node_id,
-                },
+                failed=reason,
+                details={"node_id": payout.node_id},
             )
-
-    async def _audit(
-        self, actor: str, action: str, target: str, result: str, details: dict[str, Any]
-    ) -> None:
-        await self.audit.append(
-            when=self.clock.now(),
-            actor=actor,
-            action=action,
-            target_id=target,
-            result=result,
-            details=details,
-        )

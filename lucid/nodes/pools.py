@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.store import Doc, DuplicateError
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.nodes import NodeRecord, NodeStore
 from lucid.nodes.store.pools import PoolRecord, PoolStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 DEFAULT_MAX_NODES = 100
@@ -51,7 +51,7 @@ def pool_state(pool: PoolRecord, members: list[NodeRecord], was_active: bool) ->
 class Pools:
     """The pool rules."""
 
-    def __init__(self, pools: PoolStore, nodes: NodeStore, audit: AuditStore, clock: Clock) -> None:
+    def __init__(self, pools: PoolStore, nodes: NodeStore, audit: AuditTrail, clock: Clock) -> None:
         self.pools = pools
         self.nodes = nodes
         self.audit = audit
@@ -104,7 +104,7 @@ class Pools:
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS, f"a pool named {record.name} exists"
             ) from None
-        await self._audit(caller, "pool.create", record.pool_id)
+        await audit(self.audit, caller, "pool.create", record.pool_id)
         return PoolView(record, [], ppb.POOL_STATE_FORMING)
 
     async def update(self, pool_id: str, changes: Doc, caller: Caller) -> PoolView:
@@ -123,7 +123,7 @@ class Pools:
             ) from None
         if pool is None:
             raise not_found(f"pool {pool_id}")
-        await self._audit(caller, "pool.update", pool_id)
+        await audit(self.audit, caller, "pool.update", pool_id)
         return await self.view(pool)
 
     async def delete(self, pool_id: str, caller: Caller) -> None:
@@ -135,7 +135,7 @@ class Pools:
                 f"pool {pool_id} still has {len(current.members)} nodes; remove them first",
             )
         await self.pools.delete(pool_id)
-        await self._audit(caller, "pool.delete", pool_id)
+        await audit(self.audit, caller, "pool.delete", pool_id)
 
     async def add(
         self, pool_id: str, node_id: str, priority: int, caller: Caller
@@ -171,7 +171,7 @@ class Pools:
         )
         if member is None:
             raise not_found(f"node {node_id}")
-        await self._audit(caller, "pool.add_node", pool_id, node_id)
+        await audit(self.audit, caller, "pool.add_node", pool_id, details={"node_id": node_id})
         return await self.get(pool_id), member
 
     async def remove(self, pool_id: str, node_id: str, caller: Caller) -> PoolView:
@@ -184,14 +184,5 @@ class Pools:
         )
         if updated is None:
             raise not_found(f"node {node_id} in pool {pool_id}")
-        await self._audit(caller, "pool.remove_node", pool_id, node_id)
+        await audit(self.audit, caller, "pool.remove_node", pool_id, details={"node_id": node_id})
         return await self.get(pool_id)
-
-    async def _audit(self, caller: Caller, action: str, pool_id: str, node_id: str = "") -> None:
-        await self.audit.append(
-            when=self.clock.now(),
-            actor=caller.display,
-            action=action,
-            target_id=pool_id,
-            details={"node_id": node_id} if node_id else None,
-        )

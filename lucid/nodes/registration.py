@@ -27,14 +27,14 @@ from typing import Any
 from lucid.lib import tip191
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import DuplicateError
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.nodes import NodeRecord, NodeStore
 from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.registrations import RegistrationRecord, RegistrationStore
 from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 CHALLENGE_TTL_S = 120
@@ -91,7 +91,7 @@ class Registrations:
         registrations: RegistrationStore,
         nodes: NodeStore,
         pools: PoolStore,
-        audit: AuditStore,
+        audit: AuditTrail,
         prober: Prober,
         clock: Clock,
     ) -> None:
@@ -194,7 +194,7 @@ class Registrations:
                     "rejection_reason": reason,
                 },
             )
-            await self._audit(caller, "node.register", reg.node_id, "rejected", reason)
+            await audit(self.audit, caller, "node.register", reg.node_id, failed=reason)
             assert rejected is not None
             raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, f"registration rejected: {reason}")
         node = NodeRecord(
@@ -247,17 +247,5 @@ class Registrations:
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
                 f"a node with address {reg.node_address} is registered already",
             ) from None
-        await self._audit(caller, "node.register", node.node_id, "ok", "")
+        await audit(self.audit, caller, "node.register", node.node_id)
         return node, approved
-
-    async def _audit(
-        self, caller: Caller, action: str, target: str, result: str, reason: str
-    ) -> None:
-        await self.audit.append(
-            when=self.clock.now(),
-            actor=caller.display,
-            action=action,
-            target_id=target,
-            result=result,
-            details={"reason": reason} if reason else None,
-        )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.fleet import Fleet
 from lucid.nodes.store.metrics import AllocationRecord, AllocationStore, MetricStore, SampleRecord
 from lucid.nodes.store.nodes import NodeRecord
@@ -169,11 +169,11 @@ class Resources:
             expires_at=now + timedelta(seconds=duration_s) if duration_s else None,
         )
         await self.allocations.insert(record)
-        await self.fleet.audit.append(
-            when=now,
-            actor=caller.display,
-            action="node.allocate",
-            target_id=node_id,
+        await audit(
+            self.fleet.audit,
+            caller,
+            "node.allocate",
+            node_id,
             details={"allocation_id": record.allocation_id},
         )
         return record

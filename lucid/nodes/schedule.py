@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from lucid.lib.clock import Clock
-from lucid.nodes.callers import Caller
+from lucid.nodes.callers import Caller, audit
 from lucid.nodes.owed import MINIMUM_MICROS
-from lucid.nodes.store.audit import AuditStore
 from lucid.nodes.store.payouts import PayoutStore
 from lucid.nodes.v1 import payout_pb2 as ypb
+from lucid.runtime.audit import AuditTrail
 
 DEFAULTS: dict[str, Any] = {
     "enabled": False,
@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
 class Schedule:
     """Reads and changes the schedule."""
 
-    def __init__(self, store: PayoutStore, audit: AuditStore, clock: Clock) -> None:
+    def __init__(self, store: PayoutStore, audit: AuditTrail, clock: Clock) -> None:
         self.store = store
         self.audit = audit
         self.clock = clock
@@ -45,11 +45,11 @@ class Schedule:
     async def update(self, changes: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Changes some fields."""
         await self.store.set_schedule(changes)
-        await self.audit.append(
-            when=self.clock.now(),
-            actor=caller.display,
-            action="payout.schedule",
-            target_id="schedule",
-            details={"fields": sorted(changes)},
+        await audit(
+            self.audit,
+            caller,
+            "payout.schedule",
+            "schedule",
+            details={"fields": ",".join(sorted(changes))},
         )
         return await self.get()

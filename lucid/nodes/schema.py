@@ -12,7 +12,7 @@ ALLOCATIONS = "node_allocations"
 POOT = "poot_validations"
 POOT_NONCES = "poot_nonces"
 TASK_PROOFS = "node_task_proofs"
-AUDIT = "nodes_audit_logs"
+AUDIT = "nodes_audit_events"
 PAYOUTS = "node_payouts"
 PAYOUT_BATCHES = "node_payout_batches"
 PAYOUT_SCHEDULE = "node_payout_schedule"
@@ -93,6 +93,6 @@ COLLECTIONS = (
     CollectionSpec(PAYOUT_BATCHES, (), owner="nodes"),
     CollectionSpec(PAYOUT_SCHEDULE, (), owner="nodes"),
     CollectionSpec(
-        AUDIT, (IndexSpec((("target_id", 1), ("event_time", -1)), "target_time"),), owner="nodes"
+        AUDIT, (IndexSpec((("resource", 1), ("event_time", -1)), "resource_time"),), owner="nodes"
     ),
 )

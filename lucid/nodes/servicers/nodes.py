@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from lucid.nodes import convert, paging
+from lucid.nodes import convert
 from lucid.nodes.callers import Caller
 from lucid.nodes.fleet import HEARTBEAT_INTERVAL_S, Fleet
 from lucid.nodes.registration import Application, Registrations
@@ -13,12 +13,12 @@ from lucid.nodes.store.metrics import AllocationRecord
 from lucid.nodes.store.nodes import NodeQuery
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc
-from lucid.runtime.context import current_principal
+from lucid.runtime import paging, wire
 
 
-def caller() -> Caller:
+def caller(context: grpc.aio.ServicerContext) -> Caller:
     """The caller of the current rpc."""
-    return Caller.of(current_principal())
+    return Caller.of(context)
 
 
 class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
@@ -32,12 +32,12 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
     async def IssueRegistrationChallenge(
         self, request: npb.IssueRegistrationChallengeRequest, context: grpc.aio.ServicerContext
     ) -> npb.IssueRegistrationChallengeResponse:
-        record = await self.registrations.issue(request.node_address, caller())
+        record = await self.registrations.issue(request.node_address, caller(context))
         return npb.IssueRegistrationChallengeResponse(
             registration_id=record.registration_id,
             node_id=record.node_id,
             message=record.message,
-            expire_time=convert.stamp(record.challenge_expires_at),
+            expire_time=wire.optional_timestamp(record.challenge_expires_at),
         )
 
     async def RegisterNode(
@@ -58,7 +58,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
             stake_tx_hash=request.stake_tx_hash,
         )
         node, registration = await self.registrations.register(
-            request.registration_id, request.signature, application, caller()
+            request.registration_id, request.signature, application, caller(context)
         )
         return npb.RegisterNodeResponse(
             node=convert.node(node), registration=convert.registration(registration)
@@ -67,17 +67,17 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
     async def ListNodes(
         self, request: npb.ListNodesRequest, context: grpc.aio.ServicerContext
     ) -> npb.ListNodesResponse:
-        offset, size = paging.page(request.page_size, request.page_token)
+        page = paging.page(request, scope=caller(context).user_id)
         query = NodeQuery(
             state=request.state,
             pool_id=request.pool_id,
             node_type=request.node_type,
             owner_user_id=request.owner_user_id,
         )
-        records, total = await self.fleet.list(query, caller(), offset, size)
+        records, total = await self.fleet.list(query, caller(context), page.offset, page.size)
         return npb.ListNodesResponse(
             nodes=[convert.node(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -85,7 +85,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
         self, request: npb.GetNodeRequest, context: grpc.aio.ServicerContext
     ) -> npb.GetNodeResponse:
         return npb.GetNodeResponse(
-            node=convert.node(await self.fleet.get(request.node_id, caller()))
+            node=convert.node(await self.fleet.get(request.node_id, caller(context)))
         )
 
     async def UpdateNode(
@@ -102,31 +102,31 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
             changes["configuration"] = convert.as_dict(request.configuration)
         if request.state:
             changes["state"] = request.state
-        record = await self.fleet.update(request.node_id, changes, caller(), request.reason)
+        record = await self.fleet.update(request.node_id, changes, caller(context), request.reason)
         return npb.UpdateNodeResponse(node=convert.node(record))
 
     async def DeleteNode(
         self, request: npb.DeleteNodeRequest, context: grpc.aio.ServicerContext
     ) -> npb.DeleteNodeResponse:
-        await self.fleet.delete(request.node_id, caller())
+        await self.fleet.delete(request.node_id, caller(context))
         return npb.DeleteNodeResponse()
 
     async def StartNode(
         self, request: npb.StartNodeRequest, context: grpc.aio.ServicerContext
     ) -> npb.StartNodeResponse:
-        result = await self.fleet.start(request.node_id, caller())
+        result = await self.fleet.start(request.node_id, caller(context))
         return npb.StartNodeResponse(result=convert.action(result))
 
     async def StopNode(
         self, request: npb.StopNodeRequest, context: grpc.aio.ServicerContext
     ) -> npb.StopNodeResponse:
-        result = await self.fleet.stop(request.node_id, caller())
+        result = await self.fleet.stop(request.node_id, caller(context))
         return npb.StopNodeResponse(result=convert.action(result))
 
     async def RestartNode(
         self, request: npb.RestartNodeRequest, context: grpc.aio.ServicerContext
     ) -> npb.RestartNodeResponse:
-        result = await self.fleet.restart(request.node_id, caller())
+        result = await self.fleet.restart(request.node_id, caller(context))
         return npb.RestartNodeResponse(result=convert.action(result))
 
     async def SendHeartbeat(
@@ -137,17 +137,17 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
             if request.HasField("sample")
             else None
         )
-        record = await self.fleet.heartbeat(request.node_id, sample, caller())
+        record = await self.fleet.heartbeat(request.node_id, sample, caller(context))
         return npb.SendHeartbeatResponse(
             state=record.state,  # type: ignore[arg-type]
-            server_time=convert.stamp(record.last_heartbeat),
+            server_time=wire.optional_timestamp(record.last_heartbeat),
             next_heartbeat_seconds=HEARTBEAT_INTERVAL_S,
         )
 
     async def GetNodeResources(
         self, request: npb.GetNodeResourcesRequest, context: grpc.aio.ServicerContext
     ) -> npb.GetNodeResourcesResponse:
-        found = await self.resources.capacity(request.node_id, caller())
+        found = await self.resources.capacity(request.node_id, caller(context))
         return npb.GetNodeResourcesResponse(
             node_id=found.node.node_id,
             hardware_info=convert.parsed(found.node.hardware, npb.HardwareInfo()),
@@ -163,7 +163,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
         self, request: npb.GetNodeMetricsRequest, context: grpc.aio.ServicerContext
     ) -> npb.GetNodeMetricsResponse:
         samples = await self.resources.series(
-            request.node_id, request.time_range, request.granularity, caller()
+            request.node_id, request.time_range, request.granularity, caller(context)
         )
         return npb.GetNodeMetricsResponse(
             node_id=request.node_id, samples=[convert.sample(s) for s in samples]
@@ -173,7 +173,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
         self, request: npb.UpdateNodeThresholdsRequest, context: grpc.aio.ServicerContext
     ) -> npb.UpdateNodeThresholdsResponse:
         record = await self.resources.set_thresholds(
-            request.node_id, convert.as_dict(request.thresholds), caller()
+            request.node_id, convert.as_dict(request.thresholds), caller(context)
         )
         return npb.UpdateNodeThresholdsResponse(thresholds=thresholds_of(record.thresholds))
 
@@ -191,7 +191,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
             created_at=self.fleet.clock.now(),
         )
         record = await self.resources.allocate(
-            request.node_id, want, request.duration_seconds, caller()
+            request.node_id, want, request.duration_seconds, caller(context)
         )
         return npb.AllocateNodeResourcesResponse(allocation=convert.allocation(record))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from lucid.nodes import convert, paging
+from lucid.nodes import convert
 from lucid.nodes.limits import RateLimiter
 from lucid.nodes.payouts import BatchView, PayoutItem, Payouts
 from lucid.nodes.schedule import Schedule
@@ -12,6 +12,7 @@ from lucid.nodes.servicers.nodes import caller
 from lucid.nodes.store.payouts import PayoutQuery
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import payout_pb2_grpc
+from lucid.runtime import paging, wire
 
 
 def batch_message(view: BatchView) -> ypb.PayoutBatch:
@@ -33,9 +34,9 @@ def batch_message(view: BatchView) -> ypb.PayoutBatch:
             ypb.PayoutStateCount(state=s, count=c)  # type: ignore[arg-type]
             for s, c in sorted(counts.items())
         ],
-        estimated_completion_time=convert.stamp(view.batch.estimated_completion),
-        create_time=convert.stamp(view.batch.created_at),
-        finish_time=convert.stamp(max(finished)) if done and finished else None,
+        estimated_completion_time=wire.optional_timestamp(view.batch.estimated_completion),
+        create_time=wire.optional_timestamp(view.batch.created_at),
+        finish_time=wire.optional_timestamp(max(finished)) if done and finished else None,
     )
 
 
@@ -50,7 +51,7 @@ class PayoutServiceServicer(payout_pb2_grpc.PayoutServiceServicer):
     async def BatchPayouts(
         self, request: ypb.BatchPayoutsRequest, context: grpc.aio.ServicerContext
     ) -> ypb.BatchPayoutsResponse:
-        who = caller()
+        who = caller(context)
         await self.limiter.check("payout", who.display)
         items = [
             PayoutItem(
@@ -69,7 +70,7 @@ class PayoutServiceServicer(payout_pb2_grpc.PayoutServiceServicer):
         return ypb.BatchPayoutsResponse(
             batch_id=view.batch.batch_id,
             state=view.state,  # type: ignore[arg-type]
-            estimated_completion_time=convert.stamp(view.batch.estimated_completion),
+            estimated_completion_time=wire.optional_timestamp(view.batch.estimated_completion),
             payout_ids=view.batch.payout_ids,
         )
 
@@ -83,13 +84,16 @@ class PayoutServiceServicer(payout_pb2_grpc.PayoutServiceServicer):
     async def ListNodePayouts(
         self, request: ypb.ListNodePayoutsRequest, context: grpc.aio.ServicerContext
     ) -> ypb.ListNodePayoutsResponse:
-        offset, size = paging.page(request.page_size, request.page_token)
+        page = paging.page(request, scope=caller(context).user_id)
         records, total = await self.payouts.list(
-            PayoutQuery(node_id=request.node_id, state=request.state), caller(), offset, size
+            PayoutQuery(node_id=request.node_id, state=request.state),
+            caller(context),
+            page.offset,
+            page.size,
         )
         return ypb.ListNodePayoutsResponse(
             payouts=[convert.payout(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -113,24 +117,24 @@ class PayoutServiceServicer(payout_pb2_grpc.PayoutServiceServicer):
         ):
             if getattr(request, name):
                 changes[name] = getattr(request, name)
-        schedule = await self.schedule.update(changes, caller())
+        schedule = await self.schedule.update(changes, caller(context))
         return ypb.UpdatePayoutScheduleResponse(schedule=convert.schedule(schedule))
 
     async def GetPayoutHistory(
         self, request: ypb.GetPayoutHistoryRequest, context: grpc.aio.ServicerContext
     ) -> ypb.GetPayoutHistoryResponse:
-        offset, size = paging.page(request.page_size, request.page_token)
+        page = paging.page(request, scope=caller(context).user_id)
         query = PayoutQuery(
             node_id=request.node_id,
             state=request.state,
-            start=convert.when(request.start_time) if request.HasField("start_time") else None,
-            end=convert.when(request.end_time) if request.HasField("end_time") else None,
+            start=wire.moment(request.start_time) if request.HasField("start_time") else None,
+            end=wire.moment(request.end_time) if request.HasField("end_time") else None,
         )
-        who = caller()
-        records, total = await self.payouts.list(query, who, offset, size)
+        who = caller(context)
+        records, total = await self.payouts.list(query, who, page.offset, page.size)
         return ypb.GetPayoutHistoryResponse(
             payouts=[convert.payout(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
             total_paid_micros=await self.payouts.paid(query, who),
         )
@@ -138,7 +142,7 @@ class PayoutServiceServicer(payout_pb2_grpc.PayoutServiceServicer):
     async def CancelNodePayout(
         self, request: ypb.CancelNodePayoutRequest, context: grpc.aio.ServicerContext
     ) -> ypb.CancelNodePayoutResponse:
-        who = caller()
+        who = caller(context)
         await self.limiter.check("payout", who.display)
         record = await self.payouts.cancel(request.payout_id, request.reason, who)
         return ypb.CancelNodePayoutResponse(payout=convert.payout(record))

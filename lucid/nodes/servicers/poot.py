@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from lucid.lib.ids import new_id
-from lucid.nodes import convert, paging
+from lucid.nodes import convert
 from lucid.nodes.credits import WorkCredits
 from lucid.nodes.limits import RateLimiter
 from lucid.nodes.servicers.nodes import caller
@@ -13,6 +13,7 @@ from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.nodes.v1 import poot_pb2_grpc
 from lucid.nodes.validation import Submission, Validator
 from lucid.nodes.workproofs import WorkProofs
+from lucid.runtime import paging, wire
 from lucid.runtime.errors import invalid_argument, not_found
 
 
@@ -21,7 +22,7 @@ def submission(item: tpb.ValidatePootRequest | tpb.BatchPootItem) -> Submission:
     return Submission(
         node_id=item.node_id,
         output_data=item.output_data,
-        output_time=convert.when(item.output_time),
+        output_time=wire.moment(item.output_time),
         nonce=item.nonce,
     )
 
@@ -36,7 +37,7 @@ class PootServiceServicer(poot_pb2_grpc.PootServiceServicer):
     async def GetPootScore(
         self, request: tpb.GetPootScoreRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetPootScoreResponse:
-        latest = await self.validator.latest(request.node_id, caller())
+        latest = await self.validator.latest(request.node_id, caller(context))
         if latest is None:
             return tpb.GetPootScoreResponse(
                 node_id=request.node_id, status=tpb.POOT_STATUS_PENDING, confidence=0.5
@@ -53,7 +54,7 @@ class PootServiceServicer(poot_pb2_grpc.PootServiceServicer):
     async def ValidatePoot(
         self, request: tpb.ValidatePootRequest, context: grpc.aio.ServicerContext
     ) -> tpb.ValidatePootResponse:
-        who = caller()
+        who = caller(context)
         await self.limiter.check("poot", who.display)
         record = await self.validator.validate(submission(request), who)
         return tpb.ValidatePootResponse(validation=convert.validation(record))
@@ -61,7 +62,7 @@ class PootServiceServicer(poot_pb2_grpc.PootServiceServicer):
     async def BatchValidatePoot(
         self, request: tpb.BatchValidatePootRequest, context: grpc.aio.ServicerContext
     ) -> tpb.BatchValidatePootResponse:
-        who = caller()
+        who = caller(context)
         await self.limiter.check("poot", who.display)
         batch_id = request.batch_id or new_id()
         outcomes = await self.validator.batch([submission(i) for i in request.items], who, batch_id)
@@ -92,19 +93,19 @@ class PootServiceServicer(poot_pb2_grpc.PootServiceServicer):
     async def GetPootHistory(
         self, request: tpb.GetPootHistoryRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetPootHistoryResponse:
-        offset, size = paging.page(request.page_size, request.page_token)
+        page = paging.page(request, scope=caller(context).user_id)
         records, total = await self.validator.history(
             request.node_id,
             status=request.status,
-            start=convert.when(request.start_time) if request.HasField("start_time") else None,
-            end=convert.when(request.end_time) if request.HasField("end_time") else None,
-            caller=caller(),
-            offset=offset,
-            limit=size,
+            start=wire.moment(request.start_time) if request.HasField("start_time") else None,
+            end=wire.moment(request.end_time) if request.HasField("end_time") else None,
+            caller=caller(context),
+            offset=page.offset,
+            limit=page.size,
         )
         return tpb.GetPootHistoryResponse(
             validations=[convert.validation(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -126,7 +127,7 @@ class WorkCreditServiceServicer(poot_pb2_grpc.WorkCreditServiceServicer):
             task_type=request.task_type,
             value=request.value,
             signature=request.signature,
-            caller=caller(),
+            caller=caller(context),
         )
         return tpb.SubmitWorkProofResponse(
             proof_id=done.proof_id, credits=done.credits, epoch=done.epoch
@@ -135,7 +136,7 @@ class WorkCreditServiceServicer(poot_pb2_grpc.WorkCreditServiceServicer):
     async def GetWorkCredits(
         self, request: tpb.GetWorkCreditsRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetWorkCreditsResponse:
-        who = caller()
+        who = caller(context)
         if not (request.node_id or request.pool_id):
             raise invalid_argument("node_id", "give a node_id or a pool_id")
         by_pool = bool(request.pool_id and not request.node_id)
