@@ -5,19 +5,33 @@ nodes are owed. The handoff to a running payments cluster is not exercised here.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
 from tronpy.keys import PrivateKey
 
 from lucid.common.v1 import access_pb2
-from lucid.lib import tron
-from lucid.nodes import owed
+from lucid.lib import taskproofs, tron
+from lucid.nodes import owed, schema
+from lucid.nodes.callers import Caller
+from lucid.nodes.epochs import EpochPayouts
+from lucid.nodes.payments import PaymentsClient
+from lucid.nodes.payouts import Payouts
+from lucid.nodes.schedule import Schedule
+from lucid.nodes.store.nodes import NodeStore
+from lucid.nodes.store.payouts import PayoutStore
+from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import pool_pb2 as ppb
+from lucid.nodes.v1 import poot_pb2 as tpb
+from lucid.runtime import wire
+from lucid.runtime.audit import AuditTrail
 from tests.chain_support import wait_for
 from tests.nodes_support import NodesKit, serve_nodes, start_probe
 from tests.support import Mesh, bearer, details
@@ -184,6 +198,28 @@ async def test_the_schedule_has_defaults_and_can_be_changed(kit: NodesKit) -> No
     assert changed.schedule.epoch_budget_micros == 5_000 * USDT
 
 
+def server_db(kit: NodesKit) -> Any:
+    """The running nodes server's database."""
+    return kit.mesh.servers["nodes"].runtime.datastores.db
+
+
+def epoch_runner(kit: NodesKit) -> EpochPayouts:
+    """The epoch run on the running server's stores (its loop runs it only when enabled)."""
+    runtime = kit.mesh.servers["nodes"].runtime
+    db = server_db(kit)
+    store = PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE])
+    audit = AuditTrail(db[schema.AUDIT], runtime.clock)
+    nodes = NodeStore(db[schema.NODES])
+    payouts = Payouts(store, nodes, PaymentsClient(runtime.channels), audit, runtime.clock)
+    return EpochPayouts(
+        nodes,
+        ProofStore(db[schema.TASK_PROOFS]),
+        payouts,
+        Schedule(store, audit, runtime.clock),
+        runtime.clock,
+    )
+
+
 def test_each_valid_node_is_owed_its_share_and_small_amounts_carry_over() -> None:
     result = owed.owed(
         1_000 * USDT,
@@ -210,3 +246,54 @@ def test_pool_splits() -> None:
         "y": 3_330_000,
         "z": 3_330_000,
     }
+
+
+async def test_an_epoch_pays_valid_nodes_their_share_of_the_budget_once(kit: NodesKit) -> None:
+    op = await kit.operator()
+    nodes = [(await kit.active_node(op))[0] for _ in range(3)]
+    now = datetime.now(UTC)
+    for node, size in zip(nodes, (20 * 1024, 20 * 1024, 100), strict=True):
+        await kit.poot.ValidatePoot(  # the third output is too small: its PoOT is invalid
+            tpb.ValidatePootRequest(
+                node_id=node.node_id,
+                output_data=base64.b64encode(secrets.token_bytes(size)).decode(),
+                output_time=wire.timestamp(now),
+                nonce=secrets.token_hex(16),
+            ),
+            metadata=op.md,
+        )
+    # Proofs the chain accepted, as the store records them (3, 1 and 2 beacons).
+    proofs = ProofStore(server_db(kit)[schema.TASK_PROOFS])
+    slot = taskproofs.slot_of(now)
+    for node, beacons in zip(nodes, (3, 1, 2), strict=True):
+        for back in range(beacons):
+            await proofs.insert(
+                ProofRecord(
+                    proof_id=str(uuid.uuid4()),
+                    node_id=node.node_id,
+                    pool_id="",
+                    slot=slot - back,
+                    task_type=tpb.TASK_TYPE_UPTIME_BEACON,
+                    value=120.0,
+                    proof_time=taskproofs.slot_start(slot - back),
+                    signature="00" * 64,
+                )
+            )
+    await kit.payouts.UpdatePayoutSchedule(
+        ypb.UpdatePayoutScheduleRequest(epoch_budget_micros=1_000_000 * USDT),
+        metadata=kit.admin,
+    )
+    runner = epoch_runner(kit)
+    epoch = taskproofs.epoch_of(slot)
+    first = await runner.run(epoch, Caller.cluster())
+    assert first.batch is not None
+    paid = {p.node_id: p for p in first.batch.payouts}
+    a, b, c = (n.node_id for n in nodes)
+    assert c not in paid  # its latest PoOT is invalid
+    assert paid[a].amount_micros == 3 * paid[b].amount_micros
+    assert paid[a].wallet_address == nodes[0].node_address
+    assert paid[a].epoch == epoch
+    again = await runner.run(epoch, Caller.cluster())
+    assert again.batch is not None
+    assert again.batch.batch.batch_id == first.batch.batch.batch_id
+    assert {p.payout_id for p in again.batch.payouts} == {p.payout_id for p in first.batch.payouts}

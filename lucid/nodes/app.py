@@ -16,6 +16,7 @@ import logging
 from lucid.nodes import schema
 from lucid.nodes.chain import ChainClient
 from lucid.nodes.credits import WorkCredits
+from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.fleet import Fleet
 from lucid.nodes.limits import RateLimiter
 from lucid.nodes.payments import PaymentsClient
@@ -74,6 +75,8 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         clock,
     )
     limiter = RateLimiter(runtime.datastores.cache, clock)
+    schedule = Schedule(payouts.store, audit, clock)
+    epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock)
     return ClusterApp(
         servicers=[
             (
@@ -99,19 +102,21 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
             ),
             (
                 payout_pb2_grpc.add_PayoutServiceServicer_to_server,
-                PayoutServiceServicer(payouts, Schedule(payouts.store, audit, clock), limiter),
+                PayoutServiceServicer(payouts, schedule, limiter),
             ),
         ],
         collections=schema.COLLECTIONS,
-        tasks=[lambda: sweep(registrations), lambda: hand_off(payouts)],
+        tasks=[lambda: sweep(registrations), lambda: hand_off(payouts, epochs)],
         on_stop=[agent_prober.close],
     )
 
 
-async def hand_off(payouts: Payouts) -> None:
-    """Hands pending payouts to cluster 07 and follows them, every few seconds."""
+async def hand_off(payouts: Payouts, epochs: EpochPayouts) -> None:
+    """Runs a finished epoch when due, hands pending payouts to cluster 07 and follows
+    them, every few seconds."""
     while True:
         try:
+            await epochs.due()
             await payouts.send_round()
             await payouts.follow_round()
         except LucidError as exc:

@@ -7,6 +7,7 @@ reading it never fails (the defaults fill what was never set).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from lucid.lib.clock import Clock
@@ -26,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "uptime_bonus_percent": 2.0,
     "next_run_time": None,
     "last_run_time": None,
+    "last_epoch": -1,
+    "carry": {},
 }
 
 
@@ -41,6 +44,10 @@ class Schedule:
         """The schedule in force."""
         stored = await self.store.schedule()
         return {**DEFAULTS, **{k: v for k, v in stored.items() if k in DEFAULTS}}
+
+    async def record_run(self, epoch: int, carry: dict[str, int], when: datetime) -> None:
+        """Remembers an epoch's run and what it carried over."""
+        await self.store.set_schedule({"last_epoch": epoch, "carry": carry, "last_run_time": when})
 
     async def update(self, changes: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Changes some fields."""
