@@ -22,7 +22,7 @@ from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.supervisor.localservers import free_port
-from tests.chain_support import ChainStubs
+from tests.chain_support import ChainStubs, wait_for
 from tests.nodes_support import (
     NodeKeys,
     NodesKit,
@@ -107,6 +107,19 @@ async def test_a_signature_by_another_key_is_refused_and_creates_nothing(kit: No
     # the challenge is still open: the right signature completes it
     reply = await kit.nodes.RegisterNode(kit.register_request(challenge, keys), metadata=op.md)
     assert reply.node.node_id == challenge.node_id
+
+
+async def test_five_refused_signatures_in_fifteen_minutes_raise_an_alert(kit: NodesKit) -> None:
+    op = await kit.operator()
+    keys = NodeKeys()
+    challenge = await kit.challenge(op, keys)
+    for _ in range(5):
+        forged = kit.register_request(challenge, NodeKeys())
+        error = await refused(kit.nodes.RegisterNode(forged, metadata=op.md))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    events = await audit_events(kit.mesh, challenge.node_id)
+    assert [e["action"] for e in events].count("node.register") == 5
+    assert [e["action"] for e in events if "alert" in e["action"]] == ["alert.auth_failures"]
 
 
 @pytest.mark.parametrize(
@@ -235,6 +248,16 @@ async def test_heartbeats_record_samples_and_fleet_health_follows(kit: NodesKit)
         npb.GetNodeMetricsRequest(node_id=node.node_id), metadata=op.md
     )
     assert [s.memory_percent for s in metrics.samples] == [40]
+
+    assert not [e for e in await audit_events(kit.mesh, node.node_id) if "alert" in e["action"]]
+    await kit.nodes.SendHeartbeat(
+        npb.SendHeartbeatRequest(
+            node_id=node.node_id, sample=npb.NodeResourceSample(cpu_percent=97, memory_percent=40)
+        ),
+        metadata=op.md,
+    )
+    alerts = [e for e in await audit_events(kit.mesh, node.node_id) if "alert" in e["action"]]
+    assert [(e["action"], e["cpu_percent"]) for e in alerts] == [("alert.resources", "97.0")]
 
     fleet = await kit.nodes.GetFleetStatus(npb.GetFleetStatusRequest(), metadata=kit.admin)
     assert fleet.healthy_nodes >= 1
@@ -470,11 +493,14 @@ async def test_proofs_reach_the_chain_duplicates_are_refused_and_credits_add_up(
     assert [(t.task_type, t.value) for t in report.by_task] == [(tpb.TASK_TYPE_UPTIME_BEACON, 240)]
     assert report.rank >= 1
 
-    async with kit.mesh.channel("blockchain") as channel:
-        tallies = await ChainStubs(channel).consensus.GetWorkCredits(
-            cpb.GetWorkCreditsRequest(entity_id=node.node_id), metadata=kit.admin
-        )
-    assert [t.entity_id for t in tallies.tallies] == [node.node_id]
+    async def on_chain() -> list[str] | None:  # once a final block holds the proofs
+        async with kit.mesh.channel("blockchain") as channel:
+            tallies = await ChainStubs(channel).consensus.GetWorkCredits(
+                cpb.GetWorkCreditsRequest(entity_id=node.node_id), metadata=kit.admin
+            )
+        return [t.entity_id for t in tallies.tallies] or None
+
+    assert await wait_for(on_chain, timeout_s=30) == [node.node_id]
 
 
 async def test_the_chain_itself_refuses_a_proof_signed_by_another_key(kit: NodesKit) -> None:

@@ -19,6 +19,7 @@ from tronpy.keys import PrivateKey
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs, tron
 from lucid.nodes import owed, schema
+from lucid.nodes.alerts import Alerts
 from lucid.nodes.callers import Caller
 from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.payments import PaymentsClient
@@ -33,7 +34,7 @@ from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.runtime import wire
 from lucid.runtime.audit import AuditTrail
 from tests.chain_support import wait_for
-from tests.nodes_support import NodesKit, serve_nodes, start_probe
+from tests.nodes_support import NodesKit, audit_events, serve_nodes, start_probe
 from tests.support import Mesh, bearer, details
 
 USDT = 1_000_000
@@ -172,6 +173,28 @@ async def test_a_batch_is_queued_at_once_and_waits_for_the_payments_cluster(
     assert (history.total_size, history.total_paid_micros) == (2, 0)
 
 
+async def test_frequent_and_outsized_payouts_raise_alerts(kit: NodesKit) -> None:
+    op = await kit.operator()
+    node, _ = await kit.register(op)
+    first = await kit.payouts.BatchPayouts(
+        ypb.BatchPayoutsRequest(batch_id=str(uuid.uuid4()), items=[item(node.node_id, USDT)]),
+        metadata=kit.admin,
+    )
+    assert not [e for e in await audit_events(kit.mesh, node.node_id) if "alert" in e["action"]]
+    second = await kit.payouts.BatchPayouts(
+        ypb.BatchPayoutsRequest(
+            batch_id=str(uuid.uuid4()),
+            items=[item(node.node_id, 20 * USDT), item(node.node_id, USDT)],
+        ),
+        metadata=kit.admin,
+    )
+    frequency = [e for e in await audit_events(kit.mesh, node.node_id) if "alert" in e["action"]]
+    assert [e["action"] for e in frequency] == ["alert.payout_frequency"]
+    outsized = await audit_events(kit.mesh, second.payout_ids[0])
+    assert [e["action"] for e in outsized] == ["alert.payout_outlier"]
+    assert not await audit_events(kit.mesh, first.payout_ids[0])
+
+
 async def test_operators_may_not_batch_payouts(kit: NodesKit) -> None:
     op = await kit.operator()
     node, _ = await kit.register(op)
@@ -210,7 +233,9 @@ def epoch_runner(kit: NodesKit) -> EpochPayouts:
     store = PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE])
     audit = AuditTrail(db[schema.AUDIT], runtime.clock)
     nodes = NodeStore(db[schema.NODES])
-    payouts = Payouts(store, nodes, PaymentsClient(runtime.channels), audit, runtime.clock)
+    payouts = Payouts(
+        store, nodes, PaymentsClient(runtime.channels), audit, runtime.clock, Alerts(audit)
+    )
     return EpochPayouts(
         nodes,
         ProofStore(db[schema.TASK_PROOFS]),

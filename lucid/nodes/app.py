@@ -14,6 +14,7 @@ import asyncio
 import logging
 
 from lucid.nodes import schema
+from lucid.nodes.alerts import Alerts
 from lucid.nodes.chain import ChainClient
 from lucid.nodes.credits import WorkCredits
 from lucid.nodes.epochs import EpochPayouts
@@ -59,9 +60,18 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     audit = AuditTrail(db[schema.AUDIT], clock)
     agent_prober = AgentProber(runtime.settings.host, runtime.channels.credentials)
     prober = prober or agent_prober
-    fleet = Fleet(nodes, metrics, audit, prober, clock)
+    alerts = Alerts(audit)
+    limiter = RateLimiter(runtime.datastores.cache, clock)
+    fleet = Fleet(nodes, metrics, audit, prober, clock, alerts)
     registrations = Registrations(
-        RegistrationStore(db[schema.REGISTRATIONS]), nodes, pools, audit, prober, clock
+        RegistrationStore(db[schema.REGISTRATIONS]),
+        nodes,
+        pools,
+        audit,
+        prober,
+        clock,
+        limiter,
+        alerts,
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
     proofs = WorkProofs(
@@ -73,8 +83,8 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         PaymentsClient(runtime.channels),
         audit,
         clock,
+        alerts,
     )
-    limiter = RateLimiter(runtime.datastores.cache, clock)
     schedule = Schedule(payouts.store, audit, clock)
     epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock)
     return ClusterApp(

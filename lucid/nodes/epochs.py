@@ -4,9 +4,9 @@ For epoch e (the chain's: 720 task slots), the credits are those of the 7 days
 ending at e's end; only nodes whose latest scored PoOT validation is valid share
 the schedule's epoch budget (``owed``). What is under the minimum payout (10 USDT)
 is carried into the schedule document for the next run; the rest becomes a
-payout batch to each node's own TRON address, with the id derived from the epoch,
-so an epoch is paid once: a second run answers the first one's batch. While the schedule is enabled the
-cluster runs each finished epoch once (``due``).
+payout batch to each node's own TRON address, with the id derived from the
+epoch, so an epoch is paid once: a second run answers the first one's batch.
+While the schedule is enabled the cluster runs each finished epoch once (``due``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lucid.lib.clock import Clock
+from lucid.nodes.alerts import Alerts
 from lucid.nodes.callers import Caller, audit
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import Doc, DuplicateError
@@ -33,6 +34,7 @@ MAINTENANCE = npb.NODE_STATE_MAINTENANCE
 ERROR = npb.NODE_STATE_ERROR
 
 HEARTBEAT_TIMEOUT_S = 300
+DEFAULT_THRESHOLD_PERCENT = 95.0
 HEARTBEAT_INTERVAL_S = 30
 HEALTHY_SHARE = 0.8
 DEGRADED_SHARE = 0.5
@@ -85,14 +87,16 @@ def fleet_health(total: int, healthy: int) -> int:
 class Fleet:
     """The node rules."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (wiring: every collaborator once)
         self,
         nodes: NodeStore,
         metrics: MetricStore,
         audit: AuditTrail,
         prober: Prober,
         clock: Clock,
+        alerts: Alerts,
     ) -> None:
+        self.alerts = alerts
         self.nodes = nodes
         self.metrics = metrics
         self.audit = audit
@@ -222,6 +226,16 @@ class Fleet:
         node = await self._set(node_id, {"last_heartbeat": now})
         if sample is not None:
             await self.metrics.append(replace(sample, node_id=node_id, sample_time=now))
+            over = {
+                name: value
+                for name, value in (
+                    ("cpu_percent", sample.cpu_percent),
+                    ("memory_percent", sample.memory_percent),
+                )
+                if value > float(node.thresholds.get(name) or DEFAULT_THRESHOLD_PERCENT)
+            }
+            if over:
+                await self.alerts.raise_alert("resources", node_id, caller, over)
         return node
 
     async def status(self) -> FleetStatus:

@@ -20,7 +20,11 @@ from lucid.lib.ratelimit import Policy, micros
 from lucid.nodes.schema import REDIS_PREFIX
 from lucid.runtime.errors import ErrorCode, LucidError
 
-POLICIES = {"poot": Policy(limit=100, window_s=60.0), "payout": Policy(limit=50, window_s=60.0)}
+POLICIES = {
+    "poot": Policy(limit=100, window_s=60.0),
+    "payout": Policy(limit=50, window_s=60.0),
+    "auth_failures": Policy(limit=4, window_s=900.0),
+}
 
 _SLIDING = """
 local now = tonumber(ARGV[1])
@@ -44,6 +48,16 @@ class RateLimiter:
         self._cache = cache
         self._clock = clock
         self._script = cache.register_script(_SLIDING)
+
+    async def exceeded(self, group: str, caller: str) -> bool:
+        """Counts one event; whether the group's limit was already reached."""
+        try:
+            await self.check(group, caller)
+        except LucidError as exc:
+            if exc.code == ErrorCode.ERROR_CODE_RATE_LIMITED:
+                return True
+            raise
+        return False
 
     async def check(self, group: str, caller: str) -> None:
         """Counts one call; RESOURCE_EXHAUSTED when over the group's limit."""

@@ -22,6 +22,7 @@ from datetime import timedelta
 from lucid.lib import tron
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.nodes.alerts import FREQUENT_PAYOUTS, OUTLIER_FACTOR, Alerts
 from lucid.nodes.callers import Caller, audit
 from lucid.nodes.payments import PaymentsUnavailableError, PayoutRail
 from lucid.nodes.store import DuplicateError
@@ -111,14 +112,16 @@ class BatchView:
 class Payouts:
     """Payout batches and their handoff."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (wiring: every collaborator once)
         self,
         store: PayoutStore,
         nodes: NodeStore,
         rail: PayoutRail,
         audit: AuditTrail,
         clock: Clock,
+        alerts: Alerts,
     ) -> None:
+        self.alerts = alerts
         self.store = store
         self.nodes = nodes
         self.rail = rail
@@ -180,7 +183,31 @@ class Payouts:
                 raise
             return BatchView(stored, await self.store.of_batch(batch_id))
         await audit(self.audit, caller, "payout.batch", batch_id, details={"count": len(items)})
+        await self._watch(payouts, caller)
         return BatchView(batch, payouts)
+
+    async def _watch(self, new: list[PayoutRecord], caller: Caller) -> None:
+        """Alerts on a payout over 10x its node's average and on 3+ payouts in an hour."""
+        for node_id in sorted({p.node_id for p in new}):
+            earlier, _ = await self.store.page(PayoutQuery(node_id=node_id), 0, 100)
+            mine = [p for p in new if p.node_id == node_id]
+            before = [p for p in earlier if p.payout_id not in {m.payout_id for m in mine}]
+            hour_ago = self.clock.now() - timedelta(hours=1)
+            recent = [p for p in earlier if p.created_at >= hour_ago]
+            if len(recent) >= FREQUENT_PAYOUTS:
+                await self.alerts.raise_alert(
+                    "payout_frequency", node_id, caller, {"payouts_in_1h": len(recent)}
+                )
+            if before:
+                average = sum(p.amount_micros for p in before) / len(before)
+                for payout in mine:
+                    if payout.amount_micros > OUTLIER_FACTOR * average:
+                        await self.alerts.raise_alert(
+                            "payout_outlier",
+                            payout.payout_id,
+                            caller,
+                            {"amount_micros": payout.amount_micros, "average": round(average)},
+                        )
 
     async def batch(self, batch_id: str) -> BatchView:
         """A batch and its payouts."""

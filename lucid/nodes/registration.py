@@ -27,7 +27,9 @@ from typing import Any
 from lucid.lib import tip191
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.nodes.alerts import AUTH_FAILURES, Alerts
 from lucid.nodes.callers import Caller, audit
+from lucid.nodes.limits import RateLimiter
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import DuplicateError
 from lucid.nodes.store.nodes import NodeRecord, NodeStore
@@ -94,7 +96,11 @@ class Registrations:
         audit: AuditTrail,
         prober: Prober,
         clock: Clock,
+        limiter: RateLimiter,
+        alerts: Alerts,
     ) -> None:
+        self.limiter = limiter
+        self.alerts = alerts
         self.registrations = registrations
         self.nodes = nodes
         self.pools = pools
@@ -154,6 +160,14 @@ class Registrations:
                 "the registration challenge expired; ask for a new one",
             )
         if not tip191.signed_by(reg.node_address, reg.message, signature):
+            await audit(self.audit, caller, "node.register", reg.node_id, failed="bad signature")
+            if await self.limiter.exceeded("auth_failures", caller.display):
+                await self.alerts.raise_alert(
+                    "auth_failures",
+                    reg.node_id,
+                    caller,
+                    {"failures": f"{AUTH_FAILURES}+ in 15 min", "caller": caller.display},
+                )
             raise LucidError(
                 ErrorCode.ERROR_CODE_SIGNATURE_INVALID,
                 "the signature was not made by the node address's key over the challenge",

@@ -41,7 +41,6 @@ BUCKET_S: dict[int, int] = {
     npb.GRANULARITY_15M: 900,
     npb.GRANULARITY_1H: 3600,
 }
-DEFAULT_THRESHOLD_PERCENT = 95.0
 
 
 @dataclass(frozen=True)

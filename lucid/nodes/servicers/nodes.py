@@ -6,9 +6,9 @@ import grpc
 
 from lucid.nodes import convert
 from lucid.nodes.callers import Caller
-from lucid.nodes.fleet import HEARTBEAT_INTERVAL_S, Fleet
+from lucid.nodes.fleet import DEFAULT_THRESHOLD_PERCENT, HEARTBEAT_INTERVAL_S, Fleet
 from lucid.nodes.registration import Application, Registrations
-from lucid.nodes.resources import DEFAULT_THRESHOLD_PERCENT, Resources
+from lucid.nodes.resources import Resources
 from lucid.nodes.store.metrics import AllocationRecord
 from lucid.nodes.store.nodes import NodeQuery
 from lucid.nodes.v1 import nodes_pb2 as npb

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,8 +53,7 @@ class MetricStore:
 
     async def append(self, sample: SampleRecord) -> None:
         """Stores one sample."""
-        doc = {"_id": new_id(), **to_doc(sample, "node_id")}
-        doc["node_id"] = sample.node_id
+        doc = {**dataclasses.asdict(sample), "_id": new_id()}
         with translated():
             await self._c.insert_one(doc)
 
