@@ -15,6 +15,7 @@ per-task sums of 7 days of beacons (5040 slots each).
 from __future__ import annotations
 
 import base64
+import os
 import itertools
 import secrets
 import time
@@ -162,4 +163,5 @@ async def run(ctx: BenchContext) -> list[Figure]:
         await stores.close()
         await probe.stop()
         await mesh.stop("nodes")
+    figures.append(Figure("machine load average (1 min) at the end", os.getloadavg()[0], ""))
     return figures
