@@ -15,8 +15,8 @@ per-task sums of 7 days of beacons (5040 slots each).
 from __future__ import annotations
 
 import base64
-import os
 import itertools
+import os
 import secrets
 import time
 import uuid
