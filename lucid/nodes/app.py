@@ -108,7 +108,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
             ),
             (
                 poot_pb2_grpc.add_WorkCreditServiceServicer_to_server,
-                WorkCreditServiceServicer(proofs, WorkCredits(proofs.proofs)),
+                WorkCreditServiceServicer(proofs, WorkCredits(proofs.proofs, nodes, clock)),
             ),
             (
                 payout_pb2_grpc.add_PayoutServiceServicer_to_server,

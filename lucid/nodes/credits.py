@@ -25,9 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from lucid.lib.clock import Clock
 from lucid.lib.taskproofs import SLOT_S, epoch_end, epoch_of, slot_of
+from lucid.nodes.callers import Caller
+from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.proofs import ProofStore, ProofSum
 from lucid.nodes.v1 import poot_pb2 as ppb
+from lucid.runtime.errors import invalid_argument, not_found
 
 WINDOW = timedelta(days=7)
 BEACONS_PER_DAY = 720
@@ -97,13 +101,24 @@ class CreditReport:
 class WorkCredits:
     """Credits per node or pool."""
 
-    def __init__(self, proofs: ProofStore) -> None:
+    def __init__(self, proofs: ProofStore, nodes: NodeStore, clock: Clock) -> None:
         self.proofs = proofs
+        self.nodes = nodes
+        self.clock = clock
 
     async def report(
-        self, entity_id: str, *, by_pool: bool, epoch: int | None, now: datetime
+        self, *, node_id: str, pool_id: str, epoch: int | None, caller: Caller
     ) -> CreditReport:
-        """An entity's credits and rank in the window."""
+        """A node's (the caller's own) or a pool's credits and rank in the window."""
+        if not (node_id or pool_id):
+            raise invalid_argument("node_id", "give a node_id or a pool_id")
+        by_pool = not node_id
+        if not by_pool:
+            node = await self.nodes.get(node_id)
+            if node is None or not caller.may_act_on(node.owner_user_id):
+                raise not_found(f"node {node_id}")
+        entity_id = pool_id if by_pool else node_id
+        now = self.clock.now()
         end = min(now, epoch_end(epoch)) if epoch is not None else now
         start = end - WINDOW
         ranked = tally(await self.proofs.sums(start, end, by_pool=by_pool))

@@ -14,7 +14,6 @@ from lucid.nodes.v1 import poot_pb2_grpc
 from lucid.nodes.validation import Submission, Validator
 from lucid.nodes.workproofs import WorkProofs
 from lucid.runtime import paging, wire
-from lucid.runtime.errors import invalid_argument, not_found
 
 
 def submission(item: tpb.ValidatePootRequest | tpb.BatchPootItem) -> Submission:
@@ -136,18 +135,10 @@ class WorkCreditServiceServicer(poot_pb2_grpc.WorkCreditServiceServicer):
     async def GetWorkCredits(
         self, request: tpb.GetWorkCreditsRequest, context: grpc.aio.ServicerContext
     ) -> tpb.GetWorkCreditsResponse:
-        who = caller(context)
-        if not (request.node_id or request.pool_id):
-            raise invalid_argument("node_id", "give a node_id or a pool_id")
-        by_pool = bool(request.pool_id and not request.node_id)
-        if not by_pool:
-            node = await self.proofs.nodes.get(request.node_id)
-            if node is None or not who.may_act_on(node.owner_user_id):
-                raise not_found(f"node {request.node_id}")
         report = await self.credits.report(
-            request.pool_id if by_pool else request.node_id,
-            by_pool=by_pool,
+            node_id=request.node_id,
+            pool_id=request.pool_id,
             epoch=request.epoch if request.HasField("epoch") else None,
-            now=self.proofs.clock.now(),
+            caller=caller(context),
         )
         return convert.credit_report(report)
