@@ -15,6 +15,7 @@ per-task sums of 7 days of beacons (5040 slots each).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import os
 import secrets
@@ -100,7 +101,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             NodeStore(db[schema.NODES]),
             SystemClock(),
         )
-        caller = Caller(op.user_id, False, "bench")
+        caller = dataclasses.replace(Caller.cluster(), user_id=op.user_id)
         data = base64.b64encode(secrets.token_bytes(20 * 1024)).decode()
 
         def item() -> Submission:
