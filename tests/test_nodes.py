@@ -338,6 +338,20 @@ async def test_a_full_pool_refuses_another_node(kit: NodesKit) -> None:
         )
     )
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    moved = await refused(
+        kit.nodes.UpdateNode(
+            npb.UpdateNodeRequest(node_id=extra.node_id, pool_id=pool.pool_id), metadata=op.md
+        )
+    )
+    assert moved.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    keys = NodeKeys()
+    challenge = await kit.challenge(op, keys)
+    joining = await refused(
+        kit.nodes.RegisterNode(
+            kit.register_request(challenge, keys, pool_id=pool.pool_id), metadata=op.md
+        )
+    )
+    assert joining.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     got = await kit.pools.GetPool(ppb.GetPoolRequest(pool_id=pool.pool_id), metadata=op.md)
     assert got.pool.node_count == 2
     assert got.pool.state == ppb.POOL_STATE_FORMING

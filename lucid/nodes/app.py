@@ -62,7 +62,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     prober = prober or agent_prober
     alerts = Alerts(audit)
     limiter = RateLimiter(runtime.datastores.cache, clock)
-    fleet = Fleet(nodes, metrics, audit, prober, clock, alerts)
+    fleet = Fleet(nodes, metrics, audit, prober, clock, alerts, pools)
     registrations = Registrations(
         RegistrationStore(db[schema.REGISTRATIONS]),
         nodes,

@@ -18,10 +18,12 @@ from typing import Any
 from lucid.lib.clock import Clock
 from lucid.nodes.alerts import Alerts
 from lucid.nodes.callers import Caller, audit
+from lucid.nodes.pools import check_room
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import Doc, DuplicateError
 from lucid.nodes.store.metrics import MetricStore, SampleRecord
 from lucid.nodes.store.nodes import NodeQuery, NodeRecord, NodeStore
+from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
@@ -95,8 +97,10 @@ class Fleet:
         prober: Prober,
         clock: Clock,
         alerts: Alerts,
+        pools: PoolStore,
     ) -> None:
         self.alerts = alerts
+        self.pools = pools
         self.nodes = nodes
         self.metrics = metrics
         self.audit = audit
@@ -126,6 +130,9 @@ class Fleet:
         node = await self.get(node_id, caller)
         name = changes.get("name", node.name)
         pool_id = changes.get("pool_id", node.pool_id)
+        if pool_id != node.pool_id:
+            await check_room(self.pools, self.nodes, pool_id)
+            changes = {**changes, "pool_join_time": self.clock.now()}
         if (name, pool_id) != (node.name, node.pool_id) and await self.nodes.name_taken(
             pool_id, name, node_id
         ):

@@ -48,6 +48,18 @@ def pool_state(pool: PoolRecord, members: list[NodeRecord], was_active: bool) ->
     return ppb.POOL_STATE_DEGRADED if was_active else ppb.POOL_STATE_FORMING
 
 
+async def check_room(pools: PoolStore, nodes: NodeStore, pool_id: str) -> PoolRecord:
+    """The pool a node is about to join: NOT_FOUND if missing, RESOURCE_EXHAUSTED if full."""
+    pool = await pools.get(pool_id)
+    if pool is None:
+        raise not_found(f"pool {pool_id}")
+    if await nodes.count_in_pool(pool_id) >= pool.max_nodes:
+        raise LucidError(
+            ErrorCode.ERROR_CODE_QUOTA_EXCEEDED, f"pool {pool_id} is full ({pool.max_nodes} nodes)"
+        )
+    return pool
+
+
 class Pools:
     """The pool rules."""
 
@@ -141,18 +153,13 @@ class Pools:
         self, pool_id: str, node_id: str, priority: int, caller: Caller
     ) -> tuple[PoolView, NodeRecord]:
         """Puts a node in a pool; RESOURCE_EXHAUSTED when it is full."""
-        current = await self.get(pool_id)
+        await check_room(self.pools, self.nodes, pool_id)
         node = await self.nodes.get(node_id)
         if node is None:
             raise not_found(f"node {node_id}")
         if node.pool_id == pool_id:
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS, f"node {node_id} is in the pool already"
-            )
-        if len(current.members) >= current.pool.max_nodes:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_QUOTA_EXCEEDED,
-                f"pool {pool_id} is full ({current.pool.max_nodes} nodes)",
             )
         if await self.nodes.name_taken(pool_id, node.name, node_id):
             raise LucidError(

@@ -30,6 +30,7 @@ from lucid.lib.ids import new_id
 from lucid.nodes.alerts import AUTH_FAILURES, Alerts
 from lucid.nodes.callers import Caller, audit
 from lucid.nodes.limits import RateLimiter
+from lucid.nodes.pools import check_room
 from lucid.nodes.reachability import Prober
 from lucid.nodes.store import DuplicateError
 from lucid.nodes.store.nodes import NodeRecord, NodeStore
@@ -172,8 +173,8 @@ class Registrations:
                 ErrorCode.ERROR_CODE_SIGNATURE_INVALID,
                 "the signature was not made by the node address's key over the challenge",
             )
-        if app.initial_pool_id and await self.pools.get(app.initial_pool_id) is None:
-            raise not_found(f"pool {app.initial_pool_id}")
+        if app.initial_pool_id:
+            await check_room(self.pools, self.nodes, app.initial_pool_id)
         if await self.nodes.name_taken(app.initial_pool_id, app.name):
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
