@@ -75,6 +75,8 @@ class Agents:
         self.processes.clear()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 async def test_three_agents_form_an_active_pool_and_earn_credits(
     kit: NodesKit, tmp_path: Path
 ) -> None:
@@ -99,7 +101,7 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             got = await kit.pools.GetPool(ppb.GetPoolRequest(pool_id=pool.pool_id), metadata=md)
             return got if got.pool.state == ppb.POOL_STATE_ACTIVE else None
 
-        active = await wait_for(pool_active, timeout_s=60)
+        active = await wait_for(pool_active, timeout_s=120)
         assert active.pool.active_node_count == 3
         listed = await kit.nodes.ListNodes(npb.ListNodesRequest(), metadata=md)
         by_name = {n.name: n for n in listed.nodes}
@@ -117,7 +119,7 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             found = {name: await credits(name) for name in names}
             return found if all(found.values()) else None
 
-        first = await wait_for(all_earning, timeout_s=30)
+        first = await wait_for(all_earning, timeout_s=60)
 
         async def on_chain() -> set[str] | None:
             async with kit.mesh.channel("blockchain") as channel:
@@ -128,7 +130,7 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             found = {t.entity_id for t in tallies.tallies}
             return found if {n.node_id for n in listed.nodes} <= found else None
 
-        await wait_for(on_chain, timeout_s=30)  # the beacons reached the chain
+        await wait_for(on_chain, timeout_s=60)  # the beacons reached the chain
 
         agents.kill("agent-c")
 
@@ -146,7 +148,7 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             status = await kit.nodes.GetFleetStatus(npb.GetFleetStatusRequest(), metadata=kit.admin)
             return status if status.healthy_nodes == 2 else None
 
-        await wait_for(fleet, timeout_s=10)
+        await wait_for(fleet, timeout_s=30)
         dead = await kit.nodes.GetNode(
             npb.GetNodeRequest(node_id=by_name["agent-c"].node_id), metadata=md
         )
