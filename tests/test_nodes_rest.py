@@ -1,4 +1,4 @@
-"""Cluster 05 through the REST edge (spec 05 §7 checks 1, 2, 4, 5, 6, 10, 14 as HTTP):
+"""Cluster 05 through the REST edge (spec 05 §7 checks 1-11, 13 and 14 as HTTP):
 JSON with proto field names, the error envelope, and paths such as ``/nodes/pools``
 and ``/nodes/fleet/status`` that never reach the ``{node_id}`` routes."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
 from lucid.nodeagent.probe import ProbeServer
-from tests.nodes_support import NodeKeys, serve_nodes, start_probe
+from tests.nodes_support import NodeKeys, NodesKit, Operator, serve_nodes, start_probe
 from tests.support import Mesh, https_client, serve_edge
 
 
@@ -167,3 +168,93 @@ async def test_nodes_over_rest(edge: tuple[str, ProbeServer], mesh: Mesh) -> Non
         status, fleet = await call("GET", "/fleet/status", admin)
         assert status == 200, fleet
         assert fleet["total_nodes"] >= 2
+
+
+async def test_paging_poot_batches_payouts_and_limits_over_rest(
+    edge: tuple[str, ProbeServer], mesh: Mesh
+) -> None:
+    """Checks 3, 7, 8, 9, 11 and 13 as HTTP."""
+    url, probe = edge
+    base = f"{url}/api/v1/nodes"
+    operator_id = str(uuid.uuid4())
+    operator = auth(
+        await mesh.token(
+            role=access_pb2.ROLE_NODE_OPERATOR,
+            kyc=access_pb2.KYC_STATUS_VERIFIED,
+            user_id=operator_id,
+            ttl_s=3600,
+        )
+    )
+    admin = auth(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
+    async with mesh.channel("nodes") as channel:
+        kit = NodesKit(mesh, channel, probe.port, admin=())
+        op = Operator(operator_id, tuple(operator.items()))
+        for i in range(12):
+            await kit.register(op, name=f"rest-{i:02d}")
+        node, _ = await kit.active_node(op)
+
+    async with https_client(mesh.settings) as http:
+
+        async def call(
+            method: str, path: str, headers: dict[str, str], body: Any = None
+        ) -> tuple[int, Any]:
+            async with http.request(method, f"{base}{path}", headers=headers, json=body) as r:
+                return r.status, await r.json()
+
+        status, first = await call("GET", "?page_size=5", operator)
+        assert status == 200
+        assert (first["total_size"], len(first["nodes"])) == (13, 5)
+        status, second = await call(
+            "GET", f"?page_size=5&page_token={first['next_page_token']}", operator
+        )
+        assert status == 200
+        assert not {n["node_id"] for n in second["nodes"]} & {n["node_id"] for n in first["nodes"]}
+
+        node_id = node.node_id
+        poot = {
+            "output_data": base64.b64encode(secrets.token_bytes(20 * 1024)).decode(),
+            "output_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "nonce": secrets.token_hex(16),
+        }
+        status, valid = await call("POST", f"/{node_id}/poot/validate", operator, poot)
+        assert status == 200, valid
+        assert valid["validation"]["status"] == "POOT_STATUS_VALID"
+        status, reused = await call("POST", f"/{node_id}/poot/validate", operator, poot)
+        assert status == 200, reused
+        assert reused["validation"]["status"] == "POOT_STATUS_INVALID"
+
+        items = [{**poot, "node_id": node_id, "nonce": secrets.token_hex(16)} for _ in range(3)]
+        items[2]["output_data"] = "%%%"
+        status, batch = await call("POST", "/poot/batch-validate", admin, {"items": items})
+        assert status == 200, batch
+        assert batch["summary"]["errors"] == 1
+        assert batch["summary"]["total"] == 3
+
+        status, bad = await call(
+            "POST",
+            "/payouts/batch",
+            admin,
+            {
+                "batch_id": str(uuid.uuid4()),
+                "items": [
+                    {
+                        "node_id": node_id,
+                        "amount_micros": "0",
+                        "currency": "PAYOUT_CURRENCY_USDT",
+                        "wallet_address": "T" + "1" * 33,
+                    }
+                ],
+            },
+        )
+        assert status == 400
+        assert bad["error"]["code"] == "LUCID_ERR_1001"
+
+        short = {**poot, "nonce": "x"}
+        codes = [
+            (await call("POST", f"/{node_id}/poot/validate", operator, short))[0]
+            for _ in range(98)  # 2 calls above: 100 in this minute
+        ]
+        assert set(codes) == {400}
+        status, limited = await call("POST", f"/{node_id}/poot/validate", operator, short)
+        assert status == 429
+        assert limited["error"]["code"] == "LUCID_ERR_3001"
