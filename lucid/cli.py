@@ -156,6 +156,39 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _node_agent(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.nodeagent.agent import AgentOptions, run_agent
+
+    configure_logging("node-agent", settings.log_level)
+    options = AgentOptions(
+        name=args.name,
+        state_dir=Path(args.state_dir or settings.var_dir / "node-agents" / args.name),
+        token_file=Path(args.token_file),
+        pool_id=args.pool_id,
+        port=args.port,
+        heartbeat_s=args.heartbeat_s,
+        bandwidth_mbps=args.bandwidth_mbps,
+    )
+    asyncio.run(run_agent(settings, options))
+
+
+def _node_agent_parser(sub: Any) -> None:
+    agent = sub.add_parser(
+        "node-agent",
+        help="run a worker node's agent: register it, heartbeat, prove its uptime to the chain",
+    )
+    agent.add_argument("--name", required=True, help="the node's name (3-100 of [A-Za-z0-9_-])")
+    agent.add_argument(
+        "--token-file", required=True, help="a file holding the operator's access token"
+    )
+    agent.add_argument("--pool-id", default="", help="a pool to join at registration")
+    agent.add_argument("--state-dir", default="", help="keys and node id (var/node-agents/NAME)")
+    agent.add_argument("--port", type=int, default=0, help="the probe endpoint (0: a free port)")
+    agent.add_argument("--heartbeat-s", type=float, default=30.0, help="seconds between beats")
+    agent.add_argument("--bandwidth-mbps", type=int, default=100, help="declared uplink")
+    agent.set_defaults(run=_node_agent)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -250,6 +283,8 @@ def parser() -> argparse.ArgumentParser:
         help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
     )
     proof.set_defaults(run=_proof)
+
+    _node_agent_parser(sub)
     return top
 
 
