@@ -1,16 +1,101 @@
 """Cluster 04, RDP services: wiring of its server.
 
-Per-user XRDP server instances, their ports, client sessions and resource monitoring.
-Owns the proto package ``lucid.rdp.v1`` and the Redis prefix ``lucid:rdp:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Per-user xrdp server instances (real xrdp listeners and the shared session manager),
+their ports and desktop accounts, client RDP sessions recorded into cluster 03, and
+replay of those recordings. Owns the collections of ``lucid.rdp.schema``, the
+instance directories (``<var>/rdp``) and the Redis prefix ``lucid:rdp:``.
+Rpcs not built yet answer UNIMPLEMENTED (``LUCID_ERR_5011``).
 """
 
 from __future__ import annotations
 
+import grpc
+
+from lucid.lib.sealing import Sealer
+from lucid.rdp import schema
+from lucid.rdp.actor import Actor
+from lucid.rdp.audit import Auditor
+from lucid.rdp.backend import RdpBackend, XrdpBackend
+from lucid.rdp.config import RdpConfig
+from lucid.rdp.rdpsessions import RdpSessions
+from lucid.rdp.recorder import Recorder
+from lucid.rdp.recording import Recordings
+from lucid.rdp.replay import Replay
+from lucid.rdp.servers import Servers
+from lucid.rdp.servicers.servers import RdpServerServiceServicer
+from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
+from lucid.rdp.sesman import SessionManager
+from lucid.rdp.store.audit import AuditStore
+from lucid.rdp.store.servers import ServerStore
+from lucid.rdp.store.sessions import SessionStore
+from lucid.rdp.v1 import rdp_pb2_grpc, session_pb2_grpc
 from lucid.runtime.server import ClusterApp, Runtime
 
+SERVICE_ACTOR = Actor(user_id="", is_admin=True, service="rdp")
 
-async def build(runtime: Runtime) -> ClusterApp:
+
+async def build(
+    runtime: Runtime, config: RdpConfig | None = None, backend: RdpBackend | None = None
+) -> ClusterApp:
     """The rdp server."""
-    return ClusterApp(servicers=[])
+    settings, clock, db = runtime.settings, runtime.clock, runtime.datastores.db
+    config = config or RdpConfig.of(settings)
+    sealer = Sealer(settings.sealing_passphrase())
+    sesman = SessionManager(config.instances_dir / "sesman")
+    backend = backend or XrdpBackend(
+        config.instances_dir,
+        settings.certs_dir,
+        sealer,
+        sesman,
+        start_wait_s=config.start_wait_s,
+    )
+    auditor = Auditor(AuditStore(db), clock)
+    servers = Servers(
+        ServerStore(db), backend, sealer=sealer, config=config, clock=clock, auditor=auditor
+    )
+    recordings = Recordings(runtime.channels)
+    recorder = Recorder(
+        backend, recordings, frame_rate=config.frame_rate, segment_s=config.segment_s
+    )
+    sessions = RdpSessions(
+        SessionStore(db),
+        servers,
+        recordings=recordings,
+        recorder=recorder,
+        config=config,
+        clock=clock,
+        auditor=auditor,
+    )
+    servers.sessions = sessions
+
+    async def sessions_channel() -> grpc.aio.Channel:
+        return await runtime.channels.channel("sessions")
+
+    replay = Replay(sessions_channel)
+
+    async def monitor() -> None:
+        await servers.monitor()
+
+    async def sweeper() -> None:
+        await sessions.sweeper(SERVICE_ACTOR)
+
+    async def stop() -> None:
+        await recorder.stop_all()
+        await servers.stop_all()
+        await sesman.stop()
+
+    return ClusterApp(
+        servicers=[
+            (
+                rdp_pb2_grpc.add_RdpServerServiceServicer_to_server,
+                RdpServerServiceServicer(servers),
+            ),
+            (
+                session_pb2_grpc.add_RdpSessionServiceServicer_to_server,
+                RdpSessionServiceServicer(sessions, replay),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+        tasks=[monitor, sweeper],
+        on_stop=[stop],
+    )

@@ -1,0 +1,100 @@
+"""RdpSessionService: RDP sessions and their recordings (spec 04 §2, §4.3), proto ↔
+``RdpSessions`` and ``Replay``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from lucid.rdp import convert
+from lucid.rdp.rdpsessions import RdpSessions
+from lucid.rdp.replay import Replay
+from lucid.rdp.servicers import actor
+from lucid.rdp.v1 import session_pb2, session_pb2_grpc
+from lucid.runtime.context import current_principal
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class RdpSessionServiceServicer(session_pb2_grpc.RdpSessionServiceServicer):
+    """RDP sessions: create, get, connect, disconnect, terminate, replay."""
+
+    def __init__(self, sessions: RdpSessions, replay: Replay) -> None:
+        self.sessions = sessions
+        self.replay = replay
+
+    async def GetRdpSession(
+        self, request: session_pb2.GetRdpSessionRequest, context: Context
+    ) -> session_pb2.GetRdpSessionResponse:
+        record = await self.sessions.get(actor(), request.session_id)
+        return session_pb2.GetRdpSessionResponse(session=convert.session(record))
+
+    async def CreateRdpSession(
+        self, request: session_pb2.CreateRdpSessionRequest, context: Context
+    ) -> session_pb2.CreateRdpSessionResponse:
+        record = await self.sessions.create(
+            actor(),
+            server_id=request.server_id,
+            user_id=request.user_id,
+            session_id=request.session_id,
+            client=convert.client_details(request.client_info),
+        )
+        return session_pb2.CreateRdpSessionResponse(session=convert.session(record))
+
+    async def ConnectRdpSession(
+        self, request: session_pb2.ConnectRdpSessionRequest, context: Context
+    ) -> session_pb2.ConnectRdpSessionResponse:
+        connection = await self.sessions.connect(
+            actor(), request.session_id, convert.client_details(request.client_info)
+        )
+        expires = timestamp_pb2.Timestamp()
+        expires.FromDatetime(connection.expires_at)
+        return session_pb2.ConnectRdpSessionResponse(
+            connection_info=convert.connection_info(
+                connection.session, connection.server.host, connection.server.port
+            ),
+            access_token=connection.token,
+            expire_time=expires,
+            session=convert.session(connection.session),
+            username=connection.username,
+            password=connection.password,
+        )
+
+    async def DisconnectRdpSession(
+        self, request: session_pb2.DisconnectRdpSessionRequest, context: Context
+    ) -> session_pb2.DisconnectRdpSessionResponse:
+        record = await self.sessions.disconnect(actor(), request.session_id)
+        return session_pb2.DisconnectRdpSessionResponse(session=convert.session(record))
+
+    async def TerminateRdpSession(
+        self, request: session_pb2.TerminateRdpSessionRequest, context: Context
+    ) -> session_pb2.TerminateRdpSessionResponse:
+        await self.sessions.terminate(
+            actor(), request.session_id, reason="user", force=request.force
+        )
+        return session_pb2.TerminateRdpSessionResponse()
+
+    async def TerminateAllRdpSessions(
+        self, request: session_pb2.TerminateAllRdpSessionsRequest, context: Context
+    ) -> session_pb2.TerminateAllRdpSessionsResponse:
+        done, failed = await self.sessions.terminate_all(actor(), f"emergency: {request.reason}")
+        return session_pb2.TerminateAllRdpSessionsResponse(
+            terminated_count=done, failed_count=failed
+        )
+
+    async def StreamRecording(
+        self, request: session_pb2.StreamRecordingRequest, context: Context
+    ) -> AsyncIterator[session_pb2.StreamRecordingResponse]:
+        record = await self.sessions.get(actor(), request.session_id)
+        token = current_principal().token
+        async for segment in self.replay.segments(record.session_id, token):
+            yield session_pb2.StreamRecordingResponse(
+                sequence_number=segment.sequence_number,
+                data=segment.data,
+                merkle_hash=segment.merkle_hash,
+                merkle_root=segment.merkle_root,
+                segment_count=segment.count,
+            )
