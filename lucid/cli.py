@@ -141,6 +141,33 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.rdp.replaycli import replay_to_file
+    from lucid.sessions.proofs import verify_chunk_proof
+
+    def check(proof: Any, blob: bytes) -> list[str]:
+        return [c.name for c in verify_chunk_proof(proof, blob=blob) if not c.ok]
+
+    ok = asyncio.run(
+        replay_to_file(
+            settings, args.session_id, Path(args.out), sys.stdout, token=args.token, check=check
+        )
+    )
+    sys.exit(0 if ok else 1)
+
+
+def _replay_parser(sub: Any) -> None:
+    replay = sub.add_parser(
+        "replay", help="write a recording as MPEG-TS, every segment checked against its anchor"
+    )
+    replay.add_argument("session_id", help="the RDP (= recording) session id")
+    replay.add_argument("-o", "--out", required=True, help="the file to write (.ts)")
+    replay.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="the user's access token"
+    )
+    replay.set_defaults(run=_replay)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -218,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
         "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
     )
     proof.set_defaults(run=_proof)
+    _replay_parser(sub)
     return top
 
 
