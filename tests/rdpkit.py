@@ -28,7 +28,7 @@ from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.servers import RdpServerServiceServicer
 from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
-from lucid.rdp.v1 import rdp_pb2, rdp_pb2_grpc, session_pb2, session_pb2_grpc
+from lucid.rdp.v1 import rdp_pb2, rdp_pb2_grpc, session_pb2, session_pb2_grpc, xrdp_pb2_grpc
 from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
 from tests.sessionkit import SessionsEnv, start_env, wait_serving
@@ -68,6 +68,11 @@ class RdpEnv:
     def servers(self) -> rdp_pb2_grpc.RdpServerServiceStub:
         """RdpServerService."""
         return rdp_pb2_grpc.RdpServerServiceStub(self.channel)
+
+    @property
+    def xrdp(self) -> xrdp_pb2_grpc.XrdpServiceStub:
+        """XrdpService."""
+        return xrdp_pb2_grpc.XrdpServiceStub(self.channel)
 
     @property
     def sessions(self) -> session_pb2_grpc.RdpSessionServiceStub:

@@ -151,6 +151,14 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     ).chunks
     assert [s.sequence_number for s in segments] == [c.sequence_number for c in chunks]
     assert len(chunks) >= 2
+    streamed = [
+        s
+        async for s in env.sessions.StreamRecording(
+            session_pb2.StreamRecordingRequest(session_id=session.session_id), metadata=md
+        )
+    ]
+    assert [s.data for s in streamed] == [s.data for s in segments]
+    assert {s.merkle_root for s in streamed} == {segments[0].merkle_root}
     for segment in segments:
         with av.open(io.BytesIO(segment.data)) as container:
             first = next(container.decode(video=0))
@@ -180,6 +188,14 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
         env.sessions_env.settings, session.session_id, tmp_path / "y.ts", broken, token=token
     )
     assert f"segment {victim.sequence_number} is refused" in broken.getvalue()
+    with pytest.raises(grpc.aio.AioRpcError) as refused_stream:
+        [
+            s
+            async for s in env.sessions.StreamRecording(
+                session_pb2.StreamRecordingRequest(session_id=session.session_id), metadata=md
+            )
+        ]
+    assert refused_stream.value.code() == grpc.StatusCode.DATA_LOSS
     await env.delete_server(md, server.server_id)
 
 

@@ -17,6 +17,7 @@ from lucid.rdp.actor import Actor
 from lucid.rdp.audit import Auditor
 from lucid.rdp.backend import RdpBackend, XrdpBackend
 from lucid.rdp.config import RdpConfig
+from lucid.rdp.limits import CallLimits
 from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
@@ -98,4 +99,5 @@ async def build(
         collections=schema.COLLECTIONS,
         tasks=[monitor, sweeper],
         on_stop=[stop],
+        policy=CallLimits(clock),
     )

@@ -11,12 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+import grpc
 from google.protobuf import timestamp_pb2
 
 from lucid.runtime.channels import Channels
+from lucid.runtime.errors import ErrorCode, ErrorDetails, reason_of
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 FINALIZE_TIMEOUT_S = 60.0
+EMPTY = ErrorCode.ERROR_CODE_SESSION_EMPTY
 
 
 class SegmentSink(Protocol):
@@ -77,13 +80,18 @@ class Recordings:
         return int(response.last_durable_sequence)
 
     async def finish(self, session_id: str) -> None:
-        """Stops the recording and has cluster 03 finalize it."""
+        """Stops the recording and has cluster 03 finalize it. A recording without a
+        chunk (no client ever logged in) has nothing to anchor; that is not a failure."""
         stub = await self._sessions()
         await stub.StopRecording(sessions_pb2.StopRecordingRequest(session_id=session_id))
-        await stub.FinalizeSession(
-            sessions_pb2.FinalizeSessionRequest(session_id=session_id),
-            timeout=FINALIZE_TIMEOUT_S,
-        )
+        try:
+            await stub.FinalizeSession(
+                sessions_pb2.FinalizeSessionRequest(session_id=session_id),
+                timeout=FINALIZE_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if ErrorDetails.from_rpc_error(exc).reason != reason_of(EMPTY):
+                raise
 
     async def abandon(self, session_id: str) -> None:
         """Stops a recording that could not begin properly (best effort)."""
