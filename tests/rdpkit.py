@@ -25,10 +25,19 @@ from lucid.rdp import app as rdp_app
 from lucid.rdp.backend import XrdpBackend
 from lucid.rdp.config import RdpConfig
 from lucid.rdp.rdpsessions import RdpSessions
+from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
+from lucid.rdp.servicers.resources import ResourceServiceServicer
 from lucid.rdp.servicers.servers import RdpServerServiceServicer
 from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
-from lucid.rdp.v1 import rdp_pb2, rdp_pb2_grpc, session_pb2, session_pb2_grpc, xrdp_pb2_grpc
+from lucid.rdp.v1 import (
+    rdp_pb2,
+    rdp_pb2_grpc,
+    resource_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    xrdp_pb2_grpc,
+)
 from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
 from tests.sessionkit import SessionsEnv, start_env, wait_serving
@@ -91,6 +100,16 @@ class RdpEnv:
     def domain_sessions(self) -> RdpSessions:
         """The session rules inside the running rdp server."""
         return self._servicer(RdpSessionServiceServicer).sessions  # type: ignore[no-any-return]
+
+    @property
+    def domain_resources(self) -> Resources:
+        """Resource monitoring inside the running rdp server."""
+        return self._servicer(ResourceServiceServicer).resources  # type: ignore[no-any-return]
+
+    @property
+    def resources(self) -> resource_pb2_grpc.ResourceServiceStub:
+        """ResourceService."""
+        return resource_pb2_grpc.ResourceServiceStub(self.channel)
 
     @property
     def backend(self) -> XrdpBackend:

@@ -21,15 +21,20 @@ from lucid.rdp.limits import CallLimits
 from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
+from lucid.rdp.records import Limits
 from lucid.rdp.replay import Replay
+from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
+from lucid.rdp.servicers.resources import ResourceServiceServicer
 from lucid.rdp.servicers.servers import RdpServerServiceServicer
 from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
 from lucid.rdp.sesman import SessionManager
 from lucid.rdp.store.audit import AuditStore
+from lucid.rdp.store.resources import ResourceStore
 from lucid.rdp.store.servers import ServerStore
 from lucid.rdp.store.sessions import SessionStore
-from lucid.rdp.v1 import rdp_pb2_grpc, session_pb2_grpc
+from lucid.rdp.store.settings import SettingsStore
+from lucid.rdp.v1 import rdp_pb2_grpc, resource_pb2_grpc, session_pb2_grpc
 from lucid.runtime.server import ClusterApp, Runtime
 
 SERVICE_ACTOR = Actor(user_id="", is_admin=True, service="rdp")
@@ -51,8 +56,24 @@ async def build(
         start_wait_s=config.start_wait_s,
     )
     auditor = Auditor(AuditStore(db), clock)
+    server_store = ServerStore(db)
+    resources = Resources(
+        ResourceStore(db),
+        SettingsStore(db),
+        server_store,
+        default_limits=Limits(max_servers=config.max_servers, max_sessions=config.max_sessions),
+        clock=clock,
+        auditor=auditor,
+        interval_s=config.resource_interval_s,
+    )
     servers = Servers(
-        ServerStore(db), backend, sealer=sealer, config=config, clock=clock, auditor=auditor
+        server_store,
+        backend,
+        sealer=sealer,
+        config=config,
+        clock=clock,
+        auditor=auditor,
+        limits=resources.limits,
     )
     recordings = Recordings(runtime.channels)
     recorder = Recorder(
@@ -66,8 +87,14 @@ async def build(
         config=config,
         clock=clock,
         auditor=auditor,
+        limits=resources.limits,
     )
     servers.sessions = sessions
+
+    async def enforce(server_id: str, reason: str) -> int:
+        return await sessions.terminate_on_server(server_id, reason, SERVICE_ACTOR)
+
+    resources.terminate = enforce
 
     async def sessions_channel() -> grpc.aio.Channel:
         return await runtime.channels.channel("sessions")
@@ -76,6 +103,9 @@ async def build(
 
     async def monitor() -> None:
         await servers.monitor()
+
+    async def sampler() -> None:
+        await resources.monitor()
 
     async def sweeper() -> None:
         await sessions.sweeper(SERVICE_ACTOR)
@@ -95,9 +125,13 @@ async def build(
                 session_pb2_grpc.add_RdpSessionServiceServicer_to_server,
                 RdpSessionServiceServicer(sessions, replay),
             ),
+            (
+                resource_pb2_grpc.add_ResourceServiceServicer_to_server,
+                ResourceServiceServicer(resources, servers, sessions),
+            ),
         ],
         collections=schema.COLLECTIONS,
-        tasks=[monitor, sweeper],
+        tasks=[monitor, sweeper, sampler],
         on_stop=[stop],
         policy=CallLimits(clock),
     )

@@ -24,9 +24,11 @@ class RdpConfig:
     port_last: int = 33999
     """Last port of the instance range."""
     max_servers: int = 50
-    """Global limit of servers (spec 04 §4.4)."""
+    """Global limit of servers (spec 04 §4.4) until an admin stores other limits."""
     max_sessions: int = 100
-    """Global limit of open RDP sessions."""
+    """Global limit of open RDP sessions until an admin stores other limits."""
+    resource_interval_s: float = 30.0
+    """How often the host and each running server are sampled (spec 04 §4.4)."""
     start_wait_s: float = 3.0
     """How long a spawned listener has to accept TCP before it counts as failed."""
     stop_grace_s: float = 10.0

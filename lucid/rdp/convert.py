@@ -8,17 +8,14 @@ from google.protobuf import timestamp_pb2
 
 from lucid.rdp.records import ClientDetails, DesktopConfig, Resources, ServerRecord, SessionRecord
 from lucid.rdp.v1 import rdp_pb2, session_pb2
+from lucid.runtime import wire
 
 DEFAULT_RESOLUTION = "1024x768"
 DEFAULT_COLOR_DEPTH = 24
 
 
 def _timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if when is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(when)
-    return out
+    return None if when is None else wire.timestamp(when.timestamp())
 
 
 def server_state(name: str) -> rdp_pb2.ServerState.ValueType:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from lucid.rdp.audit import Auditor
 from lucid.rdp.config import RdpConfig
 from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
-from lucid.rdp.records import ClientDetails, ServerRecord, SessionRecord
+from lucid.rdp.records import ClientDetails, Limits, ServerRecord, SessionRecord
 from lucid.rdp.servers import Servers
 from lucid.rdp.store.sessions import SessionStore
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
@@ -70,7 +71,9 @@ class RdpSessions:
         config: RdpConfig,
         clock: Clock,
         auditor: Auditor,
+        limits: Callable[[], Awaitable[Limits]],
     ) -> None:
+        self.limits = limits
         self.store = store
         self.servers = servers
         self.recordings = recordings
@@ -121,11 +124,12 @@ class RdpSessions:
                 ErrorCode.ERROR_CODE_PERMISSION_DENIED,
                 f"server {server_id} belongs to another user",
             )
-        if await self.store.count({"state": {"$in": list(OPEN)}}) >= self.config.max_sessions:
+        maximum = (await self.limits()).max_sessions
+        if await self.store.count({"state": {"$in": list(OPEN)}}) >= maximum:
             await self.auditor.record("limit_exceeded", actor.name, "sessions", "max_sessions")
             raise LucidError(
                 ErrorCode.ERROR_CODE_RDP_SESSION_LIMIT,
-                f"at most {self.config.max_sessions} RDP sessions may be open",
+                f"at most {maximum} RDP sessions may be open",
             )
         now = self.clock.now()
         record = SessionRecord(

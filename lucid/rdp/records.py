@@ -180,3 +180,111 @@ class SessionRecord:
             client=ClientDetails(**doc.get("client", {})),
             termination_reason=doc.get("termination_reason", ""),
         )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One resource sample of the host, a server (its processes) or a session."""
+
+    scope: str
+    """``host``, ``server`` or ``session``."""
+    subject_id: str
+    """The server or session id ("" for the host)."""
+    time: datetime
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+    memory_mb: float = 0.0
+    disk_percent: float = 0.0
+    disk_mb: float = 0.0
+    net_in_kbps: float = 0.0
+    net_out_kbps: float = 0.0
+
+    def doc(self) -> dict[str, Any]:
+        """The ``rdp_resource_metrics`` document."""
+        return dict(vars(self))
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Sample:
+        """From an ``rdp_resource_metrics`` document."""
+        return cls(**{k: v for k, v in doc.items() if k != "_id"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The resource limits and alert thresholds (spec 04 §4.4)."""
+
+    max_servers: int = 50
+    max_sessions: int = 100
+    total_cpu_percent: float = 80.0
+    total_memory_percent: float = 80.0
+    total_disk_percent: float = 90.0
+    server_cpu_percent: float = 80.0
+    server_memory_mb: int = 4096
+    server_disk_mb: int = 20480
+    server_bandwidth_mbps: int = 1000
+    session_cpu_percent: float = 50.0
+    session_memory_mb: int = 2048
+    session_bandwidth_mbps: int = 500
+    session_max_duration_s: int = 3600
+    cpu_threshold: float = 80.0
+    memory_threshold: float = 80.0
+    disk_threshold: float = 90.0
+    network_threshold_mbps: float = 1000.0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A resource alert (``rdp_resource_alerts``)."""
+
+    alert_id: str
+    server_id: str
+    session_id: str
+    severity: str
+    """``medium``, ``high`` or ``critical``."""
+    resource_type: str
+    """``cpu``, ``memory``, ``disk`` or ``network``."""
+    threshold: float
+    current_value: float
+    message: str
+    created_at: datetime
+    resolved: bool = False
+    resolved_at: datetime | None = None
+    resolved_by: str = ""
+    enforced: bool = False
+    """The soft limit was enforced (the server's sessions terminated)."""
+
+    def doc(self) -> dict[str, Any]:
+        """The ``rdp_resource_alerts`` document."""
+        doc = dict(vars(self))
+        doc["_id"] = doc.pop("alert_id")
+        return doc
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Alert:
+        """From an ``rdp_resource_alerts`` document."""
+        fields = dict(doc)
+        fields["alert_id"] = fields.pop("_id")
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class XrdpSettings:
+    """The xrdp daemon's settings (spec 04 §3), with their defaults."""
+
+    port: int = 3389
+    ssl_enabled: bool = True
+    max_connections: int = 100
+    session_timeout_s: int = 3600
+    idle_timeout_s: int = 1800
+    auth_method: str = "password"
+    encryption_level: str = "high"
+    tls_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    max_login_attempts: int = 3
+    login_timeout_s: int = 60
+    compression: bool = True
+    bitmap_cache: bool = True
+    glyph_cache: bool = True
+    bitmap_cache_bytes: int = 32_000_000
+    updated_at: datetime | None = None
+    updated_by: str = ""

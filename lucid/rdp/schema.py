@@ -14,9 +14,16 @@ SERVERS = "rdp_servers"
 PORT_CLAIMS = "rdp_port_claims"
 SESSIONS = "rdp_sessions"
 AUDIT = "rdp_audit_logs"
+METRICS = "rdp_resource_metrics"
+ALERTS = "rdp_resource_alerts"
+SETTINGS = "rdp_settings"
+"""Single documents: the resource limits (``_id`` ``limits``) and the xrdp daemon
+settings (``_id`` ``xrdp``)."""
 REDIS_PREFIX = "lucid:rdp:"
 
 AUDIT_RETENTION_S = 365 * 24 * 3600
+METRICS_RETENTION_S = 604800
+"""Resource samples are kept 7 days (spec 04 §3)."""
 """Audit events are kept one year (spec 04 §5)."""
 
 COLLECTIONS = (
@@ -38,6 +45,23 @@ COLLECTIONS = (
         ),
         owner="rdp",
     ),
+    CollectionSpec(
+        METRICS,
+        (
+            IndexSpec((("time", 1),), "time_ttl", ttl_seconds=METRICS_RETENTION_S),
+            IndexSpec((("scope", 1), ("subject_id", 1), ("time", -1)), "subject_time"),
+        ),
+        owner="rdp",
+    ),
+    CollectionSpec(
+        ALERTS,
+        (
+            IndexSpec((("resolved", 1), ("created_at", -1)), "resolved_created"),
+            IndexSpec((("server_id", 1), ("resource_type", 1), ("resolved", 1)), "server_type"),
+        ),
+        owner="rdp",
+    ),
+    CollectionSpec(SETTINGS, (), owner="rdp"),
     CollectionSpec(
         AUDIT,
         (

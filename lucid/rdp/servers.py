@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from lucid.rdp.audit import Auditor
 from lucid.rdp.backend import InstanceSpec, RdpBackend, StartError
 from lucid.rdp.config import RdpConfig
 from lucid.rdp.procs import port_bindable, port_open
-from lucid.rdp.records import Account, DesktopConfig, Resources, ServerRecord
+from lucid.rdp.records import Account, DesktopConfig, Limits, Resources, ServerRecord
 from lucid.rdp.store.servers import ServerStore
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 
@@ -74,7 +75,9 @@ class Servers:
         config: RdpConfig,
         clock: Clock,
         auditor: Auditor,
+        limits: Callable[[], Awaitable[Limits]],
     ) -> None:
+        self.limits = limits
         self.store = store
         self.backend = backend
         self.sealer = sealer
@@ -171,11 +174,11 @@ class Servers:
         """A new stopped server with its port, files and desktop account."""
         owner = actor.owner_for(user_id)
         check_resources(resources)
-        if await self.store.count({}) >= self.config.max_servers:
+        maximum = (await self.limits()).max_servers
+        if await self.store.count({}) >= maximum:
             await self.auditor.record("limit_exceeded", actor.name, "servers", "max_servers")
             raise LucidError(
-                ErrorCode.ERROR_CODE_RDP_SERVER_LIMIT,
-                f"at most {self.config.max_servers} servers may exist",
+                ErrorCode.ERROR_CODE_RDP_SERVER_LIMIT, f"at most {maximum} servers may exist"
             )
         server_id = new_id()
         port = await self._allocate(server_id, preferred_port)

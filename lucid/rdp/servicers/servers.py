@@ -10,6 +10,7 @@ from lucid.rdp import convert
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers import actor
 from lucid.rdp.v1 import rdp_pb2, rdp_pb2_grpc
+from lucid.runtime import paging
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -31,6 +32,24 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
 
     def __init__(self, servers: Servers) -> None:
         self.servers = servers
+
+    async def ListServers(
+        self, request: rdp_pb2.ListServersRequest, context: Context
+    ) -> rdp_pb2.ListServersResponse:
+        who = actor()
+        page = paging.page(request, scope=who.user_id)
+        records, total = await self.servers.find(
+            who,
+            state=convert.server_state_name(request.state),
+            user_id=request.user_id,
+            offset=page.offset,
+            limit=page.size,
+        )
+        return rdp_pb2.ListServersResponse(
+            servers=[convert.server(r) for r in records],
+            next_page_token=page.next_token(len(records), total),
+            total_size=total,
+        )
 
     async def CreateServer(
         self, request: rdp_pb2.CreateServerRequest, context: Context

@@ -14,6 +14,7 @@ from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.replay import Replay
 from lucid.rdp.servicers import actor
 from lucid.rdp.v1 import session_pb2, session_pb2_grpc
+from lucid.runtime import paging
 from lucid.runtime.context import current_principal
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -25,6 +26,25 @@ class RdpSessionServiceServicer(session_pb2_grpc.RdpSessionServiceServicer):
     def __init__(self, sessions: RdpSessions, replay: Replay) -> None:
         self.sessions = sessions
         self.replay = replay
+
+    async def ListRdpSessions(
+        self, request: session_pb2.ListRdpSessionsRequest, context: Context
+    ) -> session_pb2.ListRdpSessionsResponse:
+        who = actor()
+        page = paging.page(request, scope=who.user_id)
+        records, total = await self.sessions.find(
+            who,
+            user_id=request.user_id,
+            server_id=request.server_id,
+            state=convert.session_state_name(request.state),
+            offset=page.offset,
+            limit=page.size,
+        )
+        return session_pb2.ListRdpSessionsResponse(
+            sessions=[convert.session(r) for r in records],
+            next_page_token=page.next_token(len(records), total),
+            total_size=total,
+        )
 
     async def GetRdpSession(
         self, request: session_pb2.GetRdpSessionRequest, context: Context

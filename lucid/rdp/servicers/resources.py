@@ -1,0 +1,99 @@
+"""ResourceService: usage, limits and alerts (spec 04 §2, §4.4), proto ↔ ``Resources``."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from lucid.rdp import convert_resources as convert
+from lucid.rdp.rdpsessions import RdpSessions
+from lucid.rdp.resources import Resources
+from lucid.rdp.servers import Servers
+from lucid.rdp.servicers import actor
+from lucid.rdp.v1 import resource_pb2, resource_pb2_grpc
+from lucid.runtime import paging
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
+    """Resources: usage of the host, a server and its sessions; limits; alerts."""
+
+    def __init__(self, resources: Resources, servers: Servers, sessions: RdpSessions) -> None:
+        self.resources = resources
+        self.servers = servers
+        self.sessions = sessions
+
+    async def GetResourceUsage(
+        self, request: resource_pb2.GetResourceUsageRequest, context: Context
+    ) -> resource_pb2.GetResourceUsageResponse:
+        who = actor()
+        since = self.resources.since(convert.RANGE_S[request.time_range])
+        response = resource_pb2.GetResourceUsageResponse(
+            system=convert.usage(await self.resources.usage("host", "", since))
+        )
+        server_id = request.server_id
+        sessions = []
+        if request.session_id:
+            session = await self.sessions.get(who, request.session_id)
+            server_id = server_id or session.server_id
+            sessions = [session]
+        if server_id:
+            server = await self.servers.get(who, server_id)
+            samples = await self.resources.usage("server", server.server_id, since)
+            response.server.CopyFrom(convert.usage(samples, server_id=server.server_id))
+            if not request.session_id:
+                sessions, _ = await self.sessions.find(
+                    who, user_id="", server_id=server_id, state="", offset=0, limit=0
+                )
+            for session in sessions:
+                end = session.terminated_at
+                mine = [
+                    s
+                    for s in samples
+                    if s.time >= session.created_at and (not end or s.time <= end)
+                ]
+                response.sessions.append(
+                    convert.usage(mine, server_id=server_id, session_id=session.session_id)
+                )
+        return response
+
+    async def GetResourceLimits(
+        self, request: resource_pb2.GetResourceLimitsRequest, context: Context
+    ) -> resource_pb2.GetResourceLimitsResponse:
+        return resource_pb2.GetResourceLimitsResponse(
+            limits=convert.limits(await self.resources.limits())
+        )
+
+    async def UpdateResourceLimits(
+        self, request: resource_pb2.UpdateResourceLimitsRequest, context: Context
+    ) -> resource_pb2.UpdateResourceLimitsResponse:
+        updated = await self.resources.update_limits(actor(), convert.limit_changes(request))
+        return resource_pb2.UpdateResourceLimitsResponse(limits=convert.limits(updated))
+
+    async def ListResourceAlerts(
+        self, request: resource_pb2.ListResourceAlertsRequest, context: Context
+    ) -> resource_pb2.ListResourceAlertsResponse:
+        who = actor()
+        page = paging.page(request, scope=who.user_id)
+        alerts, total = await self.resources.alerts(
+            who,
+            severity=convert.severity_name(request.severity),
+            resolved=request.resolved if request.HasField("resolved") else None,
+            server_id=request.server_id,
+            resource_type=convert.type_name(request.resource_type),
+            offset=page.offset,
+            limit=page.size,
+        )
+        return resource_pb2.ListResourceAlertsResponse(
+            alerts=[convert.alert(a) for a in alerts],
+            next_page_token=page.next_token(len(alerts), total),
+            total_size=total,
+        )
+
+    async def ResolveResourceAlert(
+        self, request: resource_pb2.ResolveResourceAlertRequest, context: Context
+    ) -> resource_pb2.ResolveResourceAlertResponse:
+        resolved = await self.resources.resolve(actor(), request.alert_id, request.note)
+        return resource_pb2.ResolveResourceAlertResponse(alert=convert.alert(resolved))
