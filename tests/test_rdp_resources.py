@@ -11,7 +11,7 @@ import pytest
 from lucid.common.v1 import access_pb2
 from lucid.rdp.records import Sample
 from lucid.rdp.resources import severity
-from lucid.rdp.v1 import rdp_pb2, resource_pb2, session_pb2
+from lucid.rdp.v1 import rdp_pb2, resource_pb2, session_pb2, xrdp_pb2
 from lucid.runtime.config import Settings
 from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
 from tests.support import Mesh, bearer, details
@@ -164,3 +164,60 @@ async def test_limits_are_changed_by_super_admins_only_and_apply(env: RdpEnv) ->
         getattr(request, "global").max_servers = 50
         await env.resources.UpdateResourceLimits(request, metadata=boss)
     assert (await env.create_server(md)).state == rdp_pb2.SERVER_STATE_STOPPED
+
+
+async def test_xrdp_settings_are_kept_checked_and_applied_at_the_next_start(
+    env: RdpEnv,
+) -> None:
+    admin = await role(env, access_pb2.ROLE_ADMIN)
+    boss = await role(env, access_pb2.ROLE_SUPER_ADMIN)
+    current = (await env.xrdp.GetXrdpConfig(xrdp_pb2.GetXrdpConfigRequest(), metadata=admin)).config
+    overall = getattr(current, "global")
+    assert (overall.port, overall.idle_timeout_seconds, overall.session_timeout_seconds) == (
+        3389,
+        1800,
+        3600,
+    )
+    assert current.security.encryption_level == xrdp_pb2.XRDP_ENCRYPTION_LEVEL_HIGH
+
+    bad = xrdp_pb2.UpdateXrdpConfigRequest()
+    getattr(bad, "global").idle_timeout_seconds = 4000  # above the 3600 s session timeout
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.xrdp.UpdateXrdpConfig(bad, metadata=boss)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    out_of_range = xrdp_pb2.UpdateXrdpConfigRequest()
+    getattr(out_of_range, "global").max_connections = 1001
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.xrdp.UpdateXrdpConfig(out_of_range, metadata=boss)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    change = xrdp_pb2.UpdateXrdpConfigRequest(
+        security=xrdp_pb2.XrdpSecuritySettings(
+            encryption_level=xrdp_pb2.XRDP_ENCRYPTION_LEVEL_MEDIUM, tls_protocols=["TLSv1.3"]
+        )
+    )
+    getattr(change, "global").idle_timeout_seconds = 600
+    updated = await env.xrdp.UpdateXrdpConfig(change, metadata=boss)
+    assert getattr(updated.config, "global").idle_timeout_seconds == 600
+    assert getattr(updated.config, "global").session_timeout_seconds == 3600
+    assert list(updated.config.security.tls_protocols) == ["TLSv1.3"]
+
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
+    ini = env.backend.files(server.server_id).xrdp_ini.read_text()
+    assert "crypt_level=medium" in ini and "ssl_protocols=TLSv1.3" in ini
+    await env.delete_server(md, server.server_id)
+
+    started = await env.xrdp.StartXrdpService(xrdp_pb2.StartXrdpServiceRequest(), metadata=boss)
+    assert started.status.state == xrdp_pb2.XRDP_SERVICE_STATE_RUNNING
+    status = (await env.xrdp.GetXrdpStatus(xrdp_pb2.GetXrdpStatusRequest(), metadata=admin)).status
+    assert status.version.startswith("0.9") and status.port == 3350
+    restore = xrdp_pb2.UpdateXrdpConfigRequest(
+        security=xrdp_pb2.XrdpSecuritySettings(
+            encryption_level=xrdp_pb2.XRDP_ENCRYPTION_LEVEL_HIGH,
+            tls_protocols=["TLSv1.2", "TLSv1.3"],
+        )
+    )
+    getattr(restore, "global").idle_timeout_seconds = 1800
+    await env.xrdp.UpdateXrdpConfig(restore, metadata=boss)

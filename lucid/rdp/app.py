@@ -4,7 +4,6 @@ Per-user xrdp server instances (real xrdp listeners and the shared session manag
 their ports and desktop accounts, client RDP sessions recorded into cluster 03, and
 replay of those recordings. Owns the collections of ``lucid.rdp.schema``, the
 instance directories (``<var>/rdp``) and the Redis prefix ``lucid:rdp:``.
-Rpcs not built yet answer UNIMPLEMENTED (``LUCID_ERR_5011``).
 """
 
 from __future__ import annotations
@@ -28,13 +27,15 @@ from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.resources import ResourceServiceServicer
 from lucid.rdp.servicers.servers import RdpServerServiceServicer
 from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
+from lucid.rdp.servicers.xrdp import XrdpServiceServicer
 from lucid.rdp.sesman import SessionManager
 from lucid.rdp.store.audit import AuditStore
 from lucid.rdp.store.resources import ResourceStore
 from lucid.rdp.store.servers import ServerStore
 from lucid.rdp.store.sessions import SessionStore
 from lucid.rdp.store.settings import SettingsStore
-from lucid.rdp.v1 import rdp_pb2_grpc, resource_pb2_grpc, session_pb2_grpc
+from lucid.rdp.v1 import rdp_pb2_grpc, resource_pb2_grpc, session_pb2_grpc, xrdp_pb2_grpc
+from lucid.rdp.xrdp import XrdpDaemon
 from lucid.runtime.server import ClusterApp, Runtime
 
 SERVICE_ACTOR = Actor(user_id="", is_admin=True, service="rdp")
@@ -57,9 +58,10 @@ async def build(
     )
     auditor = Auditor(AuditStore(db), clock)
     server_store = ServerStore(db)
+    settings_store = SettingsStore(db)
     resources = Resources(
         ResourceStore(db),
-        SettingsStore(db),
+        settings_store,
         server_store,
         default_limits=Limits(max_servers=config.max_servers, max_sessions=config.max_sessions),
         clock=clock,
@@ -74,7 +76,9 @@ async def build(
         clock=clock,
         auditor=auditor,
         limits=resources.limits,
+        xrdp_settings=settings_store.xrdp,
     )
+    daemon = XrdpDaemon(settings_store, sesman, server_store, backend, clock=clock, auditor=auditor)
     recordings = Recordings(runtime.channels)
     recorder = Recorder(
         backend, recordings, frame_rate=config.frame_rate, segment_s=config.segment_s
@@ -110,6 +114,10 @@ async def build(
     async def sweeper() -> None:
         await sessions.sweeper(SERVICE_ACTOR)
 
+    async def load_settings() -> None:
+        current = await daemon.config()
+        sesman.limits = (current.max_connections, current.idle_timeout_s)
+
     async def stop() -> None:
         await recorder.stop_all()
         await servers.stop_all()
@@ -129,9 +137,11 @@ async def build(
                 resource_pb2_grpc.add_ResourceServiceServicer_to_server,
                 ResourceServiceServicer(resources, servers, sessions),
             ),
+            (xrdp_pb2_grpc.add_XrdpServiceServicer_to_server, XrdpServiceServicer(daemon)),
         ],
         collections=schema.COLLECTIONS,
         tasks=[monitor, sweeper, sampler],
+        on_ready=[load_settings],
         on_stop=[stop],
         policy=CallLimits(clock),
     )

@@ -40,6 +40,10 @@ class InstanceSpec:
     audio: bool
     clipboard: bool
     drives: bool
+    crypt_level: str = "high"
+    tls_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    bitmap_cache: bool = True
+    compression: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ class XrdpBackend:
             audio=spec.audio,
             clipboard=spec.clipboard,
             drives=spec.drives,
+            crypt_level=spec.crypt_level,
+            tls_protocols=", ".join(spec.tls_protocols),
+            bitmap_cache=spec.bitmap_cache,
+            compression=spec.compression,
             certs_dir=self.certs_dir,
             sealer=self.sealer,
         )

@@ -32,9 +32,9 @@ tls_ciphers=HIGH:!aNULL:!MD5
 autorun=Xvnc
 allow_channels=true
 allow_multimon=false
-bitmap_cache=true
-bitmap_compression=true
-bulk_compression=true
+bitmap_cache={bitmap_cache}
+bitmap_compression={compression}
+bulk_compression={compression}
 max_bpp={max_bpp}
 new_cursors=true
 use_fastpath=both
@@ -111,6 +111,10 @@ class InstanceFiles:
         audio: bool,
         clipboard: bool,
         drives: bool,
+        crypt_level: str,
+        tls_protocols: str,
+        bitmap_cache: bool,
+        compression: bool,
         certs_dir: Path,
         sealer: Sealer,
     ) -> None:
@@ -127,10 +131,12 @@ class InstanceFiles:
         self.xrdp_ini.write_text(
             XRDP_INI.format(
                 port=port,
-                crypt_level="high",
+                crypt_level=crypt_level,
                 cert=cert,
                 key=key,
-                ssl_protocols="TLSv1.2, TLSv1.3",
+                ssl_protocols=tls_protocols,
+                bitmap_cache=_flag(bitmap_cache),
+                compression=_flag(compression),
                 max_bpp=max_bpp,
                 log=self.log_dir / "xrdp.log",
                 drives=_flag(drives),

@@ -24,7 +24,14 @@ from lucid.rdp.audit import Auditor
 from lucid.rdp.backend import InstanceSpec, RdpBackend, StartError
 from lucid.rdp.config import RdpConfig
 from lucid.rdp.procs import port_bindable, port_open
-from lucid.rdp.records import Account, DesktopConfig, Limits, Resources, ServerRecord
+from lucid.rdp.records import (
+    Account,
+    DesktopConfig,
+    Limits,
+    Resources,
+    ServerRecord,
+    XrdpSettings,
+)
 from lucid.rdp.store.servers import ServerStore
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 
@@ -76,8 +83,10 @@ class Servers:
         clock: Clock,
         auditor: Auditor,
         limits: Callable[[], Awaitable[Limits]],
+        xrdp_settings: Callable[[], Awaitable[XrdpSettings]],
     ) -> None:
         self.limits = limits
+        self.xrdp_settings = xrdp_settings
         self.store = store
         self.backend = backend
         self.sealer = sealer
@@ -91,8 +100,9 @@ class Servers:
     def _lock(self, server_id: str) -> asyncio.Lock:
         return self._locks.setdefault(server_id, asyncio.Lock())
 
-    def spec(self, server: ServerRecord) -> InstanceSpec:
+    def spec(self, server: ServerRecord, xrdp: XrdpSettings | None = None) -> InstanceSpec:
         """What the backend needs of a server (its password unsealed)."""
+        xrdp = xrdp or XrdpSettings()
         return InstanceSpec(
             server_id=server.server_id,
             host=server.host,
@@ -103,6 +113,10 @@ class Servers:
             audio=server.config.audio,
             clipboard=server.config.clipboard,
             drives=server.config.drive_redirection,
+            crypt_level=xrdp.encryption_level,
+            tls_protocols=xrdp.tls_protocols,
+            bitmap_cache=xrdp.bitmap_cache,
+            compression=xrdp.compression,
         )
 
     def password(self, server: ServerRecord) -> str:
@@ -255,8 +269,10 @@ class Servers:
                 )
             if await port_open(server.host, server.port):
                 return await self._failed(server, f"port {server.port} is taken by another process")
+            spec = self.spec(server, await self.xrdp_settings())
             try:
-                pid = await self.backend.spawn(self.spec(server))
+                await self.backend.prepare(spec)
+                pid = await self.backend.spawn(spec)
             except StartError as exc:
                 return await self._failed(server, str(exc))
             now = self.clock.now()

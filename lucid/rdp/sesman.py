@@ -42,6 +42,8 @@ class SessionManager:
         self.directory = directory
         self.process: Spawned | None = None
         self.started_at = 0.0
+        self.limits = (100, 0)
+        """(MaxSessions, IdleTimeLimit seconds) written into ``sesman.ini``."""
         self._lock = asyncio.Lock()
 
     @property
@@ -59,6 +61,8 @@ class SessionManager:
         text = re.sub(r"^ListenAddress=.*$", "ListenAddress=127.0.0.1", text, flags=re.M)
         text = re.sub(r"^LogFile=.*$", f"LogFile={self.directory / 'sesman.log'}", text, flags=re.M)
         text = re.sub(r"^EnableSyslog=.*$", "EnableSyslog=false", text, flags=re.M)
+        text = re.sub(r"^MaxSessions=.*$", f"MaxSessions={self.limits[0]}", text, flags=re.M)
+        text = re.sub(r"^IdleTimeLimit=.*$", f"IdleTimeLimit={self.limits[1]}", text, flags=re.M)
         path = self.directory / "sesman.ini"
         path.write_text(text)
         return path
