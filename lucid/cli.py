@@ -49,6 +49,13 @@ def _demo(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if asyncio.run(run_demo(settings)) else 1)
 
 
+def _desktop(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.desktop import run_desktop
+
+    configure_logging("desktop", "WARNING")
+    sys.exit(0 if asyncio.run(run_desktop(settings, seconds=args.seconds)) else 1)
+
+
 def _certs(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import ensure_certs
 
@@ -197,6 +204,13 @@ def parser() -> argparse.ArgumentParser:
         "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
     )
     demo.set_defaults(run=_demo)
+    desktop = sub.add_parser(
+        "desktop", help="start a real RDP desktop on a running mesh and record it"
+    )
+    desktop.add_argument(
+        "--seconds", type=float, default=None, help="end after this long (default: on Enter)"
+    )
+    desktop.set_defaults(run=_desktop)
 
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
