@@ -27,9 +27,9 @@ from lucid.rdp.config import RdpConfig
 from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
-from lucid.rdp.servicers.resources import ResourceServiceServicer
-from lucid.rdp.servicers.servers import RdpServerServiceServicer
-from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
+from lucid.rdp.servicers.resources import ResourceServicer
+from lucid.rdp.servicers.servers import RdpServerServicer
+from lucid.rdp.servicers.sessions import RdpSessionServicer
 from lucid.rdp.v1 import (
     rdp_pb2,
     rdp_pb2_grpc,
@@ -94,17 +94,22 @@ class RdpEnv:
     @property
     def domain_servers(self) -> Servers:
         """The server lifecycle inside the running rdp server."""
-        return self._servicer(RdpServerServiceServicer).servers  # type: ignore[no-any-return]
+        return self._servicer(RdpServerServicer).servers  # type: ignore[no-any-return]
+
+    @property
+    def rdp_sessions_servicer(self) -> RdpSessionServicer:
+        """The RdpSessionService servicer of the running rdp server."""
+        return self._servicer(RdpSessionServicer)  # type: ignore[no-any-return]
 
     @property
     def domain_sessions(self) -> RdpSessions:
         """The session rules inside the running rdp server."""
-        return self._servicer(RdpSessionServiceServicer).sessions  # type: ignore[no-any-return]
+        return self._servicer(RdpSessionServicer).sessions  # type: ignore[no-any-return]
 
     @property
     def domain_resources(self) -> Resources:
         """Resource monitoring inside the running rdp server."""
-        return self._servicer(ResourceServiceServicer).resources  # type: ignore[no-any-return]
+        return self._servicer(ResourceServicer).resources  # type: ignore[no-any-return]
 
     @property
     def resources(self) -> resource_pb2_grpc.ResourceServiceStub:
@@ -167,6 +172,7 @@ async def start_rdp(main: Mesh, settings: Any, tmp: Path, **config: Any) -> RdpE
         sweep_interval_s=0.2,
         start_wait_s=10.0,
         stop_grace_s=5.0,
+        resource_interval_s=3600.0,
         **config,
     )
     server = await sessions_env.mesh.start("rdp", functools.partial(rdp_app.build, config=cfg))

@@ -12,7 +12,6 @@ import pytest
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
-from lucid.rdp.limits import CallLimits
 from lucid.rdp.v1 import rdp_pb2, session_pb2, xrdp_pb2
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
@@ -162,8 +161,7 @@ async def test_only_super_admins_change_the_xrdp_configuration(env: RdpEnv) -> N
 
 
 async def test_the_201st_session_call_in_a_minute_is_refused(env: RdpEnv) -> None:
-    limits = env.server.app.policy
-    assert isinstance(limits, CallLimits)
+    limits = env.rdp_sessions_servicer.calls.limiter
     real_clock, limits.clock = limits.clock, FakeClock()  # the 201 calls in one instant
     try:
         _, md = await env.user()

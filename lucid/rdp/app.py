@@ -24,18 +24,19 @@ from lucid.rdp.records import Limits
 from lucid.rdp.replay import Replay
 from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
-from lucid.rdp.servicers.resources import ResourceServiceServicer
-from lucid.rdp.servicers.servers import RdpServerServiceServicer
-from lucid.rdp.servicers.sessions import RdpSessionServiceServicer
-from lucid.rdp.servicers.xrdp import XrdpServiceServicer
+from lucid.rdp.servicers.resources import ResourceServicer
+from lucid.rdp.servicers.servers import RdpServerServicer
+from lucid.rdp.servicers.sessions import RdpSessionServicer
+from lucid.rdp.servicers.xrdp import XrdpServicer
 from lucid.rdp.sesman import SessionManager
-from lucid.rdp.store.audit import AuditStore
 from lucid.rdp.store.resources import ResourceStore
 from lucid.rdp.store.servers import ServerStore
 from lucid.rdp.store.sessions import SessionStore
 from lucid.rdp.store.settings import SettingsStore
 from lucid.rdp.v1 import rdp_pb2_grpc, resource_pb2_grpc, session_pb2_grpc, xrdp_pb2_grpc
 from lucid.rdp.xrdp import XrdpDaemon
+from lucid.runtime.audit import AuditTrail
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 
 SERVICE_ACTOR = Actor(user_id="", is_admin=True, service="rdp")
@@ -56,7 +57,7 @@ async def build(
         sesman,
         start_wait_s=config.start_wait_s,
     )
-    auditor = Auditor(AuditStore(db), clock)
+    auditor = Auditor(AuditTrail(db[schema.AUDIT], clock))
     server_store = ServerStore(db)
     settings_store = SettingsStore(db)
     resources = Resources(
@@ -104,6 +105,7 @@ async def build(
         return await runtime.channels.channel("sessions")
 
     replay = Replay(sessions_channel)
+    calls = CallLimits(RateLimiter(runtime.datastores.cache, clock, "rdp"))
 
     async def monitor() -> None:
         await servers.monitor()
@@ -127,21 +129,20 @@ async def build(
         servicers=[
             (
                 rdp_pb2_grpc.add_RdpServerServiceServicer_to_server,
-                RdpServerServiceServicer(servers),
+                RdpServerServicer(servers, calls),
             ),
             (
                 session_pb2_grpc.add_RdpSessionServiceServicer_to_server,
-                RdpSessionServiceServicer(sessions, replay),
+                RdpSessionServicer(sessions, replay, calls),
             ),
             (
                 resource_pb2_grpc.add_ResourceServiceServicer_to_server,
-                ResourceServiceServicer(resources, servers, sessions),
+                ResourceServicer(resources, servers, sessions, calls),
             ),
-            (xrdp_pb2_grpc.add_XrdpServiceServicer_to_server, XrdpServiceServicer(daemon)),
+            (xrdp_pb2_grpc.add_XrdpServiceServicer_to_server, XrdpServicer(daemon, calls)),
         ],
         collections=schema.COLLECTIONS,
         tasks=[monitor, sweeper, sampler],
         on_ready=[load_settings],
         on_stop=[stop],
-        policy=CallLimits(clock),
     )

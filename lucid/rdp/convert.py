@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from lucid.rdp.records import ClientDetails, DesktopConfig, Resources, ServerRecord, SessionRecord
 from lucid.rdp.v1 import rdp_pb2, session_pb2
 from lucid.runtime import wire
 
 DEFAULT_RESOLUTION = "1024x768"
 DEFAULT_COLOR_DEPTH = 24
-
-
-def _timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
-    return None if when is None else wire.timestamp(when.timestamp())
 
 
 def server_state(name: str) -> rdp_pb2.ServerState.ValueType:
@@ -94,10 +86,10 @@ def server(record: ServerRecord) -> rdp_pb2.Server:
         resources=rdp_pb2.ServerResources(**vars(record.resources)),
         pid=record.pid,
         error_message=record.error_message,
-        create_time=_timestamp(record.created_at),
-        update_time=_timestamp(record.updated_at),
-        start_time=_timestamp(record.started_at),
-        stop_time=_timestamp(record.stopped_at),
+        create_time=wire.optional_timestamp(record.created_at),
+        update_time=wire.optional_timestamp(record.updated_at),
+        start_time=wire.optional_timestamp(record.started_at),
+        stop_time=wire.optional_timestamp(record.stopped_at),
     )
 
 
@@ -131,11 +123,11 @@ def session(record: SessionRecord) -> session_pb2.RdpSession:
         server_id=record.server_id,
         user_id=record.user_id,
         state=session_state(record.state),
-        create_time=_timestamp(record.created_at),
-        connect_time=_timestamp(record.connected_at),
-        last_activity_time=_timestamp(record.last_activity),
-        disconnect_time=_timestamp(record.disconnected_at),
-        terminate_time=_timestamp(record.terminated_at),
+        create_time=wire.optional_timestamp(record.created_at),
+        connect_time=wire.optional_timestamp(record.connected_at),
+        last_activity_time=wire.optional_timestamp(record.last_activity),
+        disconnect_time=wire.optional_timestamp(record.disconnected_at),
+        terminate_time=wire.optional_timestamp(record.terminated_at),
         client_info=session_pb2.ClientInfo(
             client_name=client.name,
             client_version=client.version,

@@ -30,7 +30,7 @@ _FIELDS = (
 def sample(record: Sample) -> rdp_pb2.ResourceSample:
     """A sample message."""
     return rdp_pb2.ResourceSample(
-        sample_time=wire.timestamp(record.time.timestamp()),
+        sample_time=wire.timestamp(record.time),
         cpu_percent=record.cpu_percent,
         memory_percent=record.memory_percent,
         memory_mb=record.memory_mb,
@@ -100,7 +100,7 @@ def limits(record: Limits) -> resource_pb2.ResourceLimits:
         )
     )
     if record.updated_at:
-        out.update_time.CopyFrom(wire.timestamp(record.updated_at.timestamp()))
+        out.update_time.CopyFrom(wire.timestamp(record.updated_at))
     return out
 
 
@@ -154,10 +154,10 @@ def alert(record: Alert) -> resource_pb2.ResourceAlert:
         threshold=record.threshold,
         current_value=record.current_value,
         message=record.message,
-        create_time=wire.timestamp(record.created_at.timestamp()),
+        create_time=wire.timestamp(record.created_at),
         resolved=record.resolved,
         resolved_by_user_id=record.resolved_by,
     )
     if record.resolved_at:
-        out.resolve_time.CopyFrom(wire.timestamp(record.resolved_at.timestamp()))
+        out.resolve_time.CopyFrom(wire.timestamp(record.resolved_at))
     return out

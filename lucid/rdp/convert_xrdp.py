@@ -45,7 +45,7 @@ def config(settings: XrdpSettings) -> xrdp_pb2.XrdpConfig:
         )
     )
     if settings.updated_at:
-        out.update_time.CopyFrom(wire.timestamp(settings.updated_at.timestamp()))
+        out.update_time.CopyFrom(wire.timestamp(settings.updated_at))
     return out
 
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Protocol
 
 import grpc
-from google.protobuf import timestamp_pb2
 
+from lucid.runtime import wire
 from lucid.runtime.channels import Channels
 from lucid.runtime.errors import ErrorCode, ErrorDetails, reason_of
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
@@ -67,10 +67,12 @@ class Recordings:
 
     async def upload(self, session_id: str, data: bytes, frames: int, captured_at: datetime) -> int:
         stub = await self.channels.stub("sessions", chunks_pb2_grpc.ChunkServiceStub)
-        when = timestamp_pb2.Timestamp()
-        when.FromDatetime(captured_at)
         message = chunks_pb2.UploadChunksRequest(
-            session_id=session_id, data=data, frame_count=frames, capture_time=when, flush=True
+            session_id=session_id,
+            data=data,
+            frame_count=frames,
+            capture_time=wire.timestamp(captured_at),
+            flush=True,
         )
 
         async def one() -> object:

@@ -8,6 +8,7 @@ delete on server deletion releases it. Redis keys are prefixed ``lucid:rdp:``.
 
 from __future__ import annotations
 
+from lucid.runtime.datastores import prefix
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 
 SERVERS = "rdp_servers"
@@ -19,7 +20,7 @@ ALERTS = "rdp_resource_alerts"
 SETTINGS = "rdp_settings"
 """Single documents: the resource limits (``_id`` ``limits``) and the xrdp daemon
 settings (``_id`` ``xrdp``)."""
-REDIS_PREFIX = "lucid:rdp:"
+REDIS_PREFIX = prefix("rdp")
 
 AUDIT_RETENTION_S = 365 * 24 * 3600
 METRICS_RETENTION_S = 604800

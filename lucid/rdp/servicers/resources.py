@@ -7,20 +7,23 @@ from typing import TypeAlias
 import grpc
 
 from lucid.rdp import convert_resources as convert
+from lucid.rdp.limits import CallLimits
 from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
-from lucid.rdp.servicers import actor
 from lucid.rdp.v1 import resource_pb2, resource_pb2_grpc
 from lucid.runtime import paging
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
+class ResourceServicer(resource_pb2_grpc.ResourceServiceServicer):
     """Resources: usage of the host, a server and its sessions; limits; alerts."""
 
-    def __init__(self, resources: Resources, servers: Servers, sessions: RdpSessions) -> None:
+    def __init__(
+        self, resources: Resources, servers: Servers, sessions: RdpSessions, calls: CallLimits
+    ) -> None:
+        self.calls = calls
         self.resources = resources
         self.servers = servers
         self.sessions = sessions
@@ -28,7 +31,7 @@ class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
     async def GetResourceUsage(
         self, request: resource_pb2.GetResourceUsageRequest, context: Context
     ) -> resource_pb2.GetResourceUsageResponse:
-        who = actor()
+        who = await self.calls.actor("resources")
         since = self.resources.since(convert.RANGE_S[request.time_range])
         response = resource_pb2.GetResourceUsageResponse(
             system=convert.usage(await self.resources.usage("host", "", since))
@@ -62,6 +65,7 @@ class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
     async def GetResourceLimits(
         self, request: resource_pb2.GetResourceLimitsRequest, context: Context
     ) -> resource_pb2.GetResourceLimitsResponse:
+        await self.calls.actor("resources")
         return resource_pb2.GetResourceLimitsResponse(
             limits=convert.limits(await self.resources.limits())
         )
@@ -69,13 +73,15 @@ class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
     async def UpdateResourceLimits(
         self, request: resource_pb2.UpdateResourceLimitsRequest, context: Context
     ) -> resource_pb2.UpdateResourceLimitsResponse:
-        updated = await self.resources.update_limits(actor(), convert.limit_changes(request))
+        updated = await self.resources.update_limits(
+            await self.calls.actor("resources"), convert.limit_changes(request)
+        )
         return resource_pb2.UpdateResourceLimitsResponse(limits=convert.limits(updated))
 
     async def ListResourceAlerts(
         self, request: resource_pb2.ListResourceAlertsRequest, context: Context
     ) -> resource_pb2.ListResourceAlertsResponse:
-        who = actor()
+        who = await self.calls.actor("resources")
         page = paging.page(request, scope=who.user_id)
         alerts, total = await self.resources.alerts(
             who,
@@ -95,5 +101,7 @@ class ResourceServiceServicer(resource_pb2_grpc.ResourceServiceServicer):
     async def ResolveResourceAlert(
         self, request: resource_pb2.ResolveResourceAlertRequest, context: Context
     ) -> resource_pb2.ResolveResourceAlertResponse:
-        resolved = await self.resources.resolve(actor(), request.alert_id, request.note)
+        resolved = await self.resources.resolve(
+            await self.calls.actor("resources"), request.alert_id, request.note
+        )
         return resource_pb2.ResolveResourceAlertResponse(alert=convert.alert(resolved))

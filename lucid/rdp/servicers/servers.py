@@ -7,8 +7,8 @@ from typing import TypeAlias
 import grpc
 
 from lucid.rdp import convert
+from lucid.rdp.limits import CallLimits
 from lucid.rdp.servers import Servers
-from lucid.rdp.servicers import actor
 from lucid.rdp.v1 import rdp_pb2, rdp_pb2_grpc
 from lucid.runtime import paging
 
@@ -27,16 +27,17 @@ def _result(
     )
 
 
-class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
+class RdpServerServicer(rdp_pb2_grpc.RdpServerServiceServicer):
     """Servers: create, read, update, delete, start, stop, restart, status, maintenance."""
 
-    def __init__(self, servers: Servers) -> None:
+    def __init__(self, servers: Servers, calls: CallLimits) -> None:
+        self.calls = calls
         self.servers = servers
 
     async def ListServers(
         self, request: rdp_pb2.ListServersRequest, context: Context
     ) -> rdp_pb2.ListServersResponse:
-        who = actor()
+        who = await self.calls.actor("servers")
         page = paging.page(request, scope=who.user_id)
         records, total = await self.servers.find(
             who,
@@ -55,7 +56,7 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
         self, request: rdp_pb2.CreateServerRequest, context: Context
     ) -> rdp_pb2.CreateServerResponse:
         record = await self.servers.create(
-            actor(),
+            await self.calls.actor("servers"),
             name=request.name,
             description=request.description,
             user_id=request.user_id,
@@ -68,14 +69,14 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
     async def GetServer(
         self, request: rdp_pb2.GetServerRequest, context: Context
     ) -> rdp_pb2.GetServerResponse:
-        record = await self.servers.get(actor(), request.server_id)
+        record = await self.servers.get(await self.calls.actor("servers"), request.server_id)
         return rdp_pb2.GetServerResponse(server=convert.server(record))
 
     async def UpdateServer(
         self, request: rdp_pb2.UpdateServerRequest, context: Context
     ) -> rdp_pb2.UpdateServerResponse:
         record = await self.servers.update(
-            actor(),
+            await self.calls.actor("servers"),
             request.server_id,
             name=request.name,
             description=request.description,
@@ -91,13 +92,13 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
     async def DeleteServer(
         self, request: rdp_pb2.DeleteServerRequest, context: Context
     ) -> rdp_pb2.DeleteServerResponse:
-        await self.servers.delete(actor(), request.server_id)
+        await self.servers.delete(await self.calls.actor("servers"), request.server_id)
         return rdp_pb2.DeleteServerResponse()
 
     async def StartServer(
         self, request: rdp_pb2.StartServerRequest, context: Context
     ) -> rdp_pb2.StartServerResponse:
-        record = await self.servers.start(actor(), request.server_id)
+        record = await self.servers.start(await self.calls.actor("servers"), request.server_id)
         server = convert.server(record)
         return rdp_pb2.StartServerResponse(
             result=_result(rdp_pb2.SERVER_ACTION_START, server, "started", 0)
@@ -107,7 +108,7 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
         self, request: rdp_pb2.StopServerRequest, context: Context
     ) -> rdp_pb2.StopServerResponse:
         record, terminated = await self.servers.stop(
-            actor(), request.server_id, force=request.force
+            await self.calls.actor("servers"), request.server_id, force=request.force
         )
         server = convert.server(record)
         return rdp_pb2.StopServerResponse(
@@ -118,7 +119,7 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
         self, request: rdp_pb2.RestartServerRequest, context: Context
     ) -> rdp_pb2.RestartServerResponse:
         record, terminated = await self.servers.restart(
-            actor(), request.server_id, force=request.force
+            await self.calls.actor("servers"), request.server_id, force=request.force
         )
         server = convert.server(record)
         return rdp_pb2.RestartServerResponse(
@@ -128,7 +129,9 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
     async def GetServerStatus(
         self, request: rdp_pb2.GetServerStatusRequest, context: Context
     ) -> rdp_pb2.GetServerStatusResponse:
-        record, sessions, uptime, reachable = await self.servers.status(actor(), request.server_id)
+        record, sessions, uptime, reachable = await self.servers.status(
+            await self.calls.actor("servers"), request.server_id
+        )
         return rdp_pb2.GetServerStatusResponse(
             server_id=record.server_id,
             state=convert.server_state(record.state),
@@ -141,6 +144,9 @@ class RdpServerServiceServicer(rdp_pb2_grpc.RdpServerServiceServicer):
         self, request: rdp_pb2.SetServerMaintenanceRequest, context: Context
     ) -> rdp_pb2.SetServerMaintenanceResponse:
         record = await self.servers.set_maintenance(
-            actor(), request.server_id, maintenance=request.maintenance, reason=request.reason
+            await self.calls.actor("servers"),
+            request.server_id,
+            maintenance=request.maintenance,
+            reason=request.reason,
         )
         return rdp_pb2.SetServerMaintenanceResponse(server=convert.server(record))
