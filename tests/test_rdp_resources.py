@@ -151,7 +151,7 @@ async def test_limits_are_changed_by_super_admins_only_and_apply(env: RdpEnv) ->
     assert current.per_server.memory_mb == 4096 and current.thresholds.cpu_percent == 80
     _, md = await env.user()
     await env.create_server(md)
-    servers = await env.domain_servers.store.count({})
+    servers = await env.domain_servers.store.count()
     request = resource_pb2.UpdateResourceLimitsRequest()
     getattr(request, "global").max_servers = servers
     with pytest.raises(grpc.aio.AioRpcError) as caught:

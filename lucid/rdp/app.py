@@ -33,6 +33,7 @@ from lucid.rdp.store.resources import ResourceStore
 from lucid.rdp.store.servers import ServerStore
 from lucid.rdp.store.sessions import SessionStore
 from lucid.rdp.store.settings import SettingsStore
+from lucid.rdp.usage import UsageReports
 from lucid.rdp.v1 import rdp_pb2_grpc, resource_pb2_grpc, session_pb2_grpc, xrdp_pb2_grpc
 from lucid.rdp.xrdp import XrdpDaemon
 from lucid.runtime.audit import AuditTrail
@@ -137,7 +138,7 @@ async def build(
             ),
             (
                 resource_pb2_grpc.add_ResourceServiceServicer_to_server,
-                ResourceServicer(resources, servers, sessions, calls),
+                ResourceServicer(resources, UsageReports(resources, servers, sessions), calls),
             ),
             (xrdp_pb2_grpc.add_XrdpServiceServicer_to_server, XrdpServicer(daemon, calls)),
         ],

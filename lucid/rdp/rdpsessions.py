@@ -30,7 +30,7 @@ from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
 from lucid.rdp.records import ClientDetails, Limits, ServerRecord, SessionRecord
 from lucid.rdp.servers import Servers
-from lucid.rdp.store.sessions import SessionStore
+from lucid.rdp.store.sessions import SessionFilter, SessionStore
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 log = logging.getLogger("lucid.rdp.sessions")
@@ -98,18 +98,14 @@ class RdpSessions:
         self, actor: Actor, *, user_id: str, server_id: str, state: str, offset: int, limit: int
     ) -> tuple[list[SessionRecord], int]:
         """Sessions the actor may see, newest first, and how many match."""
-        query: dict[str, Any] = {}
-        if not actor.sees_all:
-            query["user_id"] = actor.user_id
-        elif user_id:
-            query["user_id"] = user_id
-        if server_id:
-            query["server_id"] = server_id
-        if state:
-            query["state"] = state
+        where = SessionFilter(
+            user_id=user_id if actor.sees_all else actor.user_id,
+            server_id=server_id,
+            states=(state,) if state else (),
+        )
         return (
-            await self.store.find(query, offset=offset, limit=limit),
-            await self.store.count(query),
+            await self.store.find(where, offset=offset, limit=limit),
+            await self.store.count(where),
         )
 
     async def create(
@@ -125,7 +121,7 @@ class RdpSessions:
                 f"server {server_id} belongs to another user",
             )
         maximum = (await self.limits()).max_sessions
-        if await self.store.count({"state": {"$in": list(OPEN)}}) >= maximum:
+        if await self.store.count(SessionFilter(states=OPEN)) >= maximum:
             await self.auditor.record("limit_exceeded", actor.name, "sessions", "max_sessions")
             raise LucidError(
                 ErrorCode.ERROR_CODE_RDP_SESSION_LIMIT,
@@ -270,11 +266,11 @@ class RdpSessions:
 
     async def open_count(self, server_id: str) -> int:
         """Sessions not terminated on a server."""
-        return await self.store.count({"server_id": server_id, "state": {"$in": list(OPEN)}})
+        return await self.store.count(SessionFilter(server_id=server_id, states=OPEN))
 
     async def terminate_on_server(self, server_id: str, reason: str, actor: Actor) -> int:
         """Terminates every open session of a server; how many."""
-        sessions = await self.store.find({"server_id": server_id, "state": {"$in": list(OPEN)}})
+        sessions = await self.store.find(SessionFilter(server_id=server_id, states=OPEN))
         for session in sessions:
             await self.terminate(actor, session.session_id, reason=reason, force=True)
         return len(sessions)
@@ -282,7 +278,7 @@ class RdpSessions:
     async def terminate_all(self, actor: Actor, reason: str) -> tuple[int, int]:
         """Terminates every open session (emergency); (terminated, failed)."""
         done = failed = 0
-        for session in await self.store.find({"state": {"$in": list(OPEN)}}):
+        for session in await self.store.find(SessionFilter(states=OPEN)):
             try:
                 await self.terminate(actor, session.session_id, reason=reason, force=True)
                 done += 1
@@ -295,12 +291,12 @@ class RdpSessions:
         now = self.clock.now()
         expired = now - timedelta(seconds=self.config.session_timeout_s)
         for session in await self.store.find(
-            {"state": {"$in": [ACTIVE, DISCONNECTED]}, "created_at": {"$lt": expired}}
+            SessionFilter(states=(ACTIVE, DISCONNECTED), created_before=expired)
         ):
             await self.terminate(actor, session.session_id, reason="timeout", force=True)
         await self._touch_connected(now)
         idle = now - timedelta(seconds=self.config.idle_timeout_s)
-        for session in await self.store.find({"state": ACTIVE, "last_activity": {"$lt": idle}}):
+        for session in await self.store.find(SessionFilter(states=(ACTIVE,), active_before=idle)):
             async with self._lock(session.session_id):
                 current = await self.store.get(session.session_id)
                 if current is not None and current.state == ACTIVE:
@@ -309,7 +305,7 @@ class RdpSessions:
 
     async def _touch_connected(self, now: datetime) -> None:
         """A session whose server has a connected RDP client is active now."""
-        for session in await self.store.find({"state": ACTIVE}):
+        for session in await self.store.find(SessionFilter(states=(ACTIVE,))):
             server = await self.servers.store.get(session.server_id)
             if server is not None and server.pid and self.servers.backend.client_count(server.pid):
                 await self.store.transition(session.session_id, (ACTIVE,), {"last_activity": now})

@@ -95,7 +95,7 @@ class Resources:
         host = await asyncio.to_thread(self.sampler.host, now)
         await self.store.add_sample(host)
         raised = await self.evaluate(host, limits)
-        for server in await self.servers.find({"state": "running"}):
+        for server in await self.servers.find(states=("running",)):
             sample = await asyncio.to_thread(
                 self.sampler.server, server.server_id, server.pid, server.account.username, now
             )
@@ -168,21 +168,21 @@ class Resources:
         limit: int,
     ) -> tuple[list[Alert], int]:
         """Alerts the actor may see (users: those of their servers), newest first."""
-        query: dict[str, object] = {}
+        server_ids: list[str] | None = None
         if not actor.sees_all:
-            own = [s.server_id for s in await self.servers.find({"user_id": actor.user_id})]
-            if server_id and server_id not in own:
+            server_ids = [s.server_id for s in await self.servers.find(user_id=actor.user_id)]
+            if server_id and server_id not in server_ids:
                 actor.check_owner("", f"server {server_id}")
-            query["server_id"] = {"$in": own}
         if server_id:
-            query["server_id"] = server_id
-        if severity:
-            query["severity"] = severity
-        if resolved is not None:
-            query["resolved"] = resolved
-        if resource_type:
-            query["resource_type"] = resource_type
-        return await self.store.find_alerts(query, offset=offset, limit=limit)
+            server_ids = [server_id]
+        return await self.store.find_alerts(
+            server_ids=server_ids,
+            severity=severity,
+            resolved=resolved,
+            resource_type=resource_type,
+            offset=offset,
+            limit=limit,
+        )
 
     async def resolve(self, actor: Actor, alert_id: str, note: str) -> Alert:
         """Marks an alert resolved."""

@@ -135,16 +135,11 @@ class Servers:
         self, actor: Actor, *, state: str, user_id: str, offset: int, limit: int
     ) -> tuple[list[ServerRecord], int]:
         """Servers the actor may see, newest first, and how many match."""
-        query: dict[str, Any] = {}
-        if not actor.sees_all:
-            query["user_id"] = actor.user_id
-        elif user_id:
-            query["user_id"] = user_id
-        if state:
-            query["state"] = state
+        owner = user_id if actor.sees_all else actor.user_id
+        states = (state,) if state else ()
         return (
-            await self.store.find(query, offset=offset, limit=limit),
-            await self.store.count(query),
+            await self.store.find(user_id=owner, states=states, offset=offset, limit=limit),
+            await self.store.count(user_id=owner, states=states),
         )
 
     async def _allocate(self, server_id: str, preferred: int) -> int:
@@ -189,7 +184,7 @@ class Servers:
         owner = actor.owner_for(user_id)
         check_resources(resources)
         maximum = (await self.limits()).max_servers
-        if await self.store.count({}) >= maximum:
+        if await self.store.count() >= maximum:
             await self.auditor.record("limit_exceeded", actor.name, "servers", "max_servers")
             raise LucidError(
                 ErrorCode.ERROR_CODE_RDP_SERVER_LIMIT, f"at most {maximum} servers may exist"
@@ -398,7 +393,7 @@ class Servers:
     async def check_processes(self) -> list[str]:
         """Moves running servers whose listener died to error; their ids."""
         died = []
-        for server in await self.store.find({"state": RUNNING}):
+        for server in await self.store.find(states=(RUNNING,)):
             if self.backend.alive(server.pid):
                 continue
             if await self.store.transition(
@@ -438,7 +433,7 @@ class Servers:
 
     async def stop_all(self) -> None:
         """Stops every running listener (the cluster is shutting down)."""
-        for server in await self.store.find({"state": {"$in": [RUNNING, STARTING]}}):
+        for server in await self.store.find(states=(RUNNING, STARTING)):
             try:
                 await self._stop_process(server, STOPPED)
             except Exception:

@@ -116,7 +116,7 @@ class XrdpDaemon:
     async def status(self) -> DaemonStatus:
         """State, uptime, connected clients of every running server, version."""
         connections = 0
-        for server in await self.servers.find({"state": "running"}):
+        for server in await self.servers.find(states=("running",)):
             connections += self.backend.client_count(server.pid)
         return DaemonStatus(
             running=await self.sesman.running(),

@@ -8,9 +8,8 @@ import grpc
 
 from lucid.rdp import convert_resources as convert
 from lucid.rdp.limits import CallLimits
-from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.resources import Resources
-from lucid.rdp.servers import Servers
+from lucid.rdp.usage import UsageReports
 from lucid.rdp.v1 import resource_pb2, resource_pb2_grpc
 from lucid.runtime import paging
 
@@ -20,46 +19,27 @@ Context: TypeAlias = grpc.aio.ServicerContext
 class ResourceServicer(resource_pb2_grpc.ResourceServiceServicer):
     """Resources: usage of the host, a server and its sessions; limits; alerts."""
 
-    def __init__(
-        self, resources: Resources, servers: Servers, sessions: RdpSessions, calls: CallLimits
-    ) -> None:
+    def __init__(self, resources: Resources, reports: UsageReports, calls: CallLimits) -> None:
         self.calls = calls
         self.resources = resources
-        self.servers = servers
-        self.sessions = sessions
+        self.reports = reports
 
     async def GetResourceUsage(
         self, request: resource_pb2.GetResourceUsageRequest, context: Context
     ) -> resource_pb2.GetResourceUsageResponse:
-        who = await self.calls.actor("resources")
-        since = self.resources.since(convert.RANGE_S[request.time_range])
-        response = resource_pb2.GetResourceUsageResponse(
-            system=convert.usage(await self.resources.usage("host", "", since))
+        report = await self.reports.report(
+            await self.calls.actor("resources"),
+            server_id=request.server_id,
+            session_id=request.session_id,
+            seconds=convert.RANGE_S[request.time_range],
         )
-        server_id = request.server_id
-        sessions = []
-        if request.session_id:
-            session = await self.sessions.get(who, request.session_id)
-            server_id = server_id or session.server_id
-            sessions = [session]
-        if server_id:
-            server = await self.servers.get(who, server_id)
-            samples = await self.resources.usage("server", server.server_id, since)
-            response.server.CopyFrom(convert.usage(samples, server_id=server.server_id))
-            if not request.session_id:
-                sessions, _ = await self.sessions.find(
-                    who, user_id="", server_id=server_id, state="", offset=0, limit=0
-                )
-            for session in sessions:
-                end = session.terminated_at
-                mine = [
-                    s
-                    for s in samples
-                    if s.time >= session.created_at and (not end or s.time <= end)
-                ]
-                response.sessions.append(
-                    convert.usage(mine, server_id=server_id, session_id=session.session_id)
-                )
+        response = resource_pb2.GetResourceUsageResponse(system=convert.usage(report.system))
+        if report.server_id:
+            response.server.CopyFrom(convert.usage(report.server, server_id=report.server_id))
+        response.sessions.extend(
+            convert.usage(samples, server_id=report.server_id, session_id=session_id)
+            for session_id, samples in report.sessions
+        )
         return response
 
     async def GetResourceLimits(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,9 +61,25 @@ class ResourceStore:
         return await self.alert(alert_id)
 
     async def find_alerts(
-        self, query: dict[str, Any], *, offset: int, limit: int
+        self,
+        *,
+        server_ids: Sequence[str] | None,
+        severity: str,
+        resolved: bool | None,
+        resource_type: str,
+        offset: int,
+        limit: int,
     ) -> tuple[list[Alert], int]:
-        """Alerts matching ``query``, newest first, and how many match."""
+        """Alerts of some servers (None: any, with the host's), newest first, and how many
+        match; empty filters match any."""
+        query: dict[str, Any] = {}
+        if server_ids is not None:
+            query["server_id"] = {"$in": list(server_ids)}
+        for name, value in (("severity", severity), ("resource_type", resource_type)):
+            if value:
+                query[name] = value
+        if resolved is not None:
+            query["resolved"] = resolved
         cursor = (
             self._alerts.find(query).sort([("created_at", DESCENDING)]).skip(offset).limit(limit)
         )

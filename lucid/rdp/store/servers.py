@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import DESCENDING
@@ -10,6 +11,15 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.rdp import schema
 from lucid.rdp.records import ServerRecord
+
+
+def _query(user_id: str, states: Sequence[str]) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if user_id:
+        query["user_id"] = user_id
+    if states:
+        query["state"] = {"$in": list(states)}
+    return query
 
 
 class ServerStore:
@@ -62,14 +72,20 @@ class ServerStore:
         """Removes a server."""
         await self._servers.delete_one({"_id": server_id})
 
-    async def count(self, query: dict[str, Any]) -> int:
-        """How many servers match."""
-        return await self._servers.count_documents(query)
+    async def count(self, *, user_id: str = "", states: Sequence[str] = ()) -> int:
+        """How many servers match (all when no filter is given)."""
+        return await self._servers.count_documents(_query(user_id, states))
 
     async def find(
-        self, query: dict[str, Any], *, offset: int = 0, limit: int = 0
+        self,
+        *,
+        user_id: str = "",
+        states: Sequence[str] = (),
+        offset: int = 0,
+        limit: int = 0,
     ) -> list[ServerRecord]:
-        """Servers matching ``query``, newest first."""
+        """Servers of a user and in some states (empty: any), newest first."""
+        query = _query(user_id, states)
         cursor = self._servers.find(query).sort([("created_at", DESCENDING)]).skip(offset)
         if limit:
             cursor = cursor.limit(limit)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pymongo import DESCENDING
@@ -9,6 +12,32 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.rdp import schema
 from lucid.rdp.records import SessionRecord
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which sessions (empty fields match any)."""
+
+    user_id: str = ""
+    server_id: str = ""
+    states: Sequence[str] = ()
+    created_before: datetime | None = None
+    active_before: datetime | None = None
+    """Last client activity before this time."""
+
+    def query(self) -> dict[str, Any]:
+        """The MongoDB query."""
+        query: dict[str, Any] = {}
+        for name in ("user_id", "server_id"):
+            if getattr(self, name):
+                query[name] = getattr(self, name)
+        if self.states:
+            query["state"] = {"$in": list(self.states)}
+        if self.created_before:
+            query["created_at"] = {"$lt": self.created_before}
+        if self.active_before:
+            query["last_activity"] = {"$lt": self.active_before}
+        return query
 
 
 class SessionStore:
@@ -38,15 +67,15 @@ class SessionStore:
             return None
         return await self.get(session_id)
 
-    async def count(self, query: dict[str, Any]) -> int:
+    async def count(self, where: SessionFilter) -> int:
         """How many sessions match."""
-        return await self._sessions.count_documents(query)
+        return await self._sessions.count_documents(where.query())
 
     async def find(
-        self, query: dict[str, Any], *, offset: int = 0, limit: int = 0
+        self, where: SessionFilter, *, offset: int = 0, limit: int = 0
     ) -> list[SessionRecord]:
-        """Sessions matching ``query``, newest first."""
-        cursor = self._sessions.find(query).sort([("created_at", DESCENDING)]).skip(offset)
+        """Sessions matching, newest first."""
+        cursor = self._sessions.find(where.query()).sort([("created_at", DESCENDING)]).skip(offset)
         if limit:
             cursor = cursor.limit(limit)
         return [SessionRecord.of(doc) async for doc in cursor]
