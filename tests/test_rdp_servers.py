@@ -179,3 +179,89 @@ async def test_a_user_cannot_touch_another_users_server(env: RdpEnv) -> None:
         assert seen.server.server_id == server.server_id
     finally:
         await env.delete_server(owner, server.server_id)
+
+
+async def test_list_update_restart_and_maintenance(env: RdpEnv) -> None:
+    owner_id, md = await env.user()
+    _, other = await env.user()
+    first = await env.create_server(md, name="first")
+    second = await env.create_server(md, name="second")
+    try:
+        page = await env.servers.ListServers(rdp_pb2.ListServersRequest(page_size=1), metadata=md)
+        assert page.total_size == 2 and len(page.servers) == 1 and page.next_page_token
+        rest = await env.servers.ListServers(
+            rdp_pb2.ListServersRequest(page_size=1, page_token=page.next_page_token), metadata=md
+        )
+        assert {page.servers[0].server_id, rest.servers[0].server_id} == {
+            first.server_id,
+            second.server_id,
+        }
+        assert not rest.next_page_token
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # a token of another query
+            await env.servers.ListServers(
+                rdp_pb2.ListServersRequest(
+                    page_size=1, page_token=page.next_page_token, state=rdp_pb2.SERVER_STATE_RUNNING
+                ),
+                metadata=md,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        theirs = await env.servers.ListServers(rdp_pb2.ListServersRequest(), metadata=other)
+        assert theirs.total_size == 0
+        admin = bearer(await env.sessions_env.main.token(role=access_pb2.ROLE_ADMIN))
+        by_owner = await env.servers.ListServers(
+            rdp_pb2.ListServersRequest(user_id=owner_id), metadata=admin
+        )
+        assert by_owner.total_size == 2
+
+        updated = await env.servers.UpdateServer(
+            rdp_pb2.UpdateServerRequest(
+                server_id=first.server_id,
+                name="renamed",
+                configuration=rdp_pb2.ServerConfiguration(color_depth=16, resolution="1280x800"),
+            ),
+            metadata=md,
+        )
+        assert updated.server.name == "renamed"
+        assert updated.server.configuration.color_depth == 16
+        ini = InstanceFiles.of(env.config.instances_dir, first.server_id).xrdp_ini.read_text()
+        assert "max_bpp=16" in ini
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.servers.UpdateServer(
+                rdp_pb2.UpdateServerRequest(
+                    server_id=first.server_id, resources=rdp_pb2.ServerResources(disk_mb=2000)
+                ),
+                metadata=md,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        kept = await env.servers.GetServer(
+            rdp_pb2.GetServerRequest(server_id=first.server_id), metadata=md
+        )
+        assert kept.server.resources.disk_mb == 0
+
+        running = await env.start_server(md, first.server_id)
+        restarted = await env.servers.RestartServer(
+            rdp_pb2.RestartServerRequest(server_id=first.server_id), metadata=md
+        )
+        assert restarted.result.state == rdp_pb2.SERVER_STATE_RUNNING
+        assert restarted.result.server.pid not in (0, running.pid)
+        assert await port_open("127.0.0.1", first.port)
+
+        maintenance = rdp_pb2.SetServerMaintenanceRequest(
+            server_id=first.server_id, maintenance=True, reason="disk check"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.servers.SetServerMaintenance(maintenance, metadata=md)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        boss = bearer(await env.sessions_env.main.token(role=access_pb2.ROLE_SUPER_ADMIN))
+        down = await env.servers.SetServerMaintenance(maintenance, metadata=boss)
+        assert down.server.state == rdp_pb2.SERVER_STATE_MAINTENANCE
+        assert not await port_open("127.0.0.1", first.port)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.start_server(md, first.server_id)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        maintenance.maintenance = False
+        back = await env.servers.SetServerMaintenance(maintenance, metadata=boss)
+        assert back.server.state == rdp_pb2.SERVER_STATE_STOPPED
+    finally:
+        for server in (first, second):
+            await env.delete_server(md, server.server_id)

@@ -12,7 +12,7 @@ import pytest
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
-from lucid.rdp.v1 import rdp_pb2, session_pb2, xrdp_pb2
+from lucid.rdp.v1 import rdp_pb2, session_pb2, session_pb2_grpc, xrdp_pb2
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
 from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
@@ -188,3 +188,36 @@ async def test_the_201st_session_call_in_a_minute_is_refused(env: RdpEnv) -> Non
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         limits.clock = real_clock
+
+
+async def test_the_admin_cluster_terminates_every_session_and_lists_them(
+    env: RdpEnv, running: tuple[rdp_pb2.Server, tuple[tuple[str, str]]]
+) -> None:
+    server, md = running
+    opened = [await env.create_session(md, server.server_id) for _ in range(2)]
+    listed = await env.sessions.ListRdpSessions(
+        session_pb2.ListRdpSessionsRequest(
+            server_id=server.server_id, state=session_pb2.RDP_SESSION_STATE_ACTIVE
+        ),
+        metadata=md,
+    )
+    assert {s.session_id for s in opened} <= {s.session_id for s in listed.sessions}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # service-only: not for users
+        await env.sessions.TerminateAllRdpSessions(
+            session_pb2.TerminateAllRdpSessionsRequest(reason="drill"), metadata=md
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    admin_channel = env.sessions_env.mesh.channel("rdp", identity="admin")
+    try:
+        done = await session_pb2_grpc.RdpSessionServiceStub(admin_channel).TerminateAllRdpSessions(
+            session_pb2.TerminateAllRdpSessionsRequest(reason="drill")
+        )
+    finally:
+        await admin_channel.close()
+    assert done.terminated_count >= 2 and done.failed_count == 0
+    for session in opened:
+        got = await env.sessions.GetRdpSession(
+            session_pb2.GetRdpSessionRequest(session_id=session.session_id), metadata=md
+        )
+        assert got.session.state == session_pb2.RDP_SESSION_STATE_TERMINATED
+        assert got.session.termination_reason == "emergency: drill"
