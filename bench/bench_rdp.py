@@ -28,10 +28,11 @@ from pathlib import Path
 import psutil
 
 from bench.common import BenchContext, Figure
-from lucid.rdp.capture import SEGMENT_HEADER
+from lucid.rdp.recorder import read_segments
 from lucid.rdp.recording import Recordings
 from lucid.runtime.server import Runtime
 from lucid.sessions.v1 import sessions_pb2
+from tests.rdpkit import free_display
 from tests.sessionkit import start_env
 from tests.support import bearer
 
@@ -59,20 +60,10 @@ class Display:
                 process.kill()
 
 
-def _free_display() -> int:
-    for number in range(400, 600):
-        if (
-            not Path(f"/tmp/.X11-unix/X{number}").exists()
-            and not Path(f"/tmp/.X{number}-lock").exists()
-        ):
-            return number
-    raise RuntimeError("no free X display")
-
-
 @contextlib.contextmanager
 def display(size: str, busy: bool) -> Iterator[Display]:
     """An Xvfb display of ``size``, with a terminal that scrolls without pause if busy."""
-    number = _free_display()
+    number = free_display(first=400)
     name = f":{number}"
     xvfb = subprocess.Popen(
         ["Xvfb", name, "-screen", "0", f"{size}x24", "-nolisten", "tcp"],
@@ -156,13 +147,7 @@ async def capture(name: str, seconds: float) -> Capture:
 
     async def read() -> None:
         assert process.stdout is not None
-        while True:
-            try:
-                header = await process.stdout.readexactly(SEGMENT_HEADER.size)
-            except asyncio.IncompleteReadError:
-                return
-            size, first, frames = SEGMENT_HEADER.unpack(header)
-            segments.append((await process.stdout.readexactly(size), first, frames))
+        segments.extend([s async for s in read_segments(process.stdout)])
 
     reader = asyncio.create_task(read())
     await asyncio.sleep(seconds)  # the measured recording time

@@ -229,9 +229,9 @@ class RdpClient:
         )
 
 
-def free_display() -> int:
-    """An X display number nothing uses."""
-    for number in range(200, 400):
+def free_display(first: int = 200) -> int:
+    """An X display number nothing uses, from ``first`` on."""
+    for number in range(first, first + 200):
         if (
             not Path(f"/tmp/.X11-unix/X{number}").exists()
             and not Path(f"/tmp/.X{number}-lock").exists()

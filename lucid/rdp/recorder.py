@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,6 +30,18 @@ log = logging.getLogger("lucid.rdp.recorder")
 
 DISPLAY_POLL_S = 0.2
 STOP_TIMEOUT_S = 20.0
+
+
+async def read_segments(stream: asyncio.StreamReader) -> AsyncIterator[tuple[bytes, float, int]]:
+    """The segments a capture process writes: (data, capture time of the first frame,
+    frame count), until it exits."""
+    while True:
+        try:
+            header = await stream.readexactly(SEGMENT_HEADER.size)
+        except asyncio.IncompleteReadError:
+            return
+        size, started, frames = SEGMENT_HEADER.unpack(header)
+        yield await stream.readexactly(size), started, frames
 
 
 @dataclass
@@ -140,13 +153,7 @@ class Recorder:
             process.send_signal(signal.SIGTERM)
         assert process.stdout is not None
         try:
-            while True:
-                try:
-                    header = await process.stdout.readexactly(SEGMENT_HEADER.size)
-                except asyncio.IncompleteReadError:
-                    break
-                size, started, frames = SEGMENT_HEADER.unpack(header)
-                data = await process.stdout.readexactly(size)
+            async for data, started, frames in read_segments(process.stdout):
                 await self._store(recording, data, started, frames)
         finally:
             if process.returncode is None and not recording.stopping.is_set():
