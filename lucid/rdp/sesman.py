@@ -52,8 +52,9 @@ class SessionManager:
         return sesman_port()
 
     async def running(self) -> bool:
-        """Whether a session manager answers on its port."""
-        return await port_open("localhost", self.port)
+        """Whether a session manager answers on its port. It binds ``::1`` even when told
+        127.0.0.1 (xrdp resolves the address itself), so both loopbacks are asked."""
+        return await port_open("127.0.0.1", self.port) or await port_open("::1", self.port)
 
     def _write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
