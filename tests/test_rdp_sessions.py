@@ -221,3 +221,20 @@ async def test_the_admin_cluster_terminates_every_session_and_lists_them(
         )
         assert got.session.state == session_pb2.RDP_SESSION_STATE_TERMINATED
         assert got.session.termination_reason == "emergency: drill"
+
+
+async def test_recorders_of_open_sessions_resume_after_a_restart(
+    env: RdpEnv, running: tuple[rdp_pb2.Server, tuple[tuple[str, str]]]
+) -> None:
+    server, md = running
+    session = await env.create_session(md, server.server_id)
+    recorder = env.domain_sessions.recorder
+    assert recorder.stats(session.session_id) is not None
+    await recorder.stop(session.session_id)  # as if the rdp process had died
+    assert recorder.stats(session.session_id) is None
+    assert await env.domain_sessions.resume_recordings() >= 1
+    assert recorder.stats(session.session_id) is not None
+    await env.sessions.TerminateRdpSession(
+        session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
+    )
+    assert recorder.stats(session.session_id) is None

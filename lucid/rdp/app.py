@@ -121,6 +121,9 @@ async def build(
         current = await daemon.config()
         sesman.limits = (current.max_connections, current.idle_timeout_s)
 
+    async def resume() -> None:
+        await sessions.resume_recordings()
+
     async def stop() -> None:
         await recorder.stop_all()
         await servers.stop_all()
@@ -144,6 +147,6 @@ async def build(
         ],
         collections=schema.COLLECTIONS,
         tasks=[monitor, sweeper, sampler],
-        on_ready=[load_settings],
+        on_ready=[load_settings, resume],
         on_stop=[stop],
     )

@@ -264,6 +264,16 @@ class RdpSessions:
             raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, "the session changed")
         return ended
 
+    async def resume_recordings(self) -> int:
+        """Restarts the recorders of open sessions (after this server restarted); how many."""
+        resumed = 0
+        for session in await self.store.find(SessionFilter(states=(ACTIVE, DISCONNECTED))):
+            server = await self.servers.store.get(session.server_id)
+            if server is not None:
+                self.recorder.start(session.session_id, server.account.username)
+                resumed += 1
+        return resumed
+
     async def open_count(self, server_id: str) -> int:
         """Sessions not terminated on a server."""
         return await self.store.count(SessionFilter(server_id=server_id, states=OPEN))
