@@ -199,28 +199,20 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     await env.delete_server(md, server.server_id)
 
 
-async def test_a_wrong_password_records_nothing(env: RdpEnv, tmp_path: Path) -> None:
+async def test_a_wrong_or_used_password_records_nothing(env: RdpEnv, tmp_path: Path) -> None:
     _, md = await env.user()
     server = await env.create_server(md)
     await env.start_server(md, server.server_id)
     session = await env.create_session(md, server.server_id)
-    connected = await env.sessions.ConnectRdpSession(
-        session_pb2.ConnectRdpSessionRequest(session_id=session.session_id), metadata=md
+    connect = session_pb2.ConnectRdpSessionRequest(session_id=session.session_id)
+    used = await env.sessions.ConnectRdpSession(connect, metadata=md)
+    await env.sessions.DisconnectRdpSession(
+        session_pb2.DisconnectRdpSessionRequest(session_id=session.session_id), metadata=md
     )
+    connected = await env.sessions.ConnectRdpSession(connect, metadata=md)
     log = env.backend.files(server.server_id).log_dir / "xrdp.log"
-    async with rdp_client(
-        "127.0.0.1",
-        server.port,
-        connected.username,
-        "not-" + connected.password,
-        tmp_path / "c.log",
-    ):
-
-        async def attempted() -> str:
-            return await asyncio.to_thread(log.read_text) if log.exists() else ""
-
-        await eventually(attempted, lambda text: "login failed" in text.lower(), 60.0)
-        assert env.backend.display(connected.username) is None
+    for password in ("not-" + connected.password, used.password):
+        await _refused(env, server.port, connected.username, password, log, tmp_path)
     stats = await env.domain_sessions.recorder.stop(session.session_id)
     assert stats.segments == 0
     await env.sessions.TerminateRdpSession(
@@ -228,3 +220,21 @@ async def test_a_wrong_password_records_nothing(env: RdpEnv, tmp_path: Path) -> 
         metadata=md,
     )
     await env.delete_server(md, server.server_id)
+
+
+def _login_failures(log: Path) -> int:
+    return log.read_text().lower().count("login failed") if log.exists() else 0
+
+
+async def _refused(
+    env: RdpEnv, port: int, username: str, password: str, log: Path, tmp_path: Path
+) -> None:
+    """A real client with a bad password reaches xrdp's login failure, and no desktop."""
+
+    async def failures() -> int:
+        return await asyncio.to_thread(_login_failures, log)
+
+    before = await failures()
+    async with rdp_client("127.0.0.1", port, username, password, tmp_path / "c.log"):
+        await eventually(failures, lambda n: n > before, 60.0)
+        assert env.backend.display(username) is None

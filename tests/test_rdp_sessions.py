@@ -79,6 +79,7 @@ async def test_connect_disconnect_terminate_and_the_recording_in_cluster_03(
     assert dropped.session.state == session_pb2.RDP_SESSION_STATE_DISCONNECTED
     again = await env.sessions.ConnectRdpSession(connect, metadata=md)
     assert again.access_token != first.access_token
+    assert again.password != first.password  # one password per connection
 
     stop = rdp_pb2.StopServerRequest(server_id=server.server_id)
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -65,11 +65,16 @@ def home_of(username: str) -> Path:
     return Path(pwd.getpwnam(username).pw_dir)
 
 
+async def set_password(username: str, password: str) -> None:
+    """Replaces the account's password (over stdin: never on a command line)."""
+    await _run("chpasswd", stdin=f"{username}:{password}\n".encode())
+
+
 async def create(username: str, password: str) -> None:
     """Creates the account (or resets its password) and writes its desktop session."""
     if not exists(username):
         await _run("useradd", "--create-home", "--shell", "/bin/sh", username)
-    await _run("chpasswd", stdin=f"{username}:{password}\n".encode())
+    await set_password(username, password)
     entry = pwd.getpwnam(username)
     xsession = Path(entry.pw_dir) / ".xsession"
     await asyncio.to_thread(xsession.write_text, XSESSION)

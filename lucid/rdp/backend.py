@@ -67,6 +67,10 @@ class RdpBackend(Protocol):
         """Starts the listener; its pid once it accepts TCP. Raises ``StartError``."""
         ...
 
+    async def set_password(self, username: str, password: str) -> None:
+        """Gives the desktop account a new password."""
+        ...
+
     async def stop(self, username: str, pid: int, grace_s: float) -> None:
         """Stops the listener and ends the account's desktop sessions."""
         ...
@@ -135,6 +139,9 @@ class XrdpBackend:
             certs_dir=self.certs_dir,
             sealer=self.sealer,
         )
+
+    async def set_password(self, username: str, password: str) -> None:
+        await accounts.set_password(username, password)
 
     async def spawn(self, spec: InstanceSpec) -> int:
         files = self.files(spec.server_id)

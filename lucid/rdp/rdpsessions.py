@@ -189,9 +189,8 @@ class RdpSessions:
             updated = await self.store.transition(session_id, (ACTIVE, DISCONNECTED), changes)
             if updated is None:
                 raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, "the session changed")
-        return Connection(
-            updated, server, server.account.username, self.servers.password(server), token, expires
-        )
+            password = await self.servers.new_password(server)
+        return Connection(updated, server, server.account.username, password, token, expires)
 
     async def disconnect(self, actor: Actor, session_id: str) -> SessionRecord:
         """Drops the client; the session may be connected again."""

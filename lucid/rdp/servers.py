@@ -119,6 +119,18 @@ class Servers:
             compression=xrdp.compression,
         )
 
+    async def new_password(self, server: ServerRecord) -> str:
+        """Gives the server's desktop account a fresh random password (one per client
+        connection: the one handed out before no longer logs in) and stores it sealed."""
+        password = accounts.new_password()
+        sealed = await asyncio.to_thread(self.sealer.seal, password.encode())
+        await self.backend.set_password(server.account.username, password)
+        await self.store.update(
+            server.server_id,
+            {"account": {"username": server.account.username, "password_sealed": sealed}},
+        )
+        return password
+
     def password(self, server: ServerRecord) -> str:
         """The desktop account's password."""
         return self.sealer.unseal(server.account.password_sealed).decode()
@@ -203,7 +215,7 @@ class Servers:
             host=self.config.host,
             account=Account(
                 accounts.username_for(self.config.account_prefix, server_id),
-                self.sealer.seal(password.encode()),
+                await asyncio.to_thread(self.sealer.seal, password.encode()),
             ),
             config=config,
             resources=resources,

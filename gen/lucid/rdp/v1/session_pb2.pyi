@@ -495,7 +495,10 @@ class ConnectRdpSessionResponse(_message.Message):
     username: _builtins.str
     """The desktop account to log in with (the server's dedicated local user)."""
     password: _builtins.str
-    """Its password (random, stored sealed; shown only here)."""
+    """Its password for this connection: a fresh random one at every connect
+    (the one handed out before no longer logs in); stored sealed, shown only
+    here.
+    """
     @_builtins.property
     def connection_info(self) -> Global___ConnectionInfo:
         """Where and how to connect."""
