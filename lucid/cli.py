@@ -66,9 +66,13 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    configure_logging("chain", "WARNING")
+    if args.action == "trust-anchor":
+        from lucid.blockchain.trust import main as print_anchor
+
+        sys.exit(print_anchor(settings, args.validator))
     from lucid.blockchain.verify import main as verify_chain
 
-    configure_logging("chain", "WARNING")
     sys.exit(verify_chain(settings, args.validator))
 
 
@@ -139,10 +143,16 @@ def _db(settings: Settings, args: argparse.Namespace) -> None:
 def _proof(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.sessions.proofcli import verify_file
 
-    blob = Path(args.blob) if args.blob else None
     ok = asyncio.run(
         verify_file(
-            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+            settings,
+            Path(args.file),
+            sys.stdout,
+            trust=Path(args.trust) if args.trust else None,
+            chain=args.chain,
+            blob=Path(args.blob) if args.blob else None,
+            token=args.token,
+            ca=Path(args.ca) if args.ca else None,
         )
     )
     sys.exit(0 if ok else 1)
@@ -150,17 +160,32 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
 
 def _replay(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.rdp.replaycli import replay_to_file
-    from lucid.sessions.proofs import verify_chunk_proof
+    from lucid.sessions.proofcli import UNANCHORED, load_anchor
 
-    def check(proof: Any, blob: bytes) -> list[str]:
-        return [c.name for c in verify_chunk_proof(proof, blob=blob) if not c.ok]
-
-    ok = asyncio.run(
-        replay_to_file(
-            settings, args.session_id, Path(args.out), sys.stdout, token=args.token, check=check
+    async def run() -> bool:
+        if not args.trust and not args.chain:
+            print(UNANCHORED)
+            return False
+        trust = Path(args.trust) if args.trust else None
+        ca = Path(args.ca) if args.ca else None
+        anchor = await load_anchor(settings, trust, args.chain, ca, sys.stdout)
+        if anchor is None:
+            return False
+        return await replay_to_file(
+            settings, args.session_id, Path(args.out), sys.stdout, token=args.token, anchor=anchor
         )
+
+    sys.exit(0 if asyncio.run(run()) else 1)
+
+
+def _desktop_parser(sub: Any) -> None:
+    desktop = sub.add_parser(
+        "desktop", help="start a real RDP desktop on a running mesh and record it"
     )
-    sys.exit(0 if ok else 1)
+    desktop.add_argument(
+        "--seconds", type=float, default=None, help="end after this long (default: on Enter)"
+    )
+    desktop.set_defaults(run=_desktop)
 
 
 def _replay_parser(sub: Any) -> None:
@@ -172,6 +197,13 @@ def _replay_parser(sub: Any) -> None:
     replay.add_argument(
         "--token", default=os.environ.get("LUCID_TOKEN", ""), help="the user's access token"
     )
+    replay.add_argument("--trust", default="", help="the trust anchor (lucid chain trust-anchor)")
+    replay.add_argument(
+        "--chain",
+        default="",
+        help="fetch the trust anchor from this chain endpoint (URL or host:port)",
+    )
+    replay.add_argument("--ca", default="", help="CA certificate for an https --chain URL")
     replay.set_defaults(run=_replay)
 
 
@@ -204,20 +236,19 @@ def parser() -> argparse.ArgumentParser:
         "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
     )
     demo.set_defaults(run=_demo)
-    desktop = sub.add_parser(
-        "desktop", help="start a real RDP desktop on a running mesh and record it"
-    )
-    desktop.add_argument(
-        "--seconds", type=float, default=None, help="end after this long (default: on Enter)"
-    )
-    desktop.set_defaults(run=_desktop)
+    _desktop_parser(sub)
 
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)
 
     chain = sub.add_parser("chain", help="chain tools (offline, from MongoDB)")
-    chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
+    chain.add_argument(
+        "action",
+        choices=["verify", "trust-anchor"],
+        help="verify: walk the whole stored chain; trust-anchor: print the genesis hash and "
+        "validator set proofs are checked against (JSON)",
+    )
     chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
     chain.set_defaults(run=_chain)
 
@@ -253,10 +284,22 @@ def parser() -> argparse.ArgumentParser:
     proof.add_argument("file", help="a GetChunkProof response as JSON")
     proof.add_argument("--blob", default=None, help="also check this downloaded blob")
     proof.add_argument(
-        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+        "--trust",
+        default=None,
+        metavar="ANCHOR",
+        help="the trust anchor (lucid chain trust-anchor)",
     )
     proof.add_argument(
-        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+        "--chain",
+        default="",
+        metavar="ADDR",
+        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
+    )
+    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
+    proof.add_argument(
+        "--token",
+        default=os.environ.get("LUCID_TOKEN", ""),
+        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
     )
     proof.set_defaults(run=_proof)
     _replay_parser(sub)

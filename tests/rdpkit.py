@@ -40,9 +40,9 @@ from lucid.rdp.v1 import (
 )
 from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
-from tests.sessionkit import SessionsEnv, start_env, wait_serving
-from tests.storage_support import eventually
+from tests.sessionkit import SessionsEnv, process_environment, start_env, wait_serving
 from tests.support import Mesh, bearer
+from tests.waiting import eventually
 
 REAL_DESKTOP_TOOLS = ("xrdp", "xrdp-sesman", "Xvnc", "Xvfb", "xfreerdp", "xdotool", "xterm")
 
@@ -175,7 +175,8 @@ async def start_rdp(main: Mesh, settings: Any, tmp: Path, **config: Any) -> RdpE
         resource_interval_s=3600.0,
         **config,
     )
-    server = await sessions_env.mesh.start("rdp", functools.partial(rdp_app.build, config=cfg))
+    build = functools.partial(rdp_app.build, config=cfg, anchor=sessions_env.trust_anchor)
+    server = await sessions_env.mesh.start("rdp", build)
     await wait_serving(server)
     return RdpEnv(sessions_env, server, cfg, sessions_env.mesh.channel("rdp"))
 
@@ -260,7 +261,7 @@ async def rdp_client(
     async def exists() -> bool:
         return await asyncio.to_thread(socket_path.exists)
 
-    await eventually(exists, bool, 30.0)
+    await eventually(exists, timeout_s=30.0, what="the Xvfb socket")
     client = await asyncio.to_thread(
         _popen,
         [
@@ -299,3 +300,15 @@ def snapshot(display: str, xauthority: Path, out: Path) -> np.ndarray[Any, Any]:
 async def gather_segments(iterator: AsyncIterator[Any]) -> list[Any]:
     """Every item of an async iterator."""
     return [item async for item in iterator]
+
+
+async def run_lucid(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m lucid ARGS`` against the servers of ``settings``."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "lucid", *args],
+        env=process_environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
+from lucid.lib.trustanchor import TrustAnchor
 from lucid.rdp import replay
 from lucid.rdp.backend import Display
 from lucid.rdp.replaycli import replay_to_file
@@ -23,9 +24,10 @@ from lucid.runtime.config import Settings
 from lucid.runtime.errors import LucidError
 from lucid.sessions.blobstore import BlobStore
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
-from tests.rdpkit import RdpEnv, rdp_client, snapshot, start_rdp, stop_rdp
-from tests.storage_support import eventually
+from tests.chainfake import FakeAnchoring
+from tests.rdpkit import RdpEnv, rdp_client, run_lucid, snapshot, start_rdp, stop_rdp
 from tests.support import Mesh
+from tests.waiting import eventually
 
 TYPED = "lucid records what you see 0123456789"
 MAX_MEAN_ERROR = 1.0
@@ -61,7 +63,7 @@ async def wait_display(env: RdpEnv, username: str) -> Display:
     async def find() -> Display | None:
         return await asyncio.to_thread(env.backend.display, username)
 
-    display = await eventually(find, lambda d: d is not None, 60.0)
+    display = await eventually(find, timeout_s=60.0, what="the desktop's X display")
     assert display is not None
     return display
 
@@ -93,7 +95,7 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
             stats = env.domain_sessions.recorder.stats(session.session_id)
             return stats.segments if stats else 0
 
-        await eventually(first_segment, lambda n: n >= 1, 60.0)
+        await eventually(first_segment, timeout_s=60.0, what="a first recorded segment")
         before = await asyncio.to_thread(snapshot, display.name, display.xauthority, shot)
         await asyncio.to_thread(client.xdotool, "mousemove", "200", "200")
         await asyncio.to_thread(client.xdotool, "type", "--delay", "40", TYPED)
@@ -101,10 +103,10 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
         async def screen() -> np.ndarray[Any, Any]:
             return await asyncio.to_thread(snapshot, display.name, display.xauthority, shot)
 
-        def typed(frame: np.ndarray[Any, Any]) -> bool:
-            return changed_pixels(before, frame) >= MIN_CHANGED_PIXELS
+        async def typed() -> bool:
+            return changed_pixels(before, await screen()) >= MIN_CHANGED_PIXELS
 
-        await eventually(screen, typed, 60.0)
+        await eventually(typed, timeout_s=60.0, what="the typed text on the remote screen")
         # the text is on the remote screen, which stays still from here on
         final = await screen()
         await env.sessions.TerminateRdpSession(
@@ -121,11 +123,11 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     assert completed.statistics.chunk_count >= 2
 
     token = await env.sessions_env.main.token(user_id=user_id)
+    anchor = await env.sessions_env.trust_anchor()
+    settings = env.sessions_env.settings
     out = tmp_path / "replay.ts"
     log = io.StringIO()
-    assert await replay_to_file(
-        env.sessions_env.settings, session.session_id, out, log, token=token
-    )
+    assert await replay_to_file(settings, session.session_id, out, log, token=token, anchor=anchor)
     assert "verified segments written" in log.getvalue()
     frames = frames_of(out.read_bytes())
     assert len(frames) >= env.config.frame_rate  # at least a second of desktop
@@ -139,11 +141,21 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     assert error < MAX_MEAN_ERROR, error
     assert changed_pixels(frames[0], last) >= MIN_CHANGED_PIXELS
 
+    # the command: refuses without a trust anchor, writes the same file with one
+    trust = tmp_path / "anchor.json"
+    trust.write_text(anchor.to_json())
+    command = ["replay", session.session_id, "-o", str(tmp_path / "cli.ts"), "--token", token]
+    assert (await run_lucid(settings, *command)).returncode == 1
+    done = await run_lucid(settings, *command, "--trust", str(trust))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "cli.ts").read_bytes() == out.read_bytes()
+
     # every segment decodes on its own and starts with a key frame
     async def channel() -> grpc.aio.Channel:
         return env.sessions_env.channel
 
-    segments = [s async for s in replay.Replay(channel).segments(session.session_id, token)]
+    trusted = replay.Replay(channel, env.sessions_env.trust_anchor)
+    segments = [s async for s in trusted.segments(session.session_id, token)]
     chunks = (
         await env.sessions_env.chunks.ListChunks(
             chunks_pb2.ListChunksRequest(session_id=session.session_id), metadata=md
@@ -164,12 +176,20 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
             first = next(container.decode(video=0))
             assert first.key_frame
 
+    # another chain's trust anchor: nothing verifies
+    async def foreign() -> TrustAnchor:
+        return FakeAnchoring().trust_anchor()
+
+    with pytest.raises(LucidError) as caught:
+        [s async for s in replay.Replay(channel, foreign).segments(session.session_id, token)]
+    assert caught.value.reason == "LUCID_ERR_4307"
+
     # another user may not replay it
     _, other = await env.user()
     stranger = other[0][1].removeprefix("Bearer ")
     refused = io.StringIO()
     assert not await replay_to_file(
-        env.sessions_env.settings, session.session_id, tmp_path / "x.ts", refused, token=stranger
+        settings, session.session_id, tmp_path / "x.ts", refused, token=stranger, anchor=anchor
     )
     assert not (tmp_path / "x.ts").exists()
 
@@ -180,12 +200,12 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     data[-10] ^= 0xFF
     blob.write_bytes(bytes(data))
     with pytest.raises(LucidError) as caught:
-        [s async for s in replay.Replay(channel).segments(session.session_id, token)]
+        [s async for s in trusted.segments(session.session_id, token)]
     assert caught.value.reason == "LUCID_ERR_4307"
     assert caught.value.metadata["sequence_number"] == str(victim.sequence_number)
     broken = io.StringIO()
     assert not await replay_to_file(
-        env.sessions_env.settings, session.session_id, tmp_path / "y.ts", broken, token=token
+        settings, session.session_id, tmp_path / "y.ts", broken, token=token, anchor=anchor
     )
     assert f"segment {victim.sequence_number} is refused" in broken.getvalue()
     with pytest.raises(grpc.aio.AioRpcError) as refused_stream:
@@ -236,5 +256,9 @@ async def _refused(
 
     before = await failures()
     async with rdp_client("127.0.0.1", port, username, password, tmp_path / "c.log"):
-        await eventually(failures, lambda n: n > before, 60.0)
+
+        async def refused() -> bool:
+            return await failures() > before
+
+        await eventually(refused, timeout_s=60.0, what="xrdp's login failure")
         assert env.backend.display(username) is None

@@ -19,8 +19,8 @@ from lucid.rdp.procs import port_open
 from lucid.rdp.v1 import rdp_pb2
 from lucid.runtime.config import Settings
 from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
-from tests.storage_support import eventually
 from tests.support import Mesh, bearer, details
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,10 @@ async def test_a_started_server_runs_real_xrdp_and_a_dead_process_is_seen(env: R
             )
             return got.server.state
 
-        await eventually(state, lambda s: s == rdp_pb2.SERVER_STATE_ERROR, 30.0)
+        async def errored() -> bool:
+            return await state() == rdp_pb2.SERVER_STATE_ERROR
+
+        await eventually(errored, timeout_s=30.0, what="the server in error")
         again = await env.start_server(md, server.server_id)
         assert again.state == rdp_pb2.SERVER_STATE_RUNNING
         stopped = await env.servers.StopServer(

@@ -16,8 +16,8 @@ from lucid.rdp.v1 import rdp_pb2, session_pb2, session_pb2_grpc, xrdp_pb2
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
 from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
-from tests.storage_support import eventually
 from tests.support import Mesh, bearer, details
+from tests.waiting import eventually
 
 IDLE_TIMEOUT_S = 3.0
 
@@ -112,9 +112,10 @@ async def test_an_idle_session_is_disconnected(
     async def state() -> int:
         return await state_of(env, md, session.session_id)
 
-    await eventually(
-        state, lambda s: s == session_pb2.RDP_SESSION_STATE_DISCONNECTED, IDLE_TIMEOUT_S + 30
-    )
+    async def disconnected() -> bool:
+        return await state() == session_pb2.RDP_SESSION_STATE_DISCONNECTED
+
+    await eventually(disconnected, timeout_s=IDLE_TIMEOUT_S + 30, what="the idle session cut")
     await env.sessions.TerminateRdpSession(
         session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
     )

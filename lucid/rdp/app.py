@@ -21,7 +21,7 @@ from lucid.rdp.rdpsessions import RdpSessions
 from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
 from lucid.rdp.records import Limits
-from lucid.rdp.replay import Replay
+from lucid.rdp.replay import AnchorSource, Replay, TrustAnchors
 from lucid.rdp.resources import Resources
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.resources import ResourceServicer
@@ -44,7 +44,10 @@ SERVICE_ACTOR = Actor(user_id="", is_admin=True, service="rdp")
 
 
 async def build(
-    runtime: Runtime, config: RdpConfig | None = None, backend: RdpBackend | None = None
+    runtime: Runtime,
+    config: RdpConfig | None = None,
+    backend: RdpBackend | None = None,
+    anchor: AnchorSource | None = None,
 ) -> ClusterApp:
     """The rdp server."""
     settings, clock, db = runtime.settings, runtime.clock, runtime.datastores.db
@@ -105,7 +108,7 @@ async def build(
     async def sessions_channel() -> grpc.aio.Channel:
         return await runtime.channels.channel("sessions")
 
-    replay = Replay(sessions_channel)
+    replay = Replay(sessions_channel, anchor or TrustAnchors(runtime.channels).get)
     calls = CallLimits(RateLimiter(runtime.datastores.cache, clock, "rdp"))
 
     async def monitor() -> None:

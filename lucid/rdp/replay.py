@@ -1,14 +1,15 @@
 """Replay of a recording: every segment checked against the session's anchored
-Merkle root before it is used.
+Merkle root, and that anchor against the chain's trust anchor, before it is used.
 
-For each chunk in sequence order: its proof (``GetChunkProof``) must carry a final
-anchor; the stored blob (``DownloadChunk`` encrypted) must hash to the proof's leaf
-entry; the leaf's inclusion proof must lead to the session root, and that root be
-the one the proof says was anchored; ``ProofCheck`` adds whatever else the caller
-verifies (the ``lucid replay`` command checks every signature of the chain part
-too). Only then is the plaintext segment fetched (cluster 03 decrypts it with the
-session key) and checked against the chunk's checksum. A segment that fails any
-check raises ``LucidError`` ``LUCID_ERR_4307`` naming the segment and the link.
+For each chunk in sequence order: its proof (``GetChunkProof``) and stored blob
+(``DownloadChunk`` encrypted) go through ``lucid.lib.chunkproof.verify_chunk_proof``
+with the trust anchor: the blob hashes to the leaf entry, the inclusion proof leads
+to the session root, the signed manifest states it, the anchoring transaction and
+the block header are signed by validators of the anchor and the block approved by
+two thirds of them. Only then is the plaintext segment fetched (cluster 03 decrypts
+it with the session key) and checked against the chunk's checksum. A segment that
+fails any check raises ``LucidError`` ``LUCID_ERR_4307`` naming the segment and the
+link.
 
 Calls go to cluster 03 with the user's bearer token: a user replays only what
 cluster 03 lets them read.
@@ -23,12 +24,16 @@ from pathlib import Path
 
 import grpc
 
-from lucid.lib import merkle
+from lucid.blockchain.v1 import blockchain_pb2, blockchain_pb2_grpc
+from lucid.lib.chunkproof import failed, verify_chunk_proof
+from lucid.lib.trustanchor import TrustAnchor
+from lucid.runtime.chaintrust import anchor_of_response
+from lucid.runtime.channels import Channels
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
 
-ProofCheck = Callable[[chunks_pb2.ChunkProof, bytes], Sequence[str]]
-"""Extra checks of a proof and its blob; returns what fails (empty: it holds)."""
+AnchorSource = Callable[[], Awaitable[TrustAnchor]]
+"""Where the trust anchor comes from (a file read once, or the chain)."""
 PAGE = 1000
 
 
@@ -52,39 +57,31 @@ def unverified(sequence: int, why: str) -> LucidError:
     )
 
 
-def merkle_failures(proof: chunks_pb2.ChunkProof, blob: bytes) -> list[str]:
-    """The checks every replay makes: anchored, blob ↔ leaf, leaf → root."""
-    failures = []
-    if not (proof.HasField("anchor") and proof.anchor.final):
-        failures.append("the session is not anchored in a final block")
-    if hashlib.sha256(blob).hexdigest() != proof.merkle_hash:
-        failures.append("the stored blob does not hash to its Merkle leaf")
-    inclusion = proof.chunk_proof
-    try:
-        leaf = merkle.leaf_hash(bytes.fromhex(proof.merkle_hash))
-        path = [bytes.fromhex(p) for p in inclusion.audit_path]
-        root = bytes.fromhex(proof.merkle_root)
-    except ValueError:
-        return [*failures, "the proof is not hex"]
-    if inclusion.root_hash != proof.merkle_root or not merkle.verify_inclusion(
-        leaf, int(inclusion.leaf_index), int(inclusion.tree_size), path, root
-    ):
-        failures.append("the leaf's inclusion proof does not lead to the anchored root")
-    if int(inclusion.leaf_index) != proof.sequence_number - 1:
-        failures.append("the proof is of another position")
-    return failures
+class TrustAnchors:
+    """The chain's trust anchor, asked of the chain once (``GetTrustAnchor``, as the rdp
+    service) and kept: it changes only with the validator set."""
+
+    def __init__(self, channels: Channels) -> None:
+        self.channels = channels
+        self._anchor: TrustAnchor | None = None
+
+    async def get(self) -> TrustAnchor:
+        """The anchor."""
+        if self._anchor is None:
+            stub = await self.channels.stub("blockchain", blockchain_pb2_grpc.BlockchainServiceStub)
+            response = await stub.GetTrustAnchor(blockchain_pb2.GetTrustAnchorRequest())
+            self._anchor = anchor_of_response(response)
+        return self._anchor
 
 
 class Replay:
     """Reads a session's chunks from cluster 03 and yields verified segments."""
 
     def __init__(
-        self,
-        channel: Callable[[], Awaitable[grpc.aio.Channel]],
-        check: ProofCheck | None = None,
+        self, channel: Callable[[], Awaitable[grpc.aio.Channel]], anchor: AnchorSource
     ) -> None:
         self._channel = channel
-        self._check = check
+        self._anchor = anchor
 
     async def _stub(self) -> chunks_pb2_grpc.ChunkServiceStub:
         return chunks_pb2_grpc.ChunkServiceStub(await self._channel())
@@ -113,6 +110,7 @@ class Replay:
     async def segments(self, session_id: str, token: str) -> AsyncIterator[Segment]:
         """The session's segments in order, each verified before it is yielded."""
         stub = await self._stub()
+        anchor = await self._anchor()
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
         chunks: list[chunks_pb2.Chunk] = []
         page_token = ""
@@ -136,11 +134,10 @@ class Replay:
                 )
             ).proof
             blob = await self._download(stub, chunk, metadata, encrypted=True)
-            failures = merkle_failures(proof, blob)
-            if self._check is not None:
-                failures += self._check(proof, blob)
+            failures = failed(verify_chunk_proof(proof, anchor=anchor, blob=blob))
             if failures:
-                raise unverified(chunk.sequence_number, "; ".join(failures))
+                why = "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in failures)
+                raise unverified(chunk.sequence_number, why)
             data = await self._download(stub, chunk, metadata, encrypted=False)
             if hashlib.sha256(data).hexdigest() != chunk.checksum:
                 raise unverified(chunk.sequence_number, "the decrypted bytes fail their checksum")

@@ -1,5 +1,6 @@
-"""``lucid replay SESSION_ID -o out.ts``: a recording, verified segment by segment
-against its anchored Merkle root, written as one playable MPEG-TS file.
+"""``lucid replay SESSION_ID -o out.ts --trust ANCHOR | --chain ADDR``: a recording,
+verified segment by segment against its anchored Merkle root and the chain's trust
+anchor, written as one playable MPEG-TS file.
 
 It talks to cluster 03 directly (the operator's certificate, the user's token), so
 the checks run on the machine that replays, not on a server. A refused segment
@@ -14,6 +15,7 @@ from typing import TextIO
 
 import grpc
 
+from lucid.lib.trustanchor import TrustAnchor
 from lucid.rdp import replay
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
@@ -27,7 +29,7 @@ async def replay_to_file(
     log: TextIO,
     *,
     token: str,
-    check: replay.ProofCheck | None = None,
+    anchor: TrustAnchor,
 ) -> bool:
     """The command; whether the file was written."""
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
@@ -40,8 +42,11 @@ async def replay_to_file(
     async def connect() -> grpc.aio.Channel:
         return channel
 
+    async def trusted() -> TrustAnchor:
+        return anchor
+
     try:
-        count = await replay.write(replay.Replay(connect, check).segments(session_id, token), out)
+        count = await replay.write(replay.Replay(connect, trusted).segments(session_id, token), out)
     except LucidError as exc:
         log.write(f"FAIL {exc.reason}: {exc.message}\n")
         return False

@@ -205,10 +205,11 @@ class Resources:
         return self.clock.now() - timedelta(seconds=seconds)
 
     async def monitor(self) -> None:
-        """Samples every ``interval_s`` (a background task)."""
+        """Samples every ``interval_s``, the first time one interval after the start (CPU
+        rates need a first reading to count from) — a background task."""
         while True:
+            await asyncio.sleep(self.interval_s)
             try:
                 await self.sample_once()
             except Exception:  # a failed round must not end the monitor
                 log.exception("resource sampling failed")
-            await asyncio.sleep(self.interval_s)
