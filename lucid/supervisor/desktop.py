@@ -99,7 +99,11 @@ async def run_desktop(
             f" {recording.anchoring.block_height} of lucid_blocks"
         )
         say("  replay it, every segment checked against the anchored Merkle root:")
-        say(f"    LUCID_TOKEN={token} lucid replay {session.session_id} -o desktop.ts")
+        chain = f"{settings.host}:{settings.port('blockchain')}"
+        say(
+            f"    LUCID_TOKEN={token} lucid replay {session.session_id} -o desktop.ts"
+            f" --chain {chain}"
+        )
         await servers.StopServer(
             rdp_pb2.StopServerRequest(server_id=server.server_id, force=True), metadata=md
         )
