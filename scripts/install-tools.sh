@@ -102,12 +102,13 @@ redis() {
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
 
-xrdp() {
+rdp_stack() {
   # Real RDP desktops (cluster 04): xrdp with the Xvnc session backend, and the
   # real client stack the tests drive (xfreerdp under Xvfb, xdotool, xterm).
+  # `type -P` looks at PATH only (this function's own name must not count).
   local need=()
   for cmd in xrdp xrdp-sesman Xvnc Xvfb xterm xdotool xfreerdp xwd; do
-    command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+    type -P "$cmd" >/dev/null 2>&1 || need+=("$cmd")
   done
   [[ ${#need[@]} -eq 0 ]] && return
   log "installing xrdp, TigerVNC, Xvfb, xterm, xdotool, FreeRDP (apt)"
@@ -131,7 +132,7 @@ for tool in "${want[@]}"; do
     consul) consul ;;
     envoy-validate) envoy_validate ;;
     redis) redis ;;
-    xrdp) xrdp ;;
+    xrdp) rdp_stack ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done
