@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from lucid.common.v1 import access_pb2
-from lucid.rdp import accounts
+from lucid.rdp import accounts, schema
 from lucid.rdp.instance import InstanceFiles
 from lucid.rdp.procs import port_open
 from lucid.rdp.v1 import rdp_pb2
@@ -60,6 +60,12 @@ async def test_a_new_server_is_stopped_with_its_own_port_account_and_files(env: 
     assert not files.root.exists()
     assert not accounts.exists(username)
     assert first.port not in await env.domain_servers.store.claimed_ports()
+    audit = env.server.runtime.datastores.db[schema.AUDIT]
+    events = {
+        doc["action"]
+        async for doc in audit.find({"resource": first.server_id, "result": "success"})
+    }
+    assert {"server_create", "server_delete"} <= events
 
 
 async def test_ports_taken_by_other_processes_are_skipped_and_exhaustion_is_refused(
