@@ -34,14 +34,20 @@ STOP_TIMEOUT_S = 20.0
 
 async def read_segments(stream: asyncio.StreamReader) -> AsyncIterator[tuple[bytes, float, int]]:
     """The segments a capture process writes: (data, capture time of the first frame,
-    frame count), until it exits."""
+    frame count), until it exits. A segment cut short by the process dying is dropped
+    (it would not decode)."""
     while True:
         try:
             header = await stream.readexactly(SEGMENT_HEADER.size)
-        except asyncio.IncompleteReadError:
+            size, started, frames = SEGMENT_HEADER.unpack(header)
+            data = await stream.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                log.warning(
+                    "a capture process ended inside a segment; %d bytes dropped", len(exc.partial)
+                )
             return
-        size, started, frames = SEGMENT_HEADER.unpack(header)
-        yield await stream.readexactly(size), started, frames
+        yield data, started, frames
 
 
 @dataclass
