@@ -49,6 +49,13 @@ def _demo(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if asyncio.run(run_demo(settings)) else 1)
 
 
+def _desktop(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.desktop import run_desktop
+
+    configure_logging("desktop", "WARNING")
+    sys.exit(0 if asyncio.run(run_desktop(settings, seconds=args.seconds)) else 1)
+
+
 def _certs(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import ensure_certs
 
@@ -189,6 +196,55 @@ def _node_agent_parser(sub: Any) -> None:
     agent.set_defaults(run=_node_agent)
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.rdp.replaycli import replay_to_file
+    from lucid.sessions.proofcli import UNANCHORED, load_anchor
+
+    async def run() -> bool:
+        if not args.trust and not args.chain:
+            print(UNANCHORED)
+            return False
+        trust = Path(args.trust) if args.trust else None
+        ca = Path(args.ca) if args.ca else None
+        anchor = await load_anchor(settings, trust, args.chain, ca, sys.stdout)
+        if anchor is None:
+            return False
+        return await replay_to_file(
+            settings, args.session_id, Path(args.out), sys.stdout, token=args.token, anchor=anchor
+        )
+
+    sys.exit(0 if asyncio.run(run()) else 1)
+
+
+def _desktop_parser(sub: Any) -> None:
+    desktop = sub.add_parser(
+        "desktop", help="start a real RDP desktop on a running mesh and record it"
+    )
+    desktop.add_argument(
+        "--seconds", type=float, default=None, help="end after this long (default: on Enter)"
+    )
+    desktop.set_defaults(run=_desktop)
+
+
+def _replay_parser(sub: Any) -> None:
+    replay = sub.add_parser(
+        "replay", help="write a recording as MPEG-TS, every segment checked against its anchor"
+    )
+    replay.add_argument("session_id", help="the RDP (= recording) session id")
+    replay.add_argument("-o", "--out", required=True, help="the file to write (.ts)")
+    replay.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="the user's access token"
+    )
+    replay.add_argument("--trust", default="", help="the trust anchor (lucid chain trust-anchor)")
+    replay.add_argument(
+        "--chain",
+        default="",
+        help="fetch the trust anchor from this chain endpoint (URL or host:port)",
+    )
+    replay.add_argument("--ca", default="", help="CA certificate for an https --chain URL")
+    replay.set_defaults(run=_replay)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -218,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
         "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
     )
     demo.set_defaults(run=_demo)
+    _desktop_parser(sub)
 
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
@@ -285,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
     proof.set_defaults(run=_proof)
 
     _node_agent_parser(sub)
+    _replay_parser(sub)
     return top
 
 

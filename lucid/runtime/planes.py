@@ -164,6 +164,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="nodes → blockchain task-proof and read rpcs",
     ),
     Rule(
+        "rdp-reads-the-trust-anchor",
+        Selector(clusters=("rdp",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/GetTrustAnchor",),
+        description="rdp → the chain's trust anchor (replayed segments are checked against it)",
+    ),
+    Rule(
         "payouts-from-nodes-and-admin",
         Selector(clusters=("nodes", "admin")),
         Selector(clusters=("payments",)),
