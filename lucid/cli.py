@@ -245,6 +245,32 @@ def _replay_parser(sub: Any) -> None:
     replay.set_defaults(run=_replay)
 
 
+def _proof_parser(sub: Any) -> None:
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--trust",
+        default=None,
+        metavar="ANCHOR",
+        help="the trust anchor (lucid chain trust-anchor)",
+    )
+    proof.add_argument(
+        "--chain",
+        default="",
+        metavar="ADDR",
+        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
+    )
+    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
+    proof.add_argument(
+        "--token",
+        default=os.environ.get("LUCID_TOKEN", ""),
+        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
+    )
+    proof.set_defaults(run=_proof)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -317,29 +343,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--json", action="store_true", help="the ValidateSchemaResponse as JSON")
     db.set_defaults(run=_db)
 
-    proof = sub.add_parser("proof", help="chunk proofs")
-    proof.add_argument("action", choices=["verify"])
-    proof.add_argument("file", help="a GetChunkProof response as JSON")
-    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
-    proof.add_argument(
-        "--trust",
-        default=None,
-        metavar="ANCHOR",
-        help="the trust anchor (lucid chain trust-anchor)",
-    )
-    proof.add_argument(
-        "--chain",
-        default="",
-        metavar="ADDR",
-        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
-    )
-    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
-    proof.add_argument(
-        "--token",
-        default=os.environ.get("LUCID_TOKEN", ""),
-        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
-    )
-    proof.set_defaults(run=_proof)
+    _proof_parser(sub)
 
     _node_agent_parser(sub)
     _replay_parser(sub)
