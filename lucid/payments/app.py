@@ -1,16 +1,89 @@
 """Cluster 07, TRON payments: wiring of its server.
 
 The wallet plane: USDT-TRC20 payouts, wallets and staking on TRON; isolated from the chain.
-Owns the proto package ``lucid.payments.v1`` and the Redis prefix ``lucid:payments:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Owns the proto package ``lucid.payments.v1``, the ``payments_*`` collections and the
+Redis prefix ``lucid:payments:``. Talks to TRON only over a node's HTTP API
+(``settings.tron_endpoint``: ``lucid devnet tron`` on one machine). Rpcs not built
+yet answer UNIMPLEMENTED (``LUCID_ERR_5011``) after authentication and authorization.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from lucid.lib.sealing import Sealer
+from lucid.payments import schema
+from lucid.payments.limits import LimitCheck, PayoutLimits
+from lucid.payments.network import TronNetwork
+from lucid.payments.payouts import Payouts
+from lucid.payments.sender import PayoutSender
+from lucid.payments.servicers.payouts import PayoutServiceServicer
+from lucid.payments.servicers.wallets import WalletServiceServicer
+from lucid.payments.store.audit import AuditStore
+from lucid.payments.store.payouts import PayoutStore
+from lucid.payments.store.wallets import WalletStore
+from lucid.payments.v1 import payouts_pb2_grpc, wallets_pb2_grpc
+from lucid.payments.wallets import Wallets
 from lucid.runtime.server import ClusterApp, Runtime
 
 
-async def build(runtime: Runtime) -> ClusterApp:
+@dataclass(frozen=True)
+class PaymentsOptions:
+    """Knobs tests change."""
+
+    tx_lifetime_s: float = 60.0
+    """How long a signed transaction is valid (TRON's usual 60 s)."""
+    expiry_margin_s: float = 10.0
+    """How long past its expiration a transaction is given before it counts as dead."""
+
+
+async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> ClusterApp:
     """The payments server."""
-    return ClusterApp(servicers=[])
+    options = options or PaymentsOptions()
+    settings, clock, db = runtime.settings, runtime.clock, runtime.datastores.db
+    network = TronNetwork(
+        settings.tron_endpoint, settings.tron_usdt_contract, settings.tron_fee_limit_sun
+    )
+    store = PayoutStore(db)
+    audit = AuditStore(db, clock)
+    wallets = Wallets(WalletStore(db), Sealer(settings.sealing_passphrase()), clock)
+    limits = PayoutLimits()
+    sender = PayoutSender(
+        store,
+        network,
+        wallets,
+        audit,
+        clock,
+        poll_s=settings.payout_poll_interval_s,
+        tx_lifetime_s=options.tx_lifetime_s,
+        expiry_margin_s=options.expiry_margin_s,
+        max_concurrent=lambda: limits.max_concurrent,
+    )
+    payouts = Payouts(
+        store,
+        audit,
+        LimitCheck(store, clock, limits),
+        clock,
+        ensure_funds=sender.ensure_funds,
+        wake=sender.wake,
+    )
+
+    async def ready() -> None:
+        await wallets.payout_wallet()
+
+    return ClusterApp(
+        servicers=[
+            (
+                payouts_pb2_grpc.add_PayoutServiceServicer_to_server,
+                PayoutServiceServicer(payouts, sender, settings.tron_confirmations),
+            ),
+            (
+                wallets_pb2_grpc.add_WalletServiceServicer_to_server,
+                WalletServiceServicer(wallets, network),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+        on_ready=[ready],
+        tasks=[sender.run],
+        on_stop=[network.close],
+    )

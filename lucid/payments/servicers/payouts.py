@@ -1,0 +1,106 @@
+"""gRPC adapter of ``lucid.payments.v1.PayoutService``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from lucid.payments import convert
+from lucid.payments.payouts import Payouts
+from lucid.payments.sender import PayoutSender
+from lucid.payments.servicers import current_actor
+from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc
+
+DEFAULT_PAGE = 50
+
+
+class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
+    """Payout rpcs."""
+
+    def __init__(self, payouts: Payouts, sender: PayoutSender, confirmations: int) -> None:
+        self.payouts = payouts
+        self.sender = sender
+        self.confirmations = confirmations
+
+    def _payout(self, record: Any) -> payouts_pb2.Payout:
+        return convert.payout(record, self.sender.head, self.confirmations)
+
+    async def CreatePayout(
+        self, request: payouts_pb2.CreatePayoutRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.CreatePayoutResponse:
+        record, replayed = await self.payouts.create(
+            current_actor(), convert.payout_request(request)
+        )
+        return payouts_pb2.CreatePayoutResponse(payout=self._payout(record), replayed=replayed)
+
+    async def GetPayout(
+        self, request: payouts_pb2.GetPayoutRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetPayoutResponse:
+        record = await self.payouts.get(current_actor(), request.payout_id)
+        return payouts_pb2.GetPayoutResponse(payout=self._payout(record))
+
+    async def GetPayoutTransaction(
+        self, request: payouts_pb2.GetPayoutTransactionRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetPayoutTransactionResponse:
+        record = await self.payouts.get(current_actor(), request.payout_id)
+        return payouts_pb2.GetPayoutTransactionResponse(
+            payout_id=record.payout_id,
+            status=convert.STATUS[record.status],
+            transaction=convert.transaction(record.tx, self.sender.head, self.confirmations),
+        )
+
+    async def BulkPayoutStatus(
+        self, request: payouts_pb2.BulkPayoutStatusRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.BulkPayoutStatusResponse:
+        records = await self.payouts.bulk(current_actor(), list(request.payout_ids))
+        entries = []
+        for payout_id, record in zip(request.payout_ids, records, strict=True):
+            entry = payouts_pb2.PayoutStatusEntry(payout_id=payout_id, found=record is not None)
+            if record is not None:
+                entry.status = convert.STATUS[record.status]
+                entry.transaction.CopyFrom(
+                    convert.transaction(record.tx, self.sender.head, self.confirmations)
+                )
+            entries.append(entry)
+        return payouts_pb2.BulkPayoutStatusResponse(entries=entries)
+
+    async def ListPayouts(
+        self, request: payouts_pb2.ListPayoutsRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.ListPayoutsResponse:
+        filters: dict[str, Any] = {}
+        if request.status:
+            filters["status"] = convert.STATUS_NAMES[request.status]
+        if request.router_type:
+            filters["router"] = convert.ROUTER_NAMES[request.router_type]
+        for field, key in (
+            ("recipient_address", "recipient"),
+            ("node_id", "node_id"),
+            ("user_id", "user_id"),
+            ("batch_id", "batch_id"),
+        ):
+            if getattr(request, field):
+                filters[key] = getattr(request, field)
+        times: dict[str, float] = {}
+        if request.HasField("start_time"):
+            times["$gte"] = request.start_time.ToMicroseconds() / 1e6
+        if request.HasField("end_time"):
+            times["$lt"] = request.end_time.ToMicroseconds() / 1e6
+        if times:
+            filters["create_time"] = times
+        offset = convert.page_offset(request.page_token)
+        limit = request.page_size or DEFAULT_PAGE
+        records, total = await self.payouts.list(current_actor(), filters, offset, limit)
+        return payouts_pb2.ListPayoutsResponse(
+            payouts=[self._payout(r) for r in records],
+            next_page_token=convert.next_token(offset, len(records), total),
+            total_size=total,
+        )
+
+    async def CancelPayout(
+        self, request: payouts_pb2.CancelPayoutRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.CancelPayoutResponse:
+        cancelled, record = await self.payouts.cancel(
+            current_actor(), request.payout_id, request.reason
+        )
+        return payouts_pb2.CancelPayoutResponse(cancelled=cancelled, payout=self._payout(record))
