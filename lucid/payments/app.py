@@ -26,6 +26,9 @@ from lucid.payments.v1 import payouts_pb2_grpc, wallets_pb2_grpc
 from lucid.payments.wallets import Wallets
 from lucid.runtime.server import ClusterApp, Runtime
 
+PAYOUT_KEY_FILE = "payout-hot-wallet.sealed"
+"""A sealed key under ``var/secrets`` the payout hot wallet is made from on first start."""
+
 
 @dataclass(frozen=True)
 class PaymentsOptions:
@@ -46,7 +49,12 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
     )
     store = PayoutStore(db)
     audit = AuditStore(db, clock)
-    wallets = Wallets(WalletStore(db), Sealer(settings.sealing_passphrase()), clock)
+    wallets = Wallets(
+        WalletStore(db),
+        Sealer(settings.sealing_passphrase()),
+        clock,
+        provisioned=settings.secrets_dir / PAYOUT_KEY_FILE,
+    )
     limits = PayoutLimits()
     sender = PayoutSender(
         store,

@@ -6,10 +6,12 @@ cannot make two). No record, response or log line ever carries a key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tronpy.async_tron import AsyncTransaction
 from tronpy.keys import PrivateKey
@@ -52,13 +54,20 @@ def check_address(address: str, field: str) -> None:
 class Wallets:
     """Wallet records and the signer of hot wallets."""
 
-    def __init__(self, store: WalletStore, sealer: Sealer, clock: Clock) -> None:
+    def __init__(
+        self, store: WalletStore, sealer: Sealer, clock: Clock, provisioned: Path | None = None
+    ) -> None:
         self.store = store
         self.sealer = sealer
         self.clock = clock
+        self.provisioned = provisioned
+        """A sealed key file the payout hot wallet is made from on first start, if it exists
+        (``lucid up`` writes one so the devnet's genesis can fund its address)."""
 
-    def _new_hot(self, wallet_id: str, user_id: str, name: str, purpose: str) -> WalletRecord:
-        key = PrivateKey.random()  # os.urandom in tronpy ≥ 0.6
+    def _new_hot(
+        self, wallet_id: str, user_id: str, name: str, purpose: str, sealed: bytes = b""
+    ) -> WalletRecord:
+        key = PrivateKey(self.sealer.unseal(sealed)) if sealed else PrivateKey.random()
         now = self.clock.timestamp()
         return WalletRecord(
             wallet_id=wallet_id,
@@ -70,7 +79,7 @@ class Wallets:
             status="active",
             create_time=now,
             update_time=now,
-            sealed_key=self.sealer.seal(key.to_bytes()),
+            sealed_key=sealed or self.sealer.seal(key.to_bytes()),
             purpose=purpose,
         )
 
@@ -79,7 +88,10 @@ class Wallets:
         found = await self.store.find({"_id": HOT_WALLET_ID})
         if found is not None:
             return found
-        record = self._new_hot(HOT_WALLET_ID, "", "payout hot wallet", "payout")
+        sealed = b""
+        if self.provisioned is not None and self.provisioned.exists():
+            sealed = await asyncio.to_thread(self.provisioned.read_bytes)
+        record = self._new_hot(HOT_WALLET_ID, "", "payout hot wallet", "payout", sealed)
         with contextlib.suppress(AddressTakenError):  # another start made it meanwhile
             await self.store.insert(record)
         found = await self.store.find({"_id": HOT_WALLET_ID})

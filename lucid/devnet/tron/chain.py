@@ -266,10 +266,9 @@ class Chain:
 
     def broadcast(self, tx: dict[str, Any]) -> dict[str, Any]:
         """Admits a signed transaction or raises ``NodeError``."""
-        if self.faults:
+        if self.faults and self.faults[0].get("code"):
             fault = self.faults.pop(0)
-            if fault.get("code"):
-                raise NodeError(str(fault["code"]), str(fault.get("message", "injected")))
+            raise NodeError(str(fault["code"]), str(fault.get("message", "injected")))
         txid, kind, value, owner, size = self.parse(tx)
         raw = tx["raw_data"]
         if txid in self.pool or self.store.transaction(txid) is not None:

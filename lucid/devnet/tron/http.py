@@ -256,7 +256,8 @@ def _admin_advance(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
 
 def _admin_fail_next(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
     count = int(body.get("count", 1))
-    fault: dict[str, Any] = {k: body[k] for k in ("code", "message", "lost_response") if k in body}
+    names = ("code", "message", "lost_response", "hang_s")
+    fault: dict[str, Any] = {k: body[k] for k in names if k in body}
     chain.faults.extend(dict(fault) for _ in range(count))
     return {"queued": len(chain.faults)}
 
@@ -287,9 +288,17 @@ def make_app(chain: Chain) -> web.Application:
                     body[key] = int(body[key])
             lost = False
             if path == "wallet/broadcasttransaction" and chain.faults:
-                lost = bool(chain.faults[0].get("lost_response"))
+                fault = chain.faults[0]
+                lost = bool(fault.get("lost_response"))
                 if lost:
                     chain.faults.pop(0)
+                elif fault.get("hang_s"):
+                    chain.faults.pop(0)
+                    log.info(
+                        "broadcast: not admitted, answering in %s s (injected)", fault["hang_s"]
+                    )
+                    await asyncio.sleep(float(fault["hang_s"]))
+                    return web.json_response({"Error": "injected: the node hung"}, status=504)
             try:
                 answer = handler(chain, body)
             except NodeError as exc:
@@ -321,7 +330,7 @@ async def serve(chain: Chain, host: str, port: int, ready: Callable[[int], None]
         raise ValueError("the devnet listens on loopback only")
     runner = web.AppRunner(make_app(chain), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
     await site.start()
     bound = port
     for address in runner.addresses:
