@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,9 +11,17 @@ from pathlib import Path
 import grpc
 import pytest
 
+from lucid.payments.app import PaymentsOptions
+from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.v1 import payouts_pb2, tron_pb2
 from lucid.runtime.config import Settings
-from tests.payments_support import USDT_UNIT, PaymentsBed, new_address, payments_bed
+from tests.payments_support import (
+    USDT_UNIT,
+    PaymentsBed,
+    eventually,
+    new_address,
+    payments_bed,
+)
 from tests.support import Mesh, details
 
 S = payouts_pb2
@@ -207,3 +216,74 @@ async def test_the_chain_plane_may_not_call_payments(bed: PaymentsBed) -> None:
     assert details(caught.value).reason == "LUCID_ERR_2013"
     listed = await bed.stub().ListPayouts(S.ListPayoutsRequest())
     assert listed.total_size == 0
+
+
+@pytest.fixture
+async def quick_bed(settings: Settings, mesh: Mesh, tmp_path: Path) -> AsyncIterator[PaymentsBed]:
+    """Transactions valid for 3 s, so the expiry paths run in test time."""
+    options = PaymentsOptions(tx_lifetime_s=3.0, expiry_margin_s=0.5)
+    async with payments_bed(settings, mesh, tmp_path, options=options) as bed:
+        yield bed
+
+
+def _servicer(bed: PaymentsBed) -> PayoutServiceServicer:
+    return next(s for _, s in bed.server.app.servicers if isinstance(s, PayoutServiceServicer))
+
+
+async def _audit(bed: PaymentsBed, payout_id: str) -> list[str]:
+    audit = _servicer(bed).payouts.audit
+    return [e["action"] for e in await audit.events(payout_id)]
+
+
+async def test_a_transaction_lost_with_the_node_is_re_signed_only_after_it_expired(
+    quick_bed: PaymentsBed,
+) -> None:
+    bed = quick_bed
+    await asyncio.to_thread(bed.devnet.admin, "fail_next", lost_response=True)
+    recipient = new_address()
+    created = await bed.create(recipient_address=recipient, amount_micros=USDT_UNIT)
+    first = await eventually(
+        lambda: bed.payout(created.payout_id), lambda p: bool(p.transaction.tx_hash)
+    )
+    await asyncio.to_thread(bed.devnet.kill)  # admitted, then lost with the pool
+    record = await _servicer(bed).payouts.store.get(created.payout_id)
+    assert record is not None and record.tx is not None
+    expiry_s = record.tx.expiration_ms / 1000
+
+    async def now() -> float:
+        return time.time()
+
+    await eventually(now, lambda t: t > expiry_s)  # the devnet stays down past the expiry
+    await asyncio.to_thread(bed.devnet.start)
+    resent = await eventually(
+        lambda: bed.payout(created.payout_id),
+        lambda p: p.transaction.tx_hash not in ("", first.transaction.tx_hash),
+    )
+    await bed.mine(20)
+    done = await bed.until_status(created.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+    assert done.transaction.tx_hash == resent.transaction.tx_hash
+    assert await bed.usdt_of(recipient) == USDT_UNIT
+    info = await asyncio.to_thread(
+        bed.devnet.post, "wallet/gettransactioninfobyid", value=first.transaction.tx_hash
+    )
+    assert info == {}  # the first one never made it, and never can
+    assert (await _audit(bed, created.payout_id)).count("payout.signed") == 2
+
+
+async def test_a_stale_reference_block_is_re_signed_and_a_bad_signature_fails(
+    quick_bed: PaymentsBed,
+) -> None:
+    bed = quick_bed
+    await asyncio.to_thread(bed.devnet.admin, "fail_next", code="TAPOS_ERROR", count=2)
+    recipient = new_address()
+    stale = await bed.create(recipient_address=recipient, amount_micros=USDT_UNIT)
+    await bed.until_status(stale.payout_id, S.PAYOUT_STATUS_BROADCAST, timeout_s=60)
+    await bed.mine(20)
+    await bed.until_status(stale.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+    assert await bed.usdt_of(recipient) == USDT_UNIT
+
+    await asyncio.to_thread(bed.devnet.admin, "fail_next", code="SIGERROR", count=100)
+    refused = await bed.create(amount_micros=USDT_UNIT)
+    failed = await bed.until_status(refused.payout_id, S.PAYOUT_STATUS_FAILED, timeout_s=60)
+    assert failed.error_message.startswith("SIGERROR")
+    assert "payout.failed" in await _audit(bed, refused.payout_id)
