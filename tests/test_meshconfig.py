@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from lucid.codegen.meshconfig import files, render
 from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import catalog
-from lucid.runtime.meshconfig import files, render
 from lucid.supervisor.localservers import tool_path
 
 VERSION = "0.1.0"

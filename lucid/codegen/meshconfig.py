@@ -637,7 +637,7 @@ def write(root: Path, catalog: Catalog, version: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lucid.runtime.meshconfig PROTOSET OUT_DIR VERSION`` (used by gen.sh)."""
+    """``python -m lucid.codegen.meshconfig PROTOSET OUT_DIR VERSION`` (used by gen.sh)."""
     protoset, out, version = (argv or sys.argv[1:])[:3]
     for path in write(Path(out), Catalog.from_file(Path(protoset)), version):
         print(path)
