@@ -13,16 +13,18 @@ from dataclasses import dataclass
 
 from lucid.lib.sealing import Sealer
 from lucid.payments import schema
+from lucid.payments.controls import PayoutControls
 from lucid.payments.limits import LimitCheck, PayoutLimits
 from lucid.payments.network import TronNetwork
 from lucid.payments.payouts import Payouts
 from lucid.payments.sender import PayoutSender
 from lucid.payments.servicers.payouts import PayoutServiceServicer
+from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.payouts import PayoutStore
 from lucid.payments.store.wallets import WalletStore
-from lucid.payments.v1 import payouts_pb2_grpc, wallets_pb2_grpc
+from lucid.payments.v1 import payouts_pb2_grpc, tron_pb2_grpc, wallets_pb2_grpc
 from lucid.payments.wallets import Wallets
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -76,6 +78,10 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         wake=sender.wake,
     )
 
+    controls = PayoutControls(
+        store, payouts.limits, sender, network, wallets=wallets, audit=audit, clock=clock
+    )
+
     async def ready() -> None:
         await wallets.payout_wallet()
 
@@ -83,11 +89,19 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         servicers=[
             (
                 payouts_pb2_grpc.add_PayoutServiceServicer_to_server,
-                PayoutServiceServicer(payouts, sender, settings.tron_confirmations),
+                PayoutServiceServicer(payouts, sender, controls, settings.tron_confirmations),
             ),
             (
                 wallets_pb2_grpc.add_WalletServiceServicer_to_server,
                 WalletServiceServicer(wallets, network),
+            ),
+            (
+                tron_pb2_grpc.add_TronNetworkServiceServicer_to_server,
+                TronNetworkServiceServicer(network, wallets, settings),
+            ),
+            (
+                tron_pb2_grpc.add_UsdtServiceServicer_to_server,
+                UsdtServiceServicer(network, wallets),
             ),
         ],
         collections=schema.COLLECTIONS,

@@ -6,13 +6,13 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from lucid.payments.limits import KYC, V0
+from lucid.payments.controls import Dependency, Stats
+from lucid.payments.limits import KYC, V0, PayoutLimits
 from lucid.payments.payouts import PayoutRequest
 from lucid.payments.store.payouts import PayoutRecord, SentTx
 from lucid.payments.store.wallets import WalletRecord
 from lucid.payments.v1 import payouts_pb2, tron_pb2, wallets_pb2
-from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.wire import timestamp
+from lucid.runtime.wire import duration, timestamp
 
 STATUS = {
     "pending": payouts_pb2.PAYOUT_STATUS_PENDING,
@@ -136,14 +136,69 @@ def wallet(record: WalletRecord) -> wallets_pb2.Wallet:
     )
 
 
-def page_offset(token: str) -> int:
-    """The offset a page token carries (tokens are the decimal offset)."""
-    if not token:
-        return 0
-    if not token.isdigit() or len(token) > 9:
-        raise LucidError(ErrorCode.ERROR_CODE_INVALID_PAGE_TOKEN, "invalid page token")
-    return int(token)
+def limits(values: PayoutLimits) -> payouts_pb2.PayoutLimits:
+    return payouts_pb2.PayoutLimits(
+        hourly_limit_amount_micros=values.hourly,
+        daily_limit_amount_micros=values.daily,
+        max_concurrent_payouts=values.max_concurrent,
+        v0_max_amount_micros=values.v0_max,
+        v0_daily_limit_amount_micros=values.v0_daily,
+        kyc_max_amount_micros=values.kyc_max,
+        kyc_daily_limit_amount_micros=values.kyc_daily,
+    )
 
 
-def next_token(offset: int, count: int, total: int) -> str:
-    return str(offset + count) if offset + count < total else ""
+def stats(
+    values: Stats, usage: dict[str, int], caps: PayoutLimits
+) -> payouts_pb2.GetPayoutStatsResponse:
+    daily_caps = {V0: caps.v0_daily, KYC: caps.kyc_daily}
+    return payouts_pb2.GetPayoutStatsResponse(
+        total_count=values.total,
+        status_counts=[
+            payouts_pb2.PayoutStatusCount(status=STATUS[name], count=count)
+            for name, count in sorted(values.by_status.items())
+        ],
+        success_rate=values.success_rate,
+        confirmed_amount_micros=values.confirmed_amount,
+        routers=[
+            payouts_pb2.RouterTotals(
+                router_type=ROUTER[name],
+                payout_count=totals["count"],
+                confirmed_count=totals["confirmed"],
+                confirmed_amount_micros=totals["amount"],
+                daily_used_amount_micros=usage.get(name, 0),
+                daily_limit_amount_micros=daily_caps.get(name, 0),
+            )
+            for name, totals in values.routers.items()
+            if name in ROUTER
+        ],
+        fee_amount_micros=values.fees_sun,
+        confirmation_p50=duration(values.confirmation_p50_s),
+        confirmation_p95=duration(values.confirmation_p95_s),
+        pending_count=values.pending,
+    )
+
+
+def health(deps: list[Dependency], now: float, started: float) -> payouts_pb2.GetHealthResponse:
+    def status(dep: Dependency) -> payouts_pb2.HealthStatus.ValueType:
+        if not dep.healthy:
+            return payouts_pb2.HEALTH_STATUS_UNHEALTHY
+        if dep.degraded:
+            return payouts_pb2.HEALTH_STATUS_DEGRADED
+        return payouts_pb2.HEALTH_STATUS_HEALTHY
+
+    entries = [
+        payouts_pb2.DependencyHealth(
+            name=d.name, status=status(d), response_time_ms=d.response_ms, message=d.message
+        )
+        for d in deps
+    ]
+    overall = max((e.status for e in entries), default=payouts_pb2.HEALTH_STATUS_HEALTHY)
+    return payouts_pb2.GetHealthResponse(
+        status=overall,
+        service="tron-payment",
+        version="0.1.0",
+        check_time=timestamp(now),
+        dependencies=entries,
+        uptime=duration(max(0.0, now - started)),
+    )

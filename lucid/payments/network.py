@@ -144,6 +144,22 @@ class TronNetwork:
             raise NetworkError(f"getaccount: {exc}") from exc
         return int(account.get("balance", 0))
 
+    async def status(self) -> tuple[int, int, int]:
+        """The head block's number and time (ms), and the solid block's number."""
+        info = await self._request("wallet/getnodeinfo", {})
+        head = await self._request("wallet/getnowblock", {})
+        try:
+            solid = int(str(info["solidityBlock"]).split(",ID:", 1)[0].replace("Num:", "", 1))
+            raw = head["block_header"]["raw_data"]
+            return int(raw["number"]), int(raw["timestamp"]), solid
+        except (KeyError, ValueError, TypeError) as exc:
+            raise NetworkError(f"getnodeinfo: {exc}") from exc
+
+    async def parameters(self) -> dict[str, int]:
+        """The chain parameters (``getEnergyFee``, ``getTransactionFee``, …)."""
+        answer = await self._request("wallet/getchainparameters", {})
+        return {str(p.get("key")): int(p.get("value", 0)) for p in answer.get("chainParameter", [])}
+
     async def head_number(self) -> int:
         try:
             return int(await self.client.get_latest_block_number())

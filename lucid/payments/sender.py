@@ -75,7 +75,10 @@ class PayoutSender:
         self.expiry_margin_s = expiry_margin_s
         self.max_concurrent = max_concurrent
         self.frozen = False
+        """While frozen, nothing new is signed; sent payouts are still followed."""
         self.head = 0
+        self.network_failures = 0
+        """Consecutive passes in which the node could not be reached."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -120,8 +123,11 @@ class PayoutSender:
 
     async def step(self) -> None:
         """One pass: follow sent payouts, then claim pending ones up to the concurrency."""
-        with contextlib.suppress(NetworkError):
+        try:
             self.head = await self.network.head_number()
+            self.network_failures = 0
+        except NetworkError:
+            self.network_failures += 1
         active = await self.store.many({"status": {"$in": [PROCESSING, BROADCAST]}})
         if not self.frozen:
             room = self.max_concurrent() - len(active)

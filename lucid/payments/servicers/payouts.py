@@ -7,21 +7,30 @@ from typing import Any
 import grpc
 
 from lucid.payments import convert
+from lucid.payments.controls import PayoutControls
 from lucid.payments.payouts import Payouts
 from lucid.payments.sender import PayoutSender
 from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc
-
-DEFAULT_PAGE = 50
+from lucid.runtime import paging
+from lucid.runtime.wire import epoch_seconds, timestamp
 
 
 class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     """Payout rpcs."""
 
-    def __init__(self, payouts: Payouts, sender: PayoutSender, confirmations: int) -> None:
+    def __init__(
+        self,
+        payouts: Payouts,
+        sender: PayoutSender,
+        controls: PayoutControls,
+        confirmations: int,
+    ) -> None:
         self.payouts = payouts
         self.sender = sender
+        self.controls = controls
         self.confirmations = confirmations
+        self.started = controls.clock.timestamp()
 
     def _payout(self, record: Any) -> payouts_pb2.Payout:
         return convert.payout(record, self.sender.head, self.confirmations)
@@ -88,12 +97,12 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
             times["$lt"] = request.end_time.ToMicroseconds() / 1e6
         if times:
             filters["create_time"] = times
-        offset = convert.page_offset(request.page_token)
-        limit = request.page_size or DEFAULT_PAGE
-        records, total = await self.payouts.list(current_actor(), filters, offset, limit)
+        actor = current_actor()
+        page = paging.page(request, scope=actor.user_id)
+        records, total = await self.payouts.list(actor, filters, page.offset, page.size)
         return payouts_pb2.ListPayoutsResponse(
             payouts=[self._payout(r) for r in records],
-            next_page_token=convert.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -104,3 +113,50 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
             current_actor(), request.payout_id, request.reason
         )
         return payouts_pb2.CancelPayoutResponse(cancelled=cancelled, payout=self._payout(record))
+
+    async def RetryPayout(
+        self, request: payouts_pb2.RetryPayoutRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.RetryPayoutResponse:
+        record = await self.controls.retry(current_actor(), request.payout_id)
+        return payouts_pb2.RetryPayoutResponse(payout=self._payout(record))
+
+    async def GetBreakerStatus(
+        self, request: payouts_pb2.GetBreakerStatusRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetBreakerStatusResponse:
+        report = await self.controls.breaker()
+        limits = self.controls.limits.limits
+        return payouts_pb2.GetBreakerStatusResponse(
+            state=payouts_pb2.BREAKER_STATE_CLOSED,
+            failure_count=report.failures,
+            limits=convert.limits(limits),
+            hourly_used_amount_micros=report.hourly_used,
+            daily_used_amount_micros=report.daily_used,
+            hourly_remaining_amount_micros=max(0, limits.hourly - report.hourly_used),
+            daily_remaining_amount_micros=max(0, limits.daily - report.daily_used),
+            hourly_reset_time=timestamp(report.hourly_reset),
+            daily_reset_time=timestamp(report.daily_reset),
+            in_flight_payouts=report.in_flight,
+            frozen=report.frozen,
+        )
+
+    async def SetPayoutFreeze(
+        self, request: payouts_pb2.SetPayoutFreezeRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.SetPayoutFreezeResponse:
+        held = await self.controls.set_freeze(current_actor(), request.frozen, request.reason)
+        return payouts_pb2.SetPayoutFreezeResponse(frozen=request.frozen, held_payouts=held)
+
+    async def GetPayoutStats(
+        self, request: payouts_pb2.GetPayoutStatsRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetPayoutStatsResponse:
+        now = self.controls.clock.timestamp()
+        start = epoch_seconds(request.start_time) if request.HasField("start_time") else None
+        end = epoch_seconds(request.end_time) if request.HasField("end_time") else now
+        stats = await self.controls.stats(start if start is not None else end - 30 * 86_400, end)
+        usage = await self.controls.router_usage()
+        return convert.stats(stats, usage, self.controls.limits.limits)
+
+    async def GetHealth(
+        self, request: payouts_pb2.GetHealthRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetHealthResponse:
+        deps = await self.controls.health()
+        return convert.health(deps, self.controls.clock.timestamp(), self.started)

@@ -9,6 +9,7 @@ from lucid.payments.network import NetworkError, TronNetwork
 from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import wallets_pb2, wallets_pb2_grpc
 from lucid.payments.wallets import Wallets
+from lucid.runtime import paging
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import timestamp
 
@@ -41,19 +42,19 @@ class WalletServiceServicer(wallets_pb2_grpc.WalletServiceServicer):
     async def ListWallets(
         self, request: wallets_pb2.ListWalletsRequest, context: grpc.aio.ServicerContext
     ) -> wallets_pb2.ListWalletsResponse:
-        offset = convert.page_offset(request.page_token)
-        limit = request.page_size or 50
+        actor = current_actor()
+        page = paging.page(request, scope=actor.user_id)
         records, total = await self.wallets.list(
-            current_actor(),
+            actor,
             request.user_id,
             convert.WALLET_STATUS_NAMES.get(request.status, ""),
             request.currency,
-            offset=offset,
-            limit=limit,
+            offset=page.offset,
+            limit=page.size,
         )
         return wallets_pb2.ListWalletsResponse(
             wallets=[convert.wallet(r) for r in records],
-            next_page_token=convert.next_token(offset, len(records), total),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 

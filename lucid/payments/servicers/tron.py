@@ -1,0 +1,129 @@
+"""gRPC adapters of ``lucid.payments.v1.TronNetworkService`` and ``UsdtService`` (reads)."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlparse
+
+import grpc
+
+from lucid.payments.network import NetworkError, TronNetwork
+from lucid.payments.servicers import current_actor
+from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
+from lucid.payments.wallets import Wallets, check_address
+from lucid.runtime.config import Settings
+from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.wire import timestamp
+
+MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+
+def _unreachable(exc: Exception) -> LucidError:
+    error = LucidError(
+        ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
+    )
+    error.__cause__ = exc
+    return error
+
+
+class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
+    """What network payouts go to, and whether it answers."""
+
+    def __init__(self, network: TronNetwork, wallets: Wallets, settings: Settings) -> None:
+        self.network = network
+        self.wallets = wallets
+        self.settings = settings
+
+    def _which(self) -> int:
+        host = urlparse(self.settings.tron_endpoint).hostname or ""
+        if host in {"127.0.0.1", "localhost", "::1"}:
+            return tron_pb2.TRON_NETWORK_LOCAL
+        if "nile" in host:
+            return tron_pb2.TRON_NETWORK_NILE
+        if "shasta" in host:
+            return tron_pb2.TRON_NETWORK_SHASTA
+        return tron_pb2.TRON_NETWORK_MAINNET
+
+    async def GetNetworkInfo(
+        self, request: tron_pb2.GetNetworkInfoRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.GetNetworkInfoResponse:
+        try:
+            params = await self.network.parameters()
+        except NetworkError as exc:
+            raise _unreachable(exc) from exc
+        wallet = await self.wallets.payout_wallet()
+        return tron_pb2.GetNetworkInfoResponse(
+            network=self._which(),  # type: ignore[arg-type]
+            chain_id="0x2b6653dc",
+            usdt_contract_address=self.network.usdt_contract,
+            usdt_decimals=6,
+            energy_fee_sun=params.get("getEnergyFee", 0),
+            bandwidth_fee_sun=params.get("getTransactionFee", 0),
+            unfreeze_delay_days=params.get("getUnfreezeDelayDays", 0),
+            required_confirmations=self.settings.tron_confirmations,
+            fee_limit_amount_micros=self.network.fee_limit_sun,
+            payout_wallet_address=wallet.address,
+        )
+
+    async def GetNetworkStatus(
+        self, request: tron_pb2.GetNetworkStatusRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.GetNetworkStatusResponse:
+        started = time.monotonic()
+        now = self.wallets.clock.timestamp()
+        try:
+            head, head_ms, solid = await self.network.status()
+        except NetworkError:
+            return tron_pb2.GetNetworkStatusResponse(
+                connected=False,
+                network=self._which(),  # type: ignore[arg-type]
+                check_time=timestamp(now),
+                message="the TRON node is unreachable",
+            )
+        return tron_pb2.GetNetworkStatusResponse(
+            connected=True,
+            network=self._which(),  # type: ignore[arg-type]
+            latest_block_number=head,
+            latest_block_time=timestamp(head_ms / 1000),
+            solidified_block_number=solid,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            check_time=timestamp(now),
+        )
+
+
+class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
+    """USDT reads (balances and allowances) from the network."""
+
+    def __init__(self, network: TronNetwork, wallets: Wallets) -> None:
+        self.network = network
+        self.wallets = wallets
+
+    async def GetUsdtBalance(
+        self, request: tron_pb2.GetUsdtBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.GetUsdtBalanceResponse:
+        if request.WhichOneof("owner") == "wallet_id":
+            address = (await self.wallets.get(current_actor(), request.wallet_id)).address
+        else:
+            address = request.address
+            check_address(address, "address")
+        try:
+            amount = await self.network.usdt_balance(address)
+        except NetworkError as exc:
+            raise _unreachable(exc) from exc
+        return tron_pb2.GetUsdtBalanceResponse(
+            address=address,
+            amount_micros=amount,
+            as_of_time=timestamp(self.wallets.clock.timestamp()),
+        )
+
+    async def GetUsdtAllowance(
+        self, request: tron_pb2.GetUsdtAllowanceRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.GetUsdtAllowanceResponse:
+        check_address(request.owner_address, "owner_address")
+        check_address(request.spender_address, "spender_address")
+        try:
+            amount = await self.network.usdt_allowance(
+                request.owner_address, request.spender_address
+            )
+        except NetworkError as exc:
+            raise _unreachable(exc) from exc
+        return tron_pb2.GetUsdtAllowanceResponse(allowance_micros=amount)
