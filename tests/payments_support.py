@@ -106,10 +106,12 @@ async def payments_bed(
     usdt_micros: int = 100_000 * USDT_UNIT,
     trx_sun: int = 100_000 * TRX,
     options: payments_app.PaymentsOptions | None = None,
+    block_interval_s: float = 3600.0,
     **changes: Any,
 ) -> AsyncIterator[PaymentsBed]:
-    """A devnet and a payments server with a funded hot wallet."""
-    devnet = Devnet(tmp_path / "devnet")
+    """A devnet (blocks mined by hand unless ``block_interval_s`` is short) and a payments
+    server with a funded hot wallet."""
+    devnet = Devnet(tmp_path / "devnet", block_interval_s=block_interval_s)
     devnet.start()
     ports = {**settings.ports, "payments": free_port()}
     own = settings.replace(

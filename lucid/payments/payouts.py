@@ -141,15 +141,15 @@ class Payouts:
             return self._replay(request, existing), True
         user_id = self._user_of(actor, request)
         router = self._router(request)
-        async with self._lock:
+        if request.batch_type in IMMEDIATE:
+            await self.ensure_funds(request.amount_micros)
+        async with self._lock:  # the limit check and the insert see the same usage
             existing = await self.store.by_key(request.idempotency_key)
             if existing is not None:
                 return self._replay(request, existing), True
             await self.limits.check(
                 {router: request.amount_micros}, {router: request.amount_micros}
             )
-            if request.batch_type in IMMEDIATE:
-                await self.ensure_funds(request.amount_micros)
             record = self._record(request, user_id, router)
             try:
                 await self.store.insert(record)

@@ -7,6 +7,7 @@ transaction is stored under ``tx`` before it is broadcast.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -18,6 +19,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from lucid.payments import schema
 from lucid.runtime.errors import ErrorCode, LucidError
 
+log = logging.getLogger("lucid.payments.store")
 PENDING = "pending"
 PROCESSING = "processing"
 BROADCAST = "broadcast"
@@ -94,6 +96,7 @@ class StoreUnavailableError(LucidError):
     def __init__(self, exc: Exception) -> None:
         super().__init__(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, "the payout store failed")
         self.__cause__ = exc
+        log.warning("the payout store failed: %r", exc)
 
 
 class DuplicateKeyUsedError(Exception):
