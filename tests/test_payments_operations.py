@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -193,3 +194,53 @@ def test_lucid_up_funds_the_payout_wallet_at_genesis(settings: Settings, tmp_pat
         process.terminate()
         process.wait(timeout=30)
     assert argv[0] == sys.executable
+
+
+def _items(n: int, amount: int) -> list[payouts_pb2.PayoutBatchItem]:
+    return [
+        S.PayoutBatchItem(
+            idempotency_key=str(uuid.uuid4()),
+            recipient_address=new_address(),
+            amount_micros=amount,
+            reason="monthly run",
+        )
+        for _ in range(n)
+    ]
+
+
+async def test_an_immediate_batch_is_paid_whole_and_replayed_by_key(bed: PaymentsBed) -> None:
+    stub = bed.stub()
+    request = S.CreatePayoutBatchRequest(
+        idempotency_key=str(uuid.uuid4()), items=_items(3, 2 * USDT_UNIT)
+    )
+    created = await stub.CreatePayoutBatch(request)
+    assert not created.replayed and created.batch.payout_count == 3
+    assert created.batch.total_amount_micros == 6 * USDT_UNIT
+    again = await stub.CreatePayoutBatch(request)
+    assert again.replayed and again.batch.batch_id == created.batch.batch_id
+    for payout in created.payouts:
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_BROADCAST)
+    await bed.mine(20)
+    for payout in created.payouts:
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        assert await bed.usdt_of(payout.recipient_address) == 2 * USDT_UNIT
+    got = await stub.GetPayoutBatch(S.GetPayoutBatchRequest(batch_id=created.batch.batch_id))
+    assert got.batch.status == S.PAYOUT_BATCH_STATUS_COMPLETED
+
+
+async def test_a_batch_too_big_or_over_the_limit_pays_nothing(bed: PaymentsBed) -> None:
+    stub = bed.stub()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreatePayoutBatch(
+            S.CreatePayoutBatchRequest(idempotency_key="b101", items=_items(101, 10_000))
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    over = _items(3, 400 * USDT_UNIT)  # 1,200 USDT: above the hourly 1,000
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreatePayoutBatch(S.CreatePayoutBatchRequest(idempotency_key="b3", items=over))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    listed = await stub.ListPayouts(S.ListPayoutsRequest())
+    assert listed.total_size == 0
+    await bed.mine()
+    for item in over:
+        assert await bed.usdt_of(item.recipient_address) == 0

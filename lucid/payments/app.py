@@ -22,6 +22,7 @@ from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
 from lucid.payments.store.audit import AuditStore
+from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.payouts import PayoutStore
 from lucid.payments.store.wallets import WalletStore
 from lucid.payments.v1 import payouts_pb2_grpc, tron_pb2_grpc, wallets_pb2_grpc
@@ -74,6 +75,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         audit,
         LimitCheck(store, clock, limits),
         clock,
+        batches=BatchStore(db),
         ensure_funds=sender.ensure_funds,
         wake=sender.wake,
     )

@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2
 from lucid.payments.controls import Dependency, Stats
 from lucid.payments.limits import KYC, V0, PayoutLimits
 from lucid.payments.payouts import PayoutRequest
+from lucid.payments.store.batches import BatchRecord
 from lucid.payments.store.payouts import PayoutRecord, SentTx
 from lucid.payments.store.wallets import WalletRecord
 from lucid.payments.v1 import payouts_pb2, tron_pb2, wallets_pb2
@@ -44,6 +45,57 @@ WALLET_STATUS = {
     "archived": wallets_pb2.WALLET_STATUS_ARCHIVED,
 }
 WALLET_STATUS_NAMES = {v: k for k, v in WALLET_STATUS.items()}
+
+
+def batch_item(item: payouts_pb2.PayoutBatchItem) -> PayoutRequest:
+    return PayoutRequest(
+        idempotency_key=item.idempotency_key,
+        recipient=item.recipient_address,
+        amount_micros=item.amount_micros,
+        reason=item.reason,
+        router=ROUTER_NAMES.get(item.router_type, ""),
+        session_id=item.session_id,
+        node_id=item.node_id,
+        kyc_hash=item.kyc_hash,
+        user_id=item.user_id,
+        custom_data=json_format.MessageToDict(item.custom_data),
+    )
+
+
+def batch(record: BatchRecord, payouts: list[PayoutRecord]) -> payouts_pb2.PayoutBatch:
+    counts: dict[str, int] = {}
+    for p in payouts:
+        counts[p.status] = counts.get(p.status, 0) + 1
+    return payouts_pb2.PayoutBatch(
+        batch_id=record.batch_id,
+        batch_type=record.batch_type,  # type: ignore[arg-type]
+        priority=record.priority,  # type: ignore[arg-type]
+        status=_batch_status(counts, len(payouts)),
+        payout_ids=record.payout_ids,
+        total_amount_micros=record.total_micros,
+        payout_count=len(record.payout_ids),
+        status_counts=[
+            payouts_pb2.PayoutStatusCount(status=STATUS[name], count=n)
+            for name, n in sorted(counts.items())
+        ],
+        idempotency_key=record.idempotency_key,
+        created_by=record.created_by,
+        create_time=timestamp(record.create_time),
+        estimated_completion_time=timestamp(record.estimated_completion_time),
+    )
+
+
+def _batch_status(counts: dict[str, int], total: int) -> payouts_pb2.PayoutBatchStatus.ValueType:
+    done = counts.get("confirmed", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
+    if total and counts.get("confirmed", 0) == total:
+        return payouts_pb2.PAYOUT_BATCH_STATUS_COMPLETED
+    if total and done == total:
+        if counts.get("confirmed", 0):
+            return payouts_pb2.PAYOUT_BATCH_STATUS_PARTIALLY_FAILED
+        return payouts_pb2.PAYOUT_BATCH_STATUS_FAILED
+    if counts.get("pending", 0) == total:
+        return payouts_pb2.PAYOUT_BATCH_STATUS_PENDING
+    return payouts_pb2.PAYOUT_BATCH_STATUS_PROCESSING
 
 
 def payout_request(request: payouts_pb2.CreatePayoutRequest) -> PayoutRequest:

@@ -17,6 +17,7 @@ from typing import Any
 from lucid.lib.clock import Clock
 from lucid.payments.limits import KYC, V0, LimitCheck
 from lucid.payments.store.audit import AuditStore
+from lucid.payments.store.batches import BatchKeyTakenError, BatchRecord, BatchStore
 from lucid.payments.store.payouts import (
     CANCELLED,
     PENDING,
@@ -68,10 +69,12 @@ class Payouts:
         limits: LimitCheck,
         clock: Clock,
         *,
+        batches: BatchStore,
         ensure_funds: Callable[[int], Awaitable[None]],
         wake: Callable[[], None],
     ) -> None:
         self.store = store
+        self.batches = batches
         self.audit = audit
         self.limits = limits
         self.clock = clock
@@ -163,6 +166,89 @@ class Payouts:
         )
         self.wake()
         return record, False
+
+    async def create_batch(
+        self,
+        actor: Actor,
+        key: str,
+        requests: Sequence[PayoutRequest],
+        batch_type: int,
+        priority: int,
+    ) -> tuple[BatchRecord, list[PayoutRecord], bool]:
+        """A batch of 1-100 payouts, validated whole before any is stored or sent."""
+        existing = await self.batches.find({"idempotency_key": key})
+        if existing is not None:
+            return existing, await self._batch_payouts(existing), True
+        keys = [r.idempotency_key for r in requests]
+        if len(set(keys)) != len(keys):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the items repeat an idempotency key"
+            )
+        amounts: dict[str, int] = {}
+        largest: dict[str, int] = {}
+        routed = []
+        for index, request in enumerate(requests):
+            check_address(request.recipient, f"items[{index}].recipient_address")
+            router = self._router(request)
+            routed.append((request, self._user_of(actor, request), router))
+            amounts[router] = amounts.get(router, 0) + request.amount_micros
+            largest[router] = max(largest.get(router, 0), request.amount_micros)
+        total = sum(amounts.values())
+        if batch_type in IMMEDIATE:
+            await self.ensure_funds(total)
+        async with self._lock:
+            taken = await self.store.many({"idempotency_key": {"$in": keys}}, limit=1)
+            if taken:
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                    "an item's idempotency key is already used",
+                    metadata={"idempotency_key": taken[0].idempotency_key},
+                )
+            await self.limits.check(amounts, largest)
+            now = self.clock.timestamp()
+            batch = BatchRecord(
+                batch_id=str(uuid.uuid4()),
+                idempotency_key=key,
+                batch_type=batch_type,
+                priority=priority,
+                created_by=actor.user_id,
+                create_time=now,
+                estimated_completion_time=now + ETA_S.get(batch_type, 300),
+                total_micros=total,
+            )
+            records = []
+            for request, user_id, router in routed:
+                record = self._record(request, user_id, router)
+                record.batch_id, record.batch_type = batch.batch_id, batch_type
+                record.priority = priority
+                records.append(record)
+            batch.payout_ids = [r.payout_id for r in records]
+            try:
+                await self.batches.insert(batch)
+            except BatchKeyTakenError:
+                existing = await self.batches.find({"idempotency_key": key})
+                assert existing is not None
+                return existing, await self._batch_payouts(existing), True
+            await self.store.insert_many(records)
+        await self.audit.record(
+            "payout_batch.created",
+            actor.display,
+            details={"batch_id": batch.batch_id, "count": len(records), "total_micros": total},
+        )
+        self.wake()
+        return batch, records, False
+
+    async def _batch_payouts(self, batch: BatchRecord) -> list[PayoutRecord]:
+        found = {r.payout_id: r for r in await self.store.many({"batch_id": batch.batch_id})}
+        return [found[i] for i in batch.payout_ids if i in found]
+
+    async def get_batch(
+        self, actor: Actor, batch_id: str
+    ) -> tuple[BatchRecord, list[PayoutRecord]]:
+        batch = await self.batches.find({"_id": batch_id})
+        if batch is None or not (actor.sees_all or batch.created_by == actor.user_id):
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no such batch")
+        return batch, await self._batch_payouts(batch)
 
     async def get(self, actor: Actor, payout_id: str) -> PayoutRecord:
         record = await self.store.get(payout_id)

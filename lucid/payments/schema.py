@@ -11,6 +11,7 @@ from lucid.runtime.schema import CollectionSpec, IndexSpec
 PAYOUTS = "payments_payouts"
 WALLETS = "payments_wallets"
 AUDIT = "payments_audit_events"
+BATCHES = "payments_payout_batches"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -30,6 +31,14 @@ COLLECTIONS = (
         (
             IndexSpec((("address", 1),), "address_unique", unique=True),
             IndexSpec((("user_id", 1), ("create_time", 1)), "user_create_time"),
+        ),
+        owner="payments",
+    ),
+    CollectionSpec(
+        BATCHES,
+        (
+            IndexSpec((("idempotency_key", 1),), "idempotency_key_unique", unique=True),
+            IndexSpec((("create_time", -1),), "create_time"),
         ),
         owner="payments",
     ),

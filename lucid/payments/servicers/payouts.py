@@ -160,3 +160,25 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     ) -> payouts_pb2.GetHealthResponse:
         deps = await self.controls.health()
         return convert.health(deps, self.controls.clock.timestamp(), self.started)
+
+    async def CreatePayoutBatch(
+        self, request: payouts_pb2.CreatePayoutBatchRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.CreatePayoutBatchResponse:
+        batch, records, replayed = await self.payouts.create_batch(
+            current_actor(),
+            request.idempotency_key,
+            [convert.batch_item(item) for item in request.items],
+            request.batch_type or payouts_pb2.BATCH_TYPE_IMMEDIATE,
+            request.priority or payouts_pb2.PAYOUT_PRIORITY_NORMAL,
+        )
+        return payouts_pb2.CreatePayoutBatchResponse(
+            batch=convert.batch(batch, records),
+            payouts=[self._payout(r) for r in records],
+            replayed=replayed,
+        )
+
+    async def GetPayoutBatch(
+        self, request: payouts_pb2.GetPayoutBatchRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.GetPayoutBatchResponse:
+        batch, records = await self.payouts.get_batch(current_actor(), request.batch_id)
+        return payouts_pb2.GetPayoutBatchResponse(batch=convert.batch(batch, records))
