@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +19,18 @@ from lucid.common.v1 import access_pb2
 from lucid.lib.sealing import Sealer, SealError
 from lucid.payments import schema
 from lucid.payments.app import PAYOUT_KEY_FILE
-from lucid.payments.v1 import payouts_pb2, tron_pb2, tron_pb2_grpc, wallets_pb2
+from lucid.payments.servicers.payouts import PayoutServiceServicer
+from lucid.payments.v1 import (
+    payments_pb2,
+    payments_pb2_grpc,
+    payouts_pb2,
+    tron_pb2,
+    tron_pb2_grpc,
+    wallets_pb2,
+)
 from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
+from lucid.runtime.wire import timestamp
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
 from tests.payments_support import USDT_UNIT, PaymentsBed, eventually, new_address, payments_bed
 from tests.support import Mesh, bearer, details
@@ -244,3 +254,44 @@ async def test_a_batch_too_big_or_over_the_limit_pays_nothing(bed: PaymentsBed) 
     await bed.mine()
     for item in over:
         assert await bed.usdt_of(item.recipient_address) == 0
+
+
+async def test_reconciliation_checks_records_against_the_chain(
+    bed: PaymentsBed, mesh: Mesh
+) -> None:
+    paid = await bed.create(amount_micros=3 * USDT_UNIT)
+    doctored = await bed.create(amount_micros=4 * USDT_UNIT)
+    for payout in (paid, doctored):
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_BROADCAST)
+    await bed.mine(20)
+    for payout in (paid, doctored):
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+    in_flight = await bed.create(amount_micros=USDT_UNIT)
+    await bed.until_status(in_flight.payout_id, S.PAYOUT_STATUS_BROADCAST)
+    store = next(
+        s for _, s in bed.server.app.servicers if isinstance(s, PayoutServiceServicer)
+    ).payouts.store
+    await store.collection.update_one(
+        {"_id": doctored.payout_id}, {"$set": {"amount_micros": 40 * USDT_UNIT}}
+    )
+    payments = payments_pb2_grpc.PaymentServiceStub(bed.mesh.channel("payments", "operator"))
+    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN))
+    now = time.time()
+    request = payments_pb2.ReconcilePaymentsRequest(
+        start_time=timestamp(now - 3600), end_time=timestamp(now + 60)
+    )
+    report = await payments.ReconcilePayments(request, metadata=admin)
+    assert report.checked_count == 3 and report.matched_count == 1
+    issues = {m.record_id: m.issue for m in report.mismatches}
+    assert issues == {
+        doctored.payout_id: payments_pb2.RECONCILIATION_ISSUE_MISMATCH,
+        in_flight.payout_id: payments_pb2.RECONCILIATION_ISSUE_UNCONFIRMED,
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await payments.ReconcilePayments(
+            payments_pb2.ReconcilePaymentsRequest(
+                start_time=timestamp(now), end_time=timestamp(now - 1)
+            ),
+            metadata=admin,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

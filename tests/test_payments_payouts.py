@@ -11,10 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from lucid.common.v1 import access_pb2
 from lucid.payments.app import PaymentsOptions
 from lucid.payments.servicers.payouts import PayoutServiceServicer
-from lucid.payments.v1 import payouts_pb2, tron_pb2
+from lucid.payments.v1 import payments_pb2, payments_pb2_grpc, payouts_pb2, tron_pb2
 from lucid.runtime.config import Settings
+from lucid.runtime.wire import timestamp
 from tests.payments_support import (
     USDT_UNIT,
     PaymentsBed,
@@ -22,7 +24,7 @@ from tests.payments_support import (
     new_address,
     payments_bed,
 )
-from tests.support import Mesh, details
+from tests.support import Mesh, bearer, details
 
 S = payouts_pb2
 
@@ -135,7 +137,7 @@ async def test_a_lost_broadcast_answer_is_resolved_by_txid_not_paid_twice(
 
 
 async def test_the_devnet_killed_mid_batch_loses_nothing_and_pays_nothing_twice(
-    bed: PaymentsBed,
+    bed: PaymentsBed, mesh: Mesh
 ) -> None:
     recipients = [new_address() for _ in range(3)]
     created = [await bed.create(recipient_address=r, amount_micros=USDT_UNIT) for r in recipients]
@@ -152,6 +154,16 @@ async def test_the_devnet_killed_mid_batch_loses_nothing_and_pays_nothing_twice(
         await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
     for recipient in recipients:
         assert await bed.usdt_of(recipient) == USDT_UNIT
+    payments = payments_pb2_grpc.PaymentServiceStub(bed.mesh.channel("payments", "operator"))
+    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN))
+    now = time.time()
+    report = await payments.ReconcilePayments(
+        payments_pb2.ReconcilePaymentsRequest(
+            start_time=timestamp(now - 3600), end_time=timestamp(now + 60)
+        ),
+        metadata=admin,
+    )
+    assert report.checked_count == 3 and report.matched_count == 3 and not report.mismatches
 
 
 async def _eventually_balance(bed: PaymentsBed, address: str, amount: int) -> bool:

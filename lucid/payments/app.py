@@ -17,7 +17,9 @@ from lucid.payments.controls import PayoutControls
 from lucid.payments.limits import LimitCheck, PayoutLimits
 from lucid.payments.network import TronNetwork
 from lucid.payments.payouts import Payouts
+from lucid.payments.reconcile import Reconciler
 from lucid.payments.sender import PayoutSender
+from lucid.payments.servicers.payments import PaymentServiceServicer
 from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
@@ -25,7 +27,12 @@ from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.payouts import PayoutStore
 from lucid.payments.store.wallets import WalletStore
-from lucid.payments.v1 import payouts_pb2_grpc, tron_pb2_grpc, wallets_pb2_grpc
+from lucid.payments.v1 import (
+    payments_pb2_grpc,
+    payouts_pb2_grpc,
+    tron_pb2_grpc,
+    wallets_pb2_grpc,
+)
 from lucid.payments.wallets import Wallets
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -84,6 +91,8 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         store, payouts.limits, sender, network, wallets=wallets, audit=audit, clock=clock
     )
 
+    reconciler = Reconciler(store, network, db[schema.RECONCILIATIONS], audit, clock)
+
     async def ready() -> None:
         await wallets.payout_wallet()
 
@@ -92,6 +101,10 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
             (
                 payouts_pb2_grpc.add_PayoutServiceServicer_to_server,
                 PayoutServiceServicer(payouts, sender, controls, settings.tron_confirmations),
+            ),
+            (
+                payments_pb2_grpc.add_PaymentServiceServicer_to_server,
+                PaymentServiceServicer(reconciler),
             ),
             (
                 wallets_pb2_grpc.add_WalletServiceServicer_to_server,

@@ -29,6 +29,7 @@ from tronpy.exceptions import (
 )
 from tronpy.providers import AsyncHTTPProvider
 
+from lucid.lib import tron
 from lucid.payments.store.payouts import SentTx
 
 NODE_ERRORS = (
@@ -79,6 +80,8 @@ class Receipt:
     result: str
     """``SUCCESS``, ``REVERT``, ``OUT_OF_ENERGY`` or another TVM result."""
     message: str
+    transfers: tuple[tuple[str, int], ...] = ()
+    """The TRC20 ``Transfer`` events: (recipient as Base58Check, amount)."""
 
 
 def _decode(text: str) -> str:
@@ -221,4 +224,21 @@ class TronNetwork:
             bandwidth_used=int(receipt.get("net_usage", 0)),
             result=result,
             message=message,
+            transfers=_transfers(info.get("log", [])),
         )
+
+
+TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+
+def _transfers(logs: Any) -> tuple[tuple[str, int], ...]:
+    found = []
+    for entry in logs if isinstance(logs, list) else []:
+        topics = entry.get("topics", [])
+        if len(topics) == 3 and topics[0] == TRANSFER_TOPIC:
+            try:
+                to = tron.encode_address(bytes.fromhex("41" + topics[2][-40:]))
+                found.append((to, int(entry.get("data", "0") or "0", 16)))
+            except ValueError:
+                continue
+    return tuple(found)

@@ -12,6 +12,7 @@ PAYOUTS = "payments_payouts"
 WALLETS = "payments_wallets"
 AUDIT = "payments_audit_events"
 BATCHES = "payments_payout_batches"
+RECONCILIATIONS = "payments_reconciliations"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -41,6 +42,9 @@ COLLECTIONS = (
             IndexSpec((("create_time", -1),), "create_time"),
         ),
         owner="payments",
+    ),
+    CollectionSpec(
+        RECONCILIATIONS, (IndexSpec((("complete_time", -1),), "complete_time"),), owner="payments"
     ),
     CollectionSpec(
         AUDIT,
