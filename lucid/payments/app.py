@@ -14,20 +14,24 @@ from dataclasses import dataclass
 from lucid.lib.sealing import Sealer
 from lucid.payments import schema
 from lucid.payments.controls import PayoutControls
+from lucid.payments.kyc import Kyc
 from lucid.payments.limits import LimitCheck, PayoutLimits
 from lucid.payments.network import TronNetwork
 from lucid.payments.payouts import Payouts
 from lucid.payments.reconcile import Reconciler
 from lucid.payments.sender import PayoutSender
+from lucid.payments.servicers.kyc import KycServiceServicer
 from lucid.payments.servicers.payments import PaymentServiceServicer
 from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
+from lucid.payments.store.kyc import KycStore
 from lucid.payments.store.payouts import PayoutStore
 from lucid.payments.store.wallets import WalletStore
 from lucid.payments.v1 import (
+    kyc_pb2_grpc,
     payments_pb2_grpc,
     payouts_pb2_grpc,
     tron_pb2_grpc,
@@ -66,6 +70,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         provisioned=settings.secrets_dir / PAYOUT_KEY_FILE,
     )
     limits = PayoutLimits()
+    kyc = Kyc(KycStore(db), audit, clock)
     sender = PayoutSender(
         store,
         network,
@@ -83,6 +88,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         LimitCheck(store, clock, limits),
         clock,
         batches=BatchStore(db),
+        kyc=kyc,
         ensure_funds=sender.ensure_funds,
         wake=sender.wake,
     )
@@ -102,6 +108,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
                 payouts_pb2_grpc.add_PayoutServiceServicer_to_server,
                 PayoutServiceServicer(payouts, sender, controls, settings.tron_confirmations),
             ),
+            (kyc_pb2_grpc.add_KycServiceServicer_to_server, KycServiceServicer(kyc)),
             (
                 payments_pb2_grpc.add_PaymentServiceServicer_to_server,
                 PaymentServiceServicer(reconciler),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lucid.lib.clock import Clock
+from lucid.payments.kyc import Kyc
 from lucid.payments.limits import KYC, V0, LimitCheck
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchKeyTakenError, BatchRecord, BatchStore
@@ -70,11 +71,13 @@ class Payouts:
         clock: Clock,
         *,
         batches: BatchStore,
+        kyc: Kyc,
         ensure_funds: Callable[[int], Awaitable[None]],
         wake: Callable[[], None],
     ) -> None:
         self.store = store
         self.batches = batches
+        self.kyc = kyc
         self.audit = audit
         self.limits = limits
         self.clock = clock
@@ -99,21 +102,16 @@ class Payouts:
             )
         return request.user_id or actor.user_id
 
-    def _router(self, request: PayoutRequest) -> str:
-        wants_kyc = request.router == KYC or (
-            not request.router and request.kyc_hash and request.node_id
-        )
-        if not wants_kyc:
-            return V0
-        if not (request.kyc_hash and request.node_id):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_KYC_REQUIRED, "the KYC router needs a node_id and a kyc_hash"
-            )
+    async def _router(self, request: PayoutRequest) -> str:
+        """KYC when asked for (and then a valid record is required) or when a node with a
+        kyc_hash has a valid record; V0 otherwise (spec 07 §4)."""
         if request.router == KYC:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_KYC_REQUIRED, "the node has no verified KYC record"
-            )
-        return V0  # no verified record: V0 serves it (spec 07 §4)
+            await self.kyc.require(request.node_id, request.kyc_hash, request.recipient)
+            return KYC
+        if not request.router and request.kyc_hash and request.node_id:
+            _, reason = await self.kyc.verify(request.node_id, request.kyc_hash, request.recipient)
+            return V0 if reason else KYC
+        return V0
 
     def _record(self, request: PayoutRequest, user_id: str, router: str) -> PayoutRecord:
         now = self.clock.timestamp()
@@ -143,7 +141,7 @@ class Payouts:
         if existing is not None:
             return self._replay(request, existing), True
         user_id = self._user_of(actor, request)
-        router = self._router(request)
+        router = await self._router(request)
         if request.batch_type in IMMEDIATE:
             await self.ensure_funds(request.amount_micros)
         async with self._lock:  # the limit check and the insert see the same usage
@@ -189,7 +187,7 @@ class Payouts:
         routed = []
         for index, request in enumerate(requests):
             check_address(request.recipient, f"items[{index}].recipient_address")
-            router = self._router(request)
+            router = await self._router(request)
             routed.append((request, self._user_of(actor, request), router))
             amounts[router] = amounts.get(router, 0) + request.amount_micros
             largest[router] = max(largest.get(router, 0), request.amount_micros)

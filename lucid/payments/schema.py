@@ -13,6 +13,7 @@ WALLETS = "payments_wallets"
 AUDIT = "payments_audit_events"
 BATCHES = "payments_payout_batches"
 RECONCILIATIONS = "payments_reconciliations"
+KYC_RECORDS = "payments_kyc_records"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -45,6 +46,14 @@ COLLECTIONS = (
     ),
     CollectionSpec(
         RECONCILIATIONS, (IndexSpec((("complete_time", -1),), "complete_time"),), owner="payments"
+    ),
+    CollectionSpec(
+        KYC_RECORDS,
+        (
+            IndexSpec((("kyc_hash", 1),), "kyc_hash_unique", unique=True),
+            IndexSpec((("node_id", 1), ("create_time", -1)), "node_create_time"),
+        ),
+        owner="payments",
     ),
     CollectionSpec(
         AUDIT,
