@@ -26,24 +26,25 @@ from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
 from tests.devnet_support import USDT, Devnet
 from tests.support import Mesh
+from tests.waiting import eventually
 
 T = TypeVar("T")
 USDT_UNIT = 1_000_000
 TRX = 1_000_000
 
 
-async def eventually(
+async def until(
     check: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 30.0
 ) -> T:
-    """Polls ``check`` until ``done`` holds (generous deadline for a loaded machine)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached; last value: {value!r}")
-        await asyncio.sleep(0.05)
+    """``check()`` once ``done`` holds for its value (``tests.waiting.eventually``)."""
+    latest: list[T] = []
+
+    async def condition() -> bool:
+        latest[:] = [await check()]
+        return done(latest[0])
+
+    await eventually(condition, timeout_s=timeout_s, what=f"{check!r} meeting {done!r}")
+    return latest[0]
 
 
 def new_address() -> str:
@@ -82,9 +83,7 @@ class PaymentsBed:
     async def until_status(
         self, payout_id: str, status: int, timeout_s: float = 30.0
     ) -> payouts_pb2.Payout:
-        return await eventually(
-            lambda: self.payout(payout_id), lambda p: p.status == status, timeout_s
-        )
+        return await until(lambda: self.payout(payout_id), lambda p: p.status == status, timeout_s)
 
     async def create(self, key: str | None = None, **fields: Any) -> payouts_pb2.Payout:
         request = payouts_pb2.CreatePayoutRequest(

@@ -29,7 +29,7 @@ from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
 from lucid.supervisor.localservers import free_port
 from tests.devnet_support import USDT, Devnet
-from tests.payments_support import USDT_UNIT, eventually, new_address
+from tests.payments_support import USDT_UNIT, new_address, until
 from tests.support import Mesh, operator_channel
 
 
@@ -128,14 +128,14 @@ async def _serving(payments: PaymentsProcess) -> None:
             return False
         return True
 
-    await eventually(ask, bool, timeout_s=60)
+    await until(ask, bool, timeout_s=60)
 
 
 async def _start_and_fund(devnet: Devnet, payments: PaymentsProcess, mongo: Any) -> None:
     payments.start()
     await _serving(payments)
     wallets = mongo[payments.settings.mongodb_db][schema.WALLETS]
-    hot = await eventually(
+    hot = await until(
         lambda: asyncio.to_thread(wallets.find_one, {"_id": HOT_WALLET_ID}), bool, timeout_s=30
     )
     await asyncio.to_thread(
@@ -172,7 +172,7 @@ async def test_killed_after_signing_before_broadcast_pays_once(
         )
     )
     payout_id = created.payout.payout_id
-    signed = await eventually(
+    signed = await until(
         lambda: _payout_doc(mongo, payments, payout_id), lambda d: bool(d and d.get("tx"))
     )
     txid = signed["tx"]["txid"]
@@ -183,11 +183,11 @@ async def test_killed_after_signing_before_broadcast_pays_once(
 
     payments.start()
     await _serving(payments)
-    await eventually(
+    await until(
         lambda: _payout_doc(mongo, payments, payout_id), lambda d: d["status"] == "broadcast"
     )
     await asyncio.to_thread(devnet.mine, 20)
-    done = await eventually(
+    done = await until(
         lambda: _payout_doc(mongo, payments, payout_id), lambda d: d["status"] == "confirmed"
     )
     assert done["tx"]["txid"] == txid  # the very transaction signed before the kill
@@ -209,7 +209,7 @@ async def test_killed_after_broadcast_before_confirmation_pays_once(
     )
     created = await payments.stub().CreatePayout(request)
     payout_id = created.payout.payout_id
-    sent = await eventually(
+    sent = await until(
         lambda: _payout_doc(mongo, payments, payout_id), lambda d: d["status"] == "broadcast"
     )
     payments.kill()
@@ -219,7 +219,7 @@ async def test_killed_after_broadcast_before_confirmation_pays_once(
     again = await payments.stub().CreatePayout(request)  # the caller retries too
     assert again.replayed and again.payout.payout_id == payout_id
     await asyncio.to_thread(devnet.mine, 19)
-    done = await eventually(
+    done = await until(
         lambda: _payout_doc(mongo, payments, payout_id), lambda d: d["status"] == "confirmed"
     )
     assert done["tx"]["txid"] == sent["tx"]["txid"] and done["attempts"] == 1

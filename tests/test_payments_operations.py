@@ -32,7 +32,7 @@ from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
 from lucid.runtime.wire import timestamp
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
-from tests.payments_support import USDT_UNIT, PaymentsBed, eventually, new_address, payments_bed
+from tests.payments_support import USDT_UNIT, PaymentsBed, new_address, payments_bed, until
 from tests.support import Mesh, bearer, details
 
 S = payouts_pb2
@@ -192,7 +192,7 @@ def test_lucid_up_funds_the_payout_wallet_at_genesis(settings: Settings, tmp_pat
         async def port() -> bool:
             return port_file.exists()
 
-        asyncio.run(eventually(port, bool))
+        asyncio.run(until(port, bool))
         from tests.devnet_support import Devnet
 
         net = Devnet(tmp_path / "devnet" / "tron")

@@ -20,9 +20,9 @@ from lucid.runtime.wire import timestamp
 from tests.payments_support import (
     USDT_UNIT,
     PaymentsBed,
-    eventually,
     new_address,
     payments_bed,
+    until,
 )
 from tests.support import Mesh, bearer, details
 
@@ -254,7 +254,7 @@ async def test_a_transaction_lost_with_the_node_is_re_signed_only_after_it_expir
     await asyncio.to_thread(bed.devnet.admin, "fail_next", lost_response=True)
     recipient = new_address()
     created = await bed.create(recipient_address=recipient, amount_micros=USDT_UNIT)
-    first = await eventually(
+    first = await until(
         lambda: bed.payout(created.payout_id), lambda p: bool(p.transaction.tx_hash)
     )
     await asyncio.to_thread(bed.devnet.kill)  # admitted, then lost with the pool
@@ -265,9 +265,9 @@ async def test_a_transaction_lost_with_the_node_is_re_signed_only_after_it_expir
     async def now() -> float:
         return time.time()
 
-    await eventually(now, lambda t: t > expiry_s)  # the devnet stays down past the expiry
+    await until(now, lambda t: t > expiry_s)  # the devnet stays down past the expiry
     await asyncio.to_thread(bed.devnet.start)
-    resent = await eventually(
+    resent = await until(
         lambda: bed.payout(created.payout_id),
         lambda p: p.transaction.tx_hash not in ("", first.transaction.tx_hash),
     )
