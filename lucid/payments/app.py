@@ -23,8 +23,10 @@ from lucid.payments.sender import PayoutSender
 from lucid.payments.servicers.kyc import KycServiceServicer
 from lucid.payments.servicers.payments import PaymentServiceServicer
 from lucid.payments.servicers.payouts import PayoutServiceServicer
+from lucid.payments.servicers.staking import StakingServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
+from lucid.payments.staking import Staking
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.kyc import KycStore
@@ -99,6 +101,8 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
 
     reconciler = Reconciler(store, network, db[schema.RECONCILIATIONS], audit, clock)
 
+    staking = Staking(db[schema.STAKES], network, wallets, audit, clock)
+
     async def ready() -> None:
         await wallets.payout_wallet()
 
@@ -109,6 +113,10 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
                 PayoutServiceServicer(payouts, sender, controls, settings.tron_confirmations),
             ),
             (kyc_pb2_grpc.add_KycServiceServicer_to_server, KycServiceServicer(kyc)),
+            (
+                tron_pb2_grpc.add_StakingServiceServicer_to_server,
+                StakingServiceServicer(staking),
+            ),
             (
                 payments_pb2_grpc.add_PaymentServiceServicer_to_server,
                 PaymentServiceServicer(reconciler),

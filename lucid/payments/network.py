@@ -192,6 +192,40 @@ class TronNetwork:
             txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
         )
 
+    async def sign_stake(
+        self,
+        kind: str,
+        owner: str,
+        amount_sun: int,
+        resource: str,
+        sign: Callable[[AsyncTransaction], None],
+    ) -> SentTx:
+        """Builds and signs a Stake 2.0 transaction: ``freeze``, ``unfreeze`` or ``withdraw``."""
+        trx = self.client.trx
+        if kind == "freeze":
+            builder = trx.freeze_balance(owner, amount_sun, resource)
+        elif kind == "unfreeze":
+            builder = trx.unfreeze_balance(owner, resource, unfreeze_balance=amount_sun)
+        else:
+            builder = trx.withdraw_stake_balance(owner)
+        try:
+            txn = await builder.build()
+        except NODE_ERRORS as exc:
+            raise NetworkError(f"building a {kind}: {exc}") from exc
+        sign(txn)
+        signed = txn.to_json()
+        return SentTx(
+            txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
+        )
+
+    async def account(self, address: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``getaccount`` and ``getaccountresource`` of an address (``{}`` when unknown)."""
+        body = {"address": address, "visible": True}
+        return (
+            await self._request("wallet/getaccount", body),
+            await self._request("wallet/getaccountresource", body),
+        )
+
     async def broadcast(self, signed: dict[str, Any]) -> BroadcastResult:
         try:
             answer = await self._request("wallet/broadcasttransaction", signed)

@@ -14,6 +14,7 @@ AUDIT = "payments_audit_events"
 BATCHES = "payments_payout_batches"
 RECONCILIATIONS = "payments_reconciliations"
 KYC_RECORDS = "payments_kyc_records"
+STAKES = "payments_stakes"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -52,6 +53,14 @@ COLLECTIONS = (
         (
             IndexSpec((("kyc_hash", 1),), "kyc_hash_unique", unique=True),
             IndexSpec((("node_id", 1), ("create_time", -1)), "node_create_time"),
+        ),
+        owner="payments",
+    ),
+    CollectionSpec(
+        STAKES,
+        (
+            IndexSpec((("idempotency_key", 1),), "idempotency_key_unique", unique=True),
+            IndexSpec((("wallet_id", 1), ("create_time", -1)), "wallet_create_time"),
         ),
         owner="payments",
     ),
