@@ -18,7 +18,7 @@ from tronpy.keys import PrivateKey
 from lucid.common.v1 import access_pb2
 from lucid.lib.sealing import Sealer, SealError
 from lucid.payments import schema
-from lucid.payments.app import PAYOUT_KEY_FILE
+from lucid.payments.app import PAYOUT_KEY_FILE, PaymentsOptions
 from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.v1 import (
     payments_pb2,
@@ -295,3 +295,42 @@ async def test_reconciliation_checks_records_against_the_chain(
             metadata=admin,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_five_tron_failures_open_the_breaker_three_trials_close_it(
+    settings: Settings, mesh: Mesh, tmp_path: Path
+) -> None:
+    options = PaymentsOptions(breaker_open_s=5.0)
+    async with payments_bed(settings, mesh, tmp_path, options=options) as bed:
+        admin = bed.stub("admin")
+        # Every answer of the node is lost (its re-broadcasts too) until the faults clear.
+        await asyncio.to_thread(bed.devnet.admin, "fail_next", lost_response=True, count=10_000)
+        lost = [await bed.create() for _ in range(5)]
+
+        async def state() -> int:
+            status = await admin.GetBreakerStatus(S.GetBreakerStatusRequest())
+            return status.state
+
+        await until(state, lambda s: s == S.BREAKER_STATE_OPEN)
+        opened = await admin.GetBreakerStatus(S.GetBreakerStatusRequest())
+        assert opened.HasField("next_attempt_time") and opened.failure_count == 5
+        await asyncio.to_thread(bed.devnet.admin, "fail_next", clear=True)
+        # Once open for 5 s it lets 3 trial sends through; they succeed and close it.
+        trials = [await bed.create() for _ in range(3)]
+        await until(state, lambda s: s == S.BREAKER_STATE_CLOSED)
+        for payout in lost + trials:  # the lost answers were resolved by txID meanwhile
+            await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        await bed.mine()
+        for payout in lost + trials:
+            assert await bed.usdt_of(payout.recipient_address) == USDT_UNIT
+        await bed.mine(19)  # confirmed, so they leave the 10 in-flight slots
+        for payout in lost + trials:
+            await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        await asyncio.to_thread(bed.devnet.admin, "fail_next", lost_response=True, count=10_000)
+        for _ in range(5):
+            await bed.create()
+        await until(state, lambda s: s == S.BREAKER_STATE_OPEN)
+        await asyncio.to_thread(bed.devnet.admin, "fail_next", clear=True)
+        reset = await admin.ResetBreaker(S.ResetBreakerRequest(reason="node replaced"))
+        assert reset.state == S.BREAKER_STATE_CLOSED
+        assert await state() == S.BREAKER_STATE_CLOSED

@@ -9,7 +9,7 @@ yet answer UNIMPLEMENTED (``LUCID_ERR_5011``) after authentication and authoriza
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lucid.lib.sealing import Sealer
 from lucid.payments import schema
@@ -19,7 +19,7 @@ from lucid.payments.limits import LimitCheck, PayoutLimits
 from lucid.payments.network import TronNetwork
 from lucid.payments.payouts import Payouts
 from lucid.payments.reconcile import Reconciler
-from lucid.payments.sender import PayoutSender
+from lucid.payments.sender import TRON_BREAKER, PayoutSender
 from lucid.payments.servicers.kyc import KycServiceServicer
 from lucid.payments.servicers.payments import PaymentServiceServicer
 from lucid.payments.servicers.payouts import PayoutServiceServicer
@@ -40,6 +40,7 @@ from lucid.payments.v1 import (
     wallets_pb2_grpc,
 )
 from lucid.payments.wallets import Wallets
+from lucid.runtime.breaker import CircuitBreaker
 from lucid.runtime.server import ClusterApp, Runtime
 
 PAYOUT_KEY_FILE = "payout-hot-wallet.sealed"
@@ -54,6 +55,8 @@ class PaymentsOptions:
     """How long a signed transaction is valid (TRON's usual 60 s)."""
     expiry_margin_s: float = 10.0
     """How long past its expiration a transaction is given before it counts as dead."""
+    breaker_open_s: float = 300.0
+    """How long the TRON breaker stays open before trial sends (spec 07: 300 s)."""
 
 
 async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> ClusterApp:
@@ -83,6 +86,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         tx_lifetime_s=options.tx_lifetime_s,
         expiry_margin_s=options.expiry_margin_s,
         max_concurrent=lambda: limits.max_concurrent,
+        breaker=CircuitBreaker("tron", replace(TRON_BREAKER, open_s=options.breaker_open_s), clock),
     )
     payouts = Payouts(
         store,

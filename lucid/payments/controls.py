@@ -45,6 +45,9 @@ class BreakerReport:
     in_flight: int
     frozen: bool
     failures: int
+    state: str
+    opened_at: float
+    retry_after_s: float
 
 
 @dataclass
@@ -99,10 +102,19 @@ class PayoutControls:
         hourly, daily = await self.limits.usage()
         hour_reset, day_reset = next_resets(self.clock.now())
         in_flight = len(await self.store.many({"status": {"$in": [PROCESSING, BROADCAST]}}))
+        breaker = self.sender.breaker
+        state = breaker.state.value
         return BreakerReport(
             hourly, daily, hour_reset.timestamp(), day_reset.timestamp(),
-            in_flight, self.sender.frozen, self.sender.network_failures,
+            in_flight, self.sender.frozen, breaker.failures, state,
+            breaker.opened_at, breaker.retry_after_s,
         )  # fmt: skip
+
+    async def reset_breaker(self, actor: Actor, reason: str) -> None:
+        """Closes the TRON breaker by hand and clears its failure count."""
+        self.sender.breaker.reset()
+        await self.audit.record("breaker.reset", actor.display, details={"reason": reason})
+        self.sender.wake()
 
     async def set_freeze(self, actor: Actor, frozen: bool, reason: str) -> int:
         """Freezes or releases sending; how many payouts the freeze holds."""

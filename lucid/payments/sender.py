@@ -25,6 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+import grpc
+
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Outcome, Receipt, TronNetwork
 from lucid.payments.store.audit import AuditStore
@@ -40,6 +42,7 @@ from lucid.payments.store.payouts import (
 )
 from lucid.payments.store.wallets import WalletRecord
 from lucid.payments.wallets import Wallets
+from lucid.runtime.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from lucid.runtime.errors import ErrorCode, LucidError
 
 log = logging.getLogger("lucid.payments.sender")
@@ -47,6 +50,10 @@ RETIRE_CODES = frozenset({"TAPOS_ERROR", "TRANSACTION_EXPIRATION_ERROR"})
 """Refusals that only say this transaction is stale: a fresh one may succeed."""
 MAX_ATTEMPTS = 10
 """Transactions signed for one payout at most (each only after the last expired)."""
+TRON_BREAKER = BreakerPolicy(
+    failure_threshold=5, open_s=300.0, success_threshold=3, half_open_calls=3
+)
+"""Spec 07 §4: 5 failures, 300 s recovery, 3 half-open calls."""
 
 
 class PayoutSender:
@@ -64,6 +71,7 @@ class PayoutSender:
         tx_lifetime_s: float = 60.0,
         expiry_margin_s: float = 10.0,
         max_concurrent: Callable[[], int] = lambda: 10,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.store = store
         self.network = network
@@ -79,6 +87,9 @@ class PayoutSender:
         self.head = 0
         self.network_failures = 0
         """Consecutive passes in which the node could not be reached."""
+        self.breaker = breaker or CircuitBreaker("tron", TRON_BREAKER, clock)
+        """Opens after 5 sends whose outcome the node left unknown; while open nothing new
+        is signed (sent payouts are still followed); half-open, 3 trial sends close it."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -150,13 +161,30 @@ class PayoutSender:
     async def _advance(self, payout: PayoutRecord, wallet: WalletRecord) -> None:
         try:
             if payout.tx is None:
-                signed = await self._sign(payout, wallet)
-                if signed is None:
-                    return
-                payout = signed
-            await self._follow(payout)
+                await self._send(payout, wallet)
+            else:
+                await self._follow(payout)
         except NetworkError as exc:
             log.warning("payout %s: the network failed: %s", payout.payout_id, exc)
+
+    async def _send(self, payout: PayoutRecord, wallet: WalletRecord) -> None:
+        """Signs a new transaction and broadcasts it, through the breaker."""
+        try:
+            trial = self.breaker.acquire()
+        except CircuitOpenError:
+            return  # stays processing without a transaction until the breaker lets it
+        outcome: Outcome | None = None
+        try:
+            signed = await self._sign(payout, wallet)
+            if signed is not None:
+                outcome = await self._follow(signed)
+        except NetworkError:
+            self.breaker.record(grpc.StatusCode.UNAVAILABLE, trial=trial)
+            raise
+        failed = outcome is Outcome.UNKNOWN
+        self.breaker.record(
+            grpc.StatusCode.UNAVAILABLE if failed else grpc.StatusCode.OK, trial=trial
+        )
 
     async def _sign(self, payout: PayoutRecord, wallet: WalletRecord) -> PayoutRecord | None:
         if payout.attempts >= MAX_ATTEMPTS:
@@ -184,13 +212,14 @@ class PayoutSender:
             )
         return stored  # None: someone else signed it first; this transaction is never sent
 
-    async def _follow(self, payout: PayoutRecord) -> None:
+    async def _follow(self, payout: PayoutRecord) -> Outcome | None:
+        """Moves a payout with a transaction on; the broadcast's outcome if one was made."""
         tx = payout.tx
         assert tx is not None
         receipt = await self.network.receipt(tx.txid)
         if receipt is not None:
             await self._mined(payout, tx, receipt)
-            return
+            return None
         now_ms = self.clock.timestamp() * 1000
         if now_ms < tx.expiration_ms:
             result = await self.network.broadcast(tx.signed)
@@ -211,13 +240,13 @@ class PayoutSender:
                     {"tx.txid": tx.txid},
                     {"tx.result": result.code, "tx.result_message": result.message},
                 )
-            return
+            return result.outcome
         if now_ms < tx.expiration_ms + self.expiry_margin_s * 1000:
-            return
+            return None
         # Expired and unknown to the network: it can never be mined.
         if tx.result and tx.result not in RETIRE_CODES:
             await self._fail(payout, [PROCESSING, BROADCAST], f"{tx.result}: {tx.result_message}")
-            return
+            return None
         await self.store.move_if(
             payout.payout_id,
             {"tx.txid": tx.txid, "status": {"$in": [PROCESSING, BROADCAST]}},
@@ -227,6 +256,7 @@ class PayoutSender:
             "payout.tx_expired", "payments", payout_id=payout.payout_id, details={"txid": tx.txid}
         )
         self.wake()
+        return None
 
     async def _mined(self, payout: PayoutRecord, tx: SentTx, receipt: Receipt) -> None:
         details = {

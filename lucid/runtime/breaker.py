@@ -121,6 +121,11 @@ class CircuitBreaker:
         if state is State.CLOSED:
             self.failures = 0
 
+    def reset(self) -> None:
+        """Closes the breaker by hand (an operator's override) and clears its counts."""
+        self._transition(State.CLOSED)
+        self.failures = 0
+
     def acquire(self) -> bool:
         """Admits a call or raises ``CircuitOpenError``; returns whether it is a trial call."""
         state = self.state

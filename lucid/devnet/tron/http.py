@@ -255,6 +255,9 @@ def _admin_advance(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _admin_fail_next(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("clear"):
+        chain.faults.clear()
+        return {"queued": 0}
     count = int(body.get("count", 1))
     names = ("code", "message", "lost_response", "hang_s")
     fault: dict[str, Any] = {k: body[k] for k in names if k in body}

@@ -15,6 +15,12 @@ from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc
 from lucid.runtime import paging
 from lucid.runtime.wire import epoch_seconds, timestamp
 
+BREAKER_STATES = {
+    "closed": payouts_pb2.BREAKER_STATE_CLOSED,
+    "open": payouts_pb2.BREAKER_STATE_OPEN,
+    "half_open": payouts_pb2.BREAKER_STATE_HALF_OPEN,
+}
+
 
 class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     """Payout rpcs."""
@@ -125,8 +131,8 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     ) -> payouts_pb2.GetBreakerStatusResponse:
         report = await self.controls.breaker()
         limits = self.controls.limits.limits
-        return payouts_pb2.GetBreakerStatusResponse(
-            state=payouts_pb2.BREAKER_STATE_CLOSED,
+        out = payouts_pb2.GetBreakerStatusResponse(
+            state=BREAKER_STATES.get(report.state, payouts_pb2.BREAKER_STATE_UNSPECIFIED),
             failure_count=report.failures,
             limits=convert.limits(limits),
             hourly_used_amount_micros=report.hourly_used,
@@ -138,6 +144,16 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
             in_flight_payouts=report.in_flight,
             frozen=report.frozen,
         )
+        if report.state == "open":
+            out.open_time.CopyFrom(timestamp(report.opened_at))
+            out.next_attempt_time.CopyFrom(timestamp(report.opened_at + report.retry_after_s))
+        return out
+
+    async def ResetBreaker(
+        self, request: payouts_pb2.ResetBreakerRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.ResetBreakerResponse:
+        await self.controls.reset_breaker(current_actor(), request.reason)
+        return payouts_pb2.ResetBreakerResponse(state=payouts_pb2.BREAKER_STATE_CLOSED)
 
     async def SetPayoutFreeze(
         self, request: payouts_pb2.SetPayoutFreezeRequest, context: grpc.aio.ServicerContext
