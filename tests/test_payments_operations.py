@@ -334,3 +334,29 @@ async def test_five_tron_failures_open_the_breaker_three_trials_close_it(
         reset = await admin.ResetBreaker(S.ResetBreakerRequest(reason="node replaced"))
         assert reset.state == S.BREAKER_STATE_CLOSED
         assert await state() == S.BREAKER_STATE_CLOSED
+
+
+async def test_an_admin_raises_the_hourly_cap_and_it_is_kept(bed: PaymentsBed) -> None:
+    admin = bed.stub("admin")
+    updated = await admin.UpdatePayoutLimits(
+        S.UpdatePayoutLimitsRequest(
+            hourly_limit_amount_micros=2_000 * USDT_UNIT, reason="month end"
+        )
+    )
+    assert updated.limits.hourly_limit_amount_micros == 2_000 * USDT_UNIT
+    assert updated.limits.daily_limit_amount_micros == 10_000 * USDT_UNIT  # zero: unchanged
+    for _ in range(3):
+        await bed.create(amount_micros=500 * USDT_UNIT, batch_type=S.BATCH_TYPE_DAILY)
+    controls = next(
+        s for _, s in bed.server.app.servicers if isinstance(s, PayoutServiceServicer)
+    ).controls
+    controls.limits.limits.hourly = 1  # as if restarted with the defaults …
+    await controls.load_limits()  # … the stored override comes back
+    status = await admin.GetBreakerStatus(S.GetBreakerStatusRequest())
+    assert status.limits.hourly_limit_amount_micros == 2_000 * USDT_UNIT
+    assert status.hourly_used_amount_micros == 1_500 * USDT_UNIT
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await admin.UpdatePayoutLimits(
+            S.UpdatePayoutLimitsRequest(v0_max_amount_micros=20_000 * USDT_UNIT, reason="x")
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

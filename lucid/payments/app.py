@@ -100,7 +100,14 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
     )
 
     controls = PayoutControls(
-        store, payouts.limits, sender, network, wallets=wallets, audit=audit, clock=clock
+        store,
+        payouts.limits,
+        sender,
+        network,
+        wallets=wallets,
+        audit=audit,
+        clock=clock,
+        settings=db[schema.SETTINGS],
     )
 
     reconciler = Reconciler(store, network, db[schema.RECONCILIATIONS], audit, clock)
@@ -109,6 +116,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
 
     async def ready() -> None:
         await wallets.payout_wallet()
+        await controls.load_limits()
 
     return ClusterApp(
         servicers=[

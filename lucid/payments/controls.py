@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
 from lucid.lib.clock import Clock
-from lucid.payments.limits import KYC, V0, LimitCheck, next_resets, window_starts
+from lucid.payments.limits import KYC, V0, LimitCheck, PayoutLimits, next_resets, window_starts
 from lucid.payments.network import NetworkError, TronNetwork
 from lucid.payments.sender import PayoutSender
 from lucid.payments.store.audit import AuditStore
@@ -27,11 +30,13 @@ from lucid.payments.store.payouts import (
     PROCESSING,
     PayoutRecord,
     PayoutStore,
+    StoreUnavailableError,
 )
 from lucid.payments.wallets import Actor, Wallets
 from lucid.runtime.errors import ErrorCode, LucidError
 
 MAX_RETRIES = 3
+LIMIT_FIELDS = tuple(f.name for f in fields(PayoutLimits))
 
 
 @dataclass
@@ -89,6 +94,7 @@ class PayoutControls:
         wallets: Wallets,
         audit: AuditStore,
         clock: Clock,
+        settings: AsyncCollection[dict[str, Any]],
     ) -> None:
         self.store = store
         self.limits = limits
@@ -97,6 +103,7 @@ class PayoutControls:
         self.wallets = wallets
         self.audit = audit
         self.clock = clock
+        self.settings = settings
 
     async def breaker(self) -> BreakerReport:
         hourly, daily = await self.limits.usage()
@@ -109,6 +116,35 @@ class PayoutControls:
             in_flight, self.sender.frozen, breaker.failures, state,
             breaker.opened_at, breaker.retry_after_s,
         )  # fmt: skip
+
+    async def load_limits(self) -> None:
+        """The limits an admin set before a restart (the defaults otherwise)."""
+        try:
+            doc = await self.settings.find_one({"_id": "limits"})
+        except PyMongoError as exc:
+            raise StoreUnavailableError(exc) from None
+        if doc is not None:
+            for name in LIMIT_FIELDS:
+                if name in doc:
+                    setattr(self.limits.limits, name, int(doc[name]))
+
+    async def update_limits(
+        self, actor: Actor, changes: dict[str, int], reason: str
+    ) -> PayoutLimits:
+        """Overrides limits (zero values are left unchanged); kept across restarts."""
+        limits = self.limits.limits
+        for name, value in changes.items():
+            if value:
+                setattr(limits, name, value)
+        values = {name: getattr(limits, name) for name in LIMIT_FIELDS}
+        try:
+            await self.settings.update_one({"_id": "limits"}, {"$set": values}, upsert=True)
+        except PyMongoError as exc:
+            raise StoreUnavailableError(exc) from None
+        await self.audit.record(
+            "limits.updated", actor.display, details={**values, "reason": reason}
+        )
+        return limits
 
     async def reset_breaker(self, actor: Actor, reason: str) -> None:
         """Closes the TRON breaker by hand and clears its failure count."""

@@ -15,6 +15,7 @@ BATCHES = "payments_payout_batches"
 RECONCILIATIONS = "payments_reconciliations"
 KYC_RECORDS = "payments_kyc_records"
 STAKES = "payments_stakes"
+SETTINGS = "payments_settings"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -64,6 +65,7 @@ COLLECTIONS = (
         ),
         owner="payments",
     ),
+    CollectionSpec(SETTINGS, owner="payments"),
     CollectionSpec(
         AUDIT,
         (IndexSpec((("time", -1),), "time"), IndexSpec((("payout_id", 1),), "payout_id")),

@@ -198,3 +198,21 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     ) -> payouts_pb2.GetPayoutBatchResponse:
         batch, records = await self.payouts.get_batch(current_actor(), request.batch_id)
         return payouts_pb2.GetPayoutBatchResponse(batch=convert.batch(batch, records))
+
+    async def UpdatePayoutLimits(
+        self, request: payouts_pb2.UpdatePayoutLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> payouts_pb2.UpdatePayoutLimitsResponse:
+        limits = await self.controls.update_limits(
+            current_actor(),
+            {
+                "hourly": request.hourly_limit_amount_micros,
+                "daily": request.daily_limit_amount_micros,
+                "max_concurrent": request.max_concurrent_payouts,
+                "v0_max": request.v0_max_amount_micros,
+                "v0_daily": request.v0_daily_limit_amount_micros,
+                "kyc_max": request.kyc_max_amount_micros,
+                "kyc_daily": request.kyc_daily_limit_amount_micros,
+            },
+            request.reason,
+        )
+        return payouts_pb2.UpdatePayoutLimitsResponse(limits=convert.limits(limits))
