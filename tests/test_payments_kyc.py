@@ -144,3 +144,29 @@ async def test_a_compliance_signature_must_be_fresh_and_genuine(bed: PaymentsBed
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await kyc_stub(bed).SubmitKycRecord(rebound)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_records_are_listed_and_revoked(bed: PaymentsBed) -> None:
+    stub = kyc_stub(bed)
+    request = submission(new_address())
+    record = (await stub.SubmitKycRecord(request)).record
+    listed = await stub.ListKycRecords(kyc_pb2.ListKycRecordsRequest(node_id=request.node_id))
+    assert [r.kyc_record_id for r in listed.records] == [record.kyc_record_id]
+    revoked = await stub.RevokeKycRecord(
+        kyc_pb2.RevokeKycRecordRequest(kyc_record_id=record.kyc_record_id, reason="fraud")
+    )
+    assert revoked.record.status == kyc_pb2.KYC_RECORD_STATUS_REVOKED
+    verified = await stub.VerifyKyc(
+        kyc_pb2.VerifyKycRequest(
+            node_id=request.node_id,
+            kyc_hash=request.kyc_hash,
+            recipient_address=request.recipient_address,
+        )
+    )
+    assert not verified.verified and verified.reason == "revoked"
+    active = await stub.ListKycRecords(
+        kyc_pb2.ListKycRecordsRequest(
+            node_id=request.node_id, status=kyc_pb2.KYC_RECORD_STATUS_ACTIVE
+        )
+    )
+    assert active.total_size == 0

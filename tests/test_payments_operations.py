@@ -360,3 +360,39 @@ async def test_an_admin_raises_the_hourly_cap_and_it_is_kept(bed: PaymentsBed) -
             S.UpdatePayoutLimitsRequest(v0_max_amount_micros=20_000 * USDT_UNIT, reason="x")
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_wallets_are_renamed_locked_and_archived_by_their_owner(
+    bed: PaymentsBed, mesh: Mesh
+) -> None:
+    owner = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    stranger = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    stub = bed.wallet_stub("operator")
+    wallet = (
+        await stub.CreateWallet(
+            wallets_pb2.CreateWalletRequest(name="a", currency=tron_pb2.CURRENCY_USDT),
+            metadata=owner,
+        )
+    ).wallet
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.UpdateWallet(
+            wallets_pb2.UpdateWalletRequest(wallet_id=wallet.wallet_id, name="mine"),
+            metadata=stranger,
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    locked = await stub.UpdateWallet(
+        wallets_pb2.UpdateWalletRequest(
+            wallet_id=wallet.wallet_id, name="b", status=wallets_pb2.WALLET_STATUS_LOCKED
+        ),
+        metadata=owner,
+    )
+    assert locked.wallet.name == "b" and locked.wallet.status == wallets_pb2.WALLET_STATUS_LOCKED
+    archived = await stub.DeleteWallet(
+        wallets_pb2.DeleteWalletRequest(wallet_id=wallet.wallet_id), metadata=owner
+    )
+    assert archived.wallet.status == wallets_pb2.WALLET_STATUS_ARCHIVED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.UpdateWallet(
+            wallets_pb2.UpdateWalletRequest(wallet_id=wallet.wallet_id, name="c"), metadata=owner
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

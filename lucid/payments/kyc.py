@@ -143,6 +143,22 @@ class Kyc:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no such KYC record")
         return record
 
+    async def list(
+        self, actor: Actor, filters: dict[str, object], offset: int, limit: int
+    ) -> tuple[list[KycRecord], int]:
+        """Records, newest first; a user sees only their own."""
+        query = dict(filters)
+        if actor.user_id and not actor.sees_all:
+            if query.get("user_id", actor.user_id) != actor.user_id:
+                raise LucidError(ErrorCode.ERROR_CODE_PERMISSION_DENIED, "not your records")
+            query["user_id"] = actor.user_id
+        if query.get("status") == "expired":
+            query["status"] = "active"
+            query["expire_time"] = {"$lte": self.clock.timestamp()}
+        elif query.get("status") == "active":
+            query["expire_time"] = {"$gt": self.clock.timestamp()}
+        return await self.store.page(query, offset, limit)
+
     async def revoke(self, actor: Actor, record_id: str, reason: str) -> KycRecord:
         record = await self.store.revoke(record_id, self.clock.timestamp())
         if record is None:

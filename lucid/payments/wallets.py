@@ -139,6 +139,24 @@ class Wallets:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no such wallet")
         return record
 
+    async def update(self, actor: Actor, wallet_id: str, name: str, status: str) -> WalletRecord:
+        """Renames a wallet or changes its state (archived: ``delete``)."""
+        record = await self.get(actor, wallet_id)
+        if record.wallet_id == HOT_WALLET_ID and status not in ("", record.status):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                "the payout wallet's state follows SetPayoutFreeze, not UpdateWallet",
+            )
+        changes: dict[str, object] = {"update_time": self.clock.timestamp()}
+        if name:
+            changes["name"] = name
+        if status:
+            changes["status"] = status
+        updated = await self.store.update(record.wallet_id, changes)
+        if updated is None:
+            raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, "the wallet is archived")
+        return updated
+
     async def list(
         self, actor: Actor, user_id: str, status: str, currency: int, *, offset: int, limit: int
     ) -> tuple[list[WalletRecord], int]:

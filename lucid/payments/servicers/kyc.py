@@ -8,6 +8,7 @@ from lucid.payments.kyc import Kyc, Submission
 from lucid.payments.servicers import current_actor
 from lucid.payments.store.kyc import KycRecord
 from lucid.payments.v1 import kyc_pb2, kyc_pb2_grpc
+from lucid.runtime import paging
 from lucid.runtime.wire import epoch_seconds, timestamp
 
 STATUS = {
@@ -15,6 +16,7 @@ STATUS = {
     "expired": kyc_pb2.KYC_RECORD_STATUS_EXPIRED,
     "revoked": kyc_pb2.KYC_RECORD_STATUS_REVOKED,
 }
+STATUS_NAMES = {v: k for k, v in STATUS.items()}
 
 
 def record_message(record: KycRecord, now: float) -> kyc_pb2.KycRecord:
@@ -82,6 +84,25 @@ class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     ) -> kyc_pb2.GetKycRecordResponse:
         record = await self.kyc.get(current_actor(), request.kyc_record_id)
         return kyc_pb2.GetKycRecordResponse(record=self._message(record))
+
+    async def ListKycRecords(
+        self, request: kyc_pb2.ListKycRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> kyc_pb2.ListKycRecordsResponse:
+        actor = current_actor()
+        filters: dict[str, object] = {}
+        if request.node_id:
+            filters["node_id"] = request.node_id
+        if request.user_id:
+            filters["user_id"] = request.user_id
+        if request.status:
+            filters["status"] = STATUS_NAMES[request.status]
+        page = paging.page(request, scope=actor.user_id)
+        records, total = await self.kyc.list(actor, filters, page.offset, page.size)
+        return kyc_pb2.ListKycRecordsResponse(
+            records=[self._message(r) for r in records],
+            next_page_token=page.next_token(len(records), total),
+            total_size=total,
+        )
 
     async def RevokeKycRecord(
         self, request: kyc_pb2.RevokeKycRecordRequest, context: grpc.aio.ServicerContext

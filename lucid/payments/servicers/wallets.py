@@ -39,6 +39,23 @@ class WalletServiceServicer(wallets_pb2_grpc.WalletServiceServicer):
         record = await self.wallets.get(current_actor(), request.wallet_id)
         return wallets_pb2.GetWalletResponse(wallet=convert.wallet(record))
 
+    async def UpdateWallet(
+        self, request: wallets_pb2.UpdateWalletRequest, context: grpc.aio.ServicerContext
+    ) -> wallets_pb2.UpdateWalletResponse:
+        record = await self.wallets.update(
+            current_actor(),
+            request.wallet_id,
+            request.name,
+            convert.WALLET_STATUS_NAMES.get(request.status, ""),
+        )
+        return wallets_pb2.UpdateWalletResponse(wallet=convert.wallet(record))
+
+    async def DeleteWallet(
+        self, request: wallets_pb2.DeleteWalletRequest, context: grpc.aio.ServicerContext
+    ) -> wallets_pb2.DeleteWalletResponse:
+        record = await self.wallets.update(current_actor(), request.wallet_id, "", "archived")
+        return wallets_pb2.DeleteWalletResponse(wallet=convert.wallet(record))
+
     async def ListWallets(
         self, request: wallets_pb2.ListWalletsRequest, context: grpc.aio.ServicerContext
     ) -> wallets_pb2.ListWalletsResponse:

@@ -65,6 +65,17 @@ class KycStore:
             raise StoreUnavailableError(exc) from None
         return None if doc is None else KycRecord.from_doc(doc)
 
+    async def page(
+        self, query: Mapping[str, Any], offset: int, limit: int
+    ) -> tuple[list[KycRecord], int]:
+        try:
+            total = await self.collection.count_documents(dict(query))
+            cursor = self.collection.find(dict(query)).sort("create_time", -1)
+            docs = [d async for d in cursor.skip(offset).limit(limit)]
+        except PyMongoError as exc:
+            raise StoreUnavailableError(exc) from None
+        return [KycRecord.from_doc(d) for d in docs], total
+
     async def revoke(self, record_id: str, when: float) -> KycRecord | None:
         try:
             doc = await self.collection.find_one_and_update(
