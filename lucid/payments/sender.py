@@ -170,7 +170,7 @@ class PayoutSender:
     async def _send(self, payout: PayoutRecord, wallet: WalletRecord) -> None:
         """Signs a new transaction and broadcasts it, through the breaker."""
         try:
-            trial = self.breaker.acquire()
+            ticket = self.breaker.acquire()
         except CircuitOpenError:
             return  # stays processing without a transaction until the breaker lets it
         outcome: Outcome | None = None
@@ -179,12 +179,10 @@ class PayoutSender:
             if signed is not None:
                 outcome = await self._follow(signed)
         except NetworkError:
-            self.breaker.record(grpc.StatusCode.UNAVAILABLE, trial=trial)
+            self.breaker.record(grpc.StatusCode.UNAVAILABLE, ticket)
             raise
         failed = outcome is Outcome.UNKNOWN
-        self.breaker.record(
-            grpc.StatusCode.UNAVAILABLE if failed else grpc.StatusCode.OK, trial=trial
-        )
+        self.breaker.record(grpc.StatusCode.UNAVAILABLE if failed else grpc.StatusCode.OK, ticket)
 
     async def _sign(self, payout: PayoutRecord, wallet: WalletRecord) -> PayoutRecord | None:
         if payout.attempts >= MAX_ATTEMPTS:
