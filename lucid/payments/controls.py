@@ -22,6 +22,7 @@ from lucid.payments.limits import KYC, V0, LimitCheck, PayoutLimits, next_resets
 from lucid.payments.network import NetworkError, TronNetwork
 from lucid.payments.sender import PayoutSender
 from lucid.payments.store.audit import AuditStore
+from lucid.payments.store.base import StoreUnavailableError
 from lucid.payments.store.payouts import (
     BROADCAST,
     CONFIRMED,
@@ -30,7 +31,6 @@ from lucid.payments.store.payouts import (
     PROCESSING,
     PayoutRecord,
     PayoutStore,
-    StoreUnavailableError,
 )
 from lucid.payments.wallets import Actor, Wallets
 from lucid.runtime.errors import ErrorCode, LucidError

@@ -18,6 +18,7 @@ from pymongo.errors import PyMongoError
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Receipt, TronNetwork
 from lucid.payments.store.audit import AuditStore
+from lucid.payments.store.base import StoreUnavailableError
 from lucid.payments.store.payouts import (
     BROADCAST,
     CONFIRMED,
@@ -25,7 +26,6 @@ from lucid.payments.store.payouts import (
     PROCESSING,
     PayoutRecord,
     PayoutStore,
-    StoreUnavailableError,
 )
 from lucid.runtime.errors import ErrorCode, LucidError
 

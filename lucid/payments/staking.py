@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Outcome, TronNetwork
 from lucid.payments.store.audit import AuditStore
-from lucid.payments.store.payouts import StoreUnavailableError
+from lucid.payments.store.base import StoreUnavailableError
 from lucid.payments.wallets import Actor, Wallets
 from lucid.runtime.errors import ErrorCode, LucidError
 

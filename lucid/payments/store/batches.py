@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.payments import schema
-from lucid.payments.store.payouts import StoreUnavailableError
+from lucid.payments.store.base import DuplicateError, RecordStore, document_of, record_from
 
 
 @dataclass
@@ -28,35 +27,25 @@ class BatchRecord:
     payout_ids: list[str] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
-        return {**asdict(self), "_id": self.batch_id}
+        return document_of(self, "batch_id")
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> BatchRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        return record_from(cls, doc)
 
 
 class BatchKeyTakenError(Exception):
     """The batch idempotency key is already used."""
 
 
-class BatchStore:
+class BatchStore(RecordStore[BatchRecord]):
     """Reads and writes batches."""
 
     def __init__(self, db: AsyncDatabase[Any]) -> None:
-        self.collection = db[schema.BATCHES]
+        super().__init__(db[schema.BATCHES], BatchRecord.from_doc)
 
     async def insert(self, record: BatchRecord) -> None:
         try:
-            await self.collection.insert_one(record.to_doc())
-        except DuplicateKeyError:
+            await self.insert_doc(record.to_doc())
+        except DuplicateError:
             raise BatchKeyTakenError(record.idempotency_key) from None
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-
-    async def find(self, query: Mapping[str, Any]) -> BatchRecord | None:
-        try:
-            doc = await self.collection.find_one(dict(query))
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else BatchRecord.from_doc(doc)

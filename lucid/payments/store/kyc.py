@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.payments import schema
-from lucid.payments.store.payouts import StoreUnavailableError
+from lucid.payments.store.base import DuplicateError, RecordStore, document_of, record_from
 
 
 @dataclass
@@ -32,57 +30,28 @@ class KycRecord:
     revoke_time: float = 0.0
 
     def to_doc(self) -> dict[str, Any]:
-        return {**asdict(self), "_id": self.kyc_record_id}
+        return document_of(self, "kyc_record_id")
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> KycRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        return record_from(cls, doc)
 
 
 class KycHashTakenError(Exception):
     """The kyc_hash is already bound."""
 
 
-class KycStore:
+class KycStore(RecordStore[KycRecord]):
     """Reads and writes KYC records."""
 
     def __init__(self, db: AsyncDatabase[Any]) -> None:
-        self.collection = db[schema.KYC_RECORDS]
+        super().__init__(db[schema.KYC_RECORDS], KycRecord.from_doc)
 
     async def insert(self, record: KycRecord) -> None:
         try:
-            await self.collection.insert_one(record.to_doc())
-        except DuplicateKeyError:
+            await self.insert_doc(record.to_doc())
+        except DuplicateError:
             raise KycHashTakenError(record.kyc_hash) from None
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-
-    async def find(self, query: Mapping[str, Any]) -> KycRecord | None:
-        try:
-            doc = await self.collection.find_one(dict(query))
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else KycRecord.from_doc(doc)
-
-    async def page(
-        self, query: Mapping[str, Any], offset: int, limit: int
-    ) -> tuple[list[KycRecord], int]:
-        try:
-            total = await self.collection.count_documents(dict(query))
-            cursor = self.collection.find(dict(query)).sort("create_time", -1)
-            docs = [d async for d in cursor.skip(offset).limit(limit)]
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return [KycRecord.from_doc(d) for d in docs], total
 
     async def revoke(self, record_id: str, when: float) -> KycRecord | None:
-        try:
-            doc = await self.collection.find_one_and_update(
-                {"_id": record_id},
-                {"$set": {"status": "revoked", "revoke_time": when}},
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else KycRecord.from_doc(doc)
+        return await self.update({"_id": record_id}, {"status": "revoked", "revoke_time": when})

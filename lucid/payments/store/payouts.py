@@ -7,19 +7,21 @@ transaction is stored under ``tx`` before it is broadcast.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.payments import schema
-from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.payments.store.base import (
+    DuplicateError,
+    RecordStore,
+    document_of,
+    record_from,
+    translated,
+)
 
-log = logging.getLogger("lucid.payments.store")
 PENDING = "pending"
 PROCESSING = "processing"
 BROADCAST = "broadcast"
@@ -77,26 +79,15 @@ class PayoutRecord:
     confirm_time: float = 0.0
 
     def to_doc(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["_id"] = self.payout_id
-        return doc
+        return document_of(self, "payout_id")
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> PayoutRecord:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in doc.items() if k in known}
-        if values.get("tx"):
-            values["tx"] = SentTx(**values["tx"])
-        return cls(**values)
-
-
-class StoreUnavailableError(LucidError):
-    """MongoDB failed; nothing is known to have changed."""
-
-    def __init__(self, exc: Exception) -> None:
-        super().__init__(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, "the payout store failed")
-        self.__cause__ = exc
-        log.warning("the payout store failed: %r", exc)
+        record = record_from(cls, doc)
+        stored: Any = record.tx  # a dict as read from MongoDB
+        if stored:
+            record.tx = SentTx(**stored)
+        return record
 
 
 class DuplicateKeyUsedError(Exception):
@@ -107,104 +98,53 @@ class DuplicateKeyUsedError(Exception):
         self.existing = existing
 
 
-class PayoutStore:
+class PayoutStore(RecordStore[PayoutRecord]):
     """Reads and writes payouts."""
 
     def __init__(self, db: AsyncDatabase[Any]) -> None:
-        self.collection = db[schema.PAYOUTS]
+        super().__init__(db[schema.PAYOUTS], PayoutRecord.from_doc)
 
     async def insert(self, record: PayoutRecord) -> None:
         """Stores a new payout; raises ``DuplicateKeyUsedError`` if its key is taken."""
         try:
-            await self.collection.insert_one(record.to_doc())
-        except DuplicateKeyError:
+            await self.insert_doc(record.to_doc())
+        except DuplicateError:
             existing = await self.by_key(record.idempotency_key)
             if existing is None:  # pragma: no cover - the unique index says it exists
                 raise
             raise DuplicateKeyUsedError(existing) from None
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
 
     async def insert_many(self, records: Sequence[PayoutRecord]) -> None:
         """Stores a batch's payouts (all new keys, checked by the caller)."""
-        try:
+        async with translated():
             await self.collection.insert_many([r.to_doc() for r in records], ordered=True)
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-
-    async def _one(self, query: Mapping[str, Any]) -> PayoutRecord | None:
-        try:
-            doc = await self.collection.find_one(dict(query))
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else PayoutRecord.from_doc(doc)
 
     async def get(self, payout_id: str) -> PayoutRecord | None:
-        return await self._one({"_id": payout_id})
+        return await self.find({"_id": payout_id})
 
     async def by_key(self, key: str) -> PayoutRecord | None:
-        return await self._one({"idempotency_key": key})
-
-    async def many(self, query: Mapping[str, Any], limit: int = 0) -> list[PayoutRecord]:
-        """Payouts matching ``query``, oldest first."""
-        try:
-            cursor = self.collection.find(dict(query)).sort("create_time", 1)
-            if limit:
-                cursor = cursor.limit(limit)
-            return [PayoutRecord.from_doc(d) async for d in cursor]
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-
-    async def page(
-        self, query: Mapping[str, Any], offset: int, limit: int
-    ) -> tuple[list[PayoutRecord], int]:
-        """One page, newest first, and how many match."""
-        try:
-            total = await self.collection.count_documents(dict(query))
-            cursor = self.collection.find(dict(query)).sort("create_time", -1)
-            docs = [d async for d in cursor.skip(offset).limit(limit)]
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return [PayoutRecord.from_doc(d) for d in docs], total
+        return await self.find({"idempotency_key": key})
 
     async def move(
         self, payout_id: str, from_states: Sequence[str], changes: Mapping[str, Any]
     ) -> PayoutRecord | None:
         """Applies ``changes`` if the payout is in one of ``from_states``; the result or None."""
-        try:
-            doc = await self.collection.find_one_and_update(
-                {"_id": payout_id, "status": {"$in": list(from_states)}},
-                {"$set": dict(changes)},
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else PayoutRecord.from_doc(doc)
+        return await self.update({"_id": payout_id, "status": {"$in": list(from_states)}}, changes)
 
     async def move_if(
         self, payout_id: str, condition: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> PayoutRecord | None:
         """Applies ``changes`` if the payout matches ``condition``; the result or None."""
-        try:
-            doc = await self.collection.find_one_and_update(
-                {"_id": payout_id, **condition},
-                {"$set": dict(changes)},
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        return None if doc is None else PayoutRecord.from_doc(doc)
+        return await self.update({"_id": payout_id, **condition}, changes)
 
     async def amount_since(self, since: float, router: str | None = None) -> int:
         """The sum of live payouts created since ``since`` (a router's, or all)."""
         query: dict[str, Any] = {"create_time": {"$gte": since}, "status": {"$in": LIVE_STATES}}
         if router:
             query["router"] = router
-        try:
+        async with translated():
             docs = self.collection.find(query, {"amount_micros": 1})
             return sum([int(d["amount_micros"]) async for d in docs])
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
 
 
 def tx_doc(tx: SentTx) -> dict[str, Any]:
