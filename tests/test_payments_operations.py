@@ -396,3 +396,16 @@ async def test_wallets_are_renamed_locked_and_archived_by_their_owner(
             wallets_pb2.UpdateWalletRequest(wallet_id=wallet.wallet_id, name="c"), metadata=owner
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_an_unreachable_network_is_reported_and_nothing_is_stored(bed: PaymentsBed) -> None:
+    await asyncio.to_thread(bed.devnet.kill)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await bed.create()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert details(caught.value).reason == "LUCID_ERR_4010"
+    assert (await bed.stub().ListPayouts(S.ListPayoutsRequest())).total_size == 0
+    network = tron_pb2_grpc.TronNetworkServiceStub(bed.mesh.channel("payments", "admin"))
+    status = await network.GetNetworkStatus(tron_pb2.GetNetworkStatusRequest())
+    assert not status.connected and status.message
+    await asyncio.to_thread(bed.devnet.start)  # the bed stops it

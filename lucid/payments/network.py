@@ -31,6 +31,7 @@ from tronpy.providers import AsyncHTTPProvider
 
 from lucid.lib import tron
 from lucid.payments.store.payouts import SentTx
+from lucid.runtime.errors import ErrorCode, LucidError
 
 NODE_ERRORS = (
     httpx.HTTPError,
@@ -66,6 +67,14 @@ class BroadcastResult:
 
 class NetworkError(Exception):
     """The node could not be reached or answered nonsense."""
+
+    def as_lucid(self) -> LucidError:
+        """What a caller is told: UNAVAILABLE ``LUCID_ERR_4010``."""
+        error = LucidError(
+            ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
+        )
+        error.__cause__ = self
+        return error
 
 
 @dataclass(frozen=True)

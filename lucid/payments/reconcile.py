@@ -115,10 +115,7 @@ class Reconciler:
             try:
                 found = await self._check(payout)
             except NetworkError as exc:
-                raise LucidError(
-                    ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE,
-                    "the TRON network is unreachable",
-                ) from exc
+                raise exc.as_lucid() from exc
             report.checked += 1
             if found is None:
                 report.matched += 1

@@ -102,9 +102,7 @@ class PayoutSender:
             usdt = await self.network.usdt_balance(wallet.address)
             trx = await self.network.trx_balance(wallet.address)
         except NetworkError as exc:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
-            ) from exc
+            raise exc.as_lucid() from exc
         if usdt < amount_micros:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INSUFFICIENT_BALANCE,

@@ -54,14 +54,6 @@ class ResourceStatus:
     """(resource, amount in sun, unlock time in ms)."""
 
 
-def _network_down(exc: Exception) -> LucidError:
-    error = LucidError(
-        ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
-    )
-    error.__cause__ = exc
-    return error
-
-
 class Staking:
     """Staking of hot wallets."""
 
@@ -96,7 +88,7 @@ class Staking:
             tx = await self.network.sign_stake(kind, wallet.address, amount_sun, resource, signer)
             result = await self.network.broadcast(tx.signed)
         except NetworkError as exc:
-            raise _network_down(exc) from exc
+            raise exc.as_lucid() from exc
         if result.outcome is Outcome.REFUSED:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
@@ -104,7 +96,7 @@ class Staking:
                 metadata={"code": result.code},
             )
         if result.outcome is Outcome.UNKNOWN:
-            raise _network_down(RuntimeError(result.message))
+            raise NetworkError(result.message).as_lucid()
         operation = StakeOperation(
             str(uuid.uuid4()), key, wallet_id, wallet.address, kind, amount_sun, resource,
             tx.txid, self.clock.timestamp(),
@@ -125,7 +117,7 @@ class Staking:
         try:
             account, resources = await self.network.account(wallet.address)
         except NetworkError as exc:
-            raise _network_down(exc) from exc
+            raise exc.as_lucid() from exc
         frozen = {
             str(f.get("type", "BANDWIDTH")): int(f.get("amount", 0))
             for f in account.get("frozenV2", [])

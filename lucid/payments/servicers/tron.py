@@ -12,18 +12,9 @@ from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
 from lucid.payments.wallets import Wallets, check_address
 from lucid.runtime.config import Settings
-from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import timestamp
 
 MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
-
-
-def _unreachable(exc: Exception) -> LucidError:
-    error = LucidError(
-        ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
-    )
-    error.__cause__ = exc
-    return error
 
 
 class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
@@ -50,7 +41,7 @@ class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
         try:
             params = await self.network.parameters()
         except NetworkError as exc:
-            raise _unreachable(exc) from exc
+            raise exc.as_lucid() from exc
         wallet = await self.wallets.payout_wallet()
         return tron_pb2.GetNetworkInfoResponse(
             network=self._which(),  # type: ignore[arg-type]
@@ -108,7 +99,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
         try:
             amount = await self.network.usdt_balance(address)
         except NetworkError as exc:
-            raise _unreachable(exc) from exc
+            raise exc.as_lucid() from exc
         return tron_pb2.GetUsdtBalanceResponse(
             address=address,
             amount_micros=amount,
@@ -125,5 +116,5 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
                 request.owner_address, request.spender_address
             )
         except NetworkError as exc:
-            raise _unreachable(exc) from exc
+            raise exc.as_lucid() from exc
         return tron_pb2.GetUsdtAllowanceResponse(allowance_micros=amount)

@@ -10,7 +10,6 @@ from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import wallets_pb2, wallets_pb2_grpc
 from lucid.payments.wallets import Wallets
 from lucid.runtime import paging
-from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import timestamp
 
 
@@ -83,9 +82,7 @@ class WalletServiceServicer(wallets_pb2_grpc.WalletServiceServicer):
             trx = await self.network.trx_balance(record.address)
             usdt = await self.network.usdt_balance(record.address)
         except NetworkError as exc:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYMENT_NETWORK_UNAVAILABLE, "the TRON network is unreachable"
-            ) from exc
+            raise exc.as_lucid() from exc
         return wallets_pb2.GetWalletBalanceResponse(
             address=record.address,
             trx_amount_micros=trx,
