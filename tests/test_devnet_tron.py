@@ -340,3 +340,60 @@ def test_mined_state_survives_sigkill_and_pending_may_be_lost(
             client.get_transaction_info(pending.txid)
     finally:
         net.stop()
+
+
+ISSUE_ENDPOINTS = {
+    "wallet/getaccount",
+    "wallet/getaccountresource",
+    "wallet/getaccountnet",
+    "wallet/getcontract",
+    "wallet/triggerconstantcontract",
+    "wallet/getnodeinfo",
+    "wallet/getsignweight",
+    "wallet/broadcasttransaction",
+    "wallet/gettransactioninfobyid",
+    "walletsolidity/gettransactioninfobyid",
+    "wallet/gettransactionbyid",
+    "wallet/getnowblock",
+    "wallet/getblockbynum",
+    "wallet/getchainparameters",
+    "wallet/estimateenergy",
+}
+"""The endpoints of issue 12 that tronpy itself calls (``triggersmartcontract`` is for
+clients that do not build call transactions themselves: tronpy never calls it)."""
+
+
+def test_tronpy_reaches_every_endpoint_of_the_issue(devnet: Devnet, owner: PrivateKey) -> None:
+    client = devnet.client()
+    sender = owner.public_key.to_base58check_address()
+    target = fresh_address()
+    contract = client.get_contract(USDT)
+    sent = (
+        contract.functions.transfer(target, 1)
+        .with_owner(sender)
+        .fee_limit(100 * TRX)
+        .build()
+        .sign(owner)
+        .broadcast()
+    )
+    devnet.mine(20)
+    sent.wait(timeout=10, interval=0.05)
+    client.get_solid_transaction_info(sent.txid)
+    client.get_transaction(sent.txid)
+    client.get_latest_block()
+    client.get_block(1)
+    client.get_chain_parameters()
+    client.get_account_resource(sender)
+    client.get_bandwidth(sender)
+    client.get_estimated_energy(sender, USDT, "transfer(address,uint256)", "00" * 64)
+    unsigned = devnet.post(
+        "wallet/triggersmartcontract",
+        owner_address=sender,
+        contract_address=USDT,
+        function_selector="balanceOf(address)",
+        parameter="00" * 32,
+    )
+    assert len(unsigned["transaction"]["txID"]) == 64
+    served = devnet.admin("requests")["requests"]
+    missing = ISSUE_ENDPOINTS - {path for path, count in served.items() if count}
+    assert not missing, missing

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,8 @@ class Chain:
         self.headers: list[dict[str, Any]] = []
         self.pool: dict[str, Pending] = {}
         self.faults: list[dict[str, Any]] = []
+        self.requests: Counter[str] = Counter()
+        """Requests served per path (``/admin/requests``: what a client really called)."""
         self._open()
 
     # --- state -------------------------------------------------------------------------

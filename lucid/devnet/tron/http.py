@@ -265,7 +265,12 @@ def _admin_fail_next(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
     return {"queued": len(chain.faults)}
 
 
+def _admin_requests(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
+    return {"requests": dict(chain.requests)}
+
+
 ADMIN: dict[str, Handler] = {
+    "admin/requests": _admin_requests,
     "admin/mine": _admin_mine,
     "admin/fund": _admin_fund,
     "admin/advance_time": _admin_advance,
@@ -278,6 +283,7 @@ def make_app(chain: Chain) -> web.Application:
 
     def endpoint(path: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
+            chain.requests[path] += 1
             text = await request.text()
             try:
                 body = json.loads(text) if text.strip() else {}
