@@ -395,5 +395,6 @@ def test_tronpy_reaches_every_endpoint_of_the_issue(devnet: Devnet, owner: Priva
     )
     assert len(unsigned["transaction"]["txID"]) == 64
     served = devnet.admin("requests")["requests"]
+    print("tronpy run, requests served per endpoint:", sorted(served.items()))
     missing = ISSUE_ENDPOINTS - {path for path, count in served.items() if count}
     assert not missing, missing
