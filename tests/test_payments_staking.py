@@ -1,4 +1,5 @@
-"""Stake 2.0 on the payout hot wallet over gRPC (spec 07 §7 check 10)."""
+"""A hot wallet's own transactions over gRPC: Stake 2.0 on the payout wallet (spec 07 §7
+check 10) and USDT transfers and approvals from a user's wallet, once per key."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import grpc
 import pytest
 
 from lucid.common.v1 import access_pb2
-from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
+from lucid.payments.v1 import tron_pb2, tron_pb2_grpc, wallets_pb2, wallets_pb2_grpc
 from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
-from tests.payments_support import PaymentsBed, payments_bed
+from tests.payments_support import PaymentsBed, new_address, payments_bed
 from tests.support import Mesh, bearer
 
 TRX = 1_000_000
@@ -82,3 +83,49 @@ async def test_stake_for_energy_unstake_and_withdraw_after_14_days(
     await bed.mine()
     after = await asyncio.to_thread(bed.devnet.client().get_account_balance, bed.hot_address)
     assert 999 < after - before <= 1000  # back, less the bandwidth
+
+
+async def test_usdt_transfer_and_approve_from_a_users_wallet_once_per_key(
+    bed: PaymentsBed, mesh: Mesh
+) -> None:
+    user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    channel = bed.mesh.channel("payments", "operator")
+    wallet = (
+        await wallets_pb2_grpc.WalletServiceStub(channel).CreateWallet(
+            wallets_pb2.CreateWalletRequest(name="mine", currency=tron_pb2.CURRENCY_USDT),
+            metadata=user,
+        )
+    ).wallet
+    await asyncio.to_thread(
+        bed.devnet.admin, "fund", address=wallet.address, trx_sun=500 * TRX, usdt_micros=9 * TRX
+    )
+    usdt = tron_pb2_grpc.UsdtServiceStub(channel)
+    to = new_address()
+    request = tron_pb2.TransferUsdtRequest(
+        wallet_id=wallet.wallet_id, to_address=to, amount_micros=4 * TRX, memo="rent",
+        idempotency_key=str(uuid.uuid4()),
+    )  # fmt: skip
+    answers = await asyncio.gather(*(usdt.TransferUsdt(request, metadata=user) for _ in range(5)))
+    assert len({a.transfer.transfer_id for a in answers}) == 1
+    approve = tron_pb2.ApproveUsdtRequest(
+        wallet_id=wallet.wallet_id, spender_address=to, amount_micros=2 * TRX,
+        idempotency_key=str(uuid.uuid4()),
+    )  # fmt: skip
+    await usdt.ApproveUsdt(approve, metadata=user)
+    await bed.mine()
+    assert await bed.usdt_of(to) == 4 * TRX  # once, though asked five times
+    allowance = await usdt.GetUsdtAllowance(
+        tron_pb2.GetUsdtAllowanceRequest(owner_address=wallet.address, spender_address=to),
+        metadata=user,
+    )
+    assert allowance.allowance_micros == 2 * TRX
+    stranger = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await usdt.TransferUsdt(
+            tron_pb2.TransferUsdtRequest(
+                wallet_id=wallet.wallet_id, to_address=to, amount_micros=1,
+                idempotency_key=str(uuid.uuid4()),
+            ),
+            metadata=stranger,
+        )  # fmt: skip
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

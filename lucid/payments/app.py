@@ -17,6 +17,7 @@ from lucid.payments.controls import PayoutControls
 from lucid.payments.kyc import Kyc
 from lucid.payments.limits import LimitCheck, PayoutLimits
 from lucid.payments.network import TronNetwork
+from lucid.payments.operations import WalletOperations
 from lucid.payments.payouts import Payouts
 from lucid.payments.reconcile import Reconciler
 from lucid.payments.sender import TRON_BREAKER, PayoutSender
@@ -26,7 +27,6 @@ from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.servicers.staking import StakingServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
-from lucid.payments.staking import Staking
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.kyc import KycStore
@@ -112,7 +112,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
 
     reconciler = Reconciler(store, network, db[schema.RECONCILIATIONS], audit, clock)
 
-    staking = Staking(db[schema.STAKES], network, wallets, audit, clock)
+    operations = WalletOperations(db[schema.STAKES], network, wallets, audit, clock)
 
     async def ready() -> None:
         await wallets.payout_wallet()
@@ -127,7 +127,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
             (kyc_pb2_grpc.add_KycServiceServicer_to_server, KycServiceServicer(kyc)),
             (
                 tron_pb2_grpc.add_StakingServiceServicer_to_server,
-                StakingServiceServicer(staking),
+                StakingServiceServicer(operations),
             ),
             (
                 payments_pb2_grpc.add_PaymentServiceServicer_to_server,
@@ -143,7 +143,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
             ),
             (
                 tron_pb2_grpc.add_UsdtServiceServicer_to_server,
-                UsdtServiceServicer(network, wallets),
+                UsdtServiceServicer(network, wallets, operations),
             ),
         ],
         collections=schema.COLLECTIONS,

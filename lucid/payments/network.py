@@ -201,23 +201,17 @@ class TronNetwork:
             txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
         )
 
-    async def sign_stake(
+    async def sign_wallet_tx(
         self,
         kind: str,
         owner: str,
-        amount_sun: int,
-        resource: str,
+        params: dict[str, Any],
         sign: Callable[[AsyncTransaction], None],
     ) -> SentTx:
-        """Builds and signs a Stake 2.0 transaction: ``freeze``, ``unfreeze`` or ``withdraw``."""
-        trx = self.client.trx
-        if kind == "freeze":
-            builder = trx.freeze_balance(owner, amount_sun, resource)
-        elif kind == "unfreeze":
-            builder = trx.unfreeze_balance(owner, resource, unfreeze_balance=amount_sun)
-        else:
-            builder = trx.withdraw_stake_balance(owner)
+        """Builds and signs a wallet's transaction: ``freeze``, ``unfreeze``, ``withdraw``
+        (Stake 2.0), ``transfer`` or ``approve`` (USDT)."""
         try:
+            builder = await self._builder(kind, owner, params)
             txn = await builder.build()
         except NODE_ERRORS as exc:
             raise NetworkError(f"building a {kind}: {exc}") from exc
@@ -226,6 +220,26 @@ class TronNetwork:
         return SentTx(
             txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
         )
+
+    async def _builder(self, kind: str, owner: str, params: dict[str, Any]) -> Any:
+        trx = self.client.trx
+        if kind == "freeze":
+            return trx.freeze_balance(owner, params["amount"], params["resource"])
+        if kind == "unfreeze":
+            return trx.unfreeze_balance(
+                owner, params["resource"], unfreeze_balance=params["amount"]
+            )
+        if kind == "withdraw":
+            return trx.withdraw_stake_balance(owner)
+        functions = (await self.contract()).functions
+        if kind == "transfer":
+            method = await functions.transfer(params["to"], params["amount"])
+        else:
+            method = await functions.approve(params["to"], params["amount"])
+        builder = method.with_owner(owner).fee_limit(params.get("fee_limit") or self.fee_limit_sun)
+        if params.get("memo"):
+            builder = builder.memo(params["memo"])
+        return builder
 
     async def account(self, address: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``getaccount`` and ``getaccountresource`` of an address (``{}`` when unknown)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from lucid.payments.operations import StakeOperation, WalletOperations
 from lucid.payments.servicers import current_actor
-from lucid.payments.staking import StakeOperation, Staking
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
 from lucid.runtime.wire import timestamp
 
@@ -20,7 +20,7 @@ def _tx(operation: StakeOperation) -> tron_pb2.TronTransaction:
 class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
     """Staking rpcs."""
 
-    def __init__(self, staking: Staking) -> None:
+    def __init__(self, staking: WalletOperations) -> None:
         self.staking = staking
 
     async def Stake(

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import grpc
 
 from lucid.payments.network import NetworkError, TronNetwork
+from lucid.payments.operations import WalletOperations
 from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
 from lucid.payments.wallets import Wallets, check_address
@@ -82,11 +83,55 @@ class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
 
 
 class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
-    """USDT reads (balances and allowances) from the network."""
+    """USDT of hot wallets: transfers and approvals (once per key), balances, allowances."""
 
-    def __init__(self, network: TronNetwork, wallets: Wallets) -> None:
+    def __init__(
+        self, network: TronNetwork, wallets: Wallets, operations: WalletOperations
+    ) -> None:
         self.network = network
         self.wallets = wallets
+        self.operations = operations
+
+    async def TransferUsdt(
+        self, request: tron_pb2.TransferUsdtRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.TransferUsdtResponse:
+        check_address(request.to_address, "to_address")
+        operation = await self.operations.submit(
+            current_actor(), request.idempotency_key, request.wallet_id, "transfer",
+            amount_sun=request.amount_micros, to=request.to_address, memo=request.memo,
+            fee_limit=request.fee_limit_amount_micros,
+        )  # fmt: skip
+        return tron_pb2.TransferUsdtResponse(
+            transfer=tron_pb2.UsdtTransfer(
+                transfer_id=operation.operation_id,
+                wallet_id=operation.wallet_id,
+                from_address=operation.address,
+                to_address=operation.to,
+                amount_micros=operation.amount_sun,
+                memo=request.memo,
+                status=tron_pb2.TRANSFER_STATUS_BROADCAST,
+                transaction=tron_pb2.TronTransaction(
+                    tx_hash=operation.txid, required_confirmations=19
+                ),
+                idempotency_key=operation.idempotency_key,
+                create_time=timestamp(operation.create_time),
+                update_time=timestamp(operation.create_time),
+            )
+        )
+
+    async def ApproveUsdt(
+        self, request: tron_pb2.ApproveUsdtRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.ApproveUsdtResponse:
+        check_address(request.spender_address, "spender_address")
+        operation = await self.operations.submit(
+            current_actor(), request.idempotency_key, request.wallet_id, "approve",
+            amount_sun=request.amount_micros, to=request.spender_address,
+        )  # fmt: skip
+        return tron_pb2.ApproveUsdtResponse(
+            status=tron_pb2.TRANSFER_STATUS_BROADCAST,
+            transaction=tron_pb2.TronTransaction(tx_hash=operation.txid, required_confirmations=19),
+            allowance_micros=operation.amount_sun,
+        )
 
     async def GetUsdtBalance(
         self, request: tron_pb2.GetUsdtBalanceRequest, context: grpc.aio.ServicerContext

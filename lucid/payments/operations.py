@@ -1,9 +1,10 @@
-"""Stake 2.0 on a hot wallet: freeze TRX for energy or bandwidth, unfreeze, withdraw.
+"""A hot wallet's own transactions: Stake 2.0 (freeze, unfreeze, withdraw) and USDT
+(transfer, approve), each sent once per idempotency key.
 
-Each operation is a signed transaction of the wallet, broadcast once per
-idempotency key (the key is claimed in ``payments_stakes`` before anything is
-signed; a repeat returns the first entry). What the network refuses comes back as
-FAILED_PRECONDITION with its reason, e.g. a withdrawal before the 14-day delay.
+The key is claimed in ``payments_stakes`` before anything is signed (a repeat returns
+the first operation); the signed transaction is stored before it is broadcast. What the
+network refuses comes back as FAILED_PRECONDITION with its reason (a withdrawal before
+the 14-day delay) and frees the key, since nothing was admitted.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Outcome, TronNetwork
 from lucid.payments.store.audit import AuditStore
-from lucid.payments.store.base import StoreUnavailableError
+from lucid.payments.store.base import DuplicateError, record_from, translated
 from lucid.payments.wallets import Actor, Wallets
 from lucid.runtime.errors import ErrorCode, LucidError
 
@@ -37,6 +37,7 @@ class StakeOperation:
     resource: str
     txid: str
     create_time: float
+    to: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class ResourceStatus:
     """(resource, amount in sun, unlock time in ms)."""
 
 
-class Staking:
-    """Staking of hot wallets."""
+class WalletOperations:
+    """Transactions of hot wallets (staking, USDT), once per idempotency key."""
 
     def __init__(
         self,
@@ -72,45 +73,64 @@ class Staking:
         self.clock = clock
 
     async def submit(
-        self, actor: Actor, key: str, wallet_id: str, kind: str, *, amount_sun: int, resource: str
+        self,
+        actor: Actor,
+        key: str,
+        wallet_id: str,
+        kind: str,
+        *,
+        amount_sun: int,
+        resource: str = "",
+        to: str = "",
+        memo: str = "",
+        fee_limit: int = 0,
     ) -> StakeOperation:
-        """Signs and broadcasts one staking transaction (once per key)."""
-        try:
-            known = await self.operations.find_one({"idempotency_key": key})
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
-        if known is not None:
-            known.pop("_id", None)
-            return StakeOperation(**known)
+        """Signs and broadcasts one transaction of the wallet (once per key)."""
         wallet = await self.wallets.get(actor, wallet_id)
         signer = self.wallets.signer(wallet)
+        operation = StakeOperation(
+            str(uuid.uuid4()), key, wallet_id, wallet.address, kind, amount_sun, resource,
+            "", self.clock.timestamp(), to=to,
+        )  # fmt: skip
         try:
-            tx = await self.network.sign_stake(kind, wallet.address, amount_sun, resource, signer)
+            async with translated():
+                await self.operations.insert_one(
+                    {"_id": operation.operation_id, **asdict(operation)}
+                )
+        except DuplicateError:
+            known = await self.operations.find_one({"idempotency_key": key})
+            assert known is not None
+            return record_from(StakeOperation, known)
+        params = {"amount": amount_sun, "resource": resource, "to": to, "memo": memo}
+        params["fee_limit"] = fee_limit
+        try:
+            tx = await self.network.sign_wallet_tx(kind, wallet.address, params, signer)
+            async with translated():
+                await self.operations.update_one(
+                    {"_id": operation.operation_id},
+                    {"$set": {"txid": tx.txid, "signed": tx.signed}},
+                )
             result = await self.network.broadcast(tx.signed)
         except NetworkError as exc:
+            await self._release(operation)
             raise exc.as_lucid() from exc
         if result.outcome is Outcome.REFUSED:
+            await self._release(operation)
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
                 f"the network refused the {kind}: {result.message}",
                 metadata={"code": result.code},
             )
-        if result.outcome is Outcome.UNKNOWN:
-            raise NetworkError(result.message).as_lucid()
-        operation = StakeOperation(
-            str(uuid.uuid4()), key, wallet_id, wallet.address, kind, amount_sun, resource,
-            tx.txid, self.clock.timestamp(),
-        )  # fmt: skip
-        try:
-            await self.operations.insert_one({"_id": operation.operation_id, **asdict(operation)})
-        except DuplicateKeyError:
-            pass  # a concurrent request with this key broadcast the same intent first
-        except PyMongoError as exc:
-            raise StoreUnavailableError(exc) from None
+        operation.txid = tx.txid
         await self.audit.record(
-            f"staking.{kind}", actor.display, details={"wallet_id": wallet_id, "txid": tx.txid}
+            f"wallet.{kind}", actor.display, details={"wallet_id": wallet_id, "txid": tx.txid}
         )
         return operation
+
+    async def _release(self, operation: StakeOperation) -> None:
+        """Frees a key whose transaction the node never admitted (refused, or never sent)."""
+        async with translated():
+            await self.operations.delete_one({"_id": operation.operation_id})
 
     async def status(self, actor: Actor, wallet_id: str) -> ResourceStatus:
         wallet = await self.wallets.get(actor, wallet_id)
