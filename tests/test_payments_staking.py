@@ -119,6 +119,21 @@ async def test_usdt_transfer_and_approve_from_a_users_wallet_once_per_key(
         metadata=user,
     )
     assert allowance.allowance_micros == 2 * TRX
+    overdraft = tron_pb2.TransferUsdtRequest(
+        wallet_id=wallet.wallet_id, to_address=to, amount_micros=100 * TRX,
+        idempotency_key=str(uuid.uuid4()),
+    )  # fmt: skip
+    await usdt.TransferUsdt(overdraft, metadata=user)  # admitted, reverts when mined
+    await bed.mine(19)
+    listed = await usdt.ListUsdtTransfers(
+        tron_pb2.ListUsdtTransfersRequest(wallet_id=wallet.wallet_id), metadata=user
+    )
+    states = {t.amount_micros: (t.status, t.memo) for t in listed.transfers}
+    assert states == {
+        4 * TRX: (tron_pb2.TRANSFER_STATUS_CONFIRMED, "rent"),
+        100 * TRX: (tron_pb2.TRANSFER_STATUS_FAILED, ""),
+    }
+    assert await bed.usdt_of(to) == 4 * TRX
     stranger = bearer(await mesh.token(role=access_pb2.ROLE_USER))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await usdt.TransferUsdt(

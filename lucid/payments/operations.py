@@ -16,7 +16,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lucid.lib.clock import Clock
-from lucid.payments.network import NetworkError, Outcome, TronNetwork
+from lucid.payments.network import NetworkError, Outcome, Receipt, TronNetwork
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.base import DuplicateError, record_from, translated
 from lucid.payments.wallets import Actor, Wallets
@@ -38,6 +38,7 @@ class StakeOperation:
     txid: str
     create_time: float
     to: str = ""
+    memo: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class WalletOperations:
         signer = self.wallets.signer(wallet)
         operation = StakeOperation(
             str(uuid.uuid4()), key, wallet_id, wallet.address, kind, amount_sun, resource,
-            "", self.clock.timestamp(), to=to,
+            "", self.clock.timestamp(), to=to, memo=memo,
         )  # fmt: skip
         try:
             async with translated():
@@ -126,6 +127,34 @@ class WalletOperations:
             f"wallet.{kind}", actor.display, details={"wallet_id": wallet_id, "txid": tx.txid}
         )
         return operation
+
+    async def transfers(
+        self, actor: Actor, wallet_id: str
+    ) -> list[tuple[StakeOperation, str, Receipt | None]]:
+        """A wallet's USDT transfers, newest first, each with its state on the network
+        (``pending``, ``broadcast``, ``confirmed`` once solid, ``failed``) and receipt."""
+        await self.wallets.get(actor, wallet_id)
+        async with translated():
+            cursor = self.operations.find({"wallet_id": wallet_id, "kind": "transfer"})
+            docs = [d async for d in cursor.sort("create_time", -1)]
+        out: list[tuple[StakeOperation, str, Receipt | None]] = []
+        for doc in docs:
+            operation = record_from(StakeOperation, doc)
+            state, receipt = "pending", None
+            try:
+                if operation.txid:
+                    receipt = await self.network.receipt(operation.txid)
+                    state = "broadcast"
+                    if receipt is not None and receipt.result != "SUCCESS":
+                        state = "failed"
+                    elif receipt is not None and await self.network.receipt(
+                        operation.txid, solid=True
+                    ):
+                        state = "confirmed"
+            except NetworkError as exc:
+                raise exc.as_lucid() from exc
+            out.append((operation, state, receipt))
+        return out
 
     async def _release(self, operation: StakeOperation) -> None:
         """Frees a key whose transaction the node never admitted (refused, or never sent)."""

@@ -7,11 +7,12 @@ from urllib.parse import urlparse
 
 import grpc
 
-from lucid.payments.network import NetworkError, TronNetwork
-from lucid.payments.operations import WalletOperations
+from lucid.payments.network import NetworkError, Receipt, TronNetwork
+from lucid.payments.operations import StakeOperation, WalletOperations
 from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
 from lucid.payments.wallets import Wallets, check_address
+from lucid.runtime import paging
 from lucid.runtime.config import Settings
 from lucid.runtime.wire import timestamp
 
@@ -82,6 +83,37 @@ class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
         )
 
 
+TRANSFER = {
+    "pending": tron_pb2.TRANSFER_STATUS_PENDING,
+    "broadcast": tron_pb2.TRANSFER_STATUS_BROADCAST,
+    "confirmed": tron_pb2.TRANSFER_STATUS_CONFIRMED,
+    "failed": tron_pb2.TRANSFER_STATUS_FAILED,
+}
+
+
+def _transfer(op: StakeOperation, state: str, receipt: Receipt | None) -> tron_pb2.UsdtTransfer:
+    tx = tron_pb2.TronTransaction(tx_hash=op.txid, required_confirmations=19)
+    if receipt is not None:
+        tx.block_number = receipt.block_number
+        tx.fee_amount_micros = receipt.fee_sun
+        tx.energy_used = receipt.energy_used
+        tx.result_message = receipt.message
+    return tron_pb2.UsdtTransfer(
+        transfer_id=op.operation_id,
+        wallet_id=op.wallet_id,
+        from_address=op.address,
+        to_address=op.to,
+        amount_micros=op.amount_sun,
+        memo=op.memo,
+        status=TRANSFER[state],
+        transaction=tx,
+        idempotency_key=op.idempotency_key,
+        error_message=receipt.message if state == "failed" and receipt else "",
+        create_time=timestamp(op.create_time),
+        update_time=timestamp(op.create_time),
+    )
+
+
 class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     """USDT of hot wallets: transfers and approvals (once per key), balances, allowances."""
 
@@ -117,6 +149,22 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
                 create_time=timestamp(operation.create_time),
                 update_time=timestamp(operation.create_time),
             )
+        )
+
+    async def ListUsdtTransfers(
+        self, request: tron_pb2.ListUsdtTransfersRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.ListUsdtTransfersResponse:
+        actor = current_actor()
+        found = await self.operations.transfers(actor, request.wallet_id)
+        wanted = [
+            item for item in found if not request.status or TRANSFER[item[1]] == request.status
+        ]
+        page = paging.page(request, scope=actor.user_id)
+        window = page.window(wanted)
+        return tron_pb2.ListUsdtTransfersResponse(
+            transfers=[_transfer(op, state, receipt) for op, state, receipt in window],
+            next_page_token=page.next_token(len(window), len(wanted)),
+            total_size=len(wanted),
         )
 
     async def ApproveUsdt(
