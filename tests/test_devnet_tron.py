@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tronpy import Tron
@@ -43,6 +44,12 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, owner: PrivateKey) -> Itera
     net.start()
     yield net
     net.stop()
+
+
+def send(method: Any, owner: str, key: PrivateKey, *args: Any, fee_limit: int) -> Any:
+    """Calls a contract method as tronpy users do: build, sign, broadcast."""
+    builder = method(*args).with_owner(owner).fee_limit(fee_limit)
+    return builder.build().sign(key).broadcast()
 
 
 def fresh_address() -> str:
@@ -135,14 +142,7 @@ def test_usdt_trc20_transfer_approve_allowance_transfer_from(
     assert contract.functions.symbol() == "USDT"
     before = contract.functions.balanceOf(sender)
     target = fresh_address()
-    sent = (
-        contract.functions.transfer(target, 5_500_000)
-        .with_owner(sender)
-        .fee_limit(100 * TRX)
-        .build()
-        .sign(owner)
-        .broadcast()
-    )
+    sent = send(contract.functions.transfer, sender, owner, target, 5_500_000, fee_limit=100 * TRX)
     devnet.mine()
     assert sent.result(timeout=10, interval=0.05) is True
     info = client.get_transaction_info(sent.txid)
@@ -158,24 +158,20 @@ def test_usdt_trc20_transfer_approve_allowance_transfer_from(
     spender_key = PrivateKey.random()
     spender = spender_key.public_key.to_base58check_address()
     client.trx.transfer(sender, spender, 200 * TRX).build().sign(owner).broadcast()
-    approved = (
-        contract.functions.approve(spender, 2_000_000)
-        .with_owner(sender)
-        .fee_limit(100 * TRX)
-        .build()
-        .sign(owner)
-        .broadcast()
+    approved = send(
+        contract.functions.approve, sender, owner, spender, 2_000_000, fee_limit=100 * TRX
     )
     devnet.mine()
     assert approved.result(timeout=10, interval=0.05) is True
     assert contract.functions.allowance(sender, spender) == 2_000_000
-    pulled = (
-        contract.functions.transferFrom(sender, target, 1_500_000)
-        .with_owner(spender)
-        .fee_limit(100 * TRX)
-        .build()
-        .sign(spender_key)
-        .broadcast()
+    pulled = send(
+        contract.functions.transferFrom,
+        spender,
+        spender_key,
+        sender,
+        target,
+        1_500_000,
+        fee_limit=100 * TRX,
     )
     devnet.mine()
     assert pulled.result(timeout=10, interval=0.05) is True
@@ -194,28 +190,16 @@ def test_insufficient_usdt_reverts_and_a_low_fee_limit_runs_out_of_energy(
     poor = poor_key.public_key.to_base58check_address()
     client.trx.transfer(sender, poor, 100 * TRX).build().sign(owner).broadcast()
     devnet.mine()
-    reverted = (
-        contract.functions.transfer(sender, 1)
-        .with_owner(poor)
-        .fee_limit(50 * TRX)
-        .build()
-        .sign(poor_key)
-        .broadcast()
-    )
+    reverted = send(contract.functions.transfer, poor, poor_key, sender, 1, fee_limit=50 * TRX)
     devnet.mine()
     with pytest.raises(TvmError, match="insufficient balance"):
         reverted.result(timeout=10, interval=0.05)
     assert client.get_transaction_info(reverted.txid)["receipt"]["result"] == "REVERT"
 
     balance = client.get_account_balance(sender)
-    starved = (
-        contract.functions.transfer(poor, 1_000_000)
-        .with_owner(sender)
-        .fee_limit(10 * TRX)  # tronpy's default; a USDT transfer needs more
-        .build()
-        .sign(owner)
-        .broadcast()
-    )
+    starved = send(
+        contract.functions.transfer, sender, owner, poor, 1_000_000, fee_limit=10 * TRX
+    )  # tronpy's default; a USDT transfer needs more
     devnet.mine()
     with pytest.raises(TvmError):
         starved.result(timeout=10, interval=0.05)
@@ -311,22 +295,12 @@ def test_mined_state_survives_sigkill_and_pending_may_be_lost(
         sender = owner.public_key.to_base58check_address()
         target = fresh_address()
         contract = client.get_contract(USDT)
-        mined = (
-            contract.functions.transfer(target, 1_000_000)
-            .with_owner(sender)
-            .fee_limit(100 * TRX)
-            .build()
-            .sign(owner)
-            .broadcast()
+        mined = send(
+            contract.functions.transfer, sender, owner, target, 1_000_000, fee_limit=100 * TRX
         )
         net.mine()
-        pending = (
-            contract.functions.transfer(target, 2_000_000)
-            .with_owner(sender)
-            .fee_limit(100 * TRX)
-            .build()
-            .sign(owner)
-            .broadcast()
+        pending = send(
+            contract.functions.transfer, sender, owner, target, 2_000_000, fee_limit=100 * TRX
         )
         head = client.get_latest_block_number()
         net.kill()
@@ -368,14 +342,7 @@ def test_tronpy_reaches_every_endpoint_of_the_issue(devnet: Devnet, owner: Priva
     sender = owner.public_key.to_base58check_address()
     target = fresh_address()
     contract = client.get_contract(USDT)
-    sent = (
-        contract.functions.transfer(target, 1)
-        .with_owner(sender)
-        .fee_limit(100 * TRX)
-        .build()
-        .sign(owner)
-        .broadcast()
-    )
+    sent = send(contract.functions.transfer, sender, owner, target, 1, fee_limit=100 * TRX)
     devnet.mine(20)
     sent.wait(timeout=10, interval=0.05)
     client.get_solid_transaction_info(sent.txid)
