@@ -20,8 +20,9 @@ from lucid.auth import app as auth_app
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
+from lucid.runtime.revocations import RedisRevocationList
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
+from lucid.runtime.tokens import CallbackKeySource, TokenVerifier
 from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, bearer, sign_token
 

@@ -12,6 +12,7 @@ straight through.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import time
@@ -47,6 +48,10 @@ STORE_RETRY_AFTER_S = 1.0
 """What a call that met a busy store tells its caller to wait (UNAVAILABLE 5003)."""
 XFCC_HEADER = "x-forwarded-client-cert"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
+"""Request ids made here keep the uuid4 layout: this random process prefix and a 48-bit
+counter, unique without a uuid4 (and its urandom call) per rpc."""
+_request_ids = itertools.count(1)
 
 
 def _field_path(violation: Any) -> str:
@@ -87,6 +92,7 @@ class Call:
 
     info: MethodInfo
     request_id: str
+    metadata: dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     status: grpc.StatusCode = grpc.StatusCode.OK
@@ -139,17 +145,18 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _begin(self, info: MethodInfo, context: grpc.aio.ServicerContext) -> Call:
         metadata = dict(context.invocation_metadata() or ())
         given = metadata.get(REQUEST_ID_HEADER, "")
-        request_id = given if _REQUEST_ID_OK.match(given) else str(uuid.uuid4())
-        request_id_var.set(request_id)
+        if not (given and _REQUEST_ID_OK.match(given)):
+            given = f"{_REQUEST_ID_PREFIX}{next(_request_ids) & 0xFFFFFFFFFFFF:012x}"
+        request_id_var.set(given)
         principal_var.set(None)
         self.metrics.active += 1
-        return Call(info=info, request_id=request_id)
+        return Call(info=info, request_id=given, metadata=metadata)
 
     async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
         peer = tls.peer_identity(context.auth_context())
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
-        metadata = dict(context.invocation_metadata() or ())
+        metadata = call.metadata
         if self.forwarded_by is not None and peer == self.forwarded_by:
             forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
             if forwarded is not None:
@@ -253,6 +260,8 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.metrics.active -= 1
         duration_ms = (time.perf_counter() - call.started) * 1000
         self.metrics.record(call.info.path, call.status.name, duration_ms)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "rpc",
             extra={
