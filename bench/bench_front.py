@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
 import tempfile
 import time
 import uuid
@@ -127,14 +128,23 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 rounds[label].append(found)
         best = {label: max(runs, key=lambda r: r[0].value) for label, runs in rounds.items()}
         figures += best["bare grpc.aio"] + best["full chain"]
-        figures.append(
+        paired = [
+            chain[0].value / bare[0].value
+            for bare, chain in zip(rounds["bare grpc.aio"], rounds["full chain"], strict=True)
+        ]
+        figures += [
             Figure(
-                f"ghz full chain (token verified) / bare throughput, best of {GHZ_ROUNDS}",
+                f"ghz full chain / bare throughput, best of {GHZ_ROUNDS} each",
                 best["full chain"][0].value / best["bare grpc.aio"][0].value,
                 "ratio",
+            ),
+            Figure(
+                f"ghz full chain / bare throughput, median of {GHZ_ROUNDS} back-to-back pairs",
+                statistics.median(paired),
+                "ratio",
                 at_least=0.85,
-            )
-        )
+            ),
+        ]
 
         # the same rpc: direct gRPC from Python, then via the edge's REST route
         async with mesh.channel("auth") as channel:
