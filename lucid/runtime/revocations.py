@@ -15,6 +15,7 @@ only in that same epoch, since messages sent while disconnected are lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -104,8 +105,10 @@ class RedisRevocationList:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("revocation channel lost; checking Redis per call", exc_info=exc)
+                if self._epoch is not None:  # once per loss, not per retry
+                    log.warning("revocation channel lost; checking Redis per call: %s", exc)
             finally:
                 self._epoch = None
-                await asyncio.shield(pubsub.aclose())
+                with contextlib.suppress(Exception):  # a dead connection may not close cleanly
+                    await asyncio.shield(pubsub.aclose())
             await asyncio.sleep(RETRY_S)
