@@ -34,7 +34,7 @@ from lucid.runtime.datastores import Datastores
 from lucid.runtime.health import HealthMonitor
 from lucid.runtime.identity import identity_for
 from lucid.runtime.metrics import Metrics
-from lucid.runtime.pipeline import CallPipeline
+from lucid.runtime.pipeline import CallPipeline, PipelinedServer
 from lucid.runtime.registry import Instance, Registry, create_registry
 from lucid.runtime.revocations import RedisRevocationList
 from lucid.runtime.schema import (
@@ -240,7 +240,6 @@ class ClusterServer:
             forwarded_by=self.runtime.identity if settings.sidecar else None,
         )
         self.server = grpc.aio.server(
-            interceptors=[self.pipeline],
             options=[
                 ("grpc.max_receive_message_length", settings.max_request_bytes + 1024 * 1024),
                 ("grpc.max_send_message_length", settings.max_request_bytes + 1024 * 1024),
@@ -248,8 +247,9 @@ class ClusterServer:
                 ("grpc.keepalive_timeout_ms", 5_000),
             ],
         )
+        wrapping = PipelinedServer(self.server, self.pipeline)
         for add, servicer in servicers:
-            add(servicer, self.server)
+            add(servicer, wrapping)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
         reflection.enable_server_reflection(
             [
