@@ -2,16 +2,48 @@
 
 The operator console: dashboard, sessions, nodes, anchoring, payouts, configuration,
 audit and emergency controls.
-Owns the proto package ``lucid.admin.v1`` and the Redis prefix ``lucid:admin:``.
+Owns the collections of ``lucid.admin.schema`` and the Redis prefix ``lucid:admin:``.
 Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
 (``LUCID_ERR_5011``) after authentication and authorization.
 """
 
 from __future__ import annotations
 
+from lucid.admin import schema
+from lucid.admin.auditlog import AuditLog
+from lucid.admin.clusters import RdpClient, SessionsClient
+from lucid.admin.emergency import Emergency
+from lucid.admin.servicers.audit import AuditServicer
+from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.store.auditchain import AuditChainStore
+from lucid.admin.store.emergency_logs import EmergencyLogStore
+from lucid.admin.store.state import StateStore
+from lucid.admin.v1 import audit_pb2_grpc, emergency_pb2_grpc
+from lucid.lib.clock import Clock
 from lucid.runtime.server import ClusterApp, Runtime
 
 
-async def build(runtime: Runtime) -> ClusterApp:
-    """The admin server."""
-    return ClusterApp(servicers=[])
+async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
+    """The admin server (its domain on ``clock`` if given, for tests that move time)."""
+    clock = clock or runtime.clock
+    db = runtime.datastores.db
+    state = StateStore(db)
+    audit = AuditLog(AuditChainStore(db), state, clock)
+    emergency = Emergency(
+        state,
+        EmergencyLogStore(db),
+        audit,
+        sessions=SessionsClient(runtime.channels),
+        rdp=RdpClient(runtime.channels),
+        clock=clock,
+    )
+    return ClusterApp(
+        servicers=[
+            (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
+            (
+                emergency_pb2_grpc.add_EmergencyServiceServicer_to_server,
+                EmergencyServicer(emergency),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+    )

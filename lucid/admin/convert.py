@@ -1,0 +1,125 @@
+"""Proto ↔ record mapping of the admin cluster; enums are stored as the lower-case
+suffix of their proto name (``AUDIT_ACTION_EMERGENCY`` ↔ ``emergency``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2
+from google.protobuf.json_format import ParseDict
+
+from lucid.admin.auditlog import Export, Verification
+from lucid.admin.store.auditchain import AuditFilter, AuditRecord
+from lucid.admin.store.emergency_logs import EmergencyLogRecord
+from lucid.admin.store.state import ModeRecord
+from lucid.admin.v1 import audit_pb2, emergency_pb2
+from lucid.runtime.wire import moment, optional_timestamp, timestamp
+
+
+def stored(enum: Any, prefix: str, value: int) -> str:
+    """The stored name of an enum value ("" for UNSPECIFIED)."""
+    if not value:
+        return ""
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def wire(enum: Any, prefix: str, name: str) -> Any:
+    """The enum value of a stored name (UNSPECIFIED if unknown)."""
+    full = prefix + name.upper()
+    known = enum.keys()  # an EnumTypeWrapper has no __contains__
+    return enum.Value(full) if full in known else 0
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    """A Struct of plain JSON data."""
+    return ParseDict(data, struct_pb2.Struct())
+
+
+def audit_filter(request: Any) -> AuditFilter:
+    """The filter of a QueryAuditLogs, ExportAuditLogs or GetAuditStats request."""
+    fields = request.DESCRIPTOR.fields_by_name
+
+    def enum(name: str, enum_type: Any, prefix: str) -> str:
+        return stored(enum_type, prefix, getattr(request, name)) if name in fields else ""
+
+    return AuditFilter(
+        action=enum("action", audit_pb2.AuditAction, "AUDIT_ACTION_"),
+        user_id=getattr(request, "user_id", ""),
+        resource=enum("resource", audit_pb2.AuditResource, "AUDIT_RESOURCE_"),
+        resource_id=getattr(request, "resource_id", ""),
+        severity=enum("severity", audit_pb2.AuditSeverity, "AUDIT_SEVERITY_"),
+        start=moment(request.start_time) if request.HasField("start_time") else None,
+        end=moment(request.end_time) if request.HasField("end_time") else None,
+    )
+
+
+def audit_entry(record: AuditRecord) -> audit_pb2.AuditEntry:
+    """An AuditEntry."""
+    return audit_pb2.AuditEntry(
+        entry_id=record.entry_id,
+        event_time=timestamp(record.event_time),
+        user_id=record.user_id,
+        username=record.username,
+        action=wire(audit_pb2.AuditAction, "AUDIT_ACTION_", record.action),
+        resource=wire(audit_pb2.AuditResource, "AUDIT_RESOURCE_", record.resource),
+        resource_id=record.resource_id,
+        details=struct(record.details),
+        ip_address=record.ip_address,
+        user_agent=record.user_agent,
+        severity=wire(audit_pb2.AuditSeverity, "AUDIT_SEVERITY_", record.severity),
+        risk_level=wire(audit_pb2.RiskLevel, "RISK_LEVEL_", record.risk_level),
+        result=wire(audit_pb2.AuditResult, "AUDIT_RESULT_", record.result),
+        step_up_id=record.step_up_id,
+        request_id=record.request_id,
+        prev_hash=record.prev_hash,
+        entry_hash=record.entry_hash,
+    )
+
+
+def export_response(export: Export) -> audit_pb2.ExportAuditLogsResponse:
+    """An ExportAuditLogsResponse."""
+    return audit_pb2.ExportAuditLogsResponse(
+        content=export.content,
+        content_type=export.content_type,
+        file_name=export.file_name,
+        entry_count=export.count,
+        sha256=export.sha256,
+    )
+
+
+def verification(result: Verification) -> audit_pb2.VerifyAuditChainResponse:
+    """A VerifyAuditChainResponse."""
+    return audit_pb2.VerifyAuditChainResponse(
+        valid=result.valid,
+        checked_count=result.checked,
+        first_invalid_entry_id=result.first_invalid_entry_id,
+        message=result.message,
+    )
+
+
+def mode_status(record: ModeRecord) -> emergency_pb2.SystemModeStatus:
+    """A SystemModeStatus."""
+    lockdown = record.mode == "lockdown"
+    return emergency_pb2.SystemModeStatus(
+        mode=wire(emergency_pb2.SystemMode, "SYSTEM_MODE_", record.mode),
+        new_sessions_allowed=record.mode == "normal",
+        payouts_frozen=lockdown,
+        admin_only=lockdown,
+        reason=record.reason,
+        since_time=optional_timestamp(record.since),
+        auto_revert_time=optional_timestamp(record.auto_revert_at),
+        set_by_user_id=record.set_by,
+    )
+
+
+def emergency_log(record: EmergencyLogRecord) -> emergency_pb2.EmergencyLog:
+    """An EmergencyLog."""
+    return emergency_pb2.EmergencyLog(
+        log_id=record.log_id,
+        action=wire(emergency_pb2.EmergencyAction, "EMERGENCY_ACTION_", record.action),
+        reason=record.reason,
+        user_id=record.user_id,
+        event_time=timestamp(record.event_time),
+        status=wire(emergency_pb2.EmergencyLogStatus, "EMERGENCY_LOG_STATUS_", record.status),
+        details=struct(record.details),
+    )
