@@ -4,8 +4,9 @@ and refused to users, node operators and (for the super-admin controls) admins."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
 from tests.admin_support import AdminEnv, refused, start_admin
 from tests.support import Mesh, details
+from tests.waiting import eventually
 
 E = emergency_pb2
 DONE = {sessions_pb2.SESSION_STATE_COMPLETED}
@@ -47,8 +49,8 @@ async def emergency_entries(admin: AdminEnv, action_id: str) -> list[audit_pb2.A
     return list(reply.entries)
 
 
-async def create_refused(admin: AdminEnv) -> None:
-    md = await admin.sessions.token()
+async def create_refused(admin: AdminEnv, role: int = access_pb2.ROLE_USER) -> None:
+    md = await admin.sessions.token(role=role)
     error = await refused(admin.sessions.create(md))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert details(error).reason == "LUCID_ERR_4205"
@@ -162,7 +164,18 @@ async def test_stop_all_sessions_stops_and_finalizes_every_recording(admin: Admi
     assert [log.log_id for log in logs.logs] == [reply.log.log_id]
 
 
-async def test_lockdown_stops_sessions_refuses_creates_and_lifts(admin: AdminEnv) -> None:
+async def user_locked_out(admin: AdminEnv, md: Any) -> bool:
+    """Whether sessions refuses this user's calls for the lockdown (its cache may lag 1 s)."""
+    try:
+        await admin.sessions.sessions.ListSessions(sessions_pb2.ListSessionsRequest(), metadata=md)
+    except grpc.aio.AioRpcError as exc:
+        if details(exc).reason == "LUCID_ERR_4003":
+            return True
+        raise
+    return False
+
+
+async def test_lockdown_stops_sessions_locks_users_out_and_lifts(admin: AdminEnv) -> None:
     md = await admin.sessions.token()
     session_id = await admin.sessions.recording(md)
     await admin.sessions.upload(md, session_id, 1, b"a frame")
@@ -174,11 +187,19 @@ async def test_lockdown_stops_sessions_refuses_creates_and_lifts(admin: AdminEnv
     assert reply.status.mode == E.SYSTEM_MODE_LOCKDOWN
     assert reply.status.admin_only and reply.status.payouts_frozen
     assert reply.stopped_sessions >= 1
-    await admin.sessions.wait_state(md, session_id, DONE)
-    await create_refused(admin)
     [entry] = await emergency_entries(admin, "system_lockdown")
     assert entry.severity == audit_pb2.AUDIT_SEVERITY_CRITICAL
     assert entry.risk_level == audit_pb2.RISK_LEVEL_CRITICAL
+
+    # The sessions pipeline refuses the user; an admin passes it but may not create.
+    await eventually(lambda: user_locked_out(admin, md), timeout_s=10, what="users locked out")
+    error = await refused(admin.sessions.get(md, session_id))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "lockdown" in error.details()
+    admin_md = await admin.sessions.token(role=access_pb2.ROLE_ADMIN)
+    finished = await admin.sessions.wait_state(admin_md, session_id, DONE)
+    assert finished.state == sessions_pb2.SESSION_STATE_COMPLETED
+    await create_refused(admin, access_pb2.ROLE_ADMIN)
 
     # Inside a lockdown the lesser switch cannot undo it, and a second lockdown is refused.
     error = await refused(
@@ -191,12 +212,15 @@ async def test_lockdown_stops_sessions_refuses_creates_and_lifts(admin: AdminEnv
         )
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    await create_refused(admin)
+    await create_refused(admin, access_pb2.ROLE_ADMIN)
 
     lifted = await admin.emergency.LiftLockdown(
         E.LiftLockdownRequest(reason="all clear", confirm=True), metadata=sa
     )
     assert lifted.status.mode == E.SYSTEM_MODE_NORMAL
+    await eventually(
+        lambda: _not(user_locked_out(admin, md)), timeout_s=10, what="users let back in"
+    )
     await admin.sessions.create(md)
     error = await refused(
         admin.emergency.LiftLockdown(
@@ -204,3 +228,7 @@ async def test_lockdown_stops_sessions_refuses_creates_and_lifts(admin: AdminEnv
         )
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
