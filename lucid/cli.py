@@ -151,6 +151,14 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _admin(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.admin.grantcli import grant
+
+    status, text = asyncio.run(grant(settings, args.tron_address, args.role))
+    print(text, file=sys.stderr if status else sys.stdout)
+    sys.exit(status)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -245,7 +253,16 @@ def parser() -> argparse.ArgumentParser:
         help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
     )
     proof.set_defaults(run=_proof)
+    _admin_parser(sub)
     return top
+
+
+def _admin_parser(sub: Any) -> None:
+    admin = sub.add_parser("admin", help="operator tools of the admin console")
+    admin.add_argument("action", choices=["grant"])
+    admin.add_argument("tron_address", help="the TRON address the user signed in with")
+    admin.add_argument("role", help="super_admin (the first one), admin, node_operator or user")
+    admin.set_defaults(run=_admin)
 
 
 def main(argv: list[str] | None = None) -> None:

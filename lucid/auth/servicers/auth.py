@@ -351,6 +351,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.AssignRoleResponse(user=user)
 
+    async def BootstrapRole(
+        self, request: auth_pb2.BootstrapRoleRequest, context: Context
+    ) -> auth_pb2.BootstrapRoleResponse:
+        client = client_of(context)
+        async with self.core.auditor.event("bootstrap_role", client) as event:
+            record = await self.core.accounts.bootstrap_role(
+                client.principal, request.tron_address, request.role, event
+            )
+        return auth_pb2.BootstrapRoleResponse(user=convert.user(record, self._now))
+
     async def SetKycStatus(
         self, request: auth_pb2.SetKycStatusRequest, context: Context
     ) -> auth_pb2.SetKycStatusResponse:

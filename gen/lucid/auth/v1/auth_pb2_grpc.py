@@ -149,6 +149,11 @@ class AuthServiceStub:
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.BootstrapRole = channel.unary_unary(
+                '/lucid.auth.v1.AuthService/BootstrapRole',
+                request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.SerializeToString,
+                response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.FromString,
+                _registered_method=True)
         self.AssignRole = channel.unary_unary(
                 '/lucid.auth.v1.AuthService/AssignRole',
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.AssignRoleRequest.SerializeToString,
@@ -393,6 +398,17 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BootstrapRole(self, request, context):
+        """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+        this TRON address while the system has no super admin yet. Only the
+        operator certificate may call it; it is audited. Afterwards roles are
+        granted only by admins (AssignRole).
+        Spec: 06 §4 RBAC (bootstrap of the first super admin)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AssignRole(self, request, context):
         """Grants a role; the caller may grant at most its own level.
         Spec: 09 AssignRole
@@ -588,6 +604,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'BootstrapRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.BootstrapRole,
+                    request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.FromString,
+                    response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.SerializeToString,
             ),
             'AssignRole': grpc.unary_unary_rpc_method_handler(
                     servicer.AssignRole,
@@ -1239,6 +1260,33 @@ class AuthService:
             '/lucid.auth.v1.AuthService/ListUsers',
             lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BootstrapRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.auth.v1.AuthService/BootstrapRole',
+            lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.SerializeToString,
+            lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -134,6 +134,13 @@ class AuthServiceStub:
     """Lists users, filtered by role, KYC or status.
     Spec: 06 ListUsers (served by auth, the one user store)
     """
+    BootstrapRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BootstrapRoleRequest, _auth_pb2.BootstrapRoleResponse]
+    """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+    this TRON address while the system has no super admin yet. Only the
+    operator certificate may call it; it is audited. Afterwards roles are
+    granted only by admins (AssignRole).
+    Spec: 06 §4 RBAC (bootstrap of the first super admin)
+    """
     AssignRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AssignRoleRequest, _auth_pb2.AssignRoleResponse]
     """Grants a role; the caller may grant at most its own level.
     Spec: 09 AssignRole
@@ -283,6 +290,13 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Lists users, filtered by role, KYC or status.
     Spec: 06 ListUsers (served by auth, the one user store)
+    """
+    BootstrapRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.BootstrapRoleRequest, _auth_pb2.BootstrapRoleResponse]  # type: ignore[assignment]
+    """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+    this TRON address while the system has no super admin yet. Only the
+    operator certificate may call it; it is audited. Afterwards roles are
+    granted only by admins (AssignRole).
+    Spec: 06 §4 RBAC (bootstrap of the first super admin)
     """
     AssignRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.AssignRoleRequest, _auth_pb2.AssignRoleResponse]  # type: ignore[assignment]
     """Grants a role; the caller may grant at most its own level.
@@ -562,6 +576,19 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
         """Lists users, filtered by role, KYC or status.
         Spec: 06 ListUsers (served by auth, the one user store)
+        """
+
+    @_abc_1.abstractmethod
+    def BootstrapRole(
+        self,
+        request: _auth_pb2.BootstrapRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BootstrapRoleResponse, _abc.Awaitable[_auth_pb2.BootstrapRoleResponse]]:
+        """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+        this TRON address while the system has no super admin yet. Only the
+        operator certificate may call it; it is audited. Afterwards roles are
+        granted only by admins (AssignRole).
+        Spec: 06 §4 RBAC (bootstrap of the first super admin)
         """
 
     @_abc_1.abstractmethod
