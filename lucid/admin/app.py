@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from lucid.admin import schema
 from lucid.admin.auditlog import AuditLog
-from lucid.admin.clusters import RdpClient, SessionsClient
+from lucid.admin.clusters import RdpClient, SessionsAsAdmin, SessionsClient
 from lucid.admin.emergency import Emergency
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
 from lucid.admin.store.state import StateStore
-from lucid.admin.v1 import audit_pb2_grpc, emergency_pb2_grpc
+from lucid.admin.terminations import Terminations
+from lucid.admin.v1 import audit_pb2_grpc, emergency_pb2_grpc, operations_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -37,8 +39,13 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         rdp=RdpClient(runtime.channels),
         clock=clock,
     )
+    terminations = Terminations(SessionsAsAdmin(runtime.channels), audit)
     return ClusterApp(
         servicers=[
+            (
+                operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
+                AdminSessionServicer(terminations),
+            ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (
                 emergency_pb2_grpc.add_EmergencyServiceServicer_to_server,

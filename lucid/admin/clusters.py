@@ -6,13 +6,16 @@ the cluster and its reason, so the emergency log and audit entry can say what fa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import grpc
 
 from lucid.rdp.v1 import session_pb2 as rdp_pb2
 from lucid.rdp.v1 import session_pb2_grpc as rdp_pb2_grpc
 from lucid.runtime.channels import Channels
 from lucid.runtime.errors import ErrorCode, ErrorDetails, LucidError
-from lucid.runtime.wire import duration
+from lucid.runtime.wire import duration, moment
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
@@ -54,6 +57,69 @@ class SessionsClient:
         except grpc.aio.AioRpcError as exc:
             raise _failed("sessions", exc) from exc
         return int(reply.stopped_count)
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What admin shows of a recording session."""
+
+    session_id: str
+    owner_user_id: str
+    name: str
+    state: str
+    start_time: datetime | None
+    last_activity_time: datetime | None
+    server_id: str
+
+
+def session_view(session: sessions_pb2.Session) -> SessionView:
+    """The view of a sessions-cluster Session."""
+    return SessionView(
+        session_id=session.session_id,
+        owner_user_id=session.owner_user_id,
+        name=session.name,
+        state=sessions_pb2.SessionState.Name(session.state).removeprefix("SESSION_STATE_").lower(),
+        start_time=moment(session.start_time) if session.HasField("start_time") else None,
+        last_activity_time=moment(session.update_time) if session.HasField("update_time") else None,
+        server_id=session.rdp_server_id,
+    )
+
+
+class SessionsAsAdmin:
+    """Sessions rpcs made on behalf of the signed-in administrator (its token forwarded)."""
+
+    def __init__(self, channels: Channels) -> None:
+        self._channels = channels
+
+    async def stop(self, session_id: str, token: str) -> SessionView:
+        """StopRecording as the administrator; the session's owning cluster decides."""
+        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
+        try:
+            reply = await stub.StopRecording(
+                sessions_pb2.StopRecordingRequest(session_id=session_id),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _refused("sessions", exc) from exc
+        return session_view(reply.session)
+
+
+def _refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
+    """The owning cluster's refusal, kept as its Lucid code (not found stays not found)."""
+    found = ErrorDetails.from_rpc_error(error)
+    code = _code_of(found.reason)
+    if code is None:
+        return _failed(cluster, error)
+    return LucidError(code, found.message, metadata={"cluster": cluster})
+
+
+def _code_of(reason: str) -> ErrorCode.ValueType | None:
+    number = reason.removeprefix("LUCID_ERR_")
+    if not number.isdigit():
+        return None
+    value = ErrorCode.DESCRIPTOR.values_by_number.get(int(number))
+    return ErrorCode.ValueType(value.number) if value is not None else None
 
 
 class RdpClient:

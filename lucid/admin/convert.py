@@ -9,10 +9,12 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
 
 from lucid.admin.auditlog import Export, Verification
+from lucid.admin.clusters import SessionView
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
 from lucid.admin.store.state import ModeRecord
-from lucid.admin.v1 import audit_pb2, emergency_pb2
+from lucid.admin.terminations import Termination
+from lucid.admin.v1 import admin_pb2, audit_pb2, emergency_pb2, operations_pb2
 from lucid.runtime.wire import moment, optional_timestamp, timestamp
 
 
@@ -122,4 +124,38 @@ def emergency_log(record: EmergencyLogRecord) -> emergency_pb2.EmergencyLog:
         event_time=timestamp(record.event_time),
         status=wire(emergency_pb2.EmergencyLogStatus, "EMERGENCY_LOG_STATUS_", record.status),
         details=struct(record.details),
+    )
+
+
+SESSION_STATES = {
+    "created": "idle",
+    "starting": "active",
+    "recording": "active",
+    "paused": "idle",
+}
+"""The sessions cluster's states as the console groups them; all others: terminated."""
+
+
+def admin_session(view: SessionView) -> operations_pb2.AdminSession:
+    """An AdminSession."""
+    state = SESSION_STATES.get(view.state, "terminated")
+    return operations_pb2.AdminSession(
+        session_id=view.session_id,
+        user_id=view.owner_user_id,
+        name=view.name,
+        state=wire(admin_pb2.AdminSessionState, "ADMIN_SESSION_STATE_", state),
+        kind="recording",
+        start_time=optional_timestamp(view.start_time),
+        last_activity_time=optional_timestamp(view.last_activity_time),
+        server_id=view.server_id,
+    )
+
+
+def termination(result: Termination) -> operations_pb2.SessionTerminationResult:
+    """A SessionTerminationResult."""
+    return operations_pb2.SessionTerminationResult(
+        session_id=result.session_id,
+        success=result.success,
+        error_code=result.error_code,
+        message=result.message,
     )

@@ -1,0 +1,118 @@
+"""Console session termination over gRPC (spec 06 §7 checks 1, 5 and 8), carried out by
+the sessions cluster: the session stops and finalizes; one audit entry per request."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from lucid.admin.v1 import admin_pb2, audit_pb2, operations_pb2
+from lucid.common.v1 import access_pb2
+from lucid.runtime.config import Settings
+from lucid.sessions.v1 import sessions_pb2
+from tests.admin_support import AdminEnv, refused, start_admin
+from tests.support import Mesh, details
+
+OPS = operations_pb2
+DONE = {sessions_pb2.SESSION_STATE_COMPLETED}
+
+
+@pytest.fixture(scope="module")
+async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
+    environment = await start_admin(mesh, settings)
+    try:
+        yield environment
+    finally:
+        await environment.close()
+
+
+async def recording(admin: AdminEnv, md: object) -> str:
+    session_id = await admin.sessions.recording(md)
+    await admin.sessions.upload(md, session_id, 1, b"a frame")
+    return session_id
+
+
+async def terminations(admin: AdminEnv) -> int:
+    reply = await admin.audit.QueryAuditLogs(
+        audit_pb2.QueryAuditLogsRequest(action=audit_pb2.AUDIT_ACTION_TERMINATE),
+        metadata=await admin.md(access_pb2.ROLE_ADMIN),
+    )
+    return reply.total_size
+
+
+@pytest.mark.parametrize("role", [access_pb2.ROLE_USER, access_pb2.ROLE_NODE_OPERATOR])
+async def test_users_and_operators_may_not_terminate(admin: AdminEnv, role: int) -> None:
+    owner = await admin.sessions.token()
+    session_id = await recording(admin, owner)
+    md = await admin.md(role)
+    error = await refused(
+        admin.sessions_admin.TerminateSession(
+            OPS.TerminateSessionRequest(session_id=session_id), metadata=md
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    error = await refused(
+        admin.sessions_admin.BulkTerminateSessions(
+            OPS.BulkTerminateSessionsRequest(session_ids=[session_id]), metadata=md
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        await admin.sessions.get(owner, session_id)
+    ).state == sessions_pb2.SESSION_STATE_RECORDING
+
+
+async def test_admin_terminates_a_session_which_then_finalizes(admin: AdminEnv) -> None:
+    owner = await admin.sessions.token()
+    session_id = await recording(admin, owner)
+    before = await terminations(admin)
+    reply = await admin.sessions_admin.TerminateSession(
+        OPS.TerminateSessionRequest(session_id=session_id, reason="abuse"),
+        metadata=await admin.md(access_pb2.ROLE_ADMIN),
+    )
+    assert reply.session.session_id == session_id
+    assert reply.session.state == admin_pb2.ADMIN_SESSION_STATE_TERMINATED
+    await admin.sessions.wait_state(owner, session_id, DONE)
+    assert await terminations(admin) == before + 1
+
+    error = await refused(
+        admin.sessions_admin.TerminateSession(
+            OPS.TerminateSessionRequest(session_id=str(uuid.uuid4())),
+            metadata=await admin.md(access_pb2.ROLE_ADMIN),
+        )
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert details(error).reason == "LUCID_ERR_4001"
+    assert await terminations(admin) == before + 2  # the failure is audited too
+
+
+async def test_bulk_terminate_limits_and_per_id_results(admin: AdminEnv) -> None:
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    error = await refused(
+        admin.sessions_admin.BulkTerminateSessions(
+            OPS.BulkTerminateSessionsRequest(session_ids=[str(uuid.uuid4()) for _ in range(101)]),
+            metadata=md,
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    owner = await admin.sessions.token()
+    known = [await recording(admin, owner) for _ in range(2)]
+    unknown = str(uuid.uuid4())
+    before = await terminations(admin)
+    reply = await admin.sessions_admin.BulkTerminateSessions(
+        OPS.BulkTerminateSessionsRequest(session_ids=[known[0], unknown, known[1]], reason="sweep"),
+        metadata=md,
+    )
+    assert reply.total_attempted == 3 and reply.successful == 2
+    outcome = {r.session_id: (r.success, r.error_code) for r in reply.results}
+    assert outcome == {
+        known[0]: (True, ""),
+        known[1]: (True, ""),
+        unknown: (False, "LUCID_ERR_4001"),
+    }
+    for session_id in known:
+        await admin.sessions.wait_state(owner, session_id, DONE)
+    assert await terminations(admin) == before + 1
