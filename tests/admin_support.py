@@ -10,7 +10,12 @@ from typing import Any
 import grpc
 
 from lucid.admin import app as admin_app
-from lucid.admin.v1 import audit_pb2_grpc, emergency_pb2_grpc, operations_pb2_grpc
+from lucid.admin.v1 import (
+    audit_pb2_grpc,
+    config_pb2_grpc,
+    emergency_pb2_grpc,
+    operations_pb2_grpc,
+)
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
 from lucid.runtime.config import Settings
@@ -37,6 +42,11 @@ class AdminEnv:
     def sessions_admin(self) -> operations_pb2_grpc.AdminSessionServiceStub:
         """AdminSessionService."""
         return operations_pb2_grpc.AdminSessionServiceStub(self.channel)
+
+    @property
+    def config(self) -> config_pb2_grpc.ConfigServiceStub:
+        """ConfigService."""
+        return config_pb2_grpc.ConfigServiceStub(self.channel)
 
     @property
     def audit(self) -> audit_pb2_grpc.AuditServiceStub:

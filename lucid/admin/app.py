@@ -12,15 +12,23 @@ from __future__ import annotations
 from lucid.admin import schema
 from lucid.admin.auditlog import AuditLog
 from lucid.admin.clusters import RdpClient, SessionsAsAdmin, SessionsClient
+from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
 from lucid.admin.servicers.audit import AuditServicer
+from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.store.auditchain import AuditChainStore
+from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.terminations import Terminations
-from lucid.admin.v1 import audit_pb2_grpc, emergency_pb2_grpc, operations_pb2_grpc
+from lucid.admin.v1 import (
+    audit_pb2_grpc,
+    config_pb2_grpc,
+    emergency_pb2_grpc,
+    operations_pb2_grpc,
+)
 from lucid.lib.clock import Clock
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -40,8 +48,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         clock=clock,
     )
     terminations = Terminations(SessionsAsAdmin(runtime.channels), audit)
+    configs = Configs(ConfigStore(db), audit, clock)
     return ClusterApp(
         servicers=[
+            (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
                 AdminSessionServicer(terminations),

@@ -10,11 +10,13 @@ from google.protobuf.json_format import ParseDict
 
 from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import SessionView
+from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
+from lucid.admin.store.config import ConfigRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
 from lucid.admin.store.state import ModeRecord
 from lucid.admin.terminations import Termination
-from lucid.admin.v1 import admin_pb2, audit_pb2, emergency_pb2, operations_pb2
+from lucid.admin.v1 import admin_pb2, audit_pb2, config_pb2, emergency_pb2, operations_pb2
 from lucid.runtime.wire import moment, optional_timestamp, timestamp
 
 
@@ -158,4 +160,36 @@ def termination(result: Termination) -> operations_pb2.SessionTerminationResult:
         success=result.success,
         error_code=result.error_code,
         message=result.message,
+    )
+
+
+def config_values(config: config_pb2.SystemConfig) -> dict[str, Any]:
+    """The configuration fields of a SystemConfig."""
+    return {name: getattr(config, name) for name in DEFAULTS}
+
+
+def system_config(record: ConfigRecord) -> config_pb2.SystemConfig:
+    """A SystemConfig."""
+    return config_pb2.SystemConfig(
+        **record.values,
+        update_time=optional_timestamp(record.updated_at),
+        updated_by_user_id=record.updated_by,
+    )
+
+
+def config_changes(changes: list[Change]) -> list[config_pb2.ConfigChange]:
+    """ConfigChanges."""
+    return [
+        config_pb2.ConfigChange(field=c.field, old_value=str(c.old), new_value=str(c.new))
+        for c in changes
+    ]
+
+
+def config_backup(backup: Backup) -> config_pb2.ConfigBackup:
+    """A ConfigBackup."""
+    return config_pb2.ConfigBackup(
+        backup_id=backup.backup_id,
+        config=config_pb2.SystemConfig(**backup.values),
+        sha256=backup.sha256,
+        create_time=timestamp(backup.created_at),
     )

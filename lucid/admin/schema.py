@@ -3,7 +3,8 @@
 ``admin_audit_chain`` is the tamper-evident audit log: one document per entry,
 ``seq`` counting from 0 without gaps, each entry's ``entry_hash`` chaining to the
 previous one. ``admin_state`` holds the system mode and the audit retention checkpoint;
-``admin_emergency_logs`` the emergency actions.
+``admin_emergency_logs`` the emergency actions; ``admin_config_history`` every
+version of the system configuration.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lucid.runtime.schema import CollectionSpec, IndexSpec
 AUDIT_CHAIN = "admin_audit_chain"
 STATE = "admin_state"
 EMERGENCY_LOGS = "admin_emergency_logs"
+CONFIG_HISTORY = "admin_config_history"
 
 REDIS_PREFIX = prefix("admin")
 
@@ -34,6 +36,11 @@ COLLECTIONS = (
     CollectionSpec(
         EMERGENCY_LOGS,
         (IndexSpec((("event_time", -1),), "event_time"), IndexSpec((("action", 1),), "action")),
+        owner="admin",
+    ),
+    CollectionSpec(
+        CONFIG_HISTORY,
+        (IndexSpec((("version", 1),), "version_unique", unique=True),),
         owner="admin",
     ),
 )
