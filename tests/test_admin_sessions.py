@@ -116,3 +116,62 @@ async def test_bulk_terminate_limits_and_per_id_results(admin: AdminEnv) -> None
     for session_id in known:
         await admin.sessions.wait_state(owner, session_id, DONE)
     assert await terminations(admin) == before + 1
+
+
+async def test_list_and_details_from_the_sessions_cluster(admin: AdminEnv) -> None:
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    owner_id = str(uuid.uuid4())
+    owner = await admin.sessions.token(user_id=owner_id)
+    live = await recording(admin, owner)
+    idle = (await admin.sessions.create(owner)).session_id
+    ended = await recording(admin, owner)
+    await admin.sessions_admin.TerminateSession(
+        OPS.TerminateSessionRequest(session_id=ended), metadata=md
+    )
+    finished = await admin.sessions.wait_state(owner, ended, DONE)
+
+    every = await admin.sessions_admin.ListSessions(
+        OPS.ListSessionsRequest(user_id=owner_id), metadata=md
+    )
+    states = {s.session_id: s.state for s in every.sessions}
+    assert states == {
+        live: admin_pb2.ADMIN_SESSION_STATE_ACTIVE,
+        idle: admin_pb2.ADMIN_SESSION_STATE_IDLE,
+        ended: admin_pb2.ADMIN_SESSION_STATE_TERMINATED,
+    }
+    assert every.total_size == 3
+    active = await admin.sessions_admin.ListSessions(
+        OPS.ListSessionsRequest(user_id=owner_id, state=admin_pb2.ADMIN_SESSION_STATE_ACTIVE),
+        metadata=md,
+    )
+    assert [s.session_id for s in active.sessions] == [live]
+    first = await admin.sessions_admin.ListSessions(
+        OPS.ListSessionsRequest(user_id=owner_id, page_size=2), metadata=md
+    )
+    second = await admin.sessions_admin.ListSessions(
+        OPS.ListSessionsRequest(user_id=owner_id, page_size=2, page_token=first.next_page_token),
+        metadata=md,
+    )
+    paged = [s.session_id for s in [*first.sessions, *second.sessions]]
+    assert sorted(paged) == sorted(states) and not second.next_page_token
+
+    shown = await admin.sessions_admin.GetSessionDetails(
+        OPS.GetSessionDetailsRequest(session_id=ended), metadata=md
+    )
+    assert shown.session.user_id == owner_id
+    assert shown.recording_state == "completed"
+    assert shown.chunk_count == finished.statistics.chunk_count >= 1
+    assert shown.merkle_root == finished.merkle_root != ""
+    assert shown.anchor_tx_hash == finished.anchoring.tx_hash
+    error = await refused(
+        admin.sessions_admin.GetSessionDetails(
+            OPS.GetSessionDetailsRequest(session_id=str(uuid.uuid4())), metadata=md
+        )
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    error = await refused(
+        admin.sessions_admin.ListSessions(
+            OPS.ListSessionsRequest(), metadata=await admin.md(access_pb2.ROLE_NODE_OPERATOR)
+        )
+    )
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -18,6 +18,7 @@ from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
+from lucid.admin.session_views import SessionViews
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
@@ -47,14 +48,15 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         rdp=RdpClient(runtime.channels),
         clock=clock,
     )
-    terminations = Terminations(SessionsAsAdmin(runtime.channels), audit)
+    as_admin = SessionsAsAdmin(runtime.channels)
+    terminations = Terminations(as_admin, audit)
     configs = Configs(ConfigStore(db), audit, clock)
     return ClusterApp(
         servicers=[
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
-                AdminSessionServicer(terminations),
+                AdminSessionServicer(SessionViews(as_admin), terminations),
             ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (

@@ -19,6 +19,7 @@ from lucid.runtime.wire import duration, moment
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
+LIST_PAGE = 100
 
 
 def _failed(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
@@ -70,6 +71,12 @@ class SessionView:
     start_time: datetime | None
     last_activity_time: datetime | None
     server_id: str
+    chunk_count: int = 0
+    size_bytes: int = 0
+    merkle_root: str = ""
+    anchor_tx_hash: str = ""
+    anchor_block_height: int = 0
+    end_time: datetime | None = None
 
 
 def session_view(session: sessions_pb2.Session) -> SessionView:
@@ -82,6 +89,12 @@ def session_view(session: sessions_pb2.Session) -> SessionView:
         start_time=moment(session.start_time) if session.HasField("start_time") else None,
         last_activity_time=moment(session.update_time) if session.HasField("update_time") else None,
         server_id=session.rdp_server_id,
+        chunk_count=session.statistics.chunk_count,
+        size_bytes=session.statistics.stored_size_bytes,
+        merkle_root=session.merkle_root,
+        anchor_tx_hash=session.anchoring.tx_hash,
+        anchor_block_height=session.anchoring.block_height,
+        end_time=moment(session.stop_time) if session.HasField("stop_time") else None,
     )
 
 
@@ -103,6 +116,38 @@ class SessionsAsAdmin:
         except grpc.aio.AioRpcError as exc:
             raise _refused("sessions", exc) from exc
         return session_view(reply.session)
+
+    async def get(self, session_id: str, token: str) -> SessionView:
+        """GetSession as the administrator."""
+        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
+        try:
+            reply = await stub.GetSession(
+                sessions_pb2.GetSessionRequest(session_id=session_id),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _refused("sessions", exc) from exc
+        return session_view(reply.session)
+
+    async def list_page(
+        self, owner_user_id: str, page_token: str, token: str
+    ) -> tuple[list[SessionView], str, int]:
+        """One page (up to 100) of ListSessions as the administrator, newest first."""
+        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
+        request = sessions_pb2.ListSessionsRequest(
+            owner_user_id=owner_user_id, page_size=LIST_PAGE, page_token=page_token
+        )
+        try:
+            reply = await stub.ListSessions(
+                request,
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _refused("sessions", exc) from exc
+        views = [session_view(s) for s in reply.sessions]
+        return views, reply.next_page_token, reply.total_size
 
 
 def _refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:

@@ -11,6 +11,7 @@ from google.protobuf.json_format import ParseDict
 from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
+from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
@@ -129,18 +130,9 @@ def emergency_log(record: EmergencyLogRecord) -> emergency_pb2.EmergencyLog:
     )
 
 
-SESSION_STATES = {
-    "created": "idle",
-    "starting": "active",
-    "recording": "active",
-    "paused": "idle",
-}
-"""The sessions cluster's states as the console groups them; all others: terminated."""
-
-
 def admin_session(view: SessionView) -> operations_pb2.AdminSession:
     """An AdminSession."""
-    state = SESSION_STATES.get(view.state, "terminated")
+    state = console_state(view)
     return operations_pb2.AdminSession(
         session_id=view.session_id,
         user_id=view.owner_user_id,
@@ -192,4 +184,18 @@ def config_backup(backup: Backup) -> config_pb2.ConfigBackup:
         config=config_pb2.SystemConfig(**backup.values),
         sha256=backup.sha256,
         create_time=timestamp(backup.created_at),
+    )
+
+
+def session_details(view: SessionView) -> operations_pb2.GetSessionDetailsResponse:
+    """A GetSessionDetailsResponse."""
+    return operations_pb2.GetSessionDetailsResponse(
+        session=admin_session(view),
+        recording_state=view.state,
+        chunk_count=view.chunk_count,
+        size_bytes=view.size_bytes,
+        merkle_root=view.merkle_root,
+        anchor_tx_hash=view.anchor_tx_hash,
+        anchor_block_height=view.anchor_block_height,
+        end_time=optional_timestamp(view.end_time),
     )
