@@ -3,24 +3,31 @@ sessions server with a scripted chain and the rdp cluster, and short calls."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import pyotp
+from tronpy.keys import PrivateKey
 
 from lucid.admin import app as admin_app
 from lucid.admin.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     audit_pb2_grpc,
     config_pb2_grpc,
     emergency_pb2_grpc,
     operations_pb2_grpc,
 )
+from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from tests.auth_support import auth_client
 from tests.sessionkit import SessionsEnv, start_env, wait_serving
 from tests.support import Mesh, bearer
 
@@ -32,6 +39,7 @@ class AdminEnv:
     sessions: SessionsEnv
     clock: FakeClock
     channel: grpc.aio.Channel
+    _stepped: dict[int, tuple[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def emergency(self) -> emergency_pb2_grpc.EmergencyServiceStub:
@@ -58,8 +66,42 @@ class AdminEnv:
         return bearer(await self.sessions.main.token(role=role, user_id=user_id))
 
     async def super_admin(self) -> tuple[tuple[str, str]]:
-        """A super admin's metadata."""
-        return await self.md(access_pb2.ROLE_SUPER_ADMIN)
+        """A super admin's metadata, stepped up with TOTP."""
+        return await self.stepped_up(access_pb2.ROLE_SUPER_ADMIN)
+
+    async def admin_md(self) -> tuple[tuple[str, str]]:
+        """An admin's metadata, stepped up with TOTP."""
+        return await self.stepped_up(access_pb2.ROLE_ADMIN)
+
+    async def stepped_up(self, role: int) -> tuple[tuple[str, str]]:
+        """Metadata of a real user (signed in, TOTP enrolled) holding ``role``, who just
+        stepped up (one user per role and module)."""
+        if role not in self._stepped:
+            user_id, secret = await self.totp_user()
+            md = await self.md(role, user_id)
+            await self.stub_auth.StepUp(
+                admin_pb2.StepUpRequest(code=pyotp.TOTP(secret).now()), metadata=md
+            )
+            self._stepped[role] = md
+        return self._stepped[role]
+
+    async def totp_user(self) -> tuple[str, str]:
+        """A new signed-in user enrolled in TOTP: its id and TOTP secret."""
+        client = auth_client(self.sessions.main.settings)
+        try:
+            login = await client.login(PrivateKey.random())
+            enrolled = await client.stub.EnrollTotp(
+                auth_pb2.EnrollTotpRequest(email=f"{uuid.uuid4().hex[:12]}@example.com"),
+                metadata=client.md(login.tokens.access_token),
+            )
+        finally:
+            await client.channel.close()
+        return login.user.user_id, enrolled.secret
+
+    @property
+    def stub_auth(self) -> admin_pb2_grpc.AdminAuthServiceStub:
+        """AdminAuthService."""
+        return admin_pb2_grpc.AdminAuthServiceStub(self.channel)
 
     async def close(self) -> None:
         """Re-enables creation at sessions (Redis is shared) and stops everything."""

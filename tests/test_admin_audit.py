@@ -47,7 +47,7 @@ async def chain(admin: AdminEnv) -> Any:
 
 
 async def md(admin: AdminEnv) -> Any:
-    return await admin.md(access_pb2.ROLE_ADMIN)
+    return await admin.admin_md()
 
 
 async def make_entries(admin: AdminEnv, count: int) -> None:

@@ -85,7 +85,7 @@ async def test_admin_may_not_lock_down_and_super_admin_must_confirm(admin: Admin
     error = await refused(
         admin.emergency.SystemLockdown(
             E.SystemLockdownRequest(reason="drill", confirm=True),
-            metadata=await admin.md(access_pb2.ROLE_ADMIN),
+            metadata=await admin.admin_md(),
         )
     )
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -101,7 +101,7 @@ async def test_admin_may_not_lock_down_and_super_admin_must_confirm(admin: Admin
 
 
 async def test_disable_new_sessions_bites_at_sessions_and_enable_restores(admin: AdminEnv) -> None:
-    md = await admin.md(access_pb2.ROLE_ADMIN)
+    md = await admin.admin_md()
     reply = await admin.emergency.DisableNewSessions(
         E.DisableNewSessionsRequest(reason="maintenance window"), metadata=md
     )
@@ -125,7 +125,7 @@ async def test_disable_new_sessions_bites_at_sessions_and_enable_restores(admin:
 
 
 async def test_disable_reverts_by_itself_after_12_hours(admin: AdminEnv) -> None:
-    md = await admin.md(access_pb2.ROLE_ADMIN)
+    md = await admin.admin_md()
     await admin.emergency.DisableNewSessions(
         E.DisableNewSessionsRequest(reason="overnight"), metadata=md
     )

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 from lucid.admin import schema
 from lucid.admin.auditlog import AuditLog
-from lucid.admin.clusters import RdpClient, SessionsAsAdmin, SessionsClient
+from lucid.admin.clusters import AuthAsAdmin, RdpClient, SessionsAsAdmin, SessionsClient
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
 from lucid.admin.servicers.audit import AuditServicer
+from lucid.admin.servicers.auth import AdminAuthServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.session_views import SessionViews
+from lucid.admin.stepup import StepUps
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
 from lucid.admin.store.state import StateStore
+from lucid.admin.store.stepups import StepUpStore
 from lucid.admin.terminations import Terminations
 from lucid.admin.v1 import (
+    admin_pb2_grpc,
     audit_pb2_grpc,
     config_pb2_grpc,
     emergency_pb2_grpc,
@@ -40,12 +44,16 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     db = runtime.datastores.db
     state = StateStore(db)
     audit = AuditLog(AuditChainStore(db), state, clock)
+    stepups = StepUps(
+        AuthAsAdmin(runtime.channels), StepUpStore(runtime.datastores.cache), audit, clock
+    )
     emergency = Emergency(
         state,
         EmergencyLogStore(db),
         audit,
         sessions=SessionsClient(runtime.channels),
         rdp=RdpClient(runtime.channels),
+        stepups=stepups,
         clock=clock,
     )
     as_admin = SessionsAsAdmin(runtime.channels)
@@ -53,6 +61,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     configs = Configs(ConfigStore(db), audit, clock)
     return ClusterApp(
         servicers=[
+            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import grpc
 
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.rdp.v1 import session_pb2 as rdp_pb2
 from lucid.rdp.v1 import session_pb2_grpc as rdp_pb2_grpc
 from lucid.runtime.channels import Channels
@@ -165,6 +166,25 @@ def _code_of(reason: str) -> ErrorCode.ValueType | None:
         return None
     value = ErrorCode.DESCRIPTOR.values_by_number.get(int(number))
     return ErrorCode.ValueType(value.number) if value is not None else None
+
+
+class AuthAsAdmin:
+    """Auth's CheckTotp for the signed-in administrator (its token forwarded)."""
+
+    def __init__(self, channels: Channels) -> None:
+        self._channels = channels
+
+    async def check(self, code: str, token: str) -> None:
+        """Raises auth's refusal (TOTP invalid, account locked) as a ``LucidError``."""
+        stub = await self._channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
+        try:
+            await stub.CheckTotp(
+                auth_pb2.CheckTotpRequest(code=code),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _refused("auth", exc) from exc
 
 
 class RdpClient:

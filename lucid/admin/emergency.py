@@ -3,9 +3,9 @@
 They bite: each one is carried out by the clusters that own the sessions (sessions
 refuses creates and stops every recording, which then finalizes; rdp terminates its
 sessions) and the mode is what ``GetSystemMode`` tells the rest of the mesh, whose
-pipelines enforce a lockdown. Each action writes an emergency log and a critical
-audit entry, also when it fails. A mode with an auto-revert time falls back to
-normal once the clock passes it.
+pipelines enforce a lockdown. Each action needs a TOTP step-up of the caller and
+writes an emergency log and a critical audit entry, also when it fails. A mode with
+an auto-revert time falls back to normal once the clock passes it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from lucid.admin.auditlog import AuditLog, NewEntry
+from lucid.admin.stepup import StepUps
 from lucid.admin.store.emergency_logs import EmergencyLogRecord, EmergencyLogStore
 from lucid.admin.store.state import NORMAL, ModeRecord, StateStore
 from lucid.lib.clock import Clock
@@ -67,8 +68,10 @@ class Emergency:
         *,
         sessions: SessionControl,
         rdp: RdpControl,
+        stepups: StepUps,
         clock: Clock,
     ) -> None:
+        self.stepups = stepups
         self.state = state
         self.logs = logs
         self.audit = audit
@@ -89,6 +92,7 @@ class Emergency:
 
     async def disable_new_sessions(self, reason: str, revert_s: int, client: Client) -> Outcome:
         """new sessions refused at the sessions cluster until enabled or reverted."""
+        step_up = await self.stepups.require(client)
         current = await self.mode()
         self._not_in_lockdown(current, "disable new sessions")
         seconds = revert_s or DISABLE_REVERT_S
@@ -97,19 +101,27 @@ class Emergency:
             reason,
             client,
             self._disable(reason, seconds, SESSIONS_DISABLED, client),
+            step_up=step_up,
         )
 
     async def enable_new_sessions(self, reason: str, client: Client) -> Outcome:
         """Sessions may be created again."""
+        step_up = await self.stepups.require(client)
         self._not_in_lockdown(await self.mode(), "enable new sessions (lift the lockdown)")
-        return await self._act("enable_new_sessions", reason, client, self._normal(reason))
+        return await self._act(
+            "enable_new_sessions", reason, client, self._normal(reason), step_up=step_up
+        )
 
     async def stop_all_sessions(self, reason: str, client: Client) -> Outcome:
         """Every recording stopped (each then finalizes) and every RDP session ended."""
-        return await self._act("stop_all_sessions", reason, client, self._stop_all(reason, client))
+        step_up = await self.stepups.require(client)
+        return await self._act(
+            "stop_all_sessions", reason, client, self._stop_all(reason, client), step_up=step_up
+        )
 
     async def lockdown(self, reason: str, revert_s: int, client: Client) -> Outcome:
         """Creation off, everything stopped, only admins may call anything."""
+        step_up = await self.stepups.require(client)
         current = await self.mode()
         if current.mode == LOCKDOWN:
             raise LucidError(
@@ -122,13 +134,16 @@ class Emergency:
             _, stopped = await self._stop_all(reason, client)
             return mode, {**details, **stopped}
 
-        return await self._act("system_lockdown", reason, client, run())
+        return await self._act("system_lockdown", reason, client, run(), step_up=step_up)
 
     async def lift_lockdown(self, reason: str, client: Client) -> Outcome:
         """Back to normal."""
+        step_up = await self.stepups.require(client)
         if (await self.mode()).mode != LOCKDOWN:
             raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, "the system is not in lockdown")
-        return await self._act("lift_lockdown", reason, client, self._normal(reason))
+        return await self._act(
+            "lift_lockdown", reason, client, self._normal(reason), step_up=step_up
+        )
 
     async def logs_page(
         self, action: str, offset: int, size: int
@@ -167,13 +182,17 @@ class Emergency:
         details["rdp_stopped"] = rdp if rdp is not None else "rdp cluster not available"
         return await self.state.mode(), details
 
-    async def _act(self, action: str, reason: str, client: Client, step: Any) -> Outcome:
+    async def _act(
+        self, action: str, reason: str, client: Client, step: Any, *, step_up: str
+    ) -> Outcome:
         try:
             mode, details = await step
         except LucidError as exc:
-            await self._log(action, reason, client, {"error": exc.message}, failed=True)
+            await self._log(
+                action, reason, client, {"error": exc.message}, failed=True, step_up=step_up
+            )
             raise
-        log = await self._log(action, reason, client, details)
+        log = await self._log(action, reason, client, details, step_up=step_up)
         return Outcome(
             mode,
             log,
@@ -191,6 +210,7 @@ class Emergency:
         details: dict[str, Any],
         *,
         failed: bool = False,
+        step_up: str = "",
     ) -> EmergencyLogRecord:
         now: datetime = self.clock.now()
         record = EmergencyLogRecord(
@@ -216,6 +236,7 @@ class Emergency:
                 severity="critical",
                 risk_level="critical",
                 result="error" if failed else "success",
+                step_up_id=step_up,
             )
         )
         return record

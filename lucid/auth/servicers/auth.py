@@ -131,6 +131,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             secret, uri = await self.core.signin.enroll_totp(user.user_id, request.email)
         return auth_pb2.EnrollTotpResponse(secret=secret, provisioning_uri=uri)
 
+    async def CheckTotp(
+        self, request: auth_pb2.CheckTotpRequest, context: Context
+    ) -> auth_pb2.CheckTotpResponse:
+        client = client_of(context)
+        user = _user_of(client)
+        async with self.core.auditor.event("totp_check", client, session_id=user.session_id) as e:
+            await self.core.signin.check_totp(user.user_id, request.code, e)
+        return auth_pb2.CheckTotpResponse()
+
     # -- tokens and login sessions ---------------------------------------------------------
 
     async def RefreshToken(

@@ -706,6 +706,45 @@ class EnrollTotpResponse(_message.Message):
 Global___EnrollTotpResponse: _TypeAlias = EnrollTotpResponse  # noqa: Y015
 
 @_typing.final
+class CheckTotpRequest(_message.Message):
+    """The request of CheckTotp."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The 6-digit TOTP code."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckTotpRequest: _TypeAlias = CheckTotpRequest  # noqa: Y015
+
+@_typing.final
+class CheckTotpResponse(_message.Message):
+    """The response of CheckTotp (the code was right)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckTotpResponse: _TypeAlias = CheckTotpResponse  # noqa: Y015
+
+@_typing.final
 class RefreshTokenRequest(_message.Message):
     """The request of RefreshToken."""
 

@@ -63,6 +63,12 @@ class AuthServiceStub:
     issues tokens.
     Spec: 09 VerifyTotp; 01 Verify
     """
+    CheckTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CheckTotpRequest, _auth_pb2.CheckTotpResponse]
+    """Checks the signed-in caller's current TOTP code (a step-up before a
+    sensitive action, e.g. the admin console's emergency controls). A code is
+    good once; wrong codes count as failed sign-ins and lock the account.
+    Spec: 06 §4 Admin login (TOTP step-up)
+    """
     EnrollTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]
     """Enrols the caller in TOTP and returns the provisioning secret once.
     Spec: 09 VerifyTotp (enrolment step)
@@ -219,6 +225,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Completes a magic-link sign-in with the link token and a TOTP code and
     issues tokens.
     Spec: 09 VerifyTotp; 01 Verify
+    """
+    CheckTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.CheckTotpRequest, _auth_pb2.CheckTotpResponse]  # type: ignore[assignment]
+    """Checks the signed-in caller's current TOTP code (a step-up before a
+    sensitive action, e.g. the admin console's emergency controls). A code is
+    good once; wrong codes count as failed sign-ins and lock the account.
+    Spec: 06 §4 Admin login (TOTP step-up)
     """
     EnrollTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]  # type: ignore[assignment]
     """Enrols the caller in TOTP and returns the provisioning secret once.
@@ -403,6 +415,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Completes a magic-link sign-in with the link token and a TOTP code and
         issues tokens.
         Spec: 09 VerifyTotp; 01 Verify
+        """
+
+    @_abc_1.abstractmethod
+    def CheckTotp(
+        self,
+        request: _auth_pb2.CheckTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CheckTotpResponse, _abc.Awaitable[_auth_pb2.CheckTotpResponse]]:
+        """Checks the signed-in caller's current TOTP code (a step-up before a
+        sensitive action, e.g. the admin console's emergency controls). A code is
+        good once; wrong codes count as failed sign-ins and lock the account.
+        Spec: 06 §4 Admin login (TOTP step-up)
         """
 
     @_abc_1.abstractmethod
