@@ -14,16 +14,19 @@ from lucid.admin.auditlog import AuditLog
 from lucid.admin.clusters import AuthAsAdmin, RdpClient, SessionsAsAdmin, SessionsClient
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
+from lucid.admin.store.roles import RoleStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.store.stepups import StepUpStore
 from lucid.admin.terminations import Terminations
@@ -59,10 +62,12 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     as_admin = SessionsAsAdmin(runtime.channels)
     terminations = Terminations(as_admin, audit)
     configs = Configs(ConfigStore(db), audit, clock)
+    roles = Roles(RoleStore(db), audit, clock)
     return ClusterApp(
         servicers=[
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
+            (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
                 AdminSessionServicer(SessionViews(as_admin), terminations),
@@ -74,4 +79,5 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             ),
         ],
         collections=schema.COLLECTIONS,
+        on_ready=[roles.seed],
     )

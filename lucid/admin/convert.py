@@ -15,6 +15,7 @@ from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
+from lucid.admin.store.roles import RoleRecord
 from lucid.admin.store.state import ModeRecord
 from lucid.admin.terminations import Termination
 from lucid.admin.v1 import admin_pb2, audit_pb2, config_pb2, emergency_pb2, operations_pb2
@@ -199,3 +200,40 @@ def session_details(view: SessionView) -> operations_pb2.GetSessionDetailsRespon
         anchor_block_height=view.anchor_block_height,
         end_time=optional_timestamp(view.end_time),
     )
+
+
+PERMISSION_PREFIX = "CONSOLE_PERMISSION_"
+
+
+def console_role(role: RoleRecord, user_count: int) -> admin_pb2.ConsoleRole:
+    """A ConsoleRole."""
+    return admin_pb2.ConsoleRole(
+        role_id=role.role_id,
+        name=role.name,
+        description=role.description,
+        permissions=[
+            wire(admin_pb2.ConsolePermission, PERMISSION_PREFIX, p) for p in role.permissions
+        ],
+        is_system=role.is_system,
+        user_count=user_count,
+        create_time=timestamp(role.created_at),
+        update_time=timestamp(role.updated_at),
+    )
+
+
+def permission_names(values: Any) -> list[str]:
+    """Stored names of ConsolePermission values."""
+    return [stored(admin_pb2.ConsolePermission, PERMISSION_PREFIX, v) for v in values]
+
+
+def permission_infos() -> list[admin_pb2.ConsolePermissionInfo]:
+    """Every console permission."""
+    return [
+        admin_pb2.ConsolePermissionInfo(
+            permission=admin_pb2.ConsolePermission.ValueType(value.number),
+            name=value.name.removeprefix(PERMISSION_PREFIX).lower(),
+            description=value.name.removeprefix(PERMISSION_PREFIX).lower().replace("_", " "),
+        )
+        for value in admin_pb2.ConsolePermission.DESCRIPTOR.values
+        if value.number
+    ]

@@ -4,7 +4,8 @@
 ``seq`` counting from 0 without gaps, each entry's ``entry_hash`` chaining to the
 previous one. ``admin_state`` holds the system mode and the audit retention checkpoint;
 ``admin_emergency_logs`` the emergency actions; ``admin_config_history`` every
-version of the system configuration.
+version of the system configuration; ``admin_console_roles`` the console roles and
+``admin_console_assignments`` which user holds which (``_id`` = user id).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ AUDIT_CHAIN = "admin_audit_chain"
 STATE = "admin_state"
 EMERGENCY_LOGS = "admin_emergency_logs"
 CONFIG_HISTORY = "admin_config_history"
+ROLES = "admin_console_roles"
+ASSIGNMENTS = "admin_console_assignments"
 
 REDIS_PREFIX = prefix("admin")
 
@@ -38,6 +41,8 @@ COLLECTIONS = (
         (IndexSpec((("event_time", -1),), "event_time"), IndexSpec((("action", 1),), "action")),
         owner="admin",
     ),
+    CollectionSpec(ROLES, (IndexSpec((("name", 1),), "name_unique", unique=True),), owner="admin"),
+    CollectionSpec(ASSIGNMENTS, (IndexSpec((("role_id", 1),), "role_id"),), owner="admin"),
     CollectionSpec(
         CONFIG_HISTORY,
         (IndexSpec((("version", 1),), "version_unique", unique=True),),
