@@ -17,14 +17,20 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from pymongo import AsyncMongoClient
 
+from lucid.admin import retention
 from lucid.admin.auditlog import GENESIS, AuditLog, NewEntry
+from lucid.admin.configs import Configs
 from lucid.admin.schema import AUDIT_CHAIN
 from lucid.admin.store.auditchain import AuditChainStore
+from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.v1 import audit_pb2, emergency_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
+from lucid.runtime.audit import Client
 from lucid.runtime.config import Settings
+from lucid.runtime.context import Principal
+from lucid.runtime.identity import ServiceIdentity
 from tests.admin_support import AdminEnv, refused, start_admin
 from tests.support import Mesh, details
 
@@ -245,6 +251,18 @@ async def test_retention_purges_old_entries_and_the_rest_still_verifies(settings
         await db[AUDIT_CHAIN].delete_one({"_id": kept[0].entry_id})
         broken = await log.verify()
         assert not broken.valid and broken.first_invalid_entry_id == kept[1].entry_id
+        # The hourly task purges by the configured retention (90 days by default, 30 here).
+        configs = Configs(ConfigStore(db), log, clock)
+        assert await retention.purge_once(log, configs) == 0
+        clock.advance(timedelta(days=31))
+        assert await retention.purge_once(log, configs) == 0
+        await configs.update({"audit_log_retention_days": 30}, [], _operator())
+        assert await retention.purge_once(log, configs) == 2  # kept[1] and `later`
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+def _operator() -> Client:
+    identity = ServiceIdentity(plane="edge", name="operator")
+    return Client(principal=Principal(peer=identity), ip="127.0.0.1", user_agent="", request_id="")

@@ -9,7 +9,9 @@ Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTE
 
 from __future__ import annotations
 
-from lucid.admin import schema
+import functools
+
+from lucid.admin import retention, schema
 from lucid.admin.auditlog import AuditLog
 from lucid.admin.clusters import AuthAsAdmin, RdpClient, SessionsAsAdmin, SessionsClient
 from lucid.admin.configs import Configs
@@ -80,4 +82,5 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         ],
         collections=schema.COLLECTIONS,
         on_ready=[roles.seed],
+        tasks=[functools.partial(retention.run, audit, configs)],
     )
