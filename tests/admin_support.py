@@ -4,12 +4,13 @@ sessions server with a scripted chain and the rdp cluster, and short calls."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pyotp
+import pytest
 from tronpy.keys import PrivateKey
 
 from lucid.admin import app as admin_app
@@ -134,3 +135,17 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     except grpc.aio.AioRpcError as exc:
         return exc
     raise AssertionError("the call succeeded")
+
+
+def admin_fixture() -> Any:
+    """A module-scoped ``admin`` fixture: an AdminEnv for the tests of one module."""
+
+    @pytest.fixture(scope="module")
+    async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
+        environment = await start_admin(mesh, settings)
+        try:
+            yield environment
+        finally:
+            await environment.close()
+
+    return admin

@@ -8,7 +8,6 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,19 +30,13 @@ from lucid.runtime.audit import Client
 from lucid.runtime.config import Settings
 from lucid.runtime.context import Principal
 from lucid.runtime.identity import ServiceIdentity
-from tests.admin_support import AdminEnv, refused, start_admin
-from tests.support import Mesh, details
+from tests.admin_support import AdminEnv, admin_fixture, refused
+from tests.support import details
 
 A = audit_pb2
 
 
-@pytest.fixture(scope="module")
-async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
-    environment = await start_admin(mesh, settings)
-    try:
-        yield environment
-    finally:
-        await environment.close()
+admin = admin_fixture()
 
 
 @pytest.fixture

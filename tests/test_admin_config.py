@@ -4,28 +4,18 @@ a checksum that must match."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
-import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from lucid.admin.v1 import audit_pb2, config_pb2
 from lucid.common.v1 import access_pb2
-from lucid.runtime.config import Settings
-from tests.admin_support import AdminEnv, refused, start_admin
-from tests.support import Mesh, details
+from tests.admin_support import AdminEnv, admin_fixture, refused
+from tests.support import details
 
 C = config_pb2
 
 
-@pytest.fixture(scope="module")
-async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
-    environment = await start_admin(mesh, settings)
-    try:
-        yield environment
-    finally:
-        await environment.close()
+admin = admin_fixture()
 
 
 async def config_entries(admin: AdminEnv) -> list[audit_pb2.AuditEntry]:

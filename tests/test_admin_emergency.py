@@ -4,7 +4,7 @@ and refused to users, node operators and (for the super-admin controls) admins."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -13,23 +13,16 @@ import pytest
 
 from lucid.admin.v1 import audit_pb2, emergency_pb2
 from lucid.common.v1 import access_pb2
-from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
-from tests.admin_support import AdminEnv, refused, start_admin
-from tests.support import Mesh, details
+from tests.admin_support import AdminEnv, admin_fixture, refused
+from tests.support import details
 from tests.waiting import eventually
 
 E = emergency_pb2
 DONE = {sessions_pb2.SESSION_STATE_COMPLETED}
 
 
-@pytest.fixture(scope="module")
-async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
-    environment = await start_admin(mesh, settings)
-    try:
-        yield environment
-    finally:
-        await environment.close()
+admin = admin_fixture()
 
 
 async def mode(admin: AdminEnv) -> E.SystemModeStatus:
@@ -151,7 +144,8 @@ async def test_stop_all_sessions_stops_and_finalizes_every_recording(admin: Admi
         metadata=await admin.super_admin(),
     )
     assert reply.recording_sessions_stopped >= 2
-    assert reply.stopped_count == reply.recording_sessions_stopped  # rdp answers UNIMPLEMENTED
+    assert reply.rdp_sessions_stopped == 0  # no RDP session in this test
+    assert reply.stopped_count == reply.recording_sessions_stopped
     assert reply.log.action == E.EMERGENCY_ACTION_STOP_ALL_SESSIONS
     assert reply.log.details["recordings_stopped"] == reply.recording_sessions_stopped
     for session_id in ids:

@@ -5,28 +5,18 @@ only super admins manage them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import grpc
-import pytest
 
 from lucid.admin.v1 import admin_pb2, admin_pb2_grpc, audit_pb2
 from lucid.common.v1 import access_pb2
-from lucid.runtime.config import Settings
-from tests.admin_support import AdminEnv, refused, start_admin
-from tests.support import Mesh
+from tests.admin_support import AdminEnv, admin_fixture, refused
 
 A = admin_pb2
 P = admin_pb2.ConsolePermission
 
 
-@pytest.fixture(scope="module")
-async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
-    environment = await start_admin(mesh, settings)
-    try:
-        yield environment
-    finally:
-        await environment.close()
+admin = admin_fixture()
 
 
 def rbac(admin: AdminEnv) -> admin_pb2_grpc.AdminRbacServiceStub:

@@ -4,28 +4,18 @@ every attempt and the action it covers are audited."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pyotp
-import pytest
 
 from lucid.admin.v1 import admin_pb2, audit_pb2, emergency_pb2
 from lucid.common.v1 import access_pb2
-from lucid.runtime.config import Settings
-from tests.admin_support import AdminEnv, refused, start_admin
-from tests.support import Mesh, details
+from tests.admin_support import AdminEnv, admin_fixture, refused
+from tests.support import details
 
 E = emergency_pb2
 
 
-@pytest.fixture(scope="module")
-async def admin(mesh: Mesh, settings: Settings) -> AsyncIterator[AdminEnv]:
-    environment = await start_admin(mesh, settings)
-    try:
-        yield environment
-    finally:
-        await environment.close()
+admin = admin_fixture()
 
 
 async def step_ups(admin: AdminEnv, user_id: str) -> list[audit_pb2.AuditEntry]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 
@@ -105,50 +106,39 @@ class SessionsAsAdmin:
     def __init__(self, channels: Channels) -> None:
         self._channels = channels
 
-    async def stop(self, session_id: str, token: str) -> SessionView:
-        """StopRecording as the administrator; the session's owning cluster decides."""
+    async def _call(self, method: str, request: Any, token: str) -> Any:
         stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
         try:
-            reply = await stub.StopRecording(
-                sessions_pb2.StopRecordingRequest(session_id=session_id),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=CALL_TIMEOUT_S,
+            return await getattr(stub, method)(
+                request, metadata=_bearer(token), timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
             raise _refused("sessions", exc) from exc
-        return session_view(reply.session)
+
+    async def stop(self, session_id: str, token: str) -> SessionView:
+        """StopRecording as the administrator; the session's owning cluster decides."""
+        request = sessions_pb2.StopRecordingRequest(session_id=session_id)
+        return session_view((await self._call("StopRecording", request, token)).session)
 
     async def get(self, session_id: str, token: str) -> SessionView:
         """GetSession as the administrator."""
-        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
-        try:
-            reply = await stub.GetSession(
-                sessions_pb2.GetSessionRequest(session_id=session_id),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _refused("sessions", exc) from exc
-        return session_view(reply.session)
+        request = sessions_pb2.GetSessionRequest(session_id=session_id)
+        return session_view((await self._call("GetSession", request, token)).session)
 
     async def list_page(
         self, owner_user_id: str, page_token: str, token: str
     ) -> tuple[list[SessionView], str, int]:
         """One page (up to 100) of ListSessions as the administrator, newest first."""
-        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
         request = sessions_pb2.ListSessionsRequest(
             owner_user_id=owner_user_id, page_size=LIST_PAGE, page_token=page_token
         )
-        try:
-            reply = await stub.ListSessions(
-                request,
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _refused("sessions", exc) from exc
+        reply = await self._call("ListSessions", request, token)
         views = [session_view(s) for s in reply.sessions]
-        return views, reply.next_page_token, reply.total_size
+        return views, reply.next_page_token, int(reply.total_size)
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
@@ -180,7 +170,7 @@ class AuthAsAdmin:
         try:
             await stub.CheckTotp(
                 auth_pb2.CheckTotpRequest(code=code),
-                metadata=(("authorization", f"Bearer {token}"),),
+                metadata=_bearer(token),
                 timeout=CALL_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as exc:
