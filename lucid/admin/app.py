@@ -13,13 +13,21 @@ import functools
 
 from lucid.admin import retention, schema
 from lucid.admin.auditlog import AuditLog
-from lucid.admin.clusters import AuthAsAdmin, RdpClient, SessionsAsAdmin, SessionsClient
+from lucid.admin.clusters import (
+    AuthAsAdmin,
+    MeshReader,
+    RdpClient,
+    SessionsAsAdmin,
+    SessionsClient,
+)
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.overview import Dashboard
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
 from lucid.admin.servicers.config import ConfigServicer
+from lucid.admin.servicers.dashboard import DashboardServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
 from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
@@ -36,10 +44,12 @@ from lucid.admin.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
     config_pb2_grpc,
+    dashboard_pb2_grpc,
     emergency_pb2_grpc,
     operations_pb2_grpc,
 )
 from lucid.lib.clock import Clock
+from lucid.runtime.config import CLUSTERS
 from lucid.runtime.server import ClusterApp, Runtime
 
 
@@ -65,11 +75,23 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     terminations = Terminations(as_admin, audit)
     configs = Configs(ConfigStore(db), audit, clock)
     roles = Roles(RoleStore(db), audit, clock)
+    others = tuple(c for c in CLUSTERS if c != "admin")
+    dashboard = Dashboard(
+        MeshReader(runtime.channels),
+        SessionViews(as_admin),
+        others,
+        runtime.settings.var_dir,
+        clock,
+    )
     return ClusterApp(
         servicers=[
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
+            (
+                dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
+                DashboardServicer(dashboard),
+            ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
                 AdminSessionServicer(SessionViews(as_admin), terminations),

@@ -11,16 +11,19 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.blockchain.v1 import blockchain_pb2, blockchain_pb2_grpc
 from lucid.rdp.v1 import session_pb2 as rdp_pb2
 from lucid.rdp.v1 import session_pb2_grpc as rdp_pb2_grpc
-from lucid.runtime.channels import Channels
+from lucid.runtime.channels import Channels, UnavailableClusterError
 from lucid.runtime.errors import ErrorCode, ErrorDetails, LucidError
 from lucid.runtime.wire import duration, moment
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 CALL_TIMEOUT_S = 30.0
+HEALTH_TIMEOUT_S = 1.0
 LIST_PAGE = 100
 
 
@@ -175,6 +178,62 @@ class AuthAsAdmin:
             )
         except grpc.aio.AioRpcError as exc:
             raise _refused("auth", exc) from exc
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """What admin shows of the chain."""
+
+    state: str
+    local_height: int
+    final_height: int
+    network_height: int
+    pending_transactions: int
+    latest_block_time: datetime | None
+
+
+class MeshReader:
+    """Health checks of every cluster and the chain's status, as the admin service."""
+
+    def __init__(self, channels: Channels) -> None:
+        self._channels = channels
+
+    async def serving(self, cluster: str) -> str:
+        """An empty string when the cluster serves, else why not."""
+        try:
+            stub = await self._channels.stub(cluster, health_pb2_grpc.HealthStub)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            return str(exc.code().name)
+        except (UnavailableClusterError, OSError) as exc:
+            return str(exc) or type(exc).__name__
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+        return ""
+
+    async def chain(self) -> ChainView | None:
+        """GetChainStatus; None if the chain does not answer."""
+        try:
+            stub = await self._channels.stub(
+                "blockchain", blockchain_pb2_grpc.BlockchainServiceStub
+            )
+            reply = await stub.GetChainStatus(
+                blockchain_pb2.GetChainStatusRequest(), timeout=HEALTH_TIMEOUT_S
+            )
+        except (grpc.aio.AioRpcError, UnavailableClusterError, OSError):
+            return None
+        return ChainView(
+            state=blockchain_pb2.ChainStatus.Name(reply.status)
+            .removeprefix("CHAIN_STATUS_")
+            .lower(),
+            local_height=reply.current_height,
+            final_height=reply.final_height,
+            network_height=reply.network_height,
+            pending_transactions=reply.pending_transactions,
+            latest_block_time=moment(reply.latest_block_time)
+            if reply.HasField("latest_block_time")
+            else None,
+        )
 
 
 class RdpClient:

@@ -11,6 +11,7 @@ from google.protobuf.json_format import ParseDict
 from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
+from lucid.admin.overview import Health, Overview
 from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
@@ -18,7 +19,15 @@ from lucid.admin.store.emergency_logs import EmergencyLogRecord
 from lucid.admin.store.roles import RoleRecord
 from lucid.admin.store.state import ModeRecord
 from lucid.admin.terminations import Termination
-from lucid.admin.v1 import admin_pb2, audit_pb2, config_pb2, emergency_pb2, operations_pb2
+from lucid.admin.v1 import (
+    admin_pb2,
+    audit_pb2,
+    config_pb2,
+    dashboard_pb2,
+    emergency_pb2,
+    operations_pb2,
+)
+from lucid.common.v1 import access_pb2
 from lucid.runtime.wire import moment, optional_timestamp, timestamp
 
 
@@ -237,3 +246,70 @@ def permission_infos() -> list[admin_pb2.ConsolePermissionInfo]:
         for value in admin_pb2.ConsolePermission.DESCRIPTOR.values
         if value.number
     ]
+
+
+def health_status(name: str) -> Any:
+    """A HealthStatus value."""
+    return wire(admin_pb2.HealthStatus, "HEALTH_STATUS_", name)
+
+
+def system_health(health: Health) -> dashboard_pb2.GetSystemHealthResponse:
+    """A GetSystemHealthResponse."""
+    return dashboard_pb2.GetSystemHealthResponse(
+        status=health_status(health.status),
+        version=health.version,
+        uptime_seconds=health.uptime_s,
+        cpu_percent=health.resources.cpu_percent,
+        memory_percent=health.resources.memory_percent,
+        dependencies=[
+            dashboard_pb2.DependencyHealth(
+                name=d.name,
+                cluster=access_pb2.Cluster.Value(f"CLUSTER_{d.name.upper()}"),
+                status=health_status(d.status),
+                latency_ms=d.latency_ms,
+                message=d.message,
+                check_time=timestamp(d.checked_at),
+            )
+            for d in health.dependencies
+        ],
+    )
+
+
+SYNC = {"healthy": "synced", "syncing": "syncing"}
+
+
+def overview(view: Overview) -> dashboard_pb2.SystemOverview:
+    """A SystemOverview."""
+    health, used, chain = view.health, view.health.resources, view.chain
+    blockchain = admin_pb2.BlockchainStatus()
+    if chain is not None:
+        blockchain = admin_pb2.BlockchainStatus(
+            network_height=chain.network_height,
+            local_height=chain.local_height,
+            sync_status=wire(admin_pb2.SyncStatus, "SYNC_STATUS_", SYNC.get(chain.state, "behind")),
+            pending_transactions=chain.pending_transactions,
+            last_block_time=optional_timestamp(chain.latest_block_time),
+        )
+    return dashboard_pb2.SystemOverview(
+        system_status=dashboard_pb2.SystemStatus(
+            status=health_status(health.status),
+            uptime_seconds=health.uptime_s,
+            version=health.version,
+            update_time=timestamp(health.checked_at),
+        ),
+        active_sessions=dashboard_pb2.SessionSummary(
+            total=view.sessions_active + view.sessions_idle,
+            active=view.sessions_active,
+            idle=view.sessions_idle,
+            by_type={"recording": view.sessions_active + view.sessions_idle},
+        ),
+        node_status=dashboard_pb2.NodeSummary(),
+        blockchain_status=blockchain,
+        resource_usage=dashboard_pb2.ResourceUsageSummary(
+            cpu_percent=used.cpu_percent,
+            memory_percent=used.memory_percent,
+            disk_percent=used.disk_percent,
+            network_in_bytes=used.network_in_bytes,
+            network_out_bytes=used.network_out_bytes,
+        ),
+    )
