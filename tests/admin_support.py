@@ -28,6 +28,7 @@ from lucid.lib.clock import FakeClock
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from lucid.supervisor.localservers import free_port
 from tests.auth_support import auth_client
 from tests.sessionkit import SessionsEnv, start_env, wait_serving
 from tests.support import Mesh, bearer
@@ -117,7 +118,9 @@ class AdminEnv:
 
 async def start_admin(main: Mesh, settings: Settings) -> AdminEnv:
     """Starts sessions + scripted chain, rdp and admin (admin on a fake clock)."""
-    env = await start_env(main, settings)
+    # Admin and rdp on ports of their own too (the session's mesh may run its own).
+    ports = {**settings.ports, "admin": free_port(), "rdp": free_port()}
+    env = await start_env(main, settings.replace(ports=ports))
     clock = FakeClock()
 
     async def build(runtime: Runtime) -> ClusterApp:

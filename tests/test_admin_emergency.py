@@ -75,6 +75,7 @@ async def test_users_and_operators_are_refused_every_emergency_rpc(
 
 
 async def test_admin_may_not_lock_down_and_super_admin_must_confirm(admin: AdminEnv) -> None:
+    lockdowns = len(await emergency_entries(admin, "system_lockdown"))
     error = await refused(
         admin.emergency.SystemLockdown(
             E.SystemLockdownRequest(reason="drill", confirm=True),
@@ -90,11 +91,12 @@ async def test_admin_may_not_lock_down_and_super_admin_must_confirm(admin: Admin
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (await mode(admin)).mode == E.SYSTEM_MODE_NORMAL
-    assert await emergency_entries(admin, "system_lockdown") == []
+    assert len(await emergency_entries(admin, "system_lockdown")) == lockdowns
 
 
 async def test_disable_new_sessions_bites_at_sessions_and_enable_restores(admin: AdminEnv) -> None:
     md = await admin.admin_md()
+    before = len(await emergency_entries(admin, "disable_new_sessions"))
     reply = await admin.emergency.DisableNewSessions(
         E.DisableNewSessionsRequest(reason="maintenance window"), metadata=md
     )
@@ -106,7 +108,9 @@ async def test_disable_new_sessions_bites_at_sessions_and_enable_restores(admin:
     assert revert == timedelta(hours=12)
     await create_refused(admin)
 
-    [entry] = await emergency_entries(admin, "disable_new_sessions")
+    entries = await emergency_entries(admin, "disable_new_sessions")
+    assert len(entries) == before + 1
+    entry = entries[0]  # newest first
     assert entry.severity == audit_pb2.AUDIT_SEVERITY_CRITICAL
     assert entry.details["reason"] == "maintenance window"
 
@@ -119,6 +123,8 @@ async def test_disable_new_sessions_bites_at_sessions_and_enable_restores(admin:
 
 async def test_disable_reverts_by_itself_after_12_hours(admin: AdminEnv) -> None:
     md = await admin.admin_md()
+    reverts = E.ListEmergencyLogsRequest(action=E.EMERGENCY_ACTION_AUTO_REVERT)
+    before = (await admin.emergency.ListEmergencyLogs(reverts, metadata=md)).total_size
     await admin.emergency.DisableNewSessions(
         E.DisableNewSessionsRequest(reason="overnight"), metadata=md
     )
@@ -128,10 +134,8 @@ async def test_disable_reverts_by_itself_after_12_hours(admin: AdminEnv) -> None
     admin.clock.advance(timedelta(seconds=1))
     assert (await mode(admin)).mode == E.SYSTEM_MODE_NORMAL
     await admin.sessions.create(await admin.sessions.token())
-    logs = await admin.emergency.ListEmergencyLogs(
-        E.ListEmergencyLogsRequest(action=E.EMERGENCY_ACTION_AUTO_REVERT), metadata=md
-    )
-    assert logs.total_size == 1
+    logs = await admin.emergency.ListEmergencyLogs(reverts, metadata=md)
+    assert logs.total_size == before + 1
 
 
 async def test_stop_all_sessions_stops_and_finalizes_every_recording(admin: AdminEnv) -> None:
@@ -155,7 +159,7 @@ async def test_stop_all_sessions_stops_and_finalizes_every_recording(admin: Admi
         E.ListEmergencyLogsRequest(action=E.EMERGENCY_ACTION_STOP_ALL_SESSIONS),
         metadata=await admin.md(access_pb2.ROLE_ADMIN),
     )
-    assert [log.log_id for log in logs.logs] == [reply.log.log_id]
+    assert logs.logs[0].log_id == reply.log.log_id  # newest first
 
 
 async def user_locked_out(admin: AdminEnv, md: Any) -> bool:
@@ -181,7 +185,8 @@ async def test_lockdown_stops_sessions_locks_users_out_and_lifts(admin: AdminEnv
     assert reply.status.mode == E.SYSTEM_MODE_LOCKDOWN
     assert reply.status.admin_only and reply.status.payouts_frozen
     assert reply.stopped_sessions >= 1
-    [entry] = await emergency_entries(admin, "system_lockdown")
+    entry = (await emergency_entries(admin, "system_lockdown"))[0]  # newest first
+    assert entry.details["reason"] == "breach"
     assert entry.severity == audit_pb2.AUDIT_SEVERITY_CRITICAL
     assert entry.risk_level == audit_pb2.RISK_LEVEL_CRITICAL
 

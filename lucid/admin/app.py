@@ -26,6 +26,7 @@ from lucid.admin.overview import Dashboard
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
+from lucid.admin.servicers.blockchain import AdminBlockchainServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.dashboard import DashboardServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
@@ -88,6 +89,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
+            (
+                operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
+                AdminBlockchainServicer(dashboard),
+            ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
                 DashboardServicer(dashboard),

@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
 
 from lucid.admin.auditlog import Export, Verification
-from lucid.admin.clusters import SessionView
+from lucid.admin.clusters import ChainView, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.overview import Health, Overview
 from lucid.admin.session_views import console_state
@@ -278,18 +278,21 @@ def system_health(health: Health) -> dashboard_pb2.GetSystemHealthResponse:
 SYNC = {"healthy": "synced", "syncing": "syncing"}
 
 
+def blockchain_status(chain: ChainView) -> admin_pb2.BlockchainStatus:
+    """A BlockchainStatus."""
+    return admin_pb2.BlockchainStatus(
+        network_height=chain.network_height,
+        local_height=chain.local_height,
+        sync_status=wire(admin_pb2.SyncStatus, "SYNC_STATUS_", SYNC.get(chain.state, "behind")),
+        pending_transactions=chain.pending_transactions,
+        last_block_time=optional_timestamp(chain.latest_block_time),
+    )
+
+
 def overview(view: Overview) -> dashboard_pb2.SystemOverview:
     """A SystemOverview."""
     health, used, chain = view.health, view.health.resources, view.chain
-    blockchain = admin_pb2.BlockchainStatus()
-    if chain is not None:
-        blockchain = admin_pb2.BlockchainStatus(
-            network_height=chain.network_height,
-            local_height=chain.local_height,
-            sync_status=wire(admin_pb2.SyncStatus, "SYNC_STATUS_", SYNC.get(chain.state, "behind")),
-            pending_transactions=chain.pending_transactions,
-            last_block_time=optional_timestamp(chain.latest_block_time),
-        )
+    blockchain = blockchain_status(chain) if chain else admin_pb2.BlockchainStatus()
     return dashboard_pb2.SystemOverview(
         system_status=dashboard_pb2.SystemStatus(
             status=health_status(health.status),

@@ -23,6 +23,7 @@ import psutil
 from lucid.admin.clusters import ChainView
 from lucid.admin.session_views import SessionViews, console_state
 from lucid.lib.clock import Clock
+from lucid.runtime.errors import ErrorCode, LucidError
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 CORE = frozenset({"auth", "sessions", "blockchain"})
@@ -140,6 +141,13 @@ class Dashboard:
         status = max([load, *(d.status for d in deps)], key=RANK.__getitem__)
         uptime = int((self.clock.now() - self.started).total_seconds())
         return Health(status, uptime, version(), self.clock.now(), used, deps)
+
+    async def chain(self) -> ChainView:
+        """The chain's status, or CHAIN_UNAVAILABLE."""
+        found = await self.probe.chain()
+        if found is None:
+            raise LucidError(ErrorCode.ERROR_CODE_CHAIN_UNAVAILABLE, "the chain does not answer")
+        return found
 
     async def overview(self, token: str) -> Overview:
         """Health, live sessions, chain (nodes not aggregated yet)."""
