@@ -31,6 +31,7 @@ from lucid.admin.store.state import Checkpoint, StateStore
 from lucid.lib.canonical import canonical_json
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime.audit import Client
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 
 GENESIS = "0" * 64
@@ -76,6 +77,19 @@ class NewEntry:
     result: str = "success"
     step_up_id: str = ""
     request_id: str = ""
+
+    @classmethod
+    def of(cls, client: Client | None, **fields: Any) -> NewEntry:
+        """An entry by ``client``'s user, from its address (None: by the system itself)."""
+        if client is not None:
+            fields = {
+                "user_id": client.user_id,
+                "ip_address": client.ip,
+                "user_agent": client.user_agent,
+                "request_id": client.request_id,
+                **fields,
+            }
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -117,19 +117,16 @@ class Configs:
             record = ConfigRecord(before.version + 1, after, self.clock.now(), client.user_id)
             await self.store.save(record)
         await self.audit.record(
-            NewEntry(
+            NewEntry.of(
+                client,
                 action="update",
                 resource="config",
                 resource_id=f"v{record.version}",
-                user_id=client.user_id,
                 details={
                     "how": how,
                     "reason": reason,
                     "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in changes],
                 },
-                ip_address=client.ip,
-                user_agent=client.user_agent,
-                request_id=client.request_id,
                 severity="warning" if how == "restore" else "info",
                 risk_level="high",
             )

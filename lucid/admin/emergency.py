@@ -224,15 +224,12 @@ class Emergency:
         )
         await self.logs.add(record)
         await self.audit.record(
-            NewEntry(
+            NewEntry.of(
+                client,
                 action="emergency",
                 resource="system",
                 resource_id=action,
-                user_id=client.user_id if client else "",
                 details={"reason": reason, **details},
-                ip_address=client.ip if client else "",
-                user_agent=client.user_agent if client else "",
-                request_id=client.request_id if client else "",
                 severity="critical",
                 risk_level="critical",
                 result="error" if failed else "success",

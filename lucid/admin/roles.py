@@ -127,15 +127,12 @@ class Roles:
         self, action: str, role_id: str, details: Mapping[str, object], client: Client
     ) -> None:
         await self.audit.record(
-            NewEntry(
+            NewEntry.of(
+                client,
                 action=action,
                 resource="role",
                 resource_id=role_id,
-                user_id=client.user_id,
                 details=dict(details),
-                ip_address=client.ip,
-                user_agent=client.user_agent,
-                request_id=client.request_id,
                 risk_level="high",
             )
         )

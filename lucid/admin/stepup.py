@@ -46,14 +46,11 @@ class StepUps:
 
     async def step_up(self, code: str, client: Client) -> StepUp:
         """Checks the code with auth; a step-up valid for five minutes."""
-        entry = NewEntry(
+        entry = NewEntry.of(
+            client,
             action="step_up",
             resource="user",
             resource_id=client.user_id,
-            user_id=client.user_id,
-            ip_address=client.ip,
-            user_agent=client.user_agent,
-            request_id=client.request_id,
             risk_level="medium",
         )
         try:

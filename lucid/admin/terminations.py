@@ -76,15 +76,12 @@ class Terminations:
 
 
 def _entry(client: Client, session_id: str, details: dict[str, object], *, risk: str) -> NewEntry:
-    return NewEntry(
+    return NewEntry.of(
+        client,
         action="terminate",
         resource="session",
         resource_id=session_id,
-        user_id=client.user_id,
         details=dict(details),
-        ip_address=client.ip,
-        user_agent=client.user_agent,
-        request_id=client.request_id,
         severity="warning",
         risk_level=risk,
     )

@@ -37,14 +37,11 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         export = await self.log.export(convert.audit_filter(request), fmt)
         client = client_of(context)
         await self.log.record(
-            NewEntry(
+            NewEntry.of(
+                client,
                 action="export",
                 resource="audit",
-                user_id=client.user_id,
                 details={"format": fmt, "entries": export.count, "sha256": export.sha256},
-                ip_address=client.ip,
-                user_agent=client.user_agent,
-                request_id=client.request_id,
                 risk_level="medium",
             )
         )
