@@ -39,6 +39,7 @@ from lucid.runtime.errors import (
     LucidError,
 )
 from lucid.runtime.identity import ServiceIdentity
+from lucid.runtime.lockdown import LockdownGate
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import RELAYED_HEADER, PlanePolicy, audit, default_policy
 from lucid.runtime.storeerrors import is_transient
@@ -162,8 +163,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         extra_methods: Iterable[MethodInfo] = (),
         planes: PlanePolicy | None = None,
         forwarded_by: ServiceIdentity | None = None,
+        lockdown: LockdownGate | None = None,
     ) -> None:
         self.cluster = cluster
+        self.lockdown = lockdown
+        """Set where a lockdown is enforced: then only admins' user calls pass during one."""
         self.planes = planes or default_policy()
         self.forwarded_by = forwarded_by
         """The local sidecar's identity, whose ``x-forwarded-client-cert`` names the caller."""
@@ -236,6 +240,17 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 metadata={"peer": peer.spiffe_id, "rule": decision.rule},
             )
         authorize(call.info.access, principal, call.info.path)
+        if (
+            self.lockdown is not None
+            and user is not None
+            and not principal.is_admin
+            and await self.lockdown.admin_only()
+        ):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                "the system is in lockdown: only admins may call",
+                metadata={"mode": "lockdown"},
+            )
 
     def _built(self, call: Call) -> None:
         """Refuses rpcs of the contract whose servicer method does not exist yet."""

@@ -33,6 +33,7 @@ from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.health import HealthMonitor
 from lucid.runtime.identity import identity_for
+from lucid.runtime.lockdown import LockdownGate, enforcing_clusters
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.pipeline import CallPipeline, PipelinedServer
 from lucid.runtime.registry import Instance, Registry, create_registry
@@ -238,6 +239,11 @@ class ClusterServer:
             unimplemented=unimplemented,
             extra_methods=self.app.extra_methods,
             forwarded_by=self.runtime.identity if settings.sidecar else None,
+            lockdown=(
+                LockdownGate(self.runtime.channels)
+                if cluster in enforcing_clusters(self.runtime.catalog)
+                else None
+            ),
         )
         self.server = grpc.aio.server(
             options=[
