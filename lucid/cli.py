@@ -29,10 +29,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _edge(settings: Settings, args: argparse.Namespace) -> None:
-    from lucid.edge.server import run_edge
+    from lucid.supervisor.envoy import exec_edge
 
-    configure_logging("edge", settings.log_level)
-    asyncio.run(run_edge(settings, port=args.port))
+    exec_edge(settings, port=args.port)
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> None:
@@ -158,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
-    edge = sub.add_parser("edge", help="run the REST edge")
+    edge = sub.add_parser("edge", help="run the edge (Envoy: REST, grpc-web)")
     edge.add_argument("--port", type=int, default=None)
     edge.set_defaults(run=_edge)
 

@@ -116,13 +116,16 @@ async def test_the_chain_runs_three_validators(up: Up) -> None:
     assert status.validator_id == "validator-0"
 
 
-async def test_edge_health_aggregates_every_cluster(up: Up) -> None:
+async def test_the_envoy_edge_serves_the_aggregated_health(up: Up) -> None:
     url = f"https://localhost:{up.settings.edge_port}/health"  # make run serves HTTPS
     async with https_client(up.settings) as http, http.get(url) as response:
         body = await response.json()
         assert response.headers["Strict-Transport-Security"]
-    assert response.status == 200
-    assert body["clusters"] == {c: "SERVING" for c in CLUSTERS}
+        assert response.headers["server"] == "envoy"
+    assert response.status == 200, body
+    assert body["status"] == "HEALTH_STATUS_HEALTHY"
+    assert any("mode: edge Envoy" in line for line in up.output)
+    assert up.pids()["edge"] is not None
 
 
 def test_reflection_lists_every_lucid_service_with_grpcurl(up: Up) -> None:

@@ -8,9 +8,10 @@ import grpc
 import pytest
 
 from lucid.blockchain.v1 import anchoring_pb2, blockchain_pb2
-from lucid.edge.transcode import HTTP_STATUS, build_request, envelope
+from lucid.edge.transcode import build_request
 from lucid.gateway.v1 import gateway_pb2
 from lucid.runtime.contracts import catalog
+from lucid.runtime.envelope import HTTP_STATUS, envelope
 from lucid.runtime.errors import ErrorDetails, LucidError
 
 

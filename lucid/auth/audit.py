@@ -5,10 +5,10 @@ as a failure with the Lucid reason, with the client address and user agent, the
 user, the TRON address and the login session when known. Secrets (signatures,
 tokens, link tokens, TOTP codes) are never passed in.
 
-The client address is the peer's, except behind the edge: the edge (``lucid.edge``
-or Envoy, identified by its mTLS certificate) puts the client's address in
-``x-forwarded-for`` and its User-Agent in ``x-forwarded-user-agent``, and only then
-are those headers believed.
+The client address is the peer's, except behind the edge: the edge (Envoy, identified
+by its mTLS certificate) puts the client's address in ``x-envoy-external-address`` (and
+appends it to ``x-forwarded-for``) and its User-Agent in ``x-forwarded-user-agent``,
+and only then are those headers believed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from lucid.runtime.identity import EDGE
 log = logging.getLogger("lucid.auth.audit")
 
 FORWARDED_FOR = "x-forwarded-for"
+EXTERNAL_ADDRESS = "x-envoy-external-address"
+"""The client's address as the edge's Envoy saw it (``use_remote_address``; Envoy drops
+a client's own ``x-envoy-*`` headers)."""
 FORWARDED_USER_AGENT = "x-forwarded-user-agent"
 SUCCESS = "success"
 FAILURE = "failure"
@@ -66,7 +69,8 @@ def client_of(context: grpc.aio.ServicerContext) -> Client:
     metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
     ip = agent = ""
     if principal.peer.name == EDGE and principal.peer.is_known:
-        ip = metadata.get(FORWARDED_FOR, "").split(",")[0].strip()
+        ip = metadata.get(EXTERNAL_ADDRESS, "") or metadata.get(FORWARDED_FOR, "")
+        ip = ip.split(",")[-1].strip()
         agent = metadata.get(FORWARDED_USER_AGENT, "")
     if not ip:
         ip = peer_address(context.peer() or "")

@@ -37,14 +37,7 @@ from lucid.edge.policy import (
 )
 from lucid.edge.routes import Route, build_routes, find
 from lucid.edge.traffic import TrafficReporter
-from lucid.edge.transcode import (
-    HTTP_STATUS,
-    build_request,
-    envelope,
-    local_error,
-    parse_json_body,
-    to_json,
-)
+from lucid.edge.transcode import build_request, local_error, parse_json_body, to_json
 from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.clock import Clock
 from lucid.lib.sealing import Sealer
@@ -52,6 +45,7 @@ from lucid.runtime import tls
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
+from lucid.runtime.envelope import HTTP_STATUS, envelope
 from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, ErrorDetails, LucidError
 from lucid.runtime.identity import EDGE
 from lucid.runtime.registry import create_registry

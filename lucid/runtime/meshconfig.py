@@ -12,9 +12,8 @@ the servers run on: the plane table (``lucid.runtime.planes``), the contracts
   inbound mTLS termination on :15001 with an RBAC filter by SPIFFE id (the same
   table), forwarding to the local server with ``x-forwarded-client-cert``; an
   outbound listener per peer it may call, originating mTLS to the peer's sidecar.
-- ``envoy/edge.json``: the front door — TLS, CORS, ``grpc_web``,
-  ``grpc_json_transcoder`` over the protoset with ``preserve_proto_field_names``,
-  ``jwt_authn`` with auth's JWKS, the rate-limit service on the gateway.
+- ``envoy/edge.json``: the front door (``lucid.runtime.edgeconfig``, the same
+  generator ``lucid up`` runs the local edge from).
 
 ``lucid config generate`` writes them; ``make check-gen`` fails on drift.
 """
@@ -29,6 +28,7 @@ from typing import Any
 
 from lucid.runtime.config import CLUSTERS, DEFAULT_PORTS
 from lucid.runtime.contracts import Catalog
+from lucid.runtime.edgeconfig import EdgeSite, edge
 from lucid.runtime.identity import EDGE, ServiceIdentity, identity_for
 from lucid.runtime.planes import Grant, PlanePolicy, grants
 from lucid.runtime.tls import dns_name
@@ -320,215 +320,19 @@ def _outbound_listener(peer: str, port: int) -> Json:
 # -- the edge ---------------------------------------------------------------------------------
 
 
-def edge(catalog: Catalog) -> Json:
-    """The Envoy bootstrap of the front door."""
-    services = sorted({m.service for m in catalog.methods.values()})
-    routes = [
-        {
-            "match": {"prefix": f"/lucid.{cluster}.v1."},
-            "route": {"cluster": cluster, "timeout": "60s"},
-        }
-        for cluster in CLUSTERS
-        if cluster in catalog.clusters()
-    ]
-    filters = [
-        {
-            "name": "envoy.filters.http.cors",
-            "typed_config": _any("envoy.extensions.filters.http.cors.v3.Cors"),
-        },
-        {
-            "name": "envoy.filters.http.grpc_web",
-            "typed_config": _any("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"),
-        },
-        {
-            "name": "envoy.filters.http.jwt_authn",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                providers={
-                    "lucid": {
-                        "issuer": "lucid-auth",
-                        "audiences": ["lucid"],
-                        "forward": True,
-                        "remote_jwks": {
-                            "http_uri": {
-                                "uri": f"https://{dns_name('auth')}/.well-known/jwks.json",
-                                "cluster": "edge_self",
-                                "timeout": "5s",
-                            },
-                            "cache_duration": "300s",
-                        },
-                    }
-                },
-                rules=[
-                    {
-                        "match": {"prefix": "/"},
-                        "requires": {
-                            "requires_any": {
-                                "requirements": [{"provider_name": "lucid"}, {"allow_missing": {}}]
-                            }
-                        },
-                    }
-                ],
-            ),
-        },
-        {
-            "name": "envoy.filters.http.ratelimit",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
-                domain="lucid",
-                failure_mode_deny=False,
-                enable_x_ratelimit_headers="DRAFT_VERSION_03",
-                rate_limit_service={
-                    "grpc_service": {"envoy_grpc": {"cluster_name": "gateway"}},
-                    "transport_api_version": "V3",
-                },
-            ),
-        },
-        {
-            "name": "envoy.filters.http.grpc_json_transcoder",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                proto_descriptor=PROTOSET,
-                services=services,
-                print_options={
-                    "preserve_proto_field_names": True,
-                    "always_print_primitive_fields": True,
-                },
-                convert_grpc_status=True,
-                max_request_body_size=MAX_REQUEST_BYTES,
-                request_validation_options={"reject_unknown_method": False},
-            ),
-        },
-        _router(),
-    ]
-    hcm = _any(
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        stat_prefix="edge",
-        codec_type="AUTO",
-        use_remote_address=True,
-        route_config={
-            "name": "edge",
-            "virtual_hosts": [
-                {
-                    "name": "lucid",
-                    "domains": ["*"],
-                    "routes": routes,
-                    "rate_limits": [
-                        {"actions": [{"remote_address": {}}]},
-                        {
-                            "actions": [
-                                {
-                                    "request_headers": {
-                                        "header_name": "authorization",
-                                        "descriptor_key": "token",
-                                    }
-                                }
-                            ]
-                        },
-                    ],
-                    "typed_per_filter_config": {
-                        "envoy.filters.http.cors": _any(
-                            "envoy.extensions.filters.http.cors.v3.CorsPolicy",
-                            allow_origin_string_match=[{"safe_regex": {"regex": ".*"}}],
-                            allow_methods="GET, PUT, DELETE, POST, PATCH, OPTIONS",
-                            allow_headers=(
-                                "authorization, content-type, x-grpc-web, x-user-agent, "
-                                "x-request-id, grpc-timeout"
-                            ),
-                            expose_headers=(
-                                "grpc-status, grpc-message, grpc-status-details-bin, "
-                                "x-request-id, x-ratelimit-limit, x-ratelimit-remaining, "
-                                "x-ratelimit-reset, retry-after"
-                            ),
-                            max_age="86400",
-                        )
-                    },
-                }
-            ],
-        },
-        http_filters=filters,
+def production_edge_site() -> EdgeSite:
+    """The front door in production: behind the load balancer on :8443, the clusters'
+    sidecars found through Consul DNS."""
+    return EdgeSite(
+        certs=CERTS,
+        protoset=PROTOSET,
+        port=EDGE_PORT,
+        admin_port=ADMIN_PORT,
+        upstreams={c: (_peer_host(c), INBOUND_PORT) for c in CLUSTERS},
+        dns=True,
+        address="0.0.0.0",  # noqa: S104
+        max_request_bytes=MAX_REQUEST_BYTES,
     )
-    clusters = [
-        _cluster(
-            cluster,
-            _peer_host(cluster),
-            INBOUND_PORT,
-            dns=True,
-            tls=_upstream_tls(EDGE, identity_for(cluster)),
-        )
-        for cluster in CLUSTERS
-    ]
-    clusters.append(
-        {
-            "name": "edge_self",
-            "type": "STATIC",
-            "connect_timeout": "5s",
-            "load_assignment": {
-                "cluster_name": "edge_self",
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {
-                                "endpoint": {
-                                    "address": {
-                                        "socket_address": {
-                                            "address": "127.0.0.1",
-                                            "port_value": EDGE_PORT,
-                                        }
-                                    }
-                                }
-                            }
-                        ]
-                    }
-                ],
-            },
-            "transport_socket": {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": _any(
-                    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    sni=dns_name("auth"),
-                    common_tls_context={
-                        "validation_context": {"trusted_ca": {"filename": f"{CERTS}/ca.crt"}}
-                    },
-                ),
-            },
-        }
-    )
-    return {
-        "node": {"id": "edge", "cluster": "edge"},
-        "admin": _admin(),
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "edge",
-                    "address": {"socket_address": {"address": "0.0.0.0", "port_value": EDGE_PORT}},  # noqa: S104
-                    "per_connection_buffer_limit_bytes": 1024 * 1024,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ],
-                            "transport_socket": {
-                                "name": "envoy.transport_sockets.tls",
-                                "typed_config": _any(
-                                    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                                    common_tls_context={
-                                        "tls_certificates": [_cert(EDGE)],
-                                        "alpn_protocols": ["h2", "http/1.1"],
-                                    },
-                                ),
-                            },
-                        }
-                    ],
-                }
-            ],
-            "clusters": clusters,
-        },
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
-    }
 
 
 # -- Consul -----------------------------------------------------------------------------------
@@ -617,7 +421,7 @@ def files(
             intentions(cluster, policy, catalog),
         )
         yield f"envoy/sidecar-{cluster}.json", sidecar(cluster, policy, catalog, ports)
-    yield "envoy/edge.json", edge(catalog)
+    yield "envoy/edge.json", edge(catalog, production_edge_site())
 
 
 def render(content: Json) -> str:

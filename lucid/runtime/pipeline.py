@@ -28,13 +28,15 @@ from lucid.runtime import tls
 from lucid.runtime.authz import authorize
 from lucid.runtime.context import Principal, principal_var, request_id_var
 from lucid.runtime.contracts import Catalog, MethodInfo
+from lucid.runtime.envelope import envelope_trailers
 from lucid.runtime.errors import (
     STATUS_DETAILS_KEY,
     ErrorCode,
+    ErrorDetails,
     FieldViolation,
     LucidError,
 )
-from lucid.runtime.identity import ServiceIdentity
+from lucid.runtime.identity import EDGE, ServiceIdentity
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import PlanePolicy, audit, default_policy
 from lucid.runtime.tokens import TokenVerifier
@@ -217,8 +219,18 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trailing_metadata=(
                 (STATUS_DETAILS_KEY, status.SerializeToString()),
                 (REQUEST_ID_HEADER, call.request_id),
+                *self._envelope(context, ErrorDetails.from_status(status), call.request_id),
             ),
         )
+
+    def _envelope(
+        self, context: grpc.aio.ServicerContext, details: ErrorDetails, request_id: str
+    ) -> tuple[tuple[str, str], ...]:
+        """For a call relayed by the edge: the JSON envelope its HTTP caller gets."""
+        peer = tls.peer_identity(context.auth_context())
+        if peer is None or peer.name != EDGE:
+            return ()
+        return envelope_trailers(details, request_id=request_id, service=self.cluster)
 
     async def _pass_through(
         self, call: Call, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
@@ -233,10 +245,15 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
             }.get(exc.code(), ErrorCode.ERROR_CODE_UNKNOWN)
             return LucidError(code, f"upstream call failed: {exc.code().name}")
+        rich = ErrorDetails.from_rpc_error(exc)
         await context.abort(
             exc.code(),
             exc.details() or "",
-            trailing_metadata=(*details, (REQUEST_ID_HEADER, call.request_id)),
+            trailing_metadata=(
+                *details,
+                (REQUEST_ID_HEADER, call.request_id),
+                *self._envelope(context, rich, call.request_id),
+            ),
         )
         raise exc  # not reached: abort raises
 

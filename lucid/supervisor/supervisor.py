@@ -221,6 +221,8 @@ def banner(settings: Settings) -> str:
         [
             "",
             f"Lucid is up: {len(CLUSTERS)} clusters behind the edge at {edge}",
+            "  mode: edge Envoy (envoy/edge.json with local paths) + in-process mTLS "
+            "between the clusters (no sidecars)",
             "",
             "  REST via the edge:",
             f"    {curl} {edge}/api/v1/meta/health",
