@@ -71,7 +71,7 @@ run: venv tools
 	$(VENV)/bin/lucid up --demo
 
 bench: venv tools
-	scripts/install-tools.sh ghz
+	scripts/install-tools.sh ghz bombardier
 	$(VENV)/bin/python -m bench
 
 clean:

@@ -87,7 +87,7 @@ async def _ghz(label: str, target: str, certs: Path, token: str) -> list[Figure]
 
 
 async def run(ctx: BenchContext) -> list[Figure]:
-    for name in ("lucid.rpc", "lucid.edge", "lucid.breaker", "lucid.edge.policy"):
+    for name in ("lucid.rpc", "lucid.breaker"):
         logging.getLogger(name).setLevel(logging.ERROR)
     settings = ctx.settings
     figures: list[Figure] = []

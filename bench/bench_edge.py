@@ -1,0 +1,147 @@
+"""The Envoy edge under load, side by side at one concurrency: the same authenticated
+unary rpc (GetProfile with a real token, the auth cluster's full pipeline) called
+
+1. directly over gRPC with mTLS (ghz),
+2. as REST through the Envoy edge (bombardier, HTTPS: jwt_authn, the rate-limit call
+   to the gateway, transcoding, mTLS to auth),
+3. as grpc-web through the Envoy edge (bombardier, the same filters),
+
+and the ratio REST-via-edge / direct (target ≥ 0.70 of the QPS, p99 at most twice direct).
+The gateway's limiter runs on a clock that races ahead, so one user's 1000/min tier
+does not cap the run while every request still pays the ShouldRateLimit round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from bench.bench_front import _ghz
+from bench.bench_pipeline import constant_auth
+from bench.common import BenchContext, Figure
+from lucid.gateway import app as gateway_app
+from lucid.lib.clock import FakeClock
+from lucid.runtime.server import ClusterServer, Runtime
+from lucid.supervisor.envoy import running_edge
+from lucid.supervisor.localservers import free_port, tool_path
+from tests.support import Mesh
+
+CONCURRENCY = 16
+REQUESTS = 6000
+
+
+async def _bombardier(label: str, url: str, args: list[str]) -> list[Figure]:
+    process = await asyncio.create_subprocess_exec(
+        tool_path("bombardier"),
+        "--insecure",  # loopback, the dev CA's certificate; TLS is still negotiated
+        "-c",
+        str(CONCURRENCY),
+        "-n",
+        str(REQUESTS),
+        "-l",
+        "-p",
+        "r",
+        "-o",
+        "json",
+        *args,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(err.decode() or out.decode())
+    result = json.loads(out)["result"]
+    percentiles = result["latency"]["percentiles"]
+    ok = result["req2xx"]
+    return [
+        Figure(f"{label}: throughput", result["rps"]["mean"], "calls/s"),
+        Figure(f"{label}: p50", percentiles["50"] / 1000, "ms"),
+        Figure(f"{label}: p99", percentiles["99"] / 1000, "ms"),
+        Figure(f"{label}: errors", REQUESTS - ok, "calls"),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def _racing_clock(clock: FakeClock) -> AsyncIterator[None]:
+    async def race() -> None:
+        while True:
+            clock.advance(60.0)
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(race())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _value(figures: list[Figure], name: str) -> float:
+    return next(f.value for f in figures if f.name == name)
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    for name in ("lucid.rpc", "lucid.breaker"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    settings = ctx.settings
+    own = settings.replace(ports={**settings.ports, "auth": free_port(), "gateway": free_port()})
+    mesh = Mesh(own)
+    await mesh.start("auth", constant_auth)
+    clock = FakeClock()
+    runtime = Runtime(own, "gateway", clock=clock)
+    gateway = ClusterServer(runtime, await gateway_app.build(runtime), port=own.port("gateway"))
+    await gateway.start()
+    token = await mesh.token()
+    figures: list[Figure] = []
+    frame = Path(tempfile.mkstemp(suffix=".grpcweb")[1])
+    frame.write_bytes(b"\x00\x00\x00\x00\x00")  # one grpc-web frame: the empty request
+    try:
+        figures += await _ghz("direct gRPC", f"127.0.0.1:{own.port('auth')}", own.certs_dir, token)
+        async with running_edge(own) as edge, _racing_clock(clock):
+            auth = ["-H", f"authorization: Bearer {token}"]
+            figures += await _bombardier(
+                "REST via Envoy edge", f"{edge.url}/api/v1/auth/profile", auth
+            )
+            figures += await _bombardier(
+                "grpc-web via Envoy edge",
+                f"{edge.url}/lucid.auth.v1.AuthService/GetProfile",
+                [
+                    *auth,
+                    "-m",
+                    "POST",
+                    "-H",
+                    "content-type: application/grpc-web+proto",
+                    "-H",
+                    "x-grpc-web: 1",
+                    "-f",
+                    str(frame),
+                ],
+            )
+        direct = _value(figures, "ghz direct gRPC: throughput")
+        for via in ("REST via Envoy edge", "grpc-web via Envoy edge"):
+            figures.append(
+                Figure(
+                    f"{via} / direct: throughput",
+                    _value(figures, f"{via}: throughput") / direct,
+                    "ratio",
+                )
+            )
+            figures.append(
+                Figure(
+                    f"{via} / direct: p99",
+                    _value(figures, f"{via}: p99") / _value(figures, "ghz direct gRPC: p99"),
+                    "ratio",
+                )
+            )
+    finally:
+        frame.unlink()
+        await gateway.stop(grace_s=0.2)
+        await mesh.stop_all()
+    return figures
