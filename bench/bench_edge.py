@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.bench_front import _ghz
-from bench.bench_pipeline import constant_auth
+from bench.bench_pipeline import Constant, constant_auth
 from bench.common import BenchContext, Figure
+from lucid.auth import app as auth_app
+from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.gateway import app as gateway_app
 from lucid.lib.clock import FakeClock
-from lucid.runtime.server import ClusterServer, Runtime
+from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.supervisor.envoy import running_edge
 from lucid.supervisor.localservers import free_port, tool_path
 from tests.support import Mesh
@@ -83,6 +85,20 @@ async def _racing_clock(clock: FakeClock) -> AsyncIterator[None]:
             await task
 
 
+async def _auth_with_keys(runtime: Runtime) -> ClusterApp:
+    """The constant auth servicer behind the full pipeline, publishing its real JWKS
+    (Envoy's jwt_authn verifies the token against it)."""
+    app = constant_auth(runtime)
+    keys = auth_app.key_store(runtime)
+
+    class WithKeys(Constant):
+        async def GetJwks(self, request, context):  # type: ignore[no-untyped-def]
+            return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**jwk) for jwk in await keys.jwks()])
+
+    app.servicers = [(auth_pb2_grpc.add_AuthServiceServicer_to_server, WithKeys())]
+    return app
+
+
 def _value(figures: list[Figure], name: str) -> float:
     return next(f.value for f in figures if f.name == name)
 
@@ -93,7 +109,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     settings = ctx.settings
     own = settings.replace(ports={**settings.ports, "auth": free_port(), "gateway": free_port()})
     mesh = Mesh(own)
-    await mesh.start("auth", constant_auth)
+    await mesh.start("auth", _auth_with_keys)
     clock = FakeClock()
     runtime = Runtime(own, "gateway", clock=clock)
     gateway = ClusterServer(runtime, await gateway_app.build(runtime), port=own.port("gateway"))

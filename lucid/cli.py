@@ -38,7 +38,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import up
 
     configure_logging("supervisor", "WARNING")
-    asyncio.run(up(settings, demo=args.demo))
+    asyncio.run(up(settings, demo=args.demo, sidecars=args.sidecars))
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> None:
@@ -163,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole mesh on loopback until Ctrl-C")
     up.add_argument("--demo", action="store_true", help="then walk through it once (lucid demo)")
+    up.add_argument(
+        "--sidecars", action="store_true", help="each cluster behind its own Envoy sidecar"
+    )
     up.set_defaults(run=_up)
 
     demo = sub.add_parser(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,14 @@ def _any(type_name: str, **fields: Any) -> Json:
     return {"@type": f"type.googleapis.com/{type_name}", **fields}
 
 
-def _cert(name: str) -> Json:
+def _cert(name: str, certs: str = CERTS) -> Json:
     return {
-        "certificate_chain": {"filename": f"{CERTS}/{name}.crt"},
-        "private_key": {"filename": f"{CERTS}/{name}.key"},
+        "certificate_chain": {"filename": f"{certs}/{name}.crt"},
+        "private_key": {"filename": f"{certs}/{name}.key"},
     }
 
 
-def _upstream_tls(own: str, peer: ServiceIdentity) -> Json:
+def _upstream_tls(own: str, peer: ServiceIdentity, certs: str = CERTS) -> Json:
     """mTLS to a peer: present our certificate, accept only the peer's SPIFFE id."""
     return {
         "name": "envoy.transport_sockets.tls",
@@ -71,10 +72,10 @@ def _upstream_tls(own: str, peer: ServiceIdentity) -> Json:
             "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
             sni=dns_name(peer.name),
             common_tls_context={
-                "tls_certificates": [_cert(own)],
+                "tls_certificates": [_cert(own, certs)],
                 "alpn_protocols": ["h2"],
                 "validation_context": {
-                    "trusted_ca": {"filename": f"{CERTS}/ca.crt"},
+                    "trusted_ca": {"filename": f"{certs}/ca.crt"},
                     "match_typed_subject_alt_names": [
                         {"san_type": "URI", "matcher": {"exact": peer.spiffe_id}}
                     ],
@@ -125,8 +126,8 @@ def _peer_host(cluster: str) -> str:
     return f"{cluster}.service.consul"
 
 
-def _admin() -> Json:
-    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}}
+def _admin(port: int = ADMIN_PORT) -> Json:
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
 
 
 def _router() -> Json:
@@ -177,7 +178,51 @@ def rbac_policies(grant_list: list[Grant], destination: str) -> Json:
 # -- sidecars ---------------------------------------------------------------------------------
 
 
-def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[str, int]) -> Json:
+@dataclass(frozen=True)
+class SidecarSite:
+    """Where one cluster's sidecar runs and what it talks to."""
+
+    certs: str
+    inbound: tuple[str, int]
+    """Address and port of the mTLS listener the other clusters reach."""
+    app_port: int
+    """The cluster's own server on loopback."""
+    admin_port: int
+    outbound: Mapping[str, tuple[int, str, int]]
+    """Peer → (loopback port the cluster dials, host and port of the peer's sidecar)."""
+    dns: bool
+
+
+def production_sidecar_site(
+    cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[str, int]
+) -> SidecarSite:
+    """Production: inbound on :15001, peers' sidecars through Consul DNS, outbound
+    listeners at the peers' port-map ports."""
+    return SidecarSite(
+        certs=CERTS,
+        inbound=("0.0.0.0", INBOUND_PORT),  # noqa: S104
+        app_port=ports[cluster],
+        admin_port=ADMIN_PORT,
+        outbound={
+            peer: (ports[peer], _peer_host(peer), INBOUND_PORT)
+            for peer in callable_peers(cluster, policy, catalog)
+        },
+        dns=True,
+    )
+
+
+def callable_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> list[str]:
+    """The clusters the plane table lets ``cluster`` call at all."""
+    me = identity_for(cluster)
+    return [
+        peer
+        for peer in CLUSTERS
+        if peer != cluster
+        and any(g.source == me and not g.none for g in grants(policy, catalog, peer))
+    ]
+
+
+def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, site: SidecarSite) -> Json:
     """The Envoy bootstrap of one cluster's sidecar."""
     me = identity_for(cluster)
     inbound_hcm = _any(
@@ -218,7 +263,9 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
     listeners: list[Json] = [
         {
             "name": "inbound",
-            "address": {"socket_address": {"address": "0.0.0.0", "port_value": INBOUND_PORT}},  # noqa: S104
+            "address": {
+                "socket_address": {"address": site.inbound[0], "port_value": site.inbound[1]}
+            },
             "filter_chains": [
                 {
                     "filters": [
@@ -233,10 +280,10 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
                             "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                             require_client_certificate=True,
                             common_tls_context={
-                                "tls_certificates": [_cert(cluster)],
+                                "tls_certificates": [_cert(cluster, site.certs)],
                                 "alpn_protocols": ["h2"],
                                 "validation_context": {
-                                    "trusted_ca": {"filename": f"{CERTS}/ca.crt"},
+                                    "trusted_ca": {"filename": f"{site.certs}/ca.crt"},
                                     "match_typed_subject_alt_names": [
                                         {"san_type": "URI", "matcher": {"prefix": SAN_PREFIX}}
                                     ],
@@ -252,31 +299,25 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
         _cluster(
             "local_app",
             "127.0.0.1",
-            ports[cluster],
+            site.app_port,
             dns=False,
-            tls=_upstream_tls(cluster, me),
+            tls=_upstream_tls(cluster, me, site.certs),
         )
     ]
-    for peer in CLUSTERS:
-        if peer == cluster:
-            continue
-        reachable = [g for g in grants(policy, catalog, peer) if g.source == me and not g.none]
-        if not reachable:
-            continue  # no route at all to a cluster the table never lets us call
-        peer_identity = identity_for(peer)
-        listeners.append(_outbound_listener(peer, ports[peer]))
+    for peer, (port, host, peer_port) in site.outbound.items():
+        listeners.append(_outbound_listener(peer, port))
         clusters.append(
             _cluster(
                 f"peer_{peer}",
-                _peer_host(peer),
-                INBOUND_PORT,
-                dns=True,
-                tls=_upstream_tls(cluster, peer_identity),
+                host,
+                peer_port,
+                dns=site.dns,
+                tls=_upstream_tls(cluster, identity_for(peer), site.certs),
             )
         )
     return {
         "node": {"id": f"{cluster}-sidecar", "cluster": cluster},
-        "admin": _admin(),
+        "admin": _admin(site.admin_port),
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
@@ -420,7 +461,8 @@ def files(
             f"consul/config-entries/{cluster}-intentions.json",
             intentions(cluster, policy, catalog),
         )
-        yield f"envoy/sidecar-{cluster}.json", sidecar(cluster, policy, catalog, ports)
+        site = production_sidecar_site(cluster, policy, catalog, ports)
+        yield f"envoy/sidecar-{cluster}.json", sidecar(cluster, policy, catalog, site)
     yield "envoy/edge.json", edge(catalog, production_edge_site())
 
 

@@ -146,15 +146,21 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.metrics.active += 1
         return Call(info=info, request_id=request_id)
 
-    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+    def _peer(self, context: grpc.aio.ServicerContext) -> ServiceIdentity | None:
+        """The caller: the mTLS peer, or behind our sidecar the identity it forwards."""
         peer = tls.peer_identity(context.auth_context())
+        if self.forwarded_by is not None and peer == self.forwarded_by:
+            metadata = dict(context.invocation_metadata() or ())
+            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
+            if forwarded is not None:
+                return forwarded
+        return peer
+
+    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+        peer = self._peer(context)
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
         metadata = dict(context.invocation_metadata() or ())
-        if self.forwarded_by is not None and peer == self.forwarded_by:
-            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
-            if forwarded is not None:
-                peer = forwarded
         header = str(metadata.get("authorization", ""))
         user = None
         token = ""
@@ -227,7 +233,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, context: grpc.aio.ServicerContext, details: ErrorDetails, request_id: str
     ) -> tuple[tuple[str, str], ...]:
         """For a call relayed by the edge: the JSON envelope its HTTP caller gets."""
-        peer = tls.peer_identity(context.auth_context())
+        peer = self._peer(context)
         if peer is None or peer.name != EDGE:
             return ()
         return envelope_trailers(details, request_id=request_id, service=self.cluster)

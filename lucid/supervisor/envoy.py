@@ -122,21 +122,16 @@ async def wait_ready(admin_url: str, process: asyncio.subprocess.Process) -> Non
 
 
 @contextlib.asynccontextmanager
-async def running_edge(settings: Settings, port: int | None = None) -> AsyncIterator[EdgeProcess]:
-    """An Envoy edge as a child process until the block ends."""
-    port = port or free_port()
-    admin_port = free_port()
-    directory = settings.var_dir / "envoy"
-    bootstrap = write_bootstrap(settings, port, admin_port, directory)
-    log = directory / f"edge-{port}.log"
+async def running_envoy(
+    bootstrap: Path, admin_port: int, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Envoy with ``bootstrap`` as a child process, ready, until the block ends."""
     process = await asyncio.create_subprocess_exec(
         *command(bootstrap, log), stdin=asyncio.subprocess.DEVNULL
     )
-    admin_url = f"http://127.0.0.1:{admin_port}"
-    scheme = "https" if settings.edge_tls else "http"
     try:
-        await wait_ready(admin_url, process)
-        yield EdgeProcess(process, f"{scheme}://localhost:{port}", admin_url, bootstrap)
+        await wait_ready(f"http://127.0.0.1:{admin_port}", process)
+        yield process
     finally:
         if process.returncode is None:
             process.terminate()
@@ -145,6 +140,20 @@ async def running_edge(settings: Settings, port: int | None = None) -> AsyncIter
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_edge(settings: Settings, port: int | None = None) -> AsyncIterator[EdgeProcess]:
+    """An Envoy edge as a child process until the block ends."""
+    port = port or free_port()
+    admin_port = free_port()
+    directory = settings.var_dir / "envoy"
+    bootstrap = write_bootstrap(settings, port, admin_port, directory)
+    scheme = "https" if settings.edge_tls else "http"
+    async with running_envoy(bootstrap, admin_port, directory / f"edge-{port}.log") as process:
+        yield EdgeProcess(
+            process, f"{scheme}://localhost:{port}", f"http://127.0.0.1:{admin_port}", bootstrap
+        )
 
 
 def exec_edge(settings: Settings, port: int | None = None) -> None:
