@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc
@@ -46,7 +47,7 @@ async def sidecars(settings: Settings) -> AsyncIterator[Sidecars]:
     base = settings.replace(
         ports={**settings.ports, **{c: free_port() for c in (*BEHIND, "sessions")}}
     )
-    layout = SidecarLayout.allocate(base, clusters=(*BEHIND, "sessions"))
+    layout = SidecarLayout.allocate(base, clusters=(*BEHIND, "sessions", "gateway"))
     servers = []
     try:
         for cluster in BEHIND:
@@ -56,7 +57,7 @@ async def sidecars(settings: Settings) -> AsyncIterator[Sidecars]:
             )
             await server.start()
             servers.append(server)
-        async with running_sidecars(base, layout, (*BEHIND, "sessions")):
+        async with running_sidecars(base, layout, (*BEHIND, "sessions", "gateway")):
             async with operator_channel(base, "blockchain") as channel:
                 await wait_for(ChainStubs(channel).ready, timeout_s=60)
             yield Sidecars(base, layout)
@@ -76,6 +77,18 @@ async def test_blockchain_to_payments_is_denied_by_envoy_rbac(sidecars: Sidecars
             )
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "RBAC" in (denied.value.details() or "")
+
+
+async def test_the_gateway_reaches_every_cluster_for_health_only(sidecars: Sidecars) -> None:
+    assert "payments" in sidecars.layout.health_only["gateway"]
+    async with sidecars.outbound("gateway", "payments") as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as no_route:
+            await payouts_pb2_grpc.PayoutServiceStub(channel).GetPayoutStats(
+                payouts_pb2.GetPayoutStatsRequest()
+            )
+    assert no_route.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_blockchain_to_payments_is_denied_in_process_too(sidecars: Sidecars) -> None:

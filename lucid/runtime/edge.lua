@@ -189,13 +189,13 @@ function envoy_on_response(handle)
   h:remove(STATUS_TRAILER)
   local forced = h:get(LOCAL_CODE_HEADER)
   h:remove(LOCAL_CODE_HEADER)
-  if marks(handle)["health"] == "1" then
-    return health(handle)
-  end
   if marks(handle)["grpc"] == "1" then
     return
   end
   local code = h:get("grpc-status")
+  if marks(handle)["health"] == "1" and code == "0" then
+    return health(handle)
+  end
   h:remove("grpc-status-details-bin")
   if envelope == nil then
     local http = tonumber(h:get(":status")) or 200

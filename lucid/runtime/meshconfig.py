@@ -49,6 +49,8 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 RATE_LIMIT_METHOD = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 SAN_PREFIX = "spiffe://lucid.local/"
+HEALTH_PROBER = "gateway"
+"""The cluster whose aggregated health probes every other cluster."""
 
 Json = dict[str, Any]
 
@@ -191,6 +193,9 @@ class SidecarSite:
     outbound: Mapping[str, tuple[int, str, int]]
     """Peer → (loopback port the cluster dials, host and port of the peer's sidecar)."""
     dns: bool
+    health_only: frozenset[str] = frozenset()
+    """Peers the table never lets this cluster call: only their health is reachable (the
+    gateway's aggregated health probes every cluster)."""
 
 
 def production_sidecar_site(
@@ -205,10 +210,26 @@ def production_sidecar_site(
         admin_port=ADMIN_PORT,
         outbound={
             peer: (ports[peer], _peer_host(peer), INBOUND_PORT)
-            for peer in callable_peers(cluster, policy, catalog)
+            for peer in reachable_peers(cluster, policy, catalog)
         },
         dns=True,
+        health_only=health_only_peers(cluster, policy, catalog),
     )
+
+
+def reachable_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> list[str]:
+    """The peers ``cluster``'s sidecar has an outbound listener for."""
+    extra = health_only_peers(cluster, policy, catalog)
+    return [p for p in CLUSTERS if p in extra or p in callable_peers(cluster, policy, catalog)]
+
+
+def health_only_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> frozenset[str]:
+    """The clusters the gateway (whose aggregated health probes every cluster) reaches for
+    health only; any other cluster has no route at all to a peer it may not call."""
+    if cluster != HEALTH_PROBER:
+        return frozenset()
+    callable_ = set(callable_peers(cluster, policy, catalog))
+    return frozenset(c for c in CLUSTERS if c not in callable_ and c != cluster)
 
 
 def callable_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> list[str]:
@@ -305,7 +326,7 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, site: SidecarSi
         )
     ]
     for peer, (port, host, peer_port) in site.outbound.items():
-        listeners.append(_outbound_listener(peer, port))
+        listeners.append(_outbound_listener(peer, port, peer in site.health_only))
         clusters.append(
             _cluster(
                 f"peer_{peer}",
@@ -322,8 +343,9 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, site: SidecarSi
     }
 
 
-def _outbound_listener(peer: str, port: int) -> Json:
-    """Plain h2 from the local server on loopback (``sidecar = true``) to a peer's sidecar."""
+def _outbound_listener(peer: str, port: int, health_only: bool) -> Json:
+    """Plain h2 from the local server on loopback (``sidecar = true``) to a peer's sidecar
+    (only its health service, for a peer the table never lets us call)."""
     hcm = _any(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix=f"outbound_{peer}",
@@ -336,7 +358,7 @@ def _outbound_listener(peer: str, port: int) -> Json:
                     "domains": ["*"],
                     "routes": [
                         {
-                            "match": {"prefix": "/"},
+                            "match": {"prefix": HEALTH_PREFIX if health_only else "/"},
                             "route": {"cluster": f"peer_{peer}", "timeout": "0s"},
                         }
                     ],

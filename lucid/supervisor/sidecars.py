@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import catalog
-from lucid.runtime.meshconfig import SidecarSite, callable_peers, sidecar
+from lucid.runtime.meshconfig import SidecarSite, health_only_peers, reachable_peers, sidecar
 from lucid.runtime.planes import default_policy
 from lucid.supervisor.envoy import running_envoy
 from lucid.supervisor.localservers import free_port
@@ -37,19 +37,33 @@ class SidecarLayout:
     admin: Mapping[str, int]
     outbound: Mapping[str, Mapping[str, int]]
     """Cluster → peer → the loopback port of the cluster's outbound listener to it."""
+    health_only: Mapping[str, frozenset[str]]
+    """Cluster → the peers it may reach for health only."""
 
     @classmethod
     def allocate(cls, settings: Settings, clusters: tuple[str, ...] = CLUSTERS) -> SidecarLayout:
         """Free ports for ``clusters`` (the public ones stay the settings' port map)."""
         contracts, policy = catalog(), default_policy()
+        taken = set(settings.ports.values()) | {settings.edge_port}
+
+        def port() -> int:
+            # free_port() may hand out a port twice, and gRPC servers bind with
+            # SO_REUSEPORT: two of ours on one port would share its connections
+            found = free_port()
+            while found in taken:
+                found = free_port()
+            taken.add(found)
+            return found
+
         return cls(
             public={c: settings.port(c) for c in CLUSTERS},
-            app={c: free_port() for c in clusters},
-            admin={c: free_port() for c in clusters},
+            app={c: port() for c in clusters},
+            admin={c: port() for c in clusters},
             outbound={
-                c: {peer: free_port() for peer in callable_peers(c, policy, contracts)}
+                c: {peer: port() for peer in reachable_peers(c, policy, contracts)}
                 for c in clusters
             },
+            health_only={c: health_only_peers(c, policy, contracts) for c in clusters},
         )
 
     def site(self, settings: Settings, cluster: str) -> SidecarSite:
@@ -64,6 +78,7 @@ class SidecarLayout:
                 for peer, port in self.outbound[cluster].items()
             },
             dns=False,
+            health_only=self.health_only[cluster],
         )
 
     def cluster_settings(self, settings: Settings, cluster: str) -> Settings:
