@@ -52,6 +52,7 @@ lint: venv tools
 	$(VENV)/bin/ruff format --check lucid tests bench
 	$(VENV)/bin/mypy lucid
 	buf lint
+	scripts/buf-breaking.sh
 	$(VENV)/bin/lint-imports
 
 check: lint check-gen

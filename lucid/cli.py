@@ -65,8 +65,8 @@ def _chain(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.codegen.meshconfig import write
     from lucid.runtime.contracts import catalog
-    from lucid.runtime.meshconfig import write
     from lucid.runtime.server import VERSION
 
     written = write(Path(args.out), catalog(), VERSION)

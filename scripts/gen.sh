@@ -36,12 +36,12 @@ $PY -m grpc_tools.protoc "${includes[@]}" \
   --descriptor_set_out="$out/lucid.protoset" \
   "${protos[@]}"
 
-PYTHONPATH="$out:." $PY -m lucid.runtime.apidoc "$out/lucid.protoset" > "$out/api.md"
+PYTHONPATH="$out:." $PY -m lucid.codegen.apidoc "$out/lucid.protoset" > "$out/api.md"
 # Production configuration from the plane table, the contracts and the port map.
 version=$($PY -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 deploy=$(mktemp -d)
 trap 'rm -rf "$out" "$deploy"' EXIT
-PYTHONPATH="$out:." $PY -m lucid.runtime.meshconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
+PYTHONPATH="$out:." $PY -m lucid.codegen.meshconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
 
 if [[ $mode == check ]]; then
   status=0

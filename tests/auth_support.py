@@ -20,7 +20,7 @@ import pytest
 from tronpy.keys import PrivateKey
 
 from lucid.auth.app import build
-from lucid.auth.servicer import AuthService
+from lucid.auth.servicers.auth import AuthServicer
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.runtime.config import Settings
@@ -136,8 +136,8 @@ class ClockedAuth:
     settings: Settings
 
     @property
-    def servicer(self) -> AuthService:
-        return next(s for _, s in self.server.app.servicers if isinstance(s, AuthService))
+    def servicer(self) -> AuthServicer:
+        return next(s for _, s in self.server.app.servicers if isinstance(s, AuthServicer))
 
 
 @asynccontextmanager
@@ -153,6 +153,6 @@ async def clocked_auth(settings: Settings, clock: Clock) -> AsyncIterator[Clocke
         await server.stop(grace_s=0.5)
 
 
-def servicer_of(server: ClusterServer) -> AuthService:
+def servicer_of(server: ClusterServer) -> AuthServicer:
     """The auth servicer of a running auth server."""
-    return next(s for _, s in server.app.servicers if isinstance(s, AuthService))
+    return next(s for _, s in server.app.servicers if isinstance(s, AuthServicer))

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from lucid.auth import app as auth_app
-from lucid.auth.servicer import AuthService
+from lucid.auth.servicers.auth import AuthServicer
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
@@ -24,7 +24,7 @@ from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, bearer, details
 
 
-class Flaky(AuthService):
+class Flaky(AuthServicer):
     """Fails the first ``failures`` calls of each rpc with UNAVAILABLE; records request ids."""
 
     def __init__(self, core, failures: int, delay_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The front door (Envoy, ``lucid.runtime.edgeconfig``) end to end over HTTPS: security
+"""The front door (Envoy, ``lucid.codegen.edgeconfig``) end to end over HTTPS: security
 headers, CORS, rate limits with their headers, the chunk cap (10 MiB + 1 byte refused
 with nothing stored), every gRPC status as its HTTP status, NDJSON streams, breakers
 seen through the edge, and a real grpc-web client (protobuf-ts stubs in node) calling a

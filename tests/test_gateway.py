@@ -16,12 +16,12 @@ from google.protobuf import wrappers_pb2
 
 from lucid.common.v1 import access_pb2
 from lucid.gateway import app as gateway_app
-from lucid.gateway.limiter import Limiter
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import FakeClock
 from lucid.lib.ratelimit import MemoryLimiter, Policy
 from lucid.runtime.config import Settings
 from lucid.runtime.datastores import Datastores
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterServer, Runtime
 from lucid.supervisor.localservers import free_port
 from tests.support import Mesh, bearer, details, operator_channel
@@ -154,7 +154,7 @@ async def test_redis_script_and_memory_limiter_agree(settings: Settings) -> None
     """The Lua script and ``lucid.lib.ratelimit.decide`` are one algorithm."""
     clock = FakeClock()
     stores = Datastores(settings, mongo=False, redis=True)
-    limiter = Limiter(stores.cache, clock)
+    limiter = RateLimiter(stores.cache, clock, "gateway")
     memory = MemoryLimiter()
     policy = Policy(limit=10, window_s=60.0, burst=20, burst_window_s=300.0)
     key = f"agree-{uuid.uuid4().hex}"

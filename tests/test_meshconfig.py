@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from lucid.codegen.meshconfig import CERTS, PROTOSET, files, render
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import catalog
-from lucid.runtime.meshconfig import CERTS, PROTOSET, files, render
 from lucid.supervisor.localservers import tool_path
 
 VERSION = "0.1.0"

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lucid.auth import app as auth_app
-from lucid.auth.servicer import AuthService
+from lucid.auth.servicers.auth import AuthServicer
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.common.v1 import access_pb2
 from lucid.nodes.v1 import nodes_pb2, nodes_pb2_grpc
@@ -238,7 +238,7 @@ async def test_missing_or_unsafe_request_id_is_replaced(mesh: Mesh) -> None:
 
 
 async def test_unexpected_exception_is_internal_without_internals(settings: Settings) -> None:
-    class Broken(AuthService):
+    class Broken(AuthServicer):
         async def GetJwks(
             self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
         ) -> auth_pb2.GetJwksResponse:

@@ -19,7 +19,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.storage import backupformat
-from lucid.storage.servicer_backup import BackupServicer
+from lucid.storage.servicers.backup import BackupServicer
 from lucid.storage.v1 import backup_pb2
 from tests.storage_support import Stubs, admin_metadata, component, eventually
 from tests.support import Mesh, details

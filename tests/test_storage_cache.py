@@ -184,8 +184,8 @@ async def test_flush_by_prefix_only_with_confirm(storage: Mesh) -> None:
     assert await redis.exists(f"{globby}1") == 0
     await redis.unlink(f"{neighbour}1")
     audit = storage.servers["storage"].runtime.datastores.db["storage_audit_events"]
-    event = await audit.find_one({"method": "FlushCache", "target": f"{doomed}*"})
-    assert event is not None and event["result"] == "ok"
+    event = await audit.find_one({"action": "FlushCache", "resource": f"{doomed}*"})
+    assert event is not None and event["result"] == "success"
 
 
 async def test_stats_and_memory(storage: Mesh) -> None:

@@ -125,12 +125,12 @@ async def test_collections_lifecycle(storage: Mesh) -> None:
             )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     audit = storage.servers["storage"].runtime.datastores.db["storage_audit_events"]
-    events = await audit.find({"target": "admin_made"}).to_list()
-    assert {(e["method"], e["result"]) for e in events} >= {
-        ("CreateCollection", "ok"),
-        ("CreateCollection", "refused"),
-        ("DropCollection", "ok"),
-        ("DropCollection", "refused"),
+    events = await audit.find({"resource": "admin_made"}).to_list()
+    assert {(e["action"], e["result"]) for e in events} >= {
+        ("CreateCollection", "success"),
+        ("CreateCollection", "failure"),
+        ("DropCollection", "success"),
+        ("DropCollection", "failure"),
     }
     assert all(e["principal"].startswith("user:") for e in events)
 

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 
-from lucid.storage.servicer_volume import VolumeServicer
+from lucid.storage.servicers.volume import VolumeServicer
 from lucid.storage.v1 import volume_pb2
 from tests.storage_support import Stubs, admin_metadata, component, eventually
 from tests.support import Mesh, details

@@ -9,12 +9,12 @@ sessions are revoked, so no token keeps the old rights for its remaining minutes
 from __future__ import annotations
 
 from lucid.auth import policy
-from lucid.auth.audit import Event
-from lucid.auth.sessions import REVOKED_ACCOUNT, LoginSessions
+from lucid.auth.login_sessions import REVOKED_ACCOUNT, LoginSessions
 from lucid.auth.store.ownership import Ownership, OwnershipStore
-from lucid.auth.store.users import UserRecord, UserStore
+from lucid.auth.store.users import UserFilter, UserRecord, UserStore
 from lucid.auth.v1 import auth_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime.audit import Event
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 
@@ -48,6 +48,32 @@ class Accounts:
         if user is None:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
         return user
+
+    async def read(self, caller: Principal, user_id: str) -> UserRecord:
+        """A user as ``caller`` may see it: one's own, or anyone's for admins."""
+        if caller.user is not None and caller.user.user_id != user_id and not caller.is_admin:
+            raise LucidError(ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins read others")
+        return await self.get(user_id)
+
+    async def permission_of(
+        self, caller: Principal, user_id: str, permission: int
+    ) -> tuple[bool, str]:
+        """``check_permission`` for ``user_id`` (the caller's own if empty; others' for admins)."""
+        own = caller.user.user_id if caller.user else ""
+        user_id = user_id or own
+        if not user_id:
+            raise LucidError(ErrorCode.ERROR_CODE_MISSING_FIELD, "user_id is required")
+        if caller.user is not None and user_id != own and not caller.is_admin:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins check others' permissions"
+            )
+        return await self.check_permission(user_id, permission)
+
+    async def list_users(
+        self, where: UserFilter, *, offset: int, limit: int
+    ) -> tuple[list[UserRecord], int]:
+        """A page of the users matching ``where`` (the rpc's access rule admits admins only)."""
+        return await self.users.page(where, self._clock.now(), offset=offset, limit=limit)
 
     async def update_profile(self, user_id: str, *, username: str, email: str) -> UserRecord:
         """Sets a new username and/or e-mail, each unique."""

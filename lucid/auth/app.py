@@ -11,16 +11,15 @@ import asyncio
 
 from lucid.auth import keystore, schema
 from lucid.auth.accounts import Accounts
-from lucid.auth.audit import Auditor
-from lucid.auth.limits import Limits
-from lucid.auth.servicer import AuthCore, AuthService
-from lucid.auth.sessions import LoginSessions
+from lucid.auth.core import AuthCore
+from lucid.auth.login_sessions import LoginSessions
+from lucid.auth.servicers.auth import AuthServicer
 from lucid.auth.signin import SignIn
 from lucid.auth.store.audit import AuditStore
-from lucid.auth.store.cache import ChallengeStore, RateLimiter, TokenBlacklist
+from lucid.auth.store.cache import ChallengeStore, TokenBlacklist
 from lucid.auth.store.links import MagicLinkStore, Outbox
+from lucid.auth.store.login_sessions import SessionStore
 from lucid.auth.store.ownership import OwnershipStore
-from lucid.auth.store.sessions import SessionStore
 from lucid.auth.store.users import UserStore
 from lucid.auth.store.wallets import WalletRecordStore
 from lucid.auth.tokens import TokenIssuer
@@ -28,6 +27,8 @@ from lucid.auth.v1 import auth_pb2_grpc
 from lucid.auth.wallets import software
 from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.sealing import Sealer
+from lucid.runtime.audit import AuditTrail
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
 
@@ -51,7 +52,7 @@ async def core(runtime: Runtime) -> AuthCore:
     keys = key_store(runtime, sealer)
     jwks = CallbackKeySource(keys.jwks)
     users = UserStore(db)
-    limits = Limits(RateLimiter(redis), clock)
+    limits = RateLimiter(redis, clock, "auth")
     sessions = LoginSessions(
         store=SessionStore(db, redis),
         users=users,
@@ -85,7 +86,7 @@ async def core(runtime: Runtime) -> AuthCore:
         ),
         sessions=sessions,
         accounts=Accounts(users, sessions, OwnershipStore(db), clock),
-        auditor=Auditor(audit_store, clock),
+        auditor=AuditTrail(db[schema.AUDIT], clock),
         audit_store=audit_store,
         wallets=wallets,
         limits=limits,
@@ -106,7 +107,7 @@ async def build(runtime: Runtime) -> ClusterApp:
         await parts.keys.current()
 
     return ClusterApp(
-        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthService(parts))],
+        servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(parts))],
         collections=COLLECTIONS,
         key_source=CallbackKeySource(parts.keys.jwks),
         on_ready=[ensure_key],

@@ -5,27 +5,30 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from lucid.auth import policy
-from lucid.auth.sessions import Tokens
+from lucid.auth.login_sessions import Tokens
+from lucid.auth.store import users
 from lucid.auth.store.audit import AuditRecord
-from lucid.auth.store.sessions import SessionRecord
+from lucid.auth.store.login_sessions import SessionRecord
 from lucid.auth.store.users import UserRecord
 from lucid.auth.v1 import auth_pb2
 from lucid.auth.wallets.backend import Device
+from lucid.runtime.wire import optional_timestamp
+
+_STATUS_FILTER = {
+    auth_pb2.ACCOUNT_STATUS_ACTIVE: users.ACTIVE,
+    auth_pb2.ACCOUNT_STATUS_LOCKED: users.LOCKED,
+    auth_pb2.ACCOUNT_STATUS_SUSPENDED: users.SUSPENDED,
+}
 
 
-def timestamp(moment: datetime | float | None) -> Timestamp | None:
-    """A ``Timestamp`` of a datetime or epoch seconds (None stays None)."""
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    if isinstance(moment, datetime):
-        stamp.FromDatetime(moment)
-    else:
-        stamp.FromNanoseconds(int(moment * 1e9))
-    return stamp
+def user_filter(request: auth_pb2.ListUsersRequest) -> users.UserFilter:
+    """The filter of a ListUsers request."""
+    return users.UserFilter(
+        role=policy.role_name(request.role) if request.role else "",
+        kyc_status=policy.kyc_name(request.kyc_status) if request.kyc_status else "",
+        status=_STATUS_FILTER.get(request.status, ""),
+    )
 
 
 def user(record: UserRecord, now: datetime) -> auth_pb2.User:
@@ -41,9 +44,9 @@ def user(record: UserRecord, now: datetime) -> auth_pb2.User:
         status=record.status(now),  # type: ignore[arg-type]
         hardware_wallet_enabled=record.hardware_wallet_enabled,
         totp_enabled=record.totp_enabled,
-        create_time=timestamp(record.created_at),
-        last_login_time=timestamp(record.last_login),
-        locked_until=timestamp(record.locked_until if record.locked(now) else None),
+        create_time=optional_timestamp(record.created_at),
+        last_login_time=optional_timestamp(record.last_login),
+        locked_until=optional_timestamp(record.locked_until if record.locked(now) else None),
     )
 
 
@@ -64,13 +67,13 @@ def session(record: SessionRecord) -> auth_pb2.LoginSession:
     return auth_pb2.LoginSession(
         session_id=record.session_id,
         user_id=record.user_id,
-        create_time=timestamp(record.created_at),
-        last_activity_time=timestamp(record.last_activity),
-        expire_time=timestamp(record.expires_at),
+        create_time=optional_timestamp(record.created_at),
+        last_activity_time=optional_timestamp(record.last_activity),
+        expire_time=optional_timestamp(record.expires_at),
         ip_address=record.ip_address,
         user_agent=record.user_agent,
         revoked=record.revoked,
-        revoke_time=timestamp(record.revoked_at),
+        revoke_time=optional_timestamp(record.revoked_at),
     )
 
 
@@ -90,7 +93,7 @@ def audit_event(record: AuditRecord) -> auth_pb2.AuditEvent:
     result = record.result if not record.reason else f"{record.result}:{record.reason}"
     return auth_pb2.AuditEvent(
         event_id=record.event_id,
-        event_time=timestamp(record.event_time),
+        event_time=optional_timestamp(record.event_time),
         user_id=record.user_id,
         tron_address=record.tron_address,
         action=record.action,

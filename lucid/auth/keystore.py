@@ -1,48 +1,49 @@
 """The auth cluster's signing keys: Ed25519, sealed at rest, published as a JWKS.
 
-Each key is a document of ``auth_signing_keys``: its ``kid``, the public key and
-the private key sealed with secretbox (Argon2id-derived key). New tokens are
-signed with the newest active key. Rotation adds a key and retires the previous
-one, which stays in the JWKS until every token it signed has expired (a refresh
-token's 7 days), so rotation never signs anyone out.
+The keys live in ``auth_signing_keys``, kept by the runtime's sealed key store
+(``lucid.runtime.keystore``): a key's id is the tokens' ``kid``, its public part
+the JWK's ``x``. New tokens are signed with the newest active key. Rotation adds
+a key and retires the previous one, which stays in the JWKS until every token it
+signed has expired (a refresh token's 7 days), so rotation never signs anyone out.
 """
 
 from __future__ import annotations
 
 import base64
-import secrets
-import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lucid.lib.clock import Clock
 from lucid.lib.sealing import Sealer
-from lucid.runtime.schema import CollectionSpec, IndexSpec
+from lucid.runtime.keystore import SealedKey, SealedKeyStore, collection_spec
 from lucid.runtime.tokens import ALGORITHM, REFRESH_TTL_S, JwkDict
 
 COLLECTION = "auth_signing_keys"
-SCHEMA = CollectionSpec(
-    COLLECTION,
-    (
-        IndexSpec((("kid", 1),), "kid_unique", unique=True),
-        IndexSpec((("status", 1), ("created_at", -1)), "status_created"),
-    ),
-    owner="auth",
-)
+SCHEMA = collection_spec(COLLECTION, owner="auth")
+PURPOSE = "token_signing"
 
 CURRENT_KEY_TTL_S = 2.0
-ACTIVE = "active"
-RETIRED = "retired"
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _make() -> tuple[bytes, str]:
+    private = Ed25519PrivateKey.generate()
+    raw_private = private.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    raw_public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return raw_private, _b64url(raw_public)
 
 
 @dataclass(frozen=True)
@@ -57,88 +58,35 @@ class SigningKeyStore:
     """Creates, rotates and publishes the token signing keys."""
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]], sealer: Sealer, clock: Clock):
-        self._keys = collection
-        self._sealer = sealer
-        self._clock = clock
-        self._cache: dict[str, SigningKey] = {}
-        self._current: tuple[SigningKey, float] | None = None
+        # another auth instance's rotation is picked up within CURRENT_KEY_TTL_S (the
+        # key it retired still verifies, so tokens signed meanwhile stay valid)
+        self._store = SealedKeyStore(collection, sealer, clock, current_ttl_s=CURRENT_KEY_TTL_S)
+        self._signers: dict[str, SigningKey] = {}
 
-    async def _create(self) -> SigningKey:
-        private = Ed25519PrivateKey.generate()
-        raw_private = private.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        raw_public = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        now = self._clock.now()
-        kid = f"{now:%Y%m%d}-{secrets.token_hex(4)}"
-        await self._keys.insert_one(
-            {
-                "kid": kid,
-                "public_x": _b64url(raw_public),
-                "private_sealed": self._sealer.seal(raw_private),
-                "status": ACTIVE,
-                "created_at": now,
-                "verify_until": None,
-            }
-        )
-        key = SigningKey(kid, private)
-        self._cache[kid] = key
-        self._current = (key, time.monotonic())
-        return key
+    def _signer(self, key: SealedKey) -> SigningKey:
+        if key.key_id not in self._signers:
+            private = Ed25519PrivateKey.from_private_bytes(key.secret)
+            self._signers[key.key_id] = SigningKey(key.key_id, private)
+        return self._signers[key.key_id]
 
     async def current(self) -> SigningKey:
-        """The key new tokens are signed with (created on first use).
-
-        Read from the database at most every ``CURRENT_KEY_TTL_S``: another auth
-        instance's rotation is picked up within that time (the key it retired
-        still verifies, so tokens signed meanwhile stay valid).
-        """
-        if self._current is not None and time.monotonic() - self._current[1] < CURRENT_KEY_TTL_S:
-            return self._current[0]
-        doc = await self._keys.find_one({"status": ACTIVE}, sort=[("created_at", DESCENDING)])
-        if doc is None:
-            return await self._create()
-        kid = doc["kid"]
-        if kid not in self._cache:
-            raw = self._sealer.unseal(bytes(doc["private_sealed"]))
-            self._cache[kid] = SigningKey(kid, Ed25519PrivateKey.from_private_bytes(raw))
-        self._current = (self._cache[kid], time.monotonic())
-        return self._cache[kid]
+        """The key new tokens are signed with (created on first use)."""
+        return self._signer(await self._store.current(PURPOSE, _make))
 
     async def rotate(self) -> SigningKey:
         """Adds a new signing key; the previous ones verify until their tokens expire."""
-        now = self._clock.now()
-        await self._keys.update_many(
-            {"status": ACTIVE},
-            {
-                "$set": {
-                    "status": RETIRED,
-                    "verify_until": now + timedelta(seconds=REFRESH_TTL_S),
-                }
-            },
-        )
-        return await self._create()
+        return self._signer(await self._store.rotate(PURPOSE, _make, verify_for_s=REFRESH_TTL_S))
 
     async def jwks(self) -> list[JwkDict]:
         """Public keys of every key whose tokens may still be alive, newest first."""
-        now: datetime = self._clock.now()
-        keys: list[JwkDict] = []
-        async for doc in self._keys.find(
-            {"$or": [{"status": ACTIVE}, {"verify_until": {"$gt": now}}]},
-            sort=[("created_at", DESCENDING)],
-        ):
-            keys.append(
-                {
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": doc["public_x"],
-                    "kid": doc["kid"],
-                    "use": "sig",
-                    "alg": ALGORITHM,
-                }
-            )
-        return keys
+        return [
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": key.public,
+                "kid": key.key_id,
+                "use": "sig",
+                "alg": ALGORITHM,
+            }
+            for key in await self._store.published(PURPOSE)
+        ]

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from lucid.common.v1 import access_pb2
+from lucid.lib.ratelimit import Policy
 from lucid.runtime import authz
+from lucid.runtime.limits import Limit
 from lucid.runtime.tokens import kyc_claim, role_claim
 
 CHALLENGE_TTL_S = 300
@@ -24,23 +26,12 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=30)
 
 
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``limit`` calls per ``window_s`` seconds for one subject."""
-
-    name: str
-    limit: int
-    window_s: int
-
-
-# Spec 09 §5: login 10/min per IP; register 5/min; refresh 60/min per token; HW 20/min;
-# the public tier (100/min) for the challenge.
-CHALLENGE_LIMIT = RateLimit("challenge", 100, 60)
-LOGIN_LIMIT = RateLimit("login", 10, 60)
-REGISTER_LIMIT = RateLimit("register", 5, 60)
-REFRESH_LIMIT = RateLimit("refresh", 60, 60)
-MAGIC_LINK_LIMIT = RateLimit("magic-link", 5, 60)
-HARDWARE_WALLET_LIMIT = RateLimit("hardware-wallet", 20, 60)
+CHALLENGE_LIMIT = Limit("challenge", Policy(limit=100, window_s=60.0))
+LOGIN_LIMIT = Limit("login", Policy(limit=10, window_s=60.0))
+REGISTER_LIMIT = Limit("register", Policy(limit=5, window_s=60.0))
+REFRESH_LIMIT = Limit("refresh", Policy(limit=60, window_s=60.0))
+MAGIC_LINK_LIMIT = Limit("magic-link", Policy(limit=5, window_s=60.0))
+HARDWARE_WALLET_LIMIT = Limit("hardware-wallet", Policy(limit=20, window_s=60.0))
 
 
 @dataclass(frozen=True)

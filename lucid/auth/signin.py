@@ -21,9 +21,7 @@ from datetime import datetime, timedelta
 import pyotp
 
 from lucid.auth import challenge, policy
-from lucid.auth.audit import Client, Event
-from lucid.auth.limits import Limits
-from lucid.auth.sessions import LoginSessions, Tokens
+from lucid.auth.login_sessions import LoginSessions, Tokens
 from lucid.auth.store.cache import ChallengeStore, StoredChallenge
 from lucid.auth.store.links import MagicLinkStore, Outbox
 from lucid.auth.store.users import UserExistsError, UserRecord, UserStore
@@ -32,7 +30,9 @@ from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib import tron
 from lucid.lib.clock import Clock
 from lucid.lib.sealing import Sealer
+from lucid.runtime.audit import Client, Event
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+from lucid.runtime.limits import RateLimiter
 
 TOTP_ISSUER = "Lucid"
 MAGIC_LINK_KIND = "magic_link"
@@ -76,7 +76,7 @@ class SignIn:
         *,
         users: UserStore,
         challenges: ChallengeStore,
-        limits: Limits,
+        limits: RateLimiter,
         sessions: LoginSessions,
         wallets: HardwareWallets,
         wallet_records: WalletRecordStore,

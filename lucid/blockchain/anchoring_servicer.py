@@ -7,17 +7,19 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from lucid.blockchain import anchors, blocks, paging, transactions
+from lucid.blockchain import anchors, blocks, transactions
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
-from lucid.blockchain.repository import Doc, doc_to_transaction, stamp
+from lucid.blockchain.repository import Doc, doc_to_transaction
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import anchoring_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
+from lucid.runtime import paging
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
+from lucid.runtime.wire import duration, optional_timestamp
 
 
 def _already(doc: Doc) -> LucidError:
@@ -210,11 +212,11 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
             failed_count=counts[anchors.FAILED],
             expired_count=counts[anchors.EXPIRED],
             batch_size=self.node.config.anchoring_batch_size,
-            timeout=anchors.timeout_duration(self.node.config.anchoring_timeout_s),
+            timeout=duration(self.node.config.anchoring_timeout_s),
         )
         oldest = await repo.oldest_anchoring(anchors.PENDING)
         if oldest is not None:
-            value = stamp(oldest.get("submit_time"))
+            value = optional_timestamp(oldest.get("submit_time"))
             if value is not None:
                 response.oldest_pending_time.CopyFrom(value)
         return response
@@ -227,18 +229,12 @@ class AnchoringServicer(anchoring_pb2_grpc.AnchoringServiceServicer):
             anchors.PENDING,
             anchors.PROCESSING,
         ]
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=50,
-            maximum=1000,
-            query=("anchorings", sorted(names)),
-        )
+        page = paging.page(request)
         query = {"status": {"$in": names}}
         total = await self.node.repo.count_anchorings(query)
         docs = await self.node.repo.anchoring_docs(query, skip=page.offset, limit=page.size)
         return apb.ListAnchoringsResponse(
             anchorings=[self._proto(ready, d) for d in docs],
-            next_page_token=page.next_token(total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )

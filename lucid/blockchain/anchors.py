@@ -15,15 +15,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2
 from pymongo.errors import DuplicateKeyError
 
-from lucid.blockchain.repository import Doc, Repository, stamp, utc
+from lucid.blockchain.repository import Doc, Repository, utc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib.ids import is_uuid4
 from lucid.lib.manifestdoc import truncate_ms
+from lucid.runtime.wire import optional_timestamp
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -190,7 +190,7 @@ def to_proto(
         manifest_data=apb.ManifestData(
             chunk_count=int(manifest.get("chunk_count", 0)),
             total_size_bytes=int(manifest.get("total_size_bytes", 0)),
-            create_time=stamp(manifest.get("create_time")),
+            create_time=optional_timestamp(manifest.get("create_time")),
             manifest_id=manifest.get("manifest_id", ""),
             hash_algorithm=int(manifest.get("hash_algorithm", 0)),  # type: ignore[arg-type]
             manifest_version=manifest.get("manifest_version", ""),
@@ -212,7 +212,7 @@ def to_proto(
         ("confirm_time", "confirm_time"),
         ("expire_time", "expire_time"),
     ):
-        value = stamp(doc.get(key))
+        value = optional_timestamp(doc.get(key))
         if value is not None and not (name == "expire_time" and status == CONFIRMED):
             getattr(result, name).CopyFrom(value)
     if status in (PENDING, PROCESSING):
@@ -220,10 +220,3 @@ def to_proto(
         estimate = submitted + timedelta(seconds=interval_s + leader_timeout_s)
         result.estimated_confirm_time.FromDatetime(estimate)
     return result
-
-
-def timeout_duration(seconds: float) -> duration_pb2.Duration:
-    """A duration message."""
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value

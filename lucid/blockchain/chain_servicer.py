@@ -6,16 +6,16 @@ import importlib.metadata
 import uuid
 from typing import Any
 
-from google.protobuf import duration_pb2
-
-from lucid.blockchain import blocks, genesis, paging
+from lucid.blockchain import blocks, genesis
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.node import ChainNode
 from lucid.blockchain.repository import Doc, doc_to_block, doc_to_transaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import blockchain_pb2_grpc
+from lucid.runtime import paging
 from lucid.runtime.errors import LucidError, not_found, reason_of
+from lucid.runtime.wire import duration
 
 try:
     VERSION = importlib.metadata.version("lucid")
@@ -41,13 +41,6 @@ def summary(doc: Doc, tip_height: int) -> pb.BlockSummary:
     result.block_time.seconds = int(doc["block_time_s"])
     result.block_time.nanos = int(doc["block_time_nanos"])
     return result
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    """A Duration."""
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
 
 
 class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
@@ -141,13 +134,7 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
         tip = ledger.tip.height
         low, high = request.height_from, request.height_to or tip
         descending = request.order != pb.BLOCK_ORDER_HEIGHT_ASC
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=20,
-            maximum=100,
-            query=("blocks", low, request.height_to, descending, request.status),
-        )
+        page = paging.page(request, default=20)
         if request.status not in (pb.BLOCK_STATUS_UNSPECIFIED, pb.BLOCK_STATUS_CONFIRMED):
             return pb.ListBlocksResponse()  # only final blocks are stored
         query = {"height": {"$gte": low, "$lte": high}}
@@ -157,7 +144,7 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
         )
         return pb.ListBlocksResponse(
             blocks=[summary(d, tip) for d in docs],
-            next_page_token=page.next_token(total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 
@@ -305,19 +292,13 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
         self, request: pb.ListPendingTransactionsRequest, context: Any
     ) -> pb.ListPendingTransactionsResponse:
         ledger = self.node.require().ledger
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=50,
-            maximum=1000,
-            query=("pending", request.type),
-        )
+        page = paging.page(request)
         total = await ledger.repo.count_pending(tx_type=request.type)
         docs = await ledger.repo.pending_docs(
             tx_type=request.type, skip=page.offset, limit=page.size
         )
         return pb.ListPendingTransactionsResponse(
             transactions=[doc_to_transaction(d) for d in docs],
-            next_page_token=page.next_token(total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )

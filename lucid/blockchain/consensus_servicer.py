@@ -9,19 +9,20 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from lucid.blockchain import paging, poot
-from lucid.blockchain.chain_servicer import duration
+from lucid.blockchain import poot
 from lucid.blockchain.consensus import RoundView
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
-from lucid.blockchain.repository import VOTES, Doc, stamp, utc
+from lucid.blockchain.repository import VOTES, Doc, utc
 from lucid.blockchain.sync import MAX_SYNC_BYTES
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import consensus_pb2_grpc
 from lucid.lib import canonical
 from lucid.lib.ids import new_id
+from lucid.runtime import paging
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.wire import duration, optional_timestamp
 
 ROUND_STATUS = {
     "pending": cpb.ROUND_STATUS_PENDING,
@@ -57,10 +58,10 @@ def round_proto(doc: Doc) -> cpb.ConsensusRound:
             validator_id=vote["validator_id"],
             decision=pb.VOTE_DECISION_APPROVE,
             signature=vote.get("signature", ""),
-            vote_time=stamp(vote.get("vote_time")),
+            vote_time=optional_timestamp(vote.get("vote_time")),
         )
     for name in ("start_time", "end_time"):
-        value = stamp(doc.get(name))
+        value = optional_timestamp(doc.get(name))
         if value is not None:
             getattr(result, name).CopyFrom(value)
     return result
@@ -147,17 +148,12 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
                     validator.last_seen_time.FromNanoseconds(int(state.last_seen * 1e9))
             if request.status in (cpb.VALIDATOR_STATUS_UNSPECIFIED, validator.status):
                 validators.append(validator)
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=50,
-            maximum=1000,
-            query=("participants", request.status),
-        )
+        page = paging.page(request)
+        shown = page.window(validators)
         return cpb.ListConsensusParticipantsResponse(
-            validators=validators[page.offset : page.offset + page.size],
+            validators=shown,
             required_approvals=ready.validators.required_approvals,
-            next_page_token=page.next_token(len(validators)),
+            next_page_token=page.next_token(len(shown), len(validators)),
             total_size=len(validators),
         )
 
@@ -172,18 +168,12 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         if request.height_to:
             heights["$lte"] = request.height_to
         query["height"] = heights
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=50,
-            maximum=1000,
-            query=("history", request.status, request.height_from, request.height_to),
-        )
+        page = paging.page(request)
         total = await self.node.repo.count_rounds(query)
         docs = await self.node.repo.round_docs(query, skip=page.offset, limit=page.size)
         return cpb.ListConsensusHistoryResponse(
             rounds=[round_proto(d) for d in docs],
-            next_page_token=page.next_token(total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 
@@ -225,17 +215,12 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             )
             entry.update_time.FromDatetime(now)
             tallies.append(entry)
-        page = paging.page(
-            request.page_token,
-            request.page_size,
-            default=50,
-            maximum=1000,
-            query=("credits", epoch, request.entity_id, request.entity_type),
-        )
+        page = paging.page(request, scope=epoch)
+        shown = page.window(tallies)
         return cpb.GetWorkCreditsResponse(
             epoch=epoch,
-            tallies=tallies[page.offset : page.offset + page.size],
-            next_page_token=page.next_token(len(tallies)),
+            tallies=shown,
+            next_page_token=page.next_token(len(shown), len(tallies)),
             total_size=len(tallies),
         )
 

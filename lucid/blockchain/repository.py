@@ -23,6 +23,7 @@ from pymongo.errors import BulkWriteError
 from lucid.blockchain import schema, transactions
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.runtime.wire import optional_timestamp
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -46,15 +47,6 @@ def utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def stamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A stored time as a Timestamp."""
-    if moment is None:
-        return None
-    result = timestamp_pb2.Timestamp()
-    result.FromDatetime(utc(moment))  # type: ignore[arg-type]
-    return result
 
 
 # -- blocks ------------------------------------------------------------------------------
@@ -126,9 +118,9 @@ def doc_to_block(doc: Doc) -> pb.Block:
             public_key=a["public_key"],
             signature=a["signature"],
             round=int(a.get("round", 0)),
-            approve_time=stamp(a.get("approve_time")),
+            approve_time=optional_timestamp(a.get("approve_time")),
         )
-    final_time = stamp(doc.get("final_time"))
+    final_time = optional_timestamp(doc.get("final_time"))
     if final_time is not None:
         block.final_time.CopyFrom(final_time)
     return block
@@ -188,7 +180,7 @@ def doc_to_transaction(doc: Doc, *, tip_height: int | None = None) -> pb.Transac
         if tip_height is not None:
             tx.confirmations = tip_height - tx.block_height + 1
     for name in ("submit_time", "confirm_time"):
-        value = stamp(doc.get(name))
+        value = optional_timestamp(doc.get(name))
         if value is not None:
             getattr(tx, name).CopyFrom(value)
     return tx

@@ -18,11 +18,12 @@ from bson import Binary
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors
-from lucid.blockchain.repository import Doc, Repository, stamp
+from lucid.blockchain.repository import Doc, Repository
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.lib import merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.wire import optional_timestamp
 
 PAGE_LEAVES = 100_000
 BUILT = "built"
@@ -150,7 +151,7 @@ def to_proto(tree: Doc, entries: Sequence[bytes] | None = None) -> mpb.MerkleTre
         error_message=tree.get("error_message") or "",
     )
     for name in ("create_time", "update_time"):
-        value = stamp(tree.get(name))
+        value = optional_timestamp(tree.get(name))
         if value is not None:
             getattr(result, name).CopyFrom(value)
     return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
-from lucid.gateway.limiter import Limiter
 from lucid.gateway.servicer import (
     ENVOY_SHOULD_RATE_LIMIT,
     EnvoyRateLimitService,
@@ -21,13 +20,14 @@ from lucid.gateway.servicer import (
 )
 from lucid.gateway.traffic import TrafficLog
 from lucid.gateway.v1 import gateway_pb2_grpc
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 
 
 async def build(runtime: Runtime) -> ClusterApp:
     """The gateway server."""
     stores = runtime.datastores
-    limiter = Limiter(stores.cache, runtime.clock)
+    limiter = RateLimiter(stores.cache, runtime.clock, "gateway")
     gateway = GatewayService(runtime, limiter, TrafficLog(), stores.dependencies())
     return ClusterApp(
         servicers=[

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.common.v1 import access_pb2
-from lucid.gateway.limiter import Limiter, Outcome
 from lucid.gateway.tiers import POLICIES, tier_by_name, tier_name
 from lucid.gateway.traffic import RouteStats, Sample, TrafficLog
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -25,20 +23,15 @@ from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import MethodInfo, protoset_path
 from lucid.runtime.datastores import Dependency
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.limits import Outcome, RateLimiter
 from lucid.runtime.server import VERSION, Runtime
-from lucid.runtime.wire import timestamp
+from lucid.runtime.wire import duration, epoch_seconds, timestamp
 
 SERVICE_NAME = "api-gateway"
 API_VERSION = "v1"
 FEATURES = ("rest", "grpc-web", "sessions", "chain", "payments", "rdp", "nodes", "admin")
 HEALTH_TIMEOUT_S = 1.0
 DEFAULT_WINDOW_S = 60
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(max(0.0, seconds) * 1e9))
-    return value
 
 
 HEALTHY = gateway_pb2.HEALTH_STATUS_HEALTHY
@@ -52,7 +45,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(
         self,
         runtime: Runtime,
-        limiter: Limiter,
+        limiter: RateLimiter,
         traffic: TrafficLog,
         stores: Sequence[Dependency],
     ) -> None:
@@ -148,7 +141,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             version=VERSION,
             check_time=timestamp(self.clock.timestamp()),
             dependencies=dependencies,
-            uptime=_duration(time.monotonic() - self.started),
+            uptime=duration(time.monotonic() - self.started),
             response_time_ms=round((time.perf_counter() - started) * 1000),
         )
 
@@ -160,7 +153,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         total, routes = self.traffic.window(now, window, request.route_prefix)
         active = self.traffic.active_connections
         return gateway_pb2.GetMetricsResponse(
-            window=_duration(window),
+            window=duration(window),
             sample_time=timestamp(now),
             total=_route_metrics(total, active),
             routes=[_route_metrics(r, 0) for r in routes],
@@ -171,7 +164,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.ReportTrafficRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ReportTrafficResponse:
         for sample in request.samples:
-            finished = sample.finish_time.ToNanoseconds() / 1e9 or self.clock.timestamp()
+            finished = epoch_seconds(sample.finish_time) or self.clock.timestamp()
             self.traffic.add(
                 sample.method,
                 sample.route,
@@ -203,14 +196,14 @@ def _policy_message(tier: int, policy: Policy) -> gateway_pb2.RateLimitPolicy:
         tier=tier,  # type: ignore[arg-type]
         limit=policy.limit,
         burst=policy.burst,
-        window=_duration(policy.window_s),
+        window=duration(policy.window_s),
     )
 
 
 class RateLimitService(gateway_pb2_grpc.RateLimitServiceServicer):
     """The tiers of spec 01 §9 on the shared limiter."""
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
 
     async def CheckRateLimit(
@@ -294,7 +287,7 @@ class EnvoyRateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
     public tier when no tier is given. A descriptor that names no tier is not limited.
     """
 
-    def __init__(self, limiter: Limiter, clock: Clock) -> None:
+    def __init__(self, limiter: RateLimiter, clock: Clock) -> None:
         self.limiter = limiter
         self.clock = clock
 
@@ -323,7 +316,7 @@ class EnvoyRateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
                 unit=_unit(policy.window_s),  # type: ignore[arg-type]
             ),
             limit_remaining=min(decision.remaining, 2**32 - 1),
-            duration_until_reset=_duration(decision.reset_at - self.clock.timestamp()),
+            duration_until_reset=duration(max(0.0, decision.reset_at - self.clock.timestamp())),
         )
         return status, outcome, policy
 

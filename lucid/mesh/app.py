@@ -18,15 +18,20 @@ import redis.asyncio as aioredis
 
 from lucid.lib.sealing import Sealer
 from lucid.mesh import schema
-from lucid.mesh.events import EventBus
-from lucid.mesh.messages import MessageQueue
-from lucid.mesh.repository import CertificateStore, PolicyStore, RegistryStore, SettingsStore
-from lucid.mesh.servicer import (
-    DiscoveryService,
-    IdentityService,
-    MessagingService,
-    PolicyService,
-)
+from lucid.mesh.discovery import Registry
+from lucid.mesh.identity import Identity
+from lucid.mesh.messaging import Messaging
+from lucid.mesh.policies import Policies
+from lucid.mesh.servicers.discovery import ServiceDiscoveryServicer
+from lucid.mesh.servicers.identity import IdentityServicer
+from lucid.mesh.servicers.messaging import MessagingServicer
+from lucid.mesh.servicers.policy import PolicyServicer
+from lucid.mesh.store.certificates import CertificateStore
+from lucid.mesh.store.events import EventBus
+from lucid.mesh.store.messages import MessageQueue
+from lucid.mesh.store.policies import PolicyStore
+from lucid.mesh.store.registry import RegistryStore
+from lucid.mesh.store.settings import SettingsStore
 from lucid.mesh.v1 import (
     discovery_pb2_grpc,
     identity_pb2_grpc,
@@ -58,12 +63,12 @@ async def build(runtime: Runtime) -> ClusterApp:
     def authority() -> CertificateAuthority:
         return CertificateAuthority.load(settings.certs_dir, Sealer(settings.sealing_passphrase()))
 
-    discovery = DiscoveryService(RegistryStore(db, runtime.datastores.cache), runtime.clock)
-    identity = IdentityService(
+    registry = Registry(RegistryStore(db, runtime.datastores.cache), runtime.clock)
+    identity = Identity(
         authority, CertificateStore(db), default_policy(), runtime.catalog, runtime.clock
     )
-    policy = PolicyService(PolicyStore(db), SettingsStore(db), default_policy(), runtime.clock)
-    messaging = MessagingService(
+    policies = Policies(PolicyStore(db), SettingsStore(db), default_policy(), runtime.clock)
+    messaging = Messaging(
         MessageQueue(db[schema.MESSAGES], streams), EventBus(streams), runtime.clock
     )
 
@@ -71,17 +76,23 @@ async def build(runtime: Runtime) -> ClusterApp:
         while True:
             await asyncio.sleep(SWEEP_S)
             with contextlib.suppress(Exception):
-                await discovery.sweep()
+                await registry.sweep()
 
     async def close_streams() -> None:
         await streams.aclose()
 
     return ClusterApp(
         servicers=[
-            (discovery_pb2_grpc.add_ServiceDiscoveryServiceServicer_to_server, discovery),
-            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, identity),
-            (policy_pb2_grpc.add_PolicyServiceServicer_to_server, policy),
-            (messaging_pb2_grpc.add_MessagingServiceServicer_to_server, messaging),
+            (
+                discovery_pb2_grpc.add_ServiceDiscoveryServiceServicer_to_server,
+                ServiceDiscoveryServicer(registry),
+            ),
+            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(identity)),
+            (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(policies)),
+            (
+                messaging_pb2_grpc.add_MessagingServiceServicer_to_server,
+                MessagingServicer(messaging),
+            ),
         ],
         collections=schema.COLLECTIONS,
         tasks=[sweep],

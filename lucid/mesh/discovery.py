@@ -1,6 +1,6 @@
-"""Registration and discovery rules of the in-repo registry (spec 10 §3, §4), for
-setups without Consul: who may register what, the health state machine, and how
-one healthy instance is picked.
+"""The in-repo registry (spec 10 §3, §4), for setups without Consul: who may
+register what, the health state machine, how one healthy instance is picked, and
+``Registry``, the service the discovery rpcs call.
 
 Health: a critical report counts a failure; ``failure_threshold`` (3) in a row make
 the instance unhealthy, and ``success_threshold`` (1) passing report makes it
@@ -18,10 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lucid.common.v1 import access_pb2
+from lucid.lib.clock import Clock
+from lucid.mesh.store import DuplicateError
+from lucid.mesh.store.registry import Registration, RegistryStore, ServiceQuery
 from lucid.mesh.v1 import discovery_pb2, policy_pb2
 from lucid.runtime.context import Principal
-from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 from lucid.runtime.identity import cluster_from_enum, cluster_planes
+from lucid.runtime.wire import timestamp
 
 DEFAULT_TTL_S = 300
 DEFAULT_WEIGHT = 100
@@ -91,12 +95,12 @@ def apply_report(
 ) -> None:
     """Moves ``health`` by one check result (a ``CheckStatus``), in place."""
     health.last_check = report  # type: ignore[assignment]
-    health.last_check_time.FromNanoseconds(int(now_s * 1e9))
+    health.last_check_time.CopyFrom(timestamp(now_s))
     if report == discovery_pb2.CHECK_STATUS_CRITICAL:
         health.consecutive_failures += 1
         health.consecutive_successes = 0
         if not health.HasField("critical_since_time"):
-            health.critical_since_time.FromNanoseconds(int(now_s * 1e9))
+            health.critical_since_time.CopyFrom(timestamp(now_s))
         if health.consecutive_failures >= thresholds.failures:
             health.status = discovery_pb2.INSTANCE_STATUS_UNHEALTHY
         return
@@ -144,3 +148,106 @@ def pick(
         "least-connections needs connection counts the registry does not keep; "
         "use round-robin, random, weighted or consistent-hash",
     )
+
+
+REPORT_RETRIES = 5
+"""Optimistic concurrency: a health report that raced another is applied again."""
+
+
+class Registry:
+    """Registers, reports on, lists, resolves and sweeps service instances."""
+
+    def __init__(self, store: RegistryStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def register(
+        self, request: discovery_pb2.RegisterServiceRequest, caller: Principal
+    ) -> discovery_pb2.ServiceInstance:
+        """A new registration of the caller's own cluster; ALREADY_EXISTS for a known id."""
+        check_registration(request, caller)
+        now = self.clock.timestamp()
+        ttl = request.ttl_seconds or DEFAULT_TTL_S
+        instance = discovery_pb2.ServiceInstance(
+            service_id=request.service_id,
+            instance_id=f"{request.service_name}-{request.service_id[:8]}",
+            service_name=request.service_name,
+            cluster=request.cluster,
+            plane=request.plane,
+            endpoint=request.endpoint,
+            version=request.version,
+            health_check=request.health_check,
+            metadata=request.metadata,
+            ttl_seconds=ttl,
+            weight=request.weight or DEFAULT_WEIGHT,
+            health=discovery_pb2.InstanceHealth(status=discovery_pb2.INSTANCE_STATUS_UNKNOWN),
+            register_time=timestamp(now),
+            expire_time=timestamp(now + ttl),
+        )
+        try:
+            await self.store.insert(instance, now=now, expire=now + ttl)
+        except DuplicateError:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                f"service {request.service_id} is already registered",
+            ) from None
+        return instance
+
+    async def _owned(self, service_id: str, caller: Principal) -> Registration:
+        found = await self.store.get(service_id)
+        if found is None:
+            raise not_found(f"service {service_id}")
+        if not may_act_for(caller, found.cluster):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                f"service {service_id} belongs to {cluster_from_enum(found.cluster)}",
+            )
+        return found
+
+    async def deregister(self, service_id: str, caller: Principal) -> None:
+        """Removes one of the caller's cluster's instances."""
+        await self._owned(service_id, caller)
+        await self.store.delete(service_id)
+
+    async def report_health(
+        self, service_id: str, status: int, output: str, response_time_ms: int, caller: Principal
+    ) -> discovery_pb2.ServiceInstance:
+        """Applies one health report (a heartbeat: the registration lives another TTL)."""
+        for _ in range(REPORT_RETRIES):
+            found = await self._owned(service_id, caller)
+            instance = found.instance
+            now = self.clock.timestamp()
+            apply_report(instance.health, Thresholds.of(instance.health_check), status, now_s=now)
+            instance.health.output = output
+            instance.health.response_time_ms = response_time_ms
+            expire = now + instance.ttl_seconds
+            instance.expire_time.CopyFrom(timestamp(expire))
+            if await self.store.replace_if_revision(found, instance, now=now, expire=expire):
+                return instance
+        raise LucidError(ErrorCode.ERROR_CODE_TRANSACTION_FAILED, "concurrent health reports")
+
+    async def live(self, where: ServiceQuery) -> list[discovery_pb2.ServiceInstance]:
+        """The unexpired instances matching ``where``."""
+        return [r.instance for r in await self.store.live(where, self.clock.timestamp())]
+
+    async def resolve(
+        self, service_name: str, version: str, method: int, hash_key: str
+    ) -> tuple[discovery_pb2.ServiceInstance, int]:
+        """One healthy instance by the load-balancing method, and how many are healthy."""
+        found = await self.live(ServiceQuery(service_name=service_name, version=version))
+        if not found:
+            raise not_found(f"service {service_name}")
+        healthy = [i for i in found if i.health.status in RESOLVABLE]
+        if not healthy:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_MESH_NO_HEALTHY_INSTANCE,
+                f"no healthy instance of {service_name}",
+            )
+        turn = await self.store.next_turn(service_name)
+        return pick(healthy, method, turn=turn, hash_key=hash_key), len(healthy)
+
+    async def sweep(self) -> int:
+        """Deregisters instances critical for longer than 90 s."""
+        return await self.store.delete_critical_since(
+            self.clock.timestamp() - CRITICAL_DEREGISTER_S
+        )

@@ -4,7 +4,7 @@
 "service", "version"}}`` with the HTTP status of the gRPC status (spec 01 §9). A
 cluster renders it for calls relayed by the edge and sends it in the trailers
 ``lucid-error-envelope`` / ``lucid-http-status``; Envoy's edge puts it in place of the
-transcoded body (``lucid.runtime.edgeconfig``).
+transcoded body (``lucid.codegen.edgeconfig``).
 """
 
 from __future__ import annotations

@@ -103,7 +103,6 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         verifier: TokenVerifier,
         metrics: Metrics,
         unimplemented: Iterable[str] = (),
-        policy: Callable[[Principal, MethodInfo], None] | None = None,
         extra_methods: Iterable[MethodInfo] = (),
         planes: PlanePolicy | None = None,
         forwarded_by: ServiceIdentity | None = None,
@@ -117,7 +116,6 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.verifier = verifier
         self.metrics = metrics
         self.unimplemented = frozenset(unimplemented)
-        self.policy = policy
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
         self.methods = {**catalog.methods, **{m.path: m for m in extra_methods}}
 
@@ -180,8 +178,6 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 f"plane policy: {peer.spiffe_id} may not call {call.info.path} ({decision.rule})",
                 metadata={"peer": peer.spiffe_id, "rule": decision.rule},
             )
-        if self.policy is not None:
-            self.policy(principal, call.info)
         authorize(call.info.access, principal, call.info.path)
 
     def _built(self, call: Call) -> None:

@@ -29,7 +29,6 @@ from lucid.lib.clock import Clock, SystemClock
 from lucid.runtime import tls
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
-from lucid.runtime.context import Principal
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.health import HealthMonitor
@@ -86,8 +85,6 @@ class ClusterApp:
     """Run once, after the dependencies first answer and the schema exists."""
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
     """Run during the graceful stop."""
-    policy: Callable[[Principal, MethodInfo], None] | None = None
-    """An extra check before authorization (the plane policy)."""
     extra_methods: Sequence[MethodInfo] = ()
     """Rpcs of foreign contracts the servicers implement (e.g. Envoy's rate-limit
     service), with the access rule the pipeline applies to them."""
@@ -238,7 +235,6 @@ class ClusterServer:
             verifier=self.verifier,
             metrics=self.runtime.metrics,
             unimplemented=unimplemented,
-            policy=self.app.policy,
             extra_methods=self.app.extra_methods,
             forwarded_by=self.runtime.identity if settings.sidecar else None,
         )

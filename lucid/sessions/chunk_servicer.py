@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from lucid.runtime import paging
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.sessions import convert, paging
+from lucid.sessions import convert
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES, BlobError
 from lucid.sessions.blobstore import BlobCorruptedError
 from lucid.sessions.finalize import AnchorClient, signed_document_of
@@ -138,12 +139,11 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
             query["sequence_number"] = {"$gte": request.sequence_from}
         if request.state and request.state != chunks_pb2.CHUNK_STATE_STORED:
             return chunks_pb2.ListChunksResponse()
-        offset = paging.decode(request.page_token)
-        size = paging.size(request.page_size, 100, 1000)
-        docs, total = await self.sessions.repo.list_chunks(query, offset, size)
+        page = paging.page(request, default=100)
+        docs, total = await self.sessions.repo.list_chunks(query, page.offset, page.size)
         return chunks_pb2.ListChunksResponse(
             chunks=[convert.chunk(d) for d in docs],
-            next_page_token=paging.next_token(offset, len(docs), total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import duration_pb2, timestamp_pb2
-
+from lucid.runtime.wire import duration, optional_timestamp
 from lucid.sessions.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
@@ -54,22 +52,6 @@ def state_value(name: str) -> sessions_pb2.SessionState.ValueType:
 def state_name(value: int) -> str:
     """``SESSION_STATE_RECORDING`` → ``"recording"``."""
     return sessions_pb2.SessionState.Name(value).removeprefix("SESSION_STATE_").lower()  # type: ignore[arg-type]
-
-
-def timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    """A Timestamp, or None for a missing time."""
-    if moment is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(moment)
-    return out
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    """A Duration of ``seconds``."""
-    out = duration_pb2.Duration()
-    out.FromNanoseconds(int(seconds * 1e9))
-    return out
 
 
 # -- input ---------------------------------------------------------------------------
@@ -139,8 +121,8 @@ def anchoring(doc: Doc) -> sessions_pb2.AnchoringInfo:
         block_height=int(doc.get("block_height", 0)),
         block_hash=doc.get("block_hash", ""),
         final=bool(doc.get("final", False)),
-        submit_time=timestamp(doc.get("submit_time")),
-        confirm_time=timestamp(doc.get("confirm_time")),
+        submit_time=optional_timestamp(doc.get("submit_time")),
+        confirm_time=optional_timestamp(doc.get("confirm_time")),
         attempts=int(doc.get("attempts", 0)),
         error_message=doc.get("error_message", ""),
     )
@@ -185,11 +167,11 @@ def session(doc: Doc, recording_url: str = "") -> sessions_pb2.Session:
         manifest_id=doc.get("manifest_id", ""),
         anchoring=anchoring(doc.get("anchoring") or {}),
         recording_url=recording_url,
-        create_time=timestamp(doc.get("created_at")),
-        update_time=timestamp(doc.get("updated_at")),
-        start_time=timestamp(doc.get("started_at")),
-        stop_time=timestamp(doc.get("stopped_at")),
-        complete_time=timestamp(doc.get("completed_at")),
+        create_time=optional_timestamp(doc.get("created_at")),
+        update_time=optional_timestamp(doc.get("updated_at")),
+        start_time=optional_timestamp(doc.get("started_at")),
+        stop_time=optional_timestamp(doc.get("stopped_at")),
+        complete_time=optional_timestamp(doc.get("completed_at")),
         error_message=doc.get("error_message", ""),
     )
 
@@ -201,7 +183,7 @@ def chunk(doc: Doc) -> chunks_pb2.Chunk:
         chunk_id=doc["_id"],
         session_id=doc["session_id"],
         sequence_number=int(doc["sequence_number"]),
-        capture_time=timestamp(doc.get("capture_time")),
+        capture_time=optional_timestamp(doc.get("capture_time")),
         size_bytes=size,
         stored_size_bytes=int(doc["stored_bytes"]),
         duration=duration(float(doc.get("duration_s", 0.0))),
@@ -211,7 +193,7 @@ def chunk(doc: Doc) -> chunks_pb2.Chunk:
         compression_ratio=int(doc["compressed_bytes"]) / size if size else 0.0,
         key_id=doc["key_id"],
         state=chunks_pb2.CHUNK_STATE_STORED,
-        create_time=timestamp(doc.get("created_at")),
+        create_time=optional_timestamp(doc.get("created_at")),
     )
 
 
@@ -221,8 +203,8 @@ def pipeline(doc: Doc) -> sessions_pb2.Pipeline:
     out = sessions_pb2.Pipeline(
         session_id=doc["_id"],
         state=_PIPELINE.get(doc.get("state", ""), sessions_pb2.PIPELINE_STATE_UNSPECIFIED),
-        create_time=timestamp(doc.get("created_at")),
-        update_time=timestamp(doc.get("updated_at")),
+        create_time=optional_timestamp(doc.get("created_at")),
+        update_time=optional_timestamp(doc.get("updated_at")),
         error_message=doc.get("error_message", ""),
     )
     for name, stage in _STAGES.items():
@@ -246,7 +228,7 @@ def event(doc: Doc) -> sessions_pb2.SessionEvent:
     """An audit event message."""
     return sessions_pb2.SessionEvent(
         event_id=doc["_id"],
-        event_time=timestamp(doc["event_time"]),
+        event_time=optional_timestamp(doc["event_time"]),
         event_type=doc["event_type"],
         user_id=doc.get("user_id", ""),
         session_id=doc["session_id"],
@@ -281,7 +263,7 @@ def manifest(doc: Doc, chunks: list[Doc] | None) -> manifests_pb2.Manifest:
         total_checksum=doc["total_checksum"],
         signature=doc["signature"],
         signer_public_key=doc["signer_public_key"],
-        generate_time=timestamp(doc["generate_time"]),
+        generate_time=optional_timestamp(doc["generate_time"]),
         blockchain_anchored=bool(doc.get("blockchain_anchored", False)),
         anchoring=anchoring(doc.get("anchoring") or {}),
         validation_status=manifests_pb2.MANIFEST_VALIDATION_STATUS_VALID
@@ -332,6 +314,6 @@ def policy(doc: Doc) -> trust_pb2.TrustPolicy:
             for r in doc.get("rules", [])
         ],
         enabled=bool(doc.get("enabled", False)),
-        create_time=timestamp(doc.get("created_at")),
-        update_time=timestamp(doc.get("updated_at")),
+        create_time=optional_timestamp(doc.get("created_at")),
+        update_time=optional_timestamp(doc.get("updated_at")),
     )

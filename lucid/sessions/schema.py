@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lucid.runtime import keystore
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 
 SESSIONS = "sessions"
@@ -48,14 +49,7 @@ COLLECTIONS = (
         (IndexSpec((("session_id", 1), ("event_time", -1)), "session_time"),),
         owner="sessions",
     ),
-    CollectionSpec(
-        KEYS,
-        (
-            IndexSpec((("key_id", 1),), "key_id_unique", unique=True),
-            IndexSpec((("purpose", 1), ("created_at", -1)), "purpose_created"),
-        ),
-        owner="sessions",
-    ),
+    keystore.collection_spec(KEYS, owner="sessions"),
     CollectionSpec(
         TRUST_POLICIES,
         (IndexSpec((("owner_user_id", 1), ("created_at", 1)), "owner_created"),),

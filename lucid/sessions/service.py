@@ -19,9 +19,11 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.lib.ratelimit import Policy
 from lucid.runtime.context import Principal
 from lucid.runtime.datastores import prefix
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
+from lucid.runtime.limits import Limit, RateLimiter
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.states import State, can_move, sources_of
@@ -105,6 +107,8 @@ class Sessions:
         self.cache = cache
         self.clock = clock
         self.config = config
+        self.limiter = RateLimiter(cache, clock, "sessions")
+        self.create_limit = Limit("create", Policy(limit=config.create_per_minute, window_s=60.0))
         self.flusher: Flusher | None = None
         self.on_stopped: Callable[[str], None] | None = None
         self.on_deleted: Callable[[list[Doc]], Awaitable[None]] | None = None
@@ -134,18 +138,7 @@ class Sessions:
     # -- creation ---------------------------------------------------------------
 
     async def _check_rate(self, user_id: str) -> None:
-        window = int(self.clock.timestamp() // 60)
-        key = f"{REDIS_PREFIX}rate:create:{user_id}:{window}"
-        count = await self.cache.incr(key)
-        if count == 1:
-            await self.cache.expire(key, 120)
-        if count > self.config.create_per_minute:
-            retry = 60 - self.clock.timestamp() % 60
-            raise LucidError(
-                ErrorCode.ERROR_CODE_RATE_LIMITED,
-                f"at most {self.config.create_per_minute} sessions may be created per minute",
-                retry_after_s=retry,
-            )
+        await self.limiter.enforce(self.create_limit, user_id)
 
     async def _check_reachable(self, host: str, port: int) -> None:
         try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import grpc
 
-from lucid.runtime.context import current_principal
+from lucid.runtime import paging
+from lucid.runtime.audit import client_of
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.sessions import convert, paging
+from lucid.runtime.wire import duration, optional_timestamp
+from lucid.sessions import convert
 from lucid.sessions.finalize import Finalizer
 from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, Sessions
@@ -43,8 +45,9 @@ def _given(request: sessions_pb2.UpdateSessionRequest, name: str) -> bool:
 
 
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-    """The caller of the current rpc."""
-    return Caller.of(current_principal(), context.peer() or "")
+    """The caller of the current rpc, with the client address as the edge reports it."""
+    client = client_of(context)
+    return Caller.of(client.principal, client.ip)
 
 
 def recording_url(session_id: str) -> str:
@@ -100,14 +103,13 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             query["metadata.environment"] = request.environment
         if request.tag:
             query["metadata.tags"] = request.tag
-        offset = paging.decode(request.page_token)
-        size = paging.size(request.page_size, 50, 100)
+        page = paging.page(request, scope=query)
         docs, total = await self.sessions.repo.list_sessions(
-            query, _ORDERS[request.order], offset, size
+            query, _ORDERS[request.order], page.offset, page.size
         )
         return sessions_pb2.ListSessionsResponse(
             sessions=[convert.session(d) for d in docs],
-            next_page_token=paging.next_token(offset, len(docs), total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 
@@ -201,7 +203,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             active_recordings=result["by_state"].get(State.RECORDING.value, 0),
             total_chunks=result["chunks"],
             total_stored_bytes=result["bytes"],
-            total_duration=convert.duration(result["duration_s"]),
+            total_duration=duration(result["duration_s"]),
         )
 
     async def GetPipeline(
@@ -229,12 +231,11 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         query: Doc = {"session_id": request.session_id}
         if request.event_type:
             query["event_type"] = request.event_type
-        offset = paging.decode(request.page_token)
-        size = paging.size(request.page_size, 50, 1000)
-        docs, total = await self.sessions.repo.list_events(query, offset, size)
+        page = paging.page(request)
+        docs, total = await self.sessions.repo.list_events(query, page.offset, page.size)
         return sessions_pb2.ListSessionEventsResponse(
             events=[convert.event(d) for d in docs],
-            next_page_token=paging.next_token(offset, len(docs), total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 
@@ -288,7 +289,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         )
         result = await self.sessions.set_creation_enabled(request.enabled, revert)
         return sessions_pb2.SetSessionCreationEnabledResponse(
-            enabled=result["enabled"], revert_time=convert.timestamp(result["revert_time"])
+            enabled=result["enabled"], revert_time=optional_timestamp(result["revert_time"])
         )
 
 

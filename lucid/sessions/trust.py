@@ -8,10 +8,11 @@ import grpc
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime import paging
 from lucid.runtime.authz import role_has
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.sessions import convert, paging
+from lucid.sessions import convert
 from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.v1 import trust_pb2, trust_pb2_grpc
 
@@ -58,12 +59,11 @@ class TrustPolicyServicer(trust_pb2_grpc.TrustPolicyServiceServicer):
         self, request: trust_pb2.ListTrustPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> trust_pb2.ListTrustPoliciesResponse:
         owner = self._owner(request.owner_user_id)
-        offset = paging.decode(request.page_token)
-        size = paging.size(request.page_size, 50, 1000)
-        docs, total = await self.repo.list_policies(owner, offset, size)
+        page = paging.page(request, scope=owner)
+        docs, total = await self.repo.list_policies(owner, page.offset, page.size)
         return trust_pb2.ListTrustPoliciesResponse(
             policies=[convert.policy(d) for d in docs],
-            next_page_token=paging.next_token(offset, len(docs), total),
+            next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
 

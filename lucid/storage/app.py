@@ -18,22 +18,24 @@ import shutil
 from dataclasses import dataclass
 
 from lucid.lib.sealing import Sealer
+from lucid.runtime.audit import AuditTrail
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.storage.audit import AuditLog
 from lucid.storage.backups import Backups
 from lucid.storage.cache import CacheAdmin
 from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
-from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.indices import SearchIndices
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.schema import AUDIT, COLLECTIONS, DECLARATIONS, SCHEDULES
 from lucid.storage.search import SearchEngine
-from lucid.storage.servicer_backup import BackupServicer
-from lucid.storage.servicer_cache import CacheServicer
-from lucid.storage.servicer_database import DatabaseServicer
-from lucid.storage.servicer_schema import SchemaServicer
-from lucid.storage.servicer_search import SearchIndices, SearchServicer
-from lucid.storage.servicer_volume import VolumeServicer
+from lucid.storage.servicers.backup import BackupServicer
+from lucid.storage.servicers.cache import CacheServicer
+from lucid.storage.servicers.database import DatabaseServicer
+from lucid.storage.servicers.schema import SchemaServicer
+from lucid.storage.servicers.search import SearchServicer
+from lucid.storage.servicers.volume import VolumeServicer
 from lucid.storage.stores import BlobVolume, StoreProbes
 from lucid.storage.v1 import (
     backup_pb2_grpc,
@@ -76,8 +78,8 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
     db = stores.db
     clock = runtime.clock
     blob = blob_volume(runtime, options.blob_quota_bytes)
-    audit = AuditLog(db[AUDIT], clock)
-    limiter = RateLimiter(stores.cache)
+    audit = AuditTrail(db[AUDIT], clock)
+    limiter = CallerLimits(RateLimiter(stores.cache, runtime.clock, "storage"))
     declarations = DeclarationStore(db[DECLARATIONS], clock)
     probes = StoreProbes(
         stores.mongo_client, settings.mongodb_db, stores.cache, blob, settings.dependency_timeout_s

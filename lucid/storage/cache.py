@@ -15,7 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lucid.runtime.errors import ErrorCode, LucidError, invalid_argument, not_found
+from lucid.runtime.errors import invalid_argument, not_found
 from lucid.storage.v1 import cache_pb2
 
 TYPES = {
@@ -179,12 +179,3 @@ def parse_value(value: str, value_format: int) -> bytes:
         except ValueError as exc:
             raise invalid_argument("value", "not valid JSON") from exc
     return value.encode()
-
-
-def parse_cursor(token: str) -> int:
-    """A page token as a SCAN cursor."""
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise LucidError(ErrorCode.ERROR_CODE_INVALID_PAGE_TOKEN, "the page token is not a cursor")
-    return int(token)

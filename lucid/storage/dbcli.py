@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 
 from lucid.lib.clock import SystemClock
 from lucid.runtime.config import Settings
+from lucid.runtime.errors import LucidError
 from lucid.storage.declarations import DeclarationStore, cluster_name
 from lucid.storage.schema import DECLARATIONS, VOLUMES
 from lucid.storage.search import SearchEngine
@@ -159,7 +160,7 @@ async def validate(
                 [] if from_code else await DeclarationStore(db[DECLARATIONS], SystemClock()).all()
             )
             volume = await db[VOLUMES].find_one({"name": BLOB_VOLUME_NAME})
-        except PyMongoError as exc:
+        except (PyMongoError, LucidError) as exc:
             return UNREACHABLE, f"MongoDB at {settings.mongodb_uri} does not answer: {exc}"
         declarations = recorded or list(code_declarations)
         source = (
@@ -174,7 +175,7 @@ async def validate(
         validator = SchemaValidator(db, redis, blob, settings.dependency_timeout_s * 5, engine)
         try:
             response = await validator.validate(declarations, now=SystemClock().now())
-        except PyMongoError as exc:
+        except (PyMongoError, LucidError) as exc:
             return UNREACHABLE, f"MongoDB at {settings.mongodb_uri} does not answer: {exc}"
         finally:
             if engine is not None:

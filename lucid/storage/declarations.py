@@ -7,9 +7,11 @@ from typing import Any
 from google.protobuf import json_format
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.storage.v1 import schema_pb2
 
 
@@ -58,9 +60,22 @@ class DeclarationStore:
         return _parse(saved), True
 
     async def all(self) -> list[schema_pb2.SchemaDeclaration]:
-        """Every recorded declaration, by cluster number."""
-        found = [_parse(doc) async for doc in self.collection.find({})]
+        """Every recorded declaration, by cluster number; ``LUCID_ERR_5003`` if MongoDB does
+        not answer."""
+        try:
+            found = [_parse(doc) async for doc in self.collection.find({})]
+        except PyMongoError as exc:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}"
+            ) from exc
         return sorted(found, key=lambda d: d.cluster)
+
+    async def owners(self) -> dict[str, access_pb2.Cluster.ValueType]:
+        """The declaring cluster of every declared collection ({} while MongoDB is down)."""
+        try:
+            return {c.name: d.cluster for d in await self.all() for c in d.collections}
+        except LucidError:
+            return {}
 
 
 def _parse(document: dict[str, Any] | None) -> schema_pb2.SchemaDeclaration:

@@ -64,8 +64,8 @@ COLLECTIONS = (
     CollectionSpec(
         AUDIT,
         (
-            IndexSpec((("event_id", 1),), "event_id_unique", unique=True),
-            IndexSpec((("time", -1),), "time"),
+            IndexSpec((("event_time", -1),), "event_time"),
+            IndexSpec((("action", 1), ("event_time", -1)), "action_time"),
         ),
         "storage",
     ),

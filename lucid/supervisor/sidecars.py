@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lucid.codegen.meshconfig import SidecarSite, health_only_peers, reachable_peers, sidecar
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import catalog
-from lucid.runtime.meshconfig import SidecarSite, health_only_peers, reachable_peers, sidecar
 from lucid.runtime.planes import default_policy
 from lucid.supervisor.envoy import running_envoy
 from lucid.supervisor.localservers import free_port

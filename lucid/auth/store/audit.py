@@ -1,8 +1,5 @@
-"""Audit events (``auth_audit_events``): who did what, with what result, from where.
-
-Never holds signatures, tokens, link tokens or TOTP codes: callers pass only the
-fields below.
-"""
+"""Reading auth's audit events (``auth_audit_events``, written by
+``lucid.runtime.audit.AuditTrail``): who did what, with what result, from where."""
 
 from __future__ import annotations
 
@@ -15,9 +12,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
 from lucid.auth.store import find_page
-from lucid.lib.ids import new_id
-
-USER_AGENT_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -62,30 +56,21 @@ class AuditRecord:
 
 
 class AuditStore:
-    """Appends and lists audit events."""
+    """Lists audit events."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._events = db[schema.AUDIT]
 
-    async def add(self, *, event_time: datetime, action: str, result: str, **fields: str) -> str:
-        """Appends an event; returns its id."""
-        event_id = new_id()
-        doc: dict[str, Any] = {
-            "_id": event_id,
-            "event_time": event_time,
-            "action": action,
-            "result": result,
-        }
-        for key, value in fields.items():
-            if value:
-                doc[key] = value[:USER_AGENT_MAX] if key == "user_agent" else value
-        await self._events.insert_one(doc)
-        return event_id
-
     async def page(
-        self, query: dict[str, Any], *, offset: int, limit: int
+        self, *, user_id: str, action: str, offset: int, limit: int
     ) -> tuple[list[AuditRecord], int]:
-        """A page of events matching ``query``, newest first, and how many match."""
+        """A page of events (of a user, of an action: "" for any), newest first, and how
+        many match."""
+        query: dict[str, Any] = {}
+        if user_id:
+            query["user_id"] = user_id
+        if action:
+            query["action"] = action
         docs, total = await find_page(
             self._events,
             query,

@@ -1,19 +1,17 @@
-"""Auth's short-lived Redis state: sign-in challenges, rate-limit windows, the token
-blacklist. Times come from the caller's clock, so a fake clock moves them too;
-Redis TTLs only clean up.
+"""Auth's short-lived Redis state: sign-in challenges and the token blacklist (rate
+limits count in ``lucid.runtime.limits``). Times come from the caller's clock, so a
+fake clock moves them too; Redis TTLs only clean up.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from lucid.runtime.tokens import REVOKED_JTI_KEY
 
 CHALLENGE_KEY = "lucid:auth:challenge:{nonce}"
-RATE_KEY = "lucid:auth:ratelimit:{name}:{subject}"
 
 
 @dataclass(frozen=True)
@@ -49,41 +47,6 @@ class ChallengeStore:
             return None
         data = json.loads(raw)
         return StoredChallenge(data["tron_address"], data["message"], float(data["expires_at"]))
-
-
-# Sliding-window log: drop entries older than the window, refuse when full (returning
-# the oldest entry's time, so the caller can say when to retry), else add this one.
-_SLIDING_WINDOW = """
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, oldest[2]}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('EXPIRE', KEYS[1], window + 1)
-return {1, '0'}
-"""
-
-
-class RateLimiter:
-    """Per-subject sliding windows in Redis (one atomic script call per hit)."""
-
-    def __init__(self, redis: Any) -> None:
-        self._script = redis.register_script(_SLIDING_WINDOW)
-
-    async def hit(self, name: str, subject: str, *, limit: int, window_s: int, now: float) -> float:
-        """Counts a call; returns 0 when allowed, else the seconds until one is."""
-        member = f"{now:.6f}:{secrets.token_hex(4)}"
-        allowed, oldest = await self._script(
-            keys=[RATE_KEY.format(name=name, subject=subject)],
-            args=[repr(now), window_s, limit, member],
-        )
-        if int(allowed):
-            return 0.0
-        return max(0.001, float(oldest) + window_s - now)
 
 
 class TokenBlacklist:

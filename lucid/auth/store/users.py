@@ -72,6 +72,21 @@ class UserRecord:
         return auth_pb2.ACCOUNT_STATUS_ACTIVE
 
 
+ACTIVE = "active"
+LOCKED = "locked"
+SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """Which users a list shows ("" for any): stored role and KYC names, and a status."""
+
+    role: str = ""
+    kyc_status: str = ""
+    status: str = ""
+    """``active``, ``locked`` (until a time) or ``suspended``."""
+
+
 class UserExistsError(Exception):
     """The TRON address (or a claimed username or e-mail) belongs to another user."""
 
@@ -184,9 +199,21 @@ class UserStore:
         return result.modified_count == 1
 
     async def page(
-        self, query: dict[str, Any], *, offset: int, limit: int
+        self, where: UserFilter, now: datetime, *, offset: int, limit: int
     ) -> tuple[list[UserRecord], int]:
-        """A page of users matching ``query``, oldest first, and how many match."""
+        """A page of users matching ``where`` at ``now``, oldest first, and how many match."""
+        query: dict[str, Any] = {}
+        if where.role:
+            query["role"] = where.role
+        if where.kyc_status:
+            query["kyc_status"] = where.kyc_status
+        if where.status == SUSPENDED:
+            query["suspended"] = True
+        elif where.status == LOCKED:
+            query.update({"suspended": False, "locked_until": {"$gt": now}})
+        elif where.status == ACTIVE:
+            query["suspended"] = False
+            query["$or"] = [{"locked_until": None}, {"locked_until": {"$lte": now}}]
         docs, total = await find_page(
             self._users,
             query,

@@ -6,94 +6,39 @@ from typing import Any
 
 import grpc
 
-from lucid.storage.audit import AuditLog, audited
-from lucid.storage.paging import next_token, page, timestamp
-from lucid.storage.ratelimit import RateLimiter
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
+from lucid.runtime.wire import optional_timestamp
+from lucid.storage import convert
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.storeerrors import maps_store_errors
-from lucid.storage.usage import DirectoryUsage
 from lucid.storage.v1 import volume_pb2, volume_pb2_grpc
-from lucid.storage.volumes import STATE_NAMES, STATES, Volumes
-
-OPERATION_STATES = {
-    "started": volume_pb2.OPERATION_STATE_STARTED,
-    "in_progress": volume_pb2.OPERATION_STATE_IN_PROGRESS,
-    "completed": volume_pb2.OPERATION_STATE_COMPLETED,
-    "failed": volume_pb2.OPERATION_STATE_FAILED,
-}
-
-
-def volume_message(record: dict[str, Any], usage: DirectoryUsage | None) -> volume_pb2.Volume:
-    """A volume record and its usage as the contract shows them."""
-    volume = volume_pb2.Volume(
-        volume_id=record["volume_id"],
-        name=record["name"],
-        type=volume_pb2.VOLUME_TYPE_LOCAL,
-        state=STATES[record["state"]],
-        size_bytes=record["size_bytes"],
-        file_system=record["file_system"],
-        encryption=record["encryption"],
-        mount_path=record["mount_path"],
-        purpose=record["purpose"],
-        create_time=timestamp(record["create_time"]),
-        update_time=timestamp(record["update_time"]),
-    )
-    if usage is None:
-        volume.state = volume_pb2.VOLUME_STATE_ERROR
-    else:
-        volume.used_bytes = usage.used_bytes
-        volume.free_bytes = usage.free_bytes
-        volume.usage_percent = usage.usage_percent
-        volume.alert_level = usage.alert_level
-    return volume
-
-
-def operation_message(record: dict[str, Any]) -> volume_pb2.VolumeOperation:
-    """A migration record as the contract shows it."""
-    return volume_pb2.VolumeOperation(
-        operation_id=record["operation_id"],
-        volume_id=record["volume_id"],
-        target_volume_id=record["target_volume_id"],
-        mode=(
-            volume_pb2.MIGRATION_MODE_MOVE
-            if record["mode"] == "move"
-            else volume_pb2.MIGRATION_MODE_COPY
-        ),
-        state=OPERATION_STATES[record["state"]],
-        bytes_total=record["bytes_total"],
-        bytes_done=record["bytes_done"],
-        files_total=record["files_total"],
-        files_done=record["files_done"],
-        verify_integrity=record["verify_integrity"],
-        checksum_mismatches=record["checksum_mismatches"],
-        start_time=timestamp(record["start_time"]),
-        complete_time=timestamp(record.get("complete_time")),
-        error_message=record["error_message"],
-    )
+from lucid.storage.volumes import STATE_NAMES, Volumes
 
 
 @maps_store_errors
 class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     """Volumes with logical quotas."""
 
-    def __init__(self, volumes: Volumes, limiter: RateLimiter, audit: AuditLog) -> None:
+    def __init__(self, volumes: Volumes, limiter: CallerLimits, audit: AuditTrail) -> None:
         self.volumes = volumes
         self.limiter = limiter
         self.audit = audit
 
     async def _message(self, record: dict[str, Any]) -> volume_pb2.Volume:
-        return volume_message(record, await self.volumes.usage(record))
+        return convert.volume_message(record, await self.volumes.usage(record))
 
     async def ListVolumes(
         self, request: volume_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext
     ) -> volume_pb2.ListVolumesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         found, total = await self.volumes.find_page(
-            state=STATE_NAMES.get(request.state), offset=offset, limit=size
+            state=STATE_NAMES.get(request.state), offset=page.offset, limit=page.size
         )
         return volume_pb2.ListVolumesResponse(
             volumes=[await self._message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 
@@ -168,7 +113,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             response.file_count = usage.file_count
         for when, used in await self.volumes.history(record["volume_id"], request.period):
             response.samples.append(
-                volume_pb2.UsageSample(sample_time=timestamp(when), used_bytes=used)
+                volume_pb2.UsageSample(sample_time=optional_timestamp(when), used_bytes=used)
             )
         return response
 
@@ -183,11 +128,11 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             move=request.mode == volume_pb2.MIGRATION_MODE_MOVE,
             verify=request.verify_integrity,
         )
-        return volume_pb2.MigrateVolumeResponse(operation=operation_message(record))
+        return volume_pb2.MigrateVolumeResponse(operation=convert.operation_message(record))
 
     async def GetVolumeOperation(
         self, request: volume_pb2.GetVolumeOperationRequest, context: grpc.aio.ServicerContext
     ) -> volume_pb2.GetVolumeOperationResponse:
         await self.limiter.check("database")
         record = await self.volumes.get_operation(request.operation_id)
-        return volume_pb2.GetVolumeOperationResponse(operation=operation_message(record))
+        return volume_pb2.GetVolumeOperationResponse(operation=convert.operation_message(record))

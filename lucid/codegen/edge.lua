@@ -1,4 +1,4 @@
--- The edge's own steps around Envoy's filters (lucid.runtime.edgeconfig inlines this
+-- The edge's own steps around Envoy's filters (lucid.codegen.edgeconfig inlines this
 -- file after the generated tables below the CONFIG line).
 -- Request: marks gRPC and grpc-web calls, answers CORS preflights, refuses non-JSON
 -- bodies, maps /health to the gateway's aggregated health.

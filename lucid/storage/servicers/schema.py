@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import grpc
-from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.storage.audit import AuditLog, audited
 from lucid.storage.declarations import DeclarationStore, cluster_name
-from lucid.storage.paging import next_token, page
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import schema_pb2, schema_pb2_grpc
 from lucid.storage.validation import SchemaValidator
@@ -39,7 +38,7 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         self,
         declarations: DeclarationStore,
         validator: SchemaValidator,
-        audit: AuditLog,
+        audit: AuditTrail,
         clock: Clock,
     ) -> None:
         self.declarations = declarations
@@ -66,16 +65,16 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         request: schema_pb2.ListSchemaDeclarationsRequest,
         context: grpc.aio.ServicerContext,
     ) -> schema_pb2.ListSchemaDeclarationsResponse:
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         found = [
             d
             for d in await self.declarations.all()
             if not request.cluster or d.cluster == request.cluster
         ]
-        chosen = found[offset : offset + size]
+        chosen = page.window(found)
         return schema_pb2.ListSchemaDeclarationsResponse(
             declarations=chosen,
-            next_page_token=next_token(offset, len(chosen), len(found)),
+            next_page_token=page.next_token(len(chosen), len(found)),
             total_size=len(found),
         )
 
@@ -90,15 +89,9 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
     async def ValidateSchema(
         self, request: schema_pb2.ValidateSchemaRequest, context: grpc.aio.ServicerContext
     ) -> schema_pb2.ValidateSchemaResponse:
-        try:
-            declarations = await self.declarations.all()
-            return await self.validator.validate(
-                declarations,
-                clusters=request.clusters,
-                sample_size=request.redis_sample_size,
-                now=self.clock.now(),
-            )
-        except PyMongoError as exc:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}"
-            ) from exc
+        return await self.validator.validate(
+            await self.declarations.all(),
+            clusters=request.clusters,
+            sample_size=request.redis_sample_size,
+            now=self.clock.now(),
+        )

@@ -15,16 +15,16 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lucid.auth.limits import Limits
 from lucid.auth.policy import REFRESH_LIMIT, limits_of
 from lucid.auth.store.cache import TokenBlacklist
-from lucid.auth.store.sessions import SessionRecord, SessionStore
+from lucid.auth.store.login_sessions import SessionRecord, SessionStore
 from lucid.auth.store.users import UserRecord, UserStore
 from lucid.auth.tokens import IssuedToken, TokenIssuer
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.runtime.context import UserClaims
+from lucid.runtime.context import Principal, UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.tokens import ACCESS, REFRESH, REFRESH_TTL_S, TokenVerifier
 
 REVOKED_LOGOUT = "logout"
@@ -58,7 +58,7 @@ class LoginSessions:
         issuer: TokenIssuer,
         refresh_verifier: TokenVerifier,
         blacklist: TokenBlacklist,
-        limits: Limits,
+        limits: RateLimiter,
         clock: Clock,
     ) -> None:
         self.store = store
@@ -167,6 +167,26 @@ class LoginSessions:
     async def revoke(self, session_ids: list[str], reason: str) -> list[str]:
         """Revokes sessions everywhere; returns those that were live."""
         return await self.store.revoke(session_ids, self._clock.now(), reason)
+
+    async def list_active(
+        self, caller: Principal, user_id: str, *, offset: int, limit: int
+    ) -> tuple[list[SessionRecord], int]:
+        """A page of a user's active sessions: one's own, or anyone's for admins."""
+        own = caller.user.user_id if caller.user else ""
+        if user_id != own and not caller.is_admin:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins list others' sessions"
+            )
+        return await self.store.page_active(user_id, self._clock.now(), offset=offset, limit=limit)
+
+    async def revoke_one(self, caller: Principal, session_id: str) -> SessionRecord:
+        """Revokes one of the caller's sessions (anyone's for admins); others look absent."""
+        record = await self.store.get(session_id)
+        own = caller.user.user_id if caller.user else ""
+        if record is None or (record.user_id != own and not caller.is_admin):
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "login session not found")
+        await self.revoke([record.session_id], REVOKED_BY_USER)
+        return await self.store.get(session_id) or record
 
     async def revoke_all(self, user_id: str, reason: str) -> list[str]:
         """Revokes every active session of a user."""

@@ -1,54 +1,33 @@
 """The AuthService rpcs (spec 09): proto ↔ the auth domain, every event audited.
 
 The pipeline has already authenticated the caller and applied the rpc's access
-rule; what is left here is ownership ("only your own sessions"), the rules of each
-operation (in ``signin``, ``sessions``, ``accounts``) and the audit record.
+rule; the rules of each operation and the ownership checks ("only your own
+sessions") are the domain's (``signin``, ``login_sessions``, ``accounts``); what
+is left here is the translation and the audit record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import grpc
 
-from lucid.auth import convert, paging, policy
-from lucid.auth.accounts import Accounts
-from lucid.auth.audit import Auditor, Client, Event, client_of
-from lucid.auth.keystore import SigningKeyStore
-from lucid.auth.limits import Limits
-from lucid.auth.sessions import REVOKED_BY_USER, LoginSessions, Tokens
-from lucid.auth.signin import SignedChallenge, SignIn
-from lucid.auth.store.audit import AuditStore
+from lucid.auth import convert, policy
+from lucid.auth.core import AuthCore
+from lucid.auth.login_sessions import Tokens
+from lucid.auth.signin import SignedChallenge
 from lucid.auth.store.ownership import Ownership
 from lucid.auth.store.users import UserRecord
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.auth.wallets.manager import HardwareWallets
-from lucid.lib.clock import Clock
+from lucid.runtime import paging
+from lucid.runtime.audit import Client, Event, client_of
 from lucid.runtime.context import Principal, UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.tokens import TokenVerifier
+from lucid.runtime.wire import optional_timestamp
 
 Context: TypeAlias = grpc.aio.ServicerContext
-
-
-@dataclass
-class AuthCore:
-    """Everything the auth rpcs use, wired by ``lucid.auth.app``."""
-
-    keys: SigningKeyStore
-    clock: Clock
-    signin: SignIn
-    sessions: LoginSessions
-    accounts: Accounts
-    auditor: Auditor
-    audit_store: AuditStore
-    wallets: HardwareWallets
-    limits: Limits
-    verifier: TokenVerifier
-    """Verifies access tokens for ValidateToken (signature, expiry, revocation)."""
 
 
 def _signed(message: auth_pb2.SignedChallenge) -> SignedChallenge:
@@ -61,11 +40,7 @@ def _user_of(client: Client) -> UserClaims:
     return client.principal.user
 
 
-def _is_admin(principal: Principal) -> bool:
-    return principal.is_admin
-
-
-class AuthService(auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """Sign-in, tokens, login sessions, roles and permissions, hardware wallets."""
 
     def __init__(self, core: AuthCore) -> None:
@@ -92,7 +67,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.IssueChallengeResponse(
             message=issued.message,
             nonce=issued.nonce,
-            expire_time=convert.timestamp(issued.expires_at),
+            expire_time=optional_timestamp(issued.expires_at),
         )
 
     async def Register(
@@ -188,7 +163,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetAuthStatusResponse(
             authenticated=True,
             user=convert.user(record, self._now),
-            token_expire_time=convert.timestamp(user.expires_at),
+            token_expire_time=optional_timestamp(user.expires_at),
         )
 
     async def ValidateToken(
@@ -204,7 +179,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             role=claims.role,  # type: ignore[arg-type]
             permissions=policy.permissions_of(claims.role, claims.kyc_status),  # type: ignore[arg-type]
             jti=claims.jti,
-            expire_time=convert.timestamp(claims.expires_at),
+            expire_time=optional_timestamp(claims.expires_at),
         )
 
     async def GetJwks(
@@ -226,21 +201,14 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListActiveSessionsRequest, context: Context
     ) -> auth_pb2.ListActiveSessionsResponse:
         client = client_of(context)
-        user = _user_of(client)
-        user_id = request.user_id or user.user_id
-        if user_id != user.user_id and not _is_admin(client.principal):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins list others' sessions"
-            )
-        query = {"rpc": "ListActiveSessions", "user_id": user_id}
-        offset = paging.decode(request.page_token, query)
-        limit = paging.size(request.page_size)
-        records, total = await self.core.sessions.store.page_active(
-            user_id, self._now, offset=offset, limit=limit
+        user_id = request.user_id or _user_of(client).user_id
+        page = paging.page(request, scope=user_id)
+        records, total = await self.core.sessions.list_active(
+            client.principal, user_id, offset=page.offset, limit=page.size
         )
         return auth_pb2.ListActiveSessionsResponse(
             sessions=[convert.session(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, query),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -248,15 +216,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.RevokeSessionRequest, context: Context
     ) -> auth_pb2.RevokeSessionResponse:
         client = client_of(context)
-        user = _user_of(client)
+        _user_of(client)
         async with self.core.auditor.event("revoke_session", client, session_id=request.session_id):
-            record = await self.core.sessions.store.get(request.session_id)
-            if record is None or (
-                record.user_id != user.user_id and not _is_admin(client.principal)
-            ):
-                raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "login session not found")
-            await self.core.sessions.revoke([record.session_id], REVOKED_BY_USER)
-            record = await self.core.sessions.store.get(request.session_id) or record
+            record = await self.core.sessions.revoke_one(client.principal, request.session_id)
         return auth_pb2.RevokeSessionResponse(session=convert.session(record))
 
     # -- permissions and ownership ---------------------------------------------------------
@@ -264,16 +226,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def CheckPermission(
         self, request: auth_pb2.CheckPermissionRequest, context: Context
     ) -> auth_pb2.CheckPermissionResponse:
-        principal = client_of(context).principal
-        caller = principal.user
-        user_id = request.user_id or (caller.user_id if caller else "")
-        if not user_id:
-            raise LucidError(ErrorCode.ERROR_CODE_MISSING_FIELD, "user_id is required")
-        if caller is not None and user_id != caller.user_id and not _is_admin(principal):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins check others' permissions"
-            )
-        allowed, reason = await self.core.accounts.check_permission(user_id, request.permission)
+        allowed, reason = await self.core.accounts.permission_of(
+            client_of(context).principal, request.user_id, request.permission
+        )
         return auth_pb2.CheckPermissionResponse(allowed=allowed, reason=reason)
 
     async def GetPermissions(
@@ -356,42 +311,20 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def GetUser(
         self, request: auth_pb2.GetUserRequest, context: Context
     ) -> auth_pb2.GetUserResponse:
-        principal = client_of(context).principal
-        caller = principal.user
-        if caller is not None and caller.user_id != request.user_id and not _is_admin(principal):
-            raise LucidError(ErrorCode.ERROR_CODE_PERMISSION_DENIED, "only admins read others")
-        record = await self.core.accounts.get(request.user_id)
+        record = await self.core.accounts.read(client_of(context).principal, request.user_id)
         return auth_pb2.GetUserResponse(user=convert.user(record, self._now))
 
     async def ListUsers(
         self, request: auth_pb2.ListUsersRequest, context: Context
     ) -> auth_pb2.ListUsersResponse:
-        now = self._now
-        query: dict[str, object] = {}
-        if request.role:
-            query["role"] = policy.role_name(request.role)
-        if request.kyc_status:
-            query["kyc_status"] = policy.kyc_name(request.kyc_status)
-        if request.status == auth_pb2.ACCOUNT_STATUS_SUSPENDED:
-            query["suspended"] = True
-        elif request.status == auth_pb2.ACCOUNT_STATUS_LOCKED:
-            query.update({"suspended": False, "locked_until": {"$gt": now}})
-        elif request.status == auth_pb2.ACCOUNT_STATUS_ACTIVE:
-            query["suspended"] = False
-            query["$or"] = [{"locked_until": None}, {"locked_until": {"$lte": now}}]
-        fingerprint = {
-            "rpc": "ListUsers",
-            "role": request.role,
-            "kyc": request.kyc_status,
-            "status": request.status,
-        }
-        offset = paging.decode(request.page_token, fingerprint)
-        records, total = await self.core.accounts.users.page(
-            query, offset=offset, limit=paging.size(request.page_size)
+        page = paging.page(request)
+        records, total = await self.core.accounts.list_users(
+            convert.user_filter(request), offset=page.offset, limit=page.size
         )
+        now = self._now
         return auth_pb2.ListUsersResponse(
             users=[convert.user(r, now) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, fingerprint),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )
 
@@ -540,18 +473,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def ListAuditEvents(
         self, request: auth_pb2.ListAuditEventsRequest, context: Context
     ) -> auth_pb2.ListAuditEventsResponse:
-        query: dict[str, object] = {}
-        if request.user_id:
-            query["user_id"] = request.user_id
-        if request.action:
-            query["action"] = request.action
-        fingerprint = {"rpc": "ListAuditEvents", **query}
-        offset = paging.decode(request.page_token, fingerprint)
+        page = paging.page(request)
         records, total = await self.core.audit_store.page(
-            query, offset=offset, limit=paging.size(request.page_size)
+            user_id=request.user_id, action=request.action, offset=page.offset, limit=page.size
         )
         return auth_pb2.ListAuditEventsResponse(
             events=[convert.audit_event(r) for r in records],
-            next_page_token=paging.next_token(offset, len(records), total, fingerprint),
+            next_page_token=page.next_token(len(records), total),
             total_size=total,
         )

@@ -1,6 +1,6 @@
 """Writes ``docs/api.md`` from the descriptor set: every spec operation, its rpc, its route.
 
-Run by ``make gen``: ``python -m lucid.runtime.apidoc gen/lucid.protoset``. The
+Run by ``make gen``: ``python -m lucid.codegen.apidoc gen/lucid.protoset``. The
 table is built from the ``Spec:`` line of each rpc's doc comment, so the mapping
 from the specs to the contract lives in the ``.proto`` files and cannot drift.
 """

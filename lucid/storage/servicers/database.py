@@ -6,33 +6,22 @@ from __future__ import annotations
 import time
 
 import grpc
-from google.protobuf import duration_pb2
-from pymongo.errors import PyMongoError
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.storage.audit import AuditLog, audited
+from lucid.runtime.wire import duration
 from lucid.storage.collection_admin import CollectionAdmin
 from lucid.storage.declarations import DeclarationStore
-from lucid.storage.paging import next_token, page
-from lucid.storage.ratelimit import RateLimiter
-from lucid.storage.servicer_search import SearchIndices
+from lucid.storage.indices import SearchIndices
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.stores import UNHEALTHY, StoreProbes, overall
 from lucid.storage.v1 import database_pb2, database_pb2_grpc, schema_pb2
 
 SINGLE_NODE = "single-node"
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
-
-
-def _mongo_down(exc: PyMongoError) -> LucidError:
-    return LucidError(ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE, f"MongoDB does not answer: {exc}")
 
 
 def _single_node() -> LucidError:
@@ -53,8 +42,8 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         probes: StoreProbes,
         admin: CollectionAdmin,
         declarations: DeclarationStore,
-        limiter: RateLimiter,
-        audit: AuditLog,
+        limiter: CallerLimits,
+        audit: AuditTrail,
         clock: Clock,
         search: SearchIndices,
     ) -> None:
@@ -68,10 +57,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self.started = time.monotonic()
 
     async def _owners(self) -> dict[str, access_pb2.Cluster.ValueType]:
-        try:
-            return {c.name: d.cluster for d in await self.declarations.all() for c in d.collections}
-        except PyMongoError:
-            return {}
+        return await self.declarations.owners()
 
     async def GetDatabaseHealth(
         self, request: database_pb2.GetDatabaseHealthRequest, context: grpc.aio.ServicerContext
@@ -85,7 +71,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             )
         response = database_pb2.GetDatabaseHealthResponse(
             status=status,
-            uptime=_duration(time.monotonic() - self.started),
+            uptime=duration(time.monotonic() - self.started),
         )
         response.check_time.FromDatetime(self.clock.now())
         for report in reports:
@@ -94,7 +80,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
                     name=report.name,
                     status=report.status,
                     version=report.version,
-                    response_latency=_duration(report.latency_s),
+                    response_latency=duration(report.latency_s),
                     message=report.message,
                 )
             )
@@ -104,10 +90,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self, request: database_pb2.GetDatabaseStatsRequest, context: grpc.aio.ServicerContext
     ) -> database_pb2.GetDatabaseStatsResponse:
         await self.limiter.check("database")
-        try:
-            mongo = await self.probes.mongo_stats()
-        except PyMongoError as exc:
-            raise _mongo_down(exc) from exc
+        mongo = await self.probes.mongo_stats()
         try:
             redis_stats = await self.probes.redis_stats()
         except Exception as exc:
@@ -122,20 +105,20 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self, request: database_pb2.ListCollectionsRequest, context: grpc.aio.ServicerContext
     ) -> database_pb2.ListCollectionsResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         owners = await self._owners()
         names = [
             n
             for n in await self.admin.names()
             if not request.cluster or owners.get(n) == request.cluster
         ]
-        chosen = names[offset : offset + size]
+        chosen = page.window(names)
         return database_pb2.ListCollectionsResponse(
             collections=[
                 await self.admin.describe(n, owners.get(n, access_pb2.CLUSTER_UNSPECIFIED))
                 for n in chosen
             ],
-            next_page_token=next_token(offset, len(chosen), len(names)),
+            next_page_token=page.next_token(len(chosen), len(names)),
             total_size=len(names),
         )
 
@@ -180,12 +163,12 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         self, request: database_pb2.ListIndexesRequest, context: grpc.aio.ServicerContext
     ) -> database_pb2.ListIndexesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         indexes = await self.admin.indexes(request.collection_name)
-        chosen = indexes[offset : offset + size]
+        chosen = page.window(indexes)
         return database_pb2.ListIndexesResponse(
             indexes=chosen,
-            next_page_token=next_token(offset, len(chosen), len(indexes)),
+            next_page_token=page.next_token(len(chosen), len(indexes)),
             total_size=len(indexes),
         )
 

@@ -6,9 +6,10 @@ import grpc
 from google.protobuf import duration_pb2
 
 from lucid.lib.ids import new_id
-from lucid.storage.audit import AuditLog, audited
-from lucid.storage.cache import CacheAdmin, parse_cursor, parse_value
-from lucid.storage.ratelimit import RateLimiter
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
+from lucid.storage.cache import CacheAdmin, parse_value
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.stores import hit_rate
 from lucid.storage.v1 import cache_pb2, cache_pb2_grpc
@@ -21,7 +22,7 @@ DEFAULT_KEYS_PAGE = 100
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     """Redis administration; listing uses SCAN, flushing deletes by prefix."""
 
-    def __init__(self, admin: CacheAdmin, limiter: RateLimiter, audit: AuditLog) -> None:
+    def __init__(self, admin: CacheAdmin, limiter: CallerLimits, audit: AuditTrail) -> None:
         self.admin = admin
         self.redis = admin.redis
         self.limiter = limiter
@@ -72,15 +73,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, request: cache_pb2.ListCacheKeysRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.ListCacheKeysResponse:
         await self.limiter.check("database")
-        found = await self.admin.scan_page(
-            request.pattern,
-            request.type,
-            request.page_size or DEFAULT_KEYS_PAGE,
-            parse_cursor(request.page_token),
-        )
+        page = paging.page(request, default=DEFAULT_KEYS_PAGE)
+        # the position in the token is Redis's SCAN cursor, not an offset
+        found = await self.admin.scan_page(request.pattern, request.type, page.size, page.offset)
         return cache_pb2.ListCacheKeysResponse(
             keys=found.keys,
-            next_page_token=str(found.cursor) if found.cursor else "",
+            next_page_token=page.token_at(found.cursor) if found.cursor else "",
             total_size=found.total,
         )
 

@@ -1,11 +1,15 @@
-"""The limiter: GCRA counted atomically in Redis, in memory while Redis is down.
+"""Per-caller limits for every cluster: GCRA counted atomically in Redis, in memory
+while Redis is down.
 
-Each identifier of each tier is one Redis hash ``lucid:gateway:rl:<tier>:<id>``
-holding the two theoretical arrival times of ``lucid.lib.ratelimit`` (main window
-and burst, integer microseconds). A Lua script reads, decides and writes in one step, so concurrent
-edges and gateways never over-admit. The script is the same arithmetic as
-``lucid.lib.ratelimit.decide`` (a test runs both side by side). When Redis does not
-answer, the process keeps limiting with a ``MemoryLimiter`` and says so
+The one limiter of the mesh: the gateway's tiers (spec 01 §9), auth's sign-in
+limits, storage's rpc groups and sessions' creations all count here. Each
+identifier of each tier is one Redis hash ``<prefix>rl:<tier>:<id>`` under the
+owning cluster's prefix (``lucid:gateway:rl:public:203.0.113.9``), holding the two
+theoretical arrival times of ``lucid.lib.ratelimit`` (main window and burst,
+integer microseconds). A Lua script reads, decides and writes in one step, so
+concurrent edges and gateways never over-admit. The script is the same arithmetic
+as ``lucid.lib.ratelimit.decide`` (a test runs both side by side). When Redis does
+not answer, the process keeps limiting with a ``MemoryLimiter`` and says so
 (``local_fallback``), and the gateway's health reads degraded.
 """
 
@@ -20,10 +24,9 @@ from redis.exceptions import RedisError
 from lucid.lib.clock import Clock
 from lucid.lib.ratelimit import MICROS, Decision, MemoryLimiter, Policy, micros
 from lucid.runtime.datastores import prefix
+from lucid.runtime.errors import ErrorCode, LucidError
 
-log = logging.getLogger("lucid.gateway.limiter")
-
-KEY_PREFIX = prefix("gateway") + "rl:"
+log = logging.getLogger("lucid.runtime.limits")
 
 SCRIPT = """
 local now = tonumber(ARGV[1])
@@ -68,6 +71,14 @@ return {allowed, burst, remaining, string.format('%d', tat), string.format('%d',
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A named limit: what a cluster counts (``login``, ``backups``) and its policy."""
+
+    name: str
+    policy: Policy
+
+
+@dataclass(frozen=True)
 class Outcome:
     """A decision and where it was made."""
 
@@ -75,19 +86,20 @@ class Outcome:
     local_fallback: bool = False
 
 
-class Limiter:
-    """Checks requests against their tier's policy."""
+class RateLimiter:
+    """Checks requests against their tier's policy, under one cluster's Redis prefix."""
 
-    def __init__(self, redis: aioredis.Redis, clock: Clock) -> None:
+    def __init__(self, redis: aioredis.Redis, clock: Clock, cluster: str) -> None:
         self.redis = redis
         self.clock = clock
+        self.key_prefix = prefix(cluster) + "rl:"
         self.memory = MemoryLimiter()
         self._script = redis.register_script(SCRIPT)
         self.redis_ok = True
 
     async def check(self, tier: str, identifier: str, policy: Policy, cost: int) -> Outcome:
         """Counts ``cost`` units for ``identifier`` in ``tier`` (0 only looks)."""
-        key = f"{KEY_PREFIX}{tier}:{identifier}"
+        key = f"{self.key_prefix}{tier}:{identifier}"
         now = self.clock.timestamp()
         try:
             raw = await self._script(
@@ -119,3 +131,16 @@ class Limiter:
             retry_after_s=int(retry) / MICROS,
         )
         return Outcome(decision)
+
+    async def enforce(self, limit: Limit, identifier: str, cost: int = 1) -> None:
+        """Counts ``cost`` units; past the limit raises ``LUCID_ERR_3001`` with a RetryInfo."""
+        policy = limit.policy
+        outcome = await self.check(limit.name, identifier, policy, cost)
+        if outcome.decision.allowed:
+            return
+        raise LucidError(
+            ErrorCode.ERROR_CODE_RATE_LIMITED,
+            f"too many {limit.name} requests: at most {policy.limit} per {policy.window_s:g} s",
+            metadata={"limit": str(policy.limit), "window_s": f"{policy.window_s:g}"},
+            retry_after_s=max(outcome.decision.retry_after_s, 0.001),
+        )

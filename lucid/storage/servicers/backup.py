@@ -3,86 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
 
 import grpc
 
-from lucid.storage.audit import AuditLog, audited
+from lucid.runtime import paging
+from lucid.runtime.audit import AuditTrail, audited
+from lucid.storage import convert
 from lucid.storage.backups import DEFAULT_RETENTION_DAYS, Backups
-from lucid.storage.paging import next_token, page, timestamp
-from lucid.storage.ratelimit import RateLimiter
+from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import backup_pb2, backup_pb2_grpc
-
-BACKUP_STATES = {
-    "in_progress": backup_pb2.BACKUP_STATE_IN_PROGRESS,
-    "completed": backup_pb2.BACKUP_STATE_COMPLETED,
-    "failed": backup_pb2.BACKUP_STATE_FAILED,
-    "cancelled": backup_pb2.BACKUP_STATE_CANCELLED,
-}
-STATE_NAMES = {number: name for name, number in BACKUP_STATES.items()}
-RESTORE_STATES = {
-    "started": backup_pb2.RESTORE_STATE_STARTED,
-    "in_progress": backup_pb2.RESTORE_STATE_IN_PROGRESS,
-    "completed": backup_pb2.RESTORE_STATE_COMPLETED,
-    "failed": backup_pb2.RESTORE_STATE_FAILED,
-}
-
-
-def backup_message(record: dict[str, Any]) -> backup_pb2.Backup:
-    """A backup record as the contract shows it."""
-    return backup_pb2.Backup(
-        backup_id=record["backup_id"],
-        name=record["name"],
-        type=backup_pb2.BACKUP_TYPE_FULL,
-        state=BACKUP_STATES[record["state"]],
-        collections=record["chosen"],
-        compression=record["compression"],
-        encryption=record["encryption"],
-        retention_days=record["retention_days"],
-        size_bytes=record["size_bytes"],
-        document_count=record["document_count"],
-        checksum=record["checksum"],
-        schedule_id=record["schedule_id"],
-        create_time=timestamp(record["create_time"]),
-        complete_time=timestamp(record.get("complete_time")),
-        expire_time=timestamp(record["expire_time"]),
-        error_message=record["error_message"],
-    )
-
-
-def restore_message(record: dict[str, Any]) -> backup_pb2.Restore:
-    """A restore record as the contract shows it."""
-    return backup_pb2.Restore(
-        restore_id=record["restore_id"],
-        backup_id=record["backup_id"],
-        state=RESTORE_STATES[record["state"]],
-        target_database=record["target_database"],
-        collections=record["collections"],
-        drop_existing=record["drop_existing"],
-        documents_restored=record["documents_restored"],
-        start_time=timestamp(record["start_time"]),
-        complete_time=timestamp(record.get("complete_time")),
-        error_message=record["error_message"],
-    )
-
-
-def schedule_message(record: dict[str, Any]) -> backup_pb2.BackupSchedule:
-    """A schedule record as the contract shows it."""
-    return backup_pb2.BackupSchedule(
-        schedule_id=record["schedule_id"],
-        name=record["name"],
-        cron=record["cron"],
-        backup_type=backup_pb2.BACKUP_TYPE_FULL,
-        retention_days=record["retention_days"],
-        collections=record["collections"],
-        enabled=record["enabled"],
-        next_run_time=timestamp(record["next_run_time"]),
-        last_run_time=timestamp(record.get("last_run_time")),
-        last_backup_id=record["last_backup_id"],
-        create_time=timestamp(record["create_time"]),
-    )
 
 
 @maps_store_errors
@@ -91,7 +22,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
     against the backup limit, reads against the database limit."""
 
     def __init__(
-        self, backups: Backups, schedules: Schedules, limiter: RateLimiter, audit: AuditLog
+        self, backups: Backups, schedules: Schedules, limiter: CallerLimits, audit: AuditTrail
     ) -> None:
         self.backups = backups
         self.schedules = schedules
@@ -102,15 +33,15 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
         self, request: backup_pb2.ListBackupsRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupsResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
+        page = paging.page(request)
         if request.type not in (backup_pb2.BACKUP_TYPE_UNSPECIFIED, backup_pb2.BACKUP_TYPE_FULL):
             return backup_pb2.ListBackupsResponse()
         found, total = await self.backups.find_page(
-            state=STATE_NAMES.get(request.state), offset=offset, limit=size
+            state=convert.BACKUP_STATE_NAMES.get(request.state), offset=page.offset, limit=page.size
         )
         return backup_pb2.ListBackupsResponse(
-            backups=[backup_message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            backups=[convert.backup_message(r) for r in found],
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 
@@ -127,14 +58,14 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
             encryption=request.encryption if request.HasField("encryption") else True,
             retention_days=_retention(request),
         )
-        return backup_pb2.CreateBackupResponse(backup=backup_message(record))
+        return backup_pb2.CreateBackupResponse(backup=convert.backup_message(record))
 
     async def GetBackup(
         self, request: backup_pb2.GetBackupRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.GetBackupResponse:
         await self.limiter.check("database")
         return backup_pb2.GetBackupResponse(
-            backup=backup_message(await self.backups.get(request.backup_id))
+            backup=convert.backup_message(await self.backups.get(request.backup_id))
         )
 
     @audited(lambda r: r.backup_id)
@@ -161,25 +92,25 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
                 else None
             ),
         )
-        return backup_pb2.RestoreBackupResponse(restore=restore_message(record))
+        return backup_pb2.RestoreBackupResponse(restore=convert.restore_message(record))
 
     async def GetRestore(
         self, request: backup_pb2.GetRestoreRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.GetRestoreResponse:
         await self.limiter.check("database")
         return backup_pb2.GetRestoreResponse(
-            restore=restore_message(await self.backups.get_restore(request.restore_id))
+            restore=convert.restore_message(await self.backups.get_restore(request.restore_id))
         )
 
     async def ListBackupSchedules(
         self, request: backup_pb2.ListBackupSchedulesRequest, context: grpc.aio.ServicerContext
     ) -> backup_pb2.ListBackupSchedulesResponse:
         await self.limiter.check("database")
-        offset, size = page(request.page_token, request.page_size)
-        found, total = await self.schedules.find_page(offset=offset, limit=size)
+        page = paging.page(request)
+        found, total = await self.schedules.find_page(offset=page.offset, limit=page.size)
         return backup_pb2.ListBackupSchedulesResponse(
-            schedules=[schedule_message(r) for r in found],
-            next_page_token=next_token(offset, len(found), total),
+            schedules=[convert.schedule_message(r) for r in found],
+            next_page_token=page.next_token(len(found), total),
             total_size=total,
         )
 
@@ -196,7 +127,7 @@ class BackupServicer(backup_pb2_grpc.BackupServiceServicer):
             collections=list(request.collections),
             enabled=request.enabled if request.HasField("enabled") else True,
         )
-        return backup_pb2.CreateBackupScheduleResponse(schedule=schedule_message(record))
+        return backup_pb2.CreateBackupScheduleResponse(schedule=convert.schedule_message(record))
 
     @audited(lambda r: r.schedule_id)
     async def DeleteBackupSchedule(

@@ -12,7 +12,7 @@ the servers run on: the plane table (``lucid.runtime.planes``), the contracts
   inbound mTLS termination on :15001 with an RBAC filter by SPIFFE id (the same
   table), forwarding to the local server with ``x-forwarded-client-cert``; an
   outbound listener per peer it may call, originating mTLS to the peer's sidecar.
-- ``envoy/edge.json``: the front door (``lucid.runtime.edgeconfig``, the same
+- ``envoy/edge.json``: the front door (``lucid.codegen.edgeconfig``, the same
   generator ``lucid up`` runs the local edge from).
 
 ``lucid config generate`` writes them; ``make check-gen`` fails on drift.
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lucid.codegen.edgeconfig import EdgeSite, edge
 from lucid.runtime.config import CLUSTERS, DEFAULT_PORTS
 from lucid.runtime.contracts import Catalog
-from lucid.runtime.edgeconfig import EdgeSite, edge
 from lucid.runtime.identity import EDGE, ServiceIdentity, identity_for
 from lucid.runtime.planes import Grant, PlanePolicy, grants
 from lucid.runtime.tls import dns_name
@@ -505,7 +505,7 @@ def write(root: Path, catalog: Catalog, version: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lucid.runtime.meshconfig PROTOSET OUT_DIR VERSION`` (used by gen.sh)."""
+    """``python -m lucid.codegen.meshconfig PROTOSET OUT_DIR VERSION`` (used by gen.sh)."""
     protoset, out, version = (argv or sys.argv[1:])[:3]
     for path in write(Path(out), Catalog.from_file(Path(protoset)), version):
         print(path)

@@ -1,0 +1,1 @@
+"""The auth cluster's gRPC servicers: one module per proto service."""

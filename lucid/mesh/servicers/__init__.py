@@ -1,0 +1,1 @@
+"""The mesh cluster's gRPC servicers: one module per proto service."""

@@ -1,0 +1,1 @@
+"""The storage cluster's gRPC servicers: one module per proto service."""

@@ -1,0 +1,133 @@
+"""The runtime's shared parts every cluster uses, against the real FerretDB and Redis:
+the sealed key store, the per-caller limiter and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lucid.lib.clock import FakeClock
+from lucid.lib.ratelimit import Policy
+from lucid.lib.sealing import Sealer, SealError
+from lucid.runtime import keystore
+from lucid.runtime.audit import FAILURE, SUCCESS, AuditTrail, Client, Event
+from lucid.runtime.config import Settings
+from lucid.runtime.context import Principal
+from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.identity import ServiceIdentity
+from lucid.runtime.limits import Limit, RateLimiter
+from lucid.runtime.schema import ensure_schema
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _make() -> tuple[bytes, str]:
+    secret = uuid.uuid4().bytes
+    return secret, secret.hex()
+
+
+async def test_instances_racing_for_the_first_key_share_one(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await ensure_schema(db, [keystore.collection_spec("keys", owner="test")])
+    sealer, clock = Sealer("test passphrase"), FakeClock()
+    stores = [keystore.SealedKeyStore(db["keys"], sealer, clock) for _ in range(4)]
+    keys = await asyncio.gather(*(s.current("signing", _make) for s in stores))
+    assert len({k.key_id for k in keys}) == 1
+    assert await db["keys"].count_documents({}) == 1
+    stored = await db["keys"].find_one({})
+    assert stored is not None and keys[0].secret not in bytes(stored["sealed"])
+    assert keys[0].public == keys[0].secret.hex()
+
+
+async def test_rotation_retires_keys_that_stay_readable_until_they_expire(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await ensure_schema(db, [keystore.collection_spec("keys", owner="test")])
+    clock = FakeClock()
+    store = keystore.SealedKeyStore(db["keys"], Sealer("test passphrase"), clock)
+    first = await store.current("signing", _make)
+    second = await store.rotate("signing", _make, verify_for_s=60)
+    assert second.key_id != first.key_id
+    assert (await store.current("signing", _make)).key_id == second.key_id
+    fresh = keystore.SealedKeyStore(db["keys"], Sealer("test passphrase"), clock)
+    assert (await fresh.by_id(first.key_id)).secret == first.secret
+    assert [k.key_id for k in await fresh.published("signing")] == [second.key_id, first.key_id]
+    clock.advance(61)
+    assert [k.key_id for k in await fresh.published("signing")] == [second.key_id]
+    with pytest.raises(keystore.UnknownKeyError):
+        await fresh.by_id("signing-nope")
+    wrong = keystore.SealedKeyStore(db["keys"], Sealer("another passphrase"), clock)
+    with pytest.raises(SealError):
+        await wrong.by_id(first.key_id)
+
+
+async def test_the_limiter_refuses_past_the_limit_with_a_retry(redis: aioredis.Redis) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(redis, clock, f"test{uuid.uuid4().hex[:6]}")
+    limit = Limit("login", Policy(limit=3, window_s=60.0))
+    for _ in range(3):
+        await limiter.enforce(limit, "203.0.113.9")
+    with pytest.raises(LucidError) as caught:
+        await limiter.enforce(limit, "203.0.113.9")
+    assert caught.value.code == ErrorCode.ERROR_CODE_RATE_LIMITED
+    assert caught.value.retry_after_s == pytest.approx(20.0, abs=0.01)
+    assert caught.value.metadata["limit"] == "3"
+    await limiter.enforce(limit, "203.0.113.10")  # another caller is not affected
+    clock.advance(20)
+    await limiter.enforce(limit, "203.0.113.9")  # the rate refills continuously
+
+
+async def test_the_audit_trail_records_outcomes_and_refuses_changes_it_cannot_record(
+    db: AsyncDatabase[dict[str, Any]], settings: Settings
+) -> None:
+    trail = AuditTrail(db["audit"], FakeClock())
+    peer = Principal(ServiceIdentity("operations", "admin"))
+    client = Client(peer, "198.51.100.7", "curl/8", "req-1")
+    async with trail.event("rotate", client, resource="k1"):
+        pass
+    with pytest.raises(LucidError):
+        async with trail.event("rotate", client, resource="k2"):
+            raise LucidError(ErrorCode.ERROR_CODE_PERMISSION_DENIED, "no")
+    events = {e["resource"]: e async for e in db["audit"].find({})}
+    assert events["k1"]["result"] == SUCCESS and events["k1"]["ip_address"] == "198.51.100.7"
+    assert events["k2"]["result"] == FAILURE and events["k2"]["reason"].startswith("LUCID_ERR_")
+    event_id = await trail.begin(Event("drop", resource="t"), client)
+    await trail.finish(event_id, SUCCESS)
+    assert (await db["audit"].find_one({"_id": event_id}) or {})["result"] == SUCCESS
+
+    unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
+    )
+    try:
+        broken = AuditTrail(unreachable["x"]["audit"], FakeClock())
+        with pytest.raises(LucidError) as caught:
+            await broken.begin(Event("drop", resource="t"), client)
+        assert caught.value.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
+    finally:
+        await unreachable.close()
