@@ -6,9 +6,13 @@ unary rpc (GetProfile with a real token, the auth cluster's full pipeline) calle
    to the gateway, transcoding, mTLS to auth),
 3. as grpc-web through the Envoy edge (bombardier, the same filters),
 
-and the ratio REST-via-edge / direct (target ≥ 0.70 of the QPS, p99 at most twice direct).
-The gateway's limiter runs on a clock that races ahead, so one user's 1000/min tier
-does not cap the run while every request still pays the ShouldRateLimit round trip.
+4. as REST through the Envoy edge without the rate-limit filter (Envoy's own share),
+5. directly over gRPC through an Envoy sidecar in front of auth (ghz),
+
+and the ratios to direct (target for REST via the edge: at least 0.70 of the QPS, p99 at
+most twice direct). The gateway runs in a process of its own with its limiter on a clock
+that races ahead, so one user's 1000/min tier does not cap the run while every request
+still pays the ShouldRateLimit round trip.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import tempfile
 from collections.abc import AsyncIterator
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from bench.bench_front import _ghz
@@ -28,9 +34,11 @@ from lucid.auth import app as auth_app
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.gateway import app as gateway_app
 from lucid.lib.clock import FakeClock
+from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.supervisor.envoy import running_edge
 from lucid.supervisor.localservers import free_port, tool_path
+from lucid.supervisor.sidecars import SidecarLayout, running_sidecars
 from tests.support import Mesh
 
 CONCURRENCY = 16
@@ -69,20 +77,36 @@ async def _bombardier(label: str, url: str, args: list[str]) -> list[Figure]:
     ]
 
 
-@contextlib.asynccontextmanager
-async def _racing_clock(clock: FakeClock) -> AsyncIterator[None]:
-    async def race() -> None:
-        while True:
-            clock.advance(60.0)
-            await asyncio.sleep(0.005)
+async def _gateway(settings: Settings, ready: Event) -> None:
+    clock = FakeClock()
+    runtime = Runtime(settings, "gateway", clock=clock)
+    server = ClusterServer(runtime, await gateway_app.build(runtime), port=settings.port("gateway"))
+    await server.start()
+    ready.set()
+    while True:  # the limiter's clock races ahead: one user's tier never caps the run
+        clock.advance(60.0)
+        await asyncio.sleep(0.005)
 
-    task = asyncio.create_task(race())
+
+def _gateway_process(settings: Settings, ready: Event) -> None:
+    logging.disable(logging.WARNING)
+    asyncio.run(_gateway(settings, ready))
+
+
+@contextlib.asynccontextmanager
+async def _separate_gateway(settings: Settings) -> AsyncIterator[None]:
+    """The gateway in a process of its own, as in production."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(target=_gateway_process, args=(settings, ready), daemon=True)
+    process.start()
     try:
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("the gateway process did not start")
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        process.terminate()
+        await asyncio.to_thread(process.join, 10)
 
 
 async def _auth_with_keys(runtime: Runtime) -> ClusterApp:
@@ -110,17 +134,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
     own = settings.replace(ports={**settings.ports, "auth": free_port(), "gateway": free_port()})
     mesh = Mesh(own)
     await mesh.start("auth", _auth_with_keys)
-    clock = FakeClock()
-    runtime = Runtime(own, "gateway", clock=clock)
-    gateway = ClusterServer(runtime, await gateway_app.build(runtime), port=own.port("gateway"))
-    await gateway.start()
     token = await mesh.token()
     figures: list[Figure] = []
     frame = Path(tempfile.mkstemp(suffix=".grpcweb")[1])
     frame.write_bytes(b"\x00\x00\x00\x00\x00")  # one grpc-web frame: the empty request
     try:
         figures += await _ghz("direct gRPC", f"127.0.0.1:{own.port('auth')}", own.certs_dir, token)
-        async with running_edge(own) as edge, _racing_clock(clock):
+        async with _separate_gateway(own), running_edge(own) as edge:
             auth = ["-H", f"authorization: Bearer {token}"]
             figures += await _bombardier(
                 "REST via Envoy edge", f"{edge.url}/api/v1/auth/profile", auth
@@ -140,24 +160,48 @@ async def run(ctx: BenchContext) -> list[Figure]:
                     str(frame),
                 ],
             )
-        direct = _value(figures, "ghz direct gRPC: throughput")
-        for via in ("REST via Envoy edge", "grpc-web via Envoy edge"):
-            figures.append(
-                Figure(
-                    f"{via} / direct: throughput",
-                    _value(figures, f"{via}: throughput") / direct,
-                    "ratio",
-                )
+        async with running_edge(own, rate_limit=False) as edge:
+            figures += await _bombardier(
+                "REST via Envoy edge, no rate-limit call",
+                f"{edge.url}/api/v1/auth/profile",
+                ["-H", f"authorization: Bearer {token}"],
             )
-            figures.append(
-                Figure(
-                    f"{via} / direct: p99",
-                    _value(figures, f"{via}: p99") / _value(figures, "ghz direct gRPC: p99"),
-                    "ratio",
-                )
-            )
+        figures += await _through_sidecar(own, token)
+        direct = "ghz direct gRPC"
+        for via in (
+            "REST via Envoy edge",
+            "grpc-web via Envoy edge",
+            "REST via Envoy edge, no rate-limit call",
+            "ghz via auth's sidecar",
+        ):
+            figures += _ratios(figures, via, direct)
     finally:
         frame.unlink()
-        await gateway.stop(grace_s=0.2)
         await mesh.stop_all()
     return figures
+
+
+def _ratios(figures: list[Figure], via: str, direct: str) -> list[Figure]:
+    qps = _value(figures, f"{via}: throughput") / _value(figures, f"{direct}: throughput")
+    p99 = _value(figures, f"{via}: p99") / _value(figures, f"{direct}: p99")
+    return [
+        Figure(f"{via} / direct: throughput", qps, "ratio"),
+        Figure(f"{via} / direct: p99", p99, "ratio"),
+    ]
+
+
+async def _through_sidecar(settings: Settings, token: str) -> list[Figure]:
+    """The same rpc through an Envoy sidecar in front of a second auth server (mTLS
+    terminated and originated again, RBAC, x-forwarded-client-cert)."""
+    base = settings.replace(ports={**settings.ports, "auth": free_port()})
+    layout = SidecarLayout.allocate(base, clusters=("auth",))
+    runtime = Runtime(layout.cluster_settings(base, "auth"), "auth")
+    server = ClusterServer(runtime, await _auth_with_keys(runtime), port=layout.app["auth"])
+    await server.start()
+    try:
+        async with running_sidecars(base, layout, ("auth",)):
+            return await _ghz(
+                "via auth's sidecar", f"127.0.0.1:{base.port('auth')}", base.certs_dir, token
+            )
+    finally:
+        await server.stop(grace_s=0.2)

@@ -133,6 +133,8 @@ class EdgeSite:
     max_request_bytes: int = 100 * 1024 * 1024
     access_log: str = "/dev/stdout"
     jwks_host: str = "localhost"
+    rate_limit: bool = True
+    """Whether requests are counted by the gateway (off only to measure Envoy alone)."""
 
 
 def _any(type_name: str, **fields: Any) -> Json:
@@ -279,8 +281,25 @@ def _lua(site: EdgeSite) -> str:
     return source.replace("-- CONFIG\n", config + "\n", 1)
 
 
+def _rate_limit_filter() -> Json:
+    return {
+        "name": "envoy.filters.http.ratelimit",
+        "typed_config": _any(
+            "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            domain="lucid",
+            failure_mode_deny=False,
+            timeout="2s",
+            rate_limit_service={
+                "grpc_service": {"envoy_grpc": {"cluster_name": "gateway"}},
+                "transport_api_version": "V3",
+            },
+        ),
+    }
+
+
 def _http_filters(site: EdgeSite, catalog: Catalog) -> list[Json]:
     services = sorted({m.service for m in catalog.methods.values()})
+    limits = [_rate_limit_filter()] if site.rate_limit else []
     return [
         {
             "name": "envoy.filters.http.lua",
@@ -344,19 +363,7 @@ def _http_filters(site: EdgeSite, catalog: Catalog) -> list[Json]:
                 request_validation_options={"reject_unknown_query_parameters": True},
             ),
         },
-        {
-            "name": "envoy.filters.http.ratelimit",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
-                domain="lucid",
-                failure_mode_deny=False,
-                timeout="2s",
-                rate_limit_service={
-                    "grpc_service": {"envoy_grpc": {"cluster_name": "gateway"}},
-                    "transport_api_version": "V3",
-                },
-            ),
-        },
+        *limits,
         {
             "name": "envoy.filters.http.router",
             "typed_config": _any("envoy.extensions.filters.http.router.v3.Router"),

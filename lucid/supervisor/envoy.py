@@ -44,7 +44,9 @@ def envoy_binary() -> str:
     return found
 
 
-def local_site(settings: Settings, port: int, admin_port: int, access_log: str) -> EdgeSite:
+def local_site(
+    settings: Settings, port: int, admin_port: int, access_log: str, *, rate_limit: bool = True
+) -> EdgeSite:
     """The edge of one machine: loopback clusters, ``var/certs``, ``gen/lucid.protoset``."""
     tls.ensure_web_certificate(
         settings.certs_dir,
@@ -63,6 +65,7 @@ def local_site(settings: Settings, port: int, admin_port: int, access_log: str) 
         cors_origins=origins,
         max_request_bytes=settings.max_request_bytes,
         access_log=access_log,
+        rate_limit=rate_limit,
     )
 
 
@@ -76,10 +79,13 @@ class EdgeProcess:
     bootstrap: Path
 
 
-def write_bootstrap(settings: Settings, port: int, admin_port: int, directory: Path) -> Path:
+def write_bootstrap(
+    settings: Settings, port: int, admin_port: int, directory: Path, *, rate_limit: bool = True
+) -> Path:
     """Writes the local bootstrap; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
-    site = local_site(settings, port, admin_port, str((directory / "access.log").resolve()))
+    log = str((directory / "access.log").resolve())
+    site = local_site(settings, port, admin_port, log, rate_limit=rate_limit)
     path = directory / f"edge-{port}.json"
     path.write_text(json.dumps(edge(catalog(), site), indent=1))
     return path
@@ -143,12 +149,15 @@ async def running_envoy(
 
 
 @contextlib.asynccontextmanager
-async def running_edge(settings: Settings, port: int | None = None) -> AsyncIterator[EdgeProcess]:
-    """An Envoy edge as a child process until the block ends."""
+async def running_edge(
+    settings: Settings, port: int | None = None, *, rate_limit: bool = True
+) -> AsyncIterator[EdgeProcess]:
+    """An Envoy edge as a child process until the block ends (``rate_limit`` off only to
+    measure Envoy alone)."""
     port = port or free_port()
     admin_port = free_port()
     directory = settings.var_dir / "envoy"
-    bootstrap = write_bootstrap(settings, port, admin_port, directory)
+    bootstrap = write_bootstrap(settings, port, admin_port, directory, rate_limit=rate_limit)
     scheme = "https" if settings.edge_tls else "http"
     async with running_envoy(bootstrap, admin_port, directory / f"edge-{port}.log") as process:
         yield EdgeProcess(
