@@ -35,12 +35,13 @@ from typing import Any
 
 import grpc
 
+from lucid.codegen.envoyparts import cert_files, typed, upstream_mtls
 from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import Catalog, MethodInfo
 from lucid.runtime.envelope import ENVELOPE_TRAILER, FALLBACK_REASON, STATUS_TRAILER
 from lucid.runtime.errors import reason_of
 from lucid.runtime.identity import EDGE, identity_for
-from lucid.runtime.tls import CA_CERT, WEB_CERT, dns_name
+from lucid.runtime.tls import CA_CERT, WEB_CERT
 from lucid.runtime.tokens import AUDIENCE, ISSUER
 
 Json = dict[str, Any]
@@ -138,7 +139,7 @@ class EdgeSite:
 
 
 def _any(type_name: str, **fields: Any) -> Json:
-    return {"@type": f"type.googleapis.com/{type_name}", **fields}
+    return typed(type_name, **fields)
 
 
 def _endpoint(name: str, host: str, port: int) -> Json:
@@ -159,10 +160,7 @@ def _endpoint(name: str, host: str, port: int) -> Json:
 
 
 def _tls_files(site: EdgeSite, name: str) -> Json:
-    return {
-        "certificate_chain": {"filename": f"{site.certs}/{name}.crt"},
-        "private_key": {"filename": f"{site.certs}/{name}.key"},
-    }
+    return cert_files(name, site.certs)
 
 
 def _upstream(site: EdgeSite, cluster: str, host: str, port: int) -> Json:
@@ -194,23 +192,7 @@ def _upstream(site: EdgeSite, cluster: str, host: str, port: int) -> Json:
             "max_ejection_percent": 100,
         },
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
-        "transport_socket": {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": _any(
-                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                sni=dns_name(cluster),
-                common_tls_context={
-                    "tls_certificates": [_tls_files(site, EDGE)],
-                    "alpn_protocols": ["h2"],
-                    "validation_context": {
-                        "trusted_ca": {"filename": f"{site.certs}/{CA_CERT}"},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "URI", "matcher": {"exact": peer.spiffe_id}}
-                        ],
-                    },
-                },
-            ),
-        },
+        "transport_socket": upstream_mtls(EDGE, peer, site.certs),
     }
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lucid.codegen.edgeconfig import EdgeSite, edge
+from lucid.codegen.envoyparts import cert_files, typed, upstream_mtls
 from lucid.runtime.config import CLUSTERS, DEFAULT_PORTS
 from lucid.runtime.contracts import Catalog
 from lucid.runtime.identity import EDGE, ServiceIdentity, identity_for
@@ -56,35 +57,15 @@ Json = dict[str, Any]
 
 
 def _any(type_name: str, **fields: Any) -> Json:
-    return {"@type": f"type.googleapis.com/{type_name}", **fields}
+    return typed(type_name, **fields)
 
 
 def _cert(name: str, certs: str = CERTS) -> Json:
-    return {
-        "certificate_chain": {"filename": f"{certs}/{name}.crt"},
-        "private_key": {"filename": f"{certs}/{name}.key"},
-    }
+    return cert_files(name, certs)
 
 
 def _upstream_tls(own: str, peer: ServiceIdentity, certs: str = CERTS) -> Json:
-    """mTLS to a peer: present our certificate, accept only the peer's SPIFFE id."""
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": _any(
-            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            sni=dns_name(peer.name),
-            common_tls_context={
-                "tls_certificates": [_cert(own, certs)],
-                "alpn_protocols": ["h2"],
-                "validation_context": {
-                    "trusted_ca": {"filename": f"{certs}/ca.crt"},
-                    "match_typed_subject_alt_names": [
-                        {"san_type": "URI", "matcher": {"exact": peer.spiffe_id}}
-                    ],
-                },
-            },
-        ),
-    }
+    return upstream_mtls(own, peer, certs)
 
 
 def _http2() -> Json:
