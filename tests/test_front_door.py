@@ -412,3 +412,39 @@ async def test_grpc_web_chunk_over_10_mib_is_refused(
         assert await response.read() == b""  # trailers-only: the status is in the headers
         assert response.headers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0])
     assert not [s for s in fake.stored if s[0] == session]
+
+
+async def test_the_edge_relays_only_rpcs_a_client_may_call(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    """Service-only rpcs (and rpcs without a route) have no route at the edge: grpc-web
+    cannot reach them, whatever the token."""
+    url, settings, _ = front
+    token = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
+    empty = b"\x00\x00\x00\x00\x00"
+    async with _client(settings) as http:
+        for path in (
+            "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+            "/lucid.auth.v1.AuthService/ValidateToken",
+            "/lucid.blockchain.v1.ConsensusService/ProposeBlock",
+            "/lucid.sessions.v1.ChunkService/UploadChunks",
+            "/lucid.gateway.v1.RateLimitService/CheckRateLimit",
+        ):
+            async with http.post(
+                url + path,
+                data=empty,
+                headers={
+                    "content-type": "application/grpc-web+proto",
+                    "authorization": f"Bearer {token}",
+                },
+            ) as response:
+                await response.read()
+                refused = response.status == 404 or response.headers.get("grpc-status") == "12"
+                assert refused, (path, response.status, dict(response.headers))
+        async with http.post(
+            f"{url}/lucid.gateway.v1.GatewayService/GetVersion",
+            data=empty,
+            headers={"content-type": "application/grpc-web+proto"},
+        ) as response:
+            await response.read()
+            assert response.status == 200 and response.headers.get("grpc-status", "0") == "0"

@@ -55,11 +55,18 @@ JWT_METADATA = "jwt_payload"
 RATE_LIMITED = grpc.StatusCode.RESOURCE_EXHAUSTED
 STREAM_ROUTE = "stream:"
 """Route name prefix of server-streaming rpcs (their REST answer is NDJSON)."""
+RELAYED_HEADER = "x-lucid-relayed"
+"""The mark on every call the edge relays for a client, overwriting whatever the client
+sent (a marked call acts for its end user, never as the edge: branch trust-edge)."""
 RELAYED_HEADERS = [
+    {
+        "header": {"key": RELAYED_HEADER, "value": "client"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    },
     {
         "header": {"key": "x-forwarded-user-agent", "value": "%REQ(user-agent)%"},
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-    }
+    },
 ]
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -402,30 +409,34 @@ def _kind(info: MethodInfo) -> str:
     return "default"
 
 
-def _route(info: MethodInfo | None, cluster: str, match: Json) -> Json:
-    action: Json = {"cluster": cluster, "timeout": "0s"}
-    route: Json = {"match": match, "route": action, "request_headers_to_add": RELAYED_HEADERS}
-    if info is not None:
-        if _kind(info) != "default":
-            action["rate_limits"] = rate_limits(_kind(info))
-        if info.server_streaming:
-            route["name"] = f"{STREAM_ROUTE}{info.path}"
+def relayable(info: MethodInfo) -> bool:
+    """Whether the edge relays the rpc for clients (REST or grpc-web): it has a REST
+    route and is not service-only."""
+    return bool(info.routes) and not info.access.service_only
+
+
+def _route(info: MethodInfo) -> Json:
+    action: Json = {"cluster": info.cluster, "timeout": "0s"}
+    route: Json = {
+        "match": {"path": info.path},
+        "route": action,
+        "request_headers_to_add": RELAYED_HEADERS,
+    }
+    if _kind(info) != "default":
+        action["rate_limits"] = rate_limits(_kind(info))
+    if info.server_streaming:
+        route["name"] = f"{STREAM_ROUTE}{info.path}"
     return route
 
 
 def _routes(catalog: Catalog) -> list[Json]:
-    """The gRPC path of every rpc with a tier or a stream of its own, then every
-    cluster's package, then a 404 for everything else. REST requests are matched after
-    the transcoder has turned them into their rpc."""
+    """The gRPC path of every rpc the edge relays (REST requests are matched after the
+    transcoder has turned them into their rpc), then a 404 for everything else: the
+    edge never relays a service-only rpc or one without a route."""
     routes = [
-        _route(info, info.cluster, {"path": info.path})
+        _route(info)
         for info in sorted(catalog.methods.values(), key=lambda m: m.path)
-        if info.cluster in CLUSTERS and (info.server_streaming or _kind(info) != "default")
-    ]
-    routes += [
-        _route(None, cluster, {"prefix": f"/lucid.{cluster}.v1."})
-        for cluster in CLUSTERS
-        if cluster in catalog.clusters()
+        if info.cluster in CLUSTERS and relayable(info)
     ]
     routes.append(
         {
