@@ -218,3 +218,53 @@ async def test_request_id_is_forwarded_and_echoed(
         body = await response.json()
     assert body["error"]["request_id"] == "edge-req-1"
     assert response.headers["x-request-id"] == "edge-req-1"
+
+
+async def test_a_session_uploads_10_mib_per_second_through_the_edge(
+    mesh: Mesh, edge_url: str
+) -> None:
+    """Spec 01 §9: clients' chunk uploads count against 10 MiB/s per session, in bytes,
+    exactly (sessions counts them before storing); the next bytes in the same second get
+    429 3004 with retry-after, and nothing is stored. (A sessions server whose clock
+    stands still: no refill while the test sends.)"""
+    import base64
+
+    from lucid.lib.clock import FakeClock
+    from lucid.runtime.server import ClusterServer, Runtime
+    from lucid.supervisor.localservers import free_port
+    from tests.support import builder_of
+
+    own = mesh.settings.replace(ports={**mesh.settings.ports, "sessions": free_port()})
+    runtime = Runtime(own, "sessions", clock=FakeClock())
+    server = ClusterServer(
+        runtime, await builder_of("sessions")(runtime), port=own.port("sessions")
+    )
+    await server.start()
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    mib10 = 10 * 1024 * 1024
+    try:
+        async with serve_edge(own) as url, https_client(own) as http:
+            async with http.post(
+                f"{url}/api/v1/sessions", json={"name": "bw"}, headers=headers
+            ) as r:
+                session_id = (await r.json())["session"]["session_id"]
+            async with http.post(
+                f"{url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+            chunks = f"{url}/api/v1/sessions/{session_id}/chunks"
+            full = {"sequence_number": 1, "data": base64.b64encode(b"\x03" * mib10).decode()}
+            async with http.post(chunks, json=full, headers=headers) as r:
+                assert r.status == 200, await r.text()
+            more = {"sequence_number": 2, "data": base64.b64encode(b"\x04" * 65536).decode()}
+            async with http.post(chunks, json=more, headers=headers) as r:
+                assert r.status == 429, await r.text()
+                error = (await r.json())["error"]
+                assert error["code"] == "LUCID_ERR_3004" and error["service"] == "sessions"
+                assert int(r.headers["retry-after"]) == 1
+            runtime.clock.advance(1.0)  # type: ignore[attr-defined]
+            async with http.post(chunks, json=more, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["last_durable_sequence"] == "2"
+    finally:
+        await server.stop(grace_s=0.2)

@@ -217,6 +217,10 @@ function envoy_on_response(handle)
   if status ~= nil then
     h:replace(":status", status)
   end
+  local wait = envelope:match('"retry_after_seconds"%s*:%s*([%d%.]+)')
+  if wait ~= nil then
+    h:replace("retry-after", tostring(math.max(1, math.ceil(tonumber(wait)))))
+  end
   h:replace("content-type", "application/json")
   h:replace("content-length", tostring(#envelope))
 end
