@@ -364,17 +364,21 @@ def _tier(name: str) -> Json:
     return {"generic_key": {"descriptor_key": "tier", "descriptor_value": name}}
 
 
-def _user() -> Json:
+def _claim(claim: str, descriptor_key: str) -> Json:
     return {
         "metadata": {
-            "descriptor_key": "identifier",
+            "descriptor_key": descriptor_key,
             "metadata_key": {
                 "key": "envoy.filters.http.jwt_authn",
-                "path": [{"key": JWT_METADATA}, {"key": "sub"}],
+                "path": [{"key": JWT_METADATA}, {"key": claim}],
             },
             "source": "DYNAMIC",
         }
     }
+
+
+def _user() -> Json:
+    return _claim("sub", "identifier")
 
 
 def _anonymous() -> Json:
@@ -395,8 +399,9 @@ def rate_limits(kind: str) -> list[Json]:
     public = {"actions": [_anonymous(), {"remote_address": {}}]}
     if kind == "chain":
         return [{"actions": [_tier("blockchain_query"), {"remote_address": {}}]}]
-    tier = "admin" if kind == "admin" else "authenticated"
-    return [public, {"actions": [_tier(tier), _user()]}]
+    if kind == "admin":  # the gateway counts admins in the admin tier, others as users
+        return [public, {"actions": [_tier("admin"), _claim("role", "role"), _user()]}]
+    return [public, {"actions": [_tier("authenticated"), _user()]}]
 
 
 def _kind(info: MethodInfo) -> str:
