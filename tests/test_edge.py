@@ -268,3 +268,56 @@ async def test_a_session_uploads_10_mib_per_second_through_the_edge(
                 assert (await r.json())["last_durable_sequence"] == "2"
     finally:
         await server.stop(grace_s=0.2)
+
+
+async def test_bad_tokens_are_refused_at_the_edge(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    """jwt_authn: a token signed by another key, an expired one and ``alg: none`` never
+    reach the cluster (the envelope names the edge; the cluster checks again anyway)."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.support import sign_token, unsigned_token
+
+    runtime = mesh.servers["auth"].runtime
+    from lucid.auth import app as auth_app
+
+    key = await auth_app.key_store(runtime).current()
+    forged = sign_token(Ed25519PrivateKey.generate(), key.kid)
+    expired = sign_token(key.private_key, key.kid, issued_at=time.time() - 3600, ttl_s=60)
+    none = unsigned_token({"iss": "lucid-auth", "aud": "lucid", "sub": "x", "exp": 2**31})
+    for token in (forged, expired, none):
+        async with http.get(
+            f"{edge_url}/api/v1/auth/profile", headers={"authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 401
+            error = _assert_envelope(await response.json(), "LUCID_ERR_2001", "edge")
+            assert error["details"]["reason"].startswith("jwt_authn_access_denied")
+    valid = {"authorization": f"Bearer {await mesh.token()}"}
+    async with http.get(f"{edge_url}/api/v1/auth/profile", headers=valid) as response:
+        # past the edge: auth answers (the token's user does not exist)
+        _assert_envelope(await response.json(), "LUCID_ERR_4001", "auth")
+
+
+async def test_the_access_log_is_json_with_the_request_id(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    from tests.waiting import eventually
+
+    async with http.get(
+        f"{edge_url}/api/v1/meta/version", headers={"x-request-id": "access-log-probe"}
+    ) as response:
+        assert response.status == 200
+    log = mesh.settings.var_dir / "envoy" / "access.log"
+
+    def logged() -> dict | None:  # Envoy flushes its access log about once a second
+        lines = log.read_text().splitlines() if log.exists() else []
+        found = [json.loads(line) for line in lines if "access-log-probe" in line]
+        return found[0] if found else None
+
+    entry = await eventually(logged, timeout_s=15, what="the access log line")
+    assert entry["request_id"] == "access-log-probe"
+    assert entry["path"] == "/api/v1/meta/version" and entry["status"] == 200
+    assert entry["upstream"] == "gateway" and entry["http_method"] == "GET"
