@@ -321,3 +321,19 @@ async def test_the_access_log_is_json_with_the_request_id(
     assert entry["request_id"] == "access-log-probe"
     assert entry["path"] == "/api/v1/meta/version" and entry["status"] == 200
     assert entry["upstream"] == "gateway" and entry["http_method"] == "GET"
+
+
+async def test_over_long_urls_and_headers_get_the_envelope(
+    edge_url: str, http: aiohttp.ClientSession
+) -> None:
+    cases = (
+        ("/api/v1/chain/blocks/" + "a" * 9000, {}, 414, "url"),
+        ("/api/v1/meta/version", {"x-big": "b" * 9000}, 431, "headers"),
+        ("/api/v1/meta/version", {f"x-h{i}": "v" for i in range(200)}, 431, "headers"),
+    )
+    for path, headers, status, field in cases:
+        async with http.get(edge_url + path, headers=headers) as response:
+            assert response.status == status, field
+            error = _assert_envelope(await response.json(), "LUCID_ERR_1001", "edge")
+        assert error["details"]["field_violations"][0]["field"] == field
+        assert "b" * 100 not in error["message"]  # the request is not echoed

@@ -92,13 +92,35 @@ local function too_deep(handle)
   return body ~= nil and nested_deeper(body:getBytes(0, body:length()), MAX_JSON_DEPTH)
 end
 
+-- Over-long URLs (414) and header sets (431), refused before anything reads them.
+local function over_long(handle)
+  local h = handle:headers()
+  if #(h:get(":path") or "") > MAX_URL_BYTES then
+    handle:respond({[":status"] = "414"}, "the URL is longer than " .. MAX_URL_BYTES .. " bytes")
+    return true
+  end
+  local size, count = 0, 0
+  for name, value in pairs(h) do
+    size = size + #name + #value
+    count = count + 1
+  end
+  if size > MAX_HEADER_BYTES or count > MAX_HEADERS then
+    handle:respond({[":status"] = "431"}, "more than " .. MAX_HEADERS .. " headers or " .. MAX_HEADER_BYTES .. " bytes of them")
+    return true
+  end
+  return false
+end
+
 function envoy_on_request(handle)
   local h = handle:headers()
   h:remove(REFUSED_HEADER)
+  mark(handle, "request_id", h:get("x-request-id") or "")
+  if over_long(handle) then
+    return
+  end
   local kind = h:get("content-type") or ""
   local method = h:get(":method")
   local grpc = string.find(kind, "application/grpc", 1, true) == 1
-  mark(handle, "request_id", h:get("x-request-id") or "")
   if grpc then
     mark(handle, "grpc", "1")
     return

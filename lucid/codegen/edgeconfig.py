@@ -90,28 +90,38 @@ CORS_EXPOSE_HEADERS = (
     "x-ratelimit-remaining, x-ratelimit-reset, x-request-id"
 )
 CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-LOCAL_REPLIES: tuple[tuple[Json, str, str], ...] = (
+LOCAL_REPLIES: tuple[tuple[Json, str, str, str], ...] = (
     # Envoy's own replies: which (an access-log filter) → Lucid code, service named in
-    # the envelope. The transcoder refuses a bad path or query "early", a bad body later.
-    ({"response_flag_filter": {"flags": ["UH"]}}, "LUCID_ERR_5007", "edge"),
+    # the envelope, the field it names ("" none). The transcoder refuses a bad path or
+    # query "early", a bad body later.
+    ({"response_flag_filter": {"flags": ["UH"]}}, "LUCID_ERR_5007", "edge", ""),
     (
         {"header_filter": {"header": {"name": "lucid-refused", "present_match": True}}},
         "LUCID_ERR_1001",
         "edge",
+        "body",
     ),
     (
         {"status": 400, "cel": "response.code_details.startsWith('early_')"},
         "LUCID_ERR_1001",
         "edge",
+        "",
     ),
-    ({"status": 400}, "LUCID_ERR_1009", "edge"),
-    ({"status": 401}, "LUCID_ERR_2001", "edge"),
-    ({"status": 404}, "LUCID_ERR_4001", "edge"),
-    ({"status": 413}, "LUCID_ERR_1010", "edge"),
-    ({"status": 415}, "LUCID_ERR_1008", "edge"),
-    ({"status": 429}, "LUCID_ERR_3001", "gateway"),
-    ({"status": 503}, "LUCID_ERR_5008", "edge"),
+    ({"status": 400}, "LUCID_ERR_1009", "edge", "body"),
+    ({"status": 401}, "LUCID_ERR_2001", "edge", ""),
+    ({"status": 404}, "LUCID_ERR_4001", "edge", ""),
+    ({"status": 413}, "LUCID_ERR_1010", "edge", "body"),
+    ({"status": 414}, "LUCID_ERR_1001", "edge", "url"),
+    ({"status": 415}, "LUCID_ERR_1008", "edge", "content-type"),
+    ({"status": 429}, "LUCID_ERR_3001", "gateway", ""),
+    ({"status": 431}, "LUCID_ERR_1001", "edge", "headers"),
+    ({"status": 503}, "LUCID_ERR_5008", "edge", ""),
 )
+MAX_URL_BYTES = 8192
+MAX_HEADER_BYTES = 8192
+MAX_HEADERS = 100
+"""A longer URL is refused with 414, more header bytes or headers with 431, by the Lua
+step with the envelope (Envoy's codec refuses beyond 16 KiB or 1000 headers, bare)."""
 REFUSED_HEADER = "lucid-refused"
 """Set (on the request) by the Lua step when it refuses a body as invalid (1001)."""
 MAX_JSON_DEPTH = 10
@@ -259,6 +269,9 @@ def _lua(site: EdgeSite) -> str:
         "REFUSED_HEADER": REFUSED_HEADER,
         "MAX_JSON_DEPTH": MAX_JSON_DEPTH,
         "DEPTH_CHECK_BYTES": DEPTH_CHECK_BYTES,
+        "MAX_URL_BYTES": MAX_URL_BYTES,
+        "MAX_HEADER_BYTES": MAX_HEADER_BYTES,
+        "MAX_HEADERS": MAX_HEADERS,
         "CORS_METHODS": dict.fromkeys(CORS_METHODS, True),
         "CORS_METHODS_TEXT": ", ".join(CORS_METHODS),
         "CORS_ALLOW_HEADERS": dict.fromkeys(CORS_ALLOW_HEADERS, True),
@@ -478,6 +491,13 @@ def _reply_filter(which: Json) -> Json:
     return {"and_filter": {"filters": [by_status, expression]}}
 
 
+def _details(field: str) -> Json:
+    details: Json = {"reason": "%RESPONSE_CODE_DETAILS%"}
+    if field:
+        details["field_violations"] = [{"field": field, "description": "%LOCAL_REPLY_BODY%"}]
+    return details
+
+
 def _local_replies() -> Json:
     mappers = [
         {
@@ -493,7 +513,7 @@ def _local_replies() -> Json:
                     "error": {
                         "code": code,
                         "message": "%LOCAL_REPLY_BODY%",
-                        "details": {"reason": "%RESPONSE_CODE_DETAILS%"},
+                        "details": _details(field),
                         "request_id": "%REQ(X-REQUEST-ID)%",
                         "timestamp": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
                         "service": service,
@@ -502,7 +522,7 @@ def _local_replies() -> Json:
                 },
             },
         }
-        for which, code, service in LOCAL_REPLIES
+        for which, code, service, field in LOCAL_REPLIES
     ]
     return {"mappers": mappers}
 
@@ -542,6 +562,8 @@ def _listener(site: EdgeSite, catalog: Catalog) -> Json:
         stat_prefix="edge",
         codec_type="AUTO",
         use_remote_address=True,
+        max_request_headers_kb=16,
+        common_http_protocol_options={"max_headers_count": 1000},
         xff_num_trusted_hops=0,
         preserve_external_request_id=True,
         always_set_request_id_in_response=True,
