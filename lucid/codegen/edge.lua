@@ -143,7 +143,6 @@ function envoy_on_request(handle)
     return
   end
   if h:get(":path") == HEALTH_PATH then
-    mark(handle, "health", "1")
     h:replace(":path", AGGREGATED_HEALTH)
     handle:clearRouteCache()
   end
@@ -185,15 +184,6 @@ local function ndjson(handle)
   end
 end
 
--- /health answers 503 unless the gateway finds everything healthy.
-local function health(handle)
-  local body = handle:body(true)
-  local text = body and body:getBytes(0, body:length()) or ""
-  if text:match('^%s*{%s*"status"%s*:%s*"HEALTH_STATUS_HEALTHY"') == nil then
-    handle:headers():replace(":status", "503")
-  end
-end
-
 function envoy_on_response(handle)
   local h = handle:headers()
   for name, value in pairs(SECURITY_HEADERS) do
@@ -215,9 +205,6 @@ function envoy_on_response(handle)
     return
   end
   local code = h:get("grpc-status")
-  if marks(handle)["health"] == "1" and code == "0" then
-    return health(handle)
-  end
   h:remove("grpc-status-details-bin")
   if envelope == nil then
     local http = tonumber(h:get(":status")) or 200
