@@ -55,6 +55,8 @@ JWT_METADATA = "jwt_payload"
 RATE_LIMITED = grpc.StatusCode.RESOURCE_EXHAUSTED
 STREAM_ROUTE = "stream:"
 """Route name prefix of server-streaming rpcs (their REST answer is NDJSON)."""
+RETRY = {"retry_on": "connect-failure,refused-stream", "num_retries": 2}
+"""Only what never reached a server is tried again (a cluster restarting)."""
 RELAYED_HEADER = "x-lucid-relayed"
 """The mark on every call the edge relays for a client, overwriting whatever the client
 sent (a marked call acts for its end user, never as the edge: branch trust-edge)."""
@@ -205,7 +207,7 @@ def _upstream(site: EdgeSite, cluster: str, host: str, port: int) -> Json:
         "outlier_detection": {
             "consecutive_5xx": 5,
             "consecutive_gateway_failure": 5,
-            "interval": "1s",
+            "interval": "0.5s",
             "base_ejection_time": "1s",
             "max_ejection_time": "1s",
             "max_ejection_percent": 100,
@@ -436,7 +438,7 @@ def relayable(info: MethodInfo) -> bool:
 
 
 def _route(info: MethodInfo) -> Json:
-    action: Json = {"cluster": info.cluster, "timeout": "0s"}
+    action: Json = {"cluster": info.cluster, "timeout": "0s", "retry_policy": RETRY}
     route: Json = {
         "match": {"path": info.path},
         "route": action,
