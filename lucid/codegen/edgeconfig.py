@@ -21,8 +21,10 @@ What the edge does, filter by filter (the order of ``http_filters``):
 - ``router``: mTLS to the clusters as the ``edge`` identity.
 
 Envoy's own refusals (401, 404, 413, 429, 503, bad JSON) become the same envelope
-through the local reply mapper. Five failures in a row eject a cluster for 1 s (outlier
-detection: the circuit breaker, 5007). The access log is JSON with the request id.
+through the local reply mapper. A call that never reached a cluster (connection refused,
+a cluster restarting) is tried twice more; the edge has no breaker of its own (Envoy's
+outlier ejection flapped after restarts: a restarted cluster was ejected again after its
+first answer), the clusters' breakers stay in the mesh. The access log is JSON with the request id.
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ LOCAL_REPLIES: tuple[tuple[Json, str, str, str], ...] = (
     # Envoy's own replies: which (an access-log filter) → Lucid code, service named in
     # the envelope, the field it names ("" none). The transcoder refuses a bad path or
     # query "early", a bad body later.
-    ({"response_flag_filter": {"flags": ["UH"]}}, "LUCID_ERR_5007", "edge", ""),
     (
         {"header_filter": {"header": {"name": "lucid-refused", "present_match": True}}},
         "LUCID_ERR_1001",
@@ -201,18 +202,6 @@ def _upstream(site: EdgeSite, cluster: str, host: str, port: int) -> Json:
             )
         },
         "load_assignment": _endpoint(cluster, host, port),
-        # the circuit breaker of spec 10 §4: five failures in a row eject the cluster,
-        # and with no panic mode calls then fail fast (UH → 5007); for 1 s, as the
-        # breakers inside the mesh (a quick restart must not cost 30 s of 503s)
-        "outlier_detection": {
-            "consecutive_5xx": 5,
-            "consecutive_gateway_failure": 5,
-            "interval": "0.5s",
-            "base_ejection_time": "1s",
-            "max_ejection_time": "1s",
-            "max_ejection_percent": 100,
-        },
-        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "transport_socket": upstream_mtls(EDGE, peer, site.certs),
     }
 
