@@ -43,6 +43,7 @@ from lucid.runtime.contracts import Catalog, MethodInfo
 from lucid.runtime.envelope import ENVELOPE_TRAILER, FALLBACK_REASON, STATUS_TRAILER
 from lucid.runtime.errors import reason_of
 from lucid.runtime.identity import EDGE, identity_for
+from lucid.runtime.planes import RELAYED_HEADER, RELAYED_VALUE
 from lucid.runtime.tls import CA_CERT, WEB_CERT
 from lucid.runtime.tokens import AUDIENCE, ISSUER
 
@@ -57,14 +58,14 @@ JWT_METADATA = "jwt_payload"
 RATE_LIMITED = grpc.StatusCode.RESOURCE_EXHAUSTED
 STREAM_ROUTE = "stream:"
 """Route name prefix of server-streaming rpcs (their REST answer is NDJSON)."""
+GRPC_PATH = r"^/[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z0-9_]+/[A-Za-z0-9_]+$"
+"""A gRPC method path, ``/package.Service/Method``."""
 RETRY = {"retry_on": "connect-failure,refused-stream", "num_retries": 2}
 """Only what never reached a server is tried again (a cluster restarting)."""
-RELAYED_HEADER = "x-lucid-relayed"
-"""The mark on every call the edge relays for a client, overwriting whatever the client
-sent (a marked call acts for its end user, never as the edge: branch trust-edge)."""
 RELAYED_HEADERS = [
     {
-        "header": {"key": RELAYED_HEADER, "value": "client"},
+        # overwriting whatever the client sent: a marked call acts for its end user
+        "header": {"key": RELAYED_HEADER, "value": RELAYED_VALUE},
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
     },
     {
@@ -112,6 +113,7 @@ LOCAL_REPLIES: tuple[tuple[Json, str, str, str], ...] = (
     ),
     ({"status": 400}, "LUCID_ERR_1009", "edge", "body"),
     ({"status": 401}, "LUCID_ERR_2001", "edge", ""),
+    ({"status": 403}, "LUCID_ERR_2004", "edge", ""),
     ({"status": 404}, "LUCID_ERR_4001", "edge", ""),
     ({"status": 413}, "LUCID_ERR_1010", "edge", "body"),
     ({"status": 414}, "LUCID_ERR_1001", "edge", "url"),
@@ -420,12 +422,6 @@ def _kind(info: MethodInfo) -> str:
     return "default"
 
 
-def relayable(info: MethodInfo) -> bool:
-    """Whether the edge relays the rpc for clients (REST or grpc-web): it has a REST
-    route and is not service-only."""
-    return bool(info.routes) and not info.access.service_only
-
-
 def _route(info: MethodInfo) -> Json:
     action: Json = {"cluster": info.cluster, "timeout": "0s", "retry_policy": RETRY}
     route: Json = {
@@ -442,13 +438,22 @@ def _route(info: MethodInfo) -> Json:
 
 def _routes(catalog: Catalog) -> list[Json]:
     """The gRPC path of every rpc the edge relays (REST requests are matched after the
-    transcoder has turned them into their rpc), then a 404 for everything else: the
-    edge never relays a service-only rpc or one without a route."""
+    transcoder has turned them into their rpc), then 403 for any other rpc (the edge
+    never relays a service-only rpc or one without a route) and 404 for the rest."""
     routes = [
         _route(info)
         for info in sorted(catalog.methods.values(), key=lambda m: m.path)
-        if info.cluster in CLUSTERS and relayable(info)
+        if info.cluster in CLUSTERS and info.client_callable
     ]
+    routes.append(
+        {  # any other rpc: not one a client may call (grpc-web sees PERMISSION_DENIED)
+            "match": {"safe_regex": {"regex": GRPC_PATH}},
+            "direct_response": {
+                "status": 403,
+                "body": {"inline_string": "not an rpc a client may call through the edge"},
+            },
+        }
+    )
     routes.append(
         {
             "match": {"prefix": "/"},
