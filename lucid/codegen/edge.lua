@@ -33,8 +33,8 @@ local function preflight(handle, origin)
     end
   end
   if refused then
-    handle:respond({[":status"] = "403", ["content-type"] = "text/plain"},
-      "origin, method or headers not allowed\n")
+    h:replace(REFUSED_HEADER, "origin")
+    handle:respond({[":status"] = "403"}, "origin, method or headers not allowed")
     return
   end
   handle:respond({

@@ -100,6 +100,16 @@ LOCAL_REPLIES: tuple[tuple[Json, str, str, str], ...] = (
     # the envelope, the field it names ("" none). The transcoder refuses a bad path or
     # query "early", a bad body later.
     (
+        {
+            "header_filter": {
+                "header": {"name": "lucid-refused", "string_match": {"exact": "origin"}}
+            }
+        },
+        "LUCID_ERR_2004",
+        "edge",
+        "origin",
+    ),
+    (
         {"header_filter": {"header": {"name": "lucid-refused", "present_match": True}}},
         "LUCID_ERR_1001",
         "edge",
