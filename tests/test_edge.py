@@ -218,3 +218,122 @@ async def test_request_id_is_forwarded_and_echoed(
         body = await response.json()
     assert body["error"]["request_id"] == "edge-req-1"
     assert response.headers["x-request-id"] == "edge-req-1"
+
+
+async def test_a_session_uploads_10_mib_per_second_through_the_edge(
+    mesh: Mesh, edge_url: str
+) -> None:
+    """Spec 01 §9: clients' chunk uploads count against 10 MiB/s per session, in bytes,
+    exactly (sessions counts them before storing); the next bytes in the same second get
+    429 3004 with retry-after, and nothing is stored. (A sessions server whose clock
+    stands still: no refill while the test sends.)"""
+    import base64
+
+    from lucid.lib.clock import FakeClock
+    from lucid.runtime.server import ClusterServer, Runtime
+    from lucid.supervisor.localservers import free_port
+    from tests.support import builder_of
+
+    own = mesh.settings.replace(ports={**mesh.settings.ports, "sessions": free_port()})
+    runtime = Runtime(own, "sessions", clock=FakeClock())
+    server = ClusterServer(
+        runtime, await builder_of("sessions")(runtime), port=own.port("sessions")
+    )
+    await server.start()
+    headers = {"authorization": f"Bearer {await mesh.token()}"}
+    mib10 = 10 * 1024 * 1024
+    try:
+        async with serve_edge(own) as url, https_client(own) as http:
+            async with http.post(
+                f"{url}/api/v1/sessions", json={"name": "bw"}, headers=headers
+            ) as r:
+                session_id = (await r.json())["session"]["session_id"]
+            async with http.post(
+                f"{url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+            chunks = f"{url}/api/v1/sessions/{session_id}/chunks"
+            full = {"sequence_number": 1, "data": base64.b64encode(b"\x03" * mib10).decode()}
+            async with http.post(chunks, json=full, headers=headers) as r:
+                assert r.status == 200, await r.text()
+            more = {"sequence_number": 2, "data": base64.b64encode(b"\x04" * 65536).decode()}
+            async with http.post(chunks, json=more, headers=headers) as r:
+                assert r.status == 429, await r.text()
+                error = (await r.json())["error"]
+                assert error["code"] == "LUCID_ERR_3004" and error["service"] == "sessions"
+                assert int(r.headers["retry-after"]) == 1
+            runtime.clock.advance(1.0)  # type: ignore[attr-defined]
+            async with http.post(chunks, json=more, headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["last_durable_sequence"] == "2"
+    finally:
+        await server.stop(grace_s=0.2)
+
+
+async def test_bad_tokens_are_refused_at_the_edge(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    """jwt_authn: a token signed by another key, an expired one and ``alg: none`` never
+    reach the cluster (the envelope names the edge; the cluster checks again anyway)."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.support import sign_token, unsigned_token
+
+    runtime = mesh.servers["auth"].runtime
+    from lucid.auth import app as auth_app
+
+    key = await auth_app.key_store(runtime).current()
+    forged = sign_token(Ed25519PrivateKey.generate(), key.kid)
+    expired = sign_token(key.private_key, key.kid, issued_at=time.time() - 3600, ttl_s=60)
+    none = unsigned_token({"iss": "lucid-auth", "aud": "lucid", "sub": "x", "exp": 2**31})
+    for token in (forged, expired, none):
+        async with http.get(
+            f"{edge_url}/api/v1/auth/profile", headers={"authorization": f"Bearer {token}"}
+        ) as response:
+            assert response.status == 401
+            error = _assert_envelope(await response.json(), "LUCID_ERR_2001", "edge")
+            assert error["details"]["reason"].startswith("jwt_authn_access_denied")
+    valid = {"authorization": f"Bearer {await mesh.token()}"}
+    async with http.get(f"{edge_url}/api/v1/auth/profile", headers=valid) as response:
+        # past the edge: auth answers (the token's user does not exist)
+        _assert_envelope(await response.json(), "LUCID_ERR_4001", "auth")
+
+
+async def test_the_access_log_is_json_with_the_request_id(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    from tests.waiting import eventually
+
+    async with http.get(
+        f"{edge_url}/api/v1/meta/version", headers={"x-request-id": "access-log-probe"}
+    ) as response:
+        assert response.status == 200
+    log = mesh.settings.var_dir / "envoy" / "access.log"
+
+    def logged() -> dict | None:  # Envoy flushes its access log about once a second
+        lines = log.read_text().splitlines() if log.exists() else []
+        found = [json.loads(line) for line in lines if "access-log-probe" in line]
+        return found[0] if found else None
+
+    entry = await eventually(logged, timeout_s=15, what="the access log line")
+    assert entry["request_id"] == "access-log-probe"
+    assert entry["path"] == "/api/v1/meta/version" and entry["status"] == 200
+    assert entry["upstream"] == "gateway" and entry["http_method"] == "GET"
+
+
+async def test_over_long_urls_and_headers_get_the_envelope(
+    edge_url: str, http: aiohttp.ClientSession
+) -> None:
+    cases = (
+        ("/api/v1/chain/blocks/" + "a" * 9000, {}, 414, "url"),
+        ("/api/v1/meta/version", {"x-big": "b" * 9000}, 431, "headers"),
+        ("/api/v1/meta/version", {f"x-h{i}": "v" for i in range(200)}, 431, "headers"),
+    )
+    for path, headers, status, field in cases:
+        async with http.get(edge_url + path, headers=headers) as response:
+            assert response.status == status, field
+            error = _assert_envelope(await response.json(), "LUCID_ERR_1001", "edge")
+        assert error["details"]["field_violations"][0]["field"] == field
+        assert "b" * 100 not in error["message"]  # the request is not echoed

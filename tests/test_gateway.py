@@ -222,6 +222,26 @@ async def test_envoy_rate_limit_service_uses_the_same_limiter(settings: Settings
             )
         )
         assert not mine.allowed
+        # the admin tier (10000/min) is an admin's alone: a user on an admin rpc counts
+        # as authenticated (1000/min)
+        for role, limit in (("super_admin", 10000), ("user", 1000)):
+            reply = await stub.ShouldRateLimit(
+                rls_pb2.RateLimitRequest(
+                    domain="lucid",
+                    descriptors=[
+                        ratelimit_pb2.RateLimitDescriptor(
+                            entries=[
+                                ratelimit_pb2.RateLimitDescriptor.Entry(key="tier", value="admin"),
+                                ratelimit_pb2.RateLimitDescriptor.Entry(key="role", value=role),
+                                ratelimit_pb2.RateLimitDescriptor.Entry(
+                                    key="identifier", value=str(uuid.uuid4())
+                                ),
+                            ]
+                        )
+                    ],
+                )
+            )
+            assert reply.statuses[0].current_limit.requests_per_unit == limit, role
         operator = rls_pb2_grpc.RateLimitServiceStub(operator_channel(own, "gateway"))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await operator.ShouldRateLimit(rls_pb2.RateLimitRequest(domain="lucid"))

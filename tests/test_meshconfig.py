@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from lucid.codegen.meshconfig import files, render
-from lucid.runtime.config import CLUSTERS
+from lucid.codegen.meshconfig import CERTS, PROTOSET, files, render
+from lucid.lib.sealing import Sealer
+from lucid.runtime import tls
+from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.contracts import catalog
 from lucid.supervisor.localservers import tool_path
 
@@ -262,3 +264,38 @@ def test_the_edge_transcodes_grpc_web_verifies_jwts_and_asks_the_gateway(
     assert gateway_rbac["edge-rate-limit-service"]["principals"] == [
         {"authenticated": {"principal_name": {"exact": "spiffe://lucid.local/edge/edge"}}}
     ]
+
+
+def _envoy_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    from lucid.supervisor.envoy import envoy_binary
+
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_real_envoy_accepts_every_bootstrap(
+    repo_root: Path, tmp_path: Path, settings: Settings
+) -> None:
+    """``envoy --mode validate`` on each file of envoy/, with the production certificate
+    and protoset paths pointing at this session's files."""
+    certs = settings.certs_dir
+    tls.ensure_web_certificate(certs, Sealer(settings.key_passphrase))
+    for path in sorted((repo_root / "envoy").glob("*.json")):
+        text = path.read_text().replace(CERTS, str(certs))
+        text = text.replace(PROTOSET, str(repo_root / "gen" / "lucid.protoset"))
+        local = tmp_path / path.name
+        local.write_text(text)
+        result = _envoy_validate(local)
+        assert result.returncode == 0, (path.name, result.stdout[-2000:], result.stderr[-2000:])
+        assert "OK" in result.stdout + result.stderr
+
+
+def test_the_real_envoy_refuses_a_broken_bootstrap(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"static_resources": {"clusters": [{"name": "x", "type": 9}]}}))
+    assert _envoy_validate(broken).returncode != 0

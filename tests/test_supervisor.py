@@ -121,13 +121,16 @@ async def test_the_chain_runs_three_validators(up: Up) -> None:
     assert status.validator_id == "validator-0"
 
 
-async def test_edge_health_aggregates_every_cluster_and_validator(up: Up) -> None:
+async def test_the_envoy_edge_serves_health_of_every_cluster_and_validator(up: Up) -> None:
     url = f"https://localhost:{up.settings.edge_port}/health"  # make run serves HTTPS
     async with https_client(up.settings) as http, http.get(url) as response:
         body = await response.json()
         assert response.headers["Strict-Transport-Security"]
+        assert response.headers["server"] == "envoy"
     assert response.status == 200, body
     assert body["status"] == "HEALTH_STATUS_HEALTHY", body
+    assert any("mode: edge Envoy" in line for line in up.output)
+    assert up.pids()["edge"] is not None
     statuses = {d["name"]: d["status"] for d in body["dependencies"]}
     expected = {c for c in CLUSTERS if c != "gateway"} | {"mongodb", "redis", "finality"}
     expected |= {f"validator-{i}" for i in range(3)}

@@ -12,9 +12,8 @@ the servers run on: the plane table (``lucid.runtime.planes``), the contracts
   inbound mTLS termination on :15001 with an RBAC filter by SPIFFE id (the same
   table), forwarding to the local server with ``x-forwarded-client-cert``; an
   outbound listener per peer it may call, originating mTLS to the peer's sidecar.
-- ``envoy/edge.json``: the front door — TLS, CORS, ``grpc_web``,
-  ``grpc_json_transcoder`` over the protoset with ``preserve_proto_field_names``,
-  ``jwt_authn`` with auth's JWKS, the rate-limit service on the gateway.
+- ``envoy/edge.json``: the front door (``lucid.codegen.edgeconfig``, the same
+  generator ``lucid up`` runs the local edge from).
 
 ``lucid config generate`` writes them; ``make check-gen`` fails on drift.
 """
@@ -24,9 +23,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lucid.codegen.edgeconfig import EdgeSite, edge
+from lucid.codegen.envoyparts import cert_files, typed, upstream_mtls
 from lucid.runtime.config import CLUSTERS, DEFAULT_PORTS
 from lucid.runtime.contracts import Catalog
 from lucid.runtime.identity import EDGE, ServiceIdentity, identity_for
@@ -48,40 +50,22 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 RATE_LIMIT_METHOD = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 SAN_PREFIX = "spiffe://lucid.local/"
+HEALTH_PROBER = "gateway"
+"""The cluster whose aggregated health probes every other cluster."""
 
 Json = dict[str, Any]
 
 
 def _any(type_name: str, **fields: Any) -> Json:
-    return {"@type": f"type.googleapis.com/{type_name}", **fields}
+    return typed(type_name, **fields)
 
 
-def _cert(name: str) -> Json:
-    return {
-        "certificate_chain": {"filename": f"{CERTS}/{name}.crt"},
-        "private_key": {"filename": f"{CERTS}/{name}.key"},
-    }
+def _cert(name: str, certs: str = CERTS) -> Json:
+    return cert_files(name, certs)
 
 
-def _upstream_tls(own: str, peer: ServiceIdentity) -> Json:
-    """mTLS to a peer: present our certificate, accept only the peer's SPIFFE id."""
-    return {
-        "name": "envoy.transport_sockets.tls",
-        "typed_config": _any(
-            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            sni=dns_name(peer.name),
-            common_tls_context={
-                "tls_certificates": [_cert(own)],
-                "alpn_protocols": ["h2"],
-                "validation_context": {
-                    "trusted_ca": {"filename": f"{CERTS}/ca.crt"},
-                    "match_typed_subject_alt_names": [
-                        {"san_type": "URI", "matcher": {"exact": peer.spiffe_id}}
-                    ],
-                },
-            },
-        ),
-    }
+def _upstream_tls(own: str, peer: ServiceIdentity, certs: str = CERTS) -> Json:
+    return upstream_mtls(own, peer, certs)
 
 
 def _http2() -> Json:
@@ -125,8 +109,8 @@ def _peer_host(cluster: str) -> str:
     return f"{cluster}.service.consul"
 
 
-def _admin() -> Json:
-    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ADMIN_PORT}}}
+def _admin(port: int = ADMIN_PORT) -> Json:
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
 
 
 def _router() -> Json:
@@ -177,7 +161,70 @@ def rbac_policies(grant_list: list[Grant], destination: str) -> Json:
 # -- sidecars ---------------------------------------------------------------------------------
 
 
-def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[str, int]) -> Json:
+@dataclass(frozen=True)
+class SidecarSite:
+    """Where one cluster's sidecar runs and what it talks to."""
+
+    certs: str
+    inbound: tuple[str, int]
+    """Address and port of the mTLS listener the other clusters reach."""
+    app_port: int
+    """The cluster's own server on loopback."""
+    admin_port: int
+    outbound: Mapping[str, tuple[int, str, int]]
+    """Peer → (loopback port the cluster dials, host and port of the peer's sidecar)."""
+    dns: bool
+    health_only: frozenset[str] = frozenset()
+    """Peers the table never lets this cluster call: only their health is reachable (the
+    gateway's aggregated health probes every cluster)."""
+
+
+def production_sidecar_site(
+    cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[str, int]
+) -> SidecarSite:
+    """Production: inbound on :15001, peers' sidecars through Consul DNS, outbound
+    listeners at the peers' port-map ports."""
+    return SidecarSite(
+        certs=CERTS,
+        inbound=("0.0.0.0", INBOUND_PORT),  # noqa: S104
+        app_port=ports[cluster],
+        admin_port=ADMIN_PORT,
+        outbound={
+            peer: (ports[peer], _peer_host(peer), INBOUND_PORT)
+            for peer in reachable_peers(cluster, policy, catalog)
+        },
+        dns=True,
+        health_only=health_only_peers(cluster, policy, catalog),
+    )
+
+
+def reachable_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> list[str]:
+    """The peers ``cluster``'s sidecar has an outbound listener for."""
+    extra = health_only_peers(cluster, policy, catalog)
+    return [p for p in CLUSTERS if p in extra or p in callable_peers(cluster, policy, catalog)]
+
+
+def health_only_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> frozenset[str]:
+    """The clusters the gateway (whose aggregated health probes every cluster) reaches for
+    health only; any other cluster has no route at all to a peer it may not call."""
+    if cluster != HEALTH_PROBER:
+        return frozenset()
+    callable_ = set(callable_peers(cluster, policy, catalog))
+    return frozenset(c for c in CLUSTERS if c not in callable_ and c != cluster)
+
+
+def callable_peers(cluster: str, policy: PlanePolicy, catalog: Catalog) -> list[str]:
+    """The clusters the plane table lets ``cluster`` call at all."""
+    me = identity_for(cluster)
+    return [
+        peer
+        for peer in CLUSTERS
+        if peer != cluster
+        and any(g.source == me and not g.none for g in grants(policy, catalog, peer))
+    ]
+
+
+def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, site: SidecarSite) -> Json:
     """The Envoy bootstrap of one cluster's sidecar."""
     me = identity_for(cluster)
     inbound_hcm = _any(
@@ -218,7 +265,9 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
     listeners: list[Json] = [
         {
             "name": "inbound",
-            "address": {"socket_address": {"address": "0.0.0.0", "port_value": INBOUND_PORT}},  # noqa: S104
+            "address": {
+                "socket_address": {"address": site.inbound[0], "port_value": site.inbound[1]}
+            },
             "filter_chains": [
                 {
                     "filters": [
@@ -233,10 +282,10 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
                             "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                             require_client_certificate=True,
                             common_tls_context={
-                                "tls_certificates": [_cert(cluster)],
+                                "tls_certificates": [_cert(cluster, site.certs)],
                                 "alpn_protocols": ["h2"],
                                 "validation_context": {
-                                    "trusted_ca": {"filename": f"{CERTS}/ca.crt"},
+                                    "trusted_ca": {"filename": f"{site.certs}/ca.crt"},
                                     "match_typed_subject_alt_names": [
                                         {"san_type": "URI", "matcher": {"prefix": SAN_PREFIX}}
                                     ],
@@ -252,37 +301,32 @@ def sidecar(cluster: str, policy: PlanePolicy, catalog: Catalog, ports: Mapping[
         _cluster(
             "local_app",
             "127.0.0.1",
-            ports[cluster],
+            site.app_port,
             dns=False,
-            tls=_upstream_tls(cluster, me),
+            tls=_upstream_tls(cluster, me, site.certs),
         )
     ]
-    for peer in CLUSTERS:
-        if peer == cluster:
-            continue
-        reachable = [g for g in grants(policy, catalog, peer) if g.source == me and not g.none]
-        if not reachable:
-            continue  # no route at all to a cluster the table never lets us call
-        peer_identity = identity_for(peer)
-        listeners.append(_outbound_listener(peer, ports[peer]))
+    for peer, (port, host, peer_port) in site.outbound.items():
+        listeners.append(_outbound_listener(peer, port, peer in site.health_only))
         clusters.append(
             _cluster(
                 f"peer_{peer}",
-                _peer_host(peer),
-                INBOUND_PORT,
-                dns=True,
-                tls=_upstream_tls(cluster, peer_identity),
+                host,
+                peer_port,
+                dns=site.dns,
+                tls=_upstream_tls(cluster, identity_for(peer), site.certs),
             )
         )
     return {
         "node": {"id": f"{cluster}-sidecar", "cluster": cluster},
-        "admin": _admin(),
+        "admin": _admin(site.admin_port),
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
 
-def _outbound_listener(peer: str, port: int) -> Json:
-    """Plain h2 from the local server on loopback (``sidecar = true``) to a peer's sidecar."""
+def _outbound_listener(peer: str, port: int, health_only: bool) -> Json:
+    """Plain h2 from the local server on loopback (``sidecar = true``) to a peer's sidecar
+    (only its health service, for a peer the table never lets us call)."""
     hcm = _any(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix=f"outbound_{peer}",
@@ -295,7 +339,7 @@ def _outbound_listener(peer: str, port: int) -> Json:
                     "domains": ["*"],
                     "routes": [
                         {
-                            "match": {"prefix": "/"},
+                            "match": {"prefix": HEALTH_PREFIX if health_only else "/"},
                             "route": {"cluster": f"peer_{peer}", "timeout": "0s"},
                         }
                     ],
@@ -320,215 +364,19 @@ def _outbound_listener(peer: str, port: int) -> Json:
 # -- the edge ---------------------------------------------------------------------------------
 
 
-def edge(catalog: Catalog) -> Json:
-    """The Envoy bootstrap of the front door."""
-    services = sorted({m.service for m in catalog.methods.values()})
-    routes = [
-        {
-            "match": {"prefix": f"/lucid.{cluster}.v1."},
-            "route": {"cluster": cluster, "timeout": "60s"},
-        }
-        for cluster in CLUSTERS
-        if cluster in catalog.clusters()
-    ]
-    filters = [
-        {
-            "name": "envoy.filters.http.cors",
-            "typed_config": _any("envoy.extensions.filters.http.cors.v3.Cors"),
-        },
-        {
-            "name": "envoy.filters.http.grpc_web",
-            "typed_config": _any("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"),
-        },
-        {
-            "name": "envoy.filters.http.jwt_authn",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                providers={
-                    "lucid": {
-                        "issuer": "lucid-auth",
-                        "audiences": ["lucid"],
-                        "forward": True,
-                        "remote_jwks": {
-                            "http_uri": {
-                                "uri": f"https://{dns_name('auth')}/.well-known/jwks.json",
-                                "cluster": "edge_self",
-                                "timeout": "5s",
-                            },
-                            "cache_duration": "300s",
-                        },
-                    }
-                },
-                rules=[
-                    {
-                        "match": {"prefix": "/"},
-                        "requires": {
-                            "requires_any": {
-                                "requirements": [{"provider_name": "lucid"}, {"allow_missing": {}}]
-                            }
-                        },
-                    }
-                ],
-            ),
-        },
-        {
-            "name": "envoy.filters.http.ratelimit",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
-                domain="lucid",
-                failure_mode_deny=False,
-                enable_x_ratelimit_headers="DRAFT_VERSION_03",
-                rate_limit_service={
-                    "grpc_service": {"envoy_grpc": {"cluster_name": "gateway"}},
-                    "transport_api_version": "V3",
-                },
-            ),
-        },
-        {
-            "name": "envoy.filters.http.grpc_json_transcoder",
-            "typed_config": _any(
-                "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                proto_descriptor=PROTOSET,
-                services=services,
-                print_options={
-                    "preserve_proto_field_names": True,
-                    "always_print_primitive_fields": True,
-                },
-                convert_grpc_status=True,
-                max_request_body_size=MAX_REQUEST_BYTES,
-                request_validation_options={"reject_unknown_method": False},
-            ),
-        },
-        _router(),
-    ]
-    hcm = _any(
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        stat_prefix="edge",
-        codec_type="AUTO",
-        use_remote_address=True,
-        route_config={
-            "name": "edge",
-            "virtual_hosts": [
-                {
-                    "name": "lucid",
-                    "domains": ["*"],
-                    "routes": routes,
-                    "rate_limits": [
-                        {"actions": [{"remote_address": {}}]},
-                        {
-                            "actions": [
-                                {
-                                    "request_headers": {
-                                        "header_name": "authorization",
-                                        "descriptor_key": "token",
-                                    }
-                                }
-                            ]
-                        },
-                    ],
-                    "typed_per_filter_config": {
-                        "envoy.filters.http.cors": _any(
-                            "envoy.extensions.filters.http.cors.v3.CorsPolicy",
-                            allow_origin_string_match=[{"safe_regex": {"regex": ".*"}}],
-                            allow_methods="GET, PUT, DELETE, POST, PATCH, OPTIONS",
-                            allow_headers=(
-                                "authorization, content-type, x-grpc-web, x-user-agent, "
-                                "x-request-id, grpc-timeout"
-                            ),
-                            expose_headers=(
-                                "grpc-status, grpc-message, grpc-status-details-bin, "
-                                "x-request-id, x-ratelimit-limit, x-ratelimit-remaining, "
-                                "x-ratelimit-reset, retry-after"
-                            ),
-                            max_age="86400",
-                        )
-                    },
-                }
-            ],
-        },
-        http_filters=filters,
+def production_edge_site() -> EdgeSite:
+    """The front door in production: behind the load balancer on :8443, the clusters'
+    sidecars found through Consul DNS."""
+    return EdgeSite(
+        certs=CERTS,
+        protoset=PROTOSET,
+        port=EDGE_PORT,
+        admin_port=ADMIN_PORT,
+        upstreams={c: (_peer_host(c), INBOUND_PORT) for c in CLUSTERS},
+        dns=True,
+        address="0.0.0.0",  # noqa: S104
+        max_request_bytes=MAX_REQUEST_BYTES,
     )
-    clusters = [
-        _cluster(
-            cluster,
-            _peer_host(cluster),
-            INBOUND_PORT,
-            dns=True,
-            tls=_upstream_tls(EDGE, identity_for(cluster)),
-        )
-        for cluster in CLUSTERS
-    ]
-    clusters.append(
-        {
-            "name": "edge_self",
-            "type": "STATIC",
-            "connect_timeout": "5s",
-            "load_assignment": {
-                "cluster_name": "edge_self",
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {
-                                "endpoint": {
-                                    "address": {
-                                        "socket_address": {
-                                            "address": "127.0.0.1",
-                                            "port_value": EDGE_PORT,
-                                        }
-                                    }
-                                }
-                            }
-                        ]
-                    }
-                ],
-            },
-            "transport_socket": {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": _any(
-                    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    sni=dns_name("auth"),
-                    common_tls_context={
-                        "validation_context": {"trusted_ca": {"filename": f"{CERTS}/ca.crt"}}
-                    },
-                ),
-            },
-        }
-    )
-    return {
-        "node": {"id": "edge", "cluster": "edge"},
-        "admin": _admin(),
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "edge",
-                    "address": {"socket_address": {"address": "0.0.0.0", "port_value": EDGE_PORT}},  # noqa: S104
-                    "per_connection_buffer_limit_bytes": 1024 * 1024,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ],
-                            "transport_socket": {
-                                "name": "envoy.transport_sockets.tls",
-                                "typed_config": _any(
-                                    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                                    common_tls_context={
-                                        "tls_certificates": [_cert(EDGE)],
-                                        "alpn_protocols": ["h2", "http/1.1"],
-                                    },
-                                ),
-                            },
-                        }
-                    ],
-                }
-            ],
-            "clusters": clusters,
-        },
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
-    }
 
 
 # -- Consul -----------------------------------------------------------------------------------
@@ -616,8 +464,9 @@ def files(
             f"consul/config-entries/{cluster}-intentions.json",
             intentions(cluster, policy, catalog),
         )
-        yield f"envoy/sidecar-{cluster}.json", sidecar(cluster, policy, catalog, ports)
-    yield "envoy/edge.json", edge(catalog)
+        site = production_sidecar_site(cluster, policy, catalog, ports)
+        yield f"envoy/sidecar-{cluster}.json", sidecar(cluster, policy, catalog, site)
+    yield "envoy/edge.json", edge(catalog, production_edge_site())
 
 
 def render(content: Json) -> str:

@@ -241,13 +241,22 @@ def _unit(window_s: float) -> int:
     )
 
 
+def _is_admin(role: str) -> bool:
+    """Whether a token's ``role`` claim is an admin's (the admin tier is theirs alone)."""
+    try:
+        return access_pb2.Role.Value(f"ROLE_{role.upper()}") >= access_pb2.ROLE_ADMIN
+    except ValueError:
+        return False
+
+
 class EnvoyRateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
     """``envoy.service.ratelimit.v3.RateLimitService`` for production Envoy.
 
     Each descriptor names a tier and whom to count: entries ``tier`` (``public``,
     ``authenticated``, ``admin``, ``blockchain_query``, ``chunk_upload_bandwidth``) and
-    ``identifier``; Envoy's own ``remote_address`` entry counts a caller by IP in the
-    public tier when no tier is given. A descriptor that names no tier is not limited.
+    ``identifier`` (and ``role``, the token's claim: ``admin`` counts only admins, others
+    in ``authenticated``); Envoy's own ``remote_address`` entry counts a caller by IP in
+    the public tier when no tier is given. A descriptor that names no tier is not limited.
     """
 
     def __init__(self, limiter: RateLimiter, clock: Clock) -> None:
@@ -261,6 +270,8 @@ class EnvoyRateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
         tier = tier_by_name(entries["tier"]) if "tier" in entries else None
         if tier is None and "remote_address" in entries:
             tier = gateway_pb2.RATE_LIMIT_TIER_PUBLIC
+        if tier == gateway_pb2.RATE_LIMIT_TIER_ADMIN and not _is_admin(entries.get("role", "")):
+            tier = gateway_pb2.RATE_LIMIT_TIER_AUTHENTICATED  # admin rpcs, but not an admin
         identifier = (
             entries.get("identifier") or entries.get("user_id") or entries.get("remote_address")
         )

@@ -2,10 +2,10 @@
 
 One mechanism for the mesh. An event names the action, the caller (principal,
 user, peer cluster, request id) and the client *as the edge reports it*: the
-client address is the peer's, except behind the edge, where the edge (``lucid.edge``
-or Envoy, identified by its mTLS certificate) puts the client's address in
-``x-forwarded-for`` and its User-Agent in ``x-forwarded-user-agent``, and only then
-are those headers believed. Each cluster keeps its events in its own collection
+client address is the peer's, except behind the edge, where the edge (Envoy, identified
+by its mTLS certificate) puts the client's address in ``x-envoy-external-address`` (and
+appends it to ``x-forwarded-for``) and its User-Agent in ``x-forwarded-user-agent``,
+and only then are those headers believed. Each cluster keeps its events in its own collection
 (``auth_audit_events``, ``storage_audit_events``, …) in one document shape.
 Secrets (signatures, tokens, link tokens, TOTP codes, values) are never passed in.
 
@@ -39,6 +39,9 @@ from lucid.runtime.identity import EDGE
 log = logging.getLogger("lucid.runtime.audit")
 
 FORWARDED_FOR = "x-forwarded-for"
+EXTERNAL_ADDRESS = "x-envoy-external-address"
+"""The client's address as the edge's Envoy saw it (``use_remote_address``; Envoy drops
+a client's own ``x-envoy-*`` headers)."""
 FORWARDED_USER_AGENT = "x-forwarded-user-agent"
 USER_AGENT_MAX = 500
 DETAIL_MAX = 500
@@ -78,7 +81,8 @@ def client_of(context: grpc.aio.ServicerContext) -> Client:
     metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
     ip = agent = ""
     if principal.peer.name == EDGE and principal.peer.is_known:
-        ip = metadata.get(FORWARDED_FOR, "").split(",")[0].strip()
+        ip = metadata.get(EXTERNAL_ADDRESS, "") or metadata.get(FORWARDED_FOR, "")
+        ip = ip.split(",")[-1].strip()
         agent = metadata.get(FORWARDED_USER_AGENT, "")
     if not ip:
         ip = peer_address(context.peer() or "")

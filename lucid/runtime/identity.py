@@ -17,7 +17,7 @@ TRUST_DOMAIN = "lucid.local"
 SPIFFE_PREFIX = f"spiffe://{TRUST_DOMAIN}/"
 
 EDGE = "edge"
-"""The front door's identity (``lucid.edge`` here, Envoy in production)."""
+"""The front door's identity (Envoy at the edge, here and in production)."""
 OPERATOR = "operator"
 """The identity of people's tools (grpcurl, the CLI) on the edge plane."""
 

@@ -32,13 +32,15 @@ from lucid.runtime import tls
 from lucid.runtime.authz import authorize
 from lucid.runtime.context import Principal, principal_var, request_id_var
 from lucid.runtime.contracts import Catalog, MethodInfo
+from lucid.runtime.envelope import envelope_trailers
 from lucid.runtime.errors import (
     STATUS_DETAILS_KEY,
     ErrorCode,
+    ErrorDetails,
     FieldViolation,
     LucidError,
 )
-from lucid.runtime.identity import ServiceIdentity
+from lucid.runtime.identity import EDGE, ServiceIdentity
 from lucid.runtime.lockdown import LockdownGate
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import RELAYED_HEADER, PlanePolicy, audit, default_policy
@@ -210,15 +212,21 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.metrics.active += 1
         return Call(info=info, request_id=given, metadata=metadata)
 
-    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+    def _peer(self, context: grpc.aio.ServicerContext) -> ServiceIdentity | None:
+        """The caller: the mTLS peer, or behind our sidecar the identity it forwards."""
         peer = tls.peer_identity(context.auth_context())
+        if self.forwarded_by is not None and peer == self.forwarded_by:
+            metadata = dict(context.invocation_metadata() or ())
+            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
+            if forwarded is not None:
+                return forwarded
+        return peer
+
+    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
+        peer = self._peer(context)
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
         metadata = call.metadata
-        if self.forwarded_by is not None and peer == self.forwarded_by:
-            forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
-            if forwarded is not None:
-                peer = forwarded
         header = str(metadata.get("authorization", ""))
         user = None
         token = ""
@@ -303,8 +311,18 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trailing_metadata=(
                 (STATUS_DETAILS_KEY, status.SerializeToString()),
                 (REQUEST_ID_HEADER, call.request_id),
+                *self._envelope(context, ErrorDetails.from_status(status), call.request_id),
             ),
         )
+
+    def _envelope(
+        self, context: grpc.aio.ServicerContext, details: ErrorDetails, request_id: str
+    ) -> tuple[tuple[str, str], ...]:
+        """For a call relayed by the edge: the JSON envelope its HTTP caller gets."""
+        peer = self._peer(context)
+        if peer is None or peer.name != EDGE:
+            return ()
+        return envelope_trailers(details, request_id=request_id, service=self.cluster)
 
     async def _pass_through(
         self, call: Call, exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext
@@ -319,10 +337,15 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
             }.get(exc.code(), ErrorCode.ERROR_CODE_UNKNOWN)
             return LucidError(code, f"upstream call failed: {exc.code().name}")
+        rich = ErrorDetails.from_rpc_error(exc)
         await context.abort(
             exc.code(),
             exc.details() or "",
-            trailing_metadata=(*details, (REQUEST_ID_HEADER, call.request_id)),
+            trailing_metadata=(
+                *details,
+                (REQUEST_ID_HEADER, call.request_id),
+                *self._envelope(context, rich, call.request_id),
+            ),
         )
         raise exc  # not reached: abort raises
 

@@ -21,7 +21,7 @@ The rpc's own access rule (permission, ``service_callers``) is applied after
 this, by :mod:`lucid.runtime.authz`.
 
 Calls relayed by the edge act for the end user, never as the edge. The edge
-(``lucid.edge`` here, Envoy in production: ``request_headers_to_add`` with
+(Envoy, here and in production: ``request_headers_to_add`` with
 ``OVERWRITE_IF_EXISTS_OR_ADD`` on every route) sets ``RELAYED_HEADER`` on every
 request it relays, overwriting whatever the client sent, so a client can neither
 remove nor forge it away; a call carrying it never uses its peer's service

@@ -12,8 +12,10 @@ import asyncio
 import uuid
 
 from lucid.lib.sealing import Sealer
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions import schema
+from lucid.sessions.bandwidth import UploadBandwidth
 from lucid.sessions.blobstore import BlobStore
 from lucid.sessions.chunk_servicer import ChunkServicer
 from lucid.sessions.config import SessionsConfig
@@ -42,6 +44,7 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
     ingest = ChunkIngest(repo, store, keys, runtime.clock)
     streams = OpenStreams()
     chain = AnchorClient(runtime.channels)
+    bandwidth = UploadBandwidth(RateLimiter(runtime.datastores.cache, runtime.clock, "sessions"))
     finalizer = Finalizer(
         repo,
         keys,
@@ -74,7 +77,7 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
             ),
             (
                 chunks_pb2_grpc.add_ChunkServiceServicer_to_server,
-                ChunkServicer(sessions, ingest, streams, chain),
+                ChunkServicer(sessions, ingest, streams, chain, bandwidth),
             ),
             (
                 manifests_pb2_grpc.add_ManifestServiceServicer_to_server,

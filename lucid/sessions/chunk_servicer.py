@@ -11,6 +11,7 @@ import grpc
 from lucid.runtime import paging
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.sessions import convert
+from lucid.sessions.bandwidth import UploadBandwidth
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES, BlobError
 from lucid.sessions.blobstore import BlobCorruptedError
 from lucid.sessions.finalize import AnchorClient, signed_document_of
@@ -30,12 +31,18 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
     """Chunks of a session."""
 
     def __init__(
-        self, sessions: Sessions, ingest: ChunkIngest, streams: OpenStreams, chain: AnchorClient
+        self,
+        sessions: Sessions,
+        ingest: ChunkIngest,
+        streams: OpenStreams,
+        chain: AnchorClient,
+        bandwidth: UploadBandwidth,
     ) -> None:
         self.sessions = sessions
         self.ingest = ingest
         self.streams = streams
         self.chain = chain
+        self.bandwidth = bandwidth
 
     async def _writable(self, session_id: str, caller: Caller) -> Doc:
         """A session the caller may upload to: its owner or a service (the recorder)."""
@@ -93,11 +100,13 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
     async def UploadChunk(
         self, request: chunks_pb2.UploadChunkRequest, context: grpc.aio.ServicerContext
     ) -> chunks_pb2.UploadChunkResponse:
-        await self._writable(request.session_id, caller_of(context))
+        caller = caller_of(context)
+        await self._writable(request.session_id, caller)
         if request.checksum and hashlib.sha256(request.data).hexdigest() != request.checksum:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the data does not match its checksum"
             )
+        await self.bandwidth.admit(caller, request.session_id, len(request.data))
         row, _ = await self.ingest.store_chunk(
             request.session_id,
             ChunkInput(

@@ -33,7 +33,9 @@ from lucid.runtime.identity import EDGE, OPERATOR
 from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
+from lucid.supervisor.envoy import command
 from lucid.supervisor.localservers import LocalStores
+from lucid.supervisor.sidecars import SidecarLayout
 
 log = logging.getLogger("lucid.supervisor")
 
@@ -71,6 +73,8 @@ class Child:
     started_at: float = 0.0
     backoff_s: float = 1.0
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """What this child's environment adds to the supervisor's."""
 
     @property
     def pid(self) -> int | None:
@@ -112,7 +116,7 @@ class Supervisor:
                 stdout=out,
                 stderr=out,
                 stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **child.env},
             )
         child.started_at = time.monotonic()
         self._write_state()
@@ -167,10 +171,24 @@ class Supervisor:
         self._write_state()
 
 
-def cluster_children(settings: Settings) -> list[Child]:
-    """The children of the mesh: ten clusters, extra validators, the edge."""
+def cluster_children(settings: Settings, layout: SidecarLayout | None = None) -> list[Child]:
+    """The children of the mesh: ten clusters, extra validators, the edge (and with a
+    sidecar layout, each cluster's Envoy sidecar)."""
     python = sys.executable
-    children = [Child(name, [python, "-m", "lucid", "serve", name]) for name in CLUSTERS]
+    children = [
+        Child(
+            name,
+            [python, "-m", "lucid", "serve", name],
+            env=layout.cluster_env(name) if layout else {},
+        )
+        for name in CLUSTERS
+    ]
+    if layout is not None:
+        directory = settings.var_dir / "envoy"
+        children += [
+            Child(f"sidecar-{name}", command(layout.write(settings, name, directory)))
+            for name in CLUSTERS
+        ]
     children += [
         Child(
             f"validator-{n}", [python, "-m", "lucid", "serve", "blockchain", "--validator", str(n)]
@@ -246,8 +264,15 @@ async def _show_working(settings: Settings) -> None:
     print("" if ok else "  see var/logs/ for what failed", flush=True)
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, *, sidecars: bool = False) -> str:
     """What ``lucid up`` prints once the mesh serves."""
+    mode = (
+        "edge Envoy + an Envoy sidecar per cluster (mTLS and RBAC by SPIFFE id in the "
+        "sidecars, as envoy/sidecar-*.json)"
+        if sidecars
+        else "edge Envoy (envoy/edge.json with local paths) + in-process mTLS between the "
+        "clusters (no sidecars; --sidecars for them)"
+    )
     certs = settings.certs_dir
     scheme = "https" if settings.edge_tls else "http"
     edge = f"{scheme}://localhost:{settings.edge_port}"
@@ -256,6 +281,7 @@ def banner(settings: Settings) -> str:
         [
             "",
             f"Lucid is up: {len(CLUSTERS)} clusters behind the edge at {edge}",
+            f"  mode: {mode}",
             "",
             "  REST via the edge:",
             f"    {curl} {edge}/api/v1/meta/health",
@@ -275,8 +301,11 @@ def banner(settings: Settings) -> str:
     )
 
 
-async def up(settings: Settings, *, demo: bool = False) -> None:
-    """Runs the whole mesh until Ctrl-C (``demo``: then walk through it once, see ``demo``)."""
+async def up(settings: Settings, *, demo: bool = False, sidecars: bool = False) -> None:
+    """Runs the whole mesh until Ctrl-C (``demo``: then walk through it once, see ``demo``;
+    ``sidecars``: every cluster behind its own Envoy, one chain validator)."""
+    if sidecars:
+        settings = settings.replace(validators=1)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     written = ensure_certs(settings)
     ensure_payout_key(settings)
@@ -304,7 +333,10 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
         "LUCID_HOST": settings.host,
         "LUCID_TRON_ENDPOINT": f"http://127.0.0.1:{settings.devnet_tron_port}",
     }
-    supervisor = Supervisor(settings, env, cluster_children(settings))
+    if sidecars:
+        env["LUCID_VALIDATORS"] = "1"
+    layout = SidecarLayout.allocate(settings) if sidecars else None
+    supervisor = Supervisor(settings, env, cluster_children(settings, layout))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -320,7 +352,7 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
                 await start_dev_nodes(settings, supervisor, stop)
             except Exception as exc:  # the mesh still serves without dev nodes
                 print(f"  ! no dev nodes: {exc}", flush=True)
-        print(banner(settings), flush=True)
+        print(banner(settings, sidecars=sidecars), flush=True)
         if demo and not missing:
             await _show_working(settings)
         await runner
