@@ -30,7 +30,7 @@ from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.storage.background import BackgroundTasks
 from lucid.storage.schema import VOLUME_OPERATIONS, VOLUME_SAMPLES, VOLUMES
-from lucid.storage.stores import BlobVolume
+from lucid.storage.store.probes import BlobVolume
 from lucid.storage.usage import DirectoryUsage, measure, sha256_file
 from lucid.storage.v1 import volume_pb2
 
