@@ -18,6 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime.datastores import find_page
 from lucid.runtime.errors import invalid_argument, not_found
 from lucid.storage import cron
 from lucid.storage.backups import Backups
@@ -73,9 +74,14 @@ class Schedules:
 
     async def find_page(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Schedules by creation, and how many there are."""
-        total = await self.collection.count_documents({})
-        cursor = self.collection.find({}, {"_id": 0}, sort=[("create_time", 1)])
-        return await cursor.skip(offset).limit(limit).to_list(), total
+        return await find_page(
+            self.collection,
+            {},
+            [("create_time", 1)],
+            offset=offset,
+            limit=limit,
+            projection={"_id": 0},
+        )
 
     async def delete(self, schedule_id: str) -> None:
         """Deletes a schedule; its backups stay."""

@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
+from lucid.runtime.datastores import find_page
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.storage.background import BackgroundTasks
 from lucid.storage.schema import VOLUME_OPERATIONS, VOLUME_SAMPLES, VOLUMES
@@ -170,9 +171,9 @@ class Volumes(BackgroundTasks):
     ) -> tuple[list[dict[str, Any]], int]:
         """Volumes by name, and how many match."""
         query: dict[str, Any] = {"state": state} if state else {}
-        total = await self.records.count_documents(query)
-        cursor = self.records.find(query, {"_id": 0}, sort=[("name", 1)])
-        return await cursor.skip(offset).limit(limit).to_list(), total
+        return await find_page(
+            self.records, query, [("name", 1)], offset=offset, limit=limit, projection={"_id": 0}
+        )
 
     async def update(self, volume_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Changes name, state or purpose."""
