@@ -36,6 +36,7 @@ from lucid.storage.store.cache import CacheAdmin
 from lucid.storage.store.collections import CollectionAdmin
 from lucid.storage.store.declarations import DeclarationStore
 from lucid.storage.store.probes import BlobVolume, StoreProbes
+from lucid.storage.store.schedules import ScheduleStore
 from lucid.storage.store.search import SearchEngine
 from lucid.storage.v1 import (
     backup_pb2_grpc,
@@ -91,7 +92,7 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
         lambda: Sealer(settings.sealing_passphrase()),
         clock,
     )
-    schedules = Schedules(db[SCHEDULES], backups, clock)
+    schedules = Schedules(ScheduleStore(db[SCHEDULES]), backups, clock)
     volumes = Volumes(db, settings.var_dir / "volumes", blob, clock)
     search = SearchIndices(SearchEngine(settings.var_dir / "search" / "search.db"), db, clock)
 
