@@ -38,6 +38,7 @@ from lucid.storage.store.declarations import DeclarationStore
 from lucid.storage.store.probes import BlobVolume, StoreProbes
 from lucid.storage.store.schedules import ScheduleStore
 from lucid.storage.store.search import SearchEngine
+from lucid.storage.store.volumes import VolumeStore
 from lucid.storage.v1 import (
     backup_pb2_grpc,
     cache_pb2_grpc,
@@ -93,7 +94,7 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
         clock,
     )
     schedules = Schedules(ScheduleStore(db[SCHEDULES]), backups, clock)
-    volumes = Volumes(db, settings.var_dir / "volumes", blob, clock)
+    volumes = Volumes(VolumeStore(db), settings.var_dir / "volumes", blob, clock)
     search = SearchIndices(SearchEngine(settings.var_dir / "search" / "search.db"), db, clock)
 
     async def ready() -> None:
