@@ -43,22 +43,24 @@ from lucid.runtime.schema import ensure_schema
 T = TypeVar("T")
 
 
-def now_stamp() -> timestamp_pb2.Timestamp:
-    """Now, as a Timestamp."""
+def now_stamp(at: datetime | None = None) -> timestamp_pb2.Timestamp:
+    """``at`` (default: now), as a Timestamp."""
     value = timestamp_pb2.Timestamp()
-    value.FromDatetime(datetime.now(UTC))
+    value.FromDatetime(at or datetime.now(UTC))
     return value
 
 
-def data_body(tag: str = "", *, description: str = "test record") -> pb.TransactionBody:
-    """A data-storage transaction body."""
+def data_body(
+    tag: str = "", *, description: str = "test record", at: datetime | None = None
+) -> pb.TransactionBody:
+    """A data-storage transaction body, created ``at`` (default: now)."""
     return pb.TransactionBody(
         type=pb.TRANSACTION_TYPE_DATA_STORAGE,
         data_storage=pb.DataStoragePayload(
             data_hash="ab" * 32, size_bytes=1024, content_type="text/plain", description=description
         ),
         fee_micros=1_000_000,
-        create_time=now_stamp(),
+        create_time=now_stamp(at),
         nonce=tag or uuid.uuid4().hex,
     )
 
