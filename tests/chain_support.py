@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from lucid.lib.clock import SystemClock
 from lucid.lib.sealing import Sealer
 from lucid.runtime.config import Settings
 from lucid.runtime.schema import ensure_schema
+from tests.waiting import eventually
 
 T = TypeVar("T")
 
@@ -125,20 +125,18 @@ def validator_key(settings: Settings, index: int = 0) -> nacl.signing.SigningKey
 async def wait_for(
     probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 30.0, interval_s: float = 0.1
 ) -> T:
-    """Polls ``probe`` until it returns something true; fails after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
+    """Polls ``probe`` until it returns something true (a server that is not up yet,
+    UNAVAILABLE or DEADLINE_EXCEEDED, counts as not yet); fails after ``timeout_s``."""
+
+    async def answered() -> T | None:
         try:
-            last = await probe()
+            return await probe()
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
-            last = None
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s (last: {last!r})")
+            return None
+
+    return await eventually(answered, timeout_s=timeout_s, interval_s=interval_s)  # type: ignore[return-value]
 
 
 class ChainStubs:

@@ -879,6 +879,109 @@ class Transaction(_message.Message):
 Global___Transaction: _TypeAlias = Transaction  # noqa: Y015
 
 @_typing.final
+class GetTrustAnchorRequest(_message.Message):
+    """The request of GetTrustAnchor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrustAnchorRequest: _TypeAlias = GetTrustAnchorRequest  # noqa: Y015
+
+@_typing.final
+class TrustedValidator(_message.Message):
+    """One validator of the trust anchor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    validator_id: _builtins.str
+    """The validator's id (`validator-N`)."""
+    public_key: _builtins.str
+    """Its Ed25519 public key, hex."""
+    def __init__(
+        self,
+        *,
+        validator_id: _builtins.str = ...,
+        public_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key", b"public_key", "validator_id", b"validator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustedValidator: _TypeAlias = TrustedValidator  # noqa: Y015
+
+@_typing.final
+class GetTrustAnchorResponse(_message.Message):
+    """The response of GetTrustAnchor: the fields of the trust anchor document
+    (`lucid.lib.trustanchor`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    NETWORK_NAME_FIELD_NUMBER: _builtins.int
+    GENESIS_HASH_FIELD_NUMBER: _builtins.int
+    GENESIS_HEADER_FIELD_NUMBER: _builtins.int
+    GENESIS_TRANSACTION_FIELD_NUMBER: _builtins.int
+    VALIDATORS_FIELD_NUMBER: _builtins.int
+    VALIDATOR_COUNT_FIELD_NUMBER: _builtins.int
+    FINALITY_RULE_FIELD_NUMBER: _builtins.int
+    VALIDATOR_SET_CHANGES_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """The document format, `lucid_blocks/trust-anchor/v1`."""
+    network_name: _builtins.str
+    """The network name, `lucid_blocks`."""
+    genesis_hash: _builtins.str
+    """The genesis block hash: SHA-256 of `genesis_header`."""
+    genesis_header: _builtins.bytes
+    """The canonical encoding of the genesis block header."""
+    genesis_transaction: _builtins.bytes
+    """The canonical encoding of the genesis transaction body, which names the
+    validator set; its hash is the one leaf of the genesis transaction root.
+    """
+    validator_count: _builtins.int
+    """N of the finality rule."""
+    finality_rule: _builtins.str
+    """The finality rule: `3*approvals >= 2*validator_count`."""
+    validator_set_changes: _builtins.str
+    """How the set changes: `none` (fixed at genesis)."""
+    @_builtins.property
+    def validators(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustedValidator]:
+        """The validator set, in index order."""
+
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        network_name: _builtins.str = ...,
+        genesis_hash: _builtins.str = ...,
+        genesis_header: _builtins.bytes = ...,
+        genesis_transaction: _builtins.bytes = ...,
+        validators: _abc.Iterable[Global___TrustedValidator] | None = ...,
+        validator_count: _builtins.int = ...,
+        finality_rule: _builtins.str = ...,
+        validator_set_changes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finality_rule", b"finality_rule", "format", b"format", "genesis_hash", b"genesis_hash", "genesis_header", b"genesis_header", "genesis_transaction", b"genesis_transaction", "network_name", b"network_name", "validator_count", b"validator_count", "validator_set_changes", b"validator_set_changes", "validators", b"validators"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrustAnchorResponse: _TypeAlias = GetTrustAnchorResponse  # noqa: Y015
+
+@_typing.final
 class GetChainInfoRequest(_message.Message):
     """The request of GetChainInfo."""
 
