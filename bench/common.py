@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
-from lucid.runtime.config import Settings
+from lucid.runtime.config import Settings, load_settings
 from lucid.supervisor.localservers import LocalStores
 from lucid.supervisor.supervisor import certificate_names
 from tests.support import Mesh, session_settings
@@ -43,7 +43,9 @@ class BenchContext:
     async def create(cls) -> AsyncIterator[BenchContext]:
         """Starts private FerretDB and Redis and a mesh with auth up."""
         root = Path(tempfile.mkdtemp(prefix="lucid-bench-"))
-        stores = LocalStores.at(root / "stores", mongo_port=0, redis_port=0)
+        stores = LocalStores.at(
+            root / "stores", mongo_port=0, redis_port=0, backend=load_settings().ferretdb_backend
+        )
         stores.start()
         try:
             settings = session_settings(root / "var", stores.env())

@@ -83,10 +83,15 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
 
     root = settings.var_dir / args.profile / "stores"
     if args.action == "down":
-        LocalStores.at(root, mongo_port=1, redis_port=1).stop()
+        LocalStores.at(root, mongo_port=1, redis_port=1, backend=settings.ferretdb_backend).stop()
         print(f"local servers of {args.profile} stopped")
         return
-    stores = LocalStores.at(root, mongo_port=args.mongo_port, redis_port=args.redis_port)
+    stores = LocalStores.at(
+        root,
+        mongo_port=args.mongo_port,
+        redis_port=args.redis_port,
+        backend=settings.ferretdb_backend,
+    )
     stores.start(detached=True)
     lines = [f"{k}={v}" for k, v in stores.env().items()]
     if args.env_file:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
 # fresh clone on the same machine reuses them: buf, grpcurl, ghz, FerretDB, Consul and
-# envoy-validate (Go, built from the Go module proxy) and redis-server (Debian package).
+# envoy-validate (Go, built from the Go module proxy), redis-server and PostgreSQL (the
+# store under FerretDB; Debian packages).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -102,8 +103,23 @@ redis() {
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
 
+postgresql() {
+  # FerretDB's PostgreSQL backend. Lucid runs its own private cluster under var/ (as the
+  # package's unprivileged `postgres` user when run by root), never the system one.
+  if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && getent passwd postgres >/dev/null; then
+    return
+  fi
+  log "installing postgresql (apt)"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  # The package starts a system cluster on 5432; Lucid does not use it.
+  $sudo service postgresql stop >/dev/null 2>&1 || true
+}
+
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
@@ -113,6 +129,7 @@ for tool in "${want[@]}"; do
     consul) consul ;;
     envoy-validate) envoy_validate ;;
     redis) redis ;;
+    postgresql) postgresql ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done

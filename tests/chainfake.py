@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import nacl.signing
+from pymongo.errors import OperationFailure
 
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
 from lucid.blockchain.trust import trust_anchor
@@ -37,6 +38,8 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
     """ok: confirm after ``confirm_after_s``; refuse: AnchorSession fails; expire: the
     anchoring expires; stall: stays pending."""
     confirm_after_s: float = 0.2
+    busy_calls: int = 0
+    """How many AnchorSession calls fail first as on a busy store."""
     final: bool = True
     """Whether a confirmed anchoring is in a final block (``make_final`` later)."""
     validators: list[nacl.signing.SigningKey] = field(
@@ -70,6 +73,9 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         self, request: anchoring_pb2.AnchorSessionRequest, context: grpc.aio.ServicerContext
     ) -> anchoring_pb2.AnchorSessionResponse:
         self.calls.append(request.session_id)
+        if self.busy_calls > 0:  # the chain's store is busy: a transient error
+            self.busy_calls -= 1
+            raise OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
         if self.mode == "down":  # an outage: what the breaker counts
             raise LucidError(ErrorCode.ERROR_CODE_CHAIN_UNAVAILABLE, "the chain is down for a test")
         if self.mode == "refuse":  # a refusal, not an outage: the breaker stays closed

@@ -10,7 +10,7 @@ import pytest
 
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
-from lucid.runtime.config import Settings
+from lucid.runtime.config import Settings, load_settings
 from lucid.supervisor.localservers import ConsulAgent, LocalStores, free_port
 from lucid.supervisor.supervisor import certificate_names
 from tests.support import Mesh, session_settings
@@ -22,7 +22,12 @@ def stores_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping[str
     if os.environ.get("LUCID_MONGODB_URI") and os.environ.get("LUCID_REDIS_URL"):
         yield {k: os.environ[k] for k in ("LUCID_MONGODB_URI", "LUCID_REDIS_URL")}
         return
-    stores = LocalStores.at(tmp_path_factory.mktemp("stores"), mongo_port=0, redis_port=0)
+    stores = LocalStores.at(
+        tmp_path_factory.mktemp("stores"),
+        mongo_port=0,
+        redis_port=0,
+        backend=load_settings().ferretdb_backend,
+    )
     stores.start()
     try:
         yield stores.env()

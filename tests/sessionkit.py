@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,18 +194,23 @@ def process_environment(settings: Settings) -> dict[str, str]:
 
 
 class SessionsProcess:
-    """``python -m lucid serve sessions`` as a child process."""
+    """``python -m lucid serve sessions`` (or other ``args``) as a child process."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, log: Path, args: Sequence[str] = ("serve", "sessions")
+    ) -> None:
         self.settings = settings
         self.log = log
+        self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        env = process_environment(self.settings)
+        env["LUCID_EDGE_PORT"] = str(self.settings.edge_port)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "lucid", "serve", "sessions"],
-                env=process_environment(self.settings),
+                [sys.executable, "-m", "lucid", *self.args],
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

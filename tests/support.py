@@ -26,8 +26,16 @@ from lucid.common.v1 import access_pb2
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.errors import ErrorDetails
-from lucid.runtime.server import ClusterBuilder, ClusterServer, Runtime
-from lucid.runtime.tokens import ACCESS, ALGORITHM, AUDIENCE, ISSUER, kyc_claim, role_claim
+from lucid.runtime.server import ClusterApp, ClusterBuilder, ClusterServer, Runtime
+from lucid.runtime.tokens import (
+    ACCESS,
+    ALGORITHM,
+    AUDIENCE,
+    ISSUER,
+    CallbackKeySource,
+    kyc_claim,
+    role_claim,
+)
 from lucid.supervisor.localservers import free_port
 
 
@@ -88,6 +96,26 @@ async def serve_edge(settings: Settings, **edge_args: Any) -> AsyncIterator[str]
         yield f"{'https' if settings.edge_tls else 'http'}://localhost:{port}"
     finally:
         await runner.cleanup()
+
+
+async def serve_health_only(settings: Settings, cluster: str) -> ClusterServer:
+    """A stand-in server of ``cluster`` on its port that serves only ``grpc.health.v1``
+    (SERVING, no stores): for tests that probe health, such as the chain validators'."""
+
+    async def no_keys() -> list:  # type: ignore[type-arg]
+        return []
+
+    runtime = Runtime(settings, cluster)
+    app = ClusterApp(
+        servicers=[],
+        requires_mongo=False,
+        requires_redis=False,
+        declare_schema=False,
+        key_source=CallbackKeySource(no_keys),
+    )
+    server = ClusterServer(runtime, app, port=settings.port(cluster))
+    await server.start()
+    return server
 
 
 def https_client(settings: Settings, local_ip: str | None = None) -> Any:

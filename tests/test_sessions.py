@@ -24,6 +24,7 @@ from lucid.blockchain.v1 import anchoring_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib import canonical, merkle
 from lucid.lib.chunkproof import failed, verify_chunk_proof
+from lucid.runtime.breaker import BreakerPolicy
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
@@ -591,6 +592,9 @@ async def test_an_open_circuit_to_the_chain_spends_no_anchoring_attempts(
     """A chain outage fails three attempts and opens the breaker to the chain; while it is
     open, calls fail in our own channel layer, reach nothing, and are not attempts."""
     own = await start_env(mesh, settings)
+    # Held open for the whole test (the default 1 s would let trial calls through).
+    breakers = own.mesh.servers["sessions"].runtime.channels.breakers
+    breakers.of("blockchain").policy = BreakerPolicy(failure_threshold=3, open_s=60.0)
     try:
         md = await own.token()
         session_id = await own.recording(md)

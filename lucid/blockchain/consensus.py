@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import nacl.signing
 from google.protobuf import timestamp_pb2
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.blockchain import anchors, blocks
 from lucid.blockchain.config import MAX_BLOCK_BYTES, ChainConfig
@@ -52,6 +52,7 @@ from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical
+from lucid.runtime.storeerrors import Backoff, is_transient
 
 log = logging.getLogger("lucid.blockchain.consensus")
 T = TypeVar("T")
@@ -404,15 +405,28 @@ class Engine:
     # -- leading -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Leads the rounds that fall to this validator, forever."""
+        """Leads the rounds that fall to this validator, forever (a step that met a busy
+        store is tried again after a short backoff, not a whole leader timeout)."""
+        backoff = Backoff(max_s=self.config.leader_timeout_s)
         while True:
             try:
                 await self.step()
             except asyncio.CancelledError:
                 raise
+            except PyMongoError as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "consensus step deferred: the store is busy", extra={"error": str(exc)}
+                    )
+                    await asyncio.sleep(backoff.next_s())
+                    continue
+                log.exception("a consensus step failed")
+                await asyncio.sleep(self.config.leader_timeout_s)
             except Exception:
                 log.exception("a consensus step failed")
                 await asyncio.sleep(self.config.leader_timeout_s)
+            else:
+                backoff.reset()
             delay = min(self.ledger.next_round_in(), self.config.leader_timeout_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=max(delay, 0.005))

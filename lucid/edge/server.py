@@ -23,7 +23,6 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.protobuf import message as protobuf_message
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.edge import grpcweb
 from lucid.edge.policy import (
@@ -45,12 +44,12 @@ from lucid.edge.transcode import (
     parse_json_body,
     to_json,
 )
-from lucid.gateway.v1 import gateway_pb2
+from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.channels import Channels
-from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.config import Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, ErrorDetails, LucidError
 from lucid.runtime.identity import EDGE
@@ -599,25 +598,21 @@ class Edge:
     # -- health ------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        """Aggregated ``grpc.health.v1`` of every cluster: 200 when all serve, else 503."""
+        """The gateway's aggregated health (``GetHealth``, cached there, never through a
+        breaker): 200 when healthy or degraded, 503 with the error envelope when not."""
         request[ROUTE_KEY] = "/health"
-
-        async def check(cluster: str) -> tuple[str, str]:
-            try:
-                stub = await self.channels.stub(cluster, health_pb2_grpc.HealthStub)
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-            except grpc.aio.AioRpcError as exc:
-                return cluster, f"unreachable: {exc.code().name}"
-            except LookupError:
-                return cluster, "unknown"
-            return cluster, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-        results = dict(await asyncio.gather(*(check(c) for c in CLUSTERS)))
-        healthy = all(v == "SERVING" for v in results.values())
-        return web.json_response(
-            {"status": "healthy" if healthy else "unhealthy", "clusters": results},
-            status=200 if healthy else 503,
-        )
+        try:
+            stub = await self.channels.stub("gateway", gateway_pb2_grpc.GatewayServiceStub)
+            reply = await stub.GetHealth(
+                gateway_pb2.GetHealthRequest(), metadata=self._metadata(request), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            return self._error(request, ErrorDetails.from_rpc_error(exc))
+        except LookupError as exc:
+            return self._error(
+                request, LucidError(ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE, str(exc))
+            )
+        return web.json_response(to_json(reply), dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

@@ -1,17 +1,19 @@
 """Cluster 01, API gateway: wiring of its server.
 
-Its own rpcs (service info, version, aggregated health, metrics of what the edge
-served) and the front-door policy: the rate limiter the edge consults
-(``CheckRateLimit``) and production Envoy asks through Envoy's rate-limit service
-protocol. Owns the proto package ``lucid.gateway.v1`` and the Redis prefix
-``lucid:gateway:``. It serves without Redis (limits fall back to memory, health
-reads degraded) and needs no collection of its own.
+Its own rpcs (service info, version, the mesh's aggregated health — ``health``, which
+the edge's ``/health`` delegates to —, metrics of what the edge served) and the
+front-door policy: the rate limiter the edge consults (``CheckRateLimit``) and
+production Envoy asks through Envoy's rate-limit service protocol. Owns the proto
+package ``lucid.gateway.v1`` and the Redis prefix ``lucid:gateway:``. It serves
+without Redis (limits fall back to memory, health reads degraded) and needs no
+collection of its own.
 """
 
 from __future__ import annotations
 
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
+from lucid.gateway.health import HealthAggregator
 from lucid.gateway.servicer import (
     ENVOY_SHOULD_RATE_LIMIT,
     EnvoyRateLimitService,
@@ -28,7 +30,10 @@ async def build(runtime: Runtime) -> ClusterApp:
     """The gateway server."""
     stores = runtime.datastores
     limiter = RateLimiter(stores.cache, runtime.clock, "gateway")
-    gateway = GatewayService(runtime, limiter, TrafficLog(), stores.dependencies())
+    health = HealthAggregator(
+        runtime, {d.name: d for d in stores.dependencies()}, lambda: limiter.redis_ok
+    )
+    gateway = GatewayService(runtime, limiter, TrafficLog(), health)
     return ClusterApp(
         servicers=[
             (gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway),

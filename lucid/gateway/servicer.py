@@ -3,25 +3,22 @@ edge, the rate limiter, and Envoy's rate-limit service protocol on the same limi
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections.abc import Sequence
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.common.v1 import access_pb2
+from lucid.gateway.health import HealthAggregator, Probe
 from lucid.gateway.tiers import POLICIES, tier_by_name, tier_name
 from lucid.gateway.traffic import RouteStats, Sample, TrafficLog
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import Clock
 from lucid.lib.ratelimit import Policy
-from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.config import Settings
 from lucid.runtime.contracts import MethodInfo, protoset_path
-from lucid.runtime.datastores import Dependency
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.limits import Outcome, RateLimiter
 from lucid.runtime.server import VERSION, Runtime
@@ -30,13 +27,7 @@ from lucid.runtime.wire import duration, epoch_seconds, timestamp
 SERVICE_NAME = "api-gateway"
 API_VERSION = "v1"
 FEATURES = ("rest", "grpc-web", "sessions", "chain", "payments", "rdp", "nodes", "admin")
-HEALTH_TIMEOUT_S = 1.0
 DEFAULT_WINDOW_S = 60
-
-
-HEALTHY = gateway_pb2.HEALTH_STATUS_HEALTHY
-DEGRADED = gateway_pb2.HEALTH_STATUS_DEGRADED
-UNHEALTHY = gateway_pb2.HEALTH_STATUS_UNHEALTHY
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
@@ -47,14 +38,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         runtime: Runtime,
         limiter: RateLimiter,
         traffic: TrafficLog,
-        stores: Sequence[Dependency],
+        health: HealthAggregator,
     ) -> None:
         self.runtime = runtime
         self.settings: Settings = runtime.settings
         self.clock: Clock = runtime.clock
         self.limiter = limiter
         self.traffic = traffic
-        self.stores = {d.name: d for d in stores}
+        self.health = health
         self.started = time.monotonic()
         try:
             self.build_time = protoset_path().stat().st_mtime
@@ -79,68 +70,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
             api_version=API_VERSION, supported_versions=[API_VERSION], version=VERSION
         )
 
-    async def _store(self, name: str, required: bool) -> gateway_pb2.DependencyHealth:
-        started = time.perf_counter()
-        status, message = HEALTHY, ""
-        try:
-            await asyncio.wait_for(self.stores[name].check(), HEALTH_TIMEOUT_S)
-        except Exception as exc:  # any failure means "down"
-            status, message = (UNHEALTHY if required else DEGRADED), type(exc).__name__
-        return self._dependency(name, status, started, message, required=required)
-
-    def _dependency(
-        self, name: str, status: int, started: float, message: str, *, required: bool
-    ) -> gateway_pb2.DependencyHealth:
-        return gateway_pb2.DependencyHealth(
-            name=name,
-            status=status,  # type: ignore[arg-type]
-            required=required,
-            response_time_ms=round((time.perf_counter() - started) * 1000),
-            message=message,
-            check_time=timestamp(self.clock.timestamp()),
-        )
-
-    async def _cluster(self, cluster: str) -> gateway_pb2.DependencyHealth:
-        started = time.perf_counter()
-        status, message = HEALTHY, ""
-        try:
-            stub = await self.runtime.channels.stub(cluster, health_pb2_grpc.HealthStub)
-            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT_S)
-            if reply.status != health_pb2.HealthCheckResponse.SERVING:
-                status = DEGRADED
-                message = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-        except grpc.aio.AioRpcError as exc:
-            status, message = DEGRADED, f"unreachable: {exc.code().name}"
-        except LookupError:
-            status, message = DEGRADED, "not registered"
-        return self._dependency(cluster, status, started, message, required=False)
-
     async def GetHealth(
         self, request: gateway_pb2.GetHealthRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetHealthResponse:
-        """MongoDB is required; Redis (limits fall back to memory) and the clusters are not:
-        without them the gateway is degraded, without MongoDB unhealthy (UNAVAILABLE)."""
+        """The mesh's aggregated health (``health``): unhealthy answers UNAVAILABLE naming
+        the required dependencies that are down (MongoDB, or finality)."""
         started = time.perf_counter()
-        checks = [self._store("mongodb", required=True), self._store("redis", required=False)]
-        checks += [self._cluster(c) for c in CLUSTERS if c != "gateway"]
-        dependencies = list(await asyncio.gather(*checks))
-        down = [d for d in dependencies if d.required and d.status == UNHEALTHY]
+        report = await self.health.report()
+        down = report.down
         if down:
-            names = ", ".join(d.name for d in down)
+            names = ", ".join(p.name for p in down)
             raise LucidError(
                 ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
-                if any(d.name == "mongodb" for d in down)
+                if any(p.name == "mongodb" for p in down)
                 else ErrorCode.ERROR_CODE_DEPENDENCY_UNAVAILABLE,
                 f"{SERVICE_NAME} is unhealthy: {names} down",
                 metadata={"dependencies": names},
             )
-        degraded = any(d.status != HEALTHY for d in dependencies) or not self.limiter.redis_ok
         return gateway_pb2.GetHealthResponse(
-            status=DEGRADED if degraded else HEALTHY,
+            status=report.status,  # type: ignore[arg-type]
             service=SERVICE_NAME,
             version=VERSION,
-            check_time=timestamp(self.clock.timestamp()),
-            dependencies=dependencies,
+            check_time=timestamp(report.checked_at),
+            dependencies=[_dependency(p) for p in report.probes],
             uptime=duration(time.monotonic() - self.started),
             response_time_ms=round((time.perf_counter() - started) * 1000),
         )
@@ -173,6 +125,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):
         self.traffic.active[request.edge_id or "edge"] = request.active_connections
         self.traffic.prune(self.clock.timestamp())
         return gateway_pb2.ReportTrafficResponse(accepted=len(request.samples))
+
+
+def _dependency(probe: Probe) -> gateway_pb2.DependencyHealth:
+    return gateway_pb2.DependencyHealth(
+        name=probe.name,
+        status=probe.status,  # type: ignore[arg-type]
+        required=probe.required,
+        response_time_ms=probe.response_time_ms,
+        message=probe.message,
+        check_time=timestamp(probe.checked_at),
+    )
 
 
 def _route_metrics(stats: RouteStats, active: int) -> gateway_pb2.RouteMetrics:

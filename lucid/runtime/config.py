@@ -72,6 +72,10 @@ class Settings:
     """The one database of the mesh."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis."""
+    ferretdb_backend: str = "postgresql"
+    """The store under the local FerretDB that ``lucid up``, ``lucid dev up`` and the tests
+    start: ``postgresql`` (a private PostgreSQL cluster) or ``sqlite`` (explicit option;
+    it serialises writes and fails them under concurrent load)."""
     registry: str = "static"
     """Service registry backend: ``static`` (the port map) or ``consul``."""
     consul_addr: str = "127.0.0.1:8500"

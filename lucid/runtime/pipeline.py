@@ -37,11 +37,14 @@ from lucid.runtime.errors import (
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import PlanePolicy, audit, default_policy
+from lucid.runtime.storeerrors import is_transient
 from lucid.runtime.tokens import TokenVerifier
 
 log = logging.getLogger("lucid.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
+STORE_RETRY_AFTER_S = 1.0
+"""What a call that met a busy store tells its caller to wait (UNAVAILABLE 5003)."""
 XFCC_HEADER = "x-forwarded-client-cert"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -193,6 +196,16 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(exc, grpc.aio.AioRpcError):
             exc = await self._pass_through(call, exc, context)
         error = exc if isinstance(exc, LucidError) else None
+        if error is None and is_transient(exc):  # busy or unreachable: the caller may retry
+            log.warning(
+                "store busy",
+                extra={"request_id": call.request_id, "method": call.info.path, "error": str(exc)},
+            )
+            error = LucidError(
+                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE,
+                "the database is busy or unreachable; try again",
+                retry_after_s=STORE_RETRY_AFTER_S,
+            )
         if error is None:
             log.error(
                 "unexpected error",

@@ -8,9 +8,10 @@ with the cluster's Ed25519 key; then the root is anchored through the chain's
 ``completed``. An attempt fails when the chain refuses or cannot be reached, or
 when the anchoring fails, expires or is not final within ``anchor_timeout_s``;
 after ``anchor_attempts`` (3) failed attempts the session is ``failed`` and its
-chunks stay readable. A background worker drives every session in stopped or
-processing, so work left by a crash is picked up after a restart; a lease keeps
-two instances from driving the same session.
+chunks stay readable. A transient store error (``runtime.storeerrors``) never counts as
+an attempt nor fails a session: the step is tried again with backoff. A background
+worker drives every session in stopped or processing, so work left by a crash is
+picked up after a restart; a lease keeps two instances from driving the same session.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lucid.lib.ids import new_id
 from lucid.runtime.breaker import not_sent
 from lucid.runtime.channels import Channels, UnavailableClusterError
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.storeerrors import Backoff, is_transient, store_busy
 from lucid.sessions import blobformat
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.keys import KeyStore
@@ -43,6 +45,8 @@ log = logging.getLogger("lucid.sessions.finalize")
 
 HASH_ALGORITHM = "sha256"
 CHAIN_CALL_TIMEOUT_S = 10.0
+STORE_RETRY_INITIAL_S = 0.05
+STORE_RETRY_MAX_S = 2.0
 PENDING = "pending"
 PROCESSING = "processing"
 CONFIRMED = "confirmed"
@@ -284,10 +288,26 @@ class Finalizer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drive(self, session_id: str) -> None:
-        """Takes one session to completed or failed (or leaves it to a later sweep)."""
+        """Takes one session to completed or failed (or leaves it to a later sweep). A
+        transient store error only delays the step (retried with backoff): every step
+        is safe to repeat, so a busy store never fails a finalization."""
+        backoff = Backoff(initial_s=STORE_RETRY_INITIAL_S, max_s=STORE_RETRY_MAX_S)
         try:
             while True:
-                if not await self.step(session_id):
+                try:
+                    again = await self.step(session_id)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    delay = backoff.next_s()
+                    log.warning(
+                        "finalization step deferred: the store is busy",
+                        extra={"session_id": session_id, "retry_in_s": delay, "error": str(exc)},
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
+                if not again:
                     return
                 await asyncio.sleep(self.config.anchor_poll_s)
         except asyncio.CancelledError:
@@ -337,7 +357,9 @@ class Finalizer:
             response = await self.chain.anchor(self.anchor_request(manifest))
             record = response.anchoring
         except grpc.aio.AioRpcError as exc:
-            if not_sent(exc):  # the breaker to the chain is open: no attempt was made
+            # The breaker to the chain is open (no attempt was made) or the chain's store
+            # was busy (the request was fine): try again later without spending an attempt.
+            if not_sent(exc) or store_busy(exc):
                 await self._retry_later(session_id, anchoring, now, _describe(exc))
                 return
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:

@@ -1,29 +1,43 @@
-"""FerretDB, redis-server and a Consul agent on loopback, with their data under one directory.
+"""FerretDB (on a private PostgreSQL, or SQLite as an explicit option), redis-server and
+a Consul agent on loopback, with their data under one directory.
 
 Used three ways: ``lucid dev up/down`` (detached, for ``make test``), ``lucid up``
 (children of the supervisor) and tests that need a private server they may stop.
+
+PostgreSQL refuses to run as root: run by root, its cluster belongs to the unprivileged
+``postgres`` user the Debian package creates, and lives under the data directory when
+that user can reach it (else in a private directory under the system temp directory,
+removed when the server stops).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import pymongo
 import redis
 
 READY_TIMEOUT_S = 30.0
+FERRETDB_BACKENDS = ("postgresql", "sqlite")
+POSTGRES_USER = "postgres"
+POSTGRES_LIB = Path("/usr/lib/postgresql")
 
 
 class LocalServerError(RuntimeError):
@@ -48,6 +62,49 @@ def tool_path(name: str) -> str:
     return found
 
 
+class PopenUser(TypedDict, total=False):
+    """The ``subprocess`` arguments that choose a child's user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Whom a server process runs as (``None``: as this process)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+
+    def popen(self) -> PopenUser:
+        """Keyword arguments of ``subprocess.Popen`` and ``subprocess.run``."""
+        chosen = PopenUser()
+        if self.uid is not None:
+            chosen["user"] = self.uid
+        if self.gid is not None:
+            chosen["group"] = self.gid
+        if self.groups is not None:
+            chosen["extra_groups"] = list(self.groups)
+        return chosen
+
+
+def postgres_tool(name: str) -> str:
+    """A PostgreSQL server program (Debian keeps them off the PATH, under
+    ``/usr/lib/postgresql/<version>/bin``; the newest version wins)."""
+    versions = sorted(
+        (p for p in POSTGRES_LIB.glob(f"*/bin/{name}") if p.parent.parent.name.isdigit()),
+        key=lambda p: int(p.parent.parent.name),
+    )
+    if versions:
+        return str(versions[-1])
+    found = shutil.which(name)
+    if not found:
+        raise LocalServerError(f"{name} not found: run `make tools` (installs postgresql)")
+    return found
+
+
 @dataclass
 class LocalServer:
     """One server process."""
@@ -56,6 +113,7 @@ class LocalServer:
     port: int
     data_dir: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    stop_signal: signal.Signals = field(default=signal.SIGTERM, repr=False)
 
     @property
     def pid_file(self) -> Path:
@@ -65,6 +123,10 @@ class LocalServer:
     def command(self) -> list[str]:
         """The command line that runs the server."""
         raise NotImplementedError
+
+    def run_as(self) -> RunAs:
+        """The user the server runs as (this process's by default)."""
+        return RunAs()
 
     def ping(self) -> bool:
         """Whether the server answers."""
@@ -81,6 +143,7 @@ class LocalServer:
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
             start_new_session=detached,
+            **self.run_as().popen(),
         )
         log.close()
         self.pid_file.write_text(str(self.process.pid))
@@ -106,7 +169,7 @@ class LocalServer:
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, self.stop_signal)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None:
@@ -127,14 +190,138 @@ class LocalServer:
         self.process = None
 
 
+def _reachable_by(path: Path, uid: int) -> bool:
+    """Whether user ``uid`` may pass through every directory above ``path``."""
+    for parent in path.parents:
+        try:
+            info = parent.stat()
+        except FileNotFoundError:
+            continue  # made later by us, with the umask's o+x
+        if info.st_uid != uid and not info.st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+@dataclass
+class PostgresServer(LocalServer):
+    """A private PostgreSQL cluster on loopback (no unix socket), for FerretDB: made with
+    ``initdb`` on first start, trust authentication for its one local user."""
+
+    stop_signal: signal.Signals = field(default=signal.SIGINT, repr=False)  # fast shutdown
+
+    @property
+    def _as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def _account(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(POSTGRES_USER)
+        except KeyError:
+            raise LocalServerError(
+                f"PostgreSQL cannot run as root and there is no {POSTGRES_USER!r} user: "
+                "run `make tools` (installs postgresql, which creates it)"
+            ) from None
+
+    @property
+    def cluster_dir(self) -> Path:
+        """The PostgreSQL data directory (``PGDATA``)."""
+        inside = self.data_dir.resolve() / "pgdata"
+        if not self._as_root or _reachable_by(inside, self._account.pw_uid):
+            return inside
+        digest = hashlib.sha256(str(inside).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"lucid-postgres-{digest}" / "pgdata"
+
+    def run_as(self) -> RunAs:
+        if not self._as_root:
+            return RunAs()
+        account = self._account
+        return RunAs(account.pw_uid, account.pw_gid, ())
+
+    def _initdb(self) -> None:
+        pgdata = self.cluster_dir
+        if (pgdata / "PG_VERSION").exists():
+            return
+        pgdata.mkdir(parents=True, exist_ok=True)
+        pgdata.chmod(0o700)
+        if self._as_root:
+            account = self._account
+            for path in (pgdata.parent, pgdata):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        result = subprocess.run(
+            [
+                postgres_tool("initdb"),
+                f"--pgdata={pgdata}",
+                f"--username={POSTGRES_USER}",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=pgdata,
+            **self.run_as().popen(),
+        )
+        if result.returncode != 0:
+            raise LocalServerError(f"initdb failed: {result.stderr.strip()[-2000:]}")
+
+    def command(self) -> list[str]:
+        return [
+            postgres_tool("postgres"),
+            "-D", str(self.cluster_dir),
+            "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "unix_socket_directories=",
+            "-c", "max_connections=200",
+            "-c", "log_min_messages=warning",
+            "-c", "log_checkpoints=off",
+        ]  # fmt: skip
+
+    def start(self, *, detached: bool = False) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._as_root:  # the log and pid files are written by us, the server only reads
+            self.data_dir.chmod(0o755)
+        self._initdb()
+        super().start(detached=detached)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
+        pgdata = self.cluster_dir
+        if pgdata != self.data_dir.resolve() / "pgdata":
+            shutil.rmtree(pgdata.parent, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        """The connection URL FerretDB uses."""
+        return f"postgres://{POSTGRES_USER}@127.0.0.1:{self.port}/postgres"
+
+    def ping(self) -> bool:
+        result = subprocess.run(
+            [postgres_tool("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            check=False,
+            timeout=5,
+        )
+        return result.returncode == 0
+
+
+@dataclass
 class FerretDB(LocalServer):
-    """FerretDB v1 with the SQLite backend: the local MongoDB."""
+    """FerretDB v1: the local MongoDB, on PostgreSQL (``postgres`` given) or SQLite."""
+
+    postgres: PostgresServer | None = None
+
+    def backend_flags(self) -> list[str]:
+        """The handler and its storage."""
+        if self.postgres is not None:
+            return ["--handler=postgresql", f"--postgresql-url={self.postgres.url}"]
+        return ["--handler=sqlite", f"--sqlite-url=file:{self.data_dir / 'sqlite'}/"]
 
     def command(self) -> list[str]:
         return [
             tool_path("ferretdb"),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{self.data_dir / 'sqlite'}/",
+            *self.backend_flags(),
             f"--listen-addr=127.0.0.1:{self.port}",
             f"--state-dir={self.data_dir}",
             "--debug-addr=-",
@@ -143,7 +330,12 @@ class FerretDB(LocalServer):
         ]
 
     def start(self, *, detached: bool = False) -> None:
-        (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
+        """Starts FerretDB (and its PostgreSQL first, unless that answers already; it
+        outlives a FerretDB restart and stops with ``LocalStores.stop``)."""
+        if self.postgres is None:
+            (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
+        elif not self.postgres.ping():
+            self.postgres.start(detached=detached)
         super().start(detached=detached)
 
     @property
@@ -260,33 +452,51 @@ class ConsulAgent(LocalServer):
 
 @dataclass
 class LocalStores:
-    """A FerretDB and a Redis that belong together."""
+    """A FerretDB (and the PostgreSQL under it) and a Redis that belong together."""
 
     mongo: FerretDB
     redis: RedisServer
 
     @classmethod
-    def at(cls, root: Path, *, mongo_port: int, redis_port: int) -> LocalStores:
-        """Servers with data under ``root`` on the given ports (0 picks free ones)."""
+    def at(
+        cls, root: Path, *, mongo_port: int, redis_port: int, backend: str = "postgresql"
+    ) -> LocalStores:
+        """Servers with data under ``root`` on the given ports (0 picks free ones);
+        ``backend`` is FerretDB's store, ``postgresql`` or ``sqlite``."""
+        if backend not in FERRETDB_BACKENDS:
+            raise LocalServerError(
+                f"unknown FerretDB backend {backend!r}: one of {', '.join(FERRETDB_BACKENDS)}"
+            )
         root = root.resolve()
+        postgres = (
+            PostgresServer("postgres", free_port(), root / "postgres")
+            if backend == "postgresql"
+            else None
+        )
         return cls(
-            FerretDB("ferretdb", mongo_port or free_port(), root / "ferretdb"),
+            FerretDB("ferretdb", mongo_port or free_port(), root / "ferretdb", postgres=postgres),
             RedisServer("redis", redis_port or free_port(), root / "redis"),
         )
 
+    @property
+    def servers(self) -> list[LocalServer]:
+        """Every server, in the order they start."""
+        first = [self.mongo.postgres] if self.mongo.postgres is not None else []
+        return [*first, self.mongo, self.redis]
+
     def start(self, *, detached: bool = False) -> None:
-        """Starts both."""
-        self.mongo.start(detached=detached)
+        """Starts them all (none stays up if one fails)."""
         try:
+            self.mongo.start(detached=detached)
             self.redis.start(detached=detached)
         except Exception:
-            self.mongo.stop()
+            self.stop()
             raise
 
     def stop(self) -> None:
-        """Stops both."""
-        self.redis.stop()
-        self.mongo.stop()
+        """Stops them all, the last started first."""
+        for server in reversed(self.servers):
+            server.stop()
 
     def env(self) -> Mapping[str, str]:
         """The settings that point Lucid at these servers."""

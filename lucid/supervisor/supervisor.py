@@ -245,9 +245,15 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
         print(f"certificates issued: {', '.join(written)}")
     mongo_port, redis_port = store_ports(settings)
     stores = LocalStores.at(
-        settings.var_dir / "stores", mongo_port=mongo_port, redis_port=redis_port
+        settings.var_dir / "stores",
+        mongo_port=mongo_port,
+        redis_port=redis_port,
+        backend=settings.ferretdb_backend,
     )
-    print(f"starting FerretDB on {mongo_port} and Redis on {redis_port} ...")
+    print(
+        f"starting FerretDB ({settings.ferretdb_backend}) on {mongo_port} "
+        f"and Redis on {redis_port} ..."
+    )
     stores.start()
     env = {
         "LUCID_VAR_DIR": str(settings.var_dir.resolve()),
