@@ -13,8 +13,8 @@ import nacl.signing
 import pytest
 
 from lucid.blockchain import anchors, poot
-from lucid.blockchain.consensus_servicer import vote_message
 from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
+from lucid.blockchain.servicers.consensus import vote_message
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
