@@ -128,6 +128,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
         report = await verify_chain(repo)
         assert report.ok, report.describe()
         walk_s = report.seconds
+        walked = report.blocks_checked  # genesis and the BLOCKS built on it
+        assert walked == BLOCKS + 1, report.describe()
 
         docs = []
         for height in range(BLOCKS + 1):
@@ -135,31 +137,39 @@ async def run(ctx: BenchContext) -> list[Figure]:
             assert doc is not None
             docs.append((doc, await repo.tx_docs(doc["tx_hashes"])))
         walk = ChainWalk()
+        genesis_doc, genesis_txs = docs[0]  # checked outside the timing: bare crypto skips it
+        genesis_block = doc_to_block(genesis_doc)
+        assert not walk.check_block(genesis_block, genesis_txs, validators, None)
+        parent = blocks.tip_of(genesis_block)
         started = time.perf_counter()
-        parent = None
-        for doc, tx_docs in docs:
+        for doc, tx_docs in docs[1:]:
             block = doc_to_block(doc)
             problems = walk.check_block(block, tx_docs, validators, parent)
             assert not problems, problems
             parent = blocks.tip_of(block)
         memory_s = time.perf_counter() - started
+        in_memory = len(docs) - 1
 
         chain = [
             (doc_to_block(doc), [doc_to_transaction(tx_docs[h]) for h in doc["tx_hashes"]])
             for doc, tx_docs in docs[1:]
         ]
         bare_s = _bare(chain, {v.validator_id: v.public_key for v in validators})
+        assert in_memory == len(chain) == BLOCKS
     finally:
         await client.drop_database(db.name)
         await client.close()
 
-    count = BLOCKS + 1
+    # Every rate divides the blocks a timing covered by that timing: the walk from MongoDB
+    # covers genesis too (walked = BLOCKS + 1); the in-memory checks and the bare crypto
+    # cover the same BLOCKS blocks above genesis.
+    walk_rate, memory_rate, bare_rate = walked / walk_s, in_memory / memory_s, BLOCKS / bare_s
     per_block = f"{1 + APPROVALS + TXS_PER_BLOCK} Ed25519 + SHA-256s"
     return [
         Figure(f"chain of {BLOCKS} blocks x {TXS_PER_BLOCK} tx appended", build_s, "s"),
-        Figure("lucid chain verify, from MongoDB", count / walk_s, "blocks/s"),
-        Figure("the same checks on blocks in memory", count / memory_s, "blocks/s"),
-        Figure(f"bare crypto per block ({per_block})", BLOCKS / bare_s, "blocks/s"),
-        Figure("verify from MongoDB / bare crypto", (count / walk_s) / (BLOCKS / bare_s), "ratio"),
-        Figure("checks in memory / bare crypto", (count / memory_s) / (BLOCKS / bare_s), "ratio"),
+        Figure(f"lucid chain verify, from MongoDB ({walked} blocks)", walk_rate, "blocks/s"),
+        Figure(f"the same checks on {in_memory} blocks in memory", memory_rate, "blocks/s"),
+        Figure(f"bare crypto per block ({per_block})", bare_rate, "blocks/s"),
+        Figure("verify from MongoDB / bare crypto", walk_rate / bare_rate, "ratio"),
+        Figure("checks in memory / bare crypto", memory_rate / bare_rate, "ratio"),
     ]

@@ -1,5 +1,6 @@
 """The mesh: the plane-policy decision every call pays, discovery through the mesh's
-ResolveService and through a real Consul agent, and event publishing on Redis Streams."""
+ResolveService and through a real Consul agent (of three real servers whose health
+checks pass), and event publishing on Redis Streams."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from lucid.mesh.v1 import discovery_pb2, discovery_pb2_grpc, messaging_pb2, mess
 from lucid.runtime.contracts import catalog
 from lucid.runtime.identity import identity_for
 from lucid.runtime.planes import PlanePolicy
-from lucid.runtime.registry import ConsulRegistry, Instance
+from lucid.runtime.registry import ConsulRegistry
+from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.supervisor.localservers import ConsulAgent, free_port
+from tests.waiting import eventually
 
 SECONDS = 3.0
 CONCURRENCY = 8
@@ -93,6 +96,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
         r, lat = await rate(publish, seconds=SECONDS, concurrency=CONCURRENCY)
         figures += _summary("mesh PublishEvent (Redis Streams)", r, lat)
 
+    figures += await _consul(ctx)
+    return figures
+
+
+async def _consul(ctx: BenchContext) -> list[Figure]:
+    """The passing-instances query of three real gateway servers (mTLS gRPC health checks
+    that pass), each answer checked to hold all three."""
     certs = ctx.settings.certs_dir
     agent = ConsulAgent(
         "consul",
@@ -103,17 +113,35 @@ async def run(ctx: BenchContext) -> list[Figure]:
         key_file=certs / "operator.key",
     )
     agent.start()
-    registry = ConsulRegistry(ctx.settings.replace(consul_addr=agent.address, consul_cache_s=0))
+    settings = ctx.settings.replace(
+        registry="consul",
+        consul_addr=agent.address,
+        consul_check_interval_s=0.5,
+        consul_check_timeout_s=2.0,
+        consul_cache_s=0,
+    )
+    registry = ConsulRegistry(settings)
+    servers: list[ClusterServer] = []
     try:
-        for n in range(3):
-            await registry.register(
-                Instance("gateway", f"gateway-{n}", "127.0.0.1", 9100 + n, "ops", "1.0.0")
-            )
-        r, lat = await rate(
-            lambda: registry.instances("gateway"), seconds=SECONDS, concurrency=CONCURRENCY
-        )
-        figures += _summary("Consul passing-instances query (uncached)", r, lat)
+        for _ in range(3):  # a server registers itself, with its health check, on start
+            app = ClusterApp(servicers=[], requires_mongo=False, requires_redis=False)
+            server = ClusterServer(Runtime(settings, "gateway"), app, port=free_port())
+            await server.start()
+            servers.append(server)
+
+        async def all_passing() -> bool:
+            return len(await registry.instances("gateway")) == 3
+
+        await eventually(all_passing, timeout_s=60, what="three passing gateway instances")
+
+        async def query() -> None:
+            found = await registry.instances("gateway")
+            assert len(found) == 3, found
+
+        r, lat = await rate(query, seconds=SECONDS, concurrency=CONCURRENCY)
+        return _summary("Consul passing-instances query (3 passing, uncached)", r, lat)
     finally:
+        for server in servers:
+            await server.stop(grace_s=0.2)
         await registry.close()
         agent.stop()
-    return figures

@@ -59,9 +59,13 @@ def _certs(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    configure_logging("chain", "WARNING")
+    if args.action == "trust-anchor":
+        from lucid.blockchain.trust import main as print_anchor
+
+        sys.exit(print_anchor(settings, args.validator))
     from lucid.blockchain.verify import main as verify_chain
 
-    configure_logging("chain", "WARNING")
     sys.exit(verify_chain(settings, args.validator))
 
 
@@ -132,10 +136,16 @@ def _db(settings: Settings, args: argparse.Namespace) -> None:
 def _proof(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.sessions.proofcli import verify_file
 
-    blob = Path(args.blob) if args.blob else None
     ok = asyncio.run(
         verify_file(
-            settings, Path(args.file), sys.stdout, blob=blob, chain=args.chain, token=args.token
+            settings,
+            Path(args.file),
+            sys.stdout,
+            trust=Path(args.trust) if args.trust else None,
+            chain=args.chain,
+            blob=Path(args.blob) if args.blob else None,
+            token=args.token,
+            ca=Path(args.ca) if args.ca else None,
         )
     )
     sys.exit(0 if ok else 1)
@@ -176,7 +186,12 @@ def parser() -> argparse.ArgumentParser:
     certs.set_defaults(run=_certs)
 
     chain = sub.add_parser("chain", help="chain tools (offline, from MongoDB)")
-    chain.add_argument("action", choices=["verify"], help="verify: walk the whole stored chain")
+    chain.add_argument(
+        "action",
+        choices=["verify", "trust-anchor"],
+        help="verify: walk the whole stored chain; trust-anchor: print the genesis hash and "
+        "validator set proofs are checked against (JSON)",
+    )
     chain.add_argument("--validator", type=int, default=0, metavar="N", help="whose replica")
     chain.set_defaults(run=_chain)
 
@@ -212,10 +227,22 @@ def parser() -> argparse.ArgumentParser:
     proof.add_argument("file", help="a GetChunkProof response as JSON")
     proof.add_argument("--blob", default=None, help="also check this downloaded blob")
     proof.add_argument(
-        "--chain", action="store_true", help="also ask the chain (VerifyAnchoring, GetBlock)"
+        "--trust",
+        default=None,
+        metavar="ANCHOR",
+        help="the trust anchor (lucid chain trust-anchor)",
     )
     proof.add_argument(
-        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="access token for --chain"
+        "--chain",
+        default="",
+        metavar="ADDR",
+        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
+    )
+    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
+    proof.add_argument(
+        "--token",
+        default=os.environ.get("LUCID_TOKEN", ""),
+        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
     )
     proof.set_defaults(run=_proof)
     return top

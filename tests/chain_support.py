@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -39,26 +38,29 @@ from lucid.lib.clock import SystemClock
 from lucid.lib.sealing import Sealer
 from lucid.runtime.config import Settings
 from lucid.runtime.schema import ensure_schema
+from tests.waiting import eventually
 
 T = TypeVar("T")
 
 
-def now_stamp() -> timestamp_pb2.Timestamp:
-    """Now, as a Timestamp."""
+def now_stamp(at: datetime | None = None) -> timestamp_pb2.Timestamp:
+    """``at`` (default: now), as a Timestamp."""
     value = timestamp_pb2.Timestamp()
-    value.FromDatetime(datetime.now(UTC))
+    value.FromDatetime(at or datetime.now(UTC))
     return value
 
 
-def data_body(tag: str = "", *, description: str = "test record") -> pb.TransactionBody:
-    """A data-storage transaction body."""
+def data_body(
+    tag: str = "", *, description: str = "test record", at: datetime | None = None
+) -> pb.TransactionBody:
+    """A data-storage transaction body, created ``at`` (default: now)."""
     return pb.TransactionBody(
         type=pb.TRANSACTION_TYPE_DATA_STORAGE,
         data_storage=pb.DataStoragePayload(
             data_hash="ab" * 32, size_bytes=1024, content_type="text/plain", description=description
         ),
         fee_micros=1_000_000,
-        create_time=now_stamp(),
+        create_time=now_stamp(at),
         nonce=tag or uuid.uuid4().hex,
     )
 
@@ -123,20 +125,18 @@ def validator_key(settings: Settings, index: int = 0) -> nacl.signing.SigningKey
 async def wait_for(
     probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 30.0, interval_s: float = 0.1
 ) -> T:
-    """Polls ``probe`` until it returns something true; fails after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
+    """Polls ``probe`` until it returns something true (a server that is not up yet,
+    UNAVAILABLE or DEADLINE_EXCEEDED, counts as not yet); fails after ``timeout_s``."""
+
+    async def answered() -> T | None:
         try:
-            last = await probe()
+            return await probe()
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
-            last = None
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s (last: {last!r})")
+            return None
+
+    return await eventually(answered, timeout_s=timeout_s, interval_s=interval_s)  # type: ignore[return-value]
 
 
 class ChainStubs:

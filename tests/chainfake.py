@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 import grpc
 import nacl.signing
 
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, merkle_pb2
+from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
+from lucid.blockchain.trust import trust_anchor
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
+from lucid.lib.trustanchor import TrustAnchor
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, Runtime
 
@@ -33,14 +37,34 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
     """ok: confirm after ``confirm_after_s``; refuse: AnchorSession fails; expire: the
     anchoring expires; stall: stays pending."""
     confirm_after_s: float = 0.2
+    final: bool = True
+    """Whether a confirmed anchoring is in a final block (``make_final`` later)."""
     validators: list[nacl.signing.SigningKey] = field(
         default_factory=lambda: [nacl.signing.SigningKey.generate() for _ in range(3)]
     )
     records: dict[str, anchoring_pb2.SessionAnchoring] = field(default_factory=dict)
     proofs: dict[str, anchoring_pb2.GetAnchoringProofResponse] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    status_calls: dict[str, int] = field(default_factory=dict)
     height: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def trust_anchor(self) -> TrustAnchor:
+        """The trust anchor of this scripted chain (the genesis of its three keys)."""
+        return trust_anchor(
+            ValidatorSet(
+                tuple(
+                    ValidatorInfo(f"validator-{i}", bytes(key.verify_key).hex())
+                    for i, key in enumerate(self.validators)
+                )
+            )
+        )
+
+    def make_final(self, session_id: str) -> None:
+        """Marks a confirmed anchoring final (its block got its approvals)."""
+        self.records[session_id].final = True
+        self.proofs[session_id].anchoring.final = True
+        self.proofs[session_id].block.final = True
 
     async def AnchorSession(
         self, request: anchoring_pb2.AnchorSessionRequest, context: grpc.aio.ServicerContext
@@ -104,7 +128,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         record.tx_hash = proof.transaction.tx_hash
         record.block_height = self.height
         record.block_hash = proof.block.hash
-        record.final = True
+        record.final = self.final
         record.confirmations = 1
         record.confirm_time.GetCurrentTime()
         proof.anchoring.CopyFrom(record)
@@ -129,7 +153,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         leaves = [merkle.leaf_hash(other), merkle.leaf_hash(tx_hash)]
         tree = merkle.MerkleTree(leaves)
         signer = self.validators[0]
-        header = blockchain_pb2.BlockHeader(
+        header = proofs_pb2.BlockHeader(
             version=1,
             height=height,
             previous_hash="0" * 64,
@@ -161,7 +185,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
                 canonical.proposal_message(block_hash.hex())
             ).signature.hex(),
             tx_hashes=[other.hex(), tx_hash.hex()],
-            final=True,
+            final=self.final,
             validator_count=len(self.validators),
             confirmations=1,
         )
@@ -188,7 +212,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         return anchoring_pb2.GetAnchoringProofResponse(
             transaction=transaction,
             canonical_transaction_body=body,
-            transaction_proof=merkle_pb2.InclusionProof(
+            transaction_proof=proofs_pb2.InclusionProof(
                 leaf_index=1,
                 tree_size=2,
                 leaf_hash=leaves[1].hex(),
@@ -205,6 +229,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         record = self.records.get(request.session_id)
         if record is None:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "no anchoring")
+        self.status_calls[request.session_id] = self.status_calls.get(request.session_id, 0) + 1
         return anchoring_pb2.GetSessionAnchoringResponse(anchoring=record)
 
     async def GetAnchoringProof(

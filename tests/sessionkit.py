@@ -1,5 +1,5 @@
-"""Helpers of the sessions tests: a private sessions server with a scripted chain,
-and short calls for the session life cycle."""
+"""Helpers of the sessions tests: a private sessions server with a scripted chain (or
+with three real validator processes), and short calls for the session life cycle."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
+from lucid.lib.trustanchor import TrustAnchor
+from lucid.runtime.chaintrust import fetch_anchor
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
@@ -32,17 +35,38 @@ from lucid.sessions.v1 import (
 from lucid.supervisor.localservers import free_port
 from tests.chainfake import FakeAnchoring, fake_chain_builder
 from tests.support import Mesh, bearer
+from tests.waiting import eventually
 
 
 @dataclass
 class SessionsEnv:
-    """A sessions server and a scripted chain on their own ports."""
+    """A sessions server and its chain (scripted: ``fake``; else real validators) on
+    their own ports."""
 
     mesh: Mesh
     main: Mesh
-    fake: FakeAnchoring
+    fake: FakeAnchoring | None
     config: SessionsConfig
     channel: grpc.aio.Channel
+
+    @property
+    def chain_address(self) -> str:
+        """The gRPC address of the chain (validator 0 for a real one)."""
+        return f"{self.settings.host}:{self.settings.port('blockchain')}"
+
+    async def trust_anchor(self) -> TrustAnchor:
+        """The chain's trust anchor: the scripted chain's keys, or ``GetTrustAnchor``."""
+        if self.fake is not None:
+            return self.fake.trust_anchor()
+        return await fetch_anchor(self.settings, self.chain_address)
+
+    async def chain_anchoring(self, session_id: str) -> anchoring_pb2.SessionAnchoring:
+        """The chain's record of a session's anchoring (asked as the sessions service)."""
+        async with self.mesh.channel("blockchain", "sessions") as channel:
+            reply = await anchoring_pb2_grpc.AnchoringServiceStub(channel).GetSessionAnchoring(
+                anchoring_pb2.GetSessionAnchoringRequest(session_id=session_id), timeout=10
+            )
+        return reply.anchoring
 
     @property
     def settings(self) -> Settings:
@@ -108,23 +132,31 @@ class SessionsEnv:
         self, md: Any, session_id: str, states: set[int], timeout_s: float = 30.0
     ) -> sessions_pb2.Session:
         """Waits until the session reaches one of ``states``."""
-        session = await self.get(md, session_id)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while session.state not in states:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"session stayed {session.state}: {session}")
-            await asyncio.sleep(0.05)
-            session = await self.get(md, session_id)
-        return session
+
+        last: list[sessions_pb2.Session] = []
+
+        async def reached() -> sessions_pb2.Session | None:
+            last[:] = [await self.get(md, session_id)]
+            return last[0] if last[0].state in states else None
+
+        try:
+            return await eventually(reached, timeout_s=timeout_s, what=f"session in {states}")
+        except AssertionError:
+            raise AssertionError(f"session stayed {last[0].state}: {last[0]}") from None
 
 
-async def start_env(main: Mesh, settings: Settings, **config: Any) -> SessionsEnv:
-    """Starts sessions and the scripted chain on new ports (auth is ``main``'s)."""
-    ports = {**settings.ports, "sessions": free_port(), "blockchain": free_port()}
+async def start_env(
+    main: Mesh, settings: Settings, *, chain_port: int | None = None, **config: Any
+) -> SessionsEnv:
+    """Starts sessions and the scripted chain on new ports (auth is ``main``'s); with
+    ``chain_port``, sessions uses the real chain there instead."""
+    ports = {**settings.ports, "sessions": free_port(), "blockchain": chain_port or free_port()}
     own = settings.replace(ports=ports)
     mesh = Mesh(own)
-    fake = FakeAnchoring()
-    await mesh.start("blockchain", fake_chain_builder(fake))
+    fake = None
+    if chain_port is None:
+        fake = FakeAnchoring()
+        await mesh.start("blockchain", fake_chain_builder(fake))
     cfg = SessionsConfig.of(
         own,
         blob_root=own.var_dir / f"blobs-{ports['sessions']}",
@@ -141,11 +173,7 @@ async def start_env(main: Mesh, settings: Settings, **config: Any) -> SessionsEn
 
 async def wait_serving(server: Any, timeout_s: float = 30.0) -> None:
     """Waits until a server's dependencies answered and its startup work ran."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not server._ready:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the server never became ready")
-        await asyncio.sleep(0.05)
+    await eventually(lambda: server._ready, timeout_s=timeout_s, what="the server ready")
 
 
 def process_environment(settings: Settings) -> dict[str, str]:

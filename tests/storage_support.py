@@ -23,6 +23,7 @@ from lucid.storage.v1 import (
     volume_pb2_grpc,
 )
 from lucid.supervisor.localservers import LocalStores, free_port
+from tests import waiting
 from tests.support import Mesh, bearer
 
 T = TypeVar("T")
@@ -42,14 +43,14 @@ async def eventually(
     check: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 30.0
 ) -> T:
     """Polls ``check`` until ``done`` holds (generous deadline for a loaded machine)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached; last value: {value!r}")
-        await asyncio.sleep(0.05)
+    last: list[T] = []
+
+    async def holds() -> bool:
+        last[:] = [await check()]
+        return done(last[0])
+
+    await waiting.eventually(holds, timeout_s=timeout_s, what="the storage condition")
+    return last[0]
 
 
 class Stubs:

@@ -3,7 +3,6 @@ validator: it alone is two thirds of one). Spec 02 §7 checks 1, 3, 5, 6, 7, 9, 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,6 +13,8 @@ import pytest
 
 from lucid.blockchain import anchors, poot
 from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
+from lucid.blockchain.node import ChainNode
+from lucid.blockchain.servicers.chain import BlockchainServicer
 from lucid.blockchain.servicers.consensus import vote_message
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
@@ -32,6 +33,7 @@ from tests.chain_support import (
     wait_for,
 )
 from tests.support import Mesh, bearer, details
+from tests.waiting import eventually
 
 MIB = 1024 * 1024
 
@@ -42,6 +44,14 @@ async def chain(mesh: Mesh) -> Mesh:
     async with mesh.channel("blockchain") as channel:
         await wait_for(ChainStubs(channel).ready, timeout_s=60)
     return mesh
+
+
+def chain_node(mesh: Mesh) -> ChainNode:
+    """The in-process validator behind the mesh's blockchain server."""
+    for _, servicer in mesh.servers["blockchain"].app.servicers:
+        if isinstance(servicer, BlockchainServicer):
+            return servicer.node
+    raise AssertionError("no BlockchainServicer")
 
 
 async def super_admin(mesh: Mesh) -> tuple[tuple[str, str]]:
@@ -263,10 +273,26 @@ async def test_no_pending_transaction_means_no_new_block(chain: Mesh) -> None:
 
         await wait_for(drained, timeout_s=30)
         height = await stubs.height()
-        await asyncio.sleep(10 * chain.settings.block_interval_s)
+        # The validator (alone: the leader of every round) sees three rounds of the next
+        # height go by with nothing worth a block pending.
+        ledger = chain_node(chain).require().ledger
+        rounds: set[int] = set()
+
+        def quiet_rounds() -> bool:
+            if ledger.tip.height == height:
+                rounds.add(ledger.round_at())
+            return len(rounds - {-1}) >= 3
+
+        await eventually(quiet_rounds, timeout_s=30, what="three rounds of the next height")
+        schedule = await ledger.schedule()
+        assert all(schedule.leader(r) == "validator-0" for r in rounds - {-1})
+        after = await stubs.height()
         # Other clusters of the shared mesh may anchor meanwhile; a block must then hold
         # a transaction that was worth it (not only uptime beacons). None is empty.
-        for new in range(height + 1, await stubs.height() + 1):
+        if after == height:
+            pending = await stubs.chain.ListPendingTransactions(pb.ListPendingTransactionsRequest())
+            assert all(_is_beacon(t) for t in pending.transactions), pending
+        for new in range(height + 1, after + 1):
             block = (
                 await stubs.chain.GetBlock(
                     pb.GetBlockRequest(height=new, include_transactions=True)

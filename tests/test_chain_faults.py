@@ -7,7 +7,6 @@ each validator as the sessions service (mTLS identity), the way cluster 03 does 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,12 @@ from lucid.blockchain.config import collection_prefix
 from lucid.blockchain.repository import Repository
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.verify import verify_chain
 from lucid.runtime.config import Settings
 from tests.chain_cluster import ValidatorCluster
 from tests.chain_support import anchor_request, wait_for
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +78,33 @@ async def block_hashes(cluster: ValidatorCluster, index: int, up_to: int) -> lis
     return [b.hash for b in reply.blocks]
 
 
+async def proposals_in_rounds(
+    cluster: ValidatorCluster, index: int, height: int, rounds: int
+) -> set[int]:
+    """Waits until validator ``index`` has proposed a block of ``height`` in ``rounds``
+    different rounds (it keeps trying); those rounds."""
+    seen: set[int] = set()
+
+    async def proposed() -> bool:
+        async with cluster.stubs(index, "admin") as stubs:
+            status = await stubs.consensus.GetConsensusStatus(
+                cpb.GetConsensusStatusRequest(), timeout=5
+            )
+        current = status.current_round
+        if status.HasField("current_round") and current.height == height:
+            assert current.proposer_id == f"validator-{index}", current
+            seen.add(int(current.slot))
+        return len(seen) >= rounds
+
+    await eventually(
+        proposed,
+        timeout_s=30 * cluster.leader_timeout_s,
+        interval_s=0.2,
+        what=f"validator-{index} proposing height {height} in {rounds} rounds",
+    )
+    return seen
+
+
 async def ready(cluster: ValidatorCluster, indices: list[int]) -> None:
     """Waits until every validator named serves its chain."""
     for index in indices:
@@ -104,7 +132,8 @@ async def test_validators_survive_one_kill_stop_at_two_and_agree_after_return(
         cluster.kill(1)
         stalled_at = await tip(cluster, 2)
         waiting = await anchor(cluster, 2)
-        await asyncio.sleep(6 * cluster.leader_timeout_s)
+        tried = await proposals_in_rounds(cluster, 2, stalled_at[0] + 1, 3)
+        assert len(tried) >= 3
         assert await tip(cluster, 2) == stalled_at
         assert not (await anchoring(cluster, 2, waiting)).final
 

@@ -2,13 +2,17 @@
 validator processes):
 create session → record (synthetic screen source) → chunks processed → Merkle root
 → anchored → session completed with block height > 0 — and its chunk proofs
-verify offline (``verify_chunk_proof`` and the ``lucid proof verify`` command).
+verify offline against the chain's trust anchor (``verify_chunk_proof`` and the
+``lucid proof verify`` command, with the anchor from ``lucid chain trust-anchor``, from
+``GetTrustAnchor`` over gRPC and over the edge's REST route).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,19 +21,20 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from lucid.blockchain.v1 import anchoring_pb2
-from lucid.lib import merkle
+from lucid.blockchain.v1 import anchoring_pb2, blockchain_pb2
+from lucid.lib import merkle, trustanchor
+from lucid.lib.chunkproof import failed, verify_chunk_proof
+from lucid.runtime.chaintrust import anchor_of_response
 from lucid.runtime.config import Settings
 from lucid.sessions import app as sessions_app
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.frames import FrameSource
-from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import ValidatorCluster
 from tests.chain_support import wait_for
 from tests.sessionkit import SessionsEnv, wait_serving
-from tests.support import Mesh, bearer
+from tests.support import Mesh, bearer, serve_edge
 
 WIDTH, HEIGHT, FPS, SECONDS = 320, 240, 30, 8
 
@@ -50,6 +55,7 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
     validators = ValidatorCluster(settings, tmp_path / "chain", count=3, block_interval_s=0.2)
     validators.start_all()
     chain_mesh: Mesh | None = None
+    stack = contextlib.AsyncExitStack()
     channel: grpc.aio.Channel | None = None
     try:
         for index in range(3):
@@ -118,6 +124,39 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
             assert verified.block_height == done.anchoring.block_height
             assert verified.block_hash == done.anchoring.block_hash
 
+        anchors = []
+        for index in range(3):  # every validator states the same anchor, its genesis's
+            async with validators.stubs(index) as chain:
+                reply = await chain.chain.GetTrustAnchor(blockchain_pb2.GetTrustAnchorRequest())
+                genesis_block = await chain.chain.GetBlock(
+                    blockchain_pb2.GetBlockRequest(height=0), metadata=md
+                )
+            anchors.append(anchor_of_response(reply))
+            assert anchors[-1].genesis_hash == genesis_block.block.hash
+        anchor = anchors[0]
+        assert anchors == [anchor] * 3 and anchor.validator_count == 3
+        printed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "lucid", "chain", "trust-anchor", "--validator", "2"],
+            env=validators.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert printed.returncode == 0, printed.stdout + printed.stderr
+        assert trustanchor.loads(printed.stdout) == anchor  # the stored genesis agrees
+        trust_file = tmp_path / "anchor.json"
+        trust_file.write_text(printed.stdout)
+        await mesh.start("gateway")
+        edge_url = await stack.enter_async_context(serve_edge(own))
+        cli_env = {**os.environ, "LUCID_VAR_DIR": str(own.var_dir)}
+        ways = [
+            ["--trust", str(trust_file)],
+            ["--chain", f"127.0.0.1:{validators.ports[1]}"],
+            ["--chain", edge_url, "--ca", str(own.certs_dir / "ca.crt")],
+        ]
+
         for chunk in chunks:
             proof = (
                 await env.chunks.GetChunkProof(
@@ -127,7 +166,8 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
                     metadata=md,
                 )
             ).proof
-            assert not failed(verify_chunk_proof(proof)), failed(verify_chunk_proof(proof))
+            checks = verify_chunk_proof(proof, anchor=anchor)
+            assert not failed(checks), failed(checks)
             path = tmp_path / f"proof-{chunk.sequence_number}.json"
             path.write_text(
                 json_format.MessageToJson(
@@ -135,16 +175,21 @@ async def test_phase3_checkpoint(mesh: Mesh, settings: Settings, tmp_path: Path)
                     preserving_proto_field_name=True,
                 )
             )
+            way = ways[(chunk.sequence_number - 1) % len(ways)]
             result = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "lucid", "proof", "verify", str(path)],
+                [sys.executable, "-m", "lucid", "proof", "verify", str(path), *way],
+                env=cli_env,
                 capture_output=True,
                 text=True,
                 timeout=60,
                 check=False,
             )
-            assert result.returncode == 0, result.stdout + result.stderr
+            assert result.returncode == 0, (way, result.stdout + result.stderr)
+            assert f"trust anchor: genesis {anchor.genesis_hash}" in result.stdout
+            assert result.stdout.strip().endswith("proof valid")
     finally:
+        await stack.aclose()
         if channel is not None:
             await channel.close()
         if chain_mesh is not None:

@@ -31,6 +31,7 @@ from lucid.mesh.v1 import (
 from lucid.runtime import tls
 from lucid.runtime.identity import ServiceIdentity
 from tests.support import Mesh, bearer, details
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -510,13 +511,22 @@ async def test_an_unacked_event_is_redelivered_after_a_consumer_crash(mesh10: Me
             )
         )
         assert acked.acked_count == 1
-        survivor.cancel()
+        control = await _publish(stub, event_type, amount="6")
+        assert [e.event_id for e in await _next_batch(survivor)] == [control]
+        survivor.cancel()  # the control event stays unacked
 
         request.subscriber_id = "late"
         request.delivery_mode = messaging_pb2.DELIVERY_MODE_PULL
-        await asyncio.sleep(1.2)  # past the retry delay: an unacked event would be claimed
-        backlog = [e async for reply in stub.SubscribeEvents(request) for e in reply.events]
-        assert backlog == []
+        delivered: list[str] = []
+
+        async def control_claimed() -> bool:
+            async for reply in stub.SubscribeEvents(request):
+                delivered.extend(e.event_id for e in reply.events)
+            return control in delivered
+
+        # Past the retry delay the unacked control event is claimed; the acked one never is.
+        await eventually(control_claimed, timeout_s=30, what="the unacked event being claimed")
+        assert event_id not in delivered
 
 
 async def test_a_repeated_event_id_is_published_once(mesh10: Mesh) -> None:
@@ -558,11 +568,17 @@ async def test_a_message_past_its_ttl_unconsumed_expires(mesh10: Mesh) -> None:
         request = _message(unique("dst"), ttl=1)
         sent = await stub.SendMessage(request)
         assert sent.status == messaging_pb2.MESSAGE_STATUS_QUEUED
-        await asyncio.sleep(1.3)
-        status = await stub.GetMessageStatus(
-            messaging_pb2.GetMessageStatusRequest(message_id=request.message_id)
+
+        async def expired() -> messaging_pb2.GetMessageStatusResponse | None:
+            reply = await stub.GetMessageStatus(
+                messaging_pb2.GetMessageStatusRequest(message_id=request.message_id)
+            )
+            return reply if reply.message.status == messaging_pb2.MESSAGE_STATUS_EXPIRED else None
+
+        status = await eventually(expired, timeout_s=30, what="the message expiring")
+        assert status.message.expire_time.ToDatetime() <= dt.datetime.now(dt.UTC).replace(
+            tzinfo=None
         )
-        assert status.message.status == messaging_pb2.MESSAGE_STATUS_EXPIRED
         assert not status.message.HasField("payload")
 
 

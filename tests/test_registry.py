@@ -5,8 +5,6 @@ drops out while its health fails and comes back when it recovers."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -27,6 +25,7 @@ from lucid.runtime.registry import (
 )
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.supervisor.localservers import free_port
+from tests.waiting import eventually
 
 
 class Marker(gateway_pb2_grpc.GatewayServiceServicer):
@@ -51,18 +50,6 @@ def consul_settings(settings: Settings, consul_agent: str) -> Settings:
         consul_check_timeout_s=2.0,
         consul_cache_s=0.0,
     )
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, what: str = ""
-) -> None:
-    """Waits until ``condition()`` holds (generous: the machine is shared)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture

@@ -6,24 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
+import nacl.signing
 import pytest
 from google.protobuf import json_format
 
+from lucid.blockchain.v1 import anchoring_pb2
 from lucid.common.v1 import access_pb2
-from lucid.lib import merkle
+from lucid.lib import canonical, merkle
+from lucid.lib.chunkproof import failed, verify_chunk_proof
 from lucid.runtime.config import Settings
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
-from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
+from lucid.supervisor.localservers import free_port
+from tests.chain_cluster import ValidatorCluster
+from tests.chain_support import wait_for
+from tests.chainfake import FakeAnchoring
 from tests.sessionkit import SessionsEnv, start_env
 from tests.support import Mesh, details
+from tests.waiting import eventually
 
 S = sessions_pb2
 MiB = 1024 * 1024
@@ -39,6 +49,36 @@ async def env(mesh: Mesh, settings: Settings) -> AsyncIterator[SessionsEnv]:
         await environment.mesh.stop_all()
 
 
+@pytest.fixture(scope="module", params=["scripted-chain", "three-validators"])
+async def any_chain(
+    request: pytest.FixtureRequest, mesh: Mesh, settings: Settings, tmp_path_factory: Any
+) -> AsyncIterator[SessionsEnv]:
+    """The life-cycle tests run against the scripted chain and against three real
+    validator processes (``python -m lucid serve blockchain --validator N``)."""
+    # Its own database: a second sessions server on the module's database would finalize
+    # (and anchor on its own chain) sessions the ``env`` tests stop.
+    settings = settings.replace(mongodb_db=f"{settings.mongodb_db}_{uuid.uuid4().hex[:6]}")
+    validators: ValidatorCluster | None = None
+    environment: SessionsEnv | None = None
+    try:
+        if request.param == "scripted-chain":
+            environment = await start_env(mesh, settings)
+        else:
+            validators = ValidatorCluster(settings, tmp_path_factory.mktemp("chain"), count=3)
+            validators.start_all()
+            for index in range(3):
+                async with validators.stubs(index) as stubs:
+                    await wait_for(stubs.ready, timeout_s=90)
+            environment = await start_env(mesh, settings, chain_port=validators.ports[0])
+        yield environment
+    finally:
+        if environment is not None:
+            await environment.channel.close()
+            await environment.mesh.stop_all()
+        if validators is not None:
+            validators.stop_all()
+
+
 def blob_files(env: SessionsEnv) -> list[Path]:
     root = env.config.blob_root
     return [p for p in root.rglob("*") if p.is_file() and "tmp" not in p.parts]
@@ -51,8 +91,9 @@ async def expect_error(call: object, code: grpc.StatusCode, reason: str) -> None
     assert details(caught.value).reason == reason, details(caught.value)
 
 
-async def test_create_start_three_chunks_stop_reaches_completed(env: SessionsEnv) -> None:
+async def test_create_start_three_chunks_stop_reaches_completed(any_chain: SessionsEnv) -> None:
     """§7.1: create → start → 3 chunks → stop → completed, manifest of 3, anchor confirmed."""
+    env = any_chain
     md = await env.token()
     session = await env.create(md, name="three chunks")
     assert session.state == S.SESSION_STATE_CREATED
@@ -79,7 +120,10 @@ async def test_create_start_three_chunks_stop_reaches_completed(env: SessionsEnv
     assert manifest.chunk_count == 3
     leaves = [merkle.leaf_hash(bytes.fromhex(c.merkle_hash)) for c in manifest.chunks]
     assert manifest.merkle_root == merkle.root(leaves).hex() == done.merkle_root
-    assert env.fake.records[session.session_id].merkle_root == manifest.merkle_root
+    on_chain = await env.chain_anchoring(session.session_id)
+    assert on_chain.merkle_root == manifest.merkle_root and on_chain.final
+    assert on_chain.block_height == done.anchoring.block_height
+    assert on_chain.block_hash == done.anchoring.block_hash
     assert done.anchoring.status == S.ANCHORING_STATUS_CONFIRMED
     assert done.anchoring.final and done.anchoring.block_height > 0
     assert manifest.blockchain_anchored
@@ -259,7 +303,6 @@ async def test_unreachable_rdp_host_is_refused(env: SessionsEnv) -> None:
 
 async def test_password_is_never_stored_or_returned(env: SessionsEnv) -> None:
     """§7.12: the RDP password is used to connect and then forgotten."""
-    import asyncio
 
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -470,7 +513,6 @@ async def test_stream_is_cut_at_exactly_10_mib_and_resumes(env: SessionsEnv) -> 
 
 async def test_stop_flushes_the_open_stream_as_the_last_chunk(env: SessionsEnv) -> None:
     """§7.14: bytes received but not yet cut are stored as the last chunk on stop."""
-    import asyncio
 
     md = await env.token()
     session_id = await env.recording(md)
@@ -479,13 +521,14 @@ async def test_stop_flushes_the_open_stream_as_the_last_chunk(env: SessionsEnv) 
     await call.write(chunks_pb2.UploadChunksRequest(session_id=session_id, data=data[: 6 * MiB]))
     await call.write(chunks_pb2.UploadChunksRequest(data=data[6 * MiB :]))
     # Wait until the first 10 MiB are stored: the remaining 2 MiB are then in the buffer.
-    for _ in range(400):
+
+    async def first_chunk_durable() -> bool:
         status = await env.chunks.GetUploadStatus(
             chunks_pb2.GetUploadStatusRequest(session_id=session_id), metadata=md
         )
-        if status.last_durable_sequence == 1:
-            break
-        await asyncio.sleep(0.05)
+        return status.last_durable_sequence == 1
+
+    await eventually(first_chunk_durable, timeout_s=20, what="the first chunk stored")
     await env.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
     await call.done_writing()
     reply = await call
@@ -562,11 +605,16 @@ async def test_an_open_circuit_to_the_chain_spends_no_anchoring_attempts(
             S.RetryAnchoringRequest(session_id=session_id, reason="retry in the outage"),
             metadata=admin,
         )
-        deadline = asyncio.get_running_loop().time() + 30
-        while "circuit" not in (await own.get(md, session_id)).anchoring.error_message:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # ten more backoffs: still no attempt spent, nothing sent
+
+        async def refused_by_the_breaker() -> bool:
+            return "circuit" in (await own.get(md, session_id)).anchoring.error_message
+
+        await eventually(refused_by_the_breaker, timeout_s=30, what="a refusal by the breaker")
+        breaker = own.mesh.servers["sessions"].runtime.channels.breakers.of("blockchain")
+        refused = breaker.rejected
+        await eventually(  # ten more backoffs: still no attempt spent, nothing sent
+            lambda: breaker.rejected >= refused + 10, timeout_s=30, what="ten more refusals"
+        )
         session = await own.get(md, session_id)
         assert session.state == S.SESSION_STATE_PROCESSING
         assert session.anchoring.attempts == 0
@@ -589,6 +637,33 @@ async def test_expired_anchorings_count_as_failed_attempts(env: SessionsEnv) -> 
     assert failed_session.anchoring.attempts == 3
 
 
+async def test_a_confirmed_anchoring_completes_the_session_only_once_final(
+    env: SessionsEnv,
+) -> None:
+    """A block the chain reports confirmed but not final (approvals short of two thirds)
+    leaves the session processing, however often the finalizer looks; final completes it."""
+    md = await env.token()
+    session_id = await env.recording(md)
+    await env.upload(md, session_id, 1, b"waits for finality")
+    env.fake.final = False
+    try:
+        await env.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
+        await eventually(
+            lambda: session_id in env.fake.proofs and env.fake.status_calls.get(session_id, 0) >= 5,
+            timeout_s=30,
+            what="five looks at a confirmed, not final anchoring",
+        )
+    finally:
+        env.fake.final = True
+    assert env.fake.records[session_id].status == anchoring_pb2.ANCHORING_STATUS_CONFIRMED
+    waiting = await env.get(md, session_id)
+    assert waiting.state == S.SESSION_STATE_PROCESSING, waiting
+    assert not waiting.anchoring.final
+    env.fake.make_final(session_id)
+    done = await env.wait_state(md, session_id, {S.SESSION_STATE_COMPLETED})
+    assert done.anchoring.final and done.anchoring.status == S.ANCHORING_STATUS_CONFIRMED
+
+
 async def test_a_session_without_chunks_fails_instead_of_anchoring(env: SessionsEnv) -> None:
     md = await env.token()
     session_id = await env.recording(md)
@@ -598,10 +673,11 @@ async def test_a_session_without_chunks_fails_instead_of_anchoring(env: Sessions
     assert session_id not in env.fake.calls
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Runs the ``lucid`` command in a child process."""
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs the ``lucid`` command in a child process (with ``env`` added)."""
     return subprocess.run(
         [sys.executable, "-m", "lucid", *args],
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -609,49 +685,176 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_chunk_proofs_verify_offline_and_tampering_is_named(
-    env: SessionsEnv, tmp_path: Path
-) -> None:
+async def completed_proofs(env: SessionsEnv, parts: list[bytes]) -> list[chunks_pb2.ChunkProof]:
+    """Records ``parts`` as the chunks of a new session, stops it, waits until it is
+    completed (anchored in a final block) and returns the proof of every chunk."""
     md = await env.token()
     session_id = await env.recording(md)
-    chunks = [await env.upload(md, session_id, i, os.urandom(100 + i)) for i in range(1, 6)]
+    chunks = [await env.upload(md, session_id, i, data) for i, data in enumerate(parts, 1)]
     await env.sessions.StopRecording(S.StopRecordingRequest(session_id=session_id), metadata=md)
     await env.wait_state(md, session_id, {S.SESSION_STATE_COMPLETED})
-    for chunk in chunks:
-        proof = (
+    return [
+        (
             await env.chunks.GetChunkProof(
                 chunks_pb2.GetChunkProofRequest(session_id=session_id, chunk_id=chunk.chunk_id),
                 metadata=md,
             )
         ).proof
-        checks = verify_chunk_proof(proof)
+        for chunk in chunks
+    ]
+
+
+async def test_chunk_proofs_verify_offline_and_tampering_is_named(
+    any_chain: SessionsEnv, tmp_path: Path
+) -> None:
+    env = any_chain
+    anchor = await env.trust_anchor()
+    for proof in await completed_proofs(env, [os.urandom(100 + i) for i in range(1, 6)]):
+        checks = verify_chunk_proof(proof, anchor=anchor)
         assert not failed(checks), failed(checks)
     forged = chunks_pb2.ChunkProof()
     forged.CopyFrom(proof)
     forged.merkle_hash = hashlib.sha256(b"another blob").hexdigest()
     assert "chunk inclusion in the session root" in {
-        c.name for c in failed(verify_chunk_proof(forged))
+        c.name for c in failed(verify_chunk_proof(forged, anchor=anchor))
     }
     forged.CopyFrom(proof)
-    forged.anchor.approvals[1].signature = forged.anchor.approvals[2].signature
-    forged.anchor.approvals[2].signature = "00" * 64
-    assert {c.name for c in failed(verify_chunk_proof(forged))} == {"validator approvals"}
+    assert len(forged.anchor.approvals) >= 2
+    for approval in forged.anchor.approvals[1:]:  # one valid approval is not 2/3 of three
+        approval.signature = forged.anchor.approvals[0].signature
+    assert {c.name for c in failed(verify_chunk_proof(forged, anchor=anchor))} == {
+        "validator approvals"
+    }
     forged.CopyFrom(proof)
     forged.merkle_root = "00" * 32
-    names = {c.name for c in failed(verify_chunk_proof(forged))}
+    names = {c.name for c in failed(verify_chunk_proof(forged, anchor=anchor))}
     assert {"chunk inclusion in the session root", "manifest document"} <= names
 
     good, bad = tmp_path / "proof.json", tmp_path / "forged.json"
+    trusted = tmp_path / "anchor.json"
+    trusted.write_text(anchor.to_json())
     response = chunks_pb2.GetChunkProofResponse(proof=proof)
     good.write_text(json_format.MessageToJson(response, preserving_proto_field_name=True))
     bad.write_text(json_format.MessageToJson(forged, preserving_proto_field_name=True))
-    ok = run_cli("proof", "verify", str(good))
+    ok = run_cli("proof", "verify", str(good), "--trust", str(trusted))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().endswith("proof valid")
-    refused = run_cli("proof", "verify", str(bad))
+    if env.fake is None:  # a real chain serves its trust anchor (GetTrustAnchor)
+        fetched = run_cli(
+            "proof",
+            "verify",
+            str(good),
+            "--chain",
+            env.chain_address,
+            env={"LUCID_VAR_DIR": str(env.settings.var_dir)},
+        )
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        assert f"trust anchor: genesis {anchor.genesis_hash}" in fetched.stdout
+    refused = run_cli("proof", "verify", str(bad), "--trust", str(trusted))
     assert refused.returncode == 1
     assert "FAIL chunk inclusion in the session root" in refused.stdout
     assert "proof NOT valid" in refused.stdout
+
+
+def _approval_by(proof: chunks_pb2.ChunkProof, key: nacl.signing.SigningKey, name: str) -> None:
+    """Replaces the first approval by a correctly signed one of ``key``."""
+    approval = proof.anchor.approvals[0]
+    approval.validator_id = name
+    approval.public_key = bytes(key.verify_key).hex()
+    approval.signature = key.sign(
+        canonical.approval_message(
+            proof.anchor.block_header.height, approval.round, proof.anchor.block_hash
+        )
+    ).signature.hex()
+
+
+async def test_a_proof_is_checked_against_the_trust_anchor_not_its_own_keys(
+    any_chain: SessionsEnv, tmp_path: Path
+) -> None:
+    """Issue 8 item 2: the keys a proof carries prove nothing; the anchor's set does."""
+    env = any_chain
+    anchor = await env.trust_anchor()
+    [proof] = await completed_proofs(env, [os.urandom(300)])
+    assert not failed(verify_chunk_proof(proof, anchor=anchor))
+
+    # Another chain (fresh keys, its own genesis): every signature is sound, none trusted.
+    other = FakeAnchoring().trust_anchor()
+    assert other.genesis_hash != anchor.genesis_hash
+    bad = {c.name: c.detail for c in failed(verify_chunk_proof(proof, anchor=other))}
+    assert {"proposer signature", "approvers in the trusted set", "validator approvals"} <= set(bad)
+    assert "transaction signer" in bad
+    for approval in proof.anchor.approvals:
+        assert approval.public_key in bad["approvers in the trusted set"]
+
+    # One approval from a stranger's key, correctly signed: refused, and the key named.
+    stranger = nacl.signing.SigningKey.generate()
+    forged = chunks_pb2.ChunkProof()
+    forged.CopyFrom(proof)
+    _approval_by(forged, stranger, forged.anchor.approvals[0].validator_id)
+    bad = {c.name: c.detail for c in failed(verify_chunk_proof(forged, anchor=anchor))}
+    if len(proof.anchor.approvals) == 3:  # two trusted approvals of three remain: 2/3
+        assert set(bad) == {"approvers in the trusted set"}, bad
+    assert bytes(stranger.verify_key).hex() in bad["approvers in the trusted set"]
+    _approval_by(forged, stranger, "validator-9")
+    bad = {c.name: c.detail for c in failed(verify_chunk_proof(forged, anchor=anchor))}
+    assert "validator-9" in bad["approvers in the trusted set"]
+
+    # Fewer than two thirds: one valid approval of three.
+    forged.CopyFrom(proof)
+    del forged.anchor.approvals[1:]
+    bad = {c.name: c.detail for c in failed(verify_chunk_proof(forged, anchor=anchor))}
+    assert set(bad) == {"validator approvals"}, bad
+    assert bad["validator approvals"].startswith("1 valid approvals")
+    # The same approval three times still counts once.
+    forged.anchor.approvals.extend([proof.anchor.approvals[0]] * 2)
+    assert {c.name for c in failed(verify_chunk_proof(forged, anchor=anchor))} == {
+        "validator approvals"
+    }
+    # A proof that claims a smaller set does not lower the bar.
+    forged.CopyFrom(proof)
+    forged.anchor.validator_count = 1
+    del forged.anchor.approvals[1:]
+    assert {c.name for c in failed(verify_chunk_proof(forged, anchor=anchor))} == {
+        "validator approvals",
+        "validator count",
+    }
+
+    path = tmp_path / "proof.json"
+    path.write_text(
+        json_format.MessageToJson(
+            chunks_pb2.GetChunkProofResponse(proof=proof), preserving_proto_field_name=True
+        )
+    )
+    unanchored = run_cli("proof", "verify", str(path))
+    assert unanchored.returncode != 0
+    assert "unanchored: pass --trust or --chain URL" in unanchored.stdout
+    assert "proof valid" not in unanchored.stdout
+    foreign = tmp_path / "other.json"
+    foreign.write_text(other.to_json())
+    refused = run_cli("proof", "verify", str(path), "--trust", str(foreign))
+    assert refused.returncode == 1 and "FAIL approvers in the trusted set" in refused.stdout
+    tampered = tmp_path / "tampered.json"
+    document = anchor.document()
+    document["validators"][0]["public_key"] = bytes(stranger.verify_key).hex()
+    tampered.write_text(json.dumps(document))
+    refused = run_cli("proof", "verify", str(path), "--trust", str(tampered))
+    assert refused.returncode == 1
+    assert "names another validator set" in refused.stdout
+    unreachable = run_cli(
+        "proof",
+        "verify",
+        str(path),
+        "--chain",
+        f"127.0.0.1:{free_port()}",
+        env={"LUCID_VAR_DIR": str(env.settings.var_dir)},
+    )
+    assert unreachable.returncode == 1
+    assert "FAIL the chain is unreachable" in unreachable.stdout
+    unreachable = run_cli(
+        "proof", "verify", str(path), "--chain", f"https://127.0.0.1:{free_port()}"
+    )
+    assert unreachable.returncode == 1
+    assert "FAIL the chain is unreachable" in unreachable.stdout
 
 
 async def test_statistics_and_events(env: SessionsEnv) -> None:

@@ -16,7 +16,7 @@ from lucid.blockchain.node import ChainNode, Ready
 from lucid.blockchain.repository import Doc
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import merkle_pb2
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
 from lucid.runtime.context import Principal
@@ -56,7 +56,7 @@ class AnchorProof:
 
     anchoring: Doc
     transaction: Doc
-    proof: merkle_pb2.InclusionProof
+    proof: proofs_pb2.InclusionProof
     block: pb.Block
 
 

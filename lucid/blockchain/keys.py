@@ -21,14 +21,10 @@ import nacl.exceptions
 import nacl.signing
 
 from lucid.lib.sealing import Sealer
+from lucid.lib.trustanchor import Validator
 
-
-@dataclass(frozen=True)
-class ValidatorInfo:
-    """One member of the validator set."""
-
-    validator_id: str
-    public_key: str
+ValidatorInfo = Validator
+"""One member of the validator set (the trust anchor's member type)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ or transaction breaks one of these.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from pymongo import AsyncMongoClient
@@ -198,16 +200,22 @@ def with_transactions(block: pb.Block, tx_docs: dict[str, Doc]) -> pb.Block:
     return copy
 
 
-async def verify_stored_chain(settings: Settings, validator_index: int) -> Report:
-    """Opens the database of ``settings`` and walks validator ``validator_index``'s chain."""
+@contextlib.asynccontextmanager
+async def stored_replica(settings: Settings, validator_index: int) -> AsyncIterator[Repository]:
+    """Validator ``validator_index``'s stored chain in the database of ``settings``."""
     client: AsyncMongoClient[Doc] = AsyncMongoClient(
         settings.mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True
     )
     try:
-        repo = Repository(client[settings.mongodb_db], collection_prefix(validator_index))
-        return await verify_chain(repo)
+        yield Repository(client[settings.mongodb_db], collection_prefix(validator_index))
     finally:
         await client.close()
+
+
+async def verify_stored_chain(settings: Settings, validator_index: int) -> Report:
+    """Opens the database of ``settings`` and walks validator ``validator_index``'s chain."""
+    async with stored_replica(settings, validator_index) as repo:
+        return await verify_chain(repo)
 
 
 def main(settings: Settings, validator_index: int) -> int:

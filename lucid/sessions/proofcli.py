@@ -1,9 +1,15 @@
-"""``lucid proof verify FILE``: checks a chunk proof offline, and against the chain
-when it can be reached, and says which link fails.
+"""``lucid proof verify FILE --trust ANCHOR | --chain ADDR``: checks a chunk proof
+against the chain's trust anchor and says which link fails.
 
 FILE is the JSON of a ``GetChunkProofResponse`` (or of its ``ChunkProof``), as
-``GetChunkProof`` returns it over REST or grpcurl. ``--blob`` also checks a
-downloaded encrypted blob against the proof's leaf entry.
+``GetChunkProof`` returns it over REST or grpcurl. A proof is only worth the keys it
+is checked against, so the command never calls a proof valid without a trust anchor:
+``--trust ANCHOR`` reads one (the JSON ``lucid chain trust-anchor`` prints), ``--chain
+ADDR`` fetches one with ``GetTrustAnchor`` from a chain endpoint given explicitly
+(``https://edge:port`` over REST, or ``host:port`` over gRPC with the operator's mTLS
+identity); an unreachable chain fails the command. With ``--chain host:port`` and a
+token the chain's own view (VerifyAnchoring, GetBlock) is checked too. ``--blob``
+also checks a downloaded encrypted blob against the proof's leaf entry.
 """
 
 from __future__ import annotations
@@ -22,12 +28,20 @@ from lucid.blockchain.v1 import (
     blockchain_pb2,
     blockchain_pb2_grpc,
 )
-from lucid.runtime import tls
+from lucid.lib import trustanchor
+from lucid.lib.chunkproof import verify_chunk_proof
+from lucid.lib.trustanchor import Check, TrustAnchor, TrustAnchorError
+from lucid.runtime.chaintrust import (
+    CHAIN_TIMEOUT_S,
+    ChainUnreachableError,
+    chain_channel,
+    fetch_anchor,
+    is_url,
+)
 from lucid.runtime.config import Settings
-from lucid.sessions.proofs import Check, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2
 
-CHAIN_TIMEOUT_S = 5.0
+UNANCHORED = "unanchored: pass --trust or --chain URL"
 
 
 def load_proof(path: Path) -> chunks_pb2.ChunkProof:
@@ -38,15 +52,12 @@ def load_proof(path: Path) -> chunks_pb2.ChunkProof:
     return json_format.ParseDict(data, chunks_pb2.ChunkProof(), ignore_unknown_fields=False)
 
 
-async def chain_checks(settings: Settings, proof: chunks_pb2.ChunkProof, token: str) -> list[Check]:
+async def chain_checks(
+    settings: Settings, address: str, proof: chunks_pb2.ChunkProof, token: str
+) -> list[Check]:
     """What the chain says about the proof's anchor (VerifyAnchoring and the block itself)."""
-    credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, "operator"))
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    async with grpc.aio.secure_channel(
-        f"{settings.host}:{settings.port('blockchain')}",
-        credentials,
-        options=[("grpc.ssl_target_name_override", tls.dns_name("blockchain"))],
-    ) as channel:
+    async with chain_channel(settings, address) as channel:
         verify = await anchoring_pb2_grpc.AnchoringServiceStub(channel).VerifyAnchoring(
             anchoring_pb2.VerifyAnchoringRequest(
                 session_id=proof.session_id,
@@ -91,26 +102,51 @@ def report(checks: list[Check], out: TextIO) -> bool:
     return not bad
 
 
+async def _anchor(
+    settings: Settings, trust: Path | None, chain: str, ca: Path | None, out: TextIO
+) -> TrustAnchor | None:
+    try:
+        if trust is not None:
+            return trustanchor.loads(await asyncio.to_thread(trust.read_text))
+        return await fetch_anchor(settings, chain, ca)
+    except OSError as exc:
+        out.write(f"FAIL reading the trust anchor {trust}: {exc}\n")
+    except TrustAnchorError as exc:
+        out.write(f"FAIL {exc}\n")
+    except ChainUnreachableError as exc:
+        out.write(f"FAIL the chain is unreachable: {exc}\n")
+    return None
+
+
 async def verify_file(
     settings: Settings,
     path: Path,
     out: TextIO,
     *,
+    trust: Path | None = None,
+    chain: str = "",
     blob: Path | None = None,
-    chain: bool = False,
     token: str = "",
+    ca: Path | None = None,
 ) -> bool:
-    """The command: offline checks, then the chain's view when asked and reachable."""
+    """The command: the proof against a trust anchor, then the chain's view when asked."""
+    if trust is None and not chain:
+        out.write(UNANCHORED + "\n")
+        return False
     try:
         proof = load_proof(path)
     except (OSError, ValueError, json_format.ParseError) as exc:
         out.write(f"FAIL reading {path}: {exc}\n")
         return False
+    anchor = await _anchor(settings, trust, chain, ca, out)
+    if anchor is None:
+        return False
+    out.write(f"trust anchor: genesis {anchor.genesis_hash}, {anchor.validator_count} validators\n")
     blob_bytes = await asyncio.to_thread(blob.read_bytes) if blob else None
-    checks = verify_chunk_proof(proof, blob=blob_bytes)
-    if chain:
+    checks = verify_chunk_proof(proof, anchor=anchor, blob=blob_bytes)
+    if chain and token and not is_url(chain):
         try:
-            checks += await chain_checks(settings, proof, token)
+            checks += await chain_checks(settings, chain, proof, token)
         except grpc.aio.AioRpcError as exc:
-            out.write(f"note chain not consulted: {exc.code().name} {exc.details()}\n")
+            checks.append(Check("chain", False, f"{exc.code().name} {exc.details()}"))
     return report(checks, out)

@@ -1,34 +1,28 @@
 """Chunk proofs: everything needed to check offline that a chunk belongs to an
-anchored session, and the offline check itself.
+anchored session (the check itself is ``lucid.lib.chunkproof``, shared with replay).
 
 A proof joins (1) the chunk's leaf entry (SHA-256 of its stored blob) and its
 RFC 9162 inclusion proof to the session root, (2) the signed manifest facts, and
 (3) from the chain's ``GetAnchoringProof``: the session_anchor transaction, its
 inclusion proof to the block's transaction root, and the block header with the
-proposer's signature and the validator approvals. ``verify_chunk_proof`` checks
-each link and says which one fails. ``lucid proof verify FILE`` runs it.
+proposer's signature and the validator approvals.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import nacl.exceptions
-import nacl.signing
 
 from lucid.blockchain.v1 import anchoring_pb2
-from lucid.lib import canonical, merkle
+from lucid.common.v1 import proofs_pb2
+from lucid.lib import merkle
 from lucid.sessions.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
 
 def _inclusion(
     leaf_index: int, tree_size: int, leaf: bytes, path: Sequence[bytes], root: bytes
-) -> chunks_pb2.InclusionProof:
-    return chunks_pb2.InclusionProof(
+) -> proofs_pb2.InclusionProof:
+    return proofs_pb2.InclusionProof(
         leaf_index=leaf_index,
         tree_size=tree_size,
         leaf_hash=leaf.hex(),
@@ -40,47 +34,24 @@ def _inclusion(
 def anchor_proof(chain: anchoring_pb2.GetAnchoringProofResponse) -> chunks_pb2.AnchorProof:
     """The chain part of a chunk proof, from the chain's GetAnchoringProof."""
     block = chain.block
-    header = block.header
-    proof = chain.transaction_proof
-    out = chunks_pb2.AnchorProof(
+    return chunks_pb2.AnchorProof(
         anchoring_id=chain.anchoring.anchoring_id,
         status=int(chain.anchoring.status),  # type: ignore[arg-type]
         tx_hash=chain.transaction.tx_hash or chain.anchoring.tx_hash,
         canonical_transaction_body=chain.canonical_transaction_body,
         transaction_public_key=chain.transaction.signed.public_key,
         transaction_signature=chain.transaction.signed.signature,
-        transaction_proof=chunks_pb2.InclusionProof(
-            leaf_index=proof.leaf_index,
-            tree_size=proof.tree_size,
-            leaf_hash=proof.leaf_hash,
-            audit_path=list(proof.audit_path),
-            root_hash=proof.root_hash,
-        ),
-        block_header=sessions_pb2_header(header),
+        transaction_proof=chain.transaction_proof,
+        block_header=block.header,
         canonical_block_header=chain.canonical_block_header,
         block_hash=block.hash,
         proposer_public_key=block.proposer_public_key,
         proposer_signature=block.proposer_signature,
+        approvals=block.approvals,
         validator_count=block.validator_count,
         confirmations=chain.anchoring.confirmations or block.confirmations,
         final=block.final,
     )
-    for approval in block.approvals:
-        out.approvals.add(
-            validator_id=approval.validator_id,
-            public_key=approval.public_key,
-            signature=approval.signature,
-            approve_time=approval.approve_time,
-            round=approval.round,
-        )
-    return out
-
-
-def sessions_pb2_header(header: object) -> chunks_pb2.BlockHeader:
-    """The chain's BlockHeader in the sessions contract's shape (same fields)."""
-    out = chunks_pb2.BlockHeader()
-    out.ParseFromString(header.SerializeToString())  # type: ignore[attr-defined]
-    return out
 
 
 def build_chunk_proof(
@@ -119,227 +90,3 @@ def build_chunk_proof(
     if chain is not None:
         proof.anchor.CopyFrom(anchor_proof(chain))
     return proof
-
-
-# -- the offline check -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Check:
-    """One link of a proof and whether it holds."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-def _hex(text: str) -> bytes | None:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return None
-
-
-def _signature_ok(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
-    key, signature = _hex(public_key_hex), _hex(signature_hex)
-    if key is None or signature is None or len(key) != 32 or len(signature) != 64:
-        return False
-    try:
-        nacl.signing.VerifyKey(key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, ValueError):
-        return False
-    return True
-
-
-def _proof_ok(proof: chunks_pb2.InclusionProof, entry_hex: str, root_hex: str) -> tuple[bool, str]:
-    entry = _hex(entry_hex)
-    if entry is None:
-        return False, "the leaf entry is not hex"
-    leaf = merkle.leaf_hash(entry)
-    if proof.leaf_hash != leaf.hex():
-        return False, f"leaf hash {proof.leaf_hash} is not SHA-256(0x00‖entry) = {leaf.hex()}"
-    path = [_hex(p) for p in proof.audit_path]
-    root = _hex(root_hex)
-    if root is None or any(p is None for p in path):
-        return False, "the proof holds something that is not hex"
-    if proof.root_hash != root_hex:
-        return False, f"the proof leads to {proof.root_hash}, not to {root_hex}"
-    ok = merkle.verify_inclusion(
-        leaf, int(proof.leaf_index), int(proof.tree_size), [p for p in path if p], root
-    )
-    return ok, "" if ok else "the audit path does not lead to the root"
-
-
-def _transaction_fields(body: bytes) -> dict[str, str]:
-    """The session id and root a canonical session_anchor transaction body carries."""
-    data = canonical.decode_tagged(body, canonical.TX_TAG)
-    payload = data.get("session_anchor") if isinstance(data, dict) else None
-    if not isinstance(payload, dict):
-        raise canonical.EncodingError("not a session_anchor transaction")
-    return {
-        "session_id": str(payload.get("session_id")),
-        "merkle_root": str(payload.get("merkle_root")),
-    }
-
-
-def _header_encoding(header: chunks_pb2.BlockHeader) -> bytes:
-    """The canonical encoding of a header as the proof states its fields."""
-    return canonical.encode_header(
-        canonical.HeaderFields(
-            version=int(header.version),
-            height=int(header.height),
-            previous_hash=header.previous_hash,
-            merkle_root=header.merkle_root,
-            block_time_seconds=int(header.block_time.seconds),
-            block_time_nanos=int(header.block_time.nanos),
-            slot=int(header.slot),
-            transaction_count=int(header.transaction_count),
-            proposer_id=header.proposer_id,
-        )
-    )
-
-
-def verify_chunk_proof(
-    proof: chunks_pb2.ChunkProof,
-    *,
-    blob: bytes | None = None,
-) -> list[Check]:
-    """Checks every link of a chunk proof offline; the result lists each check."""
-    checks: list[Check] = []
-
-    def add(name: str, ok: bool, detail: str = "") -> None:
-        checks.append(Check(name, ok, detail))
-
-    if blob is not None:
-        digest = hashlib.sha256(blob).hexdigest()
-        add("blob", digest == proof.merkle_hash, f"the blob hashes to {digest}")
-    add(
-        "leaf index",
-        proof.chunk_proof.leaf_index == proof.sequence_number - 1,
-        f"leaf {proof.chunk_proof.leaf_index} for sequence number {proof.sequence_number}",
-    )
-    ok, detail = _proof_ok(proof.chunk_proof, proof.merkle_hash, proof.merkle_root)
-    add("chunk inclusion in the session root", ok, detail)
-
-    checks += _manifest_checks(proof)
-
-    if not proof.HasField("anchor") or not proof.anchor.tx_hash:
-        add("anchor", False, "the session is not anchored in a block yet")
-        return checks
-    return checks + _anchor_checks(proof)
-
-
-def _manifest_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
-    checks: list[Check] = []
-
-    def add(name: str, ok: bool, detail: str = "") -> None:
-        checks.append(Check(name, ok, detail))
-
-    manifest = proof.manifest
-    try:
-        document = json.loads(manifest.signed_document)
-    except ValueError:
-        document = {}
-    expected = {
-        "session_id": proof.session_id,
-        "merkle_root": proof.merkle_root,
-        "manifest_id": manifest.manifest_id,
-        "total_checksum": manifest.total_checksum,
-        "owner_user_id": manifest.owner_user_id,
-    }
-    wrong = [k for k, v in expected.items() if document.get(k) != v]
-    add(
-        "manifest document",
-        bool(document) and not wrong,
-        f"the signed document disagrees on {', '.join(wrong)}" if wrong else "",
-    )
-    add(
-        "manifest signature",
-        _signature_ok(manifest.signer_public_key, manifest.signed_document, manifest.signature),
-        f"Ed25519 by {manifest.signer_public_key}",
-    )
-
-    return checks
-
-
-def _anchor_checks(proof: chunks_pb2.ChunkProof) -> list[Check]:
-    checks: list[Check] = []
-
-    def add(name: str, ok: bool, detail: str = "") -> None:
-        checks.append(Check(name, ok, detail))
-
-    anchor = proof.anchor
-    body = anchor.canonical_transaction_body
-    add(
-        "transaction hash",
-        hashlib.sha256(body).hexdigest() == anchor.tx_hash,
-        "SHA-256 of the canonical transaction body",
-    )
-    try:
-        fields = _transaction_fields(body)
-    except ValueError as exc:
-        add("transaction content", False, f"the body does not decode: {exc}")
-    else:
-        add(
-            "transaction content",
-            fields == {"session_id": proof.session_id, "merkle_root": proof.merkle_root},
-            f"the transaction anchors {fields['merkle_root']} for session {fields['session_id']}",
-        )
-    tx_hash = _hex(anchor.tx_hash) or b""
-    add(
-        "transaction signature",
-        _signature_ok(anchor.transaction_public_key, tx_hash, anchor.transaction_signature),
-        f"Ed25519 by {anchor.transaction_public_key}",
-    )
-    ok, detail = _proof_ok(
-        anchor.transaction_proof, anchor.tx_hash, anchor.block_header.merkle_root
-    )
-    add("transaction inclusion in the block", ok, detail)
-    header_bytes = anchor.canonical_block_header
-    add(
-        "block hash",
-        hashlib.sha256(header_bytes).hexdigest() == anchor.block_hash,
-        "SHA-256 of the canonical block header",
-    )
-    try:
-        encoded = _header_encoding(anchor.block_header)
-    except ValueError as exc:
-        add("block header content", False, f"the header does not encode: {exc}")
-    else:
-        add(
-            "block header content",
-            encoded == header_bytes,
-            "the header fields (height, parent, transaction root, …) are the hashed ones",
-        )
-    if len(anchor.block_hash) != 64 or _hex(anchor.block_hash) is None:
-        add("block signatures", False, "the block hash is not 64 hex digits")
-        return checks
-    add(
-        "proposer signature",
-        _signature_ok(
-            anchor.proposer_public_key,
-            canonical.proposal_message(anchor.block_hash),
-            anchor.proposer_signature,
-        ),
-        f"Ed25519 by {anchor.proposer_public_key}",
-    )
-    by_round: dict[int, set[str]] = {}
-    for approval in anchor.approvals:
-        message = canonical.approval_message(
-            int(anchor.block_header.height), int(approval.round), anchor.block_hash
-        )
-        if _signature_ok(approval.public_key, message, approval.signature):
-            by_round.setdefault(int(approval.round), set()).add(approval.validator_id)
-    valid = max((len(v) for v in by_round.values()), default=0)
-    total = int(anchor.validator_count)
-    add(
-        "validator approvals",
-        total > 0 and 3 * valid >= 2 * total,
-        f"{valid} valid approvals of one round from {total} validators (final: 3a ≥ 2N)",
-    )
-    return checks
-
-
-def failed(checks: Sequence[Check]) -> list[Check]:
-    """The checks that did not hold."""
-    return [c for c in checks if not c.ok]

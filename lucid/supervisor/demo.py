@@ -17,11 +17,13 @@ import grpc
 from tronpy.keys import PrivateKey
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.lib.chunkproof import failed, verify_chunk_proof
+from lucid.lib.trustanchor import TrustAnchorError
 from lucid.runtime import tls
+from lucid.runtime.chaintrust import ChainUnreachableError, fetch_anchor
 from lucid.runtime.config import Settings
 from lucid.runtime.identity import OPERATOR
 from lucid.sessions.frames import FrameSource
-from lucid.sessions.proofs import failed, verify_chunk_proof
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 10, 60  # 13.8 MB of raw frames: two chunks
@@ -122,7 +124,16 @@ async def run_demo(
                 metadata=metadata,
             )
         ).proof
-        checks = verify_chunk_proof(proof)
+        try:
+            anchor = await fetch_anchor(settings, f"{settings.host}:{settings.port('blockchain')}")
+        except (ChainUnreachableError, TrustAnchorError) as exc:
+            say(f"  ✗ no trust anchor from the chain: {exc}")
+            return False
+        say(
+            f"  ✓ trust anchor: genesis {anchor.genesis_hash[:16]}…, "
+            f"{anchor.validator_count} validators"
+        )
+        checks = verify_chunk_proof(proof, anchor=anchor)
         bad = failed(checks)
         if bad:
             say(f"  ✗ the chunk proof failed: {bad[0].name}: {bad[0].detail}")

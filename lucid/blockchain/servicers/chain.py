@@ -6,7 +6,7 @@ import importlib.metadata
 import uuid
 from typing import Any
 
-from lucid.blockchain import blocks, genesis
+from lucid.blockchain import blocks, genesis, trust
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.node import ChainNode
@@ -69,6 +69,11 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
             validator_count=len(ready.validators),
             hash_algorithm=pb.HASH_ALGORITHM_SHA256,
         )
+
+    async def GetTrustAnchor(
+        self, request: pb.GetTrustAnchorRequest, context: Any
+    ) -> pb.GetTrustAnchorResponse:
+        return trust.response(trust.trust_anchor(self.node.require().validators))
 
     async def GetChainStatus(
         self, request: pb.GetChainStatusRequest, context: Any

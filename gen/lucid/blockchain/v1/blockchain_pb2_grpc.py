@@ -44,6 +44,11 @@ class BlockchainServiceStub:
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoRequest.SerializeToString,
                 response_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoResponse.FromString,
                 _registered_method=True)
+        self.GetTrustAnchor = channel.unary_unary(
+                '/lucid.blockchain.v1.BlockchainService/GetTrustAnchor',
+                request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorRequest.SerializeToString,
+                response_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorResponse.FromString,
+                _registered_method=True)
         self.GetChainStatus = channel.unary_unary(
                 '/lucid.blockchain.v1.BlockchainService/GetChainStatus',
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainStatusRequest.SerializeToString,
@@ -108,6 +113,17 @@ class BlockchainServiceServicer:
         """Describes the chain: network name, consensus algorithm, block interval,
         genesis block and current height.
         Spec: 02 GetChainInfo; 01 GetChainInfo
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrustAnchor(self, request, context):
+        """Returns the chain's trust anchor: the genesis block hash, the canonical
+        genesis header and transaction (which commit to the validator set), the
+        validator set and the finality rule. Offline verifiers check proofs
+        against it (`lucid proof verify --trust`); the set never changes.
+        Spec: 02 GetChainInfo (trust anchor, issue 8)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -215,6 +231,11 @@ def add_BlockchainServiceServicer_to_server(servicer, server):
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoRequest.FromString,
                     response_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoResponse.SerializeToString,
             ),
+            'GetTrustAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrustAnchor,
+                    request_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorRequest.FromString,
+                    response_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorResponse.SerializeToString,
+            ),
             'GetChainStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChainStatus,
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainStatusRequest.FromString,
@@ -298,6 +319,33 @@ class BlockchainService:
             '/lucid.blockchain.v1.BlockchainService/GetChainInfo',
             lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoRequest.SerializeToString,
             lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetChainInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrustAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.blockchain.v1.BlockchainService/GetTrustAnchor',
+            lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorRequest.SerializeToString,
+            lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetTrustAnchorResponse.FromString,
             options,
             channel_credentials,
             insecure,

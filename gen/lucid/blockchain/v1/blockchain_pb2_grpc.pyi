@@ -43,6 +43,13 @@ class BlockchainServiceStub:
     genesis block and current height.
     Spec: 02 GetChainInfo; 01 GetChainInfo
     """
+    GetTrustAnchor: _grpc.UnaryUnaryMultiCallable[_blockchain_pb2.GetTrustAnchorRequest, _blockchain_pb2.GetTrustAnchorResponse]
+    """Returns the chain's trust anchor: the genesis block hash, the canonical
+    genesis header and transaction (which commit to the validator set), the
+    validator set and the finality rule. Offline verifiers check proofs
+    against it (`lucid proof verify --trust`); the set never changes.
+    Spec: 02 GetChainInfo (trust anchor, issue 8)
+    """
     GetChainStatus: _grpc.UnaryUnaryMultiCallable[_blockchain_pb2.GetChainStatusRequest, _blockchain_pb2.GetChainStatusResponse]
     """Reports whether this validator is healthy, syncing or in error, with its
     tip and final heights.
@@ -112,6 +119,13 @@ class BlockchainServiceAsyncStub(BlockchainServiceStub):
     """Describes the chain: network name, consensus algorithm, block interval,
     genesis block and current height.
     Spec: 02 GetChainInfo; 01 GetChainInfo
+    """
+    GetTrustAnchor: _aio.UnaryUnaryMultiCallable[_blockchain_pb2.GetTrustAnchorRequest, _blockchain_pb2.GetTrustAnchorResponse]  # type: ignore[assignment]
+    """Returns the chain's trust anchor: the genesis block hash, the canonical
+    genesis header and transaction (which commit to the validator set), the
+    validator set and the finality rule. Offline verifiers check proofs
+    against it (`lucid proof verify --trust`); the set never changes.
+    Spec: 02 GetChainInfo (trust anchor, issue 8)
     """
     GetChainStatus: _aio.UnaryUnaryMultiCallable[_blockchain_pb2.GetChainStatusRequest, _blockchain_pb2.GetChainStatusResponse]  # type: ignore[assignment]
     """Reports whether this validator is healthy, syncing or in error, with its
@@ -185,6 +199,19 @@ class BlockchainServiceServicer(metaclass=_abc_1.ABCMeta):
         """Describes the chain: network name, consensus algorithm, block interval,
         genesis block and current height.
         Spec: 02 GetChainInfo; 01 GetChainInfo
+        """
+
+    @_abc_1.abstractmethod
+    def GetTrustAnchor(
+        self,
+        request: _blockchain_pb2.GetTrustAnchorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_blockchain_pb2.GetTrustAnchorResponse, _abc.Awaitable[_blockchain_pb2.GetTrustAnchorResponse]]:
+        """Returns the chain's trust anchor: the genesis block hash, the canonical
+        genesis header and transaction (which commit to the validator set), the
+        validator set and the finality rule. Offline verifiers check proofs
+        against it (`lucid proof verify --trust`); the set never changes.
+        Spec: 02 GetChainInfo (trust anchor, issue 8)
         """
 
     @_abc_1.abstractmethod
