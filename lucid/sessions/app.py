@@ -21,12 +21,12 @@ from lucid.sessions.finalize import AnchorClient, Finalizer
 from lucid.sessions.ingest import ChunkIngest, OpenStreams
 from lucid.sessions.keys import KeyStore
 from lucid.sessions.manifests import Manifests
-from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.service import Sessions
 from lucid.sessions.servicers.chunks import ChunkServicer
 from lucid.sessions.servicers.manifests import ManifestServicer
 from lucid.sessions.servicers.sessions import SessionServicer
 from lucid.sessions.servicers.trust import TrustPolicyServicer
+from lucid.sessions.store.repository import Doc, Repository
 from lucid.sessions.trust_policies import TrustPolicies
 from lucid.sessions.v1 import (
     chunks_pb2_grpc,

@@ -12,9 +12,9 @@ from lucid.sessions.blobstore import BlobCorruptedError
 from lucid.sessions.finalize import AnchorClient, signed_document_of
 from lucid.sessions.ingest import ChunkIngest, ChunkInput, upload_status
 from lucid.sessions.proofs import build_chunk_proof
-from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, Sessions
 from lucid.sessions.states import State
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import chunks_pb2
 
 

@@ -8,8 +8,8 @@ import grpc
 
 from lucid.runtime.audit import client_of
 from lucid.runtime.wire import duration, optional_timestamp
-from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, SessionFilter
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
 DEFAULT_FRAME_RATE = 30

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.sessions.finalize import Finalizer
-from lucid.sessions.repository import Doc
 from lucid.sessions.service import Caller, Sessions
 from lucid.sessions.states import State
+from lucid.sessions.store.repository import Doc
 
 
 class Manifests:

@@ -25,8 +25,8 @@ from lucid.runtime.datastores import prefix
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.sessions.config import SessionsConfig
-from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.states import State, can_move, sources_of
+from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions")
 

@@ -11,7 +11,7 @@ from lucid.lib.ids import new_id
 from lucid.runtime.authz import role_has
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.sessions.repository import Doc, Repository
+from lucid.sessions.store.repository import Doc, Repository
 
 MAX_POLICIES_PER_USER = 50
 

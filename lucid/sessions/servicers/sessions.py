@@ -11,9 +11,9 @@ from lucid.runtime.wire import duration, optional_timestamp, seconds
 from lucid.sessions import convert
 from lucid.sessions.convert import caller as caller_of
 from lucid.sessions.manifests import Manifests
-from lucid.sessions.repository import Doc
 from lucid.sessions.service import Sessions
 from lucid.sessions.states import State
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 _UPDATABLE = (
