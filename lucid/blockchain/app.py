@@ -17,6 +17,7 @@ from lucid.blockchain.servicers.anchoring import AnchoringServicer
 from lucid.blockchain.servicers.chain import BlockchainServicer
 from lucid.blockchain.servicers.consensus import ConsensusServicer
 from lucid.blockchain.servicers.merkle import MerkleServicer
+from lucid.blockchain.trees import Trees
 from lucid.blockchain.v1 import (
     anchoring_pb2_grpc,
     blockchain_pb2_grpc,
@@ -57,7 +58,10 @@ async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterA
                 AnchoringServicer(Anchoring(node)),
             ),
             (consensus_pb2_grpc.add_ConsensusServiceServicer_to_server, ConsensusServicer(node)),
-            (merkle_pb2_grpc.add_MerkleServiceServicer_to_server, MerkleServicer(node)),
+            (
+                merkle_pb2_grpc.add_MerkleServiceServicer_to_server,
+                MerkleServicer(Trees(node.repo, node.clock)),
+            ),
         ],
         collections=schema.collections(node.config.collection_prefix),
         on_ready=[start],

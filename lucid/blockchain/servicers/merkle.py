@@ -1,29 +1,26 @@
-"""MerkleService: session trees built, stored, validated; inclusion proofs checked."""
+"""``lucid.blockchain.v1.MerkleService``: session trees built, stored, validated; inclusion
+proofs checked (the trees are ``lucid.blockchain.trees``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lucid.blockchain import trees
-from lucid.blockchain.node import ChainNode
+from lucid.blockchain.trees import Trees
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.blockchain.v1 import merkle_pb2_grpc
-from lucid.lib import merkle
-from lucid.runtime.errors import not_found
 
 
 class MerkleServicer(merkle_pb2_grpc.MerkleServiceServicer):
-    """Trees of one validator."""
+    """Translates the Merkle rpcs to the trees of one validator."""
 
-    def __init__(self, node: ChainNode) -> None:
-        self.node = node
+    def __init__(self, trees: Trees) -> None:
+        self.trees = trees
 
     async def BuildMerkleTree(
         self, request: mpb.BuildMerkleTreeRequest, context: Any
     ) -> mpb.BuildMerkleTreeResponse:
-        tree = await trees.build(
-            self.node.repo, request.session_id, list(request.chunk_hashes), self.node.clock.now()
-        )
+        tree = await self.trees.build(request.session_id, request.chunk_hashes)
         return mpb.BuildMerkleTreeResponse(
             tree_id=tree["tree_id"],
             root_hash=tree["root_hash"],
@@ -34,26 +31,13 @@ class MerkleServicer(merkle_pb2_grpc.MerkleServiceServicer):
     async def GetMerkleTree(
         self, request: mpb.GetMerkleTreeRequest, context: Any
     ) -> mpb.GetMerkleTreeResponse:
-        tree = await trees.by_root(self.node.repo, request.root_hash)
-        if tree is None:
-            raise not_found("tree")
-        tree, _ = await trees.refresh_validation(self.node.repo, tree, self.node.clock.now())
-        entries = (
-            await trees.entries_of(self.node.repo, tree["tree_id"])
-            if request.include_leaves
-            else None
-        )
+        tree, entries = await self.trees.get(request.root_hash, with_leaves=request.include_leaves)
         return mpb.GetMerkleTreeResponse(tree=trees.to_proto(tree, entries))
 
     async def GetMerkleValidation(
         self, request: mpb.GetMerkleValidationRequest, context: Any
     ) -> mpb.GetMerkleValidationResponse:
-        tree = await trees.by_session(self.node.repo, request.session_id)
-        if tree is None:
-            raise not_found("tree of the session")
-        tree, anchoring = await trees.refresh_validation(
-            self.node.repo, tree, self.node.clock.now()
-        )
+        tree, anchoring = await self.trees.validation(request.session_id)
         response = mpb.GetMerkleValidationResponse(
             session_id=tree["session_id"],
             root_hash=tree["root_hash"],
@@ -68,17 +52,15 @@ class MerkleServicer(merkle_pb2_grpc.MerkleServiceServicer):
     async def VerifyMerkleProof(
         self, request: mpb.VerifyMerkleProofRequest, context: Any
     ) -> mpb.VerifyMerkleProofResponse:
-        leaf = bytes.fromhex(request.leaf_hash)
-        path = [bytes.fromhex(node) for node in request.audit_path]
-        try:
-            computed = merkle.root_from_proof(leaf, request.leaf_index, request.tree_size, path)
-        except merkle.MerkleError:
-            return mpb.VerifyMerkleProofResponse(verified=False)
-        response = mpb.VerifyMerkleProofResponse(
-            verified=computed.hex() == request.root_hash, computed_root=computed.hex()
+        found = await self.trees.check(
+            bytes.fromhex(request.leaf_hash),
+            request.leaf_index,
+            request.tree_size,
+            [bytes.fromhex(node) for node in request.audit_path],
+            request.root_hash,
         )
-        tree = await trees.by_root(self.node.repo, request.root_hash)
-        if tree is not None and int(tree["leaf_count"]) == request.tree_size:
-            entries = await trees.entries_of(self.node.repo, tree["tree_id"])
-            response.leaf_exists = merkle.leaf_hash(entries[request.leaf_index]) == leaf
-        return response
+        return mpb.VerifyMerkleProofResponse(
+            verified=found.verified,
+            computed_root=found.computed_root,
+            leaf_exists=found.leaf_exists,
+        )
