@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-LAID_OUT = ("auth", "mesh", "storage")
+LAID_OUT = ("auth", "mesh", "sessions", "storage")
 STORE_ONLY = ("pymongo", "redis", "motor")
 """Libraries only ``store/`` (and the runtime) may touch."""
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from lucid.blockchain.v1 import anchoring_pb2
 from lucid.common.v1 import proofs_pb2
 from lucid.lib import merkle
-from lucid.sessions.repository import Doc
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
 
