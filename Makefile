@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
-	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql
+	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp
 
 web-client:
 	scripts/install-web-client.sh

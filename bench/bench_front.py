@@ -23,12 +23,12 @@ from bench.bench_pipeline import Constant, constant_auth, start_bare, summary
 from bench.common import BenchContext, Figure, rate
 from lucid.auth import app as auth_app
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
-from lucid.gateway.limiter import Limiter
 from lucid.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from lucid.lib.clock import SystemClock
 from lucid.lib.ratelimit import TIERS, MemoryLimiter
 from lucid.runtime.contracts import protoset_path
 from lucid.runtime.datastores import Datastores
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.supervisor.localservers import free_port, tool_path
 from tests.support import Mesh, bearer, https_client, operator_channel, serve_edge
@@ -163,7 +163,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
 
         # the limiter alone
         stores = Datastores(own, mongo=False, redis=True)
-        limiter = Limiter(stores.cache, SystemClock())
+        limiter = RateLimiter(stores.cache, SystemClock(), "gateway")
         policy = TIERS["authenticated"]
         keys = [f"bench-{uuid.uuid4().hex}-{i}" for i in range(CONCURRENCY)]
         turn2 = iter(range(10**9))

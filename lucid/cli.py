@@ -49,6 +49,13 @@ def _demo(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if asyncio.run(run_demo(settings)) else 1)
 
 
+def _desktop(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.supervisor.desktop import run_desktop
+
+    configure_logging("desktop", "WARNING")
+    sys.exit(0 if asyncio.run(run_desktop(settings, seconds=args.seconds)) else 1)
+
+
 def _certs(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.supervisor import ensure_certs
 
@@ -156,6 +163,114 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _node_agent(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.nodeagent.agent import AgentOptions, run_agent
+
+    configure_logging("node-agent", settings.log_level)
+    options = AgentOptions(
+        name=args.name,
+        state_dir=Path(args.state_dir or settings.var_dir / "node-agents" / args.name),
+        token_file=Path(args.token_file),
+        pool_id=args.pool_id,
+        port=args.port,
+        heartbeat_s=args.heartbeat_s,
+        bandwidth_mbps=args.bandwidth_mbps,
+    )
+    asyncio.run(run_agent(settings, options))
+
+
+def _node_agent_parser(sub: Any) -> None:
+    agent = sub.add_parser(
+        "node-agent",
+        help="run a worker node's agent: register it, heartbeat, prove its uptime to the chain",
+    )
+    agent.add_argument("--name", required=True, help="the node's name (3-100 of [A-Za-z0-9_-])")
+    agent.add_argument(
+        "--token-file", required=True, help="a file holding the operator's access token"
+    )
+    agent.add_argument("--pool-id", default="", help="a pool to join at registration")
+    agent.add_argument("--state-dir", default="", help="keys and node id (var/node-agents/NAME)")
+    agent.add_argument("--port", type=int, default=0, help="the probe endpoint (0: a free port)")
+    agent.add_argument("--heartbeat-s", type=float, default=30.0, help="seconds between beats")
+    agent.add_argument("--bandwidth-mbps", type=int, default=100, help="declared uplink")
+    agent.set_defaults(run=_node_agent)
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.rdp.replaycli import replay_to_file
+    from lucid.sessions.proofcli import UNANCHORED, load_anchor
+
+    async def run() -> bool:
+        if not args.trust and not args.chain:
+            print(UNANCHORED)
+            return False
+        trust = Path(args.trust) if args.trust else None
+        ca = Path(args.ca) if args.ca else None
+        anchor = await load_anchor(settings, trust, args.chain, ca, sys.stdout)
+        if anchor is None:
+            return False
+        return await replay_to_file(
+            settings, args.session_id, Path(args.out), sys.stdout, token=args.token, anchor=anchor
+        )
+
+    sys.exit(0 if asyncio.run(run()) else 1)
+
+
+def _desktop_parser(sub: Any) -> None:
+    desktop = sub.add_parser(
+        "desktop", help="start a real RDP desktop on a running mesh and record it"
+    )
+    desktop.add_argument(
+        "--seconds", type=float, default=None, help="end after this long (default: on Enter)"
+    )
+    desktop.set_defaults(run=_desktop)
+
+
+def _replay_parser(sub: Any) -> None:
+    replay = sub.add_parser(
+        "replay", help="write a recording as MPEG-TS, every segment checked against its anchor"
+    )
+    replay.add_argument("session_id", help="the RDP (= recording) session id")
+    replay.add_argument("-o", "--out", required=True, help="the file to write (.ts)")
+    replay.add_argument(
+        "--token", default=os.environ.get("LUCID_TOKEN", ""), help="the user's access token"
+    )
+    replay.add_argument("--trust", default="", help="the trust anchor (lucid chain trust-anchor)")
+    replay.add_argument(
+        "--chain",
+        default="",
+        help="fetch the trust anchor from this chain endpoint (URL or host:port)",
+    )
+    replay.add_argument("--ca", default="", help="CA certificate for an https --chain URL")
+    replay.set_defaults(run=_replay)
+
+
+def _proof_parser(sub: Any) -> None:
+    proof = sub.add_parser("proof", help="chunk proofs")
+    proof.add_argument("action", choices=["verify"])
+    proof.add_argument("file", help="a GetChunkProof response as JSON")
+    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
+    proof.add_argument(
+        "--trust",
+        default=None,
+        metavar="ANCHOR",
+        help="the trust anchor (lucid chain trust-anchor)",
+    )
+    proof.add_argument(
+        "--chain",
+        default="",
+        metavar="ADDR",
+        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
+    )
+    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
+    proof.add_argument(
+        "--token",
+        default=os.environ.get("LUCID_TOKEN", ""),
+        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
+    )
+    proof.set_defaults(run=_proof)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -185,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
         "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
     )
     demo.set_defaults(run=_demo)
+    _desktop_parser(sub)
 
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
@@ -227,29 +343,10 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--json", action="store_true", help="the ValidateSchemaResponse as JSON")
     db.set_defaults(run=_db)
 
-    proof = sub.add_parser("proof", help="chunk proofs")
-    proof.add_argument("action", choices=["verify"])
-    proof.add_argument("file", help="a GetChunkProof response as JSON")
-    proof.add_argument("--blob", default=None, help="also check this downloaded blob")
-    proof.add_argument(
-        "--trust",
-        default=None,
-        metavar="ANCHOR",
-        help="the trust anchor (lucid chain trust-anchor)",
-    )
-    proof.add_argument(
-        "--chain",
-        default="",
-        metavar="ADDR",
-        help="fetch the trust anchor from this chain endpoint (https://edge:port or host:port)",
-    )
-    proof.add_argument("--ca", default=None, help="CA certificate of an https --chain URL")
-    proof.add_argument(
-        "--token",
-        default=os.environ.get("LUCID_TOKEN", ""),
-        help="with --chain host:port, also ask the chain (VerifyAnchoring, GetBlock)",
-    )
-    proof.set_defaults(run=_proof)
+    _proof_parser(sub)
+
+    _node_agent_parser(sub)
+    _replay_parser(sub)
     return top
 
 

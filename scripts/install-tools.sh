@@ -103,6 +103,25 @@ redis() {
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
 
+rdp_stack() {
+  # Real RDP desktops (cluster 04): xrdp with the Xvnc session backend, and the
+  # real client stack the tests drive (xfreerdp under Xvfb, xdotool, xterm).
+  # `type -P` looks at PATH only (this function's own name must not count).
+  local need=()
+  for cmd in xrdp xrdp-sesman Xvnc Xvfb xterm xdotool xfreerdp xwd; do
+    type -P "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+  done
+  [[ ${#need[@]} -eq 0 ]] && return
+  log "installing xrdp, TigerVNC, Xvfb, xterm, xdotool, FreeRDP (apt)"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq xrdp xorgxrdp \
+    tigervnc-standalone-server xvfb xterm x11-apps xdotool freerdp2-x11 >/dev/null
+  # The packages may start system daemons; Lucid runs its own on loopback.
+  $sudo service xrdp stop >/dev/null 2>&1 || true
+}
+
 postgresql() {
   # FerretDB's PostgreSQL backend. Lucid runs its own private cluster under var/ (as the
   # package's unprivileged `postgres` user when run by root), never the system one.
@@ -119,7 +138,7 @@ postgresql() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
@@ -130,6 +149,7 @@ for tool in "${want[@]}"; do
     envoy-validate) envoy_validate ;;
     redis) redis ;;
     postgresql) postgresql ;;
+    xrdp) rdp_stack ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done

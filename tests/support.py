@@ -85,9 +85,10 @@ async def serve_edge(settings: Settings, **edge_args: Any) -> AsyncIterator[str]
     test CA's ``edge-web`` certificate unless ``settings.edge_tls`` is off)."""
     from aiohttp import web
 
+    from lucid.edge.httperrors import EdgeRunner
     from lucid.edge.server import Edge, ssl_context
 
-    runner = web.AppRunner(Edge(settings, **edge_args).app(), access_log=None)
+    runner = EdgeRunner(Edge(settings, **edge_args).app(), access_log=None)
     await runner.setup()
     port = free_port()
     context = ssl_context(settings) if settings.edge_tls else None

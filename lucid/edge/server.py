@@ -25,6 +25,7 @@ from aiohttp import web
 from google.protobuf import message as protobuf_message
 
 from lucid.edge import grpcweb
+from lucid.edge.httperrors import EdgeRunner
 from lucid.edge.policy import (
     MAX_CHUNK_BYTES,
     UPLOAD_RPCS,
@@ -51,8 +52,15 @@ from lucid.runtime import tls
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
-from lucid.runtime.errors import STATUS_DETAILS_KEY, ErrorCode, ErrorDetails, LucidError
+from lucid.runtime.errors import (
+    STATUS_DETAILS_KEY,
+    ErrorCode,
+    ErrorDetails,
+    FieldViolation,
+    LucidError,
+)
 from lucid.runtime.identity import EDGE
+from lucid.runtime.planes import RELAYED_HEADER, RELAYED_VALUE
 from lucid.runtime.registry import create_registry
 
 log = logging.getLogger("lucid.edge")
@@ -139,7 +147,7 @@ class Edge:
             client_max_size=self.settings.max_request_bytes, middlewares=[self._around]
         )
         app.router.add_get("/health", self.health)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handle)  # any path, newlines too
         app.on_response_prepare.append(self._headers)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._close)
@@ -177,7 +185,7 @@ class Edge:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
                 response = self._preflight(request)
             else:
-                response = await handler(request)
+                response = await self._envelope_http_errors(request, handler)
             status = response.status
             return response
         finally:
@@ -199,6 +207,23 @@ class Edge:
                 },
             )
 
+    async def _envelope_http_errors(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """aiohttp's own refusals (no such path, body too large) as the JSON envelope."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = {
+                404: ErrorCode.ERROR_CODE_NOT_FOUND,
+                413: ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+            }.get(exc.status, ErrorCode.ERROR_CODE_INVALID_ARGUMENT)
+            return self._error(request, LucidError(code, exc.reason or "bad request"))
+
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """Security headers, the request id and CORS on every response (streams too)."""
         for name, value in SECURITY_HEADERS.items():
@@ -214,13 +239,24 @@ class Edge:
 
     def _preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")
-        if not self._allowed_origin(origin):
-            return web.Response(status=403, text="origin not allowed\n")
         asked = request.headers.get("Access-Control-Request-Headers", "")
         wanted = [h.strip().lower() for h in asked.split(",") if h.strip()]
         refused = [h for h in wanted if h not in CORS_ALLOW_HEADERS]
-        if refused or request.headers["Access-Control-Request-Method"] not in CORS_METHODS:
-            return web.Response(status=403, text="method or headers not allowed\n")
+        method = request.headers["Access-Control-Request-Method"]
+        for field, wrong in (
+            ("origin", not self._allowed_origin(origin)),
+            ("access-control-request-method", method not in CORS_METHODS),
+            ("access-control-request-headers", bool(refused)),
+        ):
+            if wrong:
+                return self._error(
+                    request,
+                    LucidError(
+                        ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                        f"CORS: {field} not allowed",
+                        field_violations=[FieldViolation(field, "not allowed")],
+                    ),
+                )
         return web.Response(
             status=204,
             headers={
@@ -250,7 +286,9 @@ class Edge:
         return web.json_response(body, status=status, headers=out)
 
     def _metadata(self, request: web.Request) -> list[tuple[str, str]]:
-        metadata = [(REQUEST_ID, request[REQUEST_ID_KEY])]
+        """What a relayed call carries: always the relay mark (the client's headers are
+        never copied wholesale, so it cannot drop it), then the headers we forward."""
+        metadata = [(RELAYED_HEADER, RELAYED_VALUE), (REQUEST_ID, request[REQUEST_ID_KEY])]
         for name in FORWARDED_HEADERS:
             if value := request.headers.get(name):
                 metadata.append((name, value))
@@ -287,9 +325,7 @@ class Edge:
     async def _read(self, request: web.Request, limit: int) -> bytes:
         length = request.content_length
         if length is not None and length > limit:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
-            )
+            raise body_too_large(limit)
         raw = bytearray()
         while len(raw) <= limit:
             piece = await request.content.read(min(1 << 20, limit + 1 - len(raw)))
@@ -297,9 +333,7 @@ class Edge:
                 break
             raw += piece
         if len(raw) > limit:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE, f"request body over {limit} bytes"
-            )
+            raise body_too_large(limit)
         return bytes(raw)
 
     # -- REST ------------------------------------------------------------------------
@@ -320,6 +354,7 @@ class Edge:
             raise LucidError(
                 ErrorCode.ERROR_CODE_UNSUPPORTED_MEDIA_TYPE,
                 f"expected application/json, got {request.content_type}",
+                field_violations=[FieldViolation("content-type", "not application/json")],
             )
         return parse_json_body(raw)
 
@@ -328,10 +363,12 @@ class Edge:
         if request.method == "POST" and request.content_type in grpcweb.CONTENT_TYPES:
             return await self.grpc_web(request)
         found = find(self.routes, request.method, request.path)
-        if found is None:
+        if found is None or not found[0].method.client_callable:
             return self._error(
                 request,
-                LucidError(
+                not_for_clients(found[0].method)
+                if found
+                else LucidError(
                     ErrorCode.ERROR_CODE_NOT_FOUND, f"no route for {request.method} {request.path}"
                 ),
             )
@@ -487,13 +524,15 @@ class Edge:
         request[ROUTE_KEY] = request.path
         info = self.catalog.methods.get(request.path)
         limits: dict[str, str] = {}
-        if info is None or info.client_streaming:
+        if info is None or info.client_streaming or not info.client_callable:
             return await self._web_error(
                 request,
                 LucidError(
                     ErrorCode.ERROR_CODE_NOT_IMPLEMENTED,
                     f"{request.path} is not an rpc grpc-web can call",
-                ),
+                )
+                if info is None or info.client_streaming
+                else not_for_clients(info),
                 limits,
             )
         label = f"GRPC-WEB {info.path}"
@@ -615,6 +654,25 @@ class Edge:
         return web.json_response(to_json(reply), dumps=_dumps)
 
 
+def body_too_large(limit: int) -> LucidError:
+    """``LUCID_ERR_1010`` (413)."""
+    return LucidError(
+        ErrorCode.ERROR_CODE_PAYLOAD_TOO_LARGE,
+        f"request body over {limit} bytes",
+        field_violations=[FieldViolation("body", f"over {limit} bytes")],
+    )
+
+
+def not_for_clients(info: MethodInfo) -> LucidError:
+    """The refusal of an rpc clients may not call (service-only or without a public route):
+    the edge never relays it."""
+    return LucidError(
+        ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
+        f"{info.path} is not an rpc clients may call",
+        metadata={"method": info.path},
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -643,7 +701,7 @@ def edge_url(settings: Settings, port: int | None = None) -> str:
 async def run_edge(settings: Settings, port: int | None = None) -> None:
     """Serves the edge until SIGINT or SIGTERM (``lucid edge``)."""
     edge = Edge(settings)
-    runner = web.AppRunner(edge.app(), access_log=None)
+    runner = EdgeRunner(edge.app(), access_log=None)
     await runner.setup()
     context = ssl_context(settings) if settings.edge_tls else None
     site = web.TCPSite(runner, settings.host, port or settings.edge_port, ssl_context=context)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -91,7 +92,11 @@ def parse_json_body(raw: bytes) -> Any:
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, f"body is not JSON: {exc}") from None
+        raise LucidError(
+            ErrorCode.ERROR_CODE_MALFORMED_BODY,
+            f"body is not JSON: {exc}",
+            field_violations=[FieldViolation("body", "not JSON")],
+        ) from None
     if json_depth(value) > MAX_JSON_DEPTH:
         raise LucidError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
@@ -136,6 +141,10 @@ SCALAR_MESSAGES = {
 """Well-known types whose JSON form is one string or number: allowed as query values."""
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""A decimal integer in ASCII digits, as the JSON mapping of protobuf writes one."""
+
+
 def _bad_value(field: descriptor.FieldDescriptor, path: str, text: str, what: str) -> LucidError:
     return LucidError(
         ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
@@ -159,17 +168,16 @@ def _scalar(field: descriptor.FieldDescriptor, path: str, text: str) -> Any:  # 
             raise _bad_value(field, path, text, "a number") from None
     if kind in _RANGES:
         low, high = _RANGES[kind]
-        try:
-            number = int(text, 10)
-        except ValueError:
-            raise _bad_value(field, path, text, "an integer") from None
+        if not _INTEGER.fullmatch(text):  # int() would take "1_0", " 1" or other digits
+            raise _bad_value(field, path, text, "an integer")
+        number = int(text, 10)
         if not low <= number <= high:
             raise _bad_value(field, path, text, f"an integer in [{low}, {high}]")
         return str(number) if kind in _INT64 or kind in _UINT64 else number
     if kind == descriptor.FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
         assert enum is not None  # an enum field always has its type
-        if text.lstrip("-").isdigit() and int(text) in enum.values_by_number:
+        if _INTEGER.fullmatch(text) and int(text) in enum.values_by_number:
             return int(text)
         if text in enum.values_by_name:
             return text
@@ -239,7 +247,11 @@ def build_request(
     if body_rule == "*":
         if body is not None:
             if not isinstance(body, dict):
-                raise LucidError(ErrorCode.ERROR_CODE_MALFORMED_BODY, "body must be a JSON object")
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_MALFORMED_BODY,
+                    "body must be a JSON object",
+                    field_violations=[FieldViolation("body", "not a JSON object")],
+                )
             data = body
     elif body_rule and body is not None:
         data[body_rule] = body
@@ -253,11 +265,37 @@ def build_request(
     request = cls()
     try:
         json_format.ParseDict(data, request, ignore_unknown_fields=False)
-    except json_format.ParseError as exc:
-        raise LucidError(
-            ErrorCode.ERROR_CODE_MALFORMED_BODY, f"body does not fit {desc.name}: {exc}"
-        ) from None
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise parse_error(desc.name, str(exc)) from None
     return request
+
+
+_NO_FIELD = re.compile(r'has no field named "([^"]*)" at "([^"]*)"')
+_FAILED_FIELD = re.compile(r"^Failed to parse (\S+) field: ")
+MAX_DETAIL = 120
+
+
+def parse_error(type_name: str, text: str) -> LucidError:
+    """A JSON body that does not fit the request message, naming the field that is wrong
+    (and never listing the message's schema, as protobuf's own error text does)."""
+    unknown = _NO_FIELD.search(text)
+    if unknown:
+        name, at = unknown.groups()
+        field = ".".join([*at.split(".")[1:], name])
+        description = "no such field"
+    else:
+        parts = []
+        while found := _FAILED_FIELD.match(text):
+            parts.append(found.group(1))
+            text = text[found.end() :]
+        field = ".".join(parts) or "body"
+        description = text.splitlines()[0] if text else "not valid"
+    description = description.split("Available Fields")[0].strip()[:MAX_DETAIL]
+    return LucidError(
+        ErrorCode.ERROR_CODE_MALFORMED_BODY,
+        f"body does not fit {type_name}: {field}: {description}",
+        field_violations=[FieldViolation(field, description)],
+    )
 
 
 def to_json(msg: message.Message) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from functools import cache
 from lucid.common.v1 import access_pb2
 from lucid.runtime.context import Principal, UserClaims
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.identity import cluster_enum_name
+from lucid.runtime.identity import EDGE, cluster_enum_name
+from lucid.runtime.planes import edge_acts_as_itself
 
 _KYC_OK = {
     access_pb2.KYC_GATE_UNSPECIFIED: None,
@@ -71,19 +72,33 @@ def check_user(user: UserClaims, permission: int) -> None:
         )
 
 
+def acts_as_service(rule: access_pb2.AccessRule, principal: Principal) -> bool:
+    """Whether the caller's service identity alone satisfies the rule: a known identity
+    named in ``service_callers``, not relaying for a client, and for the edge only on the
+    rpcs it calls for itself (a call through the edge acts for its end user)."""
+    peer = principal.peer
+    if principal.relayed or not peer.is_known:
+        return False
+    if cluster_enum_name(peer.name) not in {
+        access_pb2.Cluster.Name(c) for c in rule.service_callers
+    }:
+        return False
+    return peer.name != EDGE or edge_acts_as_itself(rule)
+
+
 def authorize(rule: access_pb2.AccessRule, principal: Principal, method: str) -> None:
     """Applies an rpc's access rule to its caller; raises ``LucidError`` when refused."""
     if rule.public:
         return
     peer = principal.peer
-    allowed = {access_pb2.Cluster.Name(c) for c in rule.service_callers}
-    service_allowed = peer.is_known and cluster_enum_name(peer.name) in allowed
+    service_allowed = acts_as_service(rule, principal)
     if rule.service_only:
         if service_allowed:
             return
+        who = "a client through the edge" if principal.relayed else peer.name
         raise LucidError(
             ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
-            f"{method} is for services only; {peer.name} may not call it",
+            f"{method} is for services only; {who} may not call it",
             metadata={"peer": peer.spiffe_id},
         )
     if principal.user is not None:
@@ -91,7 +106,7 @@ def authorize(rule: access_pb2.AccessRule, principal: Principal, method: str) ->
         return
     if service_allowed:
         return
-    if peer.is_cluster:
+    if peer.is_cluster and not principal.relayed:
         raise LucidError(
             ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
             f"service {peer.name} may not call {method}",

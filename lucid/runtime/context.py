@@ -33,12 +33,18 @@ class Principal:
     user: UserClaims | None = None
     token: str = ""
     """The raw bearer token, to forward on behalf of the user; never logged."""
+    relayed: bool = False
+    """The edge relayed the call for a client: the peer's service identity grants nothing,
+    only the token counts (see ``lucid.runtime.planes.RELAYED_HEADER``)."""
 
     @property
     def display(self) -> str:
-        """A log-safe name: ``user:<id>``, or ``service:<name>``."""
+        """A log-safe name: ``user:<id>``, ``anonymous`` (relayed, no token) or
+        ``service:<name>``."""
         if self.user:
             return f"user:{self.user.user_id}"
+        if self.relayed:
+            return "anonymous"
         return f"service:{self.peer.name}"
 
     @property

@@ -68,6 +68,12 @@ class MethodInfo:
         return f"/{self.service}/{self.name}"
 
     @property
+    def client_callable(self) -> bool:
+        """Whether a client may call the rpc through the edge: it has a REST route and is
+        not service-only. The edge relays nothing else (REST or grpc-web)."""
+        return bool(self.routes) and not self.access.service_only
+
+    @property
     def grpc_module(self) -> str:
         """The generated module of the service: ``lucid.auth.v1.auth_pb2_grpc``."""
         return self.file.removesuffix(".proto").replace("/", ".") + "_pb2_grpc"

@@ -36,7 +36,7 @@ from lucid.runtime.errors import (
 )
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.metrics import Metrics
-from lucid.runtime.planes import PlanePolicy, audit, default_policy
+from lucid.runtime.planes import RELAYED_HEADER, PlanePolicy, audit, default_policy
 from lucid.runtime.storeerrors import is_transient
 from lucid.runtime.tokens import TokenVerifier
 
@@ -79,6 +79,52 @@ def validate(message: Any) -> None:
             f"invalid {first.field or 'request'}: {first.description}",
             field_violations=found,
         )
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    """What the request deserializer hands on for bytes that are not the request message,
+    so that the pipeline, not grpc's handler runner, answers (INVALID_ARGUMENT)."""
+
+    type_name: str
+    detail: str
+
+
+def tolerant_deserializer(
+    deserializer: Callable[[bytes], Any] | None, type_name: str
+) -> Callable[[bytes], Any] | None:
+    """Wraps a request deserializer so that a malformed message becomes ``MalformedRequest``
+    instead of an exception grpc would log with its traceback and send as UNKNOWN."""
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # DecodeError, or anything a generated parser raises
+            return MalformedRequest(type_name, f"{type(exc).__name__}: {exc}"[:200])
+
+    return parse
+
+
+def check_request(message: Any, call: Call) -> None:
+    """Refuses a malformed message (1009, one WARNING line), then validates its rules."""
+    if isinstance(message, MalformedRequest):
+        log.warning(
+            "malformed request message",
+            extra={
+                "method": call.info.path,
+                "request_id": call.request_id,
+                "detail": message.detail,
+            },
+        )
+        short = message.type_name.rsplit(".", 1)[-1]
+        raise LucidError(
+            ErrorCode.ERROR_CODE_MALFORMED_BODY,
+            f"request is not a valid {short} message",
+            field_violations=[FieldViolation("body", f"not a {short} in protobuf encoding")],
+        )
+    validate(message)
 
 
 @dataclass
@@ -162,7 +208,8 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if scheme.lower() != "bearer" or not token:
                 raise LucidError(ErrorCode.ERROR_CODE_UNAUTHENTICATED, "expected a Bearer token")
             user = await self.verifier.verify(token.strip())
-        principal = Principal(peer=peer, user=user, token=token.strip())
+        relayed = bool(metadata.get(RELAYED_HEADER))  # the mark only ever takes powers away
+        principal = Principal(peer=peer, user=user, token=token.strip(), relayed=relayed)
         call.principal = principal
         principal_var.set(principal)
         decision = self.planes.decide(peer, call.info)
@@ -269,7 +316,9 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, handler: grpc.RpcMethodHandler, info: MethodInfo) -> grpc.RpcMethodHandler:
         args = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": tolerant_deserializer(
+                handler.request_deserializer, info.input_type
+            ),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
@@ -291,9 +340,9 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _trailers(self, call: Call, context: grpc.aio.ServicerContext) -> None:
         context.set_trailing_metadata(((REQUEST_ID_HEADER, call.request_id),))
 
-    async def _validated(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _validated(self, requests: AsyncIterator[Any], call: Call) -> AsyncIterator[Any]:
         async for request in requests:
-            validate(request)
+            check_request(request, call)
             yield request
 
     def _unary_unary(self, inner: Any, info: MethodInfo) -> Any:
@@ -301,7 +350,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             call = self._begin(info, context)
             try:
                 await self._admit(call, context)
-                validate(request)
+                check_request(request, call)
                 self._built(call)
                 response = await inner(request, context)
                 self._trailers(call, context)
@@ -318,7 +367,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             call = self._begin(info, context)
             try:
                 await self._admit(call, context)
-                validate(request)
+                check_request(request, call)
                 self._built(call)
                 async for response in inner(request, context):
                     yield response
@@ -336,7 +385,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 await self._admit(call, context)
                 self._built(call)
-                response = await inner(self._validated(requests), context)
+                response = await inner(self._validated(requests, call), context)
                 self._trailers(call, context)
                 return response
             except BaseException as exc:
@@ -354,7 +403,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 await self._admit(call, context)
                 self._built(call)
-                async for response in inner(self._validated(requests), context):
+                async for response in inner(self._validated(requests, call), context):
                     yield response
                 self._trailers(call, context)
             except BaseException as exc:

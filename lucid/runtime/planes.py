@@ -19,6 +19,16 @@ Evaluation, in order:
 
 The rpc's own access rule (permission, ``service_callers``) is applied after
 this, by :mod:`lucid.runtime.authz`.
+
+Calls relayed by the edge act for the end user, never as the edge. The edge
+(``lucid.edge`` here, Envoy in production: ``request_headers_to_add`` with
+``OVERWRITE_IF_EXISTS_OR_ADD`` on every route) sets ``RELAYED_HEADER`` on every
+request it relays, overwriting whatever the client sent, so a client can neither
+remove nor forge it away; a call carrying it never uses its peer's service
+identity, only its bearer token. The edge relays only ``MethodInfo.client_callable``
+rpcs. Even unmarked, the edge's own identity counts only on the service-only rpcs
+that name it (``edge_acts_as_itself``: the rate-limit checks and traffic reports it
+makes itself), never on a client-facing rpc.
 """
 
 from __future__ import annotations
@@ -71,6 +81,17 @@ def names(info: MethodInfo, source: ServiceIdentity) -> bool:
     """Whether an rpc's ``service_callers`` name the caller's cluster."""
     wanted = f"CLUSTER_{source.name.upper()}"
     return any(access_pb2.Cluster.Name(c) == wanted for c in info.access.service_callers)
+
+
+RELAYED_HEADER = "x-lucid-relayed"
+"""The mark the edge puts (overwriting) on every request it relays for a client."""
+RELAYED_VALUE = "client"
+
+
+def edge_acts_as_itself(rule: access_pb2.AccessRule) -> bool:
+    """Whether the edge's service identity alone may call an rpc with this access rule:
+    only service-only rpcs naming the edge (which the edge never relays)."""
+    return rule.service_only and access_pb2.CLUSTER_EDGE in rule.service_callers
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,13 @@ ALLOWS: tuple[Rule, ...] = (
         Selector(clusters=("blockchain",)),
         kinds=(TASK_PROOF, READ),
         description="nodes → blockchain task-proof and read rpcs",
+    ),
+    Rule(
+        "rdp-reads-the-trust-anchor",
+        Selector(clusters=("rdp",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/GetTrustAnchor",),
+        description="rdp → the chain's trust anchor (replayed segments are checked against it)",
     ),
     Rule(
         "payouts-from-nodes-and-admin",

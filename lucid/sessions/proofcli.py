@@ -102,9 +102,11 @@ def report(checks: list[Check], out: TextIO) -> bool:
     return not bad
 
 
-async def _anchor(
+async def load_anchor(
     settings: Settings, trust: Path | None, chain: str, ca: Path | None, out: TextIO
 ) -> TrustAnchor | None:
+    """The trust anchor from a file or a chain endpoint; None (and why, on ``out``) if
+    there is none (also used by ``lucid replay``)."""
     try:
         if trust is not None:
             return trustanchor.loads(await asyncio.to_thread(trust.read_text))
@@ -138,7 +140,7 @@ async def verify_file(
     except (OSError, ValueError, json_format.ParseError) as exc:
         out.write(f"FAIL reading {path}: {exc}\n")
         return False
-    anchor = await _anchor(settings, trust, chain, ca, out)
+    anchor = await load_anchor(settings, trust, chain, ca, out)
     if anchor is None:
         return False
     out.write(f"trust anchor: genesis {anchor.genesis_hash}, {anchor.validator_count} validators\n")

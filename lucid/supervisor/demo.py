@@ -29,13 +29,26 @@ from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, session
 WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 10, 60  # 13.8 MB of raw frames: two chunks
 
 
-def _channel(settings: Settings, cluster: str) -> grpc.aio.Channel:
+def channel(settings: Settings, cluster: str) -> grpc.aio.Channel:
+    """An mTLS channel to a cluster as the operator identity."""
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, OPERATOR))
     return grpc.aio.secure_channel(
         f"{settings.host}:{settings.port(cluster)}",
         credentials,
         options=[("grpc.ssl_target_name_override", tls.dns_name(cluster))],
     )
+
+
+async def sign_in(auth: auth_pb2_grpc.AuthServiceStub) -> auth_pb2.LoginResponse:
+    """Signs in with a fresh TRON key (TIP-191 challenge)."""
+    key = PrivateKey.random()
+    address = key.public_key.to_base58check_address()
+    challenge = await auth.IssueChallenge(auth_pb2.IssueChallengeRequest(tron_address=address))
+    signature = key.sign_msg(challenge.message.encode()).hex()
+    login: auth_pb2.LoginResponse = await auth.Login(
+        auth_pb2.LoginRequest(tron_address=address, message=challenge.message, signature=signature)
+    )
+    return login
 
 
 async def _frames(
@@ -55,21 +68,15 @@ async def run_demo(
     """Walks through the mesh; returns whether every step held."""
     started = time.monotonic()
     async with (
-        _channel(settings, "auth") as auth_channel,
-        _channel(settings, "sessions") as sessions_channel,
+        channel(settings, "auth") as auth_channel,
+        channel(settings, "sessions") as sessions_channel,
     ):
-        auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
-        key = PrivateKey.random()
-        address = key.public_key.to_base58check_address()
-        challenge = await auth.IssueChallenge(auth_pb2.IssueChallengeRequest(tron_address=address))
-        signature = key.sign_msg(challenge.message.encode()).hex()
-        login = await auth.Login(
-            auth_pb2.LoginRequest(
-                tron_address=address, message=challenge.message, signature=signature
-            )
-        )
+        login = await sign_in(auth_pb2_grpc.AuthServiceStub(auth_channel))
         metadata = (("authorization", f"Bearer {login.tokens.access_token}"),)
-        say(f"  ✓ signed in with a fresh TRON key {address} (user {login.user.user_id})")
+        say(
+            f"  ✓ signed in with a fresh TRON key {login.user.tron_address}"
+            f" (user {login.user.user_id})"
+        )
 
         sessions = sessions_pb2_grpc.SessionServiceStub(sessions_channel)
         chunks = chunks_pb2_grpc.ChunkServiceStub(sessions_channel)

@@ -30,6 +30,7 @@ from lucid.lib.sealing import Sealer
 from lucid.runtime import tls
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.identity import EDGE, OPERATOR
+from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
 from lucid.supervisor.localservers import LocalStores
 
@@ -84,6 +85,9 @@ class Supervisor:
     env: Mapping[str, str]
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    """Other work that ends with the supervisor (the dev token's renewal)."""
 
     @property
     def state_file(self) -> Path:
@@ -133,13 +137,18 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Starts every child and keeps them running until ``stop`` is set."""
-        watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
+        self._watchers += [asyncio.create_task(self._watch(c)) for c in self.children]
         await stop.wait()
         self.stopping = True
         await self.terminate()
-        for watcher in watchers:
-            watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        for task in (*self._watchers, *self.background):
+            task.cancel()
+        await asyncio.gather(*self._watchers, *self.background, return_exceptions=True)
+
+    def adopt(self, child: Child) -> None:
+        """Starts and watches one more child (one that needs the mesh serving first)."""
+        self.children.append(child)
+        self._watchers.append(asyncio.create_task(self._watch(child)))
 
     async def terminate(self) -> None:
         """SIGTERM to every child, SIGKILL to those still alive after the grace period."""
@@ -201,10 +210,34 @@ async def wait_serving(settings: Settings, clusters: Sequence[str], timeout_s: f
     return sorted(pending)
 
 
+async def start_dev_nodes(settings: Settings, supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Three node agents in ``dev-pool`` (see ``devnodes``)."""
+    pool_id = await devnodes.dev_pool(settings)
+    token_file = await devnodes.write_token(settings)
+    for name in devnodes.AGENTS:
+        supervisor.adopt(Child(name, devnodes.agent_argv(settings, name, token_file, pool_id)))
+    supervisor.background.append(asyncio.create_task(devnodes.keep_token_fresh(settings, stop)))
+    print(f"started {len(devnodes.AGENTS)} node agents in pool {devnodes.POOL_NAME}", flush=True)
+
+
+async def _show_nodes_earning(settings: Settings, timeout_s: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(grpc.aio.AioRpcError, OSError):
+            line = await devnodes.credits_line(settings)
+            if line:
+                print(f"  ✓ dev nodes active in {devnodes.POOL_NAME}, earning work credits: {line}")
+                return True
+        await asyncio.sleep(1.0)
+    print("  ✗ the dev nodes earned no work credits (see var/logs/dev-node-*.log)")
+    return False
+
+
 async def _show_working(settings: Settings) -> None:
     print("Showing it working (lucid demo):", flush=True)
     try:
         ok = await run_demo(settings, say=lambda line: print(line, flush=True))
+        ok = await _show_nodes_earning(settings) and ok
     except grpc.aio.AioRpcError as exc:
         ok = False
         print(f"  ✗ {exc.code().name}: {exc.details()}", flush=True)
@@ -275,6 +308,11 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
         missing = await wait_serving(settings, CLUSTERS, timeout_s=90)
         if missing:
             print(f"not serving yet: {', '.join(missing)} (see {settings.var_dir / 'logs'})")
+        if not missing:
+            try:
+                await start_dev_nodes(settings, supervisor, stop)
+            except Exception as exc:  # the mesh still serves without dev nodes
+                print(f"  ! no dev nodes: {exc}", flush=True)
         print(banner(settings), flush=True)
         if demo and not missing:
             await _show_working(settings)

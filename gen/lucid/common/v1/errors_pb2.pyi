@@ -137,6 +137,28 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4205: the creation of new sessions is disabled (emergency switch)."""
     ERROR_CODE_RDP_HOST_UNREACHABLE: _ErrorCode.ValueType  # 4206
     """4206: the RDP host does not answer on TCP within 5 s."""
+    ERROR_CODE_RDP_PORTS_EXHAUSTED: _ErrorCode.ValueType  # 4301
+    """43xx rdp (cluster 04).
+    4301: no port of the RDP instance range is free (spec 04: 2007).
+    """
+    ERROR_CODE_RDP_SERVER_LIMIT: _ErrorCode.ValueType  # 4302
+    """4302: the global or per-user limit of RDP servers is reached (spec 04:
+    2008).
+    """
+    ERROR_CODE_RDP_SERVER_START_FAILED: _ErrorCode.ValueType  # 4303
+    """4303: the RDP server process could not start or died (spec 04: 2003)."""
+    ERROR_CODE_RDP_SERVER_HAS_SESSIONS: _ErrorCode.ValueType  # 4304
+    """4304: the server has active RDP sessions (stop, restart or delete
+    without force).
+    """
+    ERROR_CODE_RDP_SESSION_ALREADY_CONNECTED: _ErrorCode.ValueType  # 4305
+    """4305: the RDP session already has a connected client (spec 04: 2205)."""
+    ERROR_CODE_RDP_SESSION_LIMIT: _ErrorCode.ValueType  # 4306
+    """4306: the limit of RDP sessions is reached (spec 04: 2301)."""
+    ERROR_CODE_RDP_SEGMENT_UNVERIFIED: _ErrorCode.ValueType  # 4307
+    """4307: a recording segment fails its proof against the anchored Merkle
+    root (replay refuses it).
+    """
     ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: _ErrorCode.ValueType  # 4701
     """47xx storage (cluster 08).
     4701: a volume (or its file system) has too little free space for the
@@ -315,6 +337,28 @@ ERROR_CODE_SESSION_CREATION_DISABLED: ErrorCode.ValueType  # 4205
 """4205: the creation of new sessions is disabled (emergency switch)."""
 ERROR_CODE_RDP_HOST_UNREACHABLE: ErrorCode.ValueType  # 4206
 """4206: the RDP host does not answer on TCP within 5 s."""
+ERROR_CODE_RDP_PORTS_EXHAUSTED: ErrorCode.ValueType  # 4301
+"""43xx rdp (cluster 04).
+4301: no port of the RDP instance range is free (spec 04: 2007).
+"""
+ERROR_CODE_RDP_SERVER_LIMIT: ErrorCode.ValueType  # 4302
+"""4302: the global or per-user limit of RDP servers is reached (spec 04:
+2008).
+"""
+ERROR_CODE_RDP_SERVER_START_FAILED: ErrorCode.ValueType  # 4303
+"""4303: the RDP server process could not start or died (spec 04: 2003)."""
+ERROR_CODE_RDP_SERVER_HAS_SESSIONS: ErrorCode.ValueType  # 4304
+"""4304: the server has active RDP sessions (stop, restart or delete
+without force).
+"""
+ERROR_CODE_RDP_SESSION_ALREADY_CONNECTED: ErrorCode.ValueType  # 4305
+"""4305: the RDP session already has a connected client (spec 04: 2205)."""
+ERROR_CODE_RDP_SESSION_LIMIT: ErrorCode.ValueType  # 4306
+"""4306: the limit of RDP sessions is reached (spec 04: 2301)."""
+ERROR_CODE_RDP_SEGMENT_UNVERIFIED: ErrorCode.ValueType  # 4307
+"""4307: a recording segment fails its proof against the anchored Merkle
+root (replay refuses it).
+"""
 ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: ErrorCode.ValueType  # 4701
 """47xx storage (cluster 08).
 4701: a volume (or its file system) has too little free space for the

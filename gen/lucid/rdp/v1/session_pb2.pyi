@@ -488,8 +488,17 @@ class ConnectRdpSessionResponse(_message.Message):
     ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
     """The one-time connection token (shown once; stored hashed)."""
+    username: _builtins.str
+    """The desktop account to log in with (the server's dedicated local user)."""
+    password: _builtins.str
+    """Its password for this connection: a fresh random one at every connect
+    (the one handed out before no longer logs in); stored sealed, shown only
+    here.
+    """
     @_builtins.property
     def connection_info(self) -> Global___ConnectionInfo:
         """Where and how to connect."""
@@ -509,10 +518,12 @@ class ConnectRdpSessionResponse(_message.Message):
         access_token: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         session: Global___RdpSession | None = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connection_info", b"connection_info", "expire_time", b"expire_time", "session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "connection_info", b"connection_info", "expire_time", b"expire_time", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "connection_info", b"connection_info", "expire_time", b"expire_time", "password", b"password", "session", b"session", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -615,3 +626,63 @@ class TerminateAllRdpSessionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TerminateAllRdpSessionsResponse: _TypeAlias = TerminateAllRdpSessionsResponse  # noqa: Y015
+
+@_typing.final
+class StreamRecordingRequest(_message.Message):
+    """The request of StreamRecording."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session id."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRecordingRequest: _TypeAlias = StreamRecordingRequest  # noqa: Y015
+
+@_typing.final
+class StreamRecordingResponse(_message.Message):
+    """One verified segment of a recording."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_NUMBER_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    MERKLE_HASH_FIELD_NUMBER: _builtins.int
+    MERKLE_ROOT_FIELD_NUMBER: _builtins.int
+    SEGMENT_COUNT_FIELD_NUMBER: _builtins.int
+    sequence_number: _builtins.int
+    """The segment's sequence number (the chunk's, from 1)."""
+    data: _builtins.bytes
+    """The segment: an MPEG-TS file that decodes on its own."""
+    merkle_hash: _builtins.str
+    """The SHA-256 of the stored (encrypted) blob, hex: the Merkle leaf entry."""
+    merkle_root: _builtins.str
+    """The session's Merkle root the segment was checked against, hex."""
+    segment_count: _builtins.int
+    """How many segments the recording has."""
+    def __init__(
+        self,
+        *,
+        sequence_number: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        merkle_hash: _builtins.str = ...,
+        merkle_root: _builtins.str = ...,
+        segment_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "merkle_hash", b"merkle_hash", "merkle_root", b"merkle_root", "segment_count", b"segment_count", "sequence_number", b"sequence_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRecordingResponse: _TypeAlias = StreamRecordingResponse  # noqa: Y015

@@ -74,6 +74,11 @@ class RdpSessionServiceStub:
                 request_serializer=lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsRequest.SerializeToString,
                 response_deserializer=lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsResponse.FromString,
                 _registered_method=True)
+        self.StreamRecording = channel.unary_stream(
+                '/lucid.rdp.v1.RdpSessionService/StreamRecording',
+                request_serializer=lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingRequest.SerializeToString,
+                response_deserializer=lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingResponse.FromString,
+                _registered_method=True)
 
 
 class RdpSessionServiceServicer:
@@ -148,6 +153,18 @@ class RdpSessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRecording(self, request, context):
+        """Streams the recording of a terminated RDP session as playable video
+        segments (H.264 in MPEG-TS, each starting with a key frame), in order.
+        Each segment is checked against the session's anchored Merkle root
+        before it is sent; a segment that fails its proof ends the stream with
+        DATA_LOSS. Users replay their own sessions; admins any.
+        Spec: 04 §4.3 (recording replay, issue 10)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RdpSessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +202,11 @@ def add_RdpSessionServiceServicer_to_server(servicer, server):
                     servicer.TerminateAllRdpSessions,
                     request_deserializer=lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsRequest.FromString,
                     response_serializer=lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsResponse.SerializeToString,
+            ),
+            'StreamRecording': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRecording,
+                    request_deserializer=lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingRequest.FromString,
+                    response_serializer=lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -381,6 +403,33 @@ class RdpSessionService:
             '/lucid.rdp.v1.RdpSessionService/TerminateAllRdpSessions',
             lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsRequest.SerializeToString,
             lucid_dot_rdp_dot_v1_dot_session__pb2.TerminateAllRdpSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRecording(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lucid.rdp.v1.RdpSessionService/StreamRecording',
+            lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingRequest.SerializeToString,
+            lucid_dot_rdp_dot_v1_dot_session__pb2.StreamRecordingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,14 @@ class RdpSessionServiceStub:
     stop-all), finalizing each recording, and returns the count.
     Spec: 06 StopAllSessions (rdp part; internal)
     """
+    StreamRecording: _grpc.UnaryStreamMultiCallable[_session_pb2.StreamRecordingRequest, _session_pb2.StreamRecordingResponse]
+    """Streams the recording of a terminated RDP session as playable video
+    segments (H.264 in MPEG-TS, each starting with a key frame), in order.
+    Each segment is checked against the session's anchored Merkle root
+    before it is sent; a segment that fails its proof ends the stream with
+    DATA_LOSS. Users replay their own sessions; admins any.
+    Spec: 04 §4.3 (recording replay, issue 10)
+    """
 
 @_typing.type_check_only
 class RdpSessionServiceAsyncStub(RdpSessionServiceStub):
@@ -120,6 +128,14 @@ class RdpSessionServiceAsyncStub(RdpSessionServiceStub):
     """Terminates every non-terminated RDP session (admin emergency
     stop-all), finalizing each recording, and returns the count.
     Spec: 06 StopAllSessions (rdp part; internal)
+    """
+    StreamRecording: _aio.UnaryStreamMultiCallable[_session_pb2.StreamRecordingRequest, _session_pb2.StreamRecordingResponse]  # type: ignore[assignment]
+    """Streams the recording of a terminated RDP session as playable video
+    segments (H.264 in MPEG-TS, each starting with a key frame), in order.
+    Each segment is checked against the session's anchored Merkle root
+    before it is sent; a segment that fails its proof ends the stream with
+    DATA_LOSS. Users replay their own sessions; admins any.
+    Spec: 04 §4.3 (recording replay, issue 10)
     """
 
 class RdpSessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -206,6 +222,20 @@ class RdpSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Terminates every non-terminated RDP session (admin emergency
         stop-all), finalizing each recording, and returns the count.
         Spec: 06 StopAllSessions (rdp part; internal)
+        """
+
+    @_abc_1.abstractmethod
+    def StreamRecording(
+        self,
+        request: _session_pb2.StreamRecordingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_session_pb2.StreamRecordingResponse], _abc.AsyncIterator[_session_pb2.StreamRecordingResponse]]:
+        """Streams the recording of a terminated RDP session as playable video
+        segments (H.264 in MPEG-TS, each starting with a key frame), in order.
+        Each segment is checked against the session's anchored Merkle root
+        before it is sent; a segment that fails its proof ends the stream with
+        DATA_LOSS. Users replay their own sessions; admins any.
+        Spec: 04 §4.3 (recording replay, issue 10)
         """
 
 def add_RdpSessionServiceServicer_to_server(servicer: RdpSessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

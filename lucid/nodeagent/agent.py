@@ -1,0 +1,225 @@
+"""The node agent's life: keys, probe endpoint, registration, start, heartbeats, proofs.
+
+On first start it makes its keys (sealed), serves its probe endpoint, asks the
+nodes cluster for a registration challenge, signs it with the node's TRON key
+(TIP-191) and registers (hardware from psutil, its Ed25519 key, its port, the
+pool to join). It then starts its node and, until stopped, sends a heartbeat
+with a resource sample every ``heartbeat_s`` and, once per 120 s task slot, an
+uptime beacon signed with its Ed25519 key (SubmitWorkProof; the cluster checks
+it against the registered key and puts it on the chain). A restarted agent
+keeps its node. The access token is re-read from its file for every call, so
+whoever holds the operator's session can refresh it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from lucid.lib import taskproofs
+from lucid.lib.clock import Clock, SystemClock
+from lucid.lib.sealing import Sealer
+from lucid.nodeagent import keys as keyfiles
+from lucid.nodeagent.metrics import Sampler, hardware
+from lucid.nodeagent.probe import ProbeServer
+from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.nodes.v1 import nodes_pb2_grpc, poot_pb2, poot_pb2_grpc
+from lucid.runtime import tls
+from lucid.runtime.config import Settings
+from lucid.runtime.identity import OPERATOR
+
+log = logging.getLogger("lucid.nodeagent")
+
+STAKE_MICROS = 100_000_000
+NO_STAKE_TX = "0" * 64
+"""The stake transaction an agent declares until stakes are paid through cluster 07."""
+CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an agent runs."""
+
+    name: str
+    state_dir: Path
+    token_file: Path
+    pool_id: str = ""
+    port: int = 0
+    heartbeat_s: float = 30.0
+    bandwidth_mbps: int = 100
+    stake_tx_hash: str = NO_STAKE_TX
+
+
+class NodeAgent:
+    """One node's agent."""
+
+    def __init__(
+        self, settings: Settings, options: AgentOptions, clock: Clock | None = None
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.clock = clock or SystemClock()
+        self.probe = ProbeServer(settings, options.port)
+        self.node_id = ""
+        self.pool_id = options.pool_id
+        self._channel: grpc.aio.Channel | None = None
+        self._keys: keyfiles.AgentKeys | None = None
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self.options.token_file.read_text().strip()
+        return (("authorization", f"Bearer {token}"),)
+
+    def _open(self) -> grpc.aio.Channel:
+        credentials = tls.channel_credentials(tls.CertPaths.of(self.settings.certs_dir, OPERATOR))
+        return grpc.aio.secure_channel(
+            f"{self.settings.host}:{self.settings.port('nodes')}",
+            credentials,
+            options=[("grpc.ssl_target_name_override", tls.dns_name("nodes"))],
+        )
+
+    @property
+    def keys(self) -> keyfiles.AgentKeys:
+        """The node's keys (loaded by ``setup``)."""
+        assert self._keys is not None
+        return self._keys
+
+    async def setup(self) -> str:
+        """Keys, probe endpoint, registration and start; the node id."""
+        sealer = Sealer(self.settings.sealing_passphrase())
+        self._keys = keyfiles.load_or_create(self.options.state_dir, sealer)
+        self.node_id, port = keyfiles.load_node(self.options.state_dir)
+        if port:
+            self.probe = ProbeServer(self.settings, port)  # the port it registered with
+        await self.probe.start()
+        self._channel = self._open()
+        nodes = nodes_pb2_grpc.NodeServiceStub(self._channel)
+        if not self.node_id:
+            self.node_id = await self._register(nodes)
+            keyfiles.save_node(self.options.state_dir, self.node_id, self.probe.port)
+        node = (
+            await nodes.GetNode(
+                npb.GetNodeRequest(node_id=self.node_id),
+                metadata=self._metadata(),
+                timeout=CALL_TIMEOUT_S,
+            )
+        ).node
+        self.pool_id = node.pool_id
+        result = (
+            await nodes.StartNode(
+                npb.StartNodeRequest(node_id=self.node_id),
+                metadata=self._metadata(),
+                timeout=CALL_TIMEOUT_S,
+            )
+        ).result
+        log.info("node %s: %s", self.node_id, result.message)
+        return self.node_id
+
+    async def _register(self, nodes: nodes_pb2_grpc.NodeServiceStub) -> str:
+        challenge = await nodes.IssueRegistrationChallenge(
+            npb.IssueRegistrationChallengeRequest(node_address=self.keys.address),
+            metadata=self._metadata(),
+            timeout=CALL_TIMEOUT_S,
+        )
+        registered = await nodes.RegisterNode(
+            npb.RegisterNodeRequest(
+                registration_id=challenge.registration_id,
+                signature=self.keys.sign_message(challenge.message),
+                name=self.options.name,
+                node_type=npb.NODE_TYPE_WORKER,
+                hardware_info=hardware(self.options.state_dir, self.options.bandwidth_mbps),
+                initial_pool_id=self.options.pool_id,
+                port=self.probe.port,
+                capabilities=["relay", "validation"],
+                node_public_key=self.keys.public_key_hex,
+                stake_amount_micros=STAKE_MICROS,
+                stake_tx_hash=self.options.stake_tx_hash,
+            ),
+            metadata=self._metadata(),
+            timeout=CALL_TIMEOUT_S,
+        )
+        log.info("registered node %s (%s)", registered.node.node_id, self.keys.address)
+        return str(registered.node.node_id)
+
+    async def heartbeat(self, sampler: Sampler) -> None:
+        """One heartbeat with a resource sample."""
+        assert self._channel is not None
+        await nodes_pb2_grpc.NodeServiceStub(self._channel).SendHeartbeat(
+            npb.SendHeartbeatRequest(node_id=self.node_id, sample=sampler.sample()),
+            metadata=self._metadata(),
+            timeout=CALL_TIMEOUT_S,
+        )
+
+    async def prove_uptime(self, slot: int) -> poot_pb2.SubmitWorkProofResponse:
+        """The uptime beacon of a slot, signed and submitted."""
+        assert self._channel is not None
+        proof = taskproofs.task_proof(
+            node_id=self.node_id,
+            pool_id=self.pool_id,
+            slot=slot,
+            task_type=poot_pb2.TASK_TYPE_UPTIME_BEACON,
+            value=taskproofs.SLOT_S,
+            public_key=self.keys.public_key_hex,
+        )
+        response: poot_pb2.SubmitWorkProofResponse = await poot_pb2_grpc.WorkCreditServiceStub(
+            self._channel
+        ).SubmitWorkProof(
+            poot_pb2.SubmitWorkProofRequest(
+                node_id=self.node_id,
+                pool_id=self.pool_id,
+                slot=slot,
+                task_type=poot_pb2.TASK_TYPE_UPTIME_BEACON,
+                value=taskproofs.SLOT_S,
+                signature=taskproofs.sign(proof, self.keys.signing),
+            ),
+            metadata=self._metadata(),
+            timeout=CALL_TIMEOUT_S,
+        )
+        return response
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serves until ``stop`` is set."""
+        try:
+            await self.setup()
+            sampler = Sampler(self.options.state_dir)
+            proved = -1
+            while not stop.is_set():
+                await self._quietly(self.heartbeat, sampler)
+                slot = taskproofs.slot_of(self.clock.now())
+                if slot != proved and await self._quietly(self.prove_uptime, slot):
+                    proved = slot
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.options.heartbeat_s)
+        finally:
+            await self.close()
+
+    async def _quietly(self, call: Callable[..., object], *args: object) -> bool:
+        """Runs one periodic call; a failure is logged and retried next round."""
+        try:
+            await call(*args)  # type: ignore[misc]
+        except grpc.aio.AioRpcError as exc:
+            log.warning("%s failed: %s %s", call.__name__, exc.code().name, exc.details())
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stops the probe endpoint and closes the channel."""
+        await self.probe.stop()
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+async def run_agent(settings: Settings, options: AgentOptions) -> None:
+    """``lucid node-agent``: runs until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await NodeAgent(settings, options).run(stop)

@@ -1,0 +1,266 @@
+"""Node registration (spec 05 §4): a TIP-191 challenge, then the checks that approve a node.
+
+Flow: IssueRegistrationChallenge allocates a node id and stores the registration
+in CHALLENGE_ISSUED with the message ``lucid_node_registration_{node_id}_{unix_ts}``
+(the challenge is valid 120 s, the registration 300 s, at most 1000 pending).
+RegisterNode then scores it, each check adding to a score capped at 1.0:
+
+- the signature recovers (tronpy, TIP-191) to the node address: +0.3, required;
+- capability (≥ 10 Mbps on an interface, ≥ 50 GB storage, ≥ 2 cores): +0.3;
+- reachability (the cluster dials the node agent over mTLS): +0.2;
+- a storage proof when storage is claimed: +0.2 (not run yet; never counted).
+
+A registration is approved at a score of at least 0.8 (signature, capability
+and reachability) and the node is created ``inactive``, owned by the caller,
+with the Ed25519 key that signs its task proofs. Anything less is REJECTED with
+the reason. The stake (≥ 100 USDT) is recorded as declared: it is verified
+through cluster 07, which is not reachable from here yet, so ``stake_verified``
+stays false and approval does not wait for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from lucid.lib import tip191
+from lucid.lib.clock import Clock
+from lucid.lib.ids import new_id
+from lucid.nodes.alerts import AUTH_FAILURES, Alerts
+from lucid.nodes.callers import Caller, audit
+from lucid.nodes.limits import RateLimiter
+from lucid.nodes.pools import check_room
+from lucid.nodes.reachability import Prober
+from lucid.nodes.store import DuplicateError
+from lucid.nodes.store.nodes import NodeRecord, NodeStore
+from lucid.nodes.store.pools import PoolStore
+from lucid.nodes.store.registrations import RegistrationRecord, RegistrationStore
+from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.runtime.audit import AuditTrail
+from lucid.runtime.errors import ErrorCode, LucidError, not_found
+
+CHALLENGE_TTL_S = 120
+REGISTRATION_TTL_S = 300
+MAX_PENDING = 1000
+APPROVAL_SCORE = 0.8
+MIN_BANDWIDTH_MBPS = 10
+MIN_STORAGE_BYTES = 50 * 10**9
+MIN_CORES = 2
+OPEN = (npb.REGISTRATION_STATE_PENDING, npb.REGISTRATION_STATE_CHALLENGE_ISSUED)
+
+
+def challenge_message(node_id: str, unix_ts: int) -> str:
+    """What the node key signs."""
+    return f"lucid_node_registration_{node_id}_{unix_ts}"
+
+
+def capable(hardware: dict[str, Any]) -> bool:
+    """≥ 10 Mbps on some interface, ≥ 50 GB of storage, ≥ 2 cores."""
+    bandwidth = max(
+        (int(i.get("bandwidth_mbps", 0)) for i in hardware.get("network_interfaces", [])),
+        default=0,
+    )
+    return (
+        bandwidth >= MIN_BANDWIDTH_MBPS
+        and int(hardware.get("storage_bytes", 0)) >= MIN_STORAGE_BYTES
+        and int(hardware.get("cpu_cores", 0)) >= MIN_CORES
+    )
+
+
+@dataclass(frozen=True)
+class Application:
+    """What RegisterNode brings besides the registration id and signature."""
+
+    name: str
+    node_type: int
+    hardware: dict[str, Any]
+    location: dict[str, Any]
+    configuration: dict[str, Any]
+    initial_pool_id: str
+    onion_address: str
+    port: int
+    capabilities: list[str]
+    node_public_key: str
+    stake_amount_micros: int
+    stake_tx_hash: str
+
+
+class Registrations:
+    """The registration flow."""
+
+    def __init__(  # noqa: PLR0917 (wiring: every collaborator once)
+        self,
+        registrations: RegistrationStore,
+        nodes: NodeStore,
+        pools: PoolStore,
+        audit: AuditTrail,
+        prober: Prober,
+        clock: Clock,
+        limiter: RateLimiter,
+        alerts: Alerts,
+    ) -> None:
+        self.limiter = limiter
+        self.alerts = alerts
+        self.registrations = registrations
+        self.nodes = nodes
+        self.pools = pools
+        self.audit = audit
+        self.prober = prober
+        self.clock = clock
+
+    async def issue(self, node_address: str, caller: Caller) -> RegistrationRecord:
+        """A fresh challenge for a node address."""
+        now = self.clock.now()
+        if await self.registrations.count_pending(OPEN, now) >= MAX_PENDING:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_QUOTA_EXCEEDED,
+                f"{MAX_PENDING} registrations are pending; try again later",
+                retry_after_s=CHALLENGE_TTL_S,
+            )
+        node_id = new_id()
+        record = RegistrationRecord(
+            registration_id=new_id(),
+            node_id=node_id,
+            node_address=node_address,
+            owner_user_id=caller.user_id,
+            state=npb.REGISTRATION_STATE_CHALLENGE_ISSUED,
+            message=challenge_message(node_id, int(now.timestamp())),
+            created_at=now,
+            challenge_expires_at=now + timedelta(seconds=CHALLENGE_TTL_S),
+            expires_at=now + timedelta(seconds=REGISTRATION_TTL_S),
+        )
+        await self.registrations.insert(record)
+        return record
+
+    async def sweep(self) -> int:
+        """Marks open registrations past their 300 s as EXPIRED."""
+        return await self.registrations.expire(
+            OPEN, npb.REGISTRATION_STATE_EXPIRED, self.clock.now()
+        )
+
+    async def register(
+        self, registration_id: str, signature: str, app: Application, caller: Caller
+    ) -> tuple[NodeRecord, RegistrationRecord]:
+        """Checks a signed challenge and the application; the new node, inactive."""
+        reg = await self.registrations.get(registration_id)
+        if reg is None or reg.owner_user_id != caller.user_id:
+            raise not_found(f"registration {registration_id}")
+        now = self.clock.now()
+        if reg.state not in OPEN:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_STATE,
+                f"registration {registration_id} is {npb.RegistrationState.Name(reg.state)}",  # type: ignore[arg-type]
+            )
+        if now >= reg.challenge_expires_at:
+            await self.registrations.transition(
+                registration_id, OPEN, {"state": npb.REGISTRATION_STATE_EXPIRED}
+            )
+            raise LucidError(
+                ErrorCode.ERROR_CODE_CHALLENGE_INVALID,
+                "the registration challenge expired; ask for a new one",
+            )
+        if not tip191.signed_by(reg.node_address, reg.message, signature):
+            await audit(self.audit, caller, "node.register", reg.node_id, failed="bad signature")
+            if await self.limiter.exceeded("auth_failures", caller.display):
+                await self.alerts.raise_alert(
+                    "auth_failures",
+                    reg.node_id,
+                    caller,
+                    {"failures": f"{AUTH_FAILURES}+ in 15 min", "caller": caller.display},
+                )
+            raise LucidError(
+                ErrorCode.ERROR_CODE_SIGNATURE_INVALID,
+                "the signature was not made by the node address's key over the challenge",
+            )
+        if app.initial_pool_id:
+            await check_room(self.pools, self.nodes, app.initial_pool_id)
+        if await self.nodes.name_taken(app.initial_pool_id, app.name):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                f"a node named {app.name} is already in the pool",
+            )
+        checks = {
+            "signature_verified": True,
+            "capability_verified": capable(app.hardware),
+            "reachability_verified": await self.prober.reachable(app.port),
+            "storage_verified": False,
+            "stake_verified": False,
+        }
+        score = round(
+            min(
+                1.0,
+                0.3 + 0.3 * checks["capability_verified"] + 0.2 * checks["reachability_verified"],
+            ),
+            2,
+        )
+        if score < APPROVAL_SCORE:
+            failed = [k.removesuffix("_verified") for k, ok in checks.items() if not ok]
+            reason = f"verification score {score} < {APPROVAL_SCORE}: " + ", ".join(
+                f for f in failed if f in ("capability", "reachability")
+            )
+            rejected = await self.registrations.transition(
+                registration_id,
+                OPEN,
+                {
+                    **checks,
+                    "state": npb.REGISTRATION_STATE_REJECTED,
+                    "verification_score": score,
+                    "rejection_reason": reason,
+                },
+            )
+            await audit(self.audit, caller, "node.register", reg.node_id, failed=reason)
+            assert rejected is not None
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, f"registration rejected: {reason}")
+        node = NodeRecord(
+            node_id=reg.node_id,
+            owner_user_id=caller.user_id,
+            name=app.name,
+            node_type=app.node_type,
+            state=npb.NODE_STATE_INACTIVE,
+            node_address=reg.node_address,
+            node_public_key=app.node_public_key,
+            created_at=now,
+            updated_at=now,
+            pool_id=app.initial_pool_id,
+            pool_join_time=now if app.initial_pool_id else None,
+            onion_address=app.onion_address,
+            port=app.port,
+            hardware=app.hardware,
+            location=app.location,
+            configuration=app.configuration,
+            capabilities=app.capabilities,
+            stake_amount_micros=app.stake_amount_micros,
+        )
+        # Claim the registration first so that one challenge makes at most one node.
+        approved = await self.registrations.transition(
+            registration_id,
+            OPEN,
+            {
+                **checks,
+                "state": npb.REGISTRATION_STATE_APPROVED,
+                "verification_score": score,
+                "stake_tx_hash": app.stake_tx_hash,
+            },
+        )
+        if approved is None:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_STATE, "the registration was completed meanwhile"
+            )
+        try:
+            await self.nodes.insert(node)
+        except DuplicateError:
+            await self.registrations.transition(
+                registration_id,
+                (npb.REGISTRATION_STATE_APPROVED,),
+                {
+                    "state": npb.REGISTRATION_STATE_REJECTED,
+                    "rejection_reason": "the node address is registered already",
+                },
+            )
+            raise LucidError(
+                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                f"a node with address {reg.node_address} is registered already",
+            ) from None
+        await audit(self.audit, caller, "node.register", node.node_id)
+        return node, approved

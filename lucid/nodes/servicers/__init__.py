@@ -1,0 +1,1 @@
+"""gRPC adapters of the nodes contract, one module per service."""

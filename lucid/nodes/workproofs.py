@@ -1,0 +1,115 @@
+"""Task proofs of nodes: checked against the node's registered key, then put on the chain.
+
+A node agent signs a ``lucid.blockchain.v1.TaskProof`` (``lucid.lib.taskproofs``)
+with the key recorded at registration; the proof's time is its slot's start.
+SubmitWorkProof rebuilds
+that proof from the request and the node's record, refuses a signature that
+does not verify with the registered key (``LUCID_ERR_4105``), a slot other than
+the current or previous one, a node that is not active or not the caller's, and
+a second proof for the same (node, slot, task) (ALREADY_EXISTS). It then hands
+the proof to the chain's SubmitTaskProof; what the chain refuses is not kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lucid.lib import taskproofs
+from lucid.lib.clock import Clock
+from lucid.lib.ids import new_id
+from lucid.nodes import credits
+from lucid.nodes.callers import Caller
+from lucid.nodes.chain import ChainProofs
+from lucid.nodes.store import DuplicateError
+from lucid.nodes.store.nodes import NodeStore
+from lucid.nodes.store.proofs import ProofRecord, ProofStore
+from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.runtime.errors import ErrorCode, LucidError, not_found
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """An accepted proof."""
+
+    proof_id: str
+    credits: float
+    epoch: int
+
+
+class WorkProofs:
+    """Accepts task proofs."""
+
+    def __init__(
+        self, nodes: NodeStore, proofs: ProofStore, chain: ChainProofs, clock: Clock
+    ) -> None:
+        self.nodes = nodes
+        self.proofs = proofs
+        self.chain = chain
+        self.clock = clock
+
+    async def submit(
+        self,
+        *,
+        node_id: str,
+        pool_id: str,
+        slot: int,
+        task_type: int,
+        value: float,
+        signature: str,
+        caller: Caller,
+    ) -> Submitted:
+        """Checks a proof, puts it on the chain and records it."""
+        node = await self.nodes.get(node_id)
+        if node is None or not caller.may_act_on(node.owner_user_id):
+            raise not_found(f"node {node_id}")
+        if node.state != npb.NODE_STATE_ACTIVE:
+            raise LucidError(ErrorCode.ERROR_CODE_INVALID_STATE, f"node {node_id} is not active")
+        if pool_id and pool_id != node.pool_id:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, f"node {node_id} is not in pool {pool_id}"
+            )
+        current = taskproofs.slot_of(self.clock.now())
+        if slot not in (current, current - 1):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                f"slot {slot} is not the current task slot ({current}) or the one before",
+            )
+        proof = taskproofs.task_proof(
+            node_id=node_id,
+            pool_id=node.pool_id,
+            slot=slot,
+            task_type=task_type,
+            value=round(value),
+            public_key=node.node_public_key,
+        )
+        proof.signature = signature
+        if not taskproofs.verifies(proof):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_CHAIN_SIGNATURE_INVALID,
+                "the proof's signature does not verify with the node's registered key",
+            )
+        record = ProofRecord(
+            proof_id=new_id(),
+            node_id=node_id,
+            pool_id=node.pool_id,
+            slot=slot,
+            task_type=task_type,
+            value=float(round(value)),
+            proof_time=taskproofs.slot_start(slot),
+            signature=signature,
+        )
+        try:
+            await self.proofs.insert(record)
+        except DuplicateError:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+                f"node {node_id} already proved this task in slot {slot}",
+            ) from None
+        try:
+            answer = await self.chain.submit(proof)
+        except LucidError:
+            await self.proofs.discard(record.proof_id)
+            raise
+        await self.proofs.set_chain_result(record.proof_id, answer.proof_id, answer.epoch)
+        earned = credits.units(task_type, 1, record.value) * credits.WEIGHTS[task_type]
+        return Submitted(proof_id=answer.proof_id, credits=round(earned, 6), epoch=answer.epoch)

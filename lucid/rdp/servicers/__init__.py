@@ -1,0 +1,1 @@
+"""gRPC adapters of the rdp contract: proto ↔ domain only."""

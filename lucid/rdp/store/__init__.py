@@ -1,0 +1,1 @@
+"""Storage of the rdp cluster: MongoDB collections only, typed records in and out."""

@@ -1,0 +1,323 @@
+"""Property-based fuzzing of the front door (issue 8 item 4): every routed rpc with
+malformed bodies, query values and path ids, and every rpc over grpc-web with malformed
+protobuf, as an anonymous caller, a user and an admin. Whatever comes in: no 5xx (an rpc
+not built yet may answer 501 ``LUCID_ERR_5011``, its contract's answer), never UNKNOWN
+or INTERNAL, every REST error is the JSON envelope, and nothing stored changes.
+
+Hypothesis drives a synchronous property from a worker thread; each example's requests
+run on the test's event loop, where the servers live. Examples are bounded (a few per
+route) so that the whole module runs in well under two minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import string
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+from lucid.runtime.config import Settings
+from lucid.runtime.contracts import HttpRoute, MethodInfo, catalog
+from tests.edge_probe import FrontDoorClient, grpc_web_body, grpc_web_status
+from tests.front_door_support import FrontDoor, full_front_door
+from tests.support import Mesh
+from tests.waiting import eventually
+
+T = TypeVar("T")
+EXAMPLES_PER_ROUTE = 3
+REQUESTS_PER_CLIENT = 60
+"""Requests from one client address (well inside the public tier's burst of 200)."""
+BAD_STATUSES = {"2", "13"}  # UNKNOWN, INTERNAL
+NOT_BUILT = "LUCID_ERR_5011"
+_addresses = itertools.count(1)
+
+ODD_VALUES = (
+    "",
+    "-",
+    "--1",
+    "\u00b2",
+    "\u0661",
+    "1_0",
+    " 1",
+    "1e309",
+    "nan",
+    "-0",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "true",
+    "%00",
+    "..",
+    "../..",
+    "\u202e",
+    "\ud7ff",
+    "' OR 1=1 --",
+    '{"$gt": ""}',
+    "$where",
+    "AAAA====",
+    "x" * 300,
+)
+odd_text = st.one_of(st.sampled_from(ODD_VALUES), st.text(max_size=40))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | odd_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@dataclass
+class Fuzzer:
+    """The front door, the loop its servers run on, and the current client."""
+
+    door: FrontDoor
+    loop: asyncio.AbstractEventLoop
+    client: FrontDoorClient | None = None
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs a coroutine on the servers' loop (from hypothesis' worker thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    async def session(self) -> FrontDoorClient:
+        """The current client; a new address every ``REQUESTS_PER_CLIENT`` requests."""
+        if self.client is None or self.sent >= REQUESTS_PER_CLIENT:
+            if self.client is not None:
+                await self.client.close()
+            self.client = self.door.client()
+            self.sent = 0
+        self.sent += 1
+        return self.client
+
+    def headers(self, who: str) -> dict[str, str]:
+        """Authorization for an anonymous caller, a user or an admin (a fresh user each)."""
+        token = self.door.caller(who).token
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def check(self, problem: str | None) -> None:
+        """Keeps what was wrong with one answer."""
+        if problem:
+            self.failures.append(problem)
+
+
+def _settled(mesh: Mesh) -> bool:
+    """Whether every cluster has stored its schema declaration (a startup write)."""
+    return all(
+        server.declarer is not None and server.declarer.declared.is_set()
+        for server in mesh.servers.values()
+        if server.app.declare_schema
+    )
+
+
+async def _counts(mesh: Mesh) -> dict[str, int]:
+    """Documents per collection of the mesh's database, once startup writes are done."""
+    await eventually(lambda: _settled(mesh), timeout_s=60, what="every schema declaration stored")
+    db = mesh.servers["auth"].runtime.datastores.db
+    names = await db.list_collection_names()
+    return {name: await db[name].count_documents({}) for name in sorted(names)}
+
+
+@pytest.fixture(scope="module")
+async def fuzzer(settings: Settings) -> AsyncIterator[Fuzzer]:
+    """All ten clusters (their own database) behind the Python edge; the chain makes no
+    blocks while nothing is submitted, so stored counts stand still unless a request
+    changes them."""
+    async with full_front_door(settings, "fuzz") as door:
+        fuzz = Fuzzer(door, asyncio.get_running_loop())
+        yield fuzz
+        if fuzz.client is not None:
+            await fuzz.client.close()
+
+
+def _routes() -> list[tuple[MethodInfo, HttpRoute]]:
+    methods = sorted(catalog().methods.values(), key=lambda m: m.path)
+    return [(info, route) for info in methods for route in info.routes]
+
+
+def _malformed_body(info: MethodInfo) -> st.SearchStrategy[bytes]:
+    """Bodies that cannot be a valid request: not JSON, not an object, an unknown field,
+    or the request's own fields with values of any type next to an unknown one."""
+    fields = [f.name for f in catalog().pool.FindMessageTypeByName(info.input_type).fields]
+    known = st.dictionaries(st.sampled_from(fields), json_values, max_size=4) if fields else None
+    objects = st.fixed_dictionaries({"__fuzz__": json_values})
+    if known is not None:
+        objects = st.tuples(known, objects).map(lambda pair: {**pair[0], **pair[1]})
+    return st.one_of(
+        st.binary(max_size=200).filter(_never_a_request),
+        st.text(max_size=80).map(str.encode).filter(_never_a_request),
+        json_values.map(lambda v: json.dumps(v).encode()).filter(_never_a_request),
+        objects.map(lambda v: json.dumps(v).encode()),
+        st.just(b"{" * 50),
+    )
+
+
+def _never_a_request(body: bytes) -> bool:
+    """Whether a body is malformed for certain: not empty (no body is a valid empty request),
+    and not JSON that is an object or null."""
+    if not body.strip():
+        return False
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return True
+    return value is not None and not isinstance(value, dict)
+
+
+def _query(info: MethodInfo) -> st.SearchStrategy[dict[str, str]]:
+    fields = [f.name for f in catalog().pool.FindMessageTypeByName(info.input_type).fields]
+    names = st.sampled_from(fields) if fields else st.text(string.ascii_lowercase, min_size=1)
+    return st.dictionaries(
+        st.one_of(names, st.text(string.ascii_letters + "._[]", min_size=1, max_size=20)),
+        odd_text,
+        max_size=3,
+    )
+
+
+def _path(route: HttpRoute) -> st.SearchStrategy[str]:
+    """The route's template with every variable a fuzzed id (one path segment each)."""
+    parts = route.template.replace("}", "{").split("{")
+    variables = len(parts) // 2
+    ids = st.lists(
+        odd_text.filter(bool).map(lambda s: quote(s, safe="")),
+        min_size=variables,
+        max_size=variables,
+    )
+
+    def fill(values: list[str]) -> str:
+        out = list(parts)
+        for i, value in enumerate(values):
+            out[2 * i + 1] = value
+        return "".join(out)
+
+    return ids.map(fill)
+
+
+async def _rest(
+    fuzz: Fuzzer, route: HttpRoute, path: str, query: dict[str, str], body: bytes | None, who: str
+) -> str | None:
+    """One request; a description of what is wrong with the answer, or ``None``."""
+    client = await fuzz.session()
+    headers = fuzz.headers(who)
+    if body is not None:
+        headers["content-type"] = "application/json"
+    async with client.http.request(
+        route.verb, fuzz.door.url + path, params=query, data=body, headers=headers
+    ) as response:
+        raw = await response.read()
+        label = f"{route.verb} {path[:120]} {query} as {who}: HTTP {response.status}"
+        if response.content_type != "application/json":
+            return None if response.status < 400 else f"{label}: not the JSON envelope"
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return f"{label}: body is not JSON"
+        if response.status >= 400:
+            error = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(error, dict) or not error.get("code"):
+                return f"{label}: not the JSON envelope"
+            if "Available Fields" in raw.decode(errors="replace"):
+                return f"{label}: the error lists the schema"
+            if response.status >= 500 and error["code"] != NOT_BUILT:
+                return f"{label}: {error['code']} {error.get('message', '')[:200]}"
+    return None
+
+
+async def _grpc_web(fuzz: Fuzzer, info: MethodInfo, payload: bytes, who: str) -> str | None:
+    client = await fuzz.session()
+    headers = {"content-type": "application/grpc-web+proto", **fuzz.headers(who)}
+    async with client.http.post(
+        fuzz.door.url + info.path, data=grpc_web_body(payload), headers=headers
+    ) as response:
+        body = await response.read()
+        status = grpc_web_status(response.headers, body)
+    label = f"grpc-web {info.path} as {who}: HTTP {response.status} grpc-status {status}"
+    if response.status >= 500 or status in BAD_STATUSES:
+        return label
+    if status == "0":
+        return f"{label}: a malformed message was accepted"
+    return None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+never_valid_protobuf = st.one_of(
+    st.binary(max_size=100).map(lambda b: b"\x0e" + b),  # wire type 6
+    st.binary(max_size=100).map(lambda b: b"\x0f" + b),  # wire type 7
+    st.binary(max_size=100).map(lambda b: b"\x0a" + _varint(len(b) + 1) + b),  # runs past the end
+)
+"""Protobuf that no parser may accept, whatever the random tail (a group or a valid
+prefix could be well-formed by chance)."""
+callers = st.sampled_from(("anonymous", "user", "admin"))
+BOUNDED = settings(
+    max_examples=EXAMPLES_PER_ROUTE,
+    deadline=None,
+    database=None,  # nothing written to .hypothesis/
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=list(HealthCheck),
+)
+"""A few examples per route and no shrinking: the whole catalog within the time budget."""
+
+
+def _fuzz_rest(fuzz: Fuzzer, info: MethodInfo, route: HttpRoute) -> None:
+    body = _malformed_body(info) if route.body else st.none()
+
+    @BOUNDED
+    @given(path=_path(route), query=_query(info), body=body, who=callers)
+    def prop(path: str, query: dict[str, str], body: bytes | None, who: str) -> None:
+        fuzz.check(fuzz.run(_rest(fuzz, route, path, query, body, who)))
+
+    prop()
+
+
+def _fuzz_grpc_web(fuzz: Fuzzer, info: MethodInfo) -> None:
+    @BOUNDED
+    @given(payload=never_valid_protobuf, who=callers)
+    def prop(payload: bytes, who: str) -> None:
+        fuzz.check(fuzz.run(_grpc_web(fuzz, info, payload, who)))
+
+    prop()
+
+
+async def _unharmed(fuzz: Fuzzer, run_all: Callable[[], None]) -> None:
+    """Runs the properties; no answer was wrong and nothing stored changed."""
+    fuzz.failures = []
+    mesh = fuzz.door.mesh
+    before = await _counts(mesh)
+    await asyncio.to_thread(run_all)
+    assert "\n".join(fuzz.failures) == ""
+    after = await _counts(mesh)
+    changed = [name for name in after if after[name] != before.get(name, 0)]
+    db = mesh.servers["auth"].runtime.datastores.db
+    added = {name: await db[name].find({}, {"_id": 0}).to_list(5) for name in changed}
+    assert after == before, f"stored documents changed: {added}"
+
+
+async def test_malformed_rest_requests_never_crash_or_change_state(fuzzer: Fuzzer) -> None:
+    def run_all() -> None:
+        for info, route in _routes():
+            _fuzz_rest(fuzzer, info, route)
+
+    await _unharmed(fuzzer, run_all)
+
+
+async def test_malformed_grpc_web_messages_never_crash_or_change_state(fuzzer: Fuzzer) -> None:
+    def run_all() -> None:
+        for info in sorted(catalog().methods.values(), key=lambda m: m.path):
+            if not info.client_streaming:
+                _fuzz_grpc_web(fuzzer, info)
+
+    await _unharmed(fuzzer, run_all)

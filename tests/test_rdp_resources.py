@@ -1,0 +1,228 @@
+"""Resource monitoring of real xrdp servers: psutil samples, limits, alerts with
+severities, soft enforcement (spec 04 §4.4, §7 check 10)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from lucid.common.v1 import access_pb2
+from lucid.rdp.app import SERVICE_ACTOR
+from lucid.rdp.records import Sample
+from lucid.rdp.resources import severity
+from lucid.rdp.v1 import rdp_pb2, resource_pb2, session_pb2, xrdp_pb2
+from lucid.runtime.config import Settings
+from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
+from tests.support import Mesh, bearer, details
+
+
+@pytest.fixture(scope="module")
+async def env(
+    mesh: Mesh, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RdpEnv]:
+    rdp = await start_rdp(mesh, settings, tmp_path_factory.mktemp("rdp-resources"))
+    try:
+        yield rdp
+    finally:
+        await stop_rdp(rdp)
+
+
+async def role(env: RdpEnv, value: int) -> tuple[tuple[str, str]]:
+    return bearer(await env.sessions_env.main.token(role=value))
+
+
+@pytest.mark.parametrize(
+    ("value", "threshold", "expected"),
+    [
+        (80.0, 80.0, ""),
+        (85.0, 80.0, "medium"),
+        (89.9, 80.0, "medium"),
+        (90.0, 80.0, "high"),
+        (95.0, 80.0, "high"),
+        (99.9, 90.0, "critical"),
+        (100.0, 80.0, "critical"),
+        (60.0, 40.0, "critical"),
+    ],
+)
+def test_severity_follows_how_far_over_the_threshold(
+    value: float, threshold: float, expected: str
+) -> None:
+    assert severity(value, threshold) == expected
+
+
+async def test_a_cpu_95_memory_90_sample_raises_high_alerts_that_can_be_resolved(
+    env: RdpEnv,
+) -> None:
+    resources = env.domain_resources
+    for kind in ("cpu", "memory"):  # the real host may be busy: start from no open alert
+        already = await resources.store.open_alert("", kind)
+        if already is not None:
+            await resources.resolve(SERVICE_ACTOR, already.alert_id, "test setup")
+    sample = Sample(
+        "host", "", resources.clock.now(), cpu_percent=95.0, memory_percent=90.0, disk_percent=10
+    )
+    raised = await resources.evaluate(sample, await resources.limits())
+    assert {(a.resource_type, a.severity) for a in raised} == {("cpu", "high"), ("memory", "high")}
+    admin = await role(env, access_pb2.ROLE_ADMIN)
+    listed = await env.resources.ListResourceAlerts(
+        resource_pb2.ListResourceAlertsRequest(
+            severity=resource_pb2.ALERT_SEVERITY_HIGH, resolved=False
+        ),
+        metadata=admin,
+    )
+    ids = {a.alert_id for a in listed.alerts}
+    assert {a.alert_id for a in raised} <= ids
+    again = await resources.evaluate(sample, await resources.limits())
+    assert again == []  # one open alert per resource, not one per sample
+
+    _, user = await env.user()
+    theirs = await env.resources.ListResourceAlerts(
+        resource_pb2.ListResourceAlertsRequest(), metadata=user
+    )
+    assert not theirs.alerts
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.resources.ResolveResourceAlert(
+            resource_pb2.ResolveResourceAlertRequest(alert_id=raised[0].alert_id), metadata=user
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    for alert in raised:
+        done = await env.resources.ResolveResourceAlert(
+            resource_pb2.ResolveResourceAlertRequest(alert_id=alert.alert_id, note="handled"),
+            metadata=admin,
+        )
+        assert done.alert.resolved and done.alert.resolve_time.seconds > 0
+    still_open = await env.resources.ListResourceAlerts(
+        resource_pb2.ListResourceAlertsRequest(resolved=False), metadata=admin
+    )
+    assert not {a.alert_id for a in raised} & {a.alert_id for a in still_open.alerts}
+
+
+async def test_running_servers_are_sampled_and_a_server_over_its_limit_is_enforced(
+    env: RdpEnv,
+) -> None:
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
+    session = await env.create_session(md, server.server_id)
+    resources = env.domain_resources
+    await resources.sample_once()
+    usage = await env.resources.GetResourceUsage(
+        resource_pb2.GetResourceUsageRequest(server_id=server.server_id), metadata=md
+    )
+    assert usage.server.current.memory_mb > 0  # the real xrdp listener's memory
+    assert usage.system.current.memory_percent > 0
+    assert [s.session_id for s in usage.sessions] == [session.session_id]
+
+    limits = await resources.limits()
+    over = Sample(
+        "server", server.server_id, resources.clock.now(), memory_mb=limits.server_memory_mb * 1.5
+    )
+    record = await env.domain_servers.store.get(server.server_id)
+    first = await resources.evaluate(over, limits, record)
+    assert [(a.resource_type, a.severity) for a in first] == [("memory", "critical")]
+    state = await env.sessions.GetRdpSession(
+        session_pb2.GetRdpSessionRequest(session_id=session.session_id), metadata=md
+    )
+    assert state.session.state == session_pb2.RDP_SESSION_STATE_ACTIVE  # alert first
+    await resources.evaluate(over, limits, record)  # still over: enforced
+    state = await env.sessions.GetRdpSession(
+        session_pb2.GetRdpSessionRequest(session_id=session.session_id), metadata=md
+    )
+    assert state.session.state == session_pb2.RDP_SESSION_STATE_TERMINATED
+    assert state.session.termination_reason == "limit"
+    mine = await env.resources.ListResourceAlerts(
+        resource_pb2.ListResourceAlertsRequest(server_id=server.server_id), metadata=md
+    )
+    assert [a.alert_id for a in mine.alerts] == [first[0].alert_id]
+    await env.delete_server(md, server.server_id)
+
+
+async def test_limits_are_changed_by_super_admins_only_and_apply(env: RdpEnv) -> None:
+    admin = await role(env, access_pb2.ROLE_ADMIN)
+    boss = await role(env, access_pb2.ROLE_SUPER_ADMIN)
+    current = (
+        await env.resources.GetResourceLimits(
+            resource_pb2.GetResourceLimitsRequest(), metadata=admin
+        )
+    ).limits
+    assert current.per_server.memory_mb == 4096 and current.thresholds.cpu_percent == 80
+    _, md = await env.user()
+    await env.create_server(md)
+    servers = await env.domain_servers.store.count()
+    request = resource_pb2.UpdateResourceLimitsRequest()
+    getattr(request, "global").max_servers = servers
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.resources.UpdateResourceLimits(request, metadata=admin)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    updated = await env.resources.UpdateResourceLimits(request, metadata=boss)
+    assert getattr(updated.limits, "global").max_servers == servers
+    assert updated.limits.per_server.memory_mb == 4096  # untouched
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.create_server(md)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details(caught.value).reason == "LUCID_ERR_4302"
+    finally:
+        getattr(request, "global").max_servers = 50
+        await env.resources.UpdateResourceLimits(request, metadata=boss)
+    assert (await env.create_server(md)).state == rdp_pb2.SERVER_STATE_STOPPED
+
+
+async def test_xrdp_settings_are_kept_checked_and_applied_at_the_next_start(
+    env: RdpEnv,
+) -> None:
+    admin = await role(env, access_pb2.ROLE_ADMIN)
+    boss = await role(env, access_pb2.ROLE_SUPER_ADMIN)
+    current = (await env.xrdp.GetXrdpConfig(xrdp_pb2.GetXrdpConfigRequest(), metadata=admin)).config
+    overall = getattr(current, "global")
+    assert (overall.port, overall.idle_timeout_seconds, overall.session_timeout_seconds) == (
+        3389,
+        1800,
+        3600,
+    )
+    assert current.security.encryption_level == xrdp_pb2.XRDP_ENCRYPTION_LEVEL_HIGH
+
+    bad = xrdp_pb2.UpdateXrdpConfigRequest()
+    getattr(bad, "global").idle_timeout_seconds = 4000  # above the 3600 s session timeout
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.xrdp.UpdateXrdpConfig(bad, metadata=boss)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    out_of_range = xrdp_pb2.UpdateXrdpConfigRequest()
+    getattr(out_of_range, "global").max_connections = 1001
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.xrdp.UpdateXrdpConfig(out_of_range, metadata=boss)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    change = xrdp_pb2.UpdateXrdpConfigRequest(
+        security=xrdp_pb2.XrdpSecuritySettings(
+            encryption_level=xrdp_pb2.XRDP_ENCRYPTION_LEVEL_MEDIUM, tls_protocols=["TLSv1.3"]
+        )
+    )
+    getattr(change, "global").idle_timeout_seconds = 600
+    updated = await env.xrdp.UpdateXrdpConfig(change, metadata=boss)
+    assert getattr(updated.config, "global").idle_timeout_seconds == 600
+    assert getattr(updated.config, "global").session_timeout_seconds == 3600
+    assert list(updated.config.security.tls_protocols) == ["TLSv1.3"]
+
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
+    ini = env.backend.files(server.server_id).xrdp_ini.read_text()
+    assert "crypt_level=medium" in ini and "ssl_protocols=TLSv1.3" in ini
+    await env.delete_server(md, server.server_id)
+
+    started = await env.xrdp.StartXrdpService(xrdp_pb2.StartXrdpServiceRequest(), metadata=boss)
+    assert started.status.state == xrdp_pb2.XRDP_SERVICE_STATE_RUNNING
+    status = (await env.xrdp.GetXrdpStatus(xrdp_pb2.GetXrdpStatusRequest(), metadata=admin)).status
+    assert status.version.startswith("0.9") and status.port == 3350
+    restore = xrdp_pb2.UpdateXrdpConfigRequest(
+        security=xrdp_pb2.XrdpSecuritySettings(
+            encryption_level=xrdp_pb2.XRDP_ENCRYPTION_LEVEL_HIGH,
+            tls_protocols=["TLSv1.2", "TLSv1.3"],
+        )
+    )
+    getattr(restore, "global").idle_timeout_seconds = 1800
+    await env.xrdp.UpdateXrdpConfig(restore, metadata=boss)
