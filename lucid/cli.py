@@ -49,6 +49,13 @@ def _demo(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(0 if asyncio.run(run_demo(settings)) else 1)
 
 
+def _devnet(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.devnet.tron.main import config_from, run
+
+    configure_logging("devnet-tron", settings.log_level)
+    asyncio.run(run(config_from(args)))
+
+
 def _desktop(settings: Settings, args: argparse.Namespace) -> None:
     from lucid.supervisor.desktop import run_desktop
 
@@ -161,6 +168,16 @@ def _proof(settings: Settings, args: argparse.Namespace) -> None:
         )
     )
     sys.exit(0 if ok else 1)
+
+
+def _devnet_parser(sub: Any) -> None:
+    from lucid.devnet.tron.main import add_arguments
+
+    devnet = sub.add_parser("devnet", help="local stand-ins of outside networks")
+    devnet_sub = devnet.add_subparsers(dest="network", required=True)
+    tron_net = devnet_sub.add_parser("tron", help="a local TRON network (java-tron's HTTP API)")
+    add_arguments(tron_net)
+    tron_net.set_defaults(run=_devnet)
 
 
 def _node_agent(settings: Settings, args: argparse.Namespace) -> None:
@@ -302,6 +319,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     _desktop_parser(sub)
 
+    _devnet_parser(sub)
     certs = sub.add_parser("certs", help="development certificates")
     certs.add_argument("action", choices=["init"])
     certs.set_defaults(run=_certs)

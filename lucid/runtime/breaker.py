@@ -137,6 +137,11 @@ class CircuitBreaker:
         if state is State.CLOSED:
             self.failures = 0
 
+    def reset(self) -> None:
+        """Closes the breaker by hand (an operator's override) and clears its counts."""
+        self._transition(State.CLOSED)
+        self.failures = 0
+
     def acquire(self) -> Ticket:
         """Admits a call (its ``Ticket``) or raises ``CircuitOpenError``."""
         state = self.state

@@ -93,6 +93,21 @@ class Settings:
     other clusters go as plain h2 to its outbound listeners on loopback (the port
     map), and the caller of an incoming call is the SPIFFE id the sidecar puts in
     ``x-forwarded-client-cert`` when it connects with this cluster's own certificate."""
+    tron_endpoint: str = "http://127.0.0.1:8090"
+    """The TRON full node's HTTP API the payments cluster uses (``lucid devnet tron`` on one
+    machine; a Nile or mainnet node in production)."""
+    tron_usdt_contract: str = "TTaZC4WTxTYnaGvg5PrUjkLVivsWM8GFXn"
+    """The USDT-TRC20 contract (the devnet's by default; mainnet is
+    ``TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t``)."""
+    tron_fee_limit_sun: int = 100_000_000
+    """fee_limit of a USDT transfer (spec 07: 10-100 TRX; a transfer to a new holder burns
+    about 130k energy at 420 sun ≈ 55 TRX without staked energy, so 100 TRX)."""
+    tron_confirmations: int = 19
+    """Blocks after which a payout counts as confirmed (the node's solid depth)."""
+    payout_poll_interval_s: float = 3.0
+    """How often the payout worker sends pending payouts and checks sent ones."""
+    devnet_tron_port: int = 8090
+    """Port of the local TRON network ``lucid up`` starts."""
     key_passphrase: str = ""
     """Passphrase sealing private keys at rest; read from var/secrets when empty."""
     call_timeout_s: float = 30.0

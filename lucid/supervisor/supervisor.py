@@ -32,6 +32,7 @@ from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.identity import EDGE, OPERATOR
 from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
+from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
 from lucid.supervisor.localservers import LocalStores
 
 log = logging.getLogger("lucid.supervisor")
@@ -177,6 +178,7 @@ def cluster_children(settings: Settings) -> list[Child]:
         for n in range(1, settings.validators)
     ]
     children.append(Child(EDGE, [python, "-m", "lucid", "edge"]))
+    children.append(Child("devnet-tron", devnet_argv(settings)))
     return children
 
 
@@ -274,6 +276,7 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
     """Runs the whole mesh until Ctrl-C (``demo``: then walk through it once, see ``demo``)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     written = ensure_certs(settings)
+    ensure_payout_key(settings)
     if written:
         print(f"certificates issued: {', '.join(written)}")
     mongo_port, redis_port = store_ports(settings)
@@ -296,6 +299,7 @@ async def up(settings: Settings, *, demo: bool = False) -> None:
         "LUCID_EDGE_PORT": str(settings.edge_port),
         "LUCID_EDGE_TLS": str(settings.edge_tls).lower(),
         "LUCID_HOST": settings.host,
+        "LUCID_TRON_ENDPOINT": f"http://127.0.0.1:{settings.devnet_tron_port}",
     }
     supervisor = Supervisor(settings, env, cluster_children(settings))
     stop = asyncio.Event()

@@ -1,0 +1,1 @@
+"""Local stand-ins for networks that cannot run on one machine (TRON: ``lucid.devnet.tron``)."""
