@@ -38,7 +38,10 @@ async def _main(names: list[str]) -> None:
             figures: list[Figure] = await module.run(ctx)
             print(f"\n## {name} ({time.perf_counter() - started:.1f}s)")
             for figure in figures:
-                print(f"  {figure.name:<58} {figure.value:>14,.3f} {figure.unit}")
+                line = f"  {figure.name:<58} {figure.value:>14,.3f} {figure.unit}"
+                if figure.target:
+                    line += f"   target {figure.target}: {'met' if figure.met else 'NOT met'}"
+                print(line)
             results[name] = [f.as_dict() for f in figures]
     out = Path("var/bench/results.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import statistics
 import tempfile
 import time
 import uuid
@@ -37,6 +38,7 @@ SECONDS = 4.0
 CONCURRENCY = 8
 GHZ_CONCURRENCY = 16
 GHZ_REQUESTS = 6000
+GHZ_ROUNDS = 3
 
 
 async def _ghz(label: str, target: str, certs: Path, token: str) -> list[Figure]:
@@ -116,18 +118,33 @@ async def run(ctx: BenchContext) -> list[Figure]:
     await mesh.start("gateway")
     token = await mesh.token()
     try:
-        figures += await _ghz("bare grpc.aio", f"127.0.0.1:{bare_port}", settings.certs_dir, token)
-        figures += await _ghz(
-            "full chain (token verified)",
-            f"127.0.0.1:{own.port('auth')}",
-            settings.certs_dir,
-            token,
-        )
-        chain = next(f for f in figures if f.name == "ghz full chain (token verified): throughput")
-        base = next(f for f in figures if f.name == "ghz bare grpc.aio: throughput")
-        figures.append(
-            Figure("ghz full chain / bare throughput", chain.value / base.value, "ratio")
-        )
+        # bare and chain alternate; the machine is shared, so the best round of each
+        # side is kept (the same treatment for both)
+        rounds: dict[str, list[list[Figure]]] = {"bare grpc.aio": [], "full chain": []}
+        targets = {"bare grpc.aio": bare_port, "full chain": own.port("auth")}
+        for _ in range(GHZ_ROUNDS):
+            for label, port in targets.items():
+                found = await _ghz(label, f"127.0.0.1:{port}", settings.certs_dir, token)
+                rounds[label].append(found)
+        best = {label: max(runs, key=lambda r: r[0].value) for label, runs in rounds.items()}
+        figures += best["bare grpc.aio"] + best["full chain"]
+        paired = [
+            chain[0].value / bare[0].value
+            for bare, chain in zip(rounds["bare grpc.aio"], rounds["full chain"], strict=True)
+        ]
+        figures += [
+            Figure(
+                f"ghz full chain / bare throughput, best of {GHZ_ROUNDS} each",
+                best["full chain"][0].value / best["bare grpc.aio"][0].value,
+                "ratio",
+            ),
+            Figure(
+                f"ghz full chain / bare throughput, median of {GHZ_ROUNDS} back-to-back pairs",
+                statistics.median(paired),
+                "ratio",
+                at_least=0.85,
+            ),
+        ]
 
         # the same rpc: direct gRPC from Python, then via the edge's REST route
         async with mesh.channel("auth") as channel:

@@ -20,15 +20,38 @@ from tests.support import Mesh, session_settings
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured number."""
+    """One measured number, with the target of issue 15 where it has one."""
 
     name: str
     value: float
     unit: str
+    at_most: float | None = None
+    at_least: float | None = None
+
+    @property
+    def target(self) -> str:
+        """``≤ 1.2``, ``≥ 0.85`` or empty."""
+        if self.at_most is not None:
+            return f"≤ {self.at_most:g}"
+        if self.at_least is not None:
+            return f"≥ {self.at_least:g}"
+        return ""
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the target is met (None without one)."""
+        if self.at_most is not None:
+            return self.value <= self.at_most
+        if self.at_least is not None:
+            return self.value >= self.at_least
+        return None
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
-        return {"name": self.name, "value": self.value, "unit": self.unit}
+        found: dict[str, object] = {"name": self.name, "value": self.value, "unit": self.unit}
+        if self.target:
+            found |= {"target": self.target, "met": self.met}
+        return found
 
 
 @dataclass

@@ -288,6 +288,22 @@ def _proof_parser(sub: Any) -> None:
     proof.set_defaults(run=_proof)
 
 
+def _admin(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.admin.grantcli import grant
+
+    status, text = asyncio.run(grant(settings, args.tron_address, args.role))
+    print(text, file=sys.stderr if status else sys.stdout)
+    sys.exit(status)
+
+
+def _admin_parser(sub: Any) -> None:
+    admin = sub.add_parser("admin", help="operator tools of the admin console")
+    admin.add_argument("action", choices=["grant"])
+    admin.add_argument("tron_address", help="the TRON address the user signed in with")
+    admin.add_argument("role", help="super_admin (the first one), admin, node_operator or user")
+    admin.set_defaults(run=_admin)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(prog="lucid", description=__doc__)
@@ -362,6 +378,7 @@ def parser() -> argparse.ArgumentParser:
     db.set_defaults(run=_db)
 
     _proof_parser(sub)
+    _admin_parser(sub)
 
     _node_agent_parser(sub)
     _replay_parser(sub)

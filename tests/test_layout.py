@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-LAID_OUT = ("auth", "gateway", "mesh", "nodes", "payments", "rdp", "sessions", "storage")
+LAID_OUT = (
+    "auth",
+    "gateway",
+    "mesh",
+    "nodes",
+    "payments",
+    "rdp",
+    "sessions",
+    "storage",
+)
 STATELESS = frozenset({"gateway"})
 """Clusters that own no collection: no schema.py and no store/."""
 STORE_ONLY = ("pymongo", "redis", "motor")

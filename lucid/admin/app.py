@@ -2,16 +2,112 @@
 
 The operator console: dashboard, sessions, nodes, anchoring, payouts, configuration,
 audit and emergency controls.
-Owns the proto package ``lucid.admin.v1`` and the Redis prefix ``lucid:admin:``.
+Owns the collections of ``lucid.admin.schema`` and the Redis prefix ``lucid:admin:``.
 Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
 (``LUCID_ERR_5011``) after authentication and authorization.
 """
 
 from __future__ import annotations
 
+import functools
+
+from lucid.admin import retention, schema
+from lucid.admin.auditlog import AuditLog
+from lucid.admin.clusters import (
+    AuthAsAdmin,
+    MeshReader,
+    RdpClient,
+    SessionsAsAdmin,
+    SessionsClient,
+)
+from lucid.admin.configs import Configs
+from lucid.admin.emergency import Emergency
+from lucid.admin.overview import Dashboard
+from lucid.admin.roles import Roles
+from lucid.admin.servicers.audit import AuditServicer
+from lucid.admin.servicers.auth import AdminAuthServicer
+from lucid.admin.servicers.blockchain import AdminBlockchainServicer
+from lucid.admin.servicers.config import ConfigServicer
+from lucid.admin.servicers.dashboard import DashboardServicer
+from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.servicers.rbac import AdminRbacServicer
+from lucid.admin.servicers.sessions import AdminSessionServicer
+from lucid.admin.session_views import SessionViews
+from lucid.admin.stepup import StepUps
+from lucid.admin.store.auditchain import AuditChainStore
+from lucid.admin.store.config import ConfigStore
+from lucid.admin.store.emergency_logs import EmergencyLogStore
+from lucid.admin.store.roles import RoleStore
+from lucid.admin.store.state import StateStore
+from lucid.admin.store.stepups import StepUpStore
+from lucid.admin.terminations import Terminations
+from lucid.admin.v1 import (
+    admin_pb2_grpc,
+    audit_pb2_grpc,
+    config_pb2_grpc,
+    dashboard_pb2_grpc,
+    emergency_pb2_grpc,
+    operations_pb2_grpc,
+)
+from lucid.lib.clock import Clock
+from lucid.runtime.config import CLUSTERS
 from lucid.runtime.server import ClusterApp, Runtime
 
 
-async def build(runtime: Runtime) -> ClusterApp:
-    """The admin server."""
-    return ClusterApp(servicers=[])
+async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
+    """The admin server (its domain on ``clock`` if given, for tests that move time)."""
+    clock = clock or runtime.clock
+    db = runtime.datastores.db
+    state = StateStore(db)
+    audit = AuditLog(AuditChainStore(db), state, clock)
+    stepups = StepUps(
+        AuthAsAdmin(runtime.channels), StepUpStore(runtime.datastores.cache), audit, clock
+    )
+    emergency = Emergency(
+        state,
+        EmergencyLogStore(db),
+        audit,
+        sessions=SessionsClient(runtime.channels),
+        rdp=RdpClient(runtime.channels),
+        stepups=stepups,
+        clock=clock,
+    )
+    as_admin = SessionsAsAdmin(runtime.channels)
+    terminations = Terminations(as_admin, audit)
+    configs = Configs(ConfigStore(db), audit, clock)
+    roles = Roles(RoleStore(db), audit, clock)
+    others = tuple(c for c in CLUSTERS if c != "admin")
+    dashboard = Dashboard(
+        MeshReader(runtime.channels),
+        SessionViews(as_admin),
+        others,
+        runtime.settings.var_dir,
+        clock,
+    )
+    return ClusterApp(
+        servicers=[
+            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
+            (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
+            (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
+            (
+                operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
+                AdminBlockchainServicer(dashboard),
+            ),
+            (
+                dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
+                DashboardServicer(dashboard),
+            ),
+            (
+                operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
+                AdminSessionServicer(SessionViews(as_admin), terminations),
+            ),
+            (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
+            (
+                emergency_pb2_grpc.add_EmergencyServiceServicer_to_server,
+                EmergencyServicer(emergency),
+            ),
+        ],
+        collections=schema.COLLECTIONS,
+        on_ready=[roles.seed],
+        tasks=[functools.partial(retention.run, audit, configs)],
+    )

@@ -13,10 +13,12 @@ from lucid.auth.login_sessions import REVOKED_ACCOUNT, LoginSessions
 from lucid.auth.store.ownership import Ownership, OwnershipStore
 from lucid.auth.store.users import UserFilter, UserRecord, UserStore
 from lucid.auth.v1 import auth_pb2
+from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
 from lucid.runtime.audit import Event
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+from lucid.runtime.identity import OPERATOR
 
 
 def _taken(field: str) -> LucidError:
@@ -133,6 +135,31 @@ class Accounts:
                 "you can grant at most your own role, to users at most at your level",
                 metadata={"caller_role": policy.role_name(caller_role) if caller_role else ""},
             )
+        return await self._update(target, {"role": policy.role_name(role)})
+
+    async def bootstrap_role(
+        self, caller: Principal, tron_address: str, role: int, event: Event
+    ) -> UserRecord:
+        """The operator's grant (``lucid admin grant``): only while no super admin exists."""
+        event.resource = f"role:{policy.role_name(role)}"
+        if caller.peer.name != OPERATOR or caller.user is not None:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "only the operator certificate, without a user token, may bootstrap roles",
+            )
+        if await self.users.any_with_role(policy.role_name(access_pb2.ROLE_SUPER_ADMIN)):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                "a super admin exists: roles are granted by admins (AssignRole)",
+            )
+        target = await self.users.by_address(tron_address)
+        if target is None:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_FOUND,
+                "no user has this TRON address: sign in once first",
+                field_violations=[FieldViolation("tron_address", "no such user")],
+            )
+        event.user_id = target.user_id
         return await self._update(target, {"role": policy.role_name(role)})
 
     async def set_kyc(

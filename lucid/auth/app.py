@@ -29,8 +29,9 @@ from lucid.auth.wallets.manager import HardwareWallets
 from lucid.lib.sealing import Sealer
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.limits import RateLimiter
+from lucid.runtime.revocations import RedisRevocationList
 from lucid.runtime.server import ClusterApp, Runtime
-from lucid.runtime.tokens import CallbackKeySource, RedisRevocationList, TokenVerifier
+from lucid.runtime.tokens import CallbackKeySource, TokenVerifier
 
 COLLECTIONS = schema.COLLECTIONS
 SOFTWARE_WALLET_FILE = "software-wallet.json"

@@ -308,6 +308,20 @@ class SignIn:
         user = await self.users.record_login(user.user_id, self._clock.now()) or user
         return tokens, user
 
+    async def check_totp(self, user_id: str, code: str, event: Event) -> None:
+        """A signed-in user's step-up: the code must be right and not used before."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, "user not found")
+        event.user_id, event.tron_address = user.user_id, user.tron_address
+        self._refuse_account(user)
+        if not user.totp_enabled:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, "enrol in TOTP first (EnrollTotp)")
+        step = await self._totp_step(user, code)
+        if step is None or not await self.users.use_totp_step(user.user_id, step):
+            await self._failed(user)
+            raise LucidError(ErrorCode.ERROR_CODE_TOTP_INVALID, "the code is wrong or was used")
+
     async def _totp_step(self, user: UserRecord, code: str) -> int | None:
         """The 30 s step (within ±1 of now) whose code is ``code``, if any."""
         if not user.totp_enabled or user.totp_secret is None:

@@ -33,9 +33,11 @@ from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.health import HealthMonitor
 from lucid.runtime.identity import identity_for
+from lucid.runtime.lockdown import LockdownGate, enforcing_clusters
 from lucid.runtime.metrics import Metrics
-from lucid.runtime.pipeline import CallPipeline
+from lucid.runtime.pipeline import CallPipeline, PipelinedServer
 from lucid.runtime.registry import Instance, Registry, create_registry
+from lucid.runtime.revocations import RedisRevocationList
 from lucid.runtime.schema import (
     CollectionSpec,
     SchemaDeclarer,
@@ -46,7 +48,6 @@ from lucid.runtime.schema import (
 from lucid.runtime.tokens import (
     JwkDict,
     KeySource,
-    RedisRevocationList,
     TokenVerifier,
 )
 from lucid.storage.v1 import schema_pb2, schema_pb2_grpc  # the storage contract
@@ -216,9 +217,10 @@ class ClusterServer:
             timeout_s=settings.dependency_timeout_s,
         )
         source = self.app.key_source or RemoteJwks(self.runtime.channels)
+        self.revocations = RedisRevocationList(stores.cache)
         self.verifier = TokenVerifier(
             source,
-            revocations=RedisRevocationList(stores.cache),
+            revocations=self.revocations,
             clock=self.runtime.clock,
             refresh_s=settings.jwks_refresh_s,
         )
@@ -237,9 +239,13 @@ class ClusterServer:
             unimplemented=unimplemented,
             extra_methods=self.app.extra_methods,
             forwarded_by=self.runtime.identity if settings.sidecar else None,
+            lockdown=(
+                LockdownGate(self.runtime.channels)
+                if cluster in enforcing_clusters(self.runtime.catalog)
+                else None
+            ),
         )
         self.server = grpc.aio.server(
-            interceptors=[self.pipeline],
             options=[
                 ("grpc.max_receive_message_length", settings.max_request_bytes + 1024 * 1024),
                 ("grpc.max_send_message_length", settings.max_request_bytes + 1024 * 1024),
@@ -247,8 +253,9 @@ class ClusterServer:
                 ("grpc.keepalive_timeout_ms", 5_000),
             ],
         )
+        wrapping = PipelinedServer(self.server, self.pipeline)
         for add, servicer in servicers:
-            add(servicer, self.server)
+            add(servicer, wrapping)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
         reflection.enable_server_reflection(
             [
@@ -314,6 +321,7 @@ class ClusterServer:
         await self.server.start()
         await self.health.probe_once()
         self._tasks.append(asyncio.create_task(self.health.run()))
+        self._tasks.append(asyncio.create_task(self.revocations.watch()))
         self._tasks += [asyncio.create_task(task()) for task in self.app.tasks]
         self.instance = Instance(
             cluster=cluster,

@@ -4,8 +4,10 @@ Every server verifies tokens itself (no call to auth per request): the public
 keys come from the auth cluster's ``GetJwks`` (or, inside auth, from its key
 store), are cached for ``jwks_refresh_s`` and fetched again early when a token
 names an unknown ``kid``. A verified token is then checked against the revocation
-list auth keeps in Redis (logout, session revocation). The token format is
-declared here once and used by auth's issuer too.
+list auth keeps in Redis (logout, session revocation) and kept until it expires:
+while revocations are pushed to the server, a token seen before costs a dict lookup,
+no signature check and no round trip. The token format is declared here once and
+used by auth's issuer too.
 """
 
 from __future__ import annotations
@@ -51,30 +53,21 @@ class KeySource(Protocol):
 
 
 class RevocationList(Protocol):
-    """Says whether a token or its login session has been revoked."""
+    """Says whether a token or its login session has been revoked
+    (``lucid.runtime.revocations`` has the one auth keeps in Redis)."""
 
     async def is_revoked(self, jti: str, session_id: str) -> bool:
-        """True when either is on the list."""
+        """True when either is on the list (may ask the store)."""
         ...
 
+    def epoch(self) -> int | None:
+        """While revocations are pushed: a number that changes whenever some may have
+        been missed; ``None`` when they are not pushed (then every call asks)."""
+        ...
 
-class RedisRevocationList:
-    """The revocation list auth keeps in Redis: one round trip per check."""
-
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
-
-    async def is_revoked(self, jti: str, session_id: str) -> bool:
-        keys = [REVOKED_JTI_KEY.format(jti=jti)]
-        if session_id:
-            keys.append(REVOKED_SESSION_KEY.format(sid=session_id))
-        try:
-            found = await self._redis.exists(*keys)
-        except Exception as exc:  # a revocation check that cannot run must not pass
-            raise LucidError(
-                ErrorCode.ERROR_CODE_CACHE_UNAVAILABLE, "cannot check token revocation"
-            ) from exc
-        return bool(found)
+    def heard(self, jti: str, session_id: str) -> bool:
+        """Whether a revocation of either was pushed (no store round trip)."""
+        ...
 
 
 def public_key_of(jwk: JwkDict) -> Ed25519PublicKey:
@@ -125,7 +118,7 @@ class TokenVerifier:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._fetched_at = -1e9
         self._lock = asyncio.Lock()
-        self._verified: dict[str, UserClaims] = {}
+        self._verified: dict[str, tuple[UserClaims, int | None]] = {}
 
     async def _load(self, *, force: bool) -> None:
         async with self._lock:
@@ -192,19 +185,29 @@ class TokenVerifier:
     async def verify(self, token: str) -> UserClaims:
         """The subject of a valid, unrevoked access token.
 
-        A token whose signature was already checked is taken from a bounded cache
-        (its expiry and the revocation list are still checked on every call).
+        A token whose signature was already checked is taken from a bounded cache;
+        its expiry is checked on every call, its revocation by what was pushed while
+        the revocation epoch stays the one of its last store check (else asked again).
         """
+        revocations = self._revocations
         cached = self._verified.get(token)
         if cached is not None:
-            if cached.expires_at + LEEWAY_S <= self._clock.timestamp():
+            user, checked_in = cached
+            if user.expires_at + LEEWAY_S <= self._clock.timestamp():
                 self._verified.pop(token, None)
                 raise LucidError(ErrorCode.ERROR_CODE_TOKEN_EXPIRED, "token expired")
-            if self._revocations and await self._revocations.is_revoked(
-                cached.jti, cached.session_id
-            ):
+            if revocations is None:
+                return user
+            epoch = revocations.epoch()
+            if epoch is not None and epoch == checked_in:
+                if revocations.heard(user.jti, user.session_id):
+                    raise LucidError(ErrorCode.ERROR_CODE_TOKEN_REVOKED, "token revoked")
+                return user
+            if await revocations.is_revoked(user.jti, user.session_id):
                 raise LucidError(ErrorCode.ERROR_CODE_TOKEN_REVOKED, "token revoked")
-            return cached
+            self._verified[token] = (user, epoch)
+            return user
+        epoch = revocations.epoch() if revocations else None  # read before the store check
         claims = await self.decode(token, token_type=ACCESS)
         role = _ROLES.get(str(claims.get("role")))
         if role is None:
@@ -219,7 +222,7 @@ class TokenVerifier:
         )
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = user
+        self._verified[token] = (user, epoch)
         return user
 
 

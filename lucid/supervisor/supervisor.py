@@ -264,6 +264,9 @@ def banner(settings: Settings) -> str:
             f"    grpcurl -cacert {certs}/ca.crt -cert {certs}/operator.crt "
             f"-key {certs}/operator.key -servername auth.lucid.internal "
             f"{settings.host}:{settings.port('auth')} lucid.auth.v1.AuthService/GetJwks",
+            "  Become the first super admin (sign in once with your TRON wallet, then):",
+            "    lucid admin grant <YOUR_TRON_ADDRESS> super_admin",
+            "  (admin rpcs: lucid.admin.v1.*; the web console is not built yet)",
             "",
             f"  logs: {settings.var_dir / 'logs'}/   pids: {settings.var_dir / 'supervisor.json'}",
             "  Ctrl-C stops everything.",

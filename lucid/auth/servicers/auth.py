@@ -131,6 +131,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             secret, uri = await self.core.signin.enroll_totp(user.user_id, request.email)
         return auth_pb2.EnrollTotpResponse(secret=secret, provisioning_uri=uri)
 
+    async def CheckTotp(
+        self, request: auth_pb2.CheckTotpRequest, context: Context
+    ) -> auth_pb2.CheckTotpResponse:
+        client = client_of(context)
+        user = _user_of(client)
+        async with self.core.auditor.event("totp_check", client, session_id=user.session_id) as e:
+            await self.core.signin.check_totp(user.user_id, request.code, e)
+        return auth_pb2.CheckTotpResponse()
+
     # -- tokens and login sessions ---------------------------------------------------------
 
     async def RefreshToken(
@@ -350,6 +359,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             context, "assign_role", change, request.user_id, request.role
         )
         return auth_pb2.AssignRoleResponse(user=user)
+
+    async def BootstrapRole(
+        self, request: auth_pb2.BootstrapRoleRequest, context: Context
+    ) -> auth_pb2.BootstrapRoleResponse:
+        client = client_of(context)
+        async with self.core.auditor.event("bootstrap_role", client) as event:
+            record = await self.core.accounts.bootstrap_role(
+                client.principal, request.tron_address, request.role, event
+            )
+        return auth_pb2.BootstrapRoleResponse(user=convert.user(record, self._now))
 
     async def SetKycStatus(
         self, request: auth_pb2.SetKycStatusRequest, context: Context

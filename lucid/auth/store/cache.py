@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from lucid.runtime.revocations import publish_revocation
 from lucid.runtime.tokens import REVOKED_JTI_KEY
 
 CHALLENGE_KEY = "lucid:auth:challenge:{nonce}"
@@ -58,4 +59,7 @@ class TokenBlacklist:
     async def add(self, jti: str, remaining_s: float, reason: str) -> None:
         """Blacklists a token id until its token would have expired."""
         ttl = max(1, int(remaining_s) + 1)
-        await self._redis.set(REVOKED_JTI_KEY.format(jti=jti), reason, ex=ttl)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(REVOKED_JTI_KEY.format(jti=jti), reason, ex=ttl)
+            publish_revocation(pipe, jti=jti)  # servers that checked it already hear it
+            await pipe.execute()

@@ -112,6 +112,10 @@ class UserStore:
         doc = await self._users.find_one({"tron_address": tron_address})
         return UserRecord.of(doc) if doc else None
 
+    async def any_with_role(self, role: str) -> bool:
+        """Whether some user holds this (stored) role."""
+        return await self._users.find_one({"role": role}, {"_id": 1}) is not None
+
     async def by_email(self, email: str) -> UserRecord | None:
         """A user by (lower-case) e-mail."""
         doc = await self._users.find_one({"email": email})

@@ -706,6 +706,45 @@ class EnrollTotpResponse(_message.Message):
 Global___EnrollTotpResponse: _TypeAlias = EnrollTotpResponse  # noqa: Y015
 
 @_typing.final
+class CheckTotpRequest(_message.Message):
+    """The request of CheckTotp."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The 6-digit TOTP code."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckTotpRequest: _TypeAlias = CheckTotpRequest  # noqa: Y015
+
+@_typing.final
+class CheckTotpResponse(_message.Message):
+    """The response of CheckTotp (the code was right)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckTotpResponse: _TypeAlias = CheckTotpResponse  # noqa: Y015
+
+@_typing.final
 class RefreshTokenRequest(_message.Message):
     """The request of RefreshToken."""
 
@@ -1710,6 +1749,56 @@ class AssignRoleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignRoleResponse: _TypeAlias = AssignRoleResponse  # noqa: Y015
+
+@_typing.final
+class BootstrapRoleRequest(_message.Message):
+    """The request of BootstrapRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRON_ADDRESS_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    tron_address: _builtins.str
+    """The TRON address the user signed in with."""
+    role: _access_pb2.Role.ValueType
+    """The role to grant."""
+    def __init__(
+        self,
+        *,
+        tron_address: _builtins.str = ...,
+        role: _access_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "tron_address", b"tron_address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BootstrapRoleRequest: _TypeAlias = BootstrapRoleRequest  # noqa: Y015
+
+@_typing.final
+class BootstrapRoleResponse(_message.Message):
+    """The response of BootstrapRole."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The updated user."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BootstrapRoleResponse: _TypeAlias = BootstrapRoleResponse  # noqa: Y015
 
 @_typing.final
 class SetKycStatusRequest(_message.Message):

@@ -64,6 +64,11 @@ class AuthServiceStub:
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpRequest.SerializeToString,
                 response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpResponse.FromString,
                 _registered_method=True)
+        self.CheckTotp = channel.unary_unary(
+                '/lucid.auth.v1.AuthService/CheckTotp',
+                request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpRequest.SerializeToString,
+                response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpResponse.FromString,
+                _registered_method=True)
         self.EnrollTotp = channel.unary_unary(
                 '/lucid.auth.v1.AuthService/EnrollTotp',
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.EnrollTotpRequest.SerializeToString,
@@ -148,6 +153,11 @@ class AuthServiceStub:
                 '/lucid.auth.v1.AuthService/ListUsers',
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.BootstrapRole = channel.unary_unary(
+                '/lucid.auth.v1.AuthService/BootstrapRole',
+                request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.SerializeToString,
+                response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.FromString,
                 _registered_method=True)
         self.AssignRole = channel.unary_unary(
                 '/lucid.auth.v1.AuthService/AssignRole',
@@ -249,6 +259,16 @@ class AuthServiceServicer:
         """Completes a magic-link sign-in with the link token and a TOTP code and
         issues tokens.
         Spec: 09 VerifyTotp; 01 Verify
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckTotp(self, request, context):
+        """Checks the signed-in caller's current TOTP code (a step-up before a
+        sensitive action, e.g. the admin console's emergency controls). A code is
+        good once; wrong codes count as failed sign-ins and lock the account.
+        Spec: 06 §4 Admin login (TOTP step-up)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -393,6 +413,17 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BootstrapRole(self, request, context):
+        """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+        this TRON address while the system has no super admin yet. Only the
+        operator certificate may call it; it is audited. Afterwards roles are
+        granted only by admins (AssignRole).
+        Spec: 06 §4 RBAC (bootstrap of the first super admin)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AssignRole(self, request, context):
         """Grants a role; the caller may grant at most its own level.
         Spec: 09 AssignRole
@@ -504,6 +535,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpRequest.FromString,
                     response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpResponse.SerializeToString,
             ),
+            'CheckTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckTotp,
+                    request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpRequest.FromString,
+                    response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpResponse.SerializeToString,
+            ),
             'EnrollTotp': grpc.unary_unary_rpc_method_handler(
                     servicer.EnrollTotp,
                     request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.EnrollTotpRequest.FromString,
@@ -588,6 +624,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'BootstrapRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.BootstrapRole,
+                    request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.FromString,
+                    response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.SerializeToString,
             ),
             'AssignRole': grpc.unary_unary_rpc_method_handler(
                     servicer.AssignRole,
@@ -780,6 +821,33 @@ class AuthService:
             '/lucid.auth.v1.AuthService/VerifyTotp',
             lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpRequest.SerializeToString,
             lucid_dot_auth_dot_v1_dot_auth__pb2.VerifyTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.auth.v1.AuthService/CheckTotp',
+            lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpRequest.SerializeToString,
+            lucid_dot_auth_dot_v1_dot_auth__pb2.CheckTotpResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1239,6 +1307,33 @@ class AuthService:
             '/lucid.auth.v1.AuthService/ListUsers',
             lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             lucid_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BootstrapRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.auth.v1.AuthService/BootstrapRole',
+            lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleRequest.SerializeToString,
+            lucid_dot_auth_dot_v1_dot_auth__pb2.BootstrapRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,12 @@ class AuthServiceStub:
     issues tokens.
     Spec: 09 VerifyTotp; 01 Verify
     """
+    CheckTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CheckTotpRequest, _auth_pb2.CheckTotpResponse]
+    """Checks the signed-in caller's current TOTP code (a step-up before a
+    sensitive action, e.g. the admin console's emergency controls). A code is
+    good once; wrong codes count as failed sign-ins and lock the account.
+    Spec: 06 §4 Admin login (TOTP step-up)
+    """
     EnrollTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]
     """Enrols the caller in TOTP and returns the provisioning secret once.
     Spec: 09 VerifyTotp (enrolment step)
@@ -133,6 +139,13 @@ class AuthServiceStub:
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
     """Lists users, filtered by role, KYC or status.
     Spec: 06 ListUsers (served by auth, the one user store)
+    """
+    BootstrapRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.BootstrapRoleRequest, _auth_pb2.BootstrapRoleResponse]
+    """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+    this TRON address while the system has no super admin yet. Only the
+    operator certificate may call it; it is audited. Afterwards roles are
+    granted only by admins (AssignRole).
+    Spec: 06 §4 RBAC (bootstrap of the first super admin)
     """
     AssignRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AssignRoleRequest, _auth_pb2.AssignRoleResponse]
     """Grants a role; the caller may grant at most its own level.
@@ -213,6 +226,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     issues tokens.
     Spec: 09 VerifyTotp; 01 Verify
     """
+    CheckTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.CheckTotpRequest, _auth_pb2.CheckTotpResponse]  # type: ignore[assignment]
+    """Checks the signed-in caller's current TOTP code (a step-up before a
+    sensitive action, e.g. the admin console's emergency controls). A code is
+    good once; wrong codes count as failed sign-ins and lock the account.
+    Spec: 06 §4 Admin login (TOTP step-up)
+    """
     EnrollTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.EnrollTotpRequest, _auth_pb2.EnrollTotpResponse]  # type: ignore[assignment]
     """Enrols the caller in TOTP and returns the provisioning secret once.
     Spec: 09 VerifyTotp (enrolment step)
@@ -283,6 +302,13 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Lists users, filtered by role, KYC or status.
     Spec: 06 ListUsers (served by auth, the one user store)
+    """
+    BootstrapRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.BootstrapRoleRequest, _auth_pb2.BootstrapRoleResponse]  # type: ignore[assignment]
+    """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+    this TRON address while the system has no super admin yet. Only the
+    operator certificate may call it; it is audited. Afterwards roles are
+    granted only by admins (AssignRole).
+    Spec: 06 §4 RBAC (bootstrap of the first super admin)
     """
     AssignRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.AssignRoleRequest, _auth_pb2.AssignRoleResponse]  # type: ignore[assignment]
     """Grants a role; the caller may grant at most its own level.
@@ -389,6 +415,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Completes a magic-link sign-in with the link token and a TOTP code and
         issues tokens.
         Spec: 09 VerifyTotp; 01 Verify
+        """
+
+    @_abc_1.abstractmethod
+    def CheckTotp(
+        self,
+        request: _auth_pb2.CheckTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CheckTotpResponse, _abc.Awaitable[_auth_pb2.CheckTotpResponse]]:
+        """Checks the signed-in caller's current TOTP code (a step-up before a
+        sensitive action, e.g. the admin console's emergency controls). A code is
+        good once; wrong codes count as failed sign-ins and lock the account.
+        Spec: 06 §4 Admin login (TOTP step-up)
         """
 
     @_abc_1.abstractmethod
@@ -562,6 +600,19 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
         """Lists users, filtered by role, KYC or status.
         Spec: 06 ListUsers (served by auth, the one user store)
+        """
+
+    @_abc_1.abstractmethod
+    def BootstrapRole(
+        self,
+        request: _auth_pb2.BootstrapRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.BootstrapRoleResponse, _abc.Awaitable[_auth_pb2.BootstrapRoleResponse]]:
+        """Operator bootstrap (`lucid admin grant`): grants a role to the user with
+        this TRON address while the system has no super admin yet. Only the
+        operator certificate may call it; it is audited. Afterwards roles are
+        granted only by admins (AssignRole).
+        Spec: 06 §4 RBAC (bootstrap of the first super admin)
         """
 
     @_abc_1.abstractmethod

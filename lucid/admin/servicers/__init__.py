@@ -1,0 +1,1 @@
+"""The admin cluster's servicers: proto in, domain call, proto out."""

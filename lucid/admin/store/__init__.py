@@ -1,0 +1,1 @@
+"""The admin cluster's repositories (MongoDB only here)."""

@@ -1,0 +1,78 @@
+"""The dashboard over gRPC (spec 06 §7 check 6): the overview has its five sections,
+counts live sessions from the sessions cluster, reads the chain, and a cluster that is
+down turns the status to warning (critical for a core cluster)."""
+
+from __future__ import annotations
+
+import grpc
+
+from lucid.admin.v1 import admin_pb2, dashboard_pb2, dashboard_pb2_grpc
+from lucid.common.v1 import access_pb2
+from tests.admin_support import AdminEnv, admin_fixture, refused
+from tests.waiting import eventually
+
+D = dashboard_pb2
+admin = admin_fixture()
+
+
+def dashboard(admin: AdminEnv) -> dashboard_pb2_grpc.DashboardServiceStub:
+    return dashboard_pb2_grpc.DashboardServiceStub(admin.channel)
+
+
+async def overview(admin: AdminEnv) -> D.SystemOverview:
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    return (await dashboard(admin).GetOverview(D.GetOverviewRequest(), metadata=md)).overview
+
+
+async def health(admin: AdminEnv) -> D.GetSystemHealthResponse:
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    return await dashboard(admin).GetSystemHealth(D.GetSystemHealthRequest(), metadata=md)
+
+
+async def test_overview_has_five_sections_and_counts_live_sessions(admin: AdminEnv) -> None:
+    before = await overview(admin)
+    for section in (
+        "system_status",
+        "active_sessions",
+        "node_status",
+        "blockchain_status",
+        "resource_usage",
+    ):
+        assert before.HasField(section), section
+    owner = await admin.sessions.token()
+    await admin.sessions.recording(owner)
+    await admin.sessions.create(owner)
+    after = await overview(admin)
+    assert after.active_sessions.active == before.active_sessions.active + 1
+    assert after.active_sessions.idle == before.active_sessions.idle + 1
+    assert 0 < after.resource_usage.memory_percent <= 100
+    assert 0 < after.resource_usage.disk_percent <= 100
+    assert after.system_status.version
+
+
+async def test_a_down_cluster_degrades_the_status(admin: AdminEnv) -> None:
+    report = await health(admin)
+    by_name = {d.name: d for d in report.dependencies}
+    assert by_name["sessions"].status == admin_pb2.HEALTH_STATUS_HEALTHY
+    assert by_name["auth"].status == admin_pb2.HEALTH_STATUS_HEALTHY
+    # Nothing serves on the gateway's port in this environment: a warning, named.
+    assert by_name["gateway"].status == admin_pb2.HEALTH_STATUS_WARNING
+    assert report.status in {admin_pb2.HEALTH_STATUS_WARNING, admin_pb2.HEALTH_STATUS_CRITICAL}
+
+    await admin.sessions.mesh.stop("sessions")
+    try:
+
+        async def sessions_critical() -> bool:
+            found = {d.name: d for d in (await health(admin)).dependencies}
+            return found["sessions"].status == admin_pb2.HEALTH_STATUS_CRITICAL
+
+        await eventually(sessions_critical, timeout_s=15, what="sessions reported down")
+        assert (await health(admin)).status == admin_pb2.HEALTH_STATUS_CRITICAL
+    finally:
+        await admin.sessions.mesh.start("sessions")
+
+
+async def test_users_may_not_see_the_dashboard(admin: AdminEnv) -> None:
+    md = await admin.md(access_pb2.ROLE_USER)
+    error = await refused(dashboard(admin).GetOverview(D.GetOverviewRequest(), metadata=md))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
