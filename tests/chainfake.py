@@ -21,7 +21,8 @@ from pymongo.errors import OperationFailure
 
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
 from lucid.blockchain.trust import trust_anchor
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2, merkle_pb2
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
 from lucid.lib.trustanchor import TrustAnchor
@@ -158,7 +159,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         leaves = [merkle.leaf_hash(other), merkle.leaf_hash(tx_hash)]
         tree = merkle.MerkleTree(leaves)
         signer = self.validators[0]
-        header = blockchain_pb2.BlockHeader(
+        header = proofs_pb2.BlockHeader(
             version=1,
             height=height,
             previous_hash="0" * 64,
@@ -217,7 +218,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         return anchoring_pb2.GetAnchoringProofResponse(
             transaction=transaction,
             canonical_transaction_body=body,
-            transaction_proof=merkle_pb2.InclusionProof(
+            transaction_proof=proofs_pb2.InclusionProof(
                 leaf_index=1,
                 tree_size=2,
                 leaf_hash=leaves[1].hex(),

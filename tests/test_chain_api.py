@@ -12,10 +12,10 @@ import nacl.signing
 import pytest
 
 from lucid.blockchain import anchors, poot
-from lucid.blockchain.chain_servicer import BlockchainServicer
-from lucid.blockchain.consensus_servicer import vote_message
 from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
 from lucid.blockchain.node import ChainNode
+from lucid.blockchain.servicers.chain import BlockchainServicer
+from lucid.blockchain.servicers.consensus import vote_message
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb

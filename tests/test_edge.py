@@ -83,13 +83,13 @@ async def test_path_variables_bind_request_fields(
 ) -> None:
     headers = {"authorization": f"Bearer {await mesh.token()}"}
     async with http.post(
-        f"{edge_url}/api/v1/auth/sessions/not-a-uuid/revoke", json={}, headers=headers
+        f"{edge_url}/api/v1/auth/sessions/not-a-uuid:revoke", json={}, headers=headers
     ) as r:
         assert r.status == 400
         error = _assert_envelope(await r.json(), "LUCID_ERR_1001", "auth")
         assert error["details"]["field_violations"][0]["field"] == "session_id"
     async with http.post(
-        f"{edge_url}/api/v1/auth/sessions/{uuid.uuid4()}/revoke", json={}, headers=headers
+        f"{edge_url}/api/v1/auth/sessions/{uuid.uuid4()}:revoke", json={}, headers=headers
     ) as r:
         assert r.status == 404  # bound correctly, reached the servicer: no such session
         _assert_envelope(await r.json(), "LUCID_ERR_4001", "auth")
@@ -119,7 +119,7 @@ async def test_chunk_upload_through_the_edge(
         assert r.status == 200, await r.text()
         session_id = (await r.json())["session"]["session_id"]
     async with http.post(
-        f"{edge_url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+        f"{edge_url}/api/v1/sessions/{session_id}:start", json={}, headers=headers
     ) as r:
         assert r.status == 200, await r.text()
     data = b"chunk bytes over REST" * 100

@@ -349,6 +349,7 @@ async def node_client(tmp_path_factory: pytest.TempPathFactory, repo_root: Path)
         f"--ts_out={work / 'gen'}",
         "--ts_opt=output_javascript,output_legacy_commonjs,client_generic",
         "lucid/gateway/v1/gateway.proto",
+        "lucid/common/v1/proofs.proto",
         "lucid/sessions/v1/chunks.proto",
         "lucid/sessions/v1/sessions.proto",
         stderr=asyncio.subprocess.PIPE,

@@ -25,7 +25,7 @@ from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.storeerrors import Backoff, is_transient
 from lucid.runtime.tokens import CallbackKeySource
-from lucid.sessions.servicer import SessionServicer
+from lucid.sessions.servicers.sessions import SessionServicer
 from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.sessionkit import SessionsEnv, start_env
@@ -106,7 +106,7 @@ async def test_a_busy_store_delays_but_never_fails_a_finalization(
     servicer = next(
         s for _, s in own.mesh.servers["sessions"].app.servicers if isinstance(s, SessionServicer)
     )
-    finalizer = servicer.finalizer
+    finalizer = servicer.manifests.finalizer
     flaky = FlakyRepository(
         finalizer.repo,
         {

@@ -18,7 +18,7 @@ from lucid.runtime.config import Settings
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.storage import dbcli
-from lucid.storage.stores import BlobVolume
+from lucid.storage.store.probes import BlobVolume
 from lucid.storage.v1 import schema_pb2, search_pb2
 from lucid.storage.validation import SchemaValidator, keys_enabled
 from lucid.supervisor.localservers import free_port, tool_path

@@ -9,13 +9,15 @@ TRON. Owns the proto package ``lucid.blockchain.v1``, the collections prefixed
 from __future__ import annotations
 
 from lucid.blockchain import schema
-from lucid.blockchain.anchoring_servicer import AnchoringServicer
-from lucid.blockchain.chain_servicer import BlockchainServicer
+from lucid.blockchain.anchoring import Anchoring
 from lucid.blockchain.config import ChainConfig
-from lucid.blockchain.consensus_servicer import ConsensusServicer
 from lucid.blockchain.keys import KeyDirectory
-from lucid.blockchain.merkle_servicer import MerkleServicer
 from lucid.blockchain.node import ChainNode
+from lucid.blockchain.servicers.anchoring import AnchoringServicer
+from lucid.blockchain.servicers.chain import BlockchainServicer
+from lucid.blockchain.servicers.consensus import ConsensusServicer
+from lucid.blockchain.servicers.merkle import MerkleServicer
+from lucid.blockchain.trees import Trees
 from lucid.blockchain.v1 import (
     anchoring_pb2_grpc,
     blockchain_pb2_grpc,
@@ -51,9 +53,15 @@ async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterA
     return ClusterApp(
         servicers=[
             (blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server, BlockchainServicer(node)),
-            (anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server, AnchoringServicer(node)),
+            (
+                anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server,
+                AnchoringServicer(Anchoring(node)),
+            ),
             (consensus_pb2_grpc.add_ConsensusServiceServicer_to_server, ConsensusServicer(node)),
-            (merkle_pb2_grpc.add_MerkleServiceServicer_to_server, MerkleServicer(node)),
+            (
+                merkle_pb2_grpc.add_MerkleServiceServicer_to_server,
+                MerkleServicer(Trees(node.repo, node.clock)),
+            ),
         ],
         collections=schema.collections(node.config.collection_prefix),
         on_ready=[start],

@@ -22,7 +22,7 @@ from lucid.blockchain.config import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, TIM
 from lucid.blockchain.keys import ValidatorSet, sign_hex, verify_signature
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.blockchain.v1 import merkle_pb2
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, merkle
 from lucid.runtime.errors import LucidError
 
@@ -44,7 +44,7 @@ def time_ns(stamp: timestamp_pb2.Timestamp) -> int:
     return stamp.seconds * NANOS + stamp.nanos
 
 
-def header_fields(header: pb.BlockHeader) -> canonical.HeaderFields:
+def header_fields(header: proofs_pb2.BlockHeader) -> canonical.HeaderFields:
     """The canonical fields of a header."""
     return canonical.HeaderFields(
         version=header.version,
@@ -59,12 +59,12 @@ def header_fields(header: pb.BlockHeader) -> canonical.HeaderFields:
     )
 
 
-def encoded_header(header: pb.BlockHeader) -> bytes:
+def encoded_header(header: proofs_pb2.BlockHeader) -> bytes:
     """The canonical encoding of a header."""
     return canonical.encode_header(header_fields(header))
 
 
-def compute_hash(header: pb.BlockHeader) -> str:
+def compute_hash(header: proofs_pb2.BlockHeader) -> str:
     """The block hash of a header."""
     return canonical.header_hash(header_fields(header))
 
@@ -74,10 +74,10 @@ def merkle_root_of(tx_hashes: Sequence[str]) -> str:
     return merkle.root(merkle.leaf_hash(bytes.fromhex(h)) for h in tx_hashes).hex()
 
 
-def inclusion_proof(tx_hashes: Sequence[str], index: int) -> merkle_pb2.InclusionProof:
+def inclusion_proof(tx_hashes: Sequence[str], index: int) -> proofs_pb2.InclusionProof:
     """The inclusion proof of transaction ``index`` in a block's transaction tree."""
     tree = merkle.MerkleTree([merkle.leaf_hash(bytes.fromhex(h)) for h in tx_hashes])
-    return merkle_pb2.InclusionProof(
+    return proofs_pb2.InclusionProof(
         leaf_index=index,
         tree_size=tree.size,
         leaf_hash=tree.leaves[index].hex(),
@@ -116,7 +116,7 @@ def build(
     """A signed block proposal on top of ``parent``."""
     tx_hashes = [t.tx_hash for t in transactions]
     stamp = timestamp_pb2.Timestamp(seconds=block_time_ns // NANOS, nanos=block_time_ns % NANOS)
-    header = pb.BlockHeader(
+    header = proofs_pb2.BlockHeader(
         version=canonical.HEADER_VERSION,
         height=parent.height + 1,
         previous_hash=parent.hash,

@@ -50,6 +50,7 @@ from lucid.blockchain.repository import Doc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical
 from lucid.runtime.storeerrors import Backoff, is_transient
 
@@ -203,8 +204,8 @@ class Engine:
             signature=sign_hex(self.key, canonical.prevote_message(height, round_, block_hash)),
         )
 
-    def _approval(self, height: int, round_: int, block_hash: str) -> pb.ValidatorApproval:
-        return pb.ValidatorApproval(
+    def _approval(self, height: int, round_: int, block_hash: str) -> proofs_pb2.ValidatorApproval:
+        return proofs_pb2.ValidatorApproval(
             validator_id=self.me,
             public_key=self.public_key,
             signature=sign_hex(self.key, canonical.approval_message(height, round_, block_hash)),

@@ -23,6 +23,7 @@ from pymongo.errors import BulkWriteError
 from lucid.blockchain import schema, transactions
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
+from lucid.common.v1 import proofs_pb2
 from lucid.runtime.wire import optional_timestamp
 
 Doc = dict[str, Any]
@@ -89,7 +90,7 @@ def block_to_doc(block: pb.Block, *, final_time: datetime) -> Doc:
 
 def doc_to_block(doc: Doc) -> pb.Block:
     """A stored block (its transactions are attached separately)."""
-    header = pb.BlockHeader(
+    header = proofs_pb2.BlockHeader(
         version=int(doc["version"]),
         height=int(doc["height"]),
         previous_hash=doc["previous_hash"],

@@ -12,6 +12,7 @@ session in a final block.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from bson import Binary
@@ -21,8 +22,9 @@ from lucid.blockchain import anchors
 from lucid.blockchain.repository import Doc, Repository
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.lib import merkle
+from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
-from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.runtime.wire import optional_timestamp
 
 PAGE_LEAVES = 100_000
@@ -155,3 +157,56 @@ def to_proto(tree: Doc, entries: Sequence[bytes] | None = None) -> mpb.MerkleTre
         if value is not None:
             getattr(result, name).CopyFrom(value)
     return result
+
+
+@dataclass(frozen=True)
+class LeafCheck:
+    """What VerifyMerkleProof found."""
+
+    verified: bool
+    computed_root: str = ""
+    leaf_exists: bool = False
+
+
+class Trees:
+    """The stored session trees of one validator, as the Merkle rpcs ask for them."""
+
+    def __init__(self, repo: Repository, clock: Clock) -> None:
+        self.repo = repo
+        self.clock = clock
+
+    async def build(self, session_id: str, chunk_hashes: Sequence[str]) -> Doc:
+        """Builds and stores the tree of a session's chunk hashes."""
+        return await build(self.repo, session_id, list(chunk_hashes), self.clock.now())
+
+    async def get(self, root_hash: str, *, with_leaves: bool) -> tuple[Doc, list[bytes] | None]:
+        """A stored tree by root (its validation brought up to date), with its leaves."""
+        tree = await by_root(self.repo, root_hash)
+        if tree is None:
+            raise not_found("tree")
+        tree, _ = await refresh_validation(self.repo, tree, self.clock.now())
+        entries = await entries_of(self.repo, tree["tree_id"]) if with_leaves else None
+        return tree, entries
+
+    async def validation(self, session_id: str) -> tuple[Doc, Doc | None]:
+        """A session's tree and the anchoring that validates it, if any."""
+        tree = await by_session(self.repo, session_id)
+        if tree is None:
+            raise not_found("tree of the session")
+        return await refresh_validation(self.repo, tree, self.clock.now())
+
+    async def check(
+        self, leaf: bytes, leaf_index: int, tree_size: int, path: Sequence[bytes], root_hash: str
+    ) -> LeafCheck:
+        """Whether an inclusion proof leads to ``root_hash``, and whether a stored tree of
+        that root holds the leaf."""
+        try:
+            computed = merkle.root_from_proof(leaf, leaf_index, tree_size, list(path))
+        except merkle.MerkleError:
+            return LeafCheck(verified=False)
+        exists = False
+        tree = await by_root(self.repo, root_hash)
+        if tree is not None and int(tree["leaf_count"]) == tree_size:
+            entries = await entries_of(self.repo, tree["tree_id"])
+            exists = merkle.leaf_hash(entries[leaf_index]) == leaf
+        return LeafCheck(computed.hex() == root_hash, computed.hex(), exists)

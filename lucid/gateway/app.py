@@ -14,12 +14,10 @@ from __future__ import annotations
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from lucid.gateway.health import HealthAggregator
-from lucid.gateway.servicer import (
-    ENVOY_SHOULD_RATE_LIMIT,
-    EnvoyRateLimitService,
-    GatewayService,
-    RateLimitService,
-)
+from lucid.gateway.servicers.envoy_rls import ENVOY_SHOULD_RATE_LIMIT, EnvoyRateLimitServicer
+from lucid.gateway.servicers.gateway import GatewayServicer
+from lucid.gateway.servicers.rate_limit import RateLimitServicer
+from lucid.gateway.tiers import Tiers
 from lucid.gateway.traffic import TrafficLog
 from lucid.gateway.v1 import gateway_pb2_grpc
 from lucid.runtime.limits import RateLimiter
@@ -33,14 +31,15 @@ async def build(runtime: Runtime) -> ClusterApp:
     health = HealthAggregator(
         runtime, {d.name: d for d in stores.dependencies()}, lambda: limiter.redis_ok
     )
-    gateway = GatewayService(runtime, limiter, TrafficLog(), health)
+    tiers = Tiers(limiter)
+    gateway = GatewayServicer(runtime.settings.environment, runtime.clock, TrafficLog(), health)
     return ClusterApp(
         servicers=[
             (gateway_pb2_grpc.add_GatewayServiceServicer_to_server, gateway),
-            (gateway_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitService(limiter)),
+            (gateway_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitServicer(tiers)),
             (
                 rls_pb2_grpc.add_RateLimitServiceServicer_to_server,
-                EnvoyRateLimitService(limiter, runtime.clock),
+                EnvoyRateLimitServicer(tiers, runtime.clock),
             ),
         ],
         requires_mongo=False,

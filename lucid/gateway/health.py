@@ -25,8 +25,10 @@ from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.clock import Clock
 from lucid.runtime.config import CLUSTERS, Settings
 from lucid.runtime.datastores import Dependency
+from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import Runtime
 
+SERVICE_NAME = "api-gateway"
 CACHE_S = 1.0
 PROBE_TIMEOUT_S = 1.0
 FINALITY = "finality"
@@ -91,6 +93,22 @@ class HealthAggregator:
         self.rounds = 0
         self._last: Report | None = None
         self._running: asyncio.Task[Report] | None = None
+
+    async def serving(self) -> Report:
+        """The report when the mesh can serve; UNAVAILABLE naming the required
+        dependencies that are down (MongoDB: ``LUCID_ERR_5003``; finality: 5004)."""
+        report = await self.report()
+        down = report.down
+        if down:
+            names = ", ".join(p.name for p in down)
+            raise LucidError(
+                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
+                if any(p.name == "mongodb" for p in down)
+                else ErrorCode.ERROR_CODE_DEPENDENCY_UNAVAILABLE,
+                f"{SERVICE_NAME} is unhealthy: {names} down",
+                metadata={"dependencies": names},
+            )
+        return report
 
     async def report(self) -> Report:
         """The last report if younger than ``cache_s``, else a fresh round (shared by

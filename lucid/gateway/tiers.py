@@ -1,12 +1,15 @@
-"""The rate-limit tiers of spec 01 §9 by the contract's enum, and their names (Redis
-keys, Envoy descriptors). The numbers live once, in ``lucid.lib.ratelimit.TIERS``."""
+"""The rate-limit tiers of spec 01 §9 by the contract's enum, their names (Redis keys,
+Envoy descriptors), and ``Tiers``, the counting the limit rpcs ask for. The numbers
+live once, in ``lucid.lib.ratelimit.TIERS``; the counting in ``lucid.runtime.limits``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.ratelimit import TIERS, Policy
+from lucid.runtime.limits import Outcome, RateLimiter
 
 Tier = gateway_pb2.RateLimitTier
 
@@ -30,3 +33,38 @@ def tier_by_name(name: str) -> int | None:
     except ValueError:
         return None
     return value if value in POLICIES else None
+
+
+@dataclass(frozen=True)
+class TierStatus:
+    """How much of a tier one identifier has used."""
+
+    tier: int
+    policy: Policy
+    outcome: Outcome
+    used: int
+    burst_used: int
+
+
+class Tiers:
+    """Counts requests against the tiers' policies."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def check(self, tier: int, identifier: str, cost: int) -> Outcome:
+        """Counts ``cost`` units (at least one) for ``identifier`` in ``tier``."""
+        return await self.limiter.check(tier_name(tier), identifier, POLICIES[tier], max(1, cost))
+
+    async def count(self, tier: int, identifier: str, hits: int) -> Outcome:
+        """Counts ``hits`` units as given (Envoy's descriptors; 0 only looks)."""
+        return await self.limiter.check(tier_name(tier), identifier, POLICIES[tier], hits)
+
+    async def status(self, tier: int, identifier: str) -> TierStatus:
+        """What ``identifier`` has used of ``tier`` (counting nothing)."""
+        policy = POLICIES[tier]
+        outcome = await self.limiter.check(tier_name(tier), identifier, policy, 0)
+        used = max(0, policy.limit + policy.burst - outcome.decision.remaining)
+        return TierStatus(
+            tier, policy, outcome, min(used, policy.limit), max(0, used - policy.limit)
+        )

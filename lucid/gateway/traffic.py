@@ -77,6 +77,16 @@ class TrafficLog:
             samples = self.routes[(method, route)] = deque(maxlen=PER_ROUTE)
         samples.append(sample)
 
+    def report(
+        self, samples: list[tuple[str, str, Sample]], edge_id: str, active: int, now: float
+    ) -> None:
+        """Takes one edge's report: its samples ``(method, route, sample)`` and how many
+        connections it holds open."""
+        for method, route, sample in samples:
+            self.add(method, route, sample)
+        self.active[edge_id or "edge"] = active
+        self.prune(now)
+
     def prune(self, now: float) -> None:
         """Drops samples older than 24 h."""
         for key, samples in list(self.routes.items()):

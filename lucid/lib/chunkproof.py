@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, merkle
 from lucid.lib.trustanchor import Approval, Check, TrustAnchor, block_checks, signer_check
 from lucid.lib.trustanchor import signature_ok as _signature_ok
@@ -31,7 +32,7 @@ def _hex(text: str) -> bytes | None:
         return None
 
 
-def _proof_ok(proof: chunks_pb2.InclusionProof, entry_hex: str, root_hex: str) -> tuple[bool, str]:
+def _proof_ok(proof: proofs_pb2.InclusionProof, entry_hex: str, root_hex: str) -> tuple[bool, str]:
     entry = _hex(entry_hex)
     if entry is None:
         return False, "the leaf entry is not hex"
@@ -62,7 +63,7 @@ def _transaction_fields(body: bytes) -> dict[str, str]:
     }
 
 
-def _header_encoding(header: chunks_pb2.BlockHeader) -> bytes:
+def _header_encoding(header: proofs_pb2.BlockHeader) -> bytes:
     """The canonical encoding of a header as the proof states its fields."""
     return canonical.encode_header(
         canonical.HeaderFields(

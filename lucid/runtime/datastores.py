@@ -13,9 +13,26 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.runtime.config import Settings
+
+
+async def find_page(
+    collection: AsyncCollection[dict[str, Any]],
+    query: dict[str, Any],
+    sort: list[tuple[str, int]],
+    *,
+    offset: int,
+    limit: int,
+    projection: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The documents of one page of ``query`` in ``sort`` order, and how many match
+    (the store side of ``lucid.runtime.paging``)."""
+    total = await collection.count_documents(query)
+    cursor = collection.find(query, projection).sort(sort).skip(offset).limit(limit)
+    return [doc async for doc in cursor], total
 
 
 class Dependency(Protocol):

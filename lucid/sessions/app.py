@@ -17,15 +17,19 @@ from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions import schema
 from lucid.sessions.bandwidth import UploadBandwidth
 from lucid.sessions.blobstore import BlobStore
-from lucid.sessions.chunk_servicer import ChunkServicer
+from lucid.sessions.chunks import Chunks
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.finalize import AnchorClient, Finalizer
 from lucid.sessions.ingest import ChunkIngest, OpenStreams
 from lucid.sessions.keys import KeyStore
-from lucid.sessions.repository import Doc, Repository
+from lucid.sessions.manifests import Manifests
 from lucid.sessions.service import Sessions
-from lucid.sessions.servicer import ManifestServicer, SessionServicer
-from lucid.sessions.trust import TrustPolicyServicer
+from lucid.sessions.servicers.chunks import ChunkServicer
+from lucid.sessions.servicers.manifests import ManifestServicer
+from lucid.sessions.servicers.sessions import SessionServicer
+from lucid.sessions.servicers.trust import TrustPolicyServicer
+from lucid.sessions.store.repository import Doc, Repository
+from lucid.sessions.trust_policies import TrustPolicies
 from lucid.sessions.v1 import (
     chunks_pb2_grpc,
     manifests_pb2_grpc,
@@ -69,23 +73,24 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
         await keys.master_key()
         await keys.signing_key()
 
+    manifests = Manifests(sessions, finalizer)
     return ClusterApp(
         servicers=[
             (
                 sessions_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionServicer(sessions, finalizer),
+                SessionServicer(sessions, manifests),
             ),
             (
                 chunks_pb2_grpc.add_ChunkServiceServicer_to_server,
-                ChunkServicer(sessions, ingest, streams, chain, bandwidth),
+                ChunkServicer(Chunks(sessions, ingest, chain, bandwidth), streams),
             ),
             (
                 manifests_pb2_grpc.add_ManifestServiceServicer_to_server,
-                ManifestServicer(sessions, finalizer),
+                ManifestServicer(manifests),
             ),
             (
                 trust_pb2_grpc.add_TrustPolicyServiceServicer_to_server,
-                TrustPolicyServicer(repo, runtime.clock),
+                TrustPolicyServicer(TrustPolicies(repo, runtime.clock)),
             ),
         ],
         collections=schema.COLLECTIONS,

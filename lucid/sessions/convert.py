@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
+from lucid.runtime.audit import client_of
 from lucid.runtime.wire import duration, optional_timestamp
-from lucid.sessions.repository import Doc
+from lucid.sessions.service import Caller, SessionFilter
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, manifests_pb2, sessions_pb2, trust_pb2
 
 DEFAULT_FRAME_RATE = 30
@@ -316,4 +320,30 @@ def policy(doc: Doc) -> trust_pb2.TrustPolicy:
         enabled=bool(doc.get("enabled", False)),
         create_time=optional_timestamp(doc.get("created_at")),
         update_time=optional_timestamp(doc.get("updated_at")),
+    )
+
+
+SESSION_ORDERS = {
+    sessions_pb2.SESSION_ORDER_UNSPECIFIED: [("created_at", -1)],
+    sessions_pb2.SESSION_ORDER_CREATE_TIME_DESC: [("created_at", -1)],
+    sessions_pb2.SESSION_ORDER_CREATE_TIME_ASC: [("created_at", 1)],
+    sessions_pb2.SESSION_ORDER_UPDATE_TIME_DESC: [("updated_at", -1)],
+    sessions_pb2.SESSION_ORDER_NAME_ASC: [("name", 1)],
+}
+"""A list order as the stored fields it sorts by."""
+
+
+def caller(context: grpc.aio.ServicerContext) -> Caller:
+    """The caller of the current rpc, with the client address as the edge reports it."""
+    client = client_of(context)
+    return Caller.of(client.principal, client.ip)
+
+
+def session_filter(request: sessions_pb2.ListSessionsRequest) -> SessionFilter:
+    """The filter of a ListSessions request."""
+    return SessionFilter(
+        state=state_name(request.state) if request.state else "",
+        project=request.project,
+        environment=request.environment,
+        tag=request.tag,
     )

@@ -37,9 +37,9 @@ from lucid.runtime.storeerrors import Backoff, is_transient, store_busy
 from lucid.sessions import blobformat
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.keys import KeyStore
-from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.service import PIPELINE_STOPPED, Sessions
 from lucid.sessions.states import State
+from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions.finalize")
 

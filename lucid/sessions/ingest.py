@@ -36,7 +36,6 @@ from lucid.sessions import blobformat
 from lucid.sessions.blobformat import MAX_CHUNK_BYTES
 from lucid.sessions.blobstore import BlobStore
 from lucid.sessions.keys import KeyStore
-from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.service import (
     DEFAULT_MAX_SIZE_BYTES,
     PIPELINE_PAUSED,
@@ -44,6 +43,7 @@ from lucid.sessions.service import (
     invalid_state,
 )
 from lucid.sessions.states import UPLOADABLE
+from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions.ingest")
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lucid.blockchain.v1 import anchoring_pb2
+from lucid.common.v1 import proofs_pb2
 from lucid.lib import merkle
-from lucid.sessions.repository import Doc
+from lucid.sessions.store.repository import Doc
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 
 
 def _inclusion(
     leaf_index: int, tree_size: int, leaf: bytes, path: Sequence[bytes], root: bytes
-) -> chunks_pb2.InclusionProof:
-    return chunks_pb2.InclusionProof(
+) -> proofs_pb2.InclusionProof:
+    return proofs_pb2.InclusionProof(
         leaf_index=leaf_index,
         tree_size=tree_size,
         leaf_hash=leaf.hex(),
@@ -33,47 +34,24 @@ def _inclusion(
 def anchor_proof(chain: anchoring_pb2.GetAnchoringProofResponse) -> chunks_pb2.AnchorProof:
     """The chain part of a chunk proof, from the chain's GetAnchoringProof."""
     block = chain.block
-    header = block.header
-    proof = chain.transaction_proof
-    out = chunks_pb2.AnchorProof(
+    return chunks_pb2.AnchorProof(
         anchoring_id=chain.anchoring.anchoring_id,
         status=int(chain.anchoring.status),  # type: ignore[arg-type]
         tx_hash=chain.transaction.tx_hash or chain.anchoring.tx_hash,
         canonical_transaction_body=chain.canonical_transaction_body,
         transaction_public_key=chain.transaction.signed.public_key,
         transaction_signature=chain.transaction.signed.signature,
-        transaction_proof=chunks_pb2.InclusionProof(
-            leaf_index=proof.leaf_index,
-            tree_size=proof.tree_size,
-            leaf_hash=proof.leaf_hash,
-            audit_path=list(proof.audit_path),
-            root_hash=proof.root_hash,
-        ),
-        block_header=sessions_pb2_header(header),
+        transaction_proof=chain.transaction_proof,
+        block_header=block.header,
         canonical_block_header=chain.canonical_block_header,
         block_hash=block.hash,
         proposer_public_key=block.proposer_public_key,
         proposer_signature=block.proposer_signature,
+        approvals=block.approvals,
         validator_count=block.validator_count,
         confirmations=chain.anchoring.confirmations or block.confirmations,
         final=block.final,
     )
-    for approval in block.approvals:
-        out.approvals.add(
-            validator_id=approval.validator_id,
-            public_key=approval.public_key,
-            signature=approval.signature,
-            approve_time=approval.approve_time,
-            round=approval.round,
-        )
-    return out
-
-
-def sessions_pb2_header(header: object) -> chunks_pb2.BlockHeader:
-    """The chain's BlockHeader in the sessions contract's shape (same fields)."""
-    out = chunks_pb2.BlockHeader()
-    out.ParseFromString(header.SerializeToString())  # type: ignore[attr-defined]
-    return out
 
 
 def build_chunk_proof(

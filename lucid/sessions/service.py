@@ -25,8 +25,8 @@ from lucid.runtime.datastores import prefix
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.sessions.config import SessionsConfig
-from lucid.sessions.repository import Doc, Repository
 from lucid.sessions.states import State, can_move, sources_of
+from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions")
 
@@ -93,6 +93,16 @@ class Caller:
         return self.is_service or self.is_admin or self.user_id == owner_user_id
 
 
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which sessions a list shows ("" for any)."""
+
+    state: str = ""
+    project: str = ""
+    environment: str = ""
+    tag: str = ""
+
+
 class Sessions:
     """The session lifecycle."""
 
@@ -134,6 +144,38 @@ class Sessions:
         if caller.is_admin or caller.is_service:
             return {}
         return {"owner_user_id": caller.user_id}
+
+    async def page(
+        self,
+        caller: Caller,
+        owner_user_id: str,
+        where: SessionFilter,
+        order: list[tuple[str, int]],
+        *,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Doc], int]:
+        """A page of the sessions the caller may list (deleted ones only when asked)."""
+        query = self.owner_filter(caller, owner_user_id)
+        query["state"] = where.state or {"$ne": State.DELETED.value}
+        for field, value in (
+            ("metadata.project", where.project),
+            ("metadata.environment", where.environment),
+            ("metadata.tags", where.tag),
+        ):
+            if value:
+                query[field] = value
+        return await self.repo.list_sessions(query, order, offset, limit)
+
+    async def events(
+        self, session_id: str, caller: Caller, event_type: str, *, offset: int, limit: int
+    ) -> tuple[list[Doc], int]:
+        """A page of a session's audit events, newest first."""
+        await self.get(session_id, caller)
+        query: Doc = {"session_id": session_id}
+        if event_type:
+            query["event_type"] = event_type
+        return await self.repo.list_events(query, offset, limit)
 
     # -- creation ---------------------------------------------------------------
 

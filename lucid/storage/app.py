@@ -22,21 +22,23 @@ from lucid.runtime.audit import AuditTrail
 from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.storage.backups import Backups
-from lucid.storage.cache import CacheAdmin
-from lucid.storage.collection_admin import CollectionAdmin
-from lucid.storage.declarations import DeclarationStore
 from lucid.storage.indices import SearchIndices
 from lucid.storage.ratelimit import CallerLimits
 from lucid.storage.schedules import Schedules
 from lucid.storage.schema import AUDIT, COLLECTIONS, DECLARATIONS, SCHEDULES
-from lucid.storage.search import SearchEngine
 from lucid.storage.servicers.backup import BackupServicer
 from lucid.storage.servicers.cache import CacheServicer
 from lucid.storage.servicers.database import DatabaseServicer
 from lucid.storage.servicers.schema import SchemaServicer
 from lucid.storage.servicers.search import SearchServicer
 from lucid.storage.servicers.volume import VolumeServicer
-from lucid.storage.stores import BlobVolume, StoreProbes
+from lucid.storage.store.cache import CacheAdmin
+from lucid.storage.store.collections import CollectionAdmin
+from lucid.storage.store.declarations import DeclarationStore
+from lucid.storage.store.probes import BlobVolume, StoreProbes
+from lucid.storage.store.schedules import ScheduleStore
+from lucid.storage.store.search import SearchEngine
+from lucid.storage.store.volumes import VolumeStore
 from lucid.storage.v1 import (
     backup_pb2_grpc,
     cache_pb2_grpc,
@@ -91,8 +93,8 @@ async def build(runtime: Runtime, options: StorageOptions | None = None) -> Clus
         lambda: Sealer(settings.sealing_passphrase()),
         clock,
     )
-    schedules = Schedules(db[SCHEDULES], backups, clock)
-    volumes = Volumes(db, settings.var_dir / "volumes", blob, clock)
+    schedules = Schedules(ScheduleStore(db[SCHEDULES]), backups, clock)
+    volumes = Volumes(VolumeStore(db), settings.var_dir / "volumes", blob, clock)
     search = SearchIndices(SearchEngine(settings.var_dir / "search" / "search.db"), db, clock)
 
     async def ready() -> None:

@@ -28,6 +28,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.lib.sealing import Sealer
+from lucid.runtime.datastores import find_page
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.runtime.schema import create_collection
 from lucid.storage import backupformat as fmt
@@ -265,10 +266,14 @@ class Backups(BackgroundTasks):
     ) -> tuple[list[dict[str, Any]], int]:
         """Backups newest first, and how many match."""
         query: dict[str, Any] = {"state": state} if state else {}
-        total = await self.records.count_documents(query)
-        cursor = self.records.find(query, {"_id": 0}, sort=[("create_time", -1)])
-        found = await cursor.skip(offset).limit(limit).to_list()
-        return found, total
+        return await find_page(
+            self.records,
+            query,
+            [("create_time", -1)],
+            offset=offset,
+            limit=limit,
+            projection={"_id": 0},
+        )
 
     async def delete(self, backup_id: str) -> None:
         """Deletes a backup's files and record; a running backup cannot be deleted."""

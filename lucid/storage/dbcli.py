@@ -28,10 +28,10 @@ from pymongo.errors import PyMongoError
 from lucid.lib.clock import SystemClock
 from lucid.runtime.config import Settings
 from lucid.runtime.errors import LucidError
-from lucid.storage.declarations import DeclarationStore, cluster_name
 from lucid.storage.schema import DECLARATIONS, VOLUMES
-from lucid.storage.search import SearchEngine
-from lucid.storage.stores import BlobVolume
+from lucid.storage.store.declarations import DeclarationStore, cluster_name
+from lucid.storage.store.probes import BlobVolume
+from lucid.storage.store.search import SearchEngine
 from lucid.storage.usage import measure
 from lucid.storage.v1 import schema_pb2, volume_pb2
 from lucid.storage.validation import PROBLEMS, VALUE_OF_KIND, SchemaValidator

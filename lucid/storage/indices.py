@@ -17,7 +17,7 @@ from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import duration, optional_timestamp
 from lucid.storage import convert
 from lucid.storage.background import BackgroundTasks
-from lucid.storage.search import SearchEngine, plain
+from lucid.storage.store.search import SearchEngine, plain
 from lucid.storage.v1 import database_pb2, search_pb2
 
 log = logging.getLogger("lucid.storage.search")

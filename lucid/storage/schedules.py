@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
-
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import invalid_argument, not_found
 from lucid.storage import cron
 from lucid.storage.backups import Backups
+from lucid.storage.store.schedules import ScheduleStore
 from lucid.storage.v1 import backup_pb2
 
 log = logging.getLogger("lucid.storage.schedules")
@@ -29,10 +28,8 @@ log = logging.getLogger("lucid.storage.schedules")
 class Schedules:
     """Backup schedule records and the scheduler."""
 
-    def __init__(
-        self, collection: AsyncCollection[dict[str, Any]], backups: Backups, clock: Clock
-    ) -> None:
-        self.collection = collection
+    def __init__(self, store: ScheduleStore, backups: Backups, clock: Clock) -> None:
+        self.store = store
         self.backups = backups
         self.clock = clock
 
@@ -67,38 +64,26 @@ class Schedules:
             "last_backup_id": "",
             "create_time": now,
         }
-        await self.collection.insert_one(record)
-        record.pop("_id", None)
+        await self.store.insert(record)
         return record
 
     async def find_page(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Schedules by creation, and how many there are."""
-        total = await self.collection.count_documents({})
-        cursor = self.collection.find({}, {"_id": 0}, sort=[("create_time", 1)])
-        return await cursor.skip(offset).limit(limit).to_list(), total
+        return await self.store.page(offset=offset, limit=limit)
 
     async def delete(self, schedule_id: str) -> None:
         """Deletes a schedule; its backups stay."""
-        outcome = await self.collection.delete_one({"schedule_id": schedule_id})
-        if not outcome.deleted_count:
+        if not await self.store.delete(schedule_id):
             raise not_found(f"schedule {schedule_id}")
 
     async def run_due(self, now: datetime | None = None) -> list[str]:
         """Starts the backups of every due schedule; returns their ids."""
         now = now or self.clock.now()
         started = []
-        due = self.collection.find({"enabled": True, "next_run_time": {"$lte": now}})
-        async for schedule in due:
+        for schedule in await self.store.due(now):
             following = cron.parse(schedule["cron"]).next_after(now)
-            claimed = await self.collection.find_one_and_update(
-                {
-                    "schedule_id": schedule["schedule_id"],
-                    "next_run_time": schedule["next_run_time"],
-                },
-                {"$set": {"next_run_time": following, "last_run_time": now}},
-            )
-            if claimed is None:  # another instance took this slot
-                continue
+            if not await self.store.claim(schedule, following, now):
+                continue  # another instance took this slot
             try:
                 backup = await self.backups.create(
                     name=f"{schedule['name']} {now:%Y-%m-%dT%H:%MZ}",
@@ -112,10 +97,7 @@ class Schedules:
             except Exception:
                 log.exception("scheduled backup not started", extra={"schedule": schedule["name"]})
                 continue
-            await self.collection.update_one(
-                {"schedule_id": schedule["schedule_id"]},
-                {"$set": {"last_backup_id": backup["backup_id"]}},
-            )
+            await self.store.ran(schedule["schedule_id"], backup["backup_id"])
             started.append(backup["backup_id"])
         return started
 

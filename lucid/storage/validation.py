@@ -26,8 +26,8 @@ from pymongo.errors import OperationFailure, PyMongoError
 from lucid.common.v1 import access_pb2
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.schema import NOT_IMPLEMENTED, create_collection, is_ferretdb
-from lucid.storage.search import SearchEngine, index_settings
-from lucid.storage.stores import BlobVolume
+from lucid.storage.store.probes import BlobVolume
+from lucid.storage.store.search import SearchEngine, index_settings
 from lucid.storage.usage import measure, probe_writable
 from lucid.storage.v1 import database_pb2, schema_pb2, volume_pb2
 

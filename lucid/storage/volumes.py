@@ -21,16 +21,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pymongo import ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
-
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.storage.background import BackgroundTasks
-from lucid.storage.schema import VOLUME_OPERATIONS, VOLUME_SAMPLES, VOLUMES
-from lucid.storage.stores import BlobVolume
+from lucid.storage.store.probes import BlobVolume
+from lucid.storage.store.volumes import VolumeNameTakenError, VolumeStore
 from lucid.storage.usage import DirectoryUsage, measure, sha256_file
 from lucid.storage.v1 import volume_pb2
 
@@ -63,12 +59,8 @@ def _not_allowed(message: str) -> LucidError:
 class Volumes(BackgroundTasks):
     """Volume records, their directories and migrations."""
 
-    def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], root: Path, blob: BlobVolume, clock: Clock
-    ) -> None:
-        self.records = db[VOLUMES]
-        self.operations = db[VOLUME_OPERATIONS]
-        self.samples = db[VOLUME_SAMPLES]
+    def __init__(self, store: VolumeStore, root: Path, blob: BlobVolume, clock: Clock) -> None:
+        self.store = store
         self.root = root
         self.blob = blob
         self.clock = clock
@@ -79,34 +71,28 @@ class Volumes(BackgroundTasks):
         self.blob.path.mkdir(parents=True, exist_ok=True)
         now = self.clock.now()
         default = min(MAX_QUOTA, shutil.disk_usage(self.blob.path).total)
-        found = await self.records.find_one_and_update(
-            {"name": BLOB_VOLUME_NAME},
+        found = await self.store.register(
+            BLOB_VOLUME_NAME,
             {
-                "$setOnInsert": {
-                    "volume_id": new_id(),
-                    "type": "local",
-                    "state": "active",
-                    "size_bytes": default,
-                    "file_system": "ext4",
-                    "encryption": False,
-                    "purpose": "chunks",
-                    "system": True,
-                    "create_time": now,
-                    "update_time": now,
-                },
-                "$set": {"mount_path": str(self.blob.path.resolve())},
+                "volume_id": new_id(),
+                "type": "local",
+                "state": "active",
+                "size_bytes": default,
+                "file_system": "ext4",
+                "encryption": False,
+                "purpose": "chunks",
+                "system": True,
+                "create_time": now,
+                "update_time": now,
             },
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+            str(self.blob.path.resolve()),
         )
-        assert found is not None
         if quota_override is not None and found["size_bytes"] != quota_override:
-            found = await self.records.find_one_and_update(
-                {"name": BLOB_VOLUME_NAME},
-                {"$set": {"size_bytes": quota_override, "update_time": now}},
-                return_document=ReturnDocument.AFTER,
+            changed = await self.store.update(
+                {"name": BLOB_VOLUME_NAME}, {"size_bytes": quota_override, "update_time": now}
             )
-            assert found is not None
+            assert changed is not None
+            found = changed
         self.blob.quota_bytes = int(found["size_bytes"])
         return found
 
@@ -143,18 +129,17 @@ class Volumes(BackgroundTasks):
             "update_time": now,
         }
         try:
-            await self.records.insert_one(record)
-        except DuplicateKeyError as exc:
+            await self.store.insert(record)
+        except VolumeNameTakenError as exc:
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS, f"a volume named {name} exists"
             ) from exc
         (self.root / volume_id).mkdir(parents=True, exist_ok=True)
-        record.pop("_id", None)
         return record
 
     async def get(self, volume_id: str) -> dict[str, Any]:
         """A volume record."""
-        found = await self.records.find_one({"volume_id": volume_id}, {"_id": 0})
+        found = await self.store.get(volume_id)
         if found is None:
             raise not_found(f"volume {volume_id}")
         return found
@@ -169,28 +154,22 @@ class Volumes(BackgroundTasks):
         self, *, state: str | None, offset: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         """Volumes by name, and how many match."""
-        query: dict[str, Any] = {"state": state} if state else {}
-        total = await self.records.count_documents(query)
-        cursor = self.records.find(query, {"_id": 0}, sort=[("name", 1)])
-        return await cursor.skip(offset).limit(limit).to_list(), total
+        return await self.store.page(state=state, offset=offset, limit=limit)
 
     async def update(self, volume_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Changes name, state or purpose."""
         if not changes:
             return await self.get(volume_id)
         try:
-            found = await self.records.find_one_and_update(
-                {"volume_id": volume_id},
-                {"$set": {**changes, "update_time": self.clock.now()}},
-                return_document=ReturnDocument.AFTER,
+            found = await self.store.update(
+                {"volume_id": volume_id}, {**changes, "update_time": self.clock.now()}
             )
-        except DuplicateKeyError as exc:
+        except VolumeNameTakenError as exc:
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS, f"a volume named {changes['name']} exists"
             ) from exc
         if found is None:
             raise not_found(f"volume {volume_id}")
-        found.pop("_id", None)
         return found
 
     async def delete(self, volume_id: str, *, force: bool) -> None:
@@ -204,7 +183,7 @@ class Volumes(BackgroundTasks):
                 ErrorCode.ERROR_CODE_INVALID_STATE,
                 f"the volume holds {usage.file_count} files; delete with force to remove them",
             )
-        await self.records.delete_one({"volume_id": volume_id})
+        await self.store.delete(volume_id)
         await asyncio.to_thread(shutil.rmtree, record["mount_path"], True)
 
     async def resize(self, volume_id: str, new_size: int) -> dict[str, Any]:
@@ -226,27 +205,17 @@ class Volumes(BackgroundTasks):
     ) -> list[tuple[datetime, int]]:
         """Usage samples of the period, oldest first."""
         since = self.clock.now() - PERIODS[period]
-        cursor = self.samples.find(
-            {"volume_id": volume_id, "sample_time": {"$gte": since}},
-            sort=[("sample_time", 1)],
-        )
-        return [(s["sample_time"], int(s["used_bytes"])) async for s in cursor]
+        return await self.store.samples_since(volume_id, since)
 
     async def sample_all(self) -> int:
         """Records every volume's usage now; returns how many were sampled."""
         count = 0
         now = self.clock.now()
-        async for record in self.records.find({}):
+        for record in await self.store.all():
             usage = await self.usage(record)
             if usage is None:
                 continue
-            await self.samples.insert_one(
-                {
-                    "volume_id": record["volume_id"],
-                    "sample_time": now,
-                    "used_bytes": usage.used_bytes,
-                }
-            )
+            await self.store.add_sample(record["volume_id"], now, usage.used_bytes)
             count += 1
         return count
 
@@ -296,15 +265,13 @@ class Volumes(BackgroundTasks):
             "start_time": self.clock.now(),
             "error_message": "",
         }
-        await self.operations.insert_one(operation)
-        operation.pop("_id", None)
+        await self.store.add_operation(operation)
         self.spawn(self._copy(operation, Path(source["mount_path"]), Path(target["mount_path"])))
         return operation
 
     async def _copy(self, operation: dict[str, Any], source: Path, target: Path) -> None:
         operation_id = operation["operation_id"]
-        ops = self.operations
-        await ops.update_one({"operation_id": operation_id}, {"$set": {"state": "in_progress"}})
+        await self.store.set_operation(operation_id, {"state": "in_progress"})
         try:
             done_bytes, done_files, mismatches = await asyncio.to_thread(
                 copy_tree, source, target, operation["verify_integrity"]
@@ -318,23 +285,21 @@ class Volumes(BackgroundTasks):
             log.exception("migration failed", extra={"operation_id": operation_id})
             done_bytes = done_files = mismatches = 0
             state, error = "failed", str(exc)[:500]
-        await ops.update_one(
-            {"operation_id": operation_id},
+        await self.store.set_operation(
+            operation_id,
             {
-                "$set": {
-                    "state": state,
-                    "bytes_done": done_bytes,
-                    "files_done": done_files,
-                    "checksum_mismatches": mismatches,
-                    "complete_time": self.clock.now(),
-                    "error_message": error,
-                }
+                "state": state,
+                "bytes_done": done_bytes,
+                "files_done": done_files,
+                "checksum_mismatches": mismatches,
+                "complete_time": self.clock.now(),
+                "error_message": error,
             },
         )
 
     async def get_operation(self, operation_id: str) -> dict[str, Any]:
         """A migration record."""
-        found = await self.operations.find_one({"operation_id": operation_id}, {"_id": 0})
+        found = await self.store.operation(operation_id)
         if found is None:
             raise not_found(f"volume operation {operation_id}")
         return found

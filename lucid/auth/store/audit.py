@@ -11,7 +11,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
-from lucid.auth.store import find_page
+from lucid.runtime.datastores import find_page
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
-from lucid.auth.store import find_page
+from lucid.runtime.datastores import find_page
 from lucid.runtime.revocations import publish_revocation
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_SESSION_KEY
 

@@ -11,10 +11,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lucid.auth import policy, schema
-from lucid.auth.store import find_page
 from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.ids import new_id
+from lucid.runtime.datastores import find_page
 
 
 @dataclass(frozen=True)

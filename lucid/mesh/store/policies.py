@@ -9,6 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.mesh import schema
 from lucid.mesh.store import DuplicateError, MessageT, from_doc, to_doc
+from lucid.runtime.datastores import find_page
 
 
 class PolicyStore:
@@ -44,15 +45,15 @@ class PolicyStore:
         self, kind: str, cls: type[MessageT], *, enabled_only: bool, offset: int, limit: int
     ) -> tuple[list[MessageT], int]:
         """A page of policies of one type, highest priority first, and how many there are."""
-        query = self._query(kind, enabled_only)
-        cursor = (
-            self.collection.find(query, {"_id": 0})
-            .sort([("priority", -1), ("name", 1)])
-            .skip(offset)
-            .limit(limit)
+        docs, total = await find_page(
+            self.collection,
+            self._query(kind, enabled_only),
+            [("priority", -1), ("name", 1)],
+            offset=offset,
+            limit=limit,
+            projection={"_id": 0},
         )
-        found = [from_doc(doc["doc"], cls) async for doc in cursor]
-        return found, await self.collection.count_documents(query)
+        return [from_doc(doc["doc"], cls) for doc in docs], total
 
     async def delete(self, kind: str, policy_id: str) -> bool:
         """Removes a policy; whether it existed."""

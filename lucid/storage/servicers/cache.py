@@ -8,12 +8,11 @@ from google.protobuf import duration_pb2
 from lucid.lib.ids import new_id
 from lucid.runtime import paging
 from lucid.runtime.audit import AuditTrail, audited
-from lucid.storage.cache import CacheAdmin, parse_value
 from lucid.storage.ratelimit import CallerLimits
+from lucid.storage.store.cache import CacheAdmin, parse_value
+from lucid.storage.store.probes import hit_rate
 from lucid.storage.storeerrors import maps_store_errors
-from lucid.storage.stores import hit_rate
 from lucid.storage.v1 import cache_pb2, cache_pb2_grpc
-from lucid.storage.validation import key_prefix
 
 DEFAULT_KEYS_PAGE = 100
 
@@ -24,7 +23,6 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     def __init__(self, admin: CacheAdmin, limiter: CallerLimits, audit: AuditTrail) -> None:
         self.admin = admin
-        self.redis = admin.redis
         self.limiter = limiter
         self.audit = audit
 
@@ -32,14 +30,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, request: cache_pb2.GetCacheStatsRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.GetCacheStatsResponse:
         await self.limiter.check("database")
-        info = await self.redis.info()
-        counts: dict[str, int] = {}
-        async for key in self.redis.scan_iter(match="lucid:*", count=1000):
-            prefix = key_prefix(key.decode(errors="replace"))
-            counts[prefix] = counts.get(prefix, 0) + 1
+        info = await self.admin.info()
+        counts = await self.admin.keys_by_prefix()
         uptime = duration_pb2.Duration(seconds=int(info.get("uptime_in_seconds", 0)))
         return cache_pb2.GetCacheStatsResponse(
-            total_keys=int(await self.redis.dbsize()),
+            total_keys=await self.admin.size(),
             keys_by_prefix=[
                 cache_pb2.PrefixCount(prefix=p, keys=n) for p, n in sorted(counts.items())
             ],
@@ -57,7 +52,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self, request: cache_pb2.GetCacheMemoryRequest, context: grpc.aio.ServicerContext
     ) -> cache_pb2.GetCacheMemoryResponse:
         await self.limiter.check("database")
-        info = await self.redis.info("memory")
+        info = await self.admin.info("memory")
         used = int(info.get("used_memory", 0))
         maximum = int(info.get("maxmemory", 0))
         return cache_pb2.GetCacheMemoryResponse(

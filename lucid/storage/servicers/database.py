@@ -13,12 +13,12 @@ from lucid.runtime import paging
 from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.wire import duration
-from lucid.storage.collection_admin import CollectionAdmin
-from lucid.storage.declarations import DeclarationStore
 from lucid.storage.indices import SearchIndices
 from lucid.storage.ratelimit import CallerLimits
+from lucid.storage.store.collections import CollectionAdmin
+from lucid.storage.store.declarations import DeclarationStore
+from lucid.storage.store.probes import UNHEALTHY, StoreProbes, overall
 from lucid.storage.storeerrors import maps_store_errors
-from lucid.storage.stores import UNHEALTHY, StoreProbes, overall
 from lucid.storage.v1 import database_pb2, database_pb2_grpc, schema_pb2
 
 SINGLE_NODE = "single-node"

@@ -10,7 +10,7 @@ from lucid.runtime import paging
 from lucid.runtime.audit import AuditTrail, audited
 from lucid.runtime.context import current_principal
 from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.storage.declarations import DeclarationStore, cluster_name
+from lucid.storage.store.declarations import DeclarationStore, cluster_name
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import schema_pb2, schema_pb2_grpc
 from lucid.storage.validation import SchemaValidator

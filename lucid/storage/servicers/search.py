@@ -15,7 +15,7 @@ from lucid.runtime.wire import duration
 from lucid.storage import convert
 from lucid.storage.indices import SearchIndices
 from lucid.storage.ratelimit import CallerLimits
-from lucid.storage.search import index_settings
+from lucid.storage.store.search import index_settings
 from lucid.storage.storeerrors import maps_store_errors
 from lucid.storage.v1 import search_pb2, search_pb2_grpc
 

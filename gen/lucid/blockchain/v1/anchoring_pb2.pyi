@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lucid.blockchain.v1 import blockchain_pb2 as _blockchain_pb2
-from lucid.blockchain.v1 import merkle_pb2 as _merkle_pb2
+from lucid.common.v1 import proofs_pb2 as _proofs_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -454,7 +454,7 @@ class GetAnchoringProofResponse(_message.Message):
         """The signed session_anchor transaction; its hash is `anchoring.tx_hash`."""
 
     @_builtins.property
-    def transaction_proof(self) -> _merkle_pb2.InclusionProof:
+    def transaction_proof(self) -> _proofs_pb2.InclusionProof:
         """The transaction's inclusion proof to `block.header.merkle_root`."""
 
     @_builtins.property
@@ -469,7 +469,7 @@ class GetAnchoringProofResponse(_message.Message):
         anchoring: Global___SessionAnchoring | None = ...,
         transaction: _blockchain_pb2.Transaction | None = ...,
         canonical_transaction_body: _builtins.bytes = ...,
-        transaction_proof: _merkle_pb2.InclusionProof | None = ...,
+        transaction_proof: _proofs_pb2.InclusionProof | None = ...,
         block: _blockchain_pb2.Block | None = ...,
         canonical_block_header: _builtins.bytes = ...,
     ) -> None: ...

@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from lucid.blockchain.v1 import merkle_pb2 as _merkle_pb2
+from lucid.common.v1 import proofs_pb2 as _proofs_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -264,111 +264,6 @@ BLOCK_ORDER_HEIGHT_ASC: BlockOrder.ValueType  # 2
 Global___BlockOrder: _TypeAlias = BlockOrder  # noqa: Y015
 
 @_typing.final
-class BlockHeader(_message.Message):
-    """The header of a block: the part its hash covers. The block hash is the
-    SHA-256 of the documented, versioned canonical encoding of these fields.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    VERSION_FIELD_NUMBER: _builtins.int
-    HEIGHT_FIELD_NUMBER: _builtins.int
-    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
-    MERKLE_ROOT_FIELD_NUMBER: _builtins.int
-    BLOCK_TIME_FIELD_NUMBER: _builtins.int
-    PROPOSER_ID_FIELD_NUMBER: _builtins.int
-    SLOT_FIELD_NUMBER: _builtins.int
-    TRANSACTION_COUNT_FIELD_NUMBER: _builtins.int
-    version: _builtins.int
-    """The canonical-encoding version of the header (1)."""
-    height: _builtins.int
-    """The height; the genesis block is 0."""
-    previous_hash: _builtins.str
-    """The hash of the parent block; 64 zeros for the genesis block."""
-    merkle_root: _builtins.str
-    """The RFC 9162 Merkle root over the block's transaction hashes, in order
-    (SHA-256 of the empty string when there are none).
-    """
-    proposer_id: _builtins.str
-    """The validator that proposed the block."""
-    slot: _builtins.int
-    """The leader slot of this height the block was proposed in: the round
-    number, counted in leader timeouts from the parent's block time plus the
-    block interval. The proposer must be the leader of this round (primary
-    for round 0, then the fallbacks in turn).
-    """
-    transaction_count: _builtins.int
-    """How many transactions the block holds (at most 1000)."""
-    @_builtins.property
-    def block_time(self) -> _timestamp_pb2.Timestamp:
-        """When the proposer built the block (UTC)."""
-
-    def __init__(
-        self,
-        *,
-        version: _builtins.int = ...,
-        height: _builtins.int = ...,
-        previous_hash: _builtins.str = ...,
-        merkle_root: _builtins.str = ...,
-        block_time: _timestamp_pb2.Timestamp | None = ...,
-        proposer_id: _builtins.str = ...,
-        slot: _builtins.int = ...,
-        transaction_count: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block_time", b"block_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_time", b"block_time", "height", b"height", "merkle_root", b"merkle_root", "previous_hash", b"previous_hash", "proposer_id", b"proposer_id", "slot", b"slot", "transaction_count", b"transaction_count", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BlockHeader: _TypeAlias = BlockHeader  # noqa: Y015
-
-@_typing.final
-class ValidatorApproval(_message.Message):
-    """One validator's Ed25519 approval of a block in a consensus round: a
-    signature over `b"lucid_blocks/approval/v1\\0" ‖ height ‖ round ‖ hash`
-    (uint64 big-endian, raw 32-byte hash; `lucid.lib.canonical`). A block is
-    final when approvals of one round come from at least two thirds of the
-    validators.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
-    APPROVE_TIME_FIELD_NUMBER: _builtins.int
-    ROUND_FIELD_NUMBER: _builtins.int
-    validator_id: _builtins.str
-    """The approving validator."""
-    public_key: _builtins.str
-    """The validator's Ed25519 public key, hex (32 bytes)."""
-    signature: _builtins.str
-    """The Ed25519 signature over the approval message, hex (64 bytes)."""
-    round: _builtins.int
-    """The consensus round the approval was given in."""
-    @_builtins.property
-    def approve_time(self) -> _timestamp_pb2.Timestamp:
-        """When the validator approved (UTC). Not signed."""
-
-    def __init__(
-        self,
-        *,
-        validator_id: _builtins.str = ...,
-        public_key: _builtins.str = ...,
-        signature: _builtins.str = ...,
-        approve_time: _timestamp_pb2.Timestamp | None = ...,
-        round: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "round", b"round", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ValidatorApproval: _TypeAlias = ValidatorApproval  # noqa: Y015
-
-@_typing.final
 class Block(_message.Message):
     """A block: header, hash, proposer signature, transactions and approvals."""
 
@@ -408,7 +303,7 @@ class Block(_message.Message):
     (output only).
     """
     @_builtins.property
-    def header(self) -> Global___BlockHeader:
+    def header(self) -> _proofs_pb2.BlockHeader:
         """The header."""
 
     @_builtins.property
@@ -422,7 +317,7 @@ class Block(_message.Message):
         """
 
     @_builtins.property
-    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidatorApproval]:
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[_proofs_pb2.ValidatorApproval]:
         """The approvals that made the block final, all of one round."""
 
     @_builtins.property
@@ -432,13 +327,13 @@ class Block(_message.Message):
     def __init__(
         self,
         *,
-        header: Global___BlockHeader | None = ...,
+        header: _proofs_pb2.BlockHeader | None = ...,
         hash: _builtins.str = ...,
         proposer_public_key: _builtins.str = ...,
         proposer_signature: _builtins.str = ...,
         tx_hashes: _abc.Iterable[_builtins.str] | None = ...,
         transactions: _abc.Iterable[Global___Transaction] | None = ...,
-        approvals: _abc.Iterable[Global___ValidatorApproval] | None = ...,
+        approvals: _abc.Iterable[_proofs_pb2.ValidatorApproval] | None = ...,
         status: Global___BlockStatus.ValueType = ...,
         confirmations: _builtins.int = ...,
         final: _builtins.bool = ...,
@@ -1718,7 +1613,7 @@ class GetTransactionResponse(_message.Message):
         """The transaction."""
 
     @_builtins.property
-    def inclusion_proof(self) -> _merkle_pb2.InclusionProof:
+    def inclusion_proof(self) -> _proofs_pb2.InclusionProof:
         """Its inclusion proof to the block's `merkle_root`, when asked for and
         included in a block.
         """
@@ -1727,7 +1622,7 @@ class GetTransactionResponse(_message.Message):
         self,
         *,
         transaction: Global___Transaction | None = ...,
-        inclusion_proof: _merkle_pb2.InclusionProof | None = ...,
+        inclusion_proof: _proofs_pb2.InclusionProof | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inclusion_proof", b"inclusion_proof", "transaction", b"transaction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

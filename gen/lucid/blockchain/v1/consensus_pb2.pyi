@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lucid.blockchain.v1 import blockchain_pb2 as _blockchain_pb2
+from lucid.common.v1 import proofs_pb2 as _proofs_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -1268,14 +1269,14 @@ class ApproveBlockResponse(_message.Message):
     height: _builtins.int
     """The peer's tip height."""
     @_builtins.property
-    def approval(self) -> _blockchain_pb2.ValidatorApproval:
+    def approval(self) -> _proofs_pb2.ValidatorApproval:
         """The peer's signed approval, when it approves."""
 
     def __init__(
         self,
         *,
         approved: _builtins.bool = ...,
-        approval: _blockchain_pb2.ValidatorApproval | None = ...,
+        approval: _proofs_pb2.ValidatorApproval | None = ...,
         validator_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         height: _builtins.int = ...,

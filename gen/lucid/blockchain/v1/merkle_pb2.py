@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lucid/blockchain/v1/merkle.proto\x12\x13lucid.blockchain.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"q\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\tleaf_hash\x18\x03 \x01(\t\x12\x12\n\naudit_path\x18\x04 \x03(\t\x12\x11\n\troot_hash\x18\x05 \x01(\t\"\xb3\x02\n\nMerkleTree\x12\x0f\n\x07tree_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x11\n\troot_hash\x18\x03 \x01(\t\x12\x13\n\x0btree_height\x18\x04 \x01(\x05\x12\x12\n\nleaf_count\x18\x05 \x01(\x03\x12\x35\n\x06status\x18\x06 \x01(\x0e\x32%.lucid.blockchain.v1.MerkleTreeStatus\x12\x14\n\x0c\x63hunk_hashes\x18\x07 \x03(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\n \x01(\t\"n\n\x16\x42uildMerkleTreeRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x0c\x63hunk_hashes\x18\x02 \x03(\tB \xbaH\x1d\x92\x01\x1a\x08\x01\x10\xc0\x84=\"\x12r\x10\x32\x0e^[0-9a-f]{64}$\"f\n\x17\x42uildMerkleTreeResponse\x12\x0f\n\x07tree_id\x18\x01 \x01(\t\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12\x13\n\x0btree_height\x18\x03 \x01(\x05\x12\x12\n\nleaf_count\x18\x04 \x01(\x03\"X\n\x14GetMerkleTreeRequest\x12(\n\troot_hash\x18\x01 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12\x16\n\x0einclude_leaves\x18\x02 \x01(\x08\"F\n\x15GetMerkleTreeResponse\x12-\n\x04tree\x18\x01 \x01(\x0b\x32\x1f.lucid.blockchain.v1.MerkleTree\":\n\x1aGetMerkleValidationRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xba\x01\n\x1bGetMerkleValidationResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12\x35\n\x06status\x18\x03 \x01(\x0e\x32%.lucid.blockchain.v1.MerkleTreeStatus\x12\x10\n\x08\x61nchored\x18\x04 \x01(\x08\x12\x14\n\x0c\x62lock_height\x18\x05 \x01(\x03\x12\x15\n\rerror_message\x18\x06 \x01(\t\"\xd1\x02\n\x18VerifyMerkleProofRequest\x12(\n\troot_hash\x18\x01 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12(\n\tleaf_hash\x18\x02 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12\x1b\n\nleaf_index\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1e\n\ttree_size\x18\x04 \x01(\x03\x42\x0b\xbaH\x08\"\x06\x18\xc0\x84=(\x01\x12\x30\n\naudit_path\x18\x05 \x03(\tB\x1c\xbaH\x19\x92\x01\x16\x10@\"\x12r\x10\x32\x0e^[0-9a-f]{64}$:r\xbaHo\x1am\n!verify_merkle_proof.index_in_tree\x12&leaf_index must be less than tree_size\x1a this.leaf_index < this.tree_size\"Y\n\x19VerifyMerkleProofResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x13\n\x0bleaf_exists\x18\x02 \x01(\x08\x12\x15\n\rcomputed_root\x18\x03 \x01(\t*\xb6\x01\n\x10MerkleTreeStatus\x12\"\n\x1eMERKLE_TREE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMERKLE_TREE_STATUS_BUILDING\x10\x01\x12\x1c\n\x18MERKLE_TREE_STATUS_BUILT\x10\x02\x12 \n\x1cMERKLE_TREE_STATUS_VALIDATED\x10\x03\x12\x1d\n\x19MERKLE_TREE_STATUS_FAILED\x10\x04\x32\xaf\x05\n\rMerkleService\x12\xa1\x01\n\x0f\x42uildMerkleTree\x12+.lucid.blockchain.v1.BuildMerkleTreeRequest\x1a,.lucid.blockchain.v1.BuildMerkleTreeResponse\"3\x90\x02\x02\xa2\xbb\x18\x07\x10 \x1a\x01\x03 \x03\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/chain/merkle/build:\x01*\x12\x99\x01\n\rGetMerkleTree\x12).lucid.blockchain.v1.GetMerkleTreeRequest\x1a*.lucid.blockchain.v1.GetMerkleTreeResponse\"1\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02\"\x12 /api/v1/chain/merkle/{root_hash}\x12\xb7\x01\n\x13GetMerkleValidation\x12/.lucid.blockchain.v1.GetMerkleValidationRequest\x1a\x30.lucid.blockchain.v1.GetMerkleValidationResponse\"=\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02.\x12,/api/v1/chain/merkle/validation/{session_id}\x12\xa3\x01\n\x11VerifyMerkleProof\x12-.lucid.blockchain.v1.VerifyMerkleProofRequest\x1a..lucid.blockchain.v1.VerifyMerkleProofResponse\"/\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/chain/merkle/verify:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lucid/blockchain/v1/merkle.proto\x12\x13lucid.blockchain.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xb3\x02\n\nMerkleTree\x12\x0f\n\x07tree_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x11\n\troot_hash\x18\x03 \x01(\t\x12\x13\n\x0btree_height\x18\x04 \x01(\x05\x12\x12\n\nleaf_count\x18\x05 \x01(\x03\x12\x35\n\x06status\x18\x06 \x01(\x0e\x32%.lucid.blockchain.v1.MerkleTreeStatus\x12\x14\n\x0c\x63hunk_hashes\x18\x07 \x03(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\n \x01(\t\"n\n\x16\x42uildMerkleTreeRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x0c\x63hunk_hashes\x18\x02 \x03(\tB \xbaH\x1d\x92\x01\x1a\x08\x01\x10\xc0\x84=\"\x12r\x10\x32\x0e^[0-9a-f]{64}$\"f\n\x17\x42uildMerkleTreeResponse\x12\x0f\n\x07tree_id\x18\x01 \x01(\t\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12\x13\n\x0btree_height\x18\x03 \x01(\x05\x12\x12\n\nleaf_count\x18\x04 \x01(\x03\"X\n\x14GetMerkleTreeRequest\x12(\n\troot_hash\x18\x01 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12\x16\n\x0einclude_leaves\x18\x02 \x01(\x08\"F\n\x15GetMerkleTreeResponse\x12-\n\x04tree\x18\x01 \x01(\x0b\x32\x1f.lucid.blockchain.v1.MerkleTree\":\n\x1aGetMerkleValidationRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xba\x01\n\x1bGetMerkleValidationResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\troot_hash\x18\x02 \x01(\t\x12\x35\n\x06status\x18\x03 \x01(\x0e\x32%.lucid.blockchain.v1.MerkleTreeStatus\x12\x10\n\x08\x61nchored\x18\x04 \x01(\x08\x12\x14\n\x0c\x62lock_height\x18\x05 \x01(\x03\x12\x15\n\rerror_message\x18\x06 \x01(\t\"\xd1\x02\n\x18VerifyMerkleProofRequest\x12(\n\troot_hash\x18\x01 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12(\n\tleaf_hash\x18\x02 \x01(\tB\x15\xbaH\x12r\x10\x32\x0e^[0-9a-f]{64}$\x12\x1b\n\nleaf_index\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1e\n\ttree_size\x18\x04 \x01(\x03\x42\x0b\xbaH\x08\"\x06\x18\xc0\x84=(\x01\x12\x30\n\naudit_path\x18\x05 \x03(\tB\x1c\xbaH\x19\x92\x01\x16\x10@\"\x12r\x10\x32\x0e^[0-9a-f]{64}$:r\xbaHo\x1am\n!verify_merkle_proof.index_in_tree\x12&leaf_index must be less than tree_size\x1a this.leaf_index < this.tree_size\"Y\n\x19VerifyMerkleProofResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x13\n\x0bleaf_exists\x18\x02 \x01(\x08\x12\x15\n\rcomputed_root\x18\x03 \x01(\t*\xb6\x01\n\x10MerkleTreeStatus\x12\"\n\x1eMERKLE_TREE_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMERKLE_TREE_STATUS_BUILDING\x10\x01\x12\x1c\n\x18MERKLE_TREE_STATUS_BUILT\x10\x02\x12 \n\x1cMERKLE_TREE_STATUS_VALIDATED\x10\x03\x12\x1d\n\x19MERKLE_TREE_STATUS_FAILED\x10\x04\x32\xaf\x05\n\rMerkleService\x12\xa1\x01\n\x0f\x42uildMerkleTree\x12+.lucid.blockchain.v1.BuildMerkleTreeRequest\x1a,.lucid.blockchain.v1.BuildMerkleTreeResponse\"3\x90\x02\x02\xa2\xbb\x18\x07\x10 \x1a\x01\x03 \x03\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/chain/merkle/build:\x01*\x12\x99\x01\n\rGetMerkleTree\x12).lucid.blockchain.v1.GetMerkleTreeRequest\x1a*.lucid.blockchain.v1.GetMerkleTreeResponse\"1\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02\"\x12 /api/v1/chain/merkle/{root_hash}\x12\xb7\x01\n\x13GetMerkleValidation\x12/.lucid.blockchain.v1.GetMerkleValidationRequest\x1a\x30.lucid.blockchain.v1.GetMerkleValidationResponse\"=\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02.\x12,/api/v1/chain/merkle/validation/{session_id}\x12\xa3\x01\n\x11VerifyMerkleProof\x12-.lucid.blockchain.v1.VerifyMerkleProofRequest\x1a..lucid.blockchain.v1.VerifyMerkleProofResponse\"/\x90\x02\x01\xa2\xbb\x18\x02 \x01\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/chain/merkle/verify:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,28 +63,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MERKLESERVICE'].methods_by_name['GetMerkleValidation']._serialized_options = b'\220\002\001\242\273\030\002 \001\202\323\344\223\002.\022,/api/v1/chain/merkle/validation/{session_id}'
   _globals['_MERKLESERVICE'].methods_by_name['VerifyMerkleProof']._loaded_options = None
   _globals['_MERKLESERVICE'].methods_by_name['VerifyMerkleProof']._serialized_options = b'\220\002\001\242\273\030\002 \001\202\323\344\223\002 \"\033/api/v1/chain/merkle/verify:\001*'
-  _globals['_MERKLETREESTATUS']._serialized_start=1663
-  _globals['_MERKLETREESTATUS']._serialized_end=1845
-  _globals['_INCLUSIONPROOF']._serialized_start=179
-  _globals['_INCLUSIONPROOF']._serialized_end=292
-  _globals['_MERKLETREE']._serialized_start=295
-  _globals['_MERKLETREE']._serialized_end=602
-  _globals['_BUILDMERKLETREEREQUEST']._serialized_start=604
-  _globals['_BUILDMERKLETREEREQUEST']._serialized_end=714
-  _globals['_BUILDMERKLETREERESPONSE']._serialized_start=716
-  _globals['_BUILDMERKLETREERESPONSE']._serialized_end=818
-  _globals['_GETMERKLETREEREQUEST']._serialized_start=820
-  _globals['_GETMERKLETREEREQUEST']._serialized_end=908
-  _globals['_GETMERKLETREERESPONSE']._serialized_start=910
-  _globals['_GETMERKLETREERESPONSE']._serialized_end=980
-  _globals['_GETMERKLEVALIDATIONREQUEST']._serialized_start=982
-  _globals['_GETMERKLEVALIDATIONREQUEST']._serialized_end=1040
-  _globals['_GETMERKLEVALIDATIONRESPONSE']._serialized_start=1043
-  _globals['_GETMERKLEVALIDATIONRESPONSE']._serialized_end=1229
-  _globals['_VERIFYMERKLEPROOFREQUEST']._serialized_start=1232
-  _globals['_VERIFYMERKLEPROOFREQUEST']._serialized_end=1569
-  _globals['_VERIFYMERKLEPROOFRESPONSE']._serialized_start=1571
-  _globals['_VERIFYMERKLEPROOFRESPONSE']._serialized_end=1660
-  _globals['_MERKLESERVICE']._serialized_start=1848
-  _globals['_MERKLESERVICE']._serialized_end=2535
+  _globals['_MERKLETREESTATUS']._serialized_start=1548
+  _globals['_MERKLETREESTATUS']._serialized_end=1730
+  _globals['_MERKLETREE']._serialized_start=180
+  _globals['_MERKLETREE']._serialized_end=487
+  _globals['_BUILDMERKLETREEREQUEST']._serialized_start=489
+  _globals['_BUILDMERKLETREEREQUEST']._serialized_end=599
+  _globals['_BUILDMERKLETREERESPONSE']._serialized_start=601
+  _globals['_BUILDMERKLETREERESPONSE']._serialized_end=703
+  _globals['_GETMERKLETREEREQUEST']._serialized_start=705
+  _globals['_GETMERKLETREEREQUEST']._serialized_end=793
+  _globals['_GETMERKLETREERESPONSE']._serialized_start=795
+  _globals['_GETMERKLETREERESPONSE']._serialized_end=865
+  _globals['_GETMERKLEVALIDATIONREQUEST']._serialized_start=867
+  _globals['_GETMERKLEVALIDATIONREQUEST']._serialized_end=925
+  _globals['_GETMERKLEVALIDATIONRESPONSE']._serialized_start=928
+  _globals['_GETMERKLEVALIDATIONRESPONSE']._serialized_end=1114
+  _globals['_VERIFYMERKLEPROOFREQUEST']._serialized_start=1117
+  _globals['_VERIFYMERKLEPROOFREQUEST']._serialized_end=1454
+  _globals['_VERIFYMERKLEPROOFRESPONSE']._serialized_start=1456
+  _globals['_VERIFYMERKLEPROOFRESPONSE']._serialized_end=1545
+  _globals['_MERKLESERVICE']._serialized_start=1733
+  _globals['_MERKLESERVICE']._serialized_end=2420
 # @@protoc_insertion_point(module_scope)

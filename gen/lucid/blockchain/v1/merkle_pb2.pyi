@@ -55,46 +55,6 @@ MERKLE_TREE_STATUS_FAILED: MerkleTreeStatus.ValueType  # 4
 Global___MerkleTreeStatus: _TypeAlias = MerkleTreeStatus  # noqa: Y015
 
 @_typing.final
-class InclusionProof(_message.Message):
-    """An RFC 9162 §2.1.3 inclusion proof of one leaf in a tree."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LEAF_INDEX_FIELD_NUMBER: _builtins.int
-    TREE_SIZE_FIELD_NUMBER: _builtins.int
-    LEAF_HASH_FIELD_NUMBER: _builtins.int
-    AUDIT_PATH_FIELD_NUMBER: _builtins.int
-    ROOT_HASH_FIELD_NUMBER: _builtins.int
-    leaf_index: _builtins.int
-    """The 0-based index of the leaf."""
-    tree_size: _builtins.int
-    """How many leaves the tree has."""
-    leaf_hash: _builtins.str
-    """The leaf hash, SHA-256(0x00‖entry), hex."""
-    root_hash: _builtins.str
-    """The root the proof leads to, hex."""
-    @_builtins.property
-    def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The sibling hashes from the leaf up to the root, hex."""
-
-    def __init__(
-        self,
-        *,
-        leaf_index: _builtins.int = ...,
-        tree_size: _builtins.int = ...,
-        leaf_hash: _builtins.str = ...,
-        audit_path: _abc.Iterable[_builtins.str] | None = ...,
-        root_hash: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_path", b"audit_path", "leaf_hash", b"leaf_hash", "leaf_index", b"leaf_index", "root_hash", b"root_hash", "tree_size", b"tree_size"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InclusionProof: _TypeAlias = InclusionProof  # noqa: Y015
-
-@_typing.final
 class MerkleTree(_message.Message):
     """A stored Merkle tree of a session."""
 

@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elucid/gateway/v1/gateway.proto\x12\x10lucid.gateway.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\x17\n\x15GetServiceInfoRequest\"\x96\x01\n\x16GetServiceInfoResponse\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\nbuild_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65nvironment\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\x13\n\x11GetVersionRequest\"\x98\x01\n\x12GetVersionResponse\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x1a\n\x12supported_versions\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12@\n\x13\x64\x65precated_versions\x18\x04 \x03(\x0b\x32#.lucid.gateway.v1.DeprecatedVersion\"Y\n\x11\x44\x65precatedVersion\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12/\n\x0bsunset_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetHealthRequest\"\xbd\x01\n\x10\x44\x65pendencyHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.lucid.gateway.v1.HealthStatus\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12.\n\ncheck_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x02\n\x11GetHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.lucid.gateway.v1.HealthStatus\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\ncheck_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0c\x64\x65pendencies\x18\x05 \x03(\x0b\x32\".lucid.gateway.v1.DependencyHealth\x12)\n\x06uptime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10response_time_ms\x18\x07 \x01(\x03\"t\n\x11GetMetricsRequest\x12#\n\x0ewindow_seconds\x18\x01 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12:\n\x0croute_prefix\x18\x02 \x01(\tB$\xbaH!r\x1c\x18\x80\x02\x32\x17^/[A-Za-z0-9/_{}.:*-]*$\xd8\x01\x01\"\x8a\x02\n\x0cRouteMetrics\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x15\n\rrequest_count\x18\x03 \x01(\x03\x12\x14\n\x0crequest_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x07 \x01(\x01\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x1a\n\x12\x63lient_error_count\x18\t \x01(\x03\x12\x1a\n\x12server_error_count\x18\n \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x0b \x01(\x03\"\xeb\x01\n\x12GetMetricsResponse\x12)\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0bsample_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05total\x18\x03 \x01(\x0b\x32\x1e.lucid.gateway.v1.RouteMetrics\x12.\n\x06routes\x18\x04 \x03(\x0b\x32\x1e.lucid.gateway.v1.RouteMetrics\x12\x1a\n\x12\x61\x63tive_connections\x18\x05 \x01(\x03\"\xa7\x01\n\x15\x43heckRateLimitRequest\x12\x39\n\x04tier\x18\x01 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTierB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1e\n\nidentifier\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x1a\n\x04\x63ost\x18\x03 \x01(\x03\x42\x0c\xbaH\t\"\x07\x18\x80\x80\x80\x32(\x00\x12\x17\n\x05route\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"\x85\x02\n\x16\x43heckRateLimitResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\nreset_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x05\x12\r\n\x05\x62urst\x18\x06 \x01(\x08\x12\x31\n\x0b\x61\x62use_state\x18\x07 \x01(\x0e\x32\x1c.lucid.gateway.v1.AbuseState\x12\x11\n\tfail_open\x18\x08 \x01(\x08\x12\x16\n\x0elocal_fallback\x18\t \x01(\x08\"t\n\x19GetRateLimitStatusRequest\x12\x1e\n\nidentifier\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x37\n\x04tier\x18\x02 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTierB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x89\x01\n\x0fRateLimitPolicy\x12-\n\x04tier\x18\x01 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTier\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\r\n\x05\x62urst\x18\x03 \x01(\x03\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa9\x01\n\x0fRateLimitStatus\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.lucid.gateway.v1.RateLimitPolicy\x12\x0c\n\x04used\x18\x02 \x01(\x03\x12\x12\n\nburst_used\x18\x03 \x01(\x03\x12\x11\n\tremaining\x18\x04 \x01(\x03\x12.\n\nreset_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc9\x01\n\x1aGetRateLimitStatusResponse\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x33\n\x08statuses\x18\x02 \x03(\x0b\x32!.lucid.gateway.v1.RateLimitStatus\x12\x31\n\x0b\x61\x62use_state\x18\x03 \x01(\x0e\x32\x1c.lucid.gateway.v1.AbuseState\x12/\n\x0b\x61\x62use_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\rTrafficSample\x12\x17\n\x06method\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18\x10\x12\x17\n\x05route\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x1f\n\x0bhttp_status\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xd7\x04(d\x12\"\n\nlatency_ms\x18\x04 \x01(\x01\x42\x0e\xbaH\x0b\x12\t)\x00\x00\x00\x00\x00\x00\x00\x00\x12/\n\x0b\x66inish_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x14ReportTrafficRequest\x12<\n\x07samples\x18\x01 \x03(\x0b\x32\x1f.lucid.gateway.v1.TrafficSampleB\n\xbaH\x07\x92\x01\x04\x10\xa0\x8d\x06\x12#\n\x12\x61\x63tive_connections\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x19\n\x07\x65\x64ge_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\")\n\x15ReportTrafficResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03*\xdc\x01\n\rRateLimitTier\x12\x1f\n\x1bRATE_LIMIT_TIER_UNSPECIFIED\x10\x00\x12\x1a\n\x16RATE_LIMIT_TIER_PUBLIC\x10\x01\x12!\n\x1dRATE_LIMIT_TIER_AUTHENTICATED\x10\x02\x12\x19\n\x15RATE_LIMIT_TIER_ADMIN\x10\x03\x12$\n RATE_LIMIT_TIER_BLOCKCHAIN_QUERY\x10\x04\x12*\n&RATE_LIMIT_TIER_CHUNK_UPLOAD_BANDWIDTH\x10\x05*^\n\nAbuseState\x12\x1b\n\x17\x41\x42USE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41\x42USE_STATE_SUSPICIOUS\x10\x01\x12\x17\n\x13\x41\x42USE_STATE_BLOCKED\x10\x02\x32\x92\x05\n\x0eGatewayService\x12\x89\x01\n\x0eGetServiceInfo\x12\'.lucid.gateway.v1.GetServiceInfoRequest\x1a(.lucid.gateway.v1.GetServiceInfoResponse\"$\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/meta/info\x12\x80\x01\n\nGetVersion\x12#.lucid.gateway.v1.GetVersionRequest\x1a$.lucid.gateway.v1.GetVersionResponse\"\'\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/meta/version\x12|\n\tGetHealth\x12\".lucid.gateway.v1.GetHealthRequest\x1a#.lucid.gateway.v1.GetHealthResponse\"&\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/meta/health\x12\x83\x01\n\nGetMetrics\x12#.lucid.gateway.v1.GetMetricsRequest\x1a$.lucid.gateway.v1.GetMetricsResponse\"*\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/meta/metrics\x12m\n\rReportTraffic\x12&.lucid.gateway.v1.ReportTrafficRequest\x1a\'.lucid.gateway.v1.ReportTrafficResponse\"\x0b\xa2\xbb\x18\x07\x1a\x01\x0b \x02(\x01\x32\xa6\x02\n\x10RateLimitService\x12p\n\x0e\x43heckRateLimit\x12\'.lucid.gateway.v1.CheckRateLimitRequest\x1a(.lucid.gateway.v1.CheckRateLimitResponse\"\x0b\xa2\xbb\x18\x07\x1a\x01\x0b \x02(\x01\x12\x9f\x01\n\x12GetRateLimitStatus\x12+.lucid.gateway.v1.GetRateLimitStatusRequest\x1a,.lucid.gateway.v1.GetRateLimitStatusResponse\".\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/meta/rate-limitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elucid/gateway/v1/gateway.proto\x12\x10lucid.gateway.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\x17\n\x15GetServiceInfoRequest\"\x96\x01\n\x16GetServiceInfoResponse\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\nbuild_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65nvironment\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\x13\n\x11GetVersionRequest\"\x98\x01\n\x12GetVersionResponse\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x1a\n\x12supported_versions\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12@\n\x13\x64\x65precated_versions\x18\x04 \x03(\x0b\x32#.lucid.gateway.v1.DeprecatedVersion\"Y\n\x11\x44\x65precatedVersion\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12/\n\x0bsunset_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10GetHealthRequest\"\xbd\x01\n\x10\x44\x65pendencyHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.lucid.gateway.v1.HealthStatus\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x03\x12\x0f\n\x07message\x18\x05 \x01(\t\x12.\n\ncheck_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x02\n\x11GetHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.lucid.gateway.v1.HealthStatus\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\ncheck_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0c\x64\x65pendencies\x18\x05 \x03(\x0b\x32\".lucid.gateway.v1.DependencyHealth\x12)\n\x06uptime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10response_time_ms\x18\x07 \x01(\x03\"t\n\x11GetMetricsRequest\x12#\n\x0ewindow_seconds\x18\x01 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12:\n\x0croute_prefix\x18\x02 \x01(\tB$\xbaH!r\x1c\x18\x80\x02\x32\x17^/[A-Za-z0-9/_{}.:*-]*$\xd8\x01\x01\"\x8a\x02\n\x0cRouteMetrics\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x15\n\rrequest_count\x18\x03 \x01(\x03\x12\x14\n\x0crequest_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\x07 \x01(\x01\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x1a\n\x12\x63lient_error_count\x18\t \x01(\x03\x12\x1a\n\x12server_error_count\x18\n \x01(\x03\x12\x1a\n\x12\x61\x63tive_connections\x18\x0b \x01(\x03\"\xeb\x01\n\x12GetMetricsResponse\x12)\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0bsample_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05total\x18\x03 \x01(\x0b\x32\x1e.lucid.gateway.v1.RouteMetrics\x12.\n\x06routes\x18\x04 \x03(\x0b\x32\x1e.lucid.gateway.v1.RouteMetrics\x12\x1a\n\x12\x61\x63tive_connections\x18\x05 \x01(\x03\"\xab\x01\n\x15\x43heckRateLimitRequest\x12\x39\n\x04tier\x18\x01 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTierB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\"\n\nidentifier\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x1a\n\x04\x63ost\x18\x03 \x01(\x03\x42\x0c\xbaH\t\"\x07\x18\x80\x80\x80\x32(\x00\x12\x17\n\x05route\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"\x85\x02\n\x16\x43heckRateLimitResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12.\n\nreset_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x05\x12\r\n\x05\x62urst\x18\x06 \x01(\x08\x12\x31\n\x0b\x61\x62use_state\x18\x07 \x01(\x0e\x32\x1c.lucid.gateway.v1.AbuseState\x12\x11\n\tfail_open\x18\x08 \x01(\x08\x12\x16\n\x0elocal_fallback\x18\t \x01(\x08\"x\n\x19GetRateLimitStatusRequest\x12\"\n\nidentifier\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x37\n\x04tier\x18\x02 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTierB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x89\x01\n\x0fRateLimitPolicy\x12-\n\x04tier\x18\x01 \x01(\x0e\x32\x1f.lucid.gateway.v1.RateLimitTier\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\r\n\x05\x62urst\x18\x03 \x01(\x03\x12)\n\x06window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa9\x01\n\x0fRateLimitStatus\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.lucid.gateway.v1.RateLimitPolicy\x12\x0c\n\x04used\x18\x02 \x01(\x03\x12\x12\n\nburst_used\x18\x03 \x01(\x03\x12\x11\n\tremaining\x18\x04 \x01(\x03\x12.\n\nreset_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc9\x01\n\x1aGetRateLimitStatusResponse\x12\x12\n\nidentifier\x18\x01 \x01(\t\x12\x33\n\x08statuses\x18\x02 \x03(\x0b\x32!.lucid.gateway.v1.RateLimitStatus\x12\x31\n\x0b\x61\x62use_state\x18\x03 \x01(\x0e\x32\x1c.lucid.gateway.v1.AbuseState\x12/\n\x0b\x61\x62use_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\rTrafficSample\x12\x17\n\x06method\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18\x10\x12\x17\n\x05route\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\x12\x1f\n\x0bhttp_status\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xd7\x04(d\x12\"\n\nlatency_ms\x18\x04 \x01(\x01\x42\x0e\xbaH\x0b\x12\t)\x00\x00\x00\x00\x00\x00\x00\x00\x12/\n\x0b\x66inish_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x14ReportTrafficRequest\x12<\n\x07samples\x18\x01 \x03(\x0b\x32\x1f.lucid.gateway.v1.TrafficSampleB\n\xbaH\x07\x92\x01\x04\x10\xa0\x8d\x06\x12#\n\x12\x61\x63tive_connections\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x19\n\x07\x65\x64ge_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\")\n\x15ReportTrafficResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03*\xdc\x01\n\rRateLimitTier\x12\x1f\n\x1bRATE_LIMIT_TIER_UNSPECIFIED\x10\x00\x12\x1a\n\x16RATE_LIMIT_TIER_PUBLIC\x10\x01\x12!\n\x1dRATE_LIMIT_TIER_AUTHENTICATED\x10\x02\x12\x19\n\x15RATE_LIMIT_TIER_ADMIN\x10\x03\x12$\n RATE_LIMIT_TIER_BLOCKCHAIN_QUERY\x10\x04\x12*\n&RATE_LIMIT_TIER_CHUNK_UPLOAD_BANDWIDTH\x10\x05*^\n\nAbuseState\x12\x1b\n\x17\x41\x42USE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41\x42USE_STATE_SUSPICIOUS\x10\x01\x12\x17\n\x13\x41\x42USE_STATE_BLOCKED\x10\x02\x32\x92\x05\n\x0eGatewayService\x12\x89\x01\n\x0eGetServiceInfo\x12\'.lucid.gateway.v1.GetServiceInfoRequest\x1a(.lucid.gateway.v1.GetServiceInfoResponse\"$\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/meta/info\x12\x80\x01\n\nGetVersion\x12#.lucid.gateway.v1.GetVersionRequest\x1a$.lucid.gateway.v1.GetVersionResponse\"\'\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/meta/version\x12|\n\tGetHealth\x12\".lucid.gateway.v1.GetHealthRequest\x1a#.lucid.gateway.v1.GetHealthResponse\"&\x90\x02\x01\xa2\xbb\x18\x04\x08\x01 \x01\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/meta/health\x12\x83\x01\n\nGetMetrics\x12#.lucid.gateway.v1.GetMetricsRequest\x1a$.lucid.gateway.v1.GetMetricsResponse\"*\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/meta/metrics\x12m\n\rReportTraffic\x12&.lucid.gateway.v1.ReportTrafficRequest\x1a\'.lucid.gateway.v1.ReportTrafficResponse\"\x0b\xa2\xbb\x18\x07\x1a\x01\x0b \x02(\x01\x32\xa6\x02\n\x10RateLimitService\x12p\n\x0e\x43heckRateLimit\x12\'.lucid.gateway.v1.CheckRateLimitRequest\x1a(.lucid.gateway.v1.CheckRateLimitResponse\"\x0b\xa2\xbb\x18\x07\x1a\x01\x0b \x02(\x01\x12\x9f\x01\n\x12GetRateLimitStatus\x12+.lucid.gateway.v1.GetRateLimitStatusRequest\x1a,.lucid.gateway.v1.GetRateLimitStatusResponse\".\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v1/meta/rate-limitsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['tier']._loaded_options = None
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['identifier']._loaded_options = None
-  _globals['_CHECKRATELIMITREQUEST'].fields_by_name['identifier']._serialized_options = b'\272H\007r\005\020\001\030\200\001'
+  _globals['_CHECKRATELIMITREQUEST'].fields_by_name['identifier']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\200\001'
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['cost']._loaded_options = None
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['cost']._serialized_options = b'\272H\t\"\007\030\200\200\2002(\000'
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['route']._loaded_options = None
   _globals['_CHECKRATELIMITREQUEST'].fields_by_name['route']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_GETRATELIMITSTATUSREQUEST'].fields_by_name['identifier']._loaded_options = None
-  _globals['_GETRATELIMITSTATUSREQUEST'].fields_by_name['identifier']._serialized_options = b'\272H\007r\005\020\001\030\200\001'
+  _globals['_GETRATELIMITSTATUSREQUEST'].fields_by_name['identifier']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\200\001'
   _globals['_GETRATELIMITSTATUSREQUEST'].fields_by_name['tier']._loaded_options = None
   _globals['_GETRATELIMITSTATUSREQUEST'].fields_by_name['tier']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_TRAFFICSAMPLE'].fields_by_name['method']._loaded_options = None
@@ -80,54 +81,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RATELIMITSERVICE'].methods_by_name['CheckRateLimit']._serialized_options = b'\242\273\030\007\032\001\013 \002(\001'
   _globals['_RATELIMITSERVICE'].methods_by_name['GetRateLimitStatus']._loaded_options = None
   _globals['_RATELIMITSERVICE'].methods_by_name['GetRateLimitStatus']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002\032\022\030/api/v1/meta/rate-limits'
-  _globals['_HEALTHSTATUS']._serialized_start=3216
-  _globals['_HEALTHSTATUS']._serialized_end=3345
-  _globals['_RATELIMITTIER']._serialized_start=3348
-  _globals['_RATELIMITTIER']._serialized_end=3568
-  _globals['_ABUSESTATE']._serialized_start=3570
-  _globals['_ABUSESTATE']._serialized_end=3664
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=206
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=229
-  _globals['_GETSERVICEINFORESPONSE']._serialized_start=232
-  _globals['_GETSERVICEINFORESPONSE']._serialized_end=382
-  _globals['_GETVERSIONREQUEST']._serialized_start=384
-  _globals['_GETVERSIONREQUEST']._serialized_end=403
-  _globals['_GETVERSIONRESPONSE']._serialized_start=406
-  _globals['_GETVERSIONRESPONSE']._serialized_end=558
-  _globals['_DEPRECATEDVERSION']._serialized_start=560
-  _globals['_DEPRECATEDVERSION']._serialized_end=649
-  _globals['_GETHEALTHREQUEST']._serialized_start=651
-  _globals['_GETHEALTHREQUEST']._serialized_end=669
-  _globals['_DEPENDENCYHEALTH']._serialized_start=672
-  _globals['_DEPENDENCYHEALTH']._serialized_end=861
-  _globals['_GETHEALTHRESPONSE']._serialized_start=864
-  _globals['_GETHEALTHRESPONSE']._serialized_end=1140
-  _globals['_GETMETRICSREQUEST']._serialized_start=1142
-  _globals['_GETMETRICSREQUEST']._serialized_end=1258
-  _globals['_ROUTEMETRICS']._serialized_start=1261
-  _globals['_ROUTEMETRICS']._serialized_end=1527
-  _globals['_GETMETRICSRESPONSE']._serialized_start=1530
-  _globals['_GETMETRICSRESPONSE']._serialized_end=1765
-  _globals['_CHECKRATELIMITREQUEST']._serialized_start=1768
-  _globals['_CHECKRATELIMITREQUEST']._serialized_end=1935
-  _globals['_CHECKRATELIMITRESPONSE']._serialized_start=1938
-  _globals['_CHECKRATELIMITRESPONSE']._serialized_end=2199
-  _globals['_GETRATELIMITSTATUSREQUEST']._serialized_start=2201
-  _globals['_GETRATELIMITSTATUSREQUEST']._serialized_end=2317
-  _globals['_RATELIMITPOLICY']._serialized_start=2320
-  _globals['_RATELIMITPOLICY']._serialized_end=2457
-  _globals['_RATELIMITSTATUS']._serialized_start=2460
-  _globals['_RATELIMITSTATUS']._serialized_end=2629
-  _globals['_GETRATELIMITSTATUSRESPONSE']._serialized_start=2632
-  _globals['_GETRATELIMITSTATUSRESPONSE']._serialized_end=2833
-  _globals['_TRAFFICSAMPLE']._serialized_start=2836
-  _globals['_TRAFFICSAMPLE']._serialized_end=3019
-  _globals['_REPORTTRAFFICREQUEST']._serialized_start=3022
-  _globals['_REPORTTRAFFICREQUEST']._serialized_end=3170
-  _globals['_REPORTTRAFFICRESPONSE']._serialized_start=3172
-  _globals['_REPORTTRAFFICRESPONSE']._serialized_end=3213
-  _globals['_GATEWAYSERVICE']._serialized_start=3667
-  _globals['_GATEWAYSERVICE']._serialized_end=4325
-  _globals['_RATELIMITSERVICE']._serialized_start=4328
-  _globals['_RATELIMITSERVICE']._serialized_end=4622
+  _globals['_HEALTHSTATUS']._serialized_start=3257
+  _globals['_HEALTHSTATUS']._serialized_end=3386
+  _globals['_RATELIMITTIER']._serialized_start=3389
+  _globals['_RATELIMITTIER']._serialized_end=3609
+  _globals['_ABUSESTATE']._serialized_start=3611
+  _globals['_ABUSESTATE']._serialized_end=3705
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=239
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=262
+  _globals['_GETSERVICEINFORESPONSE']._serialized_start=265
+  _globals['_GETSERVICEINFORESPONSE']._serialized_end=415
+  _globals['_GETVERSIONREQUEST']._serialized_start=417
+  _globals['_GETVERSIONREQUEST']._serialized_end=436
+  _globals['_GETVERSIONRESPONSE']._serialized_start=439
+  _globals['_GETVERSIONRESPONSE']._serialized_end=591
+  _globals['_DEPRECATEDVERSION']._serialized_start=593
+  _globals['_DEPRECATEDVERSION']._serialized_end=682
+  _globals['_GETHEALTHREQUEST']._serialized_start=684
+  _globals['_GETHEALTHREQUEST']._serialized_end=702
+  _globals['_DEPENDENCYHEALTH']._serialized_start=705
+  _globals['_DEPENDENCYHEALTH']._serialized_end=894
+  _globals['_GETHEALTHRESPONSE']._serialized_start=897
+  _globals['_GETHEALTHRESPONSE']._serialized_end=1173
+  _globals['_GETMETRICSREQUEST']._serialized_start=1175
+  _globals['_GETMETRICSREQUEST']._serialized_end=1291
+  _globals['_ROUTEMETRICS']._serialized_start=1294
+  _globals['_ROUTEMETRICS']._serialized_end=1560
+  _globals['_GETMETRICSRESPONSE']._serialized_start=1563
+  _globals['_GETMETRICSRESPONSE']._serialized_end=1798
+  _globals['_CHECKRATELIMITREQUEST']._serialized_start=1801
+  _globals['_CHECKRATELIMITREQUEST']._serialized_end=1972
+  _globals['_CHECKRATELIMITRESPONSE']._serialized_start=1975
+  _globals['_CHECKRATELIMITRESPONSE']._serialized_end=2236
+  _globals['_GETRATELIMITSTATUSREQUEST']._serialized_start=2238
+  _globals['_GETRATELIMITSTATUSREQUEST']._serialized_end=2358
+  _globals['_RATELIMITPOLICY']._serialized_start=2361
+  _globals['_RATELIMITPOLICY']._serialized_end=2498
+  _globals['_RATELIMITSTATUS']._serialized_start=2501
+  _globals['_RATELIMITSTATUS']._serialized_end=2670
+  _globals['_GETRATELIMITSTATUSRESPONSE']._serialized_start=2673
+  _globals['_GETRATELIMITSTATUSRESPONSE']._serialized_end=2874
+  _globals['_TRAFFICSAMPLE']._serialized_start=2877
+  _globals['_TRAFFICSAMPLE']._serialized_end=3060
+  _globals['_REPORTTRAFFICREQUEST']._serialized_start=3063
+  _globals['_REPORTTRAFFICREQUEST']._serialized_end=3211
+  _globals['_REPORTTRAFFICRESPONSE']._serialized_start=3213
+  _globals['_REPORTTRAFFICRESPONSE']._serialized_end=3254
+  _globals['_GATEWAYSERVICE']._serialized_start=3708
+  _globals['_GATEWAYSERVICE']._serialized_end=4366
+  _globals['_RATELIMITSERVICE']._serialized_start=4369
+  _globals['_RATELIMITSERVICE']._serialized_end=4663
 # @@protoc_insertion_point(module_scope)

@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 from lucid.mesh.v1 import policy_pb2 as lucid_dot_mesh_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/mesh/v1/discovery.proto\x12\rlucid.mesh.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a\x1alucid/mesh/v1/policy.proto\"\xae\x01\n\x08\x45ndpoint\x12\x19\n\x04host\x18\x01 \x01(\tB\x0b\xbaH\x08r\x06\x18\xfd\x01\xa8\x01\x01\x12\x19\n\x04port\x18\x02 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xff\xff\x03(\x01\x12=\n\x08protocol\x18\x03 \x01(\x0e\x32\x1f.lucid.mesh.v1.EndpointProtocolB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x04path\x18\x04 \x01(\tB\x1f\xbaH\x1cr\x17\x18\x80\x02\x32\x12^/[a-zA-Z0-9/_-]*$\xd8\x01\x01\"\xe7\x02\n\x11HealthCheckConfig\x12\x36\n\x04type\x18\x01 \x01(\x0e\x32\x1e.lucid.mesh.v1.HealthCheckTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12-\n\x04path\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x17\x18\x80\x02\x32\x12^/[a-zA-Z0-9/_-]*$\xd8\x01\x01\x12\'\n\x10interval_seconds\x18\x03 \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\xac\x02(\x05\xd8\x01\x01\x12%\n\x0ftimeout_seconds\x18\x04 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18<(\x01\xd8\x01\x01\x12\x1d\n\x07retries\x18\x05 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12\'\n\x11success_threshold\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12\'\n\x11\x66\x61ilure_threshold\x18\x07 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12*\n\x0f\x65xpected_status\x18\x08 \x03(\x05\x42\x11\xbaH\x0e\x92\x01\x0b\x10\n\"\x07\x1a\x05\x18\xd7\x04(d\"\xd0\x01\n\x0fServiceMetadata\x12\x1d\n\x0b\x64\x65scription\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12/\n\x04tags\x18\x02 \x03(\tB!\xbaH\x1e\x92\x01\x1b\x10\x14\"\x17r\x15\x10\x01\x18@2\x0f^[a-z0-9:._-]+$\x12\x37\n\x0c\x63\x61pabilities\x18\x03 \x03(\tB!\xbaH\x1e\x92\x01\x1b\x10\x32\"\x17r\x15\x10\x01\x18@2\x0f^[a-z0-9:._-]+$\x12\x34\n\x0c\x64\x65pendencies\x18\x04 \x03(\tB\x1e\xbaH\x1b\x92\x01\x18\x10\x32\"\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\"\xc4\x02\n\x0eInstanceHealth\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.lucid.mesh.v1.InstanceStatus\x12.\n\nlast_check\x18\x02 \x01(\x0e\x32\x1a.lucid.mesh.v1.CheckStatus\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x1d\n\x15\x63onsecutive_successes\x18\x05 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x06 \x01(\x03\x12\x33\n\x0flast_check_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13\x63ritical_since_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x04\n\x0fServiceInstance\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12)\n\x07\x63luster\x18\x04 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x05 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12)\n\x08\x65ndpoint\x18\x06 \x01(\x0b\x32\x17.lucid.mesh.v1.Endpoint\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x36\n\x0chealth_check\x18\x08 \x01(\x0b\x32 .lucid.mesh.v1.HealthCheckConfig\x12\x30\n\x08metadata\x18\t \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceMetadata\x12\x13\n\x0bttl_seconds\x18\n \x01(\x05\x12-\n\x06health\x18\x0b \x01(\x0b\x32\x1d.lucid.mesh.v1.InstanceHealth\x12\x31\n\rregister_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06weight\x18\x0e \x01(\x05\"\xf5\x03\n\x16RegisterServiceRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12-\n\x0cservice_name\x18\x02 \x01(\tB\x17\xbaH\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\x12\x35\n\x07\x63luster\x18\x03 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x31\n\x05plane\x18\x04 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x31\n\x08\x65ndpoint\x18\x05 \x01(\x0b\x32\x17.lucid.mesh.v1.EndpointB\x06\xbaH\x03\xc8\x01\x01\x12\x44\n\x07version\x18\x06 \x01(\tB3\xbaH0r.\x18@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$\x12\x36\n\x0chealth_check\x18\x07 \x01(\x0b\x32 .lucid.mesh.v1.HealthCheckConfig\x12\x30\n\x08metadata\x18\x08 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceMetadata\x12\"\n\x0bttl_seconds\x18\t \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\x90\x1c(\x1e\xd8\x01\x01\x12\x1d\n\x06weight\x18\n \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\xe8\x07(\x01\xd8\x01\x01\"K\n\x17RegisterServiceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\"8\n\x18\x44\x65registerServiceRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x1b\n\x19\x44\x65registerServiceResponse\"\xaf\x01\n\x1aUpdateServiceHealthRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32\x1a.lucid.mesh.v1.CheckStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x18\n\x06output\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80 \x12!\n\x10response_time_ms\x18\x04 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"}\n\x1bUpdateServiceHealthResponse\x12-\n\x06health\x18\x01 \x01(\x0b\x32\x1d.lucid.mesh.v1.InstanceHealth\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x02\n\x13ListServicesRequest\x12\x33\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\x05plane\x18\x02 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\x1d.lucid.mesh.v1.InstanceStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x30\n\x0cservice_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"u\n\x14ListServicesResponse\x12\x30\n\x08services\x18\x01 \x03(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xe7\x01\n\x15ResolveServiceRequest\x12-\n\x0cservice_name\x18\x01 \x01(\tB\x17\xbaH\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\x12G\n\x07version\x18\x02 \x01(\tB6\xbaH3r.\x18@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$\xd8\x01\x01\x12:\n\x0cload_balance\x18\x03 \x01(\x0e\x32\x1a.lucid.mesh.v1.LoadBalanceB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1a\n\x08hash_key\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"a\n\x16ResolveServiceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\x12\x15\n\rhealthy_count\x18\x02 \x01(\x05*\xa7\x01\n\x10\x45ndpointProtocol\x12!\n\x1d\x45NDPOINT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NDPOINT_PROTOCOL_HTTP\x10\x01\x12\x1b\n\x17\x45NDPOINT_PROTOCOL_HTTPS\x10\x02\x12\x1a\n\x16\x45NDPOINT_PROTOCOL_GRPC\x10\x03\x12\x1b\n\x17\x45NDPOINT_PROTOCOL_GRPCS\x10\x04*\x87\x01\n\x0fHealthCheckType\x12!\n\x1dHEALTH_CHECK_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16HEALTH_CHECK_TYPE_GRPC\x10\x01\x12\x1a\n\x16HEALTH_CHECK_TYPE_HTTP\x10\x02\x12\x19\n\x15HEALTH_CHECK_TYPE_TTL\x10\x03*\xa8\x01\n\x0eInstanceStatus\x12\x1f\n\x1bINSTANCE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17INSTANCE_STATUS_UNKNOWN\x10\x01\x12\x1b\n\x17INSTANCE_STATUS_HEALTHY\x10\x02\x12\x1c\n\x18INSTANCE_STATUS_DEGRADED\x10\x03\x12\x1d\n\x19INSTANCE_STATUS_UNHEALTHY\x10\x04*z\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_STATUS_PASSING\x10\x01\x12\x18\n\x14\x43HECK_STATUS_WARNING\x10\x02\x12\x19\n\x15\x43HECK_STATUS_CRITICAL\x10\x03\x32\x9a\x07\n\x17ServiceDiscoveryService\x12\xa4\x01\n\x0fRegisterService\x12%.lucid.mesh.v1.RegisterServiceRequest\x1a&.lucid.mesh.v1.RegisterServiceResponse\"B\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\'\"\"/api/v1/service-discovery/services:\x01*\x12\xb7\x01\n\x11\x44\x65registerService\x12\'.lucid.mesh.v1.DeregisterServiceRequest\x1a(.lucid.mesh.v1.DeregisterServiceResponse\"O\x90\x02\x02\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x31*//api/v1/service-discovery/services/{service_id}\x12\xc4\x01\n\x13UpdateServiceHealth\x12).lucid.mesh.v1.UpdateServiceHealthRequest\x1a*.lucid.mesh.v1.UpdateServiceHealthResponse\"V\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02;\x1a\x36/api/v1/service-discovery/services/{service_id}/health:\x01*\x12\x9b\x01\n\x0cListServices\x12\".lucid.mesh.v1.ListServicesRequest\x1a#.lucid.mesh.v1.ListServicesResponse\"B\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02$\x12\"/api/v1/service-discovery/services\x12\xb8\x01\n\x0eResolveService\x12$.lucid.mesh.v1.ResolveServiceRequest\x1a%.lucid.mesh.v1.ResolveServiceResponse\"Y\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02;\x12\x39/api/v1/service-discovery/services/{service_name}/resolveb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/mesh/v1/discovery.proto\x12\rlucid.mesh.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a\x1alucid/mesh/v1/policy.proto\"\xae\x01\n\x08\x45ndpoint\x12\x19\n\x04host\x18\x01 \x01(\tB\x0b\xbaH\x08r\x06\x18\xfd\x01\xa8\x01\x01\x12\x19\n\x04port\x18\x02 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\xff\xff\x03(\x01\x12=\n\x08protocol\x18\x03 \x01(\x0e\x32\x1f.lucid.mesh.v1.EndpointProtocolB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x04path\x18\x04 \x01(\tB\x1f\xbaH\x1cr\x17\x18\x80\x02\x32\x12^/[a-zA-Z0-9/_-]*$\xd8\x01\x01\"\xe7\x02\n\x11HealthCheckConfig\x12\x36\n\x04type\x18\x01 \x01(\x0e\x32\x1e.lucid.mesh.v1.HealthCheckTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12-\n\x04path\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x17\x18\x80\x02\x32\x12^/[a-zA-Z0-9/_-]*$\xd8\x01\x01\x12\'\n\x10interval_seconds\x18\x03 \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\xac\x02(\x05\xd8\x01\x01\x12%\n\x0ftimeout_seconds\x18\x04 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18<(\x01\xd8\x01\x01\x12\x1d\n\x07retries\x18\x05 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12\'\n\x11success_threshold\x18\x06 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12\'\n\x11\x66\x61ilure_threshold\x18\x07 \x01(\x05\x42\x0c\xbaH\t\x1a\x04\x18\n(\x01\xd8\x01\x01\x12*\n\x0f\x65xpected_status\x18\x08 \x03(\x05\x42\x11\xbaH\x0e\x92\x01\x0b\x10\n\"\x07\x1a\x05\x18\xd7\x04(d\"\xd0\x01\n\x0fServiceMetadata\x12\x1d\n\x0b\x64\x65scription\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12/\n\x04tags\x18\x02 \x03(\tB!\xbaH\x1e\x92\x01\x1b\x10\x14\"\x17r\x15\x10\x01\x18@2\x0f^[a-z0-9:._-]+$\x12\x37\n\x0c\x63\x61pabilities\x18\x03 \x03(\tB!\xbaH\x1e\x92\x01\x1b\x10\x32\"\x17r\x15\x10\x01\x18@2\x0f^[a-z0-9:._-]+$\x12\x34\n\x0c\x64\x65pendencies\x18\x04 \x03(\tB\x1e\xbaH\x1b\x92\x01\x18\x10\x32\"\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\"\xc4\x02\n\x0eInstanceHealth\x12-\n\x06status\x18\x01 \x01(\x0e\x32\x1d.lucid.mesh.v1.InstanceStatus\x12.\n\nlast_check\x18\x02 \x01(\x0e\x32\x1a.lucid.mesh.v1.CheckStatus\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x1d\n\x15\x63onsecutive_successes\x18\x05 \x01(\x05\x12\x18\n\x10response_time_ms\x18\x06 \x01(\x03\x12\x33\n\x0flast_check_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13\x63ritical_since_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x04\n\x0fServiceInstance\x12\x18\n\nservice_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x05\x12\x19\n\x0binstance_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12/\n\x07\x63luster\x18\x04 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x04\xe2\x41\x01\x05\x12+\n\x05plane\x18\x05 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\x04\xe2\x41\x01\x05\x12)\n\x08\x65ndpoint\x18\x06 \x01(\x0b\x32\x17.lucid.mesh.v1.Endpoint\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x36\n\x0chealth_check\x18\x08 \x01(\x0b\x32 .lucid.mesh.v1.HealthCheckConfig\x12\x30\n\x08metadata\x18\t \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceMetadata\x12\x13\n\x0bttl_seconds\x18\n \x01(\x05\x12-\n\x06health\x18\x0b \x01(\x0b\x32\x1d.lucid.mesh.v1.InstanceHealth\x12\x37\n\rregister_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0e\n\x06weight\x18\x0e \x01(\x05\"\x81\x04\n\x16RegisterServiceRequest\x12 \n\nservice_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x31\n\x0cservice_name\x18\x02 \x01(\tB\x1b\xe2\x41\x01\x02\xbaH\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\x12\x35\n\x07\x63luster\x18\x03 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x31\n\x05plane\x18\x04 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x35\n\x08\x65ndpoint\x18\x05 \x01(\x0b\x32\x17.lucid.mesh.v1.EndpointB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x44\n\x07version\x18\x06 \x01(\tB3\xbaH0r.\x18@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$\x12\x36\n\x0chealth_check\x18\x07 \x01(\x0b\x32 .lucid.mesh.v1.HealthCheckConfig\x12\x30\n\x08metadata\x18\x08 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceMetadata\x12\"\n\x0bttl_seconds\x18\t \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\x90\x1c(\x1e\xd8\x01\x01\x12\x1d\n\x06weight\x18\n \x01(\x05\x42\r\xbaH\n\x1a\x05\x18\xe8\x07(\x01\xd8\x01\x01\"K\n\x17RegisterServiceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\"<\n\x18\x44\x65registerServiceRequest\x12 \n\nservice_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\x1b\n\x19\x44\x65registerServiceResponse\"\xb3\x01\n\x1aUpdateServiceHealthRequest\x12 \n\nservice_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32\x1a.lucid.mesh.v1.CheckStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x18\n\x06output\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80 \x12!\n\x10response_time_ms\x18\x04 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"}\n\x1bUpdateServiceHealthResponse\x12-\n\x06health\x18\x01 \x01(\x0b\x32\x1d.lucid.mesh.v1.InstanceHealth\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x02\n\x13ListServicesRequest\x12\x33\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\x05plane\x18\x02 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\x1d.lucid.mesh.v1.InstanceStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x30\n\x0cservice_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x05 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"u\n\x14ListServicesResponse\x12\x30\n\x08services\x18\x01 \x03(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xeb\x01\n\x15ResolveServiceRequest\x12\x31\n\x0cservice_name\x18\x01 \x01(\tB\x1b\xe2\x41\x01\x02\xbaH\x14r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\x12G\n\x07version\x18\x02 \x01(\tB6\xbaH3r.\x18@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$\xd8\x01\x01\x12:\n\x0cload_balance\x18\x03 \x01(\x0e\x32\x1a.lucid.mesh.v1.LoadBalanceB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1a\n\x08hash_key\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"a\n\x16ResolveServiceResponse\x12\x30\n\x08instance\x18\x01 \x01(\x0b\x32\x1e.lucid.mesh.v1.ServiceInstance\x12\x15\n\rhealthy_count\x18\x02 \x01(\x05*\xa7\x01\n\x10\x45ndpointProtocol\x12!\n\x1d\x45NDPOINT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45NDPOINT_PROTOCOL_HTTP\x10\x01\x12\x1b\n\x17\x45NDPOINT_PROTOCOL_HTTPS\x10\x02\x12\x1a\n\x16\x45NDPOINT_PROTOCOL_GRPC\x10\x03\x12\x1b\n\x17\x45NDPOINT_PROTOCOL_GRPCS\x10\x04*\x87\x01\n\x0fHealthCheckType\x12!\n\x1dHEALTH_CHECK_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16HEALTH_CHECK_TYPE_GRPC\x10\x01\x12\x1a\n\x16HEALTH_CHECK_TYPE_HTTP\x10\x02\x12\x19\n\x15HEALTH_CHECK_TYPE_TTL\x10\x03*\xa8\x01\n\x0eInstanceStatus\x12\x1f\n\x1bINSTANCE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17INSTANCE_STATUS_UNKNOWN\x10\x01\x12\x1b\n\x17INSTANCE_STATUS_HEALTHY\x10\x02\x12\x1c\n\x18INSTANCE_STATUS_DEGRADED\x10\x03\x12\x1d\n\x19INSTANCE_STATUS_UNHEALTHY\x10\x04*z\n\x0b\x43heckStatus\x12\x1c\n\x18\x43HECK_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_STATUS_PASSING\x10\x01\x12\x18\n\x14\x43HECK_STATUS_WARNING\x10\x02\x12\x19\n\x15\x43HECK_STATUS_CRITICAL\x10\x03\x32\x9a\x07\n\x17ServiceDiscoveryService\x12\xa4\x01\n\x0fRegisterService\x12%.lucid.mesh.v1.RegisterServiceRequest\x1a&.lucid.mesh.v1.RegisterServiceResponse\"B\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\'\"\"/api/v1/service-discovery/services:\x01*\x12\xb7\x01\n\x11\x44\x65registerService\x12\'.lucid.mesh.v1.DeregisterServiceRequest\x1a(.lucid.mesh.v1.DeregisterServiceResponse\"O\x90\x02\x02\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x31*//api/v1/service-discovery/services/{service_id}\x12\xc4\x01\n\x13UpdateServiceHealth\x12).lucid.mesh.v1.UpdateServiceHealthRequest\x1a*.lucid.mesh.v1.UpdateServiceHealthResponse\"V\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02;\x1a\x36/api/v1/service-discovery/services/{service_id}/health:\x01*\x12\x9b\x01\n\x0cListServices\x12\".lucid.mesh.v1.ListServicesRequest\x1a#.lucid.mesh.v1.ListServicesResponse\"B\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02$\x12\"/api/v1/service-discovery/services\x12\xb8\x01\n\x0eResolveService\x12$.lucid.mesh.v1.ResolveServiceRequest\x1a%.lucid.mesh.v1.ResolveServiceResponse\"Y\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02;\x12\x39/api/v1/service-discovery/services/{service_name}:resolveb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -68,16 +69,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEMETADATA'].fields_by_name['capabilities']._serialized_options = b'\272H\036\222\001\033\0202\"\027r\025\020\001\030@2\017^[a-z0-9:._-]+$'
   _globals['_SERVICEMETADATA'].fields_by_name['dependencies']._loaded_options = None
   _globals['_SERVICEMETADATA'].fields_by_name['dependencies']._serialized_options = b'\272H\033\222\001\030\0202\"\024r\022\020\003\03022\014^[a-z0-9-]+$'
+  _globals['_SERVICEINSTANCE'].fields_by_name['service_id']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['service_id']._serialized_options = b'\342A\001\005'
+  _globals['_SERVICEINSTANCE'].fields_by_name['instance_id']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['instance_id']._serialized_options = b'\342A\001\003'
+  _globals['_SERVICEINSTANCE'].fields_by_name['cluster']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['cluster']._serialized_options = b'\342A\001\005'
+  _globals['_SERVICEINSTANCE'].fields_by_name['plane']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['plane']._serialized_options = b'\342A\001\005'
+  _globals['_SERVICEINSTANCE'].fields_by_name['register_time']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['register_time']._serialized_options = b'\342A\001\003'
+  _globals['_SERVICEINSTANCE'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_SERVICEINSTANCE'].fields_by_name['expire_time']._serialized_options = b'\342A\001\003'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_id']._loaded_options = None
-  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_name']._loaded_options = None
-  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_name']._serialized_options = b'\272H\024r\022\020\003\03022\014^[a-z0-9-]+$'
+  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['service_name']._serialized_options = b'\342A\001\002\272H\024r\022\020\003\03022\014^[a-z0-9-]+$'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['cluster']._loaded_options = None
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['cluster']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['plane']._loaded_options = None
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['plane']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['endpoint']._loaded_options = None
-  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['endpoint']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_REGISTERSERVICEREQUEST'].fields_by_name['endpoint']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['version']._loaded_options = None
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['version']._serialized_options = b'\272H0r.\030@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$'
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['ttl_seconds']._loaded_options = None
@@ -85,9 +98,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['weight']._loaded_options = None
   _globals['_REGISTERSERVICEREQUEST'].fields_by_name['weight']._serialized_options = b'\272H\n\032\005\030\350\007(\001\330\001\001'
   _globals['_DEREGISTERSERVICEREQUEST'].fields_by_name['service_id']._loaded_options = None
-  _globals['_DEREGISTERSERVICEREQUEST'].fields_by_name['service_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DEREGISTERSERVICEREQUEST'].fields_by_name['service_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['service_id']._loaded_options = None
-  _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['service_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['service_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['status']._loaded_options = None
   _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['status']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_UPDATESERVICEHEALTHREQUEST'].fields_by_name['output']._loaded_options = None
@@ -107,7 +120,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSERVICESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTSERVICESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_RESOLVESERVICEREQUEST'].fields_by_name['service_name']._loaded_options = None
-  _globals['_RESOLVESERVICEREQUEST'].fields_by_name['service_name']._serialized_options = b'\272H\024r\022\020\003\03022\014^[a-z0-9-]+$'
+  _globals['_RESOLVESERVICEREQUEST'].fields_by_name['service_name']._serialized_options = b'\342A\001\002\272H\024r\022\020\003\03022\014^[a-z0-9-]+$'
   _globals['_RESOLVESERVICEREQUEST'].fields_by_name['version']._loaded_options = None
   _globals['_RESOLVESERVICEREQUEST'].fields_by_name['version']._serialized_options = b'\272H3r.\030@2*^[0-9]+\\.[0-9]+\\.[0-9]+(-[A-Za-z0-9_-]+)?$\330\001\001'
   _globals['_RESOLVESERVICEREQUEST'].fields_by_name['load_balance']._loaded_options = None
@@ -123,45 +136,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEDISCOVERYSERVICE'].methods_by_name['ListServices']._loaded_options = None
   _globals['_SERVICEDISCOVERYSERVICE'].methods_by_name['ListServices']._serialized_options = b'\220\002\001\242\273\030\021\020\025\032\013\001\002\003\004\005\006\007\010\t\n\013 \001\202\323\344\223\002$\022\"/api/v1/service-discovery/services'
   _globals['_SERVICEDISCOVERYSERVICE'].methods_by_name['ResolveService']._loaded_options = None
-  _globals['_SERVICEDISCOVERYSERVICE'].methods_by_name['ResolveService']._serialized_options = b'\220\002\001\242\273\030\021\020\025\032\013\001\002\003\004\005\006\007\010\t\n\013 \001\202\323\344\223\002;\0229/api/v1/service-discovery/services/{service_name}/resolve'
-  _globals['_ENDPOINTPROTOCOL']._serialized_start=3510
-  _globals['_ENDPOINTPROTOCOL']._serialized_end=3677
-  _globals['_HEALTHCHECKTYPE']._serialized_start=3680
-  _globals['_HEALTHCHECKTYPE']._serialized_end=3815
-  _globals['_INSTANCESTATUS']._serialized_start=3818
-  _globals['_INSTANCESTATUS']._serialized_end=3986
-  _globals['_CHECKSTATUS']._serialized_start=3988
-  _globals['_CHECKSTATUS']._serialized_end=4110
-  _globals['_ENDPOINT']._serialized_start=199
-  _globals['_ENDPOINT']._serialized_end=373
-  _globals['_HEALTHCHECKCONFIG']._serialized_start=376
-  _globals['_HEALTHCHECKCONFIG']._serialized_end=735
-  _globals['_SERVICEMETADATA']._serialized_start=738
-  _globals['_SERVICEMETADATA']._serialized_end=946
-  _globals['_INSTANCEHEALTH']._serialized_start=949
-  _globals['_INSTANCEHEALTH']._serialized_end=1273
-  _globals['_SERVICEINSTANCE']._serialized_start=1276
-  _globals['_SERVICEINSTANCE']._serialized_end=1788
-  _globals['_REGISTERSERVICEREQUEST']._serialized_start=1791
-  _globals['_REGISTERSERVICEREQUEST']._serialized_end=2292
-  _globals['_REGISTERSERVICERESPONSE']._serialized_start=2294
-  _globals['_REGISTERSERVICERESPONSE']._serialized_end=2369
-  _globals['_DEREGISTERSERVICEREQUEST']._serialized_start=2371
-  _globals['_DEREGISTERSERVICEREQUEST']._serialized_end=2427
-  _globals['_DEREGISTERSERVICERESPONSE']._serialized_start=2429
-  _globals['_DEREGISTERSERVICERESPONSE']._serialized_end=2456
-  _globals['_UPDATESERVICEHEALTHREQUEST']._serialized_start=2459
-  _globals['_UPDATESERVICEHEALTHREQUEST']._serialized_end=2634
-  _globals['_UPDATESERVICEHEALTHRESPONSE']._serialized_start=2636
-  _globals['_UPDATESERVICEHEALTHRESPONSE']._serialized_end=2761
-  _globals['_LISTSERVICESREQUEST']._serialized_start=2764
-  _globals['_LISTSERVICESREQUEST']._serialized_end=3055
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=3057
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=3174
-  _globals['_RESOLVESERVICEREQUEST']._serialized_start=3177
-  _globals['_RESOLVESERVICEREQUEST']._serialized_end=3408
-  _globals['_RESOLVESERVICERESPONSE']._serialized_start=3410
-  _globals['_RESOLVESERVICERESPONSE']._serialized_end=3507
-  _globals['_SERVICEDISCOVERYSERVICE']._serialized_start=4113
-  _globals['_SERVICEDISCOVERYSERVICE']._serialized_end=5035
+  _globals['_SERVICEDISCOVERYSERVICE'].methods_by_name['ResolveService']._serialized_options = b'\220\002\001\242\273\030\021\020\025\032\013\001\002\003\004\005\006\007\010\t\n\013 \001\202\323\344\223\002;\0229/api/v1/service-discovery/services/{service_name}:resolve'
+  _globals['_ENDPOINTPROTOCOL']._serialized_start=3603
+  _globals['_ENDPOINTPROTOCOL']._serialized_end=3770
+  _globals['_HEALTHCHECKTYPE']._serialized_start=3773
+  _globals['_HEALTHCHECKTYPE']._serialized_end=3908
+  _globals['_INSTANCESTATUS']._serialized_start=3911
+  _globals['_INSTANCESTATUS']._serialized_end=4079
+  _globals['_CHECKSTATUS']._serialized_start=4081
+  _globals['_CHECKSTATUS']._serialized_end=4203
+  _globals['_ENDPOINT']._serialized_start=232
+  _globals['_ENDPOINT']._serialized_end=406
+  _globals['_HEALTHCHECKCONFIG']._serialized_start=409
+  _globals['_HEALTHCHECKCONFIG']._serialized_end=768
+  _globals['_SERVICEMETADATA']._serialized_start=771
+  _globals['_SERVICEMETADATA']._serialized_end=979
+  _globals['_INSTANCEHEALTH']._serialized_start=982
+  _globals['_INSTANCEHEALTH']._serialized_end=1306
+  _globals['_SERVICEINSTANCE']._serialized_start=1309
+  _globals['_SERVICEINSTANCE']._serialized_end=1857
+  _globals['_REGISTERSERVICEREQUEST']._serialized_start=1860
+  _globals['_REGISTERSERVICEREQUEST']._serialized_end=2373
+  _globals['_REGISTERSERVICERESPONSE']._serialized_start=2375
+  _globals['_REGISTERSERVICERESPONSE']._serialized_end=2450
+  _globals['_DEREGISTERSERVICEREQUEST']._serialized_start=2452
+  _globals['_DEREGISTERSERVICEREQUEST']._serialized_end=2512
+  _globals['_DEREGISTERSERVICERESPONSE']._serialized_start=2514
+  _globals['_DEREGISTERSERVICERESPONSE']._serialized_end=2541
+  _globals['_UPDATESERVICEHEALTHREQUEST']._serialized_start=2544
+  _globals['_UPDATESERVICEHEALTHREQUEST']._serialized_end=2723
+  _globals['_UPDATESERVICEHEALTHRESPONSE']._serialized_start=2725
+  _globals['_UPDATESERVICEHEALTHRESPONSE']._serialized_end=2850
+  _globals['_LISTSERVICESREQUEST']._serialized_start=2853
+  _globals['_LISTSERVICESREQUEST']._serialized_end=3144
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=3146
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=3263
+  _globals['_RESOLVESERVICEREQUEST']._serialized_start=3266
+  _globals['_RESOLVESERVICEREQUEST']._serialized_end=3501
+  _globals['_RESOLVESERVICERESPONSE']._serialized_start=3503
+  _globals['_RESOLVESERVICERESPONSE']._serialized_end=3600
+  _globals['_SERVICEDISCOVERYSERVICE']._serialized_start=4206
+  _globals['_SERVICEDISCOVERYSERVICE']._serialized_end=5128
 # @@protoc_insertion_point(module_scope)

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clucid/mesh/v1/identity.proto\x12\rlucid.mesh.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xc3\x02\n\x11IssuedCertificate\x12\x15\n\rserial_number\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x11\n\tchain_pem\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12)\n\x07\x63luster\x18\x05 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x06 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x14\n\x0cservice_name\x18\x07 \x01(\t\x12\x11\n\tdns_names\x18\x08 \x03(\t\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x17IssueCertificateRequest\x12\x35\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x30\n\x0cservice_name\x18\x02 \x01(\tB\x1a\xbaH\x17r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\xd8\x01\x01\x12\x42\n\x07\x63sr_pem\x18\x03 \x01(\tB1\xbaH.r,\x10@\x18\x80\x80\x01\x32$^-----BEGIN CERTIFICATE REQUEST-----\x12 \n\rvalidity_days\x18\x04 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18Z(\x00\"Q\n\x18IssueCertificateResponse\x12\x35\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32 .lucid.mesh.v1.IssuedCertificate\"\xd6\x01\n\x18VerifyCertificateRequest\x12\x42\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\tB)\xbaH&r$\x10@\x18\x80\x80\x01\x32\x1c^-----BEGIN CERTIFICATE-----\x12<\n\x10\x65xpected_cluster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x38\n\x0e\x65xpected_plane\x18\x03 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x94\x02\n\x19VerifyCertificateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12-\n\x07\x66\x61ilure\x18\x02 \x01(\x0e\x32\x1c.lucid.mesh.v1.VerifyFailure\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12)\n\x07\x63luster\x18\x05 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x06 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x15\n\rserial_number\x18\x07 \x01(\t\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x19RotateCertificatesRequest\x12\x39\n\x15\x63urrent_serial_number\x18\x01 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[0-9a-fA-F]{1,64}$\x12\x42\n\x07\x63sr_pem\x18\x02 \x01(\tB1\xbaH.r,\x10@\x18\x80\x80\x01\x32$^-----BEGIN CERTIFICATE REQUEST-----\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xdd\x01\n\x1aRotateCertificatesResponse\x12\x0f\n\x07rotated\x18\x01 \x01(\x08\x12\x35\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0b\x32 .lucid.mesh.v1.IssuedCertificate\x12?\n\x1bold_certificate_revoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12next_rotation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x02\n\x12ServiceTokenClaims\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12)\n\x07\x63luster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x03 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\x12\x0b\n\x03jti\x18\x05 \x01(\t\x12\x0e\n\x06issuer\x18\x06 \x01(\t\x12\x10\n\x08\x61udience\x18\x07 \x01(\t\x12.\n\nissue_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x01\n\x18IssueServiceTokenRequest\x12\x33\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\x08\x61udience\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x15\x18\x80\x01\x32\x10^[a-z0-9.:/_-]+$\xd8\x01\x01\x12 \n\x0bttl_seconds\x18\x03 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\"q\n\x19IssueServiceTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x31\n\x06\x63laims\x18\x03 \x01(\x0b\x32!.lucid.mesh.v1.ServiceTokenClaims\"g\n\x19VerifyServiceTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\x12/\n\x08\x61udience\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x15\x18\x80\x01\x32\x10^[a-z0-9.:/_-]+$\xd8\x01\x01\"\x9d\x01\n\x1aVerifyServiceTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12-\n\x07\x66\x61ilure\x18\x02 \x01(\x0e\x32\x1c.lucid.mesh.v1.VerifyFailure\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x31\n\x06\x63laims\x18\x04 \x01(\x0b\x32!.lucid.mesh.v1.ServiceTokenClaims\"\x98\x02\n\x10\x41uthorizeRequest\x12I\n\x10source_spiffe_id\x18\x01 \x01(\tB/\xbaH,r*\x18\x80\x02\x32%^spiffe://lucid\\.local/[a-z]+/[a-z]+$\x12\x41\n\x13\x64\x65stination_cluster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12>\n\x0b\x66ull_method\x18\x03 \x01(\tB)\xbaH&r$\x18\x80\x02\x32\x1f^/[A-Za-z0-9_.]+/[A-Za-z0-9_]+$\x12\x36\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.lucid.common.v1.OperationKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\"b\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cmatched_rule\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03*\xe9\x01\n\rVerifyFailure\x12\x1e\n\x1aVERIFY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n\x18VERIFY_FAILURE_MALFORMED\x10\x01\x12\x1c\n\x18VERIFY_FAILURE_UNTRUSTED\x10\x02\x12\x1a\n\x16VERIFY_FAILURE_EXPIRED\x10\x03\x12\x1a\n\x16VERIFY_FAILURE_REVOKED\x10\x04\x12!\n\x1dVERIFY_FAILURE_WRONG_IDENTITY\x10\x05\x12!\n\x1dVERIFY_FAILURE_WRONG_AUDIENCE\x10\x06\x32\xe3\x07\n\x0fIdentityService\x12\x9e\x01\n\x10IssueCertificate\x12&.lucid.mesh.v1.IssueCertificateRequest\x1a\'.lucid.mesh.v1.IssueCertificateResponse\"9\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/mesh/certificates:\x01*\x12\xab\x01\n\x11VerifyCertificate\x12\'.lucid.mesh.v1.VerifyCertificateRequest\x1a(.lucid.mesh.v1.VerifyCertificateResponse\"C\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02%\" /api/v1/mesh/certificates:verify:\x01*\x12\xab\x01\n\x12RotateCertificates\x12(.lucid.mesh.v1.RotateCertificatesRequest\x1a).lucid.mesh.v1.RotateCertificatesResponse\"@\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02%\" /api/v1/mesh/certificates:rotate:\x01*\x12\x9b\x01\n\x11IssueServiceToken\x12\'.lucid.mesh.v1.IssueServiceTokenRequest\x1a(.lucid.mesh.v1.IssueServiceTokenResponse\"3\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/mesh/tokens:\x01*\x12\xa8\x01\n\x12VerifyServiceToken\x12(.lucid.mesh.v1.VerifyServiceTokenRequest\x1a).lucid.mesh.v1.VerifyServiceTokenResponse\"=\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/mesh/tokens:verify:\x01*\x12\x89\x01\n\tAuthorize\x12\x1f.lucid.mesh.v1.AuthorizeRequest\x1a .lucid.mesh.v1.AuthorizeResponse\"9\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/mesh/authorize:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clucid/mesh/v1/identity.proto\x12\rlucid.mesh.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xc3\x02\n\x11IssuedCertificate\x12\x15\n\rserial_number\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x11\n\tchain_pem\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12)\n\x07\x63luster\x18\x05 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x06 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x14\n\x0cservice_name\x18\x07 \x01(\t\x12\x11\n\tdns_names\x18\x08 \x03(\t\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xec\x01\n\x17IssueCertificateRequest\x12\x35\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x30\n\x0cservice_name\x18\x02 \x01(\tB\x1a\xbaH\x17r\x12\x10\x03\x18\x32\x32\x0c^[a-z0-9-]+$\xd8\x01\x01\x12\x46\n\x07\x63sr_pem\x18\x03 \x01(\tB5\xe2\x41\x01\x02\xbaH.r,\x10@\x18\x80\x80\x01\x32$^-----BEGIN CERTIFICATE REQUEST-----\x12 \n\rvalidity_days\x18\x04 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18Z(\x00\"Q\n\x18IssueCertificateResponse\x12\x35\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0b\x32 .lucid.mesh.v1.IssuedCertificate\"\xda\x01\n\x18VerifyCertificateRequest\x12\x46\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xbaH&r$\x10@\x18\x80\x80\x01\x32\x1c^-----BEGIN CERTIFICATE-----\x12<\n\x10\x65xpected_cluster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x38\n\x0e\x65xpected_plane\x18\x03 \x01(\x0e\x32\x16.lucid.common.v1.PlaneB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x94\x02\n\x19VerifyCertificateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12-\n\x07\x66\x61ilure\x18\x02 \x01(\x0e\x32\x1c.lucid.mesh.v1.VerifyFailure\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tspiffe_id\x18\x04 \x01(\t\x12)\n\x07\x63luster\x18\x05 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x06 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x15\n\rserial_number\x18\x07 \x01(\t\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xad\x01\n\x19RotateCertificatesRequest\x12\x39\n\x15\x63urrent_serial_number\x18\x01 \x01(\tB\x1a\xbaH\x17r\x15\x32\x13^[0-9a-fA-F]{1,64}$\x12\x46\n\x07\x63sr_pem\x18\x02 \x01(\tB5\xe2\x41\x01\x02\xbaH.r,\x10@\x18\x80\x80\x01\x32$^-----BEGIN CERTIFICATE REQUEST-----\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xdd\x01\n\x1aRotateCertificatesResponse\x12\x0f\n\x07rotated\x18\x01 \x01(\x08\x12\x35\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0b\x32 .lucid.mesh.v1.IssuedCertificate\x12?\n\x1bold_certificate_revoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12next_rotation_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xad\x02\n\x12ServiceTokenClaims\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12)\n\x07\x63luster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.Cluster\x12%\n\x05plane\x18\x03 \x01(\x0e\x32\x16.lucid.common.v1.Plane\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\x12\x0b\n\x03jti\x18\x05 \x01(\t\x12\x0e\n\x06issuer\x18\x06 \x01(\t\x12\x10\n\x08\x61udience\x18\x07 \x01(\t\x12\x34\n\nissue_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xa2\x01\n\x18IssueServiceTokenRequest\x12\x33\n\x07\x63luster\x18\x01 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12/\n\x08\x61udience\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x15\x18\x80\x01\x32\x10^[a-z0-9.:/_-]+$\xd8\x01\x01\x12 \n\x0bttl_seconds\x18\x03 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\"q\n\x19IssueServiceTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x31\n\x06\x63laims\x18\x03 \x01(\x0b\x32!.lucid.mesh.v1.ServiceTokenClaims\"k\n\x19VerifyServiceTokenRequest\x12\x1d\n\x05token\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\x80@\x12/\n\x08\x61udience\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x15\x18\x80\x01\x32\x10^[a-z0-9.:/_-]+$\xd8\x01\x01\"\x9d\x01\n\x1aVerifyServiceTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12-\n\x07\x66\x61ilure\x18\x02 \x01(\x0e\x32\x1c.lucid.mesh.v1.VerifyFailure\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x31\n\x06\x63laims\x18\x04 \x01(\x0b\x32!.lucid.mesh.v1.ServiceTokenClaims\"\x98\x02\n\x10\x41uthorizeRequest\x12I\n\x10source_spiffe_id\x18\x01 \x01(\tB/\xbaH,r*\x18\x80\x02\x32%^spiffe://lucid\\.local/[a-z]+/[a-z]+$\x12\x41\n\x13\x64\x65stination_cluster\x18\x02 \x01(\x0e\x32\x18.lucid.common.v1.ClusterB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12>\n\x0b\x66ull_method\x18\x03 \x01(\tB)\xbaH&r$\x18\x80\x02\x32\x1f^/[A-Za-z0-9_.]+/[A-Za-z0-9_]+$\x12\x36\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.lucid.common.v1.OperationKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\"b\n\x11\x41uthorizeResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cmatched_rule\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03*\xe9\x01\n\rVerifyFailure\x12\x1e\n\x1aVERIFY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n\x18VERIFY_FAILURE_MALFORMED\x10\x01\x12\x1c\n\x18VERIFY_FAILURE_UNTRUSTED\x10\x02\x12\x1a\n\x16VERIFY_FAILURE_EXPIRED\x10\x03\x12\x1a\n\x16VERIFY_FAILURE_REVOKED\x10\x04\x12!\n\x1dVERIFY_FAILURE_WRONG_IDENTITY\x10\x05\x12!\n\x1dVERIFY_FAILURE_WRONG_AUDIENCE\x10\x06\x32\xe3\x07\n\x0fIdentityService\x12\x9e\x01\n\x10IssueCertificate\x12&.lucid.mesh.v1.IssueCertificateRequest\x1a\'.lucid.mesh.v1.IssueCertificateResponse\"9\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/mesh/certificates:\x01*\x12\xab\x01\n\x11VerifyCertificate\x12\'.lucid.mesh.v1.VerifyCertificateRequest\x1a(.lucid.mesh.v1.VerifyCertificateResponse\"C\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02%\" /api/v1/mesh/certificates:verify:\x01*\x12\xab\x01\n\x12RotateCertificates\x12(.lucid.mesh.v1.RotateCertificatesRequest\x1a).lucid.mesh.v1.RotateCertificatesResponse\"@\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02%\" /api/v1/mesh/certificates:rotate:\x01*\x12\x9b\x01\n\x11IssueServiceToken\x12\'.lucid.mesh.v1.IssueServiceTokenRequest\x1a(.lucid.mesh.v1.IssueServiceTokenResponse\"3\xa2\xbb\x18\x11\x10&\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x02\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/mesh/tokens:\x01*\x12\xa8\x01\n\x12VerifyServiceToken\x12(.lucid.mesh.v1.VerifyServiceTokenRequest\x1a).lucid.mesh.v1.VerifyServiceTokenResponse\"=\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/v1/mesh/tokens:verify:\x01*\x12\x89\x01\n\tAuthorize\x12\x1f.lucid.mesh.v1.AuthorizeRequest\x1a .lucid.mesh.v1.AuthorizeResponse\"9\x90\x02\x01\xa2\xbb\x18\x11\x10\x15\x1a\x0b\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b \x01\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/mesh/authorize:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,11 +41,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['service_name']._loaded_options = None
   _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['service_name']._serialized_options = b'\272H\027r\022\020\003\03022\014^[a-z0-9-]+$\330\001\001'
   _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['csr_pem']._loaded_options = None
-  _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\272H.r,\020@\030\200\200\0012$^-----BEGIN CERTIFICATE REQUEST-----'
+  _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\342A\001\002\272H.r,\020@\030\200\200\0012$^-----BEGIN CERTIFICATE REQUEST-----'
   _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['validity_days']._loaded_options = None
   _globals['_ISSUECERTIFICATEREQUEST'].fields_by_name['validity_days']._serialized_options = b'\272H\006\032\004\030Z(\000'
   _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['certificate_pem']._loaded_options = None
-  _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['certificate_pem']._serialized_options = b'\272H&r$\020@\030\200\200\0012\034^-----BEGIN CERTIFICATE-----'
+  _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['certificate_pem']._serialized_options = b'\342A\001\002\272H&r$\020@\030\200\200\0012\034^-----BEGIN CERTIFICATE-----'
   _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['expected_cluster']._loaded_options = None
   _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['expected_cluster']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_VERIFYCERTIFICATEREQUEST'].fields_by_name['expected_plane']._loaded_options = None
@@ -52,7 +53,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROTATECERTIFICATESREQUEST'].fields_by_name['current_serial_number']._loaded_options = None
   _globals['_ROTATECERTIFICATESREQUEST'].fields_by_name['current_serial_number']._serialized_options = b'\272H\027r\0252\023^[0-9a-fA-F]{1,64}$'
   _globals['_ROTATECERTIFICATESREQUEST'].fields_by_name['csr_pem']._loaded_options = None
-  _globals['_ROTATECERTIFICATESREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\272H.r,\020@\030\200\200\0012$^-----BEGIN CERTIFICATE REQUEST-----'
+  _globals['_ROTATECERTIFICATESREQUEST'].fields_by_name['csr_pem']._serialized_options = b'\342A\001\002\272H.r,\020@\030\200\200\0012$^-----BEGIN CERTIFICATE REQUEST-----'
+  _globals['_SERVICETOKENCLAIMS'].fields_by_name['issue_time']._loaded_options = None
+  _globals['_SERVICETOKENCLAIMS'].fields_by_name['issue_time']._serialized_options = b'\342A\001\003'
+  _globals['_SERVICETOKENCLAIMS'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_SERVICETOKENCLAIMS'].fields_by_name['expire_time']._serialized_options = b'\342A\001\003'
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['cluster']._loaded_options = None
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['cluster']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['audience']._loaded_options = None
@@ -60,7 +65,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['ttl_seconds']._loaded_options = None
   _globals['_ISSUESERVICETOKENREQUEST'].fields_by_name['ttl_seconds']._serialized_options = b'\272H\010\032\006\030\200\243\005(\000'
   _globals['_VERIFYSERVICETOKENREQUEST'].fields_by_name['token']._loaded_options = None
-  _globals['_VERIFYSERVICETOKENREQUEST'].fields_by_name['token']._serialized_options = b'\272H\007r\005\020\001\030\200@'
+  _globals['_VERIFYSERVICETOKENREQUEST'].fields_by_name['token']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\200@'
   _globals['_VERIFYSERVICETOKENREQUEST'].fields_by_name['audience']._loaded_options = None
   _globals['_VERIFYSERVICETOKENREQUEST'].fields_by_name['audience']._serialized_options = b'\272H\032r\025\030\200\0012\020^[a-z0-9.:/_-]+$\330\001\001'
   _globals['_AUTHORIZEREQUEST'].fields_by_name['source_spiffe_id']._loaded_options = None
@@ -83,36 +88,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTITYSERVICE'].methods_by_name['VerifyServiceToken']._serialized_options = b'\220\002\001\242\273\030\021\020\025\032\013\001\002\003\004\005\006\007\010\t\n\013 \001\202\323\344\223\002\037\"\032/api/v1/mesh/tokens:verify:\001*'
   _globals['_IDENTITYSERVICE'].methods_by_name['Authorize']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['Authorize']._serialized_options = b'\220\002\001\242\273\030\021\020\025\032\013\001\002\003\004\005\006\007\010\t\n\013 \001\202\323\344\223\002\033\"\026/api/v1/mesh/authorize:\001*'
-  _globals['_VERIFYFAILURE']._serialized_start=2926
-  _globals['_VERIFYFAILURE']._serialized_end=3159
-  _globals['_ISSUEDCERTIFICATE']._serialized_start=170
-  _globals['_ISSUEDCERTIFICATE']._serialized_end=493
-  _globals['_ISSUECERTIFICATEREQUEST']._serialized_start=496
-  _globals['_ISSUECERTIFICATEREQUEST']._serialized_end=728
-  _globals['_ISSUECERTIFICATERESPONSE']._serialized_start=730
-  _globals['_ISSUECERTIFICATERESPONSE']._serialized_end=811
-  _globals['_VERIFYCERTIFICATEREQUEST']._serialized_start=814
-  _globals['_VERIFYCERTIFICATEREQUEST']._serialized_end=1028
-  _globals['_VERIFYCERTIFICATERESPONSE']._serialized_start=1031
-  _globals['_VERIFYCERTIFICATERESPONSE']._serialized_end=1307
-  _globals['_ROTATECERTIFICATESREQUEST']._serialized_start=1310
-  _globals['_ROTATECERTIFICATESREQUEST']._serialized_end=1479
-  _globals['_ROTATECERTIFICATESRESPONSE']._serialized_start=1482
-  _globals['_ROTATECERTIFICATESRESPONSE']._serialized_end=1703
-  _globals['_SERVICETOKENCLAIMS']._serialized_start=1706
-  _globals['_SERVICETOKENCLAIMS']._serialized_end=1995
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=1998
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=2160
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=2162
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=2275
-  _globals['_VERIFYSERVICETOKENREQUEST']._serialized_start=2277
-  _globals['_VERIFYSERVICETOKENREQUEST']._serialized_end=2380
-  _globals['_VERIFYSERVICETOKENRESPONSE']._serialized_start=2383
-  _globals['_VERIFYSERVICETOKENRESPONSE']._serialized_end=2540
-  _globals['_AUTHORIZEREQUEST']._serialized_start=2543
-  _globals['_AUTHORIZEREQUEST']._serialized_end=2823
-  _globals['_AUTHORIZERESPONSE']._serialized_start=2825
-  _globals['_AUTHORIZERESPONSE']._serialized_end=2923
-  _globals['_IDENTITYSERVICE']._serialized_start=3162
-  _globals['_IDENTITYSERVICE']._serialized_end=4157
+  _globals['_VERIFYFAILURE']._serialized_start=2987
+  _globals['_VERIFYFAILURE']._serialized_end=3220
+  _globals['_ISSUEDCERTIFICATE']._serialized_start=203
+  _globals['_ISSUEDCERTIFICATE']._serialized_end=526
+  _globals['_ISSUECERTIFICATEREQUEST']._serialized_start=529
+  _globals['_ISSUECERTIFICATEREQUEST']._serialized_end=765
+  _globals['_ISSUECERTIFICATERESPONSE']._serialized_start=767
+  _globals['_ISSUECERTIFICATERESPONSE']._serialized_end=848
+  _globals['_VERIFYCERTIFICATEREQUEST']._serialized_start=851
+  _globals['_VERIFYCERTIFICATEREQUEST']._serialized_end=1069
+  _globals['_VERIFYCERTIFICATERESPONSE']._serialized_start=1072
+  _globals['_VERIFYCERTIFICATERESPONSE']._serialized_end=1348
+  _globals['_ROTATECERTIFICATESREQUEST']._serialized_start=1351
+  _globals['_ROTATECERTIFICATESREQUEST']._serialized_end=1524
+  _globals['_ROTATECERTIFICATESRESPONSE']._serialized_start=1527
+  _globals['_ROTATECERTIFICATESRESPONSE']._serialized_end=1748
+  _globals['_SERVICETOKENCLAIMS']._serialized_start=1751
+  _globals['_SERVICETOKENCLAIMS']._serialized_end=2052
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=2055
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=2217
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=2219
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=2332
+  _globals['_VERIFYSERVICETOKENREQUEST']._serialized_start=2334
+  _globals['_VERIFYSERVICETOKENREQUEST']._serialized_end=2441
+  _globals['_VERIFYSERVICETOKENRESPONSE']._serialized_start=2444
+  _globals['_VERIFYSERVICETOKENRESPONSE']._serialized_end=2601
+  _globals['_AUTHORIZEREQUEST']._serialized_start=2604
+  _globals['_AUTHORIZEREQUEST']._serialized_end=2884
+  _globals['_AUTHORIZERESPONSE']._serialized_start=2886
+  _globals['_AUTHORIZERESPONSE']._serialized_end=2984
+  _globals['_IDENTITYSERVICE']._serialized_start=3223
+  _globals['_IDENTITYSERVICE']._serialized_end=4218
 # @@protoc_insertion_point(module_scope)

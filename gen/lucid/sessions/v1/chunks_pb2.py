@@ -24,19 +24,23 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
+from lucid.common.v1 import proofs_pb2 as lucid_dot_common_dot_v1_dot_proofs__pb2
 from lucid.sessions.v1 import sessions_pb2 as lucid_dot_sessions_dot_v1_dot_sessions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elucid/sessions/v1/chunks.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a lucid/sessions/v1/sessions.proto\"\xb1\x03\n\x05\x43hunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x03\x12\x30\n\x0c\x63\x61pture_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x19\n\x11stored_size_bytes\x18\x06 \x01(\x03\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x66rame_count\x18\x08 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\t \x01(\t\x12\x10\n\x08\x63hecksum\x18\n \x01(\t\x12\x19\n\x11\x63ompression_ratio\x18\x0b \x01(\x01\x12\x0e\n\x06key_id\x18\x0c \x01(\t\x12,\n\x05state\x18\r \x01(\x0e\x32\x1d.lucid.sessions.v1.ChunkState\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x0f \x01(\t\"\xaf\x01\n\x13UploadChunksRequest\x12\x1f\n\nsession_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x18\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x05\x12\x1c\n\x0b\x66rame_count\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x30\n\x0c\x63\x61pture_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x66lush\x18\x05 \x01(\x08\"\xa9\x01\n\x14UploadChunksResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x15last_durable_sequence\x18\x02 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\x03\x12\x15\n\rdurable_bytes\x18\x04 \x01(\x03\x12\x16\n\x0ereceived_bytes\x18\x05 \x01(\x03\x12\x1a\n\x12stored_chunk_count\x18\x06 \x01(\x03\"\xa7\x02\n\x12UploadChunkRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12$\n\x0fsequence_number\x18\x02 \x01(\x03\x42\x0b\xbaH\x08\"\x06\x18\xc0\x84=(\x01\x12\x1a\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x0c\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x05\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\xbaH\x05\xaa\x01\x02\x32\x00\x12\x1c\n\x0b\x66rame_count\x18\x05 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x30\n\x0c\x63\x61pture_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x63hecksum\x18\x07 \x01(\tB\x18\xbaH\x15r\x10\x32\x0e^[0-9a-f]{64}$\xd8\x01\x01\"]\n\x13UploadChunkResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.lucid.sessions.v1.Chunk\x12\x1d\n\x15last_durable_sequence\x18\x02 \x01(\x03\"6\n\x16GetUploadStatusRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xdf\x01\n\x17GetUploadStatusResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.lucid.sessions.v1.SessionState\x12\x1d\n\x15last_durable_sequence\x18\x03 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x03\x12\x15\n\rdurable_bytes\x18\x05 \x01(\x03\x12\x17\n\x0fmax_chunk_bytes\x18\x06 \x01(\x03\x12\x1c\n\x14max_bytes_per_second\x18\x07 \x01(\x03\"\xc6\x01\n\x11ListChunksRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\x1d.lucid.sessions.v1.ChunkStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1e\n\rsequence_from\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"k\n\x12ListChunksResponse\x12(\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x18.lucid.sessions.v1.Chunk\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"K\n\x0fGetChunkRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x08\x63hunk_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\";\n\x10GetChunkResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.lucid.sessions.v1.Chunk\"c\n\x14\x44ownloadChunkRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x08\x63hunk_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x11\n\tencrypted\x18\x03 \x01(\x08\"_\n\x15\x44ownloadChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"q\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\tleaf_hash\x18\x03 \x01(\t\x12\x12\n\naudit_path\x18\x04 \x03(\t\x12\x11\n\troot_hash\x18\x05 \x01(\t\"\xc8\x01\n\x0b\x42lockHeader\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\x03\x12\x15\n\rprevious_hash\x18\x03 \x01(\t\x12\x13\n\x0bmerkle_root\x18\x04 \x01(\t\x12.\n\nblock_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bproposer_id\x18\x06 \x01(\t\x12\x0c\n\x04slot\x18\x07 \x01(\x03\x12\x19\n\x11transaction_count\x18\x08 \x01(\x05\"\x91\x01\n\x11ValidatorApproval\x12\x14\n\x0cvalidator_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\x12\x30\n\x0c\x61pprove_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05round\x18\x05 \x01(\x03\"\xed\x01\n\x13ManifestAttestation\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\t\x12\x15\n\rowner_user_id\x18\x03 \x01(\t\x12\x16\n\x0etotal_checksum\x18\x04 \x01(\t\x12\x31\n\rgenerate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsigned_document\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\t\x12\x19\n\x11signer_public_key\x18\x08 \x01(\t\"\xa4\x04\n\x0b\x41nchorProof\x12\x14\n\x0c\x61nchoring_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".lucid.sessions.v1.AnchoringStatus\x12\x0f\n\x07tx_hash\x18\x03 \x01(\t\x12\"\n\x1a\x63\x61nonical_transaction_body\x18\x04 \x01(\x0c\x12\x1e\n\x16transaction_public_key\x18\x05 \x01(\t\x12\x1d\n\x15transaction_signature\x18\x06 \x01(\t\x12<\n\x11transaction_proof\x18\x07 \x01(\x0b\x32!.lucid.sessions.v1.InclusionProof\x12\x34\n\x0c\x62lock_header\x18\x08 \x01(\x0b\x32\x1e.lucid.sessions.v1.BlockHeader\x12\x1e\n\x16\x63\x61nonical_block_header\x18\t \x01(\x0c\x12\x12\n\nblock_hash\x18\n \x01(\t\x12\x1b\n\x13proposer_public_key\x18\x0b \x01(\t\x12\x1a\n\x12proposer_signature\x18\x0c \x01(\t\x12\x37\n\tapprovals\x18\r \x03(\x0b\x32$.lucid.sessions.v1.ValidatorApproval\x12\x17\n\x0fvalidator_count\x18\x0e \x01(\x05\x12\x15\n\rconfirmations\x18\x0f \x01(\x03\x12\r\n\x05\x66inal\x18\x10 \x01(\x08\"\xd1\x02\n\nChunkProof\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\x04 \x01(\t\x12\x38\n\x0ehash_algorithm\x18\x05 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x36\n\x0b\x63hunk_proof\x18\x06 \x01(\x0b\x32!.lucid.sessions.v1.InclusionProof\x12\x13\n\x0bmerkle_root\x18\x07 \x01(\t\x12\x38\n\x08manifest\x18\x08 \x01(\x0b\x32&.lucid.sessions.v1.ManifestAttestation\x12.\n\x06\x61nchor\x18\t \x01(\x0b\x32\x1e.lucid.sessions.v1.AnchorProof\"P\n\x14GetChunkProofRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1a\n\x08\x63hunk_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"E\n\x15GetChunkProofResponse\x12,\n\x05proof\x18\x01 \x01(\x0b\x32\x1d.lucid.sessions.v1.ChunkProof*\xdf\x01\n\nChunkState\x12\x1b\n\x17\x43HUNK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HUNK_STATE_RECORDED\x10\x01\x12\x1a\n\x16\x43HUNK_STATE_PROCESSING\x10\x02\x12\x1a\n\x16\x43HUNK_STATE_COMPRESSED\x10\x03\x12\x19\n\x15\x43HUNK_STATE_ENCRYPTED\x10\x04\x12\x16\n\x12\x43HUNK_STATE_STORED\x10\x05\x12\x16\n\x12\x43HUNK_STATE_FAILED\x10\x06\x12\x17\n\x13\x43HUNK_STATE_DELETED\x10\x07\x32\xe5\x08\n\x0c\x43hunkService\x12n\n\x0cUploadChunks\x12&.lucid.sessions.v1.UploadChunksRequest\x1a\'.lucid.sessions.v1.UploadChunksResponse\"\x0b\xa2\xbb\x18\x07\x10\x01\x1a\x01\x04 \x02(\x01\x12\x9b\x01\n\x0bUploadChunk\x12%.lucid.sessions.v1.UploadChunkRequest\x1a&.lucid.sessions.v1.UploadChunkResponse\"=\x90\x02\x02\xa2\xbb\x18\x07\x10\x01\x1a\x01\x03 \x02\x82\xd3\xe4\x93\x02)\"$/api/v1/sessions/{session_id}/chunks:\x01*\x12\xab\x01\n\x0fGetUploadStatus\x12).lucid.sessions.v1.GetUploadStatusRequest\x1a*.lucid.sessions.v1.GetUploadStatusResponse\"A\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x03 \x01\x82\xd3\xe4\x93\x02-\x12+/api/v1/sessions/{session_id}/upload-status\x12\x95\x01\n\nListChunks\x12$.lucid.sessions.v1.ListChunksRequest\x1a%.lucid.sessions.v1.ListChunksResponse\":\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02&\x12$/api/v1/sessions/{session_id}/chunks\x12\x9a\x01\n\x08GetChunk\x12\".lucid.sessions.v1.GetChunkRequest\x1a#.lucid.sessions.v1.GetChunkResponse\"E\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x31\x12//api/v1/sessions/{session_id}/chunks/{chunk_id}\x12\xb1\x01\n\rDownloadChunk\x12\'.lucid.sessions.v1.DownloadChunkRequest\x1a(.lucid.sessions.v1.DownloadChunkResponse\"K\x90\x02\x01\xa2\xbb\x18\x04\x10\x02 \x01\x82\xd3\xe4\x93\x02:\x12\x38/api/v1/sessions/{session_id}/chunks/{chunk_id}/download0\x01\x12\xaf\x01\n\rGetChunkProof\x12\'.lucid.sessions.v1.GetChunkProofRequest\x1a(.lucid.sessions.v1.GetChunkProofResponse\"K\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x37\x12\x35/api/v1/sessions/{session_id}/chunks/{chunk_id}/proofb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elucid/sessions/v1/chunks.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a\x1clucid/common/v1/proofs.proto\x1a lucid/sessions/v1/sessions.proto\"\xb7\x03\n\x05\x43hunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x03\x12\x30\n\x0c\x63\x61pture_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x19\n\x11stored_size_bytes\x18\x06 \x01(\x03\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x66rame_count\x18\x08 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\t \x01(\t\x12\x10\n\x08\x63hecksum\x18\n \x01(\t\x12\x19\n\x11\x63ompression_ratio\x18\x0b \x01(\x01\x12\x0e\n\x06key_id\x18\x0c \x01(\t\x12,\n\x05state\x18\r \x01(\x0e\x32\x1d.lucid.sessions.v1.ChunkState\x12\x35\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\rerror_message\x18\x0f \x01(\t\"\xaf\x01\n\x13UploadChunksRequest\x12\x1f\n\nsession_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x18\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x42\n\xbaH\x07z\x05\x18\x80\x80\x80\x05\x12\x1c\n\x0b\x66rame_count\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x30\n\x0c\x63\x61pture_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x66lush\x18\x05 \x01(\x08\"\xa9\x01\n\x14UploadChunksResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x15last_durable_sequence\x18\x02 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\x03\x12\x15\n\rdurable_bytes\x18\x04 \x01(\x03\x12\x16\n\x0ereceived_bytes\x18\x05 \x01(\x03\x12\x1a\n\x12stored_chunk_count\x18\x06 \x01(\x03\"\xaf\x02\n\x12UploadChunkRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12$\n\x0fsequence_number\x18\x02 \x01(\x03\x42\x0b\xbaH\x08\"\x06\x18\xc0\x84=(\x01\x12\x1e\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x42\x10\xe2\x41\x01\x02\xbaH\tz\x07\x10\x01\x18\x80\x80\x80\x05\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\xbaH\x05\xaa\x01\x02\x32\x00\x12\x1c\n\x0b\x66rame_count\x18\x05 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x30\n\x0c\x63\x61pture_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x63hecksum\x18\x07 \x01(\tB\x18\xbaH\x15r\x10\x32\x0e^[0-9a-f]{64}$\xd8\x01\x01\"]\n\x13UploadChunkResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.lucid.sessions.v1.Chunk\x12\x1d\n\x15last_durable_sequence\x18\x02 \x01(\x03\":\n\x16GetUploadStatusRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\xdf\x01\n\x17GetUploadStatusResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.lucid.sessions.v1.SessionState\x12\x1d\n\x15last_durable_sequence\x18\x03 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x03\x12\x15\n\rdurable_bytes\x18\x05 \x01(\x03\x12\x17\n\x0fmax_chunk_bytes\x18\x06 \x01(\x03\x12\x1c\n\x14max_bytes_per_second\x18\x07 \x01(\x03\"\xca\x01\n\x11ListChunksRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\x1d.lucid.sessions.v1.ChunkStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1e\n\rsequence_from\x18\x03 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12\x1d\n\tpage_size\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"k\n\x12ListChunksResponse\x12(\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x18.lucid.sessions.v1.Chunk\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"S\n\x0fGetChunkRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1e\n\x08\x63hunk_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\";\n\x10GetChunkResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.lucid.sessions.v1.Chunk\"k\n\x14\x44ownloadChunkRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1e\n\x08\x63hunk_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x11\n\tencrypted\x18\x03 \x01(\x08\"_\n\x15\x44ownloadChunkResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xf3\x01\n\x13ManifestAttestation\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\t\x12\x15\n\rowner_user_id\x18\x03 \x01(\t\x12\x16\n\x0etotal_checksum\x18\x04 \x01(\t\x12\x37\n\rgenerate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\x0fsigned_document\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\t\x12\x19\n\x11signer_public_key\x18\x08 \x01(\t\"\x9e\x04\n\x0b\x41nchorProof\x12\x14\n\x0c\x61nchoring_id\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".lucid.sessions.v1.AnchoringStatus\x12\x0f\n\x07tx_hash\x18\x03 \x01(\t\x12\"\n\x1a\x63\x61nonical_transaction_body\x18\x04 \x01(\x0c\x12\x1e\n\x16transaction_public_key\x18\x05 \x01(\t\x12\x1d\n\x15transaction_signature\x18\x06 \x01(\t\x12:\n\x11transaction_proof\x18\x07 \x01(\x0b\x32\x1f.lucid.common.v1.InclusionProof\x12\x32\n\x0c\x62lock_header\x18\x08 \x01(\x0b\x32\x1c.lucid.common.v1.BlockHeader\x12\x1e\n\x16\x63\x61nonical_block_header\x18\t \x01(\x0c\x12\x12\n\nblock_hash\x18\n \x01(\t\x12\x1b\n\x13proposer_public_key\x18\x0b \x01(\t\x12\x1a\n\x12proposer_signature\x18\x0c \x01(\t\x12\x35\n\tapprovals\x18\r \x03(\x0b\x32\".lucid.common.v1.ValidatorApproval\x12\x17\n\x0fvalidator_count\x18\x0e \x01(\x05\x12\x15\n\rconfirmations\x18\x0f \x01(\x03\x12\r\n\x05\x66inal\x18\x10 \x01(\x08\"\xcf\x02\n\nChunkProof\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\x04 \x01(\t\x12\x38\n\x0ehash_algorithm\x18\x05 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x34\n\x0b\x63hunk_proof\x18\x06 \x01(\x0b\x32\x1f.lucid.common.v1.InclusionProof\x12\x13\n\x0bmerkle_root\x18\x07 \x01(\t\x12\x38\n\x08manifest\x18\x08 \x01(\x0b\x32&.lucid.sessions.v1.ManifestAttestation\x12.\n\x06\x61nchor\x18\t \x01(\x0b\x32\x1e.lucid.sessions.v1.AnchorProof\"X\n\x14GetChunkProofRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1e\n\x08\x63hunk_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"E\n\x15GetChunkProofResponse\x12,\n\x05proof\x18\x01 \x01(\x0b\x32\x1d.lucid.sessions.v1.ChunkProof*\xdf\x01\n\nChunkState\x12\x1b\n\x17\x43HUNK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HUNK_STATE_RECORDED\x10\x01\x12\x1a\n\x16\x43HUNK_STATE_PROCESSING\x10\x02\x12\x1a\n\x16\x43HUNK_STATE_COMPRESSED\x10\x03\x12\x19\n\x15\x43HUNK_STATE_ENCRYPTED\x10\x04\x12\x16\n\x12\x43HUNK_STATE_STORED\x10\x05\x12\x16\n\x12\x43HUNK_STATE_FAILED\x10\x06\x12\x17\n\x13\x43HUNK_STATE_DELETED\x10\x07\x32\xe5\x08\n\x0c\x43hunkService\x12n\n\x0cUploadChunks\x12&.lucid.sessions.v1.UploadChunksRequest\x1a\'.lucid.sessions.v1.UploadChunksResponse\"\x0b\xa2\xbb\x18\x07\x10\x01\x1a\x01\x04 \x02(\x01\x12\x9b\x01\n\x0bUploadChunk\x12%.lucid.sessions.v1.UploadChunkRequest\x1a&.lucid.sessions.v1.UploadChunkResponse\"=\x90\x02\x02\xa2\xbb\x18\x07\x10\x01\x1a\x01\x03 \x02\x82\xd3\xe4\x93\x02)\"$/api/v1/sessions/{session_id}/chunks:\x01*\x12\xab\x01\n\x0fGetUploadStatus\x12).lucid.sessions.v1.GetUploadStatusRequest\x1a*.lucid.sessions.v1.GetUploadStatusResponse\"A\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x03 \x01\x82\xd3\xe4\x93\x02-\x12+/api/v1/sessions/{session_id}/upload-status\x12\x95\x01\n\nListChunks\x12$.lucid.sessions.v1.ListChunksRequest\x1a%.lucid.sessions.v1.ListChunksResponse\":\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02&\x12$/api/v1/sessions/{session_id}/chunks\x12\x9a\x01\n\x08GetChunk\x12\".lucid.sessions.v1.GetChunkRequest\x1a#.lucid.sessions.v1.GetChunkResponse\"E\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x31\x12//api/v1/sessions/{session_id}/chunks/{chunk_id}\x12\xb1\x01\n\rDownloadChunk\x12\'.lucid.sessions.v1.DownloadChunkRequest\x1a(.lucid.sessions.v1.DownloadChunkResponse\"K\x90\x02\x01\xa2\xbb\x18\x04\x10\x02 \x01\x82\xd3\xe4\x93\x02:\x12\x38/api/v1/sessions/{session_id}/chunks/{chunk_id}/download0\x01\x12\xaf\x01\n\rGetChunkProof\x12\'.lucid.sessions.v1.GetChunkProofRequest\x1a(.lucid.sessions.v1.GetChunkProofResponse\"K\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x37\x12\x35/api/v1/sessions/{session_id}/chunks/{chunk_id}/proofb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lucid.sessions.v1.chunks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CHUNK'].fields_by_name['create_time']._loaded_options = None
+  _globals['_CHUNK'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_UPLOADCHUNKSREQUEST'].fields_by_name['session_id']._loaded_options = None
   _globals['_UPLOADCHUNKSREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_UPLOADCHUNKSREQUEST'].fields_by_name['data']._loaded_options = None
@@ -44,11 +48,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADCHUNKSREQUEST'].fields_by_name['frame_count']._loaded_options = None
   _globals['_UPLOADCHUNKSREQUEST'].fields_by_name['frame_count']._serialized_options = b'\272H\004\"\002(\000'
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_UPLOADCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_UPLOADCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['sequence_number']._loaded_options = None
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['sequence_number']._serialized_options = b'\272H\010\"\006\030\300\204=(\001'
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['data']._loaded_options = None
-  _globals['_UPLOADCHUNKREQUEST'].fields_by_name['data']._serialized_options = b'\272H\tz\007\020\001\030\200\200\200\005'
+  _globals['_UPLOADCHUNKREQUEST'].fields_by_name['data']._serialized_options = b'\342A\001\002\272H\tz\007\020\001\030\200\200\200\005'
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['duration']._loaded_options = None
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['duration']._serialized_options = b'\272H\005\252\001\0022\000'
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['frame_count']._loaded_options = None
@@ -56,9 +60,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['checksum']._loaded_options = None
   _globals['_UPLOADCHUNKREQUEST'].fields_by_name['checksum']._serialized_options = b'\272H\025r\0202\016^[0-9a-f]{64}$\330\001\001'
   _globals['_GETUPLOADSTATUSREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_GETUPLOADSTATUSREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETUPLOADSTATUSREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_LISTCHUNKSREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_LISTCHUNKSREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['state']._loaded_options = None
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['state']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['sequence_from']._loaded_options = None
@@ -68,17 +72,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTCHUNKSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_GETCHUNKREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_GETCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_GETCHUNKREQUEST'].fields_by_name['chunk_id']._loaded_options = None
-  _globals['_GETCHUNKREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETCHUNKREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['chunk_id']._loaded_options = None
-  _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DOWNLOADCHUNKREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
+  _globals['_MANIFESTATTESTATION'].fields_by_name['generate_time']._loaded_options = None
+  _globals['_MANIFESTATTESTATION'].fields_by_name['generate_time']._serialized_options = b'\342A\001\003'
   _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['chunk_id']._loaded_options = None
-  _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETCHUNKPROOFREQUEST'].fields_by_name['chunk_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_CHUNKSERVICE'].methods_by_name['UploadChunks']._loaded_options = None
   _globals['_CHUNKSERVICE'].methods_by_name['UploadChunks']._serialized_options = b'\242\273\030\007\020\001\032\001\004 \002'
   _globals['_CHUNKSERVICE'].methods_by_name['UploadChunk']._loaded_options = None
@@ -93,50 +99,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNKSERVICE'].methods_by_name['DownloadChunk']._serialized_options = b'\220\002\001\242\273\030\004\020\002 \001\202\323\344\223\002:\0228/api/v1/sessions/{session_id}/chunks/{chunk_id}/download'
   _globals['_CHUNKSERVICE'].methods_by_name['GetChunkProof']._loaded_options = None
   _globals['_CHUNKSERVICE'].methods_by_name['GetChunkProof']._serialized_options = b'\220\002\001\242\273\030\007\020\002\032\001\006 \001\202\323\344\223\0027\0225/api/v1/sessions/{session_id}/chunks/{chunk_id}/proof'
-  _globals['_CHUNKSTATE']._serialized_start=4099
-  _globals['_CHUNKSTATE']._serialized_end=4322
-  _globals['_CHUNK']._serialized_start=242
-  _globals['_CHUNK']._serialized_end=675
-  _globals['_UPLOADCHUNKSREQUEST']._serialized_start=678
-  _globals['_UPLOADCHUNKSREQUEST']._serialized_end=853
-  _globals['_UPLOADCHUNKSRESPONSE']._serialized_start=856
-  _globals['_UPLOADCHUNKSRESPONSE']._serialized_end=1025
-  _globals['_UPLOADCHUNKREQUEST']._serialized_start=1028
-  _globals['_UPLOADCHUNKREQUEST']._serialized_end=1323
-  _globals['_UPLOADCHUNKRESPONSE']._serialized_start=1325
-  _globals['_UPLOADCHUNKRESPONSE']._serialized_end=1418
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1420
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1474
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1477
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=1700
-  _globals['_LISTCHUNKSREQUEST']._serialized_start=1703
-  _globals['_LISTCHUNKSREQUEST']._serialized_end=1901
-  _globals['_LISTCHUNKSRESPONSE']._serialized_start=1903
-  _globals['_LISTCHUNKSRESPONSE']._serialized_end=2010
-  _globals['_GETCHUNKREQUEST']._serialized_start=2012
-  _globals['_GETCHUNKREQUEST']._serialized_end=2087
-  _globals['_GETCHUNKRESPONSE']._serialized_start=2089
-  _globals['_GETCHUNKRESPONSE']._serialized_end=2148
-  _globals['_DOWNLOADCHUNKREQUEST']._serialized_start=2150
-  _globals['_DOWNLOADCHUNKREQUEST']._serialized_end=2249
-  _globals['_DOWNLOADCHUNKRESPONSE']._serialized_start=2251
-  _globals['_DOWNLOADCHUNKRESPONSE']._serialized_end=2346
-  _globals['_INCLUSIONPROOF']._serialized_start=2348
-  _globals['_INCLUSIONPROOF']._serialized_end=2461
-  _globals['_BLOCKHEADER']._serialized_start=2464
-  _globals['_BLOCKHEADER']._serialized_end=2664
-  _globals['_VALIDATORAPPROVAL']._serialized_start=2667
-  _globals['_VALIDATORAPPROVAL']._serialized_end=2812
-  _globals['_MANIFESTATTESTATION']._serialized_start=2815
-  _globals['_MANIFESTATTESTATION']._serialized_end=3052
-  _globals['_ANCHORPROOF']._serialized_start=3055
-  _globals['_ANCHORPROOF']._serialized_end=3603
-  _globals['_CHUNKPROOF']._serialized_start=3606
-  _globals['_CHUNKPROOF']._serialized_end=3943
-  _globals['_GETCHUNKPROOFREQUEST']._serialized_start=3945
-  _globals['_GETCHUNKPROOFREQUEST']._serialized_end=4025
-  _globals['_GETCHUNKPROOFRESPONSE']._serialized_start=4027
-  _globals['_GETCHUNKPROOFRESPONSE']._serialized_end=4096
-  _globals['_CHUNKSERVICE']._serialized_start=4325
-  _globals['_CHUNKSERVICE']._serialized_end=5450
+  _globals['_CHUNKSTATE']._serialized_start=3740
+  _globals['_CHUNKSTATE']._serialized_end=3963
+  _globals['_CHUNK']._serialized_start=305
+  _globals['_CHUNK']._serialized_end=744
+  _globals['_UPLOADCHUNKSREQUEST']._serialized_start=747
+  _globals['_UPLOADCHUNKSREQUEST']._serialized_end=922
+  _globals['_UPLOADCHUNKSRESPONSE']._serialized_start=925
+  _globals['_UPLOADCHUNKSRESPONSE']._serialized_end=1094
+  _globals['_UPLOADCHUNKREQUEST']._serialized_start=1097
+  _globals['_UPLOADCHUNKREQUEST']._serialized_end=1400
+  _globals['_UPLOADCHUNKRESPONSE']._serialized_start=1402
+  _globals['_UPLOADCHUNKRESPONSE']._serialized_end=1495
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1497
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1555
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1558
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=1781
+  _globals['_LISTCHUNKSREQUEST']._serialized_start=1784
+  _globals['_LISTCHUNKSREQUEST']._serialized_end=1986
+  _globals['_LISTCHUNKSRESPONSE']._serialized_start=1988
+  _globals['_LISTCHUNKSRESPONSE']._serialized_end=2095
+  _globals['_GETCHUNKREQUEST']._serialized_start=2097
+  _globals['_GETCHUNKREQUEST']._serialized_end=2180
+  _globals['_GETCHUNKRESPONSE']._serialized_start=2182
+  _globals['_GETCHUNKRESPONSE']._serialized_end=2241
+  _globals['_DOWNLOADCHUNKREQUEST']._serialized_start=2243
+  _globals['_DOWNLOADCHUNKREQUEST']._serialized_end=2350
+  _globals['_DOWNLOADCHUNKRESPONSE']._serialized_start=2352
+  _globals['_DOWNLOADCHUNKRESPONSE']._serialized_end=2447
+  _globals['_MANIFESTATTESTATION']._serialized_start=2450
+  _globals['_MANIFESTATTESTATION']._serialized_end=2693
+  _globals['_ANCHORPROOF']._serialized_start=2696
+  _globals['_ANCHORPROOF']._serialized_end=3238
+  _globals['_CHUNKPROOF']._serialized_start=3241
+  _globals['_CHUNKPROOF']._serialized_end=3576
+  _globals['_GETCHUNKPROOFREQUEST']._serialized_start=3578
+  _globals['_GETCHUNKPROOFREQUEST']._serialized_end=3666
+  _globals['_GETCHUNKPROOFRESPONSE']._serialized_start=3668
+  _globals['_GETCHUNKPROOFRESPONSE']._serialized_end=3737
+  _globals['_CHUNKSERVICE']._serialized_start=3966
+  _globals['_CHUNKSERVICE']._serialized_end=5091
 # @@protoc_insertion_point(module_scope)

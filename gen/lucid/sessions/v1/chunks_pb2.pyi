@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from lucid.common.v1 import proofs_pb2 as _proofs_pb2
 from lucid.sessions.v1 import sessions_pb2 as _sessions_pb2
 import builtins as _builtins
 import sys
@@ -573,147 +574,6 @@ class DownloadChunkResponse(_message.Message):
 Global___DownloadChunkResponse: _TypeAlias = DownloadChunkResponse  # noqa: Y015
 
 @_typing.final
-class InclusionProof(_message.Message):
-    """An RFC 9162 §2.1.3 inclusion proof of one leaf in a tree (the same shape
-    as the chain's lucid.blockchain.v1.InclusionProof).
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    LEAF_INDEX_FIELD_NUMBER: _builtins.int
-    TREE_SIZE_FIELD_NUMBER: _builtins.int
-    LEAF_HASH_FIELD_NUMBER: _builtins.int
-    AUDIT_PATH_FIELD_NUMBER: _builtins.int
-    ROOT_HASH_FIELD_NUMBER: _builtins.int
-    leaf_index: _builtins.int
-    """The 0-based index of the leaf."""
-    tree_size: _builtins.int
-    """How many leaves the tree has."""
-    leaf_hash: _builtins.str
-    """The leaf hash, SHA-256(0x00‖entry), hex."""
-    root_hash: _builtins.str
-    """The root the proof leads to, hex."""
-    @_builtins.property
-    def audit_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The sibling hashes from the leaf up to the root, hex."""
-
-    def __init__(
-        self,
-        *,
-        leaf_index: _builtins.int = ...,
-        tree_size: _builtins.int = ...,
-        leaf_hash: _builtins.str = ...,
-        audit_path: _abc.Iterable[_builtins.str] | None = ...,
-        root_hash: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_path", b"audit_path", "leaf_hash", b"leaf_hash", "leaf_index", b"leaf_index", "root_hash", b"root_hash", "tree_size", b"tree_size"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InclusionProof: _TypeAlias = InclusionProof  # noqa: Y015
-
-@_typing.final
-class BlockHeader(_message.Message):
-    """A block header as the chain signs it (the same shape as the chain's
-    lucid.blockchain.v1.BlockHeader). The block hash is the SHA-256 of its
-    canonical encoding.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    VERSION_FIELD_NUMBER: _builtins.int
-    HEIGHT_FIELD_NUMBER: _builtins.int
-    PREVIOUS_HASH_FIELD_NUMBER: _builtins.int
-    MERKLE_ROOT_FIELD_NUMBER: _builtins.int
-    BLOCK_TIME_FIELD_NUMBER: _builtins.int
-    PROPOSER_ID_FIELD_NUMBER: _builtins.int
-    SLOT_FIELD_NUMBER: _builtins.int
-    TRANSACTION_COUNT_FIELD_NUMBER: _builtins.int
-    version: _builtins.int
-    """The canonical-encoding version."""
-    height: _builtins.int
-    """The height."""
-    previous_hash: _builtins.str
-    """The parent block's hash."""
-    merkle_root: _builtins.str
-    """The RFC 9162 root over the block's transaction hashes."""
-    proposer_id: _builtins.str
-    """The proposing validator."""
-    slot: _builtins.int
-    """The leader slot."""
-    transaction_count: _builtins.int
-    """How many transactions the block holds."""
-    @_builtins.property
-    def block_time(self) -> _timestamp_pb2.Timestamp:
-        """When the block was built."""
-
-    def __init__(
-        self,
-        *,
-        version: _builtins.int = ...,
-        height: _builtins.int = ...,
-        previous_hash: _builtins.str = ...,
-        merkle_root: _builtins.str = ...,
-        block_time: _timestamp_pb2.Timestamp | None = ...,
-        proposer_id: _builtins.str = ...,
-        slot: _builtins.int = ...,
-        transaction_count: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["block_time", b"block_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_time", b"block_time", "height", b"height", "merkle_root", b"merkle_root", "previous_hash", b"previous_hash", "proposer_id", b"proposer_id", "slot", b"slot", "transaction_count", b"transaction_count", "version", b"version"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BlockHeader: _TypeAlias = BlockHeader  # noqa: Y015
-
-@_typing.final
-class ValidatorApproval(_message.Message):
-    """One validator's Ed25519 approval of a block (the same shape as the
-    chain's lucid.blockchain.v1.ValidatorApproval).
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    VALIDATOR_ID_FIELD_NUMBER: _builtins.int
-    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
-    APPROVE_TIME_FIELD_NUMBER: _builtins.int
-    ROUND_FIELD_NUMBER: _builtins.int
-    validator_id: _builtins.str
-    """The validator."""
-    public_key: _builtins.str
-    """Its Ed25519 public key, hex."""
-    signature: _builtins.str
-    """Its signature over the chain's approval message for the block (height,
-    round and block hash; `lucid.lib.canonical`), hex.
-    """
-    round: _builtins.int
-    """The consensus round of the approval."""
-    @_builtins.property
-    def approve_time(self) -> _timestamp_pb2.Timestamp:
-        """When it approved."""
-
-    def __init__(
-        self,
-        *,
-        validator_id: _builtins.str = ...,
-        public_key: _builtins.str = ...,
-        signature: _builtins.str = ...,
-        approve_time: _timestamp_pb2.Timestamp | None = ...,
-        round: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "public_key", b"public_key", "round", b"round", "signature", b"signature", "validator_id", b"validator_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ValidatorApproval: _TypeAlias = ValidatorApproval  # noqa: Y015
-
-@_typing.final
 class ManifestAttestation(_message.Message):
     """The manifest facts the session root was signed with."""
 
@@ -819,15 +679,15 @@ class AnchorProof(_message.Message):
     final: _builtins.bool
     """Whether the block is final."""
     @_builtins.property
-    def transaction_proof(self) -> Global___InclusionProof:
+    def transaction_proof(self) -> _proofs_pb2.InclusionProof:
         """The transaction's inclusion proof to `block_header.merkle_root`."""
 
     @_builtins.property
-    def block_header(self) -> Global___BlockHeader:
+    def block_header(self) -> _proofs_pb2.BlockHeader:
         """The block header."""
 
     @_builtins.property
-    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidatorApproval]:
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[_proofs_pb2.ValidatorApproval]:
         """The validator approvals."""
 
     def __init__(
@@ -839,13 +699,13 @@ class AnchorProof(_message.Message):
         canonical_transaction_body: _builtins.bytes = ...,
         transaction_public_key: _builtins.str = ...,
         transaction_signature: _builtins.str = ...,
-        transaction_proof: Global___InclusionProof | None = ...,
-        block_header: Global___BlockHeader | None = ...,
+        transaction_proof: _proofs_pb2.InclusionProof | None = ...,
+        block_header: _proofs_pb2.BlockHeader | None = ...,
         canonical_block_header: _builtins.bytes = ...,
         block_hash: _builtins.str = ...,
         proposer_public_key: _builtins.str = ...,
         proposer_signature: _builtins.str = ...,
-        approvals: _abc.Iterable[Global___ValidatorApproval] | None = ...,
+        approvals: _abc.Iterable[_proofs_pb2.ValidatorApproval] | None = ...,
         validator_count: _builtins.int = ...,
         confirmations: _builtins.int = ...,
         final: _builtins.bool = ...,
@@ -886,7 +746,7 @@ class ChunkProof(_message.Message):
     merkle_root: _builtins.str
     """The session's Merkle root, hex."""
     @_builtins.property
-    def chunk_proof(self) -> Global___InclusionProof:
+    def chunk_proof(self) -> _proofs_pb2.InclusionProof:
         """The chunk's inclusion proof to the session's Merkle root."""
 
     @_builtins.property
@@ -905,7 +765,7 @@ class ChunkProof(_message.Message):
         sequence_number: _builtins.int = ...,
         merkle_hash: _builtins.str = ...,
         hash_algorithm: _sessions_pb2.HashAlgorithm.ValueType = ...,
-        chunk_proof: Global___InclusionProof | None = ...,
+        chunk_proof: _proofs_pb2.InclusionProof | None = ...,
         merkle_root: _builtins.str = ...,
         manifest: Global___ManifestAttestation | None = ...,
         anchor: Global___AnchorProof | None = ...,

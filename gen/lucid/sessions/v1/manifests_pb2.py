@@ -24,20 +24,23 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 from lucid.sessions.v1 import sessions_pb2 as lucid_dot_sessions_dot_v1_dot_sessions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!lucid/sessions/v1/manifests.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a lucid/sessions/v1/sessions.proto\"\x91\x01\n\rManifestChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\x04 \x01(\t\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x14\n\x0cstorage_path\x18\x07 \x01(\t\"9\n\x15\x43ompressionParameters\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\"n\n\x14\x45ncryptionParameters\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x16\n\x0ekey_derivation\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x1b\n\x13\x62lob_format_version\x18\x04 \x01(\x05\"\xbe\x05\n\x08Manifest\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rowner_user_id\x18\x04 \x01(\t\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\t\x12\x38\n\x0ehash_algorithm\x18\x06 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x13\n\x0b\x63hunk_count\x18\x07 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x08 \x01(\x03\x12\x30\n\x06\x63hunks\x18\t \x03(\x0b\x32 .lucid.sessions.v1.ManifestChunk\x12=\n\x0b\x63ompression\x18\n \x01(\x0b\x32(.lucid.sessions.v1.CompressionParameters\x12;\n\nencryption\x18\x0b \x01(\x0b\x32\'.lucid.sessions.v1.EncryptionParameters\x12\x16\n\x0etotal_checksum\x18\x0c \x01(\t\x12\x11\n\tsignature\x18\r \x01(\t\x12\x19\n\x11signer_public_key\x18\x0e \x01(\t\x12\x31\n\rgenerate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x62lockchain_anchored\x18\x10 \x01(\x08\x12\x33\n\tanchoring\x18\x11 \x01(\x0b\x32 .lucid.sessions.v1.AnchoringInfo\x12\x46\n\x11validation_status\x18\x12 \x01(\x0e\x32+.lucid.sessions.v1.ManifestValidationStatus\x12\x19\n\x11validation_errors\x18\x13 \x03(\t\"5\n\x15\x43reateManifestRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"G\n\x16\x43reateManifestResponse\x12-\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.lucid.sessions.v1.Manifest\"\x8f\x01\n\x12GetManifestRequest\x12 \n\x0bmanifest_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1f\n\nsession_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x14\n\x0csummary_only\x18\x03 \x01(\x08: \xbaH\x1d\"\x1b\n\x0bmanifest_id\n\nsession_id\x10\x01\"D\n\x13GetManifestResponse\x12-\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.lucid.sessions.v1.Manifest\"4\n\x14GetMerkleRootRequest\x12\x1c\n\nsession_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xa3\x01\n\x15GetMerkleRootResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bmerkle_root\x18\x02 \x01(\t\x12\x12\n\nleaf_count\x18\x03 \x01(\x03\x12\x38\n\x0ehash_algorithm\x18\x04 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x13\n\x0bmanifest_id\x18\x05 \x01(\t*\xbc\x01\n\x18ManifestValidationStatus\x12*\n&MANIFEST_VALIDATION_STATUS_UNSPECIFIED\x10\x00\x12&\n\"MANIFEST_VALIDATION_STATUS_PENDING\x10\x01\x12$\n MANIFEST_VALIDATION_STATUS_VALID\x10\x02\x12&\n\"MANIFEST_VALIDATION_STATUS_INVALID\x10\x03\x32\xd4\x03\n\x0fManifestService\x12\x8b\x01\n\x0e\x43reateManifest\x12(.lucid.sessions.v1.CreateManifestRequest\x1a).lucid.sessions.v1.CreateManifestResponse\"$\xa2\xbb\x18\x04\x10\x01 \x02\x82\xd3\xe4\x93\x02\x16\"\x11/api/v1/manifests:\x01*\x12\xbd\x01\n\x0bGetManifest\x12%.lucid.sessions.v1.GetManifestRequest\x1a&.lucid.sessions.v1.GetManifestResponse\"_\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02K\x12\x1f/api/v1/manifests/{manifest_id}Z(\x12&/api/v1/sessions/{session_id}/manifest\x12s\n\rGetMerkleRoot\x12\'.lucid.sessions.v1.GetMerkleRootRequest\x1a(.lucid.sessions.v1.GetMerkleRootResponse\"\x0f\x90\x02\x01\xa2\xbb\x18\x08\x1a\x02\x04\x06 \x01(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!lucid/sessions/v1/manifests.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\x1a lucid/sessions/v1/sessions.proto\"\x91\x01\n\rManifestChunk\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x13\n\x0bmerkle_hash\x18\x04 \x01(\t\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t\x12\x14\n\x0cstorage_path\x18\x07 \x01(\t\"9\n\x15\x43ompressionParameters\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\"n\n\x14\x45ncryptionParameters\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x16\n\x0ekey_derivation\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x1b\n\x13\x62lob_format_version\x18\x04 \x01(\x05\"\xc4\x05\n\x08Manifest\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12\x18\n\x10manifest_version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x15\n\rowner_user_id\x18\x04 \x01(\t\x12\x13\n\x0bmerkle_root\x18\x05 \x01(\t\x12\x38\n\x0ehash_algorithm\x18\x06 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x13\n\x0b\x63hunk_count\x18\x07 \x01(\x03\x12\x18\n\x10total_size_bytes\x18\x08 \x01(\x03\x12\x30\n\x06\x63hunks\x18\t \x03(\x0b\x32 .lucid.sessions.v1.ManifestChunk\x12=\n\x0b\x63ompression\x18\n \x01(\x0b\x32(.lucid.sessions.v1.CompressionParameters\x12;\n\nencryption\x18\x0b \x01(\x0b\x32\'.lucid.sessions.v1.EncryptionParameters\x12\x16\n\x0etotal_checksum\x18\x0c \x01(\t\x12\x11\n\tsignature\x18\r \x01(\t\x12\x19\n\x11signer_public_key\x18\x0e \x01(\t\x12\x37\n\rgenerate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\x13\x62lockchain_anchored\x18\x10 \x01(\x08\x12\x33\n\tanchoring\x18\x11 \x01(\x0b\x32 .lucid.sessions.v1.AnchoringInfo\x12\x46\n\x11validation_status\x18\x12 \x01(\x0e\x32+.lucid.sessions.v1.ManifestValidationStatus\x12\x19\n\x11validation_errors\x18\x13 \x03(\t\"9\n\x15\x43reateManifestRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"G\n\x16\x43reateManifestResponse\x12-\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.lucid.sessions.v1.Manifest\"\x8f\x01\n\x12GetManifestRequest\x12 \n\x0bmanifest_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1f\n\nsession_id\x18\x02 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x14\n\x0csummary_only\x18\x03 \x01(\x08: \xbaH\x1d\"\x1b\n\x0bmanifest_id\n\nsession_id\x10\x01\"D\n\x13GetManifestResponse\x12-\n\x08manifest\x18\x01 \x01(\x0b\x32\x1b.lucid.sessions.v1.Manifest\"8\n\x14GetMerkleRootRequest\x12 \n\nsession_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\xa3\x01\n\x15GetMerkleRootResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bmerkle_root\x18\x02 \x01(\t\x12\x12\n\nleaf_count\x18\x03 \x01(\x03\x12\x38\n\x0ehash_algorithm\x18\x04 \x01(\x0e\x32 .lucid.sessions.v1.HashAlgorithm\x12\x13\n\x0bmanifest_id\x18\x05 \x01(\t*\xbc\x01\n\x18ManifestValidationStatus\x12*\n&MANIFEST_VALIDATION_STATUS_UNSPECIFIED\x10\x00\x12&\n\"MANIFEST_VALIDATION_STATUS_PENDING\x10\x01\x12$\n MANIFEST_VALIDATION_STATUS_VALID\x10\x02\x12&\n\"MANIFEST_VALIDATION_STATUS_INVALID\x10\x03\x32\xd4\x03\n\x0fManifestService\x12\x8b\x01\n\x0e\x43reateManifest\x12(.lucid.sessions.v1.CreateManifestRequest\x1a).lucid.sessions.v1.CreateManifestResponse\"$\xa2\xbb\x18\x04\x10\x01 \x02\x82\xd3\xe4\x93\x02\x16\"\x11/api/v1/manifests:\x01*\x12\xbd\x01\n\x0bGetManifest\x12%.lucid.sessions.v1.GetManifestRequest\x1a&.lucid.sessions.v1.GetManifestResponse\"_\x90\x02\x01\xa2\xbb\x18\x07\x10\x02\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02K\x12\x1f/api/v1/manifests/{manifest_id}Z(\x12&/api/v1/sessions/{session_id}/manifest\x12s\n\rGetMerkleRoot\x12\'.lucid.sessions.v1.GetMerkleRootRequest\x1a(.lucid.sessions.v1.GetMerkleRootResponse\"\x0f\x90\x02\x01\xa2\xbb\x18\x08\x1a\x02\x04\x06 \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lucid.sessions.v1.manifests_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MANIFEST'].fields_by_name['generate_time']._loaded_options = None
+  _globals['_MANIFEST'].fields_by_name['generate_time']._serialized_options = b'\342A\001\003'
   _globals['_CREATEMANIFESTREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_CREATEMANIFESTREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_CREATEMANIFESTREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_GETMANIFESTREQUEST'].fields_by_name['manifest_id']._loaded_options = None
   _globals['_GETMANIFESTREQUEST'].fields_by_name['manifest_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETMANIFESTREQUEST'].fields_by_name['session_id']._loaded_options = None
@@ -45,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMANIFESTREQUEST']._loaded_options = None
   _globals['_GETMANIFESTREQUEST']._serialized_options = b'\272H\035\"\033\n\013manifest_id\n\nsession_id\020\001'
   _globals['_GETMERKLEROOTREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_GETMERKLEROOTREQUEST'].fields_by_name['session_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETMERKLEROOTREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_MANIFESTSERVICE'].methods_by_name['CreateManifest']._loaded_options = None
   _globals['_MANIFESTSERVICE'].methods_by_name['CreateManifest']._serialized_options = b'\242\273\030\004\020\001 \002\202\323\344\223\002\026\"\021/api/v1/manifests:\001*'
   _globals['_MANIFESTSERVICE'].methods_by_name['GetManifest']._loaded_options = None
   _globals['_MANIFESTSERVICE'].methods_by_name['GetManifest']._serialized_options = b'\220\002\001\242\273\030\007\020\002\032\001\006 \001\202\323\344\223\002K\022\037/api/v1/manifests/{manifest_id}Z(\022&/api/v1/sessions/{session_id}/manifest'
   _globals['_MANIFESTSERVICE'].methods_by_name['GetMerkleRoot']._loaded_options = None
   _globals['_MANIFESTSERVICE'].methods_by_name['GetMerkleRoot']._serialized_options = b'\220\002\001\242\273\030\010\032\002\004\006 \001(\001'
-  _globals['_MANIFESTVALIDATIONSTATUS']._serialized_start=1801
-  _globals['_MANIFESTVALIDATIONSTATUS']._serialized_end=1989
-  _globals['_MANIFESTCHUNK']._serialized_start=213
-  _globals['_MANIFESTCHUNK']._serialized_end=358
-  _globals['_COMPRESSIONPARAMETERS']._serialized_start=360
-  _globals['_COMPRESSIONPARAMETERS']._serialized_end=417
-  _globals['_ENCRYPTIONPARAMETERS']._serialized_start=419
-  _globals['_ENCRYPTIONPARAMETERS']._serialized_end=529
-  _globals['_MANIFEST']._serialized_start=532
-  _globals['_MANIFEST']._serialized_end=1234
-  _globals['_CREATEMANIFESTREQUEST']._serialized_start=1236
-  _globals['_CREATEMANIFESTREQUEST']._serialized_end=1289
-  _globals['_CREATEMANIFESTRESPONSE']._serialized_start=1291
-  _globals['_CREATEMANIFESTRESPONSE']._serialized_end=1362
-  _globals['_GETMANIFESTREQUEST']._serialized_start=1365
-  _globals['_GETMANIFESTREQUEST']._serialized_end=1508
-  _globals['_GETMANIFESTRESPONSE']._serialized_start=1510
-  _globals['_GETMANIFESTRESPONSE']._serialized_end=1578
-  _globals['_GETMERKLEROOTREQUEST']._serialized_start=1580
-  _globals['_GETMERKLEROOTREQUEST']._serialized_end=1632
-  _globals['_GETMERKLEROOTRESPONSE']._serialized_start=1635
-  _globals['_GETMERKLEROOTRESPONSE']._serialized_end=1798
-  _globals['_MANIFESTSERVICE']._serialized_start=1992
-  _globals['_MANIFESTSERVICE']._serialized_end=2460
+  _globals['_MANIFESTVALIDATIONSTATUS']._serialized_start=1848
+  _globals['_MANIFESTVALIDATIONSTATUS']._serialized_end=2036
+  _globals['_MANIFESTCHUNK']._serialized_start=246
+  _globals['_MANIFESTCHUNK']._serialized_end=391
+  _globals['_COMPRESSIONPARAMETERS']._serialized_start=393
+  _globals['_COMPRESSIONPARAMETERS']._serialized_end=450
+  _globals['_ENCRYPTIONPARAMETERS']._serialized_start=452
+  _globals['_ENCRYPTIONPARAMETERS']._serialized_end=562
+  _globals['_MANIFEST']._serialized_start=565
+  _globals['_MANIFEST']._serialized_end=1273
+  _globals['_CREATEMANIFESTREQUEST']._serialized_start=1275
+  _globals['_CREATEMANIFESTREQUEST']._serialized_end=1332
+  _globals['_CREATEMANIFESTRESPONSE']._serialized_start=1334
+  _globals['_CREATEMANIFESTRESPONSE']._serialized_end=1405
+  _globals['_GETMANIFESTREQUEST']._serialized_start=1408
+  _globals['_GETMANIFESTREQUEST']._serialized_end=1551
+  _globals['_GETMANIFESTRESPONSE']._serialized_start=1553
+  _globals['_GETMANIFESTRESPONSE']._serialized_end=1621
+  _globals['_GETMERKLEROOTREQUEST']._serialized_start=1623
+  _globals['_GETMERKLEROOTREQUEST']._serialized_end=1679
+  _globals['_GETMERKLEROOTRESPONSE']._serialized_start=1682
+  _globals['_GETMERKLEROOTRESPONSE']._serialized_end=1845
+  _globals['_MANIFESTSERVICE']._serialized_start=2039
+  _globals['_MANIFESTSERVICE']._serialized_end=2507
 # @@protoc_insertion_point(module_scope)

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/sessions/v1/trust.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xdc\x01\n\tTrustRule\x12-\n\x07rule_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x32\x15^[A-Za-z0-9_-]{1,64}$\x12\x39\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x1d.lucid.sessions.v1.RuleEffectB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1d\n\tcondition\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xe8\x07\x12\x1a\n\x06\x61\x63tion\x18\x04 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xf4\x03\x12\x19\n\x08priority\x18\x05 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\"\xfa\x01\n\x0bTrustPolicy\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12+\n\x05rules\x18\x05 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRule\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"{\n\x18ListTrustPoliciesRequest\x12\"\n\rowner_user_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"z\n\x19ListTrustPoliciesResponse\x12\x30\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"4\n\x15GetTrustPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"H\n\x16GetTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\"\xb6\x02\n\x18\x43reateTrustPolicyRequest\x12\"\n\rowner_user_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12\x37\n\x05rules\x18\x04 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRuleB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08:s\xbaHp\x1an\n\x1ctrust_policy.rule_ids_unique\x12\'rule ids must be unique within a policy\x1a%this.rules.map(r, r.rule_id).unique()\"K\n\x19\x43reateTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\"\xaf\x02\n\x18UpdateTrustPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12\x37\n\x05rules\x18\x04 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRuleB\n\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08:s\xbaHp\x1an\n\x1ctrust_policy.rule_ids_unique\x12\'rule ids must be unique within a policy\x1a%this.rules.map(r, r.rule_id).unique()\"K\n\x19UpdateTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\"7\n\x18\x44\x65leteTrustPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x1b\n\x19\x44\x65leteTrustPolicyResponse*V\n\nRuleEffect\x12\x1b\n\x17RULE_EFFECT_UNSPECIFIED\x10\x00\x12\x15\n\x11RULE_EFFECT_ALLOW\x10\x01\x12\x14\n\x10RULE_EFFECT_DENY\x10\x02\x32\xba\x06\n\x12TrustPolicyService\x12\x9a\x01\n\x11ListTrustPolicies\x12+.lucid.sessions.v1.ListTrustPoliciesRequest\x1a,.lucid.sessions.v1.ListTrustPoliciesResponse\"*\x90\x02\x01\xa2\xbb\x18\x05\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/trust/policies\x12\x9d\x01\n\x0eGetTrustPolicy\x12(.lucid.sessions.v1.GetTrustPolicyRequest\x1a).lucid.sessions.v1.GetTrustPolicyResponse\"6\x90\x02\x01\xa2\xbb\x18\x05\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02$\x12\"/api/v1/trust/policies/{policy_id}\x12\x97\x01\n\x11\x43reateTrustPolicy\x12+.lucid.sessions.v1.CreateTrustPolicyRequest\x1a,.lucid.sessions.v1.CreateTrustPolicyResponse\"\'\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/trust/policies:\x01*\x12\xa6\x01\n\x11UpdateTrustPolicy\x12+.lucid.sessions.v1.UpdateTrustPolicyRequest\x1a,.lucid.sessions.v1.UpdateTrustPolicyResponse\"6\x90\x02\x02\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02\'\x1a\"/api/v1/trust/policies/{policy_id}:\x01*\x12\xa3\x01\n\x11\x44\x65leteTrustPolicy\x12+.lucid.sessions.v1.DeleteTrustPolicyRequest\x1a,.lucid.sessions.v1.DeleteTrustPolicyResponse\"3\x90\x02\x02\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02$*\"/api/v1/trust/policies/{policy_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/sessions/v1/trust.proto\x12\x11lucid.sessions.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xdc\x01\n\tTrustRule\x12-\n\x07rule_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x32\x15^[A-Za-z0-9_-]{1,64}$\x12\x39\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x1d.lucid.sessions.v1.RuleEffectB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1d\n\tcondition\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xe8\x07\x12\x1a\n\x06\x61\x63tion\x18\x04 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xf4\x03\x12\x19\n\x08priority\x18\x05 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\"\x86\x02\n\x0bTrustPolicy\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12+\n\x05rules\x18\x05 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRule\x12\x0f\n\x07\x65nabled\x18\x06 \x01(\x08\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"{\n\x18ListTrustPoliciesRequest\x12\"\n\rowner_user_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"z\n\x19ListTrustPoliciesResponse\x12\x30\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"8\n\x15GetTrustPolicyRequest\x12\x1f\n\tpolicy_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"H\n\x16GetTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\"\xbe\x02\n\x18\x43reateTrustPolicyRequest\x12\"\n\rowner_user_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1c\n\x04name\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12;\n\x05rules\x18\x04 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRuleB\x0e\xe2\x41\x01\x02\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08:s\xbaHp\x1an\n\x1ctrust_policy.rule_ids_unique\x12\'rule ids must be unique within a policy\x1a%this.rules.map(r, r.rule_id).unique()\"K\n\x19\x43reateTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\"\xbb\x02\n\x18UpdateTrustPolicyRequest\x12\x1f\n\tpolicy_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x04name\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x12;\n\x05rules\x18\x04 \x03(\x0b\x32\x1c.lucid.sessions.v1.TrustRuleB\x0e\xe2\x41\x01\x02\xbaH\x07\x92\x01\x04\x08\x01\x10\x64\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08:s\xbaHp\x1an\n\x1ctrust_policy.rule_ids_unique\x12\'rule ids must be unique within a policy\x1a%this.rules.map(r, r.rule_id).unique()\"K\n\x19UpdateTrustPolicyResponse\x12.\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.lucid.sessions.v1.TrustPolicy\";\n\x18\x44\x65leteTrustPolicyRequest\x12\x1f\n\tpolicy_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"\x1b\n\x19\x44\x65leteTrustPolicyResponse*V\n\nRuleEffect\x12\x1b\n\x17RULE_EFFECT_UNSPECIFIED\x10\x00\x12\x15\n\x11RULE_EFFECT_ALLOW\x10\x01\x12\x14\n\x10RULE_EFFECT_DENY\x10\x02\x32\xba\x06\n\x12TrustPolicyService\x12\x9a\x01\n\x11ListTrustPolicies\x12+.lucid.sessions.v1.ListTrustPoliciesRequest\x1a,.lucid.sessions.v1.ListTrustPoliciesResponse\"*\x90\x02\x01\xa2\xbb\x18\x05\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/trust/policies\x12\x9d\x01\n\x0eGetTrustPolicy\x12(.lucid.sessions.v1.GetTrustPolicyRequest\x1a).lucid.sessions.v1.GetTrustPolicyResponse\"6\x90\x02\x01\xa2\xbb\x18\x05\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02$\x12\"/api/v1/trust/policies/{policy_id}\x12\x97\x01\n\x11\x43reateTrustPolicy\x12+.lucid.sessions.v1.CreateTrustPolicyRequest\x1a,.lucid.sessions.v1.CreateTrustPolicyResponse\"\'\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/trust/policies:\x01*\x12\xa6\x01\n\x11UpdateTrustPolicy\x12+.lucid.sessions.v1.UpdateTrustPolicyRequest\x1a,.lucid.sessions.v1.UpdateTrustPolicyResponse\"6\x90\x02\x02\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02\'\x1a\"/api/v1/trust/policies/{policy_id}:\x01*\x12\xa3\x01\n\x11\x44\x65leteTrustPolicy\x12+.lucid.sessions.v1.DeleteTrustPolicyRequest\x1a,.lucid.sessions.v1.DeleteTrustPolicyResponse\"3\x90\x02\x02\xa2\xbb\x18\x02 \x02\x82\xd3\xe4\x93\x02$*\"/api/v1/trust/policies/{policy_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRUSTRULE'].fields_by_name['action']._serialized_options = b'\272H\007r\005\020\001\030\364\003'
   _globals['_TRUSTRULE'].fields_by_name['priority']._loaded_options = None
   _globals['_TRUSTRULE'].fields_by_name['priority']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_TRUSTPOLICY'].fields_by_name['create_time']._loaded_options = None
+  _globals['_TRUSTPOLICY'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_TRUSTPOLICY'].fields_by_name['update_time']._loaded_options = None
+  _globals['_TRUSTPOLICY'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_LISTTRUSTPOLICIESREQUEST'].fields_by_name['owner_user_id']._loaded_options = None
   _globals['_LISTTRUSTPOLICIESREQUEST'].fields_by_name['owner_user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_LISTTRUSTPOLICIESREQUEST'].fields_by_name['page_size']._loaded_options = None
@@ -52,29 +57,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTRUSTPOLICIESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTTRUSTPOLICIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_GETTRUSTPOLICYREQUEST'].fields_by_name['policy_id']._loaded_options = None
-  _globals['_GETTRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETTRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['owner_user_id']._loaded_options = None
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['owner_user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['name']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\377\001'
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['description']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['rules']._loaded_options = None
-  _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['rules']._serialized_options = b'\272H\007\222\001\004\010\001\020d'
+  _globals['_CREATETRUSTPOLICYREQUEST'].fields_by_name['rules']._serialized_options = b'\342A\001\002\272H\007\222\001\004\010\001\020d'
   _globals['_CREATETRUSTPOLICYREQUEST']._loaded_options = None
   _globals['_CREATETRUSTPOLICYREQUEST']._serialized_options = b'\272Hp\032n\n\034trust_policy.rule_ids_unique\022\'rule ids must be unique within a policy\032%this.rules.map(r, r.rule_id).unique()'
   _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._loaded_options = None
-  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['name']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\377\001'
   _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['description']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['rules']._loaded_options = None
-  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['rules']._serialized_options = b'\272H\007\222\001\004\010\001\020d'
+  _globals['_UPDATETRUSTPOLICYREQUEST'].fields_by_name['rules']._serialized_options = b'\342A\001\002\272H\007\222\001\004\010\001\020d'
   _globals['_UPDATETRUSTPOLICYREQUEST']._loaded_options = None
   _globals['_UPDATETRUSTPOLICYREQUEST']._serialized_options = b'\272Hp\032n\n\034trust_policy.rule_ids_unique\022\'rule ids must be unique within a policy\032%this.rules.map(r, r.rule_id).unique()'
   _globals['_DELETETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._loaded_options = None
-  _globals['_DELETETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DELETETRUSTPOLICYREQUEST'].fields_by_name['policy_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['ListTrustPolicies']._loaded_options = None
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['ListTrustPolicies']._serialized_options = b'\220\002\001\242\273\030\005\032\001\006 \001\202\323\344\223\002\030\022\026/api/v1/trust/policies'
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['GetTrustPolicy']._loaded_options = None
@@ -85,32 +90,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['UpdateTrustPolicy']._serialized_options = b'\220\002\002\242\273\030\002 \002\202\323\344\223\002\'\032\"/api/v1/trust/policies/{policy_id}:\001*'
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['DeleteTrustPolicy']._loaded_options = None
   _globals['_TRUSTPOLICYSERVICE'].methods_by_name['DeleteTrustPolicy']._serialized_options = b'\220\002\002\242\273\030\002 \002\202\323\344\223\002$*\"/api/v1/trust/policies/{policy_id}'
-  _globals['_RULEEFFECT']._serialized_start=1886
-  _globals['_RULEEFFECT']._serialized_end=1972
-  _globals['_TRUSTRULE']._serialized_start=175
-  _globals['_TRUSTRULE']._serialized_end=395
-  _globals['_TRUSTPOLICY']._serialized_start=398
-  _globals['_TRUSTPOLICY']._serialized_end=648
-  _globals['_LISTTRUSTPOLICIESREQUEST']._serialized_start=650
-  _globals['_LISTTRUSTPOLICIESREQUEST']._serialized_end=773
-  _globals['_LISTTRUSTPOLICIESRESPONSE']._serialized_start=775
-  _globals['_LISTTRUSTPOLICIESRESPONSE']._serialized_end=897
-  _globals['_GETTRUSTPOLICYREQUEST']._serialized_start=899
-  _globals['_GETTRUSTPOLICYREQUEST']._serialized_end=951
-  _globals['_GETTRUSTPOLICYRESPONSE']._serialized_start=953
-  _globals['_GETTRUSTPOLICYRESPONSE']._serialized_end=1025
-  _globals['_CREATETRUSTPOLICYREQUEST']._serialized_start=1028
-  _globals['_CREATETRUSTPOLICYREQUEST']._serialized_end=1338
-  _globals['_CREATETRUSTPOLICYRESPONSE']._serialized_start=1340
-  _globals['_CREATETRUSTPOLICYRESPONSE']._serialized_end=1415
-  _globals['_UPDATETRUSTPOLICYREQUEST']._serialized_start=1418
-  _globals['_UPDATETRUSTPOLICYREQUEST']._serialized_end=1721
-  _globals['_UPDATETRUSTPOLICYRESPONSE']._serialized_start=1723
-  _globals['_UPDATETRUSTPOLICYRESPONSE']._serialized_end=1798
-  _globals['_DELETETRUSTPOLICYREQUEST']._serialized_start=1800
-  _globals['_DELETETRUSTPOLICYREQUEST']._serialized_end=1855
-  _globals['_DELETETRUSTPOLICYRESPONSE']._serialized_start=1857
-  _globals['_DELETETRUSTPOLICYRESPONSE']._serialized_end=1884
-  _globals['_TRUSTPOLICYSERVICE']._serialized_start=1975
-  _globals['_TRUSTPOLICYSERVICE']._serialized_end=2801
+  _globals['_RULEEFFECT']._serialized_start=1959
+  _globals['_RULEEFFECT']._serialized_end=2045
+  _globals['_TRUSTRULE']._serialized_start=208
+  _globals['_TRUSTRULE']._serialized_end=428
+  _globals['_TRUSTPOLICY']._serialized_start=431
+  _globals['_TRUSTPOLICY']._serialized_end=693
+  _globals['_LISTTRUSTPOLICIESREQUEST']._serialized_start=695
+  _globals['_LISTTRUSTPOLICIESREQUEST']._serialized_end=818
+  _globals['_LISTTRUSTPOLICIESRESPONSE']._serialized_start=820
+  _globals['_LISTTRUSTPOLICIESRESPONSE']._serialized_end=942
+  _globals['_GETTRUSTPOLICYREQUEST']._serialized_start=944
+  _globals['_GETTRUSTPOLICYREQUEST']._serialized_end=1000
+  _globals['_GETTRUSTPOLICYRESPONSE']._serialized_start=1002
+  _globals['_GETTRUSTPOLICYRESPONSE']._serialized_end=1074
+  _globals['_CREATETRUSTPOLICYREQUEST']._serialized_start=1077
+  _globals['_CREATETRUSTPOLICYREQUEST']._serialized_end=1395
+  _globals['_CREATETRUSTPOLICYRESPONSE']._serialized_start=1397
+  _globals['_CREATETRUSTPOLICYRESPONSE']._serialized_end=1472
+  _globals['_UPDATETRUSTPOLICYREQUEST']._serialized_start=1475
+  _globals['_UPDATETRUSTPOLICYREQUEST']._serialized_end=1790
+  _globals['_UPDATETRUSTPOLICYRESPONSE']._serialized_start=1792
+  _globals['_UPDATETRUSTPOLICYRESPONSE']._serialized_end=1867
+  _globals['_DELETETRUSTPOLICYREQUEST']._serialized_start=1869
+  _globals['_DELETETRUSTPOLICYREQUEST']._serialized_end=1928
+  _globals['_DELETETRUSTPOLICYRESPONSE']._serialized_start=1930
+  _globals['_DELETETRUSTPOLICYRESPONSE']._serialized_end=1957
+  _globals['_TRUSTPOLICYSERVICE']._serialized_start=2048
+  _globals['_TRUSTPOLICYSERVICE']._serialized_end=2874
 # @@protoc_insertion_point(module_scope)

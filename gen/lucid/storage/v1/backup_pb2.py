@@ -24,17 +24,34 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/backup.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xd8\x03\n\x06\x42\x61\x63kup\x12\x11\n\tbackup_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupType\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.lucid.storage.v1.BackupState\x12\x13\n\x0b\x63ollections\x18\x05 \x03(\t\x12\x13\n\x0b\x63ompression\x18\x06 \x01(\x08\x12\x12\n\nencryption\x18\x07 \x01(\x08\x12\x16\n\x0eretention_days\x18\x08 \x01(\x05\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x16\n\x0e\x64ocument_count\x18\n \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x0b \x01(\t\x12\x13\n\x0bschedule_id\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x10 \x01(\t\"\xba\x02\n\x07Restore\x12\x12\n\nrestore_id\x18\x01 \x01(\t\x12\x11\n\tbackup_id\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.lucid.storage.v1.RestoreState\x12\x17\n\x0ftarget_database\x18\x04 \x01(\t\x12\x13\n\x0b\x63ollections\x18\x05 \x03(\t\x12\x15\n\rdrop_existing\x18\x06 \x01(\x08\x12\x1a\n\x12\x64ocuments_restored\x18\x07 \x01(\x03\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\n \x01(\t\"\xe1\x02\n\x0e\x42\x61\x63kupSchedule\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\x31\n\x0b\x62\x61\x63kup_type\x18\x04 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupType\x12\x16\n\x0eretention_days\x18\x05 \x01(\x05\x12\x13\n\x0b\x63ollections\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x31\n\rnext_run_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elast_backup_id\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbf\x01\n\x12ListBackupsRequest\x12\x36\n\x05state\x18\x01 \x01(\x0e\x32\x1d.lucid.storage.v1.BackupStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"m\n\x13ListBackupsResponse\x12)\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32\x18.lucid.storage.v1.Backup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xb7\x02\n\x13\x43reateBackupRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x42\n\x0b\x63ollections\x18\x03 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x18\n\x0b\x63ompression\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nencryption\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\'\n\x0eretention_days\x18\x06 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xed\x02(\x01H\x02\x88\x01\x01\x42\x0e\n\x0c_compressionB\r\n\x0b_encryptionB\x11\n\x0f_retention_days\"@\n\x14\x43reateBackupResponse\x12(\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Backup\"/\n\x10GetBackupRequest\x12\x1b\n\tbackup_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"=\n\x11GetBackupResponse\x12(\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Backup\"L\n\x13\x44\x65leteBackupRequest\x12\x1b\n\tbackup_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x16\n\x14\x44\x65leteBackupResponse\"\x92\x02\n\x14RestoreBackupRequest\x12\x1b\n\tbackup_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x35\n\x0ftarget_database\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x32\x15^[A-Za-z0-9_-]{0,64}$\x12\x42\n\x0b\x63ollections\x18\x03 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x15\n\rdrop_existing\x18\x04 \x01(\x08\x12\x31\n\rpoint_in_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x07\x63onfirm\x18\x06 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"C\n\x15RestoreBackupResponse\x12*\n\x07restore\x18\x01 \x01(\x0b\x32\x19.lucid.storage.v1.Restore\"1\n\x11GetRestoreRequest\x12\x1c\n\nrestore_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"@\n\x12GetRestoreResponse\x12*\n\x07restore\x18\x01 \x01(\x0b\x32\x19.lucid.storage.v1.Restore\"Y\n\x1aListBackupSchedulesRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"\x7f\n\x1bListBackupSchedulesResponse\x12\x33\n\tschedules\x18\x01 \x03(\x0b\x32 .lucid.storage.v1.BackupSchedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xfc\x06\n\x1b\x43reateBackupScheduleRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\xe3\x04\n\x04\x63ron\x18\x02 \x01(\tB\xd4\x04\xbaH\xd0\x04r\xcd\x04\x32\xca\x04^(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?(,(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?)* (\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?(,(\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?)* (\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?(,(\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?)*$\x12;\n\x0b\x62\x61\x63kup_type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\'\n\x0eretention_days\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xed\x02(\x01H\x00\x88\x01\x01\x12\x42\n\x0b\x63ollections\x18\x05 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x11\n\x0f_retention_daysB\n\n\x08_enabled\"R\n\x1c\x43reateBackupScheduleResponse\x12\x32\n\x08schedule\x18\x01 \x01(\x0b\x32 .lucid.storage.v1.BackupSchedule\"V\n\x1b\x44\x65leteBackupScheduleRequest\x12\x1d\n\x0bschedule_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x1e\n\x1c\x44\x65leteBackupScheduleResponse*z\n\nBackupType\x12\x1b\n\x17\x42\x41\x43KUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42\x41\x43KUP_TYPE_FULL\x10\x01\x12\x1b\n\x17\x42\x41\x43KUP_TYPE_INCREMENTAL\x10\x02\x12\x1c\n\x18\x42\x41\x43KUP_TYPE_DIFFERENTIAL\x10\x03*\x9a\x01\n\x0b\x42\x61\x63kupState\x12\x1c\n\x18\x42\x41\x43KUP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42\x41\x43KUP_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16\x42\x41\x43KUP_STATE_COMPLETED\x10\x02\x12\x17\n\x13\x42\x41\x43KUP_STATE_FAILED\x10\x03\x12\x1a\n\x16\x42\x41\x43KUP_STATE_CANCELLED\x10\x04*\x9e\x01\n\x0cRestoreState\x12\x1d\n\x19RESTORE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15RESTORE_STATE_STARTED\x10\x01\x12\x1d\n\x19RESTORE_STATE_IN_PROGRESS\x10\x02\x12\x1b\n\x17RESTORE_STATE_COMPLETED\x10\x03\x12\x18\n\x14RESTORE_STATE_FAILED\x10\x04\x32\xe3\n\n\rBackupService\x12\x81\x01\n\x0bListBackups\x12$.lucid.storage.v1.ListBackupsRequest\x1a%.lucid.storage.v1.ListBackupsResponse\"%\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/backups\x12\x81\x01\n\x0c\x43reateBackup\x12%.lucid.storage.v1.CreateBackupRequest\x1a&.lucid.storage.v1.CreateBackupResponse\"\"\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/backups:\x01*\x12\x87\x01\n\tGetBackup\x12\".lucid.storage.v1.GetBackupRequest\x1a#.lucid.storage.v1.GetBackupResponse\"1\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/backups/{backup_id}\x12\x8d\x01\n\x0c\x44\x65leteBackup\x12%.lucid.storage.v1.DeleteBackupRequest\x1a&.lucid.storage.v1.DeleteBackupResponse\".\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1d*\x1b/api/v1/backups/{backup_id}\x12\x98\x01\n\rRestoreBackup\x12&.lucid.storage.v1.RestoreBackupRequest\x1a\'.lucid.storage.v1.RestoreBackupResponse\"6\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02(\"#/api/v1/backups/{backup_id}/restore:\x01*\x12\x94\x01\n\nGetRestore\x12#.lucid.storage.v1.GetRestoreRequest\x1a$.lucid.storage.v1.GetRestoreResponse\";\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\'\x12%/api/v1/backups/restores/{restore_id}\x12\xa3\x01\n\x13ListBackupSchedules\x12,.lucid.storage.v1.ListBackupSchedulesRequest\x1a-.lucid.storage.v1.ListBackupSchedulesResponse\"/\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/backups/schedules\x12\xa3\x01\n\x14\x43reateBackupSchedule\x12-.lucid.storage.v1.CreateBackupScheduleRequest\x1a..lucid.storage.v1.CreateBackupScheduleResponse\",\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/backups/schedules:\x01*\x12\xb1\x01\n\x14\x44\x65leteBackupSchedule\x12-.lucid.storage.v1.DeleteBackupScheduleRequest\x1a..lucid.storage.v1.DeleteBackupScheduleResponse\":\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02)*\'/api/v1/backups/schedules/{schedule_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/backup.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xf0\x03\n\x06\x42\x61\x63kup\x12\x17\n\tbackup_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupType\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.lucid.storage.v1.BackupState\x12\x13\n\x0b\x63ollections\x18\x05 \x03(\t\x12\x13\n\x0b\x63ompression\x18\x06 \x01(\x08\x12\x12\n\nencryption\x18\x07 \x01(\x08\x12\x16\n\x0eretention_days\x18\x08 \x01(\x05\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x16\n\x0e\x64ocument_count\x18\n \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x0b \x01(\t\x12\x13\n\x0bschedule_id\x18\x0c \x01(\t\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rcomplete_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\rerror_message\x18\x10 \x01(\t\"\xc6\x02\n\x07Restore\x12\x12\n\nrestore_id\x18\x01 \x01(\t\x12\x11\n\tbackup_id\x18\x02 \x01(\t\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.lucid.storage.v1.RestoreState\x12\x17\n\x0ftarget_database\x18\x04 \x01(\t\x12\x13\n\x0b\x63ollections\x18\x05 \x03(\t\x12\x15\n\rdrop_existing\x18\x06 \x01(\x08\x12\x1a\n\x12\x64ocuments_restored\x18\x07 \x01(\x03\x12\x34\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rcomplete_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\rerror_message\x18\n \x01(\t\"\xed\x02\n\x0e\x42\x61\x63kupSchedule\x12\x19\n\x0bschedule_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\x31\n\x0b\x62\x61\x63kup_type\x18\x04 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupType\x12\x16\n\x0eretention_days\x18\x05 \x01(\x05\x12\x13\n\x0b\x63ollections\x18\x06 \x03(\t\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\x12\x31\n\rnext_run_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elast_backup_id\x18\n \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xbf\x01\n\x12ListBackupsRequest\x12\x36\n\x05state\x18\x01 \x01(\x0e\x32\x1d.lucid.storage.v1.BackupStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"m\n\x13ListBackupsResponse\x12)\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32\x18.lucid.storage.v1.Backup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xbb\x02\n\x13\x43reateBackupRequest\x12\x1c\n\x04name\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x42\n\x0b\x63ollections\x18\x03 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x18\n\x0b\x63ompression\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nencryption\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\'\n\x0eretention_days\x18\x06 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xed\x02(\x01H\x02\x88\x01\x01\x42\x0e\n\x0c_compressionB\r\n\x0b_encryptionB\x11\n\x0f_retention_days\"@\n\x14\x43reateBackupResponse\x12(\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Backup\"3\n\x10GetBackupRequest\x12\x1f\n\tbackup_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"=\n\x11GetBackupResponse\x12(\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Backup\"P\n\x13\x44\x65leteBackupRequest\x12\x1f\n\tbackup_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x16\n\x14\x44\x65leteBackupResponse\"\x96\x02\n\x14RestoreBackupRequest\x12\x1f\n\tbackup_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x35\n\x0ftarget_database\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17\x32\x15^[A-Za-z0-9_-]{0,64}$\x12\x42\n\x0b\x63ollections\x18\x03 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x15\n\rdrop_existing\x18\x04 \x01(\x08\x12\x31\n\rpoint_in_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x07\x63onfirm\x18\x06 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"C\n\x15RestoreBackupResponse\x12*\n\x07restore\x18\x01 \x01(\x0b\x32\x19.lucid.storage.v1.Restore\"5\n\x11GetRestoreRequest\x12 \n\nrestore_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"@\n\x12GetRestoreResponse\x12*\n\x07restore\x18\x01 \x01(\x0b\x32\x19.lucid.storage.v1.Restore\"Y\n\x1aListBackupSchedulesRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"\x7f\n\x1bListBackupSchedulesResponse\x12\x33\n\tschedules\x18\x01 \x03(\x0b\x32 .lucid.storage.v1.BackupSchedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x80\x07\n\x1b\x43reateBackupScheduleRequest\x12\x1c\n\x04name\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\xe3\x04\n\x04\x63ron\x18\x02 \x01(\tB\xd4\x04\xbaH\xd0\x04r\xcd\x04\x32\xca\x04^(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?(,(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?)* (\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?(,(\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?)* (\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?(,(\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?)*$\x12;\n\x0b\x62\x61\x63kup_type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.BackupTypeB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\'\n\x0eretention_days\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xed\x02(\x01H\x00\x88\x01\x01\x12\x42\n\x0b\x63ollections\x18\x05 \x03(\tB-\xbaH*\x92\x01\'\x10\x64\"#r!2\x1f^[A-Za-z_][A-Za-z0-9_.-]{0,99}$\x12\x14\n\x07\x65nabled\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\x11\n\x0f_retention_daysB\n\n\x08_enabled\"R\n\x1c\x43reateBackupScheduleResponse\x12\x32\n\x08schedule\x18\x01 \x01(\x0b\x32 .lucid.storage.v1.BackupSchedule\"Z\n\x1b\x44\x65leteBackupScheduleRequest\x12!\n\x0bschedule_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x1e\n\x1c\x44\x65leteBackupScheduleResponse*z\n\nBackupType\x12\x1b\n\x17\x42\x41\x43KUP_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42\x41\x43KUP_TYPE_FULL\x10\x01\x12\x1b\n\x17\x42\x41\x43KUP_TYPE_INCREMENTAL\x10\x02\x12\x1c\n\x18\x42\x41\x43KUP_TYPE_DIFFERENTIAL\x10\x03*\x9a\x01\n\x0b\x42\x61\x63kupState\x12\x1c\n\x18\x42\x41\x43KUP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42\x41\x43KUP_STATE_IN_PROGRESS\x10\x01\x12\x1a\n\x16\x42\x41\x43KUP_STATE_COMPLETED\x10\x02\x12\x17\n\x13\x42\x41\x43KUP_STATE_FAILED\x10\x03\x12\x1a\n\x16\x42\x41\x43KUP_STATE_CANCELLED\x10\x04*\x9e\x01\n\x0cRestoreState\x12\x1d\n\x19RESTORE_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15RESTORE_STATE_STARTED\x10\x01\x12\x1d\n\x19RESTORE_STATE_IN_PROGRESS\x10\x02\x12\x1b\n\x17RESTORE_STATE_COMPLETED\x10\x03\x12\x18\n\x14RESTORE_STATE_FAILED\x10\x04\x32\xe3\n\n\rBackupService\x12\x81\x01\n\x0bListBackups\x12$.lucid.storage.v1.ListBackupsRequest\x1a%.lucid.storage.v1.ListBackupsResponse\"%\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/backups\x12\x81\x01\n\x0c\x43reateBackup\x12%.lucid.storage.v1.CreateBackupRequest\x1a&.lucid.storage.v1.CreateBackupResponse\"\"\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/backups:\x01*\x12\x87\x01\n\tGetBackup\x12\".lucid.storage.v1.GetBackupRequest\x1a#.lucid.storage.v1.GetBackupResponse\"1\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/backups/{backup_id}\x12\x8d\x01\n\x0c\x44\x65leteBackup\x12%.lucid.storage.v1.DeleteBackupRequest\x1a&.lucid.storage.v1.DeleteBackupResponse\".\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1d*\x1b/api/v1/backups/{backup_id}\x12\x98\x01\n\rRestoreBackup\x12&.lucid.storage.v1.RestoreBackupRequest\x1a\'.lucid.storage.v1.RestoreBackupResponse\"6\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02(\"#/api/v1/backups/{backup_id}:restore:\x01*\x12\x94\x01\n\nGetRestore\x12#.lucid.storage.v1.GetRestoreRequest\x1a$.lucid.storage.v1.GetRestoreResponse\";\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\'\x12%/api/v1/backups/restores/{restore_id}\x12\xa3\x01\n\x13ListBackupSchedules\x12,.lucid.storage.v1.ListBackupSchedulesRequest\x1a-.lucid.storage.v1.ListBackupSchedulesResponse\"/\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/backups/schedules\x12\xa3\x01\n\x14\x43reateBackupSchedule\x12-.lucid.storage.v1.CreateBackupScheduleRequest\x1a..lucid.storage.v1.CreateBackupScheduleResponse\",\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/backups/schedules:\x01*\x12\xb1\x01\n\x14\x44\x65leteBackupSchedule\x12-.lucid.storage.v1.DeleteBackupScheduleRequest\x1a..lucid.storage.v1.DeleteBackupScheduleResponse\":\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02)*\'/api/v1/backups/schedules/{schedule_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lucid.storage.v1.backup_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BACKUP'].fields_by_name['backup_id']._loaded_options = None
+  _globals['_BACKUP'].fields_by_name['backup_id']._serialized_options = b'\342A\001\003'
+  _globals['_BACKUP'].fields_by_name['create_time']._loaded_options = None
+  _globals['_BACKUP'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_BACKUP'].fields_by_name['complete_time']._loaded_options = None
+  _globals['_BACKUP'].fields_by_name['complete_time']._serialized_options = b'\342A\001\003'
+  _globals['_BACKUP'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_BACKUP'].fields_by_name['expire_time']._serialized_options = b'\342A\001\003'
+  _globals['_RESTORE'].fields_by_name['start_time']._loaded_options = None
+  _globals['_RESTORE'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_RESTORE'].fields_by_name['complete_time']._loaded_options = None
+  _globals['_RESTORE'].fields_by_name['complete_time']._serialized_options = b'\342A\001\003'
+  _globals['_BACKUPSCHEDULE'].fields_by_name['schedule_id']._loaded_options = None
+  _globals['_BACKUPSCHEDULE'].fields_by_name['schedule_id']._serialized_options = b'\342A\001\003'
+  _globals['_BACKUPSCHEDULE'].fields_by_name['create_time']._loaded_options = None
+  _globals['_BACKUPSCHEDULE'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_LISTBACKUPSREQUEST'].fields_by_name['state']._loaded_options = None
   _globals['_LISTBACKUPSREQUEST'].fields_by_name['state']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_LISTBACKUPSREQUEST'].fields_by_name['type']._loaded_options = None
@@ -44,7 +61,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTBACKUPSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTBACKUPSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATEBACKUPREQUEST'].fields_by_name['name']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_CREATEBACKUPREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\377\001'
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['type']._loaded_options = None
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['type']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['collections']._loaded_options = None
@@ -52,13 +69,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['retention_days']._loaded_options = None
   _globals['_CREATEBACKUPREQUEST'].fields_by_name['retention_days']._serialized_options = b'\272H\007\032\005\030\355\002(\001'
   _globals['_GETBACKUPREQUEST'].fields_by_name['backup_id']._loaded_options = None
-  _globals['_GETBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DELETEBACKUPREQUEST'].fields_by_name['backup_id']._loaded_options = None
-  _globals['_DELETEBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DELETEBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DELETEBACKUPREQUEST'].fields_by_name['confirm']._loaded_options = None
   _globals['_DELETEBACKUPREQUEST'].fields_by_name['confirm']._serialized_options = b'\272H\004j\002\010\001'
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['backup_id']._loaded_options = None
-  _globals['_RESTOREBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_RESTOREBACKUPREQUEST'].fields_by_name['backup_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['target_database']._loaded_options = None
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['target_database']._serialized_options = b'\272H\031r\0272\025^[A-Za-z0-9_-]{0,64}$'
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['collections']._loaded_options = None
@@ -66,13 +83,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['confirm']._loaded_options = None
   _globals['_RESTOREBACKUPREQUEST'].fields_by_name['confirm']._serialized_options = b'\272H\004j\002\010\001'
   _globals['_GETRESTOREREQUEST'].fields_by_name['restore_id']._loaded_options = None
-  _globals['_GETRESTOREREQUEST'].fields_by_name['restore_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETRESTOREREQUEST'].fields_by_name['restore_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_LISTBACKUPSCHEDULESREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTBACKUPSCHEDULESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
   _globals['_LISTBACKUPSCHEDULESREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTBACKUPSCHEDULESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\004'
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\272H\007r\005\020\001\030\377\001'
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['cron']._loaded_options = None
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['cron']._serialized_options = b'\272H\320\004r\315\0042\312\004^(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?(,(\\*|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?)* (\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?(,(\\*|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?)* (\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?(,(\\*|(0?[1-9]|1[0-2])(-(0?[1-9]|1[0-2]))?)(/[1-9][0-9]?)?)* (\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?(,(\\*|([0-7])(-([0-7]))?)(/[1-9][0-9]?)?)*$'
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['backup_type']._loaded_options = None
@@ -82,7 +99,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['collections']._loaded_options = None
   _globals['_CREATEBACKUPSCHEDULEREQUEST'].fields_by_name['collections']._serialized_options = b'\272H*\222\001\'\020d\"#r!2\037^[A-Za-z_][A-Za-z0-9_.-]{0,99}$'
   _globals['_DELETEBACKUPSCHEDULEREQUEST'].fields_by_name['schedule_id']._loaded_options = None
-  _globals['_DELETEBACKUPSCHEDULEREQUEST'].fields_by_name['schedule_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DELETEBACKUPSCHEDULEREQUEST'].fields_by_name['schedule_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DELETEBACKUPSCHEDULEREQUEST'].fields_by_name['confirm']._loaded_options = None
   _globals['_DELETEBACKUPSCHEDULEREQUEST'].fields_by_name['confirm']._serialized_options = b'\272H\004j\002\010\001'
   _globals['_BACKUPSERVICE'].methods_by_name['ListBackups']._loaded_options = None
@@ -94,7 +111,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BACKUPSERVICE'].methods_by_name['DeleteBackup']._loaded_options = None
   _globals['_BACKUPSERVICE'].methods_by_name['DeleteBackup']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002\035*\033/api/v1/backups/{backup_id}'
   _globals['_BACKUPSERVICE'].methods_by_name['RestoreBackup']._loaded_options = None
-  _globals['_BACKUPSERVICE'].methods_by_name['RestoreBackup']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\002(\"#/api/v1/backups/{backup_id}/restore:\001*'
+  _globals['_BACKUPSERVICE'].methods_by_name['RestoreBackup']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\002(\"#/api/v1/backups/{backup_id}:restore:\001*'
   _globals['_BACKUPSERVICE'].methods_by_name['GetRestore']._loaded_options = None
   _globals['_BACKUPSERVICE'].methods_by_name['GetRestore']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002\'\022%/api/v1/backups/restores/{restore_id}'
   _globals['_BACKUPSERVICE'].methods_by_name['ListBackupSchedules']._loaded_options = None
@@ -103,54 +120,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BACKUPSERVICE'].methods_by_name['CreateBackupSchedule']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\002\036\"\031/api/v1/backups/schedules:\001*'
   _globals['_BACKUPSERVICE'].methods_by_name['DeleteBackupSchedule']._loaded_options = None
   _globals['_BACKUPSERVICE'].methods_by_name['DeleteBackupSchedule']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002)*\'/api/v1/backups/schedules/{schedule_id}'
-  _globals['_BACKUPTYPE']._serialized_start=4002
-  _globals['_BACKUPTYPE']._serialized_end=4124
-  _globals['_BACKUPSTATE']._serialized_start=4127
-  _globals['_BACKUPSTATE']._serialized_end=4281
-  _globals['_RESTORESTATE']._serialized_start=4284
-  _globals['_RESTORESTATE']._serialized_end=4442
-  _globals['_BACKUP']._serialized_start=174
-  _globals['_BACKUP']._serialized_end=646
-  _globals['_RESTORE']._serialized_start=649
-  _globals['_RESTORE']._serialized_end=963
-  _globals['_BACKUPSCHEDULE']._serialized_start=966
-  _globals['_BACKUPSCHEDULE']._serialized_end=1319
-  _globals['_LISTBACKUPSREQUEST']._serialized_start=1322
-  _globals['_LISTBACKUPSREQUEST']._serialized_end=1513
-  _globals['_LISTBACKUPSRESPONSE']._serialized_start=1515
-  _globals['_LISTBACKUPSRESPONSE']._serialized_end=1624
-  _globals['_CREATEBACKUPREQUEST']._serialized_start=1627
-  _globals['_CREATEBACKUPREQUEST']._serialized_end=1938
-  _globals['_CREATEBACKUPRESPONSE']._serialized_start=1940
-  _globals['_CREATEBACKUPRESPONSE']._serialized_end=2004
-  _globals['_GETBACKUPREQUEST']._serialized_start=2006
-  _globals['_GETBACKUPREQUEST']._serialized_end=2053
-  _globals['_GETBACKUPRESPONSE']._serialized_start=2055
-  _globals['_GETBACKUPRESPONSE']._serialized_end=2116
-  _globals['_DELETEBACKUPREQUEST']._serialized_start=2118
-  _globals['_DELETEBACKUPREQUEST']._serialized_end=2194
-  _globals['_DELETEBACKUPRESPONSE']._serialized_start=2196
-  _globals['_DELETEBACKUPRESPONSE']._serialized_end=2218
-  _globals['_RESTOREBACKUPREQUEST']._serialized_start=2221
-  _globals['_RESTOREBACKUPREQUEST']._serialized_end=2495
-  _globals['_RESTOREBACKUPRESPONSE']._serialized_start=2497
-  _globals['_RESTOREBACKUPRESPONSE']._serialized_end=2564
-  _globals['_GETRESTOREREQUEST']._serialized_start=2566
-  _globals['_GETRESTOREREQUEST']._serialized_end=2615
-  _globals['_GETRESTORERESPONSE']._serialized_start=2617
-  _globals['_GETRESTORERESPONSE']._serialized_end=2681
-  _globals['_LISTBACKUPSCHEDULESREQUEST']._serialized_start=2683
-  _globals['_LISTBACKUPSCHEDULESREQUEST']._serialized_end=2772
-  _globals['_LISTBACKUPSCHEDULESRESPONSE']._serialized_start=2774
-  _globals['_LISTBACKUPSCHEDULESRESPONSE']._serialized_end=2901
-  _globals['_CREATEBACKUPSCHEDULEREQUEST']._serialized_start=2904
-  _globals['_CREATEBACKUPSCHEDULEREQUEST']._serialized_end=3796
-  _globals['_CREATEBACKUPSCHEDULERESPONSE']._serialized_start=3798
-  _globals['_CREATEBACKUPSCHEDULERESPONSE']._serialized_end=3880
-  _globals['_DELETEBACKUPSCHEDULEREQUEST']._serialized_start=3882
-  _globals['_DELETEBACKUPSCHEDULEREQUEST']._serialized_end=3968
-  _globals['_DELETEBACKUPSCHEDULERESPONSE']._serialized_start=3970
-  _globals['_DELETEBACKUPSCHEDULERESPONSE']._serialized_end=4000
-  _globals['_BACKUPSERVICE']._serialized_start=4445
-  _globals['_BACKUPSERVICE']._serialized_end=5824
+  _globals['_BACKUPTYPE']._serialized_start=4111
+  _globals['_BACKUPTYPE']._serialized_end=4233
+  _globals['_BACKUPSTATE']._serialized_start=4236
+  _globals['_BACKUPSTATE']._serialized_end=4390
+  _globals['_RESTORESTATE']._serialized_start=4393
+  _globals['_RESTORESTATE']._serialized_end=4551
+  _globals['_BACKUP']._serialized_start=207
+  _globals['_BACKUP']._serialized_end=703
+  _globals['_RESTORE']._serialized_start=706
+  _globals['_RESTORE']._serialized_end=1032
+  _globals['_BACKUPSCHEDULE']._serialized_start=1035
+  _globals['_BACKUPSCHEDULE']._serialized_end=1400
+  _globals['_LISTBACKUPSREQUEST']._serialized_start=1403
+  _globals['_LISTBACKUPSREQUEST']._serialized_end=1594
+  _globals['_LISTBACKUPSRESPONSE']._serialized_start=1596
+  _globals['_LISTBACKUPSRESPONSE']._serialized_end=1705
+  _globals['_CREATEBACKUPREQUEST']._serialized_start=1708
+  _globals['_CREATEBACKUPREQUEST']._serialized_end=2023
+  _globals['_CREATEBACKUPRESPONSE']._serialized_start=2025
+  _globals['_CREATEBACKUPRESPONSE']._serialized_end=2089
+  _globals['_GETBACKUPREQUEST']._serialized_start=2091
+  _globals['_GETBACKUPREQUEST']._serialized_end=2142
+  _globals['_GETBACKUPRESPONSE']._serialized_start=2144
+  _globals['_GETBACKUPRESPONSE']._serialized_end=2205
+  _globals['_DELETEBACKUPREQUEST']._serialized_start=2207
+  _globals['_DELETEBACKUPREQUEST']._serialized_end=2287
+  _globals['_DELETEBACKUPRESPONSE']._serialized_start=2289
+  _globals['_DELETEBACKUPRESPONSE']._serialized_end=2311
+  _globals['_RESTOREBACKUPREQUEST']._serialized_start=2314
+  _globals['_RESTOREBACKUPREQUEST']._serialized_end=2592
+  _globals['_RESTOREBACKUPRESPONSE']._serialized_start=2594
+  _globals['_RESTOREBACKUPRESPONSE']._serialized_end=2661
+  _globals['_GETRESTOREREQUEST']._serialized_start=2663
+  _globals['_GETRESTOREREQUEST']._serialized_end=2716
+  _globals['_GETRESTORERESPONSE']._serialized_start=2718
+  _globals['_GETRESTORERESPONSE']._serialized_end=2782
+  _globals['_LISTBACKUPSCHEDULESREQUEST']._serialized_start=2784
+  _globals['_LISTBACKUPSCHEDULESREQUEST']._serialized_end=2873
+  _globals['_LISTBACKUPSCHEDULESRESPONSE']._serialized_start=2875
+  _globals['_LISTBACKUPSCHEDULESRESPONSE']._serialized_end=3002
+  _globals['_CREATEBACKUPSCHEDULEREQUEST']._serialized_start=3005
+  _globals['_CREATEBACKUPSCHEDULEREQUEST']._serialized_end=3901
+  _globals['_CREATEBACKUPSCHEDULERESPONSE']._serialized_start=3903
+  _globals['_CREATEBACKUPSCHEDULERESPONSE']._serialized_end=3985
+  _globals['_DELETEBACKUPSCHEDULEREQUEST']._serialized_start=3987
+  _globals['_DELETEBACKUPSCHEDULEREQUEST']._serialized_end=4077
+  _globals['_DELETEBACKUPSCHEDULERESPONSE']._serialized_start=4079
+  _globals['_DELETEBACKUPSCHEDULERESPONSE']._serialized_end=4109
+  _globals['_BACKUPSERVICE']._serialized_start=4554
+  _globals['_BACKUPSERVICE']._serialized_end=5933
 # @@protoc_insertion_point(module_scope)

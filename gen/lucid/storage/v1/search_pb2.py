@@ -24,19 +24,26 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/search.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xff\x01\n\rReindexStatus\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.lucid.storage.v1.ReindexState\x12\x16\n\x0e\x64ocuments_done\x18\x03 \x01(\x03\x12\x17\n\x0f\x64ocuments_total\x18\x04 \x01(\x03\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x07 \x01(\t\"\xa9\x03\n\x0bSearchIndex\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12)\n\x08mappings\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x06health\x18\x05 \x01(\x0e\x32\x1d.lucid.storage.v1.IndexHealth\x12\x16\n\x0e\x64ocument_count\x18\x06 \x01(\x03\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x33\n\x10refresh_interval\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tretention\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11source_collection\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0clast_reindex\x18\x0c \x01(\x0b\x32\x1f.lucid.storage.v1.ReindexStatus\"W\n\x18ListSearchIndicesRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"x\n\x19ListSearchIndicesResponse\x12.\n\x07indices\x18\x01 \x03(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x85\x03\n\x18\x43reateSearchIndexRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\x19\n\x06shards\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18@(\x00\x12 \n\x08replicas\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x10(\x00H\x00\x88\x01\x01\x12)\n\x08mappings\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12G\n\x10refresh_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x12\xbaH\x0f\xaa\x01\x0c\"\x03\x08\x90\x1c\x32\x05\x10\x80\xc2\xd7/\x12\x39\n\tretention\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0b\xbaH\x08\xaa\x01\x05\x32\x03\x08\x90\x1c\x12\x44\n\x11source_collection\x18\x07 \x01(\tB)\xbaH&r$2\"^([A-Za-z_][A-Za-z0-9_.-]{0,99})?$B\x0b\n\t_replicas\"I\n\x19\x43reateSearchIndexResponse\x12,\n\x05index\x18\x01 \x01(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\"I\n\x15GetSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\"F\n\x16GetSearchIndexResponse\x12,\n\x05index\x18\x01 \x01(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\"f\n\x18\x44\x65leteSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x1b\n\x19\x44\x65leteSearchIndexResponse\"q\n\x19ReindexSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\"\n\nbatch_size\x18\x02 \x01(\x05\x42\x0e\xbaH\x0b\x1a\x06\x18\xa0\x8d\x06(d\xd8\x01\x01\"N\n\x1aReindexSearchIndexResponse\x12\x30\n\x07reindex\x18\x01 \x01(\x0b\x32\x1f.lucid.storage.v1.ReindexStatus\"N\n\x1aGetSearchIndexStatsRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\"\x8e\x02\n\x1bGetSearchIndexStatsResponse\x12\x12\n\nindex_name\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65leted_documents\x18\x03 \x01(\x03\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x13\n\x0bquery_count\x18\x05 \x01(\x03\x12\x38\n\x15\x61verage_query_latency\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eindexing_count\x18\x07 \x01(\x03\x12-\n\x06health\x18\x08 \x01(\x0e\x32\x1d.lucid.storage.v1.IndexHealth\"\\\n\tSortField\x12\x19\n\x05\x66ield\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12\x34\n\x05order\x18\x02 \x01(\x0e\x32\x1b.lucid.storage.v1.SortOrderB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\xf8\x02\n\rSearchRequest\x12\x34\n\x07indices\x18\x01 \x03(\tB#\xbaH \x92\x01\x1d\x10\x14\"\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12.\n\x05query\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x06\xbaH\x03\xc8\x01\x01\x12\x18\n\x04size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x1a\n\x06offset\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x33\n\x04sort\x18\x05 \x03(\x0b\x32\x1b.lucid.storage.v1.SortFieldB\x08\xbaH\x05\x92\x01\x02\x10\n\x12!\n\x06\x66ields\x18\x06 \x03(\tB\x11\xbaH\x0e\x92\x01\x0b\x10\x64\"\x07r\x05\x10\x01\x18\x80\x02:s\xbaHp\x1an\n\rsearch.window\x12#offset + size must not exceed 10000\x1a\x38this.offset + (this.size == 0 ? 10 : this.size) <= 10000\"^\n\tSearchHit\x12\r\n\x05index\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\'\n\x06source\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8b\x01\n\x0eSearchResponse\x12\'\n\x04took\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttimed_out\x18\x02 \x01(\x08\x12\x12\n\ntotal_hits\x18\x03 \x01(\x03\x12)\n\x04hits\x18\x04 \x03(\x0b\x32\x1b.lucid.storage.v1.SearchHit*r\n\x0bIndexHealth\x12\x1c\n\x18INDEX_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n\x12INDEX_HEALTH_GREEN\x10\x01\x12\x17\n\x13INDEX_HEALTH_YELLOW\x10\x02\x12\x14\n\x10INDEX_HEALTH_RED\x10\x03*\x9e\x01\n\x0cReindexState\x12\x1d\n\x19REINDEX_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REINDEX_STATE_STARTED\x10\x01\x12\x1d\n\x19REINDEX_STATE_IN_PROGRESS\x10\x02\x12\x1b\n\x17REINDEX_STATE_COMPLETED\x10\x03\x12\x18\n\x14REINDEX_STATE_FAILED\x10\x04*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02\x32\xf2\x08\n\rSearchService\x12\x9a\x01\n\x11ListSearchIndices\x12*.lucid.storage.v1.ListSearchIndicesRequest\x1a+.lucid.storage.v1.ListSearchIndicesResponse\",\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/search/indices\x12\x97\x01\n\x11\x43reateSearchIndex\x12*.lucid.storage.v1.CreateSearchIndexRequest\x1a+.lucid.storage.v1.CreateSearchIndexResponse\")\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/search/indices:\x01*\x12\x9e\x01\n\x0eGetSearchIndex\x12\'.lucid.storage.v1.GetSearchIndexRequest\x1a(.lucid.storage.v1.GetSearchIndexResponse\"9\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02%\x12#/api/v1/search/indices/{index_name}\x12\xa4\x01\n\x11\x44\x65leteSearchIndex\x12*.lucid.storage.v1.DeleteSearchIndexRequest\x1a+.lucid.storage.v1.DeleteSearchIndexResponse\"6\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02%*#/api/v1/search/indices/{index_name}\x12\xaf\x01\n\x12ReindexSearchIndex\x12+.lucid.storage.v1.ReindexSearchIndexRequest\x1a,.lucid.storage.v1.ReindexSearchIndexResponse\">\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x30\"+/api/v1/search/indices/{index_name}/reindex:\x01*\x12\xb3\x01\n\x13GetSearchIndexStats\x12,.lucid.storage.v1.GetSearchIndexStatsRequest\x1a-.lucid.storage.v1.GetSearchIndexStatsResponse\"?\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/search/indices/{index_name}/stats\x12z\n\x06Search\x12\x1f.lucid.storage.v1.SearchRequest\x1a .lucid.storage.v1.SearchResponse\"-\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/search/query:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/search.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\x8b\x02\n\rReindexStatus\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.lucid.storage.v1.ReindexState\x12\x16\n\x0e\x64ocuments_done\x18\x03 \x01(\x03\x12\x17\n\x0f\x64ocuments_total\x18\x04 \x01(\x03\x12\x34\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rcomplete_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\rerror_message\x18\x07 \x01(\t\"\xaf\x03\n\x0bSearchIndex\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12)\n\x08mappings\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x06health\x18\x05 \x01(\x0e\x32\x1d.lucid.storage.v1.IndexHealth\x12\x16\n\x0e\x64ocument_count\x18\x06 \x01(\x03\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x33\n\x10refresh_interval\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tretention\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11source_collection\x18\n \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0clast_reindex\x18\x0c \x01(\x0b\x32\x1f.lucid.storage.v1.ReindexStatus\"W\n\x18ListSearchIndicesRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"x\n\x19ListSearchIndicesResponse\x12.\n\x07indices\x18\x01 \x03(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x85\x03\n\x18\x43reateSearchIndexRequest\x12*\n\x04name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\x19\n\x06shards\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18@(\x00\x12 \n\x08replicas\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x10(\x00H\x00\x88\x01\x01\x12)\n\x08mappings\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12G\n\x10refresh_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x12\xbaH\x0f\xaa\x01\x0c\"\x03\x08\x90\x1c\x32\x05\x10\x80\xc2\xd7/\x12\x39\n\tretention\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x0b\xbaH\x08\xaa\x01\x05\x32\x03\x08\x90\x1c\x12\x44\n\x11source_collection\x18\x07 \x01(\tB)\xbaH&r$2\"^([A-Za-z_][A-Za-z0-9_.-]{0,99})?$B\x0b\n\t_replicas\"I\n\x19\x43reateSearchIndexResponse\x12,\n\x05index\x18\x01 \x01(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\"I\n\x15GetSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\"F\n\x16GetSearchIndexResponse\x12,\n\x05index\x18\x01 \x01(\x0b\x32\x1d.lucid.storage.v1.SearchIndex\"f\n\x18\x44\x65leteSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\x18\n\x07\x63onfirm\x18\x02 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x1b\n\x19\x44\x65leteSearchIndexResponse\"q\n\x19ReindexSearchIndexRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\"\n\nbatch_size\x18\x02 \x01(\x05\x42\x0e\xbaH\x0b\x1a\x06\x18\xa0\x8d\x06(d\xd8\x01\x01\"N\n\x1aReindexSearchIndexResponse\x12\x30\n\x07reindex\x18\x01 \x01(\x0b\x32\x1f.lucid.storage.v1.ReindexStatus\"N\n\x1aGetSearchIndexStatsRequest\x12\x30\n\nindex_name\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\"\x8e\x02\n\x1bGetSearchIndexStatsResponse\x12\x12\n\nindex_name\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65leted_documents\x18\x03 \x01(\x03\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x13\n\x0bquery_count\x18\x05 \x01(\x03\x12\x38\n\x15\x61verage_query_latency\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eindexing_count\x18\x07 \x01(\x03\x12-\n\x06health\x18\x08 \x01(\x0e\x32\x1d.lucid.storage.v1.IndexHealth\"\\\n\tSortField\x12\x19\n\x05\x66ield\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12\x34\n\x05order\x18\x02 \x01(\x0e\x32\x1b.lucid.storage.v1.SortOrderB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\x80\x03\n\rSearchRequest\x12\x34\n\x07indices\x18\x01 \x03(\tB#\xbaH \x92\x01\x1d\x10\x14\"\x19r\x17\x18\xff\x01\x32\x12^[a-z][a-z0-9_-]*$\x12\x32\n\x05query\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x18\n\x04size\x18\x03 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x1a\n\x06offset\x18\x04 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x90N(\x00\x12\x33\n\x04sort\x18\x05 \x03(\x0b\x32\x1b.lucid.storage.v1.SortFieldB\x08\xbaH\x05\x92\x01\x02\x10\n\x12%\n\x06\x66ields\x18\x06 \x03(\tB\x15\xe2\x41\x01\x02\xbaH\x0e\x92\x01\x0b\x10\x64\"\x07r\x05\x10\x01\x18\x80\x02:s\xbaHp\x1an\n\rsearch.window\x12#offset + size must not exceed 10000\x1a\x38this.offset + (this.size == 0 ? 10 : this.size) <= 10000\"^\n\tSearchHit\x12\r\n\x05index\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\'\n\x06source\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8b\x01\n\x0eSearchResponse\x12\'\n\x04took\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttimed_out\x18\x02 \x01(\x08\x12\x12\n\ntotal_hits\x18\x03 \x01(\x03\x12)\n\x04hits\x18\x04 \x03(\x0b\x32\x1b.lucid.storage.v1.SearchHit*r\n\x0bIndexHealth\x12\x1c\n\x18INDEX_HEALTH_UNSPECIFIED\x10\x00\x12\x16\n\x12INDEX_HEALTH_GREEN\x10\x01\x12\x17\n\x13INDEX_HEALTH_YELLOW\x10\x02\x12\x14\n\x10INDEX_HEALTH_RED\x10\x03*\x9e\x01\n\x0cReindexState\x12\x1d\n\x19REINDEX_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REINDEX_STATE_STARTED\x10\x01\x12\x1d\n\x19REINDEX_STATE_IN_PROGRESS\x10\x02\x12\x1b\n\x17REINDEX_STATE_COMPLETED\x10\x03\x12\x18\n\x14REINDEX_STATE_FAILED\x10\x04*P\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x12\n\x0eSORT_ORDER_ASC\x10\x01\x12\x13\n\x0fSORT_ORDER_DESC\x10\x02\x32\xf2\x08\n\rSearchService\x12\x9a\x01\n\x11ListSearchIndices\x12*.lucid.storage.v1.ListSearchIndicesRequest\x1a+.lucid.storage.v1.ListSearchIndicesResponse\",\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/search/indices\x12\x97\x01\n\x11\x43reateSearchIndex\x12*.lucid.storage.v1.CreateSearchIndexRequest\x1a+.lucid.storage.v1.CreateSearchIndexResponse\")\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/search/indices:\x01*\x12\x9e\x01\n\x0eGetSearchIndex\x12\'.lucid.storage.v1.GetSearchIndexRequest\x1a(.lucid.storage.v1.GetSearchIndexResponse\"9\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02%\x12#/api/v1/search/indices/{index_name}\x12\xa4\x01\n\x11\x44\x65leteSearchIndex\x12*.lucid.storage.v1.DeleteSearchIndexRequest\x1a+.lucid.storage.v1.DeleteSearchIndexResponse\"6\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02%*#/api/v1/search/indices/{index_name}\x12\xaf\x01\n\x12ReindexSearchIndex\x12+.lucid.storage.v1.ReindexSearchIndexRequest\x1a,.lucid.storage.v1.ReindexSearchIndexResponse\">\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x30\"+/api/v1/search/indices/{index_name}:reindex:\x01*\x12\xb3\x01\n\x13GetSearchIndexStats\x12,.lucid.storage.v1.GetSearchIndexStatsRequest\x1a-.lucid.storage.v1.GetSearchIndexStatsResponse\"?\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/search/indices/{index_name}/stats\x12z\n\x06Search\x12\x1f.lucid.storage.v1.SearchRequest\x1a .lucid.storage.v1.SearchResponse\"-\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/search/query:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lucid.storage.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REINDEXSTATUS'].fields_by_name['start_time']._loaded_options = None
+  _globals['_REINDEXSTATUS'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_REINDEXSTATUS'].fields_by_name['complete_time']._loaded_options = None
+  _globals['_REINDEXSTATUS'].fields_by_name['complete_time']._serialized_options = b'\342A\001\003'
+  _globals['_SEARCHINDEX'].fields_by_name['create_time']._loaded_options = None
+  _globals['_SEARCHINDEX'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_LISTSEARCHINDICESREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTSEARCHINDICESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\007\032\005\030\350\007(\000'
   _globals['_LISTSEARCHINDICESREQUEST'].fields_by_name['page_token']._loaded_options = None
@@ -72,7 +79,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST'].fields_by_name['indices']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['indices']._serialized_options = b'\272H \222\001\035\020\024\"\031r\027\030\377\0012\022^[a-z][a-z0-9_-]*$'
   _globals['_SEARCHREQUEST'].fields_by_name['query']._loaded_options = None
-  _globals['_SEARCHREQUEST'].fields_by_name['query']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_SEARCHREQUEST'].fields_by_name['query']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_SEARCHREQUEST'].fields_by_name['size']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['size']._serialized_options = b'\272H\007\032\005\030\220N(\000'
   _globals['_SEARCHREQUEST'].fields_by_name['offset']._loaded_options = None
@@ -80,7 +87,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST'].fields_by_name['sort']._loaded_options = None
   _globals['_SEARCHREQUEST'].fields_by_name['sort']._serialized_options = b'\272H\005\222\001\002\020\n'
   _globals['_SEARCHREQUEST'].fields_by_name['fields']._loaded_options = None
-  _globals['_SEARCHREQUEST'].fields_by_name['fields']._serialized_options = b'\272H\016\222\001\013\020d\"\007r\005\020\001\030\200\002'
+  _globals['_SEARCHREQUEST'].fields_by_name['fields']._serialized_options = b'\342A\001\002\272H\016\222\001\013\020d\"\007r\005\020\001\030\200\002'
   _globals['_SEARCHREQUEST']._loaded_options = None
   _globals['_SEARCHREQUEST']._serialized_options = b'\272Hp\032n\n\rsearch.window\022#offset + size must not exceed 10000\0328this.offset + (this.size == 0 ? 10 : this.size) <= 10000'
   _globals['_SEARCHSERVICE'].methods_by_name['ListSearchIndices']._loaded_options = None
@@ -92,53 +99,53 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHSERVICE'].methods_by_name['DeleteSearchIndex']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['DeleteSearchIndex']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002%*#/api/v1/search/indices/{index_name}'
   _globals['_SEARCHSERVICE'].methods_by_name['ReindexSearchIndex']._loaded_options = None
-  _globals['_SEARCHSERVICE'].methods_by_name['ReindexSearchIndex']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\0020\"+/api/v1/search/indices/{index_name}/reindex:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['ReindexSearchIndex']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\0020\"+/api/v1/search/indices/{index_name}:reindex:\001*'
   _globals['_SEARCHSERVICE'].methods_by_name['GetSearchIndexStats']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['GetSearchIndexStats']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002+\022)/api/v1/search/indices/{index_name}/stats'
   _globals['_SEARCHSERVICE'].methods_by_name['Search']._loaded_options = None
   _globals['_SEARCHSERVICE'].methods_by_name['Search']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002\031\"\024/api/v1/search/query:\001*'
-  _globals['_INDEXHEALTH']._serialized_start=3138
-  _globals['_INDEXHEALTH']._serialized_end=3252
-  _globals['_REINDEXSTATE']._serialized_start=3255
-  _globals['_REINDEXSTATE']._serialized_end=3413
-  _globals['_SORTORDER']._serialized_start=3415
-  _globals['_SORTORDER']._serialized_end=3495
-  _globals['_REINDEXSTATUS']._serialized_start=236
-  _globals['_REINDEXSTATUS']._serialized_end=491
-  _globals['_SEARCHINDEX']._serialized_start=494
-  _globals['_SEARCHINDEX']._serialized_end=919
-  _globals['_LISTSEARCHINDICESREQUEST']._serialized_start=921
-  _globals['_LISTSEARCHINDICESREQUEST']._serialized_end=1008
-  _globals['_LISTSEARCHINDICESRESPONSE']._serialized_start=1010
-  _globals['_LISTSEARCHINDICESRESPONSE']._serialized_end=1130
-  _globals['_CREATESEARCHINDEXREQUEST']._serialized_start=1133
-  _globals['_CREATESEARCHINDEXREQUEST']._serialized_end=1522
-  _globals['_CREATESEARCHINDEXRESPONSE']._serialized_start=1524
-  _globals['_CREATESEARCHINDEXRESPONSE']._serialized_end=1597
-  _globals['_GETSEARCHINDEXREQUEST']._serialized_start=1599
-  _globals['_GETSEARCHINDEXREQUEST']._serialized_end=1672
-  _globals['_GETSEARCHINDEXRESPONSE']._serialized_start=1674
-  _globals['_GETSEARCHINDEXRESPONSE']._serialized_end=1744
-  _globals['_DELETESEARCHINDEXREQUEST']._serialized_start=1746
-  _globals['_DELETESEARCHINDEXREQUEST']._serialized_end=1848
-  _globals['_DELETESEARCHINDEXRESPONSE']._serialized_start=1850
-  _globals['_DELETESEARCHINDEXRESPONSE']._serialized_end=1877
-  _globals['_REINDEXSEARCHINDEXREQUEST']._serialized_start=1879
-  _globals['_REINDEXSEARCHINDEXREQUEST']._serialized_end=1992
-  _globals['_REINDEXSEARCHINDEXRESPONSE']._serialized_start=1994
-  _globals['_REINDEXSEARCHINDEXRESPONSE']._serialized_end=2072
-  _globals['_GETSEARCHINDEXSTATSREQUEST']._serialized_start=2074
-  _globals['_GETSEARCHINDEXSTATSREQUEST']._serialized_end=2152
-  _globals['_GETSEARCHINDEXSTATSRESPONSE']._serialized_start=2155
-  _globals['_GETSEARCHINDEXSTATSRESPONSE']._serialized_end=2425
-  _globals['_SORTFIELD']._serialized_start=2427
-  _globals['_SORTFIELD']._serialized_end=2519
-  _globals['_SEARCHREQUEST']._serialized_start=2522
-  _globals['_SEARCHREQUEST']._serialized_end=2898
-  _globals['_SEARCHHIT']._serialized_start=2900
-  _globals['_SEARCHHIT']._serialized_end=2994
-  _globals['_SEARCHRESPONSE']._serialized_start=2997
-  _globals['_SEARCHRESPONSE']._serialized_end=3136
-  _globals['_SEARCHSERVICE']._serialized_start=3498
-  _globals['_SEARCHSERVICE']._serialized_end=4636
+  _globals['_INDEXHEALTH']._serialized_start=3197
+  _globals['_INDEXHEALTH']._serialized_end=3311
+  _globals['_REINDEXSTATE']._serialized_start=3314
+  _globals['_REINDEXSTATE']._serialized_end=3472
+  _globals['_SORTORDER']._serialized_start=3474
+  _globals['_SORTORDER']._serialized_end=3554
+  _globals['_REINDEXSTATUS']._serialized_start=269
+  _globals['_REINDEXSTATUS']._serialized_end=536
+  _globals['_SEARCHINDEX']._serialized_start=539
+  _globals['_SEARCHINDEX']._serialized_end=970
+  _globals['_LISTSEARCHINDICESREQUEST']._serialized_start=972
+  _globals['_LISTSEARCHINDICESREQUEST']._serialized_end=1059
+  _globals['_LISTSEARCHINDICESRESPONSE']._serialized_start=1061
+  _globals['_LISTSEARCHINDICESRESPONSE']._serialized_end=1181
+  _globals['_CREATESEARCHINDEXREQUEST']._serialized_start=1184
+  _globals['_CREATESEARCHINDEXREQUEST']._serialized_end=1573
+  _globals['_CREATESEARCHINDEXRESPONSE']._serialized_start=1575
+  _globals['_CREATESEARCHINDEXRESPONSE']._serialized_end=1648
+  _globals['_GETSEARCHINDEXREQUEST']._serialized_start=1650
+  _globals['_GETSEARCHINDEXREQUEST']._serialized_end=1723
+  _globals['_GETSEARCHINDEXRESPONSE']._serialized_start=1725
+  _globals['_GETSEARCHINDEXRESPONSE']._serialized_end=1795
+  _globals['_DELETESEARCHINDEXREQUEST']._serialized_start=1797
+  _globals['_DELETESEARCHINDEXREQUEST']._serialized_end=1899
+  _globals['_DELETESEARCHINDEXRESPONSE']._serialized_start=1901
+  _globals['_DELETESEARCHINDEXRESPONSE']._serialized_end=1928
+  _globals['_REINDEXSEARCHINDEXREQUEST']._serialized_start=1930
+  _globals['_REINDEXSEARCHINDEXREQUEST']._serialized_end=2043
+  _globals['_REINDEXSEARCHINDEXRESPONSE']._serialized_start=2045
+  _globals['_REINDEXSEARCHINDEXRESPONSE']._serialized_end=2123
+  _globals['_GETSEARCHINDEXSTATSREQUEST']._serialized_start=2125
+  _globals['_GETSEARCHINDEXSTATSREQUEST']._serialized_end=2203
+  _globals['_GETSEARCHINDEXSTATSRESPONSE']._serialized_start=2206
+  _globals['_GETSEARCHINDEXSTATSRESPONSE']._serialized_end=2476
+  _globals['_SORTFIELD']._serialized_start=2478
+  _globals['_SORTFIELD']._serialized_end=2570
+  _globals['_SEARCHREQUEST']._serialized_start=2573
+  _globals['_SEARCHREQUEST']._serialized_end=2957
+  _globals['_SEARCHHIT']._serialized_start=2959
+  _globals['_SEARCHHIT']._serialized_end=3053
+  _globals['_SEARCHRESPONSE']._serialized_start=3056
+  _globals['_SEARCHRESPONSE']._serialized_end=3195
+  _globals['_SEARCHSERVICE']._serialized_start=3557
+  _globals['_SEARCHSERVICE']._serialized_end=4695
 # @@protoc_insertion_point(module_scope)

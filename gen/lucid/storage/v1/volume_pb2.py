@@ -24,18 +24,27 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lucid.common.v1 import access_pb2 as lucid_dot_common_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/volume.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xb9\x03\n\x06Volume\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.VolumeType\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeState\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x12\n\nfree_bytes\x18\x07 \x01(\x03\x12\x15\n\rusage_percent\x18\x08 \x01(\x01\x12\x31\n\x0b\x61lert_level\x18\t \x01(\x0e\x32\x1c.lucid.storage.v1.AlertLevel\x12\x13\n\x0b\x66ile_system\x18\n \x01(\t\x12\x12\n\nencryption\x18\x0b \x01(\x08\x12\x12\n\nmount_path\x18\x0c \x01(\t\x12\x0f\n\x07purpose\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x12ListVolumesRequest\x12\x36\n\x05state\x18\x01 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"m\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.lucid.storage.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x82\x02\n\x13\x43reateVolumeRequest\x12/\n\x04name\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^[a-z0-9][a-z0-9_-]{0,62}$\x12&\n\nsize_bytes\x18\x02 \x01(\x03\x42\x12\xbaH\x0f\"\r\x18\x80\x80\x80\x80\xd0\x0f(\x80\x80\x80\x80\x04\x12\x36\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.VolumeTypeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12,\n\x0b\x66ile_system\x18\x04 \x01(\tB\x17\xbaH\x14r\x12\x32\x10^[a-z0-9]{0,16}$\x12\x12\n\nencryption\x18\x05 \x01(\x08\x12\x18\n\x07purpose\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\"@\n\x14\x43reateVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"/\n\x10GetVolumeRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"\x87\x02\n\x13UpdateVolumeRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x32\n\x04name\x18\x02 \x01(\tB$\xbaH!r\x1c\x32\x1a^[a-z0-9][a-z0-9_-]{0,62}$\xd8\x01\x01\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x18\n\x07purpose\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12M\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x1c\xbaH\x19\xe2\x01\x16\x12\x04name\x12\x05state\x12\x07purpose\"@\n\x14UpdateVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"[\n\x13\x44\x65leteVolumeRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x18\n\x07\x63onfirm\x18\x03 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x16\n\x14\x44\x65leteVolumeResponse\"^\n\x13ResizeVolumeRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12*\n\x0enew_size_bytes\x18\x02 \x01(\x03\x42\x12\xbaH\x0f\"\r\x18\x80\x80\x80\x80\xd0\x0f(\x80\x80\x80\x80\x04\"@\n\x14ResizeVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"R\n\x0bUsageSample\x12/\n\x0bsample_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x02 \x01(\x03\"m\n\x15GetVolumeUsageRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x37\n\x06period\x18\x02 \x01(\x0e\x32\x1d.lucid.storage.v1.UsagePeriodB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\xf5\x01\n\x16GetVolumeUsageResponse\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x12\n\nused_bytes\x18\x03 \x01(\x03\x12\x12\n\nfree_bytes\x18\x04 \x01(\x03\x12\x15\n\rusage_percent\x18\x05 \x01(\x01\x12\x31\n\x0b\x61lert_level\x18\x06 \x01(\x0e\x32\x1c.lucid.storage.v1.AlertLevel\x12\x12\n\nfile_count\x18\x07 \x01(\x03\x12.\n\x07samples\x18\x08 \x03(\x0b\x32\x1d.lucid.storage.v1.UsageSample\"\xb7\x03\n\x0fVolumeOperation\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10target_volume_id\x18\x03 \x01(\t\x12-\n\x04mode\x18\x04 \x01(\x0e\x32\x1f.lucid.storage.v1.MigrationMode\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .lucid.storage.v1.OperationState\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x03\x12\x12\n\nbytes_done\x18\x07 \x01(\x03\x12\x13\n\x0b\x66iles_total\x18\x08 \x01(\x03\x12\x12\n\nfiles_done\x18\t \x01(\x03\x12\x18\n\x10verify_integrity\x18\n \x01(\x08\x12\x1b\n\x13\x63hecksum_mismatches\x18\x0b \x01(\x03\x12.\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x0e \x01(\t\"\x98\x03\n\x14MigrateVolumeRequest\x12\x1b\n\tvolume_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\"\n\x10target_volume_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x39\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.lucid.storage.v1.MigrationModeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x18\n\x10verify_integrity\x18\x04 \x01(\x08\x12\x0f\n\x07\x63onfirm\x18\x05 \x01(\x08:\xd8\x01\xbaH\xd4\x01\x1aX\n\x1bmigrate_volume.move_confirm\x12\x19\x61 move needs confirm=true\x1a\x1ethis.mode != 2 || this.confirm\x1ax\n\x1emigrate_volume.distinct_target\x12-the target volume must differ from the source\x1a\'this.target_volume_id != this.volume_id\"M\n\x15MigrateVolumeResponse\x12\x34\n\toperation\x18\x01 \x01(\x0b\x32!.lucid.storage.v1.VolumeOperation\";\n\x19GetVolumeOperationRequest\x12\x1e\n\x0coperation_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"R\n\x1aGetVolumeOperationResponse\x12\x34\n\toperation\x18\x01 \x01(\x0b\x32!.lucid.storage.v1.VolumeOperation*p\n\nVolumeType\x12\x1b\n\x17VOLUME_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VOLUME_TYPE_LOCAL\x10\x01\x12\x17\n\x13VOLUME_TYPE_NETWORK\x10\x02\x12\x15\n\x11VOLUME_TYPE_CLOUD\x10\x03*\x95\x01\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13VOLUME_STATE_ACTIVE\x10\x01\x12\x19\n\x15VOLUME_STATE_INACTIVE\x10\x02\x12\x1c\n\x18VOLUME_STATE_MAINTENANCE\x10\x03\x12\x16\n\x12VOLUME_STATE_ERROR\x10\x04*\\\n\nAlertLevel\x12\x1b\n\x17\x41LERT_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_LEVEL_WARNING\x10\x01\x12\x18\n\x14\x41LERT_LEVEL_CRITICAL\x10\x02*\x81\x01\n\x0bUsagePeriod\x12\x1c\n\x18USAGE_PERIOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fUSAGE_PERIOD_1H\x10\x01\x12\x14\n\x10USAGE_PERIOD_24H\x10\x02\x12\x13\n\x0fUSAGE_PERIOD_7D\x10\x03\x12\x14\n\x10USAGE_PERIOD_30D\x10\x04*a\n\rMigrationMode\x12\x1e\n\x1aMIGRATION_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MIGRATION_MODE_COPY\x10\x01\x12\x17\n\x13MIGRATION_MODE_MOVE\x10\x02*\xaa\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_STARTED\x10\x01\x12\x1f\n\x1bOPERATION_STATE_IN_PROGRESS\x10\x02\x12\x1d\n\x19OPERATION_STATE_COMPLETED\x10\x03\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x04\x32\xcb\n\n\rVolumeService\x12\x81\x01\n\x0bListVolumes\x12$.lucid.storage.v1.ListVolumesRequest\x1a%.lucid.storage.v1.ListVolumesResponse\"%\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/volumes\x12\x81\x01\n\x0c\x43reateVolume\x12%.lucid.storage.v1.CreateVolumeRequest\x1a&.lucid.storage.v1.CreateVolumeResponse\"\"\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/volumes:\x01*\x12\x87\x01\n\tGetVolume\x12\".lucid.storage.v1.GetVolumeRequest\x1a#.lucid.storage.v1.GetVolumeResponse\"1\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/volumes/{volume_id}\x12\x90\x01\n\x0cUpdateVolume\x12%.lucid.storage.v1.UpdateVolumeRequest\x1a&.lucid.storage.v1.UpdateVolumeResponse\"1\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02 \x1a\x1b/api/v1/volumes/{volume_id}:\x01*\x12\x8d\x01\n\x0c\x44\x65leteVolume\x12%.lucid.storage.v1.DeleteVolumeRequest\x1a&.lucid.storage.v1.DeleteVolumeResponse\".\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1d*\x1b/api/v1/volumes/{volume_id}\x12\x97\x01\n\x0cResizeVolume\x12%.lucid.storage.v1.ResizeVolumeRequest\x1a&.lucid.storage.v1.ResizeVolumeResponse\"8\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\'\x1a\"/api/v1/volumes/{volume_id}/resize:\x01*\x12\x9c\x01\n\x0eGetVolumeUsage\x12\'.lucid.storage.v1.GetVolumeUsageRequest\x1a(.lucid.storage.v1.GetVolumeUsageResponse\"7\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02#\x12!/api/v1/volumes/{volume_id}/usage\x12\x98\x01\n\rMigrateVolume\x12&.lucid.storage.v1.MigrateVolumeRequest\x1a\'.lucid.storage.v1.MigrateVolumeResponse\"6\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02(\"#/api/v1/volumes/{volume_id}/migrate:\x01*\x12\xb0\x01\n\x12GetVolumeOperation\x12+.lucid.storage.v1.GetVolumeOperationRequest\x1a,.lucid.storage.v1.GetVolumeOperationResponse\"?\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/volumes/operations/{operation_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlucid/storage/v1/volume.proto\x12\x10lucid.storage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1clucid/common/v1/access.proto\"\xd1\x03\n\x06Volume\x12\x17\n\tvolume_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.VolumeTypeB\x04\xe2\x41\x01\x05\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeState\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x12\n\nused_bytes\x18\x06 \x01(\x03\x12\x12\n\nfree_bytes\x18\x07 \x01(\x03\x12\x15\n\rusage_percent\x18\x08 \x01(\x01\x12\x31\n\x0b\x61lert_level\x18\t \x01(\x0e\x32\x1c.lucid.storage.v1.AlertLevel\x12\x13\n\x0b\x66ile_system\x18\n \x01(\t\x12\x12\n\nencryption\x18\x0b \x01(\x08\x12\x12\n\nmount_path\x18\x0c \x01(\t\x12\x0f\n\x07purpose\x18\r \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x89\x01\n\x12ListVolumesRequest\x12\x36\n\x05state\x18\x01 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x04\"m\n\x13ListVolumesResponse\x12)\n\x07volumes\x18\x01 \x03(\x0b\x32\x18.lucid.storage.v1.Volume\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x82\x02\n\x13\x43reateVolumeRequest\x12/\n\x04name\x18\x01 \x01(\tB!\xbaH\x1er\x1c\x32\x1a^[a-z0-9][a-z0-9_-]{0,62}$\x12&\n\nsize_bytes\x18\x02 \x01(\x03\x42\x12\xbaH\x0f\"\r\x18\x80\x80\x80\x80\xd0\x0f(\x80\x80\x80\x80\x04\x12\x36\n\x04type\x18\x03 \x01(\x0e\x32\x1c.lucid.storage.v1.VolumeTypeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12,\n\x0b\x66ile_system\x18\x04 \x01(\tB\x17\xbaH\x14r\x12\x32\x10^[a-z0-9]{0,16}$\x12\x12\n\nencryption\x18\x05 \x01(\x08\x12\x18\n\x07purpose\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\"@\n\x14\x43reateVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"3\n\x10GetVolumeRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"=\n\x11GetVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"\x8b\x02\n\x13UpdateVolumeRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x32\n\x04name\x18\x02 \x01(\tB$\xbaH!r\x1c\x32\x1a^[a-z0-9][a-z0-9_-]{0,62}$\xd8\x01\x01\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32\x1d.lucid.storage.v1.VolumeStateB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x18\n\x07purpose\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12M\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x1c\xbaH\x19\xe2\x01\x16\x12\x04name\x12\x05state\x12\x07purpose\"@\n\x14UpdateVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"_\n\x13\x44\x65leteVolumeRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x18\n\x07\x63onfirm\x18\x03 \x01(\x08\x42\x07\xbaH\x04j\x02\x08\x01\"\x16\n\x14\x44\x65leteVolumeResponse\"b\n\x13ResizeVolumeRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12*\n\x0enew_size_bytes\x18\x02 \x01(\x03\x42\x12\xbaH\x0f\"\r\x18\x80\x80\x80\x80\xd0\x0f(\x80\x80\x80\x80\x04\"@\n\x14ResizeVolumeResponse\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.lucid.storage.v1.Volume\"R\n\x0bUsageSample\x12/\n\x0bsample_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nused_bytes\x18\x02 \x01(\x03\"q\n\x15GetVolumeUsageRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x37\n\x06period\x18\x02 \x01(\x0e\x32\x1d.lucid.storage.v1.UsagePeriodB\x08\xbaH\x05\x82\x01\x02\x10\x01\"\xf5\x01\n\x16GetVolumeUsageResponse\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x12\n\nused_bytes\x18\x03 \x01(\x03\x12\x12\n\nfree_bytes\x18\x04 \x01(\x03\x12\x15\n\rusage_percent\x18\x05 \x01(\x01\x12\x31\n\x0b\x61lert_level\x18\x06 \x01(\x0e\x32\x1c.lucid.storage.v1.AlertLevel\x12\x12\n\nfile_count\x18\x07 \x01(\x03\x12.\n\x07samples\x18\x08 \x03(\x0b\x32\x1d.lucid.storage.v1.UsageSample\"\xc3\x03\n\x0fVolumeOperation\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12\x11\n\tvolume_id\x18\x02 \x01(\t\x12\x18\n\x10target_volume_id\x18\x03 \x01(\t\x12-\n\x04mode\x18\x04 \x01(\x0e\x32\x1f.lucid.storage.v1.MigrationMode\x12/\n\x05state\x18\x05 \x01(\x0e\x32 .lucid.storage.v1.OperationState\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x03\x12\x12\n\nbytes_done\x18\x07 \x01(\x03\x12\x13\n\x0b\x66iles_total\x18\x08 \x01(\x03\x12\x12\n\nfiles_done\x18\t \x01(\x03\x12\x18\n\x10verify_integrity\x18\n \x01(\x08\x12\x1b\n\x13\x63hecksum_mismatches\x18\x0b \x01(\x03\x12\x34\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rcomplete_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\rerror_message\x18\x0e \x01(\t\"\xa0\x03\n\x14MigrateVolumeRequest\x12\x1f\n\tvolume_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12&\n\x10target_volume_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x39\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.lucid.storage.v1.MigrationModeB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x18\n\x10verify_integrity\x18\x04 \x01(\x08\x12\x0f\n\x07\x63onfirm\x18\x05 \x01(\x08:\xd8\x01\xbaH\xd4\x01\x1aX\n\x1bmigrate_volume.move_confirm\x12\x19\x61 move needs confirm=true\x1a\x1ethis.mode != 2 || this.confirm\x1ax\n\x1emigrate_volume.distinct_target\x12-the target volume must differ from the source\x1a\'this.target_volume_id != this.volume_id\"M\n\x15MigrateVolumeResponse\x12\x34\n\toperation\x18\x01 \x01(\x0b\x32!.lucid.storage.v1.VolumeOperation\"?\n\x19GetVolumeOperationRequest\x12\"\n\x0coperation_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\"R\n\x1aGetVolumeOperationResponse\x12\x34\n\toperation\x18\x01 \x01(\x0b\x32!.lucid.storage.v1.VolumeOperation*p\n\nVolumeType\x12\x1b\n\x17VOLUME_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VOLUME_TYPE_LOCAL\x10\x01\x12\x17\n\x13VOLUME_TYPE_NETWORK\x10\x02\x12\x15\n\x11VOLUME_TYPE_CLOUD\x10\x03*\x95\x01\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13VOLUME_STATE_ACTIVE\x10\x01\x12\x19\n\x15VOLUME_STATE_INACTIVE\x10\x02\x12\x1c\n\x18VOLUME_STATE_MAINTENANCE\x10\x03\x12\x16\n\x12VOLUME_STATE_ERROR\x10\x04*\\\n\nAlertLevel\x12\x1b\n\x17\x41LERT_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_LEVEL_WARNING\x10\x01\x12\x18\n\x14\x41LERT_LEVEL_CRITICAL\x10\x02*\x81\x01\n\x0bUsagePeriod\x12\x1c\n\x18USAGE_PERIOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fUSAGE_PERIOD_1H\x10\x01\x12\x14\n\x10USAGE_PERIOD_24H\x10\x02\x12\x13\n\x0fUSAGE_PERIOD_7D\x10\x03\x12\x14\n\x10USAGE_PERIOD_30D\x10\x04*a\n\rMigrationMode\x12\x1e\n\x1aMIGRATION_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MIGRATION_MODE_COPY\x10\x01\x12\x17\n\x13MIGRATION_MODE_MOVE\x10\x02*\xaa\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17OPERATION_STATE_STARTED\x10\x01\x12\x1f\n\x1bOPERATION_STATE_IN_PROGRESS\x10\x02\x12\x1d\n\x19OPERATION_STATE_COMPLETED\x10\x03\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x04\x32\xcb\n\n\rVolumeService\x12\x81\x01\n\x0bListVolumes\x12$.lucid.storage.v1.ListVolumesRequest\x1a%.lucid.storage.v1.ListVolumesResponse\"%\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/volumes\x12\x81\x01\n\x0c\x43reateVolume\x12%.lucid.storage.v1.CreateVolumeRequest\x1a&.lucid.storage.v1.CreateVolumeResponse\"\"\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/volumes:\x01*\x12\x87\x01\n\tGetVolume\x12\".lucid.storage.v1.GetVolumeRequest\x1a#.lucid.storage.v1.GetVolumeResponse\"1\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/volumes/{volume_id}\x12\x90\x01\n\x0cUpdateVolume\x12%.lucid.storage.v1.UpdateVolumeRequest\x1a&.lucid.storage.v1.UpdateVolumeResponse\"1\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02 \x1a\x1b/api/v1/volumes/{volume_id}:\x01*\x12\x8d\x01\n\x0c\x44\x65leteVolume\x12%.lucid.storage.v1.DeleteVolumeRequest\x1a&.lucid.storage.v1.DeleteVolumeResponse\".\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\x1d*\x1b/api/v1/volumes/{volume_id}\x12\x97\x01\n\x0cResizeVolume\x12%.lucid.storage.v1.ResizeVolumeRequest\x1a&.lucid.storage.v1.ResizeVolumeResponse\"8\x90\x02\x02\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02\'\x1a\"/api/v1/volumes/{volume_id}:resize:\x01*\x12\x9c\x01\n\x0eGetVolumeUsage\x12\'.lucid.storage.v1.GetVolumeUsageRequest\x1a(.lucid.storage.v1.GetVolumeUsageResponse\"7\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02#\x12!/api/v1/volumes/{volume_id}/usage\x12\x98\x01\n\rMigrateVolume\x12&.lucid.storage.v1.MigrateVolumeRequest\x1a\'.lucid.storage.v1.MigrateVolumeResponse\"6\xa2\xbb\x18\x04\x10& \x02\x82\xd3\xe4\x93\x02(\"#/api/v1/volumes/{volume_id}:migrate:\x01*\x12\xb0\x01\n\x12GetVolumeOperation\x12+.lucid.storage.v1.GetVolumeOperationRequest\x1a,.lucid.storage.v1.GetVolumeOperationResponse\"?\x90\x02\x01\xa2\xbb\x18\x07\x10\x15\x1a\x01\x06 \x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/volumes/operations/{operation_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lucid.storage.v1.volume_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VOLUME'].fields_by_name['volume_id']._loaded_options = None
+  _globals['_VOLUME'].fields_by_name['volume_id']._serialized_options = b'\342A\001\003'
+  _globals['_VOLUME'].fields_by_name['type']._loaded_options = None
+  _globals['_VOLUME'].fields_by_name['type']._serialized_options = b'\342A\001\005'
+  _globals['_VOLUME'].fields_by_name['create_time']._loaded_options = None
+  _globals['_VOLUME'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_VOLUME'].fields_by_name['update_time']._loaded_options = None
+  _globals['_VOLUME'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_LISTVOLUMESREQUEST'].fields_by_name['state']._loaded_options = None
   _globals['_LISTVOLUMESREQUEST'].fields_by_name['state']._serialized_options = b'\272H\005\202\001\002\020\001'
   _globals['_LISTVOLUMESREQUEST'].fields_by_name['page_size']._loaded_options = None
@@ -53,9 +62,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEVOLUMEREQUEST'].fields_by_name['purpose']._loaded_options = None
   _globals['_CREATEVOLUMEREQUEST'].fields_by_name['purpose']._serialized_options = b'\272H\004r\002\030@'
   _globals['_GETVOLUMEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_GETVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['name']._serialized_options = b'\272H!r\0342\032^[a-z0-9][a-z0-9_-]{0,62}$\330\001\001'
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['state']._loaded_options = None
@@ -65,27 +74,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['update_mask']._loaded_options = None
   _globals['_UPDATEVOLUMEREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\031\342\001\026\022\004name\022\005state\022\007purpose'
   _globals['_DELETEVOLUMEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_DELETEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_DELETEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_DELETEVOLUMEREQUEST'].fields_by_name['confirm']._loaded_options = None
   _globals['_DELETEVOLUMEREQUEST'].fields_by_name['confirm']._serialized_options = b'\272H\004j\002\010\001'
   _globals['_RESIZEVOLUMEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_RESIZEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_RESIZEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_RESIZEVOLUMEREQUEST'].fields_by_name['new_size_bytes']._loaded_options = None
   _globals['_RESIZEVOLUMEREQUEST'].fields_by_name['new_size_bytes']._serialized_options = b'\272H\017\"\r\030\200\200\200\200\320\017(\200\200\200\200\004'
   _globals['_GETVOLUMEUSAGEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_GETVOLUMEUSAGEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETVOLUMEUSAGEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_GETVOLUMEUSAGEREQUEST'].fields_by_name['period']._loaded_options = None
   _globals['_GETVOLUMEUSAGEREQUEST'].fields_by_name['period']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_VOLUMEOPERATION'].fields_by_name['start_time']._loaded_options = None
+  _globals['_VOLUMEOPERATION'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_VOLUMEOPERATION'].fields_by_name['complete_time']._loaded_options = None
+  _globals['_VOLUMEOPERATION'].fields_by_name['complete_time']._serialized_options = b'\342A\001\003'
   _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['volume_id']._loaded_options = None
-  _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['target_volume_id']._loaded_options = None
-  _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['target_volume_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['target_volume_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['mode']._loaded_options = None
   _globals['_MIGRATEVOLUMEREQUEST'].fields_by_name['mode']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_MIGRATEVOLUMEREQUEST']._loaded_options = None
   _globals['_MIGRATEVOLUMEREQUEST']._serialized_options = b'\272H\324\001\032X\n\033migrate_volume.move_confirm\022\031a move needs confirm=true\032\036this.mode != 2 || this.confirm\032x\n\036migrate_volume.distinct_target\022-the target volume must differ from the source\032\'this.target_volume_id != this.volume_id'
   _globals['_GETVOLUMEOPERATIONREQUEST'].fields_by_name['operation_id']._loaded_options = None
-  _globals['_GETVOLUMEOPERATIONREQUEST'].fields_by_name['operation_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_GETVOLUMEOPERATIONREQUEST'].fields_by_name['operation_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
   _globals['_VOLUMESERVICE'].methods_by_name['ListVolumes']._loaded_options = None
   _globals['_VOLUMESERVICE'].methods_by_name['ListVolumes']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002\021\022\017/api/v1/volumes'
   _globals['_VOLUMESERVICE'].methods_by_name['CreateVolume']._loaded_options = None
@@ -97,67 +110,67 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VOLUMESERVICE'].methods_by_name['DeleteVolume']._loaded_options = None
   _globals['_VOLUMESERVICE'].methods_by_name['DeleteVolume']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002\035*\033/api/v1/volumes/{volume_id}'
   _globals['_VOLUMESERVICE'].methods_by_name['ResizeVolume']._loaded_options = None
-  _globals['_VOLUMESERVICE'].methods_by_name['ResizeVolume']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002\'\032\"/api/v1/volumes/{volume_id}/resize:\001*'
+  _globals['_VOLUMESERVICE'].methods_by_name['ResizeVolume']._serialized_options = b'\220\002\002\242\273\030\004\020& \002\202\323\344\223\002\'\032\"/api/v1/volumes/{volume_id}:resize:\001*'
   _globals['_VOLUMESERVICE'].methods_by_name['GetVolumeUsage']._loaded_options = None
   _globals['_VOLUMESERVICE'].methods_by_name['GetVolumeUsage']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002#\022!/api/v1/volumes/{volume_id}/usage'
   _globals['_VOLUMESERVICE'].methods_by_name['MigrateVolume']._loaded_options = None
-  _globals['_VOLUMESERVICE'].methods_by_name['MigrateVolume']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\002(\"#/api/v1/volumes/{volume_id}/migrate:\001*'
+  _globals['_VOLUMESERVICE'].methods_by_name['MigrateVolume']._serialized_options = b'\242\273\030\004\020& \002\202\323\344\223\002(\"#/api/v1/volumes/{volume_id}:migrate:\001*'
   _globals['_VOLUMESERVICE'].methods_by_name['GetVolumeOperation']._loaded_options = None
   _globals['_VOLUMESERVICE'].methods_by_name['GetVolumeOperation']._serialized_options = b'\220\002\001\242\273\030\007\020\025\032\001\006 \001\202\323\344\223\002+\022)/api/v1/volumes/operations/{operation_id}'
-  _globals['_VOLUMETYPE']._serialized_start=3472
-  _globals['_VOLUMETYPE']._serialized_end=3584
-  _globals['_VOLUMESTATE']._serialized_start=3587
-  _globals['_VOLUMESTATE']._serialized_end=3736
-  _globals['_ALERTLEVEL']._serialized_start=3738
-  _globals['_ALERTLEVEL']._serialized_end=3830
-  _globals['_USAGEPERIOD']._serialized_start=3833
-  _globals['_USAGEPERIOD']._serialized_end=3962
-  _globals['_MIGRATIONMODE']._serialized_start=3964
-  _globals['_MIGRATIONMODE']._serialized_end=4061
-  _globals['_OPERATIONSTATE']._serialized_start=4064
-  _globals['_OPERATIONSTATE']._serialized_end=4234
-  _globals['_VOLUME']._serialized_start=208
-  _globals['_VOLUME']._serialized_end=649
-  _globals['_LISTVOLUMESREQUEST']._serialized_start=652
-  _globals['_LISTVOLUMESREQUEST']._serialized_end=789
-  _globals['_LISTVOLUMESRESPONSE']._serialized_start=791
-  _globals['_LISTVOLUMESRESPONSE']._serialized_end=900
-  _globals['_CREATEVOLUMEREQUEST']._serialized_start=903
-  _globals['_CREATEVOLUMEREQUEST']._serialized_end=1161
-  _globals['_CREATEVOLUMERESPONSE']._serialized_start=1163
-  _globals['_CREATEVOLUMERESPONSE']._serialized_end=1227
-  _globals['_GETVOLUMEREQUEST']._serialized_start=1229
-  _globals['_GETVOLUMEREQUEST']._serialized_end=1276
-  _globals['_GETVOLUMERESPONSE']._serialized_start=1278
-  _globals['_GETVOLUMERESPONSE']._serialized_end=1339
-  _globals['_UPDATEVOLUMEREQUEST']._serialized_start=1342
-  _globals['_UPDATEVOLUMEREQUEST']._serialized_end=1605
-  _globals['_UPDATEVOLUMERESPONSE']._serialized_start=1607
-  _globals['_UPDATEVOLUMERESPONSE']._serialized_end=1671
-  _globals['_DELETEVOLUMEREQUEST']._serialized_start=1673
-  _globals['_DELETEVOLUMEREQUEST']._serialized_end=1764
-  _globals['_DELETEVOLUMERESPONSE']._serialized_start=1766
-  _globals['_DELETEVOLUMERESPONSE']._serialized_end=1788
-  _globals['_RESIZEVOLUMEREQUEST']._serialized_start=1790
-  _globals['_RESIZEVOLUMEREQUEST']._serialized_end=1884
-  _globals['_RESIZEVOLUMERESPONSE']._serialized_start=1886
-  _globals['_RESIZEVOLUMERESPONSE']._serialized_end=1950
-  _globals['_USAGESAMPLE']._serialized_start=1952
-  _globals['_USAGESAMPLE']._serialized_end=2034
-  _globals['_GETVOLUMEUSAGEREQUEST']._serialized_start=2036
-  _globals['_GETVOLUMEUSAGEREQUEST']._serialized_end=2145
-  _globals['_GETVOLUMEUSAGERESPONSE']._serialized_start=2148
-  _globals['_GETVOLUMEUSAGERESPONSE']._serialized_end=2393
-  _globals['_VOLUMEOPERATION']._serialized_start=2396
-  _globals['_VOLUMEOPERATION']._serialized_end=2835
-  _globals['_MIGRATEVOLUMEREQUEST']._serialized_start=2838
-  _globals['_MIGRATEVOLUMEREQUEST']._serialized_end=3246
-  _globals['_MIGRATEVOLUMERESPONSE']._serialized_start=3248
-  _globals['_MIGRATEVOLUMERESPONSE']._serialized_end=3325
-  _globals['_GETVOLUMEOPERATIONREQUEST']._serialized_start=3327
-  _globals['_GETVOLUMEOPERATIONREQUEST']._serialized_end=3386
-  _globals['_GETVOLUMEOPERATIONRESPONSE']._serialized_start=3388
-  _globals['_GETVOLUMEOPERATIONRESPONSE']._serialized_end=3470
-  _globals['_VOLUMESERVICE']._serialized_start=4237
-  _globals['_VOLUMESERVICE']._serialized_end=5592
+  _globals['_VOLUMETYPE']._serialized_start=3573
+  _globals['_VOLUMETYPE']._serialized_end=3685
+  _globals['_VOLUMESTATE']._serialized_start=3688
+  _globals['_VOLUMESTATE']._serialized_end=3837
+  _globals['_ALERTLEVEL']._serialized_start=3839
+  _globals['_ALERTLEVEL']._serialized_end=3931
+  _globals['_USAGEPERIOD']._serialized_start=3934
+  _globals['_USAGEPERIOD']._serialized_end=4063
+  _globals['_MIGRATIONMODE']._serialized_start=4065
+  _globals['_MIGRATIONMODE']._serialized_end=4162
+  _globals['_OPERATIONSTATE']._serialized_start=4165
+  _globals['_OPERATIONSTATE']._serialized_end=4335
+  _globals['_VOLUME']._serialized_start=241
+  _globals['_VOLUME']._serialized_end=706
+  _globals['_LISTVOLUMESREQUEST']._serialized_start=709
+  _globals['_LISTVOLUMESREQUEST']._serialized_end=846
+  _globals['_LISTVOLUMESRESPONSE']._serialized_start=848
+  _globals['_LISTVOLUMESRESPONSE']._serialized_end=957
+  _globals['_CREATEVOLUMEREQUEST']._serialized_start=960
+  _globals['_CREATEVOLUMEREQUEST']._serialized_end=1218
+  _globals['_CREATEVOLUMERESPONSE']._serialized_start=1220
+  _globals['_CREATEVOLUMERESPONSE']._serialized_end=1284
+  _globals['_GETVOLUMEREQUEST']._serialized_start=1286
+  _globals['_GETVOLUMEREQUEST']._serialized_end=1337
+  _globals['_GETVOLUMERESPONSE']._serialized_start=1339
+  _globals['_GETVOLUMERESPONSE']._serialized_end=1400
+  _globals['_UPDATEVOLUMEREQUEST']._serialized_start=1403
+  _globals['_UPDATEVOLUMEREQUEST']._serialized_end=1670
+  _globals['_UPDATEVOLUMERESPONSE']._serialized_start=1672
+  _globals['_UPDATEVOLUMERESPONSE']._serialized_end=1736
+  _globals['_DELETEVOLUMEREQUEST']._serialized_start=1738
+  _globals['_DELETEVOLUMEREQUEST']._serialized_end=1833
+  _globals['_DELETEVOLUMERESPONSE']._serialized_start=1835
+  _globals['_DELETEVOLUMERESPONSE']._serialized_end=1857
+  _globals['_RESIZEVOLUMEREQUEST']._serialized_start=1859
+  _globals['_RESIZEVOLUMEREQUEST']._serialized_end=1957
+  _globals['_RESIZEVOLUMERESPONSE']._serialized_start=1959
+  _globals['_RESIZEVOLUMERESPONSE']._serialized_end=2023
+  _globals['_USAGESAMPLE']._serialized_start=2025
+  _globals['_USAGESAMPLE']._serialized_end=2107
+  _globals['_GETVOLUMEUSAGEREQUEST']._serialized_start=2109
+  _globals['_GETVOLUMEUSAGEREQUEST']._serialized_end=2222
+  _globals['_GETVOLUMEUSAGERESPONSE']._serialized_start=2225
+  _globals['_GETVOLUMEUSAGERESPONSE']._serialized_end=2470
+  _globals['_VOLUMEOPERATION']._serialized_start=2473
+  _globals['_VOLUMEOPERATION']._serialized_end=2924
+  _globals['_MIGRATEVOLUMEREQUEST']._serialized_start=2927
+  _globals['_MIGRATEVOLUMEREQUEST']._serialized_end=3343
+  _globals['_MIGRATEVOLUMERESPONSE']._serialized_start=3345
+  _globals['_MIGRATEVOLUMERESPONSE']._serialized_end=3422
+  _globals['_GETVOLUMEOPERATIONREQUEST']._serialized_start=3424
+  _globals['_GETVOLUMEOPERATIONREQUEST']._serialized_end=3487
+  _globals['_GETVOLUMEOPERATIONRESPONSE']._serialized_start=3489
+  _globals['_GETVOLUMEOPERATIONRESPONSE']._serialized_end=3571
+  _globals['_VOLUMESERVICE']._serialized_start=4338
+  _globals['_VOLUMESERVICE']._serialized_end=5693
 # @@protoc_insertion_point(module_scope)

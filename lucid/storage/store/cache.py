@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from lucid.runtime.errors import invalid_argument, not_found
 from lucid.storage.v1 import cache_pb2
+from lucid.storage.validation import key_prefix
 
 TYPES = {
     "string": cache_pb2.CACHE_KEY_TYPE_STRING,
@@ -54,6 +55,22 @@ class CacheAdmin:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+
+    async def info(self, section: str | None = None) -> dict[str, Any]:
+        """Redis's ``INFO`` (one section, or all)."""
+        return dict(await self.redis.info(section) if section else await self.redis.info())
+
+    async def size(self) -> int:
+        """How many keys the database holds."""
+        return int(await self.redis.dbsize())
+
+    async def keys_by_prefix(self) -> dict[str, int]:
+        """How many ``lucid:*`` keys each owner's prefix holds."""
+        counts: dict[str, int] = {}
+        async for key in self.redis.scan_iter(match="lucid:*", count=1000):
+            prefix = key_prefix(key.decode(errors="replace"))
+            counts[prefix] = counts.get(prefix, 0) + 1
+        return counts
 
     async def scan_page(
         self, pattern: str, key_type: cache_pb2.CacheKeyType.ValueType, limit: int, cursor: int

@@ -1,32 +1,21 @@
-"""gRPC adapters of the sessions contract: SessionService and ManifestService.
-
-Each rpc reads its request, asks the service modules, and answers with messages;
-refusals are ``LucidError``s. Ownership: users act on their own sessions, admins
-on anyone's, services (rdp, admin) as the contract allows.
-"""
+"""``lucid.sessions.v1.SessionService``: CRUD, recording control, statistics, pipeline,
+events and finalization of recording sessions, translated to the domain."""
 
 from __future__ import annotations
 
 import grpc
 
 from lucid.runtime import paging
-from lucid.runtime.audit import client_of
-from lucid.runtime.errors import ErrorCode, LucidError, not_found
-from lucid.runtime.wire import duration, optional_timestamp
+from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.wire import duration, optional_timestamp, seconds
 from lucid.sessions import convert
-from lucid.sessions.finalize import Finalizer
-from lucid.sessions.repository import Doc
-from lucid.sessions.service import Caller, Sessions
+from lucid.sessions.convert import caller as caller_of
+from lucid.sessions.manifests import Manifests
+from lucid.sessions.service import Sessions
 from lucid.sessions.states import State
-from lucid.sessions.v1 import manifests_pb2, manifests_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from lucid.sessions.store.repository import Doc
+from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
-_ORDERS = {
-    sessions_pb2.SESSION_ORDER_UNSPECIFIED: [("created_at", -1)],
-    sessions_pb2.SESSION_ORDER_CREATE_TIME_DESC: [("created_at", -1)],
-    sessions_pb2.SESSION_ORDER_CREATE_TIME_ASC: [("created_at", 1)],
-    sessions_pb2.SESSION_ORDER_UPDATE_TIME_DESC: [("updated_at", -1)],
-    sessions_pb2.SESSION_ORDER_NAME_ASC: [("name", 1)],
-}
 _UPDATABLE = (
     "name",
     "description",
@@ -44,12 +33,6 @@ def _given(request: sessions_pb2.UpdateSessionRequest, name: str) -> bool:
     return bool(getattr(request, name))
 
 
-def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-    """The caller of the current rpc, with the client address as the edge reports it."""
-    client = client_of(context)
-    return Caller.of(client.principal, client.ip)
-
-
 def recording_url(session_id: str) -> str:
     """Where a client feeds a recording: the UploadChunks stream of the session."""
     return f"grpc://sessions/lucid.sessions.v1.ChunkService/UploadChunks?session_id={session_id}"
@@ -58,9 +41,9 @@ def recording_url(session_id: str) -> str:
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     """Sessions: CRUD, recording control, statistics, pipeline, events, finalization."""
 
-    def __init__(self, sessions: Sessions, finalizer: Finalizer) -> None:
+    def __init__(self, sessions: Sessions, manifests: Manifests) -> None:
         self.sessions = sessions
-        self.finalizer = finalizer
+        self.manifests = manifests
 
     async def CreateSession(
         self, request: sessions_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -92,20 +75,14 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         self, request: sessions_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.ListSessionsResponse:
         caller = caller_of(context)
-        query = self.sessions.owner_filter(caller, request.owner_user_id)
-        if request.state:
-            query["state"] = convert.state_name(request.state)
-        else:
-            query["state"] = {"$ne": State.DELETED.value}
-        if request.project:
-            query["metadata.project"] = request.project
-        if request.environment:
-            query["metadata.environment"] = request.environment
-        if request.tag:
-            query["metadata.tags"] = request.tag
-        page = paging.page(request, scope=query)
-        docs, total = await self.sessions.repo.list_sessions(
-            query, _ORDERS[request.order], page.offset, page.size
+        page = paging.page(request, scope=(caller.user_id, caller.is_admin, caller.service))
+        docs, total = await self.sessions.page(
+            caller,
+            request.owner_user_id,
+            convert.session_filter(request),
+            convert.SESSION_ORDERS[request.order],
+            offset=page.offset,
+            limit=page.size,
         )
         return sessions_pb2.ListSessionsResponse(
             sessions=[convert.session(d) for d in docs],
@@ -227,12 +204,14 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def ListSessionEvents(
         self, request: sessions_pb2.ListSessionEventsRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.ListSessionEventsResponse:
-        await self.sessions.get(request.session_id, caller_of(context))
-        query: Doc = {"session_id": request.session_id}
-        if request.event_type:
-            query["event_type"] = request.event_type
         page = paging.page(request)
-        docs, total = await self.sessions.repo.list_events(query, page.offset, page.size)
+        docs, total = await self.sessions.events(
+            request.session_id,
+            caller_of(context),
+            request.event_type,
+            offset=page.offset,
+            limit=page.size,
+        )
         return sessions_pb2.ListSessionEventsResponse(
             events=[convert.event(d) for d in docs],
             next_page_token=page.next_token(len(docs), total),
@@ -242,31 +221,13 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def FinalizeSession(
         self, request: sessions_pb2.FinalizeSessionRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.FinalizeSessionResponse:
-        doc = await self.sessions.repo.session(request.session_id)
-        if doc is None:
-            raise not_found(f"session {request.session_id}")
-        if doc["state"] in (State.RECORDING, State.PAUSED):
-            await self.sessions.stop(request.session_id, None)
-        elif doc["state"] in (State.CREATED, State.STARTING, State.DELETED):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_STATE,
-                f"cannot finalize a session that is {doc['state']}",
-                metadata={"state": str(doc["state"])},
-            )
-        if doc["state"] in (State.STOPPED, State.RECORDING, State.PAUSED):
-            await self.finalizer.step(request.session_id)
-            self.finalizer.wake(request.session_id)
-        current = await self.sessions.repo.session(request.session_id)
-        assert current is not None
+        current = await self.manifests.finalize(request.session_id)
         return sessions_pb2.FinalizeSessionResponse(session=convert.session(current))
 
     async def RetryAnchoring(
         self, request: sessions_pb2.RetryAnchoringRequest, context: grpc.aio.ServicerContext
     ) -> sessions_pb2.RetryAnchoringResponse:
-        caller = caller_of(context)
-        await self.sessions.get(request.session_id, caller)
-        doc = await self.finalizer.retry(request.session_id)
-        await self.sessions.audit("session.anchor_retry", request.session_id, caller)
+        doc = await self.manifests.retry_anchoring(request.session_id, caller_of(context))
         return sessions_pb2.RetryAnchoringResponse(session=convert.session(doc))
 
     async def StopAllRecordings(
@@ -282,77 +243,8 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         request: sessions_pb2.SetSessionCreationEnabledRequest,
         context: grpc.aio.ServicerContext,
     ) -> sessions_pb2.SetSessionCreationEnabledResponse:
-        revert = (
-            request.auto_revert.ToTimedelta().total_seconds()
-            if request.HasField("auto_revert")
-            else None
-        )
+        revert = seconds(request.auto_revert) if request.HasField("auto_revert") else None
         result = await self.sessions.set_creation_enabled(request.enabled, revert)
         return sessions_pb2.SetSessionCreationEnabledResponse(
             enabled=result["enabled"], revert_time=optional_timestamp(result["revert_time"])
-        )
-
-
-class ManifestServicer(manifests_pb2_grpc.ManifestServiceServicer):
-    """Manifests and Merkle roots."""
-
-    def __init__(self, sessions: Sessions, finalizer: Finalizer) -> None:
-        self.sessions = sessions
-        self.finalizer = finalizer
-
-    async def CreateManifest(
-        self, request: manifests_pb2.CreateManifestRequest, context: grpc.aio.ServicerContext
-    ) -> manifests_pb2.CreateManifestResponse:
-        session = await self.sessions.get(request.session_id, caller_of(context))
-        if session["state"] not in (State.STOPPED, State.PROCESSING):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_STATE,
-                f"a manifest is built for a stopped session, not one that is {session['state']}",
-                metadata={"state": str(session["state"])},
-            )
-        if await self.sessions.repo.manifest_of(request.session_id) is not None:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_ALREADY_EXISTS,
-                f"session {request.session_id} already has a manifest",
-            )
-        manifest = await self.finalizer.ensure_manifest(session)
-        chunks = await self.sessions.repo.chunks_of(request.session_id)
-        return manifests_pb2.CreateManifestResponse(manifest=convert.manifest(manifest, chunks))
-
-    async def GetManifest(
-        self, request: manifests_pb2.GetManifestRequest, context: grpc.aio.ServicerContext
-    ) -> manifests_pb2.GetManifestResponse:
-        repo = self.sessions.repo
-        manifest = (
-            await repo.manifest(request.manifest_id)
-            if request.manifest_id
-            else await repo.manifest_of(request.session_id)
-        )
-        name = request.manifest_id or f"of session {request.session_id}"
-        if manifest is None:
-            raise not_found(f"manifest {name}")
-        try:
-            await self.sessions.get(manifest["session_id"], caller_of(context))
-        except LucidError:
-            raise not_found(f"manifest {name}") from None
-        chunks = None if request.summary_only else await repo.chunks_of(manifest["session_id"])
-        return manifests_pb2.GetManifestResponse(manifest=convert.manifest(manifest, chunks))
-
-    async def GetMerkleRoot(
-        self, request: manifests_pb2.GetMerkleRootRequest, context: grpc.aio.ServicerContext
-    ) -> manifests_pb2.GetMerkleRootResponse:
-        session = await self.sessions.get(request.session_id, caller_of(context))
-        manifest = await self.sessions.repo.manifest_of(request.session_id)
-        if manifest is None:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_STATE,
-                f"session {request.session_id} has no Merkle root yet",
-                metadata={"state": str(session["state"])},
-            )
-        return manifests_pb2.GetMerkleRootResponse(
-            session_id=request.session_id,
-            merkle_root=manifest["merkle_root"],
-            leaf_count=int(manifest["chunk_count"]),
-            hash_algorithm=sessions_pb2.HASH_ALGORITHM_SHA256,
-            manifest_id=manifest["_id"],
         )

@@ -1,0 +1,1 @@
+"""The chain cluster's gRPC servicers: one module per proto service."""

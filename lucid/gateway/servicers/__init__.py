@@ -1,0 +1,1 @@
+"""The gateway's gRPC servicers: one module per service."""

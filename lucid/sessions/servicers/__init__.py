@@ -1,0 +1,1 @@
+"""The sessions cluster's gRPC servicers: one module per proto service."""
