@@ -82,7 +82,7 @@ class Load:
             return
         session_id = created["session"]["session_id"]
         base = f"/api/v1/sessions/{session_id}"
-        if await post(f"{base}/start", {}) is None:
+        if await post(f"{base}:start", {}) is None:
             return
         for seq in range(1, CHUNKS + 1):
             data = base64.b64encode(os.urandom(CHUNK_BYTES)).decode()
@@ -92,7 +92,7 @@ class Load:
             if stored is None:
                 return
         self.stopped_at[session_id] = time.perf_counter()
-        if await post(f"{base}/stop", {}) is None:
+        if await post(f"{base}:stop", {}) is None:
             del self.stopped_at[session_id]
 
     async def follow(self, done: asyncio.Event) -> None:

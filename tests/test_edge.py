@@ -249,7 +249,7 @@ async def test_a_session_uploads_10_mib_per_second_through_the_edge(
             ) as r:
                 session_id = (await r.json())["session"]["session_id"]
             async with http.post(
-                f"{url}/api/v1/sessions/{session_id}/start", json={}, headers=headers
+                f"{url}/api/v1/sessions/{session_id}:start", json={}, headers=headers
             ) as r:
                 assert r.status == 200, await r.text()
             chunks = f"{url}/api/v1/sessions/{session_id}/chunks"

@@ -170,7 +170,7 @@ async def test_sigkill_of_sessions_mid_upload_costs_seconds_not_minutes(up: Up) 
             assert r.status == 200, await r.text()
             session_id = (await r.json())["session"]["session_id"]
         base = f"{edge}/api/v1/sessions/{session_id}"
-        async with http.post(f"{base}/start", json={}, headers=headers) as r:
+        async with http.post(f"{base}:start", json={}, headers=headers) as r:
             assert r.status == 200, await r.text()
 
         async def upload(seq: int) -> int:
@@ -197,7 +197,7 @@ async def test_sigkill_of_sessions_mid_upload_costs_seconds_not_minutes(up: Up) 
         assert statuses[-1] == 200 and recovered_s <= 5.0, (recovered_s, statuses[-10:])
         for seq in (5, 6):
             assert await upload(seq) == 200
-        async with http.post(f"{base}/stop", json={}, headers=headers) as r:
+        async with http.post(f"{base}:stop", json={}, headers=headers) as r:
             assert r.status == 200, await r.text()
 
         async def completed() -> dict | None:  # type: ignore[type-arg]
