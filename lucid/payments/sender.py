@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 import grpc
 
@@ -54,6 +55,21 @@ TRON_BREAKER = BreakerPolicy(
     failure_threshold=5, open_s=300.0, success_threshold=3, half_open_calls=3
 )
 """Spec 07 §4: 5 failures, 300 s recovery, 3 half-open calls."""
+SEND_LEAD_S = 300.0
+"""A scheduled (hourly, daily, weekly) payout is sent this long before its estimated
+completion, the time an immediate one is given (spec 07: ETA +5 min)."""
+
+
+def due(now: float) -> dict[str, Any]:
+    """The pending payouts to send at ``now``: immediate ones at once, scheduled ones
+    (HOURLY, DAILY, WEEKLY) once their estimated completion is ``SEND_LEAD_S`` away."""
+    return {
+        "status": PENDING,
+        "$or": [
+            {"batch_type": {"$in": [0, 1]}},
+            {"estimated_completion_time": {"$lte": now + SEND_LEAD_S}},
+        ],
+    }
 
 
 class PayoutSender:
@@ -141,9 +157,7 @@ class PayoutSender:
         if not self.frozen:
             room = self.max_concurrent() - len(active)
             if room > 0:
-                pending = await self.store.many(
-                    {"status": PENDING, "batch_type": {"$in": [0, 1]}}, limit=room
-                )
+                pending = await self.store.many(due(self.clock.timestamp()), limit=room)
                 for record in pending:
                     claimed = await self.store.move(
                         record.payout_id,
