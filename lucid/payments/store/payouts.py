@@ -119,6 +119,17 @@ class PayoutStore(RecordStore[PayoutRecord]):
         async with translated():
             await self.collection.insert_many([r.to_doc() for r in records], ordered=True)
 
+    async def insert_missing(self, records: Sequence[PayoutRecord]) -> int:
+        """Stores those of ``records`` not stored yet (by id or key); how many it stored."""
+        stored = 0
+        for record in records:
+            try:
+                await self.insert_doc(record.to_doc())
+            except DuplicateError:
+                continue
+            stored += 1
+        return stored
+
     async def get(self, payout_id: str) -> PayoutRecord | None:
         return await self.find({"_id": payout_id})
 
