@@ -328,3 +328,36 @@ async def test_a_weekly_payout_waits_for_its_week_then_is_paid_once(
         await bed.mine(20)
         await bed.until_status(weekly.payout_id, S.PAYOUT_STATUS_CONFIRMED)
         assert await bed.usdt_of(recipient) == 3 * USDT_UNIT
+
+
+async def test_a_try_that_sent_nothing_is_retried_after_a_backoff_then_paid_once(
+    settings: Settings, mesh: Mesh, tmp_path: Path
+) -> None:
+    """A scheduled payout comes due while the hot wallet holds too little USDT: nothing is
+    signed, it goes back to pending with the reason and is not tried again before its
+    backoff (30 s on the injectable clock); after a top-up and the backoff it is paid."""
+    clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
+    async with payments_bed(settings, mesh, tmp_path, clock=clock, usdt_micros=USDT_UNIT) as bed:
+        recipient = new_address()
+        hourly = await bed.create(
+            recipient_address=recipient, amount_micros=3 * USDT_UNIT, batch_type=S.BATCH_TYPE_HOURLY
+        )
+        clock.advance(timedelta(hours=1))
+        waiting = await until(
+            lambda: bed.payout(hourly.payout_id),
+            lambda p: p.status == S.PAYOUT_STATUS_PENDING and p.retry_count == 1,
+        )
+        assert "insufficient USDT" in waiting.error_message
+        await asyncio.to_thread(
+            bed.devnet.admin, "fund", address=bed.hot_address, trx_sun=0, usdt_micros=5 * USDT_UNIT
+        )
+        clock.advance(29)
+        other = await bed.create(amount_micros=USDT_UNIT)  # a pass of the worker after the top-up
+        await bed.until_status(other.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        assert (await bed.payout(hourly.payout_id)).status == S.PAYOUT_STATUS_PENDING
+        clock.advance(2)
+        await bed.until_status(hourly.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        await bed.mine(20)
+        paid = await bed.until_status(hourly.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        assert paid.retry_count == 1
+        assert await bed.usdt_of(recipient) == 3 * USDT_UNIT

@@ -75,6 +75,8 @@ class PayoutRecord:
     attempts: int = 0
     """Transactions signed for it so far (a new one only after the last expired unseen)."""
     retry_count: int = 0
+    retry_after: float = 0.0
+    """A pending payout put back after a try that sent nothing waits until then."""
     error_message: str = ""
     confirm_time: float = 0.0
 
