@@ -332,7 +332,8 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_up)
 
     demo = sub.add_parser(
-        "demo", help="sign in, record a session, anchor it and verify a proof on a running mesh"
+        "demo",
+        help="sign in, record, anchor, verify a proof and pay a dev node on a running mesh",
     )
     demo.set_defaults(run=_demo)
     _desktop_parser(sub)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 from tronpy.keys import PrivateKey
 
+from lucid.lib.clock import Clock
 from lucid.payments import app as payments_app
 from lucid.payments.servicers.wallets import WalletServiceServicer
 from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc, wallets_pb2_grpc
@@ -106,10 +107,11 @@ async def payments_bed(
     trx_sun: int = 100_000 * TRX,
     options: payments_app.PaymentsOptions | None = None,
     block_interval_s: float = 3600.0,
+    clock: Clock | None = None,
     **changes: Any,
 ) -> AsyncIterator[PaymentsBed]:
     """A devnet (blocks mined by hand unless ``block_interval_s`` is short) and a payments
-    server with a funded hot wallet."""
+    server with a funded hot wallet (on ``clock`` when given)."""
     devnet = Devnet(tmp_path / "devnet", block_interval_s=block_interval_s)
     devnet.start()
     ports = {**settings.ports, "payments": free_port()}
@@ -124,6 +126,8 @@ async def payments_bed(
     private.servers["auth"] = mesh.servers["auth"]
 
     async def build(runtime: Any) -> Any:
+        if clock is not None:
+            runtime.clock = clock
         return await payments_app.build(runtime, options)
 
     try:

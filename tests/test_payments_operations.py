@@ -218,6 +218,51 @@ def _items(n: int, amount: int) -> list[payouts_pb2.PayoutBatchItem]:
     ]
 
 
+async def test_a_batch_cut_off_before_its_payouts_is_completed_by_a_retry_or_a_restart(
+    bed: PaymentsBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer dies between the batch record and its payouts (here: storing them raises):
+    nothing is sent then; a retry with the key, or the start of the server
+    (``recover_batches``), stores them from the batch's copy, and each is paid once."""
+    payouts = next(
+        s for _, s in bed.server.app.servicers if isinstance(s, PayoutServiceServicer)
+    ).payouts
+
+    async def dies(records: object) -> None:
+        raise RuntimeError("the process died here")
+
+    stub = bed.stub()
+    retried = S.CreatePayoutBatchRequest(idempotency_key=str(uuid.uuid4()), items=_items(2, 10_000))
+    restarted = S.CreatePayoutBatchRequest(
+        idempotency_key=str(uuid.uuid4()), items=_items(2, 20_000)
+    )
+    monkeypatch.setattr(payouts.store, "insert_many", dies)
+    for request in (retried, restarted):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.CreatePayoutBatch(request)
+    monkeypatch.undo()
+    recipients = [i.recipient_address for r in (retried, restarted) for i in r.items]
+    for recipient in recipients:
+        listed = await stub.ListPayouts(S.ListPayoutsRequest(recipient_address=recipient))
+        assert listed.total_size == 0
+
+    again = await stub.CreatePayoutBatch(retried)
+    assert again.replayed and [p.recipient_address for p in again.payouts] == recipients[:2]
+    assert await payouts.recover_batches() == 2  # what the server does when it starts
+    assert await payouts.recover_batches() == 0
+    recovered = []
+    for recipient in recipients[2:]:
+        listed = await stub.ListPayouts(S.ListPayoutsRequest(recipient_address=recipient))
+        assert listed.total_size == 1
+        recovered.append(listed.payouts[0])
+    for payout in [*again.payouts, *recovered]:
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_BROADCAST)
+    await bed.mine(20)
+    for payout in [*again.payouts, *recovered]:
+        await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        assert await bed.usdt_of(payout.recipient_address) == payout.amount_micros
+
+
 async def test_an_immediate_batch_is_paid_whole_and_replayed_by_key(bed: PaymentsBed) -> None:
     stub = bed.stub()
     request = S.CreatePayoutBatchRequest(

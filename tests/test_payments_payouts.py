@@ -6,12 +6,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 
 from lucid.common.v1 import access_pb2
+from lucid.lib.clock import FakeClock
 from lucid.payments.app import PaymentsOptions
 from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.v1 import payments_pb2, payments_pb2_grpc, payouts_pb2, tron_pb2
@@ -299,3 +301,63 @@ async def test_a_stale_reference_block_is_re_signed_and_a_bad_signature_fails(
     failed = await bed.until_status(refused.payout_id, S.PAYOUT_STATUS_FAILED, timeout_s=60)
     assert failed.error_message.startswith("SIGERROR")
     assert "payout.failed" in await _audit(bed, refused.payout_id)
+
+
+async def test_a_weekly_payout_waits_for_its_week_then_is_paid_once(
+    settings: Settings, mesh: Mesh, tmp_path: Path
+) -> None:
+    """The scheduler: a WEEKLY payout stays pending (while immediate ones are sent) until
+    the injectable clock is 5 minutes before its estimated completion, then it is paid."""
+    week = timedelta(days=7)
+    clock = FakeClock(datetime.now(UTC) - week)
+    async with payments_bed(settings, mesh, tmp_path, clock=clock) as bed:
+        recipient = new_address()
+        weekly = await bed.create(
+            recipient_address=recipient, amount_micros=3 * USDT_UNIT, batch_type=S.BATCH_TYPE_WEEKLY
+        )
+        eta = weekly.estimated_completion_time.ToDatetime(UTC)
+        assert abs(eta - clock.now() - week) < timedelta(milliseconds=1)
+        immediate = await bed.create()
+        await bed.until_status(immediate.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        clock.advance(week - timedelta(seconds=301))
+        later = await bed.create()
+        await bed.until_status(later.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        assert (await bed.payout(weekly.payout_id)).status == S.PAYOUT_STATUS_PENDING
+        clock.advance(2)
+        await bed.until_status(weekly.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        await bed.mine(20)
+        await bed.until_status(weekly.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        assert await bed.usdt_of(recipient) == 3 * USDT_UNIT
+
+
+async def test_a_try_that_sent_nothing_is_retried_after_a_backoff_then_paid_once(
+    settings: Settings, mesh: Mesh, tmp_path: Path
+) -> None:
+    """A scheduled payout comes due while the hot wallet holds too little USDT: nothing is
+    signed, it goes back to pending with the reason and is not tried again before its
+    backoff (30 s on the injectable clock); after a top-up and the backoff it is paid."""
+    clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
+    async with payments_bed(settings, mesh, tmp_path, clock=clock, usdt_micros=USDT_UNIT) as bed:
+        recipient = new_address()
+        hourly = await bed.create(
+            recipient_address=recipient, amount_micros=3 * USDT_UNIT, batch_type=S.BATCH_TYPE_HOURLY
+        )
+        clock.advance(timedelta(hours=1))
+        waiting = await until(
+            lambda: bed.payout(hourly.payout_id),
+            lambda p: p.status == S.PAYOUT_STATUS_PENDING and p.retry_count == 1,
+        )
+        assert "insufficient USDT" in waiting.error_message
+        await asyncio.to_thread(
+            bed.devnet.admin, "fund", address=bed.hot_address, trx_sun=0, usdt_micros=5 * USDT_UNIT
+        )
+        clock.advance(29)
+        other = await bed.create(amount_micros=USDT_UNIT)  # a pass of the worker after the top-up
+        await bed.until_status(other.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        assert (await bed.payout(hourly.payout_id)).status == S.PAYOUT_STATUS_PENDING
+        clock.advance(2)
+        await bed.until_status(hourly.payout_id, S.PAYOUT_STATUS_BROADCAST)
+        await bed.mine(20)
+        paid = await bed.until_status(hourly.payout_id, S.PAYOUT_STATUS_CONFIRMED)
+        assert paid.retry_count == 1
+        assert await bed.usdt_of(recipient) == 3 * USDT_UNIT

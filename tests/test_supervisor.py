@@ -21,7 +21,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tronpy import Tron
 from tronpy.keys import PrivateKey
+from tronpy.providers import HTTPProvider
 
 from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from lucid.runtime.config import CLUSTERS, load_settings
@@ -66,6 +68,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         "LUCID_EXTRA_VALIDATOR_PORT": str(consecutive_free_ports(2)),
         "LUCID_BLOCK_INTERVAL_S": "0.5",
         "LUCID_LEADER_TIMEOUT_S": "1.0",
+        "LUCID_DEVNET_TRON_PORT": str(free_port()),
         **{f"LUCID_PORT_{c.upper()}": str(free_port()) for c in CLUSTERS},
     }
     process = subprocess.Popen(
@@ -259,7 +262,9 @@ def test_banner_commands_work(up: Up) -> None:
 
 
 def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
-    """`lucid demo`: sign in, record, anchor on the three validators, verify a proof offline."""
+    """`lucid demo`: sign in, record, anchor on the three validators, verify a proof offline,
+    then the nodes cluster pays a dev node in USDT on the local TRON network: the txid it
+    prints is solid on the devnet and the node's address holds exactly the 10 USDT."""
     result = subprocess.run(
         [sys.executable, "-m", "lucid", "demo"],
         env=up.env,
@@ -268,10 +273,20 @@ def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
         timeout=240,
         check=False,
     )
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("✓") == 5, result.stdout
+    assert result.stdout.count("✓") == 6, result.stdout
     assert "anchored in final block" in result.stdout
     assert "trust anchor: genesis" in result.stdout
+    paid = re.search(r"paid dev-node-1 10\.00 USDT at (T\w{33}) .*TRON tx ([0-9a-f]{64})$",
+                     result.stdout, re.MULTILINE)  # fmt: skip
+    assert paid, result.stdout
+    address, txid = paid.groups()
+    tron = Tron(HTTPProvider(f"http://127.0.0.1:{up.settings.devnet_tron_port}"))
+    solid = tron.get_solid_transaction_info(txid)
+    assert solid["receipt"]["result"] == "SUCCESS", solid
+    usdt = tron.get_contract(up.settings.tron_usdt_contract)
+    assert usdt.functions.balanceOf(address) == 10_000_000
 
 
 async def test_a_cluster_killed_with_sigkill_is_restarted(up: Up) -> None:

@@ -117,6 +117,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
     async def ready() -> None:
         await wallets.payout_wallet()
         await controls.load_limits()
+        await payouts.recover_batches()
 
     return ClusterApp(
         servicers=[

@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 from lucid.lib.clock import Clock
 from lucid.payments.limits import KYC, V0, LimitCheck, PayoutLimits, next_resets, window_starts
 from lucid.payments.network import NetworkError, TronNetwork
-from lucid.payments.sender import PayoutSender
+from lucid.payments.sender import MAX_RETRIES, PayoutSender
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.base import StoreUnavailableError
 from lucid.payments.store.payouts import (
@@ -35,7 +35,6 @@ from lucid.payments.store.payouts import (
 from lucid.payments.wallets import Actor, Wallets
 from lucid.runtime.errors import ErrorCode, LucidError
 
-MAX_RETRIES = 3
 LIMIT_FIELDS = tuple(f.name for f in fields(PayoutLimits))
 
 

@@ -176,6 +176,8 @@ class Payouts:
         """A batch of 1-100 payouts, validated whole before any is stored or sent."""
         existing = await self.batches.find({"idempotency_key": key})
         if existing is not None:
+            if not existing.complete:
+                await self.finish_batch(existing)
             return existing, await self._batch_payouts(existing), True
         keys = [r.idempotency_key for r in requests]
         if len(set(keys)) != len(keys):
@@ -221,6 +223,7 @@ class Payouts:
                 record.priority = priority
                 records.append(record)
             batch.payout_ids = [r.payout_id for r in records]
+            batch.items, batch.complete = [r.to_doc() for r in records], False
             try:
                 await self.batches.insert(batch)
             except BatchKeyTakenError:
@@ -228,6 +231,7 @@ class Payouts:
                 assert existing is not None
                 return existing, await self._batch_payouts(existing), True
             await self.store.insert_many(records)
+            await self.batches.mark_complete(batch.batch_id)
         await self.audit.record(
             "payout_batch.created",
             actor.display,
@@ -235,6 +239,26 @@ class Payouts:
         )
         self.wake()
         return batch, records, False
+
+    async def finish_batch(self, batch: BatchRecord) -> int:
+        """Stores the payouts of a batch whose writer died before storing them all."""
+        async with self._lock:
+            stored = await self.store.insert_missing(
+                [PayoutRecord.from_doc(doc) for doc in batch.items]
+            )
+            await self.batches.mark_complete(batch.batch_id)
+        if stored:
+            await self.audit.record(
+                "payout_batch.recovered",
+                "payments",
+                details={"batch_id": batch.batch_id, "stored": stored},
+            )
+            self.wake()
+        return stored
+
+    async def recover_batches(self) -> int:
+        """Completes every batch left incomplete (at start); how many payouts it stored."""
+        return sum([await self.finish_batch(b) for b in await self.batches.incomplete()])
 
     async def _batch_payouts(self, batch: BatchRecord) -> list[PayoutRecord]:
         found = {r.payout_id: r for r in await self.store.many({"batch_id": batch.batch_id})}

@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 import grpc
 
@@ -54,6 +55,32 @@ TRON_BREAKER = BreakerPolicy(
     failure_threshold=5, open_s=300.0, success_threshold=3, half_open_calls=3
 )
 """Spec 07 §4: 5 failures, 300 s recovery, 3 half-open calls."""
+MAX_RETRIES = 3
+"""Tries of a payout after the first (automatic ones and ``RetryPayout`` alike)."""
+RETRY_BACKOFF_S = 30.0
+"""A try that sent nothing (the hot wallet short of USDT) is repeated this long after,
+doubling each time, until ``MAX_RETRIES``; then the payout fails."""
+SEND_LEAD_S = 300.0
+"""A scheduled (hourly, daily, weekly) payout is sent this long before its estimated
+completion, the time an immediate one is given (spec 07: ETA +5 min)."""
+
+
+def due(now: float) -> dict[str, Any]:
+    """The pending payouts to send at ``now``: immediate ones at once, scheduled ones
+    (HOURLY, DAILY, WEEKLY) once their estimated completion is ``SEND_LEAD_S`` away; one
+    put back for a retry once its ``retry_after`` has passed."""
+    return {
+        "status": PENDING,
+        "$and": [
+            {
+                "$or": [
+                    {"batch_type": {"$in": [0, 1]}},
+                    {"estimated_completion_time": {"$lte": now + SEND_LEAD_S}},
+                ]
+            },
+            {"$or": [{"retry_after": {"$lte": now}}, {"retry_after": {"$exists": False}}]},
+        ],
+    }
 
 
 class PayoutSender:
@@ -141,9 +168,7 @@ class PayoutSender:
         if not self.frozen:
             room = self.max_concurrent() - len(active)
             if room > 0:
-                pending = await self.store.many(
-                    {"status": PENDING, "batch_type": {"$in": [0, 1]}}, limit=room
-                )
+                pending = await self.store.many(due(self.clock.timestamp()), limit=room)
                 for record in pending:
                     claimed = await self.store.move(
                         record.payout_id,
@@ -188,7 +213,7 @@ class PayoutSender:
             return None
         usdt = await self.network.usdt_balance(wallet.address)
         if usdt < payout.amount_micros:
-            await self._fail(payout, [PROCESSING], "insufficient USDT in the payout hot wallet")
+            await self._later(payout, "insufficient USDT in the payout hot wallet")
             return None
         tx = await self.network.sign_usdt_transfer(
             wallet.address,
@@ -283,6 +308,30 @@ class PayoutSender:
             await self.audit.record(
                 "payout.confirmed", "payments", payout_id=payout.payout_id,
                 details={"txid": tx.txid, "block": receipt.block_number},
+            )  # fmt: skip
+
+    async def _later(self, payout: PayoutRecord, reason: str) -> None:
+        """Nothing was signed in this try, so another is safe: back to pending after a
+        backoff, or failed once the retries are used up."""
+        if payout.retry_count >= MAX_RETRIES:
+            await self._fail(payout, [PROCESSING], reason)
+            return
+        now, delay = self.clock.timestamp(), RETRY_BACKOFF_S * 2**payout.retry_count
+        moved = await self.store.move_if(
+            payout.payout_id,
+            {"status": PROCESSING, "tx": None, "retry_count": payout.retry_count},
+            {
+                "status": PENDING,
+                "retry_count": payout.retry_count + 1,
+                "retry_after": now + delay,
+                "error_message": f"{reason}; tried again in {delay:.0f}s",
+                "update_time": now,
+            },
+        )
+        if moved is not None:
+            await self.audit.record(
+                "payout.retry_scheduled", "payments", payout_id=payout.payout_id,
+                details={"reason": reason, "retry": moved.retry_count, "delay_s": delay},
             )  # fmt: skip
 
     async def _fail(self, payout: PayoutRecord, states: list[str], reason: str) -> None:

@@ -108,6 +108,9 @@ class Settings:
     """How often the payout worker sends pending payouts and checks sent ones."""
     devnet_tron_port: int = 8090
     """Port of the local TRON network ``lucid up`` starts."""
+    devnet_tron_block_interval_s: float = 0.5
+    """Block interval of that network: short, as it is local, so a payout is solid (19
+    blocks) within seconds (3 s on TRON itself)."""
     key_passphrase: str = ""
     """Passphrase sealing private keys at rest; read from var/secrets when empty."""
     call_timeout_s: float = 30.0

@@ -2,8 +2,10 @@
 
 It signs in with a fresh TRON key (TIP-191 challenge), records a session from the
 synthetic screen source, waits until its Merkle root is anchored in a final block of
-``lucid_blocks``, and checks a chunk's proof offline — the phase-1 and phase-3
-checkpoints of the seed, against the real servers, as the operator identity over mTLS.
+``lucid_blocks``, checks a chunk's proof offline — the phase-1 and phase-3
+checkpoints of the seed, against the real servers, as the operator identity over mTLS —
+and then has the nodes cluster pay a dev node in USDT on the local TRON network
+(``demopay``).
 ``make run`` runs it once the mesh serves.
 """
 
@@ -25,6 +27,7 @@ from lucid.runtime.config import Settings
 from lucid.runtime.identity import OPERATOR
 from lucid.sessions.frames import FrameSource
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from lucid.supervisor.demopay import pay_a_dev_node
 
 WIDTH, HEIGHT, FPS, FRAMES = 320, 240, 10, 60  # 13.8 MB of raw frames: two chunks
 
@@ -146,5 +149,7 @@ async def run_demo(
             say(f"  ✗ the chunk proof failed: {bad[0].name}: {bad[0].detail}")
             return False
         say(f"  ✓ chunk 1's proof verifies offline ({len(checks)} checks: chunk → root → block)")
+    if not await pay_a_dev_node(settings, say, timeout_s):
+        return False
     say(f"  walked through in {time.monotonic() - started:.1f}s")
     return True

@@ -41,4 +41,5 @@ def devnet_argv(settings: Settings) -> list[str]:
     argv += ["--port", str(settings.devnet_tron_port)]
     argv += ["--data-dir", str(settings.var_dir / "devnet" / "tron"), "--fund", fund]
     argv += ["--usdt-contract", settings.tron_usdt_contract]
+    argv += ["--block-interval", str(settings.devnet_tron_block_interval_s)]
     return argv

@@ -67,7 +67,8 @@ async def issue(settings: Settings, role: int, user_id: str) -> str:
     return issued.token
 
 
-def _channel(settings: Settings) -> grpc.aio.Channel:
+def nodes_channel(settings: Settings) -> grpc.aio.Channel:
+    """An mTLS channel to the nodes cluster as the operator identity."""
     credentials = tls.channel_credentials(tls.CertPaths.of(settings.certs_dir, OPERATOR))
     return grpc.aio.secure_channel(
         f"{settings.host}:{settings.port('nodes')}",
@@ -84,7 +85,7 @@ async def dev_pool(settings: Settings) -> str:
             f"Bearer {await issue(settings, access_pb2.ROLE_SUPER_ADMIN, DEV_OPERATOR)}",
         ),
     )
-    async with _channel(settings) as channel:
+    async with nodes_channel(settings) as channel:
         pools = pool_pb2_grpc.PoolServiceStub(channel)
         listed = await pools.ListPools(pool_pb2.ListPoolsRequest(page_size=100), metadata=md)
         for pool in listed.pools:
@@ -137,7 +138,7 @@ def agent_argv(settings: Settings, name: str, token_file: Path, pool_id: str) ->
 async def credits_line(settings: Settings) -> str | None:
     """``dev-node-1 0.1, …`` once every dev node has earned credits, else None."""
     md = (("authorization", f"Bearer {(agents_dir(settings) / 'token').read_text().strip()}"),)
-    async with _channel(settings) as channel:
+    async with nodes_channel(settings) as channel:
         listed = await nodes_pb2_grpc.NodeServiceStub(channel).ListNodes(
             nodes_pb2.ListNodesRequest(), metadata=md
         )

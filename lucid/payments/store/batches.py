@@ -1,4 +1,9 @@
-"""``payments_payout_batches``: a batch's identity, key and payout ids (states live on payouts)."""
+"""``payments_payout_batches``: a batch's identity, key and payout ids (states live on payouts).
+
+A batch is written *with* its payout documents (``items``, ``complete`` false) before the
+payouts themselves; once they are all stored the copy is dropped. A process that dies in
+between leaves a batch that ``incomplete`` finds, and its payouts are stored from the copy.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ class BatchRecord:
     estimated_completion_time: float
     total_micros: int
     payout_ids: list[str] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    """The payout documents, kept until every one is stored (``complete``)."""
+    complete: bool = True
 
     def to_doc(self) -> dict[str, Any]:
         return document_of(self, "batch_id")
@@ -49,3 +57,11 @@ class BatchStore(RecordStore[BatchRecord]):
             await self.insert_doc(record.to_doc())
         except DuplicateError:
             raise BatchKeyTakenError(record.idempotency_key) from None
+
+    async def incomplete(self) -> list[BatchRecord]:
+        """Batches whose payouts may not all be stored yet."""
+        return await self.many({"complete": False})
+
+    async def mark_complete(self, batch_id: str) -> None:
+        """Every payout of the batch is stored: the copy goes."""
+        await self.update({"_id": batch_id}, {"complete": True, "items": []})

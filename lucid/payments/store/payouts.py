@@ -75,6 +75,8 @@ class PayoutRecord:
     attempts: int = 0
     """Transactions signed for it so far (a new one only after the last expired unseen)."""
     retry_count: int = 0
+    retry_after: float = 0.0
+    """A pending payout put back after a try that sent nothing waits until then."""
     error_message: str = ""
     confirm_time: float = 0.0
 
@@ -118,6 +120,17 @@ class PayoutStore(RecordStore[PayoutRecord]):
         """Stores a batch's payouts (all new keys, checked by the caller)."""
         async with translated():
             await self.collection.insert_many([r.to_doc() for r in records], ordered=True)
+
+    async def insert_missing(self, records: Sequence[PayoutRecord]) -> int:
+        """Stores those of ``records`` not stored yet (by id or key); how many it stored."""
+        stored = 0
+        for record in records:
+            try:
+                await self.insert_doc(record.to_doc())
+            except DuplicateError:
+                continue
+            stored += 1
+        return stored
 
     async def get(self, payout_id: str) -> PayoutRecord | None:
         return await self.find({"_id": payout_id})
