@@ -40,6 +40,7 @@ async def test_no_step_up_no_emergency_action(admin: AdminEnv) -> None:
     ):
         error = await refused(call)
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert details(error).reason == "LUCID_ERR_2015"
         assert details(error).metadata["step_up"] == "required"
     status = await admin.emergency.GetSystemMode(E.GetSystemModeRequest(), metadata=md)
     assert status.status.mode == E.SYSTEM_MODE_NORMAL

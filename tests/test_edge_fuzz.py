@@ -37,6 +37,9 @@ REQUESTS_PER_CLIENT = 60
 """Requests from one client address (well inside the public tier's burst of 200)."""
 BAD_STATUSES = {"2", "13"}  # UNKNOWN, INTERNAL
 NOT_BUILT = "LUCID_ERR_5011"
+NO_TRON_NETWORK = "LUCID_ERR_4010"
+"""The mesh of this module runs no TRON network: payments answers 503 with this code,
+its contract's answer for an unreachable payment network."""
 _addresses = itertools.count(1)
 
 ODD_VALUES = (
@@ -230,7 +233,7 @@ async def _rest(
                 return f"{label}: not the JSON envelope"
             if "Available Fields" in raw.decode(errors="replace"):
                 return f"{label}: the error lists the schema"
-            if response.status >= 500 and error["code"] != NOT_BUILT:
+            if response.status >= 500 and error["code"] not in {NOT_BUILT, NO_TRON_NETWORK}:
                 return f"{label}: {error['code']} {error.get('message', '')[:200]}"
     return None
 

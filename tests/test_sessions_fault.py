@@ -30,10 +30,14 @@ FRAME = MiB
 
 
 async def _frames(
-    session_id: str, data: bytes, start: int
+    session_id: str, data: bytes, start: int, hold: asyncio.Event | None = None
 ) -> AsyncIterator[chunks_pb2.UploadChunksRequest]:
+    """The upload's frames from ``start``; with ``hold``, the stream waits for it once three
+    chunks are sent (so a kill always lands mid-upload, however fast the server)."""
     first = True
     for offset in range(start, len(data), FRAME):
+        if hold is not None and offset >= 3 * MAX_CHUNK_BYTES:
+            await hold.wait()
         yield chunks_pb2.UploadChunksRequest(
             session_id=session_id if first else "",
             data=data[offset : offset + FRAME],
@@ -61,8 +65,9 @@ async def test_sigkill_mid_upload_then_resume(
         md = await env.token()
         session_id = await retrying(lambda: env.recording(md, name="killed mid-upload"))
 
+        never = asyncio.Event()
         upload = asyncio.ensure_future(
-            env.chunks.UploadChunks(_frames(session_id, data, 0), metadata=md)
+            env.chunks.UploadChunks(_frames(session_id, data, 0, never), metadata=md)
         )
         while True:  # kill once two chunks are durable and the upload is still going
             status = await env.chunks.GetUploadStatus(

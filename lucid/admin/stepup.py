@@ -70,7 +70,7 @@ class StepUps:
         found = await self.store.get(client.user_id) if client.user_id else None
         if found is None:
             raise LucidError(
-                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                ErrorCode.ERROR_CODE_STEP_UP_REQUIRED,
                 "this action needs a TOTP step-up (AdminAuthService.StepUp) in the last 5 minutes",
                 metadata={"step_up": "required"},
             )

@@ -80,6 +80,10 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """2013: the calling service's plane may not call this rpc."""
     ERROR_CODE_PEER_IDENTITY_INVALID: _ErrorCode.ValueType  # 2014
     """2014: the caller's certificate identity is missing, expired or foreign."""
+    ERROR_CODE_STEP_UP_REQUIRED: _ErrorCode.ValueType  # 2015
+    """2015: the caller may call this rpc, but only after a fresh TOTP step-up
+    (admin emergency controls).
+    """
     ERROR_CODE_RATE_LIMITED: _ErrorCode.ValueType  # 3001
     """3001: too many requests in the window; `RetryInfo` says when to retry."""
     ERROR_CODE_QUOTA_EXCEEDED: _ErrorCode.ValueType  # 3002
@@ -280,6 +284,10 @@ ERROR_CODE_PLANE_POLICY_DENIED: ErrorCode.ValueType  # 2013
 """2013: the calling service's plane may not call this rpc."""
 ERROR_CODE_PEER_IDENTITY_INVALID: ErrorCode.ValueType  # 2014
 """2014: the caller's certificate identity is missing, expired or foreign."""
+ERROR_CODE_STEP_UP_REQUIRED: ErrorCode.ValueType  # 2015
+"""2015: the caller may call this rpc, but only after a fresh TOTP step-up
+(admin emergency controls).
+"""
 ERROR_CODE_RATE_LIMITED: ErrorCode.ValueType  # 3001
 """3001: too many requests in the window; `RetryInfo` says when to retry."""
 ERROR_CODE_QUOTA_EXCEEDED: ErrorCode.ValueType  # 3002
