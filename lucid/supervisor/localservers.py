@@ -265,7 +265,8 @@ class PostgresServer(LocalServer):
             **self.run_as().popen(),
         )
         if result.returncode != 0:
-            raise LocalServerError(f"initdb failed: {result.stderr.strip()[-2000:]}")
+            output = (result.stdout + result.stderr).strip()[-2000:]
+            raise LocalServerError(f"initdb failed (exit {result.returncode}): {output}")
 
     def command(self) -> list[str]:
         return [
