@@ -22,6 +22,7 @@ from lucid.admin.clusters import (
 )
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.me import Me
 from lucid.admin.overview import Dashboard
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
@@ -60,9 +61,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     db = runtime.datastores.db
     state = StateStore(db)
     audit = AuditLog(AuditChainStore(db), state, clock)
-    stepups = StepUps(
-        AuthAsAdmin(runtime.channels), StepUpStore(runtime.datastores.cache), audit, clock
-    )
+    auth = AuthAsAdmin(runtime.channels)
+    stepup_store = StepUpStore(runtime.datastores.cache)
+    stepups = StepUps(auth, stepup_store, audit, clock)
     emergency = Emergency(
         state,
         EmergencyLogStore(db),
@@ -75,7 +76,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     as_admin = SessionsAsAdmin(runtime.channels)
     terminations = Terminations(as_admin, audit)
     configs = Configs(ConfigStore(db), audit, clock)
-    roles = Roles(RoleStore(db), audit, clock)
+    role_store = RoleStore(db)
+    roles = Roles(role_store, audit, clock)
+    me = Me(auth, role_store, stepup_store, clock)
     others = tuple(c for c in CLUSTERS if c != "admin")
     dashboard = Dashboard(
         MeshReader(runtime.channels),
@@ -86,7 +89,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     )
     return ClusterApp(
         servicers=[
-            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
+            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (

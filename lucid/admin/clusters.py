@@ -161,8 +161,20 @@ def _code_of(reason: str) -> ErrorCode.ValueType | None:
     return ErrorCode.ValueType(value.number) if value is not None else None
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Who the signed-in administrator is, as auth knows them."""
+
+    user_id: str
+    tron_address: str
+    username: str
+    role: int
+    totp_enabled: bool
+
+
 class AuthAsAdmin:
-    """Auth's CheckTotp for the signed-in administrator (its token forwarded)."""
+    """Auth's CheckTotp and GetProfile for the signed-in administrator (its token
+    forwarded)."""
 
     def __init__(self, channels: Channels) -> None:
         self._channels = channels
@@ -178,6 +190,20 @@ class AuthAsAdmin:
             )
         except grpc.aio.AioRpcError as exc:
             raise _refused("auth", exc) from exc
+
+    async def profile(self, token: str) -> Profile:
+        """GetProfile: the caller as auth knows them."""
+        stub = await self._channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
+        try:
+            reply = await stub.GetProfile(
+                auth_pb2.GetProfileRequest(), metadata=_bearer(token), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _refused("auth", exc) from exc
+        user = reply.user
+        return Profile(
+            user.user_id, user.tron_address, user.username, int(user.role), user.totp_enabled
+        )
 
 
 @dataclass(frozen=True)

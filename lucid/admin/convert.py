@@ -11,6 +11,7 @@ from google.protobuf.json_format import ParseDict
 from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import ChainView, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
+from lucid.admin.me import MeView
 from lucid.admin.overview import Health, Overview
 from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
@@ -227,6 +228,21 @@ def console_role(role: RoleRecord, user_count: int) -> admin_pb2.ConsoleRole:
         user_count=user_count,
         create_time=timestamp(role.created_at),
         update_time=timestamp(role.updated_at),
+    )
+
+
+def me(view: MeView, user_count: int) -> admin_pb2.GetMeResponse:
+    """A GetMeResponse."""
+    role = console_role(view.console_role, user_count) if view.console_role else None
+    return admin_pb2.GetMeResponse(
+        user_id=view.profile.user_id,
+        tron_address=view.profile.tron_address,
+        username=view.profile.username,
+        role=access_pb2.Role.ValueType(view.profile.role),
+        console_role=role,
+        permissions=role.permissions if role else [],
+        totp_enabled=view.profile.totp_enabled,
+        step_up_expire_time=optional_timestamp(view.step_up_expires_at),
     )
 
 
