@@ -23,6 +23,8 @@ from lucid.admin.clusters import (
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
 from lucid.admin.me import Me
+from lucid.admin.node_ops import NodeOps
+from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
@@ -31,6 +33,7 @@ from lucid.admin.servicers.blockchain import AdminBlockchainServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.dashboard import DashboardServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.servicers.nodes import AdminNodeServicer
 from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.session_views import SessionViews
@@ -103,6 +106,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
                 AdminSessionServicer(SessionViews(as_admin), terminations),
+            ),
+            (
+                operations_pb2_grpc.add_AdminNodeServiceServicer_to_server,
+                AdminNodeServicer(NodeOps(NodesAsAdmin(runtime.channels), audit)),
             ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (

@@ -113,10 +113,10 @@ class SessionsAsAdmin:
         stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
         try:
             return await getattr(stub, method)(
-                request, metadata=_bearer(token), timeout=CALL_TIMEOUT_S
+                request, metadata=bearer(token), timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _refused("sessions", exc) from exc
+            raise refused("sessions", exc) from exc
 
     async def stop(self, session_id: str, token: str) -> SessionView:
         """StopRecording as the administrator; the session's owning cluster decides."""
@@ -140,11 +140,11 @@ class SessionsAsAdmin:
         return views, reply.next_page_token, int(reply.total_size)
 
 
-def _bearer(token: str) -> tuple[tuple[str, str]]:
+def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def _refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
+def refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
     """The owning cluster's refusal, kept as its Lucid code (not found stays not found)."""
     found = ErrorDetails.from_rpc_error(error)
     code = _code_of(found.reason)
@@ -185,21 +185,21 @@ class AuthAsAdmin:
         try:
             await stub.CheckTotp(
                 auth_pb2.CheckTotpRequest(code=code),
-                metadata=_bearer(token),
+                metadata=bearer(token),
                 timeout=CALL_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _refused("auth", exc) from exc
+            raise refused("auth", exc) from exc
 
     async def profile(self, token: str) -> Profile:
         """GetProfile: the caller as auth knows them."""
         stub = await self._channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
         try:
             reply = await stub.GetProfile(
-                auth_pb2.GetProfileRequest(), metadata=_bearer(token), timeout=CALL_TIMEOUT_S
+                auth_pb2.GetProfileRequest(), metadata=bearer(token), timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _refused("auth", exc) from exc
+            raise refused("auth", exc) from exc
         user = reply.user
         return Profile(
             user.user_id, user.tron_address, user.username, int(user.role), user.totp_enabled

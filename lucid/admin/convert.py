@@ -12,6 +12,7 @@ from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import ChainView, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.me import MeView
+from lucid.admin.nodes_link import NodeView, Sample
 from lucid.admin.overview import Health, Overview
 from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
@@ -331,4 +332,36 @@ def overview(view: Overview) -> dashboard_pb2.SystemOverview:
             network_in_bytes=used.network_in_bytes,
             network_out_bytes=used.network_out_bytes,
         ),
+    )
+
+
+def admin_node(view: NodeView) -> operations_pb2.AdminNode:
+    """An AdminNode (resource figures from its latest sample, if known)."""
+    node = operations_pb2.AdminNode(
+        node_id=view.node_id,
+        hostname=view.name,
+        state=wire(admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", view.state),
+        last_heartbeat_time=optional_timestamp(view.last_heartbeat),
+        pool_id=view.pool_id,
+        node_type=view.node_type,
+    )
+    if view.sample is not None:
+        node.load_average = view.sample.load_average
+        node.cpu_percent = view.sample.cpu_percent
+        node.memory_percent = view.sample.memory_percent
+        node.disk_percent = view.sample.disk_percent
+        node.active_sessions = view.sample.active_sessions
+    return node
+
+
+def node_metric_point(sample: Sample) -> operations_pb2.NodeMetricPoint:
+    """A NodeMetricPoint."""
+    return operations_pb2.NodeMetricPoint(
+        point_time=optional_timestamp(sample.at),
+        cpu_percent=sample.cpu_percent,
+        memory_percent=sample.memory_percent,
+        disk_percent=sample.disk_percent,
+        network_in_bytes_per_second=sample.network_in,
+        network_out_bytes_per_second=sample.network_out,
+        load_average=sample.load_average,
     )
