@@ -2,7 +2,7 @@
 reads their metrics, restarts them and puts them into maintenance (carried out and
 checked by the nodes cluster, audited in admin's chain); users and node operators are
 refused on every rpc and an admin on the changes (super admins only); a bad timeframe
-and an unknown node get clear errors."""
+and an unknown node get clear errors. The dashboard's node summary follows the fleet."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from lucid.admin.v1 import admin_pb2, audit_pb2, audit_pb2_grpc, operations_pb2
+from lucid.admin.v1 import (
+    admin_pb2,
+    audit_pb2,
+    audit_pb2_grpc,
+    dashboard_pb2,
+    dashboard_pb2_grpc,
+    operations_pb2,
+)
 from lucid.admin.v1 import operations_pb2_grpc as ops_grpc
 from lucid.common.v1 import access_pb2
 from lucid.nodes.v1 import nodes_pb2 as npb
@@ -27,12 +34,14 @@ OP = operations_pb2
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
     await serve_nodes(mesh)
     probe = await start_probe(mesh)
+    await mesh.start("sessions")  # the overview counts sessions too
     await mesh.start("admin")
     admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
     async with mesh.channel("nodes") as channel:
         yield NodesKit(mesh, channel, probe.port, admin)
     await probe.stop()
     await mesh.stop("admin")
+    await mesh.stop("sessions")
     await mesh.stop("nodes")
 
 
@@ -166,3 +175,30 @@ async def test_users_and_node_operators_are_refused(kit: NodesKit) -> None:
                 assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     at_nodes = await kit.nodes.GetNode(npb.GetNodeRequest(node_id=node_id), metadata=op.md)
     assert at_nodes.node.state == npb.NODE_STATE_ACTIVE
+
+
+async def overview_nodes(mesh: Mesh) -> dashboard_pb2.NodeSummary:
+    async with mesh.channel("admin") as channel:
+        reply = await dashboard_pb2_grpc.DashboardServiceStub(channel).GetOverview(
+            dashboard_pb2.GetOverviewRequest(), metadata=await admin_md(mesh)
+        )
+    return reply.overview.node_status
+
+
+async def test_the_dashboard_counts_nodes_by_state(kit: NodesKit) -> None:
+    before = await overview_nodes(kit.mesh)
+    op = await kit.operator()
+    await kit.register(op)
+    active, _ = await kit.active_node(op)
+    kept, _ = await kit.active_node(op)
+    async with kit.mesh.channel("admin") as channel:
+        await ops_grpc.AdminNodeServiceStub(channel).SetNodeMaintenance(
+            OP.SetNodeMaintenanceRequest(node_id=kept.node_id, maintenance=True),
+            metadata=await admin_md(kit.mesh, access_pb2.ROLE_SUPER_ADMIN),
+        )
+    after = await overview_nodes(kit.mesh)
+    assert after.total_nodes == before.total_nodes + 3
+    assert after.online_nodes == before.online_nodes + 1
+    assert after.offline_nodes == before.offline_nodes + 1
+    assert after.maintenance_nodes == before.maintenance_nodes + 1
+    assert active.node_id

@@ -82,13 +82,15 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     role_store = RoleStore(db)
     roles = Roles(role_store, audit, clock)
     me = Me(auth, role_store, stepup_store, clock)
+    nodes = NodesAsAdmin(runtime.channels)
     others = tuple(c for c in CLUSTERS if c != "admin")
     dashboard = Dashboard(
         MeshReader(runtime.channels),
         SessionViews(as_admin),
-        others,
-        runtime.settings.var_dir,
-        clock,
+        fleet=nodes,
+        clusters=others,
+        disk_path=runtime.settings.var_dir,
+        clock=clock,
     )
     return ClusterApp(
         servicers=[
@@ -109,7 +111,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             ),
             (
                 operations_pb2_grpc.add_AdminNodeServiceServicer_to_server,
-                AdminNodeServicer(NodeOps(NodesAsAdmin(runtime.channels), audit)),
+                AdminNodeServicer(NodeOps(nodes, audit)),
             ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (

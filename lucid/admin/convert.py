@@ -12,7 +12,7 @@ from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import ChainView, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.me import MeView
-from lucid.admin.nodes_link import NodeView, Sample
+from lucid.admin.nodes_link import FleetView, NodeView, Sample
 from lucid.admin.overview import Health, Overview
 from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
@@ -323,7 +323,7 @@ def overview(view: Overview) -> dashboard_pb2.SystemOverview:
             idle=view.sessions_idle,
             by_type={"recording": view.sessions_active + view.sessions_idle},
         ),
-        node_status=dashboard_pb2.NodeSummary(),
+        node_status=node_summary(view.nodes),
         blockchain_status=blockchain,
         resource_usage=dashboard_pb2.ResourceUsageSummary(
             cpu_percent=used.cpu_percent,
@@ -364,4 +364,17 @@ def node_metric_point(sample: Sample) -> operations_pb2.NodeMetricPoint:
         network_in_bytes_per_second=sample.network_in,
         network_out_bytes_per_second=sample.network_out,
         load_average=sample.load_average,
+    )
+
+
+def node_summary(fleet: FleetView | None) -> dashboard_pb2.NodeSummary:
+    """A NodeSummary (empty when the nodes cluster did not answer)."""
+    if fleet is None:
+        return dashboard_pb2.NodeSummary()
+    return dashboard_pb2.NodeSummary(
+        total_nodes=fleet.total,
+        online_nodes=fleet.online,
+        offline_nodes=fleet.offline,
+        maintenance_nodes=fleet.maintenance,
+        load_average=fleet.load_average,
     )

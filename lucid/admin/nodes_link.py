@@ -12,7 +12,8 @@ import grpc
 from lucid.admin.clusters import CALL_TIMEOUT_S, bearer, refused
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc
-from lucid.runtime.channels import Channels
+from lucid.runtime.channels import Channels, UnavailableClusterError
+from lucid.runtime.errors import LucidError
 from lucid.runtime.wire import moment
 
 ONLINE = (npb.NODE_STATE_ACTIVE, npb.NODE_STATE_STARTING)
@@ -43,6 +44,17 @@ class Sample:
     network_out: int
     load_average: float
     active_sessions: int
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """Node counts by console state, and the fleet's load."""
+
+    total: int
+    online: int
+    offline: int
+    maintenance: int
+    load_average: float
 
 
 def console_state(state: int) -> str:
@@ -129,3 +141,21 @@ class NodesAsAdmin:
         """UpdateNode with a new state."""
         request = npb.UpdateNodeRequest(node_id=node_id, state=npb.NodeState.ValueType(state))
         return node_view((await self._call("UpdateNode", request, token)).node)
+
+    async def fleet(self, token: str) -> FleetView | None:
+        """GetFleetStatus; None if the nodes cluster does not answer (the dashboard then
+        shows no node summary rather than failing)."""
+        try:
+            reply = await self._call("GetFleetStatus", npb.GetFleetStatusRequest(), token)
+        except (LucidError, UnavailableClusterError, OSError):
+            return None
+        counts = {"online": 0, "offline": 0, "maintenance": 0}
+        for entry in reply.by_state:
+            counts[console_state(entry.state)] += entry.count
+        return FleetView(
+            int(reply.total_nodes),
+            counts["online"],
+            counts["offline"],
+            counts["maintenance"],
+            reply.load_average,
+        )
