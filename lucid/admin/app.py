@@ -26,6 +26,8 @@ from lucid.admin.me import Me
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
+from lucid.admin.payments_link import PaymentsAsAdmin
+from lucid.admin.payout_ops import PayoutOps
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
@@ -34,6 +36,7 @@ from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.dashboard import DashboardServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
 from lucid.admin.servicers.nodes import AdminNodeServicer
+from lucid.admin.servicers.payouts import AdminPayoutServicer
 from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.session_views import SessionViews
@@ -112,6 +115,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (
                 operations_pb2_grpc.add_AdminNodeServiceServicer_to_server,
                 AdminNodeServicer(NodeOps(nodes, audit)),
+            ),
+            (
+                operations_pb2_grpc.add_AdminPayoutServiceServicer_to_server,
+                AdminPayoutServicer(PayoutOps(PaymentsAsAdmin(runtime.channels), audit)),
             ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (

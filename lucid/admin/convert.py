@@ -14,6 +14,7 @@ from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.me import MeView
 from lucid.admin.nodes_link import FleetView, NodeView, Sample
 from lucid.admin.overview import Health, Overview
+from lucid.admin.payments_link import PayoutView
 from lucid.admin.session_views import console_state
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
@@ -377,4 +378,24 @@ def node_summary(fleet: FleetView | None) -> dashboard_pb2.NodeSummary:
         offline_nodes=fleet.offline,
         maintenance_nodes=fleet.maintenance,
         load_average=fleet.load_average,
+    )
+
+
+def admin_payout(view: PayoutView) -> operations_pb2.AdminPayout:
+    """An AdminPayout (USDT, the one currency)."""
+    return operations_pb2.AdminPayout(
+        payout_id=view.payout_id,
+        user_id=view.user_id,
+        node_id=view.node_id,
+        recipient_address=view.recipient_address,
+        amount_micros=view.amount_micros,
+        currency=operations_pb2.PAYOUT_CURRENCY_USDT,
+        state=wire(operations_pb2.PayoutState, "PAYOUT_STATE_", view.state),
+        tx_hash=view.tx_hash,
+        confirmations=view.confirmations,
+        reason=view.reason,
+        requested_by_user_id=view.requested_by_user_id,
+        error_message=view.error_message,
+        create_time=optional_timestamp(view.created_at),
+        update_time=optional_timestamp(view.updated_at),
     )
