@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 from lucid.admin import retention, schema
+from lucid.admin.anchorings import Anchorings
 from lucid.admin.auditlog import AuditLog
 from lucid.admin.clusters import (
     AuthAsAdmin,
@@ -41,6 +42,7 @@ from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
+from lucid.admin.store.anchoring_ops import AnchoringOpStore
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
@@ -102,7 +104,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
-                AdminBlockchainServicer(dashboard),
+                AdminBlockchainServicer(
+                    dashboard, Anchorings(as_admin, AnchoringOpStore(db), audit, clock)
+                ),
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,

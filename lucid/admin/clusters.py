@@ -123,6 +123,11 @@ class SessionsAsAdmin:
         request = sessions_pb2.StopRecordingRequest(session_id=session_id)
         return session_view((await self._call("StopRecording", request, token)).session)
 
+    async def retry_anchoring(self, session_id: str, reason: str, token: str) -> SessionView:
+        """RetryAnchoring as the administrator (a failed or expired anchoring only)."""
+        request = sessions_pb2.RetryAnchoringRequest(session_id=session_id, reason=reason)
+        return session_view((await self._call("RetryAnchoring", request, token)).session)
+
     async def get(self, session_id: str, token: str) -> SessionView:
         """GetSession as the administrator."""
         request = sessions_pb2.GetSessionRequest(session_id=session_id)

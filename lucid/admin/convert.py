@@ -16,6 +16,7 @@ from lucid.admin.nodes_link import FleetView, NodeView, Sample
 from lucid.admin.overview import Health, Overview
 from lucid.admin.payments_link import PayoutView
 from lucid.admin.session_views import console_state
+from lucid.admin.store.anchoring_ops import AnchoringOpRecord
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
@@ -398,4 +399,20 @@ def admin_payout(view: PayoutView) -> operations_pb2.AdminPayout:
         error_message=view.error_message,
         create_time=optional_timestamp(view.created_at),
         update_time=optional_timestamp(view.updated_at),
+    )
+
+
+def anchoring_operation(op: AnchoringOpRecord) -> operations_pb2.AnchoringOperation:
+    """An AnchoringOperation."""
+    return operations_pb2.AnchoringOperation(
+        operation_id=op.operation_id,
+        session_ids=op.session_ids,
+        priority=wire(operations_pb2.AnchoringPriority, "ANCHORING_PRIORITY_", op.priority),
+        state=wire(operations_pb2.AnchoringState, "ANCHORING_STATE_", op.state),
+        tx_hash=op.tx_hash,
+        block_height=op.block_height,
+        error_message=op.error_message,
+        requested_by_user_id=op.requested_by,
+        create_time=timestamp(op.created_at),
+        finish_time=optional_timestamp(op.finished_at),
     )
