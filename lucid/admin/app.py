@@ -14,6 +14,7 @@ import functools
 from lucid.admin import retention, schema
 from lucid.admin.anchorings import Anchorings
 from lucid.admin.auditlog import AuditLog
+from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.clusters import (
     AuthAsAdmin,
     MeshReader,
@@ -105,7 +106,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
                 AdminBlockchainServicer(
-                    dashboard, Anchorings(as_admin, AnchoringOpStore(db), audit, clock)
+                    dashboard,
+                    Anchorings(as_admin, AnchoringOpStore(db), audit, clock),
+                    ChainQueue(runtime.channels),
                 ),
             ),
             (

@@ -1,8 +1,8 @@
 """``lucid.admin.v1.AdminBlockchainService``: the chain as the console sees it.
 
-Built: GetBlockchainStatus, AnchorSessions and GetAnchoringOperation.
-GetAnchoringQueue and ResyncBlockchain answer UNIMPLEMENTED (inherited from the
-generated base).
+Built: GetBlockchainStatus, AnchorSessions, GetAnchoringOperation and
+GetAnchoringQueue. ResyncBlockchain answers UNIMPLEMENTED (inherited from the generated
+base): the chain has no rpc to resynchronize on request.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import grpc
 
 from lucid.admin import convert
 from lucid.admin.anchorings import Anchorings
+from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.overview import Dashboard
 from lucid.admin.v1 import operations_pb2, operations_pb2_grpc
 from lucid.runtime.audit import client_of
@@ -20,9 +21,23 @@ from lucid.runtime.context import current_principal
 class AdminBlockchainServicer(operations_pb2_grpc.AdminBlockchainServiceServicer):
     """Chain status and manual anchoring."""
 
-    def __init__(self, dashboard: Dashboard, anchorings: Anchorings) -> None:
+    def __init__(self, dashboard: Dashboard, anchorings: Anchorings, queue: ChainQueue) -> None:
         self.dashboard = dashboard
         self.anchorings = anchorings
+        self.queue = queue
+
+    async def GetAnchoringQueue(
+        self, request: operations_pb2.GetAnchoringQueueRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.GetAnchoringQueueResponse:
+        state = convert.stored(operations_pb2.AnchoringState, "ANCHORING_STATE_", request.state)
+        found = await self.queue.page(state, request.page_size, request.page_token)
+        return operations_pb2.GetAnchoringQueueResponse(
+            operations=[convert.anchoring_operation(op) for op in found.operations],
+            next_page_token=found.next_page_token,
+            total_size=found.total,
+            pending_count=found.pending,
+            processing_count=found.processing,
+        )
 
     async def AnchorSessions(
         self, request: operations_pb2.AnchorSessionsRequest, context: grpc.aio.ServicerContext
