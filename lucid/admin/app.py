@@ -24,6 +24,7 @@ from lucid.admin.clusters import (
 )
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.live import Live
 from lucid.admin.me import Me
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
@@ -113,7 +114,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
-                DashboardServicer(dashboard),
+                DashboardServicer(dashboard, Live(dashboard, nodes)),
             ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,

@@ -3,6 +3,7 @@ suffix of their proto name (``AUDIT_ACTION_EMERGENCY`` ↔ ``emergency``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -11,9 +12,10 @@ from google.protobuf.json_format import ParseDict
 from lucid.admin.auditlog import Export, Verification
 from lucid.admin.clusters import ChainView, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
+from lucid.admin.live import Connected, LiveEvent, NodeChanged, SessionChanged
 from lucid.admin.me import MeView
 from lucid.admin.nodes_link import FleetView, NodeView, Sample
-from lucid.admin.overview import Health, Overview
+from lucid.admin.overview import Dependency, Health, Overview
 from lucid.admin.payments_link import PayoutView
 from lucid.admin.session_views import console_state
 from lucid.admin.store.anchoring_ops import AnchoringOpRecord
@@ -416,3 +418,41 @@ def anchoring_operation(op: AnchoringOpRecord) -> operations_pb2.AnchoringOperat
         create_time=timestamp(op.created_at),
         finish_time=optional_timestamp(op.finished_at),
     )
+
+
+def live_event(event: LiveEvent, at: datetime) -> dashboard_pb2.StreamDashboardResponse:
+    """A StreamDashboardResponse."""
+    out = dashboard_pb2.StreamDashboardResponse(
+        event_type=wire(dashboard_pb2.DashboardEventType, "DASHBOARD_EVENT_TYPE_", event.kind),
+        event_time=timestamp(at),
+    )
+    data = event.data
+    if isinstance(data, Connected):
+        out.connection_established.stream_id = data.stream_id
+        out.connection_established.interval_seconds = data.interval_s
+    elif isinstance(data, Overview):
+        shown = overview(data)
+        out.metric_update.resource_usage.CopyFrom(shown.resource_usage)
+        out.metric_update.sessions.CopyFrom(shown.active_sessions)
+    elif isinstance(data, Dependency):
+        out.system_alert.severity = health_status(data.status)
+        out.system_alert.component = data.name
+        out.system_alert.message = data.message
+    elif isinstance(data, SessionChanged):
+        out.session_change.session_id = data.session_id
+        out.session_change.user_id = data.user_id
+        out.session_change.state = wire(
+            admin_pb2.AdminSessionState, "ADMIN_SESSION_STATE_", data.state
+        )
+        out.session_change.kind = data.kind
+    elif isinstance(data, NodeChanged):
+        out.node_status_change.node_id = data.node_id
+        out.node_status_change.state = wire(
+            admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", data.state
+        )
+        out.node_status_change.previous_state = wire(
+            admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", data.previous
+        )
+    elif isinstance(data, ChainView):
+        out.blockchain_update.CopyFrom(blockchain_status(data))
+    return out
