@@ -103,6 +103,30 @@ def session_view(session: sessions_pb2.Session) -> SessionView:
     )
 
 
+@dataclass(frozen=True)
+class SessionLogLine:
+    """One audit event of a session, as a log line."""
+
+    at: datetime | None
+    level: str
+    source: str
+    message: str
+
+
+def log_line(event: sessions_pb2.SessionEvent) -> SessionLogLine:
+    """A session event as a log line: who did what to which resource, and whether it
+    succeeded."""
+    what = f"{event.event_type} by {event.user_id or 'the system'}"
+    if event.resource_id:
+        what += f" on {event.resource_id}"
+    return SessionLogLine(
+        at=moment(event.event_time) if event.HasField("event_time") else None,
+        level="info" if event.success else "error",
+        source="sessions",
+        message=what if event.success else f"{what} (failed)",
+    )
+
+
 class SessionsAsAdmin:
     """Sessions rpcs made on behalf of the signed-in administrator (its token forwarded)."""
 
@@ -127,6 +151,16 @@ class SessionsAsAdmin:
         """RetryAnchoring as the administrator (a failed or expired anchoring only)."""
         request = sessions_pb2.RetryAnchoringRequest(session_id=session_id, reason=reason)
         return session_view((await self._call("RetryAnchoring", request, token)).session)
+
+    async def events(
+        self, session_id: str, page_size: int, page_token: str, token: str
+    ) -> tuple[list[SessionLogLine], str, int]:
+        """One page of ListSessionEvents as the administrator, newest first."""
+        request = sessions_pb2.ListSessionEventsRequest(
+            session_id=session_id, page_size=page_size, page_token=page_token
+        )
+        reply = await self._call("ListSessionEvents", request, token)
+        return [log_line(e) for e in reply.events], reply.next_page_token, int(reply.total_size)
 
     async def get(self, session_id: str, token: str) -> SessionView:
         """GetSession as the administrator."""

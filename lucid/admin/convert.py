@@ -10,7 +10,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
 
 from lucid.admin.auditlog import Export, Verification
-from lucid.admin.clusters import ChainView, SessionView
+from lucid.admin.clusters import ChainView, SessionLogLine, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.live import Connected, LiveEvent, NodeChanged, SessionChanged
 from lucid.admin.me import MeView
@@ -456,3 +456,13 @@ def live_event(event: LiveEvent, at: datetime) -> dashboard_pb2.StreamDashboardR
     elif isinstance(data, ChainView):
         out.blockchain_update.CopyFrom(blockchain_status(data))
     return out
+
+
+def session_log_entry(line: SessionLogLine) -> operations_pb2.SessionLogEntry:
+    """A SessionLogEntry."""
+    return operations_pb2.SessionLogEntry(
+        log_time=optional_timestamp(line.at),
+        level=line.level,
+        source=line.source,
+        message=line.message,
+    )
