@@ -127,6 +127,26 @@ def log_line(event: sessions_pb2.SessionEvent) -> SessionLogLine:
     )
 
 
+async def call_cluster(
+    channels: Channels,
+    cluster: str,
+    stub_type: Any,
+    method: str,
+    request: Any,
+    *,
+    token: str = "",
+) -> Any:
+    """One rpc of another cluster: on behalf of the administrator whose ``token`` is
+    forwarded, or as the admin service without one; a refusal keeps its Lucid code."""
+    stub = await channels.stub(cluster, stub_type)
+    try:
+        return await getattr(stub, method)(
+            request, metadata=bearer(token) if token else None, timeout=CALL_TIMEOUT_S
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise refused(cluster, exc) from exc
+
+
 class SessionsAsAdmin:
     """Sessions rpcs made on behalf of the signed-in administrator (its token forwarded)."""
 
@@ -134,13 +154,10 @@ class SessionsAsAdmin:
         self._channels = channels
 
     async def _call(self, method: str, request: Any, token: str) -> Any:
-        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
-        try:
-            return await getattr(stub, method)(
-                request, metadata=bearer(token), timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise refused("sessions", exc) from exc
+        stub_type = sessions_pb2_grpc.SessionServiceStub
+        return await call_cluster(
+            self._channels, "sessions", stub_type, method, request, token=token
+        )
 
     async def stop(self, session_id: str, token: str) -> SessionView:
         """StopRecording as the administrator; the session's owning cluster decides."""

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
-
-from lucid.admin.clusters import CALL_TIMEOUT_S, bearer, refused
+from lucid.admin.clusters import call_cluster
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc
 from lucid.runtime.channels import Channels, UnavailableClusterError
@@ -100,13 +98,8 @@ class NodesAsAdmin:
         self._channels = channels
 
     async def _call(self, method: str, request: Any, token: str) -> Any:
-        stub = await self._channels.stub("nodes", nodes_pb2_grpc.NodeServiceStub)
-        try:
-            return await getattr(stub, method)(
-                request, metadata=bearer(token), timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise refused("nodes", exc) from exc
+        stub_type = nodes_pb2_grpc.NodeServiceStub
+        return await call_cluster(self._channels, "nodes", stub_type, method, request, token=token)
 
     async def page(
         self, state: int, page_size: int, page_token: str, token: str

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 
-from lucid.admin.clusters import CALL_TIMEOUT_S, refused
+from lucid.admin.clusters import call_cluster
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
 from lucid.payments.v1 import payouts_pb2 as ppb
 from lucid.payments.v1 import payouts_pb2_grpc
@@ -93,21 +92,14 @@ class PaymentsAsAdmin:
         self._channels = channels
 
     async def _call(self, method: str, request: Any) -> Any:
-        stub = await self._channels.stub("payments", payouts_pb2_grpc.PayoutServiceStub)
-        try:
-            return await getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
-        except grpc.aio.AioRpcError as exc:
-            raise refused("payments", exc) from exc
+        stub_type = payouts_pb2_grpc.PayoutServiceStub
+        return await call_cluster(self._channels, "payments", stub_type, method, request)
 
     async def address_of(self, user_id: str) -> str:
         """A user's TRON address (auth's GetUser; NOT_FOUND if auth does not know them)."""
-        stub = await self._channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
-        try:
-            reply = await stub.GetUser(
-                auth_pb2.GetUserRequest(user_id=user_id), timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise refused("auth", exc) from exc
+        request = auth_pb2.GetUserRequest(user_id=user_id)
+        stub_type = auth_pb2_grpc.AuthServiceStub
+        reply = await call_cluster(self._channels, "auth", stub_type, "GetUser", request)
         return str(reply.user.tron_address)
 
     async def create(
