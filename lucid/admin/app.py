@@ -42,6 +42,7 @@ from lucid.admin.servicers.nodes import AdminNodeServicer
 from lucid.admin.servicers.payouts import AdminPayoutServicer
 from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
+from lucid.admin.servicers.users import AdminUserServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
 from lucid.admin.store.anchoring_ops import AnchoringOpStore
@@ -52,6 +53,7 @@ from lucid.admin.store.roles import RoleStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.store.stepups import StepUpStore
 from lucid.admin.terminations import Terminations
+from lucid.admin.users import Users
 from lucid.admin.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
@@ -104,6 +106,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
+            (
+                admin_pb2_grpc.add_AdminUserServiceServicer_to_server,
+                AdminUserServicer(Users(runtime.channels, role_store, audit)),
+            ),
             (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
                 AdminBlockchainServicer(

@@ -25,6 +25,7 @@ from lucid.admin.store.emergency_logs import EmergencyLogRecord
 from lucid.admin.store.roles import RoleRecord
 from lucid.admin.store.state import ModeRecord
 from lucid.admin.terminations import Termination
+from lucid.admin.users import UserView
 from lucid.admin.v1 import (
     admin_pb2,
     audit_pb2,
@@ -465,4 +466,20 @@ def session_log_entry(line: SessionLogLine) -> operations_pb2.SessionLogEntry:
         level=line.level,
         source=line.source,
         message=line.message,
+    )
+
+
+def admin_user(view: UserView) -> admin_pb2.AdminUser:
+    """An AdminUser."""
+    return admin_pb2.AdminUser(
+        user_id=view.user_id,
+        tron_address=view.tron_address,
+        username=view.username,
+        email=view.email,
+        role=access_pb2.Role.ValueType(view.role),
+        status=wire(admin_pb2.AdminUserStatus, "ADMIN_USER_STATUS_", view.status),
+        kyc_status=access_pb2.KycStatus.ValueType(view.kyc_status),
+        console_role_id=view.console_role_id,
+        create_time=optional_timestamp(view.created_at),
+        last_login_time=optional_timestamp(view.last_login_at),
     )
