@@ -1,7 +1,7 @@
 """The dashboard over gRPC (spec 06 §7 check 6): the overview has its five sections,
 counts live sessions from the sessions cluster, reads the chain, and a cluster that is
 down turns the status to warning (critical for a core cluster). The live stream shows
-a new session and its state changes."""
+a new session and its state changes; the metric history is what the overviews saw."""
 
 from __future__ import annotations
 
@@ -136,4 +136,37 @@ async def test_users_may_not_watch_the_stream(admin: AdminEnv) -> None:
     md = await admin.md(access_pb2.ROLE_USER)
     stream = dashboard(admin).StreamDashboard(D.StreamDashboardRequest(), metadata=md)
     error = await refused(stream.read())
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_metrics_are_the_history_of_what_overviews_saw(admin: AdminEnv) -> None:
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    sessions = D.GetMetricsRequest(metric=D.DASHBOARD_METRIC_SESSIONS)
+    before = await dashboard(admin).GetMetrics(sessions, metadata=md)
+    owner = await admin.sessions.token()
+    await admin.sessions.create(owner)
+    seen = await overview(admin)
+    after = await dashboard(admin).GetMetrics(sessions, metadata=md)
+    assert after.unit == "sessions" and after.timeframe == admin_pb2.TIMEFRAME_1H
+    assert len(after.points) == len(before.points) + 1
+    assert after.points[-1].value == seen.active_sessions.total
+    assert after.min <= after.average <= after.max == max(p.value for p in after.points)
+    memory = await dashboard(admin).GetMetrics(
+        D.GetMetricsRequest(metric=D.DASHBOARD_METRIC_MEMORY), metadata=md
+    )
+    assert memory.unit == "percent" and 0 < memory.points[-1].value <= 100
+
+    admin.clock.advance(2 * 3600)
+    hour = await dashboard(admin).GetMetrics(sessions, metadata=md)
+    assert not hour.points and hour.max == 0
+    day = await dashboard(admin).GetMetrics(
+        D.GetMetricsRequest(metric=D.DASHBOARD_METRIC_SESSIONS, timeframe=admin_pb2.TIMEFRAME_24H),
+        metadata=md,
+    )
+    assert len(day.points) == len(after.points)
+
+    error = await refused(dashboard(admin).GetMetrics(D.GetMetricsRequest(), metadata=md))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    user = await admin.md(access_pb2.ROLE_USER)
+    error = await refused(dashboard(admin).GetMetrics(sessions, metadata=user))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED

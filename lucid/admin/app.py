@@ -26,6 +26,7 @@ from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
 from lucid.admin.live import Live
 from lucid.admin.me import Me
+from lucid.admin.metrics import Metrics
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
@@ -49,6 +50,7 @@ from lucid.admin.store.anchoring_ops import AnchoringOpStore
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
+from lucid.admin.store.metric_samples import MetricSampleStore
 from lucid.admin.store.roles import RoleStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.store.stepups import StepUpStore
@@ -92,11 +94,13 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     roles = Roles(role_store, audit, clock)
     me = Me(auth, role_store, stepup_store, clock)
     nodes = NodesAsAdmin(runtime.channels)
+    metrics = Metrics(MetricSampleStore(db), clock)
     others = tuple(c for c in CLUSTERS if c != "admin")
     dashboard = Dashboard(
         MeshReader(runtime.channels),
         SessionViews(as_admin),
         fleet=nodes,
+        recorder=metrics,
         clusters=others,
         disk_path=runtime.settings.var_dir,
         clock=clock,
@@ -120,7 +124,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
-                DashboardServicer(dashboard, Live(dashboard, nodes)),
+                DashboardServicer(dashboard, Live(dashboard, nodes), metrics),
             ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,

@@ -14,6 +14,7 @@ from lucid.admin.clusters import ChainView, SessionLogLine, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
 from lucid.admin.live import Connected, LiveEvent, NodeChanged, SessionChanged
 from lucid.admin.me import MeView
+from lucid.admin.metrics import Series
 from lucid.admin.nodes_link import FleetView, NodeView, Sample
 from lucid.admin.overview import Dependency, Health, Overview
 from lucid.admin.payments_link import PayoutView
@@ -482,4 +483,19 @@ def admin_user(view: UserView) -> admin_pb2.AdminUser:
         console_role_id=view.console_role_id,
         create_time=optional_timestamp(view.created_at),
         last_login_time=optional_timestamp(view.last_login_at),
+    )
+
+
+def metric_series(series: Series, metric: Any, timeframe: Any) -> dashboard_pb2.GetMetricsResponse:
+    """A GetMetricsResponse (the timeframe as asked, 1h if not given)."""
+    return dashboard_pb2.GetMetricsResponse(
+        metric=metric,
+        timeframe=timeframe or admin_pb2.TIMEFRAME_1H,
+        unit=series.unit,
+        points=[
+            dashboard_pb2.MetricPoint(point_time=timestamp(t), value=v) for t, v in series.points
+        ],
+        min=series.low,
+        max=series.high,
+        average=series.average,
     )

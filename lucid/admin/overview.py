@@ -38,6 +38,13 @@ class Fleet(Protocol):
         """Node counts, or None if the nodes cluster does not answer."""
 
 
+class Recorder(Protocol):
+    """Keeps what each overview saw (the metric history)."""
+
+    async def record(self, view: Overview) -> None:
+        """Stores one overview's figures."""
+
+
 class MeshProbe(Protocol):
     """Health checks and chain status."""
 
@@ -122,6 +129,7 @@ class Dashboard:
         sessions: SessionViews,
         *,
         fleet: Fleet,
+        recorder: Recorder | None = None,
         clusters: tuple[str, ...],
         disk_path: Path,
         clock: Clock,
@@ -129,6 +137,7 @@ class Dashboard:
         self.probe = probe
         self.sessions = sessions
         self.fleet = fleet
+        self.recorder = recorder
         self.clusters = clusters
         self.disk_path = disk_path
         self.clock = clock
@@ -162,10 +171,13 @@ class Dashboard:
         return found
 
     async def overview(self, token: str) -> Overview:
-        """Health, live sessions, nodes, chain."""
+        """Health, live sessions, nodes, chain (recorded in the metric history)."""
         health, chain, nodes = await asyncio.gather(
             self.health(), self.probe.chain(), self.fleet.fleet(token)
         )
         views, _ = await self.sessions.page("", "", 0, 10_000, token)
         states = [console_state(v) for v in views]
-        return Overview(health, states.count("active"), states.count("idle"), chain, nodes)
+        view = Overview(health, states.count("active"), states.count("idle"), chain, nodes)
+        if self.recorder is not None:
+            await self.recorder.record(view)
+        return view

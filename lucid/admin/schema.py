@@ -6,7 +6,8 @@ previous one. ``admin_state`` holds the system mode and the audit retention chec
 ``admin_emergency_logs`` the emergency actions; ``admin_config_history`` every
 version of the system configuration; ``admin_console_roles`` the console roles and
 ``admin_console_assignments`` which user holds which (``_id`` = user id);
-``admin_anchoring_ops`` the manual anchoring operations (AnchorSessions).
+``admin_anchoring_ops`` the manual anchoring operations (AnchorSessions);
+``admin_metric_samples`` what the dashboard saw at each overview (kept 30 days).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ CONFIG_HISTORY = "admin_config_history"
 ROLES = "admin_console_roles"
 ASSIGNMENTS = "admin_console_assignments"
 ANCHORING_OPS = "admin_anchoring_ops"
+METRIC_SAMPLES = "admin_metric_samples"
+METRIC_TTL_S = 30 * 24 * 3600
 
 REDIS_PREFIX = prefix("admin")
 
