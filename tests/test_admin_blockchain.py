@@ -1,5 +1,6 @@
-"""GetBlockchainStatus over gRPC: the console reads the real chain's status (heights,
-sync) as the chain itself reports it; users are refused."""
+"""GetBlockchainStatus and GetAnchoringQueue over gRPC: the console reads the real
+chain's status (heights, sync) and its anchorings as the chain itself reports them;
+users and node operators are refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from lucid.admin.v1 import admin_pb2, operations_pb2, operations_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2, blockchain_pb2_grpc
 from lucid.common.v1 import access_pb2
 from tests.admin_support import refused
+from tests.chain_support import ChainStubs, anchor_request, wait_for
 from tests.support import Mesh, bearer
 
 
@@ -43,3 +45,46 @@ async def _check_status(mesh: Mesh) -> None:
             stub.GetBlockchainStatus(operations_pb2.GetBlockchainStatusRequest(), metadata=user)
         )
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_anchoring_queue_of_the_real_chain(mesh: Mesh) -> None:
+    await mesh.start("blockchain")
+    async with mesh.channel("blockchain") as channel:
+        await wait_for(ChainStubs(channel).ready, timeout_s=60)
+    await mesh.start("admin")
+    try:
+        await _check_queue(mesh)
+    finally:
+        await mesh.stop("admin")
+
+
+async def _check_queue(mesh: Mesh) -> None:
+    request = anchor_request()
+    async with mesh.channel("blockchain", "sessions") as channel:
+        await ChainStubs(channel).anchoring.AnchorSession(request)
+    md = bearer(await mesh.token(role=access_pb2.ROLE_ADMIN))
+    async with mesh.channel("admin") as channel:
+        stub = operations_pb2_grpc.AdminBlockchainServiceStub(channel)
+
+        async def completed() -> operations_pb2.AnchoringOperation | None:
+            reply = await stub.GetAnchoringQueue(
+                operations_pb2.GetAnchoringQueueRequest(
+                    state=operations_pb2.ANCHORING_STATE_COMPLETED, page_size=1000
+                ),
+                metadata=md,
+            )
+            found = [op for op in reply.operations if request.session_id in op.session_ids]
+            return found[0] if found else None
+
+        done = await wait_for(completed, timeout_s=30)
+        assert done.block_height > 0 and len(done.tx_hash) == 64
+        waiting = await stub.GetAnchoringQueue(
+            operations_pb2.GetAnchoringQueueRequest(), metadata=md
+        )
+        assert request.session_id not in {s for op in waiting.operations for s in op.session_ids}
+        for role in (access_pb2.ROLE_USER, access_pb2.ROLE_NODE_OPERATOR):
+            user = bearer(await mesh.token(role=role))
+            error = await refused(
+                stub.GetAnchoringQueue(operations_pb2.GetAnchoringQueueRequest(), metadata=user)
+            )
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -1,5 +1,6 @@
 """Console session termination over gRPC (spec 06 §7 checks 1, 5 and 8), carried out by
-the sessions cluster: the session stops and finalizes; one audit entry per request."""
+the sessions cluster: the session stops and finalizes; one audit entry per request.
+A session's logs are its audit events at the sessions cluster."""
 
 from __future__ import annotations
 
@@ -167,3 +168,36 @@ async def test_list_and_details_from_the_sessions_cluster(admin: AdminEnv) -> No
         )
     )
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_session_logs_are_the_sessions_audit_events(admin: AdminEnv) -> None:
+    owner = await admin.sessions.token()
+    session_id = await recording(admin, owner)
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    reply = await admin.sessions_admin.GetSessionLogs(
+        OPS.GetSessionLogsRequest(session_id=session_id, page_size=100), metadata=md
+    )
+    messages = [e.message for e in reply.entries]
+    assert reply.total_size == len(reply.entries) >= 2
+    assert any(m.startswith("session.create") for m in messages), messages
+    assert any(m.startswith("session.start") for m in messages), messages
+    assert all(e.source == "sessions" and e.level == "info" for e in reply.entries)
+    assert all(e.HasField("log_time") for e in reply.entries)
+    first = await admin.sessions_admin.GetSessionLogs(
+        OPS.GetSessionLogsRequest(session_id=session_id, page_size=1), metadata=md
+    )
+    assert len(first.entries) == 1 and first.next_page_token
+
+    error = await refused(
+        admin.sessions_admin.GetSessionLogs(
+            OPS.GetSessionLogsRequest(session_id=str(uuid.uuid4())), metadata=md
+        )
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    for role in (access_pb2.ROLE_USER, access_pb2.ROLE_NODE_OPERATOR):
+        error = await refused(
+            admin.sessions_admin.GetSessionLogs(
+                OPS.GetSessionLogsRequest(session_id=session_id), metadata=await admin.md(role)
+            )
+        )
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED

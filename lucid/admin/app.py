@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 
 from lucid.admin import retention, schema
+from lucid.admin.anchorings import Anchorings
 from lucid.admin.auditlog import AuditLog
+from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.clusters import (
     AuthAsAdmin,
     MeshReader,
@@ -22,7 +24,14 @@ from lucid.admin.clusters import (
 )
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.live import Live
+from lucid.admin.me import Me
+from lucid.admin.metrics import Metrics
+from lucid.admin.node_ops import NodeOps
+from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
+from lucid.admin.payments_link import PaymentsAsAdmin
+from lucid.admin.payout_ops import PayoutOps
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
@@ -30,17 +39,23 @@ from lucid.admin.servicers.blockchain import AdminBlockchainServicer
 from lucid.admin.servicers.config import ConfigServicer
 from lucid.admin.servicers.dashboard import DashboardServicer
 from lucid.admin.servicers.emergency import EmergencyServicer
+from lucid.admin.servicers.nodes import AdminNodeServicer
+from lucid.admin.servicers.payouts import AdminPayoutServicer
 from lucid.admin.servicers.rbac import AdminRbacServicer
 from lucid.admin.servicers.sessions import AdminSessionServicer
+from lucid.admin.servicers.users import AdminUserServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
+from lucid.admin.store.anchoring_ops import AnchoringOpStore
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
+from lucid.admin.store.metric_samples import MetricSampleStore
 from lucid.admin.store.roles import RoleStore
 from lucid.admin.store.state import StateStore
 from lucid.admin.store.stepups import StepUpStore
 from lucid.admin.terminations import Terminations
+from lucid.admin.users import Users
 from lucid.admin.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
@@ -60,9 +75,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     db = runtime.datastores.db
     state = StateStore(db)
     audit = AuditLog(AuditChainStore(db), state, clock)
-    stepups = StepUps(
-        AuthAsAdmin(runtime.channels), StepUpStore(runtime.datastores.cache), audit, clock
-    )
+    auth = AuthAsAdmin(runtime.channels)
+    stepup_store = StepUpStore(runtime.datastores.cache)
+    stepups = StepUps(auth, stepup_store, audit, clock)
     emergency = Emergency(
         state,
         EmergencyLogStore(db),
@@ -75,31 +90,53 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     as_admin = SessionsAsAdmin(runtime.channels)
     terminations = Terminations(as_admin, audit)
     configs = Configs(ConfigStore(db), audit, clock)
-    roles = Roles(RoleStore(db), audit, clock)
+    role_store = RoleStore(db)
+    roles = Roles(role_store, audit, clock)
+    me = Me(auth, role_store, stepup_store, clock)
+    nodes = NodesAsAdmin(runtime.channels)
+    metrics = Metrics(MetricSampleStore(db), clock)
     others = tuple(c for c in CLUSTERS if c != "admin")
     dashboard = Dashboard(
         MeshReader(runtime.channels),
         SessionViews(as_admin),
-        others,
-        runtime.settings.var_dir,
-        clock,
+        fleet=nodes,
+        recorder=metrics,
+        clusters=others,
+        disk_path=runtime.settings.var_dir,
+        clock=clock,
     )
     return ClusterApp(
         servicers=[
-            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups)),
+            (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
             (config_pb2_grpc.add_ConfigServiceServicer_to_server, ConfigServicer(configs)),
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (
+                admin_pb2_grpc.add_AdminUserServiceServicer_to_server,
+                AdminUserServicer(Users(runtime.channels, role_store, audit)),
+            ),
+            (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
-                AdminBlockchainServicer(dashboard),
+                AdminBlockchainServicer(
+                    dashboard,
+                    Anchorings(as_admin, AnchoringOpStore(db), audit, clock),
+                    ChainQueue(runtime.channels),
+                ),
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
-                DashboardServicer(dashboard),
+                DashboardServicer(dashboard, Live(dashboard, nodes), metrics),
             ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
                 AdminSessionServicer(SessionViews(as_admin), terminations),
+            ),
+            (
+                operations_pb2_grpc.add_AdminNodeServiceServicer_to_server,
+                AdminNodeServicer(NodeOps(nodes, audit)),
+            ),
+            (
+                operations_pb2_grpc.add_AdminPayoutServiceServicer_to_server,
+                AdminPayoutServicer(PayoutOps(PaymentsAsAdmin(runtime.channels), audit)),
             ),
             (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(audit)),
             (

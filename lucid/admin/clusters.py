@@ -103,6 +103,50 @@ def session_view(session: sessions_pb2.Session) -> SessionView:
     )
 
 
+@dataclass(frozen=True)
+class SessionLogLine:
+    """One audit event of a session, as a log line."""
+
+    at: datetime | None
+    level: str
+    source: str
+    message: str
+
+
+def log_line(event: sessions_pb2.SessionEvent) -> SessionLogLine:
+    """A session event as a log line: who did what to which resource, and whether it
+    succeeded."""
+    what = f"{event.event_type} by {event.user_id or 'the system'}"
+    if event.resource_id:
+        what += f" on {event.resource_id}"
+    return SessionLogLine(
+        at=moment(event.event_time) if event.HasField("event_time") else None,
+        level="info" if event.success else "error",
+        source="sessions",
+        message=what if event.success else f"{what} (failed)",
+    )
+
+
+async def call_cluster(
+    channels: Channels,
+    cluster: str,
+    stub_type: Any,
+    method: str,
+    request: Any,
+    *,
+    token: str = "",
+) -> Any:
+    """One rpc of another cluster: on behalf of the administrator whose ``token`` is
+    forwarded, or as the admin service without one; a refusal keeps its Lucid code."""
+    stub = await channels.stub(cluster, stub_type)
+    try:
+        return await getattr(stub, method)(
+            request, metadata=bearer(token) if token else None, timeout=CALL_TIMEOUT_S
+        )
+    except grpc.aio.AioRpcError as exc:
+        raise refused(cluster, exc) from exc
+
+
 class SessionsAsAdmin:
     """Sessions rpcs made on behalf of the signed-in administrator (its token forwarded)."""
 
@@ -110,18 +154,30 @@ class SessionsAsAdmin:
         self._channels = channels
 
     async def _call(self, method: str, request: Any, token: str) -> Any:
-        stub = await self._channels.stub("sessions", sessions_pb2_grpc.SessionServiceStub)
-        try:
-            return await getattr(stub, method)(
-                request, metadata=_bearer(token), timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _refused("sessions", exc) from exc
+        stub_type = sessions_pb2_grpc.SessionServiceStub
+        return await call_cluster(
+            self._channels, "sessions", stub_type, method, request, token=token
+        )
 
     async def stop(self, session_id: str, token: str) -> SessionView:
         """StopRecording as the administrator; the session's owning cluster decides."""
         request = sessions_pb2.StopRecordingRequest(session_id=session_id)
         return session_view((await self._call("StopRecording", request, token)).session)
+
+    async def retry_anchoring(self, session_id: str, reason: str, token: str) -> SessionView:
+        """RetryAnchoring as the administrator (a failed or expired anchoring only)."""
+        request = sessions_pb2.RetryAnchoringRequest(session_id=session_id, reason=reason)
+        return session_view((await self._call("RetryAnchoring", request, token)).session)
+
+    async def events(
+        self, session_id: str, page_size: int, page_token: str, token: str
+    ) -> tuple[list[SessionLogLine], str, int]:
+        """One page of ListSessionEvents as the administrator, newest first."""
+        request = sessions_pb2.ListSessionEventsRequest(
+            session_id=session_id, page_size=page_size, page_token=page_token
+        )
+        reply = await self._call("ListSessionEvents", request, token)
+        return [log_line(e) for e in reply.events], reply.next_page_token, int(reply.total_size)
 
     async def get(self, session_id: str, token: str) -> SessionView:
         """GetSession as the administrator."""
@@ -140,11 +196,11 @@ class SessionsAsAdmin:
         return views, reply.next_page_token, int(reply.total_size)
 
 
-def _bearer(token: str) -> tuple[tuple[str, str]]:
+def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def _refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
+def refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
     """The owning cluster's refusal, kept as its Lucid code (not found stays not found)."""
     found = ErrorDetails.from_rpc_error(error)
     code = _code_of(found.reason)
@@ -161,8 +217,20 @@ def _code_of(reason: str) -> ErrorCode.ValueType | None:
     return ErrorCode.ValueType(value.number) if value is not None else None
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Who the signed-in administrator is, as auth knows them."""
+
+    user_id: str
+    tron_address: str
+    username: str
+    role: int
+    totp_enabled: bool
+
+
 class AuthAsAdmin:
-    """Auth's CheckTotp for the signed-in administrator (its token forwarded)."""
+    """Auth's CheckTotp and GetProfile for the signed-in administrator (its token
+    forwarded)."""
 
     def __init__(self, channels: Channels) -> None:
         self._channels = channels
@@ -173,11 +241,25 @@ class AuthAsAdmin:
         try:
             await stub.CheckTotp(
                 auth_pb2.CheckTotpRequest(code=code),
-                metadata=_bearer(token),
+                metadata=bearer(token),
                 timeout=CALL_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _refused("auth", exc) from exc
+            raise refused("auth", exc) from exc
+
+    async def profile(self, token: str) -> Profile:
+        """GetProfile: the caller as auth knows them."""
+        stub = await self._channels.stub("auth", auth_pb2_grpc.AuthServiceStub)
+        try:
+            reply = await stub.GetProfile(
+                auth_pb2.GetProfileRequest(), metadata=bearer(token), timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise refused("auth", exc) from exc
+        user = reply.user
+        return Profile(
+            user.user_id, user.tron_address, user.username, int(user.role), user.totp_enabled
+        )
 
 
 @dataclass(frozen=True)

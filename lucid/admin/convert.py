@@ -3,22 +3,30 @@ suffix of their proto name (``AUDIT_ACTION_EMERGENCY`` ↔ ``emergency``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import ParseDict
 
 from lucid.admin.auditlog import Export, Verification
-from lucid.admin.clusters import ChainView, SessionView
+from lucid.admin.clusters import ChainView, SessionLogLine, SessionView
 from lucid.admin.configs import DEFAULTS, Backup, Change
-from lucid.admin.overview import Health, Overview
+from lucid.admin.live import Connected, LiveEvent, NodeChanged, SessionChanged
+from lucid.admin.me import MeView
+from lucid.admin.metrics import Series
+from lucid.admin.nodes_link import FleetView, NodeView, Sample
+from lucid.admin.overview import Dependency, Health, Overview
+from lucid.admin.payments_link import PayoutView
 from lucid.admin.session_views import console_state
+from lucid.admin.store.anchoring_ops import AnchoringOpRecord
 from lucid.admin.store.auditchain import AuditFilter, AuditRecord
 from lucid.admin.store.config import ConfigRecord
 from lucid.admin.store.emergency_logs import EmergencyLogRecord
 from lucid.admin.store.roles import RoleRecord
 from lucid.admin.store.state import ModeRecord
 from lucid.admin.terminations import Termination
+from lucid.admin.users import UserView
 from lucid.admin.v1 import (
     admin_pb2,
     audit_pb2,
@@ -230,6 +238,21 @@ def console_role(role: RoleRecord, user_count: int) -> admin_pb2.ConsoleRole:
     )
 
 
+def me(view: MeView, user_count: int) -> admin_pb2.GetMeResponse:
+    """A GetMeResponse."""
+    role = console_role(view.console_role, user_count) if view.console_role else None
+    return admin_pb2.GetMeResponse(
+        user_id=view.profile.user_id,
+        tron_address=view.profile.tron_address,
+        username=view.profile.username,
+        role=access_pb2.Role.ValueType(view.profile.role),
+        console_role=role,
+        permissions=role.permissions if role else [],
+        totp_enabled=view.profile.totp_enabled,
+        step_up_expire_time=optional_timestamp(view.step_up_expires_at),
+    )
+
+
 def permission_names(values: Any) -> list[str]:
     """Stored names of ConsolePermission values."""
     return [stored(admin_pb2.ConsolePermission, PERMISSION_PREFIX, v) for v in values]
@@ -306,7 +329,7 @@ def overview(view: Overview) -> dashboard_pb2.SystemOverview:
             idle=view.sessions_idle,
             by_type={"recording": view.sessions_active + view.sessions_idle},
         ),
-        node_status=dashboard_pb2.NodeSummary(),
+        node_status=node_summary(view.nodes),
         blockchain_status=blockchain,
         resource_usage=dashboard_pb2.ResourceUsageSummary(
             cpu_percent=used.cpu_percent,
@@ -315,4 +338,164 @@ def overview(view: Overview) -> dashboard_pb2.SystemOverview:
             network_in_bytes=used.network_in_bytes,
             network_out_bytes=used.network_out_bytes,
         ),
+    )
+
+
+def admin_node(view: NodeView) -> operations_pb2.AdminNode:
+    """An AdminNode (resource figures from its latest sample, if known)."""
+    node = operations_pb2.AdminNode(
+        node_id=view.node_id,
+        hostname=view.name,
+        state=wire(admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", view.state),
+        last_heartbeat_time=optional_timestamp(view.last_heartbeat),
+        pool_id=view.pool_id,
+        node_type=view.node_type,
+    )
+    if view.sample is not None:
+        node.load_average = view.sample.load_average
+        node.cpu_percent = view.sample.cpu_percent
+        node.memory_percent = view.sample.memory_percent
+        node.disk_percent = view.sample.disk_percent
+        node.active_sessions = view.sample.active_sessions
+    return node
+
+
+def node_metric_point(sample: Sample) -> operations_pb2.NodeMetricPoint:
+    """A NodeMetricPoint."""
+    return operations_pb2.NodeMetricPoint(
+        point_time=optional_timestamp(sample.at),
+        cpu_percent=sample.cpu_percent,
+        memory_percent=sample.memory_percent,
+        disk_percent=sample.disk_percent,
+        network_in_bytes_per_second=sample.network_in,
+        network_out_bytes_per_second=sample.network_out,
+        load_average=sample.load_average,
+    )
+
+
+def node_summary(fleet: FleetView | None) -> dashboard_pb2.NodeSummary:
+    """A NodeSummary (empty when the nodes cluster did not answer)."""
+    if fleet is None:
+        return dashboard_pb2.NodeSummary()
+    return dashboard_pb2.NodeSummary(
+        total_nodes=fleet.total,
+        online_nodes=fleet.online,
+        offline_nodes=fleet.offline,
+        maintenance_nodes=fleet.maintenance,
+        load_average=fleet.load_average,
+    )
+
+
+def admin_payout(view: PayoutView) -> operations_pb2.AdminPayout:
+    """An AdminPayout (USDT, the one currency)."""
+    return operations_pb2.AdminPayout(
+        payout_id=view.payout_id,
+        user_id=view.user_id,
+        node_id=view.node_id,
+        recipient_address=view.recipient_address,
+        amount_micros=view.amount_micros,
+        currency=operations_pb2.PAYOUT_CURRENCY_USDT,
+        state=wire(operations_pb2.PayoutState, "PAYOUT_STATE_", view.state),
+        tx_hash=view.tx_hash,
+        confirmations=view.confirmations,
+        reason=view.reason,
+        requested_by_user_id=view.requested_by_user_id,
+        error_message=view.error_message,
+        create_time=optional_timestamp(view.created_at),
+        update_time=optional_timestamp(view.updated_at),
+    )
+
+
+def anchoring_operation(op: AnchoringOpRecord) -> operations_pb2.AnchoringOperation:
+    """An AnchoringOperation."""
+    return operations_pb2.AnchoringOperation(
+        operation_id=op.operation_id,
+        session_ids=op.session_ids,
+        priority=wire(operations_pb2.AnchoringPriority, "ANCHORING_PRIORITY_", op.priority),
+        state=wire(operations_pb2.AnchoringState, "ANCHORING_STATE_", op.state),
+        tx_hash=op.tx_hash,
+        block_height=op.block_height,
+        error_message=op.error_message,
+        requested_by_user_id=op.requested_by,
+        create_time=timestamp(op.created_at),
+        finish_time=optional_timestamp(op.finished_at),
+    )
+
+
+def live_event(event: LiveEvent, at: datetime) -> dashboard_pb2.StreamDashboardResponse:
+    """A StreamDashboardResponse."""
+    out = dashboard_pb2.StreamDashboardResponse(
+        event_type=wire(dashboard_pb2.DashboardEventType, "DASHBOARD_EVENT_TYPE_", event.kind),
+        event_time=timestamp(at),
+    )
+    data = event.data
+    if isinstance(data, Connected):
+        out.connection_established.stream_id = data.stream_id
+        out.connection_established.interval_seconds = data.interval_s
+    elif isinstance(data, Overview):
+        shown = overview(data)
+        out.metric_update.resource_usage.CopyFrom(shown.resource_usage)
+        out.metric_update.sessions.CopyFrom(shown.active_sessions)
+    elif isinstance(data, Dependency):
+        out.system_alert.severity = health_status(data.status)
+        out.system_alert.component = data.name
+        out.system_alert.message = data.message
+    elif isinstance(data, SessionChanged):
+        out.session_change.session_id = data.session_id
+        out.session_change.user_id = data.user_id
+        out.session_change.state = wire(
+            admin_pb2.AdminSessionState, "ADMIN_SESSION_STATE_", data.state
+        )
+        out.session_change.kind = data.kind
+    elif isinstance(data, NodeChanged):
+        out.node_status_change.node_id = data.node_id
+        out.node_status_change.state = wire(
+            admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", data.state
+        )
+        out.node_status_change.previous_state = wire(
+            admin_pb2.AdminNodeState, "ADMIN_NODE_STATE_", data.previous
+        )
+    elif isinstance(data, ChainView):
+        out.blockchain_update.CopyFrom(blockchain_status(data))
+    return out
+
+
+def session_log_entry(line: SessionLogLine) -> operations_pb2.SessionLogEntry:
+    """A SessionLogEntry."""
+    return operations_pb2.SessionLogEntry(
+        log_time=optional_timestamp(line.at),
+        level=line.level,
+        source=line.source,
+        message=line.message,
+    )
+
+
+def admin_user(view: UserView) -> admin_pb2.AdminUser:
+    """An AdminUser."""
+    return admin_pb2.AdminUser(
+        user_id=view.user_id,
+        tron_address=view.tron_address,
+        username=view.username,
+        email=view.email,
+        role=access_pb2.Role.ValueType(view.role),
+        status=wire(admin_pb2.AdminUserStatus, "ADMIN_USER_STATUS_", view.status),
+        kyc_status=access_pb2.KycStatus.ValueType(view.kyc_status),
+        console_role_id=view.console_role_id,
+        create_time=optional_timestamp(view.created_at),
+        last_login_time=optional_timestamp(view.last_login_at),
+    )
+
+
+def metric_series(series: Series, metric: Any, timeframe: Any) -> dashboard_pb2.GetMetricsResponse:
+    """A GetMetricsResponse (the timeframe as asked, 1h if not given)."""
+    return dashboard_pb2.GetMetricsResponse(
+        metric=metric,
+        timeframe=timeframe or admin_pb2.TIMEFRAME_1H,
+        unit=series.unit,
+        points=[
+            dashboard_pb2.MetricPoint(point_time=timestamp(t), value=v) for t, v in series.points
+        ],
+        min=series.low,
+        max=series.high,
+        average=series.average,
     )

@@ -4,8 +4,8 @@ Each cluster's gRPC health check (1 s timeout) makes the dependency list; the ov
 status is the worst of them: a core cluster (auth, sessions, blockchain) down is
 critical, any other down is a warning, CPU or memory above 80 % is a warning
 (memory above 90 % critical). Sessions are counted from the sessions cluster as the
-calling administrator; the chain from its GetChainStatus; resources from this host.
-Nodes are not aggregated yet (the summary stays empty).
+calling administrator; nodes from the nodes cluster's fleet status (no summary while it
+does not answer); the chain from its GetChainStatus; resources from this host.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Protocol
 import psutil
 
 from lucid.admin.clusters import ChainView
+from lucid.admin.nodes_link import FleetView
 from lucid.admin.session_views import SessionViews, console_state
 from lucid.lib.clock import Clock
 from lucid.runtime.errors import ErrorCode, LucidError
@@ -28,6 +29,20 @@ from lucid.runtime.errors import ErrorCode, LucidError
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 CORE = frozenset({"auth", "sessions", "blockchain"})
 RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
+
+
+class Fleet(Protocol):
+    """The nodes cluster's fleet status, as the administrator."""
+
+    async def fleet(self, token: str) -> FleetView | None:
+        """Node counts, or None if the nodes cluster does not answer."""
+
+
+class Recorder(Protocol):
+    """Keeps what each overview saw (the metric history)."""
+
+    async def record(self, view: Overview) -> None:
+        """Stores one overview's figures."""
 
 
 class MeshProbe(Protocol):
@@ -82,6 +97,7 @@ class Overview:
     sessions_active: int
     sessions_idle: int
     chain: ChainView | None
+    nodes: FleetView | None = None
 
 
 def resources(disk_path: Path) -> Resources:
@@ -111,12 +127,17 @@ class Dashboard:
         self,
         probe: MeshProbe,
         sessions: SessionViews,
+        *,
+        fleet: Fleet,
+        recorder: Recorder | None = None,
         clusters: tuple[str, ...],
         disk_path: Path,
         clock: Clock,
     ) -> None:
         self.probe = probe
         self.sessions = sessions
+        self.fleet = fleet
+        self.recorder = recorder
         self.clusters = clusters
         self.disk_path = disk_path
         self.clock = clock
@@ -150,8 +171,13 @@ class Dashboard:
         return found
 
     async def overview(self, token: str) -> Overview:
-        """Health, live sessions, chain (nodes not aggregated yet)."""
-        health, chain = await asyncio.gather(self.health(), self.probe.chain())
+        """Health, live sessions, nodes, chain (recorded in the metric history)."""
+        health, chain, nodes = await asyncio.gather(
+            self.health(), self.probe.chain(), self.fleet.fleet(token)
+        )
         views, _ = await self.sessions.page("", "", 0, 10_000, token)
         states = [console_state(v) for v in views]
-        return Overview(health, states.count("active"), states.count("idle"), chain)
+        view = Overview(health, states.count("active"), states.count("idle"), chain, nodes)
+        if self.recorder is not None:
+            await self.recorder.record(view)
+        return view

@@ -5,7 +5,9 @@
 previous one. ``admin_state`` holds the system mode and the audit retention checkpoint;
 ``admin_emergency_logs`` the emergency actions; ``admin_config_history`` every
 version of the system configuration; ``admin_console_roles`` the console roles and
-``admin_console_assignments`` which user holds which (``_id`` = user id).
+``admin_console_assignments`` which user holds which (``_id`` = user id);
+``admin_anchoring_ops`` the manual anchoring operations (AnchorSessions);
+``admin_metric_samples`` what the dashboard saw at each overview (kept 30 days).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ EMERGENCY_LOGS = "admin_emergency_logs"
 CONFIG_HISTORY = "admin_config_history"
 ROLES = "admin_console_roles"
 ASSIGNMENTS = "admin_console_assignments"
+ANCHORING_OPS = "admin_anchoring_ops"
+METRIC_SAMPLES = "admin_metric_samples"
+METRIC_TTL_S = 30 * 24 * 3600
 
 REDIS_PREFIX = prefix("admin")
 
@@ -43,6 +48,7 @@ COLLECTIONS = (
     ),
     CollectionSpec(ROLES, (IndexSpec((("name", 1),), "name_unique", unique=True),), owner="admin"),
     CollectionSpec(ASSIGNMENTS, (IndexSpec((("role_id", 1),), "role_id"),), owner="admin"),
+    CollectionSpec(ANCHORING_OPS, (IndexSpec((("created_at", -1),), "created_at"),), owner="admin"),
     CollectionSpec(
         CONFIG_HISTORY,
         (IndexSpec((("version", 1),), "version_unique", unique=True),),

@@ -1,12 +1,12 @@
 """The console's view of recording sessions: listing (with the console's grouping of
-states: active, idle, terminated) and details, read from the sessions cluster on
-behalf of the administrator (its token forwarded)."""
+states: active, idle, terminated), details and logs (the session's audit events),
+read from the sessions cluster on behalf of the administrator (its token forwarded)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from lucid.admin.clusters import SessionView
+from lucid.admin.clusters import SessionLogLine, SessionView
 
 CONSOLE_STATES = {
     "created": "idle",
@@ -34,6 +34,11 @@ class SessionReader(Protocol):
     ) -> tuple[list[SessionView], str, int]:
         """One page of ListSessions."""
 
+    async def events(
+        self, session_id: str, page_size: int, page_token: str, token: str
+    ) -> tuple[list[SessionLogLine], str, int]:
+        """One page of ListSessionEvents."""
+
 
 class SessionViews:
     """ListSessions and GetSessionDetails of the console."""
@@ -57,3 +62,10 @@ class SessionViews:
     async def details(self, session_id: str, token: str) -> SessionView:
         """One session."""
         return await self.sessions.get(session_id, token)
+
+    async def logs(
+        self, session_id: str, page_size: int, page_token: str, token: str
+    ) -> tuple[list[SessionLogLine], str, int]:
+        """A page of a session's log, newest first (NOT_FOUND for an unknown session)."""
+        await self.sessions.get(session_id, token)
+        return await self.sessions.events(session_id, page_size, page_token, token)

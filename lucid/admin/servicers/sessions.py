@@ -1,7 +1,7 @@
 """``lucid.admin.v1.AdminSessionService``: the console's session operations.
 
-Built: ListSessions, GetSessionDetails, TerminateSession and BulkTerminateSessions.
-GetSessionLogs answers UNIMPLEMENTED (inherited from the generated base).
+ListSessions, GetSessionDetails, GetSessionLogs, TerminateSession and
+BulkTerminateSessions.
 """
 
 from __future__ import annotations
@@ -43,6 +43,18 @@ class AdminSessionServicer(operations_pb2_grpc.AdminSessionServiceServicer):
     ) -> operations_pb2.GetSessionDetailsResponse:
         view = await self.views.details(request.session_id, current_principal().token)
         return convert.session_details(view)
+
+    async def GetSessionLogs(
+        self, request: operations_pb2.GetSessionLogsRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.GetSessionLogsResponse:
+        lines, next_token, total = await self.views.logs(
+            request.session_id, request.page_size, request.page_token, current_principal().token
+        )
+        return operations_pb2.GetSessionLogsResponse(
+            entries=[convert.session_log_entry(line) for line in lines],
+            next_page_token=next_token,
+            total_size=total,
+        )
 
     async def TerminateSession(
         self, request: operations_pb2.TerminateSessionRequest, context: grpc.aio.ServicerContext

@@ -81,6 +81,22 @@ class RoleStore:
             raise _unavailable(exc) from exc
         return RoleRecord.of(doc) if doc else None
 
+    async def by_name(self, name: str) -> RoleRecord | None:
+        """A role by name."""
+        try:
+            doc = await self.roles.find_one({"name": name})
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return RoleRecord.of(doc) if doc else None
+
+    async def role_of(self, user_id: str) -> str | None:
+        """The id of the role assigned to a user, if any."""
+        try:
+            doc = await self.assignments.find_one({"_id": user_id})
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return str(doc["role_id"]) if doc else None
+
     async def page(self, offset: int, limit: int) -> tuple[list[RoleRecord], int]:
         """Roles by name, and how many there are."""
         try:

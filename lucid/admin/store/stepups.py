@@ -37,3 +37,11 @@ class StepUpStore:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def ttl(self, user_id: str) -> int | None:
+        """Seconds left of a user's live step-up, if any."""
+        try:
+            left = int(await self.cache.ttl(_key(user_id)))
+        except RedisError as exc:
+            raise LucidError(ErrorCode.ERROR_CODE_CACHE_UNAVAILABLE, f"step-up: {exc}") from exc
+        return left if left > 0 else None

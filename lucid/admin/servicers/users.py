@@ -1,0 +1,35 @@
+"""``lucid.admin.v1.AdminUserService``: users from the console, through auth.
+
+Built: UpdateUser. CreateUser answers UNIMPLEMENTED (inherited from the generated base):
+auth creates users only when their wallet signs in (Register), and has no rpc to make
+one for a TRON address."""
+
+from __future__ import annotations
+
+import grpc
+
+from lucid.admin import convert
+from lucid.admin.users import UserChange, Users
+from lucid.admin.v1 import admin_pb2, admin_pb2_grpc
+from lucid.runtime.audit import client_of
+
+
+class AdminUserServicer(admin_pb2_grpc.AdminUserServiceServicer):
+    """A user's role and status."""
+
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    async def UpdateUser(
+        self, request: admin_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.UpdateUserResponse:
+        change = UserChange(
+            user_id=request.user_id,
+            username=request.username,
+            email=request.email,
+            role=request.role,
+            status=convert.stored(admin_pb2.AdminUserStatus, "ADMIN_USER_STATUS_", request.status),
+            reason=request.reason,
+        )
+        user = await self.users.update(change, client_of(context))
+        return admin_pb2.UpdateUserResponse(user=convert.admin_user(user))
