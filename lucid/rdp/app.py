@@ -23,6 +23,7 @@ from lucid.rdp.recording import Recordings
 from lucid.rdp.records import Limits
 from lucid.rdp.replay import AnchorSource, Replay, TrustAnchors
 from lucid.rdp.resources import Resources
+from lucid.rdp.sampling import Sampler
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.resources import ResourceServicer
 from lucid.rdp.servicers.servers import RdpServerServicer
@@ -72,6 +73,7 @@ async def build(
         clock=clock,
         auditor=auditor,
         interval_s=config.resource_interval_s,
+        sampler=Sampler(config.instances_dir),
     )
     servers = Servers(
         server_store,
@@ -86,7 +88,11 @@ async def build(
     daemon = XrdpDaemon(settings_store, sesman, server_store, backend, clock=clock, auditor=auditor)
     recordings = Recordings(runtime.channels)
     recorder = Recorder(
-        backend, recordings, frame_rate=config.frame_rate, segment_s=config.segment_s
+        backend,
+        recordings,
+        frame_rate=config.frame_rate,
+        resolution=config.resolution,
+        segment_s=config.segment_s,
     )
     sessions = RdpSessions(
         SessionStore(db),

@@ -148,6 +148,7 @@ class RdpSessions:
                 port=server.port,
                 username=server.account.username,
                 frame_rate=self.config.frame_rate,
+                resolution=self.config.resolution,
             )
         except grpc.aio.AioRpcError as exc:
             await self.store.delete(record.session_id)
