@@ -3,12 +3,14 @@ severities, soft enforcement (spec 04 §4.4, §7 check 10)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
 from lucid.common.v1 import access_pb2
+from lucid.rdp import tcpstats
 from lucid.rdp.app import SERVICE_ACTOR
 from lucid.rdp.records import Sample
 from lucid.rdp.resources import severity
@@ -50,6 +52,80 @@ def test_severity_follows_how_far_over_the_threshold(
     value: float, threshold: float, expected: str
 ) -> None:
     assert severity(value, threshold) == expected
+
+
+SS_OUTPUT = """0      0               127.0.0.1:33890          127.0.0.1:38292
+\t bbr wscale:10,10 rto:204 bytes_sent:4300 bytes_acked:4268 bytes_received:1483 segs_out:18
+0      0               127.0.0.1:33890          127.0.0.1:40000
+\t cubic rto:204 bytes_acked:100 bytes_received:7 segs_out:2
+"""
+
+
+def test_port_counters_are_read_per_connection_and_counted_between_readings() -> None:
+    before = tcpstats.parse(SS_OUTPUT)
+    assert before == {
+        ("127.0.0.1:33890", "127.0.0.1:38292"): (4268, 1483),
+        ("127.0.0.1:33890", "127.0.0.1:40000"): (100, 7),
+    }
+    after = {
+        ("127.0.0.1:33890", "127.0.0.1:38292"): (5268, 1583),  # 1000 out, 100 in more
+        ("127.0.0.1:33890", "127.0.0.1:41000"): (50, 5),  # new since: counted from zero
+    }
+    assert tcpstats.delta(before, after) == (1050, 105)
+    assert tcpstats.parse("") == {}
+
+
+# An X.224 Connection Request asking for TLS: xrdp answers with a Connection Confirm
+# and waits for the TLS handshake, keeping the connection open.
+X224_REQUEST = bytes.fromhex("030000130ee000000000000100080001000000")
+
+
+async def test_a_server_sample_counts_its_files_and_its_port_traffic(env: RdpEnv) -> None:
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
+    resources = env.domain_resources
+    await resources.sample_once()  # the first reading of the port's counters
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(X224_REQUEST)
+        await writer.drain()
+        answer = await reader.readexactly(19)
+        assert answer[5] == 0xD0  # Connection Confirm
+        await resources.sample_once()
+    finally:
+        writer.close()
+    usage = await env.resources.GetResourceUsage(
+        resource_pb2.GetResourceUsageRequest(server_id=server.server_id), metadata=md
+    )
+    current = usage.server.current
+    assert current.network_in_kbps > 0 and current.network_out_kbps > 0
+    # its config, certificate and logs, and the desktop account's home
+    assert 0 < current.disk_mb < 100
+    assert current.disk_percent > 0
+    await env.delete_server(md, server.server_id)
+
+
+async def test_a_server_over_its_disk_or_bandwidth_limit_is_alerted(env: RdpEnv) -> None:
+    _, md = await env.user()
+    server = await env.create_server(md)
+    resources = env.domain_resources
+    limits = await resources.limits()
+    record = await env.domain_servers.store.get(server.server_id)
+    now = resources.clock.now()
+    # per-server values are percent of the limit: over it is also ≥ 98 → critical
+    full = Sample("server", server.server_id, now, disk_mb=limits.server_disk_mb * 1.05)
+    assert [
+        (a.resource_type, a.severity) for a in await resources.evaluate(full, limits, record)
+    ] == [("disk", "critical")]
+    kbps = limits.server_bandwidth_mbps * 1000 / 8  # the whole limit, in KB/s
+    busy = Sample("server", server.server_id, now, net_in_kbps=kbps * 0.6, net_out_kbps=kbps * 0.6)
+    assert [
+        (a.resource_type, a.severity) for a in await resources.evaluate(busy, limits, record)
+    ] == [("network", "critical")]
+    within = Sample("server", server.server_id, now, disk_mb=1.0, net_in_kbps=kbps * 0.5)
+    assert await resources.evaluate(within, limits, record) == []
+    await env.delete_server(md, server.server_id)
 
 
 async def test_a_cpu_95_memory_90_sample_raises_high_alerts_that_can_be_resolved(

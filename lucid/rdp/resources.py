@@ -65,6 +65,7 @@ class Resources:
         clock: Clock,
         auditor: Auditor,
         interval_s: float,
+        sampler: Sampler,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -73,7 +74,7 @@ class Resources:
         self.clock = clock
         self.auditor = auditor
         self.interval_s = interval_s
-        self.sampler = Sampler()
+        self.sampler = sampler
         self.terminate: Terminate | None = None
 
     async def limits(self) -> Limits:
@@ -95,9 +96,16 @@ class Resources:
         host = await asyncio.to_thread(self.sampler.host, now)
         await self.store.add_sample(host)
         raised = await self.evaluate(host, limits)
-        for server in await self.servers.find(states=("running",)):
+        running = await self.servers.find(states=("running",))
+        self.sampler.keep_servers({s.server_id for s in running})
+        for server in running:
             sample = await asyncio.to_thread(
-                self.sampler.server, server.server_id, server.pid, server.account.username, now
+                self.sampler.server,
+                server.server_id,
+                server.pid,
+                server.account.username,
+                server.port,
+                now,
             )
             await self.store.add_sample(sample)
             raised += await self.evaluate(sample, limits, server)
@@ -114,9 +122,13 @@ class Resources:
                 ("disk", sample.disk_percent, limits.disk_threshold),
                 ("network", mbps, limits.network_threshold_mbps),
             ]
+        mbps = (sample.net_in_kbps + sample.net_out_kbps) * 8 / 1000
+        # memory, disk and bandwidth as percent of the server's limit
         return [
             ("cpu", sample.cpu_percent, limits.server_cpu_percent),
             ("memory", 100.0 * sample.memory_mb / limits.server_memory_mb, 100.0),
+            ("disk", 100.0 * sample.disk_mb / limits.server_disk_mb, 100.0),
+            ("network", 100.0 * mbps / limits.server_bandwidth_mbps, 100.0),
         ]
 
     async def evaluate(
