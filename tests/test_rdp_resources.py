@@ -216,6 +216,61 @@ async def test_running_servers_are_sampled_and_a_server_over_its_limit_is_enforc
     await env.delete_server(md, server.server_id)
 
 
+async def test_a_session_over_its_own_limits_is_alerted_then_terminated_alone(
+    env: RdpEnv,
+) -> None:
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
+    heavy = await env.create_session(md, server.server_id)
+    other = await env.create_session(md, server.server_id)
+    resources = env.domain_resources
+    limits = await resources.limits()
+    record = await env.domain_servers.store.get(server.server_id)
+    now = resources.clock.now()
+    # within every per-server limit, over the session's CPU (50 %) and memory (2048 MB)
+    assert limits.session_cpu_percent < 55 < limits.server_cpu_percent
+    over = Sample("session", heavy.session_id, now, cpu_percent=55.0, memory_mb=2100.0)
+    first = await resources.evaluate(over, limits, record)
+    assert {(a.resource_type, a.severity, a.session_id, a.server_id) for a in first} == {
+        ("cpu", "medium", heavy.session_id, server.server_id),
+        ("memory", "critical", heavy.session_id, server.server_id),
+    }
+
+    async def state(session_id: str) -> int:
+        got = await env.sessions.GetRdpSession(
+            session_pb2.GetRdpSessionRequest(session_id=session_id), metadata=md
+        )
+        return got.session.state
+
+    assert await state(heavy.session_id) == session_pb2.RDP_SESSION_STATE_ACTIVE  # alert first
+    assert await resources.evaluate(over, limits, record) == []  # still over: enforced
+    ended = await env.sessions.GetRdpSession(
+        session_pb2.GetRdpSessionRequest(session_id=heavy.session_id), metadata=md
+    )
+    assert ended.session.state == session_pb2.RDP_SESSION_STATE_TERMINATED
+    assert ended.session.termination_reason == "limit"
+    assert await state(other.session_id) == session_pb2.RDP_SESSION_STATE_ACTIVE
+    assert await env.domain_sessions.open_on_server(server.server_id) == [other.session_id]
+    alerts = await env.resources.ListResourceAlerts(
+        resource_pb2.ListResourceAlertsRequest(server_id=server.server_id), metadata=md
+    )
+    assert {a.alert_id for a in alerts.alerts} == {a.alert_id for a in first}
+    assert all(a.session_id == heavy.session_id for a in alerts.alerts)
+    kept = {a.resource_type: await resources.store.alert(a.alert_id) for a in first}
+    enforced = {kind: alert.enforced for kind, alert in kept.items() if alert is not None}
+    assert enforced == {"cpu": True, "memory": False}  # the first limit ended it
+    # the server's own limits saw nothing: no server alert is open
+    for kind in ("cpu", "memory"):
+        assert await resources.store.open_alert(server.server_id, kind) is None
+    calm = Sample("session", other.session_id, now, cpu_percent=10.0, memory_mb=100.0)
+    assert await resources.evaluate(calm, limits, record) == []
+    await env.sessions.TerminateRdpSession(
+        session_pb2.TerminateRdpSessionRequest(session_id=other.session_id), metadata=md
+    )
+    await env.delete_server(md, server.server_id)
+
+
 async def test_limits_are_changed_by_super_admins_only_and_apply(env: RdpEnv) -> None:
     admin = await role(env, access_pb2.ROLE_ADMIN)
     boss = await role(env, access_pb2.ROLE_SUPER_ADMIN)

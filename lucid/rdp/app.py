@@ -22,7 +22,7 @@ from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
 from lucid.rdp.records import Limits
 from lucid.rdp.replay import AnchorSource, Replay, TrustAnchors
-from lucid.rdp.resources import Resources
+from lucid.rdp.resources import Resources, SessionControl
 from lucid.rdp.sampling import Sampler
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.resources import ResourceServicer
@@ -106,10 +106,13 @@ async def build(
     )
     servers.sessions = sessions
 
-    async def enforce(server_id: str, reason: str) -> int:
+    async def end_on_server(server_id: str, reason: str) -> int:
         return await sessions.terminate_on_server(server_id, reason, SERVICE_ACTOR)
 
-    resources.terminate = enforce
+    async def end(session_id: str, reason: str) -> None:
+        await sessions.terminate(SERVICE_ACTOR, session_id, reason=reason, force=True)
+
+    resources.sessions = SessionControl(sessions.open_on_server, end_on_server, end)
 
     async def sessions_channel() -> grpc.aio.Channel:
         return await runtime.channels.channel("sessions")

@@ -278,6 +278,11 @@ class RdpSessions:
         """Sessions not terminated on a server."""
         return await self.store.count(SessionFilter(server_id=server_id, states=OPEN))
 
+    async def open_on_server(self, server_id: str) -> list[str]:
+        """The ids of a server's sessions not terminated."""
+        found = await self.store.find(SessionFilter(server_id=server_id, states=OPEN))
+        return [s.session_id for s in found]
+
     async def terminate_on_server(self, server_id: str, reason: str, actor: Actor) -> int:
         """Terminates every open session of a server; how many."""
         sessions = await self.store.find(SessionFilter(server_id=server_id, states=OPEN))

@@ -103,8 +103,8 @@ class Sampler:
             found[process.pid] = process
         cpu = rss = 0.0
         for pid, process in found.items():
-            handle = self._handle(process)
-            try:
+            try:  # a process may exit while it is read
+                handle = self._handle(process)
                 cpu += handle.cpu_percent(interval=None)
                 rss += handle.memory_info().rss
             except psutil.Error:
