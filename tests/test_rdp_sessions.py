@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import pytest
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
+from lucid.rdp.app import SERVICE_ACTOR
 from lucid.rdp.v1 import rdp_pb2, session_pb2, session_pb2_grpc, xrdp_pb2
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
@@ -240,3 +242,37 @@ async def test_recorders_of_open_sessions_resume_after_a_restart(
         session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
     )
     assert recorder.stats(session.session_id) is None
+
+
+async def test_a_session_past_the_maximum_duration_limit_is_terminated(
+    env: RdpEnv, running: tuple[rdp_pb2.Server, tuple[tuple[str, str]]]
+) -> None:
+    """Last in this module: it moves the sessions' clock, which ends older sessions."""
+    server, md = running
+    resources, domain = env.domain_resources, env.domain_sessions
+    assert env.config.session_timeout_s == 3600
+    await resources.update_limits(SERVICE_ACTOR, {"session_max_duration_s": 300})
+    real_clock = domain.clock
+    try:
+        session = await env.create_session(md, server.server_id)
+        created = real_clock.now()
+        domain.clock = FakeClock(created + timedelta(seconds=200))
+        await domain.sweep(SERVICE_ACTOR)  # within the limit: only idle
+        assert await state_of(env, md, session.session_id) in (
+            session_pb2.RDP_SESSION_STATE_ACTIVE,
+            session_pb2.RDP_SESSION_STATE_DISCONNECTED,
+        )
+        domain.clock = FakeClock(created + timedelta(seconds=301))
+
+        async def ended() -> bool:
+            state = await state_of(env, md, session.session_id)
+            return state == session_pb2.RDP_SESSION_STATE_TERMINATED
+
+        await eventually(ended, timeout_s=30.0, what="the session ended at its maximum duration")
+        got = await env.sessions.GetRdpSession(
+            session_pb2.GetRdpSessionRequest(session_id=session.session_id), metadata=md
+        )
+        assert got.session.termination_reason == "timeout"
+    finally:
+        domain.clock = real_clock
+        await resources.update_limits(SERVICE_ACTOR, {"session_max_duration_s": 3600})

@@ -302,9 +302,12 @@ class RdpSessions:
         return done, failed
 
     async def sweep(self, actor: Actor) -> None:
-        """Idle sessions → disconnected; sessions past the session timeout → terminated."""
+        """Idle sessions → disconnected; sessions past the session timeout or the
+        per-session maximum duration (a resource limit), whichever is shorter →
+        terminated."""
         now = self.clock.now()
-        expired = now - timedelta(seconds=self.config.session_timeout_s)
+        longest = min(self.config.session_timeout_s, (await self.limits()).session_max_duration_s)
+        expired = now - timedelta(seconds=longest)
         for session in await self.store.find(
             SessionFilter(states=(ACTIVE, DISCONNECTED), created_before=expired)
         ):
