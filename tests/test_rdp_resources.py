@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -29,6 +30,12 @@ async def env(
         yield rdp
     finally:
         await stop_rdp(rdp)
+
+
+async def running_server(env: RdpEnv) -> tuple[Any, rdp_pb2.Server]:
+    """A new user's call metadata and a running server of theirs."""
+    md, server = await running_server(env)
+    return md, server
 
 
 async def role(env: RdpEnv, value: int) -> tuple[tuple[str, str]]:
@@ -81,9 +88,7 @@ X224_REQUEST = bytes.fromhex("030000130ee000000000000100080001000000")
 
 
 async def test_a_server_sample_counts_its_files_and_its_port_traffic(env: RdpEnv) -> None:
-    _, md = await env.user()
-    server = await env.create_server(md)
-    await env.start_server(md, server.server_id)
+    md, server = await running_server(env)
     resources = env.domain_resources
     await resources.sample_once()  # the first reading of the port's counters
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -179,9 +184,7 @@ async def test_a_cpu_95_memory_90_sample_raises_high_alerts_that_can_be_resolved
 async def test_running_servers_are_sampled_and_a_server_over_its_limit_is_enforced(
     env: RdpEnv,
 ) -> None:
-    _, md = await env.user()
-    server = await env.create_server(md)
-    await env.start_server(md, server.server_id)
+    md, server = await running_server(env)
     session = await env.create_session(md, server.server_id)
     resources = env.domain_resources
     await resources.sample_once()
@@ -219,9 +222,7 @@ async def test_running_servers_are_sampled_and_a_server_over_its_limit_is_enforc
 async def test_a_session_over_its_own_limits_is_alerted_then_terminated_alone(
     env: RdpEnv,
 ) -> None:
-    _, md = await env.user()
-    server = await env.create_server(md)
-    await env.start_server(md, server.server_id)
+    md, server = await running_server(env)
     heavy = await env.create_session(md, server.server_id)
     other = await env.create_session(md, server.server_id)
     resources = env.domain_resources
@@ -338,9 +339,7 @@ async def test_xrdp_settings_are_kept_checked_and_applied_at_the_next_start(
     assert getattr(updated.config, "global").session_timeout_seconds == 3600
     assert list(updated.config.security.tls_protocols) == ["TLSv1.3"]
 
-    _, md = await env.user()
-    server = await env.create_server(md)
-    await env.start_server(md, server.server_id)
+    md, server = await running_server(env)
     ini = env.backend.files(server.server_id).xrdp_ini.read_text()
     assert "crypt_level=medium" in ini and "ssl_protocols=TLSv1.3" in ini
     await env.delete_server(md, server.server_id)
