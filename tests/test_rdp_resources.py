@@ -34,7 +34,9 @@ async def env(
 
 async def running_server(env: RdpEnv) -> tuple[Any, rdp_pb2.Server]:
     """A new user's call metadata and a running server of theirs."""
-    md, server = await running_server(env)
+    _, md = await env.user()
+    server = await env.create_server(md)
+    await env.start_server(md, server.server_id)
     return md, server
 
 
