@@ -322,11 +322,22 @@ class RdpSessions:
                     log.info("RDP session %s idle → disconnected", session.session_id)
 
     async def _touch_connected(self, now: datetime) -> None:
-        """A session whose server has a connected RDP client is active now."""
+        """A session whose server has a connected RDP client was last active at the
+        desktop's last input (the X server's idle time); when that cannot be read, a
+        connected client counts as activity."""
+        backend = self.servers.backend
         for session in await self.store.find(SessionFilter(states=(ACTIVE,))):
             server = await self.servers.store.get(session.server_id)
-            if server is not None and server.pid and self.servers.backend.client_count(server.pid):
-                await self.store.transition(session.session_id, (ACTIVE,), {"last_activity": now})
+            if server is None or not server.pid or not backend.client_count(server.pid):
+                continue
+            seen = now
+            display = await asyncio.to_thread(backend.display, server.account.username)
+            if display is not None:
+                idle = await asyncio.to_thread(backend.input_idle_s, display)
+                if idle is not None:
+                    seen = now - timedelta(seconds=idle)
+            if seen > session.last_activity:
+                await self.store.transition(session.session_id, (ACTIVE,), {"last_activity": seen})
 
     async def sweeper(self, actor: Actor) -> None:
         """Runs ``sweep`` every ``sweep_interval_s`` (a background task)."""
