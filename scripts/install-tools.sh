@@ -106,10 +106,12 @@ redis() {
 
 rdp_stack() {
   # Real RDP desktops (cluster 04): xrdp with the Xvnc session backend, and the
-  # real client stack the tests drive (xfreerdp under Xvfb, xdotool, xterm).
+  # real client stack the tests drive (xfreerdp under Xvfb, xdotool, xterm);
+  # ss (iproute2) reads the per-connection byte counters of each server's port;
+  # xprintidle reads a desktop's input idle time (idle sessions).
   # `type -P` looks at PATH only (this function's own name must not count).
   local need=()
-  for cmd in xrdp xrdp-sesman Xvnc Xvfb xterm xdotool xfreerdp xwd; do
+  for cmd in xrdp xrdp-sesman Xvnc Xvfb xterm xdotool xfreerdp xwd ss xprintidle; do
     type -P "$cmd" >/dev/null 2>&1 || need+=("$cmd")
   done
   [[ ${#need[@]} -eq 0 ]] && return
@@ -118,7 +120,8 @@ rdp_stack() {
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq xrdp xorgxrdp \
-    tigervnc-standalone-server xvfb xterm x11-apps xdotool freerdp2-x11 >/dev/null
+    tigervnc-standalone-server xvfb xterm x11-apps xdotool freerdp2-x11 iproute2 \
+    xprintidle >/dev/null
   # The packages may start system daemons; Lucid runs its own on loopback.
   $sudo service xrdp stop >/dev/null 2>&1 || true
 }

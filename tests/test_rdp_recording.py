@@ -18,6 +18,7 @@ import pytest
 from lucid.lib.trustanchor import TrustAnchor
 from lucid.rdp import replay
 from lucid.rdp.backend import Display
+from lucid.rdp.capture import parse_size
 from lucid.rdp.replaycli import replay_to_file
 from lucid.rdp.v1 import session_pb2
 from lucid.runtime.config import Settings
@@ -35,13 +36,17 @@ MAX_MEAN_ERROR = 1.0
 a screenshot of the session display taken just before termination (H.264 is lossy)."""
 MIN_CHANGED_PIXELS = 300
 """Pixels the typed text must change between the first and the last frame."""
+RESOLUTION = "800x600"
+"""The recording's resolution, not the desktop's (1024x768): frames are scaled."""
 
 
 @pytest.fixture(scope="module")
 async def env(
     mesh: Mesh, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RdpEnv]:
-    rdp = await start_rdp(mesh, settings, tmp_path_factory.mktemp("rdp-recording"))
+    rdp = await start_rdp(
+        mesh, settings, tmp_path_factory.mktemp("rdp-recording"), resolution=RESOLUTION
+    )
     try:
         yield rdp
     finally:
@@ -52,6 +57,22 @@ def frames_of(data: bytes) -> list[np.ndarray[Any, Any]]:
     """Every decoded frame of an MPEG-TS file, as RGB arrays."""
     with av.open(io.BytesIO(data)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def scaled(image: np.ndarray[Any, Any], size: str) -> np.ndarray[Any, Any]:
+    """An RGB array scaled to ``WIDTHxHEIGHT`` the way the recorder scales frames."""
+    width, height = parse_size(size)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    small = frame.reformat(width=width, height=height, format="yuv420p")
+    return small.to_ndarray(format="rgb24")  # type: ignore[no-any-return]
+
+
+def test_a_recording_size_is_an_even_width_by_height() -> None:
+    assert parse_size("1024x768") == (1024, 768)
+    assert parse_size("801x601") == (800, 600)  # YUV 4:2:0 needs even sides
+    for bad in ("", "1024", "x768", "1024x", "-2x4", "1x1", "axb"):
+        with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+            parse_size(bad)
 
 
 def changed_pixels(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> int:
@@ -78,6 +99,8 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     assert session.state == session_pb2.RDP_SESSION_STATE_ACTIVE
     recording = await env.sessions_env.get(md, session.session_id)
     assert recording.state == sessions_pb2.SESSION_STATE_RECORDING
+    assert recording.recording_config.resolution == RESOLUTION
+    assert recording.recording_config.frame_rate == env.config.frame_rate
     connected = await env.sessions.ConnectRdpSession(
         session_pb2.ConnectRdpSessionRequest(session_id=session.session_id), metadata=md
     )
@@ -109,6 +132,7 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
         await eventually(typed, timeout_s=60.0, what="the typed text on the remote screen")
         # the text is on the remote screen, which stays still from here on
         final = await screen()
+        assert final.shape[:2] == (768, 1024)  # the desktop's own size
         await env.sessions.TerminateRdpSession(
             session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
         )
@@ -131,8 +155,9 @@ async def test_a_real_desktop_is_recorded_anchored_and_replayed(
     assert "verified segments written" in log.getvalue()
     frames = frames_of(out.read_bytes())
     assert len(frames) >= env.config.frame_rate  # at least a second of desktop
+    assert {f.shape for f in frames} == {(600, 800, 3)}  # the recording's resolution
     last = frames[-1]
-    assert last.shape == final.shape
+    final = scaled(final, RESOLUTION)
     error = float(np.abs(last.astype(int) - final.astype(int)).mean())
     print(
         f"replay: {len(frames)} frames, last vs screenshot mean error {error:.2f},"

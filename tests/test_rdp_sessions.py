@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
+from lucid.rdp.app import SERVICE_ACTOR
+from lucid.rdp.backend import Display
 from lucid.rdp.v1 import rdp_pb2, session_pb2, session_pb2_grpc, xrdp_pb2
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
-from tests.rdpkit import RdpEnv, start_rdp, stop_rdp
+from tests.rdpkit import RdpEnv, rdp_client, start_rdp, stop_rdp
 from tests.support import Mesh, bearer, details
 from tests.waiting import eventually
 
@@ -240,3 +246,79 @@ async def test_recorders_of_open_sessions_resume_after_a_restart(
         session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
     )
     assert recorder.stats(session.session_id) is None
+
+
+async def test_a_connected_client_without_input_is_idle(
+    env: RdpEnv, running: tuple[rdp_pb2.Server, tuple[tuple[str, str]]], tmp_path: Path
+) -> None:
+    """Idle is the desktop's input, not a connected client: a client that sends no
+    input for the idle timeout is disconnected."""
+    server, md = running
+    session = await env.create_session(md, server.server_id)
+    connected = await env.sessions.ConnectRdpSession(
+        session_pb2.ConnectRdpSessionRequest(session_id=session.session_id), metadata=md
+    )
+    async with rdp_client(
+        "127.0.0.1", server.port, connected.username, connected.password, tmp_path / "c.log"
+    ):
+
+        async def desktop() -> Display | None:
+            return await asyncio.to_thread(env.backend.display, connected.username)
+
+        display = await eventually(desktop, timeout_s=60.0, what="the desktop's X display")
+        assert display is not None
+        # input on the desktop resets its idle time (straight to the session's display:
+        # the client may already be cut for idleness, the desktop stays)
+        await asyncio.to_thread(
+            subprocess.run,
+            ["xdotool", "mousemove", "300", "310"],
+            env={**os.environ, "DISPLAY": display.name, "XAUTHORITY": str(display.xauthority)},
+            check=True,
+            timeout=30,
+        )
+        idle = await asyncio.to_thread(env.backend.input_idle_s, display)
+        assert idle is not None and idle < 1.0
+
+        async def disconnected() -> bool:
+            state = await state_of(env, md, session.session_id)
+            return state == session_pb2.RDP_SESSION_STATE_DISCONNECTED
+
+        # the client stays connected (it counted as activity before), the input stops
+        await eventually(disconnected, timeout_s=IDLE_TIMEOUT_S + 30, what="the idle cut")
+    await env.sessions.TerminateRdpSession(
+        session_pb2.TerminateRdpSessionRequest(session_id=session.session_id), metadata=md
+    )
+
+
+async def test_a_session_past_the_maximum_duration_limit_is_terminated(
+    env: RdpEnv, running: tuple[rdp_pb2.Server, tuple[tuple[str, str]]]
+) -> None:
+    """Last in this module: it moves the sessions' clock, which ends older sessions."""
+    server, md = running
+    resources, domain = env.domain_resources, env.domain_sessions
+    assert env.config.session_timeout_s == 3600
+    await resources.update_limits(SERVICE_ACTOR, {"session_max_duration_s": 300})
+    real_clock = domain.clock
+    try:
+        session = await env.create_session(md, server.server_id)
+        created = real_clock.now()
+        domain.clock = FakeClock(created + timedelta(seconds=200))
+        await domain.sweep(SERVICE_ACTOR)  # within the limit: only idle
+        assert await state_of(env, md, session.session_id) in (
+            session_pb2.RDP_SESSION_STATE_ACTIVE,
+            session_pb2.RDP_SESSION_STATE_DISCONNECTED,
+        )
+        domain.clock = FakeClock(created + timedelta(seconds=301))
+
+        async def ended() -> bool:
+            state = await state_of(env, md, session.session_id)
+            return state == session_pb2.RDP_SESSION_STATE_TERMINATED
+
+        await eventually(ended, timeout_s=30.0, what="the session ended at its maximum duration")
+        got = await env.sessions.GetRdpSession(
+            session_pb2.GetRdpSessionRequest(session_id=session.session_id), metadata=md
+        )
+        assert got.session.termination_reason == "timeout"
+    finally:
+        domain.clock = real_clock
+        await resources.update_limits(SERVICE_ACTOR, {"session_max_duration_s": 3600})

@@ -22,7 +22,8 @@ from lucid.rdp.recorder import Recorder
 from lucid.rdp.recording import Recordings
 from lucid.rdp.records import Limits
 from lucid.rdp.replay import AnchorSource, Replay, TrustAnchors
-from lucid.rdp.resources import Resources
+from lucid.rdp.resources import Resources, SessionControl
+from lucid.rdp.sampling import Sampler
 from lucid.rdp.servers import Servers
 from lucid.rdp.servicers.resources import ResourceServicer
 from lucid.rdp.servicers.servers import RdpServerServicer
@@ -72,6 +73,7 @@ async def build(
         clock=clock,
         auditor=auditor,
         interval_s=config.resource_interval_s,
+        sampler=Sampler(config.instances_dir),
     )
     servers = Servers(
         server_store,
@@ -86,7 +88,11 @@ async def build(
     daemon = XrdpDaemon(settings_store, sesman, server_store, backend, clock=clock, auditor=auditor)
     recordings = Recordings(runtime.channels)
     recorder = Recorder(
-        backend, recordings, frame_rate=config.frame_rate, segment_s=config.segment_s
+        backend,
+        recordings,
+        frame_rate=config.frame_rate,
+        resolution=config.resolution,
+        segment_s=config.segment_s,
     )
     sessions = RdpSessions(
         SessionStore(db),
@@ -100,10 +106,13 @@ async def build(
     )
     servers.sessions = sessions
 
-    async def enforce(server_id: str, reason: str) -> int:
+    async def end_on_server(server_id: str, reason: str) -> int:
         return await sessions.terminate_on_server(server_id, reason, SERVICE_ACTOR)
 
-    resources.terminate = enforce
+    async def end(session_id: str, reason: str) -> None:
+        await sessions.terminate(SERVICE_ACTOR, session_id, reason=reason, force=True)
+
+    resources.sessions = SessionControl(sessions.open_on_server, end_on_server, end)
 
     async def sessions_channel() -> grpc.aio.Channel:
         return await runtime.channels.channel("sessions")

@@ -19,7 +19,7 @@ from typing import Protocol
 import psutil
 
 from lucid.lib.sealing import Sealer
-from lucid.rdp import accounts
+from lucid.rdp import accounts, xidle
 from lucid.rdp.instance import InstanceFiles
 from lucid.rdp.procs import Spawned, pid_alive, port_open, spawn, terminate
 from lucid.rdp.sesman import SessionManager
@@ -93,6 +93,10 @@ class RdpBackend(Protocol):
 
     def client_count(self, pid: int) -> int:
         """How many RDP clients are connected to a listener."""
+        ...
+
+    def input_idle_s(self, display: Display) -> float | None:
+        """Seconds since the desktop's last key or pointer input (None: unknown)."""
         ...
 
 
@@ -195,6 +199,9 @@ class XrdpBackend:
             if name:
                 return Display(name, cwd / auth, process.pid)
         return None
+
+    def input_idle_s(self, display: Display) -> float | None:
+        return xidle.idle_s(display.name, display.xauthority)
 
     def client_count(self, pid: int) -> int:
         # xrdp forks one child per client connection

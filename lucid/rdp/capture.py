@@ -1,7 +1,7 @@
 """The recorder's capture process: grabs an X display and writes video segments.
 
-Run as ``python -m lucid.rdp.capture --display :10 --fps 10 --segment-s 2`` with
-``XAUTHORITY`` set to the desktop account's cookie file. Frames come from FFmpeg's
+Run as ``python -m lucid.rdp.capture --display :10 --fps 10 --segment-s 2 --size
+1024x768`` with ``XAUTHORITY`` set to the desktop account's cookie file. Frames come from FFmpeg's
 ``x11grab`` (MIT-SHM when the server offers it), bundled in PyAV's wheel, so the
 capture is the session's own display, exactly what the RDP user sees. They are
 encoded as H.264 (libx264, ``ultrafast``/``zerolatency``) in MPEG-TS: every segment
@@ -11,8 +11,11 @@ concatenated byte for byte are one playable ``.ts`` file (as HLS does).
 
 Each segment goes to stdout as a header (``SEGMENT_HEADER``: payload length, capture
 time of its first frame, frame count) and the payload. SIGTERM ends the current
-segment early, writes it, and exits 0. ``--snapshot FILE`` saves one RGB frame as
-a NumPy ``.npy`` file instead (for checks against the recording).
+segment early, writes it, and exits 0. ``--size`` scales every frame to the
+recording's resolution (FFmpeg's swscale, in the same step as the conversion to
+YUV 4:2:0); without it frames keep the display's own size. ``--snapshot FILE``
+saves one RGB frame as a NumPy ``.npy`` file instead (for checks against the
+recording).
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ class _Stop:
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.requested = True
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` → (width, height), each rounded down to even (YUV 4:2:0)."""
+    width, _, height = size.partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 2 or int(height) < 2:
+        raise ValueError(f"not a WIDTHxHEIGHT size: {size!r}")
+    return int(width) & ~1, int(height) & ~1
 
 
 def open_display(display: str, fps: int) -> Any:
@@ -88,14 +99,17 @@ def write_segment(out: BinaryIO, data: bytes, started: float, frames: int) -> No
     out.flush()
 
 
-def record(display: str, fps: int, segment_s: float, out: BinaryIO) -> int:
-    """Captures until SIGTERM or until the display goes away."""
+def record(
+    display: str, fps: int, segment_s: float, out: BinaryIO, size: tuple[int, int] | None = None
+) -> int:
+    """Captures until SIGTERM or until the display goes away; frames scaled to
+    ``size`` when given."""
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     source = open_display(display, fps)
     video = source.streams.video[0]
-    width, height = video.codec_context.width & ~1, video.codec_context.height & ~1
+    width, height = size or (video.codec_context.width & ~1, video.codec_context.height & ~1)
     per_segment = max(1, round(fps * segment_s))
     pts = 0
     writer: SegmentWriter | None = None
@@ -137,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--display", required=True)
     parser.add_argument("--fps", type=int, default=10)
     parser.add_argument("--segment-s", type=float, default=2.0)
+    parser.add_argument("--size", default="", help="WIDTHxHEIGHT (default: the display's)")
     parser.add_argument("--snapshot", default="")
     args = parser.parse_args(argv)
+    size = parse_size(args.size) if args.size else None
     if args.snapshot:
         np.save(args.snapshot, snapshot(args.display))
         return 0
-    return record(args.display, args.fps, args.segment_s, sys.stdout.buffer)
+    return record(args.display, args.fps, args.segment_s, sys.stdout.buffer, size)
 
 
 if __name__ == "__main__":

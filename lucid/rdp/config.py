@@ -1,5 +1,5 @@
 """Settings of the rdp cluster: the port range, instance directories, lifecycle
-timings, session timeouts and the recorder's frame rate and segment length."""
+timings, session timeouts and the recorder's frame rate, resolution and segment length."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ class RdpConfig:
     """Lifetime of a connection token (spec 04 §4.3)."""
     frame_rate: int = 10
     """Frames per second the recorder captures."""
+    resolution: str = "1024x768"
+    """``WIDTHxHEIGHT`` the recorder scales frames to (the recording config's resolution,
+    320x240 to 7680x4320)."""
     segment_s: float = 2.0
     """Length of one recorded segment (one chunk, starting with a key frame)."""
     account_prefix: str = "lucidrdp"

@@ -148,6 +148,7 @@ class RdpSessions:
                 port=server.port,
                 username=server.account.username,
                 frame_rate=self.config.frame_rate,
+                resolution=self.config.resolution,
             )
         except grpc.aio.AioRpcError as exc:
             await self.store.delete(record.session_id)
@@ -277,6 +278,11 @@ class RdpSessions:
         """Sessions not terminated on a server."""
         return await self.store.count(SessionFilter(server_id=server_id, states=OPEN))
 
+    async def open_on_server(self, server_id: str) -> list[str]:
+        """The ids of a server's sessions not terminated."""
+        found = await self.store.find(SessionFilter(server_id=server_id, states=OPEN))
+        return [s.session_id for s in found]
+
     async def terminate_on_server(self, server_id: str, reason: str, actor: Actor) -> int:
         """Terminates every open session of a server; how many."""
         sessions = await self.store.find(SessionFilter(server_id=server_id, states=OPEN))
@@ -296,9 +302,12 @@ class RdpSessions:
         return done, failed
 
     async def sweep(self, actor: Actor) -> None:
-        """Idle sessions → disconnected; sessions past the session timeout → terminated."""
+        """Idle sessions → disconnected; sessions past the session timeout or the
+        per-session maximum duration (a resource limit), whichever is shorter →
+        terminated."""
         now = self.clock.now()
-        expired = now - timedelta(seconds=self.config.session_timeout_s)
+        longest = min(self.config.session_timeout_s, (await self.limits()).session_max_duration_s)
+        expired = now - timedelta(seconds=longest)
         for session in await self.store.find(
             SessionFilter(states=(ACTIVE, DISCONNECTED), created_before=expired)
         ):
@@ -313,11 +322,22 @@ class RdpSessions:
                     log.info("RDP session %s idle → disconnected", session.session_id)
 
     async def _touch_connected(self, now: datetime) -> None:
-        """A session whose server has a connected RDP client is active now."""
+        """A session whose server has a connected RDP client was last active at the
+        desktop's last input (the X server's idle time); when that cannot be read, a
+        connected client counts as activity."""
+        backend = self.servers.backend
         for session in await self.store.find(SessionFilter(states=(ACTIVE,))):
             server = await self.servers.store.get(session.server_id)
-            if server is not None and server.pid and self.servers.backend.client_count(server.pid):
-                await self.store.transition(session.session_id, (ACTIVE,), {"last_activity": now})
+            if server is None or not server.pid or not backend.client_count(server.pid):
+                continue
+            seen = now
+            display = await asyncio.to_thread(backend.display, server.account.username)
+            if display is not None:
+                idle = await asyncio.to_thread(backend.input_idle_s, display)
+                if idle is not None:
+                    seen = now - timedelta(seconds=idle)
+            if seen > session.last_activity:
+                await self.store.transition(session.session_id, (ACTIVE,), {"last_activity": seen})
 
     async def sweeper(self, actor: Actor) -> None:
         """Runs ``sweep`` every ``sweep_interval_s`` (a background task)."""

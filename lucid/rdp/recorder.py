@@ -4,9 +4,10 @@ into cluster 03's chunk upload.
 It waits until the desktop account has an X session (the display appears when a
 client has logged in; a wrong password never starts one, so nothing is recorded),
 runs ``python -m lucid.rdp.capture`` against that display with the account's
-cookie file, and uploads each segment as it comes. If the display goes away it
-waits for the next one. ``stop`` ends the capture with SIGTERM (the partial last
-segment is written) and returns once every segment is durable.
+cookie file, at the recording's frame rate and resolution, and uploads each
+segment as it comes. If the display goes away it waits for the next one.
+``stop`` ends the capture with SIGTERM (the partial last segment is written) and
+returns once every segment is durable.
 """
 
 from __future__ import annotations
@@ -76,11 +77,18 @@ class Recorder:
     """Runs and stops the captures of recorded sessions."""
 
     def __init__(
-        self, backend: RdpBackend, sink: SegmentSink, *, frame_rate: int, segment_s: float
+        self,
+        backend: RdpBackend,
+        sink: SegmentSink,
+        *,
+        frame_rate: int,
+        resolution: str,
+        segment_s: float,
     ) -> None:
         self.backend = backend
         self.sink = sink
         self.frame_rate = frame_rate
+        self.resolution = resolution
         self.segment_s = segment_s
         self._recordings: dict[str, _Recording] = {}
 
@@ -148,6 +156,8 @@ class Recorder:
             display.name,
             "--fps",
             str(self.frame_rate),
+            "--size",
+            self.resolution,
             "--segment-s",
             str(self.segment_s),
             stdout=asyncio.subprocess.PIPE,

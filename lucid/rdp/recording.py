@@ -50,6 +50,7 @@ class Recordings:
         port: int,
         username: str,
         frame_rate: int,
+        resolution: str,
     ) -> None:
         """Creates the recording session with the RDP session's id and starts it."""
         stub = await self._sessions()
@@ -59,7 +60,9 @@ class Recordings:
                 owner_user_id=owner_user_id,
                 name=f"RDP {server_name}"[:255],
                 rdp_config=sessions_pb2.RdpConfig(host=host, port=port, username=username),
-                recording_config=sessions_pb2.RecordingConfig(frame_rate=frame_rate),
+                recording_config=sessions_pb2.RecordingConfig(
+                    frame_rate=frame_rate, resolution=resolution
+                ),
                 rdp_server_id=server_id,
             )
         )

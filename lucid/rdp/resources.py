@@ -3,6 +3,12 @@ host and of each running server, limits, alerts with severities, and soft
 enforcement (an alert first; a server still over its limit at the next sample has
 its RDP sessions terminated).
 
+Each open RDP session is checked against the per-session limits (CPU, memory,
+bandwidth) with its server's sample: a server has one desktop account, so what
+the server uses is what its sessions use. A session still over a limit at the
+next sample is terminated on its own (its alert names it; the server's other
+limits are untouched).
+
 Severity of a value over its threshold: over by less than 10 → medium, by 10 to 19
 → high, by 20 or more, or a value of 98 or more → critical.
 """
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from lucid.lib.clock import Clock
@@ -24,7 +30,7 @@ from lucid.rdp.sampling import Sampler
 from lucid.rdp.store.resources import ResourceStore
 from lucid.rdp.store.servers import ServerStore
 from lucid.rdp.store.settings import SettingsStore
-from lucid.runtime.errors import not_found
+from lucid.runtime.errors import LucidError, not_found
 
 log = logging.getLogger("lucid.rdp.resources")
 
@@ -48,8 +54,16 @@ def during(samples: Sequence[Sample], start: datetime, end: datetime | None) -> 
     return [s for s in samples if s.time >= start and (end is None or s.time <= end)]
 
 
-Terminate = Callable[[str, str], Awaitable[int]]
-"""Terminates the RDP sessions of a server for a reason; how many."""
+@dataclass(frozen=True)
+class SessionControl:
+    """What enforcement needs of the RDP sessions."""
+
+    open_on_server: Callable[[str], Awaitable[list[str]]]
+    """The ids of a server's open sessions."""
+    end_on_server: Callable[[str, str], Awaitable[int]]
+    """Terminates the sessions of a server for a reason; how many."""
+    end: Callable[[str, str], Awaitable[None]]
+    """Terminates one session for a reason."""
 
 
 class Resources:
@@ -65,6 +79,7 @@ class Resources:
         clock: Clock,
         auditor: Auditor,
         interval_s: float,
+        sampler: Sampler,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -73,8 +88,8 @@ class Resources:
         self.clock = clock
         self.auditor = auditor
         self.interval_s = interval_s
-        self.sampler = Sampler()
-        self.terminate: Terminate | None = None
+        self.sampler = sampler
+        self.sessions: SessionControl | None = None
 
     async def limits(self) -> Limits:
         """The limits in force."""
@@ -95,12 +110,23 @@ class Resources:
         host = await asyncio.to_thread(self.sampler.host, now)
         await self.store.add_sample(host)
         raised = await self.evaluate(host, limits)
-        for server in await self.servers.find(states=("running",)):
+        running = await self.servers.find(states=("running",))
+        self.sampler.keep_servers({s.server_id for s in running})
+        for server in running:
             sample = await asyncio.to_thread(
-                self.sampler.server, server.server_id, server.pid, server.account.username, now
+                self.sampler.server,
+                server.server_id,
+                server.pid,
+                server.account.username,
+                server.port,
+                now,
             )
             await self.store.add_sample(sample)
             raised += await self.evaluate(sample, limits, server)
+            if self.sessions is not None:
+                for session_id in await self.sessions.open_on_server(server.server_id):
+                    share = replace(sample, scope="session", subject_id=session_id)
+                    raised += await self.evaluate(share, limits, server)
         await asyncio.to_thread(self.sampler.forget_dead)
         return raised
 
@@ -114,47 +140,79 @@ class Resources:
                 ("disk", sample.disk_percent, limits.disk_threshold),
                 ("network", mbps, limits.network_threshold_mbps),
             ]
+        mbps = (sample.net_in_kbps + sample.net_out_kbps) * 8 / 1000
+        if sample.scope == "session":  # memory and bandwidth as percent of the limit
+            return [
+                ("cpu", sample.cpu_percent, limits.session_cpu_percent),
+                ("memory", 100.0 * sample.memory_mb / limits.session_memory_mb, 100.0),
+                ("network", 100.0 * mbps / limits.session_bandwidth_mbps, 100.0),
+            ]
+        # memory, disk and bandwidth as percent of the server's limit
         return [
             ("cpu", sample.cpu_percent, limits.server_cpu_percent),
             ("memory", 100.0 * sample.memory_mb / limits.server_memory_mb, 100.0),
+            ("disk", 100.0 * sample.disk_mb / limits.server_disk_mb, 100.0),
+            ("network", 100.0 * mbps / limits.server_bandwidth_mbps, 100.0),
         ]
 
     async def evaluate(
         self, sample: Sample, limits: Limits, server: ServerRecord | None = None
     ) -> list[Alert]:
-        """Raises an alert for each resource over its threshold; enforces a server's
-        limit when it was already alerted and is still over."""
+        """Raises an alert for each resource over its threshold; enforces a server's or
+        a session's limit when it was already alerted and is still over. A session
+        sample needs its ``server``."""
         raised = []
-        server_id = sample.subject_id if sample.scope == "server" else ""
+        session_id = sample.subject_id if sample.scope == "session" else ""
+        server_id = server.server_id if server is not None else ""
+        if sample.scope == "server":
+            server_id = sample.subject_id
+        subject = f"session {session_id}" if session_id else f"server {server_id}"
         for kind, value, threshold in self._checks(sample, limits):
             level = severity(value, threshold)
             if not level:
                 continue
-            open_alert = await self.store.open_alert(server_id, kind)
+            open_alert = await self.store.open_alert(server_id, kind, session_id)
             if open_alert is not None:
-                if server is not None and not open_alert.enforced and self.terminate:
-                    count = await self.terminate(server.server_id, "limit")
-                    await self.store.mark_enforced(open_alert.alert_id)
-                    await self.auditor.record(
-                        "limit_enforced", "service:rdp", server.server_id, f"{kind}: {count}"
-                    )
+                if server is not None and not open_alert.enforced:
+                    await self._enforce(open_alert, server_id, session_id)
+                    if session_id:
+                        break  # the session has ended: its other limits are moot
                 continue
             alert = Alert(
                 alert_id=new_id(),
                 server_id=server_id,
-                session_id="",
+                session_id=session_id,
                 severity=level,
                 resource_type=kind,
                 threshold=threshold,
                 current_value=value,
                 message=f"{kind} at {value:.1f} over {threshold:.1f}"
-                + (f" on server {server_id}" if server_id else " on the host"),
+                + (f" on {subject}" if server_id else " on the host"),
                 created_at=sample.time,
             )
             await self.store.add_alert(alert)
-            await self.auditor.record("limit_exceeded", "service:rdp", server_id or "host", kind)
+            await self.auditor.record(
+                "limit_exceeded", "service:rdp", session_id or server_id or "host", kind
+            )
             raised.append(alert)
         return raised
+
+    async def _enforce(self, alert: Alert, server_id: str, session_id: str) -> None:
+        """The soft limit: terminates the session, or every session of the server."""
+        if self.sessions is None:
+            return
+        if session_id:
+            try:
+                await self.sessions.end(session_id, "limit")
+            except LucidError as exc:  # it ended in the meantime
+                log.info("session %s over its limit not terminated: %s", session_id, exc)
+                return
+            done = f"{alert.resource_type}: 1"
+        else:
+            count = await self.sessions.end_on_server(server_id, "limit")
+            done = f"{alert.resource_type}: {count}"
+        await self.store.mark_enforced(alert.alert_id)
+        await self.auditor.record("limit_enforced", "service:rdp", session_id or server_id, done)
 
     async def alerts(
         self,

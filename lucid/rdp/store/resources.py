@@ -41,10 +41,18 @@ class ResourceStore:
         doc = await self._alerts.find_one({"_id": alert_id})
         return Alert.of(doc) if doc else None
 
-    async def open_alert(self, server_id: str, resource_type: str) -> Alert | None:
-        """The unresolved alert of a subject and resource, if any."""
+    async def open_alert(
+        self, server_id: str, resource_type: str, session_id: str = ""
+    ) -> Alert | None:
+        """The unresolved alert of a subject (the host, a server, or a server's
+        session) and resource, if any."""
         doc = await self._alerts.find_one(
-            {"server_id": server_id, "resource_type": resource_type, "resolved": False}
+            {
+                "server_id": server_id,
+                "session_id": session_id,
+                "resource_type": resource_type,
+                "resolved": False,
+            }
         )
         return Alert.of(doc) if doc else None
 
