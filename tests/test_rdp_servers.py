@@ -76,13 +76,23 @@ async def test_ports_taken_by_other_processes_are_skipped_and_exhaustion_is_refu
     holders = []
     created = []
     try:
-        lowest_free = next(
-            p for p in range(env.config.port_first, env.config.port_last + 1) if p not in claimed
-        )
-        holder = socket.socket()
-        holder.bind(("127.0.0.1", lowest_free))
-        holder.listen()
-        holders.append(holder)
+        # The lowest port the cluster has not claimed and that this test can hold (another
+        # process on the machine, e.g. a listener still closing, may hold one already).
+        lowest_free = 0
+        for candidate in range(env.config.port_first, env.config.port_last + 1):
+            if candidate in claimed:
+                continue
+            holder = socket.socket()
+            try:
+                holder.bind(("127.0.0.1", candidate))
+            except OSError:
+                holder.close()
+                continue
+            holder.listen()
+            holders.append(holder)
+            lowest_free = candidate
+            break
+        assert lowest_free, "no free port in the RDP range to hold"
         size = env.config.port_last - env.config.port_first + 1
         for _ in range(size - len(claimed) - 1):
             created.append(await env.create_server(md))

@@ -29,7 +29,6 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
 
 import pymongo
 import redis
@@ -62,14 +61,6 @@ def tool_path(name: str) -> str:
     return found
 
 
-class PopenUser(TypedDict, total=False):
-    """The ``subprocess`` arguments that choose a child's user."""
-
-    user: int
-    group: int
-    extra_groups: list[int]
-
-
 @dataclass(frozen=True)
 class RunAs:
     """Whom a server process runs as (``None``: as this process)."""
@@ -78,16 +69,23 @@ class RunAs:
     gid: int | None = None
     groups: tuple[int, ...] | None = None
 
-    def popen(self) -> PopenUser:
-        """Keyword arguments of ``subprocess.Popen`` and ``subprocess.run``."""
-        chosen = PopenUser()
-        if self.uid is not None:
-            chosen["user"] = self.uid
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run as this user, through util-linux ``setpriv``.
+
+        Not ``subprocess``'s ``user=``/``group=``: those make Python fork instead of
+        vfork, and a fork of a process running gRPC runs gRPC's fork handlers in the child,
+        which crashed it (SIGBUS) before the exec now and then.
+        """
+        if self.uid is None:
+            return argv
+        prefix = ["setpriv", f"--reuid={self.uid}"]
         if self.gid is not None:
-            chosen["group"] = self.gid
+            prefix.append(f"--regid={self.gid}")
         if self.groups is not None:
-            chosen["extra_groups"] = list(self.groups)
-        return chosen
+            prefix.append(
+                f"--groups={','.join(map(str, self.groups))}" if self.groups else "--clear-groups"
+            )
+        return [*prefix, "--", *argv]
 
 
 def postgres_tool(name: str) -> str:
@@ -137,13 +135,12 @@ class LocalServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
-            self.command(),
+            self.run_as().wrap(self.command()),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
             start_new_session=detached,
-            **self.run_as().popen(),
         )
         log.close()
         self.pid_file.write_text(str(self.process.pid))
@@ -249,20 +246,21 @@ class PostgresServer(LocalServer):
             for path in (pgdata.parent, pgdata):
                 os.chown(path, account.pw_uid, account.pw_gid)
         result = subprocess.run(
-            [
-                postgres_tool("initdb"),
-                f"--pgdata={pgdata}",
-                f"--username={POSTGRES_USER}",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
+            self.run_as().wrap(
+                [
+                    postgres_tool("initdb"),
+                    f"--pgdata={pgdata}",
+                    f"--username={POSTGRES_USER}",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]
+            ),
             capture_output=True,
             text=True,
             check=False,
             cwd=pgdata,
-            **self.run_as().popen(),
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()[-2000:]
