@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from tronpy.keys import PrivateKey
 from tronpy.providers import HTTPProvider
 
 from lucid.devnet.tron.config import DevnetConfig
+from tests.waiting import eventually_sync
 
 USDT = DevnetConfig().usdt_contract
 """The devnet's default USDT contract address."""
@@ -46,11 +46,14 @@ class Devnet:
         for fund in self.genesis:
             args += ["--fund", fund]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the devnet did not start")
-            time.sleep(0.05)
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError("the devnet exited before it listened")
+            return port_file.exists()
+
+        eventually_sync(listening, timeout_s=60, what="the devnet listening")
         self.port = int(port_file.read_text())
 
     def kill(self) -> None:

@@ -27,6 +27,7 @@ from tests.payments_support import (
     until,
 )
 from tests.support import Mesh, bearer, details
+from tests.waiting import eventually
 
 S = payouts_pb2
 
@@ -150,7 +151,7 @@ async def test_the_devnet_killed_mid_batch_loses_nothing_and_pays_nothing_twice(
     # The worker finds its transactions unknown and broadcasts the same bytes again.
     await bed.mine()
     for recipient in recipients:
-        assert await _eventually_balance(bed, recipient, USDT_UNIT)
+        await _eventually_balance(bed, recipient, USDT_UNIT)
     await bed.mine(20)
     for payout in created:
         await bed.until_status(payout.payout_id, S.PAYOUT_STATUS_CONFIRMED)
@@ -168,13 +169,16 @@ async def test_the_devnet_killed_mid_batch_loses_nothing_and_pays_nothing_twice(
     assert report.checked_count == 3 and report.matched_count == 3 and not report.mismatches
 
 
-async def _eventually_balance(bed: PaymentsBed, address: str, amount: int) -> bool:
-    for _ in range(200):
+async def _eventually_balance(bed: PaymentsBed, address: str, amount: int) -> None:
+    """Mines until ``address`` holds ``amount`` (the shared ``eventually``)."""
+
+    async def reached() -> bool:
         if await bed.usdt_of(address) == amount:
             return True
         await bed.mine()
-        await asyncio.sleep(0.05)
-    return False
+        return False
+
+    await eventually(reached, timeout_s=30, what=f"{address} holding {amount}")
 
 
 async def test_an_empty_hot_wallet_refuses_before_storing(
