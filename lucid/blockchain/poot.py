@@ -40,12 +40,17 @@ from google.protobuf import json_format, struct_pb2
 
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.v1 import consensus_pb2 as cpb
-from lucid.lib import canonical
+from lucid.lib import canonical, taskproofs
 from lucid.runtime.errors import ErrorCode, LucidError
 
-ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
-TASK_SLOT_S = 120
-EPOCH_SLOTS = 720
+# Slots and epochs are the task-proof primitives every cluster shares (lucid.lib.taskproofs);
+# the chain's names for them.
+ORIGIN = taskproofs.ORIGIN
+TASK_SLOT_S = taskproofs.SLOT_S
+EPOCH_SLOTS = taskproofs.EPOCH_SLOTS
+task_slot = taskproofs.slot_of
+epoch_of_slot = taskproofs.epoch_of
+epoch_end = taskproofs.epoch_end
 WINDOW = timedelta(days=7)
 WEEK_S = 604_800
 MIB = 1024 * 1024
@@ -59,21 +64,6 @@ RELAY = cpb.TASK_TYPE_RELAY_BANDWIDTH
 STORAGE = cpb.TASK_TYPE_STORAGE_AVAILABILITY
 VALIDATION = cpb.TASK_TYPE_VALIDATION_SIGNATURE
 UPTIME_BEACON = cpb.TASK_TYPE_UPTIME_BEACON
-
-
-def task_slot(moment: datetime) -> int:
-    """The task slot of a moment."""
-    return max(0, int((moment - ORIGIN).total_seconds() // TASK_SLOT_S))
-
-
-def epoch_of_slot(slot: int) -> int:
-    """The epoch of a task slot."""
-    return slot // EPOCH_SLOTS
-
-
-def epoch_end(epoch: int) -> datetime:
-    """When an epoch ends."""
-    return ORIGIN + timedelta(seconds=(epoch + 1) * EPOCH_SLOTS * TASK_SLOT_S)
 
 
 def validator_node_id(public_key_hex: str) -> str:
@@ -91,9 +81,7 @@ def validator_node_id(public_key_hex: str) -> str:
 def proof_message(proof: cpb.TaskProof) -> bytes:
     """What a task proof's signature covers."""
     try:
-        return canonical.encode_message(
-            canonical.TASK_PROOF_TAG, proof, exclude=frozenset({"signature"})
-        )
+        return taskproofs.signing_bytes(proof)
     except canonical.EncodingError as exc:
         raise LucidError(ErrorCode.ERROR_CODE_TRANSACTION_INVALID, f"task proof: {exc}") from None
 
