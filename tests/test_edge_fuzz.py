@@ -119,9 +119,9 @@ def _settled(mesh: Mesh) -> bool:
     )
 
 
-# Written on a timer whatever the requests: the rdp cluster samples the host's
-# resources every 30 s.
-SAMPLED_COLLECTIONS = frozenset({"rdp_resource_metrics"})
+# Time series, not request state: the rdp cluster samples the host's resources every
+# 30 s, and the admin dashboard keeps a metrics sample of each overview it serves.
+SAMPLED_COLLECTIONS = frozenset({"rdp_resource_metrics", "admin_metric_samples"})
 
 
 async def _counts(mesh: Mesh) -> dict[str, int]:
