@@ -4,6 +4,7 @@ and Envoy's rate-limit service protocol on the same limiter."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -173,6 +174,39 @@ async def test_redis_script_and_memory_limiter_agree(settings: Settings) -> None
             assert redis_side.retry_after_s == pytest.approx(memory_side.retry_after_s, abs=1e-3)
     finally:
         await stores.close()
+
+
+async def test_concurrent_checks_share_round_trips_and_never_over_admit(
+    settings: Settings,
+) -> None:
+    """Checks that arrive together go to Redis together (one script for many keys), and
+    each is still decided in arrival order: exactly the limit plus the burst pass."""
+    stores = Datastores(settings, mongo=False, redis=True)
+    limiter = RateLimiter(stores.cache, FakeClock(), "gateway")
+    script = limiter._script
+    batches: list[int] = []
+
+    async def counting(*, keys: list[str], args: list[int]) -> object:
+        batches.append(len(keys))
+        return await script(keys=keys, args=args)
+
+    limiter._script = counting  # type: ignore[assignment]
+    policy = Policy(limit=100, window_s=60.0, burst=200, burst_window_s=300.0)
+    key = f"together-{uuid.uuid4().hex}"
+    try:
+        outcomes = await asyncio.gather(
+            *(limiter.check("test", key, policy, 1) for _ in range(301))
+        )
+        other = await limiter.check("test", f"{key}-other", policy, 1)
+    finally:
+        await stores.close()
+    assert [o.decision.allowed for o in outcomes] == [True] * 300 + [False]
+    assert [o.decision.remaining for o in outcomes[:3]] == [299, 298, 297]
+    assert outcomes[300].decision.retry_after_s > 0
+    assert other.decision.allowed and other.decision.remaining == 299  # keys stay apart
+    assert sum(batches) == 302
+    assert len(batches) <= 4  # 301 checks in a few scripts, not 301 round trips
+    assert max(batches) <= 256
 
 
 async def test_envoy_rate_limit_service_uses_the_same_limiter(settings: Settings) -> None:

@@ -4,12 +4,12 @@ live once, in ``lucid.lib.ratelimit.TIERS``; the counting in ``lucid.runtime.lim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.ratelimit import TIERS, Policy
-from lucid.runtime.limits import Outcome, RateLimiter
+from lucid.runtime.limits import Count, Outcome, RateLimiter
 
 Tier = gateway_pb2.RateLimitTier
 
@@ -59,6 +59,12 @@ class Tiers:
     async def count(self, tier: int, identifier: str, hits: int) -> Outcome:
         """Counts ``hits`` units as given (Envoy's descriptors; 0 only looks)."""
         return await self.limiter.check(tier_name(tier), identifier, POLICIES[tier], hits)
+
+    async def count_many(self, counts: Sequence[tuple[int, str, int]]) -> list[Outcome]:
+        """Counts each ``(tier, identifier, hits)`` as given, in one Redis round trip."""
+        return await self.limiter.check_many(
+            [Count(tier_name(t), identifier, POLICIES[t], hits) for t, identifier, hits in counts]
+        )
 
     async def status(self, tier: int, identifier: str) -> TierStatus:
         """What ``identifier`` has used of ``tier`` (counting nothing)."""

@@ -7,7 +7,9 @@ identifier of each tier is one Redis hash ``<prefix>rl:<tier>:<id>`` under the
 owning cluster's prefix (``lucid:gateway:rl:public:203.0.113.9``), holding the two
 theoretical arrival times of ``lucid.lib.ratelimit`` (main window and burst,
 integer microseconds). A Lua script reads, decides and writes in one step, so
-concurrent edges and gateways never over-admit. The script is the same arithmetic
+concurrent edges and gateways never over-admit; it takes any number of keys, so the
+descriptors of one Envoy rate-limit request cost one round trip (the keys of one call
+must share a hash slot should Redis ever be a cluster). The script is the same arithmetic
 as ``lucid.lib.ratelimit.decide`` (a test runs both side by side). When Redis does
 not answer, the process keeps limiting with a ``MemoryLimiter`` and says so
 (``local_fallback``), and the gateway's health reads degraded.
@@ -15,7 +17,9 @@ not answer, the process keeps limiting with a ``MemoryLimiter`` and says so
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -28,45 +32,57 @@ from lucid.runtime.errors import ErrorCode, LucidError
 
 log = logging.getLogger("lucid.runtime.limits")
 
+MAX_BATCH = 256
+"""The most keys one script counts (it holds Redis for their time)."""
+
 SCRIPT = """
-local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local b_limit, b_window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
 local function span(n, lim, win) return -math.floor(-(n * win) / lim) end
-local tat = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
-local b_tat = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
-if tat < now then tat = now end
-if b_tat < now then b_tat = now end
-local allowed, burst, retry = 1, 0, 0
-if cost > 0 then
-  local main_next = tat + span(cost, limit, window)
-  local burst_next = b_tat
-  if b_limit > 0 then burst_next = b_tat + span(cost, b_limit, b_window) end
-  if main_next - now <= window then
-    tat = main_next
-  elseif b_limit > 0 and burst_next - now <= b_window then
-    b_tat = burst_next
-    burst = 1
-  else
-    allowed = 0
-    retry = main_next - now - window
-    if b_limit > 0 and burst_next - now - b_window < retry then
-      retry = burst_next - now - b_window
+for i = 1, #KEYS do
+  local a = (i - 1) * 6
+  local now = tonumber(ARGV[a + 1])
+  local cost = tonumber(ARGV[a + 2])
+  local limit, window = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local b_limit, b_window = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local tat = tonumber(redis.call('HGET', KEYS[i], 't') or '0')
+  local b_tat = tonumber(redis.call('HGET', KEYS[i], 'b') or '0')
+  if tat < now then tat = now end
+  if b_tat < now then b_tat = now end
+  local allowed, burst, retry = 1, 0, 0
+  if cost > 0 then
+    local main_next = tat + span(cost, limit, window)
+    local burst_next = b_tat
+    if b_limit > 0 then burst_next = b_tat + span(cost, b_limit, b_window) end
+    if main_next - now <= window then
+      tat = main_next
+    elseif b_limit > 0 and burst_next - now <= b_window then
+      b_tat = burst_next
+      burst = 1
+    else
+      allowed = 0
+      retry = main_next - now - window
+      if b_limit > 0 and burst_next - now - b_window < retry then
+        retry = burst_next - now - b_window
+      end
+    end
+    if allowed == 1 then
+      redis.call('HSET', KEYS[i], 't', string.format('%d', tat), 'b', string.format('%d', b_tat))
+      redis.call('PEXPIRE', KEYS[i], math.floor((math.max(tat, b_tat) - now) / 1000) + 1000)
     end
   end
-  if allowed == 1 then
-    redis.call('HSET', KEYS[1], 't', string.format('%d', tat), 'b', string.format('%d', b_tat))
-    redis.call('PEXPIRE', KEYS[1], math.floor((math.max(tat, b_tat) - now) / 1000) + 1000)
+  local remaining = math.floor((window - (tat - now)) * limit / window)
+  if b_limit > 0 then
+    remaining = remaining + math.floor((b_window - (b_tat - now)) * b_limit / b_window)
   end
+  if remaining < 0 then remaining = 0 end
+  if retry < 0 then retry = 0 end
+  out[#out + 1] = allowed
+  out[#out + 1] = burst
+  out[#out + 1] = remaining
+  out[#out + 1] = string.format('%d', tat)
+  out[#out + 1] = string.format('%d', retry)
 end
-local remaining = math.floor((window - (tat - now)) * limit / window)
-if b_limit > 0 then
-  remaining = remaining + math.floor((b_window - (b_tat - now)) * b_limit / b_window)
-end
-if remaining < 0 then remaining = 0 end
-if retry < 0 then retry = 0 end
-return {allowed, burst, remaining, string.format('%d', tat), string.format('%d', retry)}
+return out
 """
 
 
@@ -76,6 +92,26 @@ class Limit:
 
     name: str
     policy: Policy
+
+
+@dataclass(frozen=True)
+class Count:
+    """What one check counts: ``cost`` units (0 only looks) for ``identifier`` in ``tier``."""
+
+    tier: str
+    identifier: str
+    policy: Policy
+    cost: int
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A count queued for the next script, and who waits for its outcome."""
+
+    key: str
+    count: Count
+    now: float
+    future: asyncio.Future[Outcome]
 
 
 @dataclass(frozen=True)
@@ -96,41 +132,96 @@ class RateLimiter:
         self.memory = MemoryLimiter()
         self._script = redis.register_script(SCRIPT)
         self.redis_ok = True
+        self._queue: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def check(self, tier: str, identifier: str, policy: Policy, cost: int) -> Outcome:
         """Counts ``cost`` units for ``identifier`` in ``tier`` (0 only looks)."""
-        key = f"{self.key_prefix}{tier}:{identifier}"
+        return (await self.check_many([Count(tier, identifier, policy, cost)]))[0]
+
+    async def check_many(self, counts: Sequence[Count]) -> list[Outcome]:
+        """Counts each of ``counts`` on its own (one refused changes none of the others).
+
+        Checks wait in a queue that one task empties: everything queued while the
+        previous script ran goes to Redis in the next one (at most ``MAX_BATCH`` keys),
+        so under load many calls share a round trip (and its system calls) while each
+        key is still read, decided and written atomically, in arrival order."""
+        if not counts:
+            return []
         now = self.clock.timestamp()
+        loop = asyncio.get_running_loop()
+        waiting = [
+            _Waiting(f"{self.key_prefix}{c.tier}:{c.identifier}", c, now, loop.create_future())
+            for c in counts
+        ]
+        flusher = self._flusher
+        if flusher is not None and flusher.get_loop() is not loop:  # a former loop's leftovers
+            self._queue = [w for w in self._queue if w.future.get_loop() is loop]
+            flusher = None
+        self._queue += waiting
+        if flusher is None or flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return [await w.future for w in waiting]
+
+    async def _flush(self) -> None:
+        """Sends the queue to Redis, one batch at a time, until it is empty."""
+        batch: list[_Waiting] = []
         try:
-            raw = await self._script(
-                keys=[key],
-                args=[
-                    micros(now),
-                    cost,
-                    policy.limit,
-                    policy.window_us,
-                    policy.burst,
-                    policy.burst_window_us,
-                ],
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                for w, outcome in zip(batch, await self._run(batch), strict=True):
+                    if not w.future.done():
+                        w.future.set_result(outcome)
+        except BaseException as exc:
+            for w in (*batch, *self._queue):
+                if not w.future.done():
+                    w.future.set_exception(exc)
+            self._queue = []
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _run(self, batch: Sequence[_Waiting]) -> list[Outcome]:
+        """One script over the batch's keys; in memory while Redis does not answer."""
+        args: list[int] = []
+        for w in batch:
+            policy = w.count.policy
+            args += (
+                micros(w.now),
+                w.count.cost,
+                policy.limit,
+                policy.window_us,
+                policy.burst,
+                policy.burst_window_us,
             )
+        try:
+            raw = await self._script(keys=[w.key for w in batch], args=args)
         except (RedisError, OSError) as exc:
             if self.redis_ok:
                 log.warning("redis unreachable; limiting in memory", extra={"error": str(exc)})
             self.redis_ok = False
-            return Outcome(self.memory.check(key, policy, now, cost), local_fallback=True)
+            return [
+                Outcome(
+                    self.memory.check(w.key, w.count.policy, w.now, w.count.cost),
+                    local_fallback=True,
+                )
+                for w in batch
+            ]
         if not self.redis_ok:
             log.info("redis reachable again; limiting in redis")
         self.redis_ok = True
-        allowed, burst, remaining, tat, retry = raw
-        decision = Decision(
-            allowed=bool(int(allowed)),
-            burst=bool(int(burst)),
-            limit=policy.limit,
-            remaining=int(remaining),
-            reset_at=int(tat) / MICROS,
-            retry_after_s=int(retry) / MICROS,
-        )
-        return Outcome(decision)
+        outcomes = []
+        for i, w in enumerate(batch):
+            allowed, burst, remaining, tat, retry = raw[i * 5 : i * 5 + 5]
+            decision = Decision(
+                allowed=bool(int(allowed)),
+                burst=bool(int(burst)),
+                limit=w.count.policy.limit,
+                remaining=int(remaining),
+                reset_at=int(tat) / MICROS,
+                retry_after_s=int(retry) / MICROS,
+            )
+            outcomes.append(Outcome(decision))
+        return outcomes
 
     async def enforce(self, limit: Limit, identifier: str, cost: int = 1) -> None:
         """Counts ``cost`` units; past the limit raises ``LUCID_ERR_3001`` with a RetryInfo."""

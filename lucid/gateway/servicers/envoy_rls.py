@@ -13,7 +13,6 @@ from lucid.common.v1 import access_pb2
 from lucid.gateway.tiers import POLICIES, Tiers, tier_by_name, tier_name
 from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.clock import Clock
-from lucid.lib.ratelimit import Policy
 from lucid.runtime.contracts import MethodInfo
 from lucid.runtime.limits import Outcome
 from lucid.runtime.wire import duration
@@ -70,9 +69,8 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
         self.tiers = tiers
         self.clock = clock
 
-    async def _status(
-        self, descriptor: object, hits: int
-    ) -> tuple[rls_pb2.RateLimitResponse.DescriptorStatus, Outcome | None, Policy | None]:
+    def _counted(self, descriptor: object, hits: int) -> tuple[int, str, int] | None:
+        """The tier, identifier and hits a descriptor counts (``None``: not limited)."""
         entries = {e.key: e.value for e in descriptor.entries}  # type: ignore[attr-defined]
         tier = tier_by_name(entries["tier"]) if "tier" in entries else None
         if tier is None and "remote_address" in entries:
@@ -83,13 +81,17 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
             entries.get("identifier") or entries.get("user_id") or entries.get("remote_address")
         )
         if tier is None or not identifier:
-            return rls_pb2.RateLimitResponse.DescriptorStatus(code=Code.OK), None, None
-        policy = POLICIES[tier]
+            return None
         if descriptor.HasField("hits_addend"):  # type: ignore[attr-defined]
             hits = descriptor.hits_addend.value  # type: ignore[attr-defined]
-        outcome = await self.tiers.count(tier, identifier[:128], hits)
+        return tier, identifier[:128], hits
+
+    def _status(
+        self, tier: int, outcome: Outcome, now: float
+    ) -> rls_pb2.RateLimitResponse.DescriptorStatus:
+        policy = POLICIES[tier]
         decision = outcome.decision
-        status = rls_pb2.RateLimitResponse.DescriptorStatus(
+        return rls_pb2.RateLimitResponse.DescriptorStatus(
             code=Code.OK if decision.allowed else Code.OVER_LIMIT,
             current_limit=rls_pb2.RateLimitResponse.RateLimit(
                 name=tier_name(tier),
@@ -97,33 +99,41 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
                 unit=_unit(policy.window_s),  # type: ignore[arg-type]
             ),
             limit_remaining=min(decision.remaining, 2**32 - 1),
-            duration_until_reset=duration(max(0.0, decision.reset_at - self.clock.timestamp())),
+            duration_until_reset=duration(max(0.0, decision.reset_at - now)),
         )
-        return status, outcome, policy
 
     async def ShouldRateLimit(
         self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext
     ) -> rls_pb2.RateLimitResponse:
         hits = request.hits_addend or 1
-        results = [await self._status(d, hits) for d in request.descriptors]
-        over = [o for _, o, _ in results if o is not None and not o.decision.allowed]
-        response = rls_pb2.RateLimitResponse(
-            overall_code=Code.OVER_LIMIT if over else Code.OK,
-            statuses=[s for s, _, _ in results],
+        counted = [self._counted(d, hits) for d in request.descriptors]
+        limited = [c for c in counted if c is not None]
+        outcomes = iter(await self.tiers.count_many(limited))  # one Redis round trip
+        now = self.clock.timestamp()
+        response = rls_pb2.RateLimitResponse(overall_code=Code.OK)
+        found: list[Outcome] = []
+        for count in counted:
+            if count is None:
+                response.statuses.add(code=Code.OK)
+                continue
+            outcome = next(outcomes)
+            found.append(outcome)
+            response.statuses.append(self._status(count[0], outcome, now))
+        if not found:
+            return response
+        over = [o for o in found if not o.decision.allowed]
+        if over:
+            response.overall_code = Code.OVER_LIMIT
+        decision = min(found, key=lambda o: o.decision.remaining).decision
+        headers = {
+            "x-ratelimit-limit": str(decision.limit),
+            "x-ratelimit-remaining": str(decision.remaining),
+            "x-ratelimit-reset": str(math.ceil(decision.reset_at)),
+        }
+        if over:
+            wait = max(o.decision.retry_after_s for o in over)
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+        response.response_headers_to_add.extend(
+            base_pb2.HeaderValue(key=k, value=v) for k, v in headers.items()
         )
-        limited = [(o, p) for _, o, p in results if o is not None and p is not None]
-        if limited:
-            outcome = min(limited, key=lambda pair: pair[0].decision.remaining)[0]
-            decision = outcome.decision
-            headers = {
-                "x-ratelimit-limit": str(decision.limit),
-                "x-ratelimit-remaining": str(decision.remaining),
-                "x-ratelimit-reset": str(math.ceil(decision.reset_at)),
-            }
-            if over:
-                wait = max(o.decision.retry_after_s for o in over)
-                headers["retry-after"] = str(max(1, math.ceil(wait)))
-            response.response_headers_to_add.extend(
-                base_pb2.HeaderValue(key=k, value=v) for k, v in headers.items()
-            )
         return response
