@@ -24,6 +24,7 @@ from lucid.common.v1 import access_pb2
 from lucid.gateway import app as gateway_app
 from lucid.lib.clock import FakeClock
 from lucid.runtime.config import CLUSTERS, Settings
+from lucid.runtime.envelope import STREAM_ERROR_TAG
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
 from lucid.sessions.v1 import chunks_pb2, chunks_pb2_grpc
@@ -282,12 +283,62 @@ async def test_server_stream_is_ndjson(front: tuple[str, Settings, FakeChunks], 
         assert lines[1]["offset"] == "7"  # int64 as a string, proto field names kept
         assert "total_size_bytes" in lines[0]
         async with http.get(
-            f"{url}/api/v1/sessions/{session}/chunks/{FAILING}/download", headers=headers
+            f"{url}/api/v1/sessions/{session}/chunks/{FAILING}/download",
+            headers={**headers, "x-request-id": "failing-stream"},
         ) as response:
+            assert response.status == 200  # sent with the first line
             lines = [json.loads(line) for line in (await response.text()).splitlines()]
-    # the failure after the first piece ends the stream (its status travels in the
-    # HTTP/2 trailers, which an HTTP/1.1 client does not see)
-    assert [base64.b64decode(x["data"]) for x in lines] == [b"piece-0"]
+    # the failure after the first piece ends the stream with the error as its last line
+    assert len(lines) == 2
+    assert base64.b64decode(lines[0]["data"]) == b"piece-0"
+    error = _assert_stream_error(lines[1])
+    assert error["code"] == "LUCID_ERR_5012"
+    assert error["message"] == "blob fails its hash"
+    assert error["request_id"] == "failing-stream"
+    assert error["service"] == "sessions"
+
+
+def _assert_stream_error(line: dict) -> dict:
+    assert list(line) == ["error"], line
+    error = line["error"]
+    assert error["code"].startswith("LUCID_ERR_") and error["version"] == "v1"
+    return error  # type: ignore[no-any-return]
+
+
+async def test_stream_errors_reach_grpc_web_callers_as_trailers_not_as_a_message(
+    front: tuple[str, Settings, FakeChunks], mesh: Mesh
+) -> None:
+    """A grpc-web caller reads the failure from the trailer frame: no extra message."""
+    url, settings, _ = front
+    request = chunks_pb2.DownloadChunkRequest(
+        session_id=str(uuid.uuid4()), chunk_id=FAILING
+    ).SerializeToString()
+    frame = b"\x00" + len(request).to_bytes(4, "big") + request
+    async with (
+        _client(settings) as http,
+        http.post(
+            f"{url}/lucid.sessions.v1.ChunkService/DownloadChunk",
+            data=frame,
+            headers={
+                "authorization": f"Bearer {await mesh.token()}",
+                "content-type": "application/grpc-web+proto",
+                "x-grpc-web": "1",
+                # a client cannot ask for the REST form of the error
+                "lucid-stream-errors": "ndjson",
+            },
+        ) as response,
+    ):
+        body = await response.read()
+    frames = []
+    while body:
+        flag, size = body[0], int.from_bytes(body[1:5], "big")
+        frames.append((flag, body[5 : 5 + size]))
+        body = body[5 + size :]
+    payloads = [p for f, p in frames if f == 0]
+    assert [chunks_pb2.DownloadChunkResponse.FromString(p).data for p in payloads] == [b"piece-0"]
+    assert not any(STREAM_ERROR_TAG in p for p in payloads)
+    trailer = next(p for f, p in frames if f == 0x80).decode()
+    assert "grpc-status:15" in trailer.replace(" ", "")
 
 
 async def test_a_cluster_that_is_down_is_503_5008_at_once(

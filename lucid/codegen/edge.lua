@@ -3,7 +3,8 @@
 -- Request: marks gRPC and grpc-web calls, answers CORS preflights, refuses non-JSON
 -- bodies, maps /health to the gateway's aggregated health.
 -- Response: security and CORS headers; for REST calls, the JSON error envelope (the one the
--- cluster sent in its trailer, else one made from grpc-status) and NDJSON streams.
+-- cluster sent in its trailer, else one made from grpc-status) and NDJSON streams (with
+-- a last {"error": ...} line when a stream fails after its first message).
 -- CONFIG
 
 local function mark(handle, key, value)
@@ -121,10 +122,12 @@ function envoy_on_request(handle)
   local kind = h:get("content-type") or ""
   local method = h:get(":method")
   local grpc = string.find(kind, "application/grpc", 1, true) == 1
+  h:remove(STREAM_ERRORS_HEADER)
   if grpc then
     mark(handle, "grpc", "1")
     return
   end
+  h:add(STREAM_ERRORS_HEADER, "ndjson") -- a REST caller: a stream's error comes as a line
   local origin = h:get("origin") or ""
   if ORIGINS[origin] then
     mark(handle, "origin", origin)
@@ -177,10 +180,25 @@ local function fallback_envelope(handle, code, forced)
     .. ',"service":' .. json_string(known[2]) .. ',"version":"v1"}}'
 end
 
+-- A server stream's NDJSON: when the stream failed after its first message
+-- (stream_errors.lua found the cluster's last message with the envelope and left the
+-- envelope in the metadata), that message's line becomes the envelope: the client's
+-- last line is {"error": ...} (the HTTP status, sent with the first line, stays 200).
 local function ndjson(handle)
   local route = handle:streamInfo():routeName() or ""
-  if string.find(route, STREAM_ROUTE, 1, true) == 1 then
-    handle:headers():replace("content-type", "application/x-ndjson")
+  if string.find(route, STREAM_ROUTE, 1, true) ~= 1 then
+    return
+  end
+  handle:headers():replace("content-type", "application/x-ndjson")
+  local done = false
+  for chunk in handle:bodyChunks() do
+    local failed = not done and marks(handle)["stream_error"]
+    if failed and chunk:length() > 0 then
+      local text = chunk:getBytes(0, chunk:length())
+      local start = string.match(string.gsub(text, "\n$", ""), ".*\n()") or 1
+      chunk:setBytes(string.sub(text, 1, start - 1) .. failed .. "\n")
+      done = true
+    end
   end
 end
 

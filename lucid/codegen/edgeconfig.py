@@ -14,6 +14,10 @@ What the edge does, filter by filter (the order of ``http_filters``):
 - ``jwt_authn``: a bearer token must verify against auth's JWKS (fetched through this
   Envoy itself, cached); no token passes (public rpcs), the cluster verifies again.
 - ``grpc_json_transcoder``: every annotated route, proto field names, NDJSON streams.
+- ``lucid.stream_errors`` (``stream_errors.lua``, acting on server-streaming routes): a REST
+  stream that fails after its first message ends with the line ``{"error": …}`` (the
+  cluster sends the envelope as a last message, ``lucid.runtime.envelope``; the transcoder
+  alone would drop the error, which travels in trailers an NDJSON reader never sees).
 - ``ratelimit`` (after the transcoder, so REST and grpc-web calls of an rpc count alike):
   the gateway's ``RateLimitService/ShouldRateLimit`` with the tiers of
   spec 01 §9 as descriptors (public per IP without a token, authenticated per user,
@@ -40,7 +44,13 @@ import grpc
 from lucid.codegen.envoyparts import cert_files, typed, upstream_mtls
 from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import Catalog, MethodInfo
-from lucid.runtime.envelope import ENVELOPE_TRAILER, FALLBACK_REASON, STATUS_TRAILER
+from lucid.runtime.envelope import (
+    ENVELOPE_TRAILER,
+    FALLBACK_REASON,
+    STATUS_TRAILER,
+    STREAM_ERROR_TAG,
+    STREAM_ERRORS_HEADER,
+)
 from lucid.runtime.errors import reason_of
 from lucid.runtime.identity import EDGE, identity_for
 from lucid.runtime.planes import RELAYED_HEADER, RELAYED_VALUE
@@ -58,6 +68,8 @@ JWT_METADATA = "jwt_payload"
 RATE_LIMITED = grpc.StatusCode.RESOURCE_EXHAUSTED
 STREAM_ROUTE = "stream:"
 """Route name prefix of server-streaming rpcs (their REST answer is NDJSON)."""
+STREAM_ERRORS_FILTER = "lucid.stream_errors"
+"""The Lua step of server-streaming routes (``stream_errors.lua``)."""
 GRPC_PATH = r"^/[A-Za-z_][A-Za-z0-9_.]*\.[A-Za-z0-9_]+/[A-Za-z0-9_]+$"
 """A gRPC method path, ``/package.Service/Method``."""
 RETRY = {"retry_on": "connect-failure,refused-stream", "num_retries": 2}
@@ -270,6 +282,7 @@ def _lua(site: EdgeSite) -> str:
         "ENVELOPE_TRAILER": ENVELOPE_TRAILER,
         "STATUS_TRAILER": STATUS_TRAILER,
         "STREAM_ROUTE": STREAM_ROUTE,
+        "STREAM_ERRORS_HEADER": STREAM_ERRORS_HEADER,
         "LOCAL_CODE_HEADER": LOCAL_CODE_HEADER,
         "REFUSED_HEADER": REFUSED_HEADER,
         "MAX_JSON_DEPTH": MAX_JSON_DEPTH,
@@ -286,6 +299,17 @@ def _lua(site: EdgeSite) -> str:
     config = "\n".join(f"local {name} = {_lua_value(v)}" for name, v in tables.items())
     source = (Path(__file__).parent / "edge.lua").read_text()
     return source.replace("-- CONFIG\n", config + "\n", 1)
+
+
+def _stream_errors_lua() -> str:
+    """``stream_errors.lua`` with its tables (the tag as Lua decimal escapes)."""
+    tag = '"' + "".join(f"\\{byte}" for byte in STREAM_ERROR_TAG) + '"'
+    config = (
+        f"local STREAM_ERROR_TAG = {tag}\n"
+        f"local STREAM_ROUTE = {_lua_value(STREAM_ROUTE)}\n"
+    )
+    source = (Path(__file__).parent / "stream_errors.lua").read_text()
+    return source.replace("-- CONFIG\n", config, 1)
 
 
 def _rate_limit_filter() -> Json:
@@ -368,6 +392,13 @@ def _http_filters(site: EdgeSite, catalog: Catalog) -> list[Json]:
                 max_request_body_size=site.max_request_bytes,
                 max_response_body_size=site.max_request_bytes,
                 request_validation_options={"reject_unknown_query_parameters": True},
+            ),
+        },
+        {
+            "name": STREAM_ERRORS_FILTER,
+            "typed_config": _any(
+                "envoy.extensions.filters.http.lua.v3.Lua",
+                default_source_code={"inline_string": _stream_errors_lua()},
             ),
         },
         *limits,

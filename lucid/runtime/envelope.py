@@ -14,11 +14,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from lucid.runtime.errors import ErrorCode, ErrorDetails, reason_of
 
 ENVELOPE_TRAILER = "lucid-error-envelope"
 STATUS_TRAILER = "lucid-http-status"
+STREAM_ERRORS_HEADER = "lucid-stream-errors"
+"""Set by the edge (only) on a REST call of a server stream: the client reads NDJSON and
+never sees trailers, so an error after the first message also travels as one last
+message, ``stream_error_marker``, which the edge turns into the line ``{"error": …}``."""
+STREAM_ERROR_FIELD = 536_870_911
+"""The field number (the largest protobuf allows, used by no Lucid message) that carries
+the envelope in a stream's last message, as an unknown field of any response type."""
+STREAM_ERROR_TAG = b"\xfa\xff\xff\xff\x0f"
+"""The tag of ``STREAM_ERROR_FIELD`` with wire type 2 (length-delimited), as a varint:
+the first bytes of a marker message, which the edge looks for."""
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -98,6 +109,26 @@ def envelope(details: ErrorDetails, *, request_id: str, service: str) -> tuple[i
             "version": "v1",
         }
     }
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def stream_error_marker(
+    kind: type[Message], details: ErrorDetails, *, request_id: str, service: str
+) -> Message:
+    """A message of the stream's response type whose only content is the envelope (in
+    the unknown field ``STREAM_ERROR_FIELD``): the edge's cue for the NDJSON error line."""
+    _, body = envelope(details, request_id=request_id, service=service)
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
+    return kind.FromString(STREAM_ERROR_TAG + _varint(len(text)) + text)
 
 
 def envelope_trailers(

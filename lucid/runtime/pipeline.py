@@ -32,7 +32,11 @@ from lucid.runtime import tls
 from lucid.runtime.authz import authorize
 from lucid.runtime.context import Principal, principal_var, request_id_var
 from lucid.runtime.contracts import Catalog, MethodInfo
-from lucid.runtime.envelope import envelope_trailers
+from lucid.runtime.envelope import (
+    STREAM_ERRORS_HEADER,
+    envelope_trailers,
+    stream_error_marker,
+)
 from lucid.runtime.errors import (
     STATUS_DETAILS_KEY,
     ErrorCode,
@@ -136,6 +140,30 @@ def check_request(message: Any, call: Call) -> None:
             field_violations=[FieldViolation("body", f"not a {short} in protobuf encoding")],
         )
     validate(message)
+
+
+def _as_lucid(exc: BaseException, request_id: str) -> LucidError:
+    """The ``LucidError`` a failed call answers with (itself if it is one)."""
+    if isinstance(exc, LucidError):
+        return exc
+    if is_transient(exc):  # busy or unreachable: the caller may retry
+        return LucidError(
+            ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE,
+            "the database is busy or unreachable; try again",
+            retry_after_s=STORE_RETRY_AFTER_S,
+        )
+    return LucidError(
+        ErrorCode.ERROR_CODE_INTERNAL, f"internal error; quote request id {request_id}"
+    )
+
+
+def _bare_upstream(exc: grpc.aio.AioRpcError) -> LucidError:
+    """A downstream failure without a rich status (a dead or slow upstream), described."""
+    code = {
+        grpc.StatusCode.UNAVAILABLE: ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
+    }.get(exc.code(), ErrorCode.ERROR_CODE_UNKNOWN)
+    return LucidError(code, f"upstream call failed: {exc.code().name}")
 
 
 @dataclass
@@ -280,26 +308,17 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise exc
         if isinstance(exc, grpc.aio.AioRpcError):
             exc = await self._pass_through(call, exc, context)
-        error = exc if isinstance(exc, LucidError) else None
-        if error is None and is_transient(exc):  # busy or unreachable: the caller may retry
+        error = _as_lucid(exc, call.request_id)
+        if error is not exc and is_transient(exc):  # busy or unreachable: the caller may retry
             log.warning(
                 "store busy",
                 extra={"request_id": call.request_id, "method": call.info.path, "error": str(exc)},
             )
-            error = LucidError(
-                ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE,
-                "the database is busy or unreachable; try again",
-                retry_after_s=STORE_RETRY_AFTER_S,
-            )
-        if error is None:
+        elif error is not exc:
             log.error(
                 "unexpected error",
                 exc_info=exc,
                 extra={"request_id": call.request_id, "method": call.info.path},
-            )
-            error = LucidError(
-                ErrorCode.ERROR_CODE_INTERNAL,
-                f"internal error; quote request id {call.request_id}",
             )
         call.status, call.reason = error.grpc_status, error.reason
         status = error.to_status(
@@ -332,11 +351,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         call.status = exc.code()
         details = [(k, v) for k, v in (exc.trailing_metadata() or ()) if k == STATUS_DETAILS_KEY]
         if not details:
-            code = {
-                grpc.StatusCode.UNAVAILABLE: ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.ERROR_CODE_DEADLINE_EXCEEDED,
-            }.get(exc.code(), ErrorCode.ERROR_CODE_UNKNOWN)
-            return LucidError(code, f"upstream call failed: {exc.code().name}")
+            return _bare_upstream(exc)
         rich = ErrorDetails.from_rpc_error(exc)
         await context.abort(
             exc.code(),
@@ -348,6 +363,36 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ),
         )
         raise exc  # not reached: abort raises
+
+    def _stream_error(
+        self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext, kind: type
+    ) -> Any | None:
+        """For a REST call of a server stream (marked by the edge) that fails after its
+        first message: the last message, carrying the error envelope the client reads as
+        the final NDJSON line (``envelope.stream_error_marker``). ``None`` otherwise."""
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit | AbortError):
+            return None
+        if not call.metadata.get(STREAM_ERRORS_HEADER):
+            return None
+        peer = self._peer(context)
+        if peer is None or peer.name != EDGE:
+            return None
+        trailers = exc.trailing_metadata() if isinstance(exc, grpc.aio.AioRpcError) else None
+        if isinstance(exc, grpc.aio.AioRpcError) and any(
+            k == STATUS_DETAILS_KEY for k, _ in trailers or ()
+        ):
+            details = ErrorDetails.from_rpc_error(exc)
+        else:
+            error = (
+                _bare_upstream(exc)
+                if isinstance(exc, grpc.aio.AioRpcError)
+                else _as_lucid(exc, call.request_id)
+            )
+            status = error.to_status(
+                domain=self.domain, request_id=call.request_id, service=self.cluster
+            )
+            details = ErrorDetails.from_status(status)
+        return stream_error_marker(kind, details, request_id=call.request_id, service=self.cluster)
 
     def _end(self, call: Call) -> None:
         self.metrics.active -= 1
@@ -420,14 +465,19 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _unary_stream(self, inner: Any, info: MethodInfo) -> Any:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._begin(info, context)
+            kind: type | None = None  # the response type, once a message went out
             try:
                 await self._admit(call, context)
                 check_request(request, call)
                 self._built(call)
                 async for response in inner(request, context):
+                    kind = type(response)
                     yield response
                 self._trailers(call, context)
             except BaseException as exc:
+                marker = None if kind is None else self._stream_error(call, exc, context, kind)
+                if marker is not None:
+                    yield marker
                 await self._fail(call, exc, context)
             finally:
                 self._end(call)
