@@ -304,10 +304,7 @@ def _lua(site: EdgeSite) -> str:
 def _stream_errors_lua() -> str:
     """``stream_errors.lua`` with its tables (the tag as Lua decimal escapes)."""
     tag = '"' + "".join(f"\\{byte}" for byte in STREAM_ERROR_TAG) + '"'
-    config = (
-        f"local STREAM_ERROR_TAG = {tag}\n"
-        f"local STREAM_ROUTE = {_lua_value(STREAM_ROUTE)}\n"
-    )
+    config = f"local STREAM_ERROR_TAG = {tag}\nlocal STREAM_ROUTE = {_lua_value(STREAM_ROUTE)}\n"
     source = (Path(__file__).parent / "stream_errors.lua").read_text()
     return source.replace("-- CONFIG\n", config, 1)
 
