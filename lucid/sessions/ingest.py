@@ -22,10 +22,10 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import DuplicateKeyError
 
@@ -46,6 +46,8 @@ from lucid.sessions.states import UPLOADABLE
 from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions.ingest")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,17 @@ class ChunkInput:
     frame_count: int = 0
     duration_s: float = 0.0
     capture_time: datetime | None = None
+    checksum: str = ""
+    """The hex SHA-256 of ``data`` when already computed (and checked); else computed."""
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """The durable row an upload stream knows its next chunk follows (``None``: none yet),
+    so the chunk is stored without reading the last row again. A concurrent writer of
+    the same sequence number still loses on the unique index."""
+
+    row: Doc | None
 
 
 def upload_status(last: Doc | None) -> dict[str, int]:
@@ -96,12 +109,13 @@ class ChunkIngest:
         self.clock = clock
 
     async def _admissible(self, session_id: str) -> Doc:
-        session = await self.repo.session(session_id)
+        session, pipeline = await _both(
+            self.repo.session(session_id), self.repo.pipeline(session_id)
+        )
         if session is None:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, f"session {session_id} not found")
         if session["state"] not in UPLOADABLE:
             raise invalid_state(session, "upload chunks to")
-        pipeline = await self.repo.pipeline(session_id)
         if pipeline is not None and pipeline.get("state") == PIPELINE_PAUSED:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
@@ -110,12 +124,17 @@ class ChunkIngest:
             )
         return session
 
-    async def next_sequence(self, session_id: str) -> int:
-        """The sequence number the next chunk of a session gets."""
-        return upload_status(await self.repo.last_chunk(session_id))["last_sequence"] + 1
+    async def last_row(self, session_id: str) -> Doc | None:
+        """The row of a session's last durable chunk (``None``: none yet)."""
+        return await self.repo.last_chunk(session_id)
 
-    async def store_chunk(self, session_id: str, chunk: ChunkInput) -> tuple[Doc, bool]:
-        """Stores one chunk; returns its row and whether it is new (False: a re-send)."""
+    async def store_chunk(
+        self, session_id: str, chunk: ChunkInput, predecessor: Predecessor | None = None
+    ) -> tuple[Doc, bool]:
+        """Stores one chunk; returns its row and whether it is new (False: a re-send).
+
+        ``predecessor``: the last durable row as the caller (an upload stream) knows it;
+        without it the last row is read, together with the session."""
         if len(chunk.data) > MAX_CHUNK_BYTES:
             raise LucidError(
                 ErrorCode.ERROR_CODE_CHUNK_TOO_LARGE,
@@ -123,14 +142,19 @@ class ChunkIngest:
             )
         if not chunk.data:
             raise LucidError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a chunk holds at least 1 byte")
-        session = await self._admissible(session_id)
-        checksum = hashlib.sha256(chunk.data).hexdigest()
+        if predecessor is None:
+            session, last = await _both(
+                self._admissible(session_id), self.repo.last_chunk(session_id)
+            )
+        else:
+            session, last = await self._admissible(session_id), predecessor.row
         seq = chunk.sequence_number
-        existing = await self.repo.chunk_at(session_id, seq)
-        if existing is not None:
-            return self._resent(existing, checksum), False
-        last = await self.repo.last_chunk(session_id)
         status = upload_status(last)
+        if 0 < seq <= status["last_sequence"]:
+            existing = last if seq == status["last_sequence"] else None
+            existing = existing or await self.repo.chunk_at(session_id, seq)
+            if existing is not None:
+                return self._resent(existing, await self._checksum(chunk)), False
         expected = status["last_sequence"] + 1
         if seq != expected:
             raise LucidError(
@@ -162,6 +186,7 @@ class ChunkIngest:
                 master=master.secret,
                 key_id=master.key_id,
                 level=level,
+                checksum=chunk.checksum,
             )
         )
         elapsed = time.perf_counter() - started
@@ -202,26 +227,34 @@ class ChunkIngest:
             other = await self.repo.chunk_at(session_id, seq)
             if other is None:
                 raise
-            return self._resent(other, checksum), False
-        await self.repo.raise_statistics(session_id, statistics_of(row))
-        await self.repo.count_stage(
-            session_id,
-            {
-                "stages.chunk_generation.processed_count": 1,
-                "stages.chunk_generation.bytes_in": sealed.raw_size,
-                "stages.compression.processed_count": 1,
-                "stages.compression.bytes_in": sealed.raw_size,
-                "stages.compression.bytes_out": sealed.compressed_size,
-                "stages.encryption.processed_count": 1,
-                "stages.encryption.bytes_in": sealed.compressed_size,
-                "stages.encryption.bytes_out": len(sealed.blob),
-                "stages.storage.processed_count": 1,
-                "stages.storage.bytes_in": len(sealed.blob),
-                "stages.storage.bytes_out": len(sealed.blob),
-                "stages.storage.latency_total_s": elapsed,
-            },
+            return self._resent(other, sealed.checksum), False
+        await _both(
+            self.repo.raise_statistics(session_id, statistics_of(row)),
+            self.repo.count_stage(
+                session_id,
+                {
+                    "stages.chunk_generation.processed_count": 1,
+                    "stages.chunk_generation.bytes_in": sealed.raw_size,
+                    "stages.compression.processed_count": 1,
+                    "stages.compression.bytes_in": sealed.raw_size,
+                    "stages.compression.bytes_out": sealed.compressed_size,
+                    "stages.encryption.processed_count": 1,
+                    "stages.encryption.bytes_in": sealed.compressed_size,
+                    "stages.encryption.bytes_out": len(sealed.blob),
+                    "stages.storage.processed_count": 1,
+                    "stages.storage.bytes_in": len(sealed.blob),
+                    "stages.storage.bytes_out": len(sealed.blob),
+                    "stages.storage.latency_total_s": elapsed,
+                },
+            ),
         )
         return row, True
+
+    @staticmethod
+    async def _checksum(chunk: ChunkInput) -> str:
+        if chunk.checksum:
+            return chunk.checksum
+        return await asyncio.to_thread(lambda: hashlib.sha256(chunk.data).hexdigest())
 
     def _resent(self, existing: Doc, checksum: str) -> Doc:
         if existing["checksum"] != checksum:
@@ -233,7 +266,15 @@ class ChunkIngest:
         return existing
 
     def _seal_and_write(
-        self, data: bytes, *, session_id: str, seq: int, master: bytes, key_id: str, level: int
+        self,
+        data: bytes,
+        *,
+        session_id: str,
+        seq: int,
+        master: bytes,
+        key_id: str,
+        level: int,
+        checksum: str,
     ) -> blobformat.SealedChunk:
         sealed = blobformat.seal_chunk(
             data,
@@ -242,6 +283,7 @@ class ChunkIngest:
             key=blobformat.session_key(master, session_id),
             key_id=key_id,
             level=level,
+            checksum=checksum or None,
         )
         self.store.put(sealed.blob, sealed.blob_sha256)
         return sealed
@@ -284,7 +326,8 @@ class UploadStream:
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     in_flight: asyncio.Task[None] | None = None
-    next_sequence: int = 0
+    last: Predecessor | None = None
+    """The last durable row of the session as this stream knows it (read once)."""
 
     async def feed(self, data: bytes, frames: int, capture_time: datetime | None) -> None:
         """Adds bytes; stores every full 10 MiB chunk they complete."""
@@ -327,11 +370,13 @@ class UploadStream:
             await task
 
     async def _cut(self, size: int) -> None:
-        data = bytes(self.buffer[:size])
+        with memoryview(self.buffer) as view:
+            data = bytes(view[:size])
         frames = self.pending_frames * size // len(self.buffer)
         await self._settle()
-        seq = self.next_sequence or await self.ingest.next_sequence(self.session_id)
-        self.next_sequence = seq + 1
+        if self.last is None:
+            self.last = Predecessor(await self.ingest.last_row(self.session_id))
+        seq = upload_status(self.last.row)["last_sequence"] + 1
         chunk = ChunkInput(
             sequence_number=seq,
             data=data,
@@ -345,7 +390,8 @@ class UploadStream:
         self.capture_time = None
 
     async def _store(self, chunk: ChunkInput) -> None:
-        await self.ingest.store_chunk(self.session_id, chunk)
+        row, _ = await self.ingest.store_chunk(self.session_id, chunk, self.last)
+        self.last = Predecessor(row)
         self.stored += 1
 
 
@@ -382,3 +428,13 @@ class OpenStreams:
                     "could not flush the open upload of a session",
                     extra={"session_id": session_id, "reason": exc.reason},
                 )
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Two store calls at once (one round trip of latency); the first failure is raised
+    once both have finished, so neither is left running."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]  # type: ignore[return-value]
