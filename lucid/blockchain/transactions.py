@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import nacl.signing
-from google.protobuf import json_format
 
 from lucid.blockchain import poot
 from lucid.blockchain.config import MAX_TRANSACTION_BYTES, TIME_TOLERANCE_S
@@ -65,7 +64,7 @@ def encode_body(body: pb.TransactionBody) -> bytes:
 def body_from_encoding(encoded: bytes) -> pb.TransactionBody:
     """The body a canonical encoding stands for."""
     body = pb.TransactionBody()
-    json_format.ParseDict(canonical.decode_tagged(encoded, canonical.TX_TAG), body)
+    canonical.from_canonical_data(canonical.decode_tagged(encoded, canonical.TX_TAG), body)
     return body
 
 
