@@ -274,3 +274,31 @@ def test_reading_canonical_data_gives_what_json_format_gives(index: int) -> None
 def test_canonical_data_of_the_wrong_shape_is_refused(data: object) -> None:
     with pytest.raises(canonical.EncodingError):
         canonical.from_canonical_data(data, pb.TransactionBody())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1970-01-01T00:00:00.000000000Z",
+        "1969-12-31T23:59:59.999999999Z",
+        "0001-01-01T00:00:00.000000000Z",
+        "2024-02-29T12:34:56.000000001Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2025-01-01T00:00:00Z",  # not canonical: read as json_format reads it
+        "2025-01-01T01:00:00+01:00",
+    ],
+)
+def test_timestamps_read_as_json_format_reads_them(text: str) -> None:
+    read = pb.TransactionBody()
+    canonical.from_canonical_data({"create_time": text}, read)
+    expected = timestamp_pb2.Timestamp()
+    expected.FromJsonString(text)
+    assert read.create_time == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-13-01T00:00:00.000000000Z", "2025-02-30T00:00:00.000000000Z", "2025-01-01"]
+)
+def test_impossible_timestamps_are_refused(text: str) -> None:
+    with pytest.raises(canonical.EncodingError):
+        canonical.from_canonical_data({"create_time": text}, pb.TransactionBody())

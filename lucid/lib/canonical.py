@@ -227,6 +227,9 @@ def to_canonical_data(msg: message.Message, *, exclude: frozenset[str] = frozens
     return data
 
 
+_CANONICAL_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{9})Z")
+"""A timestamp as ``format_timestamp`` writes it."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _JSON_TYPES = frozenset(
     ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
 )
@@ -278,7 +281,14 @@ def _from_well_known(data: Any, msg: message.Message, full_name: str) -> None:
         if not isinstance(data, str):
             raise EncodingError("a timestamp is an RFC 3339 string")
         try:
-            msg.FromJsonString(data)  # type: ignore[attr-defined]
+            moment = _CANONICAL_TIME.fullmatch(data)
+            if moment is None:  # not the canonical form: read it, re-encoding tells
+                msg.FromJsonString(data)  # type: ignore[attr-defined]
+            else:
+                year, month, day, hour, minute, second, nanos = map(int, moment.groups())
+                since = datetime(year, month, day, hour, minute, second, tzinfo=UTC) - _EPOCH
+                msg.seconds = since.days * 86_400 + since.seconds  # type: ignore[attr-defined]
+                msg.nanos = nanos  # type: ignore[attr-defined]
         except ValueError as exc:
             raise EncodingError(f"timestamp: {exc}") from None
     elif full_name in _JSON_TYPES:
