@@ -83,6 +83,32 @@ def upload_status(last: Doc | None) -> dict[str, int]:
     }
 
 
+def row_sizes(sealed: blobformat.SealedChunk, chunk: ChunkInput) -> dict[str, Any]:
+    """What one chunk adds to the running totals."""
+    return {
+        "raw_bytes": sealed.raw_size,
+        "stored_bytes": len(sealed.blob),
+        "compressed_bytes": sealed.compressed_size,
+        "frames": chunk.frame_count,
+        "duration_s": chunk.duration_s,
+    }
+
+
+def _running_totals(last: Doc | None, sizes: dict[str, Any]) -> Doc:
+    previous = (last or {}).get("totals") or {}
+    return {
+        "offset": int(previous.get("raw_bytes", 0)),
+        "totals": {
+            "raw_bytes": int(previous.get("raw_bytes", 0)) + sizes["raw_bytes"],
+            "stored_bytes": int(previous.get("stored_bytes", 0)) + sizes["stored_bytes"],
+            "compressed_bytes": int(previous.get("compressed_bytes", 0))
+            + sizes["compressed_bytes"],
+            "frames": int(previous.get("frames", 0)) + sizes["frames"],
+            "duration_s": float(previous.get("duration_s", 0.0)) + sizes["duration_s"],
+        },
+    }
+
+
 def statistics_of(last: Doc | None) -> dict[str, Any]:
     """Session counters from the last chunk row (they only grow)."""
     if last is None:
@@ -129,12 +155,21 @@ class ChunkIngest:
         return await self.repo.last_chunk(session_id)
 
     async def store_chunk(
-        self, session_id: str, chunk: ChunkInput, predecessor: Predecessor | None = None
+        self,
+        session_id: str,
+        chunk: ChunkInput,
+        predecessor: Predecessor | None = None,
+        *,
+        after: Awaitable[Doc] | None = None,
+        on_sealed: Callable[[Doc], None] | None = None,
     ) -> tuple[Doc, bool]:
         """Stores one chunk; returns its row and whether it is new (False: a re-send).
 
-        ``predecessor``: the last durable row as the caller (an upload stream) knows it;
-        without it the last row is read, together with the session."""
+        ``predecessor``: the last row as the caller (an upload stream) knows it; without
+        it the last row is read, together with the session. ``after``: the storing of
+        that row, still under way: this chunk is checked, sealed and written meanwhile,
+        its row is inserted only once that one is durable (its blob is removed if that
+        one fails). ``on_sealed`` hears the row before it is inserted."""
         if len(chunk.data) > MAX_CHUNK_BYTES:
             raise LucidError(
                 ErrorCode.ERROR_CODE_CHUNK_TOO_LARGE,
@@ -190,7 +225,6 @@ class ChunkIngest:
             )
         )
         elapsed = time.perf_counter() - started
-        previous = (last or {}).get("totals") or {}
         now = self.clock.now()
         row: Doc = {
             "_id": new_id(),
@@ -209,16 +243,12 @@ class ChunkIngest:
             "storage_path": self.store.relative_path(sealed.blob_sha256),
             "state": "stored",
             "created_at": now,
-            "offset": int(previous.get("raw_bytes", 0)),
-            "totals": {
-                "raw_bytes": int(previous.get("raw_bytes", 0)) + sealed.raw_size,
-                "stored_bytes": int(previous.get("stored_bytes", 0)) + len(sealed.blob),
-                "compressed_bytes": int(previous.get("compressed_bytes", 0))
-                + sealed.compressed_size,
-                "frames": int(previous.get("frames", 0)) + chunk.frame_count,
-                "duration_s": float(previous.get("duration_s", 0.0)) + chunk.duration_s,
-            },
+            **_running_totals(last, row_sizes(sealed, chunk)),
         }
+        if on_sealed is not None:
+            on_sealed(row)
+        if after is not None:
+            await self._follow(after, last, row, sealed, chunk)
         try:
             await self.repo.insert_chunk(row)
         except DuplicateKeyError:
@@ -249,6 +279,23 @@ class ChunkIngest:
             ),
         )
         return row, True
+
+    async def _follow(
+        self,
+        after: Awaitable[Doc],
+        last: Doc | None,
+        row: Doc,
+        sealed: blobformat.SealedChunk,
+        chunk: ChunkInput,
+    ) -> None:
+        """Waits until the row ``row`` follows is durable (removing this blob if it fails)."""
+        try:
+            durable = await after
+        except BaseException:
+            await asyncio.to_thread(self.store.delete, sealed.blob_sha256)
+            raise
+        if last is None or durable["_id"] != last["_id"]:  # a re-send took its place
+            row.update(_running_totals(durable, row_sizes(sealed, chunk)))
 
     @staticmethod
     async def _checksum(chunk: ChunkInput) -> str:
@@ -307,12 +354,22 @@ class ChunkIngest:
 
 
 @dataclass(eq=False)
+class _Flight:
+    """One cut chunk being stored, and its row as soon as it is sealed."""
+
+    task: asyncio.Task[Doc]
+    sealed: asyncio.Future[Doc]
+
+
+@dataclass(eq=False)
 class UploadStream:
     """The server side of one UploadChunks stream: buffers bytes and cuts 10 MiB chunks.
 
-    A cut chunk is stored in the background while the next bytes arrive (one chunk
-    in flight at a time, so chunks are stored in order); a failure surfaces at the
-    next cut or flush, and a flush returns only once everything cut is durable.
+    A cut chunk is stored in the background while the next bytes arrive. Chunks are
+    stored in order with at most two in flight: the next one is checked, sealed and
+    written while the one before it is inserted, and its own row goes in only once that
+    one is durable. A failure surfaces at the next cut or flush, and a flush returns
+    only once everything cut is durable.
     """
 
     session_id: str
@@ -325,7 +382,7 @@ class UploadStream:
     stored: int = 0
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    in_flight: asyncio.Task[None] | None = None
+    flights: list[_Flight] = field(default_factory=list)
     last: Predecessor | None = None
     """The last durable row of the session as this stream knows it (read once)."""
 
@@ -359,24 +416,38 @@ class UploadStream:
                     self.closed = True
 
     async def abandon(self) -> None:
-        """Waits for the chunk in flight (the stream broke); its outcome is kept in storage."""
-        task, self.in_flight = self.in_flight, None
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        """Waits for the chunks in flight (the stream broke); their outcome is kept in storage."""
+        flights, self.flights = self.flights, []
+        await asyncio.gather(*(f.task for f in flights), return_exceptions=True)
 
     async def _settle(self) -> None:
-        task, self.in_flight = self.in_flight, None
-        if task is not None:
-            await task
+        flights, self.flights = self.flights, []
+        outcomes = await asyncio.gather(*(f.task for f in flights), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _predecessor(self) -> tuple[Predecessor, asyncio.Task[Doc] | None]:
+        """The row the next chunk follows, and the storing of it while still under way."""
+        while len(self.flights) > 1:  # a third chunk waits until the first is durable
+            await self.flights.pop(0).task
+        if self.flights:
+            flight = self.flights[0]
+            await asyncio.wait((flight.task, flight.sealed), return_when=asyncio.FIRST_COMPLETED)
+            if not flight.task.done():
+                return Predecessor(flight.sealed.result()), flight.task
+            self.flights.clear()
+            flight.task.result()  # its failure surfaces here
+        if self.last is None:
+            self.last = Predecessor(await self.ingest.last_row(self.session_id))
+        return self.last, None
 
     async def _cut(self, size: int) -> None:
         with memoryview(self.buffer) as view:
             data = bytes(view[:size])
         frames = self.pending_frames * size // len(self.buffer)
-        await self._settle()
-        if self.last is None:
-            self.last = Predecessor(await self.ingest.last_row(self.session_id))
-        seq = upload_status(self.last.row)["last_sequence"] + 1
+        predecessor, after = await self._predecessor()
+        seq = upload_status(predecessor.row)["last_sequence"] + 1
         chunk = ChunkInput(
             sequence_number=seq,
             data=data,
@@ -384,15 +455,31 @@ class UploadStream:
             duration_s=frames * self.frame_interval_s,
             capture_time=self.capture_time,
         )
-        self.in_flight = asyncio.create_task(self._store(chunk))
+        sealed: asyncio.Future[Doc] = asyncio.get_running_loop().create_future()
+
+        def heard(row: Doc) -> None:
+            if not sealed.done():
+                sealed.set_result(row)
+
+        task = asyncio.create_task(self._store(chunk, predecessor, after, heard))
+        self.flights.append(_Flight(task, sealed))
         del self.buffer[:size]
         self.pending_frames -= frames
         self.capture_time = None
 
-    async def _store(self, chunk: ChunkInput) -> None:
-        row, _ = await self.ingest.store_chunk(self.session_id, chunk, self.last)
+    async def _store(
+        self,
+        chunk: ChunkInput,
+        predecessor: Predecessor,
+        after: asyncio.Task[Doc] | None,
+        heard: Callable[[Doc], None],
+    ) -> Doc:
+        row, _ = await self.ingest.store_chunk(
+            self.session_id, chunk, predecessor, after=after, on_sealed=heard
+        )
         self.last = Predecessor(row)
         self.stored += 1
+        return row
 
 
 class OpenStreams:
