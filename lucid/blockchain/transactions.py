@@ -19,6 +19,7 @@ block:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,6 +82,13 @@ def sign(
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _tron_key(key: str) -> bool:
+    """``_tron_word`` of a key (field and parameter names repeat from one transaction to
+    the next, so they are looked at once)."""
+    return _tron_word(key)
+
+
 def _tron_word(text: str) -> bool:
     lowered = text.lower()
     if lowered.startswith(("tron", "trc")):
@@ -96,7 +104,7 @@ def tron_violation(data: Any, path: str = "body") -> str | None:
     """Where canonical transaction data names TRON or a payout, if it does."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if _tron_word(str(key)):
+            if _tron_key(str(key)):
                 return f"{path}.{key}"
             found = tron_violation(value, f"{path}.{key}")
             if found:
