@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
@@ -198,3 +198,107 @@ def test_signed_messages_are_domain_separated() -> None:
     assert len({proposal, prevote, approval, bytes.fromhex(digest)}) == 4
     assert canonical.approval_message(5, 3, digest) != approval
     assert canonical.approval_message(6, 2, digest) != approval
+
+
+def _bodies() -> list[pb.TransactionBody]:
+    params = struct_pb2.Struct()
+    params.update({"n": 5, "list": [1, "x", None, True], "nested": {"k": -3}, "empty": {}})
+    return [
+        tx_body(),
+        pb.TransactionBody(
+            type=pb.TRANSACTION_TYPE_SESSION_ANCHOR,
+            session_anchor=pb.SessionAnchorPayload(
+                session_id="6f1c1c9e-8a4e-4d1a-9d43-2b1b8f0c0a11",
+                merkle_root="cd" * 32,
+                chunk_count=3,
+                total_size_bytes=2**40,
+                hash_algorithm=pb.HashAlgorithm.Value("HASH_ALGORITHM_SHA256"),
+                manifest_signature="ef" * 64,
+            ),
+            create_time=timestamp_pb2.Timestamp(seconds=1_735_689_600, nanos=999_999_999),
+        ),
+        pb.TransactionBody(
+            type=pb.TRANSACTION_TYPE_CONSENSUS_VOTE,
+            consensus_vote=pb.ConsensusVotePayload(
+                voter_id="validator-2",
+                vote_type=1,
+                target_id="t",
+                decision=1,
+                reasoning="ok",
+            ),
+            fee_micros=1,
+        ),
+        pb.TransactionBody(
+            type=pb.TRANSACTION_TYPE_SYSTEM,
+            system=pb.SystemPayload(action="poot.beacon", parameters=params),
+        ),
+        pb.TransactionBody(type=pb.TRANSACTION_TYPE_SYSTEM, system=pb.SystemPayload()),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_reading_canonical_data_gives_what_json_format_gives(index: int) -> None:
+    body = _bodies()[index]
+    data = canonical.decode_tagged(
+        canonical.encode_message(canonical.TX_TAG, body), canonical.TX_TAG
+    )
+    read = pb.TransactionBody()
+    canonical.from_canonical_data(data, read)
+    expected = pb.TransactionBody()
+    json_format.ParseDict(data, expected)
+    assert read == expected == body
+    assert read.WhichOneof("payload") == body.WhichOneof("payload")
+    assert canonical.encode_message(canonical.TX_TAG, read) == canonical.encode_message(
+        canonical.TX_TAG, body
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"no_such_field": 1},
+        {"type": "TRANSACTION_TYPE_NOPE"},
+        {"type": 2},
+        {"fee_micros": "250"},
+        {"fee_micros": True},
+        {"fee_micros": 2**64},
+        {"nonce": 5},
+        {"create_time": 5},
+        {"create_time": "yesterday"},
+        {"data_storage": {"size_bytes": 1}, "system": {"action": "a"}},
+        {"data_storage": []},
+        {"system": {"parameters": 5}},
+    ],
+)
+def test_canonical_data_of_the_wrong_shape_is_refused(data: object) -> None:
+    with pytest.raises(canonical.EncodingError):
+        canonical.from_canonical_data(data, pb.TransactionBody())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1970-01-01T00:00:00.000000000Z",
+        "1969-12-31T23:59:59.999999999Z",
+        "0001-01-01T00:00:00.000000000Z",
+        "2024-02-29T12:34:56.000000001Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2025-01-01T00:00:00Z",  # not canonical: read as json_format reads it
+        "2025-01-01T01:00:00+01:00",
+    ],
+)
+def test_timestamps_read_as_json_format_reads_them(text: str) -> None:
+    read = pb.TransactionBody()
+    canonical.from_canonical_data({"create_time": text}, read)
+    expected = timestamp_pb2.Timestamp()
+    expected.FromJsonString(text)
+    assert read.create_time == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-13-01T00:00:00.000000000Z", "2025-02-30T00:00:00.000000000Z", "2025-01-01"]
+)
+def test_impossible_timestamps_are_refused(text: str) -> None:
+    with pytest.raises(canonical.EncodingError):
+        canonical.from_canonical_data({"create_time": text}, pb.TransactionBody())

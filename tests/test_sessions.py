@@ -176,6 +176,49 @@ async def test_resend_is_idempotent_conflict_and_gap_are_refused(env: SessionsEn
     assert status.durable_bytes == len(b"first chunk")
 
 
+async def test_resend_of_an_earlier_chunk_and_a_checked_checksum(env: SessionsEnv) -> None:
+    """A re-send below the last chunk is answered from its own row (same bytes) or refused
+    (other bytes); a checksum that matches is kept as the chunk's, one that does not is
+    refused with nothing stored."""
+    md = await env.token()
+    session_id = await env.recording(md)
+    first = await env.upload(md, session_id, 1, b"one")
+    await env.upload(md, session_id, 2, b"two")
+    again = await env.upload(md, session_id, 1, b"one")
+    assert again.chunk_id == first.chunk_id
+    await expect_error(
+        env.upload(md, session_id, 1, b"uno"),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "LUCID_ERR_4201",
+    )
+    stored = len(blob_files(env))
+    await expect_error(
+        env.chunks.UploadChunk(
+            chunks_pb2.UploadChunkRequest(
+                session_id=session_id,
+                sequence_number=3,
+                data=b"three",
+                checksum=hashlib.sha256(b"other").hexdigest(),
+            ),
+            metadata=md,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "LUCID_ERR_1001",
+    )
+    assert len(blob_files(env)) == stored
+    third = await env.chunks.UploadChunk(
+        chunks_pb2.UploadChunkRequest(
+            session_id=session_id,
+            sequence_number=3,
+            data=b"three",
+            checksum=hashlib.sha256(b"three").hexdigest(),
+        ),
+        metadata=md,
+    )
+    assert third.chunk.checksum == hashlib.sha256(b"three").hexdigest()
+    assert third.last_durable_sequence == 3
+
+
 async def test_session_over_its_max_size_is_refused(env: SessionsEnv) -> None:
     md = await env.token()
     session_id = await env.recording(md, storage_config=S.StorageConfig(max_size_bytes=MiB))

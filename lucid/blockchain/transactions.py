@@ -19,13 +19,13 @@ block:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import nacl.signing
-from google.protobuf import json_format
 
 from lucid.blockchain import poot
 from lucid.blockchain.config import MAX_TRANSACTION_BYTES, TIME_TOLERANCE_S
@@ -65,7 +65,7 @@ def encode_body(body: pb.TransactionBody) -> bytes:
 def body_from_encoding(encoded: bytes) -> pb.TransactionBody:
     """The body a canonical encoding stands for."""
     body = pb.TransactionBody()
-    json_format.ParseDict(canonical.decode_tagged(encoded, canonical.TX_TAG), body)
+    canonical.from_canonical_data(canonical.decode_tagged(encoded, canonical.TX_TAG), body)
     return body
 
 
@@ -80,6 +80,13 @@ def sign(
         public_key=bytes(key.verify_key).hex(),
         signature=sign_hex(key, bytes.fromhex(digest)),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _tron_key(key: str) -> bool:
+    """``_tron_word`` of a key (field and parameter names repeat from one transaction to
+    the next, so they are looked at once)."""
+    return _tron_word(key)
 
 
 def _tron_word(text: str) -> bool:
@@ -97,7 +104,7 @@ def tron_violation(data: Any, path: str = "body") -> str | None:
     """Where canonical transaction data names TRON or a payout, if it does."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if _tron_word(str(key)):
+            if _tron_key(str(key)):
                 return f"{path}.{key}"
             found = tron_violation(value, f"{path}.{key}")
             if found:

@@ -148,8 +148,11 @@ async def verify_chain(repo: Repository) -> Report:
     walk = ChainWalk()
     validators: ValidatorSet | None = None
     parent: Tip | None = None
-    stored = {int(doc["_id"]): doc async for doc in repo.scan_blocks()}
-    txs = {str(doc["_id"]): doc async for doc in repo.scan_transactions()}
+    block_docs, tx_docs_all = await asyncio.gather(  # both passes at once
+        _all(repo.scan_blocks()), _all(repo.scan_transactions())
+    )
+    stored = {int(doc["_id"]): doc for doc in block_docs}
+    txs = {str(doc["_id"]): doc for doc in tx_docs_all}
     last = max(stored, default=-1)
     for height in range(last + 1):
         doc = stored.get(height)
@@ -183,6 +186,10 @@ async def verify_chain(repo: Repository) -> Report:
         report.validators = validators.ids
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _all(docs: AsyncIterator[Doc]) -> list[Doc]:
+    return [doc async for doc in docs]
 
 
 def with_transactions(block: pb.Block, tx_docs: dict[str, Doc]) -> pb.Block:

@@ -91,8 +91,10 @@ def seal_chunk(
     key: bytes,
     key_id: str,
     level: int = DEFAULT_ZSTD_LEVEL,
+    checksum: str | None = None,
 ) -> SealedChunk:
-    """Compresses and encrypts one chunk's raw bytes."""
+    """Compresses and encrypts one chunk's raw bytes (``checksum``: their hex SHA-256
+    when the caller already has it, so the bytes are not hashed again)."""
     if len(data) > MAX_CHUNK_BYTES:
         raise BlobError(f"a chunk holds at most {MAX_CHUNK_BYTES} bytes")
     compressed = zstandard.ZstdCompressor(level=level).compress(data)
@@ -105,7 +107,7 @@ def seal_chunk(
     return SealedChunk(
         blob=blob,
         blob_sha256=hashlib.sha256(blob).hexdigest(),
-        checksum=hashlib.sha256(data).hexdigest(),
+        checksum=checksum or hashlib.sha256(data).hexdigest(),
         raw_size=len(data),
         compressed_size=len(compressed),
     )

@@ -3,6 +3,8 @@ reading and downloading chunks (each download audited), and chunk proofs."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -51,10 +53,14 @@ class Chunks:
     ) -> tuple[Doc, dict[str, Any]]:
         """Stores one chunk (checked against its SHA-256 when given) and the new status."""
         await self.writable(session_id, caller)
-        if checksum and hashlib.sha256(chunk.data).hexdigest() != checksum:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the data does not match its checksum"
-            )
+        if checksum:
+            # Hashed once, off the event loop; the ingest reuses the checked digest.
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(chunk.data).hexdigest())
+            if digest != checksum:
+                raise LucidError(
+                    ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the data does not match its checksum"
+                )
+            chunk = dataclasses.replace(chunk, checksum=digest)
         await self.bandwidth.admit(caller, session_id, len(chunk.data))
         row, _ = await self.ingest.store_chunk(session_id, chunk)
         return row, await self.upload_status(session_id)
@@ -85,7 +91,7 @@ class Chunks:
         row = await self.get(session_id, chunk_id, caller)
         try:
             if encrypted:
-                content = self.ingest.store.get(row["merkle_hash"])
+                content = await asyncio.to_thread(self.ingest.store.get, row["merkle_hash"])
                 digest = row["merkle_hash"]
             else:
                 content = await self.ingest.read_chunk(row)

@@ -22,10 +22,10 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import DuplicateKeyError
 
@@ -46,6 +46,8 @@ from lucid.sessions.states import UPLOADABLE
 from lucid.sessions.store.repository import Doc, Repository
 
 log = logging.getLogger("lucid.sessions.ingest")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,17 @@ class ChunkInput:
     frame_count: int = 0
     duration_s: float = 0.0
     capture_time: datetime | None = None
+    checksum: str = ""
+    """The hex SHA-256 of ``data`` when already computed (and checked); else computed."""
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """The durable row an upload stream knows its next chunk follows (``None``: none yet),
+    so the chunk is stored without reading the last row again. A concurrent writer of
+    the same sequence number still loses on the unique index."""
+
+    row: Doc | None
 
 
 def upload_status(last: Doc | None) -> dict[str, int]:
@@ -67,6 +80,32 @@ def upload_status(last: Doc | None) -> dict[str, int]:
         "last_sequence": int(last["sequence_number"]),
         "chunk_count": int(last["sequence_number"]),
         "durable_bytes": int(last["totals"]["raw_bytes"]),
+    }
+
+
+def row_sizes(sealed: blobformat.SealedChunk, chunk: ChunkInput) -> dict[str, Any]:
+    """What one chunk adds to the running totals."""
+    return {
+        "raw_bytes": sealed.raw_size,
+        "stored_bytes": len(sealed.blob),
+        "compressed_bytes": sealed.compressed_size,
+        "frames": chunk.frame_count,
+        "duration_s": chunk.duration_s,
+    }
+
+
+def _running_totals(last: Doc | None, sizes: dict[str, Any]) -> Doc:
+    previous = (last or {}).get("totals") or {}
+    return {
+        "offset": int(previous.get("raw_bytes", 0)),
+        "totals": {
+            "raw_bytes": int(previous.get("raw_bytes", 0)) + sizes["raw_bytes"],
+            "stored_bytes": int(previous.get("stored_bytes", 0)) + sizes["stored_bytes"],
+            "compressed_bytes": int(previous.get("compressed_bytes", 0))
+            + sizes["compressed_bytes"],
+            "frames": int(previous.get("frames", 0)) + sizes["frames"],
+            "duration_s": float(previous.get("duration_s", 0.0)) + sizes["duration_s"],
+        },
     }
 
 
@@ -96,12 +135,13 @@ class ChunkIngest:
         self.clock = clock
 
     async def _admissible(self, session_id: str) -> Doc:
-        session = await self.repo.session(session_id)
+        session, pipeline = await _both(
+            self.repo.session(session_id), self.repo.pipeline(session_id)
+        )
         if session is None:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, f"session {session_id} not found")
         if session["state"] not in UPLOADABLE:
             raise invalid_state(session, "upload chunks to")
-        pipeline = await self.repo.pipeline(session_id)
         if pipeline is not None and pipeline.get("state") == PIPELINE_PAUSED:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
@@ -110,12 +150,26 @@ class ChunkIngest:
             )
         return session
 
-    async def next_sequence(self, session_id: str) -> int:
-        """The sequence number the next chunk of a session gets."""
-        return upload_status(await self.repo.last_chunk(session_id))["last_sequence"] + 1
+    async def last_row(self, session_id: str) -> Doc | None:
+        """The row of a session's last durable chunk (``None``: none yet)."""
+        return await self.repo.last_chunk(session_id)
 
-    async def store_chunk(self, session_id: str, chunk: ChunkInput) -> tuple[Doc, bool]:
-        """Stores one chunk; returns its row and whether it is new (False: a re-send)."""
+    async def store_chunk(
+        self,
+        session_id: str,
+        chunk: ChunkInput,
+        predecessor: Predecessor | None = None,
+        *,
+        after: Awaitable[Doc] | None = None,
+        on_sealed: Callable[[Doc], None] | None = None,
+    ) -> tuple[Doc, bool]:
+        """Stores one chunk; returns its row and whether it is new (False: a re-send).
+
+        ``predecessor``: the last row as the caller (an upload stream) knows it; without
+        it the last row is read, together with the session. ``after``: the storing of
+        that row, still under way: this chunk is checked, sealed and written meanwhile,
+        its row is inserted only once that one is durable (its blob is removed if that
+        one fails). ``on_sealed`` hears the row before it is inserted."""
         if len(chunk.data) > MAX_CHUNK_BYTES:
             raise LucidError(
                 ErrorCode.ERROR_CODE_CHUNK_TOO_LARGE,
@@ -123,14 +177,19 @@ class ChunkIngest:
             )
         if not chunk.data:
             raise LucidError(ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "a chunk holds at least 1 byte")
-        session = await self._admissible(session_id)
-        checksum = hashlib.sha256(chunk.data).hexdigest()
+        if predecessor is None:
+            session, last = await _both(
+                self._admissible(session_id), self.repo.last_chunk(session_id)
+            )
+        else:
+            session, last = await self._admissible(session_id), predecessor.row
         seq = chunk.sequence_number
-        existing = await self.repo.chunk_at(session_id, seq)
-        if existing is not None:
-            return self._resent(existing, checksum), False
-        last = await self.repo.last_chunk(session_id)
         status = upload_status(last)
+        if 0 < seq <= status["last_sequence"]:
+            existing = last if seq == status["last_sequence"] else None
+            existing = existing or await self.repo.chunk_at(session_id, seq)
+            if existing is not None:
+                return self._resent(existing, await self._checksum(chunk)), False
         expected = status["last_sequence"] + 1
         if seq != expected:
             raise LucidError(
@@ -162,10 +221,10 @@ class ChunkIngest:
                 master=master.secret,
                 key_id=master.key_id,
                 level=level,
+                checksum=chunk.checksum,
             )
         )
         elapsed = time.perf_counter() - started
-        previous = (last or {}).get("totals") or {}
         now = self.clock.now()
         row: Doc = {
             "_id": new_id(),
@@ -184,16 +243,12 @@ class ChunkIngest:
             "storage_path": self.store.relative_path(sealed.blob_sha256),
             "state": "stored",
             "created_at": now,
-            "offset": int(previous.get("raw_bytes", 0)),
-            "totals": {
-                "raw_bytes": int(previous.get("raw_bytes", 0)) + sealed.raw_size,
-                "stored_bytes": int(previous.get("stored_bytes", 0)) + len(sealed.blob),
-                "compressed_bytes": int(previous.get("compressed_bytes", 0))
-                + sealed.compressed_size,
-                "frames": int(previous.get("frames", 0)) + chunk.frame_count,
-                "duration_s": float(previous.get("duration_s", 0.0)) + chunk.duration_s,
-            },
+            **_running_totals(last, row_sizes(sealed, chunk)),
         }
+        if on_sealed is not None:
+            on_sealed(row)
+        if after is not None:
+            await self._follow(after, last, row, sealed, chunk)
         try:
             await self.repo.insert_chunk(row)
         except DuplicateKeyError:
@@ -202,26 +257,51 @@ class ChunkIngest:
             other = await self.repo.chunk_at(session_id, seq)
             if other is None:
                 raise
-            return self._resent(other, checksum), False
-        await self.repo.raise_statistics(session_id, statistics_of(row))
-        await self.repo.count_stage(
-            session_id,
-            {
-                "stages.chunk_generation.processed_count": 1,
-                "stages.chunk_generation.bytes_in": sealed.raw_size,
-                "stages.compression.processed_count": 1,
-                "stages.compression.bytes_in": sealed.raw_size,
-                "stages.compression.bytes_out": sealed.compressed_size,
-                "stages.encryption.processed_count": 1,
-                "stages.encryption.bytes_in": sealed.compressed_size,
-                "stages.encryption.bytes_out": len(sealed.blob),
-                "stages.storage.processed_count": 1,
-                "stages.storage.bytes_in": len(sealed.blob),
-                "stages.storage.bytes_out": len(sealed.blob),
-                "stages.storage.latency_total_s": elapsed,
-            },
+            return self._resent(other, sealed.checksum), False
+        await _both(
+            self.repo.raise_statistics(session_id, statistics_of(row)),
+            self.repo.count_stage(
+                session_id,
+                {
+                    "stages.chunk_generation.processed_count": 1,
+                    "stages.chunk_generation.bytes_in": sealed.raw_size,
+                    "stages.compression.processed_count": 1,
+                    "stages.compression.bytes_in": sealed.raw_size,
+                    "stages.compression.bytes_out": sealed.compressed_size,
+                    "stages.encryption.processed_count": 1,
+                    "stages.encryption.bytes_in": sealed.compressed_size,
+                    "stages.encryption.bytes_out": len(sealed.blob),
+                    "stages.storage.processed_count": 1,
+                    "stages.storage.bytes_in": len(sealed.blob),
+                    "stages.storage.bytes_out": len(sealed.blob),
+                    "stages.storage.latency_total_s": elapsed,
+                },
+            ),
         )
         return row, True
+
+    async def _follow(
+        self,
+        after: Awaitable[Doc],
+        last: Doc | None,
+        row: Doc,
+        sealed: blobformat.SealedChunk,
+        chunk: ChunkInput,
+    ) -> None:
+        """Waits until the row ``row`` follows is durable (removing this blob if it fails)."""
+        try:
+            durable = await after
+        except BaseException:
+            await asyncio.to_thread(self.store.delete, sealed.blob_sha256)
+            raise
+        if last is None or durable["_id"] != last["_id"]:  # a re-send took its place
+            row.update(_running_totals(durable, row_sizes(sealed, chunk)))
+
+    @staticmethod
+    async def _checksum(chunk: ChunkInput) -> str:
+        if chunk.checksum:
+            return chunk.checksum
+        return await asyncio.to_thread(lambda: hashlib.sha256(chunk.data).hexdigest())
 
     def _resent(self, existing: Doc, checksum: str) -> Doc:
         if existing["checksum"] != checksum:
@@ -233,7 +313,15 @@ class ChunkIngest:
         return existing
 
     def _seal_and_write(
-        self, data: bytes, *, session_id: str, seq: int, master: bytes, key_id: str, level: int
+        self,
+        data: bytes,
+        *,
+        session_id: str,
+        seq: int,
+        master: bytes,
+        key_id: str,
+        level: int,
+        checksum: str,
     ) -> blobformat.SealedChunk:
         sealed = blobformat.seal_chunk(
             data,
@@ -242,6 +330,7 @@ class ChunkIngest:
             key=blobformat.session_key(master, session_id),
             key_id=key_id,
             level=level,
+            checksum=checksum or None,
         )
         self.store.put(sealed.blob, sealed.blob_sha256)
         return sealed
@@ -265,12 +354,22 @@ class ChunkIngest:
 
 
 @dataclass(eq=False)
+class _Flight:
+    """One cut chunk being stored, and its row as soon as it is sealed."""
+
+    task: asyncio.Task[Doc]
+    sealed: asyncio.Future[Doc]
+
+
+@dataclass(eq=False)
 class UploadStream:
     """The server side of one UploadChunks stream: buffers bytes and cuts 10 MiB chunks.
 
-    A cut chunk is stored in the background while the next bytes arrive (one chunk
-    in flight at a time, so chunks are stored in order); a failure surfaces at the
-    next cut or flush, and a flush returns only once everything cut is durable.
+    A cut chunk is stored in the background while the next bytes arrive. Chunks are
+    stored in order with at most two in flight: the next one is checked, sealed and
+    written while the one before it is inserted, and its own row goes in only once that
+    one is durable. A failure surfaces at the next cut or flush, and a flush returns
+    only once everything cut is durable.
     """
 
     session_id: str
@@ -283,8 +382,9 @@ class UploadStream:
     stored: int = 0
     closed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    in_flight: asyncio.Task[None] | None = None
-    next_sequence: int = 0
+    flights: list[_Flight] = field(default_factory=list)
+    last: Predecessor | None = None
+    """The last durable row of the session as this stream knows it (read once)."""
 
     async def feed(self, data: bytes, frames: int, capture_time: datetime | None) -> None:
         """Adds bytes; stores every full 10 MiB chunk they complete."""
@@ -316,22 +416,38 @@ class UploadStream:
                     self.closed = True
 
     async def abandon(self) -> None:
-        """Waits for the chunk in flight (the stream broke); its outcome is kept in storage."""
-        task, self.in_flight = self.in_flight, None
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
+        """Waits for the chunks in flight (the stream broke); their outcome is kept in storage."""
+        flights, self.flights = self.flights, []
+        await asyncio.gather(*(f.task for f in flights), return_exceptions=True)
 
     async def _settle(self) -> None:
-        task, self.in_flight = self.in_flight, None
-        if task is not None:
-            await task
+        flights, self.flights = self.flights, []
+        outcomes = await asyncio.gather(*(f.task for f in flights), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _predecessor(self) -> tuple[Predecessor, asyncio.Task[Doc] | None]:
+        """The row the next chunk follows, and the storing of it while still under way."""
+        while len(self.flights) > 1:  # a third chunk waits until the first is durable
+            await self.flights.pop(0).task
+        if self.flights:
+            flight = self.flights[0]
+            await asyncio.wait((flight.task, flight.sealed), return_when=asyncio.FIRST_COMPLETED)
+            if not flight.task.done():
+                return Predecessor(flight.sealed.result()), flight.task
+            self.flights.clear()
+            flight.task.result()  # its failure surfaces here
+        if self.last is None:
+            self.last = Predecessor(await self.ingest.last_row(self.session_id))
+        return self.last, None
 
     async def _cut(self, size: int) -> None:
-        data = bytes(self.buffer[:size])
+        with memoryview(self.buffer) as view:
+            data = bytes(view[:size])
         frames = self.pending_frames * size // len(self.buffer)
-        await self._settle()
-        seq = self.next_sequence or await self.ingest.next_sequence(self.session_id)
-        self.next_sequence = seq + 1
+        predecessor, after = await self._predecessor()
+        seq = upload_status(predecessor.row)["last_sequence"] + 1
         chunk = ChunkInput(
             sequence_number=seq,
             data=data,
@@ -339,14 +455,31 @@ class UploadStream:
             duration_s=frames * self.frame_interval_s,
             capture_time=self.capture_time,
         )
-        self.in_flight = asyncio.create_task(self._store(chunk))
+        sealed: asyncio.Future[Doc] = asyncio.get_running_loop().create_future()
+
+        def heard(row: Doc) -> None:
+            if not sealed.done():
+                sealed.set_result(row)
+
+        task = asyncio.create_task(self._store(chunk, predecessor, after, heard))
+        self.flights.append(_Flight(task, sealed))
         del self.buffer[:size]
         self.pending_frames -= frames
         self.capture_time = None
 
-    async def _store(self, chunk: ChunkInput) -> None:
-        await self.ingest.store_chunk(self.session_id, chunk)
+    async def _store(
+        self,
+        chunk: ChunkInput,
+        predecessor: Predecessor,
+        after: asyncio.Task[Doc] | None,
+        heard: Callable[[Doc], None],
+    ) -> Doc:
+        row, _ = await self.ingest.store_chunk(
+            self.session_id, chunk, predecessor, after=after, on_sealed=heard
+        )
+        self.last = Predecessor(row)
         self.stored += 1
+        return row
 
 
 class OpenStreams:
@@ -382,3 +515,13 @@ class OpenStreams:
                     "could not flush the open upload of a session",
                     extra={"session_id": session_id, "reason": exc.reason},
                 )
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Two store calls at once (one round trip of latency); the first failure is raised
+    once both have finished, so neither is left running."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results[0], results[1]  # type: ignore[return-value]
