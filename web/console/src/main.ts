@@ -24,6 +24,7 @@ const PAGES: [string, string, Page][] = [
 ];
 
 let leave: (() => void) | void = undefined;
+let renders = 0;
 
 function route(): [string, string] {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
@@ -55,7 +56,10 @@ async function signOut(): Promise<void> {
   await render();
 }
 
-async function render(): Promise<void> {
+/** Draws the current page; ``moved`` (a navigation inside the console) puts the focus on
+ * the new content, as a page load would put it at the top. */
+async function render(moved = false): Promise<void> {
+  const generation = ++renders;
   if (leave) leave();
   leave = undefined;
   const header = document.getElementById("top") as HTMLElement;
@@ -64,14 +68,16 @@ async function render(): Promise<void> {
   main.replaceChildren();
   if (!token()) {
     document.title = "Sign in · Lucid admin console";
-    signInPage(main, () => void render());
+    signInPage(main, () => void render(true));
     return;
   }
   let who = "";
   try {
     const me = await clients.me.getMe({}, authed()).response;
+    if (generation !== renders) return; // a newer navigation took over
     who = `${me.tronAddress} (${me.role === Role.SUPER_ADMIN ? "super admin" : "admin"})`;
   } catch (error) {
+    if (generation !== renders) return;
     if (isCode(error, "UNAUTHENTICATED")) {
       setToken("");
       return render();
@@ -102,8 +108,13 @@ async function render(): Promise<void> {
   );
   document.title = `${page[1]} · Lucid admin console`;
   leave = page[2](main, param);
-  main.focus({ preventScroll: true });
+  if (moved) main.focus({ preventScroll: true });
 }
 
-window.addEventListener("hashchange", () => void render());
+window.addEventListener("hashchange", () => void render(true));
+// the skip link moves the focus without touching the fragment (the fragment routes)
+document.querySelector("a.skip")?.addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main")?.focus();
+});
 void render();

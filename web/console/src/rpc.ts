@@ -77,8 +77,18 @@ export function reasonOf(error: unknown): string {
 /** A failed call as one line for the page: status, message, LUCID_ERR code. */
 export function describe(error: unknown): string {
   if (error instanceof RpcError) {
-    const reason = reasonOf(error);
-    const message = decodeURIComponent(error.message || "");
+    let reason = reasonOf(error);
+    let message = decodeURIComponent(error.message || "");
+    if (message.startsWith('{"error"')) {
+      // the edge's own refusal (no cluster answered): its JSON envelope
+      try {
+        const envelope = JSON.parse(message) as { error: { code: string; message: string } };
+        reason ||= envelope.error.code;
+        message = envelope.error.message;
+      } catch {
+        // shown as it came
+      }
+    }
     return `${error.code}: ${message}${reason ? ` (${reason})` : ""}`;
   }
   return String(error instanceof Error ? error.message : error);

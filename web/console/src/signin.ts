@@ -64,7 +64,10 @@ export function signInPage(main: HTMLElement, done: () => void): void {
           await login(address.value.trim(), challenge.value, signature.value.trim());
           done();
         } catch (error) {
-          status.say(`Sign-in failed: ${describe(error)}`, true);
+          // a challenge is good for one attempt: the next needs a new one
+          challenge.value = "";
+          signature.value = "";
+          status.say(`Sign-in failed: ${describe(error)}. Get a new challenge to try again.`, true);
         }
       },
     },
