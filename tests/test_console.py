@@ -39,6 +39,7 @@ from lucid.lib import tip191
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.envoy import console_dir, running_edge
+from lucid.supervisor.supervisor import banner
 from tests.admin_support import AdminEnv, start_admin
 from tests.auth_support import address_of, auth_client
 from tests.support import Mesh, https_client
@@ -492,3 +493,11 @@ async def test_users_are_told_they_are_not_admins(console: Console) -> None:
         assert await page.get_by_role("navigation").count() == 0
     finally:
         await page.context.close()
+
+
+def test_the_banner_names_the_console_and_the_first_admin(settings: Settings) -> None:
+    """What `make run` prints: the console's URL and how to become its first admin."""
+    text = banner(settings)
+    assert f"Admin console: https://localhost:{settings.edge_port}/admin/" in text
+    assert "lucid admin grant <YOUR_TRON_ADDRESS> super_admin" in text
+    assert "lucid sign --key-file KEY --message-file CHALLENGE" in text

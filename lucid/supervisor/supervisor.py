@@ -33,7 +33,7 @@ from lucid.runtime.identity import EDGE, OPERATOR
 from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
-from lucid.supervisor.envoy import command
+from lucid.supervisor.envoy import command, console_dir
 from lucid.supervisor.localservers import LocalStores
 from lucid.supervisor.sidecars import SidecarLayout
 
@@ -266,8 +266,6 @@ async def _show_working(settings: Settings) -> None:
 
 def console_lines(edge: str, certs: Path) -> list[str]:
     """The banner's lines about the admin console: its URL and how to become admin."""
-    from lucid.supervisor.envoy import console_dir
-
     where = (
         f"  Admin console: {edge}/admin/  (trust {certs}/ca.crt in the browser, or accept it)"
         if console_dir()

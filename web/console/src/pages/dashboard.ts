@@ -59,7 +59,8 @@ export function dashboardPage(main: HTMLElement): () => void {
     const nodes = overview.nodeStatus;
     numbers.nodes[1].textContent = `${nodes?.onlineNodes ?? 0} of ${nodes?.totalNodes ?? 0}`;
     const chain = overview.blockchainStatus;
-    numbers.height[1].textContent = `${chain?.localHeight ?? 0} (${SyncStatus[chain?.syncStatus ?? 0].toLowerCase()})`;
+    const sync = chain?.syncStatus ? ` (${SyncStatus[chain.syncStatus].toLowerCase()})` : "";
+    numbers.height[1].textContent = `${chain?.localHeight ?? 0}${sync}`;
     numbers.anchoring[1].textContent = String(chain?.pendingAnchorings ?? 0);
     numbers.health[1].textContent = HealthStatus[overview.systemStatus?.status ?? 0].toLowerCase();
   }
