@@ -45,7 +45,7 @@ from tests.auth_support import address_of, auth_client
 from tests.support import Mesh, https_client
 
 CHROMIUM = "/usr/bin/chromium"
-WAIT_MS = 20_000
+WAIT_MS = 30_000
 E = emergency_pb2
 
 
@@ -128,6 +128,7 @@ async def new_page(browser: Browser, key: PrivateKey | None) -> Page:
 
 @pytest.fixture(scope="module")
 async def console(mesh: Mesh, settings: Settings, repo_root: Path) -> AsyncIterator[Console]:
+    expect.set_options(timeout=15_000)  # a loaded shared machine answers slowly
     built = console_dir()
     if built is None:
         pytest.fail("the console is not built: run `make console`")
