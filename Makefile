@@ -15,13 +15,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 TEST_ENV := var/test/servers.env
 PYTEST_ARGS ?=
 
-.PHONY: help run test check gen check-gen lint bench tools web-client venv servers-up servers-down clean
+.PHONY: help run test check gen check-gen lint bench tools web-client console venv servers-up servers-down clean
 
 help:
 	@echo "make run    start the whole mesh on loopback (Ctrl-C stops it)"
 	@echo "make test   checks + the whole test suite against real local servers"
 	@echo "make gen    regenerate gen/ and docs/api.md from protos/"
 	@echo "make bench  benchmarks (bench/)"
+	@echo "make console  build the admin console (web/console, served at /admin/)"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -36,10 +37,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
-	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp
+	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium
 
 web-client:
 	scripts/install-web-client.sh
+
+# The admin console (web/console → web/console/dist, served by the edge at /admin/):
+# npm ci from the lockfile, protobuf-ts stubs, tsc, esbuild; skipped when up to date.
+console: venv
+	scripts/build-console.sh
 
 gen: venv tools
 	scripts/gen.sh gen
@@ -63,12 +69,12 @@ servers-up: venv tools
 servers-down:
 	@test -x $(VENV)/bin/lucid && $(VENV)/bin/lucid dev down --profile test || true
 
-test: check web-client servers-up
+test: check web-client console servers-up
 	set -a && source $(TEST_ENV) && set +a && \
 	  $(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
 	  $(MAKE) --no-print-directory servers-down; exit $$status
 
-run: venv tools
+run: venv tools console
 	$(VENV)/bin/lucid up --demo
 
 bench: venv tools
@@ -76,4 +82,4 @@ bench: venv tools
 	$(VENV)/bin/python -m bench
 
 clean:
-	rm -rf var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf var .mypy_cache .ruff_cache .pytest_cache web/console/dist web/console/src/gen

@@ -295,6 +295,50 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
     sys.exit(status)
 
 
+def _sign(settings: Settings, args: argparse.Namespace) -> None:
+    from lucid.lib.tip191 import address_of_private_key, sign
+
+    key_file = Path(args.key_file)
+    if args.new_key:
+        if key_file.exists():
+            raise SystemExit(f"{key_file} exists: not overwriting a key")
+        key_file.touch(mode=0o600)
+        key_file.write_text(os.urandom(32).hex() + "\n")
+    try:
+        key = bytes.fromhex(key_file.read_text().strip().removeprefix("0x"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{key_file}: not a private key in hex ({exc})") from None
+    if len(key) != 32:
+        raise SystemExit(f"{key_file}: a private key is 32 bytes (64 hex digits)")
+    if args.address or args.new_key:
+        print(address_of_private_key(key))
+        return
+    if args.message_file:
+        message = Path(args.message_file).read_text()
+    elif args.message is not None:
+        message = args.message
+    else:
+        message = sys.stdin.read()
+    print(sign(key, message))
+
+
+def _sign_parser(sub: Any) -> None:
+    sign = sub.add_parser(
+        "sign",
+        help="sign a message with a TRON key (TIP-191, as TronLink's signMessageV2 does)",
+        description="Prints the hex signature the console's sign-in accepts from a person "
+        "without a wallet extension: save the challenge as a file and pass --message-file.",
+    )
+    sign.add_argument("message", nargs="?", help="the message (else --message-file or stdin)")
+    sign.add_argument("--key-file", required=True, help="a file holding the private key in hex")
+    sign.add_argument("--message-file", help="read the message from this file (exactly)")
+    sign.add_argument("--address", action="store_true", help="print the key's TRON address")
+    sign.add_argument(
+        "--new-key", action="store_true", help="create --key-file with a new key; print its address"
+    )
+    sign.set_defaults(run=_sign)
+
+
 def _admin_parser(sub: Any) -> None:
     admin = sub.add_parser("admin", help="operator tools of the admin console")
     admin.add_argument("action", choices=["grant"])
@@ -382,6 +426,7 @@ def parser() -> argparse.ArgumentParser:
 
     _proof_parser(sub)
     _admin_parser(sub)
+    _sign_parser(sub)
 
     _node_agent_parser(sub)
     _replay_parser(sub)

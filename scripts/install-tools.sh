@@ -2,7 +2,8 @@
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
 # fresh clone on the same machine reuses them: buf, grpcurl, ghz, bombardier (HTTP load
 # for the edge benchmark), FerretDB, Consul and envoy-validate (Go, built from the Go
-# module proxy), redis-server and PostgreSQL (the store under FerretDB; Debian packages).
+# module proxy), redis-server and PostgreSQL (the store under FerretDB; Debian packages),
+# Chromium (Debian's, for the console's browser tests).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -126,6 +127,17 @@ rdp_stack() {
   $sudo service xrdp stop >/dev/null 2>&1 || true
 }
 
+chromium() {
+  # The browser the console's tests drive (Playwright for Python, Debian's Chromium:
+  # Playwright's own browser download cannot work here).
+  if [[ -x /usr/bin/chromium ]]; then return; fi
+  log "installing chromium (apt)"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 postgresql() {
   # FerretDB's PostgreSQL backend. Lucid runs its own private cluster under var/ (as the
   # package's unprivileged `postgres` user when run by root), never the system one.
@@ -142,7 +154,7 @@ postgresql() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
@@ -155,6 +167,7 @@ for tool in "${want[@]}"; do
     redis) redis ;;
     postgresql) postgresql ;;
     xrdp) rdp_stack ;;
+    chromium) chromium ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done

@@ -2,9 +2,10 @@
 -- file after the generated tables below the CONFIG line).
 -- Request: marks gRPC and grpc-web calls, answers CORS preflights, refuses non-JSON
 -- bodies, maps /health to the gateway's aggregated health.
--- Response: security and CORS headers; for REST calls, the JSON error envelope (the one the
--- cluster sent in its trailer, else one made from grpc-status) and NDJSON streams (with
--- a last {"error": ...} line when a stream fails after its first message).
+-- Response: security and CORS headers (the console's own policy under /admin/); for REST
+-- calls, the JSON error envelope (the one the cluster sent in its trailer, else one made
+-- from grpc-status) and NDJSON streams (with a last {"error": ...} line when a stream
+-- fails after its first message).
 -- CONFIG
 
 local function mark(handle, key, value)
@@ -119,6 +120,9 @@ function envoy_on_request(handle)
   if over_long(handle) then
     return
   end
+  if string.find(h:get(":path") or "", CONSOLE_PREFIX, 1, true) == 1 then
+    mark(handle, "console", "1")
+  end
   local kind = h:get("content-type") or ""
   local method = h:get(":method")
   local grpc = string.find(kind, "application/grpc", 1, true) == 1
@@ -206,6 +210,9 @@ function envoy_on_response(handle)
   local h = handle:headers()
   for name, value in pairs(SECURITY_HEADERS) do
     h:replace(name, value)
+  end
+  if marks(handle)["console"] == "1" then
+    h:replace("content-security-policy", CONSOLE_CSP)
   end
   local origin = marks(handle)["origin"]
   if origin ~= nil then

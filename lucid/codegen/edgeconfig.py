@@ -24,6 +24,11 @@ What the edge does, filter by filter (the order of ``http_filters``):
   admin routes, chain block queries); the gateway adds ``x-ratelimit-*``/``retry-after``.
 - ``router``: mTLS to the clusters as the ``edge`` identity.
 
+The admin console (``web/console``, built into ``dist/`` by ``make console``) is served
+at ``/admin/`` when the site names its directory: each file a route answering it directly
+(Envoy reads them when it loads the bootstrap), with a content security policy that lets
+the page run its own script and call the edge (``'self'``) and nothing else.
+
 Envoy's own refusals (401, 404, 413, 429, 503, bad JSON) become the same envelope
 through the local reply mapper. A call that never reached a cluster (connection refused,
 a cluster restarting) is tried twice more; the edge has no breaker of its own (Envoy's
@@ -93,6 +98,19 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 HSTS = "max-age=63072000; includeSubDomains"
+CONSOLE_PREFIX = "/admin/"
+CONSOLE_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+"""The console's files (``EdgeSite.console``) and their media types; ``index.html`` is
+also the answer to ``/admin/`` itself."""
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+MAX_CONSOLE_FILE_BYTES = 4 * 1024 * 1024
 CORS_ALLOW_HEADERS = (
     "authorization",
     "content-type",
@@ -180,6 +198,8 @@ class EdgeSite:
     jwks_host: str = "localhost"
     rate_limit: bool = True
     """Whether requests are counted by the gateway (off only to measure Envoy alone)."""
+    console: str = ""
+    """Directory of the built admin console (``web/console/dist``); "" serves none."""
 
 
 def _any(type_name: str, **fields: Any) -> Json:
@@ -295,6 +315,8 @@ def _lua(site: EdgeSite) -> str:
         "CORS_ALLOW_HEADERS": dict.fromkeys(CORS_ALLOW_HEADERS, True),
         "CORS_ALLOW_HEADERS_TEXT": ", ".join(CORS_ALLOW_HEADERS),
         "CORS_EXPOSE_HEADERS": CORS_EXPOSE_HEADERS,
+        "CONSOLE_PREFIX": CONSOLE_PREFIX,
+        "CONSOLE_CSP": CONSOLE_CSP,
     }
     config = "\n".join(f"local {name} = {_lua_value(v)}" for name, v in tables.items())
     source = (Path(__file__).parent / "edge.lua").read_text()
@@ -474,11 +496,48 @@ def _route(info: MethodInfo) -> Json:
     return route
 
 
-def _routes(catalog: Catalog) -> list[Json]:
-    """The gRPC path of every rpc the edge relays (REST requests are matched after the
-    transcoder has turned them into their rpc), then 403 for any other rpc (the edge
-    never relays a service-only rpc or one without a route) and 404 for the rest."""
-    routes = [
+def _console_limit(site: EdgeSite) -> Json:
+    """Envoy answers at most 4 KiB directly unless told more (the console's bundle)."""
+    return {"max_direct_response_body_size_bytes": MAX_CONSOLE_FILE_BYTES} if site.console else {}
+
+
+def _console_routes(directory: str) -> list[Json]:
+    """``/admin/`` and each file of the console, answered by Envoy from ``directory``;
+    ``/admin`` redirects to ``/admin/``."""
+    routes: list[Json] = [
+        {
+            "match": {"path": CONSOLE_PREFIX.rstrip("/")},
+            "redirect": {"path_redirect": CONSOLE_PREFIX},
+        }
+    ]
+    paths = [(CONSOLE_PREFIX, "index.html")]
+    paths += [(CONSOLE_PREFIX + name, name) for name in CONSOLE_FILES]
+    for path, name in paths:
+        routes.append(
+            {
+                "match": {"path": path},
+                "direct_response": {
+                    "status": 200,
+                    "body": {"filename": str(Path(directory) / name)},
+                },
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": "content-type", "value": CONSOLE_FILES[name]},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+            }
+        )
+    return routes
+
+
+def _routes(catalog: Catalog, console: str = "") -> list[Json]:
+    """The console's files (when built), the gRPC path of every rpc the edge relays (REST
+    requests are matched after the transcoder has turned them into their rpc), then 403
+    for any other rpc (the edge never relays a service-only rpc or one without a route)
+    and 404 for the rest."""
+    routes = _console_routes(console) if console else []
+    routes += [
         _route(info)
         for info in sorted(catalog.methods.values(), key=lambda m: m.path)
         if info.cluster in CLUSTERS and info.client_callable
@@ -607,11 +666,12 @@ def _listener(site: EdgeSite, catalog: Catalog) -> Json:
         local_reply_config=_local_replies(),
         route_config={
             "name": "edge",
+            **_console_limit(site),
             "virtual_hosts": [
                 {
                     "name": "lucid",
                     "domains": ["*"],
-                    "routes": _routes(catalog),
+                    "routes": _routes(catalog, site.console),
                     "rate_limits": rate_limits("default"),
                 }
             ],

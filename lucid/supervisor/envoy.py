@@ -31,6 +31,14 @@ from lucid.runtime.contracts import catalog, protoset_path
 from lucid.supervisor.localservers import free_port
 
 READY_TIMEOUT_S = 30.0
+CONSOLE_DIST = Path(__file__).resolve().parents[2] / "web" / "console" / "dist"
+"""Where ``make console`` (``scripts/build-console.sh``) puts the built admin console."""
+
+
+def console_dir() -> Path | None:
+    """The built console (``$LUCID_CONSOLE_DIR`` or ``web/console/dist``), if built."""
+    directory = Path(os.environ.get("LUCID_CONSOLE_DIR") or CONSOLE_DIST)
+    return directory if (directory / "index.html").exists() else None
 
 
 def envoy_binary() -> str:
@@ -66,6 +74,7 @@ def local_site(
         max_request_bytes=settings.max_request_bytes,
         access_log=access_log,
         rate_limit=rate_limit,
+        console=str(console) if (console := console_dir()) else "",
     )
 
 

@@ -33,7 +33,7 @@ from lucid.runtime.identity import EDGE, OPERATOR
 from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
-from lucid.supervisor.envoy import command
+from lucid.supervisor.envoy import command, console_dir
 from lucid.supervisor.localservers import LocalStores
 from lucid.supervisor.sidecars import SidecarLayout
 
@@ -264,6 +264,22 @@ async def _show_working(settings: Settings) -> None:
     print("" if ok else "  see var/logs/ for what failed", flush=True)
 
 
+def console_lines(edge: str, certs: Path) -> list[str]:
+    """The banner's lines about the admin console: its URL and how to become admin."""
+    where = (
+        f"  Admin console: {edge}/admin/  (trust {certs}/ca.crt in the browser, or accept it)"
+        if console_dir()
+        else f"  Admin console: not built (make console), then served at {edge}/admin/"
+    )
+    return [
+        where,
+        "  Become the first super admin: sign in once at the console (TronLink, or paste",
+        "  a signature from `lucid sign --key-file KEY --message-file CHALLENGE`), then:",
+        "    lucid admin grant <YOUR_TRON_ADDRESS> super_admin",
+        "  and sign in again (TOTP enrollment is needed for the emergency controls).",
+    ]
+
+
 def banner(settings: Settings, *, sidecars: bool = False) -> str:
     """What ``lucid up`` prints once the mesh serves."""
     mode = (
@@ -290,9 +306,7 @@ def banner(settings: Settings, *, sidecars: bool = False) -> str:
             f"    grpcurl -cacert {certs}/ca.crt -cert {certs}/operator.crt "
             f"-key {certs}/operator.key -servername auth.lucid.internal "
             f"{settings.host}:{settings.port('auth')} lucid.auth.v1.AuthService/GetJwks",
-            "  Become the first super admin (sign in once with your TRON wallet, then):",
-            "    lucid admin grant <YOUR_TRON_ADDRESS> super_admin",
-            "  (admin rpcs: lucid.admin.v1.*; the web console is not built yet)",
+            *console_lines(edge, certs),
             "",
             f"  logs: {settings.var_dir / 'logs'}/   pids: {settings.var_dir / 'supervisor.json'}",
             "  Ctrl-C stops everything.",
