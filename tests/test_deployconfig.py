@@ -212,3 +212,16 @@ def test_each_cluster_pod_carries_its_sidecar_and_consul_agent(
             assert env["LUCID_SIDECAR"] == "true"
             assert env["LUCID_HOST"] == "127.0.0.1"  # only the sidecar is reachable
             assert "LUCID_KEY_PASSPHRASE" in env  # from a Secret, never a file
+
+
+def test_the_github_workflow_runs_what_ci_runs(repo_root: Path) -> None:
+    workflow = yaml.safe_load((repo_root / ".github/workflows/ci.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert {"push", "pull_request", "workflow_dispatch"} <= set(triggers)
+    jobs = workflow["jobs"]
+    runs = [step.get("run") for step in jobs["test"]["steps"]]
+    assert "make test" in runs
+    assert "make test" in (repo_root / ".ci/run").read_text()
+    assert [step.get("run") for step in jobs["bench"]["steps"]].count("make bench") == 1
+    assert "workflow_dispatch" in jobs["bench"]["if"]
+    assert jobs["test"]["timeout-minutes"] <= 90  # the CI budget of .ci/run
