@@ -15,13 +15,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 TEST_ENV := var/test/servers.env
 PYTEST_ARGS ?=
 
-.PHONY: help run test check gen check-gen lint bench tools web-client venv servers-up servers-down clean
+.PHONY: help run test check gen check-gen lint bench tools web-client clients venv servers-up servers-down clean
 
 help:
 	@echo "make run    start the whole mesh on loopback (Ctrl-C stops it)"
 	@echo "make test   checks + the whole test suite against real local servers"
 	@echo "make gen    regenerate gen/ and docs/api.md from protos/"
 	@echo "make bench  benchmarks (bench/)"
+	@echo "make clients  the lucid-client wheel and TypeScript package (dist/clients/)"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -41,6 +42,9 @@ tools:
 web-client:
 	scripts/install-web-client.sh
 
+clients: venv web-client
+	scripts/build-clients.sh python typescript
+
 gen: venv tools
 	scripts/gen.sh gen
 
@@ -48,9 +52,10 @@ check-gen: venv tools
 	scripts/gen.sh check
 
 lint: venv tools
-	$(VENV)/bin/ruff check lucid tests bench
-	$(VENV)/bin/ruff format --check lucid tests bench
+	$(VENV)/bin/ruff check lucid tests bench clients/python/src
+	$(VENV)/bin/ruff format --check lucid tests bench clients/python/src
 	$(VENV)/bin/mypy lucid
+	cd clients/python/src && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p lucid_client
 	buf lint
 	scripts/buf-breaking.sh
 	$(VENV)/bin/lint-imports
