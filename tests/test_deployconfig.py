@@ -225,3 +225,16 @@ def test_the_github_workflow_runs_what_ci_runs(repo_root: Path) -> None:
     assert [step.get("run") for step in jobs["bench"]["steps"]].count("make bench") == 1
     assert "workflow_dispatch" in jobs["bench"]["if"]
     assert jobs["test"]["timeout-minutes"] <= 90  # the CI budget of .ci/run
+
+
+def test_the_validators_share_their_keys_directory(generated: dict[str, DeployFile]) -> None:
+    """Validators learn each other's public keys from ``<var>/chain/validators``."""
+    (compose,) = generated["deploy/compose.yaml"].documents
+    services = compose["services"]
+    names = ["blockchain", *(f"blockchain-validator-{n}" for n in range(1, VALIDATORS))]
+    keys = {next(v for v in services[n]["volumes"] if v.endswith("/chain")) for n in names}
+    assert keys == {"validator-keys:/var/lib/lucid/chain"}
+    _, statefulset = generated["deploy/k8s/20-blockchain.yaml"].documents
+    for container in statefulset["spec"]["template"]["spec"]["containers"][:VALIDATORS]:
+        (var,) = [m for m in container["volumeMounts"] if m["name"] == "var"]
+        assert var == {"name": "var", "mountPath": "/var/lib/lucid"}  # one volume, no subPath

@@ -66,6 +66,9 @@ VAR_DIR = "/var/lib/lucid"
 BLOBS = f"{VAR_DIR}/blobs"
 BLOB_CLUSTERS = frozenset({"storage", "sessions", "rdp"})
 """Clusters that keep files on the blob volume."""
+VALIDATOR_KEYS_VOLUME = f"validator-keys:{VAR_DIR}/chain"
+"""Where the validators keep their sealed keys and learn each other's public keys
+(``lucid.blockchain.config``: ``<var>/chain/validators``), shared by the three."""
 EDGE = "edge"
 HEALTH_PROBER = "gateway"
 PART_OF = "app.kubernetes.io/part-of"
@@ -257,7 +260,7 @@ def compose(version: str) -> Json:
             "restart": "unless-stopped",
         }
         if cluster == "blockchain":
-            app["volumes"] = [*volumes, "validator-0:/var/lib/lucid/validator"]
+            app["volumes"] = [*volumes, VALIDATOR_KEYS_VOLUME]
         services[cluster] = app
         if cluster == "blockchain":
             for n in range(1, VALIDATORS):
@@ -265,7 +268,7 @@ def compose(version: str) -> Json:
                     "image": image,
                     "command": _serve_args(cluster, n),
                     "environment": dict(env),
-                    "volumes": [certs, f"validator-{n}:/var/lib/lucid/validator"],
+                    "volumes": [certs, VALIDATOR_KEYS_VOLUME],
                     "depends_on": [*stores, "blockchain"],
                     "network_mode": "service:blockchain",
                     "restart": "unless-stopped",
@@ -318,7 +321,7 @@ def compose(version: str) -> Json:
         "redis",
         "consul",
         "blobs",
-        *(f"validator-{n}" for n in range(VALIDATORS)),
+        "validator-keys",
         *(f"node-agent-{n}" for n in range(1, NODE_AGENTS + 1)),
     ]
     return {
@@ -509,17 +512,13 @@ def _deployment(cluster: str, version: str) -> Json:
 
 def _validators(version: str) -> Json:
     """The validators: one pod whose containers reach each other on loopback (the port map's
-    validator ports, as on one machine), each keeping its keys on the pod's volume."""
+    validator ports, as on one machine) and share its volume, where each keeps its sealed
+    key and finds the others' public keys (``<var>/chain/validators``)."""
     cluster = "blockchain"
     containers = [
         _app_container(f"validator-{n}", _serve_args(cluster, n), cluster, version)
         for n in range(VALIDATORS)
     ]
-    for n, container in enumerate(containers):
-        container["volumeMounts"] = [
-            m if m["name"] != "var" else {**m, "subPath": f"validator-{n}"}
-            for m in container["volumeMounts"]
-        ]
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
