@@ -6,6 +6,7 @@ the contract marks idempotent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import Mesh, serve_edge
+
+# Building the stubs (protobuf-ts over every proto), a venv and an npm install take minutes
+# on a loaded machine; the default 300 s per test counts fixture setup too.
+pytestmark = pytest.mark.timeout(900)
 
 SERVER_ONLY = ("lucid.runtime", "lucid.auth.app", "pymongo", "redis", "tronpy", "aiohttp")
 
@@ -112,6 +117,28 @@ def _run(
     )
 
 
+async def _arun(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """A process run without blocking the event loop (the mesh it calls runs on it); killed
+    after 90 s, with what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    except TimeoutError:
+        process.kill()
+        out, err = await process.communicate()
+        return -1, out.decode(), "timed out: " + err.decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 @pytest.fixture(scope="module")
 def client_venv(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean venv with only the built wheel and its own dependencies installed."""
@@ -194,11 +221,11 @@ async def test_the_installed_client_signs_in_and_calls_through_the_edge(
     script = tmp_path / "talk.py"
     script.write_text(TALK)
     ca = mesh.settings.certs_dir / "ca.crt"
-    ran = _run(
-        [str(client_venv / "bin/python"), str(script), edge_url, str(ca)], timeout=120, cwd=tmp_path
+    code, stdout, stderr = await _arun(
+        [str(client_venv / "bin/python"), str(script), edge_url, str(ca)], cwd=tmp_path
     )
-    assert ran.returncode == 0, ran.stderr
-    out = json.loads(ran.stdout)
+    assert code == 0, stderr
+    out = json.loads(stdout)
     assert out["user_address"] == out["address"] == out["profile_address"]
     assert out["request_id"] and out["echoed_request_id"] == out["request_id"]
     assert out["refreshes"] == 1 and out["rotated"] and out["authenticated_after_refresh"]
@@ -296,13 +323,20 @@ async def test_the_typescript_package_calls_through_the_edge(
 ) -> None:
     from tronpy.keys import PrivateKey
 
+    from tests.auth_support import auth_client
+
     (ts_project / "talk.cjs").write_text(TS_TALK)
     address = PrivateKey.random().public_key.to_base58check_address()
+    signed_in = await auth_client(mesh.settings).login(PrivateKey.random())  # a real user
     env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(mesh.settings.certs_dir / "ca.crt")}
-    ran = _run(["node", "talk.cjs", edge_url, await mesh.token(), address], cwd=ts_project, env=env)
-    assert ran.returncode == 0, ran.stderr
-    out = json.loads(ran.stdout)
-    assert address in out["challenge"]
+    code, stdout, stderr = await _arun(
+        ["node", "talk.cjs", edge_url, signed_in.tokens.access_token, address],
+        cwd=ts_project,
+        env=env,
+    )
+    assert code == 0, stderr
+    out = json.loads(stdout)
+    assert out["challenge"].startswith("Sign this message") and "Nonce: " in out["challenge"]
     assert out["request_id"]
     assert out["authenticated"] is True
     assert out["refused"] == {"code": "INVALID_ARGUMENT", "details": True}
