@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 TEST_ENV := var/test/servers.env
 PYTEST_ARGS ?=
 
-.PHONY: help run test check gen check-gen lint bench tools web-client console venv servers-up servers-down clean
+.PHONY: help run test check gen check-gen lint bench tools web-client console clients venv servers-up servers-down clean
 
 help:
 	@echo "make run    start the whole mesh on loopback (Ctrl-C stops it)"
@@ -23,6 +23,7 @@ help:
 	@echo "make gen    regenerate gen/ and docs/api.md from protos/"
 	@echo "make bench  benchmarks (bench/)"
 	@echo "make console  build the admin console (web/console, served at /admin/)"
+	@echo "make clients  the lucid-client wheel and TypeScript package (dist/clients/)"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
-	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium
+	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium docker-compose
 
 web-client:
 	scripts/install-web-client.sh
@@ -47,6 +48,9 @@ web-client:
 console: venv
 	scripts/build-console.sh
 
+clients: venv web-client
+	scripts/build-clients.sh python typescript
+
 gen: venv tools
 	scripts/gen.sh gen
 
@@ -54,9 +58,10 @@ check-gen: venv tools
 	scripts/gen.sh check
 
 lint: venv tools
-	$(VENV)/bin/ruff check lucid tests bench
-	$(VENV)/bin/ruff format --check lucid tests bench
+	$(VENV)/bin/ruff check lucid tests bench clients/python/src
+	$(VENV)/bin/ruff format --check lucid tests bench clients/python/src
 	$(VENV)/bin/mypy lucid
+	cd clients/python/src && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p lucid_client
 	buf lint
 	scripts/buf-breaking.sh
 	$(VENV)/bin/lint-imports

@@ -83,12 +83,13 @@ def _chain(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> None:
-    from lucid.codegen.meshconfig import write
+    from lucid.codegen import deployconfig, meshconfig
     from lucid.runtime.contracts import catalog
     from lucid.runtime.server import VERSION
 
-    written = write(Path(args.out), catalog(), VERSION)
-    print(f"wrote {len(written)} files under {args.out}: consul/ and envoy/")
+    written = meshconfig.write(Path(args.out), catalog(), VERSION)
+    written += deployconfig.write(Path(args.out), catalog(), VERSION)
+    print(f"wrote {len(written)} files under {args.out}: consul/, envoy/ and deploy/")
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> None:

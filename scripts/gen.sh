@@ -2,7 +2,8 @@
 # Generates everything derived from protos/: the Python stubs and typing stubs in
 # gen/, the descriptor set gen/lucid.protoset (imports and source info included, for
 # Envoy's transcoder and grpcurl), docs/api.md, and the production
-# configuration consul/ and envoy/ (from the plane table in lucid/runtime/planes.py).
+# configuration consul/, envoy/ and deploy/ (compose, Kubernetes; from the plane table in
+# lucid/runtime/planes.py).
 #   scripts/gen.sh gen     write them
 #   scripts/gen.sh check   fail if writing them would change anything (CI drift check)
 set -euo pipefail
@@ -42,6 +43,7 @@ version=$($PY -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"
 deploy=$(mktemp -d)
 trap 'rm -rf "$out" "$deploy"' EXIT
 PYTHONPATH="$out:." $PY -m lucid.codegen.meshconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
+PYTHONPATH="$out:." $PY -m lucid.codegen.deployconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
 
 if [[ $mode == check ]]; then
   status=0
@@ -49,8 +51,10 @@ if [[ $mode == check ]]; then
   diff -q docs/api.md "$out/api.md" || status=1
   diff -r -q consul "$deploy/consul" || status=1
   diff -r -q envoy "$deploy/envoy" || status=1
+  diff -q deploy/compose.yaml "$deploy/deploy/compose.yaml" || status=1
+  diff -r -q deploy/k8s "$deploy/deploy/k8s" || status=1
   if [[ $status -ne 0 ]]; then
-    echo "gen/, docs/api.md, consul/ or envoy/ are out of date: run 'make gen' and commit" >&2
+    echo "gen/, docs/api.md, consul/, envoy/ or deploy/ are out of date: run 'make gen' and commit" >&2
   fi
   exit $status
 fi
@@ -58,5 +62,6 @@ fi
 mkdir -p gen docs
 mv "$out/api.md" docs/api.md
 rm -rf consul envoy && cp -r "$deploy/consul" "$deploy/envoy" .
+rm -rf deploy/k8s && cp -r "$deploy/deploy/k8s" deploy/k8s && cp "$deploy/deploy/compose.yaml" deploy/
 rm -rf gen && cp -r "$out" gen && chmod -R u+rwX,go+rX gen
-echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md, consul/, envoy/"
+echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md, consul/, envoy/, deploy/"

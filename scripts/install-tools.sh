@@ -2,8 +2,9 @@
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
 # fresh clone on the same machine reuses them: buf, grpcurl, ghz, bombardier (HTTP load
 # for the edge benchmark), FerretDB, Consul and envoy-validate (Go, built from the Go
-# module proxy), redis-server and PostgreSQL (the store under FerretDB; Debian packages),
-# Chromium (Debian's, for the console's browser tests).
+# module proxy), redis-server, PostgreSQL (the store under FerretDB), docker-compose
+# (validates deploy/compose.yaml offline) and Chromium (for the console's browser tests;
+# Debian packages).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -105,6 +106,18 @@ redis() {
   $sudo service redis-server stop >/dev/null 2>&1 || true
 }
 
+docker_compose() {
+  # Offline validation of deploy/compose.yaml (`docker-compose config -q`): the Debian
+  # package (Compose 1.29, Python); it needs no Docker engine for `config`.
+  if command -v docker-compose >/dev/null 2>&1; then return; fi
+  log "installing docker-compose (apt)"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    docker-compose >/dev/null
+}
+
 rdp_stack() {
   # Real RDP desktops (cluster 04): xrdp with the Xvnc session backend, and the
   # real client stack the tests drive (xfreerdp under Xvfb, xdotool, xterm);
@@ -154,7 +167,7 @@ postgresql() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium docker-compose)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
@@ -168,6 +181,7 @@ for tool in "${want[@]}"; do
     postgresql) postgresql ;;
     xrdp) rdp_stack ;;
     chromium) chromium ;;
+    docker-compose) docker_compose ;;
     *) log "unknown tool $tool"; exit 2 ;;
   esac
 done

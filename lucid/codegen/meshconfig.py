@@ -15,7 +15,9 @@ the servers run on: the plane table (``lucid.runtime.planes``), the contracts
 - ``envoy/edge.json``: the front door (``lucid.codegen.edgeconfig``, the same
   generator ``lucid up`` runs the local edge from).
 
-``lucid config generate`` writes them; ``make check-gen`` fails on drift.
+``lucid config generate`` writes them; ``make check-gen`` fails on drift. The docker
+compose file and Kubernetes manifests that run these (``deploy/``) come from
+``lucid.codegen.deployconfig``.
 """
 
 from __future__ import annotations

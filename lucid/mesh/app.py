@@ -14,8 +14,6 @@ import contextlib
 import logging
 from functools import cache
 
-import redis.asyncio as aioredis
-
 from lucid.lib.sealing import Sealer
 from lucid.mesh import schema
 from lucid.mesh.discovery import Registry
@@ -38,6 +36,7 @@ from lucid.mesh.v1 import (
     messaging_pb2_grpc,
     policy_pb2_grpc,
 )
+from lucid.runtime.datastores import redis_client
 from lucid.runtime.planes import default_policy
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.runtime.tls import CertificateAuthority
@@ -53,7 +52,7 @@ async def build(runtime: Runtime) -> ClusterApp:
     db = runtime.datastores.db
     # Blocking stream reads outlive the shared client's socket timeout: a client of
     # their own, decoding to str.
-    streams = aioredis.from_url(
+    streams = redis_client(
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=settings.dependency_timeout_s,

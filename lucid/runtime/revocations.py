@@ -21,6 +21,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from redis.asyncio.cluster import ClusterPipeline
+
 from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_JTI_KEY, REVOKED_SESSION_KEY
 
@@ -34,12 +36,27 @@ revoked are never refreshed, so their newest access token dies within this too).
 RETRY_S = 1.0
 
 
-def publish_revocation(pipe: Any, *, jti: str = "", session_id: str = "") -> None:
-    """Queues the message of one revocation on a Redis pipeline (after its key is set)."""
+def publish_revocation(pipe: Any, *, jti: str = "", session_id: str = "") -> list[str]:
+    """Queues the message of one revocation on a Redis pipeline (after its key is set).
+
+    A Redis Cluster pipeline cannot carry PUBLISH: there the messages are returned, for
+    ``publish_pending`` to send once the pipeline has run (still after the key is set)."""
+    messages = []
     if jti:
-        pipe.publish(REVOCATIONS_CHANNEL, f"jti:{jti}")
+        messages.append(f"jti:{jti}")
     if session_id:
-        pipe.publish(REVOCATIONS_CHANNEL, f"sid:{session_id}")
+        messages.append(f"sid:{session_id}")
+    if isinstance(pipe, ClusterPipeline):
+        return messages
+    for message in messages:
+        pipe.publish(REVOCATIONS_CHANNEL, message)
+    return []
+
+
+async def publish_pending(redis: Any, messages: list[str]) -> None:
+    """Publishes what ``publish_revocation`` could not queue (on a Redis Cluster)."""
+    for message in messages:
+        await redis.publish(REVOCATIONS_CHANNEL, message)
 
 
 class RedisRevocationList:

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lucid.runtime.revocations import publish_revocation
+from lucid.runtime.revocations import publish_pending, publish_revocation
 from lucid.runtime.tokens import REVOKED_JTI_KEY
 
 CHALLENGE_KEY = "lucid:auth:challenge:{nonce}"
@@ -61,5 +61,6 @@ class TokenBlacklist:
         ttl = max(1, int(remaining_s) + 1)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(REVOKED_JTI_KEY.format(jti=jti), reason, ex=ttl)
-            publish_revocation(pipe, jti=jti)  # servers that checked it already hear it
+            pending = publish_revocation(pipe, jti=jti)  # servers that checked it hear it
             await pipe.execute()
+        await publish_pending(self._redis, pending)

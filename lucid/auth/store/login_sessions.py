@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
 from lucid.runtime.datastores import find_page
-from lucid.runtime.revocations import publish_revocation
+from lucid.runtime.revocations import publish_pending, publish_revocation
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_SESSION_KEY
 
 SESSION_KEY = "lucid:auth:session:{sid}"
@@ -229,12 +229,14 @@ class SessionStore:
                 {"_id": {"$in": live}, "revoked": False},
                 {"$set": {"revoked": True, "revoked_at": now, "revoke_reason": reason}},
             )
+        pending: list[str] = []
         async with self._redis.pipeline(transaction=False) as pipe:
             for sid in session_ids:
                 pipe.set(REVOKED_SESSION_KEY.format(sid=sid), reason, ex=REVOKED_SESSION_TTL_S)
-                publish_revocation(pipe, session_id=sid)
+                pending += publish_revocation(pipe, session_id=sid)
                 pipe.delete(SESSION_KEY.format(sid=sid))
             for sid, user_id in owners.items():
                 pipe.zrem(USER_SESSIONS_KEY.format(user_id=user_id), sid)
             await pipe.execute()
+        await publish_pending(self._redis, pending)
         return live

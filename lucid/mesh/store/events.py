@@ -1,7 +1,8 @@
 """Events on Redis Streams with consumer groups (DECISIONS: ``lucid:events:*``,
 at least once).
 
-- Each event type has its stream, ``lucid:events:<type>``; the set
+- Each event type has its stream, ``lucid:events:{events}:<type>`` (one hash tag, so a
+  Redis Cluster keeps them in one slot); the set
   ``lucid:mesh:event-types`` lists the types ever published, so a subscription's
   patterns (``session.*``, ``*``) find their streams, including ones that appear
   later.
@@ -24,7 +25,9 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-STREAM_PREFIX = "lucid:events:"
+STREAM_PREFIX = "lucid:events:{events}:"
+"""Every event stream carries one hash tag: a subscription reads several streams in one
+XREADGROUP, which a Redis Cluster serves only within one hash slot."""
 TYPES_KEY = "lucid:mesh:event-types"
 EVENT_KEY = "lucid:mesh:event:{event_id}"
 DEAD_LETTER = "lucid:mesh:dead-letter:{group}"
