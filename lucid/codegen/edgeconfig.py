@@ -20,6 +20,10 @@ What the edge does, filter by filter (the order of ``http_filters``):
   admin routes, chain block queries); the gateway adds ``x-ratelimit-*``/``retry-after``.
 - ``router``: mTLS to the clusters as the ``edge`` identity.
 
+The API documentation (``docs/openapi/``, written by ``make gen``) is served at
+``/api/docs`` (the rendered page) and ``/api/docs/openapi.json`` when the site names its
+directory: Envoy answers them itself from the files (``_docs_routes``).
+
 Envoy's own refusals (401, 404, 413, 429, 503, bad JSON) become the same envelope
 through the local reply mapper. A call that never reached a cluster (connection refused,
 a cluster restarting) is tried twice more; the edge has no breaker of its own (Envoy's
@@ -168,6 +172,8 @@ class EdgeSite:
     jwks_host: str = "localhost"
     rate_limit: bool = True
     """Whether requests are counted by the gateway (off only to measure Envoy alone)."""
+    api_docs: str = ""
+    """Directory of the OpenAPI document and its page (``docs/openapi``); "" serves none."""
 
 
 def _any(type_name: str, **fields: Any) -> Json:
@@ -446,6 +452,38 @@ def _route(info: MethodInfo) -> Json:
     return route
 
 
+DOCS_PREFIX = "/api/docs"
+DOCS_FILES = {
+    DOCS_PREFIX: ("index.html", "text/html; charset=utf-8"),
+    f"{DOCS_PREFIX}/": ("index.html", "text/html; charset=utf-8"),
+    f"{DOCS_PREFIX}/openapi.json": ("openapi.json", "application/json"),
+}
+MAX_DOCS_BYTES = 4 * 1024 * 1024
+"""Envoy answers at most 4 KiB directly unless told more (the documents are ~1.5 MB)."""
+
+
+def _docs_routes(site: EdgeSite) -> list[Json]:
+    """``/api/docs`` and its OpenAPI document, answered by Envoy from ``site.api_docs``."""
+    if not site.api_docs:
+        return []
+    return [
+        {
+            "match": {"path": path},
+            "direct_response": {
+                "status": 200,
+                "body": {"filename": str(Path(site.api_docs) / name)},
+            },
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": kind},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+        }
+        for path, (name, kind) in DOCS_FILES.items()
+    ]
+
+
 def _routes(catalog: Catalog) -> list[Json]:
     """The gRPC path of every rpc the edge relays (REST requests are matched after the
     transcoder has turned them into their rpc), then 403 for any other rpc (the edge
@@ -579,11 +617,12 @@ def _listener(site: EdgeSite, catalog: Catalog) -> Json:
         local_reply_config=_local_replies(),
         route_config={
             "name": "edge",
+            **({"max_direct_response_body_size_bytes": MAX_DOCS_BYTES} if site.api_docs else {}),
             "virtual_hosts": [
                 {
                     "name": "lucid",
                     "domains": ["*"],
-                    "routes": _routes(catalog),
+                    "routes": _docs_routes(site) + _routes(catalog),
                     "rate_limits": rate_limits("default"),
                 }
             ],

@@ -31,6 +31,8 @@ from lucid.runtime.contracts import catalog, protoset_path
 from lucid.supervisor.localservers import free_port
 
 READY_TIMEOUT_S = 30.0
+API_DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi"
+"""The OpenAPI document and its page (``make gen``), served at ``/api/docs``."""
 
 
 def envoy_binary() -> str:
@@ -66,6 +68,7 @@ def local_site(
         max_request_bytes=settings.max_request_bytes,
         access_log=access_log,
         rate_limit=rate_limit,
+        api_docs=str(API_DOCS) if (API_DOCS / "openapi.json").is_file() else "",
     )
 
 
