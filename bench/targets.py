@@ -36,7 +36,9 @@ class Tracked:
     @property
     def target(self) -> str:
         """``≤ 1.2`` or ``≥ 0.85``."""
-        return f"≤ {self.at_most:g}" if self.at_most is not None else f"≥ {self.at_least:g}"
+        if self.at_most is not None:
+            return f"≤ {self.at_most:.4g}"
+        return f"≥ {self.at_least:.4g}"
 
     def met(self, value: float) -> bool:
         """Whether ``value`` meets the target (NaN never does)."""
@@ -143,6 +145,12 @@ class Row:
         }
 
 
+def readable(pattern: str) -> str:
+    """A tracked figure's pattern as a name, for a row that was not measured."""
+    text = pattern.strip("^$").replace(".*", "…").replace(r"\d+", "N")
+    return text.removeprefix(": ").replace("\\", "")
+
+
 def summary_rows(results: Results) -> list[Row]:
     """Every tracked figure found in ``results`` (one row per matching figure), then a
     "not measured" row for each tracked figure whose module did not report it."""
@@ -152,7 +160,15 @@ def summary_rows(results: Results) -> list[Row]:
         found = [f for f in figures if re.search(tracked.pattern, str(f.get("name", "")))]
         if not found:
             rows.append(
-                Row(tracked.area, tracked.pattern, None, "", tracked.target, tracked.source, None)
+                Row(
+                    tracked.area,
+                    readable(tracked.pattern),
+                    None,
+                    "",
+                    tracked.target,
+                    tracked.source,
+                    None,
+                )
             )
             continue
         for figure in found:

@@ -42,6 +42,9 @@ def test_rows_say_met_not_met_and_not_measured() -> None:
     assert "leaf hashes of 1,000,000 entries" not in by_figure  # untracked figures stay out
     chunks = [r for r in rows if r.area == "chunks"]
     assert chunks and all(r.verdict == "not measured" and r.value is None for r in chunks)
+    assert [r.figure for r in chunks] == ["UploadChunks / raw"]  # a name, not the pattern
+    recorder = [r.figure for r in rows if r.area == "recorder"]
+    assert "frames captured, … busy" in recorder
     # one row per tracked figure that was not measured, and one per figure that was
     assert len(rows) == len(TRACKED)
 

@@ -1,6 +1,7 @@
-"""Traces: one request's spans link across clusters. A client's ``traceparent`` goes
-through the Envoy edge to sessions, whose call to the chain carries the sessions span's
-context, and every span names the request id. Tracing is off unless a provider is
+"""Traces: one request's spans link across clusters. A client's ``traceparent`` reaches
+the Envoy edge, whose span (exported over OTLP/HTTP to a receiver here) is the parent of
+the sessions span, whose call to the chain carries its context; every cluster span
+names the request id. Tracing is off unless a provider is
 installed; ``configure`` exports over OTLP/HTTP to the configured endpoint."""
 
 from __future__ import annotations
@@ -57,6 +58,67 @@ async def env(mesh: Mesh) -> AsyncIterator[SessionsEnv]:
         await env.mesh.stop_all()
 
 
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: keeps each export request it is sent."""
+
+    received: list[tuple[str, str, bytes]] = []
+
+    def _body(self) -> bytes:
+        if self.headers["content-length"] is not None:
+            return self.rfile.read(int(self.headers["content-length"]))
+        body = b""  # chunked, as Envoy sends it
+        while size := int(self.rfile.readline().strip().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
+        return body
+
+    def do_POST(self) -> None:
+        body = self._body()
+        self.received.append((self.path, self.headers["content-type"], body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    """An OTLP/HTTP receiver on loopback; yields its traces URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received.clear()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def exported(service: str) -> list[Any]:
+    """The spans the collector was sent by ``service``."""
+    return [
+        span
+        for path, kind, body in list(_Collector.received)
+        if path == "/v1/traces" and kind == "application/x-protobuf"
+        for resource in trace_service_pb2.ExportTraceServiceRequest.FromString(body).resource_spans
+        if any(
+            a.key == "service.name" and a.value.string_value == service
+            for a in resource.resource.attributes
+        )
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def _id(raw: bytes) -> int:
+    return int.from_bytes(raw, "big")
+
+
 def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.name == name]
 
@@ -72,14 +134,15 @@ async def _completed_chunk(env: SessionsEnv) -> tuple[Any, str, str]:
 
 
 async def test_one_request_links_edge_sessions_and_chain(
-    env: SessionsEnv, recorded: tuple[InMemorySpanExporter, TracerProvider]
+    env: SessionsEnv, recorded: tuple[InMemorySpanExporter, TracerProvider], collector: str
 ) -> None:
     exporter, provider = recorded
     md, session_id, chunk_id = await _completed_chunk(env)
     exporter.clear()
     request_id = str(uuid.uuid4())
     client = provider.get_tracer("tests.client")
-    async with running_edge(env.settings) as edge, https_client(env.settings) as http:
+    traced = env.settings.replace(otlp_endpoint=collector)  # the edge's spans go there
+    async with running_edge(traced) as edge, https_client(env.settings) as http:
         with client.start_as_current_span("GET chunk proof", kind=SpanKind.CLIENT) as root:
             headers = {"authorization": dict(md)["authorization"], "x-request-id": request_id}
             TraceContextTextMapPropagator().inject(headers)
@@ -87,6 +150,12 @@ async def test_one_request_links_edge_sessions_and_chain(
             async with http.get(url, headers=headers) as response:
                 assert response.status == 200, await response.text()
                 body = await response.json()
+        trace_id = root.get_span_context().trace_id
+        edge_spans = await eventually(
+            lambda: [s for s in exported("lucid-edge") if _id(s.trace_id) == trace_id],
+            timeout_s=30,
+            what="the edge's span exported",
+        )
     assert body["proof"]["chunk_id"] == chunk_id
     assert body["proof"]["session_id"] == session_id
 
@@ -97,11 +166,17 @@ async def test_one_request_links_edge_sessions_and_chain(
     )
     (served,) = named(exporter, PROOF)
     (chained,) = named(exporter, CHAIN_PROOF)
-    trace_id = root.get_span_context().trace_id
-    # edge → sessions: the client's context came through Envoy as gRPC metadata
+    # client → edge: Envoy's span of the request is the child of the client's
+    (edge_span,) = [
+        s for s in edge_spans if _id(s.parent_span_id) == root.get_span_context().span_id
+    ]
+    assert edge_span.kind == 2  # SPAN_KIND_SERVER: the request as the edge received it
+    # the edge's own calls for this request (its rate-limit check) are its children
+    assert any(_id(s.parent_span_id) == _id(edge_span.span_id) for s in edge_spans)
+    # edge → sessions: Envoy passed its own span's context on as gRPC metadata
     assert served.context.trace_id == trace_id
     assert served.parent is not None
-    assert served.parent.span_id == root.get_span_context().span_id
+    assert served.parent.span_id == _id(edge_span.span_id)
     assert served.kind == SpanKind.SERVER
     # sessions → blockchain: the chain's span is a child of the sessions span
     assert chained.context.trace_id == trace_id
@@ -150,28 +225,8 @@ async def test_tracing_is_off_by_default(mesh: Mesh) -> None:
     assert metadata == []
 
 
-class _Collector(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[str, str, bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.received.append((self.path, self.headers["content-type"], body))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.end_headers()
-        self.wfile.write(trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
-
-    def log_message(self, *args: Any) -> None:
-        return None
-
-
-async def test_configured_spans_are_exported_over_otlp_http(mesh: Mesh) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Collector.received.clear()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    provider = tracing.configure(mesh.settings.replace(otlp_endpoint=endpoint), "auth")
+async def test_configured_spans_are_exported_over_otlp_http(mesh: Mesh, collector: str) -> None:
+    provider = tracing.configure(mesh.settings.replace(otlp_endpoint=collector), "auth")
     assert provider is not None and tracing.active()
     try:
         async with mesh.channel("auth") as channel:
@@ -182,18 +237,4 @@ async def test_configured_spans_are_exported_over_otlp_http(mesh: Mesh) -> None:
     finally:
         tracing.install(None)
         provider.shutdown()
-        server.shutdown()
-        server.server_close()
-    exported = [
-        span
-        for path, kind, body in _Collector.received
-        if path == "/v1/traces" and kind == "application/x-protobuf"
-        for resource in trace_service_pb2.ExportTraceServiceRequest.FromString(body).resource_spans
-        if any(
-            a.key == "service.name" and a.value.string_value == "lucid-auth"
-            for a in resource.resource.attributes
-        )
-        for scope in resource.scope_spans
-        for span in scope.spans
-    ]
-    assert "/lucid.auth.v1.AuthService/GetJwks" in {s.name for s in exported}
+    assert "/lucid.auth.v1.AuthService/GetJwks" in {s.name for s in exported("lucid-auth")}

@@ -69,6 +69,7 @@ def local_site(
         access_log=access_log,
         rate_limit=rate_limit,
         api_docs=str(API_DOCS) if (API_DOCS / "openapi.json").is_file() else "",
+        otlp_endpoint=settings.otlp_endpoint,
     )
 
 
