@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 
 import grpc
@@ -15,6 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc
+from lucid.payments.store.payouts import CONFIRMED, PayoutRecord, PayoutStore
+from lucid.rdp.recorder import Recorder
 from lucid.runtime.metrics import BUCKETS_S, Metrics, MetricsEndpoint
 from lucid.runtime.registry import service_meta
 from lucid.runtime.server import ClusterServer
@@ -190,6 +194,40 @@ async def test_sessions_by_state_follow_the_store(mesh: Mesh) -> None:
         await env.mesh.stop_all()
 
 
+async def test_payouts_by_state_follow_the_store(mesh: Mesh) -> None:
+    server = await mesh.start("payments")
+    url = endpoint_of(server).url
+    store = PayoutStore(server.runtime.datastores.db)
+    now = time.time()
+    for _ in range(2):  # terminal states: the payout worker leaves them as they are
+        key = uuid.uuid4().hex
+        await store.insert(
+            PayoutRecord(
+                payout_id=str(uuid.uuid4()),
+                idempotency_key=key,
+                user_id=str(uuid.uuid4()),
+                recipient="T" + "1" * 33,
+                amount_micros=10_000,
+                router="PayoutRouterV0",
+                priority=1,
+                batch_type=1,
+                reason="metrics test",
+                create_time=now,
+                update_time=now,
+                estimated_completion_time=now,
+                status=CONFIRMED,
+            )
+        )
+    stored = await store.collection.count_documents({"status": CONFIRMED})
+    assert stored >= 2
+
+    async def counted() -> bool:
+        samples = await scrape(url)
+        return value(samples, "lucid_payouts", cluster="payments", state=CONFIRMED) == stored
+
+    await eventually(counted, timeout_s=10, what=f"{stored} confirmed payouts counted")
+
+
 async def test_envoy_stats_are_on_its_admin_in_prometheus_format(mesh: Mesh) -> None:
     token = await mesh.token()
     upstream = {"envoy_cluster_name": "auth"}
@@ -204,3 +242,39 @@ async def test_envoy_stats_are_on_its_admin_in_prometheus_format(mesh: Mesh) -> 
     assert value(after, "envoy_cluster_upstream_rq_total", **upstream) >= (
         value(before, "envoy_cluster_upstream_rq_total", **upstream) + 2
     )
+
+
+class _NoDisplay:
+    """An RDP backend whose desktops never show a display (the capture never starts)."""
+
+    def display(self, username: str) -> None:
+        return None
+
+
+async def test_the_recorder_reports_frames_per_second_of_each_recording() -> None:
+    recorder = Recorder(
+        _NoDisplay(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        frame_rate=10,
+        resolution="1024x768",
+        segment_s=1.0,
+    )
+    metrics = Metrics("rdp")
+    metrics.gauge(
+        "recorder_fps",
+        "fps",
+        lambda: {(sid,): fps for sid, fps in recorder.rates().items()},
+        labels=("session_id",),
+    )
+    recorder.start("s-1", "someone")
+    try:
+        stats = recorder.stats("s-1")
+        assert stats is not None
+        stats.frames, stats.started = 50, time.monotonic() - 5.0  # 50 frames in 5 s
+        text = metrics.exposition().decode()
+        line = next(x for x in text.splitlines() if x.startswith("lucid_recorder_fps{"))
+        assert 'session_id="s-1"' in line
+        assert 9.0 < float(line.rsplit(" ", 1)[1]) <= 10.0
+    finally:
+        await recorder.stop("s-1")
+    assert recorder.rates() == {}
