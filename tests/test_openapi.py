@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -34,6 +35,8 @@ DOC_DIR = Path(__file__).resolve().parent.parent / "docs" / "openapi"
 EXAMPLES_PER_OPERATION = 3
 REQUESTS_PER_CLIENT = 60
 STREAM_WAIT_S = 2.0
+REQUEST_TIMEOUT_S = 60.0
+"""Room for a loaded machine: a slow answer is not a wrong one (the check is the answer)."""
 Json = dict[str, Any]
 
 
@@ -106,7 +109,9 @@ class Caller:
     statuses: dict[int, int] = field(default_factory=dict)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(
+            timeout=2 * REQUEST_TIMEOUT_S
+        )
 
     async def session(self) -> FrontDoorClient:
         """A new client address every ``REQUESTS_PER_CLIENT`` requests (rate limits)."""
@@ -334,6 +339,7 @@ async def _answer(
         params=request.query,
         data=data,
         headers=headers,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
     ) as response:
         status = response.status
         front.statuses[status] = front.statuses.get(status, 0) + 1
