@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 tools:
-	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium docker-compose
+	scripts/install-tools.sh buf grpcurl ferretdb consul envoy-validate protoc-gen-openapiv2 redis postgresql xrdp chromium docker-compose
 
 web-client:
 	scripts/install-web-client.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Generates everything derived from protos/: the Python stubs and typing stubs in
 # gen/, the descriptor set gen/lucid.protoset (imports and source info included, for
-# Envoy's transcoder and grpcurl), docs/api.md, and the production
-# configuration consul/, envoy/ and deploy/ (compose, Kubernetes; from the plane table in
+# Envoy's transcoder and grpcurl), docs/api.md, the OpenAPI document of the REST routes
+# and its page docs/openapi/ (protoc-gen-openapiv2, then lucid.codegen.openapi), and the
+# production configuration consul/, envoy/ and deploy/ (compose, Kubernetes; from the plane table in
 # lucid/runtime/planes.py).
 #   scripts/gen.sh gen     write them
 #   scripts/gen.sh check   fail if writing them would change anything (CI drift check)
@@ -38,12 +39,25 @@ $PY -m grpc_tools.protoc "${includes[@]}" \
   "${protos[@]}"
 
 PYTHONPATH="$out:." $PY -m lucid.codegen.apidoc "$out/lucid.protoset" > "$out/api.md"
+# OpenAPI: protoc-gen-openapiv2 (scripts/install-tools.sh) wants a Go package for every
+# file; ours have none, so each is mapped to a placeholder (only the JSON is used).
+openapiv2=${OPENAPIV2:-${LUCID_CACHE:-$HOME/.cache/lucid}/bin/protoc-gen-openapiv2}
+oa_opts="allow_merge=true,merge_file_name=lucid,output_format=json,json_names_for_fields=false,disable_default_errors=true"
+for f in "${protos[@]}" $(cd third_party && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort); do
+  oa_opts="$oa_opts,M$f=lucid.invalid/$(dirname "$f")"
+done
+mkdir -p "$out/openapi-raw"
+$PY -m grpc_tools.protoc "${includes[@]}" --plugin=protoc-gen-openapiv2="$openapiv2" \
+  --openapiv2_out="$out/openapi-raw" --openapiv2_opt="$oa_opts" "${protos[@]}"
 # Production configuration from the plane table, the contracts and the port map.
 version=$($PY -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 deploy=$(mktemp -d)
 trap 'rm -rf "$out" "$deploy"' EXIT
 PYTHONPATH="$out:." $PY -m lucid.codegen.meshconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
 PYTHONPATH="$out:." $PY -m lucid.codegen.deployconfig "$out/lucid.protoset" "$deploy" "$version" >/dev/null
+PYTHONPATH="$out:." $PY -m lucid.codegen.openapi "$out/openapi-raw/lucid.swagger.json" \
+  "$out/lucid.protoset" "$version" "$deploy/openapi"
+rm -rf "$out/openapi-raw"
 
 if [[ $mode == check ]]; then
   status=0
@@ -53,8 +67,9 @@ if [[ $mode == check ]]; then
   diff -r -q envoy "$deploy/envoy" || status=1
   diff -q deploy/compose.yaml "$deploy/deploy/compose.yaml" || status=1
   diff -r -q deploy/k8s "$deploy/deploy/k8s" || status=1
+  diff -r -q docs/openapi "$deploy/openapi" || status=1
   if [[ $status -ne 0 ]]; then
-    echo "gen/, docs/api.md, consul/, envoy/ or deploy/ are out of date: run 'make gen' and commit" >&2
+    echo "gen/, docs/api.md, docs/openapi/, consul/, envoy/ or deploy/ are out of date: run 'make gen' and commit" >&2
   fi
   exit $status
 fi
@@ -63,5 +78,6 @@ mkdir -p gen docs
 mv "$out/api.md" docs/api.md
 rm -rf consul envoy && cp -r "$deploy/consul" "$deploy/envoy" .
 rm -rf deploy/k8s && cp -r "$deploy/deploy/k8s" deploy/k8s && cp "$deploy/deploy/compose.yaml" deploy/
+rm -rf docs/openapi && cp -r "$deploy/openapi" docs/openapi
 rm -rf gen && cp -r "$out" gen && chmod -R u+rwX,go+rX gen
-echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md, consul/, envoy/, deploy/"
+echo "generated $(find gen -name '*.py' | wc -l) modules, gen/lucid.protoset, docs/api.md, docs/openapi/, consul/, envoy/, deploy/"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools Lucid needs into a cache outside the clone, so a
 # fresh clone on the same machine reuses them: buf, grpcurl, ghz, bombardier (HTTP load
-# for the edge benchmark), FerretDB, Consul and envoy-validate (Go, built from the Go
-# module proxy), redis-server, PostgreSQL (the store under FerretDB), docker-compose
-# (validates deploy/compose.yaml offline) and Chromium (for the console's browser tests;
-# Debian packages).
+# for the edge benchmark), FerretDB, Consul, envoy-validate and protoc-gen-openapiv2 (the
+# OpenAPI document of the REST routes) (Go, built from the Go module proxy), redis-server,
+# PostgreSQL (the store under FerretDB), docker-compose (validates deploy/compose.yaml
+# offline) and Chromium (for the console's browser tests; Debian packages).
 # Usage: scripts/install-tools.sh [tool ...]   (default: all)
 set -euo pipefail
 
@@ -22,6 +22,7 @@ FERRETDB_VERSION=v1.24.0
 # proto-public); 1.15 and 1.16 also need envoyextensions and troubleshoot, which it
 # does not serve.
 CONSUL_VERSION=v1.14.11
+OPENAPIV2_VERSION=v2.34.0
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 
@@ -167,11 +168,13 @@ postgresql() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate redis postgresql xrdp chromium docker-compose)
+[[ ${#want[@]} -gt 0 ]] || want=(buf grpcurl ferretdb consul envoy-validate protoc-gen-openapiv2 redis postgresql xrdp chromium docker-compose)
 for tool in "${want[@]}"; do
   case "$tool" in
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
     grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
+    protoc-gen-openapiv2) go_install protoc-gen-openapiv2 \
+      github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 "$OPENAPIV2_VERSION" ;;
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     bombardier) go_install bombardier github.com/codesenberg/bombardier "$BOMBARDIER_VERSION" ;;
     ferretdb) ferretdb ;;

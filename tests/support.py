@@ -44,6 +44,8 @@ def session_settings(var_dir: Path, env: Mapping[str, str]) -> Settings:
     ports = {cluster: free_port() for cluster in CLUSTERS}
     return Settings(
         ports=ports,
+        metrics_ports={cluster: 0 for cluster in CLUSTERS},  # /metrics on any free port
+        metrics_sample_s=1.0,
         edge_port=free_port(),
         var_dir=var_dir,
         mongodb_uri=env["LUCID_MONGODB_URI"],

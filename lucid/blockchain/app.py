@@ -50,6 +50,22 @@ async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterA
     async def start() -> None:
         node.start()
 
+    def height() -> float:
+        return float(node.ready.ledger.tip.height) if node.ready is not None else -1.0
+
+    def finality_lag() -> float:
+        if node.ready is None:
+            return -1.0
+        now_ns = int(runtime.clock.now().timestamp() * 1e9)
+        return max(0.0, (now_ns - node.ready.ledger.tip.time_ns) / 1e9)
+
+    runtime.metrics.gauge("chain_height", "Height of the last final block (-1: not ready).", height)
+    runtime.metrics.gauge(
+        "chain_finality_lag_seconds",
+        "Seconds since the block time of the last final block (-1: not ready).",
+        finality_lag,
+    )
+
     return ClusterApp(
         servicers=[
             (blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server, BlockchainServicer(node)),

@@ -29,6 +29,14 @@ at ``/admin/`` when the site names its directory: each file a route answering it
 (Envoy reads them when it loads the bootstrap), with a content security policy that lets
 the page run its own script and call the edge (``'self'``) and nothing else.
 
+With ``otlp_endpoint`` set, the edge traces: a span per request (OpenTelemetry, sent over
+OTLP/HTTP as ``lucid-edge``), the child of a client's ``traceparent`` and the parent of
+the cluster's span (``lucid.runtime.tracing``).
+
+The API documentation (``docs/openapi/``, written by ``make gen``) is served at
+``/api/docs`` (the rendered page) and ``/api/docs/openapi.json`` when the site names its
+directory: Envoy answers them itself from the files (``_docs_routes``).
+
 Envoy's own refusals (401, 404, 413, 429, 503, bad JSON) become the same envelope
 through the local reply mapper. A call that never reached a cluster (connection refused,
 a cluster restarting) is tried twice more; the edge has no breaker of its own (Envoy's
@@ -43,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -200,6 +209,10 @@ class EdgeSite:
     """Whether requests are counted by the gateway (off only to measure Envoy alone)."""
     console: str = ""
     """Directory of the built admin console (``web/console/dist``); "" serves none."""
+    api_docs: str = ""
+    """Directory of the OpenAPI document and its page (``docs/openapi``); "" serves none."""
+    otlp_endpoint: str = ""
+    """An OTLP/HTTP traces URL (``http://host:port/v1/traces``); "" traces nothing."""
 
 
 def _any(type_name: str, **fields: Any) -> Json:
@@ -496,9 +509,12 @@ def _route(info: MethodInfo) -> Json:
     return route
 
 
-def _console_limit(site: EdgeSite) -> Json:
-    """Envoy answers at most 4 KiB directly unless told more (the console's bundle)."""
-    return {"max_direct_response_body_size_bytes": MAX_CONSOLE_FILE_BYTES} if site.console else {}
+def _direct_limit(site: EdgeSite) -> Json:
+    """Envoy answers at most 4 KiB directly unless told more (the console's bundle, the
+    OpenAPI document)."""
+    if not (site.console or site.api_docs):
+        return {}
+    return {"max_direct_response_body_size_bytes": max(MAX_CONSOLE_FILE_BYTES, MAX_DOCS_BYTES)}
 
 
 def _console_routes(directory: str) -> list[Json]:
@@ -529,6 +545,90 @@ def _console_routes(directory: str) -> list[Json]:
             }
         )
     return routes
+
+
+DOCS_PREFIX = "/api/docs"
+DOCS_FILES = {
+    DOCS_PREFIX: ("index.html", "text/html; charset=utf-8"),
+    f"{DOCS_PREFIX}/": ("index.html", "text/html; charset=utf-8"),
+    f"{DOCS_PREFIX}/openapi.json": ("openapi.json", "application/json"),
+}
+MAX_DOCS_BYTES = 4 * 1024 * 1024
+"""Envoy answers at most 4 KiB directly unless told more (the documents are ~1.5 MB)."""
+
+
+OTLP_CLUSTER = "otlp_collector"
+
+
+def _tracing(site: EdgeSite) -> Json:
+    """The connection manager's tracer: OpenTelemetry over OTLP/HTTP (none when off)."""
+    if not site.otlp_endpoint:
+        return {}
+    return {
+        # Envoy would write the trace decision into the request id's UUID version digit:
+        # the request id must reach the clusters as the client sent it.
+        "request_id_extension": {
+            "typed_config": _any(
+                "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                pack_trace_reason=False,
+                use_request_id_for_trace_sampling=False,
+            )
+        },
+        "tracing": {
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": _any(
+                    "envoy.config.trace.v3.OpenTelemetryConfig",
+                    service_name="lucid-edge",
+                    http_service={
+                        "http_uri": {
+                            "uri": site.otlp_endpoint,
+                            "cluster": OTLP_CLUSTER,
+                            "timeout": "2s",
+                        }
+                    },
+                ),
+            }
+        },
+    }
+
+
+def _otlp_cluster(site: EdgeSite) -> list[Json]:
+    """Where the edge's spans go (plain HTTP to the collector), if anywhere."""
+    if not site.otlp_endpoint:
+        return []
+    url = urlsplit(site.otlp_endpoint)
+    host, port = url.hostname or "127.0.0.1", url.port or 4318
+    return [
+        {
+            "name": OTLP_CLUSTER,
+            "type": "STRICT_DNS" if site.dns else "STATIC",
+            "connect_timeout": "2s",
+            "load_assignment": _endpoint(OTLP_CLUSTER, host, port),
+        }
+    ]
+
+
+def _docs_routes(site: EdgeSite) -> list[Json]:
+    """``/api/docs`` and its OpenAPI document, answered by Envoy from ``site.api_docs``."""
+    if not site.api_docs:
+        return []
+    return [
+        {
+            "match": {"path": path},
+            "direct_response": {
+                "status": 200,
+                "body": {"filename": str(Path(site.api_docs) / name)},
+            },
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": kind},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+        }
+        for path, (name, kind) in DOCS_FILES.items()
+    ]
 
 
 def _routes(catalog: Catalog, console: str = "") -> list[Json]:
@@ -663,15 +763,16 @@ def _listener(site: EdgeSite, catalog: Catalog) -> Json:
         preserve_external_request_id=True,
         always_set_request_id_in_response=True,
         access_log=_access_log(site),
+        **_tracing(site),
         local_reply_config=_local_replies(),
         route_config={
             "name": "edge",
-            **_console_limit(site),
+            **_direct_limit(site),
             "virtual_hosts": [
                 {
                     "name": "lucid",
                     "domains": ["*"],
-                    "routes": _routes(catalog, site.console),
+                    "routes": _docs_routes(site) + _routes(catalog, site.console),
                     "rate_limits": rate_limits("default"),
                 }
             ],
@@ -705,6 +806,7 @@ def edge(catalog: Catalog, site: EdgeSite) -> Json:
     """The Envoy bootstrap of the front door at ``site``."""
     clusters = [_upstream(site, c, *site.upstreams[c]) for c in CLUSTERS]
     clusters.append(_self_cluster(site))
+    clusters += _otlp_cluster(site)
     return {
         "node": {"id": "edge", "cluster": "edge"},
         "admin": {

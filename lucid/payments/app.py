@@ -119,6 +119,13 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         await controls.load_limits()
         await payouts.recover_batches()
 
+    async def payout_states() -> dict[tuple[str, ...], float]:
+        return {(state,): n for state, n in (await store.counts_by("status")).items()}
+
+    payout_gauge = runtime.metrics.sampled(
+        "payouts", "Payouts in each state (pending … confirmed).", payout_states, labels=("state",)
+    )
+
     return ClusterApp(
         servicers=[
             (
@@ -149,6 +156,6 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         ],
         collections=schema.COLLECTIONS,
         on_ready=[ready],
-        tasks=[sender.run],
+        tasks=[sender.run, payout_gauge],
         on_stop=[network.close],
     )

@@ -94,6 +94,15 @@ async def build(
         resolution=config.resolution,
         segment_s=config.segment_s,
     )
+    runtime.metrics.gauge(
+        "recorder_fps",
+        "Frames stored per second of each running recording.",
+        lambda: {(sid,): fps for sid, fps in recorder.rates().items()},
+        labels=("session_id",),
+    )
+    runtime.metrics.gauge(
+        "recordings", "Recordings running in this process.", lambda: len(recorder.rates())
+    )
     sessions = RdpSessions(
         SessionStore(db),
         servers,

@@ -61,6 +61,13 @@ class RecorderStats:
     last_sequence: int = 0
     latencies_s: list[float] = field(default_factory=list)
     """Capture of a segment's first frame → its chunk durable."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def fps(self) -> float:
+        """Frames stored per second since the recording began."""
+        elapsed = time.monotonic() - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
 
 
 @dataclass
@@ -104,6 +111,10 @@ class Recorder:
         """The statistics of a running recording."""
         recording = self._recordings.get(session_id)
         return recording.stats if recording else None
+
+    def rates(self) -> dict[str, float]:
+        """Frames stored per second of each running recording, by session id."""
+        return {sid: r.stats.fps for sid, r in list(self._recordings.items())}
 
     async def stop(self, session_id: str) -> RecorderStats:
         """Ends a recording once its last segment is stored."""

@@ -6,12 +6,13 @@ spreading calls across the instances; when the set changes (an instance drops ou
 comes back) the next call gets a channel over the new set and the old one drains. Every
 channel presents this process's certificate, checks that the server is the cluster it
 meant to reach (its ``<cluster>.lucid.internal`` name), sets a default deadline,
-forwards the current ``x-request-id``, and retries UNAVAILABLE with exponential backoff
-— only for rpcs the contract marks idempotent (``idempotency_level``), so a write is
-never sent twice. Each cluster's calls pass its circuit breaker (``breaker``): while it
-is open they fail at once with UNAVAILABLE ``LUCID_ERR_5007`` without reaching the
-upstream. Health checks (``HEALTH_METHODS``) bypass the breaker. A channel reconnects to
-an upstream that went away within half a second of it listening again.
+forwards the current ``x-request-id`` and trace context (``tracing``), and retries
+UNAVAILABLE with exponential backoff — only for rpcs the contract marks idempotent
+(``idempotency_level``), so a write is never sent twice. Each cluster's calls pass its
+circuit breaker (``breaker``): while it is open they fail at once with UNAVAILABLE
+``LUCID_ERR_5007`` without reaching the upstream. Health checks (``HEALTH_METHODS``)
+bypass the breaker. A channel reconnects to an upstream that went away within half a
+second of it listening again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 import grpc
 
 from lucid.lib.clock import Clock
-from lucid.runtime import tls
+from lucid.runtime import tls, tracing
 from lucid.runtime.breaker import Breakers, CircuitBreaker, CircuitOpenError, Ticket
 from lucid.runtime.config import Settings
 from lucid.runtime.context import current_request_id
@@ -78,6 +79,7 @@ def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCall
     metadata = list(details.metadata or ())
     if request_id and not any(k == REQUEST_ID_HEADER for k, _ in metadata):
         metadata.append((REQUEST_ID_HEADER, request_id))
+    tracing.inject(metadata)
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )

@@ -4,7 +4,8 @@ The defaults are the one-machine setup of DECISIONS.md (the port map, loopback,
 one database named ``lucid``). A file (``$LUCID_CONFIG`` or ``./lucid.toml``) and
 then the environment override them; the environment wins. Each field's
 environment variable is ``LUCID_`` + its upper-case name; ports are
-``LUCID_PORT_<CLUSTER>``.
+``LUCID_PORT_<CLUSTER>`` and the Prometheus ``/metrics`` ports
+``LUCID_METRICS_PORT_<CLUSTER>`` (a ``[metrics_ports]`` table in the file).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ CLUSTERS: tuple[str, ...] = (
 DEFAULT_PORTS: Mapping[str, int] = {name: 50051 + i for i, name in enumerate(CLUSTERS)}
 """gRPC ports of DECISIONS.md: 50051 gateway … 50060 mesh."""
 
+DEFAULT_METRICS_PORTS: Mapping[str, int] = {name: 9101 + i for i, name in enumerate(CLUSTERS)}
+"""HTTP ports of each cluster's Prometheus ``/metrics`` (loopback): 9101 gateway … 9110 mesh.
+A port already taken (a second validator, a second instance) falls back to a free one,
+which the instance's registration names (Consul meta ``metrics_port``)."""
+
 FIRST_EXTRA_VALIDATOR_PORT = 50061
 """Blockchain validators beyond the first listen on 50061, 50062, …"""
 
@@ -51,6 +57,15 @@ class Settings:
     """Address every server binds and every client dials (loopback on one machine)."""
     ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     """gRPC port of each cluster."""
+    metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
+    """HTTP port of each cluster's Prometheus ``/metrics``; 0 picks a free port."""
+    metrics_enabled: bool = True
+    """Whether each cluster serves ``/metrics`` (Prometheus text format) on its metrics port."""
+    metrics_sample_s: float = 10.0
+    """How often gauges read from the stores (sessions and payouts by state) are refreshed."""
+    otlp_endpoint: str = ""
+    """Where spans go (OTLP over HTTP, e.g. ``http://127.0.0.1:4318/v1/traces``); empty:
+    tracing is off (no span is made)."""
     edge_port: int = 8080
     """HTTP port of the edge (REST, grpc-web)."""
     validators: int = 3
@@ -165,6 +180,10 @@ class Settings:
         except KeyError:
             raise ConfigError(f"no port configured for cluster {cluster!r}") from None
 
+    def metrics_port(self, cluster: str) -> int:
+        """The ``/metrics`` port of ``cluster`` (0: any free port)."""
+        return int(self.metrics_ports.get(cluster, 0))
+
     def sealing_passphrase(self) -> str:
         """The key-sealing passphrase: configured, or the one-machine file (made on first use)."""
         if self.key_passphrase:
@@ -210,14 +229,17 @@ def load_settings(
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     ports = dict(DEFAULT_PORTS)
+    metrics_ports = dict(DEFAULT_METRICS_PORTS)
 
     path = config_file or Path(env.get("LUCID_CONFIG", "lucid.toml"))
     if path.is_file():
         data = tomllib.loads(path.read_text())
         ports.update({str(k): int(v) for k, v in data.pop("ports", {}).items()})
+        metrics_ports.update({str(k): int(v) for k, v in data.pop("metrics_ports", {}).items()})
         values.update(data)
 
-    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "ports"}
+    maps = {"ports", "metrics_ports"}
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name not in maps}
     for name in fields:
         key = f"LUCID_{name.upper()}"
         if key in env:
@@ -226,9 +248,12 @@ def load_settings(
         key = f"LUCID_PORT_{cluster.upper()}"
         if key in env:
             ports[cluster] = int(_coerce(key, int, env[key]))
+        key = f"LUCID_METRICS_PORT_{cluster.upper()}"
+        if key in env:
+            metrics_ports[cluster] = int(_coerce(key, int, env[key]))
 
     unknown = set(values) - set(fields)
     if unknown:
         raise ConfigError(f"unknown settings in {path}: {sorted(unknown)}")
     typed = {name: _coerce(name, fields[name].type, raw) for name, raw in values.items()}
-    return Settings(ports=ports, **typed)
+    return Settings(ports=ports, metrics_ports=metrics_ports, **typed)

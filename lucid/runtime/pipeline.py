@@ -3,6 +3,9 @@
     request id → log → authentication → plane policy → authorization → validation
               → servicer                          └── error mapping on the way out
 
+Around them it counts the call (``metrics``: by method and status, with its latency) and,
+when tracing is on, makes its span (``tracing``: a child of the caller's trace context).
+
 grpc.aio interceptors cannot see a call's outcome without wrapping its handler,
 so the pipeline wraps each Lucid handler and runs these stages around it. It wraps
 them once, as the servicers are added (``PipelinedServer``), rather than as a
@@ -28,7 +31,7 @@ import grpc
 import protovalidate
 from grpc.aio import AbortError
 
-from lucid.runtime import tls
+from lucid.runtime import tls, tracing
 from lucid.runtime.authz import authorize
 from lucid.runtime.context import Principal, principal_var, request_id_var
 from lucid.runtime.contracts import Catalog, MethodInfo
@@ -177,6 +180,8 @@ class Call:
     principal: Principal | None = None
     status: grpc.StatusCode = grpc.StatusCode.OK
     reason: str = ""
+    span: Any = None
+    """Its trace span while tracing is on."""
 
 
 class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -238,7 +243,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         request_id_var.set(given)
         principal_var.set(None)
         self.metrics.active += 1
-        return Call(info=info, request_id=given, metadata=metadata)
+        call = Call(info=info, request_id=given, metadata=metadata)
+        if tracing.active():
+            call.span = tracing.server_span(info.path, metadata, given, self.cluster)
+        return call
 
     def _peer(self, context: grpc.aio.ServicerContext) -> ServiceIdentity | None:
         """The caller: the mTLS peer, or behind our sidecar the identity it forwards."""
@@ -398,6 +406,8 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.metrics.active -= 1
         duration_ms = (time.perf_counter() - call.started) * 1000
         self.metrics.record(call.info.path, call.status.name, duration_ms)
+        if call.span is not None:
+            tracing.end_span(call.span, call.status.name, call.reason)
         if not log.isEnabledFor(logging.INFO):
             return
         log.info(

@@ -40,6 +40,8 @@ class Instance:
     plane: str
     version: str
     tags: tuple[str, ...] = field(default=())
+    metrics_port: int = 0
+    """Where its Prometheus ``/metrics`` listens (0: not served)."""
 
     @property
     def endpoint(self) -> Endpoint:
@@ -134,8 +136,12 @@ def grpc_check(settings: Settings, instance: Instance) -> dict[str, Any]:
 
 
 def service_meta(instance: Instance) -> dict[str, str]:
-    """The meta of a registration, matching its tags."""
-    return {"cluster": instance.cluster, "plane": instance.plane, "version": instance.version}
+    """The meta of a registration, matching its tags, and its ``/metrics`` port (what a
+    Prometheus ``consul_sd_config`` relabels to the scrape address)."""
+    meta = {"cluster": instance.cluster, "plane": instance.plane, "version": instance.version}
+    if instance.metrics_port:
+        meta["metrics_port"] = str(instance.metrics_port)
+    return meta
 
 
 class ConsulRegistry:

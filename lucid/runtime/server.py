@@ -3,8 +3,9 @@
 A cluster package supplies a ``build(runtime) -> ClusterApp`` coroutine (its
 servicers, collections and background work). ``ClusterServer`` does the rest:
 mTLS on the port of the port map, the call pipeline, ``grpc.health.v1`` driven by
-dependency probes, server reflection, schema creation once MongoDB answers,
-registration in the service registry, and a graceful stop.
+dependency probes, server reflection, schema creation once MongoDB answers, Prometheus
+``/metrics`` on the cluster's metrics port (loopback), registration in the service
+registry (with that port in its meta), and a graceful stop.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lucid.auth.v1 import auth_pb2, auth_pb2_grpc  # the auth contract, not the cluster
 from lucid.lib.clock import Clock, SystemClock
-from lucid.runtime import tls
+from lucid.runtime import tls, tracing
 from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
@@ -34,7 +35,7 @@ from lucid.runtime.datastores import Datastores
 from lucid.runtime.health import HealthMonitor
 from lucid.runtime.identity import identity_for
 from lucid.runtime.lockdown import LockdownGate, enforcing_clusters
-from lucid.runtime.metrics import Metrics
+from lucid.runtime.metrics import Metrics, MetricsEndpoint
 from lucid.runtime.pipeline import CallPipeline, PipelinedServer
 from lucid.runtime.registry import Instance, Registry, create_registry
 from lucid.runtime.revocations import RedisRevocationList
@@ -118,7 +119,18 @@ class Runtime:
             catalog=self.catalog,
             clock=self.clock,
         )
-        self.metrics = Metrics()
+        self.metrics = Metrics(cluster, sample_s=settings.metrics_sample_s)
+        breakers = self.channels.breakers
+        self.metrics.gauge(
+            "breaker_state",
+            "Circuit breaker of each upstream cluster: 1 for its current state.",
+            lambda: {
+                (upstream, state): float(state == current)
+                for upstream, current in breakers.snapshot().items()
+                for state in ("closed", "open", "half_open")
+            },
+            labels=("upstream", "state"),
+        )
 
     async def close(self) -> None:
         """Closes channels and store clients."""
@@ -270,6 +282,7 @@ class ClusterServer:
         self._ready = False
         self.declarer: SchemaDeclarer | None = None
         self.instance: Instance | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     async def _on_health(self, serving: bool) -> None:
         if not serving or self._ready:
@@ -323,6 +336,12 @@ class ClusterServer:
         self._tasks.append(asyncio.create_task(self.health.run()))
         self._tasks.append(asyncio.create_task(self.revocations.watch()))
         self._tasks += [asyncio.create_task(task()) for task in self.app.tasks]
+        metrics_port = 0
+        if settings.metrics_enabled:
+            self.metrics_endpoint = MetricsEndpoint(
+                self.runtime.metrics, settings.host, settings.metrics_port(cluster)
+            )
+            metrics_port = await asyncio.to_thread(self.metrics_endpoint.start)
         self.instance = Instance(
             cluster=cluster,
             instance_id=f"{cluster}-{self.instance_id}",
@@ -335,9 +354,10 @@ class ClusterServer:
                 f"plane:{self.runtime.identity.plane}",
                 f"version:{VERSION}",
             ),
+            metrics_port=metrics_port,
         )
         await self.runtime.registry.register(self.instance)
-        log.info("serving", extra={"cluster": cluster, "port": bound})
+        log.info("serving", extra={"cluster": cluster, "port": bound, "metrics": metrics_port})
         return self.port
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -353,6 +373,8 @@ class ClusterServer:
         for hook in self.app.on_stop:
             with contextlib.suppress(Exception):
                 await hook()
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.stop)
         await self.runtime.close()
 
 
@@ -365,6 +387,7 @@ async def serve(
     identity: str | None = None,
 ) -> None:
     """Runs one cluster until SIGINT or SIGTERM (``lucid serve <cluster>``)."""
+    provider = tracing.configure(settings, cluster)
     runtime = Runtime(settings, cluster, identity=identity)
     app = await builder(runtime)
     server = ClusterServer(runtime, app, port=port)
@@ -376,3 +399,5 @@ async def serve(
     await stop.wait()
     log.info("stopping", extra={"cluster": cluster})
     await server.stop()
+    if provider is not None:
+        provider.shutdown()  # sends the spans still batched

@@ -74,6 +74,16 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
         await keys.signing_key()
 
     manifests = Manifests(sessions, finalizer)
+
+    async def session_states() -> dict[tuple[str, ...], float]:
+        return {(state,): n for state, n in (await repo.count_by_state()).items()}
+
+    state_gauge = runtime.metrics.sampled(
+        "sessions",
+        "Recorded sessions in each state; stopped and processing are the finalization queue.",
+        session_states,
+        labels=("state",),
+    )
     return ClusterApp(
         servicers=[
             (
@@ -95,7 +105,7 @@ async def build(runtime: Runtime, config: SessionsConfig | None = None) -> Clust
         ],
         collections=schema.COLLECTIONS,
         blob_paths=schema.BLOB_PATHS,
-        tasks=[finalizer.run],
+        tasks=[finalizer.run, state_gauge],
         on_ready=[prepare],
         on_stop=[finalizer.stop],
     )

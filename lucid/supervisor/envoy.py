@@ -41,6 +41,10 @@ def console_dir() -> Path | None:
     return directory if (directory / "index.html").exists() else None
 
 
+API_DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi"
+"""The OpenAPI document and its page (``make gen``), served at ``/api/docs``."""
+
+
 def envoy_binary() -> str:
     """``.venv/bin/envoy`` of this interpreter, else ``envoy`` on PATH."""
     beside = Path(sys.prefix) / "bin" / "envoy"
@@ -75,6 +79,8 @@ def local_site(
         access_log=access_log,
         rate_limit=rate_limit,
         console=str(console) if (console := console_dir()) else "",
+        api_docs=str(API_DOCS) if (API_DOCS / "openapi.json").is_file() else "",
+        otlp_endpoint=settings.otlp_endpoint,
     )
 
 

@@ -104,6 +104,14 @@ class RecordStore(Generic[R]):
             docs = [d async for d in cursor.skip(offset).limit(limit)]
         return [self.load(d) for d in docs], total
 
+    async def counts_by(self, field: str) -> dict[str, int]:
+        """How many records hold each value of ``field`` (for the metrics)."""
+        async with translated():
+            cursor = await self.collection.aggregate(
+                [{"$group": {"_id": f"${field}", "n": {"$sum": 1}}}]
+            )
+            return {str(d["_id"]): int(d["n"]) async for d in cursor}
+
     async def update(self, query: Mapping[str, Any], changes: Mapping[str, Any]) -> R | None:
         """Sets ``changes`` on the document matching ``query``; the record after, or None."""
         async with translated():

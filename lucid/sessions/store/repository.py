@@ -52,6 +52,11 @@ class Repository:
         cursor = self.sessions.find(dict(query), sort=sort, skip=skip, limit=limit)
         return [doc async for doc in cursor], total
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many sessions are in each state (for the metrics)."""
+        cursor = await self.sessions.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        return {str(d["_id"]): int(d["n"]) async for d in cursor}
+
     async def sessions_where(
         self, query: Mapping[str, Any], projection: Mapping[str, Any] | None = None
     ) -> AsyncIterator[Doc]:
