@@ -237,6 +237,8 @@ class TransferSender:
             await self._fail(transfer, f"{receipt.result}: {receipt.message}".strip(": "))
             return
         solid = await self.network.receipt(tx.txid, solid=True)
+        if solid is not None:  # the head read at the start of the pass may predate it
+            self.head = max(self.head, await self.network.head_number())
         if solid is None:
             await self.store.move(
                 transfer.transfer_id, list(LIVE), {**details, "status": BROADCAST}
