@@ -17,6 +17,7 @@ import pytest
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
 from lucid.payments import schema
+from lucid.payments.app import PaymentsOptions
 from lucid.payments.v1 import (
     payments_pb2,
     payments_pb2_grpc,
@@ -357,6 +358,7 @@ async def test_a_user_past_the_staking_rate_limit_is_refused_with_a_retry_time(
     async with payments_bed(settings, mesh, tmp_path, clock=clock, usdt_micros=0) as bed:
         user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
         other = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+        clock.advance(max(0.0, time.time() - clock.timestamp()) + 1)  # past the tokens' iat
         stub = tron_pb2_grpc.StakingServiceStub(bed.mesh.channel("payments", "operator"))
         ask = tron_pb2.GetStakingRewardsRequest(wallet_id=str(uuid.uuid4()))
 
@@ -382,3 +384,51 @@ async def test_a_user_past_the_staking_rate_limit_is_refused_with_a_retry_time(
         assert listed.total_size == 0  # another group's allowance is untouched
         clock.advance(refused.retry_after_s)
         assert await outcome(user) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_transaction_the_node_never_admitted_is_signed_anew_once_expired(
+    settings: Settings, mesh: Mesh, tmp_path: Path
+) -> None:
+    options = PaymentsOptions(tx_lifetime_s=3.0, expiry_margin_s=0.5)
+    async with payments_bed(settings, mesh, tmp_path, options=options) as bed:
+        user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+        wallet = await _user_wallet(bed, user, usdt=10 * USDT_UNIT, trx=100 * TRX)
+        recipient = new_address()
+        await asyncio.to_thread(bed.devnet.admin, "fail_next", hang_s=12)  # never admitted
+        created = await bed.wallet_stub("operator").CreateWalletTransaction(
+            W.CreateWalletTransactionRequest(
+                wallet_id=wallet.wallet_id,
+                type=W.WALLET_TRANSACTION_TYPE_TRANSFER,
+                amount_micros=2 * USDT_UNIT,
+                recipient_address=recipient,
+                currency=tron_pb2.CURRENCY_USDT,
+                idempotency_key="lost-1",
+            ),
+            metadata=user,
+        )
+        first = created.transaction
+        assert first.status == tron_pb2.TRANSFER_STATUS_PENDING  # the outcome is unknown
+        lost_txid = first.transaction.tx_hash
+        assert len(lost_txid) == 64
+        get = W.GetWalletTransactionRequest(
+            wallet_id=wallet.wallet_id, transaction_id=first.transaction_id
+        )
+        sent = await until(
+            lambda: bed.wallet_stub("operator").GetWalletTransaction(get, metadata=user),
+            lambda r: r.transaction.status == tron_pb2.TRANSFER_STATUS_BROADCAST,
+        )
+        assert sent.transaction.transaction.tx_hash != lost_txid  # signed anew, once expired
+        await bed.mine(20)
+        await until(
+            lambda: bed.wallet_stub("operator").GetWalletTransaction(get, metadata=user),
+            lambda r: r.transaction.status == tron_pb2.TRANSFER_STATUS_CONFIRMED,
+        )
+        lost = await asyncio.to_thread(
+            bed.devnet.post, "wallet/gettransactioninfobyid", value=lost_txid
+        )
+        assert lost == {}
+        assert await bed.usdt_of(recipient) == 2 * USDT_UNIT
+        doc = await bed.server.runtime.datastores.db[schema.TRANSFERS].find_one(
+            {"_id": first.transaction_id}
+        )
+        assert doc is not None and doc["attempts"] == 2
