@@ -389,7 +389,8 @@ async def test_a_user_past_the_staking_rate_limit_is_refused_with_a_retry_time(
 async def test_a_transaction_the_node_never_admitted_is_signed_anew_once_expired(
     settings: Settings, mesh: Mesh, tmp_path: Path
 ) -> None:
-    options = PaymentsOptions(tx_lifetime_s=3.0, expiry_margin_s=0.5)
+    # Long enough to be broadcast under load; over before the node's 10 s client timeout.
+    options = PaymentsOptions(tx_lifetime_s=8.0, expiry_margin_s=0.5)
     async with payments_bed(settings, mesh, tmp_path, options=options) as bed:
         user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
         wallet = await _user_wallet(bed, user, usdt=10 * USDT_UNIT, trx=100 * TRX)
@@ -416,6 +417,7 @@ async def test_a_transaction_the_node_never_admitted_is_signed_anew_once_expired
         sent = await until(
             lambda: bed.wallet_stub("operator").GetWalletTransaction(get, metadata=user),
             lambda r: r.transaction.status == tron_pb2.TRANSFER_STATUS_BROADCAST,
+            timeout_s=60,
         )
         assert sent.transaction.transaction.tx_hash != lost_txid  # signed anew, once expired
         await bed.mine(20)
