@@ -433,4 +433,4 @@ async def test_a_transaction_the_node_never_admitted_is_signed_anew_once_expired
         doc = await bed.server.runtime.datastores.db[schema.TRANSFERS].find_one(
             {"_id": first.transaction_id}
         )
-        assert doc is not None and doc["attempts"] == 2
+        assert doc is not None and doc["attempts"] >= 2  # each new one only after the last expired
