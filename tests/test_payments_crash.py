@@ -1,4 +1,5 @@
-"""The payments process SIGKILLed at the worst moments: every payout is still paid once.
+"""The payments process SIGKILLed at the worst moments: every payout and every wallet
+transaction is still paid once.
 
 The payments server runs as a real ``lucid serve payments`` process against a real
 devnet process; the test kills it after it stored a signed transaction but before
@@ -23,14 +24,15 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
+from lucid.common.v1 import access_pb2
 from lucid.payments import schema
-from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc
+from lucid.payments.v1 import payouts_pb2, payouts_pb2_grpc, tron_pb2, wallets_pb2, wallets_pb2_grpc
 from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
 from lucid.supervisor.localservers import free_port
 from tests.devnet_support import USDT, Devnet
 from tests.payments_support import USDT_UNIT, new_address, until
-from tests.support import Mesh, operator_channel
+from tests.support import Mesh, bearer, operator_channel
 
 
 class PaymentsProcess:
@@ -91,6 +93,11 @@ class PaymentsProcess:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+    def wallet_stub(self) -> wallets_pb2_grpc.WalletServiceStub:
+        return wallets_pb2_grpc.WalletServiceStub(
+            operator_channel(self.settings, "payments", "operator")
+        )
 
     def stub(self) -> payouts_pb2_grpc.PayoutServiceStub:
         return payouts_pb2_grpc.PayoutServiceStub(
@@ -224,3 +231,109 @@ async def test_killed_after_broadcast_before_confirmation_pays_once(
     )
     assert done["tx"]["txid"] == sent["tx"]["txid"] and done["attempts"] == 1
     assert await asyncio.to_thread(_balance, devnet, recipient) == 6 * USDT_UNIT
+
+
+async def _transfer_doc(mongo: Any, payments: PaymentsProcess, transfer_id: str) -> Any:
+    collection = mongo[payments.settings.mongodb_db][schema.TRANSFERS]
+    return await asyncio.to_thread(collection.find_one, {"_id": transfer_id})
+
+
+async def _funded_user_wallet(
+    devnet: Devnet, payments: PaymentsProcess, user: Any
+) -> wallets_pb2.Wallet:
+    created = await payments.wallet_stub().CreateWallet(
+        wallets_pb2.CreateWalletRequest(name="crash", currency=tron_pb2.CURRENCY_USDT),
+        metadata=user,
+    )
+    await asyncio.to_thread(
+        devnet.admin,
+        "fund",
+        address=created.wallet.address,
+        trx_sun=100 * 1_000_000,
+        usdt_micros=50 * USDT_UNIT,
+    )
+    return created.wallet
+
+
+async def test_a_wallet_transaction_signed_before_a_kill_is_rebroadcast_once(
+    rig: tuple[Devnet, PaymentsProcess], mongo: Any, mesh: Mesh
+) -> None:
+    devnet, payments = rig
+    await _start_and_fund(devnet, payments, mongo)
+    user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    wallet = await _funded_user_wallet(devnet, payments, user)
+    recipient = new_address()
+    request = wallets_pb2.CreateWalletTransactionRequest(
+        wallet_id=wallet.wallet_id,
+        type=wallets_pb2.WALLET_TRANSACTION_TYPE_TRANSFER,
+        amount_micros=9 * USDT_UNIT,
+        recipient_address=recipient,
+        currency=tron_pb2.CURRENCY_USDT,
+        idempotency_key=str(uuid.uuid4()),
+    )
+    await asyncio.to_thread(devnet.admin, "fail_next", hang_s=20)  # the node never admits it
+    call = asyncio.ensure_future(
+        payments.wallet_stub().CreateWalletTransaction(request, metadata=user)
+    )
+    collection = mongo[payments.settings.mongodb_db][schema.TRANSFERS]
+    signed = await until(
+        lambda: asyncio.to_thread(
+            collection.find_one, {"idempotency_key": request.idempotency_key}
+        ),
+        lambda d: bool(d and d.get("tx")),
+    )
+    assert signed["status"] == "pending"
+    txid, transfer_id = signed["tx"]["txid"], signed["_id"]
+    payments.kill()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await call  # the caller never got an answer
+    await asyncio.to_thread(devnet.mine)
+    assert await asyncio.to_thread(devnet.post, "wallet/gettransactioninfobyid", value=txid) == {}
+
+    payments.start()
+    await _serving(payments)
+    again = await payments.wallet_stub().CreateWalletTransaction(request, metadata=user)
+    assert again.transaction.transaction_id == transfer_id  # the caller's retry: the same one
+    await until(
+        lambda: _transfer_doc(mongo, payments, transfer_id), lambda d: d["status"] == "broadcast"
+    )
+    await asyncio.to_thread(devnet.mine, 20)
+    done = await until(
+        lambda: _transfer_doc(mongo, payments, transfer_id), lambda d: d["status"] == "confirmed"
+    )
+    assert done["tx"]["txid"] == txid and done["attempts"] == 1  # the very signed bytes
+    assert await asyncio.to_thread(_balance, devnet, recipient) == 9 * USDT_UNIT
+    assert await asyncio.to_thread(_balance, devnet, wallet.address) == 41 * USDT_UNIT
+
+
+async def test_a_wallet_transaction_broadcast_before_a_kill_is_confirmed_once(
+    rig: tuple[Devnet, PaymentsProcess], mongo: Any, mesh: Mesh
+) -> None:
+    devnet, payments = rig
+    await _start_and_fund(devnet, payments, mongo)
+    user = bearer(await mesh.token(role=access_pb2.ROLE_USER))
+    wallet = await _funded_user_wallet(devnet, payments, user)
+    recipient = new_address()
+    request = wallets_pb2.CreateWalletTransactionRequest(
+        wallet_id=wallet.wallet_id,
+        type=wallets_pb2.WALLET_TRANSACTION_TYPE_TRANSFER,
+        amount_micros=4 * USDT_UNIT,
+        recipient_address=recipient,
+        currency=tron_pb2.CURRENCY_USDT,
+        idempotency_key=str(uuid.uuid4()),
+    )
+    sent = await payments.wallet_stub().CreateWalletTransaction(request, metadata=user)
+    assert sent.transaction.status == tron_pb2.TRANSFER_STATUS_BROADCAST
+    payments.kill()
+    await asyncio.to_thread(devnet.mine)
+    payments.start()
+    await _serving(payments)
+    again = await payments.wallet_stub().CreateWalletTransaction(request, metadata=user)
+    assert again.transaction.transaction_id == sent.transaction.transaction_id
+    await asyncio.to_thread(devnet.mine, 19)
+    done = await until(
+        lambda: _transfer_doc(mongo, payments, sent.transaction.transaction_id),
+        lambda d: d["status"] == "confirmed",
+    )
+    assert done["tx"]["txid"] == sent.transaction.transaction.tx_hash and done["attempts"] == 1
+    assert await asyncio.to_thread(_balance, devnet, recipient) == 4 * USDT_UNIT

@@ -3,8 +3,8 @@
 The wallet plane: USDT-TRC20 payouts, wallets and staking on TRON; isolated from the chain.
 Owns the proto package ``lucid.payments.v1``, the ``payments_*`` collections and the
 Redis prefix ``lucid:payments:``. Talks to TRON only over a node's HTTP API
-(``settings.tron_endpoint``: ``lucid devnet tron`` on one machine). Rpcs not built
-yet answer UNIMPLEMENTED (``LUCID_ERR_5011``) after authentication and authorization.
+(``settings.tron_endpoint``: ``lucid devnet tron`` on one machine). Two workers run:
+the payout sender and the transfer sender (wallet transactions, payments, refunds).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from lucid.lib.sealing import Sealer
 from lucid.payments import schema
+from lucid.payments.calls import CallLimits
 from lucid.payments.controls import PayoutControls
 from lucid.payments.kyc import Kyc
 from lucid.payments.limits import LimitCheck, PayoutLimits
@@ -31,7 +32,10 @@ from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.kyc import KycStore
 from lucid.payments.store.payouts import PayoutStore
+from lucid.payments.store.transfers import TransferStore
 from lucid.payments.store.wallets import WalletStore
+from lucid.payments.transfer_sender import TransferSender
+from lucid.payments.transfers import Transfers
 from lucid.payments.v1 import (
     kyc_pb2_grpc,
     payments_pb2_grpc,
@@ -41,6 +45,7 @@ from lucid.payments.v1 import (
 )
 from lucid.payments.wallets import Wallets
 from lucid.runtime.breaker import CircuitBreaker
+from lucid.runtime.limits import RateLimiter
 from lucid.runtime.server import ClusterApp, Runtime
 
 PAYOUT_KEY_FILE = "payout-hot-wallet.sealed"
@@ -110,9 +115,30 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         settings=db[schema.SETTINGS],
     )
 
-    reconciler = Reconciler(store, network, db[schema.RECONCILIATIONS], audit, clock)
-
     operations = WalletOperations(db[schema.STAKES], network, wallets, audit, clock)
+
+    transfer_store = TransferStore(db)
+    transfer_sender = TransferSender(
+        transfer_store,
+        network,
+        wallets,
+        audit,
+        clock,
+        poll_s=settings.payout_poll_interval_s,
+        tx_lifetime_s=options.tx_lifetime_s,
+        expiry_margin_s=options.expiry_margin_s,
+    )
+    reconciler = Reconciler(
+        store, network, db[schema.RECONCILIATIONS], audit, clock, transfers=transfer_store
+    )
+    transfers = Transfers(
+        transfer_store, network, wallets, transfer_sender, audit=audit, clock=clock
+    )
+
+    limiter = RateLimiter(runtime.datastores.cache, clock, "payments")
+
+    def calls(group: str) -> CallLimits:
+        return CallLimits(limiter, group)
 
     async def ready() -> None:
         await wallets.payout_wallet()
@@ -130,32 +156,41 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         servicers=[
             (
                 payouts_pb2_grpc.add_PayoutServiceServicer_to_server,
-                PayoutServiceServicer(payouts, sender, controls, settings.tron_confirmations),
+                PayoutServiceServicer(
+                    payouts, sender, controls, settings.tron_confirmations, calls("payouts")
+                ),
             ),
-            (kyc_pb2_grpc.add_KycServiceServicer_to_server, KycServiceServicer(kyc)),
+            (
+                kyc_pb2_grpc.add_KycServiceServicer_to_server,
+                KycServiceServicer(kyc, calls("payouts")),
+            ),
             (
                 tron_pb2_grpc.add_StakingServiceServicer_to_server,
-                StakingServiceServicer(operations),
+                StakingServiceServicer(operations, calls("staking")),
             ),
             (
                 payments_pb2_grpc.add_PaymentServiceServicer_to_server,
-                PaymentServiceServicer(reconciler),
+                PaymentServiceServicer(
+                    reconciler, transfers, settings.tron_confirmations, calls("payments")
+                ),
             ),
             (
                 wallets_pb2_grpc.add_WalletServiceServicer_to_server,
-                WalletServiceServicer(wallets, network),
+                WalletServiceServicer(
+                    wallets, network, transfers, settings.tron_confirmations, calls("wallets")
+                ),
             ),
             (
                 tron_pb2_grpc.add_TronNetworkServiceServicer_to_server,
-                TronNetworkServiceServicer(network, wallets, settings),
+                TronNetworkServiceServicer(network, wallets, settings, calls("network")),
             ),
             (
                 tron_pb2_grpc.add_UsdtServiceServicer_to_server,
-                UsdtServiceServicer(network, wallets, operations),
+                UsdtServiceServicer(network, wallets, operations, calls("usdt")),
             ),
         ],
         collections=schema.COLLECTIONS,
         on_ready=[ready],
-        tasks=[sender.run, payout_gauge],
+        tasks=[sender.run, transfer_sender.run, payout_gauge],
         on_stop=[network.close],
     )

@@ -11,8 +11,9 @@ from lucid.payments.limits import KYC, V0, PayoutLimits
 from lucid.payments.payouts import PayoutRequest
 from lucid.payments.store.batches import BatchRecord
 from lucid.payments.store.payouts import PayoutRecord, SentTx
+from lucid.payments.store.transfers import TransferRecord
 from lucid.payments.store.wallets import WalletRecord
-from lucid.payments.v1 import payouts_pb2, tron_pb2, wallets_pb2
+from lucid.payments.v1 import payments_pb2, payouts_pb2, tron_pb2, wallets_pb2
 from lucid.runtime.wire import duration, timestamp
 
 STATUS = {
@@ -253,4 +254,83 @@ def health(deps: list[Dependency], now: float, started: float) -> payouts_pb2.Ge
         check_time=timestamp(now),
         dependencies=entries,
         uptime=duration(max(0.0, now - started)),
+    )
+
+
+TRANSFER_STATUS = {
+    "pending": tron_pb2.TRANSFER_STATUS_PENDING,
+    "broadcast": tron_pb2.TRANSFER_STATUS_BROADCAST,
+    "confirmed": tron_pb2.TRANSFER_STATUS_CONFIRMED,
+    "partially_refunded": tron_pb2.TRANSFER_STATUS_CONFIRMED,
+    "refunded": tron_pb2.TRANSFER_STATUS_CONFIRMED,
+    "failed": tron_pb2.TRANSFER_STATUS_FAILED,
+}
+TRANSFER_STATUS_NAMES = {
+    tron_pb2.TRANSFER_STATUS_PENDING: ["pending"],
+    tron_pb2.TRANSFER_STATUS_BROADCAST: ["broadcast"],
+    tron_pb2.TRANSFER_STATUS_CONFIRMED: ["confirmed", "partially_refunded", "refunded"],
+    tron_pb2.TRANSFER_STATUS_FAILED: ["failed"],
+}
+PAYMENT_STATUS = {
+    "pending": payments_pb2.PAYMENT_STATUS_PENDING,
+    "broadcast": payments_pb2.PAYMENT_STATUS_BROADCAST,
+    "confirmed": payments_pb2.PAYMENT_STATUS_CONFIRMED,
+    "failed": payments_pb2.PAYMENT_STATUS_FAILED,
+    "partially_refunded": payments_pb2.PAYMENT_STATUS_PARTIALLY_REFUNDED,
+    "refunded": payments_pb2.PAYMENT_STATUS_REFUNDED,
+}
+PAYMENT_STATUS_NAMES = {v: k for k, v in PAYMENT_STATUS.items()}
+
+
+def wallet_transaction(
+    record: TransferRecord, head: int, required: int
+) -> wallets_pb2.WalletTransaction:
+    return wallets_pb2.WalletTransaction(
+        transaction_id=record.transfer_id,
+        wallet_id=record.wallet_id,
+        type=record.tx_type,  # type: ignore[arg-type]
+        currency=record.currency,  # type: ignore[arg-type]
+        amount_micros=record.amount_micros,
+        recipient_address=record.recipient,
+        memo=record.memo,
+        status=TRANSFER_STATUS[record.status],
+        transaction=transaction(record.tx, head, required),
+        idempotency_key=record.idempotency_key,
+        error_message=record.error_message,
+        create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
+    )
+
+
+def payment(record: TransferRecord, head: int, required: int) -> payments_pb2.Payment:
+    return payments_pb2.Payment(
+        payment_id=record.transfer_id,
+        user_id=record.user_id,
+        wallet_id=record.wallet_id,
+        recipient_address=record.recipient,
+        currency=record.currency,  # type: ignore[arg-type]
+        amount_micros=record.amount_micros,
+        refunded_amount_micros=record.refunded_micros,
+        reference=record.reference,
+        memo=record.memo,
+        status=PAYMENT_STATUS[record.status],
+        transaction=transaction(record.tx, head, required),
+        webhook_url=record.webhook_url,
+        idempotency_key=record.idempotency_key,
+        error_message=record.error_message,
+        create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
+    )
+
+
+def refund(record: TransferRecord, head: int, required: int) -> payments_pb2.Refund:
+    return payments_pb2.Refund(
+        refund_id=record.transfer_id,
+        payment_id=record.payment_id,
+        amount_micros=record.amount_micros,
+        reason=record.reason,
+        status=TRANSFER_STATUS[record.status],
+        transaction=transaction(record.tx, head, required),
+        created_by=record.created_by,
+        create_time=timestamp(record.create_time),
     )

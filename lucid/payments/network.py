@@ -201,6 +201,45 @@ class TronNetwork:
             txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
         )
 
+    async def sign_transfer(
+        self,
+        currency: int,
+        owner: str,
+        recipient: str,
+        amount_micros: int,
+        sign: Callable[[AsyncTransaction], None],
+        *,
+        memo: str = "",
+        lifetime_ms: int = 60_000,
+    ) -> SentTx:
+        """Builds and signs a TRX (``currency`` 2, sun) or USDT (1, micro-USDT) transfer
+        with the node's reference block; nothing is sent."""
+        try:
+            if currency == 2:
+                builder: Any = self.client.trx.transfer(owner, recipient, amount_micros)
+            else:
+                contract = await self.contract()
+                method = await contract.functions.transfer(recipient, amount_micros)
+                builder = method.with_owner(owner).fee_limit(self.fee_limit_sun)
+            if memo:
+                builder = builder.memo(memo)
+            txn = await builder.expiration(lifetime_ms).build()
+        except NODE_ERRORS as exc:
+            raise NetworkError(f"building a transfer: {exc}") from exc
+        sign(txn)
+        signed = txn.to_json()
+        return SentTx(
+            txid=str(txn.txid), signed=signed, expiration_ms=int(signed["raw_data"]["expiration"])
+        )
+
+    async def reward(self, address: str) -> int:
+        """The voting reward an address can claim now, in sun (``wallet/getReward``)."""
+        answer = await self._request("wallet/getReward", {"address": address, "visible": True})
+        try:
+            return int(answer.get("reward", 0))
+        except (TypeError, ValueError) as exc:
+            raise NetworkError(f"getReward: {exc}") from exc
+
     async def sign_wallet_tx(
         self,
         kind: str,
@@ -263,6 +302,22 @@ class TronNetwork:
         if code:
             return BroadcastResult(Outcome.REFUSED, code, message)
         return BroadcastResult(Outcome.UNKNOWN, "UNKNOWN", message or str(answer)[:200])
+
+    async def trx_transfer(self, txid: str) -> tuple[str, int] | None:
+        """The recipient (Base58Check) and amount in sun of a known TRX transfer; None
+        for an unknown transaction or another kind."""
+        answer = await self._request("wallet/gettransactionbyid", {"value": txid})
+        try:
+            contract = answer["raw_data"]["contract"][0]
+            if contract["type"] != "TransferContract":
+                return None
+            value = contract["parameter"]["value"]
+            to = str(value["to_address"])
+            if not to.startswith("T"):
+                to = tron.encode_address(bytes.fromhex(to))
+            return to, int(value["amount"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
 
     async def receipt(self, txid: str, *, solid: bool = False) -> Receipt | None:
         """The receipt of a mined transaction (``solid``: only once irreversible)."""

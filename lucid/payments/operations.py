@@ -56,6 +56,17 @@ class ResourceStatus:
     """(resource, amount in sun, unlock time in ms)."""
 
 
+@dataclass(frozen=True)
+class Rewards:
+    """A wallet's voting rewards."""
+
+    address: str
+    claimable: int
+    """In sun."""
+    last_claim_ms: int
+    """When rewards were last withdrawn (0: never)."""
+
+
 class WalletOperations:
     """Transactions of hot wallets (staking, USDT), once per idempotency key."""
 
@@ -160,6 +171,21 @@ class WalletOperations:
         """Frees a key whose transaction the node never admitted (refused, or never sent)."""
         async with translated():
             await self.operations.delete_one({"_id": operation.operation_id})
+
+    async def rewards(self, actor: Actor, wallet_id: str) -> Rewards:
+        """A wallet's voting rewards as the network reports them: claimable now
+        (``getReward`` plus the account's ``allowance``) and the last claim."""
+        wallet = await self.wallets.get(actor, wallet_id)
+        try:
+            account, _ = await self.network.account(wallet.address)
+            reward = await self.network.reward(wallet.address)
+        except NetworkError as exc:
+            raise exc.as_lucid() from exc
+        return Rewards(
+            address=wallet.address,
+            claimable=reward + int(account.get("allowance", 0)),
+            last_claim_ms=int(account.get("latest_withdraw_time", 0)),
+        )
 
     async def status(self, actor: Actor, wallet_id: str) -> ResourceStatus:
         wallet = await self.wallets.get(actor, wallet_id)

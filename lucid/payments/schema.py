@@ -1,7 +1,8 @@
 """The payments cluster's collections and indexes, and its Redis prefix.
 
-Payouts use their UUID as ``_id``; the caller's idempotency key has a unique index,
-so two requests with one key can never both insert. Times are epoch seconds.
+Payouts and transfers (wallet transactions, payments, refunds) use their UUID as
+``_id``; the caller's idempotency key has a unique index (a transfer's scoped by kind
+and owner), so two requests with one key can never both insert. Times are epoch seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ RECONCILIATIONS = "payments_reconciliations"
 KYC_RECORDS = "payments_kyc_records"
 STAKES = "payments_stakes"
 SETTINGS = "payments_settings"
+TRANSFERS = "payments_transfers"
 REDIS_PREFIX = "lucid:payments:"
 
 COLLECTIONS = (
@@ -66,6 +68,19 @@ COLLECTIONS = (
         owner="payments",
     ),
     CollectionSpec(SETTINGS, owner="payments"),
+    CollectionSpec(
+        TRANSFERS,
+        (
+            IndexSpec((("scope_key", 1),), "scope_key_unique", unique=True),
+            IndexSpec((("slot", 1),), "slot_unique", unique=True),
+            IndexSpec((("status", 1), ("create_time", 1)), "status_create_time"),
+            IndexSpec((("wallet_id", 1), ("create_time", -1)), "wallet_create_time"),
+            IndexSpec((("kind", 1), ("user_id", 1), ("create_time", -1)), "kind_user_create_time"),
+            IndexSpec((("payment_id", 1),), "payment_id"),
+            IndexSpec((("tx.txid", 1),), "txid"),
+        ),
+        owner="payments",
+    ),
     CollectionSpec(
         AUDIT,
         (IndexSpec((("time", -1),), "time"), IndexSpec((("payout_id", 1),), "payout_id")),

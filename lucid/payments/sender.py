@@ -296,6 +296,8 @@ class PayoutSender:
             await self._fail(payout, live, f"{receipt.result}: {receipt.message}".strip(": "))
             return
         solid = await self.network.receipt(tx.txid, solid=True)
+        if solid is not None:  # the head read at the start of the pass may predate it
+            self.head = max(self.head, await self.network.head_number())
         if solid is None:
             await self.store.move(payout.payout_id, live, {**details, "status": BROADCAST})
             return

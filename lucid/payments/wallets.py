@@ -133,6 +133,10 @@ class Wallets:
             ) from None
         return record
 
+    async def record(self, wallet_id: str) -> WalletRecord | None:
+        """A wallet by id, whoever owns it (for the signer of its own stored transfers)."""
+        return await self.store.find({"_id": wallet_id})
+
     async def get(self, actor: Actor, wallet_id: str) -> WalletRecord:
         record = await self.store.find({"_id": wallet_id})
         if record is None or not actor.may_see(record.user_id):

@@ -61,6 +61,9 @@ class Account:
     energy: Usage = field(default_factory=Usage)
     net: Usage = field(default_factory=Usage)
     free_net: Usage = field(default_factory=Usage)
+    reward: int = 0
+    """Voting reward claimable, in sun (``wallet/getReward``); the devnet has no witness
+    elections, so only the ``/admin/reward`` test control credits it."""
 
     def delegated_total(self, resource: str) -> int:
         return sum(v for k, v in self.delegated_out.items() if k.startswith(resource + ":"))

@@ -661,6 +661,11 @@ class Chain:
         if usdt_micros:
             self.token.balances[address] = self.token.balance(address) + usdt_micros
 
+    def reward(self, address: str, sun: int) -> None:
+        """Test control: credits voting reward to an address, in the next block."""
+        self.accounts.setdefault(address, Account(address, create_ms=self._now_ms()))
+        self.accounts[address].reward += sun
+
 
 def _resource(value: dict[str, Any]) -> str:
     resource = value.get("resource") or "BANDWIDTH"

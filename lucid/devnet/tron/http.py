@@ -56,6 +56,11 @@ def getaccountnet(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k in keys}
 
 
+def getreward(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
+    account = chain.accounts.get(_address_param(body))
+    return {"reward": account.reward if account is not None else 0}
+
+
 def getcontract(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
     if _address_param(body, "value") != chain.usdt_hex:
         return {}
@@ -223,6 +228,7 @@ ROUTES: dict[str, Handler] = {
     "walletsolidity/gettransactionbyid": lambda c, b: c.tx_by_id(_txid(b), solid=True),
     "wallet/getdelegatedresourcev2": _delegations,
     "wallet/getcandelegatedmaxsize": _can_delegate,
+    "wallet/getReward": getreward,
 }
 
 
@@ -241,6 +247,16 @@ def _admin_fund(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
     if trx < 0 or usdt_micros < 0:
         raise NodeError("OTHER_ERROR", "amounts must not be negative")
     chain.fund(address, trx, usdt_micros)
+    chain.mine()
+    return {"head": chain.head["number"]}
+
+
+def _admin_reward(chain: Chain, body: dict[str, Any]) -> dict[str, Any]:
+    address = _address_param(body)
+    sun = int(body.get("sun", 0))
+    if sun <= 0:
+        raise NodeError("OTHER_ERROR", "sun must be positive")
+    chain.reward(address, sun)
     chain.mine()
     return {"head": chain.head["number"]}
 
@@ -273,6 +289,7 @@ ADMIN: dict[str, Handler] = {
     "admin/requests": _admin_requests,
     "admin/mine": _admin_mine,
     "admin/fund": _admin_fund,
+    "admin/reward": _admin_reward,
     "admin/advance_time": _admin_advance,
     "admin/fail_next": _admin_fail_next,
 }
@@ -292,7 +309,7 @@ def make_app(chain: Chain) -> web.Application:
             except ValueError as exc:
                 return web.json_response({"Error": f"invalid JSON: {exc}"})
             body.update({k: v for k, v in request.query.items() if k not in body})
-            for key in ("n", "num", "count", "trx_sun", "usdt_micros", "type"):
+            for key in ("n", "num", "count", "trx_sun", "usdt_micros", "type", "sun"):
                 if isinstance(body.get(key), str) and body[key].lstrip("-").isdigit():
                     body[key] = int(body[key])
             lost = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from lucid.payments.calls import CallLimits
 from lucid.payments.kyc import Kyc, Submission
 from lucid.payments.servicers import current_actor
 from lucid.payments.store.kyc import KycRecord
@@ -44,8 +45,9 @@ def record_message(record: KycRecord, now: float) -> kyc_pb2.KycRecord:
 class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     """KYC record rpcs."""
 
-    def __init__(self, kyc: Kyc) -> None:
+    def __init__(self, kyc: Kyc, calls: CallLimits) -> None:
         self.kyc = kyc
+        self.calls = calls
 
     def _message(self, record: KycRecord) -> kyc_pb2.KycRecord:
         return record_message(record, self.kyc.clock.timestamp())
@@ -53,6 +55,7 @@ class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     async def SubmitKycRecord(
         self, request: kyc_pb2.SubmitKycRecordRequest, context: grpc.aio.ServicerContext
     ) -> kyc_pb2.SubmitKycRecordResponse:
+        await self.calls.count()
         record = await self.kyc.submit(
             current_actor(),
             Submission(
@@ -71,6 +74,7 @@ class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     async def VerifyKyc(
         self, request: kyc_pb2.VerifyKycRequest, context: grpc.aio.ServicerContext
     ) -> kyc_pb2.VerifyKycResponse:
+        await self.calls.count()
         record, reason = await self.kyc.verify(
             request.node_id, request.kyc_hash, request.recipient_address, request.min_level
         )
@@ -82,12 +86,14 @@ class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     async def GetKycRecord(
         self, request: kyc_pb2.GetKycRecordRequest, context: grpc.aio.ServicerContext
     ) -> kyc_pb2.GetKycRecordResponse:
+        await self.calls.count()
         record = await self.kyc.get(current_actor(), request.kyc_record_id)
         return kyc_pb2.GetKycRecordResponse(record=self._message(record))
 
     async def ListKycRecords(
         self, request: kyc_pb2.ListKycRecordsRequest, context: grpc.aio.ServicerContext
     ) -> kyc_pb2.ListKycRecordsResponse:
+        await self.calls.count()
         actor = current_actor()
         filters: dict[str, object] = {}
         if request.node_id:
@@ -107,5 +113,6 @@ class KycServiceServicer(kyc_pb2_grpc.KycServiceServicer):
     async def RevokeKycRecord(
         self, request: kyc_pb2.RevokeKycRecordRequest, context: grpc.aio.ServicerContext
     ) -> kyc_pb2.RevokeKycRecordResponse:
+        await self.calls.count()
         record = await self.kyc.revoke(current_actor(), request.kyc_record_id, request.reason)
         return kyc_pb2.RevokeKycRecordResponse(record=self._message(record))

@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from lucid.payments import convert
+from lucid.payments.calls import CallLimits
 from lucid.payments.controls import PayoutControls
 from lucid.payments.payouts import Payouts
 from lucid.payments.sender import PayoutSender
@@ -31,7 +32,9 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
         sender: PayoutSender,
         controls: PayoutControls,
         confirmations: int,
+        calls: CallLimits,
     ) -> None:
+        self.calls = calls
         self.payouts = payouts
         self.sender = sender
         self.controls = controls
@@ -44,6 +47,7 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def CreatePayout(
         self, request: payouts_pb2.CreatePayoutRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.CreatePayoutResponse:
+        await self.calls.count()
         record, replayed = await self.payouts.create(
             current_actor(), convert.payout_request(request)
         )
@@ -52,12 +56,14 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def GetPayout(
         self, request: payouts_pb2.GetPayoutRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetPayoutResponse:
+        await self.calls.count()
         record = await self.payouts.get(current_actor(), request.payout_id)
         return payouts_pb2.GetPayoutResponse(payout=self._payout(record))
 
     async def GetPayoutTransaction(
         self, request: payouts_pb2.GetPayoutTransactionRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetPayoutTransactionResponse:
+        await self.calls.count()
         record = await self.payouts.get(current_actor(), request.payout_id)
         return payouts_pb2.GetPayoutTransactionResponse(
             payout_id=record.payout_id,
@@ -68,6 +74,7 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def BulkPayoutStatus(
         self, request: payouts_pb2.BulkPayoutStatusRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.BulkPayoutStatusResponse:
+        await self.calls.count()
         records = await self.payouts.bulk(current_actor(), list(request.payout_ids))
         entries = []
         for payout_id, record in zip(request.payout_ids, records, strict=True):
@@ -83,6 +90,7 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def ListPayouts(
         self, request: payouts_pb2.ListPayoutsRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.ListPayoutsResponse:
+        await self.calls.count()
         filters: dict[str, Any] = {}
         if request.status:
             filters["status"] = convert.STATUS_NAMES[request.status]
@@ -115,6 +123,7 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def CancelPayout(
         self, request: payouts_pb2.CancelPayoutRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.CancelPayoutResponse:
+        await self.calls.count()
         cancelled, record = await self.payouts.cancel(
             current_actor(), request.payout_id, request.reason
         )
@@ -123,12 +132,14 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def RetryPayout(
         self, request: payouts_pb2.RetryPayoutRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.RetryPayoutResponse:
+        await self.calls.count()
         record = await self.controls.retry(current_actor(), request.payout_id)
         return payouts_pb2.RetryPayoutResponse(payout=self._payout(record))
 
     async def GetBreakerStatus(
         self, request: payouts_pb2.GetBreakerStatusRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetBreakerStatusResponse:
+        await self.calls.count()
         report = await self.controls.breaker()
         limits = self.controls.limits.limits
         out = payouts_pb2.GetBreakerStatusResponse(
@@ -152,18 +163,21 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def ResetBreaker(
         self, request: payouts_pb2.ResetBreakerRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.ResetBreakerResponse:
+        await self.calls.count()
         await self.controls.reset_breaker(current_actor(), request.reason)
         return payouts_pb2.ResetBreakerResponse(state=payouts_pb2.BREAKER_STATE_CLOSED)
 
     async def SetPayoutFreeze(
         self, request: payouts_pb2.SetPayoutFreezeRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.SetPayoutFreezeResponse:
+        await self.calls.count()
         held = await self.controls.set_freeze(current_actor(), request.frozen, request.reason)
         return payouts_pb2.SetPayoutFreezeResponse(frozen=request.frozen, held_payouts=held)
 
     async def GetPayoutStats(
         self, request: payouts_pb2.GetPayoutStatsRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetPayoutStatsResponse:
+        await self.calls.count()
         now = self.controls.clock.timestamp()
         start = epoch_seconds(request.start_time) if request.HasField("start_time") else None
         end = epoch_seconds(request.end_time) if request.HasField("end_time") else now
@@ -174,12 +188,14 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def GetHealth(
         self, request: payouts_pb2.GetHealthRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetHealthResponse:
+        await self.calls.count()
         deps = await self.controls.health()
         return convert.health(deps, self.controls.clock.timestamp(), self.started)
 
     async def CreatePayoutBatch(
         self, request: payouts_pb2.CreatePayoutBatchRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.CreatePayoutBatchResponse:
+        await self.calls.count()
         batch, records, replayed = await self.payouts.create_batch(
             current_actor(),
             request.idempotency_key,
@@ -196,12 +212,14 @@ class PayoutServiceServicer(payouts_pb2_grpc.PayoutServiceServicer):
     async def GetPayoutBatch(
         self, request: payouts_pb2.GetPayoutBatchRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.GetPayoutBatchResponse:
+        await self.calls.count()
         batch, records = await self.payouts.get_batch(current_actor(), request.batch_id)
         return payouts_pb2.GetPayoutBatchResponse(batch=convert.batch(batch, records))
 
     async def UpdatePayoutLimits(
         self, request: payouts_pb2.UpdatePayoutLimitsRequest, context: grpc.aio.ServicerContext
     ) -> payouts_pb2.UpdatePayoutLimitsResponse:
+        await self.calls.count()
         limits = await self.controls.update_limits(
             current_actor(),
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from lucid.payments.calls import CallLimits
 from lucid.payments.operations import StakeOperation, WalletOperations
 from lucid.payments.servicers import current_actor
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
@@ -20,12 +21,14 @@ def _tx(operation: StakeOperation) -> tron_pb2.TronTransaction:
 class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
     """Staking rpcs."""
 
-    def __init__(self, staking: WalletOperations) -> None:
+    def __init__(self, staking: WalletOperations, calls: CallLimits) -> None:
         self.staking = staking
+        self.calls = calls
 
     async def Stake(
         self, request: tron_pb2.StakeRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.StakeResponse:
+        await self.calls.count()
         operation = await self.staking.submit(
             current_actor(), request.idempotency_key, request.wallet_id, "freeze",
             amount_sun=request.amount_micros, resource=RESOURCES[request.resource],
@@ -46,6 +49,7 @@ class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
     async def Unstake(
         self, request: tron_pb2.UnstakeRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.UnstakeResponse:
+        await self.calls.count()
         operation = await self.staking.submit(
             current_actor(), request.idempotency_key, request.wallet_id, "unfreeze",
             amount_sun=request.amount_micros, resource=RESOURCES[request.resource],
@@ -65,6 +69,7 @@ class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
     async def WithdrawUnstaked(
         self, request: tron_pb2.WithdrawUnstakedRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.WithdrawUnstakedResponse:
+        await self.calls.count()
         actor = current_actor()
         status = await self.staking.status(actor, request.wallet_id)
         now_ms = self.staking.clock.timestamp() * 1000
@@ -92,6 +97,7 @@ class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
     async def GetStakingStatus(
         self, request: tron_pb2.GetStakingStatusRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.GetStakingStatusResponse:
+        await self.calls.count()
         status = await self.staking.status(current_actor(), request.wallet_id)
         now_ms = self.staking.clock.timestamp() * 1000
         return tron_pb2.GetStakingStatusResponse(
@@ -118,3 +124,18 @@ class StakingServiceServicer(tron_pb2_grpc.StakingServiceServicer):
                 for resource, amount, unlock in status.unfreezing
             ],
         )
+
+    async def GetStakingRewards(
+        self, request: tron_pb2.GetStakingRewardsRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.GetStakingRewardsResponse:
+        """Claimable rewards and the last claim come from the network. What was claimed
+        in all is not something a TRON node reports, and this cluster has no claim rpc
+        (WithdrawBalance), so ``claimed_amount_micros`` stays 0."""
+        await self.calls.count()
+        rewards = await self.staking.rewards(current_actor(), request.wallet_id)
+        out = tron_pb2.GetStakingRewardsResponse(
+            address=rewards.address, claimable_amount_micros=rewards.claimable
+        )
+        if rewards.last_claim_ms:
+            out.last_claim_time.CopyFrom(timestamp(rewards.last_claim_ms / 1000))
+        return out

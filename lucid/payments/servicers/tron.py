@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 import grpc
 
+from lucid.payments.calls import CallLimits
 from lucid.payments.network import NetworkError, Receipt, TronNetwork
 from lucid.payments.operations import StakeOperation, WalletOperations
 from lucid.payments.servicers import current_actor
@@ -22,7 +23,10 @@ MAINNET_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
     """What network payouts go to, and whether it answers."""
 
-    def __init__(self, network: TronNetwork, wallets: Wallets, settings: Settings) -> None:
+    def __init__(
+        self, network: TronNetwork, wallets: Wallets, settings: Settings, calls: CallLimits
+    ) -> None:
+        self.calls = calls
         self.network = network
         self.wallets = wallets
         self.settings = settings
@@ -40,6 +44,7 @@ class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
     async def GetNetworkInfo(
         self, request: tron_pb2.GetNetworkInfoRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.GetNetworkInfoResponse:
+        await self.calls.count()
         try:
             params = await self.network.parameters()
         except NetworkError as exc:
@@ -61,6 +66,7 @@ class TronNetworkServiceServicer(tron_pb2_grpc.TronNetworkServiceServicer):
     async def GetNetworkStatus(
         self, request: tron_pb2.GetNetworkStatusRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.GetNetworkStatusResponse:
+        await self.calls.count()
         started = time.monotonic()
         now = self.wallets.clock.timestamp()
         try:
@@ -118,8 +124,13 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     """USDT of hot wallets: transfers and approvals (once per key), balances, allowances."""
 
     def __init__(
-        self, network: TronNetwork, wallets: Wallets, operations: WalletOperations
+        self,
+        network: TronNetwork,
+        wallets: Wallets,
+        operations: WalletOperations,
+        calls: CallLimits,
     ) -> None:
+        self.calls = calls
         self.network = network
         self.wallets = wallets
         self.operations = operations
@@ -127,6 +138,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     async def TransferUsdt(
         self, request: tron_pb2.TransferUsdtRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.TransferUsdtResponse:
+        await self.calls.count()
         check_address(request.to_address, "to_address")
         operation = await self.operations.submit(
             current_actor(), request.idempotency_key, request.wallet_id, "transfer",
@@ -154,6 +166,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     async def ListUsdtTransfers(
         self, request: tron_pb2.ListUsdtTransfersRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.ListUsdtTransfersResponse:
+        await self.calls.count()
         actor = current_actor()
         found = await self.operations.transfers(actor, request.wallet_id)
         wanted = [
@@ -170,6 +183,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     async def ApproveUsdt(
         self, request: tron_pb2.ApproveUsdtRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.ApproveUsdtResponse:
+        await self.calls.count()
         check_address(request.spender_address, "spender_address")
         operation = await self.operations.submit(
             current_actor(), request.idempotency_key, request.wallet_id, "approve",
@@ -184,6 +198,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     async def GetUsdtBalance(
         self, request: tron_pb2.GetUsdtBalanceRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.GetUsdtBalanceResponse:
+        await self.calls.count()
         if request.WhichOneof("owner") == "wallet_id":
             address = (await self.wallets.get(current_actor(), request.wallet_id)).address
         else:
@@ -202,6 +217,7 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
     async def GetUsdtAllowance(
         self, request: tron_pb2.GetUsdtAllowanceRequest, context: grpc.aio.ServicerContext
     ) -> tron_pb2.GetUsdtAllowanceResponse:
+        await self.calls.count()
         check_address(request.owner_address, "owner_address")
         check_address(request.spender_address, "spender_address")
         try:
