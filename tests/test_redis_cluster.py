@@ -207,6 +207,22 @@ async def test_rate_limits_count_atomically_on_every_master(client: RedisCluster
     assert sum(o.decision.allowed for o in outcomes) == 3
 
 
+async def test_concurrent_checks_on_every_master_share_scripts_only_within_a_slot(
+    client: RedisCluster,
+) -> None:
+    """Checks queued together are batched into one script per hash slot (a script's keys
+    must share a slot on a cluster): none fails CROSSSLOT into the in-memory fallback."""
+    limiter = RateLimiter(client, FakeClock(), "gateway")
+    policy = Policy(limit=2, window_s=60.0)
+    callers = [f"many-{uuid.uuid4().hex[:8]}-{n}" for n in range(30)]
+    assert len({_master_port(client, f"lucid:gateway:rl:login:{c}") for c in callers}) == 3
+    outcomes = await asyncio.gather(
+        *(limiter.check("login", c, policy, 1) for c in callers for _ in range(3))
+    )
+    assert limiter.redis_ok and not any(o.local_fallback for o in outcomes)
+    assert sum(o.decision.allowed for o in outcomes) == 2 * len(callers)
+
+
 async def test_streams_consumer_groups_read_many_types_in_one_call(
     cluster: Cluster,
 ) -> None:

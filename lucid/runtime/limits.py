@@ -8,8 +8,9 @@ owning cluster's prefix (``lucid:gateway:rl:public:203.0.113.9``), holding the t
 theoretical arrival times of ``lucid.lib.ratelimit`` (main window and burst,
 integer microseconds). A Lua script reads, decides and writes in one step, so
 concurrent edges and gateways never over-admit; it takes any number of keys, so the
-descriptors of one Envoy rate-limit request cost one round trip (the keys of one call
-must share a hash slot should Redis ever be a cluster). The script is the same arithmetic
+descriptors of one Envoy rate-limit request cost one round trip. On a Redis Cluster a
+script's keys must share a hash slot, so there a batch holds only keys of one slot (the
+others wait for the next script, still in arrival order per key). The script is the same arithmetic
 as ``lucid.lib.ratelimit.decide`` (a test runs both side by side). When Redis does
 not answer, the process keeps limiting with a ``MemoryLimiter`` and says so
 (``local_fallback``), and the gateway's health reads degraded.
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from lucid.lib.clock import Clock
@@ -131,6 +134,7 @@ class RateLimiter:
         self.key_prefix = prefix(cluster) + "rl:"
         self.memory = MemoryLimiter()
         self._script = redis.register_script(SCRIPT)
+        self._one_slot_per_script = isinstance(redis, RedisCluster)
         self.redis_ok = True
         self._queue: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -168,7 +172,7 @@ class RateLimiter:
         batch: list[_Waiting] = []
         try:
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch, self._queue = self._next_batch()
                 for w, outcome in zip(batch, await self._run(batch), strict=True):
                     if not w.future.done():
                         w.future.set_result(outcome)
@@ -179,6 +183,21 @@ class RateLimiter:
             self._queue = []
             if not isinstance(exc, Exception):
                 raise
+
+    def _next_batch(self) -> tuple[list[_Waiting], list[_Waiting]]:
+        """The next script's counts and what stays queued: the first ``MAX_BATCH``, or on
+        a Redis Cluster the first ``MAX_BATCH`` in the slot of the oldest."""
+        if not self._one_slot_per_script:
+            return self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        slot = key_slot(self._queue[0].key.encode())
+        batch: list[_Waiting] = []
+        rest: list[_Waiting] = []
+        for w in self._queue:
+            if len(batch) < MAX_BATCH and key_slot(w.key.encode()) == slot:
+                batch.append(w)
+            else:
+                rest.append(w)
+        return batch, rest
 
     async def _run(self, batch: Sequence[_Waiting]) -> list[Outcome]:
         """One script over the batch's keys; in memory while Redis does not answer."""
