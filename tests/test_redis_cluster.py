@@ -94,6 +94,15 @@ class Cluster:
             if line.strip() and "fail" not in line.split()[2]
         ]
 
+    def has_failed(self, port: int, failed: int) -> bool:
+        """Whether ``port`` marks the node on ``failed`` as failed."""
+        out = _cli("-p", str(port), "cluster", "nodes").stdout
+        return any(
+            f":{failed}@" in line and "fail" in line.split()[2].replace("fail?", "")
+            for line in out.splitlines()
+            if line.strip()
+        )
+
     def wait_ok(self, ports: list[int], deadline_s: float = 60) -> float:
         """Seconds until every node in ``ports`` reports ``cluster_state:ok``."""
         start = time.monotonic()
@@ -123,6 +132,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     *("--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"),
                     *("--cluster-config-file", "nodes.conf", "--dir", str(node)),
                     *("--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", ""),
+                    # a replica takes over however long its link was idle (a replica of this
+                    # idle cluster once refused: "disconnected from master for longer than allowed")
+                    *("--cluster-replica-validity-factor", "0"),
                     *("--appendonly", "no", "--logfile", str(node / "redis.log")),
                 ],
                 stdout=subprocess.DEVNULL,
@@ -318,7 +330,16 @@ async def test_a_master_fails_over_and_the_limits_go_on(
     cluster.processes[victim].send_signal(signal.SIGKILL)
     cluster.processes[victim].wait(timeout=10)
     survivors = [p for p in cluster.ports if p != victim]
-    recovery_s = await asyncio.to_thread(cluster.wait_ok, survivors, 60)
+    killed_at = time.monotonic()
+    await asyncio.to_thread(  # cluster_state stays ok until the node timeout marks it failed
+        eventually_sync,
+        lambda: all(cluster.has_failed(p, victim) for p in survivors),
+        timeout_s=60,
+        interval_s=0.2,
+        what=f"the survivors mark :{victim} failed",
+    )
+    await asyncio.to_thread(cluster.wait_ok, survivors, 60)
+    recovery_s = time.monotonic() - killed_at
 
     async def decided_in_redis() -> bool:
         return not (await limiter.check("fail", caller, limit.policy, 1)).local_fallback
