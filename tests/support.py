@@ -128,6 +128,10 @@ def details(error: grpc.aio.AioRpcError) -> ErrorDetails:
     return ErrorDetails.from_rpc_error(error)
 
 
+_SERVED: dict[int, str] = {}
+"""Ports the meshes of this test process serve, and which cluster serves each."""
+
+
 @dataclass
 class Mesh:
     """Cluster servers running in the test process."""
@@ -139,17 +143,25 @@ class Mesh:
         """Starts a cluster on its port (its production builder unless given)."""
         if cluster in self.servers:
             return self.servers[cluster]
+        port = self.settings.port(cluster)
+        if port in _SERVED:
+            raise AssertionError(
+                f"{cluster}'s port {port} is already served by {_SERVED[port]} of another mesh"
+                " in this test session: start it on a port of its own (free_port())"
+            )
         runtime = Runtime(self.settings, cluster)
         app = await (builder or builder_of(cluster))(runtime)
-        server = ClusterServer(runtime, app, port=self.settings.port(cluster))
+        server = ClusterServer(runtime, app, port=port)
         await server.start()
         self.servers[cluster] = server
+        _SERVED[port] = cluster
         return server
 
     async def stop(self, cluster: str) -> None:
         """Stops one cluster."""
         server = self.servers.pop(cluster, None)
         if server is not None:
+            _SERVED.pop(self.settings.port(cluster), None)
             await server.stop(grace_s=0.5)
 
     async def stop_all(self) -> None:

@@ -39,6 +39,7 @@ from lucid.lib import tip191
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.envoy import console_dir, running_edge
+from lucid.supervisor.localservers import free_port
 from lucid.supervisor.supervisor import banner
 from tests.admin_support import AdminEnv, start_admin
 from tests.auth_support import address_of, auth_client
@@ -134,7 +135,9 @@ async def console(mesh: Mesh, settings: Settings, repo_root: Path) -> AsyncItera
         pytest.fail("the console is not built: run `make console`")
     shots = repo_root / "var" / "console"
     shots.mkdir(parents=True, exist_ok=True)
-    admin = await start_admin(mesh, settings)
+    # nodes and payments on ports of their own: the session's mesh may run its own
+    own = settings.replace(ports={**settings.ports, "nodes": free_port(), "payments": free_port()})
+    admin = await start_admin(mesh, own)
     for cluster in ("nodes", "payments"):  # the nodes and payouts pages list theirs
         await admin.sessions.mesh.start(cluster)
     key = PrivateKey.random()
@@ -390,7 +393,10 @@ async def test_each_page_is_accessible(
     keyboard; no page shows an error after loading."""
     await console.go(fragment, heading)
     page = console.page
-    await page.wait_for_load_state("networkidle")
+    if fragment == "dashboard":  # its event stream stays open: the network is never idle
+        await expect(page.get_by_test_id("stream-state")).to_have_text("live")
+    else:
+        await page.wait_for_load_state("networkidle")
     tree = await page.locator("body").aria_snapshot()
     (console.shots / f"{fragment}.aria.yaml").write_text(tree)
     assert '- navigation "Console pages"' in tree

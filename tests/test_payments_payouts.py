@@ -304,7 +304,11 @@ async def test_a_stale_reference_block_is_re_signed_and_a_bad_signature_fails(
     refused = await bed.create(amount_micros=USDT_UNIT)
     failed = await bed.until_status(refused.payout_id, S.PAYOUT_STATUS_FAILED, timeout_s=60)
     assert failed.error_message.startswith("SIGERROR")
-    assert "payout.failed" in await _audit(bed, refused.payout_id)
+
+    async def failure_audited() -> bool:  # recorded just after the status moved
+        return "payout.failed" in await _audit(bed, refused.payout_id)
+
+    await eventually(failure_audited, what="the payout's failure audited")
 
 
 async def test_a_weekly_payout_waits_for_its_week_then_is_paid_once(

@@ -45,7 +45,7 @@ class Sidecars:
 @pytest.fixture(scope="module")
 async def sidecars(settings: Settings) -> AsyncIterator[Sidecars]:
     base = settings.replace(
-        ports={**settings.ports, **{c: free_port() for c in (*BEHIND, "sessions")}}
+        ports={**settings.ports, **{c: free_port() for c in (*BEHIND, "sessions", "gateway")}}
     )
     layout = SidecarLayout.allocate(base, clusters=(*BEHIND, "sessions", "gateway"))
     servers = []

@@ -47,8 +47,7 @@ class SidecarLayout:
         taken = set(settings.ports.values()) | {settings.edge_port}
 
         def port() -> int:
-            # free_port() may hand out a port twice, and gRPC servers bind with
-            # SO_REUSEPORT: two of ours on one port would share its connections
+            # not a port of the settings' map (those did not come from this free_port call)
             found = free_port()
             while found in taken:
                 found = free_port()
