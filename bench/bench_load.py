@@ -220,7 +220,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     try:
         for index in range(validators.count):
             async with validators.stubs(index) as stubs:
-                await wait_for(stubs.ready, timeout_s=90)
+                await wait_for(stubs.ready, timeout_s=300)  # a loaded machine is slow
         children.append(SessionsProcess(own, root / "gateway.log", ("serve", "gateway")))
         children[-1].start()
         sessions.start()
