@@ -208,9 +208,10 @@ class Ledger:
         height = block.header.height
         await self.repo.index_block(block.hash, height)
         await self.repo.unpool(list(block.tx_hashes))
+        await self.repo.index_anchors(
+            [(item.session_id, item.tx_hash) for item in checked if item.session_id], height
+        )
         for item in checked:
-            if item.session_id:
-                await self.repo.index_anchor(item.session_id, item.tx_hash, height)
             if item.task is not None:
                 await self.repo.record_task_facts(item.tx_hash, height, item.task.as_doc())
         await anchors.on_final_block(

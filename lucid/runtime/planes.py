@@ -157,6 +157,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="sessions → blockchain anchoring rpcs",
     ),
     Rule(
+        "sessions-follow-chain-height",
+        Selector(clusters=("sessions",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/GetChainHeight",),
+        description="sessions → the chain's height (finalizers wait for a new final block)",
+    ),
+    Rule(
         "nodes-prove-tasks-and-read-chain",
         Selector(clusters=("nodes",)),
         Selector(clusters=("blockchain",)),
