@@ -3,8 +3,7 @@
 The operator console: dashboard, sessions, nodes, anchoring, payouts, configuration,
 audit and emergency controls.
 Owns the collections of ``lucid.admin.schema`` and the Redis prefix ``lucid:admin:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Every rpc of its contract is registered and built.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
 from lucid.admin.payments_link import PaymentsAsAdmin
 from lucid.admin.payout_ops import PayoutOps
+from lucid.admin.resync import Resyncs
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
@@ -112,7 +112,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (
                 admin_pb2_grpc.add_AdminUserServiceServicer_to_server,
-                AdminUserServicer(Users(runtime.channels, role_store, audit)),
+                AdminUserServicer(Users(runtime.channels, roles, audit)),
             ),
             (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
@@ -120,6 +120,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
                     dashboard,
                     Anchorings(as_admin, AnchoringOpStore(db), audit, clock),
                     ChainQueue(runtime.channels),
+                    Resyncs(runtime.channels, audit),
                 ),
             ),
             (

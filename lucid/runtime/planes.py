@@ -185,6 +185,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="admin → read and emergency rpcs everywhere",
     ),
     Rule(
+        "admin-resyncs-the-chain",
+        Selector(clusters=("admin",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/ResyncChain",),
+        description="admin → the chain's resync (the console's ResyncBlockchain)",
+    ),
+    Rule(
         "everyone-to-auth-and-mesh",
         ANY,
         Selector(clusters=("auth", "mesh")),
