@@ -23,8 +23,10 @@ from lucid.admin.clusters import (
 )
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.intake import AuditIntake
 from lucid.admin.live import Live
 from lucid.admin.me import Me
+from lucid.admin.mesh_events import LiveHub, MeshEvents
 from lucid.admin.metrics import Metrics
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
@@ -105,6 +107,9 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         disk_path=runtime.settings.var_dir,
         clock=clock,
     )
+    mesh_events = MeshEvents(runtime.channels)
+    hub = LiveHub(mesh_events, runtime.clock.timestamp)
+    intake = AuditIntake(mesh_events, audit)
     return ClusterApp(
         servicers=[
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
@@ -125,7 +130,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
-                DashboardServicer(dashboard, Live(dashboard, nodes), metrics),
+                DashboardServicer(dashboard, Live(dashboard, nodes, hub), metrics),
             ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
@@ -147,5 +152,5 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         ],
         collections=schema.COLLECTIONS,
         on_ready=[roles.seed],
-        tasks=[functools.partial(retention.run, audit, configs)],
+        tasks=[functools.partial(retention.run, audit, configs), hub.run, intake.run],
     )

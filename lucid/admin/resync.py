@@ -43,9 +43,10 @@ class Resyncs:
         await self.audit.record(
             NewEntry.of(
                 client,
-                action="resync",
+                action="update",
                 resource="blockchain",
                 details={
+                    "operation": "resync",
                     "from_height": from_height,
                     "reason": reason,
                     "started": reply.started,

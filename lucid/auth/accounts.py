@@ -18,6 +18,7 @@ from lucid.lib.clock import Clock
 from lucid.runtime.audit import Event
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+from lucid.runtime.events import EventPublisher
 from lucid.runtime.identity import OPERATOR
 
 
@@ -38,11 +39,31 @@ class Accounts:
         sessions: LoginSessions,
         ownership: OwnershipStore,
         clock: Clock,
+        events: EventPublisher | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.ownership = ownership
         self._clock = clock
+        self._events = events
+
+    def _publish(self, name: str, caller: Principal, user: UserRecord) -> None:
+        """``user.*`` events (admin's audit log reads them): who changed whom, to what."""
+        if self._events is None:
+            return
+        self._events.emit(
+            name,
+            {
+                "user_id": user.user_id,
+                "tron_address": user.tron_address,
+                "role": policy.role_name(user.role),
+                "status": auth_pb2.AccountStatus.Name(user.status(self._clock.now()))  # type: ignore[arg-type]
+                .removeprefix("ACCOUNT_STATUS_")
+                .lower(),
+                "by_user_id": caller.user.user_id if caller.user else "",
+                "by": caller.peer.name,
+            },
+        )
 
     async def get(self, user_id: str) -> UserRecord:
         """A user, or NOT_FOUND."""
@@ -132,6 +153,7 @@ class Accounts:
         except UserExistsError as exc:
             raise _taken(exc.field) from None
         event.user_id = user.user_id
+        self._publish("user.created", caller, user)
         return user
 
     async def set_profile(
@@ -176,7 +198,9 @@ class Accounts:
                 "you can grant at most your own role, to users at most at your level",
                 metadata={"caller_role": policy.role_name(caller_role) if caller_role else ""},
             )
-        return await self._update(target, {"role": policy.role_name(role)})
+        updated = await self._update(target, {"role": policy.role_name(role)})
+        self._publish("user.role-changed", caller, updated)
+        return updated
 
     async def bootstrap_role(
         self, caller: Principal, tron_address: str, role: int, event: Event
@@ -201,7 +225,9 @@ class Accounts:
                 field_violations=[FieldViolation("tron_address", "no such user")],
             )
         event.user_id = target.user_id
-        return await self._update(target, {"role": policy.role_name(role)})
+        updated = await self._update(target, {"role": policy.role_name(role)})
+        self._publish("user.role-changed", caller, updated)
+        return updated
 
     async def set_kyc(
         self, caller: Principal, user_id: str, kyc_status: int, event: Event
@@ -229,10 +255,12 @@ class Accounts:
             banned = status == auth_pb2.ACCOUNT_STATUS_BANNED
             updated = await self._update(target, {"suspended": True, "banned": banned})
             await self.sessions.revoke_all(user_id, REVOKED_ACCOUNT)
-            return updated
-        return await self._update(
-            target, {"suspended": False, "locked_until": None, "login_attempts": 0}
-        )
+        else:
+            updated = await self._update(
+                target, {"suspended": False, "locked_until": None, "login_attempts": 0}
+            )
+        self._publish("user.status-changed", caller, updated)
+        return updated
 
     async def check_permission(self, user_id: str, permission: int) -> tuple[bool, str]:
         """Whether a user holds a permission now (role, KYC, suspension)."""

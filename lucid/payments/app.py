@@ -97,6 +97,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         kyc=kyc,
         ensure_funds=sender.ensure_funds,
         wake=sender.wake,
+        events=runtime.events,
     )
 
     controls = PayoutControls(

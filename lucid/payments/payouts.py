@@ -28,6 +28,7 @@ from lucid.payments.store.payouts import (
 )
 from lucid.payments.wallets import Actor, check_address
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.events import EventPublisher
 
 ETA_S = {0: 300, 1: 300, 2: 3600, 3: 86_400, 4: 7 * 86_400}
 """Estimated completion by batch type: immediate +5 min, hourly, daily, weekly."""
@@ -74,7 +75,9 @@ class Payouts:
         kyc: Kyc,
         ensure_funds: Callable[[int], Awaitable[None]],
         wake: Callable[[], None],
+        events: EventPublisher | None = None,
     ) -> None:
+        self.events = events
         self.store = store
         self.batches = batches
         self.kyc = kyc
@@ -162,6 +165,17 @@ class Payouts:
             payout_id=record.payout_id,
             details={"amount_micros": record.amount_micros, "router": router},
         )
+        if self.events is not None:
+            self.events.emit(
+                "payout.created",
+                {
+                    "payout_id": record.payout_id,
+                    "user_id": user_id,
+                    "amount_micros": record.amount_micros,
+                    "router": router,
+                    "by": actor.display,
+                },
+            )
         self.wake()
         return record, False
 
