@@ -12,6 +12,7 @@ import functools
 
 from lucid.admin import retention, schema
 from lucid.admin.anchorings import Anchorings
+from lucid.admin.audit_anchoring import AuditAnchoring
 from lucid.admin.auditlog import AuditLog
 from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.clusters import (
@@ -26,7 +27,7 @@ from lucid.admin.emergency import Emergency
 from lucid.admin.intake import AuditIntake
 from lucid.admin.live import Live
 from lucid.admin.me import Me
-from lucid.admin.mesh_events import LiveHub, MeshEvents
+from lucid.admin.mesh_events import LiveHub, MeshEvents, group_name
 from lucid.admin.metrics import Metrics
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
@@ -49,6 +50,7 @@ from lucid.admin.servicers.users import AdminUserServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
 from lucid.admin.store.anchoring_ops import AnchoringOpStore
+from lucid.admin.store.audit_anchors import AuditAnchorStore
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
@@ -67,7 +69,9 @@ from lucid.admin.v1 import (
     operations_pb2_grpc,
 )
 from lucid.lib.clock import Clock
+from lucid.lib.sealing import Sealer
 from lucid.runtime.config import CLUSTERS
+from lucid.runtime.keystore import SealedKeyStore
 from lucid.runtime.server import ClusterApp, Runtime
 
 
@@ -76,7 +80,8 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     clock = clock or runtime.clock
     db = runtime.datastores.db
     state = StateStore(db)
-    audit = AuditLog(AuditChainStore(db), state, clock)
+    chain_store = AuditChainStore(db)
+    audit = AuditLog(chain_store, state, clock)
     auth = AuthAsAdmin(runtime.channels)
     stepup_store = StepUpStore(runtime.datastores.cache)
     stepups = StepUps(auth, stepup_store, audit, clock)
@@ -108,8 +113,16 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         clock=clock,
     )
     mesh_events = MeshEvents(runtime.channels)
-    hub = LiveHub(mesh_events, runtime.clock.timestamp)
-    intake = AuditIntake(mesh_events, audit)
+    database = runtime.settings.mongodb_db
+    hub = LiveHub(mesh_events, runtime.clock.timestamp, group_name("admin-live", database))
+    intake = AuditIntake(mesh_events, audit, group_name("admin-audit", database))
+    anchoring = AuditAnchoring(
+        chain_store,
+        AuditAnchorStore(db),
+        SealedKeyStore(db[schema.KEYS], Sealer(runtime.settings.sealing_passphrase()), clock),
+        runtime.channels,
+        clock=runtime.clock,
+    )
     return ClusterApp(
         servicers=[
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
@@ -152,5 +165,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         ],
         collections=schema.COLLECTIONS,
         on_ready=[roles.seed],
-        tasks=[functools.partial(retention.run, audit, configs), hub.run, intake.run],
+        tasks=[
+            functools.partial(retention.run, audit, configs),
+            hub.run,
+            intake.run,
+            anchoring.run,
+        ],
     )

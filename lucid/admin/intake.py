@@ -59,9 +59,10 @@ def entry_of(event: MeshEvent) -> NewEntry | None:
 class AuditIntake:
     """Consumes the other clusters' events into the audit chain."""
 
-    def __init__(self, events: MeshEvents, audit: AuditLog) -> None:
+    def __init__(self, events: MeshEvents, audit: AuditLog, group: str = GROUP) -> None:
         self.events = events
         self.audit = audit
+        self.group = group
 
     async def enter(self, event: MeshEvent) -> None:
         """Appends an event's entry (if audited)."""
@@ -71,4 +72,4 @@ class AuditIntake:
 
     async def run(self) -> None:
         """Forever (a background task of the admin server)."""
-        await self.events.consume(GROUP, "admin-audit-intake", PATTERNS, self.enter)
+        await self.events.consume(self.group, "admin-audit-intake", PATTERNS, self.enter)

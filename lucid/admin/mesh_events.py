@@ -1,7 +1,8 @@
 """The events other clusters publish (Redis Streams behind the mesh's SubscribeEvents),
 as admin consumes them: its audit intake (consumer group ``admin-audit``, from the
 start of each stream, acknowledged once recorded) and its live dashboard hub (group
-``admin-live``, every StreamDashboard of this instance fed from one subscription).
+``admin-live``, every StreamDashboard of this instance fed from one subscription). A
+deployment whose database is not ``lucid`` suffixes the groups with its name.
 
 Called as the admin service (no user token). A stream that breaks is opened again
 after a pause; an event not acknowledged is delivered again by the mesh (at least
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,18 @@ from lucid.runtime.channels import Channels, UnavailableClusterError
 log = logging.getLogger("lucid.admin.events")
 
 RETRY_S = 1.0
+DEFAULT_DB = "lucid"
+
+
+def group_name(base: str, database: str) -> str:
+    """A consumer group of this deployment: ``base``, suffixed with the database name
+    when it is not the default (deployments sharing a Redis keep their groups apart)."""
+    if database == DEFAULT_DB:
+        return base
+    suffix = re.sub(r"[^a-z0-9-]+", "-", database.lower()).strip("-")
+    return f"{base}-{suffix}"[:64]
+
+
 BATCH = 50
 
 
@@ -114,8 +128,11 @@ class LiveHub:
 
     PATTERNS = ("session.*", "node.*", "payout.*", "user.*")
 
-    def __init__(self, events: MeshEvents, now: Callable[[], float]) -> None:
+    def __init__(
+        self, events: MeshEvents, now: Callable[[], float], group: str = "admin-live"
+    ) -> None:
         self.events = events
+        self.group = group
         self.now = now
         self.started_s = now()
         self._queues: set[asyncio.Queue[MeshEvent]] = set()
@@ -140,4 +157,4 @@ class LiveHub:
     async def run(self) -> None:
         """Feeds the listeners forever."""
         self.started_s = self.now()
-        await self.events.consume("admin-live", "admin-live-hub", self.PATTERNS, self._fan_out)
+        await self.events.consume(self.group, "admin-live-hub", self.PATTERNS, self._fan_out)

@@ -185,6 +185,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="admin → read and emergency rpcs everywhere",
     ),
     Rule(
+        "admin-anchors-its-audit-chain",
+        Selector(clusters=("admin",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.AnchoringService/AnchorSession",),
+        description="admin → the chain's AnchorSession (its audit chain's head, periodically)",
+    ),
+    Rule(
         "admin-resyncs-the-chain",
         Selector(clusters=("admin",)),
         Selector(clusters=("blockchain",)),
