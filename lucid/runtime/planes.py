@@ -185,6 +185,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="admin → read and emergency rpcs everywhere",
     ),
     Rule(
+        "the-wallet-asks-the-system-mode",
+        Selector(clusters=("payments",)),
+        Selector(clusters=("admin",)),
+        methods=("/lucid.admin.v1.EmergencyService/GetSystemMode",),
+        description="payments → admin's system mode (a lockdown freezes payouts)",
+    ),
+    Rule(
         "admin-anchors-its-audit-chain",
         Selector(clusters=("admin",)),
         Selector(clusters=("blockchain",)),
