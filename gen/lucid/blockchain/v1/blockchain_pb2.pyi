@@ -957,9 +957,7 @@ Global___GetChainInfoResponse: _TypeAlias = GetChainInfoResponse  # noqa: Y015
 
 @_typing.final
 class ResyncChainRequest(_message.Message):
-    """The request of GetChainStatus.
-    The request of ResyncChain.
-    """
+    """The request of ResyncChain."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1031,6 +1029,8 @@ Global___ResyncChainResponse: _TypeAlias = ResyncChainResponse  # noqa: Y015
 
 @_typing.final
 class GetChainStatusRequest(_message.Message):
+    """The request of GetChainStatus."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
