@@ -115,7 +115,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     mesh_events = MeshEvents(runtime.channels)
     database = runtime.settings.mongodb_db
     hub = LiveHub(mesh_events, runtime.clock.timestamp, group_name("admin-live", database))
-    intake = AuditIntake(mesh_events, audit, group_name("admin-audit", database))
+    intake = AuditIntake(mesh_events, audit, runtime.clock, group_name("admin-audit", database))
     anchoring = AuditAnchoring(
         chain_store,
         AuditAnchorStore(db),

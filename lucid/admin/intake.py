@@ -6,14 +6,17 @@ The clusters publish what the console must be able to audit on the mesh (session
 (group ``admin-audit``) and appends one entry per event, in the console's actions and
 resources (a termination of a session, the creation of a node, payout or user, the
 update of a user), the details being the event's data with its type, source and id.
-Of the sessions' changes only terminations (stop, delete) are entered. An event delivered again
-after a crash is entered again: the entry names the event id, so a reader sees the
-repeat."""
+Of the sessions' changes only terminations (stop, delete) are entered; events published
+before the audit log's oldest entry (or, for an empty log, before admin started) are
+skipped, so a new deployment on a shared Redis does not take in another's history. An
+event delivered again after a crash is entered again: the entry names the event id, so a
+reader sees the repeat."""
 
 from __future__ import annotations
 
 from lucid.admin.auditlog import AuditLog, NewEntry
 from lucid.admin.mesh_events import MeshEvent, MeshEvents
+from lucid.lib.clock import Clock
 
 GROUP = "admin-audit"
 PATTERNS = ("session.*", "node.*", "payout.*", "user.*")
@@ -59,17 +62,26 @@ def entry_of(event: MeshEvent) -> NewEntry | None:
 class AuditIntake:
     """Consumes the other clusters' events into the audit chain."""
 
-    def __init__(self, events: MeshEvents, audit: AuditLog, group: str = GROUP) -> None:
+    def __init__(
+        self, events: MeshEvents, audit: AuditLog, clock: Clock, group: str = GROUP
+    ) -> None:
         self.events = events
         self.audit = audit
+        self.clock = clock
         self.group = group
+        self.since_s = 0.0
+        """Events published before the audit log began are not entered."""
 
     async def enter(self, event: MeshEvent) -> None:
         """Appends an event's entry (if audited)."""
+        if event.time_s < self.since_s:
+            return
         entry = entry_of(event)
         if entry is not None:
             await self.audit.record(entry)
 
     async def run(self) -> None:
         """Forever (a background task of the admin server)."""
+        began = await self.audit.store.oldest_time()
+        self.since_s = (began or self.clock.now()).timestamp()
         await self.events.consume(self.group, "admin-audit-intake", PATTERNS, self.enter)

@@ -3,7 +3,8 @@ through the mesh's ``PublishEvent`` as itself (its mTLS identity, no user token)
 
 Publishing never slows or fails the change it reports: ``emit`` queues the call on a
 background task and returns; a mesh that cannot be reached is logged, and the event is
-lost (the change itself is already stored and audited in the cluster's own trail).
+lost (the change itself is already stored and audited in the cluster's own trail); after
+such a failure events are dropped for ``PAUSE_S`` rather than tried one by one.
 The mesh keeps events at least once for their subscribers from there on. Event types
 are lower-case words joined by dots (``session.state-changed``, ``user.role-changed``).
 """
@@ -11,7 +12,9 @@ are lower-case words joined by dots (``session.state-changed``, ``user.role-chan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +28,12 @@ from lucid.runtime.channels import Channels, UnavailableClusterError
 log = logging.getLogger("lucid.runtime.events")
 
 PUBLISH_TIMEOUT_S = 5.0
+DRAIN_S = 1.0
+PAUSE_S = 1.0
+"""After the mesh failed to take an event, how long new events are dropped."""
+"""How long a stopping cluster waits for its publications in flight."""
 MAX_PENDING = 1000
-"""Publications in flight at most; beyond, new events are dropped (and logged)."""
+"""Events waiting at most; beyond, new events are dropped (and logged)."""
 
 
 def event_type(name: str) -> str:
@@ -35,11 +42,15 @@ def event_type(name: str) -> str:
 
 
 class EventPublisher:
-    """A cluster's events to the mesh."""
+    """A cluster's events to the mesh, one publication at a time, in order."""
 
     def __init__(self, channels: Channels) -> None:
         self._channels = channels
-        self._pending: set[asyncio.Task[bool]] = set()
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any], tuple[str, ...]]] = asyncio.Queue(
+            maxsize=MAX_PENDING
+        )
+        self._worker: asyncio.Task[None] | None = None
+        self._paused_until = 0.0
 
     async def publish(self, name: str, data: Mapping[str, Any], tags: tuple[str, ...] = ()) -> bool:
         """Publishes one event now; whether the mesh took it (failures are logged)."""
@@ -53,22 +64,37 @@ class EventPublisher:
             await stub.PublishEvent(request, timeout=PUBLISH_TIMEOUT_S)
         except (grpc.aio.AioRpcError, UnavailableClusterError, OSError) as exc:
             log.warning("event not published", extra={"event_type": name, "error": str(exc)})
+            self._paused_until = time.monotonic() + PAUSE_S
             return False
         return True
 
     def emit(self, name: str, data: Mapping[str, Any], tags: tuple[str, ...] = ()) -> None:
-        """Publishes in the background; returns at once."""
-        if len(self._pending) >= MAX_PENDING:
-            log.warning("event dropped: too many in flight", extra={"event_type": name})
+        """Queues an event for the background publisher; returns at once."""
+        if time.monotonic() < self._paused_until:
+            return  # the mesh just failed: dropped (logged when it failed)
+        try:
+            self._queue.put_nowait((name, dict(data), tags))
+        except asyncio.QueueFull:
+            log.warning("event dropped: too many waiting", extra={"event_type": name})
             return
-        task = asyncio.ensure_future(self.publish(name, dict(data), tags))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
 
-    async def drain(self, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
-        """Waits for the publications in flight (at most ``timeout_s``), cancels the rest."""
-        if not self._pending:
+    async def _work(self) -> None:
+        while True:
+            name, data, tags = await self._queue.get()
+            try:
+                if time.monotonic() >= self._paused_until:
+                    await self.publish(name, data, tags)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Waits for the queued publications (at most ``timeout_s``), then stops."""
+        if self._worker is None:
             return
-        _, late = await asyncio.wait(set(self._pending), timeout=timeout_s)
-        for task in late:
-            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=timeout_s)
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        self._worker = None

@@ -123,7 +123,7 @@ class Runtime:
         self.events = EventPublisher(self.channels)
 
     async def close(self) -> None:
-        """Closes channels and store clients (events in flight get a few seconds)."""
+        """Closes channels and store clients (events in flight get a second)."""
         await self.events.drain()
         await self.channels.close()
         if self._owns_registry:
