@@ -130,12 +130,12 @@ class Ledger:
         errors = blocks.check_header(block, parent=self.tip, validators=self.validators, now=now)
         checked, tx_errors = blocks.check_transactions(block, self.validators, now=now)
         errors += tx_errors
-        already = await self.repo.confirmed_among((t.tx_hash for t in checked), self.tip.height)
+        already, anchored = await asyncio.gather(  # the two kinds of lookups at once
+            self.repo.confirmed_among([t.tx_hash for t in checked], self.tip.height),
+            self.repo.anchored_sessions_among([t.session_id for t in checked if t.session_id]),
+        )
         if already:
             errors.append(f"transaction {sorted(already)[0]} is already in the chain")
-        anchored = await self.repo.anchored_sessions_among(
-            t.session_id for t in checked if t.session_id
-        )
         if anchored:
             errors.append(f"session {sorted(anchored)[0]} is already anchored")
         schedule = await self.schedule()
