@@ -20,7 +20,6 @@ The rules that make a payout paid once, whatever dies when:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -30,6 +29,7 @@ import grpc
 
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Outcome, Receipt, TronNetwork
+from lucid.payments.stepping import keep_stepping
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.payouts import (
     BROADCAST,
@@ -145,17 +145,7 @@ class PayoutSender:
 
     async def run(self) -> None:
         """Works until cancelled: at every wake-up or poll interval."""
-        while True:
-            try:
-                await self.step()
-            except Exception:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None
-                log.exception("payout step failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
+        await keep_stepping(self.step, self._wake, self.poll_s, "payout step")
 
     async def step(self) -> None:
         """One pass: follow sent payouts, then claim pending ones up to the concurrency."""

@@ -32,6 +32,7 @@ from dataclasses import asdict
 
 from lucid.lib.clock import Clock
 from lucid.payments.network import NetworkError, Outcome, Receipt, TronNetwork
+from lucid.payments.stepping import keep_stepping
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.payouts import SentTx
 from lucid.payments.store.transfers import (
@@ -90,17 +91,7 @@ class TransferSender:
 
     async def run(self) -> None:
         """Works until cancelled: at every wake-up or poll interval."""
-        while True:
-            try:
-                await self.step()
-            except Exception:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None
-                log.exception("transfer step failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
+        await keep_stepping(self.step, self._wake, self.poll_s, "transfer step")
 
     async def step(self) -> None:
         """One pass over every live transfer (signed or not)."""
