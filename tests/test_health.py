@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.runtime.config import Settings
 from lucid.supervisor.localservers import LocalStores, free_port
-from tests.support import Mesh
+from tests.support import Mesh, serve_health_only
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -119,3 +119,32 @@ async def test_server_started_while_mongodb_is_down_serves_once_it_is_up(
     finally:
         await mesh.stop_all()
         await asyncio.to_thread(stores.stop)
+
+
+async def test_a_second_server_on_a_taken_port_fails_to_bind(settings: Settings) -> None:
+    """Two servers never share a port: gRPC's default SO_REUSEPORT would let a second
+    cluster bind a port in use and take half of the first one's connections (CI once saw
+    storage's clients answered by another cluster's certificate)."""
+    port = free_port()
+    own = settings.replace(ports={**settings.ports, "mesh": port, "gateway": port})
+    first = await serve_health_only(own, "mesh")
+    try:
+        with pytest.raises((OSError, RuntimeError)):
+            await serve_health_only(own, "gateway")
+    finally:
+        await first.stop()
+
+
+def test_free_port_never_hands_out_a_port_twice() -> None:
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+
+
+async def test_a_server_stops_promptly_every_time(settings: Settings) -> None:
+    """A stop cancels the server's revocation watch, often while it is still subscribing;
+    redis-py could swallow that cancellation, and about one stop in six then waited
+    forever (before the watch listened in slices and checked for a swallowed cancel)."""
+    for _ in range(12):
+        own = settings.replace(ports={**settings.ports, "mesh": free_port()})
+        server = await serve_health_only(own, "mesh")
+        await asyncio.wait_for(server.stop(grace_s=0.5), timeout=10)

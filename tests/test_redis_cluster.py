@@ -33,6 +33,7 @@ from lucid.runtime.limits import Limit, RateLimiter
 from lucid.supervisor.localservers import free_port
 from tests.auth_support import auth_client
 from tests.support import Mesh, details
+from tests.waiting import eventually, eventually_sync
 
 pytestmark = pytest.mark.redis_cluster
 
@@ -93,14 +94,25 @@ class Cluster:
             if line.strip() and "fail" not in line.split()[2]
         ]
 
+    def has_failed(self, port: int, failed: int) -> bool:
+        """Whether ``port`` marks the node on ``failed`` as failed."""
+        out = _cli("-p", str(port), "cluster", "nodes").stdout
+        return any(
+            f":{failed}@" in line and "fail" in line.split()[2].replace("fail?", "")
+            for line in out.splitlines()
+            if line.strip()
+        )
+
     def wait_ok(self, ports: list[int], deadline_s: float = 60) -> float:
         """Seconds until every node in ``ports`` reports ``cluster_state:ok``."""
         start = time.monotonic()
-        while time.monotonic() - start < deadline_s:
-            if all(self.info(p).get("cluster_state") == "ok" for p in ports):
-                return time.monotonic() - start
-            time.sleep(0.2)
-        raise AssertionError(f"cluster not ok within {deadline_s} s")
+        eventually_sync(
+            lambda: all(self.info(p).get("cluster_state") == "ok" for p in ports),
+            timeout_s=deadline_s,
+            interval_s=0.2,
+            what="cluster_state:ok on every node",
+        )
+        return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +132,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     *("--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"),
                     *("--cluster-config-file", "nodes.conf", "--dir", str(node)),
                     *("--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", ""),
+                    # a replica takes over however long its link was idle (a replica of this
+                    # idle cluster once refused: "disconnected from master for longer than allowed")
+                    *("--cluster-replica-validity-factor", "0"),
                     *("--appendonly", "no", "--logfile", str(node / "redis.log")),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         for port in ports:
-            for _ in range(100):
-                if _cli("-p", str(port), "ping").stdout.strip() == "PONG":
-                    break
-                time.sleep(0.1)
+            eventually_sync(
+                lambda port=port: _cli("-p", str(port), "ping").stdout.strip() == "PONG",
+                timeout_s=10,
+                interval_s=0.1,
+                what=f"redis-server on {port} answers",
+            )
         created = _cli(
             "--cluster",
             "create",
@@ -142,10 +159,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert created.returncode == 0, created.stdout + created.stderr
         found = Cluster(ports, processes)
         found.wait_ok(ports)
-        for _ in range(300):  # each replica has joined its master
-            if found.roles(ports[0]).count("slave") == NODES // 2:
-                break
-            time.sleep(0.2)
+        eventually_sync(
+            lambda: found.roles(ports[0]).count("slave") == NODES // 2,
+            timeout_s=60,
+            interval_s=0.2,
+            what="each replica joined its master",
+        )
         yield found
     finally:
         for process in processes.values():
@@ -311,15 +330,23 @@ async def test_a_master_fails_over_and_the_limits_go_on(
     cluster.processes[victim].send_signal(signal.SIGKILL)
     cluster.processes[victim].wait(timeout=10)
     survivors = [p for p in cluster.ports if p != victim]
-    recovery_s = await asyncio.to_thread(cluster.wait_ok, survivors, 60)
-    decided_in_redis = False
-    for _ in range(100):
-        outcome = await limiter.check("fail", caller, limit.policy, 1)
-        if not outcome.local_fallback:
-            decided_in_redis = True
-            break
-        await asyncio.sleep(0.2)
-    assert decided_in_redis, "the limiter never got back to the cluster"
+    killed_at = time.monotonic()
+    await asyncio.to_thread(  # cluster_state stays ok until the node timeout marks it failed
+        eventually_sync,
+        lambda: all(cluster.has_failed(p, victim) for p in survivors),
+        timeout_s=60,
+        interval_s=0.2,
+        what=f"the survivors mark :{victim} failed",
+    )
+    await asyncio.to_thread(cluster.wait_ok, survivors, 60)
+    recovery_s = time.monotonic() - killed_at
+
+    async def decided_in_redis() -> bool:
+        return not (await limiter.check("fail", caller, limit.policy, 1)).local_fallback
+
+    await eventually(
+        decided_in_redis, timeout_s=20, interval_s=0.2, what="the limiter back on the cluster"
+    )
     assert _master_port(client, key) != victim  # the replica took the slot over
     assert int(await client.hexists(key, "t")) == 1  # the count survived the failover
     print(f"failover: cluster ok again {recovery_s:.1f} s after SIGKILL of :{victim}")
@@ -332,19 +359,12 @@ async def test_revocations_are_heard_on_the_cluster_channel(client: RedisCluster
     revocations = RedisRevocationList(client)
     watcher = asyncio.create_task(revocations.watch())
     try:
-        for _ in range(100):
-            if revocations.epoch() is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert revocations.epoch() is not None, "never subscribed"
+        await eventually(lambda: revocations.epoch() is not None, timeout_s=5, what="subscribed")
         jti, other = uuid.uuid4().hex, uuid.uuid4().hex
         assert not await revocations.is_revoked(jti, other)  # keys on two slots, one call
         await TokenBlacklist(client).add(jti, 60, "test")
-        for _ in range(100):
-            if revocations.heard(jti, ""):
-                break
-            await asyncio.sleep(0.05)
-        assert revocations.heard(jti, "")  # pushed, no round trip
+        # pushed, no round trip
+        await eventually(lambda: revocations.heard(jti, ""), timeout_s=5, what="revocation heard")
         assert await revocations.is_revoked(jti, other)
         assert not revocations.heard(other, "")
     finally:

@@ -34,6 +34,12 @@ HEARD_KEEP_S = ACCESS_TTL_S + 2 * LEEWAY_S
 """How long a heard revocation matters: no access token outlives it (sessions that are
 revoked are never refreshed, so their newest access token dies within this too)."""
 RETRY_S = 1.0
+LISTEN_SLICE_S = 1.0
+
+
+def _cancel_was_swallowed() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def publish_revocation(pipe: Any, *, jti: str = "", session_id: str = "") -> list[str]:
@@ -110,7 +116,12 @@ class RedisRevocationList:
             try:
                 await pubsub.subscribe(REVOCATIONS_CHANNEL)
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    # redis-py can swallow a cancellation while it blocks on the socket
+                    # (then the server's stop waits forever): wait in short slices and
+                    # honour a cancellation that was swallowed.
+                    message = await pubsub.get_message(timeout=LISTEN_SLICE_S)
+                    if _cancel_was_swallowed():
+                        raise asyncio.CancelledError
                     if message is None:
                         continue
                     if message["type"] == "subscribe":

@@ -266,6 +266,9 @@ class ClusterServer:
                 ("grpc.max_send_message_length", settings.max_request_bytes + 1024 * 1024),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 5_000),
+                # A second server on a taken port must fail to bind, not silently share
+                # the port's connections with the first (gRPC sets SO_REUSEPORT by default).
+                ("grpc.so_reuseport", 0),
             ],
         )
         wrapping = PipelinedServer(self.server, self.pipeline)

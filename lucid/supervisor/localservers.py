@@ -43,11 +43,22 @@ class LocalServerError(RuntimeError):
     """A local server could not be found, started or reached."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on loopback right now, never one this process handed out before.
+
+    The kernel may offer a port again as soon as its probe socket closes; a port chosen
+    for a server that has not bound it yet must not go to a second server.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def tool_path(name: str) -> str:
