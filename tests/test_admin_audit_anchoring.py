@@ -1,7 +1,8 @@
 """The audit chain anchored on the real chain like a session root (issue 13): the head's
 hash becomes a final anchoring that the chain verifies (and refuses for another root);
 nothing new, no anchoring; the next anchoring covers only the entries since; an entry
-edited afterwards no longer leads to the anchored head."""
+edited afterwards no longer leads to the anchored head (and the edit is undone: the chain
+is the test session's, which other tests verify whole)."""
 
 from __future__ import annotations
 
@@ -84,8 +85,17 @@ async def _check(mesh: Mesh, runtime: Runtime) -> None:
     assert second is not None
     assert (second.first_seq, second.seq) == (first.seq + 1, first.seq + 2)
 
-    # An entry edited after the anchoring no longer hashes to what the chain holds.
+    # An entry edited after the anchoring no longer hashes to what the chain holds. The
+    # chain is the session's (the admin server's tests verify all of it): put it back.
     collection: Any = db[AUDIT_CHAIN]
+    original = await collection.find_one({"seq": head.seq})
     await collection.update_one({"seq": head.seq}, {"$set": {"details.n": 99}})
-    edited = AuditRecord.of(await collection.find_one({"seq": head.seq}))
-    assert entry_hash(edited) != anchored.merkle_root
+    try:
+        edited = AuditRecord.of(await collection.find_one({"seq": head.seq}))
+        assert entry_hash(edited) != anchored.merkle_root
+        broken = await audit.verify()
+        assert not broken.valid and broken.first_invalid_entry_id == head.entry_id
+    finally:
+        await collection.replace_one({"_id": original["_id"]}, original)
+    assert entry_hash(AuditRecord.of(original)) == anchored.merkle_root
+    assert (await audit.verify()).valid
