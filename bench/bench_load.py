@@ -7,8 +7,14 @@ processes (as under ``lucid up``); auth runs in the benchmark's process (it sign
 users' tokens). Figures:
 chunk upload latency p50/p99 through the edge, stop → completed p50/p99 in block
 intervals, failed requests, sessions not completed and finalizations that failed
-unexpectedly (the sessions log). The store is FerretDB on PostgreSQL by default;
-``LUCID_FERRETDB_BACKEND=sqlite python -m bench load`` measures the SQLite backend.
+unexpectedly (the sessions log). Where the time of stop → completed goes is read
+back from the stores afterwards, per stage (medians and p99 in block intervals): stop →
+the anchor in validator 0's pool (manifest, AnchorSession), pool → the block time of the
+block that holds it (waiting for a proposal), block time → final on validator 0
+(consensus rounds, commit), final → completed (the finalizer noticing and writing);
+with how many blocks held the anchors and how many rounds failed. The store is FerretDB
+on PostgreSQL by default; ``LUCID_FERRETDB_BACKEND=sqlite python -m bench load``
+measures the SQLite backend, and ``LUCID_BENCH_LOAD_SESSIONS=N`` runs N sessions.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ import os
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
+from pymongo import AsyncMongoClient
 
 from bench.common import BenchContext, Figure
 from lucid.common.v1 import access_pb2
@@ -35,7 +44,7 @@ from tests.chain_support import wait_for
 from tests.sessionkit import SessionsProcess
 from tests.support import Mesh, bearer, https_client
 
-SESSIONS = 50
+SESSIONS = int(os.environ.get("LUCID_BENCH_LOAD_SESSIONS", "50"))
 CHUNKS = 5
 CHUNK_BYTES = 1024 * 1024
 INTERVAL_S = 0.5
@@ -61,6 +70,7 @@ class Load:
         self.chunk_ms: list[float] = []
         self.errors: list[str] = []
         self.stopped_at: dict[str, float] = {}
+        self.stopped_wall: dict[str, float] = {}
         self.completed_at: dict[str, float] = {}
         self.failed: set[str] = set()
         self.poll_errors: list[str] = []
@@ -92,6 +102,7 @@ class Load:
             if stored is None:
                 return
         self.stopped_at[session_id] = time.perf_counter()
+        self.stopped_wall[session_id] = time.time()
         if await post(f"{base}:stop", {}) is None:
             del self.stopped_at[session_id]
 
@@ -134,6 +145,58 @@ class Load:
                 await asyncio.sleep(POLL_S)
 
 
+def _wall(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+async def stages(load: Load, own: Settings, chain_db: str) -> dict[str, Any]:
+    """Where stop → completed went, per completed session, from the stored timestamps."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own.mongodb_uri, tz_aware=True)
+    try:
+        sessions = client[own.mongodb_db]["sessions"]
+        chain = client[chain_db]
+        found: dict[str, list[float]] = {
+            "stop → anchor in the pool": [],
+            "pool → block time": [],
+            "block time → final": [],
+            "final → completed": [],
+        }
+        heights: set[int] = set()
+        for session_id in load.completed_at:
+            session = await sessions.find_one({"_id": session_id})
+            anchoring = await chain["chain_v0_anchorings"].find_one({"session_id": session_id})
+            if session is None or anchoring is None or anchoring.get("block_height") is None:
+                continue
+            height = int(anchoring["block_height"])
+            heights.add(height)
+            block = await chain["chain_v0_blocks"].find_one({"height": height})
+            if block is None:
+                continue
+            marks = [
+                load.stopped_wall[session_id],
+                _wall(anchoring.get("submit_time")),
+                _wall(block.get("block_time")),
+                _wall(block.get("final_time")),
+                _wall(session.get("completed_at")),
+            ]
+            if any(m is None for m in marks):
+                continue
+            for name, start, end in zip(found, marks, marks[1:], strict=False):
+                found[name].append(max(0.0, (end or 0.0) - (start or 0.0)) / INTERVAL_S)
+        blocks = await chain["chain_v0_blocks"].find({"height": {"$in": sorted(heights)}}).to_list()
+        late = sum(1 for b in blocks if b.get("approvals") and b["approvals"][0]["round"] > 0)
+        failed = await chain["chain_v0_rounds"].count_documents({"status": "failed"})
+        for index in range(3):
+            async for doc in chain[f"chain_v{index}_rounds"].find({"status": "failed"}):
+                print(
+                    f"  failed round led by validator {index}: height {doc['height']} round"
+                    f" {doc['round']}, {doc['approval_count']} votes: {doc.get('reasons')}"
+                )
+        return {"stages": found, "blocks": len(heights), "late": late, "failed_rounds": failed}
+    finally:
+        await client.close()
+
+
 async def run(ctx: BenchContext) -> list[Figure]:
     logging.getLogger("lucid").setLevel(logging.ERROR)
     root = Path(tempfile.mkdtemp(prefix="lucid-bench-load-"))
@@ -157,7 +220,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     try:
         for index in range(validators.count):
             async with validators.stubs(index) as stubs:
-                await wait_for(stubs.ready, timeout_s=90)
+                await wait_for(stubs.ready, timeout_s=300)  # a loaded machine is slow
         children.append(SessionsProcess(own, root / "gateway.log", ("serve", "gateway")))
         children[-1].start()
         sessions.start()
@@ -188,6 +251,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 await asyncio.wait_for(follower, COMPLETION_TIMEOUT_S)
             except TimeoutError:
                 load.errors.append("some sessions never completed")
+        breakdown = await stages(load, own, validators.database)
     finally:
         for child in children:
             child.stop()
@@ -217,4 +281,12 @@ async def run(ctx: BenchContext) -> list[Figure]:
         Figure(f"{label}: failed requests", len(load.errors), "requests"),
         Figure(f"{label}: failed completion polls (ListSessions)", len(load.poll_errors), "calls"),
         Figure(f"{label}: finalizations failed unexpectedly", log.count(UNEXPECTED), "sessions"),
+        Figure(f"{label}: blocks holding the anchors", breakdown["blocks"], "blocks"),
+        Figure(f"{label}: of them final after round 0", breakdown["late"], "blocks"),
+        Figure(f"{label}: consensus rounds failed", breakdown["failed_rounds"], "rounds"),
+        *(
+            Figure(f"{label}: {stage} {name}", _percentile(values, fraction), "blocks")
+            for stage, values in breakdown["stages"].items()
+            for name, fraction in (("p50", 0.5), ("p99", 0.99))
+        ),
     ]

@@ -120,6 +120,7 @@ async def start_admin(main: Mesh, settings: Settings) -> AdminEnv:
     """Starts sessions + scripted chain, rdp and admin (admin on a fake clock)."""
     # Admin and rdp on ports of their own too (the session's mesh may run its own).
     ports = {**settings.ports, "admin": free_port(), "rdp": free_port()}
+    await main.start("mesh")  # the events the clusters publish (session-wide, like auth)
     env = await start_env(main, settings.replace(ports=ports))
     clock = FakeClock()
 

@@ -21,7 +21,12 @@ from pymongo.errors import OperationFailure
 
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet
 from lucid.blockchain.trust import trust_anchor
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2
+from lucid.blockchain.v1 import (
+    anchoring_pb2,
+    anchoring_pb2_grpc,
+    blockchain_pb2,
+    blockchain_pb2_grpc,
+)
 from lucid.common.v1 import proofs_pb2
 from lucid.lib import canonical, manifestdoc, merkle
 from lucid.lib.ids import new_id
@@ -50,6 +55,7 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
     calls: list[str] = field(default_factory=list)
     status_calls: dict[str, int] = field(default_factory=dict)
     height: int = 0
+    height_calls: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def trust_anchor(self) -> TrustAnchor:
@@ -68,6 +74,20 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         self.records[session_id].final = True
         self.proofs[session_id].anchoring.final = True
         self.proofs[session_id].block.final = True
+        self.height += 1  # the approvals came with the next final block
+
+    def confirm_stalled(self) -> int:
+        """Confirms every stalled anchoring in one new final block (as a block of many
+        anchors does); how many."""
+        stalled = [
+            session_id
+            for session_id, record in self.records.items()
+            if record.status == anchoring_pb2.ANCHORING_STATUS_PENDING
+        ]
+        self.height += 1
+        for session_id in stalled:
+            self._confirm(session_id, self.height)
+        return len(stalled)
 
     async def AnchorSession(
         self, request: anchoring_pb2.AnchorSessionRequest, context: grpc.aio.ServicerContext
@@ -129,10 +149,14 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         if self.mode == "stall":
             return
         self.height += 1
-        proof = self._block(record, self.height)
+        self._confirm(session_id, self.height)
+
+    def _confirm(self, session_id: str, height: int) -> None:
+        record = self.records[session_id]
+        proof = self._block(record, height)
         record.status = anchoring_pb2.ANCHORING_STATUS_CONFIRMED
         record.tx_hash = proof.transaction.tx_hash
-        record.block_height = self.height
+        record.block_height = height
         record.block_hash = proof.block.hash
         record.final = self.final
         record.confirmations = 1
@@ -247,12 +271,29 @@ class FakeAnchoring(anchoring_pb2_grpc.AnchoringServiceServicer):
         return proof
 
 
+@dataclass
+class FakeHeight(blockchain_pb2_grpc.BlockchainServiceServicer):
+    """GetChainHeight of the scripted chain: the height of its last scripted block."""
+
+    fake: FakeAnchoring
+
+    async def GetChainHeight(
+        self, request: blockchain_pb2.GetChainHeightRequest, context: grpc.aio.ServicerContext
+    ) -> blockchain_pb2.GetChainHeightResponse:
+        self.fake.height_calls += 1
+        height = self.fake.height
+        return blockchain_pb2.GetChainHeightResponse(height=height, final_height=height)
+
+
 def fake_chain_builder(fake: FakeAnchoring):  # type: ignore[no-untyped-def]
-    """A blockchain-cluster builder serving only ``fake``."""
+    """A blockchain-cluster builder serving only ``fake`` (and its height)."""
 
     async def build(runtime: Runtime) -> ClusterApp:
         return ClusterApp(
-            servicers=[(anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server, fake)],
+            servicers=[
+                (anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server, fake),
+                (blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server, FakeHeight(fake)),
+            ],
             requires_mongo=False,
         )
 

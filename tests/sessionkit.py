@@ -159,11 +159,14 @@ async def start_env(
         await mesh.start("blockchain", fake_chain_builder(fake))
     cfg = SessionsConfig.of(
         own,
-        blob_root=own.var_dir / f"blobs-{ports['sessions']}",
-        anchor_poll_s=0.05,
-        anchor_retry_backoff_s=0.05,
-        sweep_interval_s=0.5,
-        **config,
+        **{
+            "blob_root": own.var_dir / f"blobs-{ports['sessions']}",
+            "anchor_poll_s": 0.05,
+            "anchor_recheck_s": 0.1,
+            "anchor_retry_backoff_s": 0.05,
+            "sweep_interval_s": 0.5,
+            **config,
+        },
     )
     build: Callable[..., Awaitable[Any]] = functools.partial(sessions_app.build, config=cfg)
     server = await mesh.start("sessions", build)

@@ -11,7 +11,7 @@ from lucid.blockchain.v1 import blockchain_pb2, blockchain_pb2_grpc
 from lucid.common.v1 import access_pb2
 from tests.admin_support import refused
 from tests.chain_support import ChainStubs, anchor_request, wait_for
-from tests.support import Mesh, bearer
+from tests.support import Mesh, bearer, details
 
 
 async def test_status_of_the_real_chain(mesh: Mesh) -> None:
@@ -86,5 +86,49 @@ async def _check_queue(mesh: Mesh) -> None:
             user = bearer(await mesh.token(role=role))
             error = await refused(
                 stub.GetAnchoringQueue(operations_pb2.GetAnchoringQueueRequest(), metadata=user)
+            )
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_resync_is_carried_out_by_the_chain(mesh: Mesh) -> None:
+    await mesh.start("blockchain")
+    async with mesh.channel("blockchain") as channel:
+        await wait_for(ChainStubs(channel).ready, timeout_s=60)
+    await mesh.start("admin")
+    try:
+        await _check_resync(mesh)
+    finally:
+        await mesh.stop("admin")
+
+
+async def _check_resync(mesh: Mesh) -> None:
+    async with mesh.channel("blockchain") as chain_channel:
+        chain = blockchain_pb2_grpc.BlockchainServiceStub(chain_channel)
+        before = await chain.GetChainStatus(blockchain_pb2.GetChainStatusRequest())
+    md = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN))
+    async with mesh.channel("admin") as channel:
+        stub = operations_pb2_grpc.AdminBlockchainServiceStub(channel)
+        reply = await stub.ResyncBlockchain(
+            operations_pb2.ResyncBlockchainRequest(from_height=0, reason="check"), metadata=md
+        )
+        assert reply.local_height >= before.current_height
+        assert reply.network_height >= reply.local_height
+        assert reply.message
+        if before.validator_count <= 1:
+            assert not reply.started and "no peers" in reply.message
+        else:
+            assert reply.started and "match the peers" in reply.message
+        error = await refused(
+            stub.ResyncBlockchain(
+                operations_pb2.ResyncBlockchainRequest(from_height=reply.local_height + 2),
+                metadata=md,
+            )
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert details(error).field_violations[0].field == "from_height"
+        for role in (access_pb2.ROLE_USER, access_pb2.ROLE_NODE_OPERATOR, access_pb2.ROLE_ADMIN):
+            user = bearer(await mesh.token(role=role))
+            error = await refused(
+                stub.ResyncBlockchain(operations_pb2.ResyncBlockchainRequest(), metadata=user)
             )
             assert error.code() == grpc.StatusCode.PERMISSION_DENIED

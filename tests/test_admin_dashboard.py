@@ -170,3 +170,44 @@ async def test_metrics_are_the_history_of_what_overviews_saw(admin: AdminEnv) ->
     user = await admin.md(access_pb2.ROLE_USER)
     error = await refused(dashboard(admin).GetMetrics(sessions, metadata=user))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_published_session_events_reach_the_stream_between_ticks(admin: AdminEnv) -> None:
+    """Ticks 60 s apart: the changes arrive within seconds, from the events sessions
+    publishes on the mesh (Redis Streams), not from a tick's reading."""
+    md = await admin.md(access_pb2.ROLE_ADMIN)
+    stream = dashboard(admin).StreamDashboard(
+        D.StreamDashboardRequest(
+            event_types=[
+                D.DASHBOARD_EVENT_TYPE_CONNECTION_ESTABLISHED,
+                D.DASHBOARD_EVENT_TYPE_METRIC_UPDATE,
+                D.DASHBOARD_EVENT_TYPE_SESSION_CHANGE,
+            ],
+            interval_seconds=60,
+        ),
+        metadata=md,
+    )
+    try:
+        first = await stream.read()
+        assert first.connection_established.interval_seconds == 60
+        tick = await stream.read()  # the first tick is over: the next one is 60 s away
+        assert tick.event_type == D.DASHBOARD_EVENT_TYPE_METRIC_UPDATE
+        owner = await admin.sessions.token()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        created = await admin.sessions.create(owner)
+        event = await asyncio.wait_for(
+            session_change(stream, created.session_id, admin_pb2.ADMIN_SESSION_STATE_IDLE), 20
+        )
+        assert event.session_change.kind == "created"
+        assert event.session_change.user_id == created.owner_user_id
+        await admin.sessions.sessions.StartRecording(
+            sessions_pb2.StartRecordingRequest(session_id=created.session_id), metadata=owner
+        )
+        event = await asyncio.wait_for(
+            session_change(stream, created.session_id, admin_pb2.ADMIN_SESSION_STATE_ACTIVE), 20
+        )
+        assert event.session_change.kind == "state"
+        assert loop.time() - started < 45, "before the next tick"
+    finally:
+        stream.cancel()

@@ -50,6 +50,7 @@ async def admin_md(mesh: Mesh, role: int = access_pb2.ROLE_ADMIN) -> tuple[tuple
 
 
 async def node_audit(mesh: Mesh, node_id: str) -> list[audit_pb2.AuditEntry]:
+    """Admin's own entries about a node (not the nodes cluster's published events)."""
     async with mesh.channel("admin") as channel:
         reply = await audit_pb2_grpc.AuditServiceStub(channel).QueryAuditLogs(
             audit_pb2.QueryAuditLogsRequest(
@@ -57,7 +58,7 @@ async def node_audit(mesh: Mesh, node_id: str) -> list[audit_pb2.AuditEntry]:
             ),
             metadata=await admin_md(mesh),
         )
-    return list(reply.entries)
+    return [e for e in reply.entries if "event_type" not in e.details.fields]
 
 
 async def test_list_and_metrics_show_the_nodes_cluster_state(kit: NodesKit) -> None:

@@ -9,11 +9,13 @@ one height are never both final.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import nacl.signing
 import pytest
 
+from lucid.blockchain.consensus import APPROVAL, PREVOTE, STALE
 from lucid.blockchain.keys import sign_hex
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
@@ -73,6 +75,35 @@ async def test_proposals_out_of_turn_are_refused(trio: Trio) -> None:
     forged = trio.block(1, round_)  # validator-1 does not lead this round
     (answer,) = await trio.prevotes(forged, round_, [2], leader=0)
     assert not answer.approved and "not the leader" in answer.reason
+
+
+async def test_a_request_its_leader_gave_up_on_while_queued_is_skipped(trio: Trio) -> None:
+    """A proposal (or approval request) that waited for the ledger lock past its leader's
+    deadline is answered without a check and without a stored vote; the same request with
+    time to spare is voted on as before."""
+    round_ = trio.round_led_by(0)
+    block = trio.block(0, round_)
+    engine = trio.engines[1]
+    propose = cpb.ProposeBlockRequest(block=block, round=round_, leader_id="validator-0")
+    cert = trio.certificate(block, round_, [0, 2])
+    approve = cpb.ApproveBlockRequest(block=block, round=round_, certificate=cert)
+    async with engine.ledger.lock:  # a commit or another round's proposal holds it
+        queued = [
+            asyncio.ensure_future(engine.handle_propose(propose, 0.05)),
+            asyncio.ensure_future(engine.handle_approve(approve, 0.05)),
+        ]
+        await asyncio.sleep(0.15)
+        assert not any(task.done() for task in queued)
+    stale_prevote, stale_approval = await asyncio.gather(*queued)
+    for answer in (stale_prevote, stale_approval):
+        assert not answer.approved and answer.reason == STALE
+    for phase in (PREVOTE, APPROVAL):
+        assert await engine.repo.ballot(1, phase, round_) is None
+    assert await engine.lock_of(1) is None
+    in_time = await engine.handle_propose(propose, 5.0)
+    assert in_time.approved and in_time.prevote.round == round_
+    approved = await engine.handle_approve(approve, 5.0)
+    assert approved.approved and approved.approval.round == round_
 
 
 async def test_an_approval_needs_prevotes_of_two_thirds_of_that_round(trio: Trio) -> None:

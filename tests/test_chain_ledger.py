@@ -4,7 +4,7 @@ one anchor per session, anchoring expiry, genesis checks (spec 02 §7 checks 1, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 import nacl.signing
@@ -158,6 +158,51 @@ async def test_one_anchor_per_session(
         block_time_ns=ledger.tip.time_ns + 10**9,
     )
     _, errors = await ledger.check_candidate(rogue)
+    assert any("already anchored" in e for e in errors)
+
+
+async def test_a_candidate_of_pooled_transactions_is_checked_without_lookups_until_final(
+    settings: Settings, db: AsyncDatabase[dict[str, object]]
+) -> None:
+    """What the pool's lookups found not in the chain is not looked up again when a block of
+    it is checked; once a block holds it, it is looked up (and refused) again."""
+    ledger = await open_ledger(settings, db, FakeClock())
+    asked: list[list[str]] = []
+    confirmed_among, anchored_among = (
+        ledger.repo.confirmed_among,
+        ledger.repo.anchored_sessions_among,
+    )
+
+    async def counted_confirmed(hashes: Iterable[str], max_height: int) -> set[str]:
+        asked.append(list(hashes))
+        return await confirmed_among(asked[-1], max_height)
+
+    async def counted_anchored(session_ids: Iterable[str]) -> dict[str, str]:
+        asked.append(list(session_ids))
+        return await anchored_among(asked[-1])
+
+    ledger.repo.confirmed_among = counted_confirmed  # type: ignore[method-assign]
+    ledger.repo.anchored_sessions_among = counted_anchored  # type: ignore[method-assign]
+    session = str(uuid.uuid4())
+    await ledger.accept(anchor_tx(session))
+    await ledger.accept(signed(data_body("pooled")))
+    asked.clear()
+    block = await append_block(ledger)  # checks the candidate of both
+    assert len(block.tx_hashes) == 2
+    assert asked and all(a == [] for a in asked)  # selected and checked, no lookup
+    again = [transactions.check(t.signed, VALIDATORS) for t in block.transactions]
+    replay = blocks.build(
+        parent=ledger.tip,
+        transactions=again,
+        proposer_id="validator-0",
+        key=KEY,
+        slot=0,
+        block_time_ns=ledger.tip.time_ns + 10**9,
+    )
+    asked.clear()
+    _, errors = await ledger.check_candidate(replay)
+    assert sorted(map(sorted, asked)) == sorted([sorted(block.tx_hashes), [session]])
+    assert any("already in the chain" in e for e in errors)
     assert any("already anchored" in e for e in errors)
 
 

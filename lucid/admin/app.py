@@ -3,8 +3,7 @@
 The operator console: dashboard, sessions, nodes, anchoring, payouts, configuration,
 audit and emergency controls.
 Owns the collections of ``lucid.admin.schema`` and the Redis prefix ``lucid:admin:``.
-Every rpc of its contract is registered; those not built yet answer UNIMPLEMENTED
-(``LUCID_ERR_5011``) after authentication and authorization.
+Every rpc of its contract is registered and built.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import functools
 
 from lucid.admin import retention, schema
 from lucid.admin.anchorings import Anchorings
+from lucid.admin.audit_anchoring import AuditAnchoring
 from lucid.admin.auditlog import AuditLog
 from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.clusters import (
@@ -24,14 +24,17 @@ from lucid.admin.clusters import (
 )
 from lucid.admin.configs import Configs
 from lucid.admin.emergency import Emergency
+from lucid.admin.intake import AuditIntake
 from lucid.admin.live import Live
 from lucid.admin.me import Me
+from lucid.admin.mesh_events import LiveHub, MeshEvents, group_name
 from lucid.admin.metrics import Metrics
 from lucid.admin.node_ops import NodeOps
 from lucid.admin.nodes_link import NodesAsAdmin
 from lucid.admin.overview import Dashboard
 from lucid.admin.payments_link import PaymentsAsAdmin
 from lucid.admin.payout_ops import PayoutOps
+from lucid.admin.resync import Resyncs
 from lucid.admin.roles import Roles
 from lucid.admin.servicers.audit import AuditServicer
 from lucid.admin.servicers.auth import AdminAuthServicer
@@ -47,6 +50,7 @@ from lucid.admin.servicers.users import AdminUserServicer
 from lucid.admin.session_views import SessionViews
 from lucid.admin.stepup import StepUps
 from lucid.admin.store.anchoring_ops import AnchoringOpStore
+from lucid.admin.store.audit_anchors import AuditAnchorStore
 from lucid.admin.store.auditchain import AuditChainStore
 from lucid.admin.store.config import ConfigStore
 from lucid.admin.store.emergency_logs import EmergencyLogStore
@@ -65,7 +69,9 @@ from lucid.admin.v1 import (
     operations_pb2_grpc,
 )
 from lucid.lib.clock import Clock
+from lucid.lib.sealing import Sealer
 from lucid.runtime.config import CLUSTERS
+from lucid.runtime.keystore import SealedKeyStore
 from lucid.runtime.server import ClusterApp, Runtime
 
 
@@ -74,7 +80,8 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
     clock = clock or runtime.clock
     db = runtime.datastores.db
     state = StateStore(db)
-    audit = AuditLog(AuditChainStore(db), state, clock)
+    chain_store = AuditChainStore(db)
+    audit = AuditLog(chain_store, state, clock)
     auth = AuthAsAdmin(runtime.channels)
     stepup_store = StepUpStore(runtime.datastores.cache)
     stepups = StepUps(auth, stepup_store, audit, clock)
@@ -105,6 +112,17 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         disk_path=runtime.settings.var_dir,
         clock=clock,
     )
+    mesh_events = MeshEvents(runtime.channels)
+    database = runtime.settings.mongodb_db
+    hub = LiveHub(mesh_events, runtime.clock.timestamp, group_name("admin-live", database))
+    intake = AuditIntake(mesh_events, audit, runtime.clock, group_name("admin-audit", database))
+    anchoring = AuditAnchoring(
+        chain_store,
+        AuditAnchorStore(db),
+        SealedKeyStore(db[schema.KEYS], Sealer(runtime.settings.sealing_passphrase()), clock),
+        runtime.channels,
+        clock=runtime.clock,
+    )
     return ClusterApp(
         servicers=[
             (admin_pb2_grpc.add_AdminAuthServiceServicer_to_server, AdminAuthServicer(stepups, me)),
@@ -112,7 +130,7 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
             (admin_pb2_grpc.add_AdminRbacServiceServicer_to_server, AdminRbacServicer(roles)),
             (
                 admin_pb2_grpc.add_AdminUserServiceServicer_to_server,
-                AdminUserServicer(Users(runtime.channels, role_store, audit)),
+                AdminUserServicer(Users(runtime.channels, roles, audit)),
             ),
             (
                 operations_pb2_grpc.add_AdminBlockchainServiceServicer_to_server,
@@ -120,11 +138,12 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
                     dashboard,
                     Anchorings(as_admin, AnchoringOpStore(db), audit, clock),
                     ChainQueue(runtime.channels),
+                    Resyncs(runtime.channels, audit),
                 ),
             ),
             (
                 dashboard_pb2_grpc.add_DashboardServiceServicer_to_server,
-                DashboardServicer(dashboard, Live(dashboard, nodes), metrics),
+                DashboardServicer(dashboard, Live(dashboard, nodes, hub), metrics),
             ),
             (
                 operations_pb2_grpc.add_AdminSessionServiceServicer_to_server,
@@ -146,5 +165,10 @@ async def build(runtime: Runtime, clock: Clock | None = None) -> ClusterApp:
         ],
         collections=schema.COLLECTIONS,
         on_ready=[roles.seed],
-        tasks=[functools.partial(retention.run, audit, configs)],
+        tasks=[
+            functools.partial(retention.run, audit, configs),
+            hub.run,
+            intake.run,
+            anchoring.run,
+        ],
     )

@@ -7,6 +7,12 @@ match its content), follows a deleted one (a gap in ``seq`` or a ``prev_hash`` t
 is not its predecessor's) or was moved (its ``seq`` is part of what is hashed).
 Retention removes the oldest entries and keeps the last removed entry's hash as a
 checkpoint, so the remaining chain still verifies from its start.
+
+What is hashed is what the store gives back: the time is cut to milliseconds and the
+details are put in their stored form first (``stored_details``): the store keeps no
+negative zero and no NaN or infinity, reads a whole float as the float it was and refuses
+keys with ``.`` or a leading ``$``, and the other clusters' events (admin's intake) carry
+their numbers as JSON floats.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,6 +42,9 @@ from lucid.runtime.audit import Client
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 
 GENESIS = "0" * 64
+MAX_WHOLE_FLOAT = 2**53
+"""Whole floats up to this magnitude are kept as integers (every such float is one)."""
+MAX_STORED_INT = 2**63 - 1
 MAX_RANGE = timedelta(days=365)
 MAX_EXPORT = 10_000
 APPEND_ATTEMPTS = 20
@@ -121,6 +131,35 @@ def entry_hash(record: AuditRecord) -> str:
     return hashlib.sha256(record.prev_hash.encode() + canonical_json(body)).hexdigest()
 
 
+def stored_details(value: Any) -> Any:
+    """Details as the store will give them back, so that their hash still matches when
+    read: a whole number (``5000000.0`` from an event's JSON, ``-0.0``) as an integer; a
+    NaN, an infinity, an integer beyond 64 bits or another value that is not JSON data
+    as its text; keys as strings, a ``.`` in one as ``_`` and a leading ``$`` as ``_``."""
+    if isinstance(value, dict):
+        return {_stored_key(str(k)): stored_details(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [stored_details(v) for v in value]
+    if isinstance(value, float):
+        return _stored_number(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) <= MAX_STORED_INT else str(value)
+    return value if value is None or isinstance(value, (bool, str)) else str(value)
+
+
+def _stored_number(value: float) -> int | float | str:
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer() and abs(value) <= MAX_WHOLE_FLOAT:
+        return int(value)
+    return value
+
+
+def _stored_key(key: str) -> str:
+    key = key.replace(".", "_")
+    return "_" + key[1:] if key.startswith("$") else key
+
+
 def _millis(moment: datetime) -> datetime:
     """MongoDB keeps milliseconds: hash what will be read back."""
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
@@ -170,7 +209,7 @@ class AuditLog:
                     event_time=_millis(self.clock.now()),
                     prev_hash=prev,
                     entry_hash="",
-                    **asdict(entry),
+                    **{**asdict(entry), "details": stored_details(entry.details)},
                 )
                 record = replace(draft, entry_hash=entry_hash(draft))
                 try:

@@ -206,7 +206,12 @@ def refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
     code = _code_of(found.reason)
     if code is None:
         return _failed(cluster, error)
-    return LucidError(code, found.message, metadata={"cluster": cluster})
+    return LucidError(
+        code,
+        found.message,
+        metadata={"cluster": cluster},
+        field_violations=list(found.field_violations),
+    )
 
 
 def _code_of(reason: str) -> ErrorCode.ValueType | None:

@@ -1,7 +1,10 @@
-"""The live dashboard (StreamDashboard): what changed, every ``interval`` seconds.
+"""The live dashboard (StreamDashboard): what the clusters publish, as it happens, and
+what changed, every ``interval`` seconds.
 
-Each tick reads the mesh the way the overview does (health, sessions, nodes, chain)
-and sends, of the event types asked for: a metric update (this host's resources and
+Between ticks, the events the clusters publish on the mesh (``session.state-changed``,
+``node.registered``; see ``lucid.admin.mesh_events.LiveHub``) are sent at once as session
+and node changes. Each tick reads the mesh the way the overview does (health, sessions,
+nodes, chain) and sends, of the event types asked for: a metric update (this host's resources and
 the session counts), a session change per session that appeared or changed console
 state, a node status change per node that changed state, a system alert per component
 that stopped being healthy, and a chain update when the chain's height moved. The
@@ -12,14 +15,16 @@ first tick only sets the baseline (plus its metric update). The stream starts wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from lucid.admin.clusters import ChainView
+from lucid.admin.mesh_events import LiveHub, MeshEvent
 from lucid.admin.nodes_link import NodeView
 from lucid.admin.overview import HEALTHY, Dashboard, Overview
-from lucid.admin.session_views import console_state
+from lucid.admin.session_views import CONSOLE_STATES, console_state
 from lucid.lib.ids import new_id
 from lucid.runtime.channels import UnavailableClusterError
 from lucid.runtime.errors import LucidError
@@ -86,9 +91,10 @@ class _Seen:
 class Live:
     """StreamDashboard's ticks."""
 
-    def __init__(self, dashboard: Dashboard, nodes: NodeLister) -> None:
+    def __init__(self, dashboard: Dashboard, nodes: NodeLister, hub: LiveHub | None = None) -> None:
         self.dashboard = dashboard
         self.nodes = nodes
+        self.hub = hub
 
     async def events(
         self, kinds: frozenset[str], interval_s: int, token: str
@@ -97,13 +103,28 @@ class Live:
         kinds = kinds or ALL
         interval_s = interval_s or DEFAULT_INTERVAL_S
         seen = _Seen()
-        if CONNECTED in kinds:
-            yield LiveEvent(CONNECTED, Connected(new_id(), interval_s))
-        while True:
-            for event in await self._tick(seen, token):
-                if event.kind in kinds:
-                    yield event
-            await asyncio.sleep(interval_s)
+        loop = asyncio.get_running_loop()
+        with self._listen() as published:
+            if CONNECTED in kinds:
+                yield LiveEvent(CONNECTED, Connected(new_id(), interval_s))
+            while True:
+                for event in await self._tick(seen, token):
+                    if event.kind in kinds:
+                        yield event
+                deadline = loop.time() + interval_s
+                while (left := deadline - loop.time()) > 0:
+                    try:
+                        mesh_event = await asyncio.wait_for(published.get(), timeout=left)
+                    except TimeoutError:
+                        break
+                    live = _from_mesh(mesh_event, seen)
+                    if live is not None and live.kind in kinds:
+                        yield live
+
+    def _listen(self) -> Any:
+        if self.hub is None:
+            return contextlib.nullcontext(asyncio.Queue[MeshEvent]())
+        return self.hub.listen()
 
     async def _tick(self, seen: _Seen, token: str) -> list[LiveEvent]:
         view = await self.dashboard.overview(token)
@@ -128,6 +149,28 @@ class Live:
         except (LucidError, UnavailableClusterError, OSError):
             return None  # nodes not answering: no node changes this tick
         return {n.node_id: n.state for n in found}
+
+
+def _from_mesh(event: MeshEvent, seen: _Seen) -> LiveEvent | None:
+    """A published event as a live event (None: nothing new to show)."""
+    data = event.data
+    if event.event_type == "session.state-changed" and data.get("session_id"):
+        session_id = str(data["session_id"])
+        state = CONSOLE_STATES.get(str(data.get("state", "")), "terminated")
+        if seen.sessions is not None:
+            if seen.sessions.get(session_id) == state:
+                return None
+            seen.sessions[session_id] = state
+        kind = "created" if data.get("action") == "create" else "state"
+        owner = str(data.get("owner_user_id", ""))
+        return LiveEvent(SESSION, SessionChanged(session_id, owner, state, kind))
+    if event.event_type == "node.registered" and data.get("node_id"):
+        node_id = str(data["node_id"])
+        previous = seen.nodes.get(node_id, "") if seen.nodes is not None else ""
+        if seen.nodes is not None:
+            seen.nodes[node_id] = "offline"
+        return LiveEvent(NODE, NodeChanged(node_id, "offline", previous))
+    return None
 
 
 def _session_changes(

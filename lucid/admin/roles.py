@@ -73,6 +73,18 @@ class Roles:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, f"role {role_id} not found")
         return found
 
+    async def holders(self, role_id: str) -> int:
+        """How many users hold a role."""
+        return await self.store.users_of(role_id)
+
+    async def page(self, offset: int, limit: int) -> tuple[list[RoleRecord], int]:
+        """A page of roles and how many there are."""
+        return await self.store.page(offset, limit)
+
+    async def role_of(self, user_id: str) -> str:
+        """A user's console role id ("" for none)."""
+        return await self.store.role_of(user_id) or ""
+
     async def create(
         self, name: str, description: str, permissions: list[str], client: Client
     ) -> RoleRecord:

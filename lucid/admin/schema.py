@@ -7,11 +7,14 @@ previous one. ``admin_state`` holds the system mode and the audit retention chec
 version of the system configuration; ``admin_console_roles`` the console roles and
 ``admin_console_assignments`` which user holds which (``_id`` = user id);
 ``admin_anchoring_ops`` the manual anchoring operations (AnchorSessions);
-``admin_metric_samples`` what the dashboard saw at each overview (kept 30 days).
+``admin_metric_samples`` what the dashboard saw at each overview (kept 30 days);
+``admin_audit_anchors`` each anchoring of the audit chain's head on the chain, and
+``admin_keys`` the sealed key that signs those anchorings.
 """
 
 from __future__ import annotations
 
+from lucid.runtime import keystore
 from lucid.runtime.datastores import prefix
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 
@@ -22,6 +25,8 @@ CONFIG_HISTORY = "admin_config_history"
 ROLES = "admin_console_roles"
 ASSIGNMENTS = "admin_console_assignments"
 ANCHORING_OPS = "admin_anchoring_ops"
+AUDIT_ANCHORS = "admin_audit_anchors"
+KEYS = "admin_keys"
 METRIC_SAMPLES = "admin_metric_samples"
 METRIC_TTL_S = 30 * 24 * 3600
 
@@ -49,6 +54,10 @@ COLLECTIONS = (
     CollectionSpec(ROLES, (IndexSpec((("name", 1),), "name_unique", unique=True),), owner="admin"),
     CollectionSpec(ASSIGNMENTS, (IndexSpec((("role_id", 1),), "role_id"),), owner="admin"),
     CollectionSpec(ANCHORING_OPS, (IndexSpec((("created_at", -1),), "created_at"),), owner="admin"),
+    CollectionSpec(
+        AUDIT_ANCHORS, (IndexSpec((("seq", -1),), "seq_unique", unique=True),), owner="admin"
+    ),
+    keystore.collection_spec(KEYS, owner="admin"),
     CollectionSpec(
         CONFIG_HISTORY,
         (IndexSpec((("version", 1),), "version_unique", unique=True),),

@@ -11,13 +11,14 @@ from __future__ import annotations
 from lucid.auth import policy
 from lucid.auth.login_sessions import REVOKED_ACCOUNT, LoginSessions
 from lucid.auth.store.ownership import Ownership, OwnershipStore
-from lucid.auth.store.users import UserFilter, UserRecord, UserStore
+from lucid.auth.store.users import UserExistsError, UserFilter, UserRecord, UserStore
 from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import Clock
 from lucid.runtime.audit import Event
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
+from lucid.runtime.events import EventPublisher
 from lucid.runtime.identity import OPERATOR
 
 
@@ -38,11 +39,31 @@ class Accounts:
         sessions: LoginSessions,
         ownership: OwnershipStore,
         clock: Clock,
+        events: EventPublisher | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.ownership = ownership
         self._clock = clock
+        self._events = events
+
+    def _publish(self, name: str, caller: Principal, user: UserRecord) -> None:
+        """``user.*`` events (admin's audit log reads them): who changed whom, to what."""
+        if self._events is None:
+            return
+        self._events.emit(
+            name,
+            {
+                "user_id": user.user_id,
+                "tron_address": user.tron_address,
+                "role": policy.role_name(user.role),
+                "status": auth_pb2.AccountStatus.Name(user.status(self._clock.now()))  # type: ignore[arg-type]
+                .removeprefix("ACCOUNT_STATUS_")
+                .lower(),
+                "by_user_id": caller.user.user_id if caller.user else "",
+                "by": caller.peer.name,
+            },
+        )
 
     async def get(self, user_id: str) -> UserRecord:
         """A user, or NOT_FOUND."""
@@ -101,6 +122,48 @@ class Accounts:
             await self.users.release(field, old, user_id)
         return updated or user
 
+    async def create_user(
+        self,
+        caller: Principal,
+        tron_address: str,
+        *,
+        username: str,
+        email: str,
+        role: int,
+        event: Event,
+    ) -> UserRecord:
+        """An administrator's new user for a TRON address, at most at the caller's role;
+        the address, username and e-mail must be free (nothing is stored otherwise)."""
+        event.tron_address, event.resource = tron_address, f"role:{policy.role_name(role)}"
+        caller_role = caller.user.role if caller.user else 0
+        if not policy.may_grant(caller_role, access_pb2.ROLE_USER, role):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "you can create users at most at your own role",
+                field_violations=[FieldViolation("role", "above the caller's role")],
+            )
+        try:
+            user = await self.users.create(
+                tron_address,
+                self._clock.now(),
+                email=email.lower(),
+                username=username,
+                role=role,
+            )
+        except UserExistsError as exc:
+            raise _taken(exc.field) from None
+        event.user_id = user.user_id
+        self._publish("user.created", caller, user)
+        return user
+
+    async def set_profile(
+        self, caller: Principal, user_id: str, *, username: str, email: str, event: Event
+    ) -> UserRecord:
+        """An administrator's change of another user's username and/or e-mail."""
+        event.user_id, event.resource = user_id, "profile"
+        self._may_manage(caller, await self.get(user_id))
+        return await self.update_profile(user_id, username=username, email=email)
+
     def _may_manage(self, caller: Principal, target: UserRecord) -> None:
         """An administrator acts only on users at or below its own level."""
         if caller.user is not None and target.role > caller.user.role:
@@ -135,7 +198,9 @@ class Accounts:
                 "you can grant at most your own role, to users at most at your level",
                 metadata={"caller_role": policy.role_name(caller_role) if caller_role else ""},
             )
-        return await self._update(target, {"role": policy.role_name(role)})
+        updated = await self._update(target, {"role": policy.role_name(role)})
+        self._publish("user.role-changed", caller, updated)
+        return updated
 
     async def bootstrap_role(
         self, caller: Principal, tron_address: str, role: int, event: Event
@@ -160,7 +225,9 @@ class Accounts:
                 field_violations=[FieldViolation("tron_address", "no such user")],
             )
         event.user_id = target.user_id
-        return await self._update(target, {"role": policy.role_name(role)})
+        updated = await self._update(target, {"role": policy.role_name(role)})
+        self._publish("user.role-changed", caller, updated)
+        return updated
 
     async def set_kyc(
         self, caller: Principal, user_id: str, kyc_status: int, event: Event
@@ -174,20 +241,26 @@ class Accounts:
     async def set_status(
         self, caller: Principal, user_id: str, status: int, event: Event
     ) -> UserRecord:
-        """Suspends (revoking every login session) or reactivates (lifting a lock)."""
+        """Suspends or bans (revoking every login session) or reactivates (lifting a
+        lock); a ban is final."""
         event.user_id = user_id
         event.resource = f"status:{auth_pb2.AccountStatus.Name(status).lower()}"  # type: ignore[arg-type]
         target = await self.get(user_id)
         self._may_manage(caller, target)
         if caller.user is not None and caller.user.user_id == user_id:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, "you cannot change your own status")
-        if status == auth_pb2.ACCOUNT_STATUS_SUSPENDED:
-            updated = await self._update(target, {"suspended": True})
+        if target.banned:
+            raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, "the user is banned; a ban is final")
+        if status in (auth_pb2.ACCOUNT_STATUS_SUSPENDED, auth_pb2.ACCOUNT_STATUS_BANNED):
+            banned = status == auth_pb2.ACCOUNT_STATUS_BANNED
+            updated = await self._update(target, {"suspended": True, "banned": banned})
             await self.sessions.revoke_all(user_id, REVOKED_ACCOUNT)
-            return updated
-        return await self._update(
-            target, {"suspended": False, "locked_until": None, "login_attempts": 0}
-        )
+        else:
+            updated = await self._update(
+                target, {"suspended": False, "locked_until": None, "login_attempts": 0}
+            )
+        self._publish("user.status-changed", caller, updated)
+        return updated
 
     async def check_permission(self, user_id: str, permission: int) -> tuple[bool, str]:
         """Whether a user holds a permission now (role, KYC, suspension)."""

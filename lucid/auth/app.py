@@ -86,7 +86,7 @@ async def core(runtime: Runtime) -> AuthCore:
             clock=clock,
         ),
         sessions=sessions,
-        accounts=Accounts(users, sessions, OwnershipStore(db), clock),
+        accounts=Accounts(users, sessions, OwnershipStore(db), clock, runtime.events),
         auditor=AuditTrail(db[schema.AUDIT], clock),
         audit_store=audit_store,
         wallets=wallets,

@@ -149,10 +149,11 @@ class SignIn:
 
     def _refuse_account(self, user: UserRecord) -> None:
         if user.suspended:
+            state = "banned" if user.banned else "suspended"
             raise LucidError(
                 ErrorCode.ERROR_CODE_PERMISSION_DENIED,
-                "the account is suspended",
-                metadata={"account_status": "suspended"},
+                f"the account is {state}",
+                metadata={"account_status": state},
             )
         if user.locked(self._clock.now()):
             until = user.locked_until.isoformat() if user.locked_until else ""

@@ -61,6 +61,7 @@ PREVOTE = "prevote"
 APPROVAL = "approval"
 CHECKED_CACHE = 16
 """Candidate blocks whose checks are remembered until the tip moves."""
+STALE = "the leader stopped waiting before this validator got to it (its round is over)"
 
 
 @dataclass(frozen=True)
@@ -267,10 +268,27 @@ class Engine:
 
     # -- phase 1: prevote ------------------------------------------------------------
 
-    async def handle_propose(self, request: cpb.ProposeBlockRequest) -> cpb.ProposeBlockResponse:
-        """Answers a proposal with a prevote or the reason for refusing it."""
+    def _deadline(self, wait_s: float | None) -> float | None:
+        """The loop time by which the caller stops waiting (``None``: it waits for ever)."""
+        if wait_s is None:
+            return None
+        return asyncio.get_running_loop().time() + wait_s
+
+    def _past(self, deadline: float | None) -> bool:
+        return deadline is not None and asyncio.get_running_loop().time() >= deadline
+
+    async def handle_propose(
+        self, request: cpb.ProposeBlockRequest, wait_s: float | None = None
+    ) -> cpb.ProposeBlockResponse:
+        """Answers a proposal with a prevote or the reason for refusing it. ``wait_s``: how
+        long the leader waits for the answer (its rpc deadline); a proposal still queued
+        for the ledger lock when its leader stopped waiting is skipped unchecked, no vote
+        stored (its round is over: checking it would only delay the next round's votes)."""
+        deadline = self._deadline(wait_s)
         async with self.ledger.lock:
             try:
+                if self._past(deadline):
+                    raise VoteRefusedError(STALE)
                 return await self._propose(request)
             except VoteRefusedError as refusal:
                 response = cpb.ProposeBlockResponse(
@@ -324,10 +342,16 @@ class Engine:
 
     # -- phase 2: approval -----------------------------------------------------------
 
-    async def handle_approve(self, request: cpb.ApproveBlockRequest) -> cpb.ApproveBlockResponse:
-        """Answers prevotes of two thirds with an approval (and a lock) or a refusal."""
+    async def handle_approve(
+        self, request: cpb.ApproveBlockRequest, wait_s: float | None = None
+    ) -> cpb.ApproveBlockResponse:
+        """Answers prevotes of two thirds with an approval (and a lock) or a refusal
+        (``wait_s`` as for ``handle_propose``: a request its leader gave up on is skipped)."""
+        deadline = self._deadline(wait_s)
         async with self.ledger.lock:
             try:
+                if self._past(deadline):
+                    raise VoteRefusedError(STALE)
                 return await self._approve(request)
             except VoteRefusedError as refusal:
                 return cpb.ApproveBlockResponse(
@@ -537,9 +561,10 @@ class Engine:
         request = cpb.ProposeBlockRequest(block=block, round=round_, leader_id=self.me)
         if justify is not None:
             request.justify.CopyFrom(justify)
+        wait_s = self.config.leader_timeout_s  # how long _gather waits for the votes
         prevoted, answers = await self._gather(
-            lambda: self.handle_propose(request),
-            lambda client: client.propose(request),
+            lambda: self.handle_propose(request, wait_s),
+            lambda client: client.propose(request, wait_s),
             lambda r: r.approved,
         )
         self._learn(answers, height)
@@ -556,8 +581,8 @@ class Engine:
         )
         approve = cpb.ApproveBlockRequest(block=block, round=round_, certificate=cert)
         approved, answers_2 = await self._gather(
-            lambda: self.handle_approve(approve),
-            lambda client: client.approve(approve),
+            lambda: self.handle_approve(approve, wait_s),
+            lambda client: client.approve(approve, wait_s),
             lambda r: r.approved,
         )
         self.view.approvals = len(approved)

@@ -45,6 +45,8 @@ log = logging.getLogger("lucid.blockchain.ledger")
 
 BLOCK_OVERHEAD_BYTES = 16 * 1024
 """Room left in a block for its header, signature and encoding overhead."""
+CLEAR_MEMORY = 200_000
+"""Transactions (and sessions) remembered as not yet in the chain; past it, forgotten."""
 
 
 class ChainError(RuntimeError):
@@ -72,6 +74,14 @@ class Ledger:
         """Proposers of the last 16 blocks (the recent winners of the leader rule)."""
         self._facts: list[tuple[int, poot.TaskFacts]] = []
         """Task proofs of final blocks still in the work-credit window, with their height."""
+        self._unconfirmed: set[str] = set()
+        """Transactions the store showed in no final block (up to the tip of that moment) and
+        that no block appended since holds: not in the chain. Only ``append`` puts a
+        transaction into the chain, and it takes the block's out of here at the moment it
+        moves the tip, so a candidate's transactions seen on their way into the pool need
+        no second lookup each when a block of them is checked."""
+        self._unanchored: set[str] = set()
+        """Sessions known to have no anchor in the chain, kept the same way."""
 
     async def open(self) -> None:
         """Stores the genesis block on a fresh chain, checks it on an old one, finds the tip."""
@@ -130,12 +140,22 @@ class Ledger:
         errors = blocks.check_header(block, parent=self.tip, validators=self.validators, now=now)
         checked, tx_errors = blocks.check_transactions(block, self.validators, now=now)
         errors += tx_errors
-        already = await self.repo.confirmed_among((t.tx_hash for t in checked), self.tip.height)
+        tip = self.tip
+        tx_hashes = [t.tx_hash for t in checked if t.tx_hash not in self._unconfirmed]
+        session_ids = [
+            t.session_id for t in checked if t.session_id and t.session_id not in self._unanchored
+        ]
+        already, anchored = await asyncio.gather(  # the two kinds of lookups at once
+            self.repo.confirmed_among(tx_hashes, tip.height),
+            self.repo.anchored_sessions_among(session_ids),
+        )
+        self._remember_clear(
+            tip,
+            [h for h in tx_hashes if h not in already],
+            [s for s in session_ids if s not in anchored],
+        )
         if already:
             errors.append(f"transaction {sorted(already)[0]} is already in the chain")
-        anchored = await self.repo.anchored_sessions_among(
-            t.session_id for t in checked if t.session_id
-        )
         if anchored:
             errors.append(f"session {sorted(anchored)[0]} is already anchored")
         schedule = await self.schedule()
@@ -155,6 +175,8 @@ class Ledger:
         now = self.clock.now()
         await self._store(block, list(checked), now)
         self.tip = blocks.tip_of(block)
+        self._unconfirmed.difference_update(block.tx_hashes)  # with the tip: no await between
+        self._unanchored.difference_update(c.session_id for c in checked if c.session_id)
         self._schedule = None
         await self._apply(block, list(checked), now)
         self._recent.append(block.header.proposer_id)
@@ -208,9 +230,10 @@ class Ledger:
         height = block.header.height
         await self.repo.index_block(block.hash, height)
         await self.repo.unpool(list(block.tx_hashes))
+        await self.repo.index_anchors(
+            [(item.session_id, item.tx_hash) for item in checked if item.session_id], height
+        )
         for item in checked:
-            if item.session_id:
-                await self.repo.index_anchor(item.session_id, item.tx_hash, height)
             if item.task is not None:
                 await self.repo.record_task_facts(item.tx_hash, height, item.task.as_doc())
         await anchors.on_final_block(
@@ -279,6 +302,20 @@ class Ledger:
                 block.transactions.append(doc_to_transaction(doc_tx, tip_height=self.tip.height))
         return block
 
+    def _remember_clear(
+        self, tip: blocks.Tip, tx_hashes: Sequence[str], session_ids: Sequence[str]
+    ) -> None:
+        """Remembers what lookups made at ``tip`` found not in the chain, if the tip has not
+        moved since (a block appended meanwhile may hold them)."""
+        if self.tip is not tip:
+            return
+        if len(self._unconfirmed) + len(tx_hashes) > CLEAR_MEMORY:
+            self._unconfirmed.clear()
+        if len(self._unanchored) + len(session_ids) > CLEAR_MEMORY:
+            self._unanchored.clear()
+        self._unconfirmed.update(tx_hashes)
+        self._unanchored.update(session_ids)
+
     # -- leaders ------------------------------------------------------------------------
 
     async def schedule(self) -> poot.Schedule:
@@ -336,11 +373,15 @@ class Ledger:
         """Takes a transaction into the pool; the stored one and whether it is new."""
         now = self.clock.now()
         checked = transactions.check(signed, self.validators, now=now)
+        tip = self.tip
         existing = await self.repo.tx_doc(checked.tx_hash)
         if existing is not None:
             return existing, False
+        self._remember_clear(tip, [checked.tx_hash], [])
         if checked.session_id:
             anchored = await self.repo.anchored_sessions_among([checked.session_id])
+            if not anchored:
+                self._remember_clear(tip, [], [checked.session_id])
             pending = await self.repo.pending_anchor_of(checked.session_id)
             if anchored or (pending is not None and pending["tx_hash"] != checked.tx_hash):
                 raise LucidError(
@@ -371,7 +412,9 @@ class Ledger:
         now = self.clock.now()
         docs = await self.repo.pending_docs(limit=2 * MAX_BLOCK_TRANSACTIONS)
         anchored = await self.repo.anchored_sessions_among(
-            d["session_id"] for d in docs if d.get("session_id")
+            d["session_id"]
+            for d in docs
+            if d.get("session_id") and d["session_id"] not in self._unanchored
         )
         chosen: list[CheckedTransaction] = []
         sessions: set[str] = set()

@@ -93,13 +93,17 @@ class PeerClient:
             self.state.height = max(self.state.height, height)
         return response
 
-    async def propose(self, request: cpb.ProposeBlockRequest) -> cpb.ProposeBlockResponse | None:
-        """ProposeBlock."""
-        return await self.call(self.stub.ProposeBlock, request)
+    async def propose(
+        self, request: cpb.ProposeBlockRequest, timeout_s: float | None = None
+    ) -> cpb.ProposeBlockResponse | None:
+        """ProposeBlock (``timeout_s``: as long as the leader waits for the votes)."""
+        return await self.call(self.stub.ProposeBlock, request, timeout_s)
 
-    async def approve(self, request: cpb.ApproveBlockRequest) -> cpb.ApproveBlockResponse | None:
-        """ApproveBlock."""
-        return await self.call(self.stub.ApproveBlock, request)
+    async def approve(
+        self, request: cpb.ApproveBlockRequest, timeout_s: float | None = None
+    ) -> cpb.ApproveBlockResponse | None:
+        """ApproveBlock (``timeout_s``: as long as the leader waits for the votes)."""
+        return await self.call(self.stub.ApproveBlock, request, timeout_s)
 
     async def commit(self, block: pb.Block) -> cpb.CommitBlockResponse | None:
         """CommitBlock."""

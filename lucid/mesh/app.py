@@ -3,8 +3,10 @@
 Registration and discovery (for setups without Consul), the mesh CA, traffic and
 security policy, the plane policy table, messages and events on Redis Streams.
 Owns the collections of ``lucid.mesh.schema`` and the Redis prefixes
-``lucid:mesh:`` and ``lucid:events:``. Sidecar configuration, service tokens and
-certificate rotation answer UNIMPLEMENTED (``LUCID_ERR_5011``).
+``lucid:mesh:`` and ``lucid:events:``. Service JWTs are signed with the mesh's own
+sealed RSA keys (``mesh_signing_keys``); certificate and token issuing and rotation
+are audited (``mesh_audit_events``). Sidecar configuration answers UNIMPLEMENTED
+(``LUCID_ERR_5011``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from lucid.mesh.store.messages import MessageQueue
 from lucid.mesh.store.policies import PolicyStore
 from lucid.mesh.store.registry import RegistryStore
 from lucid.mesh.store.settings import SettingsStore
+from lucid.mesh.tokens import ServiceTokens
 from lucid.mesh.v1 import (
     discovery_pb2_grpc,
     identity_pb2_grpc,
     messaging_pb2_grpc,
     policy_pb2_grpc,
 )
+from lucid.runtime.audit import AuditTrail
 from lucid.runtime.datastores import redis_client
 from lucid.runtime.planes import default_policy
 from lucid.runtime.server import ClusterApp, Runtime
@@ -66,6 +70,10 @@ async def build(runtime: Runtime) -> ClusterApp:
     identity = Identity(
         authority, CertificateStore(db), default_policy(), runtime.catalog, runtime.clock
     )
+    tokens = ServiceTokens(
+        db[schema.SIGNING_KEYS], Sealer(settings.sealing_passphrase()), runtime.clock
+    )
+    audit = AuditTrail(db[schema.AUDIT], runtime.clock)
     policies = Policies(PolicyStore(db), SettingsStore(db), default_policy(), runtime.clock)
     messaging = Messaging(
         MessageQueue(db[schema.MESSAGES], streams), EventBus(streams), runtime.clock
@@ -86,7 +94,10 @@ async def build(runtime: Runtime) -> ClusterApp:
                 discovery_pb2_grpc.add_ServiceDiscoveryServiceServicer_to_server,
                 ServiceDiscoveryServicer(registry),
             ),
-            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(identity)),
+            (
+                identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+                IdentityServicer(identity, tokens, audit),
+            ),
             (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(policies)),
             (
                 messaging_pb2_grpc.add_MessagingServiceServicer_to_server,

@@ -7,10 +7,11 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from lucid.common.v1 import access_pb2
-from lucid.mesh.identity import Verification, plane_value
+from lucid.mesh.identity import Rotation, Verification, plane_value
 from lucid.mesh.store import from_doc
 from lucid.mesh.store.events import StoredEvent
 from lucid.mesh.store.registry import ServiceQuery
+from lucid.mesh.tokens import TokenClaims
 from lucid.mesh.v1 import discovery_pb2, identity_pb2, messaging_pb2, policy_pb2
 from lucid.runtime.identity import cluster_enum_name, cluster_from_enum
 from lucid.runtime.planes import Rule
@@ -64,6 +65,34 @@ def verification(found: Verification) -> identity_pb2.VerifyCertificateResponse:
             response.cluster = access_pb2.Cluster.Value(cluster_enum_name(verdict.identity.name))
             response.plane = plane_value(verdict.identity.plane)  # type: ignore[assignment]
     return response
+
+
+def rotation(found: Rotation) -> identity_pb2.RotateCertificatesResponse:
+    """The answer of RotateCertificates."""
+    response = identity_pb2.RotateCertificatesResponse(
+        rotated=found.certificate is not None,
+        next_rotation_time=timestamp(found.next_rotation_at),
+    )
+    if found.certificate is not None:
+        response.certificate.CopyFrom(found.certificate)
+    if found.old_revoke_at is not None:
+        response.old_certificate_revoke_time.CopyFrom(timestamp(found.old_revoke_at))
+    return response
+
+
+def token_claims(claims: TokenClaims) -> identity_pb2.ServiceTokenClaims:
+    """A service token's claims as the contract describes them."""
+    return identity_pb2.ServiceTokenClaims(
+        service_name=claims.service_name,
+        cluster=access_pb2.Cluster.Value(cluster_enum_name(claims.cluster)),
+        plane=plane_value(claims.plane),  # type: ignore[arg-type]
+        permissions=claims.permissions,
+        jti=claims.jti,
+        issuer=claims.issuer,
+        audience=claims.audience,
+        issue_time=timestamp(claims.issued_at),
+        expire_time=timestamp(claims.expires_at),
+    )
 
 
 def plane_rule(rule: Rule) -> policy_pb2.PlaneRule:

@@ -3,6 +3,7 @@ cluster's own services, verifying certificates, and answering Authorize."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,21 @@ def caller_name(caller: Principal) -> str:
 def plane_value(plane: str) -> int:
     """``operations`` → ``PLANE_OPERATIONS``."""
     return int(access_pb2.Plane.Value(f"PLANE_{plane.upper()}"))
+
+
+ROTATE_BEFORE = dt.timedelta(days=30)
+"""A certificate is due for rotation when it has this long or less left."""
+ROTATION_GRACE = dt.timedelta(hours=24)
+"""How long a rotated certificate stays accepted (never past its own expiry)."""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The outcome of RotateCertificates (times in epoch seconds)."""
+
+    certificate: identity_pb2.IssuedCertificate | None
+    old_revoke_at: float | None
+    next_rotation_at: float
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,69 @@ class Identity:
             )
         )
         return issued
+
+    async def rotate(
+        self, serial_number: str, csr_pem: str, force: bool, caller: Principal
+    ) -> Rotation:
+        """A new certificate for the identity of ``serial_number`` when it is due (or
+        forced); the old one is revoked after the grace period (at its expiry at the
+        latest). Only the certificate's own cluster (or a super admin) may rotate it."""
+        serial = serial_number.lower()
+        record = await self.certificates.get(serial)
+        if record is None:
+            raise not_found(f"certificate {serial}")
+        identity = parse_spiffe_id(record.spiffe_id)
+        assert identity is not None  # only certificates with a SPIFFE id are recorded
+        cluster = access_pb2.Cluster.Value(cluster_enum_name(identity.name))
+        if not discovery.may_act_for(caller, cluster):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_PERMISSION_DENIED,
+                "a service may rotate only its own cluster's certificates",
+            )
+        now = self.clock.now()
+        if record.revoke_at is not None:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                f"certificate {serial} was already rotated or revoked",
+            )
+        if record.not_after <= now.timestamp():
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                f"certificate {serial} has expired; request a new one with IssueCertificate",
+            )
+        due = record.not_after - ROTATE_BEFORE.total_seconds()
+        if not force and now.timestamp() < due:
+            return Rotation(None, None, due)
+        csr = ca.load_csr(csr_pem)
+        revoke_at = min(record.not_after, (now + ROTATION_GRACE).timestamp())
+        if not await self.certificates.claim_rotation(serial, revoke_at):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                f"certificate {serial} was already rotated or revoked",
+            )
+        authority = self.authority()
+        cert = ca.sign_request(
+            authority,
+            identity,
+            csr,
+            service_name=record.service_name,
+            days=CERT_DAYS,
+            now=now,
+        )
+        issued = describe(cert, authority)
+        not_after = cert.not_valid_after_utc.timestamp()
+        await self.certificates.record(
+            IssuedRecord(
+                serial_number=issued.serial_number,
+                spiffe_id=issued.spiffe_id,
+                service_name=issued.service_name,
+                not_after=not_after,
+                issued_at=self.clock.timestamp(),
+                issued_to=caller_name(caller),
+                replaces=serial,
+            )
+        )
+        return Rotation(issued, revoke_at, not_after - ROTATE_BEFORE.total_seconds())
 
     async def verify(self, pem: str, expected_cluster: str, expected_plane: str) -> Verification:
         """Whether a certificate is the mesh CA's, current, unrevoked and as expected."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lucid.runtime.keystore import collection_spec
 from lucid.runtime.schema import CollectionSpec, IndexSpec
 
 SERVICE_REGISTRY = "service_registry"
@@ -9,6 +10,8 @@ POLICIES = "service_mesh_policies"
 MESSAGES = "message_queue"
 CERTIFICATES = "mesh_certificates"
 SETTINGS = "mesh_settings"
+SIGNING_KEYS = "mesh_signing_keys"
+AUDIT = "mesh_audit_events"
 
 COLLECTIONS = (
     CollectionSpec(
@@ -45,4 +48,13 @@ COLLECTIONS = (
         owner="mesh",
     ),
     CollectionSpec(SETTINGS, (IndexSpec((("key", 1),), "key_unique", unique=True),), owner="mesh"),
+    collection_spec(SIGNING_KEYS, owner="mesh"),
+    CollectionSpec(
+        AUDIT,
+        (
+            IndexSpec((("event_time", -1),), "event_time"),
+            IndexSpec((("action", 1), ("event_time", -1)), "action_time"),
+        ),
+        owner="mesh",
+    ),
 )

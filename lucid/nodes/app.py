@@ -72,6 +72,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         clock,
         limiter,
         alerts,
+        runtime.events,
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
     proofs = WorkProofs(

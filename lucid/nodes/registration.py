@@ -39,6 +39,7 @@ from lucid.nodes.store.registrations import RegistrationRecord, RegistrationStor
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
+from lucid.runtime.events import EventPublisher
 
 CHALLENGE_TTL_S = 120
 REGISTRATION_TTL_S = 300
@@ -99,7 +100,9 @@ class Registrations:
         clock: Clock,
         limiter: RateLimiter,
         alerts: Alerts,
+        events: EventPublisher | None = None,
     ) -> None:
+        self.events = events
         self.limiter = limiter
         self.alerts = alerts
         self.registrations = registrations
@@ -263,4 +266,15 @@ class Registrations:
                 f"a node with address {reg.node_address} is registered already",
             ) from None
         await audit(self.audit, caller, "node.register", node.node_id)
+        if self.events is not None:
+            self.events.emit(
+                "node.registered",
+                {
+                    "node_id": node.node_id,
+                    "owner_user_id": node.owner_user_id,
+                    "node_address": node.node_address,
+                    "pool_id": node.pool_id,
+                    "state": "inactive",
+                },
+            )
         return node, approved

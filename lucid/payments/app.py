@@ -46,6 +46,7 @@ from lucid.payments.v1 import (
 from lucid.payments.wallets import Wallets
 from lucid.runtime.breaker import CircuitBreaker
 from lucid.runtime.limits import RateLimiter
+from lucid.runtime.lockdown import LockdownGate
 from lucid.runtime.server import ClusterApp, Runtime
 
 PAYOUT_KEY_FILE = "payout-hot-wallet.sealed"
@@ -102,6 +103,8 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         kyc=kyc,
         ensure_funds=sender.ensure_funds,
         wake=sender.wake,
+        events=runtime.events,
+        frozen=LockdownGate(runtime.channels).admin_only,
     )
 
     controls = PayoutControls(

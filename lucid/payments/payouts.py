@@ -28,6 +28,7 @@ from lucid.payments.store.payouts import (
 )
 from lucid.payments.wallets import Actor, check_address
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.events import EventPublisher
 
 ETA_S = {0: 300, 1: 300, 2: 3600, 3: 86_400, 4: 7 * 86_400}
 """Estimated completion by batch type: immediate +5 min, hourly, daily, weekly."""
@@ -74,7 +75,11 @@ class Payouts:
         kyc: Kyc,
         ensure_funds: Callable[[int], Awaitable[None]],
         wake: Callable[[], None],
+        events: EventPublisher | None = None,
+        frozen: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        self.events = events
+        self.frozen = frozen
         self.store = store
         self.batches = batches
         self.kyc = kyc
@@ -134,12 +139,23 @@ class Payouts:
             custom_data=dict(request.custom_data),
         )
 
+    async def refuse_if_frozen(self) -> None:
+        """A system lockdown (admin's mode) freezes payouts: none is created meanwhile,
+        whoever asks (the nodes service included); nothing is stored."""
+        if self.frozen is not None and await self.frozen():
+            raise LucidError(
+                ErrorCode.ERROR_CODE_NOT_ALLOWED,
+                "payouts are frozen: the system is in lockdown",
+                metadata={"mode": "lockdown"},
+            )
+
     async def create(self, actor: Actor, request: PayoutRequest) -> tuple[PayoutRecord, bool]:
         """The payout of this key (a new one, or the first one: ``replayed``)."""
         check_address(request.recipient, "recipient_address")
         existing = await self.store.by_key(request.idempotency_key)
         if existing is not None:
             return self._replay(request, existing), True
+        await self.refuse_if_frozen()
         user_id = self._user_of(actor, request)
         router = await self._router(request)
         if request.batch_type in IMMEDIATE:
@@ -162,6 +178,17 @@ class Payouts:
             payout_id=record.payout_id,
             details={"amount_micros": record.amount_micros, "router": router},
         )
+        if self.events is not None:
+            self.events.emit(
+                "payout.created",
+                {
+                    "payout_id": record.payout_id,
+                    "user_id": user_id,
+                    "amount_micros": record.amount_micros,
+                    "router": router,
+                    "by": actor.display,
+                },
+            )
         self.wake()
         return record, False
 
@@ -174,6 +201,7 @@ class Payouts:
         priority: int,
     ) -> tuple[BatchRecord, list[PayoutRecord], bool]:
         """A batch of 1-100 payouts, validated whole before any is stored or sent."""
+        await self.refuse_if_frozen()
         existing = await self.batches.find({"idempotency_key": key})
         if existing is not None:
             if not existing.complete:

@@ -157,6 +157,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="sessions → blockchain anchoring rpcs",
     ),
     Rule(
+        "sessions-follow-chain-height",
+        Selector(clusters=("sessions",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/GetChainHeight",),
+        description="sessions → the chain's height (finalizers wait for a new final block)",
+    ),
+    Rule(
         "nodes-prove-tasks-and-read-chain",
         Selector(clusters=("nodes",)),
         Selector(clusters=("blockchain",)),
@@ -183,6 +190,27 @@ ALLOWS: tuple[Rule, ...] = (
         ANY,
         kinds=(READ, EMERGENCY),
         description="admin → read and emergency rpcs everywhere",
+    ),
+    Rule(
+        "the-wallet-asks-the-system-mode",
+        Selector(clusters=("payments",)),
+        Selector(clusters=("admin",)),
+        methods=("/lucid.admin.v1.EmergencyService/GetSystemMode",),
+        description="payments → admin's system mode (a lockdown freezes payouts)",
+    ),
+    Rule(
+        "admin-anchors-its-audit-chain",
+        Selector(clusters=("admin",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.AnchoringService/AnchorSession",),
+        description="admin → the chain's AnchorSession (its audit chain's head, periodically)",
+    ),
+    Rule(
+        "admin-resyncs-the-chain",
+        Selector(clusters=("admin",)),
+        Selector(clusters=("blockchain",)),
+        methods=("/lucid.blockchain.v1.BlockchainService/ResyncChain",),
+        description="admin → the chain's resync (the console's ResyncBlockchain)",
     ),
     Rule(
         "everyone-to-auth-and-mesh",

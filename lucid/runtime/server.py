@@ -32,6 +32,7 @@ from lucid.runtime.channels import Channels
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import Catalog, MethodInfo, catalog
 from lucid.runtime.datastores import Datastores
+from lucid.runtime.events import EventPublisher
 from lucid.runtime.health import HealthMonitor
 from lucid.runtime.identity import identity_for
 from lucid.runtime.lockdown import LockdownGate, enforcing_clusters
@@ -131,9 +132,11 @@ class Runtime:
             },
             labels=("upstream", "state"),
         )
+        self.events = EventPublisher(self.channels)
 
     async def close(self) -> None:
-        """Closes channels and store clients."""
+        """Closes channels and store clients (events in flight get a second)."""
+        await self.events.drain()
         await self.channels.close()
         if self._owns_registry:
             await self.registry.close()

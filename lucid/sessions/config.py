@@ -15,7 +15,11 @@ class SessionsConfig:
     blob_root: Path
     """The chunk volume (content-addressed blobs)."""
     anchor_poll_s: float = 0.2
-    """How often a processing session asks the chain about its anchor."""
+    """How often the finalizer asks the chain for its height while sessions wait for a
+    block (one call for all of them), and the pause between other finalization steps."""
+    anchor_recheck_s: float = 2.0
+    """How long a session waits for a new final block before it asks about its anchor
+    anyway (an expiry comes without a block; a chain may not answer heights)."""
     anchor_attempts: int = 3
     """Failed anchoring attempts before a session fails (spec 03 §4)."""
     anchor_retry_backoff_s: float = 1.0

@@ -5,13 +5,17 @@ algorithms, the RFC 9162 root over the blob hashes, total checksum) and signed
 with the cluster's Ed25519 key; then the root is anchored through the chain's
 ``AnchorSession`` (mTLS, as the sessions identity) and followed with
 ``GetSessionAnchoring`` until its block is final: only then is the session
-``completed``. An attempt fails when the chain refuses or cannot be reached, or
-when the anchoring fails, expires or is not final within ``anchor_timeout_s``;
-after ``anchor_attempts`` (3) failed attempts the session is ``failed`` and its
-chunks stay readable. A transient store error (``runtime.storeerrors``) never counts as
-an attempt nor fails a session: the step is tried again with backoff. A background
-worker drives every session in stopped or processing, so work left by a crash is
-picked up after a restart; a lease keeps two instances from driving the same session.
+``completed``. Sessions waiting for a block do not each poll the chain: one watcher
+asks for the chain's height (``GetChainHeight``) every ``anchor_poll_s`` while anyone
+waits, and a new final block wakes them all to ask once about their anchor (a
+session also asks after ``anchor_recheck_s`` without a block: expiries need none).
+An attempt fails when the chain refuses or cannot be reached, or when the anchoring
+fails, expires or is not final within ``anchor_timeout_s``; after ``anchor_attempts``
+(3) failed attempts the session is ``failed`` and its chunks stay readable. A transient
+store error (``runtime.storeerrors``) never counts as an attempt nor fails a session:
+the step is tried again with backoff. A background worker drives every session in
+stopped or processing, so work left by a crash is picked up after a restart; a lease
+keeps two instances from driving the same session.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 from pymongo.errors import DuplicateKeyError
 
-from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc
+from lucid.blockchain.v1 import anchoring_pb2, anchoring_pb2_grpc, blockchain_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
 from lucid.lib import manifestdoc, merkle
 from lucid.lib.clock import Clock
@@ -97,6 +102,14 @@ class AnchorClient:
         )
         return response
 
+    async def height(self) -> int:
+        """GetChainHeight: the chain's highest final block."""
+        stub = await self._channels.stub("blockchain", blockchain_pb2_grpc.BlockchainServiceStub)
+        response: chain_pb2.GetChainHeightResponse = await stub.GetChainHeight(
+            chain_pb2.GetChainHeightRequest(), timeout=CHAIN_CALL_TIMEOUT_S
+        )
+        return int(response.final_height)
+
     async def status(self, session_id: str) -> anchoring_pb2.SessionAnchoring:
         """GetSessionAnchoring."""
         response: anchoring_pb2.GetSessionAnchoringResponse = await (
@@ -132,6 +145,70 @@ class AnchorClient:
         return response
 
 
+class TipWatch:
+    """The chain's final height as last seen, and a wait for it to move past a height.
+
+    One poller reads the height every ``poll_s`` while at least one session waits, so
+    N sessions waiting for their anchor's block cost one cheap rpc per poll, not N
+    anchoring reads and N store writes. Heights only grow: a session that read its
+    anchoring after the watcher saw height h and found it not final waits for a
+    height above h, and no final block can slip between the two reads unseen.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[int]], poll_s: float) -> None:
+        self.height = -1
+        """The highest final height seen (-1 before the first answer)."""
+        self.reads = 0
+        """Height reads made (for tests and status)."""
+        self._read = read
+        self._poll_s = poll_s
+        self._moved = asyncio.Event()
+        self._waiting = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait_past(self, height: int, timeout_s: float) -> bool:
+        """Waits until the final height is above ``height``; False after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self._waiting += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._poll())
+        try:
+            while self.height <= height:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._moved.wait(), remaining)
+            return True
+        finally:
+            self._waiting -= 1
+
+    async def _poll(self) -> None:
+        try:
+            while self._waiting > 0:
+                try:
+                    height = await self._read()
+                    self.reads += 1
+                except Exception:  # the chain is away: waiters recheck on their own
+                    log.debug("chain height unavailable", exc_info=True)
+                else:
+                    if height > self.height:
+                        self.height = height
+                        moved, self._moved = self._moved, asyncio.Event()
+                        moved.set()
+                await asyncio.sleep(self._poll_s)
+        finally:
+            self._task = None
+
+    async def stop(self) -> None:
+        """Stops the poller."""
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details() or ''}".strip()
@@ -161,6 +238,9 @@ class Finalizer:
         self.instance_id = instance_id
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.tip = TipWatch(chain.height, config.anchor_poll_s)
+        self._waits: dict[str, tuple[int, float]] = {}
+        """Sessions whose last step wants a block above a height, or a pause of seconds."""
 
     # -- manifest -----------------------------------------------------------------
 
@@ -286,6 +366,7 @@ class Finalizer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tip.stop()
 
     async def drive(self, session_id: str) -> None:
         """Takes one session to completed or failed (or leaves it to a later sweep). A
@@ -309,11 +390,27 @@ class Finalizer:
                 backoff.reset()
                 if not again:
                     return
-                await asyncio.sleep(self.config.anchor_poll_s)
+                await self._pause(session_id)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("finalization failed unexpectedly", extra={"session_id": session_id})
+
+    async def _pause(self, session_id: str) -> None:
+        """Waits as the last step asked: for a final block above a height (at most
+        ``anchor_recheck_s``), for a retry time, or ``anchor_poll_s``."""
+        height, seconds = self._waits.pop(session_id, (-2, self.config.anchor_poll_s))
+        if height >= -1:
+            await self.tip.wait_past(height, self.config.anchor_recheck_s)
+        else:
+            await asyncio.sleep(seconds)
+
+    def _wait_for_block(self, session_id: str, seen: int) -> None:
+        self._waits[session_id] = (seen, 0.0)
+
+    def _wait_until(self, session_id: str, when: datetime, now: datetime) -> None:
+        seconds = (when - now).total_seconds()
+        self._waits[session_id] = (-2, min(max(seconds, 0.0), self.config.anchor_recheck_s))
 
     async def step(self, session_id: str) -> bool:
         """One move of a session's finalization; whether to come back."""
@@ -346,13 +443,20 @@ class Finalizer:
         anchoring: dict[str, Any] = dict(session.get("anchoring") or {})
         next_at: datetime | None = anchoring.get("next_attempt_at")
         if next_at is not None and now < next_at:
+            self._wait_until(session_id, next_at, now)
             return True
+        seen = self.tip.height
         if not anchoring.get("anchoring_id"):
-            await self._submit(session_id, manifest, anchoring, now)
+            if await self._submit(session_id, manifest, anchoring, now):
+                self._wait_for_block(session_id, seen)
             return True
-        return await self._follow(session_id, manifest, anchoring, now)
+        again = await self._follow(session_id, manifest, anchoring, now)
+        if again and anchoring.get("anchoring_id"):
+            self._wait_for_block(session_id, seen)
+        return again
 
-    async def _submit(self, session_id: str, manifest: Doc, anchoring: Doc, now: datetime) -> None:
+    async def _submit(self, session_id: str, manifest: Doc, anchoring: Doc, now: datetime) -> bool:
+        """Submits the anchor; whether the chain holds one now (to follow)."""
         try:
             response = await self.chain.anchor(self.anchor_request(manifest))
             record = response.anchoring
@@ -361,18 +465,18 @@ class Finalizer:
             # was busy (the request was fine): try again later without spending an attempt.
             if not_sent(exc) or store_busy(exc):
                 await self._retry_later(session_id, anchoring, now, _describe(exc))
-                return
+                return False
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                 await self._attempt_failed(session_id, anchoring, _describe(exc))
-                return
+                return False
             try:  # an earlier attempt reached the chain: follow that anchoring
                 record = await self.chain.status(session_id)
             except (grpc.aio.AioRpcError, UnavailableClusterError) as again:
                 await self._attempt_failed(session_id, anchoring, _describe(again))
-                return
+                return False
         except UnavailableClusterError as exc:
             await self._attempt_failed(session_id, anchoring, _describe(exc))
-            return
+            return False
         anchoring.update(
             {
                 "anchoring_id": record.anchoring_id,
@@ -384,6 +488,7 @@ class Finalizer:
             }
         )
         await self.repo.update_session(session_id, {"anchoring": anchoring, "updated_at": now})
+        return True
 
     async def _follow(self, session_id: str, manifest: Doc, anchoring: Doc, now: datetime) -> bool:
         try:
@@ -391,6 +496,7 @@ class Finalizer:
         except (grpc.aio.AioRpcError, UnavailableClusterError) as exc:
             anchoring["error_message"] = _describe(exc)
             return await self._maybe_timed_out(session_id, anchoring, now)
+        before = dict(anchoring)
         status = _STATUS_NAMES.get(record.status, PENDING)
         anchoring.update(
             {
@@ -414,14 +520,17 @@ class Finalizer:
                 session_id, anchoring, record.error_message or f"the anchoring {status}"
             )
             return True
-        return await self._maybe_timed_out(session_id, anchoring, now)
+        return await self._maybe_timed_out(session_id, anchoring, now, changed=anchoring != before)
 
-    async def _maybe_timed_out(self, session_id: str, anchoring: Doc, now: datetime) -> bool:
+    async def _maybe_timed_out(
+        self, session_id: str, anchoring: Doc, now: datetime, *, changed: bool = True
+    ) -> bool:
         started: datetime | None = anchoring.get("attempt_started")
         if started is not None and (now - started).total_seconds() > self.config.anchor_timeout_s:
             await self._attempt_failed(session_id, anchoring, "no final block in time")
             return True
-        await self.repo.update_session(session_id, {"anchoring": anchoring})
+        if changed:  # an unchanged anchoring is not written again
+            await self.repo.update_session(session_id, {"anchoring": anchoring})
         return True
 
     async def _retry_later(

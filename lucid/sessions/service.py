@@ -23,6 +23,7 @@ from lucid.lib.ratelimit import Policy
 from lucid.runtime.context import Principal
 from lucid.runtime.datastores import prefix
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError, not_found
+from lucid.runtime.events import EventPublisher
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.sessions.config import SessionsConfig
 from lucid.sessions.states import State, can_move, sources_of
@@ -112,8 +113,10 @@ class Sessions:
         cache: aioredis.Redis,
         clock: Clock,
         config: SessionsConfig,
+        events: EventPublisher | None = None,
     ) -> None:
         self.repo = repo
+        self.publisher = events
         self.cache = cache
         self.clock = clock
         self.config = config
@@ -255,6 +258,7 @@ class Sessions:
             },
         )
         await self.audit("session.create", session_id, caller)
+        self._changed(doc, "create", caller)
         return doc
 
     # -- changes ----------------------------------------------------------------
@@ -300,7 +304,23 @@ class Sessions:
             if doc is None or (caller and not caller.may_see(doc["owner_user_id"])):
                 raise not_found(f"session {session_id}")
             raise invalid_state(doc, action)
+        self._changed(updated, action, caller)
         return updated
+
+    def _changed(self, doc: Doc, action: str, caller: Caller | None) -> None:
+        """Publishes ``session.state-changed`` (the admin dashboard and audit log read it)."""
+        if self.publisher is None:
+            return
+        self.publisher.emit(
+            "session.state-changed",
+            {
+                "session_id": doc["_id"],
+                "owner_user_id": doc["owner_user_id"],
+                "state": doc["state"],
+                "action": action,
+                "by_user_id": caller.user_id if caller else "",
+            },
+        )
 
     async def start(self, session_id: str, caller: Caller) -> Doc:
         """created → starting → recording."""

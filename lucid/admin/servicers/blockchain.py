@@ -1,8 +1,7 @@
 """``lucid.admin.v1.AdminBlockchainService``: the chain as the console sees it.
 
-Built: GetBlockchainStatus, AnchorSessions, GetAnchoringOperation and
-GetAnchoringQueue. ResyncBlockchain answers UNIMPLEMENTED (inherited from the generated
-base): the chain has no rpc to resynchronize on request.
+GetBlockchainStatus, AnchorSessions, GetAnchoringOperation, GetAnchoringQueue and
+ResyncBlockchain (carried out by the chain's ResyncChain).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from lucid.admin import convert
 from lucid.admin.anchorings import Anchorings
 from lucid.admin.chain_queue import ChainQueue
 from lucid.admin.overview import Dashboard
+from lucid.admin.resync import Resyncs
 from lucid.admin.v1 import operations_pb2, operations_pb2_grpc
 from lucid.runtime.audit import client_of
 from lucid.runtime.context import current_principal
@@ -21,10 +21,25 @@ from lucid.runtime.context import current_principal
 class AdminBlockchainServicer(operations_pb2_grpc.AdminBlockchainServiceServicer):
     """Chain status and manual anchoring."""
 
-    def __init__(self, dashboard: Dashboard, anchorings: Anchorings, queue: ChainQueue) -> None:
+    def __init__(
+        self, dashboard: Dashboard, anchorings: Anchorings, queue: ChainQueue, resyncs: Resyncs
+    ) -> None:
         self.dashboard = dashboard
         self.anchorings = anchorings
         self.queue = queue
+        self.resyncs = resyncs
+
+    async def ResyncBlockchain(
+        self, request: operations_pb2.ResyncBlockchainRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.ResyncBlockchainResponse:
+        from_height = request.from_height if request.HasField("from_height") else None
+        done = await self.resyncs.resync(from_height, request.reason, client_of(context))
+        return operations_pb2.ResyncBlockchainResponse(
+            started=done.started,
+            local_height=done.local_height,
+            network_height=done.network_height,
+            message=done.message,
+        )
 
     async def GetAnchoringQueue(
         self, request: operations_pb2.GetAnchoringQueueRequest, context: grpc.aio.ServicerContext

@@ -19,14 +19,14 @@ class AdminRbacServicer(admin_pb2_grpc.AdminRbacServiceServicer):
 
     async def _shown(self, role_id: str) -> admin_pb2.ConsoleRole:
         role = await self.roles.get(role_id)
-        return convert.console_role(role, await self.roles.store.users_of(role_id))
+        return convert.console_role(role, await self.roles.holders(role_id))
 
     async def ListRoles(
         self, request: admin_pb2.ListRolesRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListRolesResponse:
         window = page(request)
-        roles, total = await self.roles.store.page(window.offset, window.size)
-        shown = [convert.console_role(r, await self.roles.store.users_of(r.role_id)) for r in roles]
+        roles, total = await self.roles.page(window.offset, window.size)
+        shown = [convert.console_role(r, await self.roles.holders(r.role_id)) for r in roles]
         return admin_pb2.ListRolesResponse(
             roles=shown, next_page_token=window.next_token(len(roles), total), total_size=total
         )
@@ -56,7 +56,7 @@ class AdminRbacServicer(admin_pb2_grpc.AdminRbacServiceServicer):
             convert.permission_names(request.permissions),
             client_of(context),
         )
-        users = await self.roles.store.users_of(role.role_id)
+        users = await self.roles.holders(role.role_id)
         return admin_pb2.UpdateRoleResponse(role=convert.console_role(role, users))
 
     async def DeleteRole(

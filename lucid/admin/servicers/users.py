@@ -1,24 +1,35 @@
 """``lucid.admin.v1.AdminUserService``: users from the console, through auth.
 
-Built: UpdateUser. CreateUser answers UNIMPLEMENTED (inherited from the generated base):
-auth creates users only when their wallet signs in (Register), and has no rpc to make
-one for a TRON address."""
+CreateUser and UpdateUser (username, e-mail, role, status including a final ban)."""
 
 from __future__ import annotations
 
 import grpc
 
 from lucid.admin import convert
-from lucid.admin.users import UserChange, Users
+from lucid.admin.users import NewUser, UserChange, Users
 from lucid.admin.v1 import admin_pb2, admin_pb2_grpc
 from lucid.runtime.audit import client_of
 
 
 class AdminUserServicer(admin_pb2_grpc.AdminUserServiceServicer):
-    """A user's role and status."""
+    """New users, and a user's profile, role and status."""
 
     def __init__(self, users: Users) -> None:
         self.users = users
+
+    async def CreateUser(
+        self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreateUserResponse:
+        new = NewUser(
+            tron_address=request.tron_address,
+            username=request.username,
+            email=request.email,
+            role=request.role,
+            console_role_id=request.console_role_id,
+        )
+        user = await self.users.create(new, client_of(context))
+        return admin_pb2.CreateUserResponse(user=convert.admin_user(user))
 
     async def UpdateUser(
         self, request: admin_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext

@@ -158,6 +158,23 @@ class AuditChainStore:
         except PyMongoError as exc:
             raise _unavailable(exc) from exc
 
+    async def oldest_time(self) -> datetime | None:
+        """When the oldest kept entry was made (None: no entry)."""
+        try:
+            doc = await self.collection.find_one({}, {"event_time": 1}, sort=[("seq", ASCENDING)])
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+        return doc["event_time"] if doc else None
+
+    async def hashes_between(self, after: int, through: int) -> list[str]:
+        """The entry hashes of ``after`` < seq ≤ ``through``, in order."""
+        query = {"seq": {"$gt": after, "$lte": through}}
+        try:
+            cursor = self.collection.find(query, {"entry_hash": 1}).sort([("seq", ASCENDING)])
+            return [str(doc["entry_hash"]) async for doc in cursor]
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
+
     async def purge_through(self, seq: int) -> int:
         """Removes the entries up to ``seq`` (retention); how many went."""
         try:

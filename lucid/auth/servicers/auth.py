@@ -384,6 +384,35 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         user = await self._change_user(context, "set_user_status", change, request.user_id, status)
         return auth_pb2.SetUserStatusResponse(user=user)
 
+    async def CreateUser(
+        self, request: auth_pb2.CreateUserRequest, context: Context
+    ) -> auth_pb2.CreateUserResponse:
+        client = client_of(context)
+        async with self.core.auditor.event("create_user", client) as event:
+            record = await self.core.accounts.create_user(
+                client.principal,
+                request.tron_address,
+                username=request.username,
+                email=request.email,
+                role=request.role,
+                event=event,
+            )
+        return auth_pb2.CreateUserResponse(user=convert.user(record, self._now))
+
+    async def SetUserProfile(
+        self, request: auth_pb2.SetUserProfileRequest, context: Context
+    ) -> auth_pb2.SetUserProfileResponse:
+        client = client_of(context)
+        async with self.core.auditor.event("set_user_profile", client) as event:
+            record = await self.core.accounts.set_profile(
+                client.principal,
+                request.user_id,
+                username=request.username,
+                email=request.email,
+                event=event,
+            )
+        return auth_pb2.SetUserProfileResponse(user=convert.user(record, self._now))
+
     # -- hardware wallets ------------------------------------------------------------------
 
     async def _wallet_call(self, client: Client) -> None:

@@ -29,6 +29,8 @@ class UserRecord:
     username: str = ""
     email: str = ""
     suspended: bool = False
+    banned: bool = False
+    """Banned for good (a banned user is suspended too)."""
     login_attempts: int = 0
     locked_until: datetime | None = None
     last_login: datetime | None = None
@@ -50,6 +52,7 @@ class UserRecord:
             username=doc.get("username") or "",
             email=doc.get("email") or "",
             suspended=bool(doc.get("suspended")),
+            banned=bool(doc.get("banned")),
             login_attempts=int(doc.get("login_attempts", 0)),
             locked_until=doc.get("locked_until"),
             last_login=doc.get("last_login"),
@@ -64,7 +67,9 @@ class UserRecord:
         return self.locked_until is not None and self.locked_until > now
 
     def status(self, now: datetime) -> int:
-        """The account state: suspended, locked or active."""
+        """The account state: banned, suspended, locked or active."""
+        if self.banned:
+            return auth_pb2.ACCOUNT_STATUS_BANNED
         if self.suspended:
             return auth_pb2.ACCOUNT_STATUS_SUSPENDED
         if self.locked(now):
@@ -75,6 +80,7 @@ class UserRecord:
 ACTIVE = "active"
 LOCKED = "locked"
 SUSPENDED = "suspended"
+BANNED = "banned"
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class UserFilter:
     role: str = ""
     kyc_status: str = ""
     status: str = ""
-    """``active``, ``locked`` (until a time) or ``suspended``."""
+    """``active``, ``locked`` (until a time), ``suspended`` or ``banned``."""
 
 
 class UserExistsError(Exception):
@@ -129,8 +135,9 @@ class UserStore:
         email: str = "",
         username: str = "",
         last_login: datetime | None = None,
+        role: int = access_pb2.ROLE_USER,
     ) -> UserRecord:
-        """A new user (role user, KYC none); raises ``UserExistsError``."""
+        """A new user (``role``, KYC none); raises ``UserExistsError``."""
         user_id = new_id()
         claimed: list[tuple[str, str]] = []
         try:
@@ -142,7 +149,7 @@ class UserStore:
             doc: dict[str, Any] = {
                 "_id": user_id,
                 "tron_address": tron_address,
-                "role": policy.role_name(access_pb2.ROLE_USER),
+                "role": policy.role_name(role),
                 "kyc_status": policy.kyc_name(access_pb2.KYC_STATUS_NONE),
                 "created_at": now,
                 "updated_at": now,
@@ -211,8 +218,10 @@ class UserStore:
             query["role"] = where.role
         if where.kyc_status:
             query["kyc_status"] = where.kyc_status
-        if where.status == SUSPENDED:
-            query["suspended"] = True
+        if where.status == BANNED:
+            query["banned"] = True
+        elif where.status == SUSPENDED:
+            query.update({"suspended": True, "banned": {"$ne": True}})
         elif where.status == LOCKED:
             query.update({"suspended": False, "locked_until": {"$gt": now}})
         elif where.status == ACTIVE:

@@ -101,6 +101,23 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
             response.status = pb.CHAIN_STATUS_HEALTHY
         return response
 
+    async def ResyncChain(
+        self, request: pb.ResyncChainRequest, context: Any
+    ) -> pb.ResyncChainResponse:
+        ready = self.node.require()
+        done = await ready.syncer.resync(
+            request.from_height if request.HasField("from_height") else None
+        )
+        return pb.ResyncChainResponse(
+            started=done.started,
+            appended_count=done.appended,
+            rechecked_count=done.rechecked,
+            diverged_height=done.diverged_height,
+            local_height=ready.ledger.tip.height,
+            network_height=max(self.node.peers.network_height, ready.ledger.tip.height),
+            message=done.message,
+        )
+
     async def GetChainHeight(
         self, request: pb.GetChainHeightRequest, context: Any
     ) -> pb.GetChainHeightResponse:

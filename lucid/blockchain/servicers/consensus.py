@@ -67,6 +67,12 @@ def round_proto(doc: Doc) -> cpb.ConsensusRound:
     return result
 
 
+def _wait_s(context: Any) -> float | None:
+    """How long the caller still waits for the answer (its deadline), if it set one."""
+    remaining = context.time_remaining()
+    return None if remaining is None else float(remaining)
+
+
 class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
     """Consensus of one validator."""
 
@@ -332,12 +338,12 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
     async def ProposeBlock(
         self, request: cpb.ProposeBlockRequest, context: Any
     ) -> cpb.ProposeBlockResponse:
-        return await self.node.require().engine.handle_propose(request)
+        return await self.node.require().engine.handle_propose(request, _wait_s(context))
 
     async def ApproveBlock(
         self, request: cpb.ApproveBlockRequest, context: Any
     ) -> cpb.ApproveBlockResponse:
-        return await self.node.require().engine.handle_approve(request)
+        return await self.node.require().engine.handle_approve(request, _wait_s(context))
 
     async def CommitBlock(
         self, request: cpb.CommitBlockRequest, context: Any

@@ -21,6 +21,7 @@ class IssuedRecord:
     issued_at: float
     issued_to: str
     revoke_at: float | None = None
+    replaces: str | None = None
 
     def revoked(self, now: float) -> bool:
         """Whether the certificate is revoked at ``now``."""
@@ -52,6 +53,7 @@ class CertificateStore:
             issued_at=float(doc["issued_at"]),
             issued_to=doc["issued_to"],
             revoke_at=float(doc["revoke_at"]) if doc.get("revoke_at") else None,
+            replaces=doc.get("replaces"),
         )
 
     async def revoke_at(self, serial_number: str, revoke_at: float) -> None:
@@ -59,3 +61,12 @@ class CertificateStore:
         await self.collection.update_one(
             {"serial_number": serial_number}, {"$set": {"revoke_at": revoke_at}}
         )
+
+    async def claim_rotation(self, serial_number: str, revoke_at: float) -> bool:
+        """Marks a certificate revoked from ``revoke_at`` on unless it already was
+        (False: another rotation or a revocation came first)."""
+        result = await self.collection.update_one(
+            {"serial_number": serial_number, "revoke_at": {"$exists": False}},
+            {"$set": {"revoke_at": revoke_at}},
+        )
+        return result.modified_count == 1

@@ -35,6 +35,8 @@ class _AccountStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Account
     """Locked for 30 min after 5 failed sign-ins."""
     ACCOUNT_STATUS_SUSPENDED: _AccountStatus.ValueType  # 3
     """Suspended by an administrator."""
+    ACCOUNT_STATUS_BANNED: _AccountStatus.ValueType  # 4
+    """Banned by an administrator: cannot sign in, and final."""
 
 class AccountStatus(_AccountStatus, metaclass=_AccountStatusEnumTypeWrapper):
     """The state of an account (spec 09 §3)."""
@@ -47,6 +49,8 @@ ACCOUNT_STATUS_LOCKED: AccountStatus.ValueType  # 2
 """Locked for 30 min after 5 failed sign-ins."""
 ACCOUNT_STATUS_SUSPENDED: AccountStatus.ValueType  # 3
 """Suspended by an administrator."""
+ACCOUNT_STATUS_BANNED: AccountStatus.ValueType  # 4
+"""Banned by an administrator: cannot sign in, and final."""
 Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
 
 class _AccessLevel:
@@ -1862,7 +1866,9 @@ class SetUserStatusRequest(_message.Message):
     user_id: _builtins.str
     """The user."""
     status: Global___AccountStatus.ValueType
-    """ACTIVE or SUSPENDED."""
+    """ACTIVE, SUSPENDED or BANNED (final: a banned user's status never changes
+    again).
+    """
     reason: _builtins.str
     """Why (kept in the audit record)."""
     def __init__(
@@ -1903,6 +1909,118 @@ class SetUserStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetUserStatusResponse: _TypeAlias = SetUserStatusResponse  # noqa: Y015
+
+@_typing.final
+class CreateUserRequest(_message.Message):
+    """The request of CreateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRON_ADDRESS_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    tron_address: _builtins.str
+    """The TRON address the user will sign in with."""
+    username: _builtins.str
+    """A username, 3–50 characters of `[a-zA-Z0-9_-]`."""
+    email: _builtins.str
+    """An e-mail."""
+    role: _access_pb2.Role.ValueType
+    """The role, at most the caller's own."""
+    def __init__(
+        self,
+        *,
+        tron_address: _builtins.str = ...,
+        username: _builtins.str = ...,
+        email: _builtins.str = ...,
+        role: _access_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "role", b"role", "tron_address", b"tron_address", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUserRequest: _TypeAlias = CreateUserRequest  # noqa: Y015
+
+@_typing.final
+class CreateUserResponse(_message.Message):
+    """The response of CreateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The new user."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUserResponse: _TypeAlias = CreateUserResponse  # noqa: Y015
+
+@_typing.final
+class SetUserProfileRequest(_message.Message):
+    """The request of SetUserProfile. Empty fields are left unchanged."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user."""
+    username: _builtins.str
+    """A new username, 3–50 characters of `[a-zA-Z0-9_-]`."""
+    email: _builtins.str
+    """A new e-mail."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserProfileRequest: _TypeAlias = SetUserProfileRequest  # noqa: Y015
+
+@_typing.final
+class SetUserProfileResponse(_message.Message):
+    """The response of SetUserProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The updated user."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserProfileResponse: _TypeAlias = SetUserProfileResponse  # noqa: Y015
 
 @_typing.final
 class HardwareWalletDevice(_message.Message):

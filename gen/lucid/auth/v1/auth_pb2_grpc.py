@@ -174,6 +174,16 @@ class AuthServiceStub:
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusRequest.SerializeToString,
                 response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusResponse.FromString,
                 _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/lucid.auth.v1.AuthService/CreateUser',
+                request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.SetUserProfile = channel.unary_unary(
+                '/lucid.auth.v1.AuthService/SetUserProfile',
+                request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileRequest.SerializeToString,
+                response_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileResponse.FromString,
+                _registered_method=True)
         self.ListHardwareWallets = channel.unary_unary(
                 '/lucid.auth.v1.AuthService/ListHardwareWallets',
                 request_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.ListHardwareWalletsRequest.SerializeToString,
@@ -449,6 +459,25 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUser(self, request, context):
+        """Creates a user for a TRON address (the console's CreateUser), before it
+        first signs in; the role at most the caller's own. The address, username
+        and e-mail must be free.
+        Spec: 06 CreateUser (served by auth, the one user store)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserProfile(self, request, context):
+        """Sets another user's username or e-mail (the console's UpdateUser); an
+        administrator acts only on users at or below its own role.
+        Spec: 06 UpdateUser (served by auth, the one user store)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListHardwareWallets(self, request, context):
         """Lists the hardware wallets the wallet backends can see.
         Spec: 09 §8 discover
@@ -644,6 +673,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.SetUserStatus,
                     request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusRequest.FromString,
                     response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.FromString,
+                    response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'SetUserProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserProfile,
+                    request_deserializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileRequest.FromString,
+                    response_serializer=lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileResponse.SerializeToString,
             ),
             'ListHardwareWallets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListHardwareWallets,
@@ -1415,6 +1454,60 @@ class AuthService:
             '/lucid.auth.v1.AuthService/SetUserStatus',
             lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusRequest.SerializeToString,
             lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.auth.v1.AuthService/CreateUser',
+            lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
+            lucid_dot_auth_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.auth.v1.AuthService/SetUserProfile',
+            lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileRequest.SerializeToString,
+            lucid_dot_auth_dot_v1_dot_auth__pb2.SetUserProfileResponse.FromString,
             options,
             channel_credentials,
             insecure,

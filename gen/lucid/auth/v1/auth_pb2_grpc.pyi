@@ -160,6 +160,17 @@ class AuthServiceStub:
     its login sessions are revoked.
     Spec: 06 Suspend/ActivateUser
     """
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]
+    """Creates a user for a TRON address (the console's CreateUser), before it
+    first signs in; the role at most the caller's own. The address, username
+    and e-mail must be free.
+    Spec: 06 CreateUser (served by auth, the one user store)
+    """
+    SetUserProfile: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserProfileRequest, _auth_pb2.SetUserProfileResponse]
+    """Sets another user's username or e-mail (the console's UpdateUser); an
+    administrator acts only on users at or below its own role.
+    Spec: 06 UpdateUser (served by auth, the one user store)
+    """
     ListHardwareWallets: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListHardwareWalletsRequest, _auth_pb2.ListHardwareWalletsResponse]
     """Lists the hardware wallets the wallet backends can see.
     Spec: 09 §8 discover
@@ -322,6 +333,17 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Suspends or reactivates a user; a suspended user cannot sign in and
     its login sessions are revoked.
     Spec: 06 Suspend/ActivateUser
+    """
+    CreateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]  # type: ignore[assignment]
+    """Creates a user for a TRON address (the console's CreateUser), before it
+    first signs in; the role at most the caller's own. The address, username
+    and e-mail must be free.
+    Spec: 06 CreateUser (served by auth, the one user store)
+    """
+    SetUserProfile: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserProfileRequest, _auth_pb2.SetUserProfileResponse]  # type: ignore[assignment]
+    """Sets another user's username or e-mail (the console's UpdateUser); an
+    administrator acts only on users at or below its own role.
+    Spec: 06 UpdateUser (served by auth, the one user store)
     """
     ListHardwareWallets: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListHardwareWalletsRequest, _auth_pb2.ListHardwareWalletsResponse]  # type: ignore[assignment]
     """Lists the hardware wallets the wallet backends can see.
@@ -644,6 +666,29 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Suspends or reactivates a user; a suspended user cannot sign in and
         its login sessions are revoked.
         Spec: 06 Suspend/ActivateUser
+        """
+
+    @_abc_1.abstractmethod
+    def CreateUser(
+        self,
+        request: _auth_pb2.CreateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateUserResponse, _abc.Awaitable[_auth_pb2.CreateUserResponse]]:
+        """Creates a user for a TRON address (the console's CreateUser), before it
+        first signs in; the role at most the caller's own. The address, username
+        and e-mail must be free.
+        Spec: 06 CreateUser (served by auth, the one user store)
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserProfile(
+        self,
+        request: _auth_pb2.SetUserProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetUserProfileResponse, _abc.Awaitable[_auth_pb2.SetUserProfileResponse]]:
+        """Sets another user's username or e-mail (the console's UpdateUser); an
+        administrator acts only on users at or below its own role.
+        Spec: 06 UpdateUser (served by auth, the one user store)
         """
 
     @_abc_1.abstractmethod

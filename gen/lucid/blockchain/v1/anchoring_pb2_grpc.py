@@ -88,8 +88,9 @@ class AnchoringServiceServicer:
         the manifest signature, stores a pending anchoring and queues its
         session_anchor transaction. A session is anchored once: a second call
         for the same session fails with ALREADY_EXISTS and the existing
-        anchoring id in the error metadata.
-        Spec: 02 AnchorSession; 03 AnchorSession
+        anchoring id in the error metadata. Admin anchors its audit chain's
+        head the same way, as a session of its own (issue 13).
+        Spec: 02 AnchorSession; 03 AnchorSession; 06 audit chain anchoring
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

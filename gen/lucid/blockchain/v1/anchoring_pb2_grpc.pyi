@@ -45,8 +45,9 @@ class AnchoringServiceStub:
     the manifest signature, stores a pending anchoring and queues its
     session_anchor transaction. A session is anchored once: a second call
     for the same session fails with ALREADY_EXISTS and the existing
-    anchoring id in the error metadata.
-    Spec: 02 AnchorSession; 03 AnchorSession
+    anchoring id in the error metadata. Admin anchors its audit chain's
+    head the same way, as a session of its own (issue 13).
+    Spec: 02 AnchorSession; 03 AnchorSession; 06 audit chain anchoring
     """
     GetSessionAnchoring: _grpc.UnaryUnaryMultiCallable[_anchoring_pb2.GetSessionAnchoringRequest, _anchoring_pb2.GetSessionAnchoringResponse]
     """Returns the anchoring of a session: state, transaction, block and
@@ -94,8 +95,9 @@ class AnchoringServiceAsyncStub(AnchoringServiceStub):
     the manifest signature, stores a pending anchoring and queues its
     session_anchor transaction. A session is anchored once: a second call
     for the same session fails with ALREADY_EXISTS and the existing
-    anchoring id in the error metadata.
-    Spec: 02 AnchorSession; 03 AnchorSession
+    anchoring id in the error metadata. Admin anchors its audit chain's
+    head the same way, as a session of its own (issue 13).
+    Spec: 02 AnchorSession; 03 AnchorSession; 06 audit chain anchoring
     """
     GetSessionAnchoring: _aio.UnaryUnaryMultiCallable[_anchoring_pb2.GetSessionAnchoringRequest, _anchoring_pb2.GetSessionAnchoringResponse]  # type: ignore[assignment]
     """Returns the anchoring of a session: state, transaction, block and
@@ -146,8 +148,9 @@ class AnchoringServiceServicer(metaclass=_abc_1.ABCMeta):
         the manifest signature, stores a pending anchoring and queues its
         session_anchor transaction. A session is anchored once: a second call
         for the same session fails with ALREADY_EXISTS and the existing
-        anchoring id in the error metadata.
-        Spec: 02 AnchorSession; 03 AnchorSession
+        anchoring id in the error metadata. Admin anchors its audit chain's
+        head the same way, as a session of its own (issue 13).
+        Spec: 02 AnchorSession; 03 AnchorSession; 06 audit chain anchoring
         """
 
     @_abc_1.abstractmethod

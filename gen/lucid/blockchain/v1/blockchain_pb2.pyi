@@ -956,6 +956,78 @@ class GetChainInfoResponse(_message.Message):
 Global___GetChainInfoResponse: _TypeAlias = GetChainInfoResponse  # noqa: Y015
 
 @_typing.final
+class ResyncChainRequest(_message.Message):
+    """The request of ResyncChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_HEIGHT_FIELD_NUMBER: _builtins.int
+    from_height: _builtins.int
+    """The height to re-check from, at most the tip + 1; absent: the tip + 1
+    (only pull what is missing).
+    """
+    def __init__(
+        self,
+        *,
+        from_height: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_height", b"_from_height", "from_height", b"from_height"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_height", b"_from_height", "from_height", b"from_height"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__from_height: _TypeAlias = _typing.Literal["from_height"]  # noqa: Y015
+    _WhichOneofArgType__from_height: _TypeAlias = _typing.Literal["_from_height", b"_from_height"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_height) -> _WhichOneofReturnType__from_height | None: ...
+
+Global___ResyncChainRequest: _TypeAlias = ResyncChainRequest  # noqa: Y015
+
+@_typing.final
+class ResyncChainResponse(_message.Message):
+    """The response of ResyncChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    APPENDED_COUNT_FIELD_NUMBER: _builtins.int
+    RECHECKED_COUNT_FIELD_NUMBER: _builtins.int
+    DIVERGED_HEIGHT_FIELD_NUMBER: _builtins.int
+    LOCAL_HEIGHT_FIELD_NUMBER: _builtins.int
+    NETWORK_HEIGHT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    started: _builtins.bool
+    """Whether a resync ran (false: no peer could be reached)."""
+    appended_count: _builtins.int
+    """The blocks pulled and appended."""
+    rechecked_count: _builtins.int
+    """The held blocks compared with a peer's."""
+    diverged_height: _builtins.int
+    """The first held height whose hash a peer answered differently; -1: none."""
+    local_height: _builtins.int
+    """The local tip height now."""
+    network_height: _builtins.int
+    """The highest height the peers report."""
+    message: _builtins.str
+    """A human-readable outcome."""
+    def __init__(
+        self,
+        *,
+        started: _builtins.bool = ...,
+        appended_count: _builtins.int = ...,
+        rechecked_count: _builtins.int = ...,
+        diverged_height: _builtins.int = ...,
+        local_height: _builtins.int = ...,
+        network_height: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["appended_count", b"appended_count", "diverged_height", b"diverged_height", "local_height", b"local_height", "message", b"message", "network_height", b"network_height", "rechecked_count", b"rechecked_count", "started", b"started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResyncChainResponse: _TypeAlias = ResyncChainResponse  # noqa: Y015
+
+@_typing.final
 class GetChainStatusRequest(_message.Message):
     """The request of GetChainStatus."""
 

@@ -64,6 +64,11 @@ class BlockchainServiceStub:
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoRequest.SerializeToString,
                 response_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoResponse.FromString,
                 _registered_method=True)
+        self.ResyncChain = channel.unary_unary(
+                '/lucid.blockchain.v1.BlockchainService/ResyncChain',
+                request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainRequest.SerializeToString,
+                response_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainResponse.FromString,
+                _registered_method=True)
         self.ListBlocks = channel.unary_unary(
                 '/lucid.blockchain.v1.BlockchainService/ListBlocks',
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ListBlocksRequest.SerializeToString,
@@ -150,6 +155,18 @@ class BlockchainServiceServicer:
         """Describes the validator network: this validator, its peers and whether
         each is reachable. Peer endpoints are operator information.
         Spec: 02 GetNetworkInfo
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResyncChain(self, request, context):
+        """Resynchronises this validator with its peers now (the console's
+        ResyncBlockchain): from `from_height` on, the blocks it holds are compared
+        with each reachable peer's (a different hash is reported, never
+        rewritten: final blocks are final), then the final blocks above its tip
+        are pulled and verified like any synced block.
+        Spec: 06 Resync (chain side)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -250,6 +267,11 @@ def add_BlockchainServiceServicer_to_server(servicer, server):
                     servicer.GetNetworkInfo,
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoRequest.FromString,
                     response_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoResponse.SerializeToString,
+            ),
+            'ResyncChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResyncChain,
+                    request_deserializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainRequest.FromString,
+                    response_serializer=lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainResponse.SerializeToString,
             ),
             'ListBlocks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBlocks,
@@ -427,6 +449,33 @@ class BlockchainService:
             '/lucid.blockchain.v1.BlockchainService/GetNetworkInfo',
             lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoRequest.SerializeToString,
             lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.GetNetworkInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResyncChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.blockchain.v1.BlockchainService/ResyncChain',
+            lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainRequest.SerializeToString,
+            lucid_dot_blockchain_dot_v1_dot_blockchain__pb2.ResyncChainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,14 @@ class BlockchainServiceStub:
     each is reachable. Peer endpoints are operator information.
     Spec: 02 GetNetworkInfo
     """
+    ResyncChain: _grpc.UnaryUnaryMultiCallable[_blockchain_pb2.ResyncChainRequest, _blockchain_pb2.ResyncChainResponse]
+    """Resynchronises this validator with its peers now (the console's
+    ResyncBlockchain): from `from_height` on, the blocks it holds are compared
+    with each reachable peer's (a different hash is reported, never
+    rewritten: final blocks are final), then the final blocks above its tip
+    are pulled and verified like any synced block.
+    Spec: 06 Resync (chain side)
+    """
     ListBlocks: _grpc.UnaryUnaryMultiCallable[_blockchain_pb2.ListBlocksRequest, _blockchain_pb2.ListBlocksResponse]
     """Lists block summaries, newest first by default, optionally within a
     height range.
@@ -140,6 +148,14 @@ class BlockchainServiceAsyncStub(BlockchainServiceStub):
     """Describes the validator network: this validator, its peers and whether
     each is reachable. Peer endpoints are operator information.
     Spec: 02 GetNetworkInfo
+    """
+    ResyncChain: _aio.UnaryUnaryMultiCallable[_blockchain_pb2.ResyncChainRequest, _blockchain_pb2.ResyncChainResponse]  # type: ignore[assignment]
+    """Resynchronises this validator with its peers now (the console's
+    ResyncBlockchain): from `from_height` on, the blocks it holds are compared
+    with each reachable peer's (a different hash is reported, never
+    rewritten: final blocks are final), then the final blocks above its tip
+    are pulled and verified like any synced block.
+    Spec: 06 Resync (chain side)
     """
     ListBlocks: _aio.UnaryUnaryMultiCallable[_blockchain_pb2.ListBlocksRequest, _blockchain_pb2.ListBlocksResponse]  # type: ignore[assignment]
     """Lists block summaries, newest first by default, optionally within a
@@ -244,6 +260,20 @@ class BlockchainServiceServicer(metaclass=_abc_1.ABCMeta):
         """Describes the validator network: this validator, its peers and whether
         each is reachable. Peer endpoints are operator information.
         Spec: 02 GetNetworkInfo
+        """
+
+    @_abc_1.abstractmethod
+    def ResyncChain(
+        self,
+        request: _blockchain_pb2.ResyncChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_blockchain_pb2.ResyncChainResponse, _abc.Awaitable[_blockchain_pb2.ResyncChainResponse]]:
+        """Resynchronises this validator with its peers now (the console's
+        ResyncBlockchain): from `from_height` on, the blocks it holds are compared
+        with each reachable peer's (a different hash is reported, never
+        rewritten: final blocks are final), then the final blocks above its tip
+        are pulled and verified like any synced block.
+        Spec: 06 Resync (chain side)
         """
 
     @_abc_1.abstractmethod
