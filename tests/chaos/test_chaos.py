@@ -24,10 +24,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from tronpy import Tron
 from tronpy.keys import PrivateKey
@@ -290,6 +292,32 @@ async def _node_payouts(settings: Settings, node_id: str) -> list[payout_pb2.Pay
     return list(listed.payouts)
 
 
+async def _dev_nodes(settings: Settings) -> list[Any]:
+    """The dev operator's nodes (the dev agents registered)."""
+    md = await demopay._bearer(settings)
+    async with devnodes.nodes_channel(settings) as channel:
+        listed = await demopay.nodes_pb2_grpc.NodeServiceStub(channel).ListNodes(
+            demopay.nodes_pb2.ListNodesRequest(owner_user_id=devnodes.DEV_OPERATOR, page_size=100),
+            metadata=md,
+            timeout=10,
+        )
+    return list(listed.nodes)
+
+
+async def _beat_since(settings: Settings, name: str, since: datetime) -> bool:
+    """Whether agent ``name``'s node sent a heartbeat after ``since``."""
+    try:
+        nodes = await _dev_nodes(settings)
+    except grpc.aio.AioRpcError:
+        return False
+    return any(
+        n.name == name
+        and n.HasField("last_heartbeat_time")
+        and n.last_heartbeat_time.ToDatetime(tzinfo=UTC) > since
+        for n in nodes
+    )
+
+
 def _usdt_balance(settings: Settings, address: str) -> int:
     tron = Tron(HTTPProvider(f"http://127.0.0.1:{settings.devnet_tron_port}"))
     return int(tron.get_contract(settings.tron_usdt_contract).functions.balanceOf(address))
@@ -333,10 +361,14 @@ async def test_sigkill_everything_in_turn_loses_nothing(
                 assert old is not None
                 acks_before = seen.ack_count
                 killed_at = time.monotonic()
+                killed_wall = datetime.now(UTC)
                 os.kill(old, signal.SIGKILL)
 
                 async def recovered(
-                    target: str = target, old: int = old, acks: int = acks_before
+                    target: str = target,
+                    old: int = old,
+                    acks: int = acks_before,
+                    since: datetime = killed_wall,
                 ) -> bool:
                     new = up.pids().get(target)
                     return (
@@ -345,6 +377,10 @@ async def test_sigkill_everything_in_turn_loses_nothing(
                         and _alive(new)
                         and seen.ack_count > acks
                         and await _healthy(probe, edge)
+                        and (
+                            target not in devnodes.AGENTS
+                            or await _beat_since(settings, target, since)
+                        )
                     )
 
                 await eventually(
@@ -373,7 +409,8 @@ async def test_sigkill_everything_in_turn_loses_nothing(
 
         table = [
             "",
-            "chaos: recovery after SIGKILL (pid back, a chunk acknowledged, edge /health healthy)",
+            "chaos: recovery after SIGKILL (pid back, a chunk acknowledged, edge /health "
+            "healthy; an agent: its node beats again)",
             f"  {'killed':<14} {'recovered in':>12} {'chunks acked meanwhile':>24}",
         ]
         table += [f"  {t:<14} {s:>11.2f}s {n:>24}" for t, s, n in recovery]
@@ -437,6 +474,10 @@ async def test_sigkill_everything_in_turn_loses_nothing(
     paid = sum(p.amount_micros for p in payouts if p.state == payout_pb2.PAYOUT_STATE_COMPLETED)
     balance = await asyncio.to_thread(_usdt_balance, settings, address)
     assert balance == paid, (balance, paid, payouts)
+
+    # A restarted agent kept its node (none registered twice).
+    names = sorted(n.name for n in await _dev_nodes(settings))
+    assert names == sorted(devnodes.AGENTS), names
 
     # Every validator's chain verifies (each session anchored at most once).
     for index in range(settings.validators):
