@@ -128,6 +128,60 @@ async def test_a_busy_store_delays_but_never_fails_a_finalization(
     assert messages.count("finalization step deferred: the store is busy") == 6
 
 
+class LostManifestLink(FlakyRepository):
+    """The store goes away right after the manifest is stored, before the session names
+    it (as when FerretDB or the sessions process is SIGKILLed in that window)."""
+
+    def __init__(self, repo: Any) -> None:
+        super().__init__(repo, {})
+        self.dropped = 0
+
+    async def update_session(self, session_id: str, changes: Any, **kwargs: Any) -> Any:
+        if "manifest_id" in changes and not self.dropped:
+            self.dropped += 1
+            raise AutoReconnect("connection closed")
+        return await self._repo.update_session(session_id, changes, **kwargs)
+
+
+async def test_a_store_lost_after_the_manifest_still_completes_with_its_root(
+    mesh: Mesh, settings: Settings
+) -> None:
+    """Found by the chaos suite: a session whose manifest was stored but not yet linked
+    when the store dropped completed with an empty Merkle root. The retried step links
+    the stored manifest to its session."""
+    own = await start_env(mesh, settings)
+    servicer = next(
+        s for _, s in own.mesh.servers["sessions"].app.servicers if isinstance(s, SessionServicer)
+    )
+    finalizer = servicer.manifests.finalizer
+    lost = LostManifestLink(finalizer.repo)
+    finalizer.repo = lost  # type: ignore[assignment]
+    try:
+        md = await own.token()
+        session_id = await own.recording(md)
+        for seq in (1, 2, 3):
+            await own.upload(md, session_id, seq, f"chunk {seq}".encode() * 100)
+        await own.sessions.StopRecording(
+            sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=md
+        )
+        session = await own.wait_state(
+            md,
+            session_id,
+            {sessions_pb2.SESSION_STATE_COMPLETED, sessions_pb2.SESSION_STATE_FAILED},
+        )
+        manifest = await lost.manifest_of(session_id)
+    finally:
+        await own.channel.close()
+        await own.mesh.stop_all()
+    assert lost.dropped == 1
+    assert session.state == sessions_pb2.SESSION_STATE_COMPLETED, session.error_message
+    assert manifest is not None
+    assert session.merkle_root == manifest["merkle_root"] != ""
+    assert session.manifest_id == manifest["_id"]
+    assert own.fake is not None
+    assert own.fake.records[session_id].merkle_root == session.merkle_root
+
+
 async def test_a_busy_store_on_the_chain_spends_no_anchoring_attempt(
     mesh: Mesh, settings: Settings
 ) -> None:

@@ -245,11 +245,13 @@ class Finalizer:
     # -- manifest -----------------------------------------------------------------
 
     async def ensure_manifest(self, session: Doc) -> Doc:
-        """The session's manifest, built and signed on first call."""
+        """The session's manifest, built and signed on first call (and named by the
+        session: the link is made again when a crash or a lost store came between
+        storing the manifest and naming it)."""
         session_id = session["_id"]
         existing = await self.repo.manifest_of(session_id)
         if existing is not None:
-            return existing
+            return await self._linked(session, existing)
         chunks = await self.repo.chunks_of(session_id)
         if not chunks:
             raise LucidError(
@@ -299,13 +301,22 @@ class Finalizer:
             stored = await self.repo.manifest_of(session_id)
             if stored is None:
                 raise
-            return stored
-        await self.repo.update_session(
-            session_id, {"merkle_root": root, "manifest_id": manifest["_id"]}
-        )
+            return await self._linked(session, stored)
         await self.repo.count_stage(
             session_id, {"stages.merkle_building.processed_count": len(chunks)}
         )
+        return await self._linked(session, manifest)
+
+    async def _linked(self, session: Doc, manifest: Doc) -> Doc:
+        """``manifest``, once ``session`` names it and carries its Merkle root."""
+        if (
+            session.get("manifest_id") != manifest["_id"]
+            or session.get("merkle_root") != manifest["merkle_root"]
+        ):
+            await self.repo.update_session(
+                session["_id"],
+                {"merkle_root": manifest["merkle_root"], "manifest_id": manifest["_id"]},
+            )
         return manifest
 
     def anchor_request(self, manifest: Doc) -> anchoring_pb2.AnchorSessionRequest:

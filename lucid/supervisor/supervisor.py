@@ -2,7 +2,8 @@
 
 Starts the local servers (FerretDB, Redis), makes the development certificates,
 then runs every cluster (``lucid serve <cluster>``), the extra blockchain
-validators and the edge. A child that dies is started again (with backoff); on
+validators and the edge. A child that dies is started again (with backoff), and so
+is a local store (FerretDB, Redis) that dies; on
 Ctrl-C or SIGTERM every child gets SIGTERM, then SIGKILL after a grace period,
 and the local servers stop last. The pids of the children are kept in
 ``var/supervisor.json`` for operators and tests.
@@ -34,7 +35,7 @@ from lucid.supervisor import devnodes
 from lucid.supervisor.demo import run_demo
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
 from lucid.supervisor.envoy import command, console_dir
-from lucid.supervisor.localservers import LocalStores
+from lucid.supervisor.localservers import LocalServerError, LocalStores
 from lucid.supervisor.sidecars import SidecarLayout
 
 log = logging.getLogger("lucid.supervisor")
@@ -42,6 +43,7 @@ log = logging.getLogger("lucid.supervisor")
 MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0
 STOP_GRACE_S = 10.0
+STORE_CHECK_S = 0.5
 
 
 def certificate_names() -> list[str]:
@@ -93,6 +95,9 @@ class Supervisor:
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     """Other work that ends with the supervisor (the dev token's renewal)."""
+    stores: LocalStores | None = None
+    """The local stores kept running (their pids are published with the children's)."""
+    store_restarts: dict[str, int] = field(default_factory=dict)
 
     @property
     def state_file(self) -> Path:
@@ -101,7 +106,18 @@ class Supervisor:
 
     def _write_state(self) -> None:
         state = {c.name: {"pid": c.pid, "restarts": c.restarts} for c in self.children}
-        self.state_file.write_text(json.dumps(state, indent=2))
+        if self.stores is not None:
+            for server in (self.stores.mongo, self.stores.redis):
+                process = server.process
+                alive = process is not None and process.poll() is None
+                state[server.name] = {
+                    "pid": process.pid if process is not None and alive else None,
+                    "restarts": self.store_restarts.get(server.name, 0),
+                }
+        # Written whole, then renamed: a reader never sees half a file.
+        partial = self.state_file.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(state, indent=2))
+        partial.replace(self.state_file)
 
     def _stop_requested(self) -> bool:
         return self.stopping
@@ -149,6 +165,31 @@ class Supervisor:
         for task in (*self._watchers, *self.background):
             task.cancel()
         await asyncio.gather(*self._watchers, *self.background, return_exceptions=True)
+
+    async def keep_stores_up(self, stop: asyncio.Event) -> None:
+        """Starts FerretDB or Redis again when its process died, until ``stop`` (the
+        clusters reconnect on their own; Redis comes back empty, as it keeps nothing on
+        disk)."""
+        if self.stores is None:
+            return
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STORE_CHECK_S)
+            if stop.is_set():
+                return
+            for server in (self.stores.mongo, self.stores.redis):
+                process = server.process
+                if process is None or process.poll() is None:
+                    continue
+                log.warning("store exited; restarting", extra={"store": server.name})
+                print(f"  ! {server.name} exited ({process.returncode}); restarting", flush=True)
+                try:
+                    await asyncio.to_thread(server.start)
+                except LocalServerError as exc:
+                    print(f"  ! {server.name} did not start again: {exc}", flush=True)
+                    continue
+                self.store_restarts[server.name] = self.store_restarts.get(server.name, 0) + 1
+                self._write_state()
 
     def adopt(self, child: Child) -> None:
         """Starts and watches one more child (one that needs the mesh serving first)."""
@@ -350,11 +391,12 @@ async def up(settings: Settings, *, demo: bool = False, sidecars: bool = False) 
     if sidecars:
         env["LUCID_VALIDATORS"] = "1"
     layout = SidecarLayout.allocate(settings) if sidecars else None
-    supervisor = Supervisor(settings, env, cluster_children(settings, layout))
+    supervisor = Supervisor(settings, env, cluster_children(settings, layout), stores=stores)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    supervisor.background.append(asyncio.create_task(supervisor.keep_stores_up(stop)))
     runner = asyncio.create_task(supervisor.run(stop))
     try:
         print(f"starting {len(supervisor.children)} processes ...")
