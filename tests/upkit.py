@@ -18,7 +18,8 @@ from lucid.runtime.config import CLUSTERS, Settings, load_settings
 from lucid.supervisor.localservers import free_port
 from tests.chain_cluster import consecutive_free_ports
 
-UP_TIMEOUT_S = 120.0
+UP_TIMEOUT_S = 180.0
+"""How long `lucid up` may take to print its banner (about 90 s on a loaded 2-core machine)."""
 
 
 @dataclass
