@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -26,76 +25,22 @@ from tronpy.keys import PrivateKey
 from tronpy.providers import HTTPProvider
 
 from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
-from lucid.runtime.config import CLUSTERS, load_settings
+from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import catalog
-from lucid.supervisor.localservers import free_port, tool_path
-from tests.chain_cluster import consecutive_free_ports
+from lucid.supervisor.localservers import tool_path
 from tests.chain_support import ChainStubs, wait_for
+from tests.rdpkit import have_desktop_tools
 from tests.support import https_client, operator_channel
+from tests.upkit import Up, lucid_up
 from tests.waiting import eventually, eventually_sync
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Up:
-    """A running ``lucid up``."""
-
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    var_dir: Path
-    output: list[str]
-
-    @property
-    def settings(self):  # type: ignore[no-untyped-def]
-        return load_settings(self.env)
-
-    def pids(self) -> dict[str, int | None]:
-        state = json.loads((self.var_dir / "supervisor.json").read_text())
-        return {name: entry["pid"] for name, entry in state.items()}
-
-
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    var_dir = tmp_path_factory.mktemp("up-var")
-    env = {
-        **os.environ,
-        "LUCID_VAR_DIR": str(var_dir),
-        "LUCID_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/",
-        "LUCID_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "LUCID_EDGE_PORT": str(free_port()),
-        "LUCID_HEALTH_INTERVAL_S": "0.5",
-        "LUCID_EXTRA_VALIDATOR_PORT": str(consecutive_free_ports(2)),
-        "LUCID_BLOCK_INTERVAL_S": "0.5",
-        "LUCID_LEADER_TIMEOUT_S": "1.0",
-        "LUCID_DEVNET_TRON_PORT": str(free_port()),
-        **{f"LUCID_PORT_{c.upper()}": str(free_port()) for c in CLUSTERS},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lucid", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line.rstrip("\n"))
-        if "Ctrl-C stops everything" in line:
-            break
-    assert any("Lucid is up" in line for line in output), "\n".join(output)
-    running = Up(process, env, var_dir, output)
-    try:
+    with lucid_up(tmp_path_factory.mktemp("up-var")) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
 
 
 async def _health(up: Up, cluster: str) -> int:
@@ -262,9 +207,11 @@ def test_banner_commands_work(up: Up) -> None:
 
 
 def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
-    """`lucid demo`: sign in, record, anchor on the three validators, verify a proof offline,
-    then the nodes cluster pays a dev node in USDT on the local TRON network: the txid it
-    prints is solid on the devnet and the node's address holds exactly the 10 USDT."""
+    """`lucid demo`: sign in, record a real desktop over RDP (xfreerdp into the rdp
+    cluster's xrdp), anchor on the three validators, verify a proof offline, see the dev
+    node agents earn credits, then the nodes cluster pays a dev node in USDT on the local
+    TRON network: the txid it prints is solid on the devnet and the node's address holds
+    exactly the 10 USDT; it ends with the admin console's URL, each step timed."""
     result = subprocess.run(
         [sys.executable, "-m", "lucid", "demo"],
         env=up.env,
@@ -278,7 +225,19 @@ def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
     assert result.stdout.count("✓") == 6, result.stdout
     assert "anchored in final block" in result.stdout
     assert "trust anchor: genesis" in result.stdout
-    paid = re.search(r"paid dev-node-1 10\.00 USDT at (T\w{33}) .*TRON tx ([0-9a-f]{64})$",
+    steps = [line for line in result.stdout.splitlines() if "✓" in line]
+    assert all(re.search(r" \(\d+\.\ds\)$", line) for line in steps), steps  # each timed
+    if have_desktop_tools():
+        assert "recorded a real desktop: RDP server" in result.stdout
+        assert "synthetic" not in result.stdout
+    else:
+        assert "no real desktop (the xrdp stack is not installed" in result.stdout
+    credits = re.search(r"earning work credits: dev-node-1 ([\d.]+), dev-node-2 ([\d.]+), "
+                        r"dev-node-3 ([\d.]+)", result.stdout)  # fmt: skip
+    assert credits and all(float(c) > 0 for c in credits.groups()), result.stdout
+    edge = f"https://localhost:{up.settings.edge_port}/admin/"
+    assert f"admin console: {edge}" in result.stdout
+    paid = re.search(r"paid dev-node-1 10\.00 USDT at (T\w{33}) .*TRON tx ([0-9a-f]{64}) ",
                      result.stdout, re.MULTILINE)  # fmt: skip
     assert paid, result.stdout
     address, txid = paid.groups()
