@@ -1,7 +1,8 @@
 """The admin console in a real browser (Debian's Chromium driven by Playwright): served by
 the Envoy edge at ``/admin/``, signed in with a wallet the test injects (TronLink's
 ``signMessageV2``, signing with a test key) or a signature from ``lucid sign``; the
-dashboard following a new session live, a session terminated, a lockdown triggered and
+dashboard following a new session live, a session terminated, a recording played from
+the rdp cluster's verified replay stream, a lockdown triggered and
 lifted with a TOTP step-up, the audit chain verified and exported; a session's chunks
 with their Merkle proofs checked in the browser and their anchor; pools with their work
 credits; the configuration edited within the spec's ranges, backed up and restored;
@@ -26,13 +27,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import av
+import numpy as np
 import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from pymongo import AsyncMongoClient
 from tronpy.keys import PrivateKey
 
 from lucid.admin.v1 import (
@@ -47,6 +53,9 @@ from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib import tip191
 from lucid.nodes.v1 import pool_pb2, pool_pb2_grpc, poot_pb2, poot_pb2_grpc
+from lucid.rdp import schema as rdp_schema
+from lucid.rdp.capture import SegmentWriter
+from lucid.rdp.records import SessionRecord
 from lucid.runtime.config import Settings
 from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 from lucid.supervisor.envoy import console_dir, running_edge
@@ -485,6 +494,87 @@ async def test_a_session_page_checks_each_chunk_proof_and_shows_the_anchor(
         "1 chunks; no Merkle root yet, nothing to verify.", timeout=WAIT_MS
     )
     await expect(page.get_by_test_id("proof-1")).to_have_text("not verified: no root yet")
+
+
+def video_segments(colors: list[tuple[int, int, int]], frames: int = 10) -> list[bytes]:
+    """One MPEG-TS H.264 segment per colour, made by the rdp recorder's own encoder
+    (``SegmentWriter``) from frames of that colour, 64x48 at 10 frames per second."""
+    out: list[bytes] = []
+    pts = 0
+    for color in colors:
+        writer = SegmentWriter(64, 48, 10, pts)
+        image = np.zeros((48, 64, 3), dtype=np.uint8)
+        image[:, :] = color
+        for _ in range(frames):
+            writer.add(av.VideoFrame.from_ndarray(image, format="rgb24"))
+        pts = writer.pts
+        out.append(writer.finish())
+    return out
+
+
+async def test_a_recording_plays_from_the_verified_replay_stream(console: Console) -> None:
+    """The session's segments come from the rdp cluster's StreamRecording (checked there
+    against the anchored root), are marked verified against the chunks this page proved,
+    and the video element decodes them: 3 segments of 1 s each, 64x48. The recording is
+    made by the rdp recorder's encoder and its RDP session record stored as the rdp
+    cluster stores one (recording a real desktop is tests/test_rdp_recording.py's part).
+    A session the rdp cluster does not know plays nothing and says why."""
+    owner_id = str(uuid.uuid4())
+    env = console.admin.sessions
+    owner = await env.token(user_id=owner_id)
+    session_id = await env.recording(owner, name="recorded desktop")
+    segments = video_segments([(200, 30, 30), (30, 200, 30), (30, 30, 200)])
+    for sequence, data in enumerate(segments, 1):
+        await env.upload(owner, session_id, sequence, data)
+    await env.sessions.StopRecording(
+        sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=owner
+    )
+    await env.wait_state(owner, session_id, {sessions_pb2.SESSION_STATE_COMPLETED})
+    now = datetime.now(UTC)
+    record = SessionRecord(
+        session_id, str(uuid.uuid4()), owner_id, "terminated", now, now, terminated_at=now
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env.settings.mongodb_uri)
+    try:
+        await client[env.settings.mongodb_db][rdp_schema.SESSIONS].insert_one(record.doc())
+    finally:
+        await client.close()
+
+    page = console.page
+    await console.go(f"sessions/{session_id}", f"Session {session_id}")
+    await expect(page.get_by_test_id("chunks-verdict")).to_contain_text(
+        "3 of 3 chunks verified", timeout=WAIT_MS
+    )
+    await page.get_by_role("button", name="Play the recording").click()
+    state = page.get_by_test_id("playback-state")
+    await expect(state).to_have_text(
+        "Played 3 segments, 3 verified against the anchored root.", timeout=WAIT_MS
+    )
+    listed = page.get_by_role("list", name="Recording segments").get_by_role("listitem")
+    await expect(listed).to_have_count(3)
+    for sequence, data in enumerate(segments, 1):
+        await expect(page.get_by_test_id(f"segment-{sequence}")).to_have_text(
+            f"Segment {sequence} of 3: {len(data)} bytes, verified against the anchored root"
+        )
+    video = page.get_by_role("region", name="Recording").locator("video")
+    decoded = await video.evaluate(
+        """v => ({width: v.videoWidth, height: v.videoHeight,
+                  end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0})"""
+    )
+    assert decoded["width"] == 64 and decoded["height"] == 48, decoded
+    assert 2.5 <= decoded["end"] <= 3.5, decoded  # 30 frames at 10 per second
+    await console.shot("session-playback")
+
+    other, _ = await completed_session(console, [b"not a desktop"])
+    await console.go(f"sessions/{other}", f"Session {other}")
+    await expect(page.get_by_test_id("chunks-verdict")).to_contain_text(
+        "1 of 1 chunks verified", timeout=WAIT_MS
+    )
+    await page.get_by_role("button", name="Play the recording").click()
+    await expect(state).to_contain_text(
+        "Playback stopped after 0 segments: NOT_FOUND", timeout=WAIT_MS
+    )
+    await expect(state).to_contain_text("LUCID_ERR_")
 
 
 async def test_the_nodes_page_shows_pools_with_their_work_credits(console: Console) -> None:

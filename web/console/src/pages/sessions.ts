@@ -1,9 +1,11 @@
 // Sessions: a table with filters (state, user) and paging, terminate with a confirmation;
-// a session's page with its recording, chunks, Merkle root and anchoring block, each
-// chunk's inclusion proof checked here in the browser against the session root.
+// a session's page with its recording (played from the rdp cluster's verified replay
+// stream), chunks, Merkle root and anchoring block, each chunk's inclusion proof checked
+// here in the browser against the session root.
 import { append, confirmDialog, field, h, select, statusLine, table } from "../dom";
 import { authed, clients, describe } from "../rpc";
 import { checkInclusion } from "../merkle";
+import { recordingPlayer } from "../player";
 import { type Chunk, ChunkState } from "../gen/lucid/sessions/v1/chunks";
 import { AdminSessionState } from "../gen/lucid/admin/v1/admin";
 import type { AdminSession } from "../gen/lucid/admin/v1/operations";
@@ -154,7 +156,7 @@ const PROOFS_AT_ONCE = 8;
 /** The chunks of a session, each with its Merkle proof checked in the browser: the
  * chunk's leaf and audit path must lead to the session's root; the anchoring
  * transaction and block come with the proof once the root is anchored. */
-async function chunkTable(sessionId: string, root: string): Promise<HTMLElement> {
+async function chunkTable(sessionId: string, root: string): Promise<[HTMLElement, Map<string, boolean>]> {
   const chunks: Chunk[] = [];
   let pageToken = "";
   do {
@@ -171,6 +173,7 @@ async function chunkTable(sessionId: string, root: string): Promise<HTMLElement>
     checks.push(...(await Promise.all(batch.map((c) => checkChunk(sessionId, c, root)))));
   }
   const verified = checks.filter(([[ok]]) => ok).length;
+  const proven = new Map(chunks.map((c, i) => [c.merkleHash, checks[i][0][0]]));
   const rows = chunks.map((chunk, i) => {
     const [[ok, why], anchor] = checks[i];
     return [
@@ -186,7 +189,7 @@ async function chunkTable(sessionId: string, root: string): Promise<HTMLElement>
       anchor,
     ];
   });
-  return h(
+  const section = h(
     "section",
     { "aria-labelledby": "chunks-title" },
     h("h2", { id: "chunks-title" }, "Chunks"),
@@ -207,6 +210,7 @@ async function chunkTable(sessionId: string, root: string): Promise<HTMLElement>
       ),
     ),
   );
+  return [section, proven];
 }
 
 export function sessionPage(main: HTMLElement, sessionId: string): void {
@@ -263,7 +267,8 @@ export function sessionPage(main: HTMLElement, sessionId: string): void {
       return;
     }
     try {
-      chunks.replaceChildren(await chunkTable(sessionId, root));
+      const [section, proven] = await chunkTable(sessionId, root);
+      chunks.replaceChildren(section, recordingPlayer(sessionId, root, proven));
     } catch (error) {
       status.say(`Chunks failed: ${describe(error)}`, true);
     }
