@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 WEB=web/console
 PY=.venv/bin/python
 PROTOS=(lucid/admin/v1/{admin,audit,config,dashboard,emergency,operations}.proto
-  lucid/auth/v1/auth.proto lucid/common/v1/access.proto
+  lucid/auth/v1/auth.proto lucid/common/v1/{access,proofs}.proto
+  lucid/sessions/v1/{sessions,chunks}.proto lucid/nodes/v1/{nodes,pool,poot}.proto
+  lucid/rdp/v1/session.proto
   google/rpc/status.proto google/rpc/error_details.proto)
 inputs() {
   cat "$WEB/package-lock.json" "$WEB/tsconfig.json" "$0"

@@ -3,6 +3,7 @@ sessions server with a scripted chain and the rdp cluster, and short calls."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from lucid.admin.v1 import (
 from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.clock import FakeClock
+from lucid.rdp import app as rdp_app
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
 from lucid.sessions.v1 import sessions_pb2, sessions_pb2_grpc
@@ -128,7 +130,9 @@ async def start_admin(main: Mesh, settings: Settings) -> AdminEnv:
         return await admin_app.build(runtime, clock)
 
     await wait_serving(await env.mesh.start("admin", build))
-    await env.mesh.start("rdp")
+    # rdp replays recordings against the scripted chain's trust anchor (it serves no
+    # GetTrustAnchor), as tests/rdpkit.py wires it
+    await env.mesh.start("rdp", functools.partial(rdp_app.build, anchor=env.trust_anchor))
     return AdminEnv(env, clock, env.mesh.channel("admin"))
 
 

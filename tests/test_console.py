@@ -1,9 +1,13 @@
 """The admin console in a real browser (Debian's Chromium driven by Playwright): served by
 the Envoy edge at ``/admin/``, signed in with a wallet the test injects (TronLink's
 ``signMessageV2``, signing with a test key) or a signature from ``lucid sign``; the
-dashboard following a new session live, a session terminated, a lockdown triggered and
-lifted with a TOTP step-up, the audit chain verified and exported; each page's
-accessibility tree and keyboard navigation checked. Screenshots go to ``var/console/``.
+dashboard following a new session live, a session terminated, a recording played from
+the rdp cluster's verified replay stream, a lockdown triggered and
+lifted with a TOTP step-up, the audit chain verified and exported; a session's chunks
+with their Merkle proofs checked in the browser and their anchor; pools with their work
+credits; the configuration edited within the spec's ranges, backed up and restored;
+console roles made, assigned and deleted; each page's accessibility tree and keyboard
+navigation checked. Screenshots go to ``var/console/``.
 
 The browser runs the built console (``make console``); the admin, sessions (scripted
 chain), rdp and auth clusters run in this process, the edge as an Envoy child process.
@@ -23,27 +27,43 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import av
+import numpy as np
 import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from pymongo import AsyncMongoClient
 from tronpy.keys import PrivateKey
 
-from lucid.admin.v1 import dashboard_pb2, dashboard_pb2_grpc, emergency_pb2
+from lucid.admin.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    config_pb2,
+    dashboard_pb2,
+    dashboard_pb2_grpc,
+    emergency_pb2,
+)
 from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib import tip191
+from lucid.nodes.v1 import pool_pb2, pool_pb2_grpc, poot_pb2, poot_pb2_grpc
+from lucid.rdp import schema as rdp_schema
+from lucid.rdp.capture import SegmentWriter
+from lucid.rdp.records import SessionRecord
 from lucid.runtime.config import Settings
-from lucid.sessions.v1 import sessions_pb2
+from lucid.sessions.v1 import chunks_pb2, sessions_pb2
 from lucid.supervisor.envoy import console_dir, running_edge
 from lucid.supervisor.localservers import free_port
 from lucid.supervisor.supervisor import banner
 from tests.admin_support import AdminEnv, start_admin
 from tests.auth_support import address_of, auth_client
-from tests.support import Mesh, https_client
+from tests.support import Mesh, bearer, https_client
 
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30_000
@@ -94,6 +114,12 @@ def spki_hash(certificate: Path) -> str:
 async def make_super_admin(mesh: Mesh, key: PrivateKey) -> str:
     """Signs ``key`` in once (the account exists then), enrolls TOTP and makes it a super
     admin (as a super admin would); returns the TOTP secret."""
+    return (await make_user(mesh, key, access_pb2.ROLE_SUPER_ADMIN))[1]
+
+
+async def make_user(mesh: Mesh, key: PrivateKey, role: int) -> tuple[str, str]:
+    """Signs ``key`` in once, enrolls TOTP and gives it ``role``: its user id and TOTP
+    secret."""
     client = auth_client(mesh.settings)
     try:
         login = await client.login(key)
@@ -103,14 +129,12 @@ async def make_super_admin(mesh: Mesh, key: PrivateKey) -> str:
         )
         root = await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN)
         await client.stub.AssignRole(
-            auth_pb2.AssignRoleRequest(
-                user_id=login.user.user_id, role=access_pb2.ROLE_SUPER_ADMIN
-            ),
+            auth_pb2.AssignRoleRequest(user_id=login.user.user_id, role=role),
             metadata=client.md(root),
         )
     finally:
         await client.channel.close()
-    return str(enrolled.secret)
+    return str(login.user.user_id), str(enrolled.secret)
 
 
 async def new_page(browser: Browser, key: PrivateKey | None) -> Page:
@@ -376,6 +400,372 @@ async def test_audit_chain_verified_and_exported(console: Console) -> None:
     await console.shot("audit")
 
 
+async def completed_session(console: Console, parts: list[bytes]) -> tuple[str, list[str]]:
+    """A session recorded with ``parts`` as its chunks, stopped and completed (anchored
+    in a final block by the scripted chain): its id and its chunk ids."""
+    env = console.admin.sessions
+    owner = await env.token()
+    session_id = await env.recording(owner, name="played back")
+    chunks = [await env.upload(owner, session_id, i, data) for i, data in enumerate(parts, 1)]
+    await env.sessions.StopRecording(
+        sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=owner
+    )
+    await env.wait_state(owner, session_id, {sessions_pb2.SESSION_STATE_COMPLETED})
+    return session_id, [c.chunk_id for c in chunks]
+
+
+async def chunk_proofs(
+    console: Console, session_id: str, chunk_ids: list[str]
+) -> list[chunks_pb2.ChunkProof]:
+    md = await console.admin.md(access_pb2.ROLE_ADMIN)
+    return [
+        (
+            await console.admin.sessions.chunks.GetChunkProof(
+                chunks_pb2.GetChunkProofRequest(session_id=session_id, chunk_id=chunk_id),
+                metadata=md,
+            )
+        ).proof
+        for chunk_id in chunk_ids
+    ]
+
+
+async def test_a_session_page_checks_each_chunk_proof_and_shows_the_anchor(
+    console: Console,
+) -> None:
+    """Five chunks (the last one's proof climbs the tree's right border): the browser
+    folds each audit path to the session root and shows the anchoring block and
+    transaction; a forged audit path (changed on its way to the page) is not verified;
+    a session still recording has no root to check against."""
+    session_id, chunk_ids = await completed_session(
+        console, [os.urandom(200 + i) for i in range(5)]
+    )
+    proofs = await chunk_proofs(console, session_id, chunk_ids)
+    root = proofs[0].merkle_root
+    anchor = proofs[0].anchor
+    assert anchor.tx_hash and anchor.block_header.height and anchor.final
+    page = console.page
+    await console.go(f"sessions/{session_id}", f"Session {session_id}")
+    verdict = page.get_by_test_id("chunks-verdict")
+    await expect(verdict).to_have_text(
+        f"5 of 5 chunks verified against the root {root}.", timeout=WAIT_MS
+    )
+    table = page.get_by_role("table", name="Chunks and their Merkle proofs")
+    for sequence, proof in enumerate(proofs, 1):
+        await expect(page.get_by_test_id(f"proof-{sequence}")).to_have_text("verified")
+        row = table.get_by_role("row").filter(has_text=proof.merkle_hash)
+        await expect(row).to_contain_text(
+            f"block {anchor.block_header.height}, tx {anchor.tx_hash} (final)"
+        )
+    await expect(page.locator("dl.details")).to_contain_text(root)
+    await console.shot("session-chunks")
+
+    # the same page with one hash of each audit path changed on its way: the test
+    # answers GetChunkProof itself (grpc-web framing: a message frame, a trailer frame)
+    by_chunk = {p.chunk_id: p for p in proofs}
+
+    async def forge(route: Route) -> None:
+        asked = chunks_pb2.GetChunkProofRequest.FromString(route.request.post_data_buffer[5:])
+        proof = chunks_pb2.ChunkProof()
+        proof.CopyFrom(by_chunk[asked.chunk_id])
+        sibling = proof.chunk_proof.audit_path[0]
+        proof.chunk_proof.audit_path[0] = ("0" if sibling[0] != "0" else "1") + sibling[1:]
+        message = chunks_pb2.GetChunkProofResponse(proof=proof).SerializeToString()
+        trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
+        body = b"".join(
+            flag + len(part).to_bytes(4, "big") + part
+            for flag, part in ((b"\x00", message), (b"\x80", trailer))
+        )
+        await route.fulfill(
+            status=200, headers={"content-type": "application/grpc-web+proto"}, body=body
+        )
+
+    await page.route("**/lucid.sessions.v1.ChunkService/GetChunkProof", forge)
+    try:
+        await page.reload()
+        await expect(verdict).to_have_text(
+            f"0 of 5 chunks verified against the root {root}.", timeout=WAIT_MS
+        )
+        await expect(page.get_by_test_id("proof-1")).to_have_text(
+            "not verified: the path does not lead to the session root"
+        )
+    finally:
+        await page.unroute("**/lucid.sessions.v1.ChunkService/GetChunkProof")
+
+    env = console.admin.sessions
+    owner = await env.token()
+    recording = await env.recording(owner, name="still recording")
+    await env.upload(owner, recording, 1, b"a frame")
+    await console.go(f"sessions/{recording}", f"Session {recording}")
+    await expect(verdict).to_have_text(
+        "1 chunks; no Merkle root yet, nothing to verify.", timeout=WAIT_MS
+    )
+    await expect(page.get_by_test_id("proof-1")).to_have_text("not verified: no root yet")
+
+
+def video_segments(colors: list[tuple[int, int, int]], frames: int = 10) -> list[bytes]:
+    """One MPEG-TS H.264 segment per colour, made by the rdp recorder's own encoder
+    (``SegmentWriter``) from frames of that colour, 64x48 at 10 frames per second."""
+    out: list[bytes] = []
+    pts = 0
+    for color in colors:
+        writer = SegmentWriter(64, 48, 10, pts)
+        image = np.zeros((48, 64, 3), dtype=np.uint8)
+        image[:, :] = color
+        for _ in range(frames):
+            writer.add(av.VideoFrame.from_ndarray(image, format="rgb24"))
+        pts = writer.pts
+        out.append(writer.finish())
+    return out
+
+
+async def test_a_recording_plays_from_the_verified_replay_stream(console: Console) -> None:
+    """The session's segments come from the rdp cluster's StreamRecording (checked there
+    against the anchored root), are marked verified against the chunks this page proved,
+    and the video element decodes them: 3 segments of 1 s each, 64x48. The recording is
+    made by the rdp recorder's encoder and its RDP session record stored as the rdp
+    cluster stores one (recording a real desktop is tests/test_rdp_recording.py's part).
+    A session the rdp cluster does not know plays nothing and says why."""
+    owner_id = str(uuid.uuid4())
+    env = console.admin.sessions
+    owner = await env.token(user_id=owner_id)
+    session_id = await env.recording(owner, name="recorded desktop")
+    segments = video_segments([(200, 30, 30), (30, 200, 30), (30, 30, 200)])
+    for sequence, data in enumerate(segments, 1):
+        await env.upload(owner, session_id, sequence, data)
+    await env.sessions.StopRecording(
+        sessions_pb2.StopRecordingRequest(session_id=session_id), metadata=owner
+    )
+    await env.wait_state(owner, session_id, {sessions_pb2.SESSION_STATE_COMPLETED})
+    now = datetime.now(UTC)
+    record = SessionRecord(
+        session_id, str(uuid.uuid4()), owner_id, "terminated", now, now, terminated_at=now
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env.settings.mongodb_uri)
+    try:
+        await client[env.settings.mongodb_db][rdp_schema.SESSIONS].insert_one(record.doc())
+    finally:
+        await client.close()
+
+    page = console.page
+    await console.go(f"sessions/{session_id}", f"Session {session_id}")
+    await expect(page.get_by_test_id("chunks-verdict")).to_contain_text(
+        "3 of 3 chunks verified", timeout=WAIT_MS
+    )
+    await page.get_by_role("button", name="Play the recording").click()
+    state = page.get_by_test_id("playback-state")
+    await expect(state).to_have_text(
+        "Played 3 segments, 3 verified against the anchored root.", timeout=WAIT_MS
+    )
+    listed = page.get_by_role("list", name="Recording segments").get_by_role("listitem")
+    await expect(listed).to_have_count(3)
+    for sequence, data in enumerate(segments, 1):
+        await expect(page.get_by_test_id(f"segment-{sequence}")).to_have_text(
+            f"Segment {sequence} of 3: {len(data)} bytes, verified against the anchored root"
+        )
+    video = page.get_by_role("region", name="Recording").locator("video")
+    decoded = await video.evaluate(
+        """v => ({width: v.videoWidth, height: v.videoHeight,
+                  end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0})"""
+    )
+    assert decoded["width"] == 64 and decoded["height"] == 48, decoded
+    assert 2.5 <= decoded["end"] <= 3.5, decoded  # 30 frames at 10 per second
+    await console.shot("session-playback")
+
+    other, _ = await completed_session(console, [b"not a desktop"])
+    await console.go(f"sessions/{other}", f"Session {other}")
+    await expect(page.get_by_test_id("chunks-verdict")).to_contain_text(
+        "1 of 1 chunks verified", timeout=WAIT_MS
+    )
+    await page.get_by_role("button", name="Play the recording").click()
+    await expect(state).to_contain_text(
+        "Playback stopped after 0 segments: NOT_FOUND", timeout=WAIT_MS
+    )
+    await expect(state).to_contain_text("LUCID_ERR_")
+
+
+async def test_the_nodes_page_shows_pools_with_their_work_credits(console: Console) -> None:
+    md = await console.admin.md(access_pb2.ROLE_ADMIN)
+    name = f"console-pool-{uuid.uuid4().hex[:8]}"
+    async with console.admin.sessions.mesh.channel("nodes") as channel:
+        pool = (
+            await pool_pb2_grpc.PoolServiceStub(channel).CreatePool(
+                pool_pb2.CreatePoolRequest(name=name, max_nodes=7), metadata=md
+            )
+        ).pool
+        credits = await poot_pb2_grpc.WorkCreditServiceStub(channel).GetWorkCredits(
+            poot_pb2.GetWorkCreditsRequest(pool_id=pool.pool_id), metadata=md
+        )
+    await console.go("nodes", "Nodes and pools")
+    page = console.page
+    pools = page.get_by_role("table", name=re.compile(r"^Pools \(\d+\)$"))
+    row = pools.get_by_role("row").filter(has_text=name)
+    await expect(row).to_have_count(1, timeout=WAIT_MS)
+    cells = [c.strip() for c in await row.get_by_role("cell").all_inner_texts()]
+    rank = f"#{credits.rank}" if credits.rank else "unranked"
+    assert cells == [pool.pool_id, name, "forming", "0", "0", "7", f"{credits.credits:.2f}", rank]
+    await expect(page.get_by_role("table", name=re.compile(r"^Nodes \(\d+\)$"))).to_be_visible()
+    await console.shot("nodes-pools")
+
+
+async def current_config(console: Console) -> config_pb2.SystemConfig:
+    reply = await console.admin.config.GetConfig(
+        config_pb2.GetConfigRequest(), metadata=await console.admin.md(access_pb2.ROLE_ADMIN)
+    )
+    return reply.config
+
+
+async def test_configuration_edited_in_range_versioned_backed_up_and_restored(
+    console: Console, tmp_path: Path
+) -> None:
+    await console.go("config", "Configuration")
+    page = console.page
+    status = page.get_by_role("status")
+    before = await current_config(console)
+    limit = page.get_by_label("Sessions per user (1 to 100)")
+    await expect(limit).to_have_value(str(before.max_sessions_per_user), timeout=WAIT_MS)
+    await expect(page.get_by_label("Audit log retention in days (30 to 3650)")).to_have_value(
+        str(before.audit_log_retention_days)
+    )
+
+    # out of the spec's range: refused on the page, nothing sent
+    await limit.fill("101")
+    await page.get_by_role("button", name="Save the configuration").click()
+    await expect(status).to_have_text(
+        "Not saved: Sessions per user must be a whole number from 1 to 100."
+    )
+    assert await current_config(console) == before
+
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Download a backup").click()
+    backup = tmp_path / "backup.json"
+    await (await downloading.value).save_as(backup)
+    saved = json.loads(backup.read_text())
+    assert saved["config"]["maxSessionsPerUser"] == before.max_sessions_per_user
+    await expect(status).to_contain_text("Backup ")
+
+    changed = before.max_sessions_per_user % 100 + 1
+    await limit.fill(str(changed))
+    await page.get_by_role("button", name="Save the configuration").click()
+    await expect(status).to_have_text(
+        f"Saved: max_sessions_per_user {before.max_sessions_per_user} → {changed}.",
+        timeout=WAIT_MS,
+    )
+    after = await current_config(console)
+    assert after.max_sessions_per_user == changed
+    versions = page.get_by_role("table", name="Configuration versions (newest first)")
+    first = versions.get_by_role("row").nth(1)
+    await expect(first).to_contain_text(
+        f"max_sessions_per_user {before.max_sessions_per_user} → {changed}"
+    )
+    await expect(page.get_by_test_id("config-version")).to_contain_text("Last changed")
+
+    # a file that is not a backup, and a backup whose checksum does not match: refused
+    restore = page.get_by_role("button", name="Restore from the file")
+    junk = tmp_path / "junk.json"
+    junk.write_text("not json")
+    await page.get_by_label("Backup file to restore").set_input_files(junk)
+    await restore.click()
+    await expect(status).to_contain_text("Not restored: the file is not a configuration backup")
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(
+        json.dumps({**saved, "config": {**saved["config"], "maxSessionsPerUser": 42}})
+    )
+    await page.get_by_label("Backup file to restore").set_input_files(tampered)
+    await restore.click()
+    dialog = page.get_by_role("dialog", name="Restore the configuration")
+    await dialog.get_by_label("Reason").fill("drill")
+    await dialog.get_by_role("button", name="Restore").click()
+    await expect(status).to_contain_text("Not restored: INVALID_ARGUMENT", timeout=WAIT_MS)
+    await expect(status).to_contain_text("LUCID_ERR_")
+    assert (await current_config(console)).max_sessions_per_user == changed
+
+    await page.get_by_label("Backup file to restore").set_input_files(backup)
+    await restore.click()
+    await dialog.get_by_label("Reason").fill("back to the saved values")
+    await dialog.get_by_role("button", name="Restore").click()
+    await expect(status).to_have_text(
+        f"Restored: max_sessions_per_user {changed} → {before.max_sessions_per_user}.",
+        timeout=WAIT_MS,
+    )
+    assert (await current_config(console)).max_sessions_per_user == before.max_sessions_per_user
+    await expect(limit).to_have_value(str(before.max_sessions_per_user))
+    await expect(first).to_contain_text("restore")
+    await console.shot("config")
+
+
+async def test_console_roles_made_assigned_and_deleted(console: Console) -> None:
+    rbac = admin_pb2_grpc.AdminRbacServiceStub(console.admin.channel)
+    md = bearer(await console.admin.sessions.main.token(role=access_pb2.ROLE_SUPER_ADMIN))
+
+    async def role_named(name: str) -> admin_pb2.ConsoleRole | None:
+        reply = await rbac.ListRoles(admin_pb2.ListRolesRequest(page_size=100), metadata=md)
+        return next((r for r in reply.roles if r.name == name), None)
+
+    known = await rbac.ListConsolePermissions(
+        admin_pb2.ListConsolePermissionsRequest(), metadata=md
+    )
+    nodes_read = next(
+        p.name for p in known.permissions if p.permission == admin_pb2.CONSOLE_PERMISSION_NODES_READ
+    )
+    member_id, _ = await make_user(
+        console.admin.sessions.main, PrivateKey.random(), access_pb2.ROLE_ADMIN
+    )
+    name = f"watcher_{uuid.uuid4().hex[:8]}"
+    await console.go("roles", "Console roles")
+    page = console.page
+    status = page.get_by_role("status")
+    roles = page.get_by_role("table", name="Console roles")
+    await expect(roles).to_contain_text("super_admin", timeout=WAIT_MS)
+
+    await page.get_by_label("Role name").fill("Bad Name")
+    await page.get_by_role("button", name="Create the role").click()
+    await expect(status).to_contain_text("Not created: a role name is")
+    await page.get_by_label("Role name").fill(name)
+    await page.get_by_role("button", name="Create the role").click()
+    await expect(status).to_have_text("Not created: choose at least one permission.")
+    assert await role_named(name) is None
+
+    await page.get_by_label("Description").fill("sees the nodes")
+    await page.get_by_label(nodes_read, exact=True).check()
+    await page.get_by_role("button", name="Create the role").click()
+    await expect(status).to_have_text(f"Role {name} created.", timeout=WAIT_MS)
+    row = roles.get_by_role("row").filter(has_text=name)
+    await expect(row).to_contain_text(nodes_read)
+    made = await role_named(name)
+    assert made is not None and list(made.permissions) == [admin_pb2.CONSOLE_PERMISSION_NODES_READ]
+
+    await page.get_by_label("User id").fill("not-a-user-id")
+    await page.get_by_label("Console role", exact=True).select_option(label=name)
+    await page.get_by_role("button", name="Assign").click()
+    await expect(status).to_contain_text("Not assigned: INVALID_ARGUMENT", timeout=WAIT_MS)
+    await page.get_by_label("User id").fill(member_id)
+    await page.get_by_label("Console role", exact=True).select_option(label=name)
+    await page.get_by_role("button", name="Assign").click()
+    await expect(status).to_have_text(f"User {member_id} now has the role {name}.", timeout=WAIT_MS)
+    assert (await role_named(name) or admin_pb2.ConsoleRole()).user_count == 1
+
+    await page.get_by_label("Console role", exact=True).select_option(label="No console role")
+    await page.get_by_role("button", name="Assign").click()
+    await expect(status).to_have_text(f"User {member_id} has no console role.", timeout=WAIT_MS)
+    assert (await role_named(name) or admin_pb2.ConsoleRole()).user_count == 0
+
+    # built-in roles cannot be deleted; a cancelled delete keeps the role
+    assert await page.get_by_role("button", name="Delete role super_admin").count() == 0
+    delete = page.get_by_role("button", name=f"Delete role {name}")
+    dialog = page.get_by_role("dialog", name="Delete role")
+    await delete.click()
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_have_count(0)
+    assert await role_named(name) is not None
+    await delete.click()
+    await dialog.get_by_label("Reason").fill("not needed")
+    await dialog.get_by_role("button", name="Delete").click()
+    await expect(status).to_have_text(f"Role {name} deleted.", timeout=WAIT_MS)
+    await expect(row).to_have_count(0)
+    assert await role_named(name) is None
+    await console.shot("roles")
+
+
 PAGES = [  # fragment, link in the navigation, heading
     ("dashboard", "Dashboard", "Dashboard"),
     ("sessions", "Sessions", "Sessions"),
@@ -384,6 +774,8 @@ PAGES = [  # fragment, link in the navigation, heading
     ("audit", "Audit log", "Audit log"),
     ("emergency", "Emergency", "Emergency controls"),
     ("users", "Users and roles", "Users and roles"),
+    ("roles", "Console roles", "Console roles"),
+    ("config", "Configuration", "Configuration"),
 ]
 
 

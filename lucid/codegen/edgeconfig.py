@@ -117,8 +117,11 @@ CONSOLE_FILES = {
 also the answer to ``/admin/`` itself."""
 CONSOLE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "img-src 'self' data:; media-src blob:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
 )
+"""The console's policy; ``media-src blob:`` lets the recording player feed its video
+element through Media Source Extensions (the segments come over grpc-web)."""
 MAX_CONSOLE_FILE_BYTES = 4 * 1024 * 1024
 CORS_ALLOW_HEADERS = (
     "authorization",

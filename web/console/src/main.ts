@@ -9,6 +9,8 @@ import { sessionPage, sessionsPage } from "./pages/sessions";
 import { emergencyPage } from "./pages/emergency";
 import { auditPage } from "./pages/audit";
 import { nodesPage, payoutsPage, usersPage } from "./pages/lists";
+import { configPage } from "./pages/config";
+import { rolesPage } from "./pages/roles";
 import { Role } from "./gen/lucid/common/v1/access";
 
 export type Page = (main: HTMLElement, param: string) => (() => void) | void;
@@ -21,6 +23,8 @@ const PAGES: [string, string, Page][] = [
   ["audit", "Audit log", auditPage],
   ["emergency", "Emergency", emergencyPage],
   ["users", "Users and roles", usersPage],
+  ["roles", "Console roles", rolesPage],
+  ["config", "Configuration", configPage],
 ];
 
 let leave: (() => void) | void = undefined;

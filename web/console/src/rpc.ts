@@ -15,6 +15,11 @@ import {
   AdminPayoutServiceClient,
   AdminSessionServiceClient,
 } from "./gen/lucid/admin/v1/operations.client";
+import { ConfigServiceClient } from "./gen/lucid/admin/v1/config.client";
+import { ChunkServiceClient } from "./gen/lucid/sessions/v1/chunks.client";
+import { PoolServiceClient } from "./gen/lucid/nodes/v1/pool.client";
+import { WorkCreditServiceClient } from "./gen/lucid/nodes/v1/poot.client";
+import { RdpSessionServiceClient } from "./gen/lucid/rdp/v1/session.client";
 import { Status } from "./gen/google/rpc/status";
 import { ErrorInfo } from "./gen/google/rpc/error_details";
 
@@ -31,6 +36,11 @@ export const clients = {
   nodes: new AdminNodeServiceClient(transport),
   chain: new AdminBlockchainServiceClient(transport),
   payouts: new AdminPayoutServiceClient(transport),
+  config: new ConfigServiceClient(transport),
+  chunks: new ChunkServiceClient(transport),
+  pools: new PoolServiceClient(transport),
+  credits: new WorkCreditServiceClient(transport),
+  recordings: new RdpSessionServiceClient(transport),
 };
 
 const TOKEN_KEY = "lucid.console.token";

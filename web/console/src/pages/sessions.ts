@@ -1,7 +1,12 @@
 // Sessions: a table with filters (state, user) and paging, terminate with a confirmation;
-// a session's page with its recording, chunks, Merkle root and anchoring block.
+// a session's page with its recording (played from the rdp cluster's verified replay
+// stream), chunks, Merkle root and anchoring block, each chunk's inclusion proof checked
+// here in the browser against the session root.
 import { append, confirmDialog, field, h, select, statusLine, table } from "../dom";
 import { authed, clients, describe } from "../rpc";
+import { checkInclusion } from "../merkle";
+import { recordingPlayer } from "../player";
+import { type Chunk, ChunkState } from "../gen/lucid/sessions/v1/chunks";
 import { AdminSessionState } from "../gen/lucid/admin/v1/admin";
 import type { AdminSession } from "../gen/lucid/admin/v1/operations";
 import type { Timestamp } from "../gen/google/protobuf/timestamp";
@@ -129,18 +134,101 @@ export function sessionsPage(main: HTMLElement, param: string): void {
   void load();
 }
 
+/** One chunk's proof, checked here: whether it leads to ``root``, and its anchor. */
+async function checkChunk(sessionId: string, chunk: Chunk, root: string): Promise<[[boolean, string], string]> {
+  if (!root) return [[false, "no root yet"], "–"];
+  try {
+    const asked = { sessionId, chunkId: chunk.chunkId };
+    const { proof } = await clients.chunks.getChunkProof(asked, authed()).response;
+    let verdict = await checkInclusion(proof?.chunkProof, chunk.merkleHash, root);
+    if (verdict[0] && proof?.merkleRoot !== root) verdict = [false, "the proof is for another root"];
+    const a = proof?.anchor;
+    if (!a?.txHash) return [verdict, "not anchored yet"];
+    const block = a.blockHeader?.height ? `block ${a.blockHeader.height}` : "no block yet";
+    return [verdict, `${block}, tx ${a.txHash}${a.final ? " (final)" : ""}`];
+  } catch (error) {
+    return [[false, describe(error)], "–"];
+  }
+}
+
+const PROOFS_AT_ONCE = 8;
+
+/** The chunks of a session, each with its Merkle proof checked in the browser: the
+ * chunk's leaf and audit path must lead to the session's root; the anchoring
+ * transaction and block come with the proof once the root is anchored. */
+async function chunkTable(sessionId: string, root: string): Promise<[HTMLElement, Map<string, boolean>]> {
+  const chunks: Chunk[] = [];
+  let pageToken = "";
+  do {
+    const reply = await clients.chunks.listChunks(
+      { sessionId, state: 0, sequenceFrom: 0, pageSize: 1000, pageToken },
+      authed(),
+    ).response;
+    chunks.push(...reply.chunks);
+    pageToken = reply.nextPageToken;
+  } while (pageToken);
+  const checks: [[boolean, string], string][] = [];
+  for (let at = 0; at < chunks.length; at += PROOFS_AT_ONCE) {
+    const batch = chunks.slice(at, at + PROOFS_AT_ONCE);
+    checks.push(...(await Promise.all(batch.map((c) => checkChunk(sessionId, c, root)))));
+  }
+  const verified = checks.filter(([[ok]]) => ok).length;
+  const proven = new Map(chunks.map((c, i) => [c.merkleHash, checks[i][0][0]]));
+  const rows = chunks.map((chunk, i) => {
+    const [[ok, why], anchor] = checks[i];
+    return [
+      chunk.sequenceNumber,
+      (ChunkState[chunk.state] ?? "unknown").toLowerCase(),
+      chunk.sizeBytes,
+      h("code", {}, chunk.merkleHash || "–"),
+      h(
+        "span",
+        { class: ok ? "verified" : "unverified", "data-testid": `proof-${chunk.sequenceNumber}` },
+        ok ? "verified" : `not verified: ${why}`,
+      ),
+      anchor,
+    ];
+  });
+  const section = h(
+    "section",
+    { "aria-labelledby": "chunks-title" },
+    h("h2", { id: "chunks-title" }, "Chunks"),
+    h(
+      "p",
+      { "data-testid": "chunks-verdict" },
+      root
+        ? `${verified} of ${rows.length} chunks verified against the root ${root}.`
+        : `${rows.length} chunks; no Merkle root yet, nothing to verify.`,
+    ),
+    h(
+      "div",
+      { class: "table-holder" },
+      table(
+        "Chunks and their Merkle proofs",
+        ["Sequence", "State", "Size (bytes)", "Merkle entry", "Proof", "Anchor"],
+        rows,
+      ),
+    ),
+  );
+  return [section, proven];
+}
+
 export function sessionPage(main: HTMLElement, sessionId: string): void {
   const status = statusLine();
   const body = h("div", {});
+  const chunks = h("div", {});
   main.replaceChildren(
     h("p", {}, h("a", { href: "#/sessions" }, "← All sessions")),
     h("h1", {}, `Session ${sessionId}`),
     body,
+    chunks,
     status,
   );
   async function load(): Promise<void> {
+    let root = "";
     try {
       const reply = await clients.sessions.getSessionDetails({ sessionId }, authed()).response;
+      root = reply.merkleRoot;
       const s = reply.session;
       const rows: [string, string][] = [
         ["Name", s?.name || "–"],
@@ -176,6 +264,13 @@ export function sessionPage(main: HTMLElement, sessionId: string): void {
       );
     } catch (error) {
       status.say(`Details failed: ${describe(error)}`, true);
+      return;
+    }
+    try {
+      const [section, proven] = await chunkTable(sessionId, root);
+      chunks.replaceChildren(section, recordingPlayer(sessionId, root, proven));
+    } catch (error) {
+      status.say(`Chunks failed: ${describe(error)}`, true);
     }
   }
   void load();
