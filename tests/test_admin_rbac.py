@@ -97,6 +97,15 @@ async def test_custom_role_life_cycle(admin: AdminEnv) -> None:
         A.AssignConsoleRoleRequest(user_id=user_id, role_id=created.role_id), metadata=md
     )
     assert assigned.role.user_count == 1
+    held = await refused(
+        rbac(admin).DeleteRole(A.DeleteRoleRequest(role_id=created.role_id), metadata=md)
+    )
+    assert held.code() == grpc.StatusCode.FAILED_PRECONDITION
+    still = await rbac(admin).GetRole(A.GetRoleRequest(role_id=created.role_id), metadata=md)
+    assert still.role.user_count == 1  # refused: nothing changed
+    await rbac(admin).AssignConsoleRole(
+        A.AssignConsoleRoleRequest(user_id=user_id, role_id=""), metadata=md
+    )
     await rbac(admin).DeleteRole(A.DeleteRoleRequest(role_id=created.role_id), metadata=md)
     error = await refused(
         rbac(admin).GetRole(A.GetRoleRequest(role_id=created.role_id), metadata=md)

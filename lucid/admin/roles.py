@@ -115,8 +115,15 @@ class Roles:
         return after
 
     async def delete(self, role_id: str, client: Client) -> None:
-        """Removes a custom role (its holders lose it)."""
+        """Removes a custom role no one holds (the contract: one still assigned is refused,
+        so no admin loses a permission as a side effect)."""
         role = await self._custom(role_id, "delete")
+        holders = await self.store.users_of(role_id)
+        if holders:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_STATE,
+                f"the role {role.name} is still assigned to {holders} user(s): unassign it first",
+            )
         await self.store.delete(role_id)
         await self._audit("delete", role_id, {"name": role.name}, client)
 
