@@ -12,7 +12,6 @@ route) so that the whole module runs in well under two minutes.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import string
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -28,8 +27,8 @@ from lucid.runtime.config import Settings
 from lucid.runtime.contracts import HttpRoute, MethodInfo, catalog
 from tests.edge_probe import FrontDoorClient, grpc_web_body, grpc_web_status
 from tests.front_door_support import FrontDoor, full_front_door
-from tests.support import Mesh
-from tests.waiting import eventually
+from tests.fuzz import state
+from tests.fuzz.messages import json_values, never_valid_protobuf, odd_text, request_bytes
 
 T = TypeVar("T")
 EXAMPLES_PER_ROUTE = 3
@@ -40,39 +39,6 @@ NOT_BUILT = "LUCID_ERR_5011"
 NO_TRON_NETWORK = "LUCID_ERR_4010"
 """The mesh of this module runs no TRON network: payments answers 503 with this code,
 its contract's answer for an unreachable payment network."""
-_addresses = itertools.count(1)
-
-ODD_VALUES = (
-    "",
-    "-",
-    "--1",
-    "\u00b2",
-    "\u0661",
-    "1_0",
-    " 1",
-    "1e309",
-    "nan",
-    "-0",
-    "18446744073709551616",
-    "-9223372036854775809",
-    "true",
-    "%00",
-    "..",
-    "../..",
-    "\u202e",
-    "\ud7ff",
-    "' OR 1=1 --",
-    '{"$gt": ""}',
-    "$where",
-    "AAAA====",
-    "x" * 300,
-)
-odd_text = st.one_of(st.sampled_from(ODD_VALUES), st.text(max_size=40))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | odd_text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
-    max_leaves=12,
-)
 
 
 @dataclass
@@ -84,6 +50,8 @@ class Fuzzer:
     client: FrontDoorClient | None = None
     sent: int = 0
     failures: list[str] = field(default_factory=list)
+    last: dict[str, state.Stored] = field(default_factory=dict)
+    """Per cluster, what it stored after the last refused request (the next "before")."""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Runs a coroutine on the servers' loop (from hypothesis' worker thread)."""
@@ -108,39 +76,6 @@ class Fuzzer:
         """Keeps what was wrong with one answer."""
         if problem:
             self.failures.append(problem)
-
-
-def _settled(mesh: Mesh) -> bool:
-    """Whether every cluster has stored its schema declaration (a startup write)."""
-    return all(
-        server.declarer is not None and server.declarer.declared.is_set()
-        for server in mesh.servers.values()
-        if server.app.declare_schema
-    )
-
-
-# Time series, not request state: the rdp cluster samples the host's resources every
-# 30 s, and the admin dashboard keeps a metrics sample of each overview it serves.
-SAMPLED_COLLECTIONS = frozenset({"rdp_resource_metrics", "admin_metric_samples"})
-TIMER_WRITTEN: dict[str, dict[str, Any]] = {
-    # rdp's host monitor (every resource_interval_s) alerts when the machine is busy
-    "rdp_resource_alerts": {"server_id": "", "session_id": ""},
-    "rdp_audit_logs": {"action": "limit_exceeded", "resource": "host"},
-}
-"""Documents a timer writes whatever requests arrive: not counted."""
-
-
-async def _counts(mesh: Mesh) -> dict[str, int]:
-    """Documents per collection of the mesh's database (but those written on a timer),
-    once startup writes are done."""
-    await eventually(lambda: _settled(mesh), timeout_s=60, what="every schema declaration stored")
-    db = mesh.servers["auth"].runtime.datastores.db
-    names = set(await db.list_collection_names()) - SAMPLED_COLLECTIONS
-    counts = {}
-    for name in sorted(names):
-        timed = await db[name].count_documents(TIMER_WRITTEN[name]) if name in TIMER_WRITTEN else 0
-        counts[name] = await db[name].count_documents({}) - timed
-    return counts
 
 
 @pytest.fixture(scope="module")
@@ -266,22 +201,6 @@ async def _grpc_web(fuzz: Fuzzer, info: MethodInfo, payload: bytes, who: str) ->
     return None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-never_valid_protobuf = st.one_of(
-    st.binary(max_size=100).map(lambda b: b"\x0e" + b),  # wire type 6
-    st.binary(max_size=100).map(lambda b: b"\x0f" + b),  # wire type 7
-    st.binary(max_size=100).map(lambda b: b"\x0a" + _varint(len(b) + 1) + b),  # runs past the end
-)
-"""Protobuf that no parser may accept, whatever the random tail (a group or a valid
-prefix could be well-formed by chance)."""
 callers = st.sampled_from(("anonymous", "user", "admin"))
 BOUNDED = settings(
     max_examples=EXAMPLES_PER_ROUTE,
@@ -317,10 +236,10 @@ async def _unharmed(fuzz: Fuzzer, run_all: Callable[[], None]) -> None:
     """Runs the properties; no answer was wrong and nothing stored changed."""
     fuzz.failures = []
     mesh = fuzz.door.mesh
-    before = await _counts(mesh)
+    before = await state.counts(mesh)
     await asyncio.to_thread(run_all)
     assert "\n".join(fuzz.failures) == ""
-    after = await _counts(mesh)
+    after = await state.counts(mesh)
     changed = [name for name in after if after[name] != before.get(name, 0)]
     db = mesh.servers["auth"].runtime.datastores.db
     added = {name: await db[name].find({}, {"_id": 0}).to_list(5) for name in changed}
@@ -342,3 +261,59 @@ async def test_malformed_grpc_web_messages_never_crash_or_change_state(fuzzer: F
                 _fuzz_grpc_web(fuzzer, info)
 
     await _unharmed(fuzzer, run_all)
+
+
+VALID_EXAMPLES_PER_RPC = 2
+
+
+async def _grpc_web_checked(fuzz: Fuzzer, info: MethodInfo, payload: bytes, who: str) -> str | None:
+    """A valid-shaped message over grpc-web: no 5xx, never UNKNOWN or INTERNAL, and if
+    it is refused, the owning cluster stores what it stored before."""
+    mesh = fuzz.door.mesh
+    before = fuzz.last.pop(info.cluster, None) or await state.stored(mesh, info.cluster)
+    client = await fuzz.session()
+    headers = {"content-type": "application/grpc-web+proto", **fuzz.headers(who)}
+    async with client.http.post(
+        fuzz.door.url + info.path, data=grpc_web_body(payload), headers=headers
+    ) as response:
+        body = await response.read()
+        status = grpc_web_status(response.headers, body)
+    label = f"grpc-web {info.path} as {who} ({payload[:40]!r}): HTTP {response.status} {status}"
+    if (response.status >= 500 and response.status != 501) or status in BAD_STATUSES:
+        return label
+    if status == "0":
+        return None
+    after = await state.stored(mesh, info.cluster)
+    fuzz.last[info.cluster] = after
+    change = after.changed_since(before)
+    return f"{label}: {change}" if change else None
+
+
+def _fuzz_grpc_web_valid(fuzz: Fuzzer, info: MethodInfo) -> None:
+    @settings(BOUNDED, max_examples=VALID_EXAMPLES_PER_RPC)
+    @given(payload=request_bytes(info.input_type), who=callers)
+    def prop(payload: bytes, who: str) -> None:
+        fuzz.check(fuzz.run(_grpc_web_checked(fuzz, info, payload, who)))
+
+    prop()
+
+
+async def test_valid_shaped_grpc_web_messages_never_crash_nor_change_state_when_refused(
+    fuzzer: Fuzzer,
+) -> None:
+    """Every rpc a client may call through the edge (but server streams, which stay open
+    and are fuzzed over gRPC in test_grpc_fuzz), with messages generated from its
+    descriptor. Runs last in this module: an accepted request may change what is stored."""
+    fuzzer.failures = []
+    methods = [
+        info
+        for info in sorted(catalog().methods.values(), key=lambda m: m.path)
+        if info.client_callable and not info.client_streaming and not info.server_streaming
+    ]
+
+    def run_all() -> None:
+        for info in methods:
+            _fuzz_grpc_web_valid(fuzzer, info)
+
+    await asyncio.to_thread(run_all)
+    assert "\n".join(fuzzer.failures) == ""
