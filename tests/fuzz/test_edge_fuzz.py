@@ -281,7 +281,8 @@ async def _grpc_web_checked(fuzz: Fuzzer, info: MethodInfo, payload: bytes, who:
     label = f"grpc-web {info.path} as {who} ({payload[:40]!r}): HTTP {response.status} {status}"
     if (response.status >= 500 and response.status != 501) or status in BAD_STATUSES:
         return label
-    if status == "0":
+    if status == "0":  # may have changed any cluster (through calls of its own)
+        fuzz.last.clear()
         return None
     after = await state.stored(mesh, info.cluster)
     fuzz.last[info.cluster] = after
