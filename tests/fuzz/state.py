@@ -20,8 +20,9 @@ TIMER_WRITTEN: dict[str, dict[str, Any]] = {
     "rdp_audit_logs": {"action": "limit_exceeded", "resource": "host"},
 }
 """Documents a timer writes whatever requests arrive: not counted."""
-UNCOUNTED_KEYS = (":rl:",)
-"""Redis keys every request may touch: the rate limiter's buckets."""
+UNCOUNTED_KEYS = (":rl:", ":rate_limit:")
+"""Redis keys every request may touch, refused or not: the runtime rate limiter's buckets
+and the nodes cluster's per-caller call logs (spec 05 §5 counts every call)."""
 
 
 def settled(mesh: Mesh) -> bool:
