@@ -166,9 +166,27 @@ def _path(route: HttpRoute) -> st.SearchStrategy[str]:
 
 
 async def _rest(
+    fuzz: Fuzzer,
+    route: HttpRoute,
+    path: str,
+    query: dict[str, str],
+    body: bytes | None,
+    who: str,
+    *,
+    streams: bool = False,
+) -> str | None:
+    """One request; a description of what is wrong with the answer, or ``None``. The
+    route of a server stream (``streams``) may stay open: an accepted request."""
+    try:
+        return await asyncio.wait_for(_rest_answer(fuzz, route, path, query, body, who), 10)
+    except TimeoutError:
+        fuzz.status = 200
+        return None if streams else f"{route.verb} {path[:120]} as {who}: no answer in 10 s"
+
+
+async def _rest_answer(
     fuzz: Fuzzer, route: HttpRoute, path: str, query: dict[str, str], body: bytes | None, who: str
 ) -> str | None:
-    """One request; a description of what is wrong with the answer, or ``None``."""
     client = await fuzz.session()
     headers = fuzz.headers(who)
     if body is not None:
@@ -229,7 +247,8 @@ def _fuzz_rest(fuzz: Fuzzer, info: MethodInfo, route: HttpRoute) -> None:
     @BOUNDED
     @given(path=_path(route), query=_query(info), body=body, who=callers)
     def prop(path: str, query: dict[str, str], body: bytes | None, who: str) -> None:
-        fuzz.check(fuzz.run(_rest(fuzz, route, path, query, body, who)))
+        answer = _rest(fuzz, route, path, query, body, who, streams=info.server_streaming)
+        fuzz.check(fuzz.run(answer))
 
     prop()
 
