@@ -16,7 +16,7 @@ from google.protobuf import descriptor
 from lucid.auth.v1 import auth_pb2
 from lucid.runtime.contracts import MethodInfo, catalog
 from tests.edge_probe import FrontDoorClient, grpc_web_status, rest_path
-from tests.support import Mesh, details, serve_edge
+from tests.support import Mesh, bearer, details, serve_edge
 
 ISSUE_CHALLENGE = "/lucid.auth.v1.AuthService/IssueChallenge"
 NOT_A_MESSAGE = b"\x0a\xff\xff"
@@ -204,3 +204,76 @@ async def test_edge_refusals_are_the_envelope_naming_what_is_wrong(
             assert response.content_type == "application/json"
             error = (await response.json())["error"]
         assert error["details"]["field_violations"][0]["field"] == field, (verb, headers, body)
+
+
+VERIFY_AUDIT_CHAIN = "/lucid.admin.v1.AuditService/VerifyAuditChain"
+
+
+async def test_out_of_range_timestamps_over_grpc_are_invalid_argument_naming_the_field(
+    mesh: Mesh,
+) -> None:
+    """Found by the gRPC fuzz (tests/fuzz): a Timestamp no datetime can hold made
+    VerifyAuditChain answer INTERNAL; the pipeline refuses it before any handler (1004)."""
+    from lucid.admin.v1 import audit_pb2
+    from lucid.common.v1 import access_pb2
+
+    started = "admin" not in mesh.servers
+    await mesh.start("admin")
+    try:
+        token = await mesh.token(role=access_pb2.ROLE_ADMIN, kyc=access_pb2.KYC_STATUS_VERIFIED)
+        cases = (
+            (audit_pb2.VerifyAuditChainRequest(end_time={"seconds": 2**63 - 1}), "end_time"),
+            (audit_pb2.VerifyAuditChainRequest(start_time={"nanos": -15891}), "start_time"),
+            (
+                audit_pb2.VerifyAuditChainRequest(start_time={"seconds": -62_135_596_801}),
+                "start_time",
+            ),
+        )
+        async with mesh.channel("admin") as channel:
+            call = channel.unary_unary(VERIFY_AUDIT_CHAIN)
+            for request, field in cases:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call(request.SerializeToString(), metadata=bearer(token), timeout=10)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                info = details(caught.value)
+                assert info.reason == "LUCID_ERR_1004"
+                assert [v.field for v in info.field_violations] == [field]
+            # the edges of the range are times like any other (a day at each end)
+            low, high, day = -62_135_596_800, 253_402_300_799, 86_400
+            for start, end in ((low, low + day), (high - day, high)):
+                edge = audit_pb2.VerifyAuditChainRequest(
+                    start_time={"seconds": start}, end_time={"seconds": end}
+                )
+                reply = audit_pb2.VerifyAuditChainResponse.FromString(
+                    await call(edge.SerializeToString(), metadata=bearer(token), timeout=10)
+                )
+                assert reply.valid
+                assert reply.checked_count == 0
+    finally:
+        if started:  # other modules start their own admin on its port
+            await mesh.stop("admin")
+
+
+def test_out_of_range_times_are_found_nested_repeated_and_in_maps() -> None:
+    from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
+    from lucid.blockchain.v1 import blockchain_pb2
+    from lucid.runtime.wire import out_of_range_times
+
+    assert out_of_range_times(timestamp_pb2.Timestamp(seconds=1, nanos=10**9)) == [
+        ("", "nanos between 0 and 999999999")
+    ]
+    assert out_of_range_times(duration_pb2.Duration(seconds=-1, nanos=5)) != []
+    assert out_of_range_times(duration_pb2.Duration(seconds=-1, nanos=-5)) == []
+    assert out_of_range_times(duration_pb2.Duration(seconds=315_576_000_001)) != []
+    # a message type that cannot hold a time is not looked into; Struct's cycle ends
+    assert out_of_range_times(struct_pb2.Struct(fields={"a": struct_pb2.Value()})) == []
+    assert out_of_range_times(blockchain_pb2.Block()) == []
+    block = blockchain_pb2.Block()
+    block.final_time.seconds = 2**40
+    block.transactions.add()
+    block.transactions.add().confirm_time.nanos = -1
+    assert [path for path, _ in out_of_range_times(block)] == [
+        "transactions[1].confirm_time",
+        "final_time",
+    ]

@@ -836,3 +836,17 @@ async def test_chain_routes_through_the_edge(chain: Mesh) -> None:
             assert genesis["block"]["header"]["previous_hash"] == "0" * 64
             async with http.get(f"{base}/blocks?page_size=101", headers=headers) as response:
                 assert response.status == 400
+
+
+async def test_work_credits_of_any_epoch_number_are_an_answer(chain: Mesh) -> None:
+    """Found by the gRPC fuzz (tests/fuzz): an epoch past what a datetime can hold made
+    GetWorkCredits answer INTERNAL. A future epoch has no credits of its own yet."""
+    from lucid.lib import taskproofs
+
+    assert taskproofs.epoch_end(2**63 - 1) == taskproofs.LATEST  # no OverflowError
+    assert taskproofs.slot_start(-(2**62)) == taskproofs.EARLIEST
+    async with chain.channel("blockchain", "nodes") as channel:
+        stubs = ChainStubs(channel)
+        for epoch in (2**63 - 1, 2**40, 10**6):
+            reply = await stubs.consensus.GetWorkCredits(cpb.GetWorkCreditsRequest(epoch=epoch))
+            assert all(t.epoch == epoch for t in reply.tallies)

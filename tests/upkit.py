@@ -46,7 +46,9 @@ class Up:
 def lucid_up(var_dir: Path) -> Iterator[Up]:
     """``lucid up`` until its banner is printed; stopped with Ctrl-C (SIGINT) at the end."""
     env = {
-        **os.environ,
+        # none of the test session's own settings leak in, but where its tools and stores live
+        **{k: v for k, v in os.environ.items() if not k.startswith("LUCID_")},
+        **{k: os.environ[k] for k in ("LUCID_FERRETDB_BACKEND", "LUCID_CACHE") if k in os.environ},
         "LUCID_VAR_DIR": str(var_dir),
         "LUCID_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/",
         "LUCID_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
@@ -81,4 +83,4 @@ def lucid_up(var_dir: Path) -> Iterator[Up]:
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=60)
+            process.wait(timeout=90)

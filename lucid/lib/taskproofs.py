@@ -28,9 +28,17 @@ def slot_of(moment: datetime) -> int:
     return max(0, int((moment - ORIGIN).total_seconds() // SLOT_S))
 
 
+LATEST = datetime.max.replace(tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
 def slot_start(slot: int) -> datetime:
-    """When a slot begins."""
-    return ORIGIN + timedelta(seconds=slot * SLOT_S)
+    """When a slot begins; the last (or first) datetime for a slot beyond what a datetime
+    can hold (an epoch number from a request may be any int64)."""
+    try:
+        return ORIGIN + timedelta(seconds=slot * SLOT_S)
+    except OverflowError:
+        return LATEST if slot > 0 else EARLIEST
 
 
 def epoch_of(slot: int) -> int:

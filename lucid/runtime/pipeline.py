@@ -53,6 +53,7 @@ from lucid.runtime.metrics import Metrics
 from lucid.runtime.planes import RELAYED_HEADER, PlanePolicy, audit, default_policy
 from lucid.runtime.storeerrors import is_transient
 from lucid.runtime.tokens import TokenVerifier
+from lucid.runtime.wire import out_of_range_times
 
 log = logging.getLogger("lucid.rpc")
 
@@ -84,7 +85,16 @@ def _field_path(violation: Any) -> str:
 
 
 def validate(message: Any) -> None:
-    """Raises ``LucidError`` (1001, with field violations) unless the message keeps its rules."""
+    """Raises ``LucidError`` (1001, with field violations) unless the message keeps its rules;
+    1004 for a ``Timestamp`` or ``Duration`` out of its type's range (no handler could
+    convert it)."""
+    if times := out_of_range_times(message):
+        found = [FieldViolation(path, f"must be {problem}") for path, problem in times]
+        raise LucidError(
+            ErrorCode.ERROR_CODE_OUT_OF_RANGE,
+            f"{found[0].field} out of range: {found[0].description}",
+            field_violations=found,
+        )
     try:
         violations = protovalidate.collect_violations(message)
     except protovalidate.CompilationError as exc:  # a broken rule in a proto: our bug

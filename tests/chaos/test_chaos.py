@@ -18,14 +18,11 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,11 +34,10 @@ from tronpy.providers import HTTPProvider
 
 from lucid.blockchain.verify import verify_stored_chain
 from lucid.nodes.v1 import payout_pb2, payout_pb2_grpc
-from lucid.runtime.config import CLUSTERS, Settings, load_settings
+from lucid.runtime.config import CLUSTERS, Settings
 from lucid.supervisor import demopay, devnodes
-from lucid.supervisor.localservers import free_port
-from tests.chain_cluster import consecutive_free_ports
 from tests.support import https_client
+from tests.upkit import Up, lucid_up
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(540)]
@@ -59,68 +55,10 @@ PAYOUT_MICROS = 7_000_000
 STOPPED = ("SESSION_STATE_COMPLETED", "SESSION_STATE_FAILED")
 
 
-@dataclass
-class Up:
-    """A running ``lucid up``."""
-
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    var_dir: Path
-    output: list[str]
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(self.env)
-
-    def pids(self) -> dict[str, int | None]:
-        state = json.loads((self.var_dir / "supervisor.json").read_text())
-        return {name: entry["pid"] for name, entry in state.items()}
-
-
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    var_dir = tmp_path_factory.mktemp("chaos-var")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LUCID_")},
-        "LUCID_VAR_DIR": str(var_dir),
-        "LUCID_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/",
-        "LUCID_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "LUCID_EDGE_PORT": str(free_port()),
-        "LUCID_HEALTH_INTERVAL_S": "0.5",
-        "LUCID_EXTRA_VALIDATOR_PORT": str(consecutive_free_ports(2)),
-        "LUCID_BLOCK_INTERVAL_S": "0.5",
-        "LUCID_LEADER_TIMEOUT_S": "1.0",
-        "LUCID_DEVNET_TRON_PORT": str(free_port()),
-        **{f"LUCID_PORT_{c.upper()}": str(free_port()) for c in CLUSTERS},
-    }
-    for key in ("LUCID_FERRETDB_BACKEND", "LUCID_CACHE"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lucid", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 150
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line.rstrip("\n"))
-        if "Ctrl-C stops everything" in line:
-            break
-    assert any("Lucid is up" in line for line in output), "\n".join(output)
-    running = Up(process, env, var_dir, output)
-    try:
+    with lucid_up(tmp_path_factory.mktemp("chaos-var")) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=90)
 
 
 @dataclass
