@@ -90,10 +90,20 @@ class Console:
         await self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
     async def go(self, fragment: str, heading: str) -> None:
+        """Opens a page, signing in with the wallet first if this page is not signed in
+        yet (so a test does not depend on another having signed in)."""
         await self.page.goto(f"{self.url}/admin/#/{fragment}")
-        await expect(self.page.get_by_role("heading", level=1)).to_have_text(
-            heading, timeout=WAIT_MS
+        title = self.page.get_by_role("heading", level=1)
+        await expect(title).to_have_text(
+            re.compile(f"^(?:{re.escape(heading)}|Sign in)$"), timeout=WAIT_MS
         )
+        if heading != "Sign in" and await title.inner_text() == "Sign in":
+            await self.page.get_by_role("button", name="Sign in with TronLink").click()
+            await expect(self.page.get_by_test_id("signed-in-as")).to_contain_text(
+                self.address, timeout=WAIT_MS
+            )
+            await self.page.goto(f"{self.url}/admin/#/{fragment}")
+        await expect(title).to_have_text(heading, timeout=WAIT_MS)
 
 
 def raw(key: PrivateKey) -> bytes:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import pytest
+import redis
 from pymongo import AsyncMongoClient
 
+from lucid.runtime.tokens import REVOKED_JTI_KEY
 from lucid.supervisor.localservers import LocalServerError, LocalStores
 
 PAIRS = 300
@@ -68,3 +71,32 @@ async def test_concurrent_writes_through_ferretdb_on_postgresql(tmp_path: Path) 
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_revocation_outlives_a_redis_sigkill_only_when_persistent(
+    tmp_path: Path, persistent: bool
+) -> None:
+    """``lucid up`` runs Redis with an append-only file: a revoked token stays revoked after
+    Redis is killed and started again (without it, Redis comes back empty)."""
+    stores = LocalStores.at(tmp_path, mongo_port=0, redis_port=0, redis_persistent=persistent)
+    server = stores.redis
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        try:
+            client.set(REVOKED_JTI_KEY.format(jti="a-revoked-token"), "1", ex=900)
+        finally:
+            client.close()
+        assert server.process is not None
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=10)
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        try:
+            kept = client.exists(REVOKED_JTI_KEY.format(jti="a-revoked-token"))
+        finally:
+            client.close()
+        assert bool(kept) == persistent
+    finally:
+        server.stop()

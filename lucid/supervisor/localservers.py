@@ -365,8 +365,15 @@ class FerretDB(LocalServer):
         return True
 
 
+@dataclass
 class RedisServer(LocalServer):
-    """Debian's redis-server, with KEYS and FLUSHALL disabled as in production (spec 08)."""
+    """Debian's redis-server, with KEYS and FLUSHALL disabled as in production (spec 08).
+
+    ``persistent``: an append-only file fsynced every second, replayed on start (``lucid
+    up``: revocations, rate limits and stream offsets outlive a crash); otherwise nothing
+    is kept on disk (the test servers start clean every run)."""
+
+    persistent: bool = False
 
     def command(self) -> list[str]:
         return [
@@ -375,7 +382,8 @@ class RedisServer(LocalServer):
             "--port", str(self.port),
             "--dir", str(self.data_dir),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--rename-command", "KEYS", "",
@@ -469,10 +477,17 @@ class LocalStores:
 
     @classmethod
     def at(
-        cls, root: Path, *, mongo_port: int, redis_port: int, backend: str = "postgresql"
+        cls,
+        root: Path,
+        *,
+        mongo_port: int,
+        redis_port: int,
+        backend: str = "postgresql",
+        redis_persistent: bool = False,
     ) -> LocalStores:
         """Servers with data under ``root`` on the given ports (0 picks free ones);
-        ``backend`` is FerretDB's store, ``postgresql`` or ``sqlite``."""
+        ``backend`` is FerretDB's store, ``postgresql`` or ``sqlite``; ``redis_persistent``
+        keeps Redis's data in an append-only file."""
         if backend not in FERRETDB_BACKENDS:
             raise LocalServerError(
                 f"unknown FerretDB backend {backend!r}: one of {', '.join(FERRETDB_BACKENDS)}"
@@ -485,7 +500,9 @@ class LocalStores:
         )
         return cls(
             FerretDB("ferretdb", mongo_port or free_port(), root / "ferretdb", postgres=postgres),
-            RedisServer("redis", redis_port or free_port(), root / "redis"),
+            RedisServer(
+                "redis", redis_port or free_port(), root / "redis", persistent=redis_persistent
+            ),
         )
 
     @property

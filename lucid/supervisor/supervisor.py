@@ -168,8 +168,8 @@ class Supervisor:
 
     async def keep_stores_up(self, stop: asyncio.Event) -> None:
         """Starts FerretDB or Redis again when its process died, until ``stop`` (the
-        clusters reconnect on their own; Redis comes back empty, as it keeps nothing on
-        disk)."""
+        clusters reconnect on their own; Redis replays its append-only file, so token
+        revocations and rate-limit state survive)."""
         if self.stores is None:
             return
         while not stop.is_set():
@@ -354,6 +354,7 @@ async def up(settings: Settings, *, demo: bool = False, sidecars: bool = False) 
         mongo_port=mongo_port,
         redis_port=redis_port,
         backend=settings.ferretdb_backend,
+        redis_persistent=True,  # a revoked token must stay revoked after a Redis restart
     )
     print(
         f"starting FerretDB ({settings.ferretdb_backend}) on {mongo_port} "
