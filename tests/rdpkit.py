@@ -40,6 +40,7 @@ from lucid.rdp.v1 import (
 )
 from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
+from lucid.supervisor.rdpclient import free_display, xfreerdp_argv
 from tests.sessionkit import SessionsEnv, process_environment, start_env, wait_serving
 from tests.support import Mesh, bearer
 from tests.waiting import eventually
@@ -230,17 +231,6 @@ class RdpClient:
         )
 
 
-def free_display(first: int = 200) -> int:
-    """An X display number nothing uses, from ``first`` on."""
-    for number in range(first, first + 200):
-        if (
-            not Path(f"/tmp/.X11-unix/X{number}").exists()
-            and not Path(f"/tmp/.X{number}-lock").exists()
-        ):
-            return number
-    raise AssertionError("no free X display")
-
-
 def _popen(argv: list[str], env: dict[str, str], out: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=out)
 
@@ -250,7 +240,7 @@ async def rdp_client(
     host: str, port: int, username: str, password: str, log: Path
 ) -> AsyncIterator[RdpClient]:
     """xfreerdp connected to ``host:port`` as ``username`` (certificate not checked)."""
-    number = free_display()
+    number = free_display(200)  # below the demo's displays (300 on)
     display = f":{number}"
     out = log.open("ab")
     xvfb = await asyncio.to_thread(
@@ -263,20 +253,7 @@ async def rdp_client(
 
     await eventually(exists, timeout_s=30.0, what="the Xvfb socket")
     client = await asyncio.to_thread(
-        _popen,
-        [
-            "xfreerdp",
-            f"/v:{host}:{port}",
-            f"/u:{username}",
-            f"/p:{password}",
-            "/cert:ignore",
-            "/size:1024x768",
-            "/bpp:24",
-            "-clipboard",
-            "/audio-mode:2",
-        ],
-        {"DISPLAY": display},
-        out,
+        _popen, xfreerdp_argv(host, port, username, password), {"DISPLAY": display}, out
     )
     handle = RdpClient(xvfb, client, display, log)
     try:
