@@ -1,6 +1,7 @@
 """A front door over the whole mesh for catalog-wide tests: all ten clusters in this
-process (with a database of their own) behind the edge, fresh callers and fresh client
-addresses (each its own rate-limit bucket).
+process (with a database of their own) behind the Envoy edge, fresh callers and fresh
+client addresses (each its own rate-limit bucket), and ``DoorCalls``, which hypothesis'
+worker thread uses to send requests on the servers' loop.
 
 Tests use only ``url``, ``ca_file`` and the tokens, so the same tests can run against
 Envoy once it is the edge; ``mesh`` is there for looking behind the door (stored state,
@@ -9,12 +10,14 @@ calls straight to a cluster).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -25,7 +28,11 @@ from lucid.supervisor.localservers import free_port
 from tests.edge_probe import Caller, FrontDoorClient
 from tests.support import Mesh, serve_edge, sign_token
 
+T = TypeVar("T")
+
 _addresses = itertools.count(1)
+REQUESTS_PER_CLIENT = 60
+"""Requests from one client address before the next (each address its own bucket)."""
 ROLES = {
     "user": (access_pb2.ROLE_USER, access_pb2.KYC_STATUS_NONE),
     "admin": (access_pb2.ROLE_ADMIN, access_pb2.KYC_STATUS_VERIFIED),
@@ -62,7 +69,7 @@ class FrontDoor:
 
 @contextlib.asynccontextmanager
 async def full_front_door(settings: Settings, label: str) -> AsyncIterator[FrontDoor]:
-    """All ten clusters (database ``lucid_<label>_…``) behind the Python edge."""
+    """All ten clusters (database ``lucid_<label>_…``) behind the Envoy edge."""
     own = settings.replace(
         ports={cluster: free_port() for cluster in CLUSTERS},
         mongodb_db=f"lucid_{label}_{uuid.uuid4().hex[:8]}",
@@ -76,3 +83,34 @@ async def full_front_door(settings: Settings, label: str) -> AsyncIterator[Front
             yield FrontDoor(url, own.certs_dir / "ca.crt", mesh, key.private_key, key.kid)
     finally:
         await mesh.stop_all()
+
+
+@dataclass
+class DoorCalls:
+    """Requests to a front door from another thread (hypothesis' worker): they run on the
+    servers' loop, from a client address that changes every ``REQUESTS_PER_CLIENT``."""
+
+    door: FrontDoor
+    loop: asyncio.AbstractEventLoop
+    timeout_s: float = 60.0
+    client: FrontDoorClient | None = None
+    sent: int = 0
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs a coroutine on the servers' loop and waits for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=self.timeout_s)
+
+    async def session(self) -> FrontDoorClient:
+        """The current client; a new address every ``REQUESTS_PER_CLIENT`` requests."""
+        if self.client is None or self.sent >= REQUESTS_PER_CLIENT:
+            await self.close()
+            self.client = self.door.client()
+            self.sent = 0
+        self.sent += 1
+        return self.client
+
+    async def close(self) -> None:
+        """Closes the current client, if any."""
+        if self.client is not None:
+            await self.client.close()
+            self.client = None

@@ -14,11 +14,11 @@ import base64
 import contextlib
 import json
 import string
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import hypothesis.strategies as st
@@ -27,13 +27,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import catalog
-from tests.edge_probe import FrontDoorClient
-from tests.front_door_support import FrontDoor, full_front_door
+from tests.front_door_support import DoorCalls, full_front_door
 
-T = TypeVar("T")
 DOC_DIR = Path(__file__).resolve().parent.parent / "docs" / "openapi"
 EXAMPLES_PER_OPERATION = 3
-REQUESTS_PER_CLIENT = 60
 STREAM_WAIT_S = 2.0
 REQUEST_TIMEOUT_S = 60.0
 """Room for a loaded machine: a slow answer is not a wrong one (the check is the answer)."""
@@ -98,39 +95,19 @@ def test_the_page_renders_every_operation(doc: Json) -> None:
 
 
 @dataclass
-class Caller:
-    """The front door, the loop its servers run on, and the current client."""
+class Caller(DoorCalls):
+    """The front door's calls and what was wrong with their answers."""
 
-    door: FrontDoor
-    loop: asyncio.AbstractEventLoop
-    client: FrontDoorClient | None = None
-    sent: int = 0
     failures: list[str] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(
-            timeout=2 * REQUEST_TIMEOUT_S
-        )
-
-    async def session(self) -> FrontDoorClient:
-        """A new client address every ``REQUESTS_PER_CLIENT`` requests (rate limits)."""
-        if self.client is None or self.sent >= REQUESTS_PER_CLIENT:
-            if self.client is not None:
-                await self.client.close()
-            self.client = self.door.client()
-            self.sent = 0
-        self.sent += 1
-        return self.client
 
 
 @pytest.fixture(scope="module")
 async def front(settings: Settings) -> AsyncIterator[Caller]:
     async with full_front_door(settings, "openapi") as door:
-        caller = Caller(door, asyncio.get_running_loop())
+        caller = Caller(door, asyncio.get_running_loop(), timeout_s=2 * REQUEST_TIMEOUT_S)
         yield caller
-        if caller.client is not None:
-            await caller.client.close()
+        await caller.close()
 
 
 async def test_the_edge_serves_the_document_and_its_page(front: Caller, doc: Json) -> None:

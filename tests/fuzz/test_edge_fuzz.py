@@ -18,9 +18,8 @@ import json
 import string
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 from urllib.parse import quote
 
 import hypothesis.strategies as st
@@ -31,15 +30,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from lucid.runtime.config import Settings
 from lucid.runtime.contracts import HttpRoute, MethodInfo, catalog
-from tests.edge_probe import FrontDoorClient, grpc_web_body, grpc_web_status
-from tests.front_door_support import FrontDoor, full_front_door
+from tests.edge_probe import grpc_web_body, grpc_web_status
+from tests.front_door_support import DoorCalls, full_front_door
 from tests.fuzz import state
 from tests.fuzz.messages import json_values, message_of, never_valid_protobuf, odd_text
 
-T = TypeVar("T")
 EXAMPLES_PER_ROUTE = 3
-REQUESTS_PER_CLIENT = 60
-"""Requests from one client address (well inside the public tier's burst of 200)."""
 BAD_STATUSES = {"2", "13"}  # UNKNOWN, INTERNAL
 NOT_BUILT = "LUCID_ERR_5011"
 NO_TRON_NETWORK = "LUCID_ERR_4010"
@@ -48,13 +44,9 @@ its contract's answer for an unreachable payment network."""
 
 
 @dataclass
-class Fuzzer:
-    """The front door, the loop its servers run on, and the current client."""
+class Fuzzer(DoorCalls):
+    """The front door's calls, what the answers were and what the clusters stored."""
 
-    door: FrontDoor
-    loop: asyncio.AbstractEventLoop
-    client: FrontDoorClient | None = None
-    sent: int = 0
     status: int = 0
     """The HTTP status of the last REST answer."""
     answers: Counter[str] = field(default_factory=Counter)
@@ -62,20 +54,6 @@ class Fuzzer:
     failures: list[str] = field(default_factory=list)
     last: dict[str, state.Stored] = field(default_factory=dict)
     """Per cluster, what it stored after the last refused request (the next "before")."""
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Runs a coroutine on the servers' loop (from hypothesis' worker thread)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    async def session(self) -> FrontDoorClient:
-        """The current client; a new address every ``REQUESTS_PER_CLIENT`` requests."""
-        if self.client is None or self.sent >= REQUESTS_PER_CLIENT:
-            if self.client is not None:
-                await self.client.close()
-            self.client = self.door.client()
-            self.sent = 0
-        self.sent += 1
-        return self.client
 
     def headers(self, who: str) -> dict[str, str]:
         """Authorization for an anonymous caller, a user or an admin (a fresh user each)."""
@@ -96,8 +74,7 @@ async def fuzzer(settings: Settings) -> AsyncIterator[Fuzzer]:
     async with full_front_door(settings, "fuzz") as door:
         fuzz = Fuzzer(door, asyncio.get_running_loop())
         yield fuzz
-        if fuzz.client is not None:
-            await fuzz.client.close()
+        await fuzz.close()
 
 
 def _routes() -> list[tuple[MethodInfo, HttpRoute]]:
