@@ -214,6 +214,49 @@ async def test_an_auth_policy_denies_at_the_sidecar_until_disabled(world: World)
     assert (await world.health()).config_version == allowed.config_version
 
 
+async def test_rate_limit_retry_and_identities_render_into_envoy(world: World) -> None:
+    limit = sidecar_pb2.SidecarPolicy(
+        policy_id="two-a-minute",
+        type=sidecar_pb2.SIDECAR_POLICY_TYPE_RATE_LIMIT,
+        enabled=True,
+        rate_limit=policy_pb2.RateLimitConfig(requests_per_minute=2, burst=0),
+    )
+    retry = sidecar_pb2.SidecarPolicy(
+        policy_id="retries",
+        type=sidecar_pb2.SIDECAR_POLICY_TYPE_RETRY,
+        enabled=True,
+        retry=policy_pb2.RetryPolicy(
+            max_attempts=3, initial_delay_ms=50, retry_on=[policy_pb2.RETRY_ON_CONNECT_FAILURE]
+        ),
+    )
+    channel, stub = world.stub(BEHIND)
+    async with channel:
+        configured = await stub.ConfigureSidecar(
+            sidecar_pb2.ConfigureSidecarRequest(
+                service_id=world.services[BEHIND],
+                policies=[limit, retry],
+                security=sidecar_pb2.SidecarSecurity(
+                    allowed_spiffe_ids=["spiffe://lucid.local/ops/operator"]
+                ),
+            )
+        )
+        assert (await world.health()).config_version == configured.config.config_version
+        codes = []
+        for _ in range(4):
+            try:
+                await world.health_via_sidecar()
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as error:
+                codes.append(error.code())
+        assert codes[:2] == [grpc.StatusCode.OK, grpc.StatusCode.OK]
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes[2:]
+        # the whole configuration is replaced: without the policy, calls flow again
+        await stub.ConfigureSidecar(
+            sidecar_pb2.ConfigureSidecarRequest(service_id=world.services[BEHIND])
+        )
+    assert (await world.health_via_sidecar()).status == health_pb2.HealthCheckResponse.SERVING
+
+
 async def _refused(
     world: World, identity: str, request: object, rpc: str = "ConfigureSidecar"
 ) -> grpc.aio.AioRpcError:

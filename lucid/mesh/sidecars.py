@@ -172,6 +172,7 @@ def _local_rate_limit(policy: sidecar_pb2.SidecarPolicy, cluster: str) -> Json:
             },
             "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
             "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "rate_limited_as_resource_exhausted": True,
         },
     }
 
