@@ -321,7 +321,7 @@ async def test_a_cached_token_still_expires_at_the_edge(
             return response.status, await response.json()
 
     for _ in range(2):  # verified, then served from the cache: past the edge both times
-        code, body = await status()
+        _, body = await status()
         assert body["error"]["service"] == "auth", body
 
     async def refused() -> dict | None:

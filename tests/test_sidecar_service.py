@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -27,7 +28,7 @@ from lucid.mesh.v1 import (
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterServer
 from lucid.supervisor.localservers import free_port
-from lucid.supervisor.sidecars import SidecarLayout, running_sidecars
+from lucid.supervisor.sidecars import SidecarLayout, forget_sidecars, running_sidecars
 from tests.support import Mesh, details, operator_channel, serve_health_only
 from tests.waiting import eventually
 
@@ -365,3 +366,13 @@ async def test_an_unreachable_sidecar_is_unavailable(world: World) -> None:
     )
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert details(error).reason == "LUCID_ERR_5008"
+
+
+def test_a_run_without_sidecars_forgets_their_sites(settings: Settings, tmp_path: Path) -> None:
+    own = settings.replace(var_dir=tmp_path, ports={**settings.ports, BEHIND: free_port()})
+    layout = SidecarLayout.allocate(own, clusters=(BEHIND,))
+    layout.write(own, BEHIND, tmp_path / "envoy")
+    assert (tmp_path / "envoy" / f"sidecar-{BEHIND}.site.json").is_file()
+    forget_sidecars(tmp_path / "envoy")
+    assert not list((tmp_path / "envoy").glob("*.site.json"))
+    assert (tmp_path / "envoy" / f"sidecar-{BEHIND}.json").is_file()  # the bootstrap stays

@@ -131,6 +131,12 @@ class SidecarLayout:
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 
+def forget_sidecars(directory: Path) -> None:
+    """Removes the site files of sidecars (a run without them must not look like one)."""
+    for site in directory.glob("sidecar-*.site.json"):
+        site.unlink(missing_ok=True)
+
+
 def write_listeners(path: Path, listeners: list[dict[str, object]], *, version: int) -> None:
     """Listeners as an LDS discovery response, moved into place (Envoy watches the move)."""
     response = {
