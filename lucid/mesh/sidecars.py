@@ -15,8 +15,11 @@ keeps the previous listeners). Circuit-breaker policies, load balancing and
 redirect/mirror rules are stored and shown but not rendered: the sidecar's upstream
 clusters are static in its bootstrap.
 
-Health and metrics come from the sidecar's admin endpoint (``/ready``, ``/stats``,
-``/config_dump``) and its access log.
+Health and metrics come from the sidecar's admin endpoint (``/ready``, ``/stats``) and
+its access log. On one machine a cluster has one sidecar, so its registrations share it:
+the configuration applied last is the one in force (``GetSidecarHealth`` says which
+version). Changes of one sidecar are serialized in the mesh process; the listener file's
+version (``LdsVersion``) tells Envoy's acceptance of each file apart.
 """
 
 from __future__ import annotations
@@ -281,6 +284,29 @@ def _stats(reply: Any) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class LdsVersion:
+    """The version text of a sidecar's listener file, ``<sequence>.<config version>``:
+    the sequence grows with every file written (so Envoy's accepting this very file can
+    be told apart), the configuration version is the one rendered in it."""
+
+    sequence: int
+    config_version: int
+
+    @classmethod
+    def of(cls, text: str) -> LdsVersion:
+        """``"3.2"`` → (3, 2); the plane table's first file is ``"0"``; unreadable → 0."""
+        sequence, _, config = text.partition(".")
+        if not sequence.isdigit() or not (config.isdigit() or config == ""):
+            return cls(0, 0)
+        return cls(int(sequence), int(config or 0))
+
+    @property
+    def text(self) -> str:
+        """As written in the file."""
+        return f"{self.sequence}.{self.config_version}"
+
+
+@dataclass(frozen=True)
 class Target:
     """The sidecar a request is about."""
 
@@ -303,6 +329,9 @@ class Sidecars:
         self.configs = configs
         self.proxies = proxies
         self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One change at a time per sidecar in this process (render, apply, store); the
+        stored version's compare-and-set refuses a change another mesh made meanwhile."""
 
     def _site(self, cluster: str) -> ProxySite:
         site = self.proxies.site(cluster)
@@ -338,19 +367,22 @@ class Sidecars:
         """Renders and moves the listeners into place, waits until Envoy has them, then
         stores the configuration; on any failure the previous listeners go back."""
         site = target.site
-        before, _ = self.proxies.current_listeners(site)
+        before, before_text = self.proxies.current_listeners(site)
+        written = LdsVersion.of(before_text)
         listeners = render(
             self.proxies.plane_listeners(site), config, target.cluster, str(site.access_log)
         )
-        self.proxies.write_listeners(site, listeners, config.config_version)
+        applying = LdsVersion(written.sequence + 1, config.config_version)
+        self.proxies.write_listeners(site, listeners, applying.text)
         try:
-            await self._until_applied(site, config.config_version)
+            await self._until_applied(site, applying)
             await self.configs.save(config, previous_version)
         except BaseException:
-            self.proxies.write_listeners(site, before, previous_version)
+            back = LdsVersion(applying.sequence + 1, written.config_version)
+            self.proxies.write_listeners(site, before, back.text)
             raise
 
-    async def _applied_version(self, site: ProxySite) -> int:
+    async def _applied_version(self, site: ProxySite) -> LdsVersion:
         """The version of the listeners Envoy last accepted (its LDS version text)."""
         reply = await self.proxies.admin(site, f"/stats?format=json&filter=^{LDS_VERSION}$")
         if reply.status != 200:
@@ -358,10 +390,9 @@ class Sidecars:
         found = [
             s.get("value") for s in reply.json().get("stats", []) if s.get("name") == LDS_VERSION
         ]
-        text = str(found[0]) if found else ""
-        return int(text) if text.isdigit() else 0
+        return LdsVersion.of(str(found[0]) if found else "")
 
-    async def _until_applied(self, site: ProxySite, version: int) -> None:
+    async def _until_applied(self, site: ProxySite, version: LdsVersion) -> None:
         polls = int(APPLY_TIMEOUT_S / APPLY_POLL_S)
         try:
             while await self._applied_version(site) != version:
@@ -370,7 +401,7 @@ class Sidecars:
                     raise LucidError(
                         ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                         f"the {site.cluster} sidecar refused the configuration (version "
-                        f"{version} not in force)",
+                        f"{version.config_version} not in force)",
                     )
                 await asyncio.sleep(APPLY_POLL_S)
         except ProxyUnreachableError as error:
@@ -384,6 +415,12 @@ class Sidecars:
         """Replaces a service's whole sidecar configuration and applies it."""
         check_policies(list(request.policies), "policies")
         target = await self._owned(request.service_id, caller)
+        async with self._locks.setdefault(target.cluster, asyncio.Lock()):
+            return await self._configure(target, request)
+
+    async def _configure(
+        self, target: Target, request: sidecar_pb2.ConfigureSidecarRequest
+    ) -> sidecar_pb2.SidecarConfig:
         stored = await self.configs.get(request.service_id)
         previous = stored.config_version if stored else 0
         config = sidecar_pb2.SidecarConfig(
@@ -404,6 +441,12 @@ class Sidecars:
         """Creates or replaces one policy of a service's sidecar and applies it."""
         check_policies([policy], "policy")
         target = await self._owned(service_id, caller)
+        async with self._locks.setdefault(target.cluster, asyncio.Lock()):
+            return await self._update_policy(target, service_id, policy)
+
+    async def _update_policy(
+        self, target: Target, service_id: str, policy: sidecar_pb2.SidecarPolicy
+    ) -> sidecar_pb2.SidecarConfig:
         stored = await self.configs.get(service_id)
         previous = stored.config_version if stored else 0
         config = sidecar_pb2.SidecarConfig()
@@ -449,7 +492,7 @@ class Sidecars:
             if ready.status != 200:
                 raise ProxyUnreachableError(f"/ready answered {ready.status}")
             stats = _stats((await self.proxies.admin(site, "/stats?format=json")).json())
-            version = await self._applied_version(site)
+            version = (await self._applied_version(site)).config_version
         except ProxyUnreachableError as error:
             raise LucidError(
                 ErrorCode.ERROR_CODE_UPSTREAM_UNAVAILABLE,

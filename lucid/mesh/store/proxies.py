@@ -106,11 +106,11 @@ class ProxyStore:
         return found
 
     @staticmethod
-    def write_listeners(site: ProxySite, listeners: list[dict[str, Any]], version: int) -> None:
+    def write_listeners(site: ProxySite, listeners: list[dict[str, Any]], version: str) -> None:
         """Moves the listeners into place as an LDS response of ``version``; Envoy
         watches the move and swaps its listeners."""
         response = {
-            "version_info": str(version),
+            "version_info": version,
             "resources": [{"@type": LISTENER_TYPE, **listener} for listener in listeners],
         }
         staged = site.listeners.with_name(f".{site.listeners.name}.staged")
@@ -118,13 +118,13 @@ class ProxyStore:
         staged.replace(site.listeners)
 
     @staticmethod
-    def current_listeners(site: ProxySite) -> tuple[list[dict[str, Any]], int]:
+    def current_listeners(site: ProxySite) -> tuple[list[dict[str, Any]], str]:
         """The listener file as it is now, and its version."""
         doc = json.loads(site.listeners.read_text())
         listeners = [
             {k: v for k, v in resource.items() if k != "@type"} for resource in doc["resources"]
         ]
-        return listeners, int(doc.get("version_info") or 0)
+        return listeners, str(doc.get("version_info") or "0")
 
     @staticmethod
     async def admin(site: ProxySite, path: str) -> AdminReply:
