@@ -13,6 +13,10 @@ and the ratios to direct (target for REST via the edge: at least 0.70 of the QPS
 most twice direct). The gateway runs in a process of its own with its limiter on a clock
 that races ahead, so one user's 1000/min tier does not cap the run while every request
 still pays the ShouldRateLimit round trip.
+
+Where the time goes: for each way in, the CPU each process spent per request while the
+load ran (``…: CPU per request, <process>`` in µs: auth, the gateway, Envoy, the load
+tool). On 2 shared cores the throughput follows their sum.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
+import resource
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from bench.bench_front import _ghz
+import psutil
+
+from bench.bench_front import GHZ_REQUESTS, _ghz
 from bench.bench_pipeline import Constant, constant_auth
 from bench.common import BenchContext, Figure
 from lucid.auth import app as auth_app
@@ -77,6 +85,40 @@ async def _bombardier(label: str, url: str, args: list[str]) -> list[Figure]:
     ]
 
 
+def _cpu_s(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _children_cpu_s() -> float:
+    """CPU of the reaped children: the load tool (Envoy and the gateway outlive a run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _metered(
+    label: str, load: Awaitable[list[Figure]], processes: Mapping[str, int], requests: int
+) -> list[Figure]:
+    """The load's figures and the CPU each process spent per request while it ran."""
+    handles = {"auth": psutil.Process(os.getpid())} | {
+        name: psutil.Process(pid) for name, pid in processes.items()
+    }
+    before = {name: _cpu_s(p) for name, p in handles.items()}
+    tool_before = _children_cpu_s()
+    figures = await load
+    spent = {name: _cpu_s(p) - before[name] for name, p in handles.items()}
+    spent["load tool"] = _children_cpu_s() - tool_before
+    per_request = [
+        Figure(f"{label}: CPU per request, {name}", 1e6 * s / requests, "µs")
+        for name, s in spent.items()
+    ]
+    total = Figure(f"{label}: CPU per request, all", sum(f.value for f in per_request), "µs")
+    return [*figures, *per_request, total]
+
+
 async def _gateway(settings: Settings, ready: Event) -> None:
     clock = FakeClock()
     runtime = Runtime(settings, "gateway", clock=clock)
@@ -94,8 +136,8 @@ def _gateway_process(settings: Settings, ready: Event) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _separate_gateway(settings: Settings) -> AsyncIterator[None]:
-    """The gateway in a process of its own, as in production."""
+async def _separate_gateway(settings: Settings) -> AsyncIterator[int]:
+    """The gateway in a process of its own, as in production; yields its pid."""
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     process = context.Process(target=_gateway_process, args=(settings, ready), daemon=True)
@@ -103,7 +145,8 @@ async def _separate_gateway(settings: Settings) -> AsyncIterator[None]:
     try:
         if not await asyncio.to_thread(ready.wait, 60):
             raise RuntimeError("the gateway process did not start")
-        yield
+        assert process.pid is not None
+        yield process.pid
     finally:
         process.terminate()
         await asyncio.to_thread(process.join, 10)
@@ -139,32 +182,52 @@ async def run(ctx: BenchContext) -> list[Figure]:
     frame = Path(tempfile.mkstemp(suffix=".grpcweb")[1])
     frame.write_bytes(b"\x00\x00\x00\x00\x00")  # one grpc-web frame: the empty request
     try:
-        figures += await _ghz("direct gRPC", f"127.0.0.1:{own.port('auth')}", own.certs_dir, token)
-        async with _separate_gateway(own), running_edge(own) as edge:
+        figures += await _metered(
+            "ghz direct gRPC",
+            _ghz("direct gRPC", f"127.0.0.1:{own.port('auth')}", own.certs_dir, token),
+            {},
+            GHZ_REQUESTS,
+        )
+        async with _separate_gateway(own) as gateway, running_edge(own) as edge:
             auth = ["-H", f"authorization: Bearer {token}"]
-            figures += await _bombardier(
-                "REST via Envoy edge", f"{edge.url}/api/v1/auth/profile", auth
+            processes = {"gateway": gateway, "envoy": edge.process.pid}
+            figures += await _metered(
+                "REST via Envoy edge",
+                _bombardier("REST via Envoy edge", f"{edge.url}/api/v1/auth/profile", auth),
+                processes,
+                REQUESTS,
             )
-            figures += await _bombardier(
+            figures += await _metered(
                 "grpc-web via Envoy edge",
-                f"{edge.url}/lucid.auth.v1.AuthService/GetProfile",
-                [
-                    *auth,
-                    "-m",
-                    "POST",
-                    "-H",
-                    "content-type: application/grpc-web+proto",
-                    "-H",
-                    "x-grpc-web: 1",
-                    "-f",
-                    str(frame),
-                ],
+                _bombardier(
+                    "grpc-web via Envoy edge",
+                    f"{edge.url}/lucid.auth.v1.AuthService/GetProfile",
+                    [
+                        *auth,
+                        "-m",
+                        "POST",
+                        "-H",
+                        "content-type: application/grpc-web+proto",
+                        "-H",
+                        "x-grpc-web: 1",
+                        "-f",
+                        str(frame),
+                    ],
+                ),
+                processes,
+                REQUESTS,
             )
         async with running_edge(own, rate_limit=False) as edge:
-            figures += await _bombardier(
-                "REST via Envoy edge, no rate-limit call",
-                f"{edge.url}/api/v1/auth/profile",
-                ["-H", f"authorization: Bearer {token}"],
+            label = "REST via Envoy edge, no rate-limit call"
+            figures += await _metered(
+                label,
+                _bombardier(
+                    label,
+                    f"{edge.url}/api/v1/auth/profile",
+                    ["-H", f"authorization: Bearer {token}"],
+                ),
+                {"envoy": edge.process.pid},
+                REQUESTS,
             )
         figures += await _through_sidecar(own, token)
         direct = "ghz direct gRPC"

@@ -301,6 +301,37 @@ async def test_bad_tokens_are_refused_at_the_edge(
         _assert_envelope(await response.json(), "LUCID_ERR_4001", "auth")
 
 
+async def test_a_cached_token_still_expires_at_the_edge(
+    edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
+) -> None:
+    """jwt_authn caches verified tokens: a repeat skips the signature check, never the
+    expiry (the edge refuses it once exp, plus 5 s of leeway, has passed)."""
+    import time
+
+    from lucid.auth import app as auth_app
+    from tests.support import sign_token
+    from tests.waiting import eventually
+
+    key = await auth_app.key_store(mesh.servers["auth"].runtime).current()
+    token = sign_token(key.private_key, key.kid, issued_at=time.time(), ttl_s=1)
+    headers = {"authorization": f"Bearer {token}"}
+
+    async def status() -> tuple[int, dict]:
+        async with http.get(f"{edge_url}/api/v1/auth/profile", headers=headers) as response:
+            return response.status, await response.json()
+
+    for _ in range(2):  # verified, then served from the cache: past the edge both times
+        _, body = await status()
+        assert body["error"]["service"] == "auth", body
+
+    async def refused() -> dict | None:
+        code, body = await status()
+        return body if code == 401 and body["error"]["service"] == "edge" else None
+
+    body = await eventually(refused, timeout_s=20, interval_s=0.5, what="the edge refusing it")
+    assert body["error"]["details"]["reason"].startswith("jwt_authn_access_denied")
+
+
 async def test_the_access_log_is_json_with_the_request_id(
     edge_url: str, http: aiohttp.ClientSession, mesh: Mesh
 ) -> None:

@@ -13,6 +13,7 @@ What the edge does, filter by filter (the order of ``http_filters``):
 - ``grpc_web``: binary and text, for rpcs with a route.
 - ``jwt_authn``: a bearer token must verify against auth's JWKS (fetched through this
   Envoy itself, cached); no token passes (public rpcs), the cluster verifies again.
+  Verified tokens are cached (no second signature check; expiry is checked each time).
 - ``grpc_json_transcoder``: every annotated route, proto field names, NDJSON streams.
 - ``lucid.stream_errors`` (``stream_errors.lua``, acting on server-streaming routes): a REST
   stream that fails after its first message ends with the line ``{"error": …}`` (the
@@ -79,6 +80,10 @@ AGGREGATED_HEALTH = "/api/v1/meta/health"
 CHAIN_QUERY_PREFIX = "/api/v1/chain/blocks"
 ADMIN_PREFIXES = ("/api/v1/admin/", "/api/v1/meta/metrics", "/api/v1/meta/rate-limits")
 JWT_METADATA = "jwt_payload"
+JWT_CACHE_SIZE = 4096
+"""Verified tokens Envoy keeps per worker (skips the signature check of a repeat)."""
+JWT_CLOCK_SKEW_S = 5
+"""Leeway on exp/nbf (Envoy's default is 60 s; the edge and auth share a clock source)."""
 RATE_LIMITED = grpc.StatusCode.RESOURCE_EXHAUSTED
 STREAM_ROUTE = "stream:"
 """Route name prefix of server-streaming rpcs (their REST answer is NDJSON)."""
@@ -388,6 +393,10 @@ def _http_filters(site: EdgeSite, catalog: Catalog) -> list[Json]:
                         "audiences": [AUDIENCE],
                         "forward": True,
                         "payload_in_metadata": JWT_METADATA,
+                        # a verified token is not verified again while cached (its
+                        # exp/nbf still are, on every request); the cluster checks again
+                        "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
+                        "clock_skew_seconds": JWT_CLOCK_SKEW_S,
                         "remote_jwks": {
                             "http_uri": {
                                 "uri": f"https://{site.jwks_host}:{site.port}{JWKS_PATH}"

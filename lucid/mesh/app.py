@@ -5,8 +5,9 @@ security policy, the plane policy table, messages and events on Redis Streams.
 Owns the collections of ``lucid.mesh.schema`` and the Redis prefixes
 ``lucid:mesh:`` and ``lucid:events:``. Service JWTs are signed with the mesh's own
 sealed RSA keys (``mesh_signing_keys``); certificate and token issuing and rotation
-are audited (``mesh_audit_events``). Sidecar configuration answers UNIMPLEMENTED
-(``LUCID_ERR_5011``).
+are audited (``mesh_audit_events``). Sidecar configuration (``sidecar_configs``) is
+applied to the Envoy sidecars whose site files ``lucid up --sidecars`` writes in
+``var/envoy`` (``lucid.mesh.sidecars``).
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ from lucid.mesh.servicers.discovery import ServiceDiscoveryServicer
 from lucid.mesh.servicers.identity import IdentityServicer
 from lucid.mesh.servicers.messaging import MessagingServicer
 from lucid.mesh.servicers.policy import PolicyServicer
+from lucid.mesh.servicers.sidecar import SidecarServicer
+from lucid.mesh.sidecars import Sidecars
 from lucid.mesh.store.certificates import CertificateStore
 from lucid.mesh.store.events import EventBus
 from lucid.mesh.store.messages import MessageQueue
 from lucid.mesh.store.policies import PolicyStore
+from lucid.mesh.store.proxies import ProxyStore
 from lucid.mesh.store.registry import RegistryStore
 from lucid.mesh.store.settings import SettingsStore
+from lucid.mesh.store.sidecars import SidecarConfigStore
 from lucid.mesh.tokens import ServiceTokens
 from lucid.mesh.v1 import (
     discovery_pb2_grpc,
     identity_pb2_grpc,
     messaging_pb2_grpc,
     policy_pb2_grpc,
+    sidecar_pb2_grpc,
 )
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.datastores import redis_client
@@ -66,7 +72,14 @@ async def build(runtime: Runtime) -> ClusterApp:
     def authority() -> CertificateAuthority:
         return CertificateAuthority.load(settings.certs_dir, Sealer(settings.sealing_passphrase()))
 
-    registry = Registry(RegistryStore(db, runtime.datastores.cache), runtime.clock)
+    registrations = RegistryStore(db, runtime.datastores.cache)
+    registry = Registry(registrations, runtime.clock)
+    sidecars = Sidecars(
+        registrations,
+        SidecarConfigStore(db),
+        ProxyStore(settings.var_dir / "envoy"),
+        runtime.clock,
+    )
     identity = Identity(
         authority, CertificateStore(db), default_policy(), runtime.catalog, runtime.clock
     )
@@ -103,6 +116,7 @@ async def build(runtime: Runtime) -> ClusterApp:
                 messaging_pb2_grpc.add_MessagingServiceServicer_to_server,
                 MessagingServicer(messaging),
             ),
+            (sidecar_pb2_grpc.add_SidecarServiceServicer_to_server, SidecarServicer(sidecars)),
         ],
         collections=schema.COLLECTIONS,
         tasks=[sweep],

@@ -12,6 +12,7 @@ CERTIFICATES = "mesh_certificates"
 SETTINGS = "mesh_settings"
 SIGNING_KEYS = "mesh_signing_keys"
 AUDIT = "mesh_audit_events"
+SIDECAR_CONFIGS = "sidecar_configs"
 
 COLLECTIONS = (
     CollectionSpec(
@@ -45,6 +46,11 @@ COLLECTIONS = (
     CollectionSpec(
         CERTIFICATES,
         (IndexSpec((("serial_number", 1),), "serial_unique", unique=True),),
+        owner="mesh",
+    ),
+    CollectionSpec(
+        SIDECAR_CONFIGS,
+        (IndexSpec((("service_id", 1),), "service_id_unique", unique=True),),
         owner="mesh",
     ),
     CollectionSpec(SETTINGS, (IndexSpec((("key", 1),), "key_unique", unique=True),), owner="mesh"),

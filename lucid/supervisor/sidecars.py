@@ -8,6 +8,14 @@ loopback port behind it (``LUCID_SIDECAR=true``: it trusts the caller named in
 ``x-forwarded-client-cert`` only on connections carrying its own certificate, i.e. from
 its sidecar); and each peer the plane table lets ``c`` call gets an outbound listener on
 a free loopback port, which ``c``'s process knows as that peer's port.
+
+The listeners (inbound mTLS + RBAC, outbound) reach Envoy from a watched file (LDS over
+``path_config_source``, the one-machine stand-in for the mesh controller's xDS), the
+clusters stay in the bootstrap. Next to it the plane table's listeners
+(``sidecar-<c>.listeners.json``) and ``sidecar-<c>.site.json``, which tells the mesh
+cluster where the sidecar's admin endpoint and listener file are: ``ConfigureSidecar``
+renders the stored configuration onto the plane table's listeners and moves the result
+into place; Envoy swaps its listeners without a restart (``lucid.mesh.sidecars``).
 """
 
 from __future__ import annotations
@@ -94,12 +102,50 @@ class SidecarLayout:
         return env
 
     def write(self, settings: Settings, cluster: str, directory: Path) -> Path:
-        """Writes ``cluster``'s sidecar bootstrap; returns its path."""
+        """Writes ``cluster``'s sidecar bootstrap, its listener files and its site file;
+        returns the bootstrap's path."""
+        directory = directory.resolve()
         directory.mkdir(parents=True, exist_ok=True)
         config = sidecar(cluster, default_policy(), catalog(), self.site(settings, cluster))
+        listeners = config["static_resources"].pop("listeners")
+        base = directory / f"sidecar-{cluster}.listeners.json"
+        base.write_text(json.dumps(listeners, indent=1))
+        lds = directory / f"sidecar-{cluster}.lds.json"
+        write_listeners(lds, listeners, version=0)
+        config["dynamic_resources"] = {
+            "lds_config": {"path_config_source": {"path": str(lds)}, "resource_api_version": "V3"}
+        }
         path = directory / f"sidecar-{cluster}.json"
         path.write_text(json.dumps(config, indent=1))
+        site = {
+            "cluster": cluster,
+            "admin_url": f"http://127.0.0.1:{self.admin[cluster]}",
+            "plane_listeners": str(base),
+            "listeners": str(lds),
+            "access_log": str(directory / f"sidecar-{cluster}.access.log"),
+        }
+        (directory / f"sidecar-{cluster}.site.json").write_text(json.dumps(site, indent=1))
         return path
+
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def forget_sidecars(directory: Path) -> None:
+    """Removes the site files of sidecars (a run without them must not look like one)."""
+    for site in directory.glob("sidecar-*.site.json"):
+        site.unlink(missing_ok=True)
+
+
+def write_listeners(path: Path, listeners: list[dict[str, object]], *, version: int) -> None:
+    """Listeners as an LDS discovery response, moved into place (Envoy watches the move)."""
+    response = {
+        "version_info": str(version),
+        "resources": [{"@type": LISTENER_TYPE, **listener} for listener in listeners],
+    }
+    staged = path.with_name(f".{path.name}.staged")
+    staged.write_text(json.dumps(response, indent=1))
+    staged.replace(path)
 
 
 @contextlib.asynccontextmanager

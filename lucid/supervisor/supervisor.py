@@ -36,7 +36,7 @@ from lucid.supervisor.demo import run_demo
 from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
 from lucid.supervisor.envoy import command, console_dir
 from lucid.supervisor.localservers import LocalServerError, LocalStores
-from lucid.supervisor.sidecars import SidecarLayout
+from lucid.supervisor.sidecars import SidecarLayout, forget_sidecars
 
 log = logging.getLogger("lucid.supervisor")
 
@@ -374,6 +374,8 @@ async def up(settings: Settings, *, demo: bool = False, sidecars: bool = False) 
     if sidecars:
         env["LUCID_VALIDATORS"] = "1"
     layout = SidecarLayout.allocate(settings) if sidecars else None
+    if layout is None:  # no sidecar of an earlier --sidecars run is left for the mesh to find
+        forget_sidecars(settings.var_dir / "envoy")
     supervisor = Supervisor(settings, env, cluster_children(settings, layout), stores=stores)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

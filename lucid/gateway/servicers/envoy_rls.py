@@ -10,7 +10,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from lucid.common.v1 import access_pb2
-from lucid.gateway.tiers import POLICIES, Tiers, tier_by_name, tier_name
+from lucid.gateway.tiers import POLICIES, Tiers, tier_name
 from lucid.gateway.v1 import gateway_pb2
 from lucid.lib.clock import Clock
 from lucid.runtime.contracts import MethodInfo
@@ -39,20 +39,43 @@ ENVOY_SHOULD_RATE_LIMIT = MethodInfo(
 
 Code = rls_pb2.RateLimitResponse.Code
 Unit = rls_pb2.RateLimitResponse.RateLimit.Unit
+OK = int(Code.OK)
+OVER_LIMIT = int(Code.OVER_LIMIT)
+UNITS = {1.0: Unit.SECOND, 60.0: Unit.MINUTE, 3600.0: Unit.HOUR, 86400.0: Unit.DAY}
 
 
 def _unit(window_s: float) -> int:
-    return {1.0: Unit.SECOND, 60.0: Unit.MINUTE, 3600.0: Unit.HOUR, 86400.0: Unit.DAY}.get(
-        window_s, Unit.UNKNOWN
+    return int(UNITS.get(window_s, Unit.UNKNOWN))
+
+
+def _current_limit(tier: int) -> rls_pb2.RateLimitResponse.RateLimit:
+    policy = POLICIES[tier]
+    return rls_pb2.RateLimitResponse.RateLimit(
+        name=tier_name(tier),
+        requests_per_unit=min(policy.limit, 2**32 - 1),
+        unit=_unit(policy.window_s),  # type: ignore[arg-type]
     )
 
 
+CURRENT_LIMITS = {tier: _current_limit(tier) for tier in POLICIES}
+"""Each tier's limit as Envoy reads it, built once (it is in every answer)."""
+TIERS_BY_NAME = {tier_name(tier): tier for tier in POLICIES}
+PUBLIC = int(gateway_pb2.RATE_LIMIT_TIER_PUBLIC)
+AUTHENTICATED = int(gateway_pb2.RATE_LIMIT_TIER_AUTHENTICATED)
+ADMIN = int(gateway_pb2.RATE_LIMIT_TIER_ADMIN)
+
+
+ADMIN_ROLES = frozenset(
+    name.removeprefix("ROLE_").lower()
+    for name, number in access_pb2.Role.items()
+    if number >= access_pb2.ROLE_ADMIN
+)
+"""The ``role`` claims of admins (the admin tier is theirs alone)."""
+
+
 def _is_admin(role: str) -> bool:
-    """Whether a token's ``role`` claim is an admin's (the admin tier is theirs alone)."""
-    try:
-        return access_pb2.Role.Value(f"ROLE_{role.upper()}") >= access_pb2.ROLE_ADMIN
-    except ValueError:
-        return False
+    """Whether a token's ``role`` claim is an admin's."""
+    return role.lower() in ADMIN_ROLES
 
 
 class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
@@ -72,11 +95,11 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
     def _counted(self, descriptor: object, hits: int) -> tuple[int, str, int] | None:
         """The tier, identifier and hits a descriptor counts (``None``: not limited)."""
         entries = {e.key: e.value for e in descriptor.entries}  # type: ignore[attr-defined]
-        tier = tier_by_name(entries["tier"]) if "tier" in entries else None
+        tier = TIERS_BY_NAME.get(entries["tier"].lower()) if "tier" in entries else None
         if tier is None and "remote_address" in entries:
-            tier = gateway_pb2.RATE_LIMIT_TIER_PUBLIC
-        if tier == gateway_pb2.RATE_LIMIT_TIER_ADMIN and not _is_admin(entries.get("role", "")):
-            tier = gateway_pb2.RATE_LIMIT_TIER_AUTHENTICATED  # admin rpcs, but not an admin
+            tier = PUBLIC
+        if tier == ADMIN and not _is_admin(entries.get("role", "")):
+            tier = AUTHENTICATED  # admin rpcs, but not an admin
         identifier = (
             entries.get("identifier") or entries.get("user_id") or entries.get("remote_address")
         )
@@ -89,15 +112,10 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
     def _status(
         self, tier: int, outcome: Outcome, now: float
     ) -> rls_pb2.RateLimitResponse.DescriptorStatus:
-        policy = POLICIES[tier]
         decision = outcome.decision
         return rls_pb2.RateLimitResponse.DescriptorStatus(
-            code=Code.OK if decision.allowed else Code.OVER_LIMIT,
-            current_limit=rls_pb2.RateLimitResponse.RateLimit(
-                name=tier_name(tier),
-                requests_per_unit=min(policy.limit, 2**32 - 1),
-                unit=_unit(policy.window_s),  # type: ignore[arg-type]
-            ),
+            code=OK if decision.allowed else OVER_LIMIT,  # type: ignore[arg-type]
+            current_limit=CURRENT_LIMITS[tier],
             limit_remaining=min(decision.remaining, 2**32 - 1),
             duration_until_reset=duration(max(0.0, decision.reset_at - now)),
         )
@@ -110,11 +128,11 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
         limited = [c for c in counted if c is not None]
         outcomes = iter(await self.tiers.count_many(limited))  # one Redis round trip
         now = self.clock.timestamp()
-        response = rls_pb2.RateLimitResponse(overall_code=Code.OK)
+        response = rls_pb2.RateLimitResponse(overall_code=OK)  # type: ignore[arg-type]
         found: list[Outcome] = []
         for count in counted:
             if count is None:
-                response.statuses.add(code=Code.OK)
+                response.statuses.add(code=OK)
                 continue
             outcome = next(outcomes)
             found.append(outcome)
@@ -123,7 +141,7 @@ class EnvoyRateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
             return response
         over = [o for o in found if not o.decision.allowed]
         if over:
-            response.overall_code = Code.OVER_LIMIT
+            response.overall_code = OVER_LIMIT  # type: ignore[assignment]
         decision = min(found, key=lambda o: o.decision.remaining).decision
         headers = {
             "x-ratelimit-limit": str(decision.limit),
