@@ -73,7 +73,7 @@ class Chunks:
         self, session_id: str, chunk: ChunkInput, checksum: str, caller: Caller
     ) -> tuple[Doc, dict[str, Any]]:
         """Stores one chunk (checked against its SHA-256 when given) and the new status."""
-        await self.writable(session_id, caller)
+        session = await self.writable(session_id, caller)
         if checksum:
             # Hashed once, off the event loop; the ingest reuses the checked digest.
             digest = await asyncio.to_thread(checksum_of, *pieces_of(chunk.data))
@@ -83,8 +83,8 @@ class Chunks:
                 )
             chunk = dataclasses.replace(chunk, checksum=digest)
         await self.bandwidth.admit(caller, session_id, len(chunk.data))
-        row, _ = await self.ingest.store_chunk(session_id, chunk)
-        return row, await self.upload_status(session_id)
+        stored = await self.ingest.store_chunk(session_id, chunk, session)
+        return stored.row, upload_status(stored.last)
 
     async def page(
         self, session_id: str, caller: Caller, sequence_from: int, *, offset: int, limit: int

@@ -159,12 +159,16 @@ class ChunkIngest:
         self.keys = keys
         self.clock = clock
 
-    async def admissible(self, session_id: str) -> Doc:
+    async def admissible(self, session_id: str, session: Doc | None = None) -> Doc:
         """The session, if chunks may be stored in it now (recording or paused, its
-        pipeline not paused); raises otherwise."""
-        session, pipeline = await both(
-            self.repo.session(session_id), self.repo.pipeline(session_id)
-        )
+        pipeline not paused); raises otherwise. ``session``: its document when the
+        caller has just read it (then only the pipeline is read)."""
+        if session is None:
+            session, pipeline = await both(
+                self.repo.session(session_id), self.repo.pipeline(session_id)
+            )
+        else:
+            pipeline = await self.repo.pipeline(session_id)
         if session is None:
             raise LucidError(ErrorCode.ERROR_CODE_NOT_FOUND, f"session {session_id} not found")
         if session["state"] not in UPLOADABLE:
@@ -300,18 +304,23 @@ class ChunkIngest:
             ),
         )
 
-    async def store_chunk(self, session_id: str, chunk: ChunkInput) -> tuple[Doc, bool]:
-        """Stores one chunk under the sequence number it names; returns its row and whether
-        it is new (False: a re-send of a stored one)."""
+    async def store_chunk(
+        self, session_id: str, chunk: ChunkInput, session: Doc | None = None
+    ) -> Stored:
+        """Stores one chunk under the sequence number it names (``session``: its document
+        when the caller has just read it); returns its row, whether it is new (False: a
+        re-send of a stored one) and the last durable row after it."""
         check_length(chunk.data)
-        session, last = await both(self.admissible(session_id), self.repo.last_chunk(session_id))
+        admitted, last = await both(
+            self.admissible(session_id, session), self.repo.last_chunk(session_id)
+        )
         seq = chunk.sequence_number
         status = upload_status(last)
         if 0 < seq <= status["last_sequence"]:
             existing = last if seq == status["last_sequence"] else None
             existing = existing or await self.repo.chunk_at(session_id, seq)
             if existing is not None:
-                return self._resent(existing, await self._checksum(chunk)), False
+                return Stored(self._resent(existing, await self._checksum(chunk)), False, last)
         expected = status["last_sequence"] + 1
         if seq != expected:
             raise LucidError(
@@ -319,14 +328,14 @@ class ChunkIngest:
                 f"sequence number {seq} does not follow the last stored chunk; expected {expected}",
                 metadata={"expected_sequence": str(expected)},
             )
-        self.check_size(session, status["durable_bytes"], len(chunk.data))
-        sealing = await self.sealing(session)
+        self.check_size(admitted, status["durable_bytes"], len(chunk.data))
+        sealing = await self.sealing(admitted)
         sealed = await self.seal(session_id, chunk, sealing)
         await self.write(sealed)
         row, new = await self.insert(self.row(session_id, chunk, sealed, sealing, last), sealed)
         if new:
             await self.count(row, sealed)
-        return row, new
+        return Stored(row, new, row)
 
     @staticmethod
     async def _checksum(chunk: ChunkInput) -> str:
@@ -359,6 +368,15 @@ class ChunkIngest:
         if hashlib.sha256(data).hexdigest() != row["checksum"]:
             raise blobformat.BlobError("the chunk does not match its checksum")
         return data
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing one chunk did: its row, whether it is new, the last durable row after it."""
+
+    row: Doc
+    new: bool
+    last: Doc | None
 
 
 @dataclass(eq=False)
