@@ -40,6 +40,8 @@ class Ingest:
         self.inserting = False
         self.sealed_while_inserting = 0
         self.admitted = 0
+        self.counts: list[list[int]] = []
+        self.count_s = 0.0
 
     async def admissible(self, session_id: str) -> Doc:
         await asyncio.sleep(0)
@@ -97,8 +99,9 @@ class Ingest:
             self.inserting = False
             self.busy -= 1
 
-    async def count(self, row: Doc, sealed: Sealed) -> None:
-        await asyncio.sleep(0)
+    async def count(self, stored: list[tuple[Doc, Sealed]]) -> None:
+        self.counts.append([row["sequence_number"] for row, _ in stored])
+        await asyncio.sleep(self.count_s)
 
 
 class Tracked(UploadStream):
@@ -137,12 +140,23 @@ async def test_chunks_are_stored_in_order_at_most_in_flight_with_running_totals(
     assert ingest.most_busy == UploadStream.IN_FLIGHT
     assert ingest.sealed_while_inserting > 0
     assert ingest.written == {f"blob-{n}" for n in range(1, 7)} and not ingest.discarded
+    assert [seq for batch in ingest.counts for seq in batch] == [1, 2, 3, 4, 5, 6]
     assert stream.stored == 6 and not stream.flights
     assert stream.status() == {
         "last_sequence": 6,
         "chunk_count": 6,
         "durable_bytes": 5 * MAX_CHUNK_BYTES + 4,
     }
+
+
+async def test_counters_of_chunks_inserted_meanwhile_go_in_one_write() -> None:
+    ingest = Ingest()
+    ingest.count_s = 0.1  # slower than inserting: the next chunks' counters wait and merge
+    stream = _stream(ingest)
+    await _send(stream, 5)
+    counted = [seq for batch in ingest.counts for seq in batch]
+    assert counted == [1, 2, 3, 4, 5, 6]  # every chunk once, in order, all before the flush
+    assert ingest.counts[0] == [1] and len(ingest.counts) < 6
 
 
 async def test_a_stream_numbers_its_chunks_after_the_last_durable_row() -> None:

@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -280,28 +280,31 @@ class ChunkIngest:
             return self._resent(other, sealed.chunk.checksum), False
         return row, True
 
-    async def count(self, row: Doc, sealed: Sealed) -> None:
-        """Raises the session's statistics to a stored row and counts it in the pipeline."""
-        blob = sealed.chunk
+    async def count(self, stored: Sequence[tuple[Doc, Sealed]]) -> None:
+        """Raises the session's statistics to the last of some stored rows and counts them
+        in the pipeline's stages (two writes for any number of chunks)."""
+        last = max((row for row, _ in stored), key=lambda row: int(row["sequence_number"]))
+        increments: dict[str, float] = {}
+        for _, sealed in stored:
+            blob = sealed.chunk
+            for name, value in (
+                ("stages.chunk_generation.processed_count", 1),
+                ("stages.chunk_generation.bytes_in", blob.raw_size),
+                ("stages.compression.processed_count", 1),
+                ("stages.compression.bytes_in", blob.raw_size),
+                ("stages.compression.bytes_out", blob.compressed_size),
+                ("stages.encryption.processed_count", 1),
+                ("stages.encryption.bytes_in", blob.compressed_size),
+                ("stages.encryption.bytes_out", len(blob.blob)),
+                ("stages.storage.processed_count", 1),
+                ("stages.storage.bytes_in", len(blob.blob)),
+                ("stages.storage.bytes_out", len(blob.blob)),
+                ("stages.storage.latency_total_s", sealed.elapsed_s),
+            ):
+                increments[name] = increments.get(name, 0) + value
         await both(
-            self.repo.raise_statistics(row["session_id"], statistics_of(row)),
-            self.repo.count_stage(
-                row["session_id"],
-                {
-                    "stages.chunk_generation.processed_count": 1,
-                    "stages.chunk_generation.bytes_in": blob.raw_size,
-                    "stages.compression.processed_count": 1,
-                    "stages.compression.bytes_in": blob.raw_size,
-                    "stages.compression.bytes_out": blob.compressed_size,
-                    "stages.encryption.processed_count": 1,
-                    "stages.encryption.bytes_in": blob.compressed_size,
-                    "stages.encryption.bytes_out": len(blob.blob),
-                    "stages.storage.processed_count": 1,
-                    "stages.storage.bytes_in": len(blob.blob),
-                    "stages.storage.bytes_out": len(blob.blob),
-                    "stages.storage.latency_total_s": sealed.elapsed_s,
-                },
-            ),
+            self.repo.raise_statistics(last["session_id"], statistics_of(last)),
+            self.repo.count_stage(last["session_id"], increments),
         )
 
     async def store_chunk(
@@ -334,7 +337,7 @@ class ChunkIngest:
         await self.write(sealed)
         row, new = await self.insert(self.row(session_id, chunk, sealed, sealing, last), sealed)
         if new:
-            await self.count(row, sealed)
+            await self.count([(row, sealed)])
         return Stored(row, new, row)
 
     @staticmethod
@@ -429,8 +432,9 @@ class UploadStream:
     ``IN_FLIGHT`` at once: it is sealed (in threads) while the session is checked, its
     blob written, and its row inserted once the row before it is durable — rows go in
     strictly in order, and a chunk whose predecessor failed removes its blob and is not
-    inserted. A failure surfaces at the next cut or flush; a flush returns only once
-    everything cut is durable.
+    inserted. The session's statistics and the pipeline's counters of the chunks inserted
+    while the last ones were written go in one write. A failure surfaces at the next cut
+    or flush; a flush returns only once everything cut is durable and counted.
     """
 
     IN_FLIGHT = 3
@@ -454,6 +458,9 @@ class UploadStream:
     """The sequence number of the next cut (0: from ``last``)."""
     cut_bytes: int = 0
     """The session's raw bytes up to the next cut: the durable ones and those in flight."""
+    uncounted: list[tuple[Doc, Sealed]] = field(default_factory=list)
+    """Stored chunks not yet in the session's statistics and the pipeline's counters."""
+    counting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def feed(self, data: bytes, frames: int, capture_time: datetime | None) -> None:
         """Adds bytes; stores every full 10 MiB chunk they complete."""
@@ -579,7 +586,13 @@ class UploadStream:
         finally:
             flight.settled.set()
         if new:
-            await ingest.count(row, sealed)
+            # The counters of the chunks inserted meanwhile go in one write: this chunk's
+            # task ends once its own are written (by it or by the one before it).
+            self.uncounted.append((row, sealed))
+            async with self.counting:
+                batch, self.uncounted = self.uncounted, []
+                if batch:
+                    await ingest.count(batch)
         return row
 
 
