@@ -184,8 +184,11 @@ async def test_resend_of_an_earlier_chunk_and_a_checked_checksum(env: SessionsEn
     session_id = await env.recording(md)
     first = await env.upload(md, session_id, 1, b"one")
     await env.upload(md, session_id, 2, b"two")
-    again = await env.upload(md, session_id, 1, b"one")
-    assert again.chunk_id == first.chunk_id
+    again = await env.chunks.UploadChunk(
+        chunks_pb2.UploadChunkRequest(session_id=session_id, sequence_number=1, data=b"one"),
+        metadata=md,
+    )
+    assert again.chunk.chunk_id == first.chunk_id and again.last_durable_sequence == 2
     await expect_error(
         env.upload(md, session_id, 1, b"uno"),
         grpc.StatusCode.ALREADY_EXISTS,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nacl.bindings
 import nacl.exceptions
@@ -83,7 +83,15 @@ def header_size(key_id: str) -> int:
     return len(MAGIC) + 2 + len(key_id.encode("ascii")) + NONCE_BYTES
 
 
-def seal_chunk(
+def checksum_of(*pieces: bytes) -> str:
+    """The hex SHA-256 of a chunk's raw bytes (its checksum), given whole or in pieces."""
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def seal_blob(
     data: bytes,
     *,
     session_id: str,
@@ -91,10 +99,10 @@ def seal_chunk(
     key: bytes,
     key_id: str,
     level: int = DEFAULT_ZSTD_LEVEL,
-    checksum: str | None = None,
 ) -> SealedChunk:
-    """Compresses and encrypts one chunk's raw bytes (``checksum``: their hex SHA-256
-    when the caller already has it, so the bytes are not hashed again)."""
+    """Compresses and encrypts one chunk's raw bytes and hashes the blob: everything
+    ``seal_chunk`` does but hashing the raw bytes (``checksum`` is left empty, for a
+    caller that hashes them at the same time in another thread)."""
     if len(data) > MAX_CHUNK_BYTES:
         raise BlobError(f"a chunk holds at most {MAX_CHUNK_BYTES} bytes")
     compressed = zstandard.ZstdCompressor(level=level).compress(data)
@@ -107,10 +115,33 @@ def seal_chunk(
     return SealedChunk(
         blob=blob,
         blob_sha256=hashlib.sha256(blob).hexdigest(),
-        checksum=checksum or hashlib.sha256(data).hexdigest(),
+        checksum="",
         raw_size=len(data),
         compressed_size=len(compressed),
     )
+
+
+def seal_chunk(
+    data: bytes,
+    *,
+    session_id: str,
+    sequence_number: int,
+    key: bytes,
+    key_id: str,
+    level: int = DEFAULT_ZSTD_LEVEL,
+    checksum: str | None = None,
+) -> SealedChunk:
+    """Compresses and encrypts one chunk's raw bytes (``checksum``: their hex SHA-256
+    when the caller already has it, so the bytes are not hashed again)."""
+    sealed = seal_blob(
+        data,
+        session_id=session_id,
+        sequence_number=sequence_number,
+        key=key,
+        key_id=key_id,
+        level=level,
+    )
+    return replace(sealed, checksum=checksum or checksum_of(data))
 
 
 @dataclass(frozen=True)

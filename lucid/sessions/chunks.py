@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 from typing import Any
 
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.sessions.bandwidth import UploadBandwidth
-from lucid.sessions.blobformat import BlobError
+from lucid.sessions.blobformat import BlobError, checksum_of
 from lucid.sessions.blobstore import BlobCorruptedError
 from lucid.sessions.finalize import AnchorClient, signed_document_of
-from lucid.sessions.ingest import ChunkIngest, ChunkInput, upload_status
+from lucid.sessions.ingest import (
+    ChunkIngest,
+    ChunkInput,
+    UploadStream,
+    both,
+    pieces_of,
+    upload_status,
+)
 from lucid.sessions.proofs import build_chunk_proof
 from lucid.sessions.service import Caller, Sessions
 from lucid.sessions.states import State
@@ -44,6 +50,21 @@ class Chunks:
             raise not_found(f"session {session_id}")
         return doc
 
+    async def open_stream(self, session_id: str, caller: Caller) -> UploadStream:
+        """An upload stream into a session the caller may upload to, numbering its chunks
+        after the last durable one (read together with the session, once per stream)."""
+        session, last = await both(
+            self.writable(session_id, caller), self.ingest.last_row(session_id)
+        )
+        fps = int((session.get("recording") or {}).get("frame_rate") or 30)
+        return UploadStream(
+            session["_id"],
+            self.ingest,
+            1.0 / fps,
+            await self.ingest.sealing(session),
+            last,
+        )
+
     async def upload_status(self, session_id: str) -> dict[str, Any]:
         """The last durable sequence number, chunk count and durable bytes of a session."""
         return upload_status(await self.repo.last_chunk(session_id))
@@ -52,18 +73,18 @@ class Chunks:
         self, session_id: str, chunk: ChunkInput, checksum: str, caller: Caller
     ) -> tuple[Doc, dict[str, Any]]:
         """Stores one chunk (checked against its SHA-256 when given) and the new status."""
-        await self.writable(session_id, caller)
+        session = await self.writable(session_id, caller)
         if checksum:
             # Hashed once, off the event loop; the ingest reuses the checked digest.
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(chunk.data).hexdigest())
+            digest = await asyncio.to_thread(checksum_of, *pieces_of(chunk.data))
             if digest != checksum:
                 raise LucidError(
                     ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "the data does not match its checksum"
                 )
             chunk = dataclasses.replace(chunk, checksum=digest)
         await self.bandwidth.admit(caller, session_id, len(chunk.data))
-        row, _ = await self.ingest.store_chunk(session_id, chunk)
-        return row, await self.upload_status(session_id)
+        stored = await self.ingest.store_chunk(session_id, chunk, session)
+        return stored.row, upload_status(stored.last)
 
     async def page(
         self, session_id: str, caller: Caller, sequence_from: int, *, offset: int, limit: int

@@ -45,15 +45,14 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
                             ErrorCode.ERROR_CODE_MISSING_FIELD,
                             "the first message of an upload names the session",
                         )
-                    session = await self.chunks.writable(message.session_id, caller)
-                    fps = int((session.get("recording") or {}).get("frame_rate") or 30)
-                    stream = UploadStream(session["_id"], self.chunks.ingest, 1.0 / fps)
+                    stream = await self.chunks.open_stream(message.session_id, caller)
                     unregister = self.streams.add(stream)
                 capture = (
                     message.capture_time.ToDatetime() if message.HasField("capture_time") else None
                 )
-                if message.data:
-                    await stream.feed(message.data, message.frame_count, capture)
+                data = message.data  # each read of a bytes field copies it
+                if data:
+                    await stream.feed(data, message.frame_count, capture)
                 if message.flush:
                     await stream.flush()
             if stream is None:
@@ -65,7 +64,7 @@ class ChunkServicer(chunks_pb2_grpc.ChunkServiceServicer):
                 await stream.abandon()
             if unregister is not None:
                 unregister()
-        status = await self.chunks.upload_status(stream.session_id)
+        status = stream.status()
         return chunks_pb2.UploadChunksResponse(
             session_id=stream.session_id,
             last_durable_sequence=status["last_sequence"],
