@@ -104,7 +104,7 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
         ensure_funds=sender.ensure_funds,
         wake=sender.wake,
         events=runtime.events,
-        frozen=LockdownGate(runtime.channels).admin_only,
+        frozen=LockdownGate(runtime.channels).admin_only_now,
     )
 
     controls = PayoutControls(

@@ -3,8 +3,12 @@ pipeline refuses every call made with a user token below admin.
 
 The mode is admin's (``EmergencyService.GetSystemMode``); a cluster never reads
 admin's collections. The answer is cached for ``ttl_s`` so a busy cluster asks at
-most once per interval. While admin cannot be asked, the last answer stands (none
-yet: not locked), so an admin outage does not lock everyone out. Which clusters
+most once per interval. Only the first call waits for admin's answer; after that a
+stale answer is refreshed in the background while calls go on with the last one, so
+no call waits on admin (a slow or absent admin used to hold one call per interval for
+up to ``ASK_TIMEOUT_S``) and a lockdown takes hold within the TTL plus one answer.
+While admin cannot be asked, the last answer stands (none yet: not locked), so an
+admin outage does not lock everyone out. Which clusters
 enforce it is contract data: the callers ``GetSystemMode`` names.
 """
 
@@ -55,26 +59,52 @@ class LockdownGate:
         self._admin_only = False
         self._asked_at: float | None = None
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def admin_only(self) -> bool:
-        """The cached answer, refreshed when older than the TTL."""
-        if self._fresh():
-            return self._admin_only
-        async with self._lock:
-            if not self._fresh():
-                await self._ask()
+        """The last answer; the first call waits for it, later ones refresh a stale one
+        in the background."""
+        if self._asked_at is None:
+            async with self._lock:
+                if self._asked_at is None:
+                    await self._ask()
+        elif not self._fresh() and self._refresh is None:
+            self._refresh = asyncio.create_task(self._ask())
+            self._refresh.add_done_callback(self._refreshed)
         return self._admin_only
+
+    async def admin_only_now(self) -> bool:
+        """The answer at most the TTL old, waiting for admin when it is stale: for rare
+        calls that must not run a moment into a lockdown, such as creating a payout."""
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():
+                    await self._ask()
+        return self._admin_only
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        self._refresh = None
+
+    async def close(self) -> None:
+        """Waits out a refresh in flight (bounded by ``ASK_TIMEOUT_S``)."""
+        if self._refresh is not None:
+            await asyncio.gather(self._refresh, return_exceptions=True)
 
     def _fresh(self) -> bool:
         return self._asked_at is not None and self.monotonic() - self._asked_at < self.ttl_s
 
     async def _ask(self) -> None:
-        self._asked_at = self.monotonic()
+        """Asks admin; the answer's age counts from the question (a failed question
+        keeps the last answer and is not repeated before the TTL either)."""
+        asked_at = self.monotonic()
         try:
             stub = await self.channels.stub("admin", emergency_pb2_grpc.EmergencyServiceStub)
             reply = await stub.GetSystemMode(
                 emergency_pb2.GetSystemModeRequest(), timeout=ASK_TIMEOUT_S
             )
         except (grpc.aio.AioRpcError, UnavailableClusterError, OSError):
-            return  # keep the last answer
-        self._admin_only = reply.status.admin_only
+            pass  # keep the last answer
+        else:
+            self._admin_only = reply.status.admin_only
+        finally:
+            self._asked_at = asked_at

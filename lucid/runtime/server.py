@@ -373,6 +373,8 @@ class ClusterServer:
                 await self.runtime.registry.deregister(self.instance)
         await self.health.shutdown()
         await self.server.stop(grace_s)
+        if self.pipeline.lockdown is not None:
+            await self.pipeline.lockdown.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
