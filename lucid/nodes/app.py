@@ -16,6 +16,7 @@ import logging
 from lucid.nodes import schema
 from lucid.nodes.alerts import Alerts
 from lucid.nodes.chain import ChainClient
+from lucid.nodes.challenges import ChallengeStore
 from lucid.nodes.credits import WorkCredits
 from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.fleet import Fleet
@@ -65,6 +66,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     fleet = Fleet(nodes, metrics, audit, prober, clock, alerts, pools)
     registrations = Registrations(
         RegistrationStore(db[schema.REGISTRATIONS]),
+        ChallengeStore(runtime.datastores.cache),
         nodes,
         pools,
         audit,
