@@ -1,7 +1,8 @@
 """Three real ``lucid node-agent`` processes against the nodes cluster and the chain.
 
 They register with their TRON keys, their pool becomes active, their uptime beacons
-reach the chain and their credits grow slot by slot; an agent that is killed earns
+reach the chain and their credits grow slot by slot, storage proofs of the data they
+were given among them; an agent that is killed earns
 nothing for the slots it misses and its node goes unhealthy once its heartbeat is
 older than 300 s (the cluster's clock is moved forward instead of waiting)."""
 
@@ -141,6 +142,21 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
 
         later = await wait_for(grown, timeout_s=SLOT_WAIT_S, interval_s=1.0)
         assert later["agent-c"] == first["agent-c"]  # nothing for the slot it missed
+
+        async def storage_proved() -> bool | None:  # data kept since the slot before
+            for name in ("agent-a", "agent-b"):
+                report = await kit.credits.GetWorkCredits(
+                    tpb.GetWorkCreditsRequest(node_id=by_name[name].node_id), metadata=md
+                )
+                tasks = {t.task_type: t for t in report.by_task}
+                if tpb.TASK_TYPE_STORAGE_PROOF not in tasks:
+                    return None
+                assert tasks[tpb.TASK_TYPE_STORAGE_PROOF].credits == pytest.approx(
+                    0.5 * tasks[tpb.TASK_TYPE_STORAGE_PROOF].value
+                )
+            return True
+
+        await wait_for(storage_proved, timeout_s=30)
 
         CLOCK.advance(1000)  # more than the 300 s heartbeat window, for the cluster
 

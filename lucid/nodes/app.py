@@ -32,6 +32,7 @@ from lucid.nodes.servicers.nodes import NodeServiceServicer
 from lucid.nodes.servicers.payouts import PayoutServiceServicer
 from lucid.nodes.servicers.pools import PoolServiceServicer
 from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
+from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store.metrics import AllocationStore, MetricStore
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import PayoutStore
@@ -77,8 +78,9 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         runtime.events,
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
+    storage = StorageProofs(nodes, runtime.datastores.cache, clock)
     proofs = WorkProofs(
-        nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock
+        nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock, storage
     )
     payouts = Payouts(
         PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE]),
@@ -94,7 +96,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         servicers=[
             (
                 nodes_pb2_grpc.add_NodeServiceServicer_to_server,
-                NodeServiceServicer(registrations, fleet, resources),
+                NodeServiceServicer(registrations, fleet, resources, storage),
             ),
             (
                 pool_pb2_grpc.add_PoolServiceServicer_to_server,

@@ -7,7 +7,10 @@ that proof from the request and the node's record, refuses a signature that
 does not verify with the registered key (``LUCID_ERR_4105``), a slot other than
 the current or previous one, a node that is not active or not the caller's, and
 a second proof for the same (node, slot, task) (ALREADY_EXISTS). It then hands
-the proof to the chain's SubmitTaskProof; what the chain refuses is not kept.
+the proof to the chain's SubmitTaskProof; what the chain refuses is not kept. A
+storage proof also carries the answer to the node's challenge of that slot, checked
+against the data the node was given (``lucid.nodes.storageproofs``) before it is
+kept; a wrong or missing answer refuses the proof.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from lucid.lib.ids import new_id
 from lucid.nodes import credits
 from lucid.nodes.callers import Caller
 from lucid.nodes.chain import ChainProofs
+from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store import DuplicateError
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.nodes.v1 import poot_pb2 as ppb
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 
@@ -40,8 +45,14 @@ class WorkProofs:
     """Accepts task proofs."""
 
     def __init__(
-        self, nodes: NodeStore, proofs: ProofStore, chain: ChainProofs, clock: Clock
+        self,
+        nodes: NodeStore,
+        proofs: ProofStore,
+        chain: ChainProofs,
+        clock: Clock,
+        storage: StorageProofs,
     ) -> None:
+        self.storage = storage
         self.nodes = nodes
         self.proofs = proofs
         self.chain = chain
@@ -57,6 +68,7 @@ class WorkProofs:
         value: float,
         signature: str,
         caller: Caller,
+        storage_answer: str = "",
     ) -> Submitted:
         """Checks a proof, puts it on the chain and records it."""
         node = await self.nodes.get(node_id)
@@ -87,6 +99,12 @@ class WorkProofs:
             raise LucidError(
                 ErrorCode.ERROR_CODE_CHAIN_SIGNATURE_INVALID,
                 "the proof's signature does not verify with the node's registered key",
+            )
+        if task_type == ppb.TASK_TYPE_STORAGE_PROOF:
+            await self.storage.check(node, slot, storage_answer)
+        elif storage_answer:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "storage_answer is only for storage proofs"
             )
         record = ProofRecord(
             proof_id=new_id(),

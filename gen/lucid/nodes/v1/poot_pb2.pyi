@@ -597,6 +597,7 @@ class SubmitWorkProofRequest(_message.Message):
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    STORAGE_ANSWER_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id."""
     pool_id: _builtins.str
@@ -609,6 +610,10 @@ class SubmitWorkProofRequest(_message.Message):
     """The task's value (GB relayed, proofs, signatures or beacons)."""
     signature: _builtins.str
     """The Ed25519 signature by the node's key, 128 hex."""
+    storage_answer: _builtins.str
+    """A storage proof's answer to the slot's storage challenge (SendHeartbeat):
+    SHA-256(nonce bytes ‖ data[offset:offset+length]), 64 hex. Only for storage proofs.
+    """
     def __init__(
         self,
         *,
@@ -618,10 +623,11 @@ class SubmitWorkProofRequest(_message.Message):
         task_type: Global___TaskType.ValueType = ...,
         value: _builtins.float = ...,
         signature: _builtins.str = ...,
+        storage_answer: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "task_type", b"task_type", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "storage_answer", b"storage_answer", "task_type", b"task_type", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
