@@ -8,7 +8,9 @@ with a resource sample every ``heartbeat_s`` and, once per 120 s task slot, an
 uptime beacon signed with its Ed25519 key (SubmitWorkProof; the cluster checks
 it against the registered key and puts it on the chain). It keeps the data a
 heartbeat reply gives it (``lucid.nodeagent.storage``) and answers the slot's
-random-range storage challenge with a signed storage proof. A restarted agent
+random-range storage challenge with a signed storage proof, and checks the
+signatures of the slot's validation task (other nodes' proofs, decoys among them)
+with a signed validation proof of its verdicts. A restarted agent
 keeps its node. The access token is re-read from its file for every call, so
 whoever holds the operator's session can refresh it.
 """
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import nacl.exceptions
+import nacl.signing
 
 from lucid.lib import taskproofs
 from lucid.lib.clock import Clock, SystemClock
@@ -60,6 +64,17 @@ class AgentOptions:
     stake_tx_hash: str = NO_STAKE_TX
 
 
+def _verifies(item: npb.ValidationItem) -> bool:
+    """Whether a validation item's Ed25519 signature verifies."""
+    try:
+        nacl.signing.VerifyKey(bytes.fromhex(item.public_key)).verify(
+            item.message, bytes.fromhex(item.signature)
+        )
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        return False
+    return True
+
+
 class NodeAgent:
     """One node's agent."""
 
@@ -76,6 +91,7 @@ class NodeAgent:
         self._keys: keyfiles.AgentKeys | None = None
         self.storage = KeptData(options.state_dir)
         self._stored: set[int] = set()
+        self._validated: set[int] = set()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         token = self.options.token_file.read_text().strip()
@@ -172,8 +188,22 @@ class NodeAgent:
             self.storage.keep(given.assignment_id, given.data)
             log.info("keeping %d bytes of assignment %s", len(given.data), given.assignment_id)
         if reply.HasField("storage_challenge") and reply.storage_challenge.slot not in self._stored:
+            self._stored.add(reply.storage_challenge.slot)  # one answer a challenge takes
             await self.prove_storage(reply.storage_challenge)
-            self._stored.add(reply.storage_challenge.slot)
+        task = reply.validation_task
+        if reply.HasField("validation_task") and task.slot not in self._validated:
+            self._validated.add(task.slot)
+            await self.prove_validation(task)
+
+    async def prove_validation(self, task: npb.ValidationTask) -> poot_pb2.SubmitWorkProofResponse:
+        """Checks each signature of a validation task: the slot's validation proof."""
+        valid = [i.item_id for i in task.items if _verifies(i)]
+        return await self._submit(
+            task.slot,
+            poot_pb2.TASK_TYPE_VALIDATION_SIGNATURE,
+            len(task.items),
+            valid_item_ids=valid,
+        )
 
     async def prove_storage(
         self, challenge: npb.StorageChallenge
@@ -191,7 +221,12 @@ class NodeAgent:
         return await self._submit(slot, poot_pb2.TASK_TYPE_UPTIME_BEACON, taskproofs.SLOT_S)
 
     async def _submit(
-        self, slot: int, task_type: int, value: int, storage_answer: str = ""
+        self,
+        slot: int,
+        task_type: int,
+        value: int,
+        storage_answer: str = "",
+        valid_item_ids: list[str] | None = None,
     ) -> poot_pb2.SubmitWorkProofResponse:
         """A task proof of a slot, signed with the node's Ed25519 key and submitted."""
         assert self._channel is not None
@@ -214,6 +249,7 @@ class NodeAgent:
                 value=value,
                 signature=taskproofs.sign(proof, self.keys.signing),
                 storage_answer=storage_answer,
+                valid_item_ids=valid_item_ids or [],
             ),
             metadata=self._metadata(),
             timeout=CALL_TIMEOUT_S,

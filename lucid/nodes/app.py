@@ -42,6 +42,7 @@ from lucid.nodes.store.proofs import ProofStore
 from lucid.nodes.store.registrations import RegistrationStore
 from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
+from lucid.nodes.validationwork import ValidationWork
 from lucid.nodes.workproofs import WorkProofs
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import LucidError
@@ -79,8 +80,15 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
     storage = StorageProofs(nodes, runtime.datastores.cache, clock)
+    proof_store = ProofStore(db[schema.TASK_PROOFS])
+    validation = ValidationWork(nodes, proof_store, runtime.datastores.cache, clock)
     proofs = WorkProofs(
-        nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock, storage
+        nodes,
+        proof_store,
+        ChainClient(runtime.channels),
+        clock,
+        storage=storage,
+        validation=validation,
     )
     payouts = Payouts(
         PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE]),
@@ -96,7 +104,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         servicers=[
             (
                 nodes_pb2_grpc.add_NodeServiceServicer_to_server,
-                NodeServiceServicer(registrations, fleet, resources, storage),
+                NodeServiceServicer(registrations, fleet, resources, storage, validation),
             ),
             (
                 pool_pb2_grpc.add_PoolServiceServicer_to_server,

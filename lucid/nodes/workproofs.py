@@ -10,7 +10,8 @@ a second proof for the same (node, slot, task) (ALREADY_EXISTS). It then hands
 the proof to the chain's SubmitTaskProof; what the chain refuses is not kept. A
 storage proof also carries the answer to the node's challenge of that slot, checked
 against the data the node was given (``lucid.nodes.storageproofs``) before it is
-kept; a wrong or missing answer refuses the proof.
+kept, and a validation proof its verdicts on the slot's validation task
+(``lucid.nodes.validationwork``); a wrong or missing answer refuses the proof.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import poot_pb2 as ppb
+from lucid.nodes.validationwork import ValidationWork
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 
@@ -50,9 +52,12 @@ class WorkProofs:
         proofs: ProofStore,
         chain: ChainProofs,
         clock: Clock,
+        *,
         storage: StorageProofs,
+        validation: ValidationWork,
     ) -> None:
         self.storage = storage
+        self.validation = validation
         self.nodes = nodes
         self.proofs = proofs
         self.chain = chain
@@ -69,6 +74,7 @@ class WorkProofs:
         signature: str,
         caller: Caller,
         storage_answer: str = "",
+        valid_item_ids: tuple[str, ...] = (),
     ) -> Submitted:
         """Checks a proof, puts it on the chain and records it."""
         node = await self.nodes.get(node_id)
@@ -105,6 +111,13 @@ class WorkProofs:
         elif storage_answer:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "storage_answer is only for storage proofs"
+            )
+        if task_type == ppb.TASK_TYPE_VALIDATION_SIGNATURE:
+            await self.validation.check(node, slot, value, list(valid_item_ids))
+        elif valid_item_ids:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "valid_item_ids is only for validation proofs",
             )
         record = ProofRecord(
             proof_id=new_id(),

@@ -1,5 +1,5 @@
 """NodeService: registration, nodes, lifecycle, heartbeats (with storage data and
-challenges for active nodes), resources, fleet status."""
+challenges and validation tasks for active nodes), resources, fleet status."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lucid.nodes.store.metrics import AllocationRecord
 from lucid.nodes.store.nodes import NodeQuery
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc
+from lucid.nodes.validationwork import ValidationWork
 from lucid.runtime import paging, wire
 
 
@@ -32,8 +33,10 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
         fleet: Fleet,
         resources: Resources,
         storage: StorageProofs,
+        validation: ValidationWork,
     ) -> None:
         self.storage = storage
+        self.validation = validation
         self.registrations = registrations
         self.fleet = fleet
         self.resources = resources
@@ -166,6 +169,18 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
                         length=work.length,
                         nonce=work.nonce,
                     )
+                )
+            task = await self.validation.on_heartbeat(record)
+            if task is not None:
+                reply.validation_task.slot = task.slot
+                reply.validation_task.items.extend(
+                    npb.ValidationItem(
+                        item_id=i.item_id,
+                        message=bytes.fromhex(i.message),
+                        public_key=i.public_key,
+                        signature=i.signature,
+                    )
+                    for i in task.items
                 )
         return reply
 

@@ -1417,6 +1417,7 @@ class SendHeartbeatResponse(_message.Message):
     NEXT_HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
     STORAGE_ASSIGNMENT_FIELD_NUMBER: _builtins.int
     STORAGE_CHALLENGE_FIELD_NUMBER: _builtins.int
+    VALIDATION_TASK_FIELD_NUMBER: _builtins.int
     state: Global___NodeState.ValueType
     """The node's state as the cluster sees it."""
     next_heartbeat_seconds: _builtins.int
@@ -1435,6 +1436,12 @@ class SendHeartbeatResponse(_message.Message):
         is active: answered by a storage proof (SubmitWorkProof, storage_answer).
         """
 
+    @_builtins.property
+    def validation_task(self) -> Global___ValidationTask:
+        """This slot's validation task, for an active node while other nodes' proofs are
+        there to check: answered by a validation proof (SubmitWorkProof, valid_item_ids).
+        """
+
     def __init__(
         self,
         *,
@@ -1443,14 +1450,79 @@ class SendHeartbeatResponse(_message.Message):
         next_heartbeat_seconds: _builtins.int = ...,
         storage_assignment: Global___StorageAssignment | None = ...,
         storage_challenge: Global___StorageChallenge | None = ...,
+        validation_task: Global___ValidationTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge", "validation_task", b"validation_task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat_seconds", b"next_heartbeat_seconds", "server_time", b"server_time", "state", b"state", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat_seconds", b"next_heartbeat_seconds", "server_time", b"server_time", "state", b"state", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge", "validation_task", b"validation_task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendHeartbeatResponse: _TypeAlias = SendHeartbeatResponse  # noqa: Y015
+
+@_typing.final
+class ValidationTask(_message.Message):
+    """Signatures for a node to check (spec 05 §4 validation signatures): other nodes'
+    task proofs and decoys among them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    slot: _builtins.int
+    """The task slot the task belongs to; the proof is of this slot."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidationItem]:
+        """The signatures to check."""
+
+    def __init__(
+        self,
+        *,
+        slot: _builtins.int = ...,
+        items: _abc.Iterable[Global___ValidationItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationTask: _TypeAlias = ValidationTask  # noqa: Y015
+
+@_typing.final
+class ValidationItem(_message.Message):
+    """One Ed25519 signature to check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """The item id, random."""
+    message: _builtins.bytes
+    """The signed bytes."""
+    public_key: _builtins.str
+    """The signer's Ed25519 public key, hex."""
+    signature: _builtins.str
+    """The signature, hex."""
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        message: _builtins.bytes = ...,
+        public_key: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "message", b"message", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationItem: _TypeAlias = ValidationItem  # noqa: Y015
 
 @_typing.final
 class StorageAssignment(_message.Message):

@@ -1,7 +1,9 @@
-"""Storage proofs over real gRPC/mTLS, FerretDB, Redis and the chain: an active node
-is given data to keep on a heartbeat, answers a random-range challenge of a later
-slot with a signed storage proof (credits 0.5, on the chain), and a wrong, missing
-or misplaced answer is refused with nothing stored."""
+"""Storage and validation proofs over real gRPC/mTLS, FerretDB, Redis and the chain:
+an active node is given data to keep on a heartbeat and answers a random-range
+challenge of a later slot with a signed storage proof (credits 0.5, on the chain);
+it checks the signatures of other nodes' proofs, decoys among them, with a signed
+validation proof (0.3 a signature). A wrong, missing or misplaced answer is refused
+with nothing stored."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import grpc
+import nacl.exceptions
+import nacl.signing
 import pytest
 
 from lucid.blockchain.v1 import consensus_pb2 as cpb
@@ -17,8 +21,16 @@ from lucid.lib import taskproofs
 from lucid.nodes.storageproofs import DATA_BYTES
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import poot_pb2 as tpb
+from lucid.nodes.validationwork import REAL_ITEMS
 from tests.chain_support import ChainStubs, wait_for
-from tests.nodes_support import NodeKeys, NodesKit, OffsetClock, serve_nodes, start_probe
+from tests.nodes_support import (
+    NodeKeys,
+    NodesKit,
+    OffsetClock,
+    Operator,
+    serve_nodes,
+    start_probe,
+)
 from tests.support import Mesh, bearer, details
 
 CLOCK = OffsetClock()
@@ -35,23 +47,64 @@ async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
     await mesh.stop("nodes")
 
 
-def storage_proof(
-    kit: NodesKit, node: npb.Node, keys: NodeKeys, slot: int, answer: str
+def signed(
+    kit: NodesKit, node: npb.Node, keys: NodeKeys, slot: int, task_type: int, value: int
 ) -> tpb.SubmitWorkProofRequest:
-    request = kit.beacon(node, keys, slot)  # signed the same way, as a storage proof
+    request = kit.beacon(node, keys, slot)  # signed the same way, as another task
     proof = taskproofs.task_proof(
         node_id=node.node_id,
         pool_id=node.pool_id,
         slot=slot,
-        task_type=tpb.TASK_TYPE_STORAGE_PROOF,
-        value=1,
+        task_type=task_type,
+        value=value,
         public_key=keys.public_hex,
     )
-    request.task_type = tpb.TASK_TYPE_STORAGE_PROOF
-    request.value = 1
+    request.task_type = task_type  # type: ignore[assignment]
+    request.value = value
     request.signature = taskproofs.sign(proof, keys.signing)
+    return request
+
+
+def storage_proof(
+    kit: NodesKit, node: npb.Node, keys: NodeKeys, slot: int, answer: str
+) -> tpb.SubmitWorkProofRequest:
+    request = signed(kit, node, keys, slot, tpb.TASK_TYPE_STORAGE_PROOF, 1)
     request.storage_answer = answer
     return request
+
+
+def validation_proof(
+    kit: NodesKit, node: npb.Node, keys: NodeKeys, task: npb.ValidationTask, valid: list[str]
+) -> tpb.SubmitWorkProofRequest:
+    request = signed(
+        kit, node, keys, task.slot, tpb.TASK_TYPE_VALIDATION_SIGNATURE, len(task.items)
+    )
+    request.valid_item_ids.extend(valid)
+    return request
+
+
+def verifies(item: npb.ValidationItem) -> bool:
+    try:
+        nacl.signing.VerifyKey(bytes.fromhex(item.public_key)).verify(
+            item.message, bytes.fromhex(item.signature)
+        )
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
+async def beat(kit: NodesKit, op: Operator, node: npb.Node) -> npb.SendHeartbeatResponse:
+    reply: npb.SendHeartbeatResponse = await kit.nodes.SendHeartbeat(
+        npb.SendHeartbeatRequest(node_id=node.node_id), metadata=op.md
+    )
+    return reply
+
+
+async def credits_of(kit: NodesKit, op: Operator, node: npb.Node) -> tpb.GetWorkCreditsResponse:
+    report: tpb.GetWorkCreditsResponse = await kit.credits.GetWorkCredits(
+        tpb.GetWorkCreditsRequest(node_id=node.node_id), metadata=op.md
+    )
+    return report
 
 
 def answer(data: bytes, challenge: npb.StorageChallenge) -> str:
@@ -174,3 +227,76 @@ async def test_an_inactive_node_gets_no_data(kit: NodesKit) -> None:
     )
     assert not reply.HasField("storage_assignment")
     assert not reply.HasField("storage_challenge")
+
+
+async def test_a_node_checks_other_nodes_signatures_and_the_decoys_among_them(
+    kit: NodesKit,
+) -> None:
+    CLOCK.offset_s = 0
+    op = await kit.operator()
+    slot = taskproofs.slot_of(CLOCK.now())
+    other, other_keys = await kit.active_node(op)
+    beacon = kit.beacon(other, other_keys, slot)
+    await kit.credits.SubmitWorkProof(beacon, metadata=op.md)  # something to check
+    node, keys = await kit.active_node(op)
+
+    CLOCK.offset_s = -taskproofs.SLOT_S  # the slot before the present: a wrong answer
+    task = (await beat(kit, op, node)).validation_task
+    assert task.slot == slot - 1
+    assert 2 <= len(task.items) <= REAL_ITEMS + 2
+    truth = [i.item_id for i in task.items if verifies(i)]
+    assert 1 <= len(truth) < len(task.items)  # real signatures and one or two decoys
+    assert beacon.signature in {i.signature for i in task.items if i.item_id in truth}
+    assert (await beat(kit, op, node)).validation_task == task  # one task a slot
+    every = [i.item_id for i in task.items]  # a node that checks nothing
+    error = await refused(
+        kit.credits.SubmitWorkProof(validation_proof(kit, node, keys, task, every), metadata=op.md)
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(error).reason == "LUCID_ERR_1001"
+    assert "not the ones that verify" in str(error.details())
+    assert not (await beat(kit, op, node)).HasField("validation_task")  # it took its answer
+    assert (await credits_of(kit, op, node)).credits == 0  # nothing refused was kept
+
+    CLOCK.offset_s = 0
+    task = (await beat(kit, op, node)).validation_task
+    assert task.slot == slot
+    truth = [i.item_id for i in task.items if verifies(i)]
+    on_beacon = kit.beacon(node, keys, slot)
+    on_beacon.valid_item_ids.extend(truth)
+    misplaced = await refused(kit.credits.SubmitWorkProof(on_beacon, metadata=op.md))
+    assert misplaced.code() == grpc.StatusCode.INVALID_ARGUMENT
+    accepted = await kit.credits.SubmitWorkProof(
+        validation_proof(kit, node, keys, task, truth), metadata=op.md
+    )
+    assert accepted.credits == pytest.approx(0.3 * len(task.items))
+    report = await credits_of(kit, op, node)
+    assert [(t.task_type, t.value) for t in report.by_task] == [
+        (tpb.TASK_TYPE_VALIDATION_SIGNATURE, len(task.items))
+    ]
+
+
+async def test_a_validation_proof_needs_its_task_and_the_right_count(kit: NodesKit) -> None:
+    CLOCK.offset_s = 0
+    op = await kit.operator()
+    node, keys = await kit.active_node(op)
+    slot = taskproofs.slot_of(CLOCK.now())
+    unasked = npb.ValidationTask(slot=slot, items=[npb.ValidationItem()])
+    none = await refused(
+        kit.credits.SubmitWorkProof(validation_proof(kit, node, keys, unasked, []), metadata=op.md)
+    )
+    assert none.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(none).reason == "LUCID_ERR_4007"
+
+    task = (await beat(kit, op, node)).validation_task
+    assert task.items  # the session's proofs of other nodes
+    truth = [i.item_id for i in task.items if verifies(i)]
+    padded = npb.ValidationTask(slot=task.slot, items=[*task.items, npb.ValidationItem()])
+    miscounted = await refused(
+        kit.credits.SubmitWorkProof(
+            validation_proof(kit, node, keys, padded, truth), metadata=op.md
+        )
+    )
+    assert miscounted.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"had {len(task.items)} signatures" in str(miscounted.details())
+    assert (await credits_of(kit, op, node)).credits == 0
