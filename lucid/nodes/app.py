@@ -99,7 +99,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         alerts,
     )
     schedule = Schedule(payouts.store, audit, clock)
-    epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock)
+    epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock, pools=pools)
     return ClusterApp(
         servicers=[
             (
