@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from pymongo.errors import AutoReconnect
 from tronpy.keys import PrivateKey
 
 from lucid.common.v1 import access_pb2
@@ -23,7 +24,7 @@ from lucid.nodes.alerts import Alerts
 from lucid.nodes.callers import Caller
 from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.payments import PaymentsClient
-from lucid.nodes.payouts import Payouts
+from lucid.nodes.payouts import PayoutItem, Payouts
 from lucid.nodes.schedule import Schedule
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import PayoutStore
@@ -34,6 +35,7 @@ from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.runtime import wire
 from lucid.runtime.audit import AuditTrail
+from lucid.runtime.errors import ErrorCode, LucidError
 from tests.chain_support import wait_for
 from tests.nodes_support import NodesKit, audit_events, serve_nodes, start_probe
 from tests.support import Mesh, bearer, details
@@ -394,3 +396,82 @@ async def test_an_epoch_splits_a_pools_share_equally_among_its_members(kit: Node
     assert len(amounts) == 1
     credited = [paid[n.node_id].work_credits for n in members]  # each its own credits
     assert credited == pytest.approx([0.3, 0.1, 0.2])
+
+
+class CutOff:
+    """The payouts collection of a store that crashes half way through writing a batch:
+    it stores the first ``keep`` payouts, then the connection is lost."""
+
+    def __init__(self, collection: Any, keep: int) -> None:
+        self._collection = collection
+        self._keep = keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def insert_many(self, docs: list[dict[str, Any]], **options: Any) -> None:
+        await self._collection.insert_many(docs[: self._keep], **options)
+        raise AutoReconnect("connection lost half way")
+
+
+async def test_a_batch_cut_off_half_way_is_held_then_resumed_without_paying_twice(
+    kit: NodesKit,
+) -> None:
+    op = await kit.operator()
+    nodes = [(await kit.register(op))[0] for _ in range(2)]
+    runtime = kit.mesh.servers["nodes"].runtime
+    db = server_db(kit)
+    audit = AuditTrail(db[schema.AUDIT], runtime.clock)
+
+    # The batches of this test in a collection of their own, so that the running
+    # server's handoff loop (which finishes interrupted batches) does not race it.
+    batches = db[f"test_cut_batches_{uuid.uuid4().hex}"]
+
+    def payouts_on(payouts_collection: Any) -> Payouts:
+        store = PayoutStore(payouts_collection, batches, db[schema.PAYOUT_SCHEDULE])
+        return Payouts(
+            store,
+            NodeStore(db[schema.NODES]),
+            PaymentsClient(runtime.channels),
+            audit,
+            runtime.clock,
+            Alerts(audit),
+        )
+
+    items = [
+        PayoutItem(n.node_id, (20 + i) * USDT, ypb.PAYOUT_CURRENCY_USDT, wallet())
+        for i, n in enumerate(nodes * 2)
+    ]
+    store = payouts_on(db[schema.PAYOUTS]).store
+    for batch_id, resume in ((str(uuid.uuid4()), "submit"), (str(uuid.uuid4()), "recover")):
+        with pytest.raises(LucidError) as crash:
+            await payouts_on(CutOff(db[schema.PAYOUTS], keep=2)).submit(
+                batch_id, items, Caller.cluster()
+            )
+        assert crash.value.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
+        written = await store.of_batch(batch_id)
+        assert len(written) == 2
+        pending = {p.payout_id for p in await store.in_state(ypb.PAYOUT_STATE_PENDING, 10_000)}
+        assert not pending & {p.payout_id for p in written}  # held: no handoff takes them
+        assert batch_id in await store.unfinished_batches()
+
+        if resume == "submit":  # the same batch asked for again
+            view = await payouts_on(db[schema.PAYOUTS]).submit(batch_id, items, Caller.cluster())
+            assert len(view.payouts) == 4
+        else:  # the handoff loop's recovery
+            assert await payouts_on(db[schema.PAYOUTS]).recover() >= 1
+        stored = await db[schema.PAYOUTS].find({"batch_id": batch_id}).to_list(None)
+        assert len(stored) == 4  # each payout once: the two written first were not doubled
+        assert sorted(d["amount_micros"] for d in stored) == [
+            20 * USDT,
+            21 * USDT,
+            22 * USDT,
+            23 * USDT,
+        ]
+        assert {p.payout_id for p in written} <= {d["_id"] for d in stored}
+        assert not [d for d in stored if "held" in d]
+        assert batch_id not in await store.unfinished_batches()
+        batch = await store.batch(batch_id)
+        assert batch is not None
+        assert sorted(batch.payout_ids) == sorted(d["_id"] for d in stored)
+    await batches.drop()

@@ -135,10 +135,11 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
 
 
 async def hand_off(payouts: Payouts, epochs: EpochPayouts) -> None:
-    """Runs a finished epoch when due, hands pending payouts to cluster 07 and follows
-    them, every few seconds."""
+    """Finishes batches a crash cut off, runs a finished epoch when due, hands pending
+    payouts to cluster 07 and follows them, every few seconds."""
     while True:
         try:
+            await payouts.recover()
             await epochs.due()
             await payouts.send_round()
             await payouts.follow_round()
