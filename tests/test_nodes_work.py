@@ -18,6 +18,7 @@ import pytest
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
+from lucid.nodes import schema
 from lucid.nodes.storageproofs import DATA_BYTES
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import poot_pb2 as tpb
@@ -246,7 +247,11 @@ async def test_a_node_checks_other_nodes_signatures_and_the_decoys_among_them(
     assert 2 <= len(task.items) <= REAL_ITEMS + 2
     truth = [i.item_id for i in task.items if verifies(i)]
     assert 1 <= len(truth) < len(task.items)  # real signatures and one or two decoys
-    assert beacon.signature in {i.signature for i in task.items if i.item_id in truth}
+    db = kit.mesh.servers["nodes"].runtime.datastores.db
+    real = {i.signature for i in task.items if i.item_id in truth}
+    stored = await db[schema.TASK_PROOFS].find({"signature": {"$in": sorted(real)}}).to_list(None)
+    assert {d["signature"] for d in stored} == real  # proofs the chain accepted
+    assert node.node_id not in {d["node_id"] for d in stored}  # of other nodes
     assert (await beat(kit, op, node)).validation_task == task  # one task a slot
     every = [i.item_id for i in task.items]  # a node that checks nothing
     error = await refused(
