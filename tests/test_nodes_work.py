@@ -237,8 +237,8 @@ async def test_a_node_checks_other_nodes_signatures_and_the_decoys_among_them(
     op = await kit.operator()
     slot = taskproofs.slot_of(CLOCK.now())
     other, other_keys = await kit.active_node(op)
-    beacon = kit.beacon(other, other_keys, slot)
-    await kit.credits.SubmitWorkProof(beacon, metadata=op.md)  # something to check
+    beacon = kit.beacon(other, other_keys, slot - 1)  # something to check in slot - 1
+    await kit.credits.SubmitWorkProof(beacon, metadata=op.md)
     node, keys = await kit.active_node(op)
 
     CLOCK.offset_s = -taskproofs.SLOT_S  # the slot before the present: a wrong answer

@@ -3,14 +3,15 @@ signatures of other nodes' task proofs, and sign that work.
 
 Once a slot, an active node's heartbeat reply carries a validation task when other
 nodes have proved tasks in the last day: up to ``REAL_ITEMS`` of their latest
-proofs (the bytes each node signed, its public key and signature) and one or two
-decoys, copies of them with a byte of the message altered, shuffled under random
-item ids. The node checks each Ed25519 signature and answers with a signed
-validation proof of that slot (SubmitWorkProof, task VALIDATION_SIGNATURE, value =
-the signatures it checked, ``valid_item_ids`` = those that verify). Only the cluster
-knows which items are decoys: an answer whose count or verdicts differ is refused.
-A task (Redis, ``lucid:nodes:validation_task:<node>:<slot>``) takes one answer,
-right or wrong; after it the slot has no other task.
+proofs the chain accepted whose signature the cluster verifies again (the bytes
+each node signed, its public key and signature) and one or two decoys, copies of
+them with a byte of the message altered, shuffled under random item ids. The node
+checks each Ed25519 signature and answers with a signed validation proof of that
+slot (SubmitWorkProof, task VALIDATION_SIGNATURE, value = the signatures it
+checked, ``valid_item_ids`` = those that verify). Only the cluster knows which
+items are decoys: an answer whose count or verdicts differ is refused. A task
+(Redis, ``lucid:nodes:validation_task:<node>:<slot>``) takes one answer, right or
+wrong; after it the slot has no other task.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from lucid.nodes.store.proofs import ProofStore
 from lucid.runtime.errors import ErrorCode, LucidError
 
 REAL_ITEMS = 3
+SCANNED = 30
+"""How many of the latest proofs are read to find ``REAL_ITEMS`` that verify."""
 ANSWERED = json.dumps({"answered": True})
 _TAKE = """
 local kept = redis.call('GET', KEYS[1])
@@ -119,11 +122,13 @@ class ValidationWork:
         return Task(slot, items)
 
     async def _real_items(self, node_id: str) -> list[Item]:
-        recent = await self.proofs.latest_of_others(node_id, self.clock.now() - RECENT, REAL_ITEMS)
+        """Other nodes' latest proofs (up to now) whose signature verifies here too."""
+        now = self.clock.now()
+        recent = await self.proofs.latest_of_others(node_id, now - RECENT, now, SCANNED)
         keys = await self.nodes.public_keys({p.node_id for p in recent})
         items = []
         for proof in recent:
-            if proof.node_id not in keys or not proof.signature:
+            if proof.node_id not in keys:
                 continue
             rebuilt = taskproofs.task_proof(
                 node_id=proof.node_id,
@@ -133,6 +138,9 @@ class ValidationWork:
                 value=round(proof.value),
                 public_key=keys[proof.node_id],
             )
+            rebuilt.signature = proof.signature
+            if not taskproofs.verifies(rebuilt):  # the cluster's own verdict decides
+                continue
             items.append(
                 Item(
                     secrets.token_hex(8),
@@ -141,6 +149,8 @@ class ValidationWork:
                     proof.signature,
                 )
             )
+            if len(items) == REAL_ITEMS:
+                break
         return items
 
     async def check(

@@ -59,13 +59,18 @@ class ProofStore:
             await self._c.delete_one({"_id": proof_id})
 
     async def latest_of_others(
-        self, node_id: str, since: datetime, limit: int
+        self, node_id: str, since: datetime, until: datetime, limit: int
     ) -> list[ProofRecord]:
-        """The latest proofs of nodes other than ``node_id`` after ``since``, newest first."""
+        """The latest proofs the chain accepted of nodes other than ``node_id`` in
+        (since, until], newest first."""
         with translated():
             docs = (
                 await self._c.find(
-                    {"node_id": {"$ne": node_id}, "proof_time": {"$gt": since}},
+                    {
+                        "node_id": {"$ne": node_id},
+                        "proof_time": {"$gt": since, "$lte": until},
+                        "chain_proof_id": {"$exists": True, "$ne": ""},
+                    },
                     {"chain_proof_id": 0},
                 )
                 .sort("proof_time", -1)
