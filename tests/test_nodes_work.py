@@ -157,7 +157,7 @@ async def test_a_node_keeps_its_data_and_answers_a_random_range(kit: NodesKit) -
     assert misplaced.code() == grpc.StatusCode.INVALID_ARGUMENT
     forged = storage_proof(kit, node, NodeKeys(), slot, answer(data, challenge))  # other key
     forged_error = await refused(kit.credits.SubmitWorkProof(forged, metadata=op.md))
-    assert details(forged_error).reason == "LUCID_ERR_4105"  # the challenge stays open
+    assert details(forged_error).reason == "LUCID_ERR_4105"
 
     wrong = answer(b"\0" * DATA_BYTES, challenge)  # a node without the data
     error = await refused(
@@ -165,23 +165,25 @@ async def test_a_node_keeps_its_data_and_answers_a_random_range(kit: NodesKit) -
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "does not match" in str(error.details())
-    late = await refused(  # the challenge took its one answer
-        kit.credits.SubmitWorkProof(
-            storage_proof(kit, node, keys, slot, answer(data, challenge)), metadata=op.md
-        )
-    )
-    assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
     report = await kit.credits.GetWorkCredits(
         tpb.GetWorkCreditsRequest(node_id=node.node_id), metadata=op.md
     )
     assert report.credits == 0  # nothing refused was kept
+    assert (await beat(held)).storage_challenge == challenge  # nor the challenge changed
 
-    fresh = (await beat(held)).storage_challenge  # a new one for this slot
-    assert fresh.nonce != challenge.nonce
     accepted = await kit.credits.SubmitWorkProof(
-        storage_proof(kit, node, keys, slot, answer(data, fresh)), metadata=op.md
+        storage_proof(kit, node, keys, slot, answer(data, challenge)), metadata=op.md
     )
     assert accepted.credits == pytest.approx(0.5)
+    fresh = (await beat(held)).storage_challenge  # the right answer took the challenge
+    assert fresh.nonce != challenge.nonce
+    duplicate = await refused(
+        kit.credits.SubmitWorkProof(
+            storage_proof(kit, node, keys, slot, answer(data, fresh)), metadata=op.md
+        )
+    )
+    assert duplicate.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (await beat(held)).storage_challenge == fresh  # a duplicate does not use it up
     report = await kit.credits.GetWorkCredits(
         tpb.GetWorkCreditsRequest(node_id=node.node_id), metadata=op.md
     )
@@ -201,7 +203,7 @@ async def test_a_node_keeps_its_data_and_answers_a_random_range(kit: NodesKit) -
 async def test_data_asked_for_again_is_new_data_challenged_only_later(kit: NodesKit) -> None:
     CLOCK.offset_s = 0
     op = await kit.operator()
-    node, _ = await kit.active_node(op)
+    node, keys = await kit.active_node(op)
     first = await kit.nodes.SendHeartbeat(
         npb.SendHeartbeatRequest(node_id=node.node_id), metadata=op.md
     )
@@ -218,6 +220,12 @@ async def test_data_asked_for_again_is_new_data_challenged_only_later(kit: Nodes
     )
     assert stale.HasField("storage_assignment")
     assert not stale.HasField("storage_challenge")
+    slot = taskproofs.slot_of(CLOCK.now())
+    unasked = await refused(  # no challenge in the slot the data was given in
+        kit.credits.SubmitWorkProof(storage_proof(kit, node, keys, slot, "ab" * 32), metadata=op.md)
+    )
+    assert unasked.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(unasked).reason == "LUCID_ERR_4007"
 
 
 async def test_an_inactive_node_gets_no_data(kit: NodesKit) -> None:

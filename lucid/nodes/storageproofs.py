@@ -11,8 +11,8 @@ offset, a length and a nonce the cluster picks at random, kept in Redis
 (``lucid:nodes:storage_challenge:<node>:<slot>``)
 until answered or two slots have passed. The answer, SHA-256(nonce ‖ range), comes
 with the node's signed storage proof of that slot (SubmitWorkProof) and is checked
-here against the range rebuilt from the seed; a challenge takes one answer, right
-or wrong, so ranges cannot be guessed at.
+here against the range rebuilt from the seed (a SHA-256 cannot be guessed, so a
+wrong answer changes nothing); the right one takes the challenge, once.
 """
 
 from __future__ import annotations
@@ -121,21 +121,22 @@ class StorageProofs:
         return Challenge(**json.loads(kept))
 
     async def check(self, node: NodeRecord, slot: int, storage_answer: str) -> None:
-        """Checks the answer to the node's challenge of ``slot`` (taking the challenge)."""
+        """Checks the answer to the node's challenge of ``slot``; the right one takes it."""
         if not storage_answer:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                 "a storage proof needs storage_answer, the answer to the slot's challenge",
             )
+        key = _key(node.node_id, slot)
         try:
-            kept = await self.cache.getdel(_key(node.node_id, slot))
+            kept = await self.cache.get(key)
         except redis.exceptions.RedisError as exc:
             raise _unavailable(exc) from None
         if kept is None:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
                 f"no open storage challenge of slot {slot} for node {node.node_id}"
-                " (heartbeat for one; each takes one answer)",
+                " (heartbeat for one; each is answered once)",
             )
         challenge = Challenge(**json.loads(kept))
         if challenge.assignment_id != node.storage_assignment_id:
@@ -149,4 +150,12 @@ class StorageProofs:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                 "the storage answer does not match the data the node was given",
+            )
+        try:
+            taken = await self.cache.delete(key)  # the right answer takes it, once
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable(exc) from None
+        if not taken:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_STATE, "the storage challenge was answered meanwhile"
             )

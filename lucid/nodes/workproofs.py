@@ -106,15 +106,11 @@ class WorkProofs:
                 ErrorCode.ERROR_CODE_CHAIN_SIGNATURE_INVALID,
                 "the proof's signature does not verify with the node's registered key",
             )
-        if task_type == ppb.TASK_TYPE_STORAGE_PROOF:
-            await self.storage.check(node, slot, storage_answer)
-        elif storage_answer:
+        if storage_answer and task_type != ppb.TASK_TYPE_STORAGE_PROOF:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "storage_answer is only for storage proofs"
             )
-        if task_type == ppb.TASK_TYPE_VALIDATION_SIGNATURE:
-            await self.validation.check(node, slot, value, list(valid_item_ids))
-        elif valid_item_ids:
+        if valid_item_ids and task_type != ppb.TASK_TYPE_VALIDATION_SIGNATURE:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
                 "valid_item_ids is only for validation proofs",
@@ -137,6 +133,12 @@ class WorkProofs:
                 f"node {node_id} already proved this task in slot {slot}",
             ) from None
         try:
+            # The answer to a challenge or task is checked once the slot is reserved, so
+            # a duplicate proof does not use up the node's challenge.
+            if task_type == ppb.TASK_TYPE_STORAGE_PROOF:
+                await self.storage.check(node, slot, storage_answer)
+            elif task_type == ppb.TASK_TYPE_VALIDATION_SIGNATURE:
+                await self.validation.check(node, slot, value, list(valid_item_ids))
             answer = await self.chain.submit(proof)
         except LucidError:
             await self.proofs.discard(record.proof_id)
