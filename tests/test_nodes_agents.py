@@ -1,9 +1,10 @@
 """Three real ``lucid node-agent`` processes against the nodes cluster and the chain.
 
 They register with their TRON keys, their pool becomes active, their uptime beacons
-reach the chain and their credits grow slot by slot; an agent that is killed earns
-nothing for the slots it misses and its node goes unhealthy once its heartbeat is
-older than 300 s (the cluster's clock is moved forward instead of waiting)."""
+reach the chain and their credits grow slot by slot, storage proofs of the data they
+were given and validation proofs of each other's signatures among them; an agent
+that is killed earns nothing for the slots it misses and its node goes unhealthy
+once its heartbeat is older than 300 s (the cluster's clock is moved forward instead of waiting)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,26 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
 
         later = await wait_for(grown, timeout_s=SLOT_WAIT_S, interval_s=1.0)
         assert later["agent-c"] == first["agent-c"]  # nothing for the slot it missed
+
+        async def work_proved() -> bool | None:  # data kept since the slot before; peers
+            for name in ("agent-a", "agent-b"):
+                report = await kit.credits.GetWorkCredits(
+                    tpb.GetWorkCreditsRequest(node_id=by_name[name].node_id), metadata=md
+                )
+                tasks = {t.task_type: t for t in report.by_task}
+                weights = {
+                    tpb.TASK_TYPE_STORAGE_PROOF: 0.5,
+                    tpb.TASK_TYPE_VALIDATION_SIGNATURE: 0.3,
+                }
+                if not set(weights) <= set(tasks):
+                    return None
+                for task_type, weight in weights.items():
+                    assert tasks[task_type].credits == pytest.approx(
+                        weight * tasks[task_type].value
+                    )
+            return True
+
+        await wait_for(work_proved, timeout_s=30)
 
         CLOCK.advance(1000)  # more than the 300 s heartbeat window, for the cluster
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from pymongo.errors import AutoReconnect
 from tronpy.keys import PrivateKey
 
 from lucid.common.v1 import access_pb2
@@ -23,16 +24,18 @@ from lucid.nodes.alerts import Alerts
 from lucid.nodes.callers import Caller
 from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.payments import PaymentsClient
-from lucid.nodes.payouts import Payouts
+from lucid.nodes.payouts import PayoutItem, Payouts
 from lucid.nodes.schedule import Schedule
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import PayoutStore
+from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import payout_pb2 as ypb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.runtime import wire
 from lucid.runtime.audit import AuditTrail
+from lucid.runtime.errors import ErrorCode, LucidError
 from tests.chain_support import wait_for
 from tests.nodes_support import NodesKit, audit_events, serve_nodes, start_probe
 from tests.support import Mesh, bearer, details
@@ -242,6 +245,7 @@ def epoch_runner(kit: NodesKit) -> EpochPayouts:
         payouts,
         Schedule(store, audit, runtime.clock),
         runtime.clock,
+        pools=PoolStore(db[schema.POOLS]),
     )
 
 
@@ -256,21 +260,42 @@ def test_each_valid_node_is_owed_its_share_and_small_amounts_carry_over() -> Non
     assert result.carry == {"e": 3 * USDT}  # under 10 USDT: carried again
 
 
-def test_pool_splits() -> None:
-    weights = {"x": 3.0, "y": 1.0}
-    assert owed.split(100 * USDT, weights, ppb.REWARD_SPLIT_EQUAL) == {
-        "x": 50 * USDT,
-        "y": 50 * USDT,
-    }
-    assert owed.split(100 * USDT, weights, ppb.REWARD_SPLIT_WORK_CREDITS) == {
-        "x": 75 * USDT,
-        "y": 25 * USDT,
-    }
-    assert owed.split(10 * USDT, {"x": 1.0, "y": 1.0, "z": 1.0}, ppb.REWARD_SPLIT_EQUAL) == {
-        "x": 3_330_000,
-        "y": 3_330_000,
-        "z": 3_330_000,
-    }
+def test_a_pools_share_is_split_by_its_mode() -> None:
+    credits = {"x": 3.0, "y": 1.0, "z": 4.0, "solo": 2.0}
+    valid = set(credits)
+    budget = 1_000 * USDT
+
+    def pool(mode: int) -> list[owed.PoolSplit]:
+        return [owed.PoolSplit("p", ["x", "y", "z"], mode)]
+
+    equal = owed.pooled(budget, credits, valid, pool(ppb.REWARD_SPLIT_EQUAL), {})
+    assert equal == pytest.approx({"x": 8 / 3, "y": 8 / 3, "z": 8 / 3, "solo": 2.0})
+    assert owed.pooled(budget, credits, valid, pool(ppb.REWARD_SPLIT_WORK_CREDITS), {}) == credits
+    weighted = owed.pooled(
+        budget,
+        credits,
+        valid,
+        pool(ppb.REWARD_SPLIT_CONTRIBUTION_WEIGHTED),
+        {"x": 1.0, "y": 0.5, "z": 0.5},
+    )
+    assert weighted == pytest.approx({"x": 4.0, "y": 2.0, "z": 2.0, "solo": 2.0})
+    # Σ credits is kept: the pool gets 80 %, split equally; the other node its own 20 %
+    paid = owed.owed(budget, equal, valid, {}).pay
+    assert paid["solo"] == 200 * USDT
+    assert paid["x"] == paid["y"] == paid["z"] == 266_660_000
+    # a member whose latest PoOT is invalid neither shares nor adds to the pool
+    without_z = owed.pooled(budget, credits, {"x", "y", "solo"}, pool(ppb.REWARD_SPLIT_EQUAL), {})
+    assert without_z == pytest.approx({"x": 2.0, "y": 2.0, "z": 4.0, "solo": 2.0})
+    assert "z" not in owed.owed(budget, without_z, {"x", "y", "solo"}, {}).pay
+    # a pool holding under 1 USDT is not split
+    small = owed.pooled(USDT, credits, valid, pool(ppb.REWARD_SPLIT_EQUAL), {})
+    assert small == credits
+
+
+def test_contribution_weighs_uptime_and_sessions() -> None:
+    assert owed.contribution(1.0, 100) == pytest.approx(1.0)
+    assert owed.contribution(0.5, 50) == pytest.approx(0.35 + 0.15)
+    assert owed.contribution(2.0, 1_000) == pytest.approx(1.0)  # each part capped
 
 
 async def test_an_epoch_pays_valid_nodes_their_share_of_the_budget_once(kit: NodesKit) -> None:
@@ -322,3 +347,131 @@ async def test_an_epoch_pays_valid_nodes_their_share_of_the_budget_once(kit: Nod
     assert again.batch is not None
     assert again.batch.batch.batch_id == first.batch.batch.batch_id
     assert {p.payout_id for p in again.batch.payouts} == {p.payout_id for p in first.batch.payouts}
+
+
+async def test_an_epoch_splits_a_pools_share_equally_among_its_members(kit: NodesKit) -> None:
+    op = await kit.operator()
+    pool = await kit.pool()
+    assert pool.reward_split == ppb.REWARD_SPLIT_EQUAL  # the default of a new pool
+    members = [(await kit.active_node(op, pool_id=pool.pool_id))[0] for _ in range(3)]
+    solo, _ = await kit.active_node(op)
+    now = datetime.now(UTC)
+    for node in [*members, solo]:
+        await kit.poot.ValidatePoot(
+            tpb.ValidatePootRequest(
+                node_id=node.node_id,
+                output_data=base64.b64encode(secrets.token_bytes(20 * 1024)).decode(),
+                output_time=wire.timestamp(now),
+                nonce=secrets.token_hex(16),
+            ),
+            metadata=op.md,
+        )
+    # An epoch two ahead (the other epoch test ran this one): its window holds these.
+    epoch = taskproofs.epoch_of(taskproofs.slot_of(now)) + 2
+    slot = (epoch + 1) * taskproofs.EPOCH_SLOTS - 1
+    proofs = ProofStore(server_db(kit)[schema.TASK_PROOFS])
+    for node, beacons in zip([*members, solo], (3, 1, 2, 2), strict=True):
+        for back in range(beacons):
+            await proofs.insert(
+                ProofRecord(
+                    proof_id=str(uuid.uuid4()),
+                    node_id=node.node_id,
+                    pool_id=node.pool_id,
+                    slot=slot - back,
+                    task_type=tpb.TASK_TYPE_UPTIME_BEACON,
+                    value=120.0,
+                    proof_time=taskproofs.slot_start(slot - back),
+                    signature="00" * 64,
+                )
+            )
+    await kit.payouts.UpdatePayoutSchedule(
+        ypb.UpdatePayoutScheduleRequest(epoch_budget_micros=1_000_000 * USDT),
+        metadata=kit.admin,
+    )
+    run = await epoch_runner(kit).run(epoch, Caller.cluster())
+    assert run.batch is not None
+    paid = {p.node_id: p for p in run.batch.payouts}
+    amounts = {paid[n.node_id].amount_micros for n in [*members, solo]}
+    # the pool's 6 beacons against the solo node's 2: each member a third of 3x the solo's
+    assert len(amounts) == 1
+    credited = [paid[n.node_id].work_credits for n in members]  # each its own credits
+    assert credited == pytest.approx([0.3, 0.1, 0.2])
+
+
+class CutOff:
+    """The payouts collection of a store that crashes half way through writing a batch:
+    it stores the first ``keep`` payouts, then the connection is lost."""
+
+    def __init__(self, collection: Any, keep: int) -> None:
+        self._collection = collection
+        self._keep = keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def insert_many(self, docs: list[dict[str, Any]], **options: Any) -> None:
+        await self._collection.insert_many(docs[: self._keep], **options)
+        raise AutoReconnect("connection lost half way")
+
+
+async def test_a_batch_cut_off_half_way_is_held_then_resumed_without_paying_twice(
+    kit: NodesKit,
+) -> None:
+    op = await kit.operator()
+    nodes = [(await kit.register(op))[0] for _ in range(2)]
+    runtime = kit.mesh.servers["nodes"].runtime
+    db = server_db(kit)
+    audit = AuditTrail(db[schema.AUDIT], runtime.clock)
+
+    # The batches of this test in a collection of their own, so that the running
+    # server's handoff loop (which finishes interrupted batches) does not race it.
+    batches = db[f"test_cut_batches_{uuid.uuid4().hex}"]
+
+    def payouts_on(payouts_collection: Any) -> Payouts:
+        store = PayoutStore(payouts_collection, batches, db[schema.PAYOUT_SCHEDULE])
+        return Payouts(
+            store,
+            NodeStore(db[schema.NODES]),
+            PaymentsClient(runtime.channels),
+            audit,
+            runtime.clock,
+            Alerts(audit),
+        )
+
+    items = [
+        PayoutItem(n.node_id, (20 + i) * USDT, ypb.PAYOUT_CURRENCY_USDT, wallet())
+        for i, n in enumerate(nodes * 2)
+    ]
+    store = payouts_on(db[schema.PAYOUTS]).store
+    for batch_id, resume in ((str(uuid.uuid4()), "submit"), (str(uuid.uuid4()), "recover")):
+        with pytest.raises(LucidError) as crash:
+            await payouts_on(CutOff(db[schema.PAYOUTS], keep=2)).submit(
+                batch_id, items, Caller.cluster()
+            )
+        assert crash.value.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
+        written = await store.of_batch(batch_id)
+        assert len(written) == 2
+        pending = {p.payout_id for p in await store.in_state(ypb.PAYOUT_STATE_PENDING, 10_000)}
+        assert not pending & {p.payout_id for p in written}  # held: no handoff takes them
+        assert batch_id in await store.unfinished_batches()
+
+        if resume == "submit":  # the same batch asked for again
+            view = await payouts_on(db[schema.PAYOUTS]).submit(batch_id, items, Caller.cluster())
+            assert len(view.payouts) == 4
+        else:  # the handoff loop's recovery
+            assert await payouts_on(db[schema.PAYOUTS]).recover() >= 1
+        stored = await db[schema.PAYOUTS].find({"batch_id": batch_id}).to_list(None)
+        assert len(stored) == 4  # each payout once: the two written first were not doubled
+        assert sorted(d["amount_micros"] for d in stored) == [
+            20 * USDT,
+            21 * USDT,
+            22 * USDT,
+            23 * USDT,
+        ]
+        assert {p.payout_id for p in written} <= {d["_id"] for d in stored}
+        assert not [d for d in stored if "held" in d]
+        assert batch_id not in await store.unfinished_batches()
+        batch = await store.batch(batch_id)
+        assert batch is not None
+        assert sorted(batch.payout_ids) == sorted(d["_id"] for d in stored)
+    await batches.drop()

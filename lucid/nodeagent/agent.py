@@ -6,7 +6,11 @@ nodes cluster for a registration challenge, signs it with the node's TRON key
 pool to join). It then starts its node and, until stopped, sends a heartbeat
 with a resource sample every ``heartbeat_s`` and, once per 120 s task slot, an
 uptime beacon signed with its Ed25519 key (SubmitWorkProof; the cluster checks
-it against the registered key and puts it on the chain). A restarted agent
+it against the registered key and puts it on the chain). It keeps the data a
+heartbeat reply gives it (``lucid.nodeagent.storage``) and answers the slot's
+random-range storage challenge with a signed storage proof, and checks the
+signatures of the slot's validation task (other nodes' proofs, decoys among them)
+with a signed validation proof of its verdicts. A restarted agent
 keeps its node. The access token is re-read from its file for every call, so
 whoever holds the operator's session can refresh it.
 """
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import nacl.exceptions
+import nacl.signing
 
 from lucid.lib import taskproofs
 from lucid.lib.clock import Clock, SystemClock
@@ -29,6 +35,7 @@ from lucid.lib.sealing import Sealer
 from lucid.nodeagent import keys as keyfiles
 from lucid.nodeagent.metrics import Sampler, hardware
 from lucid.nodeagent.probe import ProbeServer
+from lucid.nodeagent.storage import KeptData
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc, poot_pb2, poot_pb2_grpc
 from lucid.runtime import tls
@@ -57,6 +64,17 @@ class AgentOptions:
     stake_tx_hash: str = NO_STAKE_TX
 
 
+def _verifies(item: npb.ValidationItem) -> bool:
+    """Whether a validation item's Ed25519 signature verifies."""
+    try:
+        nacl.signing.VerifyKey(bytes.fromhex(item.public_key)).verify(
+            item.message, bytes.fromhex(item.signature)
+        )
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        return False
+    return True
+
+
 class NodeAgent:
     """One node's agent."""
 
@@ -71,6 +89,9 @@ class NodeAgent:
         self.pool_id = options.pool_id
         self._channel: grpc.aio.Channel | None = None
         self._keys: keyfiles.AgentKeys | None = None
+        self.storage = KeptData(options.state_dir)
+        self._stored: set[int] = set()
+        self._validated: set[int] = set()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         token = self.options.token_file.read_text().strip()
@@ -148,23 +169,73 @@ class NodeAgent:
         return str(registered.node.node_id)
 
     async def heartbeat(self, sampler: Sampler) -> None:
-        """One heartbeat with a resource sample."""
+        """One heartbeat with a resource sample; keeps data it is given and answers the
+        slot's storage challenge with a storage proof."""
         assert self._channel is not None
-        await nodes_pb2_grpc.NodeServiceStub(self._channel).SendHeartbeat(
-            npb.SendHeartbeatRequest(node_id=self.node_id, sample=sampler.sample()),
+        reply: npb.SendHeartbeatResponse = await nodes_pb2_grpc.NodeServiceStub(
+            self._channel
+        ).SendHeartbeat(
+            npb.SendHeartbeatRequest(
+                node_id=self.node_id,
+                sample=sampler.sample(),
+                held_assignment_id=self.storage.assignment_id,
+            ),
             metadata=self._metadata(),
             timeout=CALL_TIMEOUT_S,
+        )
+        if reply.HasField("storage_assignment"):
+            given = reply.storage_assignment
+            self.storage.keep(given.assignment_id, given.data)
+            log.info("keeping %d bytes of assignment %s", len(given.data), given.assignment_id)
+        if reply.HasField("storage_challenge") and reply.storage_challenge.slot not in self._stored:
+            self._stored.add(reply.storage_challenge.slot)  # one answer a challenge takes
+            await self.prove_storage(reply.storage_challenge)
+        task = reply.validation_task
+        if reply.HasField("validation_task") and task.slot not in self._validated:
+            self._validated.add(task.slot)
+            await self.prove_validation(task)
+
+    async def prove_validation(self, task: npb.ValidationTask) -> poot_pb2.SubmitWorkProofResponse:
+        """Checks each signature of a validation task: the slot's validation proof."""
+        valid = [i.item_id for i in task.items if _verifies(i)]
+        return await self._submit(
+            task.slot,
+            poot_pb2.TASK_TYPE_VALIDATION_SIGNATURE,
+            len(task.items),
+            valid_item_ids=valid,
+        )
+
+    async def prove_storage(
+        self, challenge: npb.StorageChallenge
+    ) -> poot_pb2.SubmitWorkProofResponse:
+        """Answers a storage challenge from the kept data: the slot's storage proof."""
+        return await self._submit(
+            challenge.slot,
+            poot_pb2.TASK_TYPE_STORAGE_PROOF,
+            1,
+            storage_answer=self.storage.answer(challenge),
         )
 
     async def prove_uptime(self, slot: int) -> poot_pb2.SubmitWorkProofResponse:
         """The uptime beacon of a slot, signed and submitted."""
+        return await self._submit(slot, poot_pb2.TASK_TYPE_UPTIME_BEACON, taskproofs.SLOT_S)
+
+    async def _submit(
+        self,
+        slot: int,
+        task_type: int,
+        value: int,
+        storage_answer: str = "",
+        valid_item_ids: list[str] | None = None,
+    ) -> poot_pb2.SubmitWorkProofResponse:
+        """A task proof of a slot, signed with the node's Ed25519 key and submitted."""
         assert self._channel is not None
         proof = taskproofs.task_proof(
             node_id=self.node_id,
             pool_id=self.pool_id,
             slot=slot,
-            task_type=poot_pb2.TASK_TYPE_UPTIME_BEACON,
-            value=taskproofs.SLOT_S,
+            task_type=task_type,
+            value=value,
             public_key=self.keys.public_key_hex,
         )
         response: poot_pb2.SubmitWorkProofResponse = await poot_pb2_grpc.WorkCreditServiceStub(
@@ -174,9 +245,11 @@ class NodeAgent:
                 node_id=self.node_id,
                 pool_id=self.pool_id,
                 slot=slot,
-                task_type=poot_pb2.TASK_TYPE_UPTIME_BEACON,
-                value=taskproofs.SLOT_S,
+                task_type=task_type,  # type: ignore[arg-type]
+                value=value,
                 signature=taskproofs.sign(proof, self.keys.signing),
+                storage_answer=storage_answer,
+                valid_item_ids=valid_item_ids or [],
             ),
             metadata=self._metadata(),
             timeout=CALL_TIMEOUT_S,

@@ -16,6 +16,7 @@ import logging
 from lucid.nodes import schema
 from lucid.nodes.alerts import Alerts
 from lucid.nodes.chain import ChainClient
+from lucid.nodes.challenges import ChallengeStore
 from lucid.nodes.credits import WorkCredits
 from lucid.nodes.epochs import EpochPayouts
 from lucid.nodes.fleet import Fleet
@@ -31,6 +32,7 @@ from lucid.nodes.servicers.nodes import NodeServiceServicer
 from lucid.nodes.servicers.payouts import PayoutServiceServicer
 from lucid.nodes.servicers.pools import PoolServiceServicer
 from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
+from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store.metrics import AllocationStore, MetricStore
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.payouts import PayoutStore
@@ -40,6 +42,7 @@ from lucid.nodes.store.proofs import ProofStore
 from lucid.nodes.store.registrations import RegistrationStore
 from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
+from lucid.nodes.validationwork import ValidationWork
 from lucid.nodes.workproofs import WorkProofs
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import LucidError
@@ -65,6 +68,7 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
     fleet = Fleet(nodes, metrics, audit, prober, clock, alerts, pools)
     registrations = Registrations(
         RegistrationStore(db[schema.REGISTRATIONS]),
+        ChallengeStore(runtime.datastores.cache),
         nodes,
         pools,
         audit,
@@ -75,8 +79,16 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         runtime.events,
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)
+    storage = StorageProofs(nodes, runtime.datastores.cache, clock)
+    proof_store = ProofStore(db[schema.TASK_PROOFS])
+    validation = ValidationWork(nodes, proof_store, runtime.datastores.cache, clock)
     proofs = WorkProofs(
-        nodes, ProofStore(db[schema.TASK_PROOFS]), ChainClient(runtime.channels), clock
+        nodes,
+        proof_store,
+        ChainClient(runtime.channels),
+        clock,
+        storage=storage,
+        validation=validation,
     )
     payouts = Payouts(
         PayoutStore(db[schema.PAYOUTS], db[schema.PAYOUT_BATCHES], db[schema.PAYOUT_SCHEDULE]),
@@ -87,12 +99,12 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         alerts,
     )
     schedule = Schedule(payouts.store, audit, clock)
-    epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock)
+    epochs = EpochPayouts(nodes, proofs.proofs, payouts, schedule, clock, pools=pools)
     return ClusterApp(
         servicers=[
             (
                 nodes_pb2_grpc.add_NodeServiceServicer_to_server,
-                NodeServiceServicer(registrations, fleet, resources),
+                NodeServiceServicer(registrations, fleet, resources, storage, validation),
             ),
             (
                 pool_pb2_grpc.add_PoolServiceServicer_to_server,
@@ -123,10 +135,11 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
 
 
 async def hand_off(payouts: Payouts, epochs: EpochPayouts) -> None:
-    """Runs a finished epoch when due, hands pending payouts to cluster 07 and follows
-    them, every few seconds."""
+    """Finishes batches a crash cut off, runs a finished epoch when due, hands pending
+    payouts to cluster 07 and follows them, every few seconds."""
     while True:
         try:
+            await payouts.recover()
             await epochs.due()
             await payouts.send_round()
             await payouts.follow_round()

@@ -7,17 +7,26 @@ the next epoch instead of paid. Amounts are integer micro-USDT, rounded down to
 whole cents (what cluster 07 pays); the remainder stays with the budget.
 
 A pool's amount is split among its members: equally, weighted by contribution,
-or by work credits (each member gets own / Σ).
+or by work credits (each member gets own / Σ). In an epoch (``pooled``) the split is
+made on the credits before ``owed``: the pool's eligible members' credits are
+summed and handed out again by the pool's mode, so Σ credits, and with it every
+other node's share and the pool's amount, stay the same. A pool whose amount is
+under 1 USDT is not split (each member keeps its own share).
+
+Contribution (spec 05 §4 "0.7·uptime + 0.3·min(sessions/100, 1)"): uptime is the
+share of the window's slots with a beacon, sessions the validation signatures the
+node checked (the work it did for others' sessions that the proofs record).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lucid.nodes.v1 import pool_pb2 as ppb
 
 MINIMUM_MICROS = 10_000_000
+POOL_MINIMUM_MICROS = 1_000_000
 CENT = 10_000
 
 
@@ -55,12 +64,46 @@ def owed(
     return Owed(pay, carry)
 
 
-def split(amount_micros: int, weights: Mapping[str, float], mode: int) -> dict[str, int]:
-    """A pool's amount among its members (``weights``: contribution or credits)."""
-    if not weights:
-        return {}
-    if mode == ppb.REWARD_SPLIT_EQUAL or not any(weights.values()):
-        each = _cents(amount_micros / len(weights))
-        return dict.fromkeys(sorted(weights), each)
-    total = sum(max(0.0, w) for w in weights.values())
-    return {m: _cents(amount_micros * max(0.0, w) / total) for m, w in sorted(weights.items())}
+@dataclass(frozen=True)
+class PoolSplit:
+    """A pool in an epoch: its members and how it splits."""
+
+    pool_id: str
+    members: Sequence[str]
+    mode: int
+
+
+def contribution(uptime: float, sessions: float) -> float:
+    """0.7·uptime + 0.3·min(sessions/100, 1), uptime in [0, 1]."""
+    return 0.7 * min(max(uptime, 0.0), 1.0) + 0.3 * min(max(sessions, 0.0) / 100, 1.0)
+
+
+def pooled(
+    budget_micros: int,
+    credits: Mapping[str, float],
+    valid: set[str],
+    pools: Sequence[PoolSplit],
+    contributions: Mapping[str, float],
+) -> dict[str, float]:
+    """Node credits with each pool's share re-split among its eligible members."""
+    total = sum(c for n, c in credits.items() if n in valid and c > 0)
+    found = dict(credits)
+    if total <= 0:
+        return found
+    for pool in pools:
+        members = sorted(m for m in set(pool.members) if m in valid)
+        pool_credits = sum(max(0.0, credits.get(m, 0.0)) for m in members)
+        if not members or budget_micros * pool_credits / total < POOL_MINIMUM_MICROS:
+            continue
+        if pool.mode == ppb.REWARD_SPLIT_CONTRIBUTION_WEIGHTED:
+            weights = {m: max(0.0, contributions.get(m, 0.0)) for m in members}
+        elif pool.mode == ppb.REWARD_SPLIT_EQUAL:
+            weights = dict.fromkeys(members, 1.0)
+        else:  # work credits (the default): each keeps own / Σ
+            continue
+        weight_sum = sum(weights.values())
+        if weight_sum <= 0:
+            continue
+        for member in members:
+            found[member] = pool_credits * weights[member] / weight_sum
+    return found

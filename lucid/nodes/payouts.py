@@ -132,6 +132,7 @@ class Payouts:
         """Stores a batch (or returns the one stored under that id) and queues it."""
         existing = await self.store.batch(batch_id)
         if existing is not None:
+            await self.store.finish_batch(batch_id)  # one interrupted half way resumes
             return BatchView(existing, await self.store.of_batch(batch_id))
         violations = [v for i, item in enumerate(items) for v in item_problems(i, item)]
         if violations:
@@ -181,6 +182,7 @@ class Payouts:
             stored = await self.store.batch(batch_id)
             if stored is None:
                 raise
+            await self.store.finish_batch(batch_id)
             return BatchView(stored, await self.store.of_batch(batch_id))
         await audit(self.audit, caller, "payout.batch", batch_id, details={"count": len(items)})
         await self._watch(payouts, caller)
@@ -254,6 +256,13 @@ class Payouts:
             )
         await audit(self.audit, caller, "payout.cancel", payout_id, details={"reason": reason})
         return cancelled
+
+    async def recover(self) -> int:
+        """Finishes writing batches interrupted half way; how many."""
+        finished = 0
+        for batch_id in await self.store.unfinished_batches():
+            finished += await self.store.finish_batch(batch_id)
+        return finished
 
     async def send_round(self) -> int:
         """Hands pending payouts to cluster 07; how many it took."""

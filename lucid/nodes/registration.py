@@ -1,8 +1,10 @@
 """Node registration (spec 05 §4): a TIP-191 challenge, then the checks that approve a node.
 
-Flow: IssueRegistrationChallenge allocates a node id and stores the registration
-in CHALLENGE_ISSUED with the message ``lucid_node_registration_{node_id}_{unix_ts}``
-(the challenge is valid 120 s, the registration 300 s, at most 1000 pending).
+Flow: IssueRegistrationChallenge allocates a node id and keeps the registration,
+CHALLENGE_ISSUED, in Redis (``lucid.nodes.challenges``) with the message
+``lucid_node_registration_{node_id}_{unix_ts}`` (the challenge is valid 120 s, the
+registration 300 s, at most 1000 pending); how it ends (approved, rejected, expired)
+is stored in ``node_registrations``.
 RegisterNode then scores it, each check adding to a score capped at 1.0:
 
 - the signature recovers (tronpy, TIP-191) to the node address: +0.3, required;
@@ -13,13 +15,18 @@ RegisterNode then scores it, each check adding to a score capped at 1.0:
 A registration is approved at a score of at least 0.8 (signature, capability
 and reachability) and the node is created ``inactive``, owned by the caller,
 with the Ed25519 key that signs its task proofs. Anything less is REJECTED with
-the reason. The stake (≥ 100 USDT) is recorded as declared: it is verified
+the reason. The store reads and the reachability probe run side by side, and the
+ended registration and its audit entry are written together (registrations/s,
+spec 05 §6). The stake (≥ 100 USDT) is recorded as declared: it is verified
 through cluster 07, which is not reachable from here yet, so ``stake_verified``
 stays false and approval does not wait for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +36,7 @@ from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.nodes.alerts import AUTH_FAILURES, Alerts
 from lucid.nodes.callers import Caller, audit
+from lucid.nodes.challenges import ChallengeStore
 from lucid.nodes.limits import RateLimiter
 from lucid.nodes.pools import check_room
 from lucid.nodes.reachability import Prober
@@ -93,6 +101,7 @@ class Registrations:
     def __init__(  # noqa: PLR0917 (wiring: every collaborator once)
         self,
         registrations: RegistrationStore,
+        challenges: ChallengeStore,
         nodes: NodeStore,
         pools: PoolStore,
         audit: AuditTrail,
@@ -106,6 +115,7 @@ class Registrations:
         self.limiter = limiter
         self.alerts = alerts
         self.registrations = registrations
+        self.challenges = challenges
         self.nodes = nodes
         self.pools = pools
         self.audit = audit
@@ -113,14 +123,8 @@ class Registrations:
         self.clock = clock
 
     async def issue(self, node_address: str, caller: Caller) -> RegistrationRecord:
-        """A fresh challenge for a node address."""
+        """A fresh challenge for a node address (kept in Redis until it ends)."""
         now = self.clock.now()
-        if await self.registrations.count_pending(OPEN, now) >= MAX_PENDING:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_QUOTA_EXCEEDED,
-                f"{MAX_PENDING} registrations are pending; try again later",
-                retry_after_s=CHALLENGE_TTL_S,
-            )
         node_id = new_id()
         record = RegistrationRecord(
             registration_id=new_id(),
@@ -133,32 +137,58 @@ class Registrations:
             challenge_expires_at=now + timedelta(seconds=CHALLENGE_TTL_S),
             expires_at=now + timedelta(seconds=REGISTRATION_TTL_S),
         )
-        await self.registrations.insert(record)
+        if not await self.challenges.issue(record, MAX_PENDING, now):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_QUOTA_EXCEEDED,
+                f"{MAX_PENDING} registrations are pending; try again later",
+                retry_after_s=CHALLENGE_TTL_S,
+            )
         return record
 
     async def sweep(self) -> int:
-        """Marks open registrations past their 300 s as EXPIRED."""
-        return await self.registrations.expire(
+        """Records open registrations past their 300 s as EXPIRED."""
+        expired = await self.challenges.past(self.clock.now())
+        await asyncio.gather(
+            *(
+                self._end(reg, {"state": npb.REGISTRATION_STATE_EXPIRED, "rejection_reason": ""})
+                for reg in expired
+            )
+        )
+        return len(expired) + await self.registrations.expire(
             OPEN, npb.REGISTRATION_STATE_EXPIRED, self.clock.now()
         )
 
-    async def register(
-        self, registration_id: str, signature: str, app: Application, caller: Caller
-    ) -> tuple[NodeRecord, RegistrationRecord]:
-        """Checks a signed challenge and the application; the new node, inactive."""
-        reg = await self.registrations.get(registration_id)
+    async def _end(self, reg: RegistrationRecord, changes: dict[str, Any]) -> RegistrationRecord:
+        """Stores an ended registration (approved, rejected or expired)."""
+        ended = dataclasses.replace(reg, **changes)
+        with contextlib.suppress(DuplicateError):  # stored already: the first record stands
+            await self.registrations.insert(ended)
+        await self.challenges.forget(reg.registration_id)
+        return ended
+
+    async def _open(self, registration_id: str, caller: Caller) -> RegistrationRecord:
+        """The caller's open registration; NOT_FOUND or INVALID_STATE otherwise."""
+        reg = await self.challenges.get(registration_id)
+        if reg is None:
+            reg = await self.registrations.get(registration_id)
         if reg is None or reg.owner_user_id != caller.user_id:
             raise not_found(f"registration {registration_id}")
-        now = self.clock.now()
         if reg.state not in OPEN:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_STATE,
                 f"registration {registration_id} is {npb.RegistrationState.Name(reg.state)}",  # type: ignore[arg-type]
             )
+        return reg
+
+    async def register(
+        self, registration_id: str, signature: str, app: Application, caller: Caller
+    ) -> tuple[NodeRecord, RegistrationRecord]:
+        """Checks a signed challenge and the application; the new node, inactive."""
+        reg = await self._open(registration_id, caller)
+        now = self.clock.now()
         if now >= reg.challenge_expires_at:
-            await self.registrations.transition(
-                registration_id, OPEN, {"state": npb.REGISTRATION_STATE_EXPIRED}
-            )
+            if await self.challenges.claim(registration_id):
+                await self._end(reg, {"state": npb.REGISTRATION_STATE_EXPIRED})
             raise LucidError(
                 ErrorCode.ERROR_CODE_CHALLENGE_INVALID,
                 "the registration challenge expired; ask for a new one",
@@ -176,9 +206,15 @@ class Registrations:
                 ErrorCode.ERROR_CODE_SIGNATURE_INVALID,
                 "the signature was not made by the node address's key over the challenge",
             )
-        if app.initial_pool_id:
-            await check_room(self.pools, self.nodes, app.initial_pool_id)
-        if await self.nodes.name_taken(app.initial_pool_id, app.name):
+        # The store reads and the probe do not depend on each other: one round trip.
+        _, taken, reachable = await asyncio.gather(
+            check_room(self.pools, self.nodes, app.initial_pool_id)
+            if app.initial_pool_id
+            else asyncio.sleep(0),
+            self.nodes.name_taken(app.initial_pool_id, app.name),
+            self.prober.reachable(app.port),
+        )
+        if taken:
             raise LucidError(
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
                 f"a node named {app.name} is already in the pool",
@@ -186,7 +222,7 @@ class Registrations:
         checks = {
             "signature_verified": True,
             "capability_verified": capable(app.hardware),
-            "reachability_verified": await self.prober.reachable(app.port),
+            "reachability_verified": bool(reachable),
             "storage_verified": False,
             "stake_verified": False,
         }
@@ -197,23 +233,28 @@ class Registrations:
             ),
             2,
         )
+        # Claim the challenge first so that one challenge makes at most one node.
+        if not await self.challenges.claim(registration_id):
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_STATE, "the registration was completed meanwhile"
+            )
         if score < APPROVAL_SCORE:
             failed = [k.removesuffix("_verified") for k, ok in checks.items() if not ok]
             reason = f"verification score {score} < {APPROVAL_SCORE}: " + ", ".join(
                 f for f in failed if f in ("capability", "reachability")
             )
-            rejected = await self.registrations.transition(
-                registration_id,
-                OPEN,
-                {
-                    **checks,
-                    "state": npb.REGISTRATION_STATE_REJECTED,
-                    "verification_score": score,
-                    "rejection_reason": reason,
-                },
+            await asyncio.gather(
+                self._end(
+                    reg,
+                    {
+                        **checks,
+                        "state": npb.REGISTRATION_STATE_REJECTED,
+                        "verification_score": score,
+                        "rejection_reason": reason,
+                    },
+                ),
+                audit(self.audit, caller, "node.register", reg.node_id, failed=reason),
             )
-            await audit(self.audit, caller, "node.register", reg.node_id, failed=reason)
-            assert rejected is not None
             raise LucidError(ErrorCode.ERROR_CODE_NOT_ALLOWED, f"registration rejected: {reason}")
         node = NodeRecord(
             node_id=reg.node_id,
@@ -235,29 +276,18 @@ class Registrations:
             capabilities=app.capabilities,
             stake_amount_micros=app.stake_amount_micros,
         )
-        # Claim the registration first so that one challenge makes at most one node.
-        approved = await self.registrations.transition(
-            registration_id,
-            OPEN,
-            {
-                **checks,
-                "state": npb.REGISTRATION_STATE_APPROVED,
-                "verification_score": score,
-                "stake_tx_hash": app.stake_tx_hash,
-            },
-        )
-        if approved is None:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_INVALID_STATE, "the registration was completed meanwhile"
-            )
         try:
             await self.nodes.insert(node)
+        except LucidError:  # the store failed: the challenge stays open for a retry
+            await self.challenges.release(reg)
+            raise
         except DuplicateError:
-            await self.registrations.transition(
-                registration_id,
-                (npb.REGISTRATION_STATE_APPROVED,),
+            await self._end(
+                reg,
                 {
+                    **checks,
                     "state": npb.REGISTRATION_STATE_REJECTED,
+                    "verification_score": score,
                     "rejection_reason": "the node address is registered already",
                 },
             )
@@ -265,7 +295,18 @@ class Registrations:
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
                 f"a node with address {reg.node_address} is registered already",
             ) from None
-        await audit(self.audit, caller, "node.register", node.node_id)
+        approved, _ = await asyncio.gather(
+            self._end(
+                reg,
+                {
+                    **checks,
+                    "state": npb.REGISTRATION_STATE_APPROVED,
+                    "verification_score": score,
+                    "stake_tx_hash": app.stake_tx_hash,
+                },
+            ),
+            audit(self.audit, caller, "node.register", node.node_id),
+        )
         if self.events is not None:
             self.events.emit(
                 "node.registered",

@@ -7,7 +7,11 @@ that proof from the request and the node's record, refuses a signature that
 does not verify with the registered key (``LUCID_ERR_4105``), a slot other than
 the current or previous one, a node that is not active or not the caller's, and
 a second proof for the same (node, slot, task) (ALREADY_EXISTS). It then hands
-the proof to the chain's SubmitTaskProof; what the chain refuses is not kept.
+the proof to the chain's SubmitTaskProof; what the chain refuses is not kept. A
+storage proof also carries the answer to the node's challenge of that slot, checked
+against the data the node was given (``lucid.nodes.storageproofs``) before it is
+kept, and a validation proof its verdicts on the slot's validation task
+(``lucid.nodes.validationwork``); a wrong or missing answer refuses the proof.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from lucid.lib.ids import new_id
 from lucid.nodes import credits
 from lucid.nodes.callers import Caller
 from lucid.nodes.chain import ChainProofs
+from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store import DuplicateError
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import nodes_pb2 as npb
+from lucid.nodes.v1 import poot_pb2 as ppb
+from lucid.nodes.validationwork import ValidationWork
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 
 
@@ -40,8 +47,17 @@ class WorkProofs:
     """Accepts task proofs."""
 
     def __init__(
-        self, nodes: NodeStore, proofs: ProofStore, chain: ChainProofs, clock: Clock
+        self,
+        nodes: NodeStore,
+        proofs: ProofStore,
+        chain: ChainProofs,
+        clock: Clock,
+        *,
+        storage: StorageProofs,
+        validation: ValidationWork,
     ) -> None:
+        self.storage = storage
+        self.validation = validation
         self.nodes = nodes
         self.proofs = proofs
         self.chain = chain
@@ -57,6 +73,8 @@ class WorkProofs:
         value: float,
         signature: str,
         caller: Caller,
+        storage_answer: str = "",
+        valid_item_ids: tuple[str, ...] = (),
     ) -> Submitted:
         """Checks a proof, puts it on the chain and records it."""
         node = await self.nodes.get(node_id)
@@ -88,6 +106,15 @@ class WorkProofs:
                 ErrorCode.ERROR_CODE_CHAIN_SIGNATURE_INVALID,
                 "the proof's signature does not verify with the node's registered key",
             )
+        if storage_answer and task_type != ppb.TASK_TYPE_STORAGE_PROOF:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "storage_answer is only for storage proofs"
+            )
+        if valid_item_ids and task_type != ppb.TASK_TYPE_VALIDATION_SIGNATURE:
+            raise LucidError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                "valid_item_ids is only for validation proofs",
+            )
         record = ProofRecord(
             proof_id=new_id(),
             node_id=node_id,
@@ -106,6 +133,12 @@ class WorkProofs:
                 f"node {node_id} already proved this task in slot {slot}",
             ) from None
         try:
+            # The answer to a challenge or task is checked once the slot is reserved, so
+            # a duplicate proof does not use up the node's challenge.
+            if task_type == ppb.TASK_TYPE_STORAGE_PROOF:
+                await self.storage.check(node, slot, storage_answer)
+            elif task_type == ppb.TASK_TYPE_VALIDATION_SIGNATURE:
+                await self.validation.check(node, slot, value, list(valid_item_ids))
             answer = await self.chain.submit(proof)
         except LucidError:
             await self.proofs.discard(record.proof_id)

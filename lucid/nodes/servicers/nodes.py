@@ -1,4 +1,5 @@
-"""NodeService: registration, nodes, lifecycle, heartbeats, resources, fleet status."""
+"""NodeService: registration, nodes, lifecycle, heartbeats (with storage data and
+challenges and validation tasks for active nodes), resources, fleet status."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from lucid.nodes.callers import Caller
 from lucid.nodes.fleet import DEFAULT_THRESHOLD_PERCENT, HEARTBEAT_INTERVAL_S, Fleet
 from lucid.nodes.registration import Application, Registrations
 from lucid.nodes.resources import Resources
+from lucid.nodes.storageproofs import Assignment, Challenge, StorageProofs
 from lucid.nodes.store.metrics import AllocationRecord
 from lucid.nodes.store.nodes import NodeQuery
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc
+from lucid.nodes.validationwork import ValidationWork
 from lucid.runtime import paging, wire
 
 
@@ -24,7 +27,16 @@ def caller(context: grpc.aio.ServicerContext) -> Caller:
 class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
     """Translates NodeService calls to the node domain."""
 
-    def __init__(self, registrations: Registrations, fleet: Fleet, resources: Resources) -> None:
+    def __init__(
+        self,
+        registrations: Registrations,
+        fleet: Fleet,
+        resources: Resources,
+        storage: StorageProofs,
+        validation: ValidationWork,
+    ) -> None:
+        self.storage = storage
+        self.validation = validation
         self.registrations = registrations
         self.fleet = fleet
         self.resources = resources
@@ -138,11 +150,39 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
             else None
         )
         record = await self.fleet.heartbeat(request.node_id, sample, caller(context))
-        return npb.SendHeartbeatResponse(
+        reply = npb.SendHeartbeatResponse(
             state=record.state,  # type: ignore[arg-type]
             server_time=wire.optional_timestamp(record.last_heartbeat),
             next_heartbeat_seconds=HEARTBEAT_INTERVAL_S,
         )
+        if record.state == npb.NODE_STATE_ACTIVE:
+            work = await self.storage.on_heartbeat(record, request.held_assignment_id)
+            if isinstance(work, Assignment):
+                reply.storage_assignment.assignment_id = work.assignment_id
+                reply.storage_assignment.data = work.data
+            elif isinstance(work, Challenge):
+                reply.storage_challenge.CopyFrom(
+                    npb.StorageChallenge(
+                        assignment_id=work.assignment_id,
+                        slot=work.slot,
+                        offset=work.offset,
+                        length=work.length,
+                        nonce=work.nonce,
+                    )
+                )
+            task = await self.validation.on_heartbeat(record)
+            if task is not None:
+                reply.validation_task.slot = task.slot
+                reply.validation_task.items.extend(
+                    npb.ValidationItem(
+                        item_id=i.item_id,
+                        message=bytes.fromhex(i.message),
+                        public_key=i.public_key,
+                        signature=i.signature,
+                    )
+                    for i in task.items
+                )
+        return reply
 
     async def GetNodeResources(
         self, request: npb.GetNodeResourcesRequest, context: grpc.aio.ServicerContext

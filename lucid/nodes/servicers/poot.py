@@ -127,6 +127,8 @@ class WorkCreditServiceServicer(poot_pb2_grpc.WorkCreditServiceServicer):
             value=request.value,
             signature=request.signature,
             caller=caller(context),
+            storage_answer=request.storage_answer,
+            valid_item_ids=tuple(request.valid_item_ids),
         )
         return tpb.SubmitWorkProofResponse(
             proof_id=done.proof_id, credits=done.credits, epoch=done.epoch

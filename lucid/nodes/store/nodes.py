@@ -45,6 +45,12 @@ class NodeRecord:
     error_message: str = ""
     pool_priority: int = 50
     pool_join_time: datetime | None = None
+    storage_assignment_id: str = ""
+    """The data the node keeps for storage proofs (``lucid.nodes.storageproofs``)."""
+    storage_seed: str = ""
+    """The seed its data is expanded from, hex; never leaves the cluster."""
+    storage_assigned_slot: int = -1
+    """The task slot the data was given in (challenged from the next one)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,29 @@ class NodeStore:
                 return_document=ReturnDocument.AFTER,
             )
         return from_doc(NodeRecord, doc, "node_id") if doc else None
+
+    async def set_storage(
+        self, node_id: str, assignment_id: str, seed: str, slot: int
+    ) -> NodeRecord | None:
+        """Gives a node new data to keep (its storage assignment)."""
+        return await self.update(
+            node_id,
+            {
+                "storage_assignment_id": assignment_id,
+                "storage_seed": seed,
+                "storage_assigned_slot": slot,
+            },
+        )
+
+    async def public_keys(self, node_ids: set[str]) -> dict[str, str]:
+        """The registered Ed25519 keys of nodes, by node id."""
+        if not node_ids:
+            return {}
+        with translated():
+            docs = await self._c.find(
+                {"_id": {"$in": sorted(node_ids)}}, {"node_public_key": 1}
+            ).to_list(None)
+        return {d["_id"]: d["node_public_key"] for d in docs if d.get("node_public_key")}
 
     async def delete(self, node_id: str) -> bool:
         """Removes a node."""

@@ -1,5 +1,14 @@
 """Payouts (``node_payouts``), their batches (``node_payout_batches``) and the payout
-schedule (one document in ``node_payout_schedule``)."""
+schedule (one document in ``node_payout_schedule``).
+
+A batch is written so that a crash half way never pays twice nor pays part of a
+batch: first the batch document, which carries every payout it will hold (one
+document: all or nothing), marked incomplete; then the payouts, held (``held``:
+no handoff takes them), inserted by their fixed ids so a second write skips those
+stored already; then they are released and the batch marked complete.
+``finish_batch`` redoes the last two steps and is what resumes an interrupted
+batch (on a second submission of it, or from the cluster's handoff loop).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +18,14 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from lucid.nodes.store import Doc, from_doc, to_doc, translated
 
 SCHEDULE_ID = "schedule"
+HELD = "held"
+"""Marks a payout whose batch is still being written."""
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,41 @@ class PayoutStore:
     async def insert_batch(self, batch: BatchRecord, payouts: list[PayoutRecord]) -> None:
         """Stores a batch and its payouts; ``DuplicateError`` when the batch exists."""
         with translated():
-            await self._b.insert_one(to_doc(batch, "batch_id"))
-            await self._p.insert_many([to_doc(p, "payout_id") for p in payouts])
+            await self._b.insert_one(
+                {
+                    **to_doc(batch, "batch_id"),
+                    "complete": False,
+                    "staged": [to_doc(p, "payout_id") for p in payouts],
+                }
+            )
+        await self.finish_batch(batch.batch_id)
+
+    async def finish_batch(self, batch_id: str) -> bool:
+        """Writes and releases the payouts of a batch not marked complete (idempotent:
+        stored ones are skipped); whether there was anything to finish."""
+        with translated():
+            doc = await self._b.find_one({"_id": batch_id, "complete": False})
+            if doc is None:
+                return False
+            staged = [{**d, HELD: True} for d in doc.get("staged") or []]
+            if staged:
+                try:
+                    await self._p.insert_many(staged, ordered=False)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                        raise
+            await self._p.update_many({"batch_id": batch_id}, {"$unset": {HELD: ""}})
+            await self._b.update_one(
+                {"_id": batch_id}, {"$set": {"complete": True}, "$unset": {"staged": ""}}
+            )
+        return True
+
+    async def unfinished_batches(self) -> list[str]:
+        """Batches whose writing was interrupted."""
+        with translated():
+            docs = await self._b.find({"complete": False}, {"_id": 1}).to_list(None)
+        return [str(d["_id"]) for d in docs]
 
     async def batch(self, batch_id: str) -> BatchRecord | None:
         """A batch by id."""
@@ -119,7 +165,7 @@ class PayoutStore:
         """The oldest payouts in a state."""
         with translated():
             docs = (
-                await self._p.find({"state": state})
+                await self._p.find({"state": state, HELD: {"$exists": False}})
                 .sort("created_at", ASCENDING)
                 .limit(limit)
                 .to_list(None)

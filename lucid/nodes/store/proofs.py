@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from lucid.nodes.store import Doc, to_doc, translated
+from lucid.nodes.store import Doc, from_doc, to_doc, translated
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,27 @@ class ProofStore:
         """Drops a reservation the chain refused."""
         with translated():
             await self._c.delete_one({"_id": proof_id})
+
+    async def latest_of_others(
+        self, node_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[ProofRecord]:
+        """The latest proofs the chain accepted of nodes other than ``node_id`` in
+        (since, until], newest first."""
+        with translated():
+            docs = (
+                await self._c.find(
+                    {
+                        "node_id": {"$ne": node_id},
+                        "proof_time": {"$gt": since, "$lte": until},
+                        "chain_proof_id": {"$exists": True, "$ne": ""},
+                    },
+                    {"chain_proof_id": 0},
+                )
+                .sort("proof_time", -1)
+                .limit(limit)
+                .to_list(None)
+            )
+        return [from_doc(ProofRecord, d, "proof_id") for d in docs]
 
     async def sums(self, start: datetime, end: datetime, *, by_pool: bool) -> list[ProofSum]:
         """Counts and value sums per entity and task type, proofs in (start, end].

@@ -1,4 +1,5 @@
-"""Node registrations (``node_registrations``): the flow from challenge to approval."""
+"""Node registrations (``node_registrations``): how each registration ended (approved,
+rejected or expired); open ones live in Redis (``lucid.nodes.challenges``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class RegistrationRecord:
     storage_verified: bool = False
     stake_verified: bool = False
     rejection_reason: str = ""
+    stake_tx_hash: str = ""
 
 
 class RegistrationStore:
@@ -48,25 +50,6 @@ class RegistrationStore:
         with translated():
             doc = await self._c.find_one({"_id": registration_id})
         return from_doc(RegistrationRecord, doc, "registration_id") if doc else None
-
-    async def transition(
-        self, registration_id: str, from_states: tuple[int, ...], changes: Doc
-    ) -> RegistrationRecord | None:
-        """Moves a registration on if it is still in one of ``from_states``."""
-        with translated():
-            doc = await self._c.find_one_and_update(
-                {"_id": registration_id, "state": {"$in": list(from_states)}},
-                {"$set": changes},
-                return_document=True,
-            )
-        return from_doc(RegistrationRecord, doc, "registration_id") if doc else None
-
-    async def count_pending(self, states: tuple[int, ...], now: datetime) -> int:
-        """Registrations in ``states`` that have not expired."""
-        with translated():
-            return await self._c.count_documents(
-                {"state": {"$in": list(states)}, "expires_at": {"$gt": now}}
-            )
 
     async def expire(self, states: tuple[int, ...], expired_state: int, now: datetime) -> int:
         """Marks every registration in ``states`` past its expiry as expired."""

@@ -1377,10 +1377,15 @@ class SendHeartbeatRequest(_message.Message):
     NODE_ID_FIELD_NUMBER: _builtins.int
     SAMPLE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    HELD_ASSIGNMENT_ID_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id."""
     version: _builtins.str
     """The node software's version."""
+    held_assignment_id: _builtins.str
+    """The storage assignment whose data the node keeps, if any: while it is not the
+    node's current one, the reply gives the data to keep (storage_assignment).
+    """
     @_builtins.property
     def sample(self) -> Global___NodeResourceSample:
         """The node's current usage, if sampled."""
@@ -1391,10 +1396,11 @@ class SendHeartbeatRequest(_message.Message):
         node_id: _builtins.str = ...,
         sample: Global___NodeResourceSample | None = ...,
         version: _builtins.str = ...,
+        held_assignment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sample", b"sample"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "sample", b"sample", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_assignment_id", b"held_assignment_id", "node_id", b"node_id", "sample", b"sample", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1409,6 +1415,9 @@ class SendHeartbeatResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     NEXT_HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
+    STORAGE_ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    STORAGE_CHALLENGE_FIELD_NUMBER: _builtins.int
+    VALIDATION_TASK_FIELD_NUMBER: _builtins.int
     state: Global___NodeState.ValueType
     """The node's state as the cluster sees it."""
     next_heartbeat_seconds: _builtins.int
@@ -1417,20 +1426,167 @@ class SendHeartbeatResponse(_message.Message):
     def server_time(self) -> _timestamp_pb2.Timestamp:
         """The server's time, for clock checks."""
 
+    @_builtins.property
+    def storage_assignment(self) -> Global___StorageAssignment:
+        """Data for an active node to keep, when it does not hold its current assignment."""
+
+    @_builtins.property
+    def storage_challenge(self) -> Global___StorageChallenge:
+        """This slot's storage challenge, when the node holds its current assignment and
+        is active: answered by a storage proof (SubmitWorkProof, storage_answer).
+        """
+
+    @_builtins.property
+    def validation_task(self) -> Global___ValidationTask:
+        """This slot's validation task, for an active node while other nodes' proofs are
+        there to check: answered by a validation proof (SubmitWorkProof, valid_item_ids).
+        """
+
     def __init__(
         self,
         *,
         state: Global___NodeState.ValueType = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
         next_heartbeat_seconds: _builtins.int = ...,
+        storage_assignment: Global___StorageAssignment | None = ...,
+        storage_challenge: Global___StorageChallenge | None = ...,
+        validation_task: Global___ValidationTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge", "validation_task", b"validation_task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat_seconds", b"next_heartbeat_seconds", "server_time", b"server_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat_seconds", b"next_heartbeat_seconds", "server_time", b"server_time", "state", b"state", "storage_assignment", b"storage_assignment", "storage_challenge", b"storage_challenge", "validation_task", b"validation_task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendHeartbeatResponse: _TypeAlias = SendHeartbeatResponse  # noqa: Y015
+
+@_typing.final
+class ValidationTask(_message.Message):
+    """Signatures for a node to check (spec 05 §4 validation signatures): other nodes'
+    task proofs and decoys among them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    slot: _builtins.int
+    """The task slot the task belongs to; the proof is of this slot."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidationItem]:
+        """The signatures to check."""
+
+    def __init__(
+        self,
+        *,
+        slot: _builtins.int = ...,
+        items: _abc.Iterable[Global___ValidationItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationTask: _TypeAlias = ValidationTask  # noqa: Y015
+
+@_typing.final
+class ValidationItem(_message.Message):
+    """One Ed25519 signature to check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """The item id, random."""
+    message: _builtins.bytes
+    """The signed bytes."""
+    public_key: _builtins.str
+    """The signer's Ed25519 public key, hex."""
+    signature: _builtins.str
+    """The signature, hex."""
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        message: _builtins.bytes = ...,
+        public_key: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "message", b"message", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidationItem: _TypeAlias = ValidationItem  # noqa: Y015
+
+@_typing.final
+class StorageAssignment(_message.Message):
+    """Data the cluster gives a node to keep; storage challenges ask for ranges of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENT_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    assignment_id: _builtins.str
+    """The assignment id (UUIDv4)."""
+    data: _builtins.bytes
+    """The data to keep (64 KiB)."""
+    def __init__(
+        self,
+        *,
+        assignment_id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment_id", b"assignment_id", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StorageAssignment: _TypeAlias = StorageAssignment  # noqa: Y015
+
+@_typing.final
+class StorageChallenge(_message.Message):
+    """A random-range storage challenge of one task slot (spec 05 §4 storage proof)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENT_ID_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    assignment_id: _builtins.str
+    """The assignment whose data is asked for."""
+    slot: _builtins.int
+    """The task slot the challenge belongs to; the proof is of this slot."""
+    offset: _builtins.int
+    """The first byte of the range, chosen at random by the cluster."""
+    length: _builtins.int
+    """The length of the range, chosen at random by the cluster."""
+    nonce: _builtins.str
+    """A random nonce, 32 hex; the answer is SHA-256(nonce bytes ‖ data[offset:offset+length])."""
+    def __init__(
+        self,
+        *,
+        assignment_id: _builtins.str = ...,
+        slot: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        length: _builtins.int = ...,
+        nonce: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment_id", b"assignment_id", "length", b"length", "nonce", b"nonce", "offset", b"offset", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StorageChallenge: _TypeAlias = StorageChallenge  # noqa: Y015
 
 @_typing.final
 class GetNodeResourcesRequest(_message.Message):

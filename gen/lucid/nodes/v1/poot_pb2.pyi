@@ -597,6 +597,8 @@ class SubmitWorkProofRequest(_message.Message):
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    STORAGE_ANSWER_FIELD_NUMBER: _builtins.int
+    VALID_ITEM_IDS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id."""
     pool_id: _builtins.str
@@ -609,6 +611,17 @@ class SubmitWorkProofRequest(_message.Message):
     """The task's value (GB relayed, proofs, signatures or beacons)."""
     signature: _builtins.str
     """The Ed25519 signature by the node's key, 128 hex."""
+    storage_answer: _builtins.str
+    """A storage proof's answer to the slot's storage challenge (SendHeartbeat):
+    SHA-256(nonce bytes ‖ data[offset:offset+length]), 64 hex. Only for storage proofs.
+    """
+    @_builtins.property
+    def valid_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A validation proof's verdicts on the slot's validation task (SendHeartbeat): the
+        ids of the items whose signature verifies; value = the signatures checked.
+        Only for validation proofs.
+        """
+
     def __init__(
         self,
         *,
@@ -618,10 +631,12 @@ class SubmitWorkProofRequest(_message.Message):
         task_type: Global___TaskType.ValueType = ...,
         value: _builtins.float = ...,
         signature: _builtins.str = ...,
+        storage_answer: _builtins.str = ...,
+        valid_item_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "task_type", b"task_type", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "storage_answer", b"storage_answer", "task_type", b"task_type", "valid_item_ids", b"valid_item_ids", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
