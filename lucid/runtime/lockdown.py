@@ -65,6 +65,10 @@ class LockdownGate:
                 await self._ask()
         return self._admin_only
 
+    def cached(self) -> bool | None:
+        """The answer while it is fresh; ``None`` when ``admin_only`` must ask first."""
+        return self._admin_only if self._fresh() else None
+
     def _fresh(self) -> bool:
         return self._asked_at is not None and self.monotonic() - self._asked_at < self.ttl_s
 
