@@ -24,6 +24,7 @@ from lucid.runtime.errors import ErrorCode, LucidError
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.runtime.schema import ensure_schema
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -131,3 +132,46 @@ async def test_the_audit_trail_records_outcomes_and_refuses_changes_it_cannot_re
         assert caught.value.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
     finally:
         await unreachable.close()
+
+
+class _CountedInserts:
+    """A collection that counts the inserts sent to the real one."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self.batches: list[int] = []
+
+    async def insert_many(self, docs: list[dict[str, Any]], **kwargs: Any) -> Any:
+        self.batches.append(len(docs))
+        return await self.collection.insert_many(docs, **kwargs)
+
+
+async def test_concurrent_audit_records_share_inserts_and_are_stored_when_each_returns(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    counted = _CountedInserts(db["audit"])
+    trail = AuditTrail(counted, FakeClock())  # type: ignore[arg-type]
+    client = Client(Principal(ServiceIdentity("operations", "admin")), "198.51.100.7", "", "r")
+    stored: list[bool] = []
+
+    async def one(n: int) -> None:
+        async with trail.event("login", client, resource=f"r{n}"):
+            pass
+        stored.append(await db["audit"].find_one({"resource": f"r{n}"}) is not None)
+
+    await asyncio.gather(*(one(n) for n in range(40)))
+    assert stored == [True] * 40  # each record was in the store when its writer went on
+    assert sum(counted.batches) == 40
+    assert len(counted.batches) < 40  # grouped: fewer round trips than records
+    # alone, a record goes at once, in a batch of its own
+    await trail.begin(Event("drop", resource="alone"), client)
+    assert counted.batches[-1] == 1
+    # a writer cancelled while waiting does not take its record back
+    waiting = asyncio.create_task(trail.begin(Event("drop", resource="cancelled"), client))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await eventually(
+        lambda: db["audit"].find_one({"resource": "cancelled"}), what="the cancelled record"
+    )
