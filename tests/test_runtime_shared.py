@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.lib.clock import FakeClock
 from lucid.lib.ratelimit import Policy
@@ -21,6 +22,7 @@ from lucid.runtime.audit import FAILURE, SUCCESS, AuditTrail, Client, Event
 from lucid.runtime.config import Settings
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.grouped import GroupedInserts
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.runtime.schema import ensure_schema
@@ -175,3 +177,30 @@ async def test_concurrent_audit_records_share_inserts_and_are_stored_when_each_r
     await eventually(
         lambda: db["audit"].find_one({"resource": "cancelled"}), what="the cancelled record"
     )
+
+
+async def test_grouped_inserts_fail_only_the_documents_that_fail(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await db["users"].create_index("address", unique=True)
+    counted = _CountedInserts(db["users"])
+    inserts = GroupedInserts(counted)  # type: ignore[arg-type]
+    docs = [{"_id": f"u{n}", "address": f"T{n % 9}"} for n in range(10)]  # u9 repeats u0's
+    outcomes = await asyncio.gather(*(inserts.insert(d) for d in docs), return_exceptions=True)
+    failed = [n for n, outcome in enumerate(outcomes) if outcome is not None]
+    assert len(failed) == 1 and failed[0] in (0, 9)
+    assert isinstance(outcomes[failed[0]], DuplicateKeyError)  # as insert_one raises it
+    assert await db["users"].count_documents({}) == 9
+    assert len(counted.batches) < 10
+
+    unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
+    )
+    try:
+        broken = GroupedInserts(unreachable["x"]["users"])
+        outcomes = await asyncio.gather(
+            *(broken.insert({"_id": n}) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, PyMongoError) for outcome in outcomes)
+    finally:
+        await unreachable.close()

@@ -16,17 +16,14 @@ Two ways to record:
   and completes it afterwards; if the attempt cannot be written the change is
   refused (``LUCID_ERR_5003``), so nothing changes unaudited.
 
-Both inserts are group-committed: records written while an insert is on its way go
-together in the next ``insert_many``, and each writer waits for the batch holding its
-record. A record is in the store before the rpc that made it answers (an attempt before
-its change), as with one insert each, but concurrent rpcs share round trips (logins
-under load: one insert for many events instead of one each). A writer cancelled while
-waiting does not take its record back: it is written all the same.
+Both inserts are group-committed (``lucid.runtime.grouped``): a record is in the store
+before the rpc that made it answers (an attempt before its change), as with one insert
+each, but concurrent rpcs share round trips (logins under load: one insert for many
+events instead of one each).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -36,12 +33,13 @@ from typing import Any, TypeVar
 
 import grpc
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from lucid.lib.clock import Clock
 from lucid.lib.ids import new_id
 from lucid.runtime.context import Principal, current_principal, current_request_id
 from lucid.runtime.errors import ErrorCode, LucidError, reason_of
+from lucid.runtime.grouped import GroupedInserts
 from lucid.runtime.identity import EDGE
 
 log = logging.getLogger("lucid.runtime.audit")
@@ -120,38 +118,7 @@ class AuditTrail:
     def __init__(self, collection: AsyncCollection[dict[str, Any]], clock: Clock) -> None:
         self.collection = collection
         self._clock = clock
-        self._queued: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def _insert(self, doc: dict[str, Any]) -> None:
-        """Inserts ``doc`` with whatever else is queued (group commit); raises what its
-        insert raised, for this document only."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append((doc, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued())
-        await asyncio.shield(done)  # a cancelled caller leaves its record to be written
-
-    async def _write_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            failed: dict[int, BaseException] = {}
-            try:
-                await self.collection.insert_many([doc for doc, _ in batch], ordered=False)
-            except BulkWriteError as exc:  # some documents failed: those alone
-                for error in exc.details.get("writeErrors", ()):
-                    failed[int(error["index"])] = PyMongoError(str(error.get("errmsg", "")))
-                if not failed:
-                    failed = dict.fromkeys(range(len(batch)), exc)
-            except Exception as exc:
-                failed = dict.fromkeys(range(len(batch)), exc)
-            for index, (_, done) in enumerate(batch):
-                if done.done():
-                    continue
-                if index in failed:
-                    done.set_exception(failed[index])
-                else:
-                    done.set_result(None)
+        self._inserts = GroupedInserts(collection)
 
     def _document(self, event: Event, client: Client, result: str, reason: str) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -179,7 +146,7 @@ class AuditTrail:
     async def record(self, event: Event, client: Client, result: str, reason: str = "") -> None:
         """Writes one finished event; a failure to write is logged, never raised."""
         try:
-            await self._insert(self._document(event, client, result, reason))
+            await self._inserts.insert(self._document(event, client, result, reason))
         except Exception:
             log.exception("audit write failed", extra={"action": event.action})
 
@@ -201,7 +168,7 @@ class AuditTrail:
         """Records an attempt; raises ``LUCID_ERR_5003`` if it cannot be recorded."""
         doc = self._document(event, client, ATTEMPT, "")
         try:
-            await self._insert(doc)
+            await self._inserts.insert(doc)
         except PyMongoError as exc:
             raise LucidError(
                 ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE,
