@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.lib.clock import FakeClock
 from lucid.lib.ratelimit import Policy
@@ -21,9 +22,11 @@ from lucid.runtime.audit import FAILURE, SUCCESS, AuditTrail, Client, Event
 from lucid.runtime.config import Settings
 from lucid.runtime.context import Principal
 from lucid.runtime.errors import ErrorCode, LucidError
+from lucid.runtime.grouped import GroupedInserts
 from lucid.runtime.identity import ServiceIdentity
 from lucid.runtime.limits import Limit, RateLimiter
 from lucid.runtime.schema import ensure_schema
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -129,5 +132,75 @@ async def test_the_audit_trail_records_outcomes_and_refuses_changes_it_cannot_re
         with pytest.raises(LucidError) as caught:
             await broken.begin(Event("drop", resource="t"), client)
         assert caught.value.code == ErrorCode.ERROR_CODE_DATABASE_UNAVAILABLE
+    finally:
+        await unreachable.close()
+
+
+class _CountedInserts:
+    """A collection that counts the inserts sent to the real one."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self.batches: list[int] = []
+
+    async def insert_many(self, docs: list[dict[str, Any]], **kwargs: Any) -> Any:
+        self.batches.append(len(docs))
+        return await self.collection.insert_many(docs, **kwargs)
+
+
+async def test_concurrent_audit_records_share_inserts_and_are_stored_when_each_returns(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    counted = _CountedInserts(db["audit"])
+    trail = AuditTrail(counted, FakeClock())  # type: ignore[arg-type]
+    client = Client(Principal(ServiceIdentity("operations", "admin")), "198.51.100.7", "", "r")
+    stored: list[bool] = []
+
+    async def one(n: int) -> None:
+        async with trail.event("login", client, resource=f"r{n}"):
+            pass
+        stored.append(await db["audit"].find_one({"resource": f"r{n}"}) is not None)
+
+    await asyncio.gather(*(one(n) for n in range(40)))
+    assert stored == [True] * 40  # each record was in the store when its writer went on
+    assert sum(counted.batches) == 40
+    assert len(counted.batches) < 40  # grouped: fewer round trips than records
+    # alone, a record goes at once, in a batch of its own
+    await trail.begin(Event("drop", resource="alone"), client)
+    assert counted.batches[-1] == 1
+    # a writer cancelled while waiting does not take its record back
+    waiting = asyncio.create_task(trail.begin(Event("drop", resource="cancelled"), client))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await eventually(
+        lambda: db["audit"].find_one({"resource": "cancelled"}), what="the cancelled record"
+    )
+
+
+async def test_grouped_inserts_fail_only_the_documents_that_fail(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await db["users"].create_index("address", unique=True)
+    counted = _CountedInserts(db["users"])
+    inserts = GroupedInserts(counted)  # type: ignore[arg-type]
+    docs = [{"_id": f"u{n}", "address": f"T{n % 9}"} for n in range(10)]  # u9 repeats u0's
+    outcomes = await asyncio.gather(*(inserts.insert(d) for d in docs), return_exceptions=True)
+    failed = [n for n, outcome in enumerate(outcomes) if outcome is not None]
+    assert len(failed) == 1 and failed[0] in (0, 9)
+    assert isinstance(outcomes[failed[0]], DuplicateKeyError)  # as insert_one raises it
+    assert await db["users"].count_documents({}) == 9
+    assert len(counted.batches) < 10
+
+    unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
+    )
+    try:
+        broken = GroupedInserts(unreachable["x"]["users"])
+        outcomes = await asyncio.gather(
+            *(broken.insert({"_id": n}) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, PyMongoError) for outcome in outcomes)
     finally:
         await unreachable.close()

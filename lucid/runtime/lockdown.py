@@ -68,10 +68,14 @@ class LockdownGate:
             async with self._lock:
                 if self._asked_at is None:
                     await self._ask()
-        elif not self._fresh() and self._refresh is None:
+        else:
+            self._refresh_if_stale()
+        return self._admin_only
+
+    def _refresh_if_stale(self) -> None:
+        if not self._fresh() and self._refresh is None:
             self._refresh = asyncio.create_task(self._ask())
             self._refresh.add_done_callback(self._refreshed)
-        return self._admin_only
 
     async def admin_only_now(self) -> bool:
         """The answer at most the TTL old, waiting for admin when it is stale: for rare
@@ -89,6 +93,14 @@ class LockdownGate:
         """Waits out a refresh in flight (bounded by ``ASK_TIMEOUT_S``)."""
         if self._refresh is not None:
             await asyncio.gather(self._refresh, return_exceptions=True)
+
+    def cached(self) -> bool | None:
+        """The last answer without waiting (a stale one is refreshed in the background);
+        ``None`` before the first answer, when ``admin_only`` must ask."""
+        if self._asked_at is None:
+            return None
+        self._refresh_if_stale()
+        return self._admin_only
 
     def _fresh(self) -> bool:
         return self._asked_at is not None and self.monotonic() - self._asked_at < self.ttl_s

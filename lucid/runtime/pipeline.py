@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -50,10 +50,10 @@ from lucid.runtime.errors import (
 from lucid.runtime.identity import EDGE, ServiceIdentity
 from lucid.runtime.lockdown import LockdownGate
 from lucid.runtime.metrics import Metrics
-from lucid.runtime.planes import RELAYED_HEADER, PlanePolicy, audit, default_policy
+from lucid.runtime.planes import RELAYED_HEADER, Decision, PlanePolicy, audit, default_policy
 from lucid.runtime.storeerrors import is_transient
 from lucid.runtime.tokens import TokenVerifier
-from lucid.runtime.wire import out_of_range_times
+from lucid.runtime.wire import holds_times, out_of_range_times
 
 log = logging.getLogger("lucid.rpc")
 
@@ -135,13 +135,58 @@ def tolerant_deserializer(
     return parse
 
 
+RULES_PACKAGE = "buf.validate."
+_CHECKED: dict[type, bool] = {}
+"""Per request class: whether it can break a rule at all (``needs_checks``)."""
+
+
+def _declares_rules(options: Any) -> bool:
+    return any(f.full_name.startswith(RULES_PACKAGE) for f, _ in options.ListFields())
+
+
+def has_rules(desc: Any) -> bool:
+    """Whether messages of ``desc`` carry a protovalidate rule anywhere: on the message,
+    a oneof or a field, here or in any message type reachable through its fields."""
+    seen: set[str] = set()
+    stack = [desc]
+    while stack:
+        found = stack.pop()
+        if found.full_name in seen:
+            continue
+        seen.add(found.full_name)
+        if _declares_rules(found.GetOptions()):
+            return True
+        if any(_declares_rules(oneof.GetOptions()) for oneof in found.oneofs):
+            return True
+        for item in found.fields:
+            if _declares_rules(item.GetOptions()):
+                return True
+            if item.message_type is not None:
+                stack.append(item.message_type)
+    return False
+
+
+def needs_checks(message: Any) -> bool:
+    """Whether ``validate`` can refuse a message of this class: it has rules or can hold a
+    ``Timestamp``/``Duration`` (decided once per class: a message without either skips
+    validation, which would find nothing)."""
+    kind = type(message)
+    found = _CHECKED.get(kind)
+    if found is None:
+        desc = message.DESCRIPTOR
+        found = _CHECKED[kind] = bool(has_rules(desc) or holds_times(desc))
+    return found
+
+
 def check_request(message: Any, call: Call) -> None:
     """Refuses a malformed message (1009, one WARNING line), then validates its rules."""
+    if type(message) in _CHECKED and not _CHECKED[type(message)]:
+        return  # a message class with nothing to check (the usual case after the first)
     if isinstance(message, MalformedRequest):
         log.warning(
             "malformed request message",
             extra={
-                "method": call.info.path,
+                "method": call.path,
                 "request_id": call.request_id,
                 "detail": message.detail,
             },
@@ -152,7 +197,8 @@ def check_request(message: Any, call: Call) -> None:
             f"request is not a valid {short} message",
             field_violations=[FieldViolation("body", f"not a {short} in protobuf encoding")],
         )
-    validate(message)
+    if needs_checks(message):
+        validate(message)
 
 
 def _as_lucid(exc: BaseException, request_id: str) -> LucidError:
@@ -170,6 +216,14 @@ def _as_lucid(exc: BaseException, request_id: str) -> LucidError:
     )
 
 
+def _locked_down() -> LucidError:
+    return LucidError(
+        ErrorCode.ERROR_CODE_NOT_ALLOWED,
+        "the system is in lockdown: only admins may call",
+        metadata={"mode": "lockdown"},
+    )
+
+
 def _bare_upstream(exc: grpc.aio.AioRpcError) -> LucidError:
     """A downstream failure without a rich status (a dead or slow upstream), described."""
     code = {
@@ -179,19 +233,39 @@ def _bare_upstream(exc: grpc.aio.AioRpcError) -> LucidError:
     return LucidError(code, f"upstream call failed: {exc.code().name}")
 
 
-@dataclass
 class Call:
     """One call as the pipeline tracks it."""
 
-    info: MethodInfo
-    request_id: str
-    metadata: dict[str, Any]
-    started: float = field(default_factory=time.perf_counter)
-    principal: Principal | None = None
-    status: grpc.StatusCode = grpc.StatusCode.OK
-    reason: str = ""
-    span: Any = None
-    """Its trace span while tracing is on."""
+    __slots__ = (
+        "info",
+        "metadata",
+        "path",
+        "principal",
+        "reason",
+        "request_id",
+        "span",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self, info: MethodInfo, path: str, request_id: str, metadata: dict[str, Any]
+    ) -> None:
+        self.info = info
+        self.path = path
+        """``info.path``, made once per method."""
+        self.request_id = request_id
+        self.metadata = metadata
+        self.started = time.perf_counter()
+        self.principal: Principal | None = None
+        self.status = grpc.StatusCode.OK
+        self.reason = ""
+        self.span: Any = None
+        """Its trace span while tracing is on."""
+
+
+ADMITTED_CACHE_SIZE = 10_000
+"""Callers (peer, token, relayed mark, rpc) whose admission is kept (``CallPipeline._admit``)."""
 
 
 class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -223,6 +297,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.unimplemented = frozenset(unimplemented)
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
         self.methods = {**catalog.methods, **{m.path: m for m in extra_methods}}
+        self._admitted: dict[tuple[Any, ...], tuple[Principal, Decision]] = {}
+        """``_admission_key`` → the principal admitted and its plane decision: a caller seen
+        before skips authentication, the plane policy and the access rule (all fixed by the
+        key); its token's expiry and revocation and the lockdown are still checked."""
 
     async def intercept_service(
         self,
@@ -245,7 +323,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     # -- stages -------------------------------------------------------------------
 
-    def _begin(self, info: MethodInfo, context: grpc.aio.ServicerContext) -> Call:
+    def _begin(self, info: MethodInfo, path: str, context: grpc.aio.ServicerContext) -> Call:
         metadata = dict(context.invocation_metadata() or ())
         given = metadata.get(REQUEST_ID_HEADER, "")
         if not (given and _REQUEST_ID_OK.match(given)):
@@ -253,36 +331,111 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         request_id_var.set(given)
         principal_var.set(None)
         self.metrics.active += 1
-        call = Call(info=info, request_id=given, metadata=metadata)
+        call = Call(info, path, given, metadata)
         if tracing.active():
-            call.span = tracing.server_span(info.path, metadata, given, self.cluster)
+            call.span = tracing.server_span(path, metadata, given, self.cluster)
         return call
 
-    def _peer(self, context: grpc.aio.ServicerContext) -> ServiceIdentity | None:
+    def _peer(
+        self, context: grpc.aio.ServicerContext, metadata: dict[str, Any] | None = None
+    ) -> ServiceIdentity | None:
         """The caller: the mTLS peer, or behind our sidecar the identity it forwards."""
         peer = tls.peer_identity(context.auth_context())
         if self.forwarded_by is not None and peer == self.forwarded_by:
-            metadata = dict(context.invocation_metadata() or ())
+            if metadata is None:
+                metadata = dict(context.invocation_metadata() or ())
             forwarded = tls.forwarded_identity(str(metadata.get(XFCC_HEADER, "")))
             if forwarded is not None:
                 return forwarded
         return peer
 
-    async def _admit(self, call: Call, context: grpc.aio.ServicerContext) -> None:
-        peer = self._peer(context)
+    def _admission_key(
+        self, call: Call, context: grpc.aio.ServicerContext
+    ) -> tuple[Any, ...] | None:
+        """What decides a call's admission: the peer certificate's identities, the identity
+        our sidecar forwards, the token, the relayed mark and the rpc (``None`` for a peer
+        without identities: never kept)."""
+        ids = context.peer_identities()
+        if not ids:
+            return None
+        metadata = call.metadata
+        return (
+            tuple(ids),
+            metadata.get(XFCC_HEADER, "") if self.forwarded_by is not None else "",
+            metadata.get("authorization", ""),
+            bool(metadata.get(RELAYED_HEADER)),
+            call.path,
+        )
+
+    def _admit_kept(self, call: Call, key: tuple[Any, ...] | None) -> bool:
+        """Admits a call the way a call with the same key was admitted before, when
+        nothing needs a wait: its token (if any) is kept by the verifier, unexpired and
+        unrevoked as pushed, and the lockdown answer is fresh. False: take ``_admit``."""
+        if key is None:
+            return False
+        kept = self._admitted.get(key)
+        if kept is None:
+            return False
+        principal, decision = kept
+        user = principal.user
+        if user is not None:
+            if self.verifier.kept(principal.token) is not user:
+                return False  # expired, revoked, or not kept: the full path says which
+            if self.lockdown is not None and not principal.is_admin:
+                locked = self.lockdown.cached()
+                if locked is None:
+                    return False
+                if locked:
+                    raise _locked_down()
+        call.principal = principal
+        principal_var.set(principal)
+        audit(decision, principal.peer, call.info, call.request_id)
+        return True
+
+    async def _admit(
+        self, call: Call, context: grpc.aio.ServicerContext, key: tuple[Any, ...] | None
+    ) -> None:
+        """Authentication, plane policy, access rule and lockdown; a caller admitted is
+        kept under ``key`` for ``_admit_kept``."""
+        metadata = call.metadata
+        peer = self._peer(context, metadata)
         if peer is None:
             raise LucidError(ErrorCode.ERROR_CODE_PEER_IDENTITY_INVALID, "no service identity")
-        metadata = call.metadata
         header = str(metadata.get("authorization", ""))
+        relayed = bool(metadata.get(RELAYED_HEADER))  # the mark only ever takes powers away
+        try:
+            principal, decision = await self._decide(call, peer, header, relayed)
+        except BaseException:
+            if key is not None:
+                self._admitted.pop(key, None)
+            raise
+        if key is not None:
+            if len(self._admitted) >= ADMITTED_CACHE_SIZE:
+                self._admitted.pop(next(iter(self._admitted)))
+            self._admitted[key] = (principal, decision)
+        user = principal.user
+        if (
+            self.lockdown is not None
+            and user is not None
+            and not principal.is_admin
+            and await self.lockdown.admin_only()
+        ):
+            raise _locked_down()
+
+    async def _decide(
+        self, call: Call, peer: ServiceIdentity, header: str, relayed: bool
+    ) -> tuple[Principal, Decision]:
+        """Authentication, plane policy and the access rule; raises ``LucidError`` when
+        refused."""
         user = None
         token = ""
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token:
                 raise LucidError(ErrorCode.ERROR_CODE_UNAUTHENTICATED, "expected a Bearer token")
-            user = await self.verifier.verify(token.strip())
-        relayed = bool(metadata.get(RELAYED_HEADER))  # the mark only ever takes powers away
-        principal = Principal(peer=peer, user=user, token=token.strip(), relayed=relayed)
+            token = token.strip()
+            user = await self.verifier.verify(token)
+        principal = Principal(peer=peer, user=user, token=token, relayed=relayed)
         call.principal = principal
         principal_var.set(principal)
         decision = self.planes.decide(peer, call.info)
@@ -290,28 +443,18 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if not decision.allowed:
             raise LucidError(
                 ErrorCode.ERROR_CODE_PLANE_POLICY_DENIED,
-                f"plane policy: {peer.spiffe_id} may not call {call.info.path} ({decision.rule})",
+                f"plane policy: {peer.spiffe_id} may not call {call.path} ({decision.rule})",
                 metadata={"peer": peer.spiffe_id, "rule": decision.rule},
             )
-        authorize(call.info.access, principal, call.info.path)
-        if (
-            self.lockdown is not None
-            and user is not None
-            and not principal.is_admin
-            and await self.lockdown.admin_only()
-        ):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_NOT_ALLOWED,
-                "the system is in lockdown: only admins may call",
-                metadata={"mode": "lockdown"},
-            )
+        authorize(call.info.access, principal, call.path)
+        return principal, decision
 
     def _built(self, call: Call) -> None:
         """Refuses rpcs of the contract whose servicer method does not exist yet."""
-        if call.info.path in self.unimplemented:
+        if call.path in self.unimplemented:
             raise LucidError(
                 ErrorCode.ERROR_CODE_NOT_IMPLEMENTED,
-                f"{call.info.path} is part of the contract but not built yet",
+                f"{call.path} is part of the contract but not built yet",
             )
 
     async def _fail(
@@ -330,13 +473,13 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if error is not exc and is_transient(exc):  # busy or unreachable: the caller may retry
             log.warning(
                 "store busy",
-                extra={"request_id": call.request_id, "method": call.info.path, "error": str(exc)},
+                extra={"request_id": call.request_id, "method": call.path, "error": str(exc)},
             )
         elif error is not exc:
             log.error(
                 "unexpected error",
                 exc_info=exc,
-                extra={"request_id": call.request_id, "method": call.info.path},
+                extra={"request_id": call.request_id, "method": call.path},
             )
         call.status, call.reason = error.grpc_status, error.reason
         status = error.to_status(
@@ -415,7 +558,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _end(self, call: Call) -> None:
         self.metrics.active -= 1
         duration_ms = (time.perf_counter() - call.started) * 1000
-        self.metrics.record(call.info.path, call.status.name, duration_ms)
+        self.metrics.record(call.path, call.status.name, duration_ms)
         if call.span is not None:
             tracing.end_span(call.span, call.status.name, call.reason)
         if not log.isEnabledFor(logging.INFO):
@@ -423,7 +566,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         log.info(
             "rpc",
             extra={
-                "method": call.info.path,
+                "method": call.path,
                 "request_id": call.request_id,
                 "principal": call.principal.display if call.principal else "",
                 "status": call.status.name,
@@ -466,10 +609,14 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             yield request
 
     def _unary_unary(self, inner: Any, info: MethodInfo) -> Any:
+        path = info.path
+
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = self._begin(info, context)
+            call = self._begin(info, path, context)
             try:
-                await self._admit(call, context)
+                key = self._admission_key(call, context)
+                if not self._admit_kept(call, key):
+                    await self._admit(call, context, key)
                 check_request(request, call)
                 self._built(call)
                 response = await inner(request, context)
@@ -483,11 +630,15 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return behavior
 
     def _unary_stream(self, inner: Any, info: MethodInfo) -> Any:
+        path = info.path
+
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = self._begin(info, context)
+            call = self._begin(info, path, context)
             kind: type | None = None  # the response type, once a message went out
             try:
-                await self._admit(call, context)
+                key = self._admission_key(call, context)
+                if not self._admit_kept(call, key):
+                    await self._admit(call, context, key)
                 check_request(request, call)
                 self._built(call)
                 async for response in inner(request, context):
@@ -505,10 +656,14 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return behavior
 
     def _stream_unary(self, inner: Any, info: MethodInfo) -> Any:
+        path = info.path
+
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            call = self._begin(info, context)
+            call = self._begin(info, path, context)
             try:
-                await self._admit(call, context)
+                key = self._admission_key(call, context)
+                if not self._admit_kept(call, key):
+                    await self._admit(call, context, key)
                 self._built(call)
                 response = await inner(self._validated(requests, call), context)
                 self._trailers(call, context)
@@ -521,12 +676,16 @@ class CallPipeline(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return behavior
 
     def _stream_stream(self, inner: Any, info: MethodInfo) -> Any:
+        path = info.path
+
         async def behavior(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
-            call = self._begin(info, context)
+            call = self._begin(info, path, context)
             try:
-                await self._admit(call, context)
+                key = self._admission_key(call, context)
+                if not self._admit_kept(call, key):
+                    await self._admit(call, context, key)
                 self._built(call)
                 async for response in inner(self._validated(requests, call), context):
                     yield response

@@ -80,6 +80,8 @@ class RedisRevocationList:
 
     def heard(self, jti: str, session_id: str) -> bool:
         """Whether a revocation of either was heard on the channel (no round trip)."""
+        if not self._heard:
+            return False
         return f"jti:{jti}" in self._heard or (
             bool(session_id) and f"sid:{session_id}" in self._heard
         )

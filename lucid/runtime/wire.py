@@ -110,6 +110,11 @@ def _time_problem(message: Message) -> str:
     return ""
 
 
+def holds_times(desc: Descriptor) -> bool:
+    """Whether messages of ``desc`` are or can hold a ``Timestamp`` or ``Duration``."""
+    return _holds_times(desc)
+
+
 def out_of_range_times(message: Message, prefix: str = "") -> list[tuple[str, str]]:
     """Every ``Timestamp``/``Duration`` of a message (nested, repeated or in maps) that is
     out of its type's range, as (field path, what it must be); empty for most messages

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lucid.auth import schema
 from lucid.runtime.datastores import find_page
+from lucid.runtime.grouped import GroupedInserts
 from lucid.runtime.revocations import publish_pending, publish_revocation
 from lucid.runtime.tokens import ACCESS_TTL_S, LEEWAY_S, REVOKED_SESSION_KEY
 
@@ -86,6 +87,8 @@ class SessionStore:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], redis: Any) -> None:
         self._sessions = db[schema.SESSIONS]
+        self._new_sessions = GroupedInserts(self._sessions)
+        """New sessions are group-committed: sign-ins under load share inserts."""
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
 
@@ -114,7 +117,7 @@ class SessionStore:
         now: datetime,
     ) -> None:
         """Stores a new session in MongoDB and Redis."""
-        await self._sessions.insert_one(
+        await self._new_sessions.insert(
             {
                 "_id": record.session_id,
                 "user_id": record.user_id,

@@ -15,6 +15,7 @@ from lucid.auth.v1 import auth_pb2
 from lucid.common.v1 import access_pb2
 from lucid.lib.ids import new_id
 from lucid.runtime.datastores import find_page
+from lucid.runtime.grouped import GroupedInserts
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class UserStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._users = db[schema.USERS]
         self._claims = db[schema.USER_CLAIMS]
+        self._new_users = GroupedInserts(self._users)
+        """New users are group-committed: first sign-ins under load share inserts."""
 
     async def get(self, user_id: str) -> UserRecord | None:
         """A user by id."""
@@ -163,7 +166,7 @@ class UserStore:
             if username:
                 doc["username"] = username
             try:
-                await self._users.insert_one(doc)
+                await self._new_users.insert(doc)
             except DuplicateKeyError:
                 raise UserExistsError("tron_address") from None
         except UserExistsError:
