@@ -124,3 +124,20 @@ async def test_a_payout_check_waits_for_a_fresh_answer() -> None:
     assert not fresh.done()
     admin.answers.put_nowait(True)
     assert await asyncio.wait_for(fresh, GUARD_S) is True
+
+
+async def test_the_pipelines_cached_answer_never_waits() -> None:
+    """``cached`` (the pipeline's fast path): nothing before the first answer, then the
+    last answer at once, a stale one refreshed in the background."""
+    admin, clock = ScriptedAdmin(), Monotonic()
+    lockdown = gate(admin, clock)
+    assert lockdown.cached() is None
+    admin.answers.put_nowait(False)
+    assert await lockdown.admin_only() is False
+    assert lockdown.cached() is False
+    clock.now += 2.0
+    assert lockdown.cached() is False
+    await eventually(lambda: admin.asked == 2, what="a background refresh")
+    admin.answers.put_nowait(True)
+    await eventually(lockdown.cached, what="the lockdown seen")
+    await lockdown.close()
