@@ -208,6 +208,16 @@ async def gather_bounded(awaitables: Iterable[Awaitable[T]], limit: int = CONCUR
     return list(await asyncio.gather(*(run(a) for a in awaitables)))
 
 
+SCAN_BATCH = 10_000
+"""Documents per batch of a whole-collection scan: FerretDB v1 answers small batches
+slowly (3001 transactions took 1.7 to 3 s in batches of 64, 0.4 to 1.3 s in one batch,
+whatever the projection), so a scan asks for everything at once (16 MiB a batch at most)."""
+BLOCK_FIELDS = {"block_time": False, "status": False, "final_time": False}
+"""What a scan of blocks leaves out: the stored times that are not part of the header."""
+SIGNED_FIELDS = {"canonical": True, "signer_id": True, "public_key": True, "signature": True}
+"""The fields of a stored transaction that make its signed transaction."""
+
+
 def height_key(height: int) -> str:
     """The ``_id`` of the block at a height (zero-padded, so ids sort like heights)."""
     return f"{height:012d}"
@@ -284,13 +294,18 @@ class Repository:
         """How many blocks match."""
         return await self.blocks.count_documents(query)
 
-    def scan_blocks(self) -> AsyncIterator[Doc]:
-        """Every stored block, in no order (one pass over the collection)."""
-        return aiter(self.blocks.find({}))
+    async def scan_blocks(self, batch_size: int = SCAN_BATCH) -> AsyncIterator[Doc]:
+        """Every stored block, in no order (one pass over the collection, in batches)."""
+        async with self.blocks.find({}, BLOCK_FIELDS, batch_size=batch_size) as cursor:
+            async for doc in cursor:
+                yield doc
 
-    def scan_transactions(self) -> AsyncIterator[Doc]:
-        """Every transaction that left the pool, in no order (one pass)."""
-        return aiter(self.transactions.find({}))
+    async def scan_transactions(self, batch_size: int = SCAN_BATCH) -> AsyncIterator[Doc]:
+        """Every transaction that left the pool, in no order (one pass, in batches), with
+        the fields ``doc_to_signed`` reads."""
+        async with self.transactions.find({}, SIGNED_FIELDS, batch_size=batch_size) as cursor:
+            async for doc in cursor:
+                yield doc
 
     async def iter_blocks(self, from_height: int = 0) -> AsyncIterator[Doc]:
         """Every block from a height on, by height, until the first missing one."""
