@@ -19,7 +19,7 @@ from bson import Binary
 from pymongo.errors import DuplicateKeyError
 
 from lucid.blockchain import anchors
-from lucid.blockchain.repository import Doc, Repository
+from lucid.blockchain.store.chain import Doc, Repository
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.lib import merkle
 from lucid.lib.clock import Clock

@@ -28,7 +28,7 @@ from lucid.blockchain import blocks, genesis, transactions
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import collection_prefix
 from lucid.blockchain.keys import ValidatorSet
-from lucid.blockchain.repository import Doc, Repository, doc_to_block, doc_to_signed
+from lucid.blockchain.store.chain import Doc, Repository, doc_to_block, doc_to_signed
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 from lucid.runtime.config import Settings

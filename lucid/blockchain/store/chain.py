@@ -1,4 +1,5 @@
-"""MongoDB access of one validator: blocks, transactions, anchorings, votes, trees.
+"""The chain's store: MongoDB access of one validator (blocks, transactions, anchorings,
+votes, trees).
 
 Stored forms are plain documents that name every field, so an edit made in the
 database shows in what the chain serves and in ``lucid chain verify``: a block is
@@ -218,6 +219,41 @@ SIGNED_FIELDS = {"canonical": True, "signer_id": True, "public_key": True, "sign
 """The fields of a stored transaction that make its signed transaction."""
 
 
+def _between(name: str, low: int, high: int | None) -> Doc:
+    """The query of a field from ``low`` up to ``high`` (both included; no bound: ``None``)."""
+    bounds: Doc = {"$gte": low}
+    if high is not None:
+        bounds["$lte"] = high
+    return {name: bounds}
+
+
+@dataclass(frozen=True)
+class RoundFilter:
+    """Which consensus rounds a listing wants."""
+
+    height_from: int = 0
+    height_to: int | None = None
+    """The last height (``None``: no bound)."""
+    status: str | None = None
+    """The stored status name (``None``: any)."""
+    height: int | None = None
+    """Exactly this height (overrides the range)."""
+    round: int | None = None
+
+    def query(self) -> Doc:
+        """The MongoDB query."""
+        query: Doc = (
+            {"height": self.height}
+            if self.height is not None
+            else _between("height", self.height_from, self.height_to)
+        )
+        if self.round is not None:
+            query["round"] = self.round
+        if self.status is not None:
+            query["status"] = self.status
+        return query
+
+
 def height_key(height: int) -> str:
     """The ``_id`` of the block at a height (zero-padded, so ids sort like heights)."""
     return f"{height:012d}"
@@ -280,19 +316,21 @@ class Repository:
         )
 
     async def block_docs(
-        self, query: Doc, *, descending: bool, skip: int = 0, limit: int = 0
+        self, low: int, high: int, *, descending: bool, skip: int = 0, limit: int = 0
     ) -> list[Doc]:
-        """Blocks matching a query, by height."""
+        """The blocks from height ``low`` to ``high`` (both included), by height."""
         cursor = self.blocks.find(
-            query, sort=[("height", DESCENDING if descending else ASCENDING)], skip=skip
+            _between("height", low, high),
+            sort=[("height", DESCENDING if descending else ASCENDING)],
+            skip=skip,
         )
         if limit:
             cursor = cursor.limit(limit)
         return [doc async for doc in cursor]
 
-    async def count_blocks(self, query: Doc) -> int:
-        """How many blocks match."""
-        return await self.blocks.count_documents(query)
+    async def count_blocks(self, low: int, high: int) -> int:
+        """How many blocks are stored from height ``low`` to ``high`` (both included)."""
+        return await self.blocks.count_documents(_between("height", low, high))
 
     async def scan_blocks(self, batch_size: int = SCAN_BATCH) -> AsyncIterator[Doc]:
         """Every stored block, in no order (one pass over the collection, in batches)."""
@@ -545,16 +583,16 @@ class Repository:
         """Records a consensus round."""
         await self.rounds.insert_one({"_id": doc["round_id"], **doc})
 
-    async def round_docs(self, query: Doc, *, skip: int, limit: int) -> list[Doc]:
+    async def round_docs(self, where: RoundFilter, *, skip: int, limit: int) -> list[Doc]:
         """Rounds, newest first."""
         cursor = self.rounds.find(
-            query, sort=[("height", DESCENDING), ("round", DESCENDING)], skip=skip
+            where.query(), sort=[("height", DESCENDING), ("round", DESCENDING)], skip=skip
         ).limit(limit)
         return [doc async for doc in cursor]
 
-    async def count_rounds(self, query: Doc) -> int:
+    async def count_rounds(self, where: RoundFilter) -> int:
         """How many rounds match."""
-        return await self.rounds.count_documents(query)
+        return await self.rounds.count_documents(where.query())
 
     # -- task proofs and votes received ------------------------------------------------
 
