@@ -17,7 +17,7 @@ from lucid.blockchain import blocks, schema, transactions
 from lucid.blockchain.config import ChainConfig
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import Ledger
-from lucid.blockchain.repository import Repository, doc_to_block, doc_to_transaction
+from lucid.blockchain.store.chain import Repository, doc_to_block, doc_to_transaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.verify import ChainWalk, verify_chain
 from lucid.lib import canonical, merkle

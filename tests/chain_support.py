@@ -28,7 +28,7 @@ from lucid.blockchain.keys import (
 )
 from lucid.blockchain.ledger import Ledger
 from lucid.blockchain.peers import Peers
-from lucid.blockchain.repository import Repository
+from lucid.blockchain.store.chain import Repository
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import anchoring_pb2_grpc, blockchain_pb2_grpc, consensus_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2 as pb

@@ -15,12 +15,12 @@ from lucid.blockchain import anchors, poot
 from lucid.blockchain.keys import public_key_hex, sign_hex, verify_signature
 from lucid.blockchain.node import ChainNode
 from lucid.blockchain.servicers.chain import BlockchainServicer
-from lucid.blockchain.servicers.consensus import vote_message
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.blockchain.v1 import merkle_pb2_grpc
+from lucid.blockchain.votes import vote_message
 from lucid.common.v1 import access_pb2
 from lucid.lib import canonical, merkle
 from tests.chain_support import (

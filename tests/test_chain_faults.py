@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from lucid.blockchain.config import collection_prefix
-from lucid.blockchain.repository import Repository
+from lucid.blockchain.store.chain import Repository
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb

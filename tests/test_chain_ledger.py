@@ -17,7 +17,7 @@ from lucid.blockchain import anchors, blocks, poot, schema, transactions
 from lucid.blockchain.config import ChainConfig
 from lucid.blockchain.keys import ValidatorInfo, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import ChainError, Ledger
-from lucid.blockchain.repository import Repository
+from lucid.blockchain.store.chain import Repository
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.lib.clock import FakeClock

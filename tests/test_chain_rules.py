@@ -165,6 +165,40 @@ def test_a_tron_address_in_a_description_is_refused() -> None:
     assert code_of(exc) == ErrorCode.ERROR_CODE_TRON_FORBIDDEN
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"to": "41A614F803B6FD780986A42C78EC9C7F77E6DED13C\n"},  # $ matches before a newline
+        {"feeInSun": 1},
+        {"list": ["x", {"deep": ["TJRabPrwbZy45sbavfcjinPJC18kjpRTv8"]}]},
+        {"ÉtronÉ": 1},
+    ],
+)
+def test_the_tron_prefilter_never_skips_what_the_walk_refuses(
+    parameters: dict[str, object],
+) -> None:
+    params = struct_pb2.Struct()
+    params.update(parameters)
+    body = pb.TransactionBody(
+        type=pb.TRANSACTION_TYPE_SYSTEM,
+        system=pb.SystemPayload(action="parameter.set", parameters=params),
+        create_time=now_stamp(),
+    )
+    encoded = transactions.encode_body(body)
+    data = canonical.decode_tagged(encoded, canonical.TX_TAG)
+    assert transactions.tron_violation(data) is not None
+    assert transactions.may_name_tron(encoded)
+    with pytest.raises(LucidError) as exc:
+        transactions.check(signed(body), VALIDATORS)
+    assert code_of(exc) == ErrorCode.ERROR_CODE_TRON_FORBIDDEN
+
+
+def test_a_plain_body_skips_the_tron_walk() -> None:
+    encoded = transactions.encode_body(data_body(description="an ordinary record"))
+    assert not transactions.may_name_tron(encoded)
+    assert transactions.tron_violation(canonical.decode_tagged(encoded, canonical.TX_TAG)) is None
+
+
 def test_unknown_fields_are_refused() -> None:
     tx = signed(data_body())
     parsed = pb.SignedTransaction()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lucid.blockchain.config import collection_prefix
-from lucid.blockchain.repository import Repository, height_key
+from lucid.blockchain.store.chain import Repository, height_key
 from lucid.blockchain.verify import Report, verify_chain
 from lucid.runtime.config import Settings
 from tests.chain_support import Trio, open_trio

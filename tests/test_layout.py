@@ -13,6 +13,7 @@ import pytest
 
 LAID_OUT = (
     "auth",
+    "blockchain",
     "gateway",
     "mesh",
     "nodes",

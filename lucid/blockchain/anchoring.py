@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from lucid.blockchain import anchors, blocks, transactions
 from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
-from lucid.blockchain.repository import Doc
+from lucid.blockchain.store.chain import Doc
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.common.v1 import proofs_pb2

@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from lucid.blockchain.repository import Doc, Repository, utc
+from lucid.blockchain.store.chain import Doc, Repository, utc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import blockchain_pb2 as pb

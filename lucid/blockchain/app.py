@@ -13,6 +13,7 @@ from lucid.blockchain.anchoring import Anchoring
 from lucid.blockchain.config import ChainConfig
 from lucid.blockchain.keys import KeyDirectory
 from lucid.blockchain.node import ChainNode
+from lucid.blockchain.reads import ChainReads
 from lucid.blockchain.servicers.anchoring import AnchoringServicer
 from lucid.blockchain.servicers.chain import BlockchainServicer
 from lucid.blockchain.servicers.consensus import ConsensusServicer
@@ -46,6 +47,7 @@ def chain_node(runtime: Runtime, config: ChainConfig | None = None) -> ChainNode
 async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterApp:
     """The blockchain server of validator ``settings.validator_index``."""
     node = chain_node(runtime, config)
+    reads = ChainReads(node)
 
     async def start() -> None:
         node.start()
@@ -68,12 +70,18 @@ async def build(runtime: Runtime, config: ChainConfig | None = None) -> ClusterA
 
     return ClusterApp(
         servicers=[
-            (blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server, BlockchainServicer(node)),
+            (
+                blockchain_pb2_grpc.add_BlockchainServiceServicer_to_server,
+                BlockchainServicer(node, reads),
+            ),
             (
                 anchoring_pb2_grpc.add_AnchoringServiceServicer_to_server,
                 AnchoringServicer(Anchoring(node)),
             ),
-            (consensus_pb2_grpc.add_ConsensusServiceServicer_to_server, ConsensusServicer(node)),
+            (
+                consensus_pb2_grpc.add_ConsensusServiceServicer_to_server,
+                ConsensusServicer(node, reads),
+            ),
             (
                 merkle_pb2_grpc.add_MerkleServiceServicer_to_server,
                 MerkleServicer(Trees(node.repo, node.clock)),

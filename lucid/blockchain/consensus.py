@@ -46,7 +46,7 @@ from lucid.blockchain.config import MAX_BLOCK_BYTES, ChainConfig
 from lucid.blockchain.keys import ValidatorSet, public_key_hex, sign_hex, verify_signature
 from lucid.blockchain.ledger import Ledger
 from lucid.blockchain.peers import Peers
-from lucid.blockchain.repository import Doc
+from lucid.blockchain.store.chain import Doc
 from lucid.blockchain.transactions import CheckedTransaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb

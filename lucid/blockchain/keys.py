@@ -12,6 +12,7 @@ same keys.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -62,11 +63,17 @@ def required_approvals(n: int) -> int:
     return (2 * n + 2) // 3
 
 
+@functools.lru_cache(maxsize=1024)
+def _verify_key(public_key_hex: str) -> nacl.signing.VerifyKey:
+    """The key of a hex public key (a chain has few signers: validators and services sign
+    block after block, so each key is decoded once)."""
+    return nacl.signing.VerifyKey(bytes.fromhex(public_key_hex))
+
+
 def verify_signature(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
     """Whether an Ed25519 signature (hex) over ``message`` verifies with the key (hex)."""
     try:
-        key = nacl.signing.VerifyKey(bytes.fromhex(public_key_hex))
-        key.verify(message, bytes.fromhex(signature_hex))
+        _verify_key(public_key_hex).verify(message, bytes.fromhex(signature_hex))
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
         return False
     return True

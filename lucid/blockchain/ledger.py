@@ -23,12 +23,13 @@ from pymongo.errors import DuplicateKeyError
 from lucid.blockchain import anchors, blocks, genesis, poot, transactions
 from lucid.blockchain.config import MAX_BLOCK_BYTES, MAX_BLOCK_TRANSACTIONS, ChainConfig
 from lucid.blockchain.keys import ValidatorSet
-from lucid.blockchain.repository import (
+from lucid.blockchain.store.chain import (
     CONFIRMED,
     FAILED,
     PENDING,
     Doc,
     Repository,
+    RoundFilter,
     block_to_doc,
     doc_to_block,
     doc_to_signed,
@@ -248,7 +249,7 @@ class Ledger:
         if height > 0 and block.approvals:
             round_ = block.approvals[0].round
             existing = await self.repo.count_rounds(
-                {"height": height, "round": round_, "status": "approved"}
+                RoundFilter(height=height, round=round_, status="approved")
             )
             if not existing:
                 await self.repo.insert_round(

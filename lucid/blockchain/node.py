@@ -26,7 +26,7 @@ from lucid.blockchain.consensus import Engine
 from lucid.blockchain.keys import KeyDirectory, ValidatorSet, public_key_hex, sign_hex
 from lucid.blockchain.ledger import ChainError, Ledger
 from lucid.blockchain.peers import Peers
-from lucid.blockchain.repository import TASK_PROOFS, Doc, RecordKind, Repository
+from lucid.blockchain.store.chain import TASK_PROOFS, Doc, RecordKind, Repository
 from lucid.blockchain.sync import Syncer
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb

@@ -43,6 +43,13 @@ _TRON_WORDS = {"tron", "trx", "trc10", "trc20", "usdt", "payout", "payouts", "su
 _TRON_ADDRESS = re.compile(r"T[1-9A-HJ-NP-Za-km-z]{33}")
 _TRON_HEX_ADDRESS = re.compile(r"^41[0-9a-fA-F]{40}$")
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_TRON_PIECES = (b"tron", b"trx", b"trc", b"usdt", b"payout", b"sun")
+"""One of these is in every word ``_tron_word`` refuses, once lowered."""
+_TRON_ADDRESS_BYTES = re.compile(rb"T[1-9A-HJ-NP-Za-km-z]{33}")
+_TRON_HEX_VALUE = re.compile(rb'"41[0-9a-f]{40}(?:\\n)?"')
+"""A whole string value ``_TRON_HEX_ADDRESS`` matches, in lowered JSON (``$`` also
+matches before a final newline)."""
+
 
 TYPE_NAMES = {
     pb.TRANSACTION_TYPE_SESSION_ANCHOR: "session_anchor",
@@ -119,6 +126,22 @@ def tron_violation(data: Any, path: str = "body") -> str | None:
     return None
 
 
+def may_name_tron(encoded: bytes) -> bool:
+    """Whether a canonical encoding could name TRON or a payout; ``False`` means that
+    ``_refuse_tron`` has nothing to find in it, so the walk over its data is skipped.
+
+    Canonical JSON escapes no ASCII letter or digit, so whatever the walk refuses is in
+    the bytes: a refused word holds one of ``_TRON_PIECES`` once lowered, an address its
+    base58 or hex form.
+    """
+    lowered = encoded.lower()
+    return (
+        any(piece in lowered for piece in _TRON_PIECES)
+        or _TRON_ADDRESS_BYTES.search(encoded) is not None
+        or _TRON_HEX_VALUE.search(lowered) is not None
+    )
+
+
 def _refuse_tron(body: pb.TransactionBody, data: Any) -> None:
     where = tron_violation(data)
     if where is None and body.WhichOneof("payload") == "system":
@@ -168,13 +191,24 @@ def check(
     *,
     now: datetime | None = None,
     genesis: bool = False,
+    stored: tuple[bytes, Any] | None = None,
 ) -> CheckedTransaction:
-    """Checks every rule of a transaction; raises ``LucidError`` on the first broken one."""
+    """Checks every rule of a transaction; raises ``LucidError`` on the first broken one.
+
+    ``stored`` is a stored canonical encoding of the body and its decoded JSON data, when
+    the caller has read them: if the body encodes to exactly those bytes, that data is
+    the body's and is not decoded again.
+    """
     if canonical.has_unknown_fields(signed):
         raise _invalid("the transaction carries fields this chain does not know")
     validate(signed)
     encoded = encode_body(signed.body)
-    _refuse_tron(signed.body, canonical.decode_tagged(encoded, canonical.TX_TAG))
+    if may_name_tron(encoded):
+        if stored is not None and stored[0] == encoded:
+            data = stored[1]
+        else:
+            data = canonical.decode_tagged(encoded, canonical.TX_TAG)
+        _refuse_tron(signed.body, data)
     size = signed.ByteSize()
     if size > MAX_TRANSACTION_BYTES:
         raise _invalid(f"the transaction is {size} bytes; at most 1 MiB is allowed")

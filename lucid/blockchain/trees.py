@@ -2,11 +2,10 @@
 
 A tree's leaf entries are the session's chunk hashes in order; its root is the RFC
 9162 root over ``SHA-256(0x00 ‖ entry)`` (``lucid.lib.merkle``, the one
-implementation the sessions cluster uses too). Entries are stored as raw 32-byte
-values in pages of 100 000, so a tree of a million leaves fits MongoDB's document
-limit. A session has one tree: the same leaves again return it, different leaves
-are refused. A tree is *validated* once its root is the anchored root of the
-session in a final block.
+implementation the sessions cluster uses too). Entries are stored by
+``lucid.blockchain.store.trees``, as raw 32-byte values in pages of 100 000. A session
+has one tree: the same leaves again return it, different leaves are refused. A tree
+is *validated* once its root is the anchored root of the session in a final block.
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bson import Binary
-from pymongo.errors import DuplicateKeyError
-
 from lucid.blockchain import anchors
-from lucid.blockchain.repository import Doc, Repository
+from lucid.blockchain.store import trees as stored
+from lucid.blockchain.store.chain import Doc, Repository
 from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.lib import merkle
 from lucid.lib.clock import Clock
@@ -27,7 +24,6 @@ from lucid.lib.ids import new_id
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
 from lucid.runtime.wire import optional_timestamp
 
-PAGE_LEAVES = 100_000
 BUILT = "built"
 VALIDATED = "validated"
 FAILED = "failed"
@@ -36,10 +32,6 @@ STATUS = {
     VALIDATED: mpb.MERKLE_TREE_STATUS_VALIDATED,
     FAILED: mpb.MERKLE_TREE_STATUS_FAILED,
 }
-
-
-def _page_key(tree_id: str, page: int) -> str:
-    return f"{tree_id}:{page:06d}"
 
 
 def leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
@@ -53,7 +45,7 @@ async def build(
     """Builds and stores a session's tree, or returns the stored one for the same leaves."""
     entries = [bytes.fromhex(h) for h in entries_hex]
     root = merkle.root(leaf_hashes(entries)).hex()
-    existing = await by_session(repo, session_id)
+    existing = await stored.by_session(repo, session_id)
     if existing is not None:
         if existing["root_hash"] == root and int(existing["leaf_count"]) == len(entries):
             return existing
@@ -63,14 +55,7 @@ async def build(
             metadata={"tree_id": existing["tree_id"], "root_hash": existing["root_hash"]},
         )
     tree_id = new_id()
-    for page in range(0, len(entries), PAGE_LEAVES):
-        await repo.merkle_leaves.insert_one(
-            {
-                "_id": _page_key(tree_id, page // PAGE_LEAVES),
-                "tree_id": tree_id,
-                "entries": Binary(b"".join(entries[page : page + PAGE_LEAVES])),
-            }
-        )
+    await stored.insert_leaves(repo, tree_id, entries)
     doc: Doc = {
         "_id": session_id,
         "tree_id": tree_id,
@@ -83,33 +68,10 @@ async def build(
         "update_time": now,
         "error_message": "",
     }
-    try:
-        await repo.merkle_trees.insert_one(doc)
-    except DuplicateKeyError:
-        await repo.merkle_leaves.delete_many({"tree_id": tree_id})
+    if not await stored.insert_tree(repo, doc):  # another call stored one meanwhile
+        await stored.delete_leaves(repo, tree_id)
         return await build(repo, session_id, entries_hex, now)
     return doc
-
-
-async def entries_of(repo: Repository, tree_id: str) -> list[bytes]:
-    """A tree's leaf entries, in order."""
-    pages: list[bytes] = []
-    while (
-        page := await repo.merkle_leaves.find_one({"_id": _page_key(tree_id, len(pages))})
-    ) is not None:
-        pages.append(bytes(page["entries"]))
-    raw = b"".join(pages)
-    return [raw[i : i + 32] for i in range(0, len(raw), 32)]
-
-
-async def by_root(repo: Repository, root_hash: str) -> Doc | None:
-    """The tree with a root."""
-    return await repo.merkle_trees.find_one({"root_hash": root_hash})
-
-
-async def by_session(repo: Repository, session_id: str) -> Doc | None:
-    """A session's tree."""
-    return await repo.merkle_trees.find_one({"_id": session_id})
 
 
 async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tuple[Doc, Doc | None]:
@@ -121,9 +83,7 @@ async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tupl
         and anchoring["merkle_root"] == tree["root_hash"]
     )
     if anchored and tree["status"] != VALIDATED:
-        await repo.merkle_trees.update_one(
-            {"_id": tree["session_id"]}, {"$set": {"status": VALIDATED, "update_time": now}}
-        )
+        await stored.set_status(repo, tree["session_id"], VALIDATED, now)
         tree = {**tree, "status": VALIDATED, "update_time": now}
     elif (
         anchoring is not None
@@ -132,10 +92,7 @@ async def refresh_validation(repo: Repository, tree: Doc, now: datetime) -> tupl
         and tree["status"] != FAILED
     ):
         message = "the anchored root differs from the tree's root"
-        await repo.merkle_trees.update_one(
-            {"_id": tree["session_id"]},
-            {"$set": {"status": FAILED, "update_time": now, "error_message": message}},
-        )
+        await stored.set_status(repo, tree["session_id"], FAILED, now, message)
         tree = {**tree, "status": FAILED, "update_time": now, "error_message": message}
     return tree, anchoring if anchored else None
 
@@ -181,16 +138,16 @@ class Trees:
 
     async def get(self, root_hash: str, *, with_leaves: bool) -> tuple[Doc, list[bytes] | None]:
         """A stored tree by root (its validation brought up to date), with its leaves."""
-        tree = await by_root(self.repo, root_hash)
+        tree = await stored.by_root(self.repo, root_hash)
         if tree is None:
             raise not_found("tree")
         tree, _ = await refresh_validation(self.repo, tree, self.clock.now())
-        entries = await entries_of(self.repo, tree["tree_id"]) if with_leaves else None
+        entries = await stored.entries_of(self.repo, tree["tree_id"]) if with_leaves else None
         return tree, entries
 
     async def validation(self, session_id: str) -> tuple[Doc, Doc | None]:
         """A session's tree and the anchoring that validates it, if any."""
-        tree = await by_session(self.repo, session_id)
+        tree = await stored.by_session(self.repo, session_id)
         if tree is None:
             raise not_found("tree of the session")
         return await refresh_validation(self.repo, tree, self.clock.now())
@@ -205,8 +162,8 @@ class Trees:
         except merkle.MerkleError:
             return LeafCheck(verified=False)
         exists = False
-        tree = await by_root(self.repo, root_hash)
+        tree = await stored.by_root(self.repo, root_hash)
         if tree is not None and int(tree["leaf_count"]) == tree_size:
-            entries = await entries_of(self.repo, tree["tree_id"])
+            entries = await stored.entries_of(self.repo, tree["tree_id"])
             exists = merkle.leaf_hash(entries[leaf_index]) == leaf
         return LeafCheck(computed.hex() == root_hash, computed.hex(), exists)

@@ -12,7 +12,7 @@ from pymongo.errors import PyMongoError
 from lucid.blockchain import blocks, genesis, transactions
 from lucid.blockchain.config import NETWORK_NAME
 from lucid.blockchain.keys import ValidatorSet
-from lucid.blockchain.repository import Repository, doc_to_block
+from lucid.blockchain.store.chain import Repository, doc_to_block
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.verify import stored_replica, with_transactions
 from lucid.lib import trustanchor

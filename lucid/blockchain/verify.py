@@ -20,6 +20,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import AsyncMongoClient
 
@@ -27,7 +28,7 @@ from lucid.blockchain import blocks, genesis, transactions
 from lucid.blockchain.blocks import Tip
 from lucid.blockchain.config import collection_prefix
 from lucid.blockchain.keys import ValidatorSet
-from lucid.blockchain.repository import Doc, Repository, doc_to_block, doc_to_signed
+from lucid.blockchain.store.chain import Doc, Repository, doc_to_block, doc_to_signed
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.lib import canonical
 from lucid.runtime.config import Settings
@@ -94,20 +95,22 @@ class ChainWalk:
         parent: Tip | None,
     ) -> list[str]:
         """What is wrong with one stored block (``parent`` is ``None`` for genesis)."""
+        problems = self.check_transactions(block, tx_docs, validators, genesis=parent is None)
+        if parent is None:
+            return problems + genesis.check_genesis(with_transactions(block, tx_docs))
+        return problems + header_problems(block, validators, parent)
+
+    def check_transactions(
+        self, block: pb.Block, tx_docs: dict[str, Doc], validators: ValidatorSet, *, genesis: bool
+    ) -> list[str]:
+        """What is wrong with the stored transactions a block lists (in block order)."""
         problems: list[str] = []
         for tx_hash in block.tx_hashes:
             doc = tx_docs.get(tx_hash)
             if doc is None:
                 problems.append(f"transaction {tx_hash} is missing")
                 continue
-            problems += self._check_tx(tx_hash, doc, validators, is_genesis=parent is None)
-        if parent is None:
-            return problems + genesis.check_genesis(with_transactions(block, tx_docs))
-        problems += blocks.hash_errors(block)
-        problems += blocks.link_errors(block, parent)
-        problems += blocks.proposer_errors(block, validators)
-        problems += blocks.merkle_errors(block)
-        problems += blocks.check_approvals(block, validators)
+            problems += self._check_tx(tx_hash, doc, validators, is_genesis=genesis)
         return problems
 
     def _check_tx(
@@ -117,7 +120,10 @@ class ChainWalk:
         if canonical.sha256_hex(encoded) != tx_hash:
             return [f"transaction {tx_hash}: its stored body hashes to something else"]
         try:
-            checked = transactions.check(_signed(doc), validators, genesis=is_genesis)
+            signed, data = _signed_and_data(doc, encoded)
+            checked = transactions.check(
+                signed, validators, genesis=is_genesis, stored=(encoded, data)
+            )
         except (LucidError, ValueError) as exc:
             message = exc.message if isinstance(exc, LucidError) else str(exc)
             return [f"transaction {tx_hash}: {message}"]
@@ -134,6 +140,18 @@ class ChainWalk:
         return problems
 
 
+def header_problems(block: pb.Block, validators: ValidatorSet, parent: Tip) -> list[str]:
+    """What is wrong with a block above genesis apart from its transactions: hash, link,
+    proposer, Merkle root, approvals."""
+    return [
+        *blocks.hash_errors(block),
+        *blocks.link_errors(block, parent),
+        *blocks.proposer_errors(block, validators),
+        *blocks.merkle_errors(block),
+        *blocks.check_approvals(block, validators),
+    ]
+
+
 def _signed(doc: Doc) -> pb.SignedTransaction:
     try:
         return doc_to_signed(doc)
@@ -141,28 +159,39 @@ def _signed(doc: Doc) -> pb.SignedTransaction:
         raise ValueError(f"cannot read the stored transaction: {exc}") from None
 
 
+def _signed_and_data(doc: Doc, encoded: bytes) -> tuple[pb.SignedTransaction, Any]:
+    """What ``doc_to_signed`` reads, with the JSON data of the stored encoding (decoded
+    once: the rules check it again only if the body does not re-encode to these bytes)."""
+    try:
+        data = canonical.decode_tagged(encoded, canonical.TX_TAG)
+        body = pb.TransactionBody()
+        canonical.from_canonical_data(data, body)
+        signed = pb.SignedTransaction(
+            body=body,
+            signer_id=doc["signer_id"],
+            public_key=doc["public_key"],
+            signature=doc["signature"],
+        )
+    except Exception as exc:
+        raise ValueError(f"cannot read the stored transaction: {exc}") from None
+    return signed, data
+
+
 async def verify_chain(repo: Repository) -> Report:
     """Walks the whole stored chain of one validator."""
     started = time.perf_counter()
     report = Report()
-    walk = ChainWalk()
+    stored = await _read(repo)
     validators: ValidatorSet | None = None
     parent: Tip | None = None
-    block_docs, tx_docs_all = await asyncio.gather(  # both passes at once
-        _all(repo.scan_blocks()), _all(repo.scan_transactions())
-    )
-    stored = {int(doc["_id"]): doc for doc in block_docs}
-    txs = {str(doc["_id"]): doc for doc in tx_docs_all}
-    last = max(stored, default=-1)
-    for height in range(last + 1):
-        doc = stored.get(height)
-        if doc is None:
-            report.bad = BadBlock(
-                height, "", (f"no block is stored at height {height}; the chain goes on to {last}",)
-            )
+    walk = ChainWalk()
+    for height in range(stored.last + 1):
+        if height >= len(stored.chain):
+            message = f"no block is stored at height {height}; the chain goes on to {stored.last}"
+            report.bad = BadBlock(height, "", (message,))
             break
-        block = doc_to_block(doc)
-        tx_docs = {h: txs[h] for h in block.tx_hashes if h in txs}
+        block = stored.chain[height]
+        tx_docs = {h: stored.txs[h] for h in block.tx_hashes if h in stored.txs}
         if block.header.height != height:
             problems = [f"the block stored at height {height} says height {block.header.height}"]
         elif parent is None:
@@ -174,7 +203,8 @@ async def verify_chain(repo: Repository) -> Report:
                 problems = walk.check_block(block, tx_docs, validators, None)
         else:
             assert validators is not None
-            problems = walk.check_block(block, tx_docs, validators, parent)
+            problems = walk.check_transactions(block, tx_docs, validators, genesis=False)
+            problems += stored.header_problems(block, validators, parent)
         if problems:
             report.bad = BadBlock(height, block.hash, tuple(problems))
             break
@@ -186,6 +216,75 @@ async def verify_chain(repo: Repository) -> Report:
         report.validators = validators.ids
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass
+class _Stored:
+    """A stored chain as read: its blocks from genesis up to the first gap, the highest
+    height stored, every transaction by hash, and the header checks made while reading."""
+
+    chain: list[pb.Block]
+    last: int
+    txs: dict[str, Doc] = field(default_factory=dict)
+    checked_with: ValidatorSet | None = None
+    checked: dict[int, list[str]] = field(default_factory=dict)
+
+    def header_problems(self, block: pb.Block, validators: ValidatorSet, parent: Tip) -> list[str]:
+        """``header_problems`` of a block, made already if made with these validators."""
+        found = self.checked.get(block.header.height)
+        if found is None or validators != self.checked_with:
+            found = header_problems(block, validators, parent)
+        return found
+
+
+async def _read(repo: Repository) -> _Stored:
+    """Reads the chain in one pass over each collection.
+
+    The transactions (ten documents a block) take the longest to read, so while they
+    come in the genesis block's own transactions are read by id (they name the validator
+    set) and every block's header, proposer, Merkle root and approvals are checked; the
+    walk then checks the transactions.
+    """
+    reading = asyncio.create_task(_all(repo.scan_transactions()))
+    try:
+        by_height = {int(doc["_id"]): doc for doc in await _all(repo.scan_blocks())}
+        stored = _Stored(_contiguous(by_height), max(by_height, default=-1))
+        if stored.chain and stored.chain[0].header.height == 0:
+            genesis_txs = await repo.tx_docs(stored.chain[0].tx_hashes)
+            with contextlib.suppress(ValueError):
+                members = genesis.validator_set_of(with_transactions(stored.chain[0], genesis_txs))
+                stored.checked = await _check_headers(stored.chain, members)
+                stored.checked_with = members
+        stored.txs = {str(doc["_id"]): doc for doc in await reading}
+    finally:
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    return stored
+
+
+def _contiguous(stored: dict[int, Doc]) -> list[pb.Block]:
+    """The stored blocks from height 0 up to the first height with none."""
+    chain: list[pb.Block] = []
+    while (doc := stored.get(len(chain))) is not None:
+        chain.append(doc_to_block(doc))
+    return chain
+
+
+async def _check_headers(chain: list[pb.Block], validators: ValidatorSet) -> dict[int, list[str]]:
+    """``header_problems`` of every block above genesis, each against the block stored
+    below it, yielding to the event loop between blocks (so the transactions being read
+    meanwhile keep coming in). Stops at the first block whose stored height is not its own:
+    the walk stops there too."""
+    found: dict[int, list[str]] = {}
+    for height in range(1, len(chain)):
+        block, below = chain[height], chain[height - 1]
+        if block.header.height != height or below.header.height != height - 1:
+            break
+        found[height] = header_problems(block, validators, blocks.tip_of(below))
+        await asyncio.sleep(0)
+    return found
 
 
 async def _all(docs: AsyncIterator[Doc]) -> list[Doc]:

@@ -13,6 +13,9 @@ of a million leaves needs no more memory than the leaves themselves.
 
 The hot loops (``root``, ``root_from_proof``) call ``hashlib.sha256`` inline rather
 than through ``node_hash``: a Python call per node costs a third of the hash itself.
+Both copy a SHA-256 already fed the 0x01 prefix and feed it the two children
+(``update`` twice) instead of concatenating 65 bytes: no 33- and 65-byte objects per
+node (proof verification went from 1.32 to 1.08 times the bare concatenate-and-hash).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ BATCH = 1 << 12
 """Leaves ``root`` folds at a time, level by level, into one complete subtree."""
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """The root of the empty tree (RFC 9162 §2.1.1)."""
+_NODE_PREFIX = hashlib.sha256(b"\x01")
+"""SHA-256 fed the node prefix 0x01: a node hash is a ``copy()`` of it fed left and right,
+which costs less than joining 65 bytes first (copied, never fed itself)."""
 
 
 class MerkleError(ValueError):
@@ -96,13 +102,17 @@ def _complete_root(level: list[bytes]) -> bytes:
     """The root of a complete tree (``len(level)`` a power of two), level by level."""
     if set(map(len, level)) != {HASH_SIZE}:
         raise MerkleError("a leaf hash must be 32 bytes")
-    sha256 = hashlib.sha256
+    copy = _NODE_PREFIX.copy
     while len(level) > 1:
         pairs = iter(level)
-        level = [
-            sha256(b"\x01" + left + right).digest()
-            for left, right in zip(pairs, pairs, strict=False)
-        ]
+        parents: list[bytes] = []
+        append = parents.append
+        for left, right in zip(pairs, pairs, strict=False):
+            step = copy()
+            step.update(left)
+            step.update(right)
+            append(step.digest())
+        level = parents
     return level[0]
 
 
@@ -172,13 +182,17 @@ def _fold(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes]) -> by
     if len(proof) != inner + border:
         return None
     lefts = index & ((1 << inner) - 1) | ((1 << border) - 1) << inner
-    sha256 = hashlib.sha256
+    copy = _NODE_PREFIX.copy
     node = leaf
     for sibling in proof:
+        step = copy()
         if lefts & 1:
-            node = sha256(b"\x01" + sibling + node).digest()
+            step.update(sibling)
+            step.update(node)
         else:
-            node = sha256(b"\x01" + node + sibling).digest()
+            step.update(node)
+            step.update(sibling)
+        node = step.digest()
         lefts >>= 1
     return node
 

@@ -8,7 +8,7 @@ from typing import Any
 from lucid.blockchain import anchors, blocks
 from lucid.blockchain.anchoring import Anchoring
 from lucid.blockchain.node import Ready
-from lucid.blockchain.repository import Doc, doc_to_transaction
+from lucid.blockchain.store.chain import Doc, doc_to_transaction
 from lucid.blockchain.v1 import anchoring_pb2 as apb
 from lucid.blockchain.v1 import anchoring_pb2_grpc
 from lucid.blockchain.v1 import blockchain_pb2 as pb

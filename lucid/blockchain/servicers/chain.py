@@ -6,11 +6,11 @@ import importlib.metadata
 import uuid
 from typing import Any
 
-from lucid.blockchain import blocks, genesis, trust
-from lucid.blockchain.blocks import Tip
+from lucid.blockchain import convert, trust
 from lucid.blockchain.config import CONSENSUS_ALGORITHM, NETWORK_NAME
 from lucid.blockchain.node import ChainNode
-from lucid.blockchain.repository import Doc, doc_to_block, doc_to_transaction
+from lucid.blockchain.reads import CHECKS, ChainReads
+from lucid.blockchain.store.chain import doc_to_transaction
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import blockchain_pb2_grpc
 from lucid.runtime import paging
@@ -23,40 +23,19 @@ except importlib.metadata.PackageNotFoundError:
     VERSION = "0.0.0"
 
 
-def summary(doc: Doc, tip_height: int) -> pb.BlockSummary:
-    """A stored block as a list entry."""
-    result = pb.BlockSummary(
-        height=int(doc["height"]),
-        hash=doc["hash"],
-        previous_hash=doc["previous_hash"],
-        merkle_root=doc["merkle_root"],
-        proposer_id=doc["proposer_id"],
-        transaction_count=int(doc["transaction_count"]),
-        status=pb.BLOCK_STATUS_CONFIRMED,
-        approval_count=len(doc.get("approvals", [])),
-        confirmations=tip_height - int(doc["height"]) + 1,
-        final=True,
-        size_bytes=int(doc.get("size_bytes", 0)),
-    )
-    result.block_time.seconds = int(doc["block_time_s"])
-    result.block_time.nanos = int(doc["block_time_nanos"])
-    return result
-
-
 class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
     """The chain as one validator holds it."""
 
-    def __init__(self, node: ChainNode) -> None:
+    def __init__(self, node: ChainNode, reads: ChainReads) -> None:
         self.node = node
+        self.reads = reads
 
     async def GetChainInfo(
         self, request: pb.GetChainInfoRequest, context: Any
     ) -> pb.GetChainInfoResponse:
         ready = self.node.require()
         ledger = ready.ledger
-        genesis_doc = await ledger.repo.block_doc(height=0)
-        if genesis_doc is None:
-            raise not_found("genesis block")
+        genesis_doc = await self.reads.genesis_doc()
         return pb.GetChainInfoResponse(
             network_name=NETWORK_NAME,
             version=VERSION,
@@ -64,7 +43,7 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
             block_interval=duration(self.node.config.block_interval_s),
             current_height=ledger.tip.height,
             final_height=ledger.tip.height,
-            genesis_block=summary(genesis_doc, ledger.tip.height),
+            genesis_block=convert.summary(genesis_doc, ledger.tip.height),
             latest_block_hash=ledger.tip.hash,
             validator_count=len(ready.validators),
             hash_algorithm=pb.HASH_ALGORITHM_SHA256,
@@ -93,7 +72,7 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
         response.current_height = response.final_height = ledger.tip.height
         response.network_height = max(response.network_height, ledger.tip.height)
         response.latest_block_time.FromNanoseconds(ledger.tip.time_ns)
-        response.pending_transactions = await ledger.repo.count_pending()
+        response.pending_transactions = await self.reads.pending_count()
         if node.ready.syncer.syncing or response.network_height > ledger.tip.height:
             response.status = pb.CHAIN_STATUS_SYNCING
             response.message = f"behind peers at {response.network_height}; catching up"
@@ -159,13 +138,11 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
         page = paging.page(request, default=20)
         if request.status not in (pb.BLOCK_STATUS_UNSPECIFIED, pb.BLOCK_STATUS_CONFIRMED):
             return pb.ListBlocksResponse()  # only final blocks are stored
-        query = {"height": {"$gte": low, "$lte": high}}
-        total = await ledger.repo.count_blocks(query)
-        docs = await ledger.repo.block_docs(
-            query, descending=descending, skip=page.offset, limit=page.size
+        docs, total = await self.reads.blocks_page(
+            low, high, descending=descending, offset=page.offset, limit=page.size
         )
         return pb.ListBlocksResponse(
-            blocks=[summary(d, tip) for d in docs],
+            blocks=[convert.summary(d, tip) for d in docs],
             next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
@@ -191,76 +168,18 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
     async def ValidateBlock(
         self, request: pb.ValidateBlockRequest, context: Any
     ) -> pb.ValidateBlockResponse:
-        ready = self.node.require()
-        block = request.block
-        asked = {
-            "hash": request.validate_hash,
-            "signature": request.validate_signature,
-            "merkle_root": request.validate_merkle_root,
-            "transactions": request.validate_transactions,
-            "link": request.validate_link,
-            "approvals": request.validate_approvals,
-        }
-        if not any(asked.values()):
-            asked = dict.fromkeys(asked, True)
-        validators = ready.validators
-        is_genesis = block.header.height == 0
-        checks = {
-            "hash": lambda: blocks.hash_errors(block),
-            "signature": lambda: (
-                blocks.proposer_errors(block, genesis.signer_set(block))
-                if is_genesis
-                else blocks.proposer_errors(block, validators)
-            ),
-            "merkle_root": lambda: (
-                blocks.merkle_errors(block)
-                + [
-                    f"transaction {i} is {t.tx_hash}, not {h}"
-                    for i, (t, h) in enumerate(
-                        zip(block.transactions, block.tx_hashes, strict=False)
-                    )
-                    if t.tx_hash and t.tx_hash != h
-                ]
-            ),
-            "transactions": lambda: blocks.check_transactions(
-                block, validators, now=self.node.clock.now()
-            )[1],
-            "approvals": lambda: (
-                genesis.check_genesis(block)
-                if is_genesis
-                else blocks.check_approvals(block, validators)
-            ),
-        }
+        asked = {name for name in CHECKS if getattr(request, f"validate_{name}")}
+        found = await self.reads.validate_block(request.block, asked)
         response = pb.ValidateBlockResponse(valid=True)
-        for name, wanted in asked.items():
-            if not wanted:
+        for name in CHECKS:
+            errors = found.get(name)
+            if errors is None:
                 response.skipped_checks.append(name)
                 continue
-            if name == "link":
-                errors = await self._link_errors(block)
-            else:
-                errors = checks[name]()
             setattr(response, f"{name}_valid", not errors)
             response.errors.extend(f"{name}: {e}" for e in errors)
             response.valid = response.valid and not errors
         return response
-
-    async def _link_errors(self, block: pb.Block) -> list[str]:
-        if block.header.height == 0:
-            return genesis.check_genesis(block)
-        ledger = self.node.require().ledger
-        parent = await ledger.repo.block_doc(height=block.header.height - 1)
-        if parent is None:
-            return [f"no stored block at height {block.header.height - 1} to link to"]
-        parent_block = doc_to_block(parent)
-        return blocks.link_errors(
-            block,
-            Tip(
-                parent_block.header.height,
-                parent_block.hash,
-                blocks.time_ns(parent_block.header.block_time),
-            ),
-        )
 
     async def SubmitTransaction(
         self, request: pb.SubmitTransactionRequest, context: Any
@@ -293,31 +212,18 @@ class BlockchainServicer(blockchain_pb2_grpc.BlockchainServiceServicer):
     async def GetTransaction(
         self, request: pb.GetTransactionRequest, context: Any
     ) -> pb.GetTransactionResponse:
-        ledger = self.node.require().ledger
-        doc = await ledger.repo.tx_doc(request.tx_hash)
-        if doc is None:
-            raise not_found("transaction")
-        response = pb.GetTransactionResponse(
-            transaction=doc_to_transaction(doc, tip_height=ledger.tip.height)
-        )
-        if request.include_proof and response.transaction.block_hash:
-            block_doc = await ledger.repo.block_doc(height=response.transaction.block_height)
-            if block_doc is not None:
-                response.inclusion_proof.CopyFrom(
-                    blocks.inclusion_proof(
-                        block_doc["tx_hashes"], response.transaction.transaction_index
-                    )
-                )
+        tx, proof = await self.reads.transaction(request.tx_hash, with_proof=request.include_proof)
+        response = pb.GetTransactionResponse(transaction=tx)
+        if proof is not None:
+            response.inclusion_proof.CopyFrom(proof)
         return response
 
     async def ListPendingTransactions(
         self, request: pb.ListPendingTransactionsRequest, context: Any
     ) -> pb.ListPendingTransactionsResponse:
-        ledger = self.node.require().ledger
         page = paging.page(request)
-        total = await ledger.repo.count_pending(tx_type=request.type)
-        docs = await ledger.repo.pending_docs(
-            tx_type=request.type, skip=page.offset, limit=page.size
+        docs, total = await self.reads.pending_page(
+            request.type, offset=page.offset, limit=page.size
         )
         return pb.ListPendingTransactionsResponse(
             transactions=[doc_to_transaction(d) for d in docs],

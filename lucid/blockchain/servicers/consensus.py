@@ -4,67 +4,23 @@ the validator-to-validator rpcs (propose, approve, commit, sync, relay)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from lucid.blockchain import poot
+from lucid.blockchain import convert, poot, votes
 from lucid.blockchain.consensus import RoundView
-from lucid.blockchain.keys import verify_signature
 from lucid.blockchain.node import ChainNode, Ready
-from lucid.blockchain.repository import VOTES, Doc, utc
+from lucid.blockchain.reads import ChainReads
+from lucid.blockchain.store.chain import RoundFilter
 from lucid.blockchain.sync import MAX_SYNC_BYTES
-from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import consensus_pb2_grpc
-from lucid.lib import canonical
-from lucid.lib.ids import new_id
 from lucid.runtime import paging
-from lucid.runtime.errors import ErrorCode, LucidError
-from lucid.runtime.wire import duration, optional_timestamp
+from lucid.runtime.errors import LucidError
+from lucid.runtime.wire import duration
 
-ROUND_STATUS = {
-    "pending": cpb.ROUND_STATUS_PENDING,
-    "approved": cpb.ROUND_STATUS_APPROVED,
-    "rejected": cpb.ROUND_STATUS_REJECTED,
-    "failed": cpb.ROUND_STATUS_FAILED,
-}
-ROUND_NAMES = {number: name for name, number in ROUND_STATUS.items()}
 ACTIVE_WITHIN_S = 30.0
-
-
-def vote_message(request: cpb.SubmitConsensusVoteRequest) -> bytes:
-    """What a consensus vote's signature covers: every field but the signature."""
-    return canonical.encode_message(canonical.VOTE_TAG, request, exclude=frozenset({"signature"}))
-
-
-def round_proto(doc: Doc) -> cpb.ConsensusRound:
-    """A stored round."""
-    result = cpb.ConsensusRound(
-        round_id=doc["round_id"],
-        height=int(doc["height"]),
-        slot=int(doc.get("slot", 0)),
-        block_hash=doc.get("block_hash", ""),
-        proposer_id=doc.get("proposer_id", ""),
-        status=ROUND_STATUS.get(doc.get("status", ""), cpb.ROUND_STATUS_UNSPECIFIED),
-        approval_count=int(doc.get("approval_count", 0)),
-        rejection_count=int(doc.get("rejection_count", 0)),
-        validator_count=int(doc.get("validator_count", 0)),
-        required_approvals=int(doc.get("required_approvals", 0)),
-    )
-    for vote in doc.get("votes", []):
-        result.votes.add(
-            validator_id=vote["validator_id"],
-            decision=pb.VOTE_DECISION_APPROVE,
-            signature=vote.get("signature", ""),
-            vote_time=optional_timestamp(vote.get("vote_time")),
-        )
-    for name in ("start_time", "end_time"):
-        value = optional_timestamp(doc.get(name))
-        if value is not None:
-            getattr(result, name).CopyFrom(value)
-    return result
 
 
 def _wait_s(context: Any) -> float | None:
@@ -76,27 +32,17 @@ def _wait_s(context: Any) -> float | None:
 class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
     """Consensus of one validator."""
 
-    def __init__(self, node: ChainNode) -> None:
+    def __init__(self, node: ChainNode, reads: ChainReads) -> None:
         self.node = node
+        self.reads = reads
 
     # -- reads ---------------------------------------------------------------------------
 
     def _current_round(self, ready: Ready, view: RoundView | None) -> cpb.ConsensusRound | None:
         if view is None or view.height != ready.ledger.tip.height + 1:
             return None
-        started = timestamp_pb2.Timestamp()
-        started.FromNanoseconds(time.time_ns() - int((time.monotonic() - view.started) * 1e9))
-        return cpb.ConsensusRound(
-            height=view.height,
-            slot=view.round,
-            block_hash=view.block_hash,
-            proposer_id=view.proposer_id,
-            status=ROUND_STATUS.get(view.status, cpb.ROUND_STATUS_PENDING),
-            approval_count=max(view.approvals, 0),
-            validator_count=len(ready.validators),
-            required_approvals=ready.validators.required_approvals,
-            start_time=started,
-        )
+        started_ns = time.time_ns() - int((time.monotonic() - view.started) * 1e9)
+        return convert.current_round(view, ready.validators, started_ns)
 
     async def GetConsensusStatus(
         self, request: cpb.GetConsensusStatusRequest, context: Any
@@ -166,19 +112,15 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
     async def ListConsensusHistory(
         self, request: cpb.ListConsensusHistoryRequest, context: Any
     ) -> cpb.ListConsensusHistoryResponse:
-        self.node.require()
-        query: Doc = {}
-        if request.status:
-            query["status"] = ROUND_NAMES.get(request.status, "")
-        heights: Doc = {"$gte": request.height_from}
-        if request.height_to:
-            heights["$lte"] = request.height_to
-        query["height"] = heights
+        where = RoundFilter(
+            height_from=request.height_from,
+            height_to=request.height_to or None,
+            status=convert.ROUND_NAMES.get(request.status, "") if request.status else None,
+        )
         page = paging.page(request)
-        total = await self.node.repo.count_rounds(query)
-        docs = await self.node.repo.round_docs(query, skip=page.offset, limit=page.size)
+        docs, total = await self.reads.rounds_page(where, offset=page.offset, limit=page.size)
         return cpb.ListConsensusHistoryResponse(
-            rounds=[round_proto(d) for d in docs],
+            rounds=[convert.round_proto(d) for d in docs],
             next_page_token=page.next_token(len(docs), total),
             total_size=total,
         )
@@ -186,17 +128,12 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
     async def GetWorkCredits(
         self, request: cpb.GetWorkCreditsRequest, context: Any
     ) -> cpb.GetWorkCreditsResponse:
-        ledger = self.node.require().ledger
+        self.node.require()
         now = self.node.clock.now()
         current = poot.epoch_of_slot(poot.task_slot(now))
         epoch = request.epoch if request.HasField("epoch") else current
         until = min(now, poot.epoch_end(epoch))
-        facts = [
-            poot.TaskFacts.from_doc(d)
-            for d in await ledger.repo.task_facts(
-                poot.micros(until) - poot.WINDOW_US, poot.micros(until), ledger.tip.height
-            )
-        ]
+        facts = await self.reads.task_facts(poot.micros(until))
         by_pool = request.entity_type == cpb.ENTITY_TYPE_POOL
         ranked = poot.ranked(poot.tallies(facts, by_pool=by_pool).values())
         entity_type = cpb.ENTITY_TYPE_POOL if by_pool else cpb.ENTITY_TYPE_NODE
@@ -239,37 +176,10 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         first = (
             request.slot_from if request.HasField("slot_from") else max(1, following - count + 1)
         )
-        response = cpb.GetLeaderScheduleResponse(current_slot=following)
-        interval_ns = int(self.node.config.block_interval_s * 1e9)
-        for height in range(max(1, first), min(first + count, following + 1)):
-            schedule = await ledger.schedule_at(height)
-            parent = await ledger.repo.block_doc(height=height - 1)
-            if schedule is None or parent is None:
-                break
-            slot = cpb.LeaderSlot(
-                slot=height,
-                epoch=poot.epoch_of_slot(
-                    poot.task_slot(utc(parent["block_time"]) or self.node.clock.now())
-                ),
-                primary_id=schedule.primary,
-                fallback_ids=list(schedule.fallbacks),
-            )
-            slot.start_time.FromNanoseconds(
-                int(parent["block_time_s"]) * 1_000_000_000
-                + int(parent["block_time_nanos"])
-                + interval_ns
-            )
-            block = await ledger.repo.block_doc(height=height)
-            if block is not None:
-                slot.winner_id = block["proposer_id"]
-                slot.block_height = height
-                slot.outcome = (
-                    cpb.SLOT_OUTCOME_PRIMARY
-                    if block["proposer_id"] == schedule.primary
-                    else cpb.SLOT_OUTCOME_FALLBACK
-                )
-            response.slots.append(slot)
-        return response
+        slots = await self.reads.leader_slots(first, count)
+        return cpb.GetLeaderScheduleResponse(
+            current_slot=following, slots=[convert.leader_slot(s) for s in slots]
+        )
 
     # -- submissions -----------------------------------------------------------------------
 
@@ -277,46 +187,7 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
         self, request: cpb.SubmitConsensusVoteRequest, context: Any
     ) -> cpb.SubmitConsensusVoteResponse:
         ready = self.node.require()
-        if ready.validators.key_of(request.voter_id) != request.public_key:
-            raise LucidError(
-                ErrorCode.ERROR_CODE_NOT_PARTICIPANT,
-                f"{request.voter_id} is not a consensus participant with this key",
-            )
-        if not verify_signature(request.public_key, vote_message(request), request.signature):
-            raise LucidError(
-                ErrorCode.ERROR_CODE_CHAIN_SIGNATURE_INVALID, "the vote's signature does not verify"
-            )
-        view = None
-        if request.vote_type == pb.VOTE_TYPE_BLOCK:
-            view = ready.engine.open_round(request.target_id)
-            if view is None:
-                raise LucidError(
-                    ErrorCode.ERROR_CODE_NO_OPEN_ROUND,
-                    f"no consensus round is open on block {request.target_id}",
-                )
-        doc: Doc = {
-            "vote_id": new_id(),
-            "voter_id": request.voter_id,
-            "vote_type": int(request.vote_type),
-            "target_id": request.target_id,
-            "decision": int(request.decision),
-            "signature": request.signature,
-            "tx_hash": "",
-            "vote_time": request.vote_time.ToDatetime(tzinfo=UTC),
-        }
-        body = pb.TransactionBody(
-            type=pb.TRANSACTION_TYPE_CONSENSUS_VOTE,
-            consensus_vote=pb.ConsensusVotePayload(
-                voter_id=request.voter_id,
-                vote_type=request.vote_type,
-                target_id=request.target_id,
-                decision=request.decision,
-                reasoning=request.reasoning,
-            ),
-        )
-        doc, _ = await self.node.submit_record(
-            VOTES, doc, body, f"{request.voter_id} already voted on {request.target_id}"
-        )
+        doc, view = await votes.submit_vote(self.node, request)
         response = cpb.SubmitConsensusVoteResponse(
             vote_id=doc["vote_id"], accepted=True, vote_weight=1.0, tx_hash=doc.get("tx_hash", "")
         )
