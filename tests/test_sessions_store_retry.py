@@ -7,6 +7,7 @@ mistaken for transient ones."""
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import grpc
@@ -30,6 +31,14 @@ from lucid.sessions.v1 import sessions_pb2
 from lucid.supervisor.localservers import free_port
 from tests.sessionkit import SessionsEnv, start_env
 from tests.support import Mesh, details
+
+
+def own_database(settings: Settings) -> Settings:
+    """A database of its own: a sessions server of another module on the shared database
+    would claim (and finalize) the sessions these tests stop, so the scripted store
+    errors would never be met (it happened once in a full run)."""
+    return settings.replace(mongodb_db=f"{settings.mongodb_db}_{uuid.uuid4().hex[:6]}")
+
 
 BUSY = OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
 ADDRESS = "TJw1nrK1G5ugxRAuVPUFTcHrSZM8AjjKaH"
@@ -102,7 +111,7 @@ async def _record_stop_and_end(own: SessionsEnv, chunks: int) -> sessions_pb2.Se
 async def test_a_busy_store_delays_but_never_fails_a_finalization(
     mesh: Mesh, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    own = await start_env(mesh, settings)
+    own = await start_env(mesh, own_database(settings))
     servicer = next(
         s for _, s in own.mesh.servers["sessions"].app.servicers if isinstance(s, SessionServicer)
     )
@@ -149,7 +158,7 @@ async def test_a_store_lost_after_the_manifest_still_completes_with_its_root(
     """Found by the chaos suite: a session whose manifest was stored but not yet linked
     when the store dropped completed with an empty Merkle root. The retried step links
     the stored manifest to its session."""
-    own = await start_env(mesh, settings)
+    own = await start_env(mesh, own_database(settings))
     servicer = next(
         s for _, s in own.mesh.servers["sessions"].app.servicers if isinstance(s, SessionServicer)
     )
@@ -187,7 +196,7 @@ async def test_a_busy_store_on_the_chain_spends_no_anchoring_attempt(
 ) -> None:
     """The chain's pipeline answers a transient store error with UNAVAILABLE 5003 (not
     INTERNAL); finalization tries again later without counting it as an attempt."""
-    own = await start_env(mesh, settings)
+    own = await start_env(mesh, own_database(settings))
     own.fake.busy_calls = 4  # more than the three attempts a session has
     session = await _record_stop_and_end(own, chunks=1)
     assert session.state == sessions_pb2.SESSION_STATE_COMPLETED, session.error_message
