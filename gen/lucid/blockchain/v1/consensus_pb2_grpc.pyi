@@ -68,6 +68,12 @@ class ConsensusServiceStub:
     a block vote with no open round fails with FAILED_PRECONDITION.
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
     """
+    ListConsensusVotes: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]
+    """Lists the consensus votes recorded in final blocks (PoOT validation votes
+    of nodes on other nodes' task proofs, among others), newest first, with
+    the tally of all that match.
+    Spec: 05 PoOT votes to cluster 02
+    """
     SubmitTaskProof: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.SubmitTaskProofRequest, _consensus_pb2.SubmitTaskProofResponse]
     """Records a node's signed proof of an operational task for a slot. One
     proof per (node, slot, task type): resending the identical proof returns
@@ -157,6 +163,12 @@ class ConsensusServiceAsyncStub(ConsensusServiceStub):
     node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
     a block vote with no open round fails with FAILED_PRECONDITION.
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+    """
+    ListConsensusVotes: _aio.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]  # type: ignore[assignment]
+    """Lists the consensus votes recorded in final blocks (PoOT validation votes
+    of nodes on other nodes' task proofs, among others), newest first, with
+    the tally of all that match.
+    Spec: 05 PoOT votes to cluster 02
     """
     SubmitTaskProof: _aio.UnaryUnaryMultiCallable[_consensus_pb2.SubmitTaskProofRequest, _consensus_pb2.SubmitTaskProofResponse]  # type: ignore[assignment]
     """Records a node's signed proof of an operational task for a slot. One
@@ -268,6 +280,18 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
         node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
         a block vote with no open round fails with FAILED_PRECONDITION.
         Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+        """
+
+    @_abc_1.abstractmethod
+    def ListConsensusVotes(
+        self,
+        request: _consensus_pb2.ListConsensusVotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consensus_pb2.ListConsensusVotesResponse, _abc.Awaitable[_consensus_pb2.ListConsensusVotesResponse]]:
+        """Lists the consensus votes recorded in final blocks (PoOT validation votes
+        of nodes on other nodes' task proofs, among others), newest first, with
+        the tally of all that match.
+        Spec: 05 PoOT votes to cluster 02
         """
 
     @_abc_1.abstractmethod
