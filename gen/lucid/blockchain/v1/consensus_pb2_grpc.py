@@ -164,7 +164,11 @@ class ConsensusServiceServicer:
     def SubmitConsensusVote(self, request, context):
         """Records a signed vote of a registered participant on an open round or a
         node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-        a block vote with no open round fails with FAILED_PRECONDITION.
+        a block vote with no open round fails with FAILED_PRECONDITION. Block and
+        parameter votes come from validators; a PoOT validation vote (a node's
+        verdict on another node's task proof) only from the nodes cluster's own
+        identity, signed by the key in the vote, one per voter, target and task
+        slot (ALREADY_EXISTS otherwise).
         Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -65,7 +65,11 @@ class ConsensusServiceStub:
     SubmitConsensusVote: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.SubmitConsensusVoteRequest, _consensus_pb2.SubmitConsensusVoteResponse]
     """Records a signed vote of a registered participant on an open round or a
     node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-    a block vote with no open round fails with FAILED_PRECONDITION.
+    a block vote with no open round fails with FAILED_PRECONDITION. Block and
+    parameter votes come from validators; a PoOT validation vote (a node's
+    verdict on another node's task proof) only from the nodes cluster's own
+    identity, signed by the key in the vote, one per voter, target and task
+    slot (ALREADY_EXISTS otherwise).
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
     """
     ListConsensusVotes: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]
@@ -161,7 +165,11 @@ class ConsensusServiceAsyncStub(ConsensusServiceStub):
     SubmitConsensusVote: _aio.UnaryUnaryMultiCallable[_consensus_pb2.SubmitConsensusVoteRequest, _consensus_pb2.SubmitConsensusVoteResponse]  # type: ignore[assignment]
     """Records a signed vote of a registered participant on an open round or a
     node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-    a block vote with no open round fails with FAILED_PRECONDITION.
+    a block vote with no open round fails with FAILED_PRECONDITION. Block and
+    parameter votes come from validators; a PoOT validation vote (a node's
+    verdict on another node's task proof) only from the nodes cluster's own
+    identity, signed by the key in the vote, one per voter, target and task
+    slot (ALREADY_EXISTS otherwise).
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
     """
     ListConsensusVotes: _aio.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]  # type: ignore[assignment]
@@ -278,7 +286,11 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_consensus_pb2.SubmitConsensusVoteResponse, _abc.Awaitable[_consensus_pb2.SubmitConsensusVoteResponse]]:
         """Records a signed vote of a registered participant on an open round or a
         node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-        a block vote with no open round fails with FAILED_PRECONDITION.
+        a block vote with no open round fails with FAILED_PRECONDITION. Block and
+        parameter votes come from validators; a PoOT validation vote (a node's
+        verdict on another node's task proof) only from the nodes cluster's own
+        identity, signed by the key in the vote, one per voter, target and task
+        slot (ALREADY_EXISTS otherwise).
         Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
         """
 
