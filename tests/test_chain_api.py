@@ -22,7 +22,7 @@ from lucid.blockchain.v1 import merkle_pb2 as mpb
 from lucid.blockchain.v1 import merkle_pb2_grpc
 from lucid.blockchain.votes import vote_message
 from lucid.common.v1 import access_pb2
-from lucid.lib import canonical, merkle
+from lucid.lib import canonical, merkle, pootvotes
 from tests.chain_support import (
     ChainStubs,
     anchor_request,
@@ -709,14 +709,14 @@ def variant(
     return copy
 
 
-async def test_consensus_votes(chain: Mesh) -> None:
+async def test_block_and_parameter_votes_are_validators_only(chain: Mesh) -> None:
     key = validator_key(chain.settings)
     vote = cpb.SubmitConsensusVoteRequest(
         voter_id="validator-0",
-        vote_type=pb.VOTE_TYPE_POOT_VALIDATION,
-        target_id=str(uuid.uuid4()),
+        vote_type=pb.VOTE_TYPE_PARAMETER,
+        target_id=f"block_interval_{uuid.uuid4().hex[:8]}",
         decision=pb.VOTE_DECISION_APPROVE,
-        reasoning="uptime proofs check out",
+        reasoning="fine as it is",
         vote_time=now_stamp(),
         public_key=public_key_hex(key),
     )
@@ -728,13 +728,22 @@ async def test_consensus_votes(chain: Mesh) -> None:
         assert (await stubs.consensus.SubmitConsensusVote(vote)).vote_id == reply.vote_id
 
         stranger = nacl.signing.SigningKey.generate()
-        outsider = variant(vote, stranger, voter_id="node-7", public_key=public_key_hex(stranger))
+        node_block_vote = variant(
+            vote,
+            stranger,
+            voter_id=str(uuid.uuid4()),
+            vote_type=pb.VOTE_TYPE_BLOCK,
+            target_id="ab" * 32,
+            public_key=public_key_hex(stranger),
+        )
         block_vote = variant(vote, key, vote_type=pb.VOTE_TYPE_BLOCK, target_id="ab" * 32)
         forged = variant(vote, None, reasoning="changed after signing")
+        turned = variant(vote, key, decision=pb.VOTE_DECISION_REJECT)
         for request, status, reason in (
-            (outsider, grpc.StatusCode.PERMISSION_DENIED, "LUCID_ERR_4103"),
+            (node_block_vote, grpc.StatusCode.PERMISSION_DENIED, "LUCID_ERR_4103"),
             (block_vote, grpc.StatusCode.FAILED_PRECONDITION, "LUCID_ERR_4104"),
             (forged, grpc.StatusCode.INVALID_ARGUMENT, "LUCID_ERR_4105"),
+            (turned, grpc.StatusCode.ALREADY_EXISTS, "LUCID_ERR_4002"),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stubs.consensus.SubmitConsensusVote(request)
@@ -744,7 +753,122 @@ async def test_consensus_votes(chain: Mesh) -> None:
         recorded = await ChainStubs(channel).chain.GetTransaction(
             pb.GetTransactionRequest(tx_hash=reply.tx_hash)
         )
-    assert recorded.transaction.signed.body.consensus_vote.target_id == vote.target_id
+    payload = recorded.transaction.signed.body.consensus_vote
+    assert payload.target_id == vote.target_id and payload.signature == vote.signature
+
+
+def node_vote(
+    key: nacl.signing.SigningKey, target: str, *, approve: bool = True, slot: int | None = None
+) -> cpb.SubmitConsensusVoteRequest:
+    """A node's signed PoOT validation vote on ``target`` in ``slot`` (default: now's)."""
+    vote = pootvotes.poot_vote(
+        voter_id=str(uuid.uuid5(uuid.NAMESPACE_OID, public_key_hex(key))),
+        public_key=public_key_hex(key),
+        target_id=target,
+        slot=poot.task_slot(datetime.now(UTC)) if slot is None else slot,
+        approve=approve,
+        proof_signature="cd" * 64,
+    )
+    vote.signature = pootvotes.sign(vote, key)
+    return vote
+
+
+async def test_poot_votes_come_from_the_nodes_cluster_and_are_tallied(chain: Mesh) -> None:
+    target = str(uuid.uuid4())
+    voter, other = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    vote = node_vote(voter, target)
+    async with chain.channel("blockchain", "admin") as reading:
+        reader = ChainStubs(reading).consensus
+
+        async def tally() -> cpb.ListConsensusVotesResponse:
+            reply: cpb.ListConsensusVotesResponse = await reader.ListConsensusVotes(
+                cpb.ListConsensusVotesRequest(
+                    vote_type=pb.VOTE_TYPE_POOT_VALIDATION, target_id=target
+                )
+            )
+            return reply
+
+        token = bearer(
+            await chain.token(
+                role=access_pb2.ROLE_NODE_OPERATOR, kyc=access_pb2.KYC_STATUS_VERIFIED
+            )
+        )
+        for identity, metadata, reason in (
+            ("admin", (), "LUCID_ERR_2013"),  # a service the access rule does not name
+            ("operator", token, "LUCID_ERR_4103"),  # a user allowed to vote, not the cluster
+        ):
+            async with chain.channel("blockchain", identity) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as denied:
+                    await ChainStubs(channel).consensus.SubmitConsensusVote(vote, metadata=metadata)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert details(denied.value).reason == reason
+
+        async with chain.channel("blockchain", "nodes") as channel:
+            stubs = ChainStubs(channel)
+            stranger = nacl.signing.SigningKey.generate()
+            forged = node_vote(voter, target)
+            forged.signature = pootvotes.sign(forged, stranger)  # not the key it names
+            ahead = node_vote(voter, target, slot=poot.task_slot(datetime.now(UTC)) + 5)
+            for request, status, reason in (
+                (forged, grpc.StatusCode.INVALID_ARGUMENT, "LUCID_ERR_4105"),
+                (ahead, grpc.StatusCode.INVALID_ARGUMENT, "LUCID_ERR_1001"),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stubs.consensus.SubmitConsensusVote(request)
+                assert refused.value.code() == status
+                assert details(refused.value).reason == reason
+
+            reply = await stubs.consensus.SubmitConsensusVote(vote)
+            assert reply.accepted and reply.tx_hash
+            again = await stubs.consensus.SubmitConsensusVote(vote)  # a retry: the same vote
+            assert (again.vote_id, again.tx_hash) == (reply.vote_id, reply.tx_hash)
+            with pytest.raises(grpc.aio.AioRpcError) as duplicate:  # same voter, target, slot
+                await stubs.consensus.SubmitConsensusVote(node_vote(voter, target, approve=False))
+            assert duplicate.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert details(duplicate.value).reason == "LUCID_ERR_4002"
+            rejected = await stubs.consensus.SubmitConsensusVote(
+                node_vote(other, target, approve=False)
+            )
+            earlier = await stubs.consensus.SubmitConsensusVote(  # the slot before: a new vote
+                node_vote(voter, target, slot=poot.task_slot(datetime.now(UTC)) - 1)
+            )
+
+        async def recorded() -> cpb.ListConsensusVotesResponse | None:
+            reply = await tally()
+            return reply if reply.total_size == 3 else None
+
+        listed = await wait_for(recorded, timeout_s=30)
+    assert (listed.tally.approve_count, listed.tally.reject_count) == (2, 1)
+    assert listed.tally.abstain_count == 0
+    assert {v.tx_hash for v in listed.votes} == {reply.tx_hash, rejected.tx_hash, earlier.tx_hash}
+    mine = next(v for v in listed.votes if v.tx_hash == reply.tx_hash)
+    assert (mine.voter_id, mine.decision, mine.slot) == (
+        vote.voter_id,
+        pb.VOTE_DECISION_APPROVE,
+        poot.task_slot(vote.vote_time.ToDatetime(tzinfo=UTC)),
+    )
+    assert mine.block_height > 0 and mine.signature == vote.signature
+    checked = cpb.SubmitConsensusVoteRequest(
+        voter_id=mine.voter_id,
+        vote_type=mine.vote_type,
+        target_id=mine.target_id,
+        decision=mine.decision,
+        reasoning=mine.reasoning,
+        vote_time=mine.vote_time,
+        public_key=mine.public_key,
+        signature=mine.signature,
+    )
+    assert pootvotes.verifies(checked)  # anyone can check the node's vote from the chain
+    by_voter = await reader_votes(chain, vote.voter_id)
+    assert {v.tx_hash for v in by_voter} == {reply.tx_hash, earlier.tx_hash}
+
+
+async def reader_votes(chain: Mesh, voter_id: str) -> list[cpb.ConsensusVote]:
+    async with chain.channel("blockchain", "admin") as channel:
+        reply = await ChainStubs(channel).consensus.ListConsensusVotes(
+            cpb.ListConsensusVotesRequest(voter_id=voter_id, page_size=10)
+        )
+    return list(reply.votes)
 
 
 async def test_validator_rpcs_are_for_validators_only(chain: Mesh) -> None:

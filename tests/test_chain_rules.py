@@ -23,7 +23,7 @@ from lucid.blockchain.keys import (
 )
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
-from lucid.lib import canonical, merkle
+from lucid.lib import canonical, merkle, pootvotes
 from lucid.runtime.errors import ErrorCode, LucidError
 from tests.chain_support import data_body, now_stamp, signed
 
@@ -100,6 +100,44 @@ def test_an_anchor_without_merkle_root_is_refused() -> None:
         transactions.check(transactions.sign(body, "validator-0", KEYS[0]), VALIDATORS)
     assert code_of(exc) == ErrorCode.ERROR_CODE_INVALID_ARGUMENT
     assert any("merkle_root" in v.field for v in exc.value.field_violations)
+
+
+def _poot_vote_tx(vote: cpb.SubmitConsensusVoteRequest) -> pb.SignedTransaction:
+    body = pb.TransactionBody(
+        type=pb.TRANSACTION_TYPE_CONSENSUS_VOTE,
+        consensus_vote=pootvotes.payload(vote),
+        create_time=now_stamp(),
+    )
+    return transactions.sign(body, "validator-0", KEYS[0])
+
+
+def test_a_poot_vote_is_checkable_from_its_transaction_alone() -> None:
+    node_key = nacl.signing.SigningKey.generate()
+    vote = pootvotes.poot_vote(
+        voter_id=str(uuid.uuid4()),
+        public_key=public_key_hex(node_key),
+        target_id=str(uuid.uuid4()),
+        slot=poot.task_slot(datetime.now(UTC)),
+        approve=False,
+        proof_signature="ab" * 64,
+    )
+    vote.signature = pootvotes.sign(vote, node_key)
+    checked = transactions.check(_poot_vote_tx(vote), VALIDATORS, now=datetime.now(UTC))
+    assert checked.vote is not None
+    assert checked.vote.slot == poot.task_slot(datetime.now(UTC))
+    assert (checked.vote.voter_id, checked.vote.target_id) == (vote.voter_id, vote.target_id)
+    assert checked.vote.decision == pb.VOTE_DECISION_REJECT
+
+    tampered = cpb.SubmitConsensusVoteRequest()
+    tampered.CopyFrom(vote)
+    tampered.decision = pb.VOTE_DECISION_APPROVE  # the validator changed the node's verdict
+    unsigned = cpb.SubmitConsensusVoteRequest()
+    unsigned.CopyFrom(vote)
+    unsigned.ClearField("signature")
+    for bad, words in ((tampered, "does not verify"), (unsigned, "carries the voter's key")):
+        with pytest.raises(LucidError, match=words) as exc:
+            transactions.check(_poot_vote_tx(bad), VALIDATORS, now=datetime.now(UTC))
+        assert code_of(exc) == ErrorCode.ERROR_CODE_TRANSACTION_INVALID
 
 
 def test_a_transaction_over_one_mebibyte_is_refused() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
@@ -162,6 +163,23 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             return True
 
         await wait_for(work_proved, timeout_s=30)
+
+        async def voted() -> list[cpb.ConsensusVote] | None:  # their verdicts: PoOT votes
+            async with kit.mesh.channel("blockchain") as channel:
+                reply = await ChainStubs(channel).consensus.ListConsensusVotes(
+                    cpb.ListConsensusVotesRequest(
+                        vote_type=pb.VOTE_TYPE_POOT_VALIDATION,
+                        voter_id=by_name["agent-a"].node_id,
+                        page_size=100,
+                    ),
+                    metadata=kit.admin,
+                )
+            return list(reply.votes) or None
+
+        votes = await wait_for(voted, timeout_s=30)
+        assert all(v.target_id != by_name["agent-a"].node_id for v in votes)
+        assert all(v.decision == pb.VOTE_DECISION_APPROVE for v in votes)  # real proofs verify
+        assert all(v.public_key == by_name["agent-a"].node_public_key for v in votes)
 
         CLOCK.advance(1000)  # more than the 300 s heartbeat window, for the cluster
 

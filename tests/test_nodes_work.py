@@ -2,8 +2,8 @@
 an active node is given data to keep on a heartbeat and answers a random-range
 challenge of a later slot with a signed storage proof (credits 0.5, on the chain);
 it checks the signatures of other nodes' proofs, decoys among them, with a signed
-validation proof (0.3 a signature). A wrong, missing or misplaced answer is refused
-with nothing stored."""
+validation proof (0.3 a signature), its verdicts on real proofs PoOT votes on the chain.
+A wrong, missing or misplaced answer is refused with nothing stored."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import nacl.exceptions
 import nacl.signing
 import pytest
 
+from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
-from lucid.lib import taskproofs
+from lucid.lib import pootvotes, taskproofs
 from lucid.nodes import schema
 from lucid.nodes.storageproofs import DATA_BYTES
 from lucid.nodes.v1 import nodes_pb2 as npb
@@ -313,3 +314,132 @@ async def test_a_validation_proof_needs_its_task_and_the_right_count(kit: NodesK
     assert miscounted.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"had {len(task.items)} signatures" in str(miscounted.details())
     assert (await credits_of(kit, op, node)).credits == 0
+
+
+def item_votes(
+    node: npb.Node,
+    keys: NodeKeys,
+    task: npb.ValidationTask,
+    valid: list[str],
+    *,
+    signer: nacl.signing.SigningKey | None = None,
+) -> list[tpb.ItemVote]:
+    """The node's PoOT vote on each item of its task, as the agent signs them."""
+    votes = []
+    for item in task.items:
+        vote = pootvotes.poot_vote(
+            voter_id=node.node_id,
+            public_key=keys.public_hex,
+            target_id=item.node_id,
+            slot=task.slot,
+            approve=item.item_id in valid,
+            proof_signature=item.signature,
+        )
+        votes.append(
+            tpb.ItemVote(
+                item_id=item.item_id, signature=pootvotes.sign(vote, signer or keys.signing)
+            )
+        )
+    return votes
+
+
+async def chain_votes(kit: NodesKit, voter_id: str) -> list[cpb.ConsensusVote]:
+    """The PoOT votes of a voter in final blocks."""
+    async with kit.mesh.channel("blockchain", "admin") as channel:
+        reply = await ChainStubs(channel).consensus.ListConsensusVotes(
+            cpb.ListConsensusVotesRequest(
+                vote_type=pb.VOTE_TYPE_POOT_VALIDATION, voter_id=voter_id, page_size=100
+            )
+        )
+    return list(reply.votes)
+
+
+async def test_a_nodes_verdicts_become_poot_votes_on_the_chain(kit: NodesKit) -> None:
+    CLOCK.offset_s = 0
+    op = await kit.operator()
+    slot = taskproofs.slot_of(CLOCK.now())
+    for _ in range(2):  # proofs of other nodes to check
+        other, other_keys = await kit.active_node(op)
+        await kit.credits.SubmitWorkProof(kit.beacon(other, other_keys, slot), metadata=op.md)
+    node, keys = await kit.active_node(op)
+    task = (await beat(kit, op, node)).validation_task
+    truth = [i.item_id for i in task.items if verifies(i)]
+    real = {i.item_id: i.node_id for i in task.items if i.item_id in truth}
+    assert len(set(real.values())) == len(real) >= 2  # one proof of each other node
+    assert node.node_id not in real.values()
+
+    def proof(votes: list[tpb.ItemVote]) -> tpb.SubmitWorkProofRequest:
+        request = validation_proof(kit, node, keys, task, truth)
+        request.votes.extend(votes)
+        return request
+
+    stranger = nacl.signing.SigningKey.generate()
+    forged = await refused(
+        kit.credits.SubmitWorkProof(
+            proof(item_votes(node, keys, task, truth, signer=stranger)), metadata=op.md
+        )
+    )
+    assert forged.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(forged).reason == "LUCID_ERR_4105"
+    partial = await refused(
+        kit.credits.SubmitWorkProof(proof(item_votes(node, keys, task, truth)[1:]), metadata=op.md)
+    )
+    assert partial.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "one per item" in str(partial.details())
+    assert (await beat(kit, op, node)).validation_task == task  # neither used up the task
+    assert (await credits_of(kit, op, node)).credits == 0
+
+    accepted = await kit.credits.SubmitWorkProof(
+        proof(item_votes(node, keys, task, truth)), metadata=op.md
+    )
+    assert len(accepted.vote_ids) == len(real)  # none on a decoy
+    assert accepted.credits == pytest.approx(0.3 * len(task.items))
+
+    async def recorded() -> list[cpb.ConsensusVote] | None:
+        votes = await chain_votes(kit, node.node_id)
+        return votes if len(votes) == len(real) else None
+
+    votes = await wait_for(recorded, timeout_s=30)
+    assert {v.target_id for v in votes} == set(real.values())
+    assert all(v.decision == pb.VOTE_DECISION_APPROVE for v in votes)
+    assert all(v.slot == task.slot and v.public_key == keys.public_hex for v in votes)
+
+
+async def test_wrong_verdicts_cost_the_voter_and_only_checked_ones_are_votes(
+    kit: NodesKit,
+) -> None:
+    CLOCK.offset_s = 0
+    op = await kit.operator()
+    slot = taskproofs.slot_of(CLOCK.now())
+    other, other_keys = await kit.active_node(op)
+    await kit.credits.SubmitWorkProof(kit.beacon(other, other_keys, slot), metadata=op.md)
+
+    lazy, lazy_keys = await kit.active_node(op)  # judges every item valid, decoys too
+    task = (await beat(kit, op, lazy)).validation_task
+    every = [i.item_id for i in task.items]
+    request = validation_proof(kit, lazy, lazy_keys, task, every)
+    request.votes.extend(item_votes(lazy, lazy_keys, task, every))
+    error = await refused(kit.credits.SubmitWorkProof(request, metadata=op.md))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(error).reason == "LUCID_ERR_1001"
+
+    harsh, harsh_keys = await kit.active_node(op)  # checks the decoys, rejects a real proof
+    task = (await beat(kit, op, harsh)).validation_task
+    truth = [i.item_id for i in task.items if verifies(i)]
+    doubted = next(i for i in task.items if i.item_id == truth[0])
+    request = validation_proof(kit, harsh, harsh_keys, task, truth[1:])
+    request.votes.extend(item_votes(harsh, harsh_keys, task, truth[1:]))
+    error = await refused(kit.credits.SubmitWorkProof(request, metadata=op.md))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not the ones that verify" in str(error.details())
+    assert (await credits_of(kit, op, harsh)).credits == 0  # its proof refused
+
+    async def recorded() -> list[cpb.ConsensusVote] | None:
+        votes = await chain_votes(kit, harsh.node_id)
+        return votes if len(votes) == len(truth) else None
+
+    votes = {v.target_id: v.decision for v in await wait_for(recorded, timeout_s=30)}
+    assert votes[doubted.node_id] == pb.VOTE_DECISION_REJECT  # its verdict, on the chain
+    assert sorted(votes.values()).count(pb.VOTE_DECISION_APPROVE) == len(truth) - 1
+    assert await chain_votes(kit, lazy.node_id) == []  # a voter that missed a decoy
+    assert (await credits_of(kit, op, lazy)).credits == 0

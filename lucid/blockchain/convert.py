@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 from lucid.blockchain.consensus import RoundView
 from lucid.blockchain.keys import ValidatorSet
 from lucid.blockchain.reads import LeaderSlot
-from lucid.blockchain.store.chain import Doc
+from lucid.blockchain.store.chain import Doc, VoteFilter
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.runtime.wire import optional_timestamp
@@ -105,3 +105,34 @@ def leader_slot(slot: LeaderSlot) -> cpb.LeaderSlot:
             else cpb.SLOT_OUTCOME_FALLBACK
         )
     return result
+
+
+def vote_proto(doc: Doc) -> cpb.ConsensusVote:
+    """A consensus vote kept from a final block."""
+    vote = cpb.ConsensusVote(
+        voter_id=doc["voter_id"],
+        vote_type=int(doc["vote_type"]),  # type: ignore[arg-type]
+        target_id=doc["target_id"],
+        decision=int(doc["decision"]),  # type: ignore[arg-type]
+        reasoning=doc.get("reasoning") or "",
+        slot=int(doc.get("slot") or 0),
+        public_key=doc.get("public_key") or "",
+        signature=doc.get("signature") or "",
+        tx_hash=doc["_id"],
+        block_height=int(doc["block_height"]),
+    )
+    vote_time = optional_timestamp(doc.get("vote_time"))
+    if vote_time is not None:
+        vote.vote_time.CopyFrom(vote_time)
+    return vote
+
+
+def vote_filter(request: cpb.ListConsensusVotesRequest) -> VoteFilter:
+    """What a ListConsensusVotes request asks for."""
+    return VoteFilter(
+        vote_type=int(request.vote_type),
+        target_id=request.target_id,
+        voter_id=request.voter_id,
+        slot_from=request.slot_from,
+        slot_to=request.slot_to or None,
+    )

@@ -234,9 +234,11 @@ class Ledger:
         await self.repo.index_anchors(
             [(item.session_id, item.tx_hash) for item in checked if item.session_id], height
         )
-        for item in checked:
+        for index, item in enumerate(checked):
             if item.task is not None:
                 await self.repo.record_task_facts(item.tx_hash, height, item.task.as_doc())
+            if item.vote is not None:
+                await self.repo.record_vote_facts(item.tx_hash, height, index, item.vote.as_doc())
         await anchors.on_final_block(
             self.repo,
             [c for c in checked if c.session_id],

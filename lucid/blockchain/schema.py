@@ -17,6 +17,7 @@ TRANSACTIONS = "transactions"
 MEMPOOL = "mempool"
 ANCHOR_INDEX = "anchor_index"
 TASK_FACTS = "task_facts"
+VOTE_FACTS = "vote_facts"
 ANCHORINGS = "anchorings"
 MERKLE_TREES = "merkle_trees"
 MERKLE_LEAVES = "merkle_leaves"
@@ -56,6 +57,11 @@ def collections(prefix: str) -> tuple[CollectionSpec, ...]:
             TASK_FACTS,
             IndexSpec((("proof_time", 1),), "proof_time"),
             IndexSpec((("node_id", 1),), "node"),
+        ),
+        spec(
+            VOTE_FACTS,
+            IndexSpec((("block_height", -1), ("transaction_index", -1)), "position"),
+            IndexSpec((("target_id", 1), ("slot", 1)), "target_slot"),
         ),
         spec(
             ANCHORINGS,

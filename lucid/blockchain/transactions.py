@@ -14,7 +14,9 @@ block:
 - the signature verifies; session anchors, consensus votes and ``poot.*`` system
   transactions are signed by a validator of the set (they enter through
   AnchorSession, SubmitConsensusVote and SubmitTaskProof); ``genesis`` appears
-  only in the genesis block.
+  only in the genesis block;
+- a consensus vote that carries the voter's signature (every PoOT validation vote
+  does) verifies with the voter's key (``lucid.lib.pootvotes``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nacl.signing
@@ -31,7 +33,7 @@ from lucid.blockchain import poot
 from lucid.blockchain.config import MAX_TRANSACTION_BYTES, TIME_TOLERANCE_S
 from lucid.blockchain.keys import ValidatorSet, sign_hex, verify_signature
 from lucid.blockchain.v1 import blockchain_pb2 as pb
-from lucid.lib import canonical
+from lucid.lib import canonical, pootvotes
 from lucid.runtime.errors import ErrorCode, FieldViolation, LucidError
 from lucid.runtime.pipeline import validate
 
@@ -157,6 +159,64 @@ def _refuse_tron(body: pb.TransactionBody, data: Any) -> None:
 
 
 @dataclass(frozen=True)
+class VoteFacts:
+    """What a consensus vote says, as the vote reads (ListConsensusVotes) see it."""
+
+    voter_id: str
+    vote_type: int
+    target_id: str
+    decision: int
+    reasoning: str
+    slot: int
+    """The task slot of the vote's time (0 when it carries none)."""
+    vote_time: datetime | None
+    public_key: str
+    signature: str
+
+    def as_doc(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "voter_id": self.voter_id,
+            "vote_type": self.vote_type,
+            "target_id": self.target_id,
+            "decision": self.decision,
+            "reasoning": self.reasoning,
+            "slot": self.slot,
+            "vote_time": self.vote_time,
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
+
+
+def check_vote(data: pb.ConsensusVotePayload) -> VoteFacts:
+    """Checks the voter's signature a consensus vote carries (a PoOT validation vote must
+    carry one, and its time); its facts."""
+    poot_vote = data.vote_type == pb.VOTE_TYPE_POOT_VALIDATION
+    if poot_vote and not (data.signature and data.public_key and data.HasField("vote_time")):
+        raise _invalid(
+            "a PoOT validation vote carries the voter's key, signature and vote time",
+            "body.consensus_vote",
+        )
+    if data.signature and not pootvotes.verifies(pootvotes.from_payload(data)):
+        raise _invalid(
+            "the vote's signature does not verify with the voter's key",
+            "body.consensus_vote.signature",
+        )
+    vote_time = data.vote_time.ToDatetime(tzinfo=UTC) if data.HasField("vote_time") else None
+    return VoteFacts(
+        voter_id=data.voter_id,
+        vote_type=int(data.vote_type),
+        target_id=data.target_id,
+        decision=int(data.decision),
+        reasoning=data.reasoning,
+        slot=poot.task_slot(vote_time) if vote_time is not None else 0,
+        vote_time=vote_time,
+        public_key=data.public_key,
+        signature=data.signature,
+    )
+
+
+@dataclass(frozen=True)
 class CheckedTransaction:
     """A transaction that keeps every rule, with what the chain derives from it."""
 
@@ -170,6 +230,8 @@ class CheckedTransaction:
     """For a task proof: its facts (work credits are computed from these)."""
     rides_along: bool = False
     """A validator's own uptime beacon: included in blocks, but never the reason for one."""
+    vote: VoteFacts | None = None
+    """For a consensus vote: its facts (the vote reads are computed from these)."""
 
     @property
     def type(self) -> int:
@@ -242,7 +304,9 @@ def check(
             proof.task_type == poot.UPTIME_BEACON
             and proof.node_id == poot.validator_node_id(signed.public_key)
         )
+    vote = check_vote(body.consensus_vote) if body.HasField("consensus_vote") else None
     return CheckedTransaction(
+        vote=vote,
         signed=signed,
         tx_hash=digest,
         canonical=encoded,

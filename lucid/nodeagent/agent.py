@@ -10,8 +10,9 @@ it against the registered key and puts it on the chain). It keeps the data a
 heartbeat reply gives it (``lucid.nodeagent.storage``) and answers the slot's
 random-range storage challenge with a signed storage proof, and checks the
 signatures of the slot's validation task (other nodes' proofs, decoys among them)
-with a signed validation proof of its verdicts. A restarted agent
-keeps its node. The access token is re-read from its file for every call, so
+with a signed validation proof of its verdicts, each verdict also a signed PoOT
+vote on the proof's node (``lucid.lib.pootvotes``) the cluster puts on the chain. A
+restarted agent keeps its node. The access token is re-read from its file for every call, so
 whoever holds the operator's session can refresh it.
 """
 
@@ -29,7 +30,7 @@ import grpc
 import nacl.exceptions
 import nacl.signing
 
-from lucid.lib import taskproofs
+from lucid.lib import pootvotes, taskproofs
 from lucid.lib.clock import Clock, SystemClock
 from lucid.lib.sealing import Sealer
 from lucid.nodeagent import keys as keyfiles
@@ -203,6 +204,21 @@ class NodeAgent:
             poot_pb2.TASK_TYPE_VALIDATION_SIGNATURE,
             len(task.items),
             valid_item_ids=valid,
+            votes=[self._vote(task.slot, i, i.item_id in valid) for i in task.items],
+        )
+
+    def _vote(self, slot: int, item: npb.ValidationItem, approve: bool) -> poot_pb2.ItemVote:
+        """The node's signed PoOT vote on an item: its verdict on the proof's node."""
+        vote = pootvotes.poot_vote(
+            voter_id=self.node_id,
+            public_key=self.keys.public_key_hex,
+            target_id=item.node_id,
+            slot=slot,
+            approve=approve,
+            proof_signature=item.signature,
+        )
+        return poot_pb2.ItemVote(
+            item_id=item.item_id, signature=pootvotes.sign(vote, self.keys.signing)
         )
 
     async def prove_storage(
@@ -225,8 +241,10 @@ class NodeAgent:
         slot: int,
         task_type: int,
         value: int,
+        *,
         storage_answer: str = "",
         valid_item_ids: list[str] | None = None,
+        votes: list[poot_pb2.ItemVote] | None = None,
     ) -> poot_pb2.SubmitWorkProofResponse:
         """A task proof of a slot, signed with the node's Ed25519 key and submitted."""
         assert self._channel is not None
@@ -250,6 +268,7 @@ class NodeAgent:
                 signature=taskproofs.sign(proof, self.keys.signing),
                 storage_answer=storage_answer,
                 valid_item_ids=valid_item_ids or [],
+                votes=votes or [],
             ),
             metadata=self._metadata(),
             timeout=CALL_TIMEOUT_S,

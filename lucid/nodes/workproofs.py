@@ -11,7 +11,9 @@ the proof to the chain's SubmitTaskProof; what the chain refuses is not kept. A
 storage proof also carries the answer to the node's challenge of that slot, checked
 against the data the node was given (``lucid.nodes.storageproofs``) before it is
 kept, and a validation proof its verdicts on the slot's validation task
-(``lucid.nodes.validationwork``); a wrong or missing answer refuses the proof.
+(``lucid.nodes.validationwork``); a wrong or missing answer refuses the proof. The
+PoOT votes those verdicts carry go to the chain's SubmitConsensusVote before the
+proof (a vote the chain refuses refuses the proof).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lucid.nodes.callers import Caller
 from lucid.nodes.chain import ChainProofs
 from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store import DuplicateError
-from lucid.nodes.store.nodes import NodeStore
+from lucid.nodes.store.nodes import NodeRecord, NodeStore
 from lucid.nodes.store.proofs import ProofRecord, ProofStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import poot_pb2 as ppb
@@ -41,6 +43,8 @@ class Submitted:
     proof_id: str
     credits: float
     epoch: int
+    vote_ids: tuple[str, ...] = ()
+    """The chain's ids of the PoOT votes of a validation proof."""
 
 
 class WorkProofs:
@@ -75,6 +79,7 @@ class WorkProofs:
         caller: Caller,
         storage_answer: str = "",
         valid_item_ids: tuple[str, ...] = (),
+        votes: tuple[tuple[str, str], ...] = (),
     ) -> Submitted:
         """Checks a proof, puts it on the chain and records it."""
         node = await self.nodes.get(node_id)
@@ -110,10 +115,10 @@ class WorkProofs:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT, "storage_answer is only for storage proofs"
             )
-        if valid_item_ids and task_type != ppb.TASK_TYPE_VALIDATION_SIGNATURE:
+        if (valid_item_ids or votes) and task_type != ppb.TASK_TYPE_VALIDATION_SIGNATURE:
             raise LucidError(
                 ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-                "valid_item_ids is only for validation proofs",
+                "valid_item_ids and votes are only for validation proofs",
             )
         record = ProofRecord(
             proof_id=new_id(),
@@ -135,14 +140,36 @@ class WorkProofs:
         try:
             # The answer to a challenge or task is checked once the slot is reserved, so
             # a duplicate proof does not use up the node's challenge.
+            vote_ids: list[str] = []
             if task_type == ppb.TASK_TYPE_STORAGE_PROOF:
                 await self.storage.check(node, slot, storage_answer)
             elif task_type == ppb.TASK_TYPE_VALIDATION_SIGNATURE:
-                await self.validation.check(node, slot, value, list(valid_item_ids))
+                vote_ids = await self._validated(node, slot, value, valid_item_ids, votes)
             answer = await self.chain.submit(proof)
         except LucidError:
             await self.proofs.discard(record.proof_id)
             raise
         await self.proofs.set_chain_result(record.proof_id, answer.proof_id, answer.epoch)
         earned = credits.units(task_type, 1, record.value) * credits.WEIGHTS[task_type]
-        return Submitted(proof_id=answer.proof_id, credits=round(earned, 6), epoch=answer.epoch)
+        return Submitted(
+            proof_id=answer.proof_id,
+            credits=round(earned, 6),
+            epoch=answer.epoch,
+            vote_ids=tuple(vote_ids),
+        )
+
+    async def _validated(
+        self,
+        node: NodeRecord,
+        slot: int,
+        value: float,
+        valid_item_ids: tuple[str, ...],
+        votes: tuple[tuple[str, str], ...],
+    ) -> list[str]:
+        """Checks the answer to a validation task and puts its PoOT votes on the chain;
+        their chain ids. A wrong verdict refuses the proof after its votes are sent."""
+        verdicts = await self.validation.check(node, slot, value, list(valid_item_ids), votes)
+        vote_ids = [(await self.chain.vote(vote)).vote_id for vote in verdicts.votes]
+        if verdicts.error is not None:
+            raise verdicts.error
+        return vote_ids

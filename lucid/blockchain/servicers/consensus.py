@@ -17,6 +17,7 @@ from lucid.blockchain.sync import MAX_SYNC_BYTES
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.blockchain.v1 import consensus_pb2_grpc
 from lucid.runtime import paging
+from lucid.runtime.context import current_principal
 from lucid.runtime.errors import LucidError
 from lucid.runtime.wire import duration
 
@@ -181,13 +182,34 @@ class ConsensusServicer(consensus_pb2_grpc.ConsensusServiceServicer):
             current_slot=following, slots=[convert.leader_slot(s) for s in slots]
         )
 
+    async def ListConsensusVotes(
+        self, request: cpb.ListConsensusVotesRequest, context: Any
+    ) -> cpb.ListConsensusVotesResponse:
+        page = paging.page(request)
+        docs, total, tally = await votes.votes_page(
+            self.node, convert.vote_filter(request), offset=page.offset, limit=page.size
+        )
+        return cpb.ListConsensusVotesResponse(
+            votes=[convert.vote_proto(d) for d in docs],
+            tally=cpb.VoteTally(
+                approve_count=tally.approve,
+                reject_count=tally.reject,
+                abstain_count=tally.abstain,
+            ),
+            next_page_token=page.next_token(len(docs), total),
+            total_size=total,
+        )
+
     # -- submissions -----------------------------------------------------------------------
 
     async def SubmitConsensusVote(
         self, request: cpb.SubmitConsensusVoteRequest, context: Any
     ) -> cpb.SubmitConsensusVoteResponse:
         ready = self.node.require()
-        doc, view = await votes.submit_vote(self.node, request)
+        caller = current_principal()
+        acting_service = caller.user is None and not caller.relayed
+        sender = votes.Voter(service=caller.peer.name if acting_service else "")
+        doc, view = await votes.submit_vote(self.node, request, sender)
         response = cpb.SubmitConsensusVoteResponse(
             vote_id=doc["vote_id"], accepted=True, vote_weight=1.0, tx_hash=doc.get("tx_hash", "")
         )

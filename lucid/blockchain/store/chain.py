@@ -254,6 +254,32 @@ class RoundFilter:
         return query
 
 
+@dataclass(frozen=True)
+class VoteFilter:
+    """Which consensus votes in final blocks a listing wants."""
+
+    vote_type: int = 0
+    """The vote type (0: any)."""
+    target_id: str = ""
+    voter_id: str = ""
+    slot_from: int = 0
+    slot_to: int | None = None
+    """The last task slot (``None``: no bound)."""
+
+    def query(self) -> Doc:
+        """The MongoDB query."""
+        query: Doc = {}
+        if self.slot_from or self.slot_to is not None:
+            query.update(_between("slot", self.slot_from, self.slot_to))
+        if self.vote_type:
+            query["vote_type"] = self.vote_type
+        if self.target_id:
+            query["target_id"] = self.target_id
+        if self.voter_id:
+            query["voter_id"] = self.voter_id
+        return query
+
+
 def height_key(height: int) -> str:
     """The ``_id`` of the block at a height (zero-padded, so ids sort like heights)."""
     return f"{height:012d}"
@@ -277,6 +303,7 @@ class Repository:
         self.mempool: AsyncCollection[Doc] = db[prefix + schema.MEMPOOL]
         self.anchor_index: AsyncCollection[Doc] = db[prefix + schema.ANCHOR_INDEX]
         self.task_facts_: AsyncCollection[Doc] = db[prefix + schema.TASK_FACTS]
+        self.vote_facts: AsyncCollection[Doc] = db[prefix + schema.VOTE_FACTS]
         self.anchorings: AsyncCollection[Doc] = db[prefix + schema.ANCHORINGS]
         self.merkle_trees: AsyncCollection[Doc] = db[prefix + schema.MERKLE_TREES]
         self.merkle_leaves: AsyncCollection[Doc] = db[prefix + schema.MERKLE_LEAVES]
@@ -485,6 +512,30 @@ class Repository:
         )
         return [doc async for doc in docs]
 
+    async def record_vote_facts(self, tx_hash: str, height: int, index: int, facts: Doc) -> None:
+        """Keeps the facts of a consensus vote in a final block (for the vote reads)."""
+        await self.vote_facts.update_one(
+            {"_id": tx_hash},
+            {"$set": {**facts, "block_height": height, "transaction_index": index}},
+            upsert=True,
+        )
+
+    async def vote_fact_docs(self, where: VoteFilter, *, skip: int, limit: int) -> list[Doc]:
+        """Votes in final blocks, newest first."""
+        cursor = self.vote_facts.find(
+            where.query(),
+            sort=[("block_height", DESCENDING), ("transaction_index", DESCENDING)],
+            skip=skip,
+        ).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def count_votes(self, where: VoteFilter, decision: int = 0) -> int:
+        """How many votes in final blocks match (of one decision, unless 0)."""
+        query = where.query()
+        if decision:
+            query["decision"] = decision
+        return await self.vote_facts.count_documents(query)
+
     # -- anchorings ------------------------------------------------------------------
 
     async def anchoring(self, session_id: str) -> Doc | None:
@@ -632,3 +683,5 @@ class RecordKind:
 
 TASK_PROOFS = RecordKind(schema.TASK_PROOFS, ("node_id", "slot", "task_type"), "proof_id")
 VOTES = RecordKind(schema.VOTES, ("voter_id", "vote_type", "target_id"), "vote_id")
+POOT_VOTES = RecordKind(schema.VOTES, ("voter_id", "vote_type", "target_id", "slot"), "vote_id")
+"""PoOT validation votes: one per voter, target and task slot."""

@@ -179,6 +179,7 @@ class NodeServiceServicer(nodes_pb2_grpc.NodeServiceServicer):
                         message=bytes.fromhex(i.message),
                         public_key=i.public_key,
                         signature=i.signature,
+                        node_id=i.node_id,
                     )
                     for i in task.items
                 )

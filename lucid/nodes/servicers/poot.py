@@ -129,9 +129,10 @@ class WorkCreditServiceServicer(poot_pb2_grpc.WorkCreditServiceServicer):
             caller=caller(context),
             storage_answer=request.storage_answer,
             valid_item_ids=tuple(request.valid_item_ids),
+            votes=tuple((v.item_id, v.signature) for v in request.votes),
         )
         return tpb.SubmitWorkProofResponse(
-            proof_id=done.proof_id, credits=done.credits, epoch=done.epoch
+            proof_id=done.proof_id, credits=done.credits, epoch=done.epoch, vote_ids=done.vote_ids
         )
 
     async def GetWorkCredits(

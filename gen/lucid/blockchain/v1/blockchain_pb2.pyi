@@ -541,6 +541,9 @@ class ConsensusVotePayload(_message.Message):
     TARGET_ID_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
+    VOTE_TIME_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     voter_id: _builtins.str
     """The voter (validator id or node id)."""
     vote_type: Global___VoteType.ValueType
@@ -551,6 +554,21 @@ class ConsensusVotePayload(_message.Message):
     """The decision."""
     reasoning: _builtins.str
     """Why (at most 1000 characters)."""
+    public_key: _builtins.str
+    """The voter's Ed25519 public key, hex. With `vote_time` and `signature`, the
+    vote's signature is checkable from the transaction alone (required for a
+    PoOT validation vote).
+    """
+    signature: _builtins.str
+    """The voter's Ed25519 signature over the vote (SubmitConsensusVoteRequest
+    without its signature), hex.
+    """
+    @_builtins.property
+    def vote_time(self) -> _timestamp_pb2.Timestamp:
+        """When the voter signed (UTC); a PoOT validation vote counts in the task slot
+        of this time.
+        """
+
     def __init__(
         self,
         *,
@@ -559,10 +577,13 @@ class ConsensusVotePayload(_message.Message):
         target_id: _builtins.str = ...,
         decision: Global___VoteDecision.ValueType = ...,
         reasoning: _builtins.str = ...,
+        vote_time: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.str = ...,
+        signature: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vote_time", b"vote_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reasoning", b"reasoning", "target_id", b"target_id", "vote_type", b"vote_type", "voter_id", b"voter_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "public_key", b"public_key", "reasoning", b"reasoning", "signature", b"signature", "target_id", b"target_id", "vote_time", b"vote_time", "vote_type", b"vote_type", "voter_id", b"voter_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -653,6 +653,184 @@ class SubmitConsensusVoteResponse(_message.Message):
 Global___SubmitConsensusVoteResponse: _TypeAlias = SubmitConsensusVoteResponse  # noqa: Y015
 
 @_typing.final
+class ConsensusVote(_message.Message):
+    """A consensus vote recorded on the chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTER_ID_FIELD_NUMBER: _builtins.int
+    VOTE_TYPE_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    VOTE_TIME_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    BLOCK_HEIGHT_FIELD_NUMBER: _builtins.int
+    voter_id: _builtins.str
+    """The voter: a validator id or a node id."""
+    vote_type: _blockchain_pb2.VoteType.ValueType
+    """What the vote is about."""
+    target_id: _builtins.str
+    """The voted-on object: block hash, node id or parameter name."""
+    decision: _blockchain_pb2.VoteDecision.ValueType
+    """The decision."""
+    reasoning: _builtins.str
+    """Why."""
+    slot: _builtins.int
+    """The task slot of `vote_time` (0 when the vote carries no time)."""
+    public_key: _builtins.str
+    """The voter's Ed25519 public key, hex (empty when the vote carries none)."""
+    signature: _builtins.str
+    """The voter's Ed25519 signature, hex (empty when the vote carries none)."""
+    tx_hash: _builtins.str
+    """The consensus_vote transaction recording it."""
+    block_height: _builtins.int
+    """The height of the final block holding it."""
+    @_builtins.property
+    def vote_time(self) -> _timestamp_pb2.Timestamp:
+        """When the voter signed."""
+
+    def __init__(
+        self,
+        *,
+        voter_id: _builtins.str = ...,
+        vote_type: _blockchain_pb2.VoteType.ValueType = ...,
+        target_id: _builtins.str = ...,
+        decision: _blockchain_pb2.VoteDecision.ValueType = ...,
+        reasoning: _builtins.str = ...,
+        slot: _builtins.int = ...,
+        vote_time: _timestamp_pb2.Timestamp | None = ...,
+        public_key: _builtins.str = ...,
+        signature: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        block_height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vote_time", b"vote_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_height", b"block_height", "decision", b"decision", "public_key", b"public_key", "reasoning", b"reasoning", "signature", b"signature", "slot", b"slot", "target_id", b"target_id", "tx_hash", b"tx_hash", "vote_time", b"vote_time", "vote_type", b"vote_type", "voter_id", b"voter_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsensusVote: _TypeAlias = ConsensusVote  # noqa: Y015
+
+@_typing.final
+class VoteTally(_message.Message):
+    """How the matching votes were cast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVE_COUNT_FIELD_NUMBER: _builtins.int
+    REJECT_COUNT_FIELD_NUMBER: _builtins.int
+    ABSTAIN_COUNT_FIELD_NUMBER: _builtins.int
+    approve_count: _builtins.int
+    """Votes in favour."""
+    reject_count: _builtins.int
+    """Votes against."""
+    abstain_count: _builtins.int
+    """Abstentions."""
+    def __init__(
+        self,
+        *,
+        approve_count: _builtins.int = ...,
+        reject_count: _builtins.int = ...,
+        abstain_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abstain_count", b"abstain_count", "approve_count", b"approve_count", "reject_count", b"reject_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoteTally: _TypeAlias = VoteTally  # noqa: Y015
+
+@_typing.final
+class ListConsensusVotesRequest(_message.Message):
+    """The request of ListConsensusVotes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTE_TYPE_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    VOTER_ID_FIELD_NUMBER: _builtins.int
+    SLOT_FROM_FIELD_NUMBER: _builtins.int
+    SLOT_TO_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    vote_type: _blockchain_pb2.VoteType.ValueType
+    """Only votes of this type."""
+    target_id: _builtins.str
+    """Only votes on this object (a node id for PoOT validation votes)."""
+    voter_id: _builtins.str
+    """Only votes of this voter."""
+    slot_from: _builtins.int
+    """Only votes of task slots at or above this one."""
+    slot_to: _builtins.int
+    """Only votes of task slots at or below this one; 0 means no bound."""
+    page_size: _builtins.int
+    """Page size (default 50, at most 1000)."""
+    page_token: _builtins.str
+    """The `next_page_token` of a previous page."""
+    def __init__(
+        self,
+        *,
+        vote_type: _blockchain_pb2.VoteType.ValueType = ...,
+        target_id: _builtins.str = ...,
+        voter_id: _builtins.str = ...,
+        slot_from: _builtins.int = ...,
+        slot_to: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "slot_from", b"slot_from", "slot_to", b"slot_to", "target_id", b"target_id", "vote_type", b"vote_type", "voter_id", b"voter_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsensusVotesRequest: _TypeAlias = ListConsensusVotesRequest  # noqa: Y015
+
+@_typing.final
+class ListConsensusVotesResponse(_message.Message):
+    """The response of ListConsensusVotes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOTES_FIELD_NUMBER: _builtins.int
+    TALLY_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last."""
+    total_size: _builtins.int
+    """How many match in all."""
+    @_builtins.property
+    def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsensusVote]:
+        """The votes, newest first."""
+
+    @_builtins.property
+    def tally(self) -> Global___VoteTally:
+        """The tally of every matching vote (not only this page)."""
+
+    def __init__(
+        self,
+        *,
+        votes: _abc.Iterable[Global___ConsensusVote] | None = ...,
+        tally: Global___VoteTally | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tally", b"tally"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tally", b"tally", "total_size", b"total_size", "votes", b"votes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConsensusVotesResponse: _TypeAlias = ListConsensusVotesResponse  # noqa: Y015
+
+@_typing.final
 class TaskProof(_message.Message):
     """A node's signed proof of one operational task in one slot. The signature
     covers the canonical encoding of every other field.

@@ -70,6 +70,11 @@ class ConsensusServiceStub:
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteRequest.SerializeToString,
                 response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteResponse.FromString,
                 _registered_method=True)
+        self.ListConsensusVotes = channel.unary_unary(
+                '/lucid.blockchain.v1.ConsensusService/ListConsensusVotes',
+                request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesRequest.SerializeToString,
+                response_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesResponse.FromString,
+                _registered_method=True)
         self.SubmitTaskProof = channel.unary_unary(
                 '/lucid.blockchain.v1.ConsensusService/SubmitTaskProof',
                 request_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitTaskProofRequest.SerializeToString,
@@ -159,8 +164,22 @@ class ConsensusServiceServicer:
     def SubmitConsensusVote(self, request, context):
         """Records a signed vote of a registered participant on an open round or a
         node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-        a block vote with no open round fails with FAILED_PRECONDITION.
+        a block vote with no open round fails with FAILED_PRECONDITION. Block and
+        parameter votes come from validators; a PoOT validation vote (a node's
+        verdict on another node's task proof) only from the nodes cluster's own
+        identity, signed by the key in the vote, one per voter, target and task
+        slot (ALREADY_EXISTS otherwise).
         Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsensusVotes(self, request, context):
+        """Lists the consensus votes recorded in final blocks (PoOT validation votes
+        of nodes on other nodes' task proofs, among others), newest first, with
+        the tally of all that match.
+        Spec: 05 PoOT votes to cluster 02
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +288,11 @@ def add_ConsensusServiceServicer_to_server(servicer, server):
                     servicer.SubmitConsensusVote,
                     request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteRequest.FromString,
                     response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteResponse.SerializeToString,
+            ),
+            'ListConsensusVotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsensusVotes,
+                    request_deserializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesRequest.FromString,
+                    response_serializer=lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesResponse.SerializeToString,
             ),
             'SubmitTaskProof': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitTaskProof,
@@ -435,6 +459,33 @@ class ConsensusService:
             '/lucid.blockchain.v1.ConsensusService/SubmitConsensusVote',
             lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteRequest.SerializeToString,
             lucid_dot_blockchain_dot_v1_dot_consensus__pb2.SubmitConsensusVoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsensusVotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.blockchain.v1.ConsensusService/ListConsensusVotes',
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesRequest.SerializeToString,
+            lucid_dot_blockchain_dot_v1_dot_consensus__pb2.ListConsensusVotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,8 +65,18 @@ class ConsensusServiceStub:
     SubmitConsensusVote: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.SubmitConsensusVoteRequest, _consensus_pb2.SubmitConsensusVoteResponse]
     """Records a signed vote of a registered participant on an open round or a
     node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-    a block vote with no open round fails with FAILED_PRECONDITION.
+    a block vote with no open round fails with FAILED_PRECONDITION. Block and
+    parameter votes come from validators; a PoOT validation vote (a node's
+    verdict on another node's task proof) only from the nodes cluster's own
+    identity, signed by the key in the vote, one per voter, target and task
+    slot (ALREADY_EXISTS otherwise).
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+    """
+    ListConsensusVotes: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]
+    """Lists the consensus votes recorded in final blocks (PoOT validation votes
+    of nodes on other nodes' task proofs, among others), newest first, with
+    the tally of all that match.
+    Spec: 05 PoOT votes to cluster 02
     """
     SubmitTaskProof: _grpc.UnaryUnaryMultiCallable[_consensus_pb2.SubmitTaskProofRequest, _consensus_pb2.SubmitTaskProofResponse]
     """Records a node's signed proof of an operational task for a slot. One
@@ -155,8 +165,18 @@ class ConsensusServiceAsyncStub(ConsensusServiceStub):
     SubmitConsensusVote: _aio.UnaryUnaryMultiCallable[_consensus_pb2.SubmitConsensusVoteRequest, _consensus_pb2.SubmitConsensusVoteResponse]  # type: ignore[assignment]
     """Records a signed vote of a registered participant on an open round or a
     node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-    a block vote with no open round fails with FAILED_PRECONDITION.
+    a block vote with no open round fails with FAILED_PRECONDITION. Block and
+    parameter votes come from validators; a PoOT validation vote (a node's
+    verdict on another node's task proof) only from the nodes cluster's own
+    identity, signed by the key in the vote, one per voter, target and task
+    slot (ALREADY_EXISTS otherwise).
     Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+    """
+    ListConsensusVotes: _aio.UnaryUnaryMultiCallable[_consensus_pb2.ListConsensusVotesRequest, _consensus_pb2.ListConsensusVotesResponse]  # type: ignore[assignment]
+    """Lists the consensus votes recorded in final blocks (PoOT validation votes
+    of nodes on other nodes' task proofs, among others), newest first, with
+    the tally of all that match.
+    Spec: 05 PoOT votes to cluster 02
     """
     SubmitTaskProof: _aio.UnaryUnaryMultiCallable[_consensus_pb2.SubmitTaskProofRequest, _consensus_pb2.SubmitTaskProofResponse]  # type: ignore[assignment]
     """Records a node's signed proof of an operational task for a slot. One
@@ -266,8 +286,24 @@ class ConsensusServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_consensus_pb2.SubmitConsensusVoteResponse, _abc.Awaitable[_consensus_pb2.SubmitConsensusVoteResponse]]:
         """Records a signed vote of a registered participant on an open round or a
         node's PoOT validation. A non-participant is refused (PERMISSION_DENIED);
-        a block vote with no open round fails with FAILED_PRECONDITION.
+        a block vote with no open round fails with FAILED_PRECONDITION. Block and
+        parameter votes come from validators; a PoOT validation vote (a node's
+        verdict on another node's task proof) only from the nodes cluster's own
+        identity, signed by the key in the vote, one per voter, target and task
+        slot (ALREADY_EXISTS otherwise).
         Spec: 02 SubmitConsensusVote; 05 PoOT votes to cluster 02
+        """
+
+    @_abc_1.abstractmethod
+    def ListConsensusVotes(
+        self,
+        request: _consensus_pb2.ListConsensusVotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consensus_pb2.ListConsensusVotesResponse, _abc.Awaitable[_consensus_pb2.ListConsensusVotesResponse]]:
+        """Lists the consensus votes recorded in final blocks (PoOT validation votes
+        of nodes on other nodes' task proofs, among others), newest first, with
+        the tally of all that match.
+        Spec: 05 PoOT votes to cluster 02
         """
 
     @_abc_1.abstractmethod

@@ -1500,6 +1500,7 @@ class ValidationItem(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
     item_id: _builtins.str
     """The item id, random."""
     message: _builtins.bytes
@@ -1508,6 +1509,10 @@ class ValidationItem(_message.Message):
     """The signer's Ed25519 public key, hex."""
     signature: _builtins.str
     """The signature, hex."""
+    node_id: _builtins.str
+    """The node the signed proof is said to be of: the target of the PoOT
+    validation vote the verdict on this item makes (SubmitWorkProof, votes).
+    """
     def __init__(
         self,
         *,
@@ -1515,10 +1520,11 @@ class ValidationItem(_message.Message):
         message: _builtins.bytes = ...,
         public_key: _builtins.str = ...,
         signature: _builtins.str = ...,
+        node_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "message", b"message", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "message", b"message", "node_id", b"node_id", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -599,6 +599,7 @@ class SubmitWorkProofRequest(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     STORAGE_ANSWER_FIELD_NUMBER: _builtins.int
     VALID_ITEM_IDS_FIELD_NUMBER: _builtins.int
+    VOTES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The node id."""
     pool_id: _builtins.str
@@ -622,6 +623,15 @@ class SubmitWorkProofRequest(_message.Message):
         Only for validation proofs.
         """
 
+    @_builtins.property
+    def votes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemVote]:
+        """A validation proof's PoOT votes: one per item of the task, each the node's
+        verdict on that item (approve when it is in `valid_item_ids`, else reject)
+        signed as a chain vote (`lucid.lib.pootvotes`). The cluster sends the
+        votes on other nodes' real proofs to the chain (SubmitConsensusVote); none
+        on a decoy. Optional: without them the node does not vote.
+        """
+
     def __init__(
         self,
         *,
@@ -633,14 +643,41 @@ class SubmitWorkProofRequest(_message.Message):
         signature: _builtins.str = ...,
         storage_answer: _builtins.str = ...,
         valid_item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        votes: _abc.Iterable[Global___ItemVote] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "storage_answer", b"storage_answer", "task_type", b"task_type", "valid_item_ids", b"valid_item_ids", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "pool_id", b"pool_id", "signature", b"signature", "slot", b"slot", "storage_answer", b"storage_answer", "task_type", b"task_type", "valid_item_ids", b"valid_item_ids", "value", b"value", "votes", b"votes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitWorkProofRequest: _TypeAlias = SubmitWorkProofRequest  # noqa: Y015
+
+@_typing.final
+class ItemVote(_message.Message):
+    """A node's signed verdict on one item of its validation task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """The item."""
+    signature: _builtins.str
+    """The Ed25519 signature of the vote by the node's key, 128 hex."""
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemVote: _TypeAlias = ItemVote  # noqa: Y015
 
 @_typing.final
 class SubmitWorkProofResponse(_message.Message):
@@ -651,22 +688,28 @@ class SubmitWorkProofResponse(_message.Message):
     PROOF_ID_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    VOTE_IDS_FIELD_NUMBER: _builtins.int
     proof_id: _builtins.str
     """The proof id on the chain."""
     credits: _builtins.float
     """value · weight."""
     epoch: _builtins.int
     """The epoch the slot belongs to."""
+    @_builtins.property
+    def vote_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The chain's ids of the PoOT votes this proof's verdicts became."""
+
     def __init__(
         self,
         *,
         proof_id: _builtins.str = ...,
         credits: _builtins.float = ...,
         epoch: _builtins.int = ...,
+        vote_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "epoch", b"epoch", "proof_id", b"proof_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "epoch", b"epoch", "proof_id", b"proof_id", "vote_ids", b"vote_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
