@@ -25,7 +25,13 @@ from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.server import ClusterApp, Runtime
 from tests.chain_support import ChainStubs, wait_for
-from tests.stake_support import STAKE_MICROS, StakeNet, serve_payments, session_net
+from tests.stake_support import (
+    STAKE_MICROS,
+    StakeNet,
+    payments_up,
+    serve_payments,
+    session_net,
+)
 from tests.support import Mesh, bearer
 
 GIB = 1024**3
@@ -92,6 +98,9 @@ class NodesKit:
     admin: Md = ()
     stakes: StakeNet | None = None
     """Where node stakes are paid (the session's stake devnet unless given)."""
+    payments_only_to_register: bool = False
+    """Modules that keep the payments cluster down (payout handoffs must wait) bring it
+    up only for each ``register``'s RegisterNode."""
 
     def pay_stake(self, keys: NodeKeys, amount_micros: int = STAKE_MICROS) -> str:
         """A solid stake paid by the node's TRON key; its txid."""
@@ -175,9 +184,12 @@ class NodesKit:
         """A registered node (inactive) and its keys."""
         keys = keys or NodeKeys()
         challenge = await self.challenge(op, keys)
-        reply = await self.nodes.RegisterNode(
-            self.register_request(challenge, keys, name=name, pool_id=pool_id), metadata=op.md
-        )
+        request = self.register_request(challenge, keys, name=name, pool_id=pool_id)
+        if not self.payments_only_to_register:
+            reply = await self.nodes.RegisterNode(request, metadata=op.md)
+            return reply.node, keys
+        async with payments_up(self.mesh, self.stakes or session_net()):
+            reply = await self.nodes.RegisterNode(request, metadata=op.md)
         return reply.node, keys
 
     async def active_node(self, op: Operator, *, pool_id: str = "") -> tuple[npb.Node, NodeKeys]:

@@ -127,3 +127,13 @@ async def payments_stopped(mesh: Mesh, net: StakeNet) -> Any:
         yield
     finally:
         await serve_payments(mesh, net)
+
+
+@contextlib.asynccontextmanager
+async def payments_up(mesh: Mesh, net: StakeNet) -> Any:
+    """The payments cluster up for the block only."""
+    await serve_payments(mesh, net)
+    try:
+        yield
+    finally:
+        await mesh.stop("payments")
