@@ -44,7 +44,7 @@ from tests.nodes_support import NodeKeys, NodesKit, start_probe
 from tests.stake_support import StakeNet, serve_payments, session_net, stop_session_net
 
 NODES = 10_000
-STAKES = 1500
+STAKES = 800
 """Stakes paid before the registrations are timed (more than 3 s at the rate reached)."""
 REGISTER_S = 3.0
 SLOTS_7D = 5040
