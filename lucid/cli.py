@@ -192,6 +192,7 @@ def _node_agent(settings: Settings, args: argparse.Namespace) -> None:
         port=args.port,
         heartbeat_s=args.heartbeat_s,
         bandwidth_mbps=args.bandwidth_mbps,
+        stake_tx_hash=args.stake_tx,
     )
     asyncio.run(run_agent(settings, options))
 
@@ -210,6 +211,12 @@ def _node_agent_parser(sub: Any) -> None:
     agent.add_argument("--port", type=int, default=0, help="the probe endpoint (0: a free port)")
     agent.add_argument("--heartbeat-s", type=float, default=30.0, help="seconds between beats")
     agent.add_argument("--bandwidth-mbps", type=int, default=100, help="declared uplink")
+    agent.add_argument(
+        "--stake-tx",
+        default="",
+        help="a stake transaction the node's address paid already (64 hex); by default the "
+        "agent pays 100 USDT to the stake address itself",
+    )
     agent.set_defaults(run=_node_agent)
 
 

@@ -13,6 +13,7 @@ from lucid.runtime import tls
 from lucid.runtime.config import Settings, load_settings
 from lucid.supervisor.localservers import ConsulAgent, LocalStores, free_port
 from lucid.supervisor.supervisor import certificate_names
+from tests.stake_support import stop_session_net
 from tests.support import Mesh, session_settings
 
 
@@ -53,6 +54,13 @@ async def mesh(settings: Settings) -> AsyncIterator[Mesh]:
         yield mesh
     finally:
         await mesh.stop_all()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stake_devnet() -> Iterator[None]:
+    """Stops the stake devnet (``tests.stake_support``) if a test started it."""
+    yield
+    stop_session_net()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Test support for cluster 05: the nodes server on the in-process mesh, stubs, tokens,
-a real agent probe endpoint, and registering nodes the way an agent does."""
+"""Test support for cluster 05: the nodes server on the in-process mesh (with the payments
+cluster that verifies stakes), stubs, tokens, a real agent probe endpoint, and registering
+nodes the way an agent does (a stake paid on the devnet, a signed challenge)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.runtime.datastores import Datastores
 from lucid.runtime.server import ClusterApp, Runtime
 from tests.chain_support import ChainStubs, wait_for
+from tests.stake_support import (
+    STAKE_MICROS,
+    StakeNet,
+    payments_up,
+    serve_payments,
+    session_net,
+)
 from tests.support import Mesh, bearer
 
 GIB = 1024**3
@@ -88,6 +96,15 @@ class NodesKit:
     channel: grpc.aio.Channel
     probe_port: int
     admin: Md = ()
+    stakes: StakeNet | None = None
+    """Where node stakes are paid (the session's stake devnet unless given)."""
+    payments_only_to_register: bool = False
+    """Modules that keep the payments cluster down (payout handoffs must wait) bring it
+    up only for each ``register``'s RegisterNode."""
+
+    def pay_stake(self, keys: NodeKeys, amount_micros: int = STAKE_MICROS) -> str:
+        """A solid stake paid by the node's TRON key; its txid."""
+        return (self.stakes or session_net()).pay(keys.tron, amount_micros)
 
     @property
     def nodes(self) -> nodes_pb2_grpc.NodeServiceStub:
@@ -143,8 +160,11 @@ class NodesKit:
         pool_id: str = "",
         hw: npb.HardwareInfo | None = None,
         port: int = 0,
+        stake_tx: str = "",
+        stake_micros: int = STAKE_MICROS,
     ) -> npb.RegisterNodeRequest:
-        """A RegisterNode request signed by the node's TRON key."""
+        """A RegisterNode request signed by the node's TRON key, with a stake paid on the
+        devnet by that key (unless ``stake_tx`` names one)."""
         return npb.RegisterNodeRequest(
             registration_id=challenge.registration_id,
             signature=keys.tron.sign_msg(challenge.message.encode()).hex(),
@@ -154,8 +174,8 @@ class NodesKit:
             initial_pool_id=pool_id,
             port=port or self.probe_port,
             node_public_key=keys.public_hex,
-            stake_amount_micros=100_000_000,
-            stake_tx_hash="ab" * 32,
+            stake_amount_micros=stake_micros,
+            stake_tx_hash=stake_tx or self.pay_stake(keys, stake_micros),
         )
 
     async def register(
@@ -164,9 +184,12 @@ class NodesKit:
         """A registered node (inactive) and its keys."""
         keys = keys or NodeKeys()
         challenge = await self.challenge(op, keys)
-        reply = await self.nodes.RegisterNode(
-            self.register_request(challenge, keys, name=name, pool_id=pool_id), metadata=op.md
-        )
+        request = self.register_request(challenge, keys, name=name, pool_id=pool_id)
+        if not self.payments_only_to_register:
+            reply = await self.nodes.RegisterNode(request, metadata=op.md)
+            return reply.node, keys
+        async with payments_up(self.mesh, self.stakes or session_net()):
+            reply = await self.nodes.RegisterNode(request, metadata=op.md)
         return reply.node, keys
 
     async def active_node(self, op: Operator, *, pool_id: str = "") -> tuple[npb.Node, NodeKeys]:
@@ -219,8 +242,13 @@ async def audit_events(mesh: Mesh, resource: str) -> list[dict[str, object]]:
         await stores.close()
 
 
-async def serve_nodes(mesh: Mesh, clock: Clock | None = None, *, chain: bool = True) -> None:
-    """(Re)starts the nodes server (on ``clock`` if given), with the chain ready first."""
+async def serve_nodes(
+    mesh: Mesh, clock: Clock | None = None, *, chain: bool = True, stakes: StakeNet | None = None
+) -> None:
+    """(Re)starts the nodes server (on ``clock`` if given), with the chain ready first and
+    the payments cluster that verifies stakes (on ``stakes``, the session's stake devnet
+    unless given)."""
+    await serve_payments(mesh, stakes or session_net())
     if chain:
         await mesh.start("blockchain")
         async with mesh.channel("blockchain") as channel:

@@ -85,7 +85,7 @@ async def test_a_registered_node_is_inactive_with_a_generated_id(kit: NodesKit) 
     assert reply.registration.state == npb.REGISTRATION_STATE_APPROVED
     assert reply.registration.verification_score == pytest.approx(0.8)
     assert reply.registration.reachability_verified
-    assert not reply.registration.stake_verified
+    assert reply.registration.stake_verified
 
     again = await kit.challenge(op, keys)  # the same node address a second time
     error = await refused(kit.nodes.RegisterNode(kit.register_request(again, keys), metadata=op.md))

@@ -1,13 +1,15 @@
 """Three real ``lucid node-agent`` processes against the nodes cluster and the chain.
 
-They register with their TRON keys, their pool becomes active, their uptime beacons
-reach the chain and their credits grow slot by slot, storage proofs of the data they
+They pay their stakes on the devnet (100 USDT each, solid before they register) and
+register with their TRON keys, their pool becomes active, their uptime beacons reach
+the chain and their credits grow slot by slot, storage proofs of the data they
 were given and validation proofs of each other's signatures among them; an agent
 that is killed earns nothing for the slots it misses and its node goes unhealthy
 once its heartbeat is older than 300 s (the cluster's clock is moved forward instead of waiting)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -19,13 +21,16 @@ from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
 from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
+from lucid.lib.sealing import Sealer
+from lucid.nodeagent import keys as keyfiles
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
-from lucid.supervisor.devnodes import agent_argv
+from lucid.supervisor.devnodes import agent_argv, agents_dir
 from tests.chain_support import ChainStubs, wait_for
 from tests.nodes_support import NodesKit, OffsetClock, serve_nodes
 from tests.sessionkit import process_environment
+from tests.stake_support import STAKE_MICROS, StakeNet, session_net
 from tests.support import Mesh, bearer
 
 CLOCK = OffsetClock()
@@ -41,6 +46,13 @@ async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
     await mesh.stop("nodes")
 
 
+async def mine_until_cancelled(net: StakeNet) -> None:
+    """A block every 0.1 s, as a running TRON network would make them."""
+    while True:
+        await asyncio.to_thread(net.mine, 1)
+        await asyncio.sleep(0.1)
+
+
 class Agents:
     """``python -m lucid node-agent`` processes."""
 
@@ -51,12 +63,18 @@ class Agents:
         self.pool_id = pool_id
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, net: StakeNet) -> None:
+        """Starts an agent whose TRON address holds enough to pay its own stake."""
+        settings = self.mesh.settings
+        keys = keyfiles.load_or_create(
+            agents_dir(settings) / name, Sealer(settings.sealing_passphrase())
+        )
+        net.fund(keys.address, usdt_micros=STAKE_MICROS)
         log = (self.root / f"{name}.log").open("ab")
-        argv = agent_argv(self.mesh.settings, name, self.token_file, self.pool_id)
+        argv = agent_argv(settings, name, self.token_file, self.pool_id)
         self.processes[name] = subprocess.Popen(
             [*argv, "--heartbeat-s", "0.5"],
-            env=process_environment(self.mesh.settings),
+            env={**process_environment(settings), "LUCID_TRON_ENDPOINT": net.url},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -95,9 +113,11 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
     pool = await kit.pool()
     agents = Agents(kit.mesh, tmp_path, token_file, pool.pool_id)
     names = ["agent-a", "agent-b", "agent-c"]
+    net = session_net()
+    miner = asyncio.create_task(mine_until_cancelled(net))  # the agents wait for solid stakes
     try:
         for name in names:
-            agents.start(name)
+            agents.start(name, net)
 
         async def pool_active() -> ppb.GetPoolResponse | None:
             got = await kit.pools.GetPool(ppb.GetPoolRequest(pool_id=pool.pool_id), metadata=md)
@@ -110,6 +130,8 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
         assert sorted(by_name) == names
         assert all(n.owner_user_id == operator_id for n in listed.nodes)
         assert len({n.node_address for n in listed.nodes}) == 3
+        assert all(n.stake_amount_micros == STAKE_MICROS for n in listed.nodes)
+        miner.cancel()
 
         async def credits(name: str) -> float:
             report = await kit.credits.GetWorkCredits(
@@ -199,4 +221,5 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             > 300
         )
     finally:
+        miner.cancel()
         agents.stop_all()

@@ -21,6 +21,7 @@ from lucid.nodes.registration import Registrations
 from lucid.nodes.store.nodes import NodeStore
 from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.registrations import RegistrationRecord, RegistrationStore
+from lucid.nodes.store.stakes import StakeStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.datastores import Datastores
@@ -110,6 +111,8 @@ async def test_the_sweep_stores_expired_registrations_once(mesh: Mesh, stores: D
         clock=clock,
         limiter=RateLimiter(stores.cache, clock),
         alerts=Alerts(audit),
+        stakes=StakeStore(db[schema.STAKES]),
+        verifier=None,  # type: ignore[arg-type]  (the sweep verifies no stake)
     )
     caller = dataclasses.replace(Caller.cluster(), user_id="sweep-owner")
     issued = await registrations.issue(NodeKeys().address, caller)
@@ -145,7 +148,8 @@ async def test_an_ended_registration_cannot_be_used_again(
     stored = await stores.db[schema.REGISTRATIONS].find_one({"_id": challenge.registration_id})
     assert stored is not None
     assert stored["state"] == npb.REGISTRATION_STATE_APPROVED
-    assert stored["stake_tx_hash"] == "ab" * 32
+    assert stored["stake_tx_hash"] == request.stake_tx_hash
+    assert stored["stake_verified"]
 
     with pytest.raises(grpc.aio.AioRpcError) as again:  # once it is stored
         await kit.nodes.RegisterNode(request, metadata=op.md)

@@ -46,10 +46,11 @@ USDT = 1_000_000
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
     await serve_nodes(mesh, chain=False)
+    await mesh.stop("payments")  # up only while a node registers (its stake is verified)
     probe = await start_probe(mesh)
     admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
     async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin)
+        yield NodesKit(mesh, channel, probe.port, admin, payments_only_to_register=True)
     await probe.stop()
     await mesh.stop("nodes")
 

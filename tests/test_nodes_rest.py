@@ -17,6 +17,7 @@ from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
 from lucid.nodeagent.probe import ProbeServer
 from tests.nodes_support import NodeKeys, NodesKit, Operator, serve_nodes, start_probe
+from tests.stake_support import session_net
 from tests.support import Mesh, https_client, serve_edge
 
 
@@ -84,7 +85,7 @@ async def test_nodes_over_rest(edge: tuple[str, ProbeServer], mesh: Mesh) -> Non
             "port": probe.port,
             "node_public_key": keys.public_hex,
             "stake_amount_micros": "100000000",
-            "stake_tx_hash": "cd" * 32,
+            "stake_tx_hash": session_net().pay(keys.tron),
         }
         status, created = await call("POST", "", operator, register)
         assert status == 200, created
@@ -115,6 +116,7 @@ async def test_nodes_over_rest(edge: tuple[str, ProbeServer], mesh: Mesh) -> Non
             "name": "rest-node-2",
             "initial_pool_id": "",
             "node_public_key": other_keys.public_hex,
+            "stake_tx_hash": session_net().pay(other_keys.tron),
         }
         status, created = await call("POST", "", operator, second)
         assert status == 200, created

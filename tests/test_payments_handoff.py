@@ -15,6 +15,7 @@ from lucid.payments.v1 import payouts_pb2
 from lucid.runtime.config import Settings
 from tests.nodes_support import NodesKit, serve_nodes, start_probe
 from tests.payments_support import USDT_UNIT, PaymentsBed, new_address, payments_bed, until
+from tests.stake_support import StakeNet
 from tests.support import Mesh, bearer
 
 
@@ -26,12 +27,13 @@ async def bed(settings: Settings, mesh: Mesh, tmp_path: Path) -> AsyncIterator[P
 
 async def test_a_nodes_batch_is_paid_once_and_confirmed(bed: PaymentsBed) -> None:
     private = bed.mesh
-    await serve_nodes(private, chain=False)
+    stakes = StakeNet(bed.devnet)
+    await serve_nodes(private, chain=False, stakes=stakes)
     probe = await start_probe(private)
     try:
         admin = bearer(await private.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
         async with private.channel("nodes") as channel:
-            kit = NodesKit(private, channel, probe.port, admin)
+            kit = NodesKit(private, channel, probe.port, admin, stakes=stakes)
             op = await kit.operator()
             node, _ = await kit.register(op)
             recipient = new_address()

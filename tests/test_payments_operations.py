@@ -31,7 +31,7 @@ from lucid.payments.v1 import (
 from lucid.payments.wallets import HOT_WALLET_ID
 from lucid.runtime.config import Settings
 from lucid.runtime.wire import timestamp
-from lucid.supervisor.devnet import devnet_argv, ensure_payout_key
+from lucid.supervisor.devnet import dev_node_addresses, devnet_argv, ensure_payout_key
 from tests.payments_support import USDT_UNIT, PaymentsBed, new_address, payments_bed, until
 from tests.support import Mesh, bearer, details
 
@@ -178,7 +178,9 @@ async def test_wallet_keys_are_sealed_and_never_returned(
     assert schema.WALLETS == "payments_wallets"
 
 
-def test_lucid_up_funds_the_payout_wallet_at_genesis(settings: Settings, tmp_path: Path) -> None:
+def test_lucid_up_funds_the_payout_wallet_and_the_dev_agents_at_genesis(
+    settings: Settings, tmp_path: Path
+) -> None:
     local = settings.replace(var_dir=tmp_path, devnet_tron_port=0)
     address = ensure_payout_key(local)
     assert ensure_payout_key(local) == address  # made once
@@ -200,6 +202,11 @@ def test_lucid_up_funds_the_payout_wallet_at_genesis(settings: Settings, tmp_pat
         contract = net.client().get_contract(local.tron_usdt_contract)
         assert contract.functions.balanceOf(address) > 0
         assert net.client().get_account_balance(address) > 0
+        agents = dev_node_addresses(local)  # the dev agents' keys, made before the genesis
+        assert len(set(agents)) == 3
+        for agent in agents:  # each can pay its 100 USDT stake and the fee
+            assert contract.functions.balanceOf(agent) >= 100 * 1_000_000
+            assert net.client().get_account_balance(agent) >= 100
     finally:
         process.terminate()
         process.wait(timeout=30)

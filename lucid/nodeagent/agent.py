@@ -1,9 +1,11 @@
 """The node agent's life: keys, probe endpoint, registration, start, heartbeats, proofs.
 
-On first start it makes its keys (sealed), serves its probe endpoint, asks the
-nodes cluster for a registration challenge, signs it with the node's TRON key
-(TIP-191) and registers (hardware from psutil, its Ed25519 key, its port, the
-pool to join). It then starts its node and, until stopped, sends a heartbeat
+On first start it makes its keys (sealed), serves its probe endpoint, pays its
+stake (100 USDT from the node's TRON address to the stake address, on the TRON
+network; ``lucid.nodeagent.stake``) and waits until it is solid, asks the nodes
+cluster for a registration challenge, signs it with the node's TRON key (TIP-191)
+and registers (hardware from psutil, its Ed25519 key, its port, the pool to join,
+the stake transaction). It then starts its node and, until stopped, sends a heartbeat
 with a resource sample every ``heartbeat_s`` and, once per 120 s task slot, an
 uptime beacon signed with its Ed25519 key (SubmitWorkProof; the cluster checks
 it against the registered key and puts it on the chain). It keeps the data a
@@ -36,19 +38,22 @@ from lucid.lib.sealing import Sealer
 from lucid.nodeagent import keys as keyfiles
 from lucid.nodeagent.metrics import Sampler, hardware
 from lucid.nodeagent.probe import ProbeServer
+from lucid.nodeagent.stake import StakePayer
 from lucid.nodeagent.storage import KeptData
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import nodes_pb2_grpc, poot_pb2, poot_pb2_grpc
 from lucid.runtime import tls
 from lucid.runtime.config import Settings
+from lucid.runtime.errors import ErrorDetails
 from lucid.runtime.identity import OPERATOR
 
 log = logging.getLogger("lucid.nodeagent")
 
 STAKE_MICROS = 100_000_000
-NO_STAKE_TX = "0" * 64
-"""The stake transaction an agent declares until stakes are paid through cluster 07."""
+"""The stake an agent pays and declares (the least spec 05 §4 allows: 100 USDT)."""
 CALL_TIMEOUT_S = 10.0
+STAKE_UNCONFIRMED = "LUCID_ERR_4601"
+CHALLENGE_INVALID = "LUCID_ERR_2011"
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class AgentOptions:
     port: int = 0
     heartbeat_s: float = 30.0
     bandwidth_mbps: int = 100
-    stake_tx_hash: str = NO_STAKE_TX
+    stake_tx_hash: str = ""
+    """A stake transaction paid already; empty: the agent pays its stake itself."""
 
 
 def _verifies(item: npb.ValidationItem) -> bool:
@@ -143,31 +149,61 @@ class NodeAgent:
         log.info("node %s: %s", self.node_id, result.message)
         return self.node_id
 
+    async def _stake(self) -> str:
+        """The stake transaction: the one given, or one this node pays (solid)."""
+        if self.options.stake_tx_hash:
+            return self.options.stake_tx_hash
+        payer = StakePayer(self.settings, self.keys, self.options.state_dir)
+        try:
+            return await payer.pay(STAKE_MICROS)
+        finally:
+            await payer.close()
+
     async def _register(self, nodes: nodes_pb2_grpc.NodeServiceStub) -> str:
-        challenge = await nodes.IssueRegistrationChallenge(
-            npb.IssueRegistrationChallengeRequest(node_address=self.keys.address),
-            metadata=self._metadata(),
-            timeout=CALL_TIMEOUT_S,
+        stake_tx = await self._stake()
+        challenge: npb.IssueRegistrationChallengeResponse | None = None
+        while True:
+            if challenge is None:
+                challenge = await nodes.IssueRegistrationChallenge(
+                    npb.IssueRegistrationChallengeRequest(node_address=self.keys.address),
+                    metadata=self._metadata(),
+                    timeout=CALL_TIMEOUT_S,
+                )
+            try:
+                registered = await nodes.RegisterNode(
+                    self._application(challenge, stake_tx),
+                    metadata=self._metadata(),
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.aio.AioRpcError as exc:
+                reason = ErrorDetails.from_rpc_error(exc)
+                if reason.reason == STAKE_UNCONFIRMED:  # the open challenge waits for it
+                    log.info("stake %s not confirmed yet: %s", stake_tx, reason.message)
+                    await asyncio.sleep(min(reason.retry_after_s or 5.0, 30.0))
+                    continue
+                if reason.reason == CHALLENGE_INVALID:  # it expired meanwhile
+                    challenge = None
+                    continue
+                raise
+            log.info("registered node %s (%s)", registered.node.node_id, self.keys.address)
+            return str(registered.node.node_id)
+
+    def _application(
+        self, challenge: npb.IssueRegistrationChallengeResponse, stake_tx: str
+    ) -> npb.RegisterNodeRequest:
+        return npb.RegisterNodeRequest(
+            registration_id=challenge.registration_id,
+            signature=self.keys.sign_message(challenge.message),
+            name=self.options.name,
+            node_type=npb.NODE_TYPE_WORKER,
+            hardware_info=hardware(self.options.state_dir, self.options.bandwidth_mbps),
+            initial_pool_id=self.options.pool_id,
+            port=self.probe.port,
+            capabilities=["relay", "validation"],
+            node_public_key=self.keys.public_key_hex,
+            stake_amount_micros=STAKE_MICROS,
+            stake_tx_hash=stake_tx,
         )
-        registered = await nodes.RegisterNode(
-            npb.RegisterNodeRequest(
-                registration_id=challenge.registration_id,
-                signature=self.keys.sign_message(challenge.message),
-                name=self.options.name,
-                node_type=npb.NODE_TYPE_WORKER,
-                hardware_info=hardware(self.options.state_dir, self.options.bandwidth_mbps),
-                initial_pool_id=self.options.pool_id,
-                port=self.probe.port,
-                capabilities=["relay", "validation"],
-                node_public_key=self.keys.public_key_hex,
-                stake_amount_micros=STAKE_MICROS,
-                stake_tx_hash=self.options.stake_tx_hash,
-            ),
-            metadata=self._metadata(),
-            timeout=CALL_TIMEOUT_S,
-        )
-        log.info("registered node %s (%s)", registered.node.node_id, self.keys.address)
-        return str(registered.node.node_id)
 
     async def heartbeat(self, sampler: Sampler) -> None:
         """One heartbeat with a resource sample; keeps data it is given and answers the

@@ -3,7 +3,8 @@
 Worker nodes: registration with a TRON key (TIP-191), the lifecycle, heartbeats and
 resources, pools, PoOT validation, task proofs put on the chain and the work
 credits they earn, and payout batches handed to the payments cluster
-(CreatePayout, idempotency key = payout id). Owns the proto package
+(CreatePayout, idempotency key = payout id); a registering node's stake is verified
+by the payments cluster (VerifyStake). Owns the proto package
 ``lucid.nodes.v1``, the collections of ``lucid.nodes.schema`` and the Redis prefix
 ``lucid:nodes:``.
 """
@@ -32,6 +33,7 @@ from lucid.nodes.servicers.nodes import NodeServiceServicer
 from lucid.nodes.servicers.payouts import PayoutServiceServicer
 from lucid.nodes.servicers.pools import PoolServiceServicer
 from lucid.nodes.servicers.poot import PootServiceServicer, WorkCreditServiceServicer
+from lucid.nodes.stakes import PaymentsStakeVerifier
 from lucid.nodes.storageproofs import StorageProofs
 from lucid.nodes.store.metrics import AllocationStore, MetricStore
 from lucid.nodes.store.nodes import NodeStore
@@ -40,6 +42,7 @@ from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.poot import ValidationStore
 from lucid.nodes.store.proofs import ProofStore
 from lucid.nodes.store.registrations import RegistrationStore
+from lucid.nodes.store.stakes import StakeStore
 from lucid.nodes.v1 import nodes_pb2_grpc, payout_pb2_grpc, pool_pb2_grpc, poot_pb2_grpc
 from lucid.nodes.validation import Validator
 from lucid.nodes.validationwork import ValidationWork
@@ -76,6 +79,8 @@ async def build(runtime: Runtime, prober: Prober | None = None) -> ClusterApp:
         clock,
         limiter,
         alerts,
+        StakeStore(db[schema.STAKES]),
+        PaymentsStakeVerifier(runtime.channels),
         runtime.events,
     )
     resources = Resources(fleet, metrics, AllocationStore(db[schema.ALLOCATIONS]), clock)

@@ -12,14 +12,21 @@ RegisterNode then scores it, each check adding to a score capped at 1.0:
 - reachability (the cluster dials the node agent over mTLS): +0.2;
 - a storage proof when storage is claimed: +0.2 (not run yet; never counted).
 
+The stake (≥ 100 USDT, ``stake_tx_hash``) is verified through cluster 07
+(``lucid.nodes.stakes``: a solid USDT transfer from the node address to the stake
+address of at least the declared amount) and is required, like the signature. A
+stake that cannot be verified (not confirmed yet, not a valid stake, paid by another
+address, payments unreachable) refuses the call with the payments cluster's code and
+stores nothing: the challenge stays open, so the agent asks again once its stake is
+solid. A stake transaction backs one node only (``node_stakes``, keyed by the
+transaction id).
+
 A registration is approved at a score of at least 0.8 (signature, capability
-and reachability) and the node is created ``inactive``, owned by the caller,
-with the Ed25519 key that signs its task proofs. Anything less is REJECTED with
-the reason. The store reads and the reachability probe run side by side, and the
-ended registration and its audit entry are written together (registrations/s,
-spec 05 §6). The stake (≥ 100 USDT) is recorded as declared: it is verified
-through cluster 07, which is not reachable from here yet, so ``stake_verified``
-stays false and approval does not wait for it.
+and reachability) with its stake verified (``stake_verified``), and the node is
+created ``inactive``, owned by the caller, with the Ed25519 key that signs its task
+proofs and the stake it paid. Anything less is REJECTED with the reason. The store
+reads, the stake check and the reachability probe run side by side, and the ended
+registration and its audit entry are written together (registrations/s, spec 05 §6).
 """
 
 from __future__ import annotations
@@ -40,10 +47,12 @@ from lucid.nodes.challenges import ChallengeStore
 from lucid.nodes.limits import RateLimiter
 from lucid.nodes.pools import check_room
 from lucid.nodes.reachability import Prober
+from lucid.nodes.stakes import Stake, StakeVerifier
 from lucid.nodes.store import DuplicateError
 from lucid.nodes.store.nodes import NodeRecord, NodeStore
 from lucid.nodes.store.pools import PoolStore
 from lucid.nodes.store.registrations import RegistrationRecord, RegistrationStore
+from lucid.nodes.store.stakes import StakeRecord, StakeStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError, not_found
@@ -109,8 +118,12 @@ class Registrations:
         clock: Clock,
         limiter: RateLimiter,
         alerts: Alerts,
+        stakes: StakeStore,
+        verifier: StakeVerifier,
         events: EventPublisher | None = None,
     ) -> None:
+        self.stakes = stakes
+        self.verifier = verifier
         self.events = events
         self.limiter = limiter
         self.alerts = alerts
@@ -206,12 +219,14 @@ class Registrations:
                 ErrorCode.ERROR_CODE_SIGNATURE_INVALID,
                 "the signature was not made by the node address's key over the challenge",
             )
-        # The store reads and the probe do not depend on each other: one round trip.
-        _, taken, reachable = await asyncio.gather(
+        # The store reads, the stake check and the probe do not depend on each other.
+        _, taken, used, stake, reachable = await asyncio.gather(
             check_room(self.pools, self.nodes, app.initial_pool_id)
             if app.initial_pool_id
             else asyncio.sleep(0),
             self.nodes.name_taken(app.initial_pool_id, app.name),
+            self.stakes.get(app.stake_tx_hash),
+            self.verifier.verify(app.stake_tx_hash, reg.node_address, app.stake_amount_micros),
             self.prober.reachable(app.port),
         )
         if taken:
@@ -219,12 +234,14 @@ class Registrations:
                 ErrorCode.ERROR_CODE_ALREADY_EXISTS,
                 f"a node named {app.name} is already in the pool",
             )
+        if used is not None:
+            raise _stake_used(app.stake_tx_hash)
         checks = {
             "signature_verified": True,
             "capability_verified": capable(app.hardware),
             "reachability_verified": bool(reachable),
             "storage_verified": False,
-            "stake_verified": False,
+            "stake_verified": True,
         }
         score = round(
             min(
@@ -274,14 +291,21 @@ class Registrations:
             location=app.location,
             configuration=app.configuration,
             capabilities=app.capabilities,
-            stake_amount_micros=app.stake_amount_micros,
+            stake_amount_micros=stake.amount_micros,
         )
+        try:
+            await self._claim(stake, node)
+        except BaseException:
+            await self.challenges.release(reg)
+            raise
         try:
             await self.nodes.insert(node)
         except LucidError:  # the store failed: the challenge stays open for a retry
+            await self.stakes.release(stake.tx_id, node.node_id)
             await self.challenges.release(reg)
             raise
         except DuplicateError:
+            await self.stakes.release(stake.tx_id, node.node_id)
             await self._end(
                 reg,
                 {
@@ -319,3 +343,25 @@ class Registrations:
                 },
             )
         return node, approved
+
+    async def _claim(self, stake: Stake, node: NodeRecord) -> None:
+        """Binds the stake to the node (once: ALREADY_EXISTS when it backs another)."""
+        try:
+            await self.stakes.claim(
+                StakeRecord(
+                    tx_id=stake.tx_id,
+                    node_id=node.node_id,
+                    node_address=node.node_address,
+                    amount_micros=stake.amount_micros,
+                    claimed_at=node.created_at,
+                )
+            )
+        except DuplicateError:
+            raise _stake_used(stake.tx_id) from None
+
+
+def _stake_used(tx_id: str) -> LucidError:
+    return LucidError(
+        ErrorCode.ERROR_CODE_ALREADY_EXISTS,
+        f"stake transaction {tx_id} already backs another node; pay a stake for this one",
+    )

@@ -7,6 +7,7 @@ from lucid.runtime.schema import CollectionSpec, IndexSpec
 NODES = "nodes"
 POOLS = "node_pools"
 REGISTRATIONS = "node_registrations"
+STAKES = "node_stakes"
 METRICS = "node_resource_metrics"
 ALLOCATIONS = "node_allocations"
 POOT = "poot_validations"
@@ -36,6 +37,7 @@ COLLECTIONS = (
         owner="nodes",
     ),
     CollectionSpec(POOLS, (IndexSpec((("name", 1),), "name_unique", unique=True),), owner="nodes"),
+    CollectionSpec(STAKES, (IndexSpec((("node_id", 1),), "node"),), owner="nodes"),
     CollectionSpec(
         REGISTRATIONS,
         (

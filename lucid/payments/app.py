@@ -1,6 +1,7 @@
 """Cluster 07, TRON payments: wiring of its server.
 
-The wallet plane: USDT-TRC20 payouts, wallets and staking on TRON; isolated from the chain.
+The wallet plane: USDT-TRC20 payouts, wallets and staking on TRON, and the verification of
+nodes' registration stakes (``VerifyStake``); isolated from the chain.
 Owns the proto package ``lucid.payments.v1``, the ``payments_*`` collections and the
 Redis prefix ``lucid:payments:``. Talks to TRON only over a node's HTTP API
 (``settings.tron_endpoint``: ``lucid devnet tron`` on one machine). Two workers run:
@@ -28,6 +29,7 @@ from lucid.payments.servicers.payouts import PayoutServiceServicer
 from lucid.payments.servicers.staking import StakingServiceServicer
 from lucid.payments.servicers.tron import TronNetworkServiceServicer, UsdtServiceServicer
 from lucid.payments.servicers.wallets import WalletServiceServicer
+from lucid.payments.stakes import Stakes
 from lucid.payments.store.audit import AuditStore
 from lucid.payments.store.batches import BatchStore
 from lucid.payments.store.kyc import KycStore
@@ -189,7 +191,13 @@ async def build(runtime: Runtime, options: PaymentsOptions | None = None) -> Clu
             ),
             (
                 tron_pb2_grpc.add_UsdtServiceServicer_to_server,
-                UsdtServiceServicer(network, wallets, operations, calls("usdt")),
+                UsdtServiceServicer(
+                    network,
+                    wallets,
+                    operations,
+                    calls("usdt"),
+                    Stakes(network, settings.tron_stake_address),
+                ),
             ),
         ],
         collections=schema.COLLECTIONS,

@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2
 from lucid.payments.controls import Dependency, Stats
 from lucid.payments.limits import KYC, V0, PayoutLimits
 from lucid.payments.payouts import PayoutRequest
+from lucid.payments.stakes import VerifiedStake
 from lucid.payments.store.batches import BatchRecord
 from lucid.payments.store.payouts import PayoutRecord, SentTx
 from lucid.payments.store.transfers import TransferRecord
@@ -333,4 +334,16 @@ def refund(record: TransferRecord, head: int, required: int) -> payments_pb2.Ref
         transaction=transaction(record.tx, head, required),
         created_by=record.created_by,
         create_time=timestamp(record.create_time),
+    )
+
+
+def verified_stake(stake: VerifiedStake) -> tron_pb2.VerifyStakeResponse:
+    """VerifyStake's answer."""
+    return tron_pb2.VerifyStakeResponse(
+        tx_id=stake.tx_id,
+        from_address=stake.from_address,
+        stake_address=stake.stake_address,
+        amount_micros=stake.amount_micros,
+        block_number=stake.block_number,
+        block_time=timestamp(stake.block_time_ms / 1000),
     )

@@ -91,6 +91,18 @@ class Receipt:
     message: str
     transfers: tuple[tuple[str, int], ...] = ()
     """The TRC20 ``Transfer`` events: (recipient as Base58Check, amount)."""
+    events: tuple[TransferEvent, ...] = ()
+    """The same events in full: the emitting contract and the sender too."""
+
+
+@dataclass(frozen=True)
+class TransferEvent:
+    """One TRC20 ``Transfer`` event of a receipt's log (addresses as Base58Check)."""
+
+    contract: str
+    sender: str
+    recipient: str
+    amount: int
 
 
 def _decode(text: str) -> str:
@@ -337,6 +349,7 @@ class TronNetwork:
             result=result,
             message=message,
             transfers=_transfers(info.get("log", [])),
+            events=transfer_events(info.get("log", [])),
         )
 
 
@@ -353,4 +366,25 @@ def _transfers(logs: Any) -> tuple[tuple[str, int], ...]:
                 found.append((to, int(entry.get("data", "0") or "0", 16)))
             except ValueError:
                 continue
+    return tuple(found)
+
+
+def transfer_events(logs: Any) -> tuple[TransferEvent, ...]:
+    """Every well-formed TRC20 ``Transfer`` event of a receipt's log."""
+    found = []
+    for entry in logs if isinstance(logs, list) else []:
+        topics = entry.get("topics", []) if isinstance(entry, dict) else []
+        if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
+            continue
+        try:
+            found.append(
+                TransferEvent(
+                    contract=tron.encode_address(bytes.fromhex("41" + str(entry["address"])[-40:])),
+                    sender=tron.encode_address(bytes.fromhex("41" + topics[1][-40:])),
+                    recipient=tron.encode_address(bytes.fromhex("41" + topics[2][-40:])),
+                    amount=int(entry.get("data", "0") or "0", 16),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
     return tuple(found)

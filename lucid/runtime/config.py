@@ -114,6 +114,11 @@ class Settings:
     tron_usdt_contract: str = "TTaZC4WTxTYnaGvg5PrUjkLVivsWM8GFXn"
     """The USDT-TRC20 contract (the devnet's by default; mainnet is
     ``TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t``)."""
+    tron_stake_address: str = "TKi6iZ77fD89MzTQaKL7uFmxw7EVkwQusX"
+    """Where node operators pay their registration stake (≥ 100 USDT, spec 05 §4); the
+    payments cluster verifies stakes against it and node agents pay it. The devnet's
+    default is an address no one holds a key of (keccak of ``lucid devnet stake escrow``);
+    production names the escrow wallet."""
     tron_fee_limit_sun: int = 100_000_000
     """fee_limit of a USDT transfer (spec 07: 10-100 TRX; a transfer to a new holder burns
     about 130k energy at 420 sun ≈ 55 TRX without staked energy, so 100 TRX)."""

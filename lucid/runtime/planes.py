@@ -185,6 +185,13 @@ ALLOWS: tuple[Rule, ...] = (
         description="nodes and admin → payments payout rpcs",
     ),
     Rule(
+        "nodes-verify-stakes",
+        Selector(clusters=("nodes",)),
+        Selector(clusters=("payments",)),
+        methods=("/lucid.payments.v1.UsdtService/VerifyStake",),
+        description="nodes → payments' VerifyStake (a registering node's stake, spec 05 §4)",
+    ),
+    Rule(
         "admin-reads-and-emergencies",
         Selector(clusters=("admin",)),
         ANY,

@@ -7,10 +7,12 @@ from urllib.parse import urlparse
 
 import grpc
 
+from lucid.payments import convert
 from lucid.payments.calls import CallLimits
 from lucid.payments.network import NetworkError, Receipt, TronNetwork
 from lucid.payments.operations import StakeOperation, WalletOperations
 from lucid.payments.servicers import current_actor
+from lucid.payments.stakes import Stakes
 from lucid.payments.v1 import tron_pb2, tron_pb2_grpc
 from lucid.payments.wallets import Wallets, check_address
 from lucid.runtime import paging
@@ -129,11 +131,22 @@ class UsdtServiceServicer(tron_pb2_grpc.UsdtServiceServicer):
         wallets: Wallets,
         operations: WalletOperations,
         calls: CallLimits,
+        stakes: Stakes,
     ) -> None:
         self.calls = calls
         self.network = network
         self.wallets = wallets
         self.operations = operations
+        self.stakes = stakes
+
+    async def VerifyStake(
+        self, request: tron_pb2.VerifyStakeRequest, context: grpc.aio.ServicerContext
+    ) -> tron_pb2.VerifyStakeResponse:
+        check_address(request.node_address, "node_address")
+        verified = await self.stakes.verify(
+            request.tx_id, request.node_address, request.min_amount_micros
+        )
+        return convert.verified_stake(verified)
 
     async def TransferUsdt(
         self, request: tron_pb2.TransferUsdtRequest, context: grpc.aio.ServicerContext

@@ -163,6 +163,17 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """4307: a recording segment fails its proof against the anchored Merkle
     root (replay refuses it).
     """
+    ERROR_CODE_STAKE_UNCONFIRMED: _ErrorCode.ValueType  # 4601
+    """46xx payments (cluster 07).
+    4601: the stake transaction is unknown to the TRON network or not in a
+    solid (irreversible) block yet; `RetryInfo` says when to ask again.
+    """
+    ERROR_CODE_STAKE_INVALID: _ErrorCode.ValueType  # 4602
+    """4602: the stake transaction is not a successful USDT-TRC20 transfer of at
+    least the declared amount to the stake address.
+    """
+    ERROR_CODE_STAKE_NOT_OWNED: _ErrorCode.ValueType  # 4603
+    """4603: the stake was paid from another address than the node's."""
     ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: _ErrorCode.ValueType  # 4701
     """47xx storage (cluster 08).
     4701: a volume (or its file system) has too little free space for the
@@ -367,6 +378,17 @@ ERROR_CODE_RDP_SEGMENT_UNVERIFIED: ErrorCode.ValueType  # 4307
 """4307: a recording segment fails its proof against the anchored Merkle
 root (replay refuses it).
 """
+ERROR_CODE_STAKE_UNCONFIRMED: ErrorCode.ValueType  # 4601
+"""46xx payments (cluster 07).
+4601: the stake transaction is unknown to the TRON network or not in a
+solid (irreversible) block yet; `RetryInfo` says when to ask again.
+"""
+ERROR_CODE_STAKE_INVALID: ErrorCode.ValueType  # 4602
+"""4602: the stake transaction is not a successful USDT-TRC20 transfer of at
+least the declared amount to the stake address.
+"""
+ERROR_CODE_STAKE_NOT_OWNED: ErrorCode.ValueType  # 4603
+"""4603: the stake was paid from another address than the node's."""
 ERROR_CODE_STORAGE_INSUFFICIENT_SPACE: ErrorCode.ValueType  # 4701
 """47xx storage (cluster 08).
 4701: a volume (or its file system) has too little free space for the

@@ -51,8 +51,13 @@ class NodeServiceStub:
     signature must recover to the node address (+0.3); capability (≥ 10
     Mbps, ≥ 50 GB, ≥ 2 cores, +0.3), reachability (+0.2) and, when storage
     is claimed, a storage proof (+0.2) add to the verification score; the
-    stake (≥ 100 USDT) is verified through cluster 07. A node address or
-    a name already in the pool gives ALREADY_EXISTS.
+    stake (≥ 100 USDT paid by `stake_tx_hash`) must be verified through
+    cluster 07 (`UsdtService.VerifyStake`): not confirmed yet →
+    FAILED_PRECONDITION `LUCID_ERR_4601` (retry), not a valid stake →
+    INVALID_ARGUMENT `4602`, paid by another address → PERMISSION_DENIED
+    `4603`, payments unreachable → UNAVAILABLE; these leave the challenge
+    open and store nothing. A node address, a name already in the pool or a
+    stake transaction that backs another node gives ALREADY_EXISTS.
     Spec: 05 RegisterNode; 05 §4 registration (challenge verified, stake verified, approved)
     """
     ListNodes: _grpc.UnaryUnaryMultiCallable[_nodes_pb2.ListNodesRequest, _nodes_pb2.ListNodesResponse]
@@ -142,8 +147,13 @@ class NodeServiceAsyncStub(NodeServiceStub):
     signature must recover to the node address (+0.3); capability (≥ 10
     Mbps, ≥ 50 GB, ≥ 2 cores, +0.3), reachability (+0.2) and, when storage
     is claimed, a storage proof (+0.2) add to the verification score; the
-    stake (≥ 100 USDT) is verified through cluster 07. A node address or
-    a name already in the pool gives ALREADY_EXISTS.
+    stake (≥ 100 USDT paid by `stake_tx_hash`) must be verified through
+    cluster 07 (`UsdtService.VerifyStake`): not confirmed yet →
+    FAILED_PRECONDITION `LUCID_ERR_4601` (retry), not a valid stake →
+    INVALID_ARGUMENT `4602`, paid by another address → PERMISSION_DENIED
+    `4603`, payments unreachable → UNAVAILABLE; these leave the challenge
+    open and store nothing. A node address, a name already in the pool or a
+    stake transaction that backs another node gives ALREADY_EXISTS.
     Spec: 05 RegisterNode; 05 §4 registration (challenge verified, stake verified, approved)
     """
     ListNodes: _aio.UnaryUnaryMultiCallable[_nodes_pb2.ListNodesRequest, _nodes_pb2.ListNodesResponse]  # type: ignore[assignment]
@@ -242,8 +252,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         signature must recover to the node address (+0.3); capability (≥ 10
         Mbps, ≥ 50 GB, ≥ 2 cores, +0.3), reachability (+0.2) and, when storage
         is claimed, a storage proof (+0.2) add to the verification score; the
-        stake (≥ 100 USDT) is verified through cluster 07. A node address or
-        a name already in the pool gives ALREADY_EXISTS.
+        stake (≥ 100 USDT paid by `stake_tx_hash`) must be verified through
+        cluster 07 (`UsdtService.VerifyStake`): not confirmed yet →
+        FAILED_PRECONDITION `LUCID_ERR_4601` (retry), not a valid stake →
+        INVALID_ARGUMENT `4602`, paid by another address → PERMISSION_DENIED
+        `4603`, payments unreachable → UNAVAILABLE; these leave the challenge
+        open and store nothing. A node address, a name already in the pool or a
+        stake transaction that backs another node gives ALREADY_EXISTS.
         Spec: 05 RegisterNode; 05 §4 registration (challenge verified, stake verified, approved)
         """
 

@@ -747,6 +747,80 @@ class GetUsdtAllowanceResponse(_message.Message):
 Global___GetUsdtAllowanceResponse: _TypeAlias = GetUsdtAllowanceResponse  # noqa: Y015
 
 @_typing.final
+class VerifyStakeRequest(_message.Message):
+    """The request of VerifyStake."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TX_ID_FIELD_NUMBER: _builtins.int
+    NODE_ADDRESS_FIELD_NUMBER: _builtins.int
+    MIN_AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    tx_id: _builtins.str
+    """The TRON transaction that paid the stake (64 hex, lower case)."""
+    node_address: _builtins.str
+    """The node's TRON address: the stake must come from it."""
+    min_amount_micros: _builtins.int
+    """The declared stake in micro-USDT: the transfer must move at least this."""
+    def __init__(
+        self,
+        *,
+        tx_id: _builtins.str = ...,
+        node_address: _builtins.str = ...,
+        min_amount_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_amount_micros", b"min_amount_micros", "node_address", b"node_address", "tx_id", b"tx_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyStakeRequest: _TypeAlias = VerifyStakeRequest  # noqa: Y015
+
+@_typing.final
+class VerifyStakeResponse(_message.Message):
+    """The response of VerifyStake: the verified stake transfer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TX_ID_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    STAKE_ADDRESS_FIELD_NUMBER: _builtins.int
+    AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    BLOCK_TIME_FIELD_NUMBER: _builtins.int
+    tx_id: _builtins.str
+    """The transaction id."""
+    from_address: _builtins.str
+    """Who paid (the node address)."""
+    stake_address: _builtins.str
+    """The stake (escrow) address it was paid to."""
+    amount_micros: _builtins.int
+    """The USDT moved to the stake address by this transaction, micro-USDT."""
+    block_number: _builtins.int
+    """The block it is in."""
+    @_builtins.property
+    def block_time(self) -> _timestamp_pb2.Timestamp:
+        """The time of that block."""
+
+    def __init__(
+        self,
+        *,
+        tx_id: _builtins.str = ...,
+        from_address: _builtins.str = ...,
+        stake_address: _builtins.str = ...,
+        amount_micros: _builtins.int = ...,
+        block_number: _builtins.int = ...,
+        block_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block_time", b"block_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_micros", b"amount_micros", "block_number", b"block_number", "block_time", b"block_time", "from_address", b"from_address", "stake_address", b"stake_address", "tx_id", b"tx_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyStakeResponse: _TypeAlias = VerifyStakeResponse  # noqa: Y015
+
+@_typing.final
 class ListUsdtTransfersRequest(_message.Message):
     """The request of ListUsdtTransfers."""
 

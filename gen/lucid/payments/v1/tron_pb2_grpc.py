@@ -192,6 +192,11 @@ class UsdtServiceStub:
                 request_serializer=lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersRequest.SerializeToString,
                 response_deserializer=lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersResponse.FromString,
                 _registered_method=True)
+        self.VerifyStake = channel.unary_unary(
+                '/lucid.payments.v1.UsdtService/VerifyStake',
+                request_serializer=lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeRequest.SerializeToString,
+                response_deserializer=lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeResponse.FromString,
+                _registered_method=True)
 
 
 class UsdtServiceServicer:
@@ -244,6 +249,26 @@ class UsdtServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyStake(self, request, context):
+        """Verifies a node's registration stake (spec 05 §4 "verify stake_txid
+        through cluster 07"): the TRON transaction `tx_id` must be a successful
+        USDT-TRC20 transfer, irreversible (in a solid block), whose `Transfer`
+        event from the configured USDT contract moves at least `min_amount_micros`
+        from `node_address` to the configured stake (escrow) address. Read from
+        the TRON network (`gettransactioninfobyid`, its solid form and the
+        Transfer event log); nothing is stored. Errors: unknown or not solid yet
+        → FAILED_PRECONDITION `LUCID_ERR_4601` with a retry delay; a failed
+        transaction, not a USDT transfer, another recipient or too little →
+        INVALID_ARGUMENT `LUCID_ERR_4602`; paid from another address than the
+        node's → PERMISSION_DENIED `LUCID_ERR_4603`; TRON unreachable →
+        UNAVAILABLE `LUCID_ERR_4010`. Only the nodes cluster calls it (its mTLS
+        identity); it has no REST route.
+        Spec: 05 §4 Registration (Stake); 07 USDT
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsdtServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +296,11 @@ def add_UsdtServiceServicer_to_server(servicer, server):
                     servicer.ListUsdtTransfers,
                     request_deserializer=lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersRequest.FromString,
                     response_serializer=lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersResponse.SerializeToString,
+            ),
+            'VerifyStake': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyStake,
+                    request_deserializer=lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeRequest.FromString,
+                    response_serializer=lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -411,6 +441,33 @@ class UsdtService:
             '/lucid.payments.v1.UsdtService/ListUsdtTransfers',
             lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersRequest.SerializeToString,
             lucid_dot_payments_dot_v1_dot_tron__pb2.ListUsdtTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyStake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lucid.payments.v1.UsdtService/VerifyStake',
+            lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeRequest.SerializeToString,
+            lucid_dot_payments_dot_v1_dot_tron__pb2.VerifyStakeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -130,6 +130,22 @@ class UsdtServiceStub:
     """Lists the USDT transfers of one of the caller's wallets, newest first.
     Spec: 07 USDT (/usdt/transactions)
     """
+    VerifyStake: _grpc.UnaryUnaryMultiCallable[_tron_pb2.VerifyStakeRequest, _tron_pb2.VerifyStakeResponse]
+    """Verifies a node's registration stake (spec 05 §4 "verify stake_txid
+    through cluster 07"): the TRON transaction `tx_id` must be a successful
+    USDT-TRC20 transfer, irreversible (in a solid block), whose `Transfer`
+    event from the configured USDT contract moves at least `min_amount_micros`
+    from `node_address` to the configured stake (escrow) address. Read from
+    the TRON network (`gettransactioninfobyid`, its solid form and the
+    Transfer event log); nothing is stored. Errors: unknown or not solid yet
+    → FAILED_PRECONDITION `LUCID_ERR_4601` with a retry delay; a failed
+    transaction, not a USDT transfer, another recipient or too little →
+    INVALID_ARGUMENT `LUCID_ERR_4602`; paid from another address than the
+    node's → PERMISSION_DENIED `LUCID_ERR_4603`; TRON unreachable →
+    UNAVAILABLE `LUCID_ERR_4010`. Only the nodes cluster calls it (its mTLS
+    identity); it has no REST route.
+    Spec: 05 §4 Registration (Stake); 07 USDT
+    """
 
 @_typing.type_check_only
 class UsdtServiceAsyncStub(UsdtServiceStub):
@@ -162,6 +178,22 @@ class UsdtServiceAsyncStub(UsdtServiceStub):
     ListUsdtTransfers: _aio.UnaryUnaryMultiCallable[_tron_pb2.ListUsdtTransfersRequest, _tron_pb2.ListUsdtTransfersResponse]  # type: ignore[assignment]
     """Lists the USDT transfers of one of the caller's wallets, newest first.
     Spec: 07 USDT (/usdt/transactions)
+    """
+    VerifyStake: _aio.UnaryUnaryMultiCallable[_tron_pb2.VerifyStakeRequest, _tron_pb2.VerifyStakeResponse]  # type: ignore[assignment]
+    """Verifies a node's registration stake (spec 05 §4 "verify stake_txid
+    through cluster 07"): the TRON transaction `tx_id` must be a successful
+    USDT-TRC20 transfer, irreversible (in a solid block), whose `Transfer`
+    event from the configured USDT contract moves at least `min_amount_micros`
+    from `node_address` to the configured stake (escrow) address. Read from
+    the TRON network (`gettransactioninfobyid`, its solid form and the
+    Transfer event log); nothing is stored. Errors: unknown or not solid yet
+    → FAILED_PRECONDITION `LUCID_ERR_4601` with a retry delay; a failed
+    transaction, not a USDT transfer, another recipient or too little →
+    INVALID_ARGUMENT `LUCID_ERR_4602`; paid from another address than the
+    node's → PERMISSION_DENIED `LUCID_ERR_4603`; TRON unreachable →
+    UNAVAILABLE `LUCID_ERR_4010`. Only the nodes cluster calls it (its mTLS
+    identity); it has no REST route.
+    Spec: 05 §4 Registration (Stake); 07 USDT
     """
 
 class UsdtServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -222,6 +254,28 @@ class UsdtServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tron_pb2.ListUsdtTransfersResponse, _abc.Awaitable[_tron_pb2.ListUsdtTransfersResponse]]:
         """Lists the USDT transfers of one of the caller's wallets, newest first.
         Spec: 07 USDT (/usdt/transactions)
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyStake(
+        self,
+        request: _tron_pb2.VerifyStakeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tron_pb2.VerifyStakeResponse, _abc.Awaitable[_tron_pb2.VerifyStakeResponse]]:
+        """Verifies a node's registration stake (spec 05 §4 "verify stake_txid
+        through cluster 07"): the TRON transaction `tx_id` must be a successful
+        USDT-TRC20 transfer, irreversible (in a solid block), whose `Transfer`
+        event from the configured USDT contract moves at least `min_amount_micros`
+        from `node_address` to the configured stake (escrow) address. Read from
+        the TRON network (`gettransactioninfobyid`, its solid form and the
+        Transfer event log); nothing is stored. Errors: unknown or not solid yet
+        → FAILED_PRECONDITION `LUCID_ERR_4601` with a retry delay; a failed
+        transaction, not a USDT transfer, another recipient or too little →
+        INVALID_ARGUMENT `LUCID_ERR_4602`; paid from another address than the
+        node's → PERMISSION_DENIED `LUCID_ERR_4603`; TRON unreachable →
+        UNAVAILABLE `LUCID_ERR_4010`. Only the nodes cluster calls it (its mTLS
+        identity); it has no REST route.
+        Spec: 05 §4 Registration (Stake); 07 USDT
         """
 
 def add_UsdtServiceServicer_to_server(servicer: UsdtServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
