@@ -25,8 +25,10 @@ from tronpy.keys import PrivateKey
 from tronpy.providers import HTTPProvider
 
 from lucid.blockchain.v1 import blockchain_pb2 as chain_pb2
+from lucid.nodeagent.agent import STAKE_MICROS
 from lucid.runtime.config import CLUSTERS
 from lucid.runtime.contracts import catalog
+from lucid.supervisor.devnet import DEV_NODE_USDT_MICROS
 from lucid.supervisor.localservers import tool_path
 from tests.chain_support import ChainStubs, wait_for
 from tests.rdpkit import have_desktop_tools
@@ -245,7 +247,8 @@ def test_demo_walks_through_the_whole_mesh(up: Up) -> None:
     solid = tron.get_solid_transaction_info(txid)
     assert solid["receipt"]["result"] == "SUCCESS", solid
     usdt = tron.get_contract(up.settings.tron_usdt_contract)
-    assert usdt.functions.balanceOf(address) == 10_000_000
+    # The dev node's genesis USDT, less its registration stake, plus the 10 USDT payout.
+    assert usdt.functions.balanceOf(address) == DEV_NODE_USDT_MICROS - STAKE_MICROS + 10_000_000
 
 
 async def test_a_cluster_killed_with_sigkill_is_restarted(up: Up) -> None:
