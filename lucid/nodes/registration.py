@@ -235,7 +235,7 @@ class Registrations:
                 f"a node named {app.name} is already in the pool",
             )
         if used is not None:
-            raise _stake_used(app.stake_tx_hash)
+            raise _stake_backs(used, reg.node_id)
         checks = {
             "signature_verified": True,
             "capability_verified": capable(app.hardware),
@@ -358,6 +358,16 @@ class Registrations:
             )
         except DuplicateError:
             raise _stake_used(stake.tx_id) from None
+
+
+def _stake_backs(used: StakeRecord, node_id: str) -> LucidError:
+    """The refusal of a stake already claimed: by this registration's own node (a replay
+    of a completed registration) or by another node."""
+    if used.node_id == node_id:
+        return LucidError(
+            ErrorCode.ERROR_CODE_INVALID_STATE, "the registration was completed meanwhile"
+        )
+    return _stake_used(used.tx_id)
 
 
 def _stake_used(tx_id: str) -> LucidError:
