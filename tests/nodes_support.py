@@ -4,8 +4,10 @@ nodes the way an agent does (a stake paid on the devnet, a signed challenge)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -268,3 +270,36 @@ async def start_probe(mesh: Mesh) -> ProbeServer:
     probe = ProbeServer(mesh.settings)
     await probe.start()
     return probe
+
+
+@contextlib.asynccontextmanager
+async def nodes_kit(
+    mesh: Mesh,
+    clock: Clock | None = None,
+    *,
+    chain: bool = True,
+    stakes: StakeNet | None = None,
+    probe: bool = True,
+    payments_only_to_register: bool = False,
+) -> AsyncIterator[NodesKit]:
+    """A module's nodes server (see ``serve_nodes``), the agent's probe endpoint unless
+    ``probe`` is off, and a kit with a super-admin token; all stopped afterwards."""
+    await serve_nodes(mesh, clock, chain=chain, stakes=stakes)
+    if payments_only_to_register:
+        await mesh.stop("payments")
+    server = await start_probe(mesh) if probe else None
+    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
+    try:
+        async with mesh.channel("nodes") as channel:
+            yield NodesKit(
+                mesh,
+                channel,
+                server.port if server is not None else 0,
+                admin,
+                stakes=stakes,
+                payments_only_to_register=payments_only_to_register,
+            )
+    finally:
+        if server is not None:
+            await server.stop()
+        await mesh.stop("nodes")

@@ -24,7 +24,7 @@ from lucid.admin.v1 import operations_pb2_grpc as ops_grpc
 from lucid.common.v1 import access_pb2
 from lucid.nodes.v1 import nodes_pb2 as npb
 from tests.admin_support import refused
-from tests.nodes_support import NodesKit, serve_nodes, start_probe
+from tests.nodes_support import NodesKit, nodes_kit
 from tests.support import Mesh, bearer, details
 
 OP = operations_pb2
@@ -32,17 +32,12 @@ OP = operations_pb2
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh)
-    probe = await start_probe(mesh)
-    await mesh.start("sessions")  # the overview counts sessions too
-    await mesh.start("admin")
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin)
-    await probe.stop()
-    await mesh.stop("admin")
-    await mesh.stop("sessions")
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh) as kit:
+        await mesh.start("sessions")  # the overview counts sessions too
+        await mesh.start("admin")
+        yield kit
+        await mesh.stop("admin")
+        await mesh.stop("sessions")
 
 
 async def admin_md(mesh: Mesh, role: int = access_pb2.ROLE_ADMIN) -> tuple[tuple[str, str]]:

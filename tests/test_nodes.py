@@ -16,7 +16,6 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from lucid.blockchain.v1 import consensus_pb2 as cpb
-from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.nodes.v1 import pool_pb2 as ppb
@@ -30,23 +29,18 @@ from tests.nodes_support import (
     Operator,
     audit_events,
     hardware,
-    serve_nodes,
+    nodes_kit,
     start_probe,
 )
-from tests.support import Mesh, bearer, details
+from tests.support import Mesh, details
 
 CLOCK = OffsetClock()
 
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, CLOCK)
-    probe = await start_probe(mesh)
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin)
-    await probe.stop()
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh, CLOCK) as kit:
+        yield kit
 
 
 async def refused(call: object) -> grpc.aio.AioRpcError:

@@ -28,7 +28,7 @@ from lucid.nodes.v1 import pool_pb2 as ppb
 from lucid.nodes.v1 import poot_pb2 as tpb
 from lucid.supervisor.devnodes import agent_argv, agents_dir
 from tests.chain_support import ChainStubs, wait_for
-from tests.nodes_support import NodesKit, OffsetClock, serve_nodes
+from tests.nodes_support import NodesKit, OffsetClock, nodes_kit
 from tests.sessionkit import process_environment
 from tests.stake_support import STAKE_MICROS, StakeNet, session_net
 from tests.support import Mesh, bearer
@@ -39,11 +39,8 @@ SLOT_WAIT_S = taskproofs.SLOT_S + 30
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, CLOCK)
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, 0, admin)
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh, CLOCK, probe=False) as kit:
+        yield kit
 
 
 async def mine_until_cancelled(net: StakeNet) -> None:

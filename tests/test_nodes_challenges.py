@@ -25,7 +25,7 @@ from lucid.nodes.store.stakes import StakeStore
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.datastores import Datastores
-from tests.nodes_support import NodeKeys, NodesKit, OffsetClock, serve_nodes, start_probe
+from tests.nodes_support import NodeKeys, NodesKit, OffsetClock, nodes_kit
 from tests.support import Mesh, details
 
 
@@ -38,12 +38,8 @@ async def stores(mesh: Mesh) -> AsyncIterator[Datastores]:
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, chain=False)
-    probe = await start_probe(mesh)
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port)
-    await probe.stop()
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh, chain=False) as kit:
+        yield kit
 
 
 def record(now: datetime, registration_id: str, ttl_s: int = 300) -> RegistrationRecord:

@@ -17,7 +17,6 @@ import pytest
 from pymongo.errors import AutoReconnect
 from tronpy.keys import PrivateKey
 
-from lucid.common.v1 import access_pb2
 from lucid.lib import taskproofs, tron
 from lucid.nodes import owed, schema
 from lucid.nodes.alerts import Alerts
@@ -37,22 +36,17 @@ from lucid.runtime import wire
 from lucid.runtime.audit import AuditTrail
 from lucid.runtime.errors import ErrorCode, LucidError
 from tests.chain_support import wait_for
-from tests.nodes_support import NodesKit, audit_events, serve_nodes, start_probe
-from tests.support import Mesh, bearer, details
+from tests.nodes_support import NodesKit, audit_events, nodes_kit
+from tests.support import Mesh, details
 
 USDT = 1_000_000
 
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, chain=False)
-    await mesh.stop("payments")  # up only while a node registers (its stake is verified)
-    probe = await start_probe(mesh)
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin, payments_only_to_register=True)
-    await probe.stop()
-    await mesh.stop("nodes")
+    # Payments is up only while a node registers (its stake is verified).
+    async with nodes_kit(mesh, chain=False, payments_only_to_register=True) as kit:
+        yield kit
 
 
 def wallet() -> str:

@@ -14,11 +14,10 @@ import grpc
 import pytest
 from tronpy.keys import PrivateKey
 
-from lucid.common.v1 import access_pb2
 from lucid.nodes import schema
 from lucid.nodes.v1 import nodes_pb2 as npb
 from lucid.runtime.datastores import Datastores
-from tests.nodes_support import NodeKeys, NodesKit, Operator, serve_nodes, start_probe
+from tests.nodes_support import NodeKeys, NodesKit, Operator, nodes_kit
 from tests.stake_support import (
     STAKE_ADDRESS,
     STAKE_MICROS,
@@ -26,18 +25,13 @@ from tests.stake_support import (
     payments_stopped,
     session_net,
 )
-from tests.support import Mesh, bearer, details
+from tests.support import Mesh, details
 
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, chain=False)
-    probe = await start_probe(mesh)
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin, stakes=session_net())
-    await probe.stop()
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh, chain=False, stakes=session_net()) as kit:
+        yield kit
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import pytest
 
 from lucid.blockchain.v1 import blockchain_pb2 as pb
 from lucid.blockchain.v1 import consensus_pb2 as cpb
-from lucid.common.v1 import access_pb2
 from lucid.lib import pootvotes, taskproofs
 from lucid.nodes import schema
 from lucid.nodes.storageproofs import DATA_BYTES
@@ -30,23 +29,17 @@ from tests.nodes_support import (
     NodesKit,
     OffsetClock,
     Operator,
-    serve_nodes,
-    start_probe,
+    nodes_kit,
 )
-from tests.support import Mesh, bearer, details
+from tests.support import Mesh, details
 
 CLOCK = OffsetClock()
 
 
 @pytest.fixture(scope="module")
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
-    await serve_nodes(mesh, CLOCK)
-    probe = await start_probe(mesh)
-    admin = bearer(await mesh.token(role=access_pb2.ROLE_SUPER_ADMIN, ttl_s=3600))
-    async with mesh.channel("nodes") as channel:
-        yield NodesKit(mesh, channel, probe.port, admin)
-    await probe.stop()
-    await mesh.stop("nodes")
+    async with nodes_kit(mesh, CLOCK) as kit:
+        yield kit
 
 
 def signed(
