@@ -140,7 +140,7 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             found = {name: await credits(name) for name in names}
             return found if all(found.values()) else None
 
-        first = await wait_for(all_earning, timeout_s=60)
+        await wait_for(all_earning, timeout_s=60)
 
         async def on_chain() -> set[str] | None:
             async with kit.mesh.channel("blockchain") as channel:
@@ -153,24 +153,26 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
 
         await wait_for(on_chain, timeout_s=60)  # the beacons reached the chain
 
+        async def beacons(name: str) -> float:
+            report = await kit.credits.GetWorkCredits(
+                tpb.GetWorkCreditsRequest(node_id=by_name[name].node_id), metadata=md
+            )
+            tasks = {t.task_type: t.value for t in report.by_task}
+            return tasks.get(tpb.TASK_TYPE_UPTIME_BEACON, 0.0)
+
         agents.kill("agent-c")
-        # What agent-c sent before it died may still be landing (a slot's tasks go at
-        # different moments): its credits settle first, then no later slot adds to them.
-        seen: list[float] = []
-
-        async def settled() -> float | None:
-            seen.append(await credits("agent-c"))
-            return seen[-1] if len(seen) >= 2 and seen[-2] == seen[-1] else None
-
-        at_kill = await wait_for(settled, timeout_s=30, interval_s=2.0)
+        # A slot's tasks land at different moments, so credits are compared by uptime
+        # beacons, one per slot: once the live agents beaconed in a new slot, agent-c has
+        # none for it.
+        at_kill = {name: await beacons(name) for name in names}
 
         async def grown() -> dict[str, float] | None:
-            now = {name: await credits(name) for name in names}
-            live_grew = all(now[n] > first[n] for n in ("agent-a", "agent-b"))
+            now = {name: await beacons(name) for name in names}
+            live_grew = all(now[n] > at_kill[n] for n in ("agent-a", "agent-b"))
             return now if live_grew else None
 
         later = await wait_for(grown, timeout_s=SLOT_WAIT_S, interval_s=1.0)
-        assert later["agent-c"] == at_kill  # nothing for the slot it missed
+        assert later["agent-c"] == at_kill["agent-c"], (at_kill, later)  # the slot it missed
 
         async def work_proved() -> bool | None:  # data kept since the slot before; peers
             for name in ("agent-a", "agent-b"):
