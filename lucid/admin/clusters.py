@@ -203,7 +203,7 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
 def refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
     """The owning cluster's refusal, kept as its Lucid code (not found stays not found)."""
     found = ErrorDetails.from_rpc_error(error)
-    code = _code_of(found.reason)
+    code = found.code
     if code is None:
         return _failed(cluster, error)
     return LucidError(
@@ -212,14 +212,6 @@ def refused(cluster: str, error: grpc.aio.AioRpcError) -> LucidError:
         metadata={"cluster": cluster},
         field_violations=list(found.field_violations),
     )
-
-
-def _code_of(reason: str) -> ErrorCode.ValueType | None:
-    number = reason.removeprefix("LUCID_ERR_")
-    if not number.isdigit():
-        return None
-    value = ErrorCode.DESCRIPTOR.values_by_number.get(int(number))
-    return ErrorCode.ValueType(value.number) if value is not None else None
 
 
 @dataclass(frozen=True)

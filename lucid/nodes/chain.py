@@ -38,7 +38,7 @@ class ChainProofs(Protocol):
 
 def _refusal(exc: grpc.aio.AioRpcError, what: str) -> LucidError:
     details = ErrorDetails.from_rpc_error(exc)
-    code = int(details.reason.removeprefix("LUCID_ERR_") or 0)
+    code = details.code
     if code in REFUSALS:
         return LucidError(code, f"the chain refused the {what}: {details.message}")
     return LucidError(

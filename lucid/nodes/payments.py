@@ -47,11 +47,7 @@ def _refusal(exc: grpc.aio.AioRpcError) -> Exception:
     if exc.code() in RETRYABLE:
         return PaymentsUnavailableError(f"{exc.code().name}: {exc.details()}")
     details = ErrorDetails.from_rpc_error(exc)
-    code = int(details.reason.removeprefix("LUCID_ERR_") or ErrorCode.ERROR_CODE_UNKNOWN)
-    try:
-        return LucidError(code, details.message)
-    except ValueError:
-        return LucidError(ErrorCode.ERROR_CODE_UNKNOWN, details.message)
+    return LucidError(details.code or ErrorCode.ERROR_CODE_UNKNOWN, details.message)
 
 
 class PaymentsClient:

@@ -86,11 +86,8 @@ class PaymentsStakeVerifier:
             if exc.code() in UNREACHABLE:
                 raise _unreachable(exc.code().name) from None
             details = ErrorDetails.from_rpc_error(exc)
-            try:
-                code = int(details.reason.removeprefix("LUCID_ERR_") or 0)
-            except ValueError:
-                code = 0
-            if code not in PASSED_ON:
+            code = details.code
+            if code is None or code not in PASSED_ON:
                 raise _unreachable(f"{exc.code().name}: {details.message}") from None
             raise LucidError(code, details.message, retry_after_s=details.retry_after_s) from None
         return Stake(tx_id=reply.tx_id, amount_micros=reply.amount_micros)

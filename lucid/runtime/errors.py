@@ -135,6 +135,16 @@ class ErrorDetails:
     retry_after_s: float | None = None
 
     @property
+    def code(self) -> ErrorCode.ValueType | None:
+        """The Lucid error code ``reason`` names (``LUCID_ERR_NNNN``); ``None`` when it
+        names none we know (a plain gRPC error, another domain's reason)."""
+        number = self.reason.removeprefix("LUCID_ERR_")
+        if not number.isdigit():
+            return None
+        value = ErrorCode.DESCRIPTOR.values_by_number.get(int(number))
+        return ErrorCode.ValueType(value.number) if value is not None else None
+
+    @property
     def request_id(self) -> str:
         """The request id the server logged the call under."""
         return self.metadata.get("request_id", "")
