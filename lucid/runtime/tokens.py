@@ -207,20 +207,21 @@ class TokenVerifier:
         its expiry is checked on every call, its revocation by what was pushed while
         the revocation epoch stays the one of its last store check (else asked again).
         """
+        kept = self.kept(token)
+        if kept is not None:
+            return kept
         revocations = self._revocations
         cached = self._verified.get(token)
-        if cached is not None:
+        if cached is not None:  # kept no more: say why, or check the store again
             user, checked_in = cached
             if user.expires_at + LEEWAY_S <= self._clock.timestamp():
                 self._verified.pop(token, None)
                 raise LucidError(ErrorCode.ERROR_CODE_TOKEN_EXPIRED, "token expired")
-            if revocations is None:
+            if revocations is None:  # (``kept`` returned it: unexpired, nothing pushed)
                 return user
             epoch = revocations.epoch()
-            if epoch is not None and epoch == checked_in:
-                if revocations.heard(user.jti, user.session_id):
-                    raise LucidError(ErrorCode.ERROR_CODE_TOKEN_REVOKED, "token revoked")
-                return user
+            if epoch is not None and epoch == checked_in:  # not kept: a revocation was heard
+                raise LucidError(ErrorCode.ERROR_CODE_TOKEN_REVOKED, "token revoked")
             if await revocations.is_revoked(user.jti, user.session_id):
                 raise LucidError(ErrorCode.ERROR_CODE_TOKEN_REVOKED, "token revoked")
             self._verified[token] = (user, epoch)

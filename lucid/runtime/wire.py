@@ -70,7 +70,7 @@ NANOS_MAX = 999_999_999
 _TIME_TYPES = ("google.protobuf.Timestamp", "google.protobuf.Duration")
 
 
-def _holds_times(desc: Descriptor, seen: set[str] | None = None) -> bool:
+def holds_times(desc: Descriptor, seen: set[str] | None = None) -> bool:
     """Whether messages of ``desc`` can hold a ``Timestamp`` or ``Duration`` anywhere."""
     if desc.full_name in _TIME_TYPES:
         return True
@@ -83,7 +83,7 @@ def _holds_times(desc: Descriptor, seen: set[str] | None = None) -> bool:
         return False
     seen.add(desc.full_name)
     found = any(
-        _holds_times(f.message_type, seen) for f in desc.fields if f.message_type is not None
+        holds_times(f.message_type, seen) for f in desc.fields if f.message_type is not None
     )
     if top or found:  # a False below the top may come from a cycle cut short
         _HOLDS_TIMES[desc.full_name] = found
@@ -110,11 +110,6 @@ def _time_problem(message: Message) -> str:
     return ""
 
 
-def holds_times(desc: Descriptor) -> bool:
-    """Whether messages of ``desc`` are or can hold a ``Timestamp`` or ``Duration``."""
-    return _holds_times(desc)
-
-
 def out_of_range_times(message: Message, prefix: str = "") -> list[tuple[str, str]]:
     """Every ``Timestamp``/``Duration`` of a message (nested, repeated or in maps) that is
     out of its type's range, as (field path, what it must be); empty for most messages
@@ -123,7 +118,7 @@ def out_of_range_times(message: Message, prefix: str = "") -> list[tuple[str, st
     if desc.full_name in _TIME_TYPES:
         problem = _time_problem(message)
         return [(prefix, problem)] if problem else []
-    if not _holds_times(desc):
+    if not holds_times(desc):
         return []
     found: list[tuple[str, str]] = []
     for field, value in message.ListFields():
