@@ -9,22 +9,23 @@ hand: ``pay`` mines the 20 blocks that make the transfer solid.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from tronpy.keys import PrivateKey
 
+from lucid.nodeagent.agent import STAKE_MICROS
 from lucid.payments import app as payments_app
 from lucid.runtime.config import Settings
 from lucid.runtime.server import ClusterApp, Runtime
 from tests.devnet_support import USDT, Devnet
 from tests.support import Mesh
 
-STAKE_MICROS = 100_000_000
-"""The least stake (100 USDT)."""
 STAKE_ADDRESS = Settings().tron_stake_address
 FEE_LIMIT_SUN = 100_000_000
 SOLID_BLOCKS = 20
@@ -137,3 +138,22 @@ async def payments_up(mesh: Mesh, net: StakeNet) -> Any:
         yield
     finally:
         await mesh.stop("payments")
+
+
+@contextlib.asynccontextmanager
+async def mining(net: StakeNet, interval_s: float) -> AsyncIterator[None]:
+    """A block every ``interval_s`` while the block runs, as a running TRON network makes
+    them (for what waits for solid blocks on its own, such as an agent paying its stake)."""
+
+    async def mine() -> None:
+        while True:
+            await asyncio.to_thread(net.mine, 1)
+            await asyncio.sleep(interval_s)
+
+    miner = asyncio.create_task(mine())
+    try:
+        yield
+    finally:
+        miner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await miner

@@ -4,8 +4,6 @@ the node cannot afford is an error rather than a registration."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,24 +14,15 @@ from lucid.nodeagent import keys as keyfiles
 from lucid.nodeagent.stake import STAKE_FILE, StakeError, StakePayer
 from lucid.runtime.config import Settings
 from tests.devnet_support import USDT
-from tests.stake_support import STAKE_ADDRESS, STAKE_MICROS, StakeNet, session_net
+from tests.stake_support import STAKE_ADDRESS, STAKE_MICROS, StakeNet, mining, session_net
 
 
 @pytest.fixture
 async def net() -> AsyncIterator[StakeNet]:
     """The session's stake devnet, making a block every 0.05 s meanwhile."""
     found = session_net()
-
-    async def mine() -> None:
-        while True:
-            await asyncio.to_thread(found.mine, 1)
-            await asyncio.sleep(0.05)
-
-    miner = asyncio.create_task(mine())
-    yield found
-    miner.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await miner
+    async with mining(found, 0.05):
+        yield found
 
 
 def usdt_of(net: StakeNet, address: str) -> int:

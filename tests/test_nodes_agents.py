@@ -9,7 +9,6 @@ once its heartbeat is older than 300 s (the cluster's clock is moved forward ins
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ from lucid.supervisor.devnodes import agent_argv, agents_dir
 from tests.chain_support import ChainStubs, wait_for
 from tests.nodes_support import NodesKit, OffsetClock, nodes_kit
 from tests.sessionkit import process_environment
-from tests.stake_support import STAKE_MICROS, StakeNet, session_net
+from tests.stake_support import STAKE_MICROS, StakeNet, mining, session_net
 from tests.support import Mesh, bearer
 
 CLOCK = OffsetClock()
@@ -41,13 +40,6 @@ SLOT_WAIT_S = taskproofs.SLOT_S + 30
 async def kit(mesh: Mesh) -> AsyncIterator[NodesKit]:
     async with nodes_kit(mesh, CLOCK, probe=False) as kit:
         yield kit
-
-
-async def mine_until_cancelled(net: StakeNet) -> None:
-    """A block every 0.1 s, as a running TRON network would make them."""
-    while True:
-        await asyncio.to_thread(net.mine, 1)
-        await asyncio.sleep(0.1)
 
 
 class Agents:
@@ -111,16 +103,16 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
     agents = Agents(kit.mesh, tmp_path, token_file, pool.pool_id)
     names = ["agent-a", "agent-b", "agent-c"]
     net = session_net()
-    miner = asyncio.create_task(mine_until_cancelled(net))  # the agents wait for solid stakes
     try:
-        for name in names:
-            agents.start(name, net)
+        async with mining(net, 0.1):  # the agents wait for solid stakes
+            for name in names:
+                agents.start(name, net)
 
-        async def pool_active() -> ppb.GetPoolResponse | None:
-            got = await kit.pools.GetPool(ppb.GetPoolRequest(pool_id=pool.pool_id), metadata=md)
-            return got if got.pool.state == ppb.POOL_STATE_ACTIVE else None
+            async def pool_active() -> ppb.GetPoolResponse | None:
+                got = await kit.pools.GetPool(ppb.GetPoolRequest(pool_id=pool.pool_id), metadata=md)
+                return got if got.pool.state == ppb.POOL_STATE_ACTIVE else None
 
-        active = await wait_for(pool_active, timeout_s=120)
+            active = await wait_for(pool_active, timeout_s=120)
         assert active.pool.active_node_count == 3
         listed = await kit.nodes.ListNodes(npb.ListNodesRequest(), metadata=md)
         by_name = {n.name: n for n in listed.nodes}
@@ -128,7 +120,6 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
         assert all(n.owner_user_id == operator_id for n in listed.nodes)
         assert len({n.node_address for n in listed.nodes}) == 3
         assert all(n.stake_amount_micros == STAKE_MICROS for n in listed.nodes)
-        miner.cancel()
 
         async def credits(name: str) -> float:
             report = await kit.credits.GetWorkCredits(
@@ -229,5 +220,4 @@ async def test_three_agents_form_an_active_pool_and_earn_credits(
             > 300
         )
     finally:
-        miner.cancel()
         agents.stop_all()
