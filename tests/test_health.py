@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lucid.runtime import server as server_module
 from lucid.runtime.config import Settings
+from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
+from lucid.runtime.tokens import CallbackKeySource
 from lucid.supervisor.localservers import LocalStores, free_port
 from tests.support import Mesh, serve_health_only
 
@@ -148,3 +151,50 @@ async def test_a_server_stops_promptly_every_time(settings: Settings) -> None:
         own = settings.replace(ports={**settings.ports, "mesh": free_port()})
         server = await serve_health_only(own, "mesh")
         await asyncio.wait_for(server.stop(grace_s=0.5), timeout=10)
+
+
+async def test_a_stop_leaves_behind_what_hangs_and_names_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background task that swallows its cancellation and an on_stop hook that never
+    returns no longer hold a stop forever: each is waited for ``STOP_STEP_S``, then
+    logged with where it waits and left behind."""
+    monkeypatch.setattr(server_module, "STOP_STEP_S", 0.5)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # swallowed, as a misbehaving client library may
+
+    async def never_closes() -> None:
+        await release.wait()
+
+    async def no_keys() -> list:  # type: ignore[type-arg]
+        return []
+
+    own = settings.replace(ports={**settings.ports, "mesh": free_port()})
+    app = ClusterApp(
+        servicers=[],
+        requires_mongo=False,
+        requires_redis=False,
+        declare_schema=False,
+        key_source=CallbackKeySource(no_keys),
+        tasks=[stubborn],
+        on_stop=[never_closes],
+    )
+    server = ClusterServer(Runtime(own, "mesh"), app, port=own.port("mesh"))
+    await server.start()
+    try:
+        await asyncio.wait_for(server.stop(grace_s=0.1), timeout=30)
+    finally:
+        release.set()
+    left = [r for r in caplog.records if "left behind" in r.getMessage()]
+    assert [r.getMessage().split(" still running")[0] for r in left] == [
+        "server stop: background tasks",
+        "server stop: on_stop test_a_stop_leaves_behind_what_hangs_and_names_it.<locals>"
+        ".never_closes",
+    ]
+    assert all("stubborn" in r.stack or "never_closes" in r.stack for r in left)  # type: ignore[attr-defined]

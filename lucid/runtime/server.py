@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import importlib.metadata
+import io
 import logging
 import signal
 import uuid
@@ -55,6 +56,8 @@ from lucid.runtime.tokens import (
 from lucid.storage.v1 import schema_pb2, schema_pb2_grpc  # the storage contract
 
 log = logging.getLogger("lucid.server")
+STOP_STEP_S = 10.0
+"""How long a stop waits for its background tasks, and for each ``on_stop`` hook."""
 
 try:
     VERSION = importlib.metadata.version("lucid")
@@ -377,13 +380,34 @@ class ClusterServer:
             await self.pipeline.lockdown.close()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._within("background tasks", self._tasks)
         for hook in self.app.on_stop:
-            with contextlib.suppress(Exception):
-                await hook()
+            await self._within(f"on_stop {getattr(hook, '__qualname__', hook)}", [hook()])
         if self.metrics_endpoint is not None:
             await asyncio.to_thread(self.metrics_endpoint.stop)
         await self.runtime.close()
+
+    async def _within(self, what: str, steps: Sequence[Awaitable[Any]]) -> None:
+        """Waits up to ``STOP_STEP_S`` for one step of a stop. A step still running then
+        (a task that swallowed its cancellation, a close that never returns) is logged
+        with where it waits and left behind: a stop never hangs."""
+        tasks = [asyncio.ensure_future(step) for step in steps]
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=STOP_STEP_S)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("%s failed while stopping", what, exc_info=task.exception())
+        for task in pending:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.error(
+                "server stop: %s still running after %s s; left behind",
+                what,
+                STOP_STEP_S,
+                extra={"cluster": self.runtime.cluster, "stack": where.getvalue()},
+            )
+            task.cancel()
 
 
 async def serve(
