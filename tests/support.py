@@ -91,22 +91,30 @@ async def serve_edge(settings: Settings) -> AsyncIterator[str]:
         yield edge.url
 
 
-async def serve_health_only(settings: Settings, cluster: str) -> ClusterServer:
-    """A stand-in server of ``cluster`` on its port that serves only ``grpc.health.v1``
-    (SERVING, no stores): for tests that probe health, such as the chain validators'."""
+def storeless_app(**parts: Any) -> ClusterApp:
+    """A ``ClusterApp`` without stores, schema or token keys (only ``grpc.health.v1``
+    unless ``parts`` add servicers, tasks or hooks)."""
 
     async def no_keys() -> list:  # type: ignore[type-arg]
         return []
 
-    runtime = Runtime(settings, cluster)
-    app = ClusterApp(
-        servicers=[],
-        requires_mongo=False,
-        requires_redis=False,
-        declare_schema=False,
-        key_source=CallbackKeySource(no_keys),
+    return ClusterApp(
+        **{
+            "servicers": [],
+            "requires_mongo": False,
+            "requires_redis": False,
+            "declare_schema": False,
+            "key_source": CallbackKeySource(no_keys),
+            **parts,
+        }
     )
-    server = ClusterServer(runtime, app, port=settings.port(cluster))
+
+
+async def serve_health_only(settings: Settings, cluster: str) -> ClusterServer:
+    """A stand-in server of ``cluster`` on its port that serves only ``grpc.health.v1``
+    (SERVING, no stores): for tests that probe health, such as the chain validators'."""
+    runtime = Runtime(settings, cluster)
+    server = ClusterServer(runtime, storeless_app(), port=settings.port(cluster))
     await server.start()
     return server
 

@@ -11,10 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lucid.runtime import server as server_module
 from lucid.runtime.config import Settings
-from lucid.runtime.server import ClusterApp, ClusterServer, Runtime
-from lucid.runtime.tokens import CallbackKeySource
+from lucid.runtime.server import ClusterServer, Runtime
 from lucid.supervisor.localservers import LocalStores, free_port
-from tests.support import Mesh, serve_health_only
+from tests.support import Mesh, serve_health_only, storeless_app
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -172,19 +171,8 @@ async def test_a_stop_leaves_behind_what_hangs_and_names_it(
     async def never_closes() -> None:
         await release.wait()
 
-    async def no_keys() -> list:  # type: ignore[type-arg]
-        return []
-
     own = settings.replace(ports={**settings.ports, "mesh": free_port()})
-    app = ClusterApp(
-        servicers=[],
-        requires_mongo=False,
-        requires_redis=False,
-        declare_schema=False,
-        key_source=CallbackKeySource(no_keys),
-        tasks=[stubborn],
-        on_stop=[never_closes],
-    )
+    app = storeless_app(tasks=[stubborn], on_stop=[never_closes])
     server = ClusterServer(Runtime(own, "mesh"), app, port=own.port("mesh"))
     await server.start()
     try:
